@@ -1,0 +1,8 @@
+"""emotf: audio-visual emotion recognition on CREMA-D with TensorFlow/Keras.
+
+Implements temporal aggregation of asynchronous audio and video: N temporal segments per clip,
+a random face frame and an offset audio window per segment, a twin audio-visual CNN per
+segment, and the sum of the N softmax outputs as the clip score.
+"""
+
+__version__ = "0.1.0"
