@@ -1,0 +1,287 @@
+"""Twin-branch audio-visual Keras model: one core network per temporal segment, summed softmaxes.
+
+A *core* network sees one segment: a face frame (uint8 [S, S, 3]) and a spectrogram
+(float32 [T, F, 1]). Per modality it stacks Conv -> BatchNorm -> ReLU -> MaxPool blocks, pools
+globally, concatenates the two feature vectors, applies dropout, one fully connected layer and a
+softmax over the classes. The clip model applies N cores, one per segment (twin branches), and
+sums their softmax vectors.
+
+Shared weights (the default, as in Temporal Segment Networks) fold the N segments into the
+batch axis and call the one core once on B*N segments: the same computation as N twin branches
+with tied weights, in one large call (BatchNorm statistics are taken over the B*N segments).
+Independent weights build N cores `core_00`, `core_01`, ... each called on its own segment.
+
+Outputs (all float32, also under mixed precision):
+    `probabilities`          [B, C]    mean of the N segment softmaxes: train on this with sparse
+                                       cross-entropy (the raw sum exceeds 1, and Keras clips
+                                       probabilities to [eps, 1 - eps] before the log, which
+                                       kills the gradient); same argmax as the sum.
+    `scores`                 [B, C]    the sum of the N segment softmaxes (the paper's clip score).
+    `segment_probabilities`  [B, N, C] the per-segment softmaxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import keras
+from keras import ops
+
+MODALITIES = ("both", "audio", "video")
+BRANCH_WEIGHTS = ("shared", "independent")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the twin-branch model.
+
+    Defaults (full size): a strided 5x5 stem (stride 2, then 2x2 max-pool) brings the 224x224
+    face to 56x56, then 3 blocks (64, 128, 256) reach 7x7; the 192x120 spectrogram goes through
+    4 blocks (32, 64, 128, 128). About 0.8 GFLOPs per segment forward, 8 GFLOPs per N=10 clip
+    (see `docs/training.md` for the measured figures and why these widths).
+    `fc_units` > 0 adds one hidden fully connected fusion layer (ReLU) before the softmax
+    classifier; 0 makes the classifier itself the one fully connected layer.
+    """
+
+    num_segments: int = 10
+    num_classes: int = 6
+    frame_size: int = 224
+    spectrogram_shape: tuple[int, int] = (192, 120)
+    video_stem_width: int = 32
+    video_widths: tuple[int, ...] = (64, 128, 256)
+    audio_widths: tuple[int, ...] = (32, 64, 128, 128)
+    fc_units: int = 128
+    dropout: float = 0.5
+    branch_weights: str = "shared"
+    modalities: str = "both"
+
+    def __post_init__(self):
+        if self.branch_weights not in BRANCH_WEIGHTS:
+            raise ValueError(
+                f"branch_weights must be one of {BRANCH_WEIGHTS}. "
+                f"Received: branch_weights={self.branch_weights!r}"
+            )
+        if self.modalities not in MODALITIES:
+            raise ValueError(
+                f"modalities must be one of {MODALITIES}. Received: modalities={self.modalities!r}"
+            )
+        if self.num_segments < 1:
+            raise ValueError(f"num_segments must be >= 1. Received: num_segments={self.num_segments}")
+        # Normalise lists (from JSON) to tuples so configs compare and hash equal.
+        for name in ("spectrogram_shape", "video_widths", "audio_widths"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+
+    @property
+    def uses_video(self) -> bool:
+        return self.modalities in ("both", "video")
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.modalities in ("both", "audio")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"Unknown ModelConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+# === Segment layers (serialisable, so saved models reload without custom code paths) ===
+
+
+@keras.saving.register_keras_serializable(package="emotf")
+class MergeSegments(keras.layers.Layer):
+    """[B, N, *S] -> [B*N, *S]: fold the segment axis into the batch axis."""
+
+    def call(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, (-1,) + tuple(shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None or input_shape[1] is None else input_shape[0] * input_shape[1]
+        return (batch,) + tuple(input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="emotf")
+class SplitSegments(keras.layers.Layer):
+    """[B*N, C] -> [B, N, C]."""
+
+    def __init__(self, num_segments: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_segments = num_segments
+
+    def call(self, x):
+        return ops.reshape(x, (-1, self.num_segments, ops.shape(x)[-1]))
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.num_segments, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "num_segments": self.num_segments}
+
+
+@keras.saving.register_keras_serializable(package="emotf")
+class SelectSegment(keras.layers.Layer):
+    """[B, N, *S] -> [B, *S]: segment `index` (the input of branch `index`)."""
+
+    def __init__(self, index: int, **kwargs):
+        super().__init__(**kwargs)
+        self.index = index
+
+    def call(self, x):
+        return x[:, self.index]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "index": self.index}
+
+
+@keras.saving.register_keras_serializable(package="emotf")
+class SegmentConsensus(keras.layers.Layer):
+    """[B, N, C] -> [B, C]: `sum` (the paper's clip score) or `mean` (what the loss sees)."""
+
+    def __init__(self, reduction: str = "sum", **kwargs):
+        super().__init__(**kwargs)
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean'. Received: reduction={reduction!r}")
+        self.reduction = reduction
+
+    def call(self, x):
+        return ops.sum(x, axis=1) if self.reduction == "sum" else ops.mean(x, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "reduction": self.reduction}
+
+
+# === Core network (one segment) ===
+
+
+def _conv_block(x, width: int, name: str, *, kernel: int = 3, strides: int = 1):
+    x = keras.layers.Conv2D(
+        width, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    return keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+
+
+def build_core(config: ModelConfig, name: str = "core") -> keras.Model:
+    """The core audio-visual network for one segment.
+
+    Inputs (dict, only the modalities in use): `frame` uint8 [S, S, 3] with S = frame_size
+    (rescaled to [0, 1] inside), `spectrogram` float32 [T, F, 1].
+    Output: float32 [C] softmax (the classifier runs in float32 under mixed precision).
+    """
+    inputs, features = {}, []
+    if config.uses_video:
+        frame = keras.Input((config.frame_size, config.frame_size, 3), dtype="uint8", name="frame")
+        inputs["frame"] = frame
+        x = keras.layers.Rescaling(1.0 / 255.0, name="video_rescale")(frame)
+        # Strided stem: most FLOPs at 224x224 would be spent in the first layers otherwise.
+        x = _conv_block(x, config.video_stem_width, "video_stem", kernel=5, strides=2)
+        for i, width in enumerate(config.video_widths):
+            x = _conv_block(x, width, f"video_block{i + 1}")
+        features.append(keras.layers.GlobalAveragePooling2D(name="video_gap")(x))
+    if config.uses_audio:
+        spec = keras.Input(tuple(config.spectrogram_shape) + (1,), dtype="float32", name="spectrogram")
+        inputs["spectrogram"] = spec
+        x = spec
+        for i, width in enumerate(config.audio_widths):
+            x = _conv_block(x, width, f"audio_block{i + 1}")
+        features.append(keras.layers.GlobalAveragePooling2D(name="audio_gap")(x))
+    x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="fusion")(features)
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    if config.fc_units > 0:
+        x = keras.layers.Dense(config.fc_units, activation="relu", name="fc")(x)
+    logits = keras.layers.Dense(config.num_classes, dtype="float32", name="classifier")(x)
+    probs = keras.layers.Activation("softmax", dtype="float32", name="softmax")(logits)
+    return keras.Model(inputs, probs, name=name)
+
+
+# === Clip model (N twin branches) ===
+
+
+def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
+    """The clip model: N twin cores, one per segment, and the consensus of their softmaxes.
+
+    Inputs (dict; both keys are always accepted so one pipeline feeds every ablation, the
+    unused modality is ignored): `frames` uint8 [B, N, S, S, 3], `spectrograms` float32
+    [B, N, T, F, 1].
+    Outputs (dict, float32): `probabilities` [B, C] (mean of segment softmaxes, train on this),
+    `scores` [B, C] (their sum), `segment_probabilities` [B, N, C].
+    """
+    n = config.num_segments
+    frames = keras.Input((n, config.frame_size, config.frame_size, 3), dtype="uint8", name="frames")
+    spectrograms = keras.Input(
+        (n,) + tuple(config.spectrogram_shape) + (1,), dtype="float32", name="spectrograms"
+    )
+    inputs = {"frames": frames, "spectrograms": spectrograms}
+
+    def core_inputs(select):
+        out = {}
+        if config.uses_video:
+            out["frame"] = select(frames, "frames")
+        if config.uses_audio:
+            out["spectrogram"] = select(spectrograms, "spectrograms")
+        return out
+
+    if config.branch_weights == "shared":
+        core = build_core(config, name="core")
+        merged = core_inputs(lambda t, key: MergeSegments(name=f"merge_{key}")(t))
+        segment_probs = SplitSegments(n, name="split_segments", dtype="float32")(core(merged))
+    else:
+        branch_outputs = []
+        for i in range(n):
+            core = build_core(config, name=f"core_{i:02d}")
+            branch_in = core_inputs(lambda t, key, i=i: SelectSegment(i, name=f"select_{key}_{i:02d}")(t))
+            out = core(branch_in)
+            branch_outputs.append(keras.layers.Reshape((1, config.num_classes), name=f"branch_{i:02d}", dtype="float32")(out))
+        segment_probs = (
+            branch_outputs[0]
+            if n == 1
+            else keras.layers.Concatenate(axis=1, name="stack_segments", dtype="float32")(branch_outputs)
+        )
+    outputs = {
+        "probabilities": SegmentConsensus("mean", name="probabilities", dtype="float32")(segment_probs),
+        "scores": SegmentConsensus("sum", name="scores", dtype="float32")(segment_probs),
+        "segment_probabilities": keras.layers.Identity(name="segment_probabilities", dtype="float32")(segment_probs),
+    }
+    return keras.Model(inputs, outputs, name=f"twin_av_{config.branch_weights}_{config.modalities}_n{n}")
+
+
+def training_model(model: keras.Model) -> keras.Model:
+    """A view of `model` whose single output is `probabilities` (shares every layer and weight).
+
+    Fitting this view trains `model`; checkpoints of either hold the same weights.
+    """
+    return keras.Model(model.inputs, model.output["probabilities"], name=f"{model.name}_train")
+
+
+def count_flops(config: ModelConfig) -> dict:
+    """Analytic forward FLOPs (multiply-add = 2 FLOPs) of convolutions and dense layers.
+
+    Returns {"per_segment": int, "per_clip": int (N segments), "per_clip_train": int (about 3x
+    forward: forward + two backward products)}. BatchNorm, pooling and ReLU are ignored (< 2%).
+    """
+    core = build_core(config)
+    total = 0
+    for layer in core.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            _, h, w, cout = layer.output.shape
+            total += 2 * h * w * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    per_clip = total * config.num_segments
+    return {"per_segment": int(total), "per_clip": int(per_clip), "per_clip_train": int(3 * per_clip)}
