@@ -1,0 +1,167 @@
+"""Human baseline from CREMA-D's crowd-sourced votes (`tabulatedVotes.csv`).
+
+The table has one row per clip and presentation mode. The row id's first digit is the mode
+(1 voice only, 2 face only, 3 audio-visual); columns `A D F H N S` count the raters' responses
+for each emotion. The intended emotion is the one in the clip's file name.
+
+Human accuracy is *correct responses / all responses* (every response counts once, so a clip
+rated by 12 people weighs more than one rated by 8). On the whole table this gives voice
+40.0%, face 57.4%, audio-visual 63.1%; the dataset paper reports 40.9 / 58.2 / 63.6 on its
+own counting (it also filtered raters), so small differences are expected.
+
+The table is CREMA-D's, licensed under the Open Database License 1.0 (see
+`emotf/data/README.md` for the attribution); emotf ships an unchanged copy.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emotf.cremad import EMOTIONS, VOTE_LETTERS, data_path, parse_clip_name
+
+MODES: tuple[str, ...] = ("voice", "face", "audio-visual")
+_MODE_OF_DIGIT = {"1": "voice", "2": "face", "3": "audio-visual"}
+
+
+@dataclass(frozen=True)
+class VoteTable:
+    """Per-(clip, mode) response counts.
+
+    Attributes:
+        clip_ids: R clip ids (`1001_DFA_ANG_XX`), one per row.
+        modes: R strings from `MODES`.
+        labels: int64 [R], intended emotion (index into `EMOTIONS`, from the file name).
+        counts: int64 [R, 6], responses per emotion in `EMOTIONS` order.
+    """
+
+    clip_ids: tuple[str, ...]
+    modes: tuple[str, ...]
+    labels: np.ndarray
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    @property
+    def clip_set(self) -> frozenset[str]:
+        return frozenset(self.clip_ids)
+
+    def select(self, clip_ids) -> "VoteTable":
+        """Rows of exactly these clips (all modes).
+
+        Raises:
+            KeyError: a clip id has no votes in the table (the first few are named).
+        """
+        wanted = set(str(c) for c in clip_ids)
+        missing = sorted(wanted - self.clip_set)
+        if missing:
+            raise KeyError(
+                f"{len(missing)} clip(s) have no votes in the table. "
+                f"Received: clip_ids including {missing[:5]}"
+            )
+        keep = np.array([c in wanted for c in self.clip_ids], dtype=bool)
+        idx = np.flatnonzero(keep)
+        return VoteTable(
+            tuple(self.clip_ids[i] for i in idx),
+            tuple(self.modes[i] for i in idx),
+            self.labels[idx],
+            self.counts[idx],
+        )
+
+
+def load_votes(path: str | Path | None = None) -> VoteTable:
+    """Read `tabulatedVotes.csv` (the shipped copy by default).
+
+    Raises:
+        ValueError: a row id does not start with 1, 2 or 3, or the counts do not add up to
+            `numResponses`.
+    """
+    path = Path(path) if path else data_path("tabulatedVotes.csv")
+    clip_ids, modes, labels, counts = [], [], [], []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            row_id = row[""]
+            mode = _MODE_OF_DIGIT.get(row_id[:1])
+            if mode is None:
+                raise ValueError(f"{path}: row id must start with 1, 2 or 3. Received: {row_id!r}")
+            name = parse_clip_name(row["fileName"])
+            row_counts = [int(row[letter]) for letter in VOTE_LETTERS]
+            if sum(row_counts) != int(row["numResponses"]):
+                raise ValueError(
+                    f"{path}: row {row_id} counts sum to {sum(row_counts)}, "
+                    f"numResponses={row['numResponses']}"
+                )
+            clip_ids.append(name.clip_id)
+            modes.append(mode)
+            labels.append(name.label)
+            counts.append(row_counts)
+    return VoteTable(
+        tuple(clip_ids),
+        tuple(modes),
+        np.asarray(labels, np.int64),
+        np.asarray(counts, np.int64).reshape(-1, len(EMOTIONS)),
+    )
+
+
+def _accuracy(labels: np.ndarray, counts: np.ndarray) -> float:
+    total = counts.sum()
+    if total == 0:
+        return float("nan")
+    return float(counts[np.arange(len(labels)), labels].sum() / total)
+
+
+def human_accuracy(
+    votes: VoteTable, clip_ids=None, by_class: bool = False
+) -> dict[str, float] | dict[str, dict[str, float]]:
+    """Raters' accuracy per presentation mode: correct responses / all responses.
+
+    Args:
+        votes: from `load_votes`.
+        clip_ids: restrict to exactly these clips (duplicates ignored); None = the whole table.
+        by_class: also split by intended emotion.
+
+    Returns:
+        `{mode: accuracy}` for mode in `MODES`; with `by_class`,
+        `{mode: {"all": accuracy, "ANG": ..., ..., "SAD": ...}}` (NaN for a class without clips).
+
+    Raises:
+        KeyError: a clip id is not in the table.
+    """
+    table = votes if clip_ids is None else votes.select(clip_ids)
+    modes = np.asarray(table.modes)
+    out = {}
+    for mode in MODES:
+        rows = modes == mode
+        labels, counts = table.labels[rows], table.counts[rows]
+        overall = _accuracy(labels, counts)
+        if not by_class:
+            out[mode] = overall
+            continue
+        per = {"all": overall}
+        for k, emotion in enumerate(EMOTIONS):
+            of_class = labels == k
+            per[emotion] = _accuracy(labels[of_class], counts[of_class])
+        out[mode] = per
+    return out
+
+
+def human_summary(votes: VoteTable, clip_ids=None) -> dict:
+    """JSON-ready human baseline on some clips: per mode, overall and per-class accuracy,
+    number of clips and of responses."""
+    table = votes if clip_ids is None else votes.select(clip_ids)
+    modes = np.asarray(table.modes)
+    acc = human_accuracy(table, by_class=True)
+    summary = {}
+    for mode in MODES:
+        rows = modes == mode
+        summary[mode] = {
+            "accuracy": acc[mode]["all"],
+            "per_class": {e: acc[mode][e] for e in EMOTIONS},
+            "num_clips": int(rows.sum()),
+            "num_responses": int(table.counts[rows].sum()),
+        }
+    return summary
