@@ -1,0 +1,124 @@
+"""Training loop on an in-memory dataset: loss decreases, resume, fold protocol, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from emotf.cli.train import main as train_main
+from emotf.model import ModelConfig
+from emotf.train import StaircaseDecay, TrainConfig, split_folds, train_all_folds, train_fold
+
+N, CLIPS_PER_FOLD = 2, 12
+MODEL = ModelConfig(
+    num_segments=N, frame_size=16, spectrogram_shape=(16, 8), video_stem_width=4,
+    video_widths=(8,), audio_widths=(4, 8), fc_units=8, dropout=0.0,
+)
+
+
+def fake_data(num_folds=10, seed=0):
+    """One actor per fold (actor 1000 + fold); class signal in both modalities."""
+    rng = np.random.default_rng(seed)
+    n = num_folds * CLIPS_PER_FOLD
+    labels = np.tile(np.arange(6), n // 6 + 1)[:n].astype("int32")
+    folds = np.repeat(np.arange(num_folds), CLIPS_PER_FOLD)
+    spec = rng.normal(size=(n, N, 16, 8, 1)).astype("float32") + labels[:, None, None, None, None] * 0.5
+    frames = np.clip(rng.normal(40 * labels[:, None, None, None, None], 20, (n, N, 16, 16, 3)), 0, 255)
+    return {"frames": frames.astype("uint8"), "spectrograms": spec, "labels": labels,
+            "folds": folds, "actors": 1000 + folds}
+
+
+class FakeFactory:
+    """A dataset factory over fake_data that records which actors it served, and for what."""
+
+    def __init__(self):
+        self.data = fake_data()
+        self.served = []  # (training, folds, actors)
+
+    def __call__(self, folds, training, config):
+        d = self.data
+        idx = np.flatnonzero(np.isin(d["folds"], folds))
+        self.served.append((training, list(folds), set(d["actors"][idx].tolist())))
+        ds = tf.data.Dataset.from_tensor_slices(
+            ({"frames": d["frames"][idx], "spectrograms": d["spectrograms"][idx]}, d["labels"][idx])
+        )
+        if training:
+            ds = ds.shuffle(len(idx), seed=config.seed)
+        return ds.batch(config.batch_size)
+
+
+def config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(out=str(tmp_path / "run"), fold=3, epochs=3, batch_size=8, learning_rate=0.05,
+                  lr_schedule="constant", verbose=0, model=MODEL, early_stopping_patience=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_split_folds_never_reuses_the_reported_fold():
+    for k in range(10):
+        train, val, test = split_folds(k, validation_folds=2)
+        assert test == k and k not in train and k not in val and not set(train) & set(val)
+        assert sorted(train + val + [test]) == list(range(10))
+
+
+def test_training_reduces_loss_and_writes_run(tmp_path):
+    factory = FakeFactory()
+    metrics = train_fold(config(tmp_path, epochs=4), factory)
+    run = tmp_path / "run"
+    log = [line.split(",") for line in (run / "training_log.csv").read_text().splitlines()]
+    loss = [float(row[log[0].index("loss")]) for row in log[1:]]
+    assert len(loss) == 4 and loss[-1] < loss[0]
+    for name in ("config.json", "metrics.json", "best.weights.h5", "model.keras", "tensorboard"):
+        assert (run / name).exists(), name
+    assert set(metrics) >= {"accuracy", "per_class_recall", "confusion_matrix", "parameters", "wall_time_s"}
+    assert np.sum(metrics["confusion_matrix"]) == CLIPS_PER_FOLD
+    resolved = json.loads((run / "config.json").read_text())
+    assert resolved["config"]["model"]["num_segments"] == N and "tensorflow" in resolved["environment"]
+
+
+def test_reported_fold_actors_never_trained_or_validated_on(tmp_path):
+    factory = FakeFactory()
+    train_fold(config(tmp_path, epochs=1, fold=7), factory)
+    (train_on, _, train_actors), (_, val_folds, val_actors), (_, test_folds, test_actors) = factory.served
+    assert train_on and test_folds == [7]
+    assert not test_actors & (train_actors | val_actors)
+    assert not train_actors & val_actors
+
+
+def test_resume_continues_from_saved_epoch(tmp_path):
+    full = train_fold(config(tmp_path / "a", epochs=3, lr_schedule="paper", decay_steps=2), FakeFactory())
+    # Same run killed after epoch 2 (simulated by asking for 2 epochs), then resumed to 3.
+    cfg = config(tmp_path / "b", epochs=3, lr_schedule="paper", decay_steps=2)
+    train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())
+    resumed = train_fold(cfg, FakeFactory())
+    log = (tmp_path / "b" / "run" / "training_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["0", "1", "2"]  # epoch 2 run once, after 0, 1
+    assert resumed["epochs_run"] == 3
+    assert abs(resumed["best_validation_accuracy"] - full["best_validation_accuracy"]) <= 0.35
+
+
+def test_paper_schedule_restarts_every_epoch():
+    schedule = StaircaseDecay(1e-3, decay_steps=50, decay_rate=0.1, restart_steps=120)
+    lrs = [float(schedule(s)) for s in (0, 49, 50, 100, 119, 120, 170)]
+    np.testing.assert_allclose(lrs, [1e-3, 1e-3, 1e-4, 1e-5, 1e-5, 1e-3, 1e-4], rtol=1e-5)
+
+
+def test_all_folds_summary_and_cli(tmp_path, monkeypatch):
+    factory = FakeFactory()
+    summary = train_all_folds(config(tmp_path, epochs=1), factory, folds=[0, 1])
+    assert summary["num_folds"] == 2 and 0 <= summary["mean_accuracy"] <= 1
+    assert (tmp_path / "run" / "cv_summary.md").read_text().startswith("# Cross-validation summary")
+
+    import emotf.train as train_module
+    monkeypatch.setattr(train_module, "records_dataset", FakeFactory())
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps({"model": MODEL.to_dict(), "epochs": 5, "verbose": 0}))
+    out = tmp_path / "cli"
+    assert train_main(["--records", "unused", "--fold", "2", "--out", str(out), "--config", str(cfg_file),
+                       "--epochs", "1", "--lr-schedule", "cosine", "--branch-weights", "independent"]) == 0
+    resolved = json.loads((out / "config.json").read_text())["config"]
+    assert resolved["epochs"] == 1 and resolved["lr_schedule"] == "cosine"
+    assert resolved["model"]["branch_weights"] == "independent" and resolved["model"]["frame_size"] == 16
+    with pytest.raises(SystemExit):
+        train_main(["--fold", "12", "--out", str(out)])
