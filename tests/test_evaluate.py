@@ -8,6 +8,9 @@ import pytest
 
 from emotf.cremad import EMOTIONS
 from emotf.evaluate import (
+    accuracy_vs_segments,
+    evaluate_model,
+    model_with_segments,
     classification_report_dict,
     mean_std,
     model_vs_humans,
@@ -67,7 +70,8 @@ def test_report_keeps_absent_classes_and_rejects_bad_input():
 
 
 def test_mean_std_ignores_missing():
-    assert mean_std([0.5, 0.7, None, float("nan")]) == pytest.approx((0.6, 0.1))
+    assert mean_std([0.5, 0.7, None, float("nan")]) == pytest.approx((0.6, 0.02**0.5))
+    assert mean_std([0.4]) == (0.4, 0.0)
     assert all(np.isnan(mean_std([])))
 
 
@@ -144,3 +148,86 @@ def test_summarize_predictions_writes_everything(tmp_path):
     saved = json.loads((tmp_path / "evaluation.json").read_text())
     assert saved["humans_same_clips"]["model"]["DIS"] is None  # NaN -> null
     assert 0 < saved["humans_same_clips"]["humans"]["audio-visual"]["all"] < 1
+
+
+# === Glue: a tiny saved run + a fake evaluation dataset (no records needed) ===
+
+CLIPS = ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX", "1002_DFA_SAD_XX", "1003_ITH_FEA_XX"]
+
+
+def tiny_model_config(**overrides):
+    from emotf.model import ModelConfig
+
+    values = dict(num_segments=3, frame_size=32, spectrogram_shape=(24, 16), video_stem_width=4,
+                  video_widths=(8,), audio_widths=(4, 8), fc_units=8)
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+def fake_dataset_fn(folds, num_segments, batch_size, run_config):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(sum(folds))
+    m = len(CLIPS)
+    inputs = {
+        "frames": rng.integers(0, 256, (m, num_segments, 32, 32, 3)).astype("uint8"),
+        "spectrograms": rng.normal(size=(m, num_segments, 24, 16, 1)).astype("float32"),
+    }
+    labels = np.array([4, 3, 0, 5, 2], np.int32)
+    return tf.data.Dataset.from_tensor_slices((inputs, labels, {"clip_id": CLIPS})).batch(batch_size)
+
+
+def make_run(run, **overrides):
+    from emotf.model import build_model
+
+    config = tiny_model_config(**overrides)
+    run.mkdir(parents=True)
+    build_model(config).save(str(run / "model.keras"))
+    (run / "config.json").write_text(json.dumps(
+        {"config": {"model": config.to_dict(), "batch_size": 2, "records": "", "sampling": {}},
+         "folds": {"train": [2, 3], "validation": [1], "test": 0}}))
+    (run / "training_log.csv").write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.2,1.8,0.1,1.9\n1,0.3,1.7,0.2,1.8\n")
+    return run
+
+
+def test_evaluate_model_on_a_tiny_run(tmp_path):
+    run = make_run(tmp_path / "run")
+    report = evaluate_model(run, dataset_fn=fake_dataset_fn)
+    out = run / "evaluation"
+    assert report["folds"] == [0] and report["num_segments"] == 3
+    assert report["num_examples"] == len(CLIPS)
+    predictions = read_predictions(out / "predictions.csv")
+    assert predictions["clip_ids"] == CLIPS
+    np.testing.assert_allclose(predictions["probabilities"].sum(-1), 1.0, atol=1e-4)
+    for name in ("confusion_matrix.png", "training_curves.png"):
+        assert_valid_png(out / name)
+    assert set(report["humans_same_clips"]["humans"]) == {"voice", "face", "audio-visual"}
+
+
+def test_accuracy_vs_segments_reuses_shared_weights(tmp_path):
+    run = make_run(tmp_path / "run")
+    other = make_run(tmp_path / "run-n2", num_segments=2)
+    rows = accuracy_vs_segments(run, segments=[1, 2, 4], other_runs=[other],
+                                dataset_fn=fake_dataset_fn, out=tmp_path / "out")
+    assert [(r["n"], r["num_examples"]) for r in rows] == [(1, 5), (2, 5), (4, 5), (2, 5)]
+    assert rows[-1]["source"] == "trained and evaluated with N"
+    assert_valid_png(tmp_path / "out" / "accuracy_vs_n.png")
+
+
+def test_model_with_segments_copies_the_core_and_refuses_independent():
+    from emotf.model import build_model
+
+    trained = build_model(tiny_model_config())
+    five = model_with_segments(trained, 5, tiny_model_config())
+    assert five.inputs[0].shape[1] == 5
+    for a, b in zip(trained.get_layer("core").weights, five.get_layer("core").weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    same = model_with_segments(trained, 3, tiny_model_config())
+    rng = np.random.default_rng(0)
+    x = {"frames": rng.integers(0, 256, (2, 3, 32, 32, 3)).astype("uint8"),
+         "spectrograms": rng.normal(size=(2, 3, 24, 16, 1)).astype("float32")}
+    np.testing.assert_allclose(np.asarray(same(x)["probabilities"]),
+                               np.asarray(trained(x)["probabilities"]), atol=1e-6)
+    with pytest.raises(ValueError, match="shared branch weights"):
+        model_with_segments(trained, 5, tiny_model_config(branch_weights="independent"))
