@@ -1,0 +1,474 @@
+"""A synthetic CREMA-D sample: FLV videos with a real face and WAV speech-like audio.
+
+The real media cannot be downloaded here, so every test and demo that needs video runs on clips
+this module writes, in the real layout and names::
+
+    out_dir/VideoFlash/<Actor>_<SENT>_<EMO>_<LVL>.flv   480x360, 30 fps, FLV1 video + MP3 audio
+    out_dir/AudioWAV/<Actor>_<SENT>_<EMO>_<LVL>.wav     16 kHz mono int16 PCM
+    out_dir/sample.json                                 config, per-clip cues and face boxes
+
+(Real CREMA-D video is On2 VP6 at 29.97 fps; nothing encodes VP6, so the sample uses the FLV1
+codec: readers must not depend on the codec and must read the frame rate from the stream.)
+
+Video: the astronaut's head from `skimage.data.astronaut()` (about 112x140 px, face box about
+81x81 px, which MTCNN finds) drifts smoothly (a sinusoid plus a slow drift, at most a few px per
+frame) over a textured green-screen background with per-frame pixel noise.
+
+Emotion cues, planted so that neither modality alone suffices and the pair does:
+
+    emotion      ANG DIS FEA HAP NEU SAD
+    video group   0   0   1   1   2   2    colour tint of the face: red, green, blue
+    audio group   0   1   1   2   2   0    low / mid / high pitch, syllable rate and brightness
+
+Each modality alone can tell at best its group (a pair of emotions: about 1/2 accuracy); the
+(video group, audio group) pair identifies all six. Each clip draws its own cue strength
+(normal around 1, sd `cue_jitter`) and random nuisances (lighting cast, speaker pitch), so the
+groups overlap a little and no modality is perfect. The video cue is in every frame; the audio
+cue (pitch, spectral tilt, syllable rate) holds throughout the clip, so any 1.28 s window shows it.
+
+Everything is a function of `(config, clip name)`: each clip draws from its own generator seeded
+by the config seed and the clip's name, so `planted_face_boxes` recomputes any clip's face
+trajectory without reading a file, and the same seed gives byte-identical WAV files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import wave
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from emotf.cremad import (
+    EMOTIONS,
+    INTENSITIES,
+    SENTENCES,
+    ClipName,
+    canonical_folds,
+    parse_clip_name,
+)
+
+SAMPLE_FORMAT_VERSION = 1
+VIDEO_DIR, AUDIO_DIR, SAMPLE_JSON = "VideoFlash", "AudioWAV", "sample.json"
+
+# Emotion -> cue group per modality (see the module docstring's table).
+VIDEO_GROUP: dict[str, int] = {"ANG": 0, "DIS": 0, "FEA": 1, "HAP": 1, "NEU": 2, "SAD": 2}
+AUDIO_GROUP: dict[str, int] = {"ANG": 0, "SAD": 0, "DIS": 1, "FEA": 1, "HAP": 2, "NEU": 2}
+
+# The head region in skimage's astronaut (rows, cols); the box MTCNN finds there (x0, y0, x1, y1).
+_HEAD_ROWS, _HEAD_COLS = slice(8, 208), slice(148, 308)
+_FACE_IN_SOURCE = np.array([167.0, 57.0, 283.0, 173.0])
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """What to generate. Frozen; `dataclasses.asdict` of it is written into `sample.json`.
+
+    Attributes:
+        num_actors: actors (1..91), spread over the canonical folds (one per fold first).
+        clips_per_actor: clips per actor (1..72); emotions cycle ANG, DIS, ... so they balance.
+        seed: master seed; the same seed gives the same clips.
+        min_duration, max_duration, median_duration: clip durations in seconds, log-normal
+            around the median (sd `duration_log_sd` in log space), clipped to [min, max].
+        fps, width, height: video frame rate and size.
+        sample_rate: WAV sample rate; `flv_audio_rate` is the FLV's own audio track's rate.
+        video_bit_rate: FLV1 bit rate (bits/s); about the real data's ~1 Mb/s.
+        head_height: height in px of the pasted head (the face box is ~0.58 of it).
+        tint: colour tint amplitude (0..255 scale) of the face at cue strength 1.
+        cue_jitter: sd of the per-clip cue strength (mean 1), each modality drawn separately.
+        snr_db: (low, high) range of the audio's signal-to-noise ratio in dB.
+    """
+
+    num_actors: int = 10
+    clips_per_actor: int = 12
+    seed: int = 0
+    min_duration: float = 1.3
+    max_duration: float = 5.0
+    median_duration: float = 2.5
+    duration_log_sd: float = 0.25
+    fps: float = 30.0
+    width: int = 480
+    height: int = 360
+    sample_rate: int = 16000
+    flv_audio_rate: int = 44100
+    video_bit_rate: int = 1_000_000
+    head_height: int = 140
+    tint: float = 28.0
+    cue_jitter: float = 0.35
+    snr_db: tuple[float, float] = (15.0, 25.0)
+
+    @classmethod
+    def tiny(cls, **overrides) -> SampleConfig:
+        """A preset for tests: 2 actors x 3 clips of 1.3-1.5 s (about a second to make)."""
+        fields = dict(num_actors=2, clips_per_actor=3, min_duration=1.3, max_duration=1.5,
+                      median_duration=1.4)
+        fields.update(overrides)
+        return cls(**fields)
+
+    def __post_init__(self):
+        if not 1 <= self.num_actors <= 91:
+            raise ValueError(f"num_actors must be in 1..91. Received: num_actors={self.num_actors}")
+        if not 1 <= self.clips_per_actor <= 6 * len(SENTENCES):
+            raise ValueError(
+                f"clips_per_actor must be in 1..{6 * len(SENTENCES)}. "
+                f"Received: clips_per_actor={self.clips_per_actor}"
+            )
+        if not 0 < self.min_duration <= self.max_duration:
+            raise ValueError(
+                f"need 0 < min_duration <= max_duration. Received: min_duration="
+                f"{self.min_duration}, max_duration={self.max_duration}"
+            )
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0. Received: seed={self.seed}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+
+
+def sample_actors(num_actors: int) -> list[int]:
+    """Actor ids spread over the canonical folds: the smallest id of each fold, in fold order,
+    then the second smallest of each fold, and so on."""
+    folds = canonical_folds()
+    num_folds = max(folds.values()) + 1
+    by_fold = [sorted(a for a, f in folds.items() if f == k) for k in range(num_folds)]
+    order = [fold[r] for r in range(max(map(len, by_fold))) for fold in by_fold if r < len(fold)]
+    return order[:num_actors]
+
+
+def sample_clip_names(config: SampleConfig) -> list[str]:
+    """The sample's clip ids, sorted. Clip i of an actor has emotion `EMOTIONS[i % 6]` and the
+    (i // 6)-th sentence of a rotation that starts at a different sentence per emotion; levels
+    are XX except for sentence IEO (HI, or XX for NEU), as in the real data."""
+    names = []
+    for actor in sample_actors(config.num_actors):
+        for i in range(config.clips_per_actor):
+            e = i % len(EMOTIONS)
+            sentence = SENTENCES[(i // len(EMOTIONS) + 2 * e) % len(SENTENCES)]
+            emotion = EMOTIONS[e]
+            level = "HI" if sentence == "IEO" and emotion != "NEU" else "XX"
+            names.append(f"{actor}_{sentence}_{emotion}_{level}")
+    return sorted(names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-clip parameters
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """Everything random about one clip, drawn from its own generator (see `clip_plan`)."""
+
+    name: ClipName
+    duration: float
+    num_frames: int
+    num_samples: int
+    video_group: int
+    audio_group: int
+    video_strength: float
+    audio_strength: float
+    motion: tuple[float, ...]  # cx, cy, ax, ay, px, py, phx, phy, vx, vy
+    light: tuple[float, float, float, float]  # gain, cast r, g, b
+    f0_hz: float
+    syllable_rate_hz: float
+    tilt: float
+    snr_db: float
+    noise_seed: int
+
+
+def _clip_rng(config: SampleConfig, name: ClipName) -> np.random.Generator:
+    key = [config.seed, name.actor_id, SENTENCES.index(name.sentence), name.label,
+           INTENSITIES.index(name.intensity)]
+    return np.random.default_rng(key)
+
+
+def clip_plan(clip: str | Path | ClipName, config: SampleConfig) -> ClipPlan:
+    """The random parameters of one clip (a name, a media path or a parsed `ClipName`)."""
+    name = clip if isinstance(clip, ClipName) else parse_clip_name(clip)
+    rng = _clip_rng(config, name)
+    duration = float(np.clip(
+        np.exp(rng.normal(np.log(config.median_duration), config.duration_log_sd)),
+        config.min_duration, config.max_duration,
+    ))
+    num_frames = max(1, int(round(duration * config.fps)))
+    num_samples = int(round(duration * config.sample_rate))
+    strengths = np.clip(rng.normal(1.0, config.cue_jitter, size=2), 0.0, 2.0)
+    w, h = config.width, config.height
+    motion = (
+        rng.uniform(0.42, 0.58) * w, rng.uniform(0.42, 0.55) * h,  # centre
+        rng.uniform(8, 22), rng.uniform(3, 10),  # amplitudes (px)
+        rng.uniform(2.5, 4.5), rng.uniform(2.0, 4.0),  # periods (s)
+        rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi),  # phases
+        rng.uniform(-6, 6), rng.uniform(-3, 3),  # drift (px/s)
+    )
+    light = (float(rng.uniform(0.9, 1.1)), *rng.normal(0.0, 10.0, size=3).tolist())
+    audio_group = AUDIO_GROUP[name.emotion]
+    u = (audio_group - 1) * strengths[1]
+    speaker = rng.normal(0.0, 0.08)
+    return ClipPlan(
+        name=name,
+        duration=duration,
+        num_frames=num_frames,
+        num_samples=num_samples,
+        video_group=VIDEO_GROUP[name.emotion],
+        audio_group=audio_group,
+        video_strength=float(strengths[0]),
+        audio_strength=float(strengths[1]),
+        motion=tuple(float(m) for m in motion),
+        light=light,
+        f0_hz=float(150.0 * np.exp(0.4 * u + speaker)),
+        syllable_rate_hz=float(4.0 * np.exp(0.2 * u + rng.normal(0.0, 0.05))),
+        tilt=float(1.1 - 0.4 * u),
+        snr_db=float(rng.uniform(*config.snr_db)),
+        noise_seed=int(rng.integers(2**31)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Video
+
+
+@lru_cache(maxsize=4)
+def _head(head_height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(head RGB float32 [h,w,3], soft elliptical alpha [h,w,1], face box in head coords)."""
+    import cv2
+    from skimage import data
+
+    src = data.astronaut()[_HEAD_ROWS, _HEAD_COLS]
+    scale = head_height / src.shape[0]
+    w = int(round(src.shape[1] * scale))
+    head = cv2.resize(src, (w, head_height), interpolation=cv2.INTER_AREA).astype(np.float32)
+    yy, xx = np.mgrid[0:head_height, 0:w]
+    r = np.hypot((xx - (w - 1) / 2) / (w / 2), (yy - (head_height - 1) / 2) / (head_height / 2))
+    alpha = np.clip((1.0 - r) / 0.12, 0.0, 1.0)[..., None].astype(np.float32)
+    offset = np.array([_HEAD_COLS.start, _HEAD_ROWS.start] * 2, dtype=np.float64)
+    return head, alpha, (_FACE_IN_SOURCE - offset) * scale
+
+
+def _head_positions(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
+    """Integer top-left corner (x, y) of the pasted head per frame: int64 [T, 2]."""
+    head, _, _ = _head(config.head_height)
+    h, w = head.shape[:2]
+    cx, cy, ax, ay, px, py, phx, phy, vx, vy = plan.motion
+    t = np.arange(plan.num_frames) / config.fps
+    x = cx + ax * np.sin(2 * np.pi * t / px + phx) + vx * t - w / 2
+    y = cy + ay * np.sin(2 * np.pi * t / py + phy) + vy * t - h / 2
+    x = np.clip(np.round(x), 0, config.width - w)
+    y = np.clip(np.round(y), 0, config.height - h)
+    return np.stack([x, y], axis=1).astype(np.int64)
+
+
+def planted_face_boxes(clip: str | Path | ClipName, config: SampleConfig) -> np.ndarray:
+    """The planted face's box in every frame of a clip: float32 [T, 4], pixels (x0, y0, x1, y1).
+
+    The box is where MTCNN finds the astronaut's face (about 81x81 px at the default head size),
+    moved with the head; `clip` is a clip id, a media path or a `ClipName`. The same boxes are
+    written into `sample.json` (`clips[i]["face_boxes"]`).
+    """
+    plan = clip_plan(clip, config)
+    _, _, face = _head(config.head_height)
+    pos = _head_positions(plan, config).astype(np.float64)
+    return (np.tile(pos, 2) + face[None, :]).astype(np.float32)
+
+
+def _background(config: SampleConfig, rng: np.random.Generator) -> np.ndarray:
+    """A green-screen background with smooth blotches: uint8 [H, W, 3]."""
+    import cv2
+
+    coarse = rng.normal(0.0, 1.0, size=(9, 12, 3)).astype(np.float32)
+    texture = cv2.resize(coarse, (config.width, config.height), interpolation=cv2.INTER_CUBIC)
+    base = np.array([45.0, 160.0, 70.0]) + rng.normal(0.0, 8.0, size=3)
+    shade = np.linspace(1.05, 0.9, config.height, dtype=np.float32)[:, None, None]
+    return np.clip(base * shade + 10.0 * texture, 0, 255).astype(np.uint8)
+
+
+def render_frames(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
+    """The clip's video frames: uint8 [T, H, W, 3] RGB (before encoding)."""
+    head, alpha, _ = _head(config.head_height)
+    h, w = head.shape[:2]
+    rng = np.random.default_rng(plan.noise_seed)
+    bg = _background(config, rng)
+    gain, *cast = plan.light
+    tint = np.full(3, -0.5 * config.tint * plan.video_strength)
+    tint[plan.video_group] = config.tint * plan.video_strength
+    face = np.clip(head * gain + np.asarray(cast) + tint, 0, 255)
+    # A few noise frames, cycled: per-frame sensor noise at a fraction of the cost.
+    noise = rng.integers(-4, 5, size=(4, config.height, config.width, 3), dtype=np.int16)
+    frames = np.empty((plan.num_frames, config.height, config.width, 3), np.uint8)
+    for i, (x, y) in enumerate(_head_positions(plan, config)):
+        frame = bg.astype(np.int16) + noise[i % len(noise)]
+        patch = frame[y:y + h, x:x + w]
+        patch[:] = alpha * face + (1.0 - alpha) * patch
+        np.clip(frame, 0, 255, out=frame)
+        frames[i] = frame
+    return frames
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio
+
+
+def render_audio(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
+    """Speech-like audio: int16 [S] mono at `config.sample_rate`.
+
+    A harmonic series (up to ~4 kHz, amplitudes k^-tilt with two formant bumps) on a wandering
+    f0, an amplitude envelope of syllables at `plan.syllable_rate_hz`, white noise at
+    `plan.snr_db`; peak-normalised to half full scale, 10 ms fades at both ends.
+    """
+    sr = config.sample_rate
+    rng = np.random.default_rng([plan.noise_seed, 1])
+    t = np.arange(plan.num_samples) / sr
+    ph = rng.uniform(0, 2 * np.pi, size=4)
+    f0 = plan.f0_hz * np.exp(0.08 * np.sin(2 * np.pi * 0.6 * t + ph[0])
+                             + 0.04 * np.sin(2 * np.pi * 1.7 * t + ph[1]))
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    k = np.arange(1, max(2, int(4000 // (plan.f0_hz * 1.2))) + 1)
+    fk = k * plan.f0_hz
+    amps = k ** -plan.tilt * (1 + 1.5 * np.exp(-((fk - 600) / 250) ** 2)
+                              + 0.8 * np.exp(-((fk - 1700) / 350) ** 2))
+    offsets = rng.uniform(0, 2 * np.pi, size=len(k))
+    voiced = (amps[:, None] * np.sin(k[:, None] * phase[None, :] + offsets[:, None])).sum(0)
+    rate = plan.syllable_rate_hz * (1 + 0.15 * np.sin(2 * np.pi * 0.5 * t + ph[2]))
+    syllable = np.cumsum(rate) / sr * 2 * np.pi + ph[3]
+    env = 0.15 + 0.85 * ((1 - np.cos(syllable)) / 2) ** 1.5
+    signal = voiced * env
+    signal /= np.sqrt(np.mean(signal**2)) + 1e-12
+    signal += rng.normal(0.0, 10 ** (-plan.snr_db / 20), size=signal.shape)
+    fade = min(len(t) // 2, sr // 100)
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade)
+        signal[:fade] *= ramp
+        signal[-fade:] *= ramp[::-1]
+    signal *= 0.5 / (np.abs(signal).max() + 1e-12)
+    return np.round(signal * 32767).astype(np.int16)
+
+
+def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(pcm.astype("<i2").tobytes())
+
+
+def _write_flv(path: Path, frames: np.ndarray, pcm: np.ndarray, config: SampleConfig) -> None:
+    """FLV with FLV1 video at `config.fps` and MP3 (AAC if MP3 is missing) audio, resampled
+    by FFmpeg from `config.sample_rate` to `config.flv_audio_rate`."""
+    import av
+
+    rate = Fraction(config.fps).limit_denominator(1001)
+    with av.open(str(path), "w", format="flv") as out:
+        video = out.add_stream("flv", rate=rate)
+        video.width, video.height, video.pix_fmt = config.width, config.height, "yuv420p"
+        video.bit_rate = config.video_bit_rate
+        try:
+            audio = out.add_stream("mp3", rate=config.flv_audio_rate)
+        except (ValueError, av.error.FFmpegError):
+            audio = out.add_stream("aac", rate=config.flv_audio_rate)
+        audio.layout = "mono"
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            frame.time_base = 1 / rate
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        chunk = config.sample_rate // 10
+        for start in range(0, len(pcm), chunk):
+            frame = av.AudioFrame.from_ndarray(pcm[None, start:start + chunk], format="s16",
+                                               layout="mono")
+            frame.sample_rate = config.sample_rate
+            frame.pts = start
+            frame.time_base = Fraction(1, config.sample_rate)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# The sample
+
+
+def _make_clip(args: tuple[str, str, SampleConfig]) -> dict:
+    out_dir, clip_id, config = args
+    out_dir = Path(out_dir)
+    plan = clip_plan(clip_id, config)
+    pcm = render_audio(plan, config)
+    wav = out_dir / AUDIO_DIR / f"{clip_id}.wav"
+    flv = out_dir / VIDEO_DIR / f"{clip_id}.flv"
+    _write_wav(wav, pcm, config.sample_rate)
+    _write_flv(flv, render_frames(plan, config), pcm, config)
+    record = {k: v for k, v in dataclasses.asdict(plan).items() if k != "name"}
+    record.update(
+        clip_id=clip_id,
+        emotion=plan.name.emotion,
+        label=plan.name.label,
+        fold=canonical_folds()[plan.name.actor_id],
+        wav=str(wav.relative_to(out_dir)),
+        flv=str(flv.relative_to(out_dir)),
+        face_boxes=np.round(planted_face_boxes(plan.name, config), 1).tolist(),
+    )
+    return record
+
+
+def make_sample(
+    out_dir: str | Path,
+    config: SampleConfig = SampleConfig(),
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> list[Path]:
+    """Write a synthetic CREMA-D sample into `out_dir` and return the FLV paths, sorted.
+
+    Writes `VideoFlash/*.flv`, `AudioWAV/*.wav` (one pair per clip, names from
+    `sample_clip_names`) and `sample.json` (format version, config, emotion -> cue groups, and
+    per clip: its plan, fold, paths relative to `out_dir` and `face_boxes` [T][4] as in
+    `planted_face_boxes`). Existing files of the same names are overwritten.
+
+    Args:
+        out_dir: output folder (created).
+        config: what to generate.
+        workers: processes to use (default: 1 for fewer than 24 clips, else up to 2 or the CPU
+            count); the output does not depend on it.
+        progress: show a tqdm bar (default: when making 24 clips or more).
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    (out_dir / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
+    (out_dir / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
+    names = sample_clip_names(config)
+    many = len(names) >= 24
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if many else 1
+    jobs = [(str(out_dir), name, config) for name in names]
+    bar = dict(total=len(jobs), desc="emotf-make-sample", unit="clip",
+               disable=not (many if progress is None else progress))
+    if workers > 1:
+        # spawn, not fork: the caller may hold TensorFlow or OpenCV threads.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            records = list(tqdm(pool.map(_make_clip, jobs), **bar))
+    else:
+        records = [_make_clip(job) for job in tqdm(jobs, **bar)]
+    meta = {
+        "format_version": SAMPLE_FORMAT_VERSION,
+        "config": dataclasses.asdict(config),
+        "video_group": VIDEO_GROUP,
+        "audio_group": AUDIO_GROUP,
+        "clips": records,
+    }
+    tmp = out_dir / (SAMPLE_JSON + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(out_dir / SAMPLE_JSON)
+    return [out_dir / r["flv"] for r in records]
+
+
+def load_sample_config(out_dir: str | Path) -> SampleConfig:
+    """The `SampleConfig` recorded in `out_dir/sample.json`."""
+    fields = json.loads((Path(out_dir) / SAMPLE_JSON).read_text())["config"]
+    fields["snr_db"] = tuple(fields["snr_db"])
+    return SampleConfig(**fields)
