@@ -1,0 +1,365 @@
+"""Temporal segment sampling and spectrograms, as pure TensorFlow functions.
+
+The same functions run in the tf.data pipeline (`emotf.pipeline`) and inside the serving graph
+(no train/serve skew). They use core TensorFlow ops only (no tensorflow-io, no py_function),
+have static output shapes and draw randomness from stateless ops seeded by an int tensor [2].
+
+For a clip of T frames at rate rv (fps) and S audio samples at rate ra (Hz), with N segments,
+window length d seconds and maximal audio offset b seconds (see docs/sampling.md):
+
+- segment k (0 <= k < N) holds frames lo_k = floor(k T / N) .. hi_k - 1 with
+  hi_k = max(floor((k + 1) T / N), lo_k + 1), so a clip with T < N repeats frames;
+- training: frame j_k = lo_k + floor(u (hi_k - lo_k)), u ~ U[0, 1); audio centre
+  c_k = j_k / rv + b (2 v - 1), v ~ U[0, 1];
+- evaluation: j_k = floor((lo_k + hi_k - 1) / 2) (the middle frame, the lower one of two),
+  c_k = j_k / rv;
+- the window holds the L = round(ra d) samples ceil(ra (c_k - d/2)) .. that + L - 1; samples
+  before 0 or from the clip's sample count on are zeros.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+# Constants folded into the caller's seed so that the frame draw, the audio offset draw and
+# the augmentation draws are independent even though the caller passes one seed.
+_FRAME_STREAM = 1
+_AUDIO_STREAM = 2
+_AUGMENT_STREAM = 3
+
+NORMALIZATIONS = ("per_window", "none")
+
+
+def window_length_for(sample_rate: float, window_seconds: float) -> int:
+    """L = round(ra d) (halves round up), samples per audio window at any rate."""
+    return int(math.floor(sample_rate * window_seconds + 0.5))
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How segments, frames, audio windows and spectrograms are sampled.
+
+    Attributes:
+        num_segments: N, segments per clip (the model's number of twin branches).
+        window_seconds: d, audio window length in seconds (paper: 1.28 s).
+        max_offset_seconds: b, the audio centre is drawn uniformly in j/rv +- b when training.
+        sample_rate: ra the windows are cut at; records of another rate are rejected.
+        frame_size: side of the square uint8 face crops (records store 224).
+        frame_length: STFT window length in samples (400 = 25 ms at 16 kHz, Hann window).
+        frame_step: STFT hop in samples (105 = 6.56 ms: a 20480-sample window gives exactly
+            1 + (20480 - 400) // 105 = 192 STFT frames, so no time resize is needed).
+        fft_length: FFT size (512: 257 linear bins, 31.25 Hz apart at 16 kHz).
+        num_mel_bins: mel bands computed before any frequency resize (120 = output bins).
+        lower_edge_hertz, upper_edge_hertz: mel filterbank range (upper None = Nyquist).
+        log_offset: added to mel magnitudes before the log (floor of -13.8 nats).
+        time_bins, freq_bins: output spectrogram shape [time_bins, freq_bins, 1].
+        normalization: "per_window" (zero mean, unit variance over each window's
+            spectrogram; no dataset statistics, robust to recording gain) or "none".
+    """
+
+    num_segments: int = 10
+    window_seconds: float = 1.28
+    max_offset_seconds: float = 0.01
+    sample_rate: int = 16000
+    frame_size: int = 224
+    frame_length: int = 400
+    frame_step: int = 105
+    fft_length: int = 512
+    num_mel_bins: int = 120
+    lower_edge_hertz: float = 20.0
+    upper_edge_hertz: float | None = None
+    log_offset: float = 1e-6
+    time_bins: int = 192
+    freq_bins: int = 120
+    normalization: str = "per_window"
+
+    def __post_init__(self):
+        problems = []
+        if self.num_segments < 1:
+            problems.append(f"num_segments={self.num_segments} (must be >= 1)")
+        if self.window_seconds <= 0:
+            problems.append(f"window_seconds={self.window_seconds} (must be > 0)")
+        if self.max_offset_seconds < 0:
+            problems.append(f"max_offset_seconds={self.max_offset_seconds} (must be >= 0)")
+        if self.window_length < self.frame_length:
+            problems.append(
+                f"window of {self.window_length} samples shorter than frame_length="
+                f"{self.frame_length}"
+            )
+        if self.fft_length < self.frame_length:
+            problems.append(f"fft_length={self.fft_length} < frame_length={self.frame_length}")
+        if self.normalization not in NORMALIZATIONS:
+            problems.append(f"normalization={self.normalization!r} (one of {NORMALIZATIONS})")
+        if problems:
+            raise ValueError("invalid SamplingConfig. Received: " + "; ".join(problems))
+
+    @property
+    def window_length(self) -> int:
+        """L = round(sample_rate * window_seconds), samples per audio window."""
+        return window_length_for(self.sample_rate, self.window_seconds)
+
+    @property
+    def stft_frames(self) -> int:
+        """STFT frames of one window before the time resize."""
+        return 1 + (self.window_length - self.frame_length) // self.frame_step
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SamplingConfig":
+        """Inverse of `to_dict`; unknown keys raise (a config from a newer emotf)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown SamplingConfig fields. Received: {unknown}")
+        return cls(**values)
+
+
+def _seed(seed) -> tf.Tensor:
+    seed = tf.convert_to_tensor(seed)
+    if seed.dtype not in (tf.int32, tf.int64):
+        raise TypeError(f"seed must be an int32/int64 tensor [2]. Received: dtype={seed.dtype}")
+    return tf.reshape(tf.cast(seed, tf.int64), [2])
+
+
+def _stream(seed, stream: int) -> tf.Tensor:
+    return tf.random.experimental.stateless_fold_in(_seed(seed), stream)
+
+
+def segment_bounds(num_frames, num_segments: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Frame range [lo, hi) of each of the N segments: two int64 [N] tensors.
+
+    lo_k = floor(k T / N); hi_k = max(floor((k + 1) T / N), lo_k + 1), so every segment holds
+    at least one frame (with T < N neighbouring segments share frames). Requires T >= 1.
+    """
+    t = tf.cast(num_frames, tf.int64)
+    k = tf.range(num_segments, dtype=tf.int64)
+    lo = (k * t) // num_segments
+    hi = tf.maximum(((k + 1) * t) // num_segments, lo + 1)
+    return lo, hi
+
+
+def segment_frame_indices(num_frames, config: SamplingConfig, training: bool, seed=(0, 0)):
+    """Index of the sampled frame of each segment: int32 [N], each in [0, num_frames).
+
+    Args:
+        num_frames: int scalar tensor T >= 1.
+        config: `SamplingConfig` (uses `num_segments`).
+        training: uniform frame inside each segment if True, else the middle frame.
+        seed: int tensor [2] for the stateless draw (ignored when not training).
+    """
+    lo, hi = segment_bounds(num_frames, config.num_segments)
+    if training:
+        u = tf.random.stateless_uniform(
+            [config.num_segments], _stream(seed, _FRAME_STREAM), dtype=tf.float64
+        )
+        j = lo + tf.cast(tf.floor(u * tf.cast(hi - lo, tf.float64)), tf.int64)
+        j = tf.minimum(j, hi - 1)  # u < 1, but guard the float rounding anyway
+    else:
+        j = (lo + hi - 1) // 2
+    return tf.cast(j, tf.int32)
+
+
+def audio_window_starts(
+    frame_indices, fps, sample_rate, config: SamplingConfig, training: bool, seed=(0, 0)
+):
+    """Audio window centres and first samples for the sampled frames.
+
+    Args:
+        frame_indices: int [N] sampled frame indices j.
+        fps: frame rate rv (float scalar).
+        sample_rate: audio rate ra (int or float scalar).
+        config: uses `window_seconds` (d) and `max_offset_seconds` (b).
+        training: centre uniform in [j/rv - b, j/rv + b] if True, else j/rv.
+        seed: int tensor [2] (ignored when not training).
+
+    Returns:
+        (centres, starts): float64 [N] centres in seconds and int32 [N] first sample indices
+        ceil(ra (c - d/2)). Starts may be negative or past the clip's end: the window is then
+        zero padded by `extract_audio_windows`.
+    """
+    j = tf.cast(frame_indices, tf.float64)
+    # dtype_hint keeps Python floats in float64; record values arrive as float32 / int64.
+    rv = tf.cast(tf.convert_to_tensor(fps, dtype_hint=tf.float64), tf.float64)
+    ra = tf.cast(tf.convert_to_tensor(sample_rate, dtype_hint=tf.float64), tf.float64)
+    centres = j / rv
+    if training and config.max_offset_seconds > 0:
+        v = tf.random.stateless_uniform(
+            tf.shape(j), _stream(seed, _AUDIO_STREAM), minval=-1.0, maxval=1.0, dtype=tf.float64
+        )
+        centres = centres + config.max_offset_seconds * v
+    starts = tf.math.ceil(ra * (centres - config.window_seconds / 2.0))
+    return centres, tf.cast(starts, tf.int32)
+
+
+def extract_audio_windows(waveform, starts, window_length: int, num_samples=None):
+    """Cut one fixed-length window per start, zero padded outside the clip.
+
+    Args:
+        waveform: float32 [S] (possibly padded beyond `num_samples`).
+        starts: int [N] first sample of each window (may be negative or >= S).
+        window_length: L, a Python int (static shape).
+        num_samples: valid samples in `waveform` (default: all S); later ones read as zero.
+
+    Returns:
+        float32 [N, L].
+    """
+    waveform = tf.convert_to_tensor(waveform, tf.float32)
+    size = tf.shape(waveform, out_type=tf.int64)[0]
+    valid_end = size if num_samples is None else tf.minimum(tf.cast(num_samples, tf.int64), size)
+    idx = tf.cast(starts, tf.int64)[:, None] + tf.range(window_length, dtype=tf.int64)[None, :]
+    inside = (idx >= 0) & (idx < valid_end)
+    # Gather at a clamped index (always legal), then zero what lies outside the clip.
+    safe = tf.clip_by_value(idx, 0, tf.maximum(size - 1, 0))
+    values = tf.gather(tf.concat([waveform, tf.zeros([1], tf.float32)], 0), safe)
+    out = tf.where(inside, values, tf.zeros_like(values))
+    return tf.ensure_shape(out, [None, window_length])
+
+
+def spectrogram(windows, config: SamplingConfig):
+    """Log-mel spectrograms of audio windows: float32 [N, time_bins, freq_bins, 1].
+
+    STFT (Hann window `frame_length`, hop `frame_step`, `fft_length`, no end padding) ->
+    magnitude -> `num_mel_bins` mel bands (`lower_edge_hertz`..`upper_edge_hertz`) ->
+    log(x + log_offset) -> bilinear resize to [time_bins, freq_bins] only when the shape
+    differs (not with the defaults) -> normalisation (see `SamplingConfig.normalization`).
+    Axis 1 is time (earliest first), axis 2 is frequency (lowest first).
+
+    Args:
+        windows: float32 [N, L] with L = config.window_length (any leading N).
+        config: `SamplingConfig`.
+    """
+    windows = tf.convert_to_tensor(windows, tf.float32)
+    stft = tf.signal.stft(
+        windows,
+        frame_length=config.frame_length,
+        frame_step=config.frame_step,
+        fft_length=config.fft_length,
+        window_fn=tf.signal.hann_window,
+        pad_end=False,
+    )
+    magnitude = tf.abs(stft)  # [N, F, fft_length // 2 + 1]
+    mel_matrix = tf.signal.linear_to_mel_weight_matrix(
+        num_mel_bins=config.num_mel_bins,
+        num_spectrogram_bins=config.fft_length // 2 + 1,
+        sample_rate=config.sample_rate,
+        lower_edge_hertz=config.lower_edge_hertz,
+        upper_edge_hertz=config.upper_edge_hertz or config.sample_rate / 2.0,
+    )
+    mel = tf.tensordot(magnitude, mel_matrix, 1)  # [N, F, M]
+    logmel = tf.math.log(mel + config.log_offset)[..., None]
+    if (config.stft_frames, config.num_mel_bins) != (config.time_bins, config.freq_bins):
+        logmel = tf.image.resize(logmel, [config.time_bins, config.freq_bins], "bilinear")
+    if config.normalization == "per_window":
+        mean, variance = tf.nn.moments(logmel, axes=[1, 2, 3], keepdims=True)
+        logmel = (logmel - mean) * tf.math.rsqrt(variance + 1e-6)
+    return tf.ensure_shape(logmel, [None, config.time_bins, config.freq_bins, 1])
+
+
+def gather_frames(frames, frame_indices, config: SamplingConfig):
+    """The sampled frames as uint8 [N, size, size, 3].
+
+    `frames` is either a string tensor [T] of JPEG bytes (only the N sampled ones are decoded)
+    or already decoded uint8 [T, size, size, 3] (the serving path).
+    """
+    frames = tf.convert_to_tensor(frames)
+    picked = tf.gather(frames, frame_indices)
+    size = config.frame_size
+    if picked.dtype == tf.string:
+        picked = tf.map_fn(
+            lambda jpeg: tf.ensure_shape(
+                tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE"),
+                [size, size, 3],
+            ),
+            picked,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8),
+        )
+    elif picked.dtype != tf.uint8:
+        raise TypeError(f"frames must be JPEG strings or uint8. Received: dtype={picked.dtype}")
+    return tf.ensure_shape(picked, [config.num_segments, size, size, 3])
+
+
+def sample_clip(
+    frames,
+    num_frames,
+    fps,
+    waveform,
+    num_samples,
+    sample_rate,
+    config: SamplingConfig,
+    training: bool,
+    seed=(0, 0),
+):
+    """Sample N (frame, audio window) pairs of one clip and compute their spectrograms.
+
+    Args:
+        frames: string [T] JPEG face crops or uint8 [T, size, size, 3] (T may include padding
+            beyond `num_frames`).
+        num_frames: int scalar, valid frames (>= 1).
+        fps: float scalar frame rate.
+        waveform: float32 [S] in [-1, 1] (may include padding beyond `num_samples`).
+        num_samples: int scalar, valid samples.
+        sample_rate: int scalar; must equal `config.sample_rate` (checked at run time).
+        config: `SamplingConfig`.
+        training: random frame and audio offset per segment if True, else deterministic.
+        seed: int tensor [2]; the same seed gives the same samples.
+
+    Returns:
+        {"frames": uint8 [N, size, size, 3], "spectrograms": float32 [N, time, freq, 1],
+         "frame_indices": int32 [N], "audio_starts": int32 [N]}
+    """
+    rate_ok = tf.debugging.assert_equal(
+        tf.cast(sample_rate, tf.int64),
+        tf.constant(config.sample_rate, tf.int64),
+        message=f"audio sample rate differs from SamplingConfig.sample_rate={config.sample_rate}",
+    )
+    frames_ok = tf.debugging.assert_positive(
+        tf.cast(num_frames, tf.int64), message="a clip needs at least one frame"
+    )
+    with tf.control_dependencies([rate_ok, frames_ok]):
+        indices = segment_frame_indices(num_frames, config, training, seed)
+    _, starts = audio_window_starts(indices, fps, config.sample_rate, config, training, seed)
+    windows = extract_audio_windows(waveform, starts, config.window_length, num_samples)
+    return {
+        "frames": gather_frames(frames, indices, config),
+        "spectrograms": spectrogram(windows, config),
+        "frame_indices": indices,
+        "audio_starts": starts,
+    }
+
+
+def augment_clip(sample: dict, seed, max_time_mask: int = 24, max_freq_mask: int = 16) -> dict:
+    """Training augmentation with stateless core ops (reproducible from `seed`).
+
+    Flips all N frames of the clip left-right with probability 1/2 (one face, one decision),
+    and zeroes one random band of up to `max_time_mask` time bins and one of up to
+    `max_freq_mask` frequency bins in each spectrogram (SpecAugment-style, like
+    tensorflow-io's `time_mask`/`freq_mask`, but seeded). Zero is the per-window mean after
+    the default normalisation.
+    """
+    seed = _stream(seed, _AUGMENT_STREAM)
+    flip_seed, time_seed, freq_seed = [
+        tf.random.experimental.stateless_fold_in(seed, i) for i in range(3)
+    ]
+    frames = sample["frames"]
+    flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+    frames = tf.cond(flip, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
+    spec = sample["spectrograms"]
+    n, t_bins, f_bins = tf.shape(spec)[0], spec.shape[1], spec.shape[2]
+
+    def band_mask(band_seed, bins, max_width):
+        width_start = tf.random.stateless_uniform([n, 2], band_seed)
+        width = tf.cast(width_start[:, 0] * (max_width + 1), tf.int32)
+        start = tf.cast(width_start[:, 1] * tf.cast(bins - width + 1, tf.float32), tf.int32)
+        pos = tf.range(bins)[None, :]
+        return (pos >= start[:, None]) & (pos < (start + width)[:, None])  # [n, bins]
+
+    time_mask = band_mask(time_seed, t_bins, min(max_time_mask, t_bins))[:, :, None, None]
+    freq_mask = band_mask(freq_seed, f_bins, min(max_freq_mask, f_bins))[:, None, :, None]
+    spec = tf.where(time_mask | freq_mask, tf.zeros_like(spec), spec)
+    return {**sample, "frames": frames, "spectrograms": spec}

@@ -1,0 +1,191 @@
+"""Index math, windows and spectrograms of emotf.sampling (pure TF functions)."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emotf.sampling import (
+    SamplingConfig,
+    audio_window_starts,
+    augment_clip,
+    extract_audio_windows,
+    sample_clip,
+    segment_bounds,
+    segment_frame_indices,
+    spectrogram,
+    window_length_for,
+)
+
+SMALL = SamplingConfig(
+    num_segments=3,
+    window_seconds=0.128,
+    sample_rate=1000,
+    frame_size=16,
+    frame_length=32,
+    frame_step=8,
+    fft_length=32,
+    num_mel_bins=8,
+    time_bins=12,
+    freq_bins=8,
+)
+
+clip_params = st.fixed_dictionaries(
+    {
+        "num_frames": st.integers(1, 400),
+        "fps": st.floats(5.0, 60.0),
+        "sample_rate": st.sampled_from([8000, 16000, 22050, 44100]),
+        "num_segments": st.integers(1, 16),
+        "window_seconds": st.floats(0.05, 2.0),
+        "max_offset": st.floats(0.0, 0.1),
+        "seed": st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**31 - 1)),
+        "training": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(clip_params)
+def test_index_math_properties(p):
+    config = SamplingConfig(
+        num_segments=p["num_segments"],
+        window_seconds=p["window_seconds"],
+        max_offset_seconds=p["max_offset"],
+        sample_rate=p["sample_rate"],
+        frame_length=16,
+        fft_length=16,
+    )
+    t, n = p["num_frames"], p["num_segments"]
+    seed = tf.constant(p["seed"], tf.int64)
+    j = segment_frame_indices(t, config, p["training"], seed).numpy()
+    lo, hi = (x.numpy() for x in segment_bounds(t, n))
+    k = np.arange(n)
+    np.testing.assert_array_equal(lo, (k * t) // n)
+    assert j.dtype == np.int32 and j.shape == (n,)
+    assert np.all((lo <= j) & (j < hi)) and np.all((0 <= j) & (j < t))
+    assert np.all(np.diff(j) >= 0)  # segments are ordered in time
+    if t >= n:  # segments partition the frames
+        assert lo[0] == 0 and hi[-1] == t and np.all(hi[:-1] == lo[1:])
+    if not p["training"]:
+        np.testing.assert_array_equal(j, (lo + hi - 1) // 2)
+
+    centres, starts = audio_window_starts(
+        j, p["fps"], p["sample_rate"], config, p["training"], seed
+    )
+    centres, starts = centres.numpy(), starts.numpy()
+    frame_time = j / p["fps"]
+    assert np.all(np.abs(centres - frame_time) <= p["max_offset"] + 1e-12)
+    if not p["training"]:
+        np.testing.assert_allclose(centres, frame_time, rtol=0, atol=1e-12)
+    ra, d = p["sample_rate"], p["window_seconds"]
+    np.testing.assert_array_equal(starts, np.ceil(ra * (centres - d / 2)).astype(np.int64))
+    last = starts + window_length_for(ra, d) - 1
+    # The fixed length L = round(ra d) ends within one sample of floor(ra (c + d/2)).
+    assert np.all(np.abs(last - np.floor(ra * (centres + d / 2))) <= 1)
+
+
+@pytest.mark.parametrize("num_frames,num_segments", [(1, 10), (3, 10), (10, 10), (7, 1)])
+def test_short_clips_and_single_segment(num_frames, num_segments):
+    config = SamplingConfig(num_segments=num_segments)
+    for training in (False, True):
+        j = segment_frame_indices(num_frames, config, training, [1, 2]).numpy()
+        assert j.shape == (num_segments,) and j.min() >= 0 and j.max() < num_frames
+    if num_frames < num_segments:
+        np.testing.assert_array_equal(j, np.arange(num_segments) * num_frames // num_segments)
+
+
+def test_exact_indices_with_fixed_seed_and_eval_middle():
+    config = SamplingConfig(num_segments=4)
+    np.testing.assert_array_equal(segment_frame_indices(20, config, False).numpy(), [2, 7, 12, 17])
+    a = segment_frame_indices(20, config, True, [3, 4]).numpy()
+    b = segment_frame_indices(20, config, True, [3, 4]).numpy()
+    c = segment_frame_indices(20, config, True, [3, 5]).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) or not np.array_equal(
+        segment_frame_indices(20, config, True, [9, 9]).numpy(), a
+    )
+
+
+def test_extract_audio_windows_zero_pads_both_ends():
+    wave = np.arange(1, 11, dtype=np.float32)  # 10 samples, all nonzero
+    out = extract_audio_windows(wave, [-3, 4, 8], 5, num_samples=9).numpy()
+    np.testing.assert_array_equal(out[0], [0, 0, 0, 1, 2])
+    np.testing.assert_array_equal(out[1], [5, 6, 7, 8, 9])
+    np.testing.assert_array_equal(out[2], [9, 0, 0, 0, 0])  # sample 9 is past num_samples
+    empty = extract_audio_windows(np.zeros([0], np.float32), [0], 4).numpy()
+    np.testing.assert_array_equal(empty, np.zeros([1, 4]))
+
+
+def test_spectrogram_default_shape_and_normalisation():
+    config = SamplingConfig()
+    assert config.window_length == 20480 and config.stft_frames == 192
+    t = np.arange(config.window_length) / config.sample_rate
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    spec = spectrogram(np.stack([tone, np.zeros_like(tone)]), config).numpy()
+    assert spec.shape == (2, 192, 120, 1) and spec.dtype == np.float32
+    assert abs(spec[0].mean()) < 1e-3 and abs(spec[0].std() - 1) < 1e-2
+    np.testing.assert_allclose(spec[1], 0, atol=1e-2)  # silence (e.g. all padding) maps to zeros
+    # Frequency axis runs low to high: a 1 kHz tone peaks in a low-to-middle mel band.
+    peak = spec[0, 96, :, 0].argmax()
+    mel_1k = 2595 * math.log10(1 + 1000 / 700) / (2595 * math.log10(1 + 8000 / 700))
+    assert abs(peak / 120 - mel_1k) < 0.08
+
+
+def test_spectrogram_resizes_when_stft_shape_differs():
+    spec = spectrogram(tf.zeros([2, SMALL.window_length]), SMALL)
+    assert SMALL.stft_frames != SMALL.time_bins
+    assert spec.shape == (2, 12, 8, 1)
+    other = SamplingConfig(window_seconds=1.0, num_mel_bins=64)
+    assert spectrogram(tf.random.normal([1, other.window_length]), other).shape == (1, 192, 120, 1)
+
+
+def _decoded_clip(num_frames=9, size=16):
+    frames = np.stack([np.full([size, size, 3], 10 * k, np.uint8) for k in range(num_frames)])
+    wave = (np.arange(2000, dtype=np.float32) + 1) / 4000.0
+    return frames, wave
+
+
+def test_sample_clip_uint8_and_jpeg_agree_and_eager_equals_tf_function():
+    frames, wave = _decoded_clip()
+    jpegs = tf.stack([tf.io.encode_jpeg(f, quality=100) for f in frames])
+    args = dict(num_frames=9, fps=5.0, waveform=wave, num_samples=2000, sample_rate=1000)
+    eager = sample_clip(frames, config=SMALL, training=True, seed=[5, 6], **args)
+    from_jpeg = sample_clip(jpegs, config=SMALL, training=True, seed=[5, 6], **args)
+    graph = tf.function(
+        lambda f, s: sample_clip(f, config=SMALL, training=True, seed=s, **args)
+    )(frames, tf.constant([5, 6]))
+    for key in ("frame_indices", "audio_starts", "spectrograms", "frames"):
+        np.testing.assert_allclose(eager[key].numpy(), graph[key].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(eager["frame_indices"], from_jpeg["frame_indices"])
+    assert np.abs(eager["frames"].numpy().astype(int) - from_jpeg["frames"].numpy()).max() <= 2
+    assert eager["frames"].dtype == tf.uint8 and eager["frames"].shape == (3, 16, 16, 3)
+
+
+def test_sample_clip_rejects_other_sample_rate():
+    frames, wave = _decoded_clip()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="sample rate"):
+        sample_clip(frames, 9, 5.0, wave, 2000, 8000, SMALL, False)
+
+
+def test_augment_is_seeded_and_keeps_shapes():
+    frames, wave = _decoded_clip()
+    frames[:, :, :8] = 0  # left half dark so a flip is visible
+    out = sample_clip(frames, 9, 5.0, wave, 2000, 1000, SMALL, True, [1, 1])
+    a = [augment_clip(out, [s, 0]) for s in range(8)]
+    b = augment_clip(out, [3, 0])
+    np.testing.assert_array_equal(a[3]["spectrograms"], b["spectrograms"])
+    flipped = [bool(x["frames"].numpy()[:, :, -1].max() == 0) for x in a]
+    assert any(flipped) and not all(flipped)
+    assert all(x["spectrograms"].shape == out["spectrograms"].shape for x in a)
+
+
+def test_config_round_trip_and_validation():
+    config = SamplingConfig(num_segments=8, upper_edge_hertz=7600.0)
+    assert SamplingConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="num_segments=0"):
+        SamplingConfig(num_segments=0)
+    with pytest.raises(ValueError, match="unknown"):
+        SamplingConfig.from_dict({"bogus": 1})
