@@ -201,6 +201,7 @@ def plot_training_curves(csv_log, png_path, title: str = "") -> None:
                 ax.plot(epochs, log[key], marker="o", markersize=3,
                         label="validation" if key.startswith("val_") else "training")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if ax.lines:

@@ -87,6 +87,10 @@ def _pct(value, digits: int = 1) -> str:
     return f"{100 * value:.{digits}f}"
 
 
+def _text(value) -> str:
+    return "n/a" if value is None else str(value)
+
+
 def _pct_pm(mean, std) -> str:
     return "n/a" if not np.isfinite(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
@@ -187,7 +191,7 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
         log = fold["dir"] / "training_log.csv"
         if log.is_file():
             name = f"fold-{fold['fold']}_training_curves.png"
-            plot_training_curves(log, figures / name, title=f"fold {fold['fold']}")
+            plot_training_curves(log, figures / name, title=f"training curves, fold {fold['fold']}")
             figure_links[f"training_curves_fold_{fold['fold']}"] = f"figures/{name}"
     curve_rows = _mean_accuracy_vs_n(folds)
     if curve_rows:
@@ -223,12 +227,12 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
 
 def render_markdown(summary: dict) -> str:
     """The Markdown report from `cv_report`'s summary dict (figures linked relatively)."""
-    n_used = ", ".join(map(str, summary["num_segments"])) or "unknown"
+    n_used = ", ".join(map(str, summary["num_segments"])) or "n/a"
     k = summary["num_folds"]
     lines = [
         "# Cross-validation report",
         "",
-        f"Source: `{summary['cv_dir']}`; {k} test folds; N = {n_used} segments per clip.",
+        f"Source: `{summary['cv_dir']}`; {k} test folds; segments per clip N = {n_used}.",
         "",
         "## Accuracy (Table I)",
         "",
@@ -237,7 +241,7 @@ def render_markdown(summary: dict) -> str:
     ]
     for fold in summary["per_fold"]:
         lines.append(f"| emotf, fold {fold['fold']} | {_pct(fold['accuracy'])} | "
-                     f"{fold['num_clips']} clips, N={fold['num_segments']} |")
+                     f"{_text(fold['num_clips'])} clips, N={_text(fold['num_segments'])} |")
     lines.append(f"| **emotf, mean ± std over {k} folds** | "
                  f"**{_pct_pm(summary['mean_accuracy'], summary['std_accuracy'])}** | "
                  f"N={n_used}, sample std |")
@@ -255,8 +259,8 @@ def render_markdown(summary: dict) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for fold in summary["per_fold"]:
         h = fold["human_accuracy_same_clips"]
-        lines.append(f"| {fold['fold']} | {fold['num_clips']} | {fold['num_segments']} | "
-                     f"{fold['best_epoch']} | {_pct(fold['accuracy'])} | {_pct(h['voice'])} | "
+        lines.append(f"| {fold['fold']} | {_text(fold['num_clips'])} | {_text(fold['num_segments'])} | "
+                     f"{_text(fold['best_epoch'])} | {_pct(fold['accuracy'])} | {_pct(h['voice'])} | "
                      f"{_pct(h['face'])} | {_pct(h['audio-visual'])} |")
     pooled = summary.get("pooled")
     if pooled:
@@ -278,9 +282,11 @@ def render_markdown(summary: dict) -> str:
         titles = {"confusion_matrix": "Confusion matrix (pooled test folds)",
                   "accuracy_vs_n": "Accuracy vs number of segments N"}
         for key, link in figures.items():
-            title = titles.get(key, key.replace("_", " ").replace("fold ", "fold "))
+            title = titles.get(key) or f"Training curves, fold {key.rsplit('_', 1)[-1]}"
             lines += [f"### {title}", "", f"![{title}]({link})", ""]
-    lines += ["", "## Notes", "", summary["note"],
-              "The paper's figures are reported values for reference; they were not reproduced here.",
-              "Human baseline data: CREMA-D (Cao et al., 2014), Open Database License 1.0."]
+    lines += ["## Notes", "", f"- {summary['note']}",
+              "- The figures marked \"reported in the paper\" are quoted for reference; they were "
+              "not reproduced here.",
+              "- Human baseline data: CREMA-D (Cao et al., 2014), Open Database License 1.0 "
+              "(see emotf/data/README.md)."]
     return "\n".join(lines) + "\n"

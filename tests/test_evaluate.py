@@ -231,3 +231,21 @@ def test_model_with_segments_copies_the_core_and_refuses_independent():
                                np.asarray(trained(x)["probabilities"]), atol=1e-6)
     with pytest.raises(ValueError, match="shared branch weights"):
         model_with_segments(trained, 5, tiny_model_config(branch_weights="independent"))
+
+
+def test_cli_evaluates_a_run_with_accuracy_vs_n(tmp_path, monkeypatch, capsys):
+    import emotf.evaluate
+    from emotf.cli.evaluate import main, parse_segments
+
+    assert parse_segments("1..4") == [1, 2, 3, 4] and parse_segments("8,2,2") == [2, 8]
+    with pytest.raises(Exception):
+        parse_segments("0..3")
+    monkeypatch.setattr(emotf.evaluate, "_default_dataset_fn", lambda records: fake_dataset_fn)
+    run = make_run(tmp_path / "run")
+    assert main(["--run", str(run), "--records", "unused", "--fold", "1", "--segments", "1..2",
+                 "--out", str(tmp_path / "out")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["folds"] == [1] and printed["num_examples"] == 5
+    assert [r["n"] for r in printed["accuracy_vs_n"]] == [1, 2]
+    for name in ("predictions.csv", "confusion_matrix.csv", "accuracy_vs_n.csv", "evaluation.json"):
+        assert (tmp_path / "out" / name).is_file()

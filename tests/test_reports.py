@@ -56,7 +56,7 @@ def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
 
     md = md_path.read_text()
     assert "62.5 ± 17.7" in md
-    assert md.count("reported in the paper") == len(PAPER_REPORTED)
+    assert md.count("— reported in the paper |") == len(PAPER_REPORTED)
     assert f"{100 * expected['audio-visual']:.1f}" in md
     for name, _ in PAPER_REPORTED:
         assert name in md
@@ -88,3 +88,11 @@ def test_report_evaluates_folds_without_predictions(tmp_path):
     assert summary["num_segments"] == [3]
     assert (cv / "fold-1" / "evaluation" / "predictions.csv").is_file()
     assert "Human raters, audio-visual (same clips)" in md_path.read_text()
+
+
+def test_cli_cv_report(two_fold_run, capsys):
+    from emotf.cli.evaluate import main
+
+    assert main(["--cv-dir", str(two_fold_run)]) == 0
+    assert "cv_report.md" in capsys.readouterr().out
+    assert (two_fold_run / "cv_report.json").is_file()

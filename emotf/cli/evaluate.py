@@ -1,0 +1,86 @@
+"""`emotf-evaluate`: metrics, confusion matrix, curves, accuracy vs N, CV report.
+
+    emotf-evaluate --run RUN [--records R] [--fold K] [--out DIR]
+    emotf-evaluate --model RUN/model.keras --records R --fold K
+    emotf-evaluate --run RUN --segments 1..10         # accuracy vs N (shared weights only)
+    emotf-evaluate --cv-dir CV [--records R]          # Table I report of emotf-train --fold all
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def parse_segments(text: str) -> list[int]:
+    """`"1..10"`, `"1,2,4,8"` or `"10"` -> sorted list of N >= 1."""
+    try:
+        if ".." in text:
+            lo, hi = (int(v) for v in text.split("..", 1))
+            values = list(range(lo, hi + 1))
+        else:
+            values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected N >= 1 as 'A..B' or a comma list. Received: {text!r}"
+        )
+    return sorted(set(values))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emotf-evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--run", help="a run folder of emotf-train (model.keras, config.json)")
+    target.add_argument("--model", help="a model.keras file or the folder holding it")
+    target.add_argument("--cv-dir", help="an emotf-train --fold all folder: write the CV report")
+    parser.add_argument("--records", help="records folder (default: the one in the run's config)")
+    parser.add_argument("--fold", type=int, action="append",
+                        help="fold(s) to evaluate on (repeatable; default: the run's test fold)")
+    parser.add_argument("--out", help="output folder (default: RUN/evaluation, or CV for --cv-dir)")
+    parser.add_argument("--segments", type=parse_segments,
+                        help="also measure accuracy vs N at inference, e.g. 1..10")
+    parser.add_argument("--trained-runs", nargs="*", default=(),
+                        help="runs trained with other N, added to the accuracy-vs-N curve")
+    parser.add_argument("--batch-size", type=int, help="evaluation batch size")
+    parser.add_argument("--votes", help="CREMA-D tabulatedVotes.csv (default: the shipped copy)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from emotf.human import load_votes
+
+    votes = load_votes(args.votes)
+    if args.cv_dir:
+        from emotf.reports import cv_report
+
+        md_path, json_path = cv_report(args.cv_dir, args.out, votes=votes, records=args.records)
+        print(f"wrote {md_path} and {json_path}")
+        return 0
+
+    from emotf.evaluate import accuracy_vs_segments, evaluate_model
+
+    target = args.run or args.model
+    report = evaluate_model(target, args.records, args.fold, args.out,
+                            batch_size=args.batch_size, votes=votes)
+    summary = {"accuracy": report["accuracy"], "num_examples": report["num_examples"],
+               "folds": report["folds"], "num_segments": report["num_segments"]}
+    if args.segments:
+        from pathlib import Path
+
+        run = Path(target) if Path(target).is_dir() else Path(target).parent
+        rows = accuracy_vs_segments(run, args.records, args.fold, args.out,
+                                    segments=args.segments, other_runs=args.trained_runs,
+                                    batch_size=args.batch_size)
+        summary["accuracy_vs_n"] = rows
+    json.dump(summary, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
