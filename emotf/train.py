@@ -111,20 +111,44 @@ def split_folds(fold: int, validation_folds: int = 1, num_folds: int = NUM_FOLDS
     return train, val, fold
 
 
-def records_dataset(folds, training: bool, config: TrainConfig) -> tf.data.Dataset:
-    """The default dataset factory: `emotf.pipeline.make_dataset` on `config.records`."""
-    from emotf.pipeline import make_dataset
+def sampling_config(config: TrainConfig):
+    """The `SamplingConfig` of a run: `config.sampling` with N, frame size and spectrogram shape
+    taken from the model config (one source of truth for the shapes the model expects)."""
     from emotf.sampling import SamplingConfig
 
-    sampling = SamplingConfig.from_dict({**config.sampling, "num_segments": config.model.num_segments})
+    m = config.model
+    return SamplingConfig.from_dict(
+        {
+            **config.sampling,
+            "num_segments": m.num_segments,
+            "frame_size": m.frame_size,
+            "time_bins": m.spectrogram_shape[0],
+            "freq_bins": m.spectrogram_shape[1],
+        }
+    )
+
+
+def records_dataset(folds, training: bool, config: TrainConfig) -> tf.data.Dataset:
+    """The default dataset factory: `emotf.pipeline.make_dataset` on the shards in `config.records`."""
+    from emotf.pipeline import make_dataset
+
     return make_dataset(
         config.records,
         list(folds),
         training=training,
-        config=sampling,
+        config=sampling_config(config),
         batch_size=config.batch_size,
         seed=config.seed,
     )
+
+
+def count_clips(records, folds) -> int:
+    """Clips of `folds` in a record folder (shards hold one fold each: counts raw records only)."""
+    from emotf.pipeline import record_files
+
+    files = [str(f) for f in record_files(records, folds)]
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    return int(tf.data.TFRecordDataset(files, compression_type=compression).reduce(np.int64(0), lambda n, _: n + 1))
 
 
 # === Learning-rate schedules ===
@@ -240,13 +264,16 @@ def environment() -> dict:
     }
 
 
-def _num_batches(dataset: tf.data.Dataset) -> int:
+def _num_batches(dataset: tf.data.Dataset, config: TrainConfig, folds) -> int:
+    """Training batches per epoch (for the schedules), without decoding any clip if possible."""
     n = int(dataset.cardinality())
+    if n >= 0:
+        return n
     if n == tf.data.INFINITE_CARDINALITY:
         raise ValueError("The training dataset is infinite: set TrainConfig.steps_per_epoch.")
-    if n == tf.data.UNKNOWN_CARDINALITY:
-        n = int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
-    return n
+    if config.records and Path(config.records).is_dir():
+        return max(1, count_clips(config.records, folds) // config.batch_size)  # drop_remainder
+    return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
 
 
 def _predict(model: keras.Model, dataset: tf.data.Dataset):
@@ -296,9 +323,13 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     with precision_policy(config.precision) as policy:
         train_ds = dataset_fn(train_folds, True, config)
         val_ds = dataset_fn(val_folds, False, config)
-        steps = config.steps_per_epoch or _num_batches(train_ds)
+        steps = config.steps_per_epoch or _num_batches(train_ds, config, train_folds)
         if config.steps_per_epoch:
             train_ds = train_ds.repeat()
+        elif int(train_ds.cardinality()) < 0:
+            # A known epoch length: exact progress bars, and Keras does not take the end of
+            # the data for an interruption.
+            train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
         model = build_model(config.model)
         trainer = training_model(model)
         trainer.compile(

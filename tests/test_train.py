@@ -122,3 +122,37 @@ def test_all_folds_summary_and_cli(tmp_path, monkeypatch):
     assert resolved["model"]["branch_weights"] == "independent" and resolved["model"]["frame_size"] == 16
     with pytest.raises(SystemExit):
         train_main(["--fold", "12", "--out", str(out)])
+
+
+def write_tiny_shards(out_dir, frame_size=32, clips_per_fold=2):
+    """Record shards of random clips (one actor per fold) in the real naming scheme."""
+    from emotf.records import ClipRecord, make_example
+
+    rng = np.random.default_rng(0)
+    out_dir.mkdir()
+    for fold in range(10):
+        path = out_dir / f"fold-{fold}-of-10-00000.tfrecord"
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for c in range(clips_per_fold):
+                t = 20
+                frames = [tf.io.encode_jpeg(rng.integers(0, 256, (frame_size, frame_size, 3), dtype=np.uint8)).numpy()
+                          for _ in range(t)]
+                clip = ClipRecord(
+                    clip_id=f"{1001 + fold}_DFA_ANG_XX", actor_id=1001 + fold, sentence="DFA", emotion="ANG",
+                    label=(fold + c) % 6, intensity="XX", fold=fold, fps=10.0, frames_jpeg=frames,
+                    face_boxes=np.zeros((t, 4), np.float32), face_detected=np.ones(t, np.int64),
+                    source_size=(360, 480), sample_rate=16000,
+                    pcm16=(rng.normal(0, 3000, 32000)).astype(np.int16),
+                )
+                writer.write(make_example(clip).SerializeToString())
+
+
+def test_train_fold_on_record_shards(tmp_path):
+    records = tmp_path / "records"
+    write_tiny_shards(records)
+    model = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
+                        audio_widths=(4, 4), fc_units=4)
+    cfg = config(tmp_path, records=str(records), epochs=2, batch_size=4, model=model)
+    metrics = train_fold(cfg)  # the default factory: emotf.pipeline.make_dataset
+    assert metrics["num_clips"] == 2 and metrics["steps_per_epoch"] == 8 * 2 // 4
+    assert metrics["epochs_run"] == 2
