@@ -249,3 +249,55 @@ def test_cli_evaluates_a_run_with_accuracy_vs_n(tmp_path, monkeypatch, capsys):
     assert [r["n"] for r in printed["accuracy_vs_n"]] == [1, 2]
     for name in ("predictions.csv", "confusion_matrix.csv", "accuracy_vs_n.csv", "evaluation.json"):
         assert (tmp_path / "out" / name).is_file()
+
+
+def write_real_name_shards(out_dir, folds=(0, 1), frame_size=32):
+    """Tiny record shards whose clip ids are real CREMA-D names (so humans have votes)."""
+    import tensorflow as tf
+
+    from emotf.cremad import parse_clip_name
+    from emotf.records import ClipRecord, make_example
+
+    rng = np.random.default_rng(0)
+    out_dir.mkdir()
+    for fold in folds:
+        names = [f"{1001 + fold}_DFA_ANG_XX", f"{1001 + fold}_DFA_SAD_XX", f"{1001 + fold}_ITH_HAP_XX"]
+        with tf.io.TFRecordWriter(str(out_dir / f"fold-{fold}-of-10-00000.tfrecord")) as writer:
+            for name in names:
+                clip, t = parse_clip_name(name), 12
+                frames = [tf.io.encode_jpeg(rng.integers(0, 256, (frame_size, frame_size, 3), dtype=np.uint8)).numpy()
+                          for _ in range(t)]
+                record = ClipRecord(
+                    clip_id=name, actor_id=clip.actor_id, sentence=clip.sentence, emotion=clip.emotion,
+                    label=clip.label, intensity=clip.intensity, fold=fold, fps=10.0, frames_jpeg=frames,
+                    face_boxes=np.zeros((t, 4), np.float32), face_detected=np.ones(t, np.int64),
+                    source_size=(360, 480), sample_rate=16000,
+                    pcm16=rng.normal(0, 3000, 24000).astype(np.int16),
+                )
+                writer.write(make_example(record).SerializeToString())
+    return out_dir
+
+
+@pytest.mark.slow
+def test_glue_on_record_shards_through_the_pipeline(tmp_path):
+    """evaluate_model + accuracy_vs_segments with the default factory (emotf.pipeline)."""
+    pytest.importorskip("emotf.pipeline")
+    from emotf.model import build_model
+
+    records = write_real_name_shards(tmp_path / "records")
+    config = tiny_model_config(num_segments=2, spectrogram_shape=(192, 120))
+    run = tmp_path / "run"
+    run.mkdir()
+    build_model(config).save(str(run / "model.keras"))
+    (run / "config.json").write_text(json.dumps({
+        "config": {"model": config.to_dict(), "batch_size": 2, "records": str(records),
+                   "sampling": {"frame_size": 32}},
+        "folds": {"test": 1}}))
+    report = evaluate_model(run)
+    predictions = read_predictions(run / "evaluation" / "predictions.csv")
+    assert sorted(predictions["clip_ids"]) == ["1002_DFA_ANG_XX", "1002_DFA_SAD_XX", "1002_ITH_HAP_XX"]
+    assert sorted(predictions["labels"].tolist()) == [0, 3, 5]
+    assert report["num_segments"] == 2 and report["folds"] == [1]
+    assert report["humans_same_clips"]["num_clips"] == 3
+    rows = accuracy_vs_segments(run, folds=[0, 1], segments=[1, 3])
+    assert [(r["n"], r["num_examples"]) for r in rows] == [(1, 6), (3, 6)]
