@@ -1,0 +1,304 @@
+"""Face boxes for every frame of a clip, from MTCNN run on a few keyframes, and square crops.
+
+MTCNN costs ~80-110 ms per 480x360 frame on one CPU core, so `FaceTracker` does not run it on
+every frame:
+
+1. keyframes every `keyframe_interval` frames (plus the last frame) are detected in one
+   batched call, on frames downscaled by `detect_scale` (the CREMA-D face is ~90x130 px, far
+   above MTCNN's 20 px minimum);
+2. a keyframe without a confident face (face lost) is re-detected at full resolution, then on
+   the next frames until one hits (at most `redetect_frames` frames);
+3. when no keyframe found a face at all, every frame is searched before giving up
+   (`NoFaceError`), so "no face" really means none in any frame;
+4. between detected frames the box centre and size are interpolated linearly (carried before
+   the first and after the last), smoothed with a Gaussian over time (`smoothing` frames), and
+   made square with a `margin`.
+
+`crop_faces` cuts the boxes out as size x size RGB crops (padding with black outside the
+frame). `emotf-build-records` and `emotf-predict` share this code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class NoFaceError(ValueError):
+    """No face was found in any frame of a clip."""
+
+
+@dataclass(frozen=True)
+class FaceTrackerConfig:
+    """How faces are found and cropped.
+
+    Attributes:
+        keyframe_interval: detect on every k-th frame (1 = every frame, no tracking).
+        margin: context around the face: the square crop's side is
+            `max(face w, face h) * (1 + margin)`.
+        smoothing: standard deviation, in frames, of the Gaussian that smooths the box track
+            over time (0 = none).
+        detect_scale: keyframes are downscaled by this factor before detection (1 = full size).
+        min_confidence: MTCNN confidence below which a candidate is ignored.
+        redetect_frames: frames after a missed keyframe tried one by one (full resolution).
+        stages: MTCNN stages: "face_and_landmarks_detection" (P+R+O nets: tighter boxes) or
+            "face_detection_only" (P+R nets).
+        crop_size: side of the square face crops in pixels.
+        jpeg_quality: JPEG quality of the stored crops.
+    """
+
+    keyframe_interval: int = 10
+    margin: float = 0.3
+    smoothing: float = 1.5
+    detect_scale: float = 0.5
+    min_confidence: float = 0.9
+    redetect_frames: int = 3
+    stages: str = "face_and_landmarks_detection"
+    crop_size: int = 224
+    jpeg_quality: int = 90
+
+    def __post_init__(self):
+        if self.keyframe_interval < 1:
+            raise ValueError(
+                f"keyframe_interval must be >= 1. Received: keyframe_interval={self.keyframe_interval}"
+            )
+        if not 0 < self.detect_scale <= 1:
+            raise ValueError(f"detect_scale must be in (0, 1]. Received: detect_scale={self.detect_scale}")
+        if self.margin < 0 or self.smoothing < 0:
+            raise ValueError(
+                f"margin and smoothing must be >= 0. Received: margin={self.margin}, "
+                f"smoothing={self.smoothing}"
+            )
+
+
+@dataclass
+class FaceTrack:
+    """Face boxes of one clip.
+
+    Attributes:
+        boxes: float32 [T, 4] pixel (x0, y0, x1, y1) square crop boxes (margin included; may
+            extend past the frame).
+        detected: int8 [T], 1 where the detector found the face on that frame, 0 where the box
+            was interpolated or carried.
+        stats: detector counters: `detector_images` (images passed to MTCNN), `keyframes`,
+            `keyframe_misses`, `redetections` (extra single-frame detections after a miss),
+            `full_scans` (clips where every frame was searched).
+    """
+
+    boxes: np.ndarray
+    detected: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a [..., 4] and b [..., 4] in (x0, y0, x1, y1): float [...]."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def _gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Smooth x [T, C] along time with edge padding."""
+    if sigma <= 0 or len(x) < 2:
+        return x
+    radius = int(np.ceil(3 * sigma))
+    t = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (t / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(x, ((radius, radius), (0, 0)), mode="edge")
+    return np.stack(
+        [np.convolve(padded[:, c], kernel, mode="valid") for c in range(x.shape[1])], axis=1
+    )
+
+
+def boxes_from_detections(
+    raw: np.ndarray, margin: float = 0.3, smoothing: float = 0.0
+) -> np.ndarray:
+    """Per-frame square crop boxes from sparse detections.
+
+    Args:
+        raw: float [T, 4] detected (x0, y0, x1, y1) per frame, NaN rows where not detected
+            (at least one row must be finite).
+        margin: the square's side is `max(w, h) * (1 + margin)`.
+        smoothing: Gaussian sigma in frames applied to centre and side (0 = none).
+
+    Returns:
+        float32 [T, 4] (x0, y0, x1, y1), square, centred on the (interpolated) face.
+    """
+    raw = np.asarray(raw, np.float64)
+    hit = np.flatnonzero(np.isfinite(raw).all(axis=1))
+    if hit.size == 0:
+        raise NoFaceError("no detection to interpolate from")
+    centre_x = (raw[hit, 0] + raw[hit, 2]) / 2
+    centre_y = (raw[hit, 1] + raw[hit, 3]) / 2
+    side = np.maximum(raw[hit, 2] - raw[hit, 0], raw[hit, 3] - raw[hit, 1])
+    t = np.arange(len(raw))
+    track = np.stack([np.interp(t, hit, v) for v in (centre_x, centre_y, side)], axis=1)
+    track = _gaussian_smooth(track, smoothing)
+    half = track[:, 2] * (1 + margin) / 2
+    return np.stack(
+        [track[:, 0] - half, track[:, 1] - half, track[:, 0] + half, track[:, 1] + half], axis=1
+    ).astype(np.float32)
+
+
+def pick_face(candidates: list[tuple[np.ndarray, float]], previous: np.ndarray | None):
+    """The face to follow among (box xyxy, confidence) candidates: the one overlapping the
+    previous box most, else the largest. None when there is no candidate."""
+    if not candidates:
+        return None
+    boxes = np.stack([c[0] for c in candidates])
+    if previous is not None:
+        ious = box_iou(boxes, previous[None, :])
+        if ious.max() > 0:
+            return boxes[int(np.argmax(ious))]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return boxes[int(np.argmax(areas))]
+
+
+class FaceTracker:
+    """Find one face per frame with MTCNN on keyframes plus tracking (see the module docstring).
+
+    Args:
+        config: `FaceTrackerConfig`.
+        detector: anything with MTCNN's `detect_faces(image_or_list)`; by default an
+            `mtcnn.MTCNN(stages=config.stages)` created on first use.
+    """
+
+    def __init__(self, config: FaceTrackerConfig = FaceTrackerConfig(), detector=None):
+        self.config = config
+        self._detector = detector
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            import mtcnn
+
+            self._detector = mtcnn.MTCNN(stages=self.config.stages)
+        return self._detector
+
+    def detect(self, frames: list[np.ndarray], scale: float = 1.0) -> list[list[tuple]]:
+        """Run MTCNN on frames uint8 [H, W, 3] (one batched call) after resizing by `scale`.
+
+        Returns, per frame, the confident candidates as (box float [4] xyxy in the original
+        frame's pixels, confidence).
+        """
+        import cv2
+
+        if not frames:
+            return []
+        if scale != 1.0:
+            images = [
+                cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                for f in frames
+            ]
+        else:
+            images = [np.ascontiguousarray(f) for f in frames]
+        result = self.detector.detect_faces(images, box_format="xyxy")
+        out = []
+        for i in range(len(images)):
+            faces = result[i] if i < len(result) else []
+            out.append(
+                [
+                    (np.asarray(face["box"], np.float64) / scale, float(face["confidence"]))
+                    for face in faces
+                    if face["confidence"] >= self.config.min_confidence
+                ]
+            )
+        return out
+
+    def track(self, frames: np.ndarray) -> FaceTrack:
+        """Face boxes for every frame.
+
+        Args:
+            frames: uint8 [T, H, W, 3] RGB.
+
+        Returns:
+            `FaceTrack` (boxes float32 [T, 4] square pixel boxes with margin, detected int8 [T]).
+
+        Raises:
+            NoFaceError: no face in any frame.
+        """
+        cfg = self.config
+        num = len(frames)
+        if num == 0:
+            raise ValueError("track() needs at least one frame")
+        keys = list(range(0, num, cfg.keyframe_interval))
+        if keys[-1] != num - 1:
+            keys.append(num - 1)
+        stats = dict(detector_images=len(keys), keyframes=len(keys), keyframe_misses=0,
+                     redetections=0, full_scans=0)
+        raw = np.full((num, 4), np.nan)
+        found = self.detect([frames[k] for k in keys], cfg.detect_scale)
+        previous = None
+        for i, k in enumerate(keys):
+            box = pick_face(found[i], previous)
+            if box is None:  # face lost: full resolution, then the next frames
+                stats["keyframe_misses"] += 1
+                stop = min(num, k + 1 + cfg.redetect_frames)
+                if i + 1 < len(keys):
+                    stop = min(stop, keys[i + 1])
+                for j in range(k, stop):
+                    stats["redetections"] += 1
+                    stats["detector_images"] += 1
+                    box = pick_face(self.detect([frames[j]])[0], previous)
+                    if box is not None:
+                        raw[j] = box
+                        break
+            else:
+                raw[k] = box
+            if box is not None:
+                previous = box
+        if not np.isfinite(raw).all(axis=1).any():
+            stats["full_scans"] = 1
+            rest = [j for j in range(num) if not np.isfinite(raw[j]).all()]
+            for start in range(0, len(rest), 16):
+                chunk = rest[start:start + 16]
+                stats["detector_images"] += len(chunk)
+                for j, candidates in zip(chunk, self.detect([frames[j] for j in chunk])):
+                    box = pick_face(candidates, None)
+                    if box is not None:
+                        raw[j] = box
+            if not np.isfinite(raw).all(axis=1).any():
+                raise NoFaceError(f"no face in any of the {num} frames")
+        detected = np.isfinite(raw).all(axis=1).astype(np.int8)
+        boxes = boxes_from_detections(raw, cfg.margin, cfg.smoothing)
+        return FaceTrack(boxes, detected, stats)
+
+
+def crop_faces(frames: np.ndarray, boxes: np.ndarray, size: int = 224) -> np.ndarray:
+    """Cut square boxes out of frames and resize them.
+
+    Args:
+        frames: uint8 [T, H, W, 3].
+        boxes: float [T, 4] pixel (x0, y0, x1, y1); parts outside the frame are black.
+        size: output side in pixels.
+
+    Returns:
+        uint8 [T, size, size, 3].
+    """
+    import cv2
+
+    out = np.empty((len(frames), size, size, 3), np.uint8)
+    for i, (frame, (x0, y0, x1, y1)) in enumerate(zip(frames, np.asarray(boxes, np.float64))):
+        sx = size / max(x1 - x0, 1e-6)
+        sy = size / max(y1 - y0, 1e-6)
+        matrix = np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]], np.float64)
+        out[i] = cv2.warpAffine(
+            frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
+        )
+    return out
+
+
+def normalized_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pixel (x0, y0, x1, y1) -> normalised (ymin, xmin, ymax, xmax) as stored in records."""
+    boxes = np.asarray(boxes, np.float64)
+    return np.stack(
+        [boxes[:, 1] / height, boxes[:, 0] / width, boxes[:, 3] / height, boxes[:, 2] / width],
+        axis=1,
+    ).astype(np.float32)

@@ -1,0 +1,248 @@
+"""Decode video frames and audio from media files, with checks that name the file and problem.
+
+Nothing here depends on the video codec: real CREMA-D is On2 VP6 in FLV at 29.97 fps,
+the synthetic sample is FLV1 at 30 fps, the tests also use other rates. PyAV (its own FFmpeg)
+decodes whatever FFmpeg can; the frame rate is always read from the stream.
+
+Problems a caller may handle (skip the clip, fall back to another source) raise `MediaError`;
+conversions that keep the data usable (truncated video, stereo or 44.1 kHz audio) are returned
+as human-readable `notes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+
+
+class MediaError(Exception):
+    """A media file that cannot be used; `str(error)` is "<path>: <problem>"."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):  # picklable across worker processes
+        return (type(self), (self.path, self.problem))
+
+
+def is_lfs_pointer(path: str | Path) -> bool:
+    """True when the file is a Git LFS pointer (a small text file) instead of the media."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
+    except OSError:
+        return False
+
+
+def check_media_file(path: str | Path) -> Path:
+    """Raise `MediaError` for a missing, empty or LFS-pointer file; return the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "empty file (0 bytes)")
+    if is_lfs_pointer(path):
+        raise MediaError(path, "Git LFS pointer file, not media (run `git lfs pull`)")
+    return path
+
+
+@dataclass
+class DecodedVideo:
+    """Decoded frames of one video.
+
+    Attributes:
+        frames: uint8 [T, H, W, 3] RGB.
+        fps: frames per second read from the stream (e.g. 29.97 for real CREMA-D).
+        notes: conversions or tolerated problems (e.g. truncated file), one line each.
+    """
+
+    frames: np.ndarray
+    fps: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the frames: T / fps."""
+        return len(self.frames) / self.fps
+
+
+def _stream_fps(stream) -> float | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and float(rate) > 0:
+            return float(rate)
+    return None
+
+
+def container_duration(path: str | Path) -> float | None:
+    """The duration the container declares, in seconds (None when it declares none)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.duration is not None and container.duration > 0:
+                return container.duration / 1_000_000
+    except (av.error.FFmpegError, OSError, ValueError):
+        pass
+    return None
+
+
+def decode_video(path: str | Path, max_frames: int | None = None) -> DecodedVideo:
+    """Decode every frame of the first video stream to RGB.
+
+    Args:
+        path: any container/codec FFmpeg reads (FLV with VP6 or FLV1, MP4, ...).
+        max_frames: raise `MediaError` past this many frames (bounds memory on odd files).
+
+    Returns:
+        `DecodedVideo` with frames uint8 [T, H, W, 3]. A file that breaks off after some frames
+        returns those frames with a note.
+
+    Raises:
+        MediaError: missing, empty or LFS-pointer file, no video stream, no decodable frame,
+            too many frames.
+    """
+    import av
+
+    path = check_media_file(path)
+    notes: list[str] = []
+    frames: list[np.ndarray] = []
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise MediaError(path, f"cannot open as video ({error})") from None
+    with container:
+        if not container.streams.video:
+            raise MediaError(path, "no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = _stream_fps(stream)
+        try:
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) > max_frames:
+                    raise MediaError(path, f"more than {max_frames} frames (too long)")
+        except (av.error.FFmpegError, EOFError, ValueError) as error:
+            if not frames:
+                raise MediaError(path, f"no decodable video frame ({error})") from None
+            notes.append(f"video breaks off after {len(frames)} frames ({error}); kept those")
+    if not frames:
+        raise MediaError(path, "no video frames (empty or truncated video)")
+    if fps is None:
+        raise MediaError(path, "the video stream declares no frame rate")
+    return DecodedVideo(np.stack(frames), fps, notes)
+
+
+def _to_mono_int16(
+    path, samples: np.ndarray, rate: int, target_rate: int, notes: list[str]
+) -> np.ndarray:
+    """float [S, C] in [-1, 1] -> int16 [S'] mono at target_rate, noting each conversion."""
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    channels = samples.shape[1]
+    if channels > 1:
+        samples = samples.mean(axis=1, keepdims=True)
+        notes.append(f"{channels} channels downmixed to mono")
+    mono = samples[:, 0]
+    if rate != target_rate:
+        import soxr
+
+        mono = soxr.resample(mono.astype(np.float32), rate, target_rate)
+        notes.append(f"resampled {rate} Hz -> {target_rate} Hz")
+    if mono.size == 0:
+        raise MediaError(path, "no audio samples")
+    return np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def _read_wav(path: Path, target_rate: int) -> tuple[np.ndarray, list[str]]:
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+        if info.frames == 0:
+            raise MediaError(path, "empty audio (0 samples)")
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except MediaError:
+        raise
+    except (RuntimeError, soundfile.LibsndfileError, ValueError) as error:
+        raise MediaError(path, f"cannot read audio ({error})") from None
+    if data.shape[0] == 0:
+        raise MediaError(path, "empty audio (0 samples)")
+    notes: list[str] = []
+    if info.subtype != "PCM_16":
+        notes.append(f"{info.subtype} samples converted to int16")
+    return _to_mono_int16(path, data, rate, target_rate, notes), notes
+
+
+def _read_av_audio(path: Path, target_rate: int) -> tuple[np.ndarray, list[str]]:
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise MediaError(path, f"cannot open ({error})") from None
+    chunks: list[np.ndarray] = []
+    notes: list[str] = []
+    with container:
+        if not container.streams.audio:
+            raise MediaError(path, "no audio track")
+        stream = container.streams.audio[0]
+        rate, channels = stream.rate, stream.channels
+        try:
+            for frame in container.decode(stream):
+                # fltp/flt/s16... -> float32 [S, C]
+                data = frame.to_ndarray()
+                if data.dtype == np.int16:
+                    data = data.astype(np.float32) / 32768.0
+                if frame.format.is_planar:
+                    data = data.T
+                else:
+                    data = data.reshape(-1, len(frame.layout.channels))
+                chunks.append(data.astype(np.float32))
+        except (av.error.FFmpegError, EOFError, ValueError) as error:
+            if not chunks:
+                raise MediaError(path, f"no decodable audio ({error})") from None
+            notes.append(f"audio breaks off ({error}); kept what decoded")
+    if not chunks or sum(len(c) for c in chunks) == 0:
+        raise MediaError(path, "empty audio track (0 samples)")
+    data = np.concatenate(chunks)
+    notes.insert(0, f"audio from the {stream.codec_context.name} track ({rate} Hz, {channels} ch)")
+    return _to_mono_int16(path, data, rate, target_rate, notes), notes
+
+
+def load_audio(path: str | Path, target_rate: int = 16000) -> tuple[np.ndarray, list[str]]:
+    """Read audio as 16-bit mono PCM at `target_rate`.
+
+    WAV (and other files libsndfile reads: FLAC, ...) go through soundfile; anything else
+    (a video's own track: MP3/AAC in FLV) through PyAV. Stereo is averaged to mono and other
+    rates are resampled with soxr; each conversion adds a note.
+
+    Returns:
+        (pcm int16 [S], notes list[str]).
+
+    Raises:
+        MediaError: missing, empty or LFS-pointer file, no audio track, no samples.
+    """
+    path = check_media_file(path)
+    if path.suffix.lower() in (".wav", ".flac", ".ogg", ".aiff", ".aif"):
+        return _read_wav(path, target_rate)
+    return _read_av_audio(path, target_rate)
+
+
+def encode_jpegs(images: np.ndarray, quality: int = 90) -> list[bytes]:
+    """JPEG-encode RGB images uint8 [T, H, W, 3] (OpenCV's libjpeg-turbo: ~1 ms at 224x224)."""
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    out = []
+    for image in images:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), params)
+        if not ok:
+            raise ValueError("JPEG encoding failed")
+        out.append(buf.tobytes())
+    return out
