@@ -69,11 +69,14 @@ def classification_report_dict(y_true, y_pred, class_names=EMOTIONS) -> dict:
     bad = sorted(set(np.concatenate([y_true, y_pred]).tolist()) - set(labels))
     if bad:
         raise ValueError(f"class indices outside 0..{len(labels) - 1}. Received: {bad[:5]}")
-    p, r, f, s = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     per_class = {
-        name: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]), "support": int(s[k])}
+        name: {
+            "precision": float(p[k]),
+            "recall": float(r[k]),
+            "f1": float(f[k]),
+            "support": int(s[k]),
+        }
         for k, name in enumerate(class_names)
     }
 
@@ -155,7 +158,9 @@ def write_confusion_matrix(
             text = f"{cm[i, j]}" + (f"\n{shown[i, j]:.0%}" if normalize else "")
             color = "white" if shown[i, j] > threshold else "black"
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
-    ax.set_title(title or ("confusion matrix" + (f" (normalised by {normalize})" if normalize else "")))
+    ax.set_title(
+        title or ("confusion matrix" + (f" (normalised by {normalize})" if normalize else ""))
+    )
     fig.tight_layout()
     Path(png_path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path, dpi=100)
@@ -192,14 +197,26 @@ def plot_training_curves(csv_log, png_path, title: str = "") -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     panels = (
         ("loss", ("loss", "val_loss")),
-        ("accuracy", ("accuracy", "val_accuracy", "sparse_categorical_accuracy",
-                      "val_sparse_categorical_accuracy")),
+        (
+            "accuracy",
+            (
+                "accuracy",
+                "val_accuracy",
+                "sparse_categorical_accuracy",
+                "val_sparse_categorical_accuracy",
+            ),
+        ),
     )
     for ax, (label, keys) in zip(axes, panels):
         for key in keys:
             if key in log:
-                ax.plot(epochs, log[key], marker="o", markersize=3,
-                        label="validation" if key.startswith("val_") else "training")
+                ax.plot(
+                    epochs,
+                    log[key],
+                    marker="o",
+                    markersize=3,
+                    label="validation" if key.startswith("val_") else "training",
+                )
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(label)
@@ -243,8 +260,12 @@ def plot_accuracy_vs_n(rows, csv_path, png_path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for source in dict.fromkeys(r["source"] for r in rows):
         part = [r for r in rows if r["source"] == source]
-        ax.plot([int(r["n"]) for r in part], [100 * float(r["accuracy"]) for r in part],
-                marker="o", label=str(source))
+        ax.plot(
+            [int(r["n"]) for r in part],
+            [100 * float(r["accuracy"]) for r in part],
+            marker="o",
+            label=str(source),
+        )
     ax.set_xlabel("number of segments N")
     ax.set_ylabel("accuracy (%)")
     ax.set_xticks(sorted({int(r["n"]) for r in rows}))
@@ -289,8 +310,14 @@ def write_predictions(path, clip_ids, labels, probabilities) -> None:
         writer = csv.writer(f)
         writer.writerow(PREDICTION_FIELDS)
         for clip, label, probs in zip(clip_ids, labels, probabilities):
-            writer.writerow([clip, EMOTIONS[label], EMOTIONS[int(np.argmax(probs))],
-                             *(f"{p:.6f}" for p in probs)])
+            writer.writerow(
+                [
+                    clip,
+                    EMOTIONS[label],
+                    EMOTIONS[int(np.argmax(probs))],
+                    *(f"{p:.6f}" for p in probs),
+                ]
+            )
 
 
 def read_predictions(path) -> dict:
@@ -366,8 +393,11 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
     write_predictions(out / "predictions.csv", clip_ids, labels, probabilities)
     report = classification_report_dict(labels, predicted, EMOTIONS)
     write_confusion_matrix(
-        report["confusion_matrix"], EMOTIONS, out / "confusion_matrix.csv",
-        out / "confusion_matrix.png", title=title,
+        report["confusion_matrix"],
+        EMOTIONS,
+        out / "confusion_matrix.csv",
+        out / "confusion_matrix.png",
+        title=title,
     )
     try:
         report["humans_same_clips"] = model_vs_humans(clip_ids, labels, predicted, votes)
@@ -425,8 +455,12 @@ def _default_dataset_fn(records):
         sampling = dict(run_config.get("config", {}).get("sampling", {}))
         sampling["num_segments"] = int(num_segments)
         return make_dataset(
-            records, list(folds), training=False, config=SamplingConfig.from_dict(sampling),
-            batch_size=batch_size, with_metadata=True,
+            records,
+            list(folds),
+            training=False,
+            config=SamplingConfig.from_dict(sampling),
+            batch_size=batch_size,
+            with_metadata=True,
         )
 
     return dataset_fn
@@ -480,8 +514,15 @@ def _resolve(records, folds, run_config):
 
 
 def evaluate_model(
-    model_dir_or_run, records=None, folds=None, out=None, *, batch_size: int | None = None,
-    votes=None, dataset_fn=None, curves: bool = True,
+    model_dir_or_run,
+    records=None,
+    folds=None,
+    out=None,
+    *,
+    batch_size: int | None = None,
+    votes=None,
+    dataset_fn=None,
+    curves: bool = True,
 ) -> dict:
     """Evaluate a saved model on the clips of some folds and write the report files.
 
@@ -509,13 +550,17 @@ def evaluate_model(
     model = load_saved_model(path)
     num_segments = int(model.inputs[0].shape[1])
     batch = batch_size or int(run_config.get("config", {}).get("batch_size", 16))
-    clip_ids, labels, probs = predict_clips(model, dataset_fn(folds, num_segments, batch, run_config))
+    clip_ids, labels, probs = predict_clips(
+        model, dataset_fn(folds, num_segments, batch, run_config)
+    )
     title = f"folds {folds}, N={num_segments}"
     report = summarize_predictions(clip_ids, labels, probs, out, votes=votes, title=title)
     report.update({"folds": folds, "num_segments": num_segments, "model": str(path)})
     log = run / "training_log.csv"
     if curves and log.is_file():
-        plot_training_curves(log, out / "training_curves.png", title=f"training curves ({run.name})")
+        plot_training_curves(
+            log, out / "training_curves.png", title=f"training curves ({run.name})"
+        )
     write_json(out / "evaluation.json", report)
     return report
 
@@ -550,8 +595,15 @@ def model_with_segments(trained, num_segments: int, model_config):
 
 
 def accuracy_vs_segments(
-    run, records=None, folds=None, out=None, *, segments=range(1, 11), other_runs=(),
-    batch_size: int | None = None, dataset_fn=None,
+    run,
+    records=None,
+    folds=None,
+    out=None,
+    *,
+    segments=range(1, 11),
+    other_runs=(),
+    batch_size: int | None = None,
+    dataset_fn=None,
 ) -> list[dict]:
     """Accuracy of one trained model evaluated with N = `segments` at inference (shared
     weights only), plus each run of `other_runs` (models trained with their own N) at its N.
@@ -571,18 +623,33 @@ def accuracy_vs_segments(
     for n in segments:
         model = model_with_segments(trained, n, model_config)
         _, labels, probs = predict_clips(model, dataset_fn(folds, n, batch, run_config))
-        rows.append({"source": source, "n": int(n), "num_examples": int(labels.size),
-                     "accuracy": float(np.mean(labels == probs.argmax(-1)))})
+        rows.append(
+            {
+                "source": source,
+                "n": int(n),
+                "num_examples": int(labels.size),
+                "accuracy": float(np.mean(labels == probs.argmax(-1))),
+            }
+        )
     for other in other_runs:
         other_model = load_saved_model(other)
         n = int(other_model.inputs[0].shape[1])
         _, labels, probs = predict_clips(
             other_model, dataset_fn(folds, n, batch, load_run_config(other) or run_config)
         )
-        rows.append({"source": "trained and evaluated with N", "n": n,
-                     "num_examples": int(labels.size),
-                     "accuracy": float(np.mean(labels == probs.argmax(-1)))})
+        rows.append(
+            {
+                "source": "trained and evaluated with N",
+                "n": n,
+                "num_examples": int(labels.size),
+                "accuracy": float(np.mean(labels == probs.argmax(-1))),
+            }
+        )
     out = Path(out) if out else run / EVALUATION_DIRNAME
-    plot_accuracy_vs_n(rows, out / "accuracy_vs_n.csv", out / "accuracy_vs_n.png",
-                       title=f"accuracy vs N (folds {folds})")
+    plot_accuracy_vs_n(
+        rows,
+        out / "accuracy_vs_n.csv",
+        out / "accuracy_vs_n.png",
+        title=f"accuracy vs N (folds {folds})",
+    )
     return rows

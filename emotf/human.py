@@ -50,13 +50,13 @@ class VoteTable:
     def clip_set(self) -> frozenset[str]:
         return frozenset(self.clip_ids)
 
-    def select(self, clip_ids) -> "VoteTable":
+    def select(self, clip_ids) -> VoteTable:
         """Rows of exactly these clips (all modes).
 
         Raises:
             KeyError: a clip id has no votes in the table (the first few are named).
         """
-        wanted = set(str(c) for c in clip_ids)
+        wanted = {str(c) for c in clip_ids}
         missing = sorted(wanted - self.clip_set)
         if missing:
             raise KeyError(

@@ -95,19 +95,30 @@ def _pct_pm(mean, std) -> str:
     return "n/a" if not np.isfinite(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def collect_folds(cv_dir, *, votes, records=None, evaluate: bool = False, dataset_fn=None) -> list[dict]:
+def collect_folds(
+    cv_dir, *, votes, records=None, evaluate: bool = False, dataset_fn=None
+) -> list[dict]:
     """Per-fold facts: accuracy, clip ids and predictions, human accuracy on the same clips."""
     folds = []
     for k, fold_dir in fold_dirs(cv_dir):
         predictions_path = _find(fold_dir, "predictions.csv")
-        if predictions_path is None and (records or evaluate or dataset_fn) and (fold_dir / "model.keras").is_file():
+        if (
+            predictions_path is None
+            and (records or evaluate or dataset_fn)
+            and (fold_dir / "model.keras").is_file()
+        ):
             evaluate_model(fold_dir, records, dataset_fn=dataset_fn, votes=votes)
             predictions_path = _find(fold_dir, "predictions.csv")
         metrics_path = fold_dir / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        fold = {"fold": k, "dir": fold_dir, "num_segments": _num_segments(fold_dir),
-                "best_epoch": metrics.get("best_epoch"), "predictions": None,
-                "humans": {mode: None for mode in MODES}}
+        fold = {
+            "fold": k,
+            "dir": fold_dir,
+            "num_segments": _num_segments(fold_dir),
+            "best_epoch": metrics.get("best_epoch"),
+            "predictions": None,
+            "humans": {mode: None for mode in MODES},
+        }
         accuracy = metrics.get("accuracy")
         num_clips = metrics.get("num_clips")
         if predictions_path is not None:
@@ -135,12 +146,20 @@ def _mean_accuracy_vs_n(folds) -> list[dict]:
     for fold in folds:
         for row in fold["accuracy_vs_n"]:
             grouped.setdefault((row["source"], row["n"]), []).append(row["accuracy"])
-    return [{"source": f"{source} (mean of {len(v)} folds)", "n": n, "accuracy": float(np.mean(v)),
-             "num_examples": ""} for (source, n), v in grouped.items()]
+    return [
+        {
+            "source": f"{source} (mean of {len(v)} folds)",
+            "n": n,
+            "accuracy": float(np.mean(v)),
+            "num_examples": "",
+        }
+        for (source, n), v in grouped.items()
+    ]
 
 
-def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = False,
-              dataset_fn=None) -> tuple[Path, Path]:
+def cv_report(
+    cv_dir, out=None, *, votes=None, records=None, evaluate: bool = False, dataset_fn=None
+) -> tuple[Path, Path]:
     """Render the cross-validation report of an `emotf-train --fold all` folder.
 
     Args:
@@ -160,9 +179,13 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
     out = Path(out) if out else cv_dir
     figures = out / "figures"
     votes = votes if votes is not None else load_votes()
-    folds = collect_folds(cv_dir, votes=votes, records=records, evaluate=evaluate, dataset_fn=dataset_fn)
+    folds = collect_folds(
+        cv_dir, votes=votes, records=records, evaluate=evaluate, dataset_fn=dataset_fn
+    )
     if not folds:
-        raise FileNotFoundError(f"no finished fold-K run (metrics.json or predictions) under {cv_dir}")
+        raise FileNotFoundError(
+            f"no finished fold-K run (metrics.json or predictions) under {cv_dir}"
+        )
 
     mean, std = mean_std([f["accuracy"] for f in folds])
     segments = sorted({f["num_segments"] for f in folds if f["num_segments"] is not None})
@@ -182,7 +205,9 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
         except KeyError:
             pooled["humans"] = None
         write_confusion_matrix(
-            pooled["confusion_matrix"], EMOTIONS, figures / "confusion_matrix.csv",
+            pooled["confusion_matrix"],
+            EMOTIONS,
+            figures / "confusion_matrix.csv",
             figures / "confusion_matrix.png",
             title=f"pooled over {len(with_predictions)} test folds",
         )
@@ -206,18 +231,25 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
         "std_accuracy": std,
         "std_kind": "sample (ddof=1)",
         "per_fold": [
-            {"fold": f["fold"], "accuracy": f["accuracy"], "num_clips": f["num_clips"],
-             "num_segments": f["num_segments"], "best_epoch": f["best_epoch"],
-             "human_accuracy_same_clips": f["humans"]}
+            {
+                "fold": f["fold"],
+                "accuracy": f["accuracy"],
+                "num_clips": f["num_clips"],
+                "num_segments": f["num_segments"],
+                "best_epoch": f["best_epoch"],
+                "human_accuracy_same_clips": f["humans"],
+            }
             for f in folds
         ],
-        "human_accuracy_same_clips_mean_std": {m: {"mean": v[0], "std": v[1]} for m, v in human_mean.items()},
+        "human_accuracy_same_clips_mean_std": {
+            m: {"mean": v[0], "std": v[1]} for m, v in human_mean.items()
+        },
         "pooled": pooled,
         "reported_in_the_paper": [{"method": m, "accuracy_percent": a} for m, a in PAPER_REPORTED],
         "figures": figure_links,
         "note": "Human figures are CREMA-D's crowd-sourced votes on the clips with these ids "
-                "(correct responses / all responses); on a synthetic sample they are the real "
-                "clips' votes, not ratings of the generated media.",
+        "(correct responses / all responses); on a synthetic sample they are the real "
+        "clips' votes, not ratings of the generated media.",
     }
     json_path = write_json(out / "cv_report.json", summary)
     md_path = out / "cv_report.md"
@@ -240,53 +272,86 @@ def render_markdown(summary: dict) -> str:
         "|---|---|---|",
     ]
     for fold in summary["per_fold"]:
-        lines.append(f"| emotf, fold {fold['fold']} | {_pct(fold['accuracy'])} | "
-                     f"{_text(fold['num_clips'])} clips, N={_text(fold['num_segments'])} |")
-    lines.append(f"| **emotf, mean ± std over {k} folds** | "
-                 f"**{_pct_pm(summary['mean_accuracy'], summary['std_accuracy'])}** | "
-                 f"N={n_used}, sample std |")
+        lines.append(
+            f"| emotf, fold {fold['fold']} | {_pct(fold['accuracy'])} | "
+            f"{_text(fold['num_clips'])} clips, N={_text(fold['num_segments'])} |"
+        )
+    lines.append(
+        f"| **emotf, mean ± std over {k} folds** | "
+        f"**{_pct_pm(summary['mean_accuracy'], summary['std_accuracy'])}** | "
+        f"N={n_used}, sample std |"
+    )
     human = summary["human_accuracy_same_clips_mean_std"]
     for mode in reversed(MODES):
         v = human[mode]
         mean = v["mean"] if v["mean"] is not None else float("nan")
-        lines.append(f"| Human raters, {mode} (same clips) | {_pct_pm(mean, v['std'] or 0.0)} | "
-                     "CREMA-D votes, mean ± std over folds |")
+        lines.append(
+            f"| Human raters, {mode} (same clips) | {_pct_pm(mean, v['std'] or 0.0)} | "
+            "CREMA-D votes, mean ± std over folds |"
+        )
     for item in summary["reported_in_the_paper"]:
-        lines.append(f"| {item['method']} — reported in the paper | {item['accuracy_percent']:.1f} | "
-                     "paper's Table I, not measured here |")
-    lines += ["", "## Per fold", "",
-              "| fold | clips | N | best epoch | emotf (%) | human voice (%) | human face (%) | human AV (%) |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {item['method']} — reported in the paper | {item['accuracy_percent']:.1f} | "
+            "paper's Table I, not measured here |"
+        )
+    lines += [
+        "",
+        "## Per fold",
+        "",
+        "| fold | clips | N | best epoch | emotf (%) | human voice (%) | human face (%) | human AV (%) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for fold in summary["per_fold"]:
         h = fold["human_accuracy_same_clips"]
-        lines.append(f"| {fold['fold']} | {_text(fold['num_clips'])} | {_text(fold['num_segments'])} | "
-                     f"{_text(fold['best_epoch'])} | {_pct(fold['accuracy'])} | {_pct(h['voice'])} | "
-                     f"{_pct(h['face'])} | {_pct(h['audio-visual'])} |")
+        lines.append(
+            f"| {fold['fold']} | {_text(fold['num_clips'])} | {_text(fold['num_segments'])} | "
+            f"{_text(fold['best_epoch'])} | {_pct(fold['accuracy'])} | {_pct(h['voice'])} | "
+            f"{_pct(h['face'])} | {_pct(h['audio-visual'])} |"
+        )
     pooled = summary.get("pooled")
     if pooled:
-        lines += ["", "## Per class, pooled over the test folds (same clips)", "",
-                  f"Pooled accuracy {_pct(pooled['accuracy'])} % on {pooled['num_examples']} clips. "
-                  "emotf per-class accuracy is its recall on that class; human accuracy is correct "
-                  "responses / all responses.", "",
-                  "| class | clips | emotf precision | emotf recall | emotf F1 | human voice | human face | human AV |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Per class, pooled over the test folds (same clips)",
+            "",
+            (
+                f"Pooled accuracy {_pct(pooled['accuracy'])} % on {pooled['num_examples']} clips. "
+                "emotf per-class accuracy is its recall on that class; human accuracy is correct "
+                "responses / all responses."
+            ),
+            "",
+            "| class | clips | emotf precision | emotf recall | emotf F1 | human voice | human face | human AV |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         humans = pooled.get("humans") or {}
         for name in EMOTIONS:
             c = pooled["per_class"][name]
             h = [_pct(humans.get(m, {}).get(name)) for m in MODES]
-            lines.append(f"| {name} | {c['support']} | {_pct(c['precision'])} | {_pct(c['recall'])} | "
-                         f"{_pct(c['f1'])} | {' | '.join(h)} |")
+            lines.append(
+                f"| {name} | {c['support']} | {_pct(c['precision'])} | {_pct(c['recall'])} | "
+                f"{_pct(c['f1'])} | {' | '.join(h)} |"
+            )
     figures = summary["figures"]
     if figures:
         lines += ["", "## Figures", ""]
-        titles = {"confusion_matrix": "Confusion matrix (pooled test folds)",
-                  "accuracy_vs_n": "Accuracy vs number of segments N"}
+        titles = {
+            "confusion_matrix": "Confusion matrix (pooled test folds)",
+            "accuracy_vs_n": "Accuracy vs number of segments N",
+        }
         for key, link in figures.items():
             title = titles.get(key) or f"Training curves, fold {key.rsplit('_', 1)[-1]}"
             lines += [f"### {title}", "", f"![{title}]({link})", ""]
-    lines += ["## Notes", "", f"- {summary['note']}",
-              "- The figures marked \"reported in the paper\" are quoted for reference; they were "
-              "not reproduced here.",
-              "- Human baseline data: CREMA-D (Cao et al., 2014), Open Database License 1.0 "
-              "(see emotf/data/README.md)."]
+    lines += [
+        "## Notes",
+        "",
+        f"- {summary['note']}",
+        (
+            '- The figures marked "reported in the paper" are quoted for reference; they were '
+            "not reproduced here."
+        ),
+        (
+            "- Human baseline data: CREMA-D (Cao et al., 2014), Open Database License 1.0 "
+            "(see emotf/data/README.md)."
+        ),
+    ]
     return "\n".join(lines) + "\n"

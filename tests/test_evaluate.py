@@ -1,5 +1,6 @@
 """Metrics, confusion matrix, figures and predictions files of emotf.evaluate."""
 
+import argparse
 import csv
 import json
 
@@ -9,11 +10,11 @@ import pytest
 from emotf.cremad import EMOTIONS
 from emotf.evaluate import (
     accuracy_vs_segments,
-    evaluate_model,
-    model_with_segments,
     classification_report_dict,
+    evaluate_model,
     mean_std,
     model_vs_humans,
+    model_with_segments,
     plot_accuracy_vs_n,
     plot_training_curves,
     read_accuracy_vs_n,
@@ -78,8 +79,9 @@ def test_mean_std_ignores_missing():
 @pytest.mark.parametrize("normalize", ["true", None])
 def test_confusion_matrix_files(tmp_path, normalize):
     cm = [[2, 1, 0], [0, 1, 1], [0, 0, 0]]  # an empty row must not break normalisation
-    write_confusion_matrix(cm, ["a", "b", "c"], tmp_path / "cm.csv", tmp_path / "cm.png",
-                           normalize=normalize)
+    write_confusion_matrix(
+        cm, ["a", "b", "c"], tmp_path / "cm.csv", tmp_path / "cm.png", normalize=normalize
+    )
     with open(tmp_path / "cm.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["true\\predicted", "a", "b", "c"]
@@ -104,7 +106,9 @@ def test_training_curves_png(tmp_path):
 
 
 def test_accuracy_vs_n_files(tmp_path):
-    rows = [{"source": "trained N=10", "n": n, "accuracy": 0.3 + 0.03 * n} for n in range(10, 0, -1)]
+    rows = [
+        {"source": "trained N=10", "n": n, "accuracy": 0.3 + 0.03 * n} for n in range(10, 0, -1)
+    ]
     rows.append({"source": "trained with N", "n": 4, "accuracy": 0.4})
     plot_accuracy_vs_n(rows, tmp_path / "acc.csv", tmp_path / "acc.png")
     back = read_accuracy_vs_n(tmp_path / "acc.csv")
@@ -152,14 +156,27 @@ def test_summarize_predictions_writes_everything(tmp_path):
 
 # === Glue: a tiny saved run + a fake evaluation dataset (no records needed) ===
 
-CLIPS = ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX", "1002_DFA_SAD_XX", "1003_ITH_FEA_XX"]
+CLIPS = [
+    "1001_IEO_NEU_XX",
+    "1001_IEO_HAP_LO",
+    "1001_DFA_ANG_XX",
+    "1002_DFA_SAD_XX",
+    "1003_ITH_FEA_XX",
+]
 
 
 def tiny_model_config(**overrides):
     from emotf.model import ModelConfig
 
-    values = dict(num_segments=3, frame_size=32, spectrogram_shape=(24, 16), video_stem_width=4,
-                  video_widths=(8,), audio_widths=(4, 8), fc_units=8)
+    values = {
+        "num_segments": 3,
+        "frame_size": 32,
+        "spectrogram_shape": (24, 16),
+        "video_stem_width": 4,
+        "video_widths": (8,),
+        "audio_widths": (4, 8),
+        "fc_units": 8,
+    }
     values.update(overrides)
     return ModelConfig(**values)
 
@@ -174,7 +191,9 @@ def fake_dataset_fn(folds, num_segments, batch_size, run_config):
         "spectrograms": rng.normal(size=(m, num_segments, 24, 16, 1)).astype("float32"),
     }
     labels = np.array([4, 3, 0, 5, 2], np.int32)
-    return tf.data.Dataset.from_tensor_slices((inputs, labels, {"clip_id": CLIPS})).batch(batch_size)
+    return tf.data.Dataset.from_tensor_slices((inputs, labels, {"clip_id": CLIPS})).batch(
+        batch_size
+    )
 
 
 def make_run(run, **overrides):
@@ -183,11 +202,22 @@ def make_run(run, **overrides):
     config = tiny_model_config(**overrides)
     run.mkdir(parents=True)
     build_model(config).save(str(run / "model.keras"))
-    (run / "config.json").write_text(json.dumps(
-        {"config": {"model": config.to_dict(), "batch_size": 2, "records": "", "sampling": {}},
-         "folds": {"train": [2, 3], "validation": [1], "test": 0}}))
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "config": {
+                    "model": config.to_dict(),
+                    "batch_size": 2,
+                    "records": "",
+                    "sampling": {},
+                },
+                "folds": {"train": [2, 3], "validation": [1], "test": 0},
+            }
+        )
+    )
     (run / "training_log.csv").write_text(
-        "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.2,1.8,0.1,1.9\n1,0.3,1.7,0.2,1.8\n")
+        "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.2,1.8,0.1,1.9\n1,0.3,1.7,0.2,1.8\n"
+    )
     return run
 
 
@@ -208,8 +238,13 @@ def test_evaluate_model_on_a_tiny_run(tmp_path):
 def test_accuracy_vs_segments_reuses_shared_weights(tmp_path):
     run = make_run(tmp_path / "run")
     other = make_run(tmp_path / "run-n2", num_segments=2)
-    rows = accuracy_vs_segments(run, segments=[1, 2, 4], other_runs=[other],
-                                dataset_fn=fake_dataset_fn, out=tmp_path / "out")
+    rows = accuracy_vs_segments(
+        run,
+        segments=[1, 2, 4],
+        other_runs=[other],
+        dataset_fn=fake_dataset_fn,
+        out=tmp_path / "out",
+    )
     assert [(r["n"], r["num_examples"]) for r in rows] == [(1, 5), (2, 5), (4, 5), (2, 5)]
     assert rows[-1]["source"] == "trained and evaluated with N"
     assert_valid_png(tmp_path / "out" / "accuracy_vs_n.png")
@@ -225,10 +260,13 @@ def test_model_with_segments_copies_the_core_and_refuses_independent():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     same = model_with_segments(trained, 3, tiny_model_config())
     rng = np.random.default_rng(0)
-    x = {"frames": rng.integers(0, 256, (2, 3, 32, 32, 3)).astype("uint8"),
-         "spectrograms": rng.normal(size=(2, 3, 24, 16, 1)).astype("float32")}
-    np.testing.assert_allclose(np.asarray(same(x)["probabilities"]),
-                               np.asarray(trained(x)["probabilities"]), atol=1e-6)
+    x = {
+        "frames": rng.integers(0, 256, (2, 3, 32, 32, 3)).astype("uint8"),
+        "spectrograms": rng.normal(size=(2, 3, 24, 16, 1)).astype("float32"),
+    }
+    np.testing.assert_allclose(
+        np.asarray(same(x)["probabilities"]), np.asarray(trained(x)["probabilities"]), atol=1e-6
+    )
     with pytest.raises(ValueError, match="shared branch weights"):
         model_with_segments(trained, 5, tiny_model_config(branch_weights="independent"))
 
@@ -238,12 +276,27 @@ def test_cli_evaluates_a_run_with_accuracy_vs_n(tmp_path, monkeypatch, capsys):
     from emotf.cli.evaluate import main, parse_segments
 
     assert parse_segments("1..4") == [1, 2, 3, 4] and parse_segments("8,2,2") == [2, 8]
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match="0..3"):
         parse_segments("0..3")
     monkeypatch.setattr(emotf.evaluate, "_default_dataset_fn", lambda records: fake_dataset_fn)
     run = make_run(tmp_path / "run")
-    assert main(["--run", str(run), "--records", "unused", "--fold", "1", "--segments", "1..2",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "--run",
+                str(run),
+                "--records",
+                "unused",
+                "--fold",
+                "1",
+                "--segments",
+                "1..2",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed["folds"] == [1] and printed["num_examples"] == 5
     assert [r["n"] for r in printed["accuracy_vs_n"]] == [1, 2]
@@ -261,17 +314,34 @@ def write_real_name_shards(out_dir, folds=(0, 1), frame_size=32):
     rng = np.random.default_rng(0)
     out_dir.mkdir()
     for fold in folds:
-        names = [f"{1001 + fold}_DFA_ANG_XX", f"{1001 + fold}_DFA_SAD_XX", f"{1001 + fold}_ITH_HAP_XX"]
+        names = [
+            f"{1001 + fold}_DFA_ANG_XX",
+            f"{1001 + fold}_DFA_SAD_XX",
+            f"{1001 + fold}_ITH_HAP_XX",
+        ]
         with tf.io.TFRecordWriter(str(out_dir / f"fold-{fold}-of-10-00000.tfrecord")) as writer:
             for name in names:
                 clip, t = parse_clip_name(name), 12
-                frames = [tf.io.encode_jpeg(rng.integers(0, 256, (frame_size, frame_size, 3), dtype=np.uint8)).numpy()
-                          for _ in range(t)]
+                frames = [
+                    tf.io.encode_jpeg(
+                        rng.integers(0, 256, (frame_size, frame_size, 3), dtype=np.uint8)
+                    ).numpy()
+                    for _ in range(t)
+                ]
                 record = ClipRecord(
-                    clip_id=name, actor_id=clip.actor_id, sentence=clip.sentence, emotion=clip.emotion,
-                    label=clip.label, intensity=clip.intensity, fold=fold, fps=10.0, frames_jpeg=frames,
-                    face_boxes=np.zeros((t, 4), np.float32), face_detected=np.ones(t, np.int64),
-                    source_size=(360, 480), sample_rate=16000,
+                    clip_id=name,
+                    actor_id=clip.actor_id,
+                    sentence=clip.sentence,
+                    emotion=clip.emotion,
+                    label=clip.label,
+                    intensity=clip.intensity,
+                    fold=fold,
+                    fps=10.0,
+                    frames_jpeg=frames,
+                    face_boxes=np.zeros((t, 4), np.float32),
+                    face_detected=np.ones(t, np.int64),
+                    source_size=(360, 480),
+                    sample_rate=16000,
                     pcm16=rng.normal(0, 3000, 24000).astype(np.int16),
                 )
                 writer.write(make_example(record).SerializeToString())
@@ -289,13 +359,26 @@ def test_glue_on_record_shards_through_the_pipeline(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     build_model(config).save(str(run / "model.keras"))
-    (run / "config.json").write_text(json.dumps({
-        "config": {"model": config.to_dict(), "batch_size": 2, "records": str(records),
-                   "sampling": {"frame_size": 32}},
-        "folds": {"test": 1}}))
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "config": {
+                    "model": config.to_dict(),
+                    "batch_size": 2,
+                    "records": str(records),
+                    "sampling": {"frame_size": 32},
+                },
+                "folds": {"test": 1},
+            }
+        )
+    )
     report = evaluate_model(run)
     predictions = read_predictions(run / "evaluation" / "predictions.csv")
-    assert sorted(predictions["clip_ids"]) == ["1002_DFA_ANG_XX", "1002_DFA_SAD_XX", "1002_ITH_HAP_XX"]
+    assert sorted(predictions["clip_ids"]) == [
+        "1002_DFA_ANG_XX",
+        "1002_DFA_SAD_XX",
+        "1002_ITH_HAP_XX",
+    ]
     assert sorted(predictions["labels"].tolist()) == [0, 3, 5]
     assert report["num_segments"] == 2 and report["folds"] == [1]
     assert report["humans_same_clips"]["num_clips"] == 3

@@ -5,11 +5,11 @@ import re
 
 import numpy as np
 import pytest
+from test_evaluate import assert_valid_png, fake_dataset_fn, make_run
 
 from emotf.cremad import EMOTIONS
 from emotf.evaluate import plot_accuracy_vs_n, write_predictions
 from emotf.reports import PAPER_REPORTED, cv_report
-from test_evaluate import assert_valid_png, fake_dataset_fn, make_run
 
 FOLD_CLIPS = {
     0: ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX", "1001_DFA_SAD_XX"],
@@ -27,14 +27,28 @@ def two_fold_run(tmp_path):
         (run / "evaluation").mkdir(parents=True)
         labels = [EMOTIONS.index(c.split("_")[2]) for c in clips]
         predicted = labels[:3] + [(labels[3] + 1) % 6] if k == 0 else labels[:2] + [0, 0]
-        write_predictions(run / "evaluation" / "predictions.csv", clips, labels, np.eye(6)[predicted])
+        write_predictions(
+            run / "evaluation" / "predictions.csv", clips, labels, np.eye(6)[predicted]
+        )
         accuracy = float(np.mean(np.array(labels) == np.array(predicted)))
-        (run / "metrics.json").write_text(json.dumps({"fold": k, "accuracy": accuracy, "num_clips": 4, "best_epoch": 2}))
-        (run / "config.json").write_text(json.dumps({"config": {"model": {"num_segments": 10}}, "folds": {"test": k}}))
+        (run / "metrics.json").write_text(
+            json.dumps({"fold": k, "accuracy": accuracy, "num_clips": 4, "best_epoch": 2})
+        )
+        (run / "config.json").write_text(
+            json.dumps({"config": {"model": {"num_segments": 10}}, "folds": {"test": k}})
+        )
         (run / "training_log.csv").write_text(LOG)
-        rows = [{"source": "trained with N=10, evaluated with N", "n": n, "accuracy": 0.3 + 0.02 * n + 0.01 * k}
-                for n in range(1, 11)]
-        plot_accuracy_vs_n(rows, run / "evaluation" / "accuracy_vs_n.csv", run / "evaluation" / "accuracy_vs_n.png")
+        rows = [
+            {
+                "source": "trained with N=10, evaluated with N",
+                "n": n,
+                "accuracy": 0.3 + 0.02 * n + 0.01 * k,
+            }
+            for n in range(1, 11)
+        ]
+        plot_accuracy_vs_n(
+            rows, run / "evaluation" / "accuracy_vs_n.csv", run / "evaluation" / "accuracy_vs_n.png"
+        )
     (cv / "fold-2").mkdir()  # an unfinished fold is skipped
     return cv
 
@@ -52,7 +66,13 @@ def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
     expected = human_accuracy(votes, FOLD_CLIPS[1])
     assert summary["per_fold"][1]["human_accuracy_same_clips"] == pytest.approx(expected)
     assert summary["pooled"]["num_examples"] == 8
-    assert [r["accuracy_percent"] for r in summary["reported_in_the_paper"]] == [68.4, 63.6, 65.0, 66.5, 55.8]
+    assert [r["accuracy_percent"] for r in summary["reported_in_the_paper"]] == [
+        68.4,
+        63.6,
+        65.0,
+        66.5,
+        55.8,
+    ]
 
     md = md_path.read_text()
     assert "62.5 ± 17.7" in md

@@ -1,9 +1,9 @@
 """`emotf-evaluate`: metrics, confusion matrix, curves, accuracy vs N, CV report.
 
-    emotf-evaluate --run RUN [--records R] [--fold K] [--out DIR]
-    emotf-evaluate --model RUN/model.keras --records R --fold K
-    emotf-evaluate --run RUN --segments 1..10         # accuracy vs N (shared weights only)
-    emotf-evaluate --cv-dir CV [--records R]          # Table I report of emotf-train --fold all
+emotf-evaluate --run RUN [--records R] [--fold K] [--out DIR]
+emotf-evaluate --model RUN/model.keras --records R --fold K
+emotf-evaluate --run RUN --segments 1..10         # accuracy vs N (shared weights only)
+emotf-evaluate --cv-dir CV [--records R]          # Table I report of emotf-train --fold all
 """
 
 from __future__ import annotations
@@ -31,20 +31,34 @@ def parse_segments(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emotf-evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="emotf-evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--run", help="a run folder of emotf-train (model.keras, config.json)")
     target.add_argument("--model", help="a model.keras file or the folder holding it")
     target.add_argument("--cv-dir", help="an emotf-train --fold all folder: write the CV report")
     parser.add_argument("--records", help="records folder (default: the one in the run's config)")
-    parser.add_argument("--fold", type=int, action="append",
-                        help="fold(s) to evaluate on (repeatable; default: the run's test fold)")
+    parser.add_argument(
+        "--fold",
+        type=int,
+        action="append",
+        help="fold(s) to evaluate on (repeatable; default: the run's test fold)",
+    )
     parser.add_argument("--out", help="output folder (default: RUN/evaluation, or CV for --cv-dir)")
-    parser.add_argument("--segments", type=parse_segments,
-                        help="also measure accuracy vs N at inference, e.g. 1..10")
-    parser.add_argument("--trained-runs", nargs="*", default=(),
-                        help="runs trained with other N, added to the accuracy-vs-N curve")
+    parser.add_argument(
+        "--segments",
+        type=parse_segments,
+        help="also measure accuracy vs N at inference, e.g. 1..10",
+    )
+    parser.add_argument(
+        "--trained-runs",
+        nargs="*",
+        default=(),
+        help="runs trained with other N, added to the accuracy-vs-N curve",
+    )
     parser.add_argument("--batch-size", type=int, help="evaluation batch size")
     parser.add_argument("--votes", help="CREMA-D tabulatedVotes.csv (default: the shipped copy)")
     return parser
@@ -65,17 +79,28 @@ def main(argv=None) -> int:
     from emotf.evaluate import accuracy_vs_segments, evaluate_model
 
     target = args.run or args.model
-    report = evaluate_model(target, args.records, args.fold, args.out,
-                            batch_size=args.batch_size, votes=votes)
-    summary = {"accuracy": report["accuracy"], "num_examples": report["num_examples"],
-               "folds": report["folds"], "num_segments": report["num_segments"]}
+    report = evaluate_model(
+        target, args.records, args.fold, args.out, batch_size=args.batch_size, votes=votes
+    )
+    summary = {
+        "accuracy": report["accuracy"],
+        "num_examples": report["num_examples"],
+        "folds": report["folds"],
+        "num_segments": report["num_segments"],
+    }
     if args.segments:
         from pathlib import Path
 
         run = Path(target) if Path(target).is_dir() else Path(target).parent
-        rows = accuracy_vs_segments(run, args.records, args.fold, args.out,
-                                    segments=args.segments, other_runs=args.trained_runs,
-                                    batch_size=args.batch_size)
+        rows = accuracy_vs_segments(
+            run,
+            args.records,
+            args.fold,
+            args.out,
+            segments=args.segments,
+            other_runs=args.trained_runs,
+            batch_size=args.batch_size,
+        )
         summary["accuracy_vs_n"] = rows
     json.dump(summary, sys.stdout, indent=2)
     print()
