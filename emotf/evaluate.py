@@ -266,6 +266,8 @@ def plot_accuracy_vs_n(rows, csv_path, png_path, title: str = "") -> None:
             marker="o",
             label=str(source),
         )
+    accuracies = [100 * float(r["accuracy"]) for r in rows]
+    ax.set_ylim(max(0.0, min(accuracies) - 5), min(100.0, max(accuracies) + 5))
     ax.set_xlabel("number of segments N")
     ax.set_ylabel("accuracy (%)")
     ax.set_xticks(sorted({int(r["n"]) for r in rows}))
