@@ -210,14 +210,22 @@ def extract_audio_windows(waveform, starts, window_length: int, num_samples=None
         float32 [N, L].
     """
     waveform = tf.convert_to_tensor(waveform, tf.float32)
+    starts = tf.convert_to_tensor(starts)
     size = tf.shape(waveform, out_type=tf.int64)[0]
     valid_end = size if num_samples is None else tf.minimum(tf.cast(num_samples, tf.int64), size)
-    idx = tf.cast(starts, tf.int64)[:, None] + tf.range(window_length, dtype=tf.int64)[None, :]
-    inside = (idx >= 0) & (idx < valid_end)
-    # Gather at a clamped index (always legal), then zero what lies outside the clip.
-    safe = tf.clip_by_value(idx, 0, tf.maximum(size - 1, 0))
-    values = tf.gather(tf.concat([waveform, tf.zeros([1], tf.float32)], 0), safe)
-    out = tf.where(inside, values, tf.zeros_like(values))
+    length = tf.constant(window_length, tf.int64)
+    # Pad L zeros on both sides of the valid samples; a window starting anywhere in
+    # [-L, valid_end] is then one contiguous slice (starts further out read only zeros too).
+    padded = tf.concat([tf.zeros([window_length]), waveform[:valid_end], tf.zeros([window_length])], 0)
+    offsets = tf.clip_by_value(tf.cast(starts, tf.int64) + length, 0, valid_end + length)
+    if starts.shape.rank == 1 and starts.shape[0] is not None:
+        # N is static: N strided slices are ~10x cheaper than gathering N*L indices.
+        out = tf.stack(
+            [padded[offsets[i] : offsets[i] + length] for i in range(starts.shape[0])], 0
+        )
+    else:
+        idx = offsets[:, None] + tf.range(window_length, dtype=tf.int64)[None, :]
+        out = tf.gather(padded, idx)
     return tf.ensure_shape(out, [None, window_length])
 
 
@@ -243,7 +251,8 @@ def spectrogram(windows, config: SamplingConfig):
         window_fn=tf.signal.hann_window,
         pad_end=False,
     )
-    magnitude = tf.abs(stft)  # [N, F, fft_length // 2 + 1]
+    # sqrt(re^2 + im^2) is about twice as fast as tf.abs (hypot) on complex64 here.
+    magnitude = tf.sqrt(tf.math.square(tf.math.real(stft)) + tf.math.square(tf.math.imag(stft)))
     mel_matrix = tf.signal.linear_to_mel_weight_matrix(
         num_mel_bins=config.num_mel_bins,
         num_spectrogram_bins=config.fft_length // 2 + 1,
