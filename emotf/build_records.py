@@ -287,8 +287,8 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
 
     Args:
         config: `BuildConfig`.
-        stop_after_shards: testing hook: raise `KeyboardInterrupt` in the middle of the shard
-            after this many shards were completed in this run (simulates a kill).
+        stop_after_shards: testing hook: raise `KeyboardInterrupt` before the last clip of the
+            next shard once this many shards were completed in this run (simulates a kill).
 
     Returns:
         the manifest dict (see docs/build_records.md), also written to OUT/manifest.json.
@@ -325,7 +325,8 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
             written, skipped, notes, stats = [], [], [], Counter()
             with tf.io.TFRecordWriter(str(tmp)) as writer:
                 for i, task in enumerate(shard["clips"]):
-                    if stop_after_shards is not None and done >= stop_after_shards and i >= 1:
+                    if (stop_after_shards is not None and done >= stop_after_shards
+                            and i == len(shard["clips"]) - 1):
                         raise KeyboardInterrupt("stop_after_shards (testing hook)")
                     result = next(results)
                     for note in result["notes"]:

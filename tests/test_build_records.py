@@ -1,0 +1,194 @@
+"""emotf-build-records end to end on a tiny synthetic sample: content, resume, bad inputs."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+import tensorflow as tf
+
+from emotf import keys
+from emotf.build_records import BuildConfig, build_records
+from emotf.cli.build_records import main
+from emotf.cremad import canonical_folds, parse_clip_name
+from emotf.records import read_records
+from emotf.synthetic import SampleConfig, clip_plan, make_sample, planted_face_boxes, \
+    render_audio, render_frames
+from tests.test_media import LFS, write_video
+
+TINY = SampleConfig.tiny()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample")
+    make_sample(out, TINY)
+    return out
+
+
+def records_by_clip(out_dir):
+    recs = list(read_records(sorted(out_dir.glob("*.tfrecord"))))
+    ids = [r[keys.CLIP_ID].numpy().decode() for r in recs]
+    assert len(ids) == len(set(ids)), f"clip written twice: {ids}"
+    return dict(zip(ids, recs))
+
+
+@pytest.fixture(scope="module")
+def built(sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("records")
+    manifest = build_records(BuildConfig(str(sample), str(out), workers=1, clips_per_shard=2,
+                                         progress=False))
+    return out, manifest
+
+
+def test_every_clip_once_with_labels_folds_frames_audio_and_boxes(sample, built):
+    out, manifest = built
+    recs = records_by_clip(out)
+    names = sorted(p.stem for p in (sample / "VideoFlash").glob("*.flv"))
+    assert sorted(recs) == names and manifest["clips_written"] == len(names)
+    folds = canonical_folds()
+    for clip_id, rec in recs.items():
+        name = parse_clip_name(clip_id)
+        assert int(rec[keys.LABEL]) == name.label and int(rec[keys.FOLD]) == folds[name.actor_id]
+        frames = rec[keys.VIDEO_FRAMES].numpy()
+        image = tf.io.decode_jpeg(frames[0]).numpy()
+        assert image.shape == (224, 224, 3)
+        wav, rate = soundfile.read(sample / "AudioWAV" / f"{clip_id}.wav", dtype="int16")
+        assert rate == int(rec[keys.AUDIO_SAMPLE_RATE]) == 16000
+        assert int(rec[keys.PARSED_NUM_SAMPLES]) == len(wav)
+        # The crop box covers the planted face.
+        h, w = rec[keys.VIDEO_SOURCE_SIZE].numpy()
+        b = rec[keys.VIDEO_FACE_BOXES].numpy()
+        boxes = np.stack([b[:, 1] * w, b[:, 0] * h, b[:, 3] * w, b[:, 2] * h], 1)
+        planted = planted_face_boxes(clip_id, TINY)
+        assert len(boxes) == len(planted) == len(frames)
+        x0 = np.maximum(boxes[:, 0], planted[:, 0]); x1 = np.minimum(boxes[:, 2], planted[:, 2])
+        y0 = np.maximum(boxes[:, 1], planted[:, 1]); y1 = np.minimum(boxes[:, 3], planted[:, 3])
+        covered = (x1 - x0).clip(0) * (y1 - y0).clip(0)
+        area = (planted[:, 2] - planted[:, 0]) * (planted[:, 3] - planted[:, 1])
+        assert (covered / area).min() > 0.9, clip_id
+    # Shards: one fold each, sidecars, manifest counts.
+    for side in out.glob("fold-*.json"):
+        info = json.loads(side.read_text())
+        assert {recs[c["clip_id"]][keys.FOLD].numpy() for c in info["written"]} == {info["fold"]}
+    assert sum(f["clips"] for f in manifest["folds"].values()) == len(names)
+    assert sum(manifest["classes"].values()) == len(names)
+    assert manifest["version"] and manifest["arguments"]["clips_per_shard"] == 2
+    assert manifest["detector"]["detection_rate"] < 0.3
+
+
+def test_resume_after_an_interrupted_build(sample, built, tmp_path):
+    out = tmp_path / "out"
+    config = BuildConfig(str(sample), str(out), workers=1, clips_per_shard=2, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        build_records(config, stop_after_shards=1)
+    done = sorted(out.glob("*.json"))
+    assert len(done) == 1 and list(out.glob("*.tmp"))  # one shard complete, one half-written
+    first = out / done[0].name.replace(".json", ".tfrecord")
+    mtime = first.stat().st_mtime_ns
+    manifest = build_records(BuildConfig(str(sample), str(out), workers=2, clips_per_shard=2,
+                                         progress=False))
+    assert first.stat().st_mtime_ns == mtime  # complete shards are not redone
+    assert sorted(records_by_clip(out)) == sorted(records_by_clip(built[0]))
+    assert manifest["clips_written"] == built[1]["clips_written"]
+    assert not list(out.glob("*.tmp"))
+
+
+def _clip(name, fps=30.0, seconds=1.4, face=True):
+    config = SampleConfig.tiny(fps=fps, min_duration=seconds, max_duration=seconds,
+                               median_duration=seconds)
+    plan = clip_plan(name, config)
+    frames = render_frames(plan, config)
+    if not face:
+        frames[:] = frames[0, 0, 0]
+    return frames, render_audio(plan, config), config.fps
+
+
+@pytest.fixture(scope="module")
+def bad_build(sample, tmp_path_factory):
+    data = tmp_path_factory.mktemp("bad")
+    (data / "VideoFlash").mkdir()
+    (data / "AudioWAV").mkdir()
+    good = sorted((sample / "VideoFlash").glob("*.flv"))[0].stem
+    v, a = data / "VideoFlash", data / "AudioWAV"
+
+    def copy_good(name, wav=True):
+        shutil.copy(sample / "VideoFlash" / f"{good}.flv", v / f"{name}.flv")
+        if wav:
+            shutil.copy(sample / "AudioWAV" / f"{good}.wav", a / f"{name}.wav")
+
+    copy_good("1001_DFA_ANG_XX")  # fine
+    copy_good("1001_DFA_DIS_XX", wav=False)  # missing WAV -> the video's track
+    copy_good("1001_DFA_FEA_XX", wav=False)
+    soundfile.write(a / "1001_DFA_FEA_XX.wav", np.zeros(0, np.int16), 16000)  # empty WAV
+    copy_good("1001_DFA_HAP_XX", wav=False)  # stereo 44.1 kHz WAV
+    pcm, _ = soundfile.read(sample / "AudioWAV" / f"{good}.wav", dtype="int16")
+    import soxr
+    pcm44 = soxr.resample(pcm.astype(np.float32) / 32768, 16000, 44100)
+    soundfile.write(a / "1001_DFA_HAP_XX.wav", np.stack([pcm44, pcm44], 1), 44100,
+                    subtype="PCM_16")
+    data_good = (v / "1001_DFA_ANG_XX.flv").read_bytes()
+    (v / "1001_DFA_NEU_XX.flv").write_bytes(data_good[:300])  # truncated to nothing
+    shutil.copy(a / "1001_DFA_ANG_XX.wav", a / "1001_DFA_NEU_XX.wav")
+    (v / "1001_DFA_SAD_XX.flv").write_bytes(b"")  # empty video
+    (v / "1001_IEO_ANG_HI.flv").write_text(LFS)  # LFS pointer
+    shutil.copy(a / "1001_DFA_ANG_XX.wav", a / "1001_IEO_ANG_HI.wav")
+    copy_good("bad_name")  # unparseable
+    for name, kw in [("1001_IEO_DIS_HI", dict(fps=25.0)), ("1001_IEO_FEA_HI", dict(seconds=1.0)),
+                     ("1001_IEO_HAP_HI", dict(seconds=0.3)), ("1001_IEO_SAD_HI", dict(face=False))]:
+        frames, audio, fps = _clip(name, **kw)
+        write_video(v / f"{name}.flv", frames, fps)
+        soundfile.write(a / f"{name}.wav", audio, 16000, subtype="PCM_16")
+    copy_good("1002_DFA_ANG_XX", wav=False)  # no audio anywhere: video without a track
+    frames, _, _ = _clip("1002_DFA_ANG_XX")
+    write_video(v / "1002_DFA_ANG_XX.flv", frames, 30.0)
+    out = data / "out"
+    code = main(["--data-dir", str(data), "--out", str(out), "--workers", "1",
+                 "--no-progress"])
+    return out, json.loads((out / "manifest.json").read_text()), code
+
+
+@pytest.mark.parametrize("path_part, reason", [
+    ("1001_DFA_NEU_XX", "video"), ("1001_DFA_SAD_XX", "empty file"),
+    ("1001_IEO_ANG_HI", "Git LFS pointer"), ("bad_name", "not a CREMA-D clip name"),
+    ("1001_IEO_HAP_HI", "too short"), ("1001_IEO_SAD_HI", "no face"),
+    ("1002_DFA_ANG_XX", "no usable audio"),
+])
+def test_bad_inputs_are_skipped_with_a_reason(bad_build, path_part, reason):
+    _, manifest, _ = bad_build
+    hits = [s for s in manifest["skipped"] if path_part in s["path"]]
+    assert len(hits) == 1 and reason in hits[0]["reason"], manifest["skipped"]
+
+
+@pytest.mark.parametrize("clip_id, note", [
+    ("1001_DFA_DIS_XX", "audio taken from the video's own track"),
+    ("1001_DFA_FEA_XX", "empty audio"), ("1001_DFA_HAP_XX", "downmixed"),
+    ("1001_DFA_HAP_XX", "44100 Hz -> 16000 Hz"), ("1001_IEO_DIS_HI", "25 fps"),
+    ("1001_IEO_FEA_HI", "shorter than the 1.28 s window"),
+])
+def test_usable_odd_inputs_are_kept_with_a_note(bad_build, clip_id, note):
+    out, manifest, code = bad_build
+    assert code == 0
+    assert any(clip_id in n and note in n for n in manifest["notes"]), manifest["notes"]
+    recs = records_by_clip(out)
+    assert clip_id in recs
+    if clip_id == "1001_IEO_DIS_HI":
+        assert float(recs[clip_id][keys.VIDEO_FPS]) == pytest.approx(25.0)
+    if clip_id in ("1001_DFA_HAP_XX", "1001_DFA_DIS_XX"):
+        good = int(recs["1001_DFA_ANG_XX"][keys.PARSED_NUM_SAMPLES])
+        assert abs(int(recs[clip_id][keys.PARSED_NUM_SAMPLES]) - good) < 2000
+
+
+def test_exit_status_strict_and_nothing_written(bad_build, tmp_path, capsys):
+    out, manifest, _ = bad_build
+    data = out.parent
+    assert main(["--data-dir", str(data), "--out", str(out), "--workers", "1", "--strict",
+                 "--no-progress"]) == 1  # resumed: nothing to redo, but clips were skipped
+    empty = tmp_path / "empty"
+    (empty / "VideoFlash").mkdir(parents=True)
+    (empty / "VideoFlash" / "1001_DFA_ANG_XX.flv").write_text(LFS)
+    assert main(["--data-dir", str(empty), "--out", str(tmp_path / "o"), "--workers", "1",
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "1001_DFA_ANG_XX.flv: Git LFS pointer" in err and "-> skipped" in err
