@@ -46,10 +46,7 @@ def build_demo_records(work: Path) -> Path:
     if not (sample / "sample.json").exists():
         make_sample(sample, SampleConfig(num_actors=10, clips_per_actor=12, seed=0))
     if not (records / "manifest.json").exists():
-        names = {f.name for f in dataclasses.fields(BuildConfig)}
-        source = next(n for n in ("cremad_dir", "input_dir", "source_dir", "data_dir", "source", "input") if n in names)
-        target = next(n for n in ("out_dir", "output_dir", "records_dir", "out", "output") if n in names)
-        build_records(BuildConfig(**{source: str(sample), target: str(records)}))
+        build_records(BuildConfig(data_dir=str(sample), out_dir=str(records)))
     return records
 
 
