@@ -173,3 +173,46 @@ def test_record_files_and_errors(records_dir):
         record_files(records_dir, [7])
     with pytest.raises(ValueError, match="no record files"):
         make_dataset([], [0], training=False)
+
+
+def test_padded_uint8_batch_through_map_fn_matches_record_path(records_dir):
+    """The serving shape: padded uint8 frames [B, T, ...] + counts, the same sample_clip."""
+    clips = [parse_example(raw) for raw in tf.data.TFRecordDataset(
+        [str(p) for p in record_files(records_dir, [0, 1])])][:3]
+    t_max = max(int(c[keys.PARSED_NUM_FRAMES]) for c in clips)
+    s_max = max(int(c[keys.PARSED_NUM_SAMPLES]) for c in clips)
+    frames = np.zeros([3, t_max, 16, 16, 3], np.uint8)
+    waves = np.zeros([3, s_max], np.float32)
+    for i, c in enumerate(clips):
+        decoded = tf.map_fn(lambda j: tf.io.decode_jpeg(j, channels=3), c[keys.VIDEO_FRAMES],
+                            fn_output_signature=tf.uint8).numpy()
+        frames[i, : len(decoded)] = decoded
+        waves[i, : int(c[keys.PARSED_NUM_SAMPLES])] = c[keys.PARSED_WAVEFORM].numpy()
+        waves[i, int(c[keys.PARSED_NUM_SAMPLES]):] = 0.5  # padding must not leak in
+    counts = tf.constant([int(c[keys.PARSED_NUM_FRAMES]) for c in clips])
+    samples = tf.constant([int(c[keys.PARSED_NUM_SAMPLES]) for c in clips])
+
+    @tf.function
+    def serve(frames, counts, waves, samples):
+        return tf.map_fn(
+            lambda x: sample_clip(x[0], x[1], 10.0, x[2], x[3], RATE, SMALL, False)["spectrograms"],
+            (frames, counts, waves, samples),
+            fn_output_signature=tf.TensorSpec([3, 13, 8, 1], tf.float32),
+        )
+
+    served = serve(frames, counts, waves, samples).numpy()
+    for i, c in enumerate(clips):
+        direct = sample_clip(
+            c[keys.VIDEO_FRAMES], c[keys.PARSED_NUM_FRAMES], c[keys.VIDEO_FPS],
+            c[keys.PARSED_WAVEFORM], c[keys.PARSED_NUM_SAMPLES], c[keys.AUDIO_SAMPLE_RATE],
+            SMALL, False,
+        )
+        np.testing.assert_allclose(served[i], direct["spectrograms"].numpy(), atol=2e-3)
+
+
+def test_gzip_shards(tmp_path):
+    path = tmp_path / "fold-4-of-10-00000.tfrecord.gz"
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        writer.write(make_example(_clip(1, 6, fold=4)).SerializeToString())
+    (features, labels), = _collect(make_dataset(tmp_path, [4], training=False, config=SMALL))
+    assert features["frames"].shape == (1, 3, 16, 16, 3) and labels.tolist() == [1]
