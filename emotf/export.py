@@ -1,0 +1,293 @@
+"""SavedModel export with the evaluation-mode sampling and spectrograms inside the graph.
+
+    export_saved_model(model, sampling_config, out_dir)   -> out_dir/<version>/
+    export_run(RUN)                                        -> RUN/export/<version>/
+
+The layout is TensorFlow Serving's: `out_dir/<version>/saved_model.pb` + `variables/`, plus
+`assets.extra/emotf.json` (class names, sampling and model configs, emotf/TF versions). A
+version is written to a hidden temporary folder and renamed into place, so a server watching
+`out_dir` never sees half a model.
+
+Signatures (see docs/serving.md; `saved_model_cli show --dir out_dir/1 --all` lists them):
+
+`serving_default` - a padded batch of raw clips:
+    frames         uint8   [B, T, S, S, 3]  face crops (S = frame_size, 224), padded in T
+    num_frames     int32   [B]              valid frames per clip (>= 1)
+    fps            float32 [B]              frame rate per clip
+    waveform       float32 [B, L]           mono audio in [-1, 1], padded in L
+    num_samples    int32   [B]              valid samples per clip
+    sample_rate    int32   [B]              must equal the model's rate (16000): anything else
+                                            fails with InvalidArgumentError naming the rate
+  runs `emotf.sampling.sample_clip(..., training=False)` on every clip (the very function the
+  tf.data pipeline uses: middle frame of each of the N segments, centred audio window,
+  log-mel spectrogram) and then the Keras model.
+`predict_segments` - already-sampled segments: frames uint8 [B, N, S, S, 3] and spectrograms
+  float32 [B, N, time_bins, freq_bins, 1] (what `emotf.pipeline.make_dataset` yields).
+Both return: probabilities float32 [B, C] (mean of the segment softmaxes), scores float32
+  [B, C] (their sum), segment_probabilities float32 [B, N, C], label int64 [B], label_code
+  string [B] (ANG, ...), label_name string [B] (anger, ...).
+`metadata` - no inputs: class_codes string [C], class_names string [C], sampling_config,
+  model_config and emotf_version (JSON / plain strings).
+
+Only core TensorFlow ops end up in the graph (no tensorflow-io, no py_function): the tests
+check the op list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+import emotf
+from emotf.cremad import EMOTION_NAMES, EMOTIONS
+from emotf.sampling import SamplingConfig, sample_clip
+
+METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
+_VERSION_RE = re.compile(r"^\d+$")
+
+
+def model_versions(out_dir) -> list[int]:
+    """Integer version folders (TF Serving layout) in `out_dir`, sorted; [] if none."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in out_dir.iterdir() if p.is_dir() and _VERSION_RE.match(p.name))
+
+
+def resolve_saved_model(path) -> Path:
+    """A SavedModel folder: `path` itself if it holds `saved_model.pb`, else its highest
+    integer version subfolder. Raises FileNotFoundError naming the path otherwise."""
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = model_versions(path)
+    if versions:
+        return path / str(versions[-1])
+    raise FileNotFoundError(
+        f"no SavedModel in {path} (expected saved_model.pb or integer version folders). "
+        f"Received: {str(path)!r}"
+    )
+
+
+def read_metadata(saved_model_dir) -> dict:
+    """The `assets.extra/emotf.json` of an exported model (resolves version folders)."""
+    return json.loads((resolve_saved_model(saved_model_dir) / "assets.extra" / METADATA_FILE).read_text())
+
+
+def _check_model(model: keras.Model, config: SamplingConfig) -> None:
+    frames_shape = tuple(model.input["frames"].shape) if isinstance(model.input, dict) else None
+    spec_shape = tuple(model.input["spectrograms"].shape) if isinstance(model.input, dict) else None
+    want_frames = (None, config.num_segments, config.frame_size, config.frame_size, 3)
+    want_spec = (None, config.num_segments, config.time_bins, config.freq_bins, 1)
+    if frames_shape != want_frames or spec_shape != want_spec:
+        raise ValueError(
+            "the model's inputs do not match the sampling config. Received: model inputs "
+            f"frames={frames_shape}, spectrograms={spec_shape}; sampling config gives "
+            f"frames={want_frames}, spectrograms={want_spec}"
+        )
+
+
+def _outputs(model: keras.Model, frames, spectrograms, codes, names) -> dict:
+    out = model({"frames": frames, "spectrograms": spectrograms}, training=False)
+    probabilities = tf.cast(out["probabilities"], tf.float32)
+    label = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    return {
+        "probabilities": probabilities,
+        "scores": tf.cast(out["scores"], tf.float32),
+        "segment_probabilities": tf.cast(out["segment_probabilities"], tf.float32),
+        "label": label,
+        "label_code": tf.gather(codes, label),
+        "label_name": tf.gather(names, label),
+    }
+
+
+def build_archive(
+    model: keras.Model,
+    sampling_config: SamplingConfig,
+    class_codes=EMOTIONS,
+    class_names=EMOTION_NAMES,
+    model_config: dict | None = None,
+) -> keras.export.ExportArchive:
+    """The `ExportArchive` with the `serving_default`, `predict_segments` and `metadata`
+    endpoints (not yet written; `export_saved_model` writes it)."""
+    config = sampling_config
+    _check_model(model, config)
+    num_classes = int(model.output["probabilities"].shape[-1])
+    if len(class_codes) != num_classes or len(class_names) != num_classes:
+        raise ValueError(
+            f"{num_classes} model classes but {len(class_codes)} class codes and "
+            f"{len(class_names)} class names. Received: {class_codes}, {class_names}"
+        )
+    n, size = config.num_segments, config.frame_size
+    spec = (config.time_bins, config.freq_bins, 1)
+    codes_list, names_list = [str(c) for c in class_codes], [str(c) for c in class_names]
+    sampling_json = json.dumps(config.to_dict(), sort_keys=True)
+    model_json = json.dumps(model_config or {}, sort_keys=True)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(frames, num_frames, fps, waveform, num_samples, sample_rate):
+        codes, names = tf.constant(codes_list), tf.constant(names_list)
+        t, s = tf.shape(frames)[1], tf.shape(waveform)[1]
+        checks = [
+            tf.debugging.assert_less_equal(num_frames, t, message="num_frames exceeds the padded frames axis"),
+            tf.debugging.assert_less_equal(num_samples, s, message="num_samples exceeds the padded waveform axis"),
+            tf.debugging.assert_non_negative(num_samples, message="num_samples must be >= 0"),
+        ]
+        with tf.control_dependencies(checks):
+            frames = tf.identity(frames)
+
+        def one_clip(clip):
+            f, nf, rv, w, ns, ra = clip
+            sampled = sample_clip(f, nf, rv, w, ns, ra, config, training=False)
+            return sampled["frames"], sampled["spectrograms"]
+
+        seg_frames, seg_specs = tf.map_fn(
+            one_clip,
+            (frames, num_frames, fps, waveform, num_samples, sample_rate),
+            fn_output_signature=(
+                tf.TensorSpec([n, size, size, 3], tf.uint8),
+                tf.TensorSpec([n, *spec], tf.float32),
+            ),
+        )
+        return _outputs(model, seg_frames, seg_specs, codes, names)
+
+    archive.add_endpoint(
+        "serving_default",
+        serve,
+        input_signature=[
+            tf.TensorSpec([None, None, size, size, 3], tf.uint8, name="frames"),
+            tf.TensorSpec([None], tf.int32, name="num_frames"),
+            tf.TensorSpec([None], tf.float32, name="fps"),
+            tf.TensorSpec([None, None], tf.float32, name="waveform"),
+            tf.TensorSpec([None], tf.int32, name="num_samples"),
+            tf.TensorSpec([None], tf.int32, name="sample_rate"),
+        ],
+    )
+
+    def segments(frames, spectrograms):
+        return _outputs(model, frames, spectrograms, tf.constant(codes_list), tf.constant(names_list))
+
+    archive.add_endpoint(
+        "predict_segments",
+        segments,
+        input_signature=[
+            tf.TensorSpec([None, n, size, size, 3], tf.uint8, name="frames"),
+            tf.TensorSpec([None, n, *spec], tf.float32, name="spectrograms"),
+        ],
+    )
+
+    def metadata():
+        return {
+            "class_codes": tf.constant(codes_list),
+            "class_names": tf.constant(names_list),
+            "sampling_config": tf.constant(sampling_json),
+            "model_config": tf.constant(model_json),
+            "emotf_version": tf.constant(emotf.__version__),
+        }
+
+    archive.add_endpoint("metadata", metadata, input_signature=[])
+    return archive
+
+
+def export_saved_model(
+    model: keras.Model,
+    sampling_config: SamplingConfig,
+    out_dir,
+    version: int | None = None,
+    *,
+    model_config: dict | None = None,
+    extra_metadata: dict | None = None,
+) -> Path:
+    """Write `model` with in-graph preprocessing as `out_dir/<version>/` (TF Serving layout).
+
+    Args:
+        model: an `emotf.model.build_model` model (dict inputs frames/spectrograms, dict
+            outputs probabilities/scores/segment_probabilities).
+        sampling_config: the run's `SamplingConfig` (its evaluation-mode sampling is baked in).
+        out_dir: the model base folder; created if missing.
+        version: integer version; default: one more than the highest existing (1 if none).
+            An existing version is never overwritten (FileExistsError).
+        model_config: the `ModelConfig.to_dict()` to record in the metadata.
+        extra_metadata: more JSON-able entries for `assets.extra/emotf.json`.
+
+    Returns:
+        The version folder (load it with `tf.saved_model.load`).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        existing = model_versions(out_dir)
+        version = existing[-1] + 1 if existing else 1
+    version = int(version)
+    if version < 0:
+        raise ValueError(f"version must be a non-negative integer. Received: version={version}")
+    final = out_dir / str(version)
+    if final.exists():
+        raise FileExistsError(f"model version {final} already exists. Received: version={version}")
+    archive = build_archive(model, sampling_config, model_config=model_config)
+    tmp = out_dir / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the temporary path
+            archive.write_out(str(tmp), verbose=False)
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        metadata = {
+            "format": "emotf-savedmodel-1",
+            "class_codes": list(EMOTIONS),
+            "class_names": list(EMOTION_NAMES),
+            "sampling_config": sampling_config.to_dict(),
+            "model_config": model_config or {},
+            "signatures": ["serving_default", "predict_segments", "metadata"],
+            "emotf_version": emotf.__version__,
+            "tensorflow_version": tf.__version__,
+            "keras_version": keras.__version__,
+            **(extra_metadata or {}),
+        }
+        (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
+    """Export a training run folder (`RUN/model.keras` + `RUN/config.json`).
+
+    Args:
+        run_dir: an `emotf-train` run folder.
+        out_dir: the model base folder (default `RUN/export`).
+        version: as in `export_saved_model`.
+
+    Returns:
+        The new version folder, e.g. `RUN/export/1`.
+    """
+    import emotf.model  # noqa: F401  (registers the custom layers for loading)
+    from emotf.train import TrainConfig, sampling_config
+
+    run_dir = Path(run_dir)
+    model_path, config_path = run_dir / "model.keras", run_dir / "config.json"
+    for path in (model_path, config_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: not a finished emotf-train run. Received: run_dir={str(run_dir)!r}")
+    run_config = json.loads(config_path.read_text())
+    train_config = TrainConfig.from_dict(run_config["config"])
+    model = keras.saving.load_model(str(model_path), compile=False)
+    return export_saved_model(
+        model,
+        sampling_config(train_config),
+        out_dir if out_dir is not None else run_dir / "export",
+        version,
+        model_config=train_config.model.to_dict(),
+        extra_metadata={"run": str(run_dir.resolve()), "fold": train_config.fold},
+    )
