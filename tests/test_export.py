@@ -1,0 +1,226 @@
+"""SavedModel export: no train/serve skew, core ops only, loadable without emotf."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+
+from emotf import keys
+from emotf.cremad import EMOTION_NAMES, EMOTIONS
+from emotf.export import export_run, export_saved_model, read_metadata, resolve_saved_model
+from emotf.model import ModelConfig, build_model
+from emotf.pipeline import make_dataset
+from emotf.records import ClipRecord, make_example, parse_example
+from emotf.sampling import SamplingConfig
+from emotf.train import TrainConfig
+
+N = 3
+TINY = ModelConfig(
+    num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8
+)
+SAMPLING = SamplingConfig(num_segments=N)
+RATE = 16000
+
+
+def _clip(i: int, num_frames: int, fps: float, seconds: float) -> ClipRecord:
+    rng = np.random.default_rng(i)
+    base = rng.integers(0, 256, [28, 28, 3]).astype(np.uint8)
+    frames = []
+    for k in range(num_frames):  # smooth-ish images that change frame to frame
+        image = np.kron(np.roll(base, k, axis=0), np.ones([8, 8, 1], np.uint8))
+        frames.append(tf.io.encode_jpeg(image, quality=90).numpy())
+    pcm = (rng.normal(0, 0.1, int(seconds * RATE)) * 32767).clip(-32768, 32767).astype(np.int16)
+    return ClipRecord(
+        clip_id=f"{1001 + i}_DFA_ANG_XX", actor_id=1001 + i, sentence="DFA", emotion="ANG",
+        label=i % 6, intensity="XX", fold=0, fps=fps, frames_jpeg=frames,
+        face_boxes=np.zeros([num_frames, 4], np.float32),
+        face_detected=np.ones([num_frames], np.int64), source_size=(224, 224),
+        sample_rate=RATE, pcm16=pcm,
+    )
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    path = tmp_path_factory.mktemp("records") / "fold-0-of-10-00000.tfrecord"
+    clips = [_clip(0, 45, 30.0, 1.5), _clip(1, 38, 25.0, 1.6), _clip(2, 60, 29.97, 2.0)]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for clip in clips:
+            writer.write(make_example(clip).SerializeToString())
+    return path
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(1)
+    return build_model(TINY)
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    return export_saved_model(
+        model, SAMPLING, tmp_path_factory.mktemp("export") / "emotf", model_config=TINY.to_dict()
+    )
+
+
+def _serving_inputs(records_path) -> dict:
+    """Padded batch of the records' clips as a client would send it: decoded uint8 crops."""
+    clips = [parse_example(raw) for raw in tf.data.TFRecordDataset([str(records_path)])]
+    t_max = max(int(c[keys.PARSED_NUM_FRAMES]) for c in clips)
+    s_max = max(int(c[keys.PARSED_NUM_SAMPLES]) for c in clips)
+    frames = np.zeros([len(clips), t_max, 224, 224, 3], np.uint8)
+    waves = np.full([len(clips), s_max], 0.7, np.float32)  # padding must not leak in
+    for i, c in enumerate(clips):
+        jpegs = c[keys.VIDEO_FRAMES].numpy()
+        frames[i, : len(jpegs)] = [
+            tf.io.decode_jpeg(j, channels=3, dct_method="INTEGER_ACCURATE").numpy() for j in jpegs
+        ]
+        waves[i, : int(c[keys.PARSED_NUM_SAMPLES])] = c[keys.PARSED_WAVEFORM].numpy()
+    return {
+        "frames": tf.constant(frames),
+        "num_frames": tf.constant([int(c[keys.PARSED_NUM_FRAMES]) for c in clips], tf.int32),
+        "fps": tf.constant([float(c[keys.VIDEO_FPS]) for c in clips], tf.float32),
+        "waveform": tf.constant(waves),
+        "num_samples": tf.constant([int(c[keys.PARSED_NUM_SAMPLES]) for c in clips], tf.int32),
+        "sample_rate": tf.constant([RATE] * len(clips), tf.int32),
+    }
+
+
+def test_serving_default_equals_keras_evaluation_on_records(model, exported, records):
+    (features, labels), = list(make_dataset(records, [0], training=False, config=SAMPLING, batch_size=8))
+    expected = model(features, training=False)
+    # Segments differ visibly, so a shifted frame or audio window would show.
+    assert np.ptp(expected["segment_probabilities"].numpy().reshape(-1, 6), axis=0).max() > 1e-3
+    served = tf.saved_model.load(str(exported)).signatures["serving_default"](**_serving_inputs(records))
+    np.testing.assert_allclose(served["probabilities"], expected["probabilities"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        served["segment_probabilities"], expected["segment_probabilities"], rtol=0, atol=1e-6
+    )
+    np.testing.assert_allclose(served["scores"], expected["scores"], rtol=0, atol=1e-5)
+    label = np.argmax(expected["probabilities"], -1)
+    np.testing.assert_array_equal(served["label"], label)
+    assert [s.decode() for s in served["label_code"].numpy()] == [EMOTIONS[k] for k in label]
+    assert [s.decode() for s in served["label_name"].numpy()] == [EMOTION_NAMES[k] for k in label]
+    # The segment signature on the pipeline's own sampled segments gives the same again.
+    segments = tf.saved_model.load(str(exported)).signatures["predict_segments"](**features)
+    np.testing.assert_allclose(segments["probabilities"], expected["probabilities"], rtol=0, atol=1e-6)
+
+
+def test_wrong_sample_rate_and_bad_lengths_are_clear_errors(exported, records):
+    serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
+    inputs = _serving_inputs(records)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="sample rate differs .*16000"):
+        serve(**{**inputs, "sample_rate": tf.constant([RATE, 44100, RATE], tf.int32)})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_frames exceeds"):
+        serve(**{**inputs, "num_frames": inputs["num_frames"] + 1000})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one frame"):
+        serve(**{**inputs, "num_frames": tf.constant([0, 1, 1], tf.int32)})
+
+
+def test_metadata_signature_and_assets_extra(exported):
+    meta = tf.saved_model.load(str(exported)).signatures["metadata"]()
+    assert [c.decode() for c in meta["class_codes"].numpy()] == list(EMOTIONS)
+    assert [c.decode() for c in meta["class_names"].numpy()] == list(EMOTION_NAMES)
+    assert SamplingConfig.from_dict(json.loads(meta["sampling_config"].numpy())) == SAMPLING
+    assert ModelConfig.from_dict(json.loads(meta["model_config"].numpy())) == TINY
+    on_disk = read_metadata(exported.parent)  # base folder resolves to the latest version
+    assert SamplingConfig.from_dict(on_disk["sampling_config"]) == SAMPLING
+    assert on_disk["class_codes"] == list(EMOTIONS)
+
+
+def _graph_ops(saved_model_dir) -> set[str]:
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((saved_model_dir / "saved_model.pb").read_bytes())
+    ops = set()
+    for meta_graph in proto.meta_graphs:
+        ops |= {node.op for node in meta_graph.graph_def.node}
+        for function in meta_graph.graph_def.library.function:
+            ops |= {node.op for node in function.node_def}
+    return ops
+
+
+def test_graph_uses_core_tensorflow_ops_only(exported):
+    ops = _graph_ops(exported)
+    assert "StatelessWhile" in ops or "While" in ops  # the per-clip map is in the graph
+    assert "RFFT" in ops  # so is the STFT
+    assert not [op for op in ops if op.startswith("IO>")], "tensorflow-io op in the graph"
+    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
+    # Every op is registered by core TensorFlow (tensorflow_io is never imported in tests).
+    assert "tensorflow_io" not in sys.modules
+    assert [op for op in ops if op_def_registry.get(op) is None] == []
+
+
+def test_loads_and_runs_in_a_fresh_process_without_emotf(exported, tmp_path):
+    script = f"""
+import sys
+import numpy as np
+import tensorflow as tf
+m = tf.saved_model.load({str(exported)!r})
+assert set(m.signatures) == {{"serving_default", "predict_segments", "metadata"}}, list(m.signatures)
+out = m.signatures["serving_default"](
+    frames=tf.zeros([2, 50, 224, 224, 3], tf.uint8), num_frames=tf.constant([50, 40]),
+    fps=tf.constant([30.0, 25.0]), waveform=tf.random.normal([2, 30000]) * 0.1,
+    num_samples=tf.constant([30000, 25000]), sample_rate=tf.constant([16000, 16000]))
+p = out["probabilities"].numpy()
+assert p.shape == (2, 6) and np.allclose(p.sum(-1), 1, atol=1e-5), p
+assert out["segment_probabilities"].shape == (2, {N}, 6)
+assert out["label_name"].dtype == tf.string
+assert not [m for m in sys.modules if m == "emotf" or m.startswith("emotf.")]
+assert "tensorflow_io" not in sys.modules
+print("OK")
+"""
+    env = {**os.environ, "PYTHONPATH": "", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")
+
+
+def test_saved_model_cli_lists_the_signatures(exported):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if not os.path.exists(cli):
+        pytest.skip("saved_model_cli not installed next to the interpreter")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [cli, "show", "--dir", str(exported), "--all"], env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("serving_default", "predict_segments", "metadata", "num_frames", "sample_rate",
+                 "label_name", "segment_probabilities"):
+        assert name in result.stdout
+
+
+def test_versions_and_export_run(model, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(str(run / "model.keras"))
+    train_config = TrainConfig(records="r", out=str(run), model=TINY, sampling={"window_seconds": 1.0})
+    (run / "config.json").write_text(json.dumps({"config": train_config.to_dict()}))
+    first = export_run(run)
+    assert first == run / "export" / "1"
+    assert (first / "saved_model.pb").is_file() and (first / "assets.extra" / "emotf.json").is_file()
+    assert not [p for p in (run / "export").iterdir() if p.name.startswith(".")]  # no temp left
+    meta = read_metadata(run / "export")
+    assert meta["sampling_config"]["window_seconds"] == 1.0  # the run's sampling travels
+    assert meta["sampling_config"]["num_segments"] == N
+    assert export_run(run, version=7) == run / "export" / "7"
+    assert export_run(run) == run / "export" / "8"
+    assert resolve_saved_model(run / "export") == run / "export" / "8"
+    with pytest.raises(FileExistsError):
+        export_run(run, version=7)
+    with pytest.raises(FileNotFoundError, match="not a finished emotf-train run"):
+        export_run(tmp_path / "nothing")
+
+
+def test_mismatched_sampling_config_is_rejected(model, tmp_path):
+    with pytest.raises(ValueError, match="do not match the sampling config"):
+        export_saved_model(model, SamplingConfig(num_segments=N + 1), tmp_path)
