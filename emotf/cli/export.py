@@ -1,0 +1,34 @@
+"""`emotf-export`: write a training run's model as a SavedModel with in-graph preprocessing.
+
+    emotf-export RUN [--out DIR] [--version V]
+
+Writes `DIR/<V>/` (TensorFlow Serving layout; default DIR = RUN/export, V = next integer) and
+prints its path. See docs/serving.md for the signatures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="emotf-export", description=__doc__.split("\n")[0])
+    parser.add_argument("run", help="emotf-train run folder (holds model.keras and config.json)")
+    parser.add_argument("--out", default=None, help="model base folder (default: RUN/export)")
+    parser.add_argument("--version", type=int, default=None, help="version number (default: next)")
+    args = parser.parse_args(argv)
+
+    from emotf.export import export_run
+
+    try:
+        path = export_run(args.run, args.out, args.version)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"emotf-export: error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

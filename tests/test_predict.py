@@ -1,0 +1,111 @@
+"""emotf-predict on raw synthetic videos: same numbers as the record path, per-file errors."""
+
+import json
+from fractions import Fraction
+
+import av
+import keras
+import numpy as np
+import pytest
+
+from emotf.build_records import BuildConfig, build_records
+from emotf.cli.predict import main as predict_main
+from emotf.export import export_saved_model
+from emotf.model import ModelConfig, build_model
+from emotf.pipeline import make_dataset, record_files
+from emotf.predict import Predictor, format_table, predict_files
+from emotf.sampling import SamplingConfig
+from emotf.synthetic import SampleConfig, make_sample
+
+N = 3
+TINY = ModelConfig(
+    num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8
+)
+SAMPLING = SamplingConfig(num_segments=N)
+
+
+def _write_flv(path, seconds: float, fps: float = 30.0):
+    """A flat grey FLV1 video without an audio track (no face in it)."""
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w", format="flv") as out:
+        video = out.add_stream("flv", rate=rate)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full([120, 160, 3], 128, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, 1 / rate
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    videos = make_sample(root / "sample", SampleConfig.tiny(num_actors=1, clips_per_actor=2), workers=1, progress=False)
+    keras.utils.set_random_seed(3)
+    model = build_model(TINY)
+    saved = export_saved_model(model, SAMPLING, root / "export")
+    return {"root": root, "videos": videos, "model": model, "saved": saved,
+            "predictor": Predictor(root / "export")}
+
+
+def _wav(video):
+    return video.parent.parent / "AudioWAV" / f"{video.stem}.wav"
+
+
+def test_predict_matches_the_record_path(setup):
+    """Video + WAV through emotf-predict == the same clips built into records, Keras eval mode."""
+    videos = setup["videos"]
+    records = setup["root"] / "records"
+    build_records(BuildConfig(data_dir=str(setup["root"] / "sample"), out_dir=str(records), workers=1, progress=False))
+    ds = make_dataset(record_files(records, range(10)), range(10), training=False, config=SAMPLING,
+                      batch_size=8, with_metadata=True)
+    expected = {}
+    for features, _, meta in ds:
+        probs = setup["model"](features, training=False)["probabilities"].numpy()
+        for clip_id, p in zip(meta["clip_id"].numpy(), probs):
+            expected[clip_id.decode()] = p
+    results = predict_files(None, videos, [_wav(v) for v in videos], predictor=setup["predictor"])
+    assert len(results) == len(videos) == len(expected)
+    for video, result in zip(videos, results):
+        assert "error" not in result, result
+        got = np.array([result["probabilities"][c] for c in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")])
+        np.testing.assert_allclose(got, expected[video.stem], rtol=0, atol=1e-5)
+        assert result["label_code"] == ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")[int(np.argmax(got))]
+        assert np.asarray(result["segment_probabilities"]).shape == (N, 6)
+        assert result["timings_s"]["total_s"] > 0
+
+
+def test_errors_per_file_do_not_stop_the_others(setup, tmp_path):
+    good = setup["videos"][0]
+    not_video = tmp_path / "notes.flv"
+    not_video.write_text("not a video")
+    grey = _write_flv(tmp_path / "grey.flv", 1.5)
+    short = _write_flv(tmp_path / "short.flv", 0.5)
+    videos = [not_video, good, tmp_path / "missing.flv", grey, grey, short]
+    audios = [None, None, None, None, _wav(good), _wav(good)]
+    results = predict_files(None, videos, audios, predictor=setup["predictor"], batch_size=2)
+    assert [("error" in r) for r in results] == [True, False, True, True, True, True]
+    assert "cannot open as video" in results[0]["error"] or "no decodable" in results[0]["error"]
+    assert results[1]["audio"] is None and abs(sum(results[1]["probabilities"].values()) - 1) < 1e-5
+    assert "file not found" in results[2]["error"]
+    assert "no audio" in results[3]["error"]
+    assert "no face" in results[4]["error"] and str(grey) in results[4]["error"]
+    assert "too short" in results[5]["error"] and "1.28" in results[5]["error"]
+    table = format_table(results)
+    assert "ERROR" in table and "label:" in table
+
+
+def test_cli_json_and_exit_status(setup, capsys, tmp_path):
+    video = setup["videos"][1]
+    assert predict_main(["--model", str(setup["saved"]), str(video), "--audio", str(_wav(video)), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["file"] == str(video) and out[0]["label_name"] in (
+        "anger", "disgust", "fear", "happy", "neutral", "sad")
+    bad = tmp_path / "bad.flv"
+    bad.write_bytes(b"")
+    assert predict_main(["--model", str(setup["saved"].parent), str(video), str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "empty file" in captured.out and "1 of 2 files failed" in captured.err
+    with pytest.raises(SystemExit):
+        predict_main(["--model", str(setup["saved"]), str(video), str(bad), "--audio", "a.wav"])
