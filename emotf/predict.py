@@ -113,9 +113,9 @@ def load_clip(
         crops = _jpeg_round_trip(crops, quality)
     timings["faces_s"] = time.perf_counter() - start
     notes = list(video.notes) + list(audio_notes)
-    missed = int(len(track.detected) - track.detected.sum())
-    if missed:
-        notes.append(f"face box interpolated or carried on {missed} of {len(track.detected)} frames")
+    if track.stats.get("full_scans"):
+        notes.append(f"face found only by searching every frame ({int(track.detected.sum())} of "
+                     f"{len(track.detected)} frames)")
     return ClipInput(crops, float(video.fps), pcm, sample_rate, duration, notes, timings)
 
 
