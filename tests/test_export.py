@@ -13,6 +13,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
 from emotf import keys
+from emotf.cli.export import main as export_main
 from emotf.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.export import export_run, export_saved_model, read_metadata, resolve_saved_model
 from emotf.model import ModelConfig, build_model
@@ -199,7 +200,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
         assert name in result.stdout
 
 
-def test_versions_and_export_run(model, tmp_path):
+def test_versions_and_export_run(model, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     model.save(str(run / "model.keras"))
@@ -219,6 +220,11 @@ def test_versions_and_export_run(model, tmp_path):
         export_run(run, version=7)
     with pytest.raises(FileNotFoundError, match="not a finished emotf-train run"):
         export_run(tmp_path / "nothing")
+    # The console script: prints the version folder; a bad run is a one-line error, status 1.
+    assert export_main([str(run), "--out", str(tmp_path / "served")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "served" / "1")
+    assert export_main([str(tmp_path / "nothing")]) == 1
+    assert "not a finished emotf-train run" in capsys.readouterr().err
 
 
 def test_mismatched_sampling_config_is_rejected(model, tmp_path):
