@@ -110,7 +110,8 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     timings["train_s"] = round(time.time() - start, 1)
 
     start = _step(f"4/5 emotf-export -> {run_dir / 'export'}")
-    export_dir = export_run(run_dir)
+    saved = metrics.get("saved_model")  # emotf-train exports at the end of a run
+    export_dir = Path(saved) if saved and Path(saved).exists() else export_run(run_dir)
     timings["export_s"] = round(time.time() - start, 1)
 
     start = _step("5/5 emotf-predict on a held-out clip (raw FLV + WAV)")

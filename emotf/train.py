@@ -70,6 +70,7 @@ class TrainConfig:
     deterministic: bool = True
     steps_per_epoch: int | None = None
     verbose: int = 1
+    export: bool = True
     model: ModelConfig = ModelConfig()
     sampling: dict = field(default_factory=dict)
 
@@ -368,6 +369,10 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         "precision": policy,
         "wall_time_s": round(time.time() - start, 2),
     }
+    if config.export:
+        from emotf.export import export_run
+
+        metrics["saved_model"] = str(export_run(run))
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 

@@ -50,7 +50,8 @@ class FakeFactory:
 
 def config(tmp_path, **overrides) -> TrainConfig:
     values = dict(out=str(tmp_path / "run"), fold=3, epochs=3, batch_size=8, learning_rate=0.05,
-                  lr_schedule="constant", verbose=0, model=MODEL, early_stopping_patience=0)
+                  lr_schedule="constant", verbose=0, model=MODEL, early_stopping_patience=0,
+                  export=False)
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -152,7 +153,22 @@ def test_train_fold_on_record_shards(tmp_path):
     write_tiny_shards(records)
     model = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
                         audio_widths=(4, 4), fc_units=4)
-    cfg = config(tmp_path, records=str(records), epochs=2, batch_size=4, model=model)
+    cfg = config(tmp_path, records=str(records), epochs=2, batch_size=4, model=model, export=True)
     metrics = train_fold(cfg)  # the default factory: emotf.pipeline.make_dataset
     assert metrics["num_clips"] == 2 and metrics["steps_per_epoch"] == 8 * 2 // 4
     assert metrics["epochs_run"] == 2
+    # The saved model is the one that was scored, and the run was exported for serving.
+    import keras
+
+    from emotf.pipeline import make_dataset
+    from emotf.train import evaluation_metrics, sampling_config
+
+    reloaded = keras.models.load_model(tmp_path / "run" / "model.keras")
+    test = make_dataset(records, [cfg.fold], training=False, config=sampling_config(cfg), batch_size=4)
+    labels = np.concatenate([y for _, y in test])
+    probs = np.concatenate([reloaded.predict(x, verbose=0)["probabilities"] for x, _ in test])
+    again = evaluation_metrics(labels, probs)
+    assert again["accuracy"] == metrics["accuracy"]
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
+    assert (tmp_path / "run" / "export" / "1" / "saved_model.pb").exists()
+    assert metrics["saved_model"].endswith("export/1")
