@@ -1,7 +1,7 @@
 """The end-to-end demo on the built-in synthetic sample (`emotf-demo`).
 
     make the sample -> build records -> train one fold briefly -> export a SavedModel
-    -> predict a held-out clip from its raw video + WAV
+    -> predict a held-out clip from its raw video + WAV -> evaluation report and figures
 
 Every step is the library function the console scripts call, so the demo exercises the same
 code a user runs on CREMA-D. The model is a small CPU-sized variant of the default (fewer
@@ -34,9 +34,9 @@ class DemoConfig:
 
     out: str = "demo_out"
     num_actors: int = 10
-    clips_per_actor: int = 12
+    clips_per_actor: int = 36
     fold: int = 0
-    epochs: int = 15
+    epochs: int = 30
     batch_size: int = 8
     learning_rate: float = 0.02
     seed: int = 0
@@ -54,6 +54,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     """Run the whole chain into `config.out`; returns (and prints) where everything is."""
     from emotf.build_records import BuildConfig, build_records
     from emotf.cremad import canonical_folds, parse_clip_name
+    from emotf.evaluate import evaluate_model
     from emotf.export import export_run
     from emotf.predict import predict_files
     from emotf.synthetic import SampleConfig, make_sample
@@ -63,7 +64,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     sample_dir, records_dir, run_dir = out / "sample", out / "records", out / "run"
     timings = {}
 
-    start = _step(f"1/5 synthetic CREMA-D sample -> {sample_dir}")
+    start = _step(f"1/6 synthetic CREMA-D sample -> {sample_dir}")
     if not (sample_dir / "sample.json").exists():
         make_sample(
             sample_dir,
@@ -76,7 +77,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
         )
     timings["sample_s"] = round(time.time() - start, 1)
 
-    start = _step(f"2/5 emotf-build-records -> {records_dir}")
+    start = _step(f"2/6 emotf-build-records -> {records_dir}")
     build_records(
         BuildConfig(
             data_dir=str(sample_dir),
@@ -86,7 +87,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     )
     timings["build_s"] = round(time.time() - start, 1)
 
-    start = _step(f"3/5 emotf-train --fold {config.fold} -> {run_dir}")
+    start = _step(f"3/6 emotf-train --fold {config.fold} -> {run_dir}")
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
         metrics = json.loads(metrics_path.read_text())
@@ -109,12 +110,12 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
         )
     timings["train_s"] = round(time.time() - start, 1)
 
-    start = _step(f"4/5 emotf-export -> {run_dir / 'export'}")
+    start = _step(f"4/6 emotf-export -> {run_dir / 'export'}")
     saved = metrics.get("saved_model")  # emotf-train exports at the end of a run
     export_dir = Path(saved) if saved and Path(saved).exists() else export_run(run_dir)
     timings["export_s"] = round(time.time() - start, 1)
 
-    start = _step("5/5 emotf-predict on a held-out clip (raw FLV + WAV)")
+    start = _step("5/6 emotf-predict on a held-out clip (raw FLV + WAV)")
     folds = canonical_folds()  # the build's default fold assignment
     test_actors = {actor for actor, fold in folds.items() if fold == config.fold}
     videos = sorted((sample_dir / "VideoFlash").glob("*.flv"))
@@ -124,6 +125,10 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     prediction = predict_files(export_dir, [video], audios=[audio])[0]
     timings["predict_s"] = round(time.time() - start, 1)
 
+    start = _step(f"6/6 emotf-evaluate -> {run_dir / 'evaluation'}")
+    evaluation = evaluate_model(run_dir)
+    timings["evaluate_s"] = round(time.time() - start, 1)
+
     summary = {
         "sample": str(sample_dir),
         "records": str(records_dir),
@@ -132,9 +137,11 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
         "held_out_fold": config.fold,
         "held_out_accuracy": metrics["accuracy"],
         "held_out_clips": metrics["num_clips"],
+        "held_out_accuracy_reevaluated": evaluation["accuracy"],
         "predicted_clip": video.name,
         "true_label": parse_clip_name(video).emotion,
         "prediction": prediction,
+        "figures": sorted(str(p) for p in (run_dir / "evaluation").glob("*.png")),
         "timings_s": timings,
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -147,5 +154,10 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
         f"held-out fold {config.fold}: accuracy {100 * metrics['accuracy']:.1f} % on "
         f"{metrics['num_clips']} clips (chance 16.7 %)"
     )
-    print(f"predicted {video.name}: {prediction.get('label_name', prediction)}")
+    print(f"figures:       {run_dir / 'evaluation'} (confusion matrix, training curves)")
+    print(
+        f"predicted {video.name} (true {summary['true_label']}): "
+        f"{prediction.get('label_code', prediction)}"
+    )
+    print(f"times (s):     {timings}")
     return summary

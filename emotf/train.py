@@ -273,7 +273,13 @@ def _num_batches(dataset: tf.data.Dataset, config: TrainConfig, folds) -> int:
     if n == tf.data.INFINITE_CARDINALITY:
         raise ValueError("The training dataset is infinite: set TrainConfig.steps_per_epoch.")
     if config.records and Path(config.records).is_dir():
-        return max(1, count_clips(config.records, folds) // config.batch_size)  # drop_remainder
+        clips = count_clips(config.records, folds)
+        if clips < config.batch_size:  # training batches drop the remainder
+            raise ValueError(
+                f"the training folds {list(folds)} of {config.records} hold {clips} clips, fewer "
+                f"than one batch. Received: batch_size={config.batch_size}"
+            )
+        return clips // config.batch_size
     return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
 
 
@@ -324,6 +330,10 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     with precision_policy(config.precision) as policy:
         train_ds = dataset_fn(train_folds, True, config)
         val_ds = dataset_fn(val_folds, False, config)
+        if int(val_ds.cardinality()) < 0 and config.records and Path(config.records).is_dir():
+            # A known size: Keras then does not warn that validation "ran out of data".
+            val_batches = -(-count_clips(config.records, val_folds) // config.batch_size)
+            val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(val_batches))
         steps = config.steps_per_epoch or _num_batches(train_ds, config, train_folds)
         if config.steps_per_epoch:
             train_ds = train_ds.repeat()
