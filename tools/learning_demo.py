@@ -1,8 +1,9 @@
 """Learning, shown: on the synthetic sample, `both` modalities beat `audio` and `video` alone.
 
-    python tools/learning_demo.py [--work DIR] [--records DIR] [--folds 0] [--epochs 15]
+    python tools/learning_demo.py [--work DIR] [--records DIR] [--folds 0] [--epochs 30]
 
-1. `emotf.synthetic.make_sample`: 10 actors x 12 clips (one actor per fold), seed 0. Its cues are
+1. `emotf.synthetic.make_sample`: the `emotf-demo` sample, 10 actors x 36 clips (one actor per
+   fold), seed 0. Its cues are
    planted so that each modality alone tells only a pair of emotions (~1/2 accuracy at best)
    and the two together tell all six.
 2. `emotf.build_records.build_records` on it (skipped with --records DIR).
@@ -24,17 +25,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from emotf.model import ModelConfig  # noqa: E402
+from emotf.demo import DEMO_MODEL, DemoConfig  # noqa: E402
 from emotf.train import TrainConfig, train_fold  # noqa: E402
-
-DEMO_MODEL = ModelConfig(
-    num_segments=4,
-    video_stem_width=8,
-    video_widths=(16, 32),
-    audio_widths=(8, 16, 32),
-    fc_units=32,
-    dropout=0.3,
-)
 
 
 def build_demo_records(work: Path) -> Path:
@@ -44,7 +36,9 @@ def build_demo_records(work: Path) -> Path:
 
     sample, records = work / "sample", work / "records"
     if not (sample / "sample.json").exists():
-        make_sample(sample, SampleConfig(num_actors=10, clips_per_actor=12, seed=0))
+        demo = DemoConfig()  # the same sample as emotf-demo
+        make_sample(sample, SampleConfig(num_actors=demo.num_actors,
+                                         clips_per_actor=demo.clips_per_actor, seed=demo.seed))
     if not (records / "manifest.json").exists():
         build_records(BuildConfig(data_dir=str(sample), out_dir=str(records)))
     return records
@@ -55,7 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default="runs/learning_demo")
     parser.add_argument("--records", help="pre-built record shards of the synthetic sample")
     parser.add_argument("--folds", default="0", help="comma-separated test folds")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=DemoConfig().epochs)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
