@@ -172,3 +172,17 @@ def test_train_fold_on_record_shards(tmp_path):
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
     assert (tmp_path / "run" / "export" / "1" / "saved_model.pb").exists()
     assert metrics["saved_model"].endswith("export/1")
+
+
+def test_same_seed_repeats_a_run_on_the_cpu(tmp_path):
+    records = tmp_path / "records"
+    write_tiny_shards(records)
+    model = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
+                        audio_widths=(4, 4), fc_units=4)
+    logs = []
+    for name in ("a", "b"):
+        cfg = config(tmp_path, records=str(records), epochs=2, batch_size=4, model=model,
+                     out=str(tmp_path / name))
+        train_fold(cfg)
+        logs.append((tmp_path / name / "training_log.csv").read_text())
+    assert logs[0] == logs[1]
