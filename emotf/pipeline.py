@@ -3,9 +3,10 @@
 Order of operations (random sampling after any cache, so a cached dataset still draws fresh
 frames and audio offsets every epoch):
 
-    shard files -> (training: shuffle files) -> interleave TFRecordDataset -> parse_example
-    -> filter by fold -> keep the fields the sampler needs -> [cache] -> (training: shuffle)
-    -> zip with per-element seeds -> parallel map sample_clip [+ augment] -> batch -> prefetch
+    shard files -> (training: shuffle files) -> interleave TFRecordDataset -> [cache]
+    -> (training: shuffle) -> zip with per-element seeds -> one parallel map: parse_example
+    (only the sampler's fields) + sample_clip [+ augment] -> drop records of other folds
+    -> batch -> prefetch
 
 Seeds: each element's seed [2] comes from `tf.data.Dataset.random(seed=f(seed, epoch),
 rerandomize_each_iteration=True)`. The same `seed` and `epoch` give the same samples in every
@@ -34,10 +35,9 @@ _KEEP = (
     keys.PARSED_NUM_SAMPLES,
     keys.AUDIO_SAMPLE_RATE,
     keys.LABEL,
-    keys.CLIP_ID,
-    keys.ACTOR_ID,
     keys.FOLD,
 )
+_METADATA = (keys.CLIP_ID, keys.ACTOR_ID)
 
 
 def record_files(records_dir, folds) -> list[Path]:
@@ -80,6 +80,16 @@ def _available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+@tf.autograph.experimental.do_not_convert
+def _first(keep, element):
+    return keep
+
+
+@tf.autograph.experimental.do_not_convert
+def _second(keep, element):
+    return element
 
 
 def _element_seed_dataset(seed: int, epoch: int) -> tf.data.Dataset:
@@ -157,16 +167,19 @@ def make_dataset(
         )
     else:
         ds = tf.data.TFRecordDataset(files, compression_type=compression)
-    ds = ds.map(parse_example, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
-    ds = ds.filter(lambda r: tf.reduce_any(tf.equal(r[keys.FOLD], fold_list)))
-    ds = ds.map(lambda r: {k: r[k] for k in _KEEP})
+    wanted = _KEEP + (_METADATA if with_metadata else ())
+    # Raw serialised records are cached and shuffled (int16 audio: smaller than parsed clips),
+    # then ONE parallel map parses and samples each clip: a separate parse map cost ~0.5 ms
+    # of CPU per clip more (docs/sampling.md, "Speed").
     if cache:
         ds = ds.cache(cache if isinstance(cache, str) else "")
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = tf.data.Dataset.zip((ds, _element_seed_dataset(seed, epoch)))
 
-    def sample(record, element_seed):
+    def parse_and_sample(serialized, element_seed):
+        # Only what sampling (and the metadata) needs: no face boxes, no unused strings.
+        record = parse_example(serialized, wanted)
         out = sample_clip(
             record[keys.VIDEO_FRAMES],
             record[keys.PARSED_NUM_FRAMES],
@@ -182,16 +195,21 @@ def make_dataset(
             out = augment_clip(out, element_seed)
         features = {"frames": out["frames"], "spectrograms": out["spectrograms"]}
         label = tf.cast(record[keys.LABEL], tf.int32)
+        keep = tf.reduce_any(tf.equal(record[keys.FOLD], fold_list))
         if with_metadata:
             meta = {
                 "clip_id": record[keys.CLIP_ID],
                 "actor_id": tf.cast(record[keys.ACTOR_ID], tf.int32),
                 "fold": tf.cast(record[keys.FOLD], tf.int32),
             }
-            return features, label, meta
-        return features, label
+            return keep, (features, label, meta)
+        return keep, (features, label)
 
-    ds = ds.map(sample, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    ds = ds.map(
+        parse_and_sample, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+    )
+    # Records of other folds are dropped here (their files may have been passed explicitly).
+    ds = ds.filter(_first).map(_second)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     # Parallelism comes from the parallel map over clips; letting every op of the sampling

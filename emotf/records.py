@@ -112,7 +112,34 @@ FEATURE_SPEC = {
 }
 
 
-def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+# Parsed (derived) keys and the stored key each one is computed from.
+_DERIVED = {
+    keys.PARSED_NUM_FRAMES: keys.VIDEO_FRAMES,
+    keys.PARSED_WAVEFORM: keys.AUDIO_PCM16,
+    keys.PARSED_NUM_SAMPLES: keys.AUDIO_PCM16,
+}
+
+
+def _parse_spec(wanted) -> dict:
+    """FEATURE_SPEC restricted to `wanted` (stored or derived keys) plus the schema version.
+
+    Variable-length lists are parsed as `RaggedFeature`s: for one example that is a dense 1-D
+    tensor straight away (no SparseTensor + to_dense copy of the ~75 JPEG strings).
+    """
+    stored = {_DERIVED.get(k, k) for k in wanted} | {keys.SCHEMA_VERSION_KEY}
+    unknown = sorted(k for k in stored if k not in FEATURE_SPEC)
+    if unknown:
+        raise ValueError(f"unknown record keys. Received: {unknown}")
+    spec = {}
+    for key in stored:
+        feature = FEATURE_SPEC[key]
+        if isinstance(feature, tf.io.VarLenFeature):
+            feature = tf.io.RaggedFeature(feature.dtype)
+        spec[key] = feature
+    return spec
+
+
+def parse_example(serialized: tf.Tensor, keys_to_parse=None) -> dict[str, tf.Tensor]:
     """Parse one serialised clip record (graph-compatible; use inside `tf.data.Dataset.map`).
 
     Returns a dict with every stored key (scalars as 0-D tensors; `video/frames` as a dense
@@ -121,22 +148,44 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         `audio/num_samples` int32 [].
     The JPEGs are not decoded here: decoding only the sampled frames is much cheaper.
     Records of another schema version fail with an InvalidArgumentError naming both versions.
+
+    Args:
+        serialized: string scalar, one serialised `tf.train.Example`.
+        keys_to_parse: optional iterable of the stored and/or derived keys wanted (the
+            schema version is always read and checked); None (default) parses everything.
+            The input pipeline parses only what sampling needs, which skips e.g. the face
+            boxes.
     """
-    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
-    out = {}
-    for key, value in parsed.items():
-        out[key] = tf.sparse.to_dense(value) if isinstance(value, tf.SparseTensor) else value
+    if keys_to_parse is None:
+        wanted = set(FEATURE_SPEC) | set(_DERIVED)
+    else:
+        wanted = set(keys_to_parse)
+    parsed = tf.io.parse_single_example(serialized, _parse_spec(wanted))
     version_ok = tf.debugging.assert_equal(
-        out[keys.SCHEMA_VERSION_KEY],
+        parsed[keys.SCHEMA_VERSION_KEY],
         tf.constant(keys.SCHEMA_VERSION, tf.int64),
         message=f"record schema_version differs from the version emotf reads ({keys.SCHEMA_VERSION})",
     )
-    with tf.control_dependencies([version_ok]):
-        pcm = tf.io.decode_raw(out[keys.AUDIO_PCM16], tf.int16, little_endian=True)
-    out[keys.VIDEO_FACE_BOXES] = tf.reshape(out[keys.VIDEO_FACE_BOXES], [-1, 4])
-    out[keys.PARSED_NUM_FRAMES] = tf.shape(out[keys.VIDEO_FRAMES])[0]
-    out[keys.PARSED_WAVEFORM] = tf.cast(pcm, tf.float32) / 32768.0
-    out[keys.PARSED_NUM_SAMPLES] = tf.shape(pcm)[0]
+    out = {}
+    for key, value in parsed.items():
+        if isinstance(value, tf.RaggedTensor):  # not expected for one example; be safe
+            value = value.to_tensor()
+        if key in wanted or key == keys.SCHEMA_VERSION_KEY:
+            out[key] = value
+    if keys.VIDEO_FACE_BOXES in out:
+        out[keys.VIDEO_FACE_BOXES] = tf.reshape(out[keys.VIDEO_FACE_BOXES], [-1, 4])
+    if keys.PARSED_NUM_FRAMES in wanted:
+        out[keys.PARSED_NUM_FRAMES] = tf.shape(parsed[keys.VIDEO_FRAMES])[0]
+    if keys.PARSED_WAVEFORM in wanted or keys.PARSED_NUM_SAMPLES in wanted:
+        with tf.control_dependencies([version_ok]):
+            pcm = tf.io.decode_raw(parsed[keys.AUDIO_PCM16], tf.int16, little_endian=True)
+        if keys.PARSED_WAVEFORM in wanted:
+            out[keys.PARSED_WAVEFORM] = tf.cast(pcm, tf.float32) / 32768.0
+        if keys.PARSED_NUM_SAMPLES in wanted:
+            out[keys.PARSED_NUM_SAMPLES] = tf.shape(pcm)[0]
+    else:
+        with tf.control_dependencies([version_ok]):
+            out[keys.SCHEMA_VERSION_KEY] = tf.identity(out[keys.SCHEMA_VERSION_KEY])
     return out
 
 

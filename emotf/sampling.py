@@ -20,9 +20,11 @@ window length d seconds and maximal audio offset b seconds (see docs/sampling.md
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
 # Constants folded into the caller's seed so that the frame draw, the audio offset draw and
@@ -231,6 +233,33 @@ def extract_audio_windows(waveform, starts, window_length: int, num_samples=None
     return tf.ensure_shape(out, [None, window_length])
 
 
+@functools.lru_cache(maxsize=16)
+def _mel_matrix_values(num_mel_bins, num_bins, sample_rate, lower, upper):
+    """Non-zero (mel, bin) indices and weights of the transposed mel matrix [mel, bins]."""
+    with tf.init_scope():  # computed eagerly once, also when called while tracing
+        dense = tf.signal.linear_to_mel_weight_matrix(
+            num_mel_bins=num_mel_bins,
+            num_spectrogram_bins=num_bins,
+            sample_rate=sample_rate,
+            lower_edge_hertz=lower,
+            upper_edge_hertz=upper,
+        ).numpy().T
+    indices = np.argwhere(dense != 0).astype(np.int64)  # row-major order, as SparseTensor needs
+    return indices, dense[indices[:, 0], indices[:, 1]].astype(np.float32)
+
+
+def _mel_matrix_sparse(config: SamplingConfig) -> tf.SparseTensor:
+    num_bins = config.fft_length // 2 + 1
+    indices, values = _mel_matrix_values(
+        config.num_mel_bins,
+        num_bins,
+        config.sample_rate,
+        float(config.lower_edge_hertz),
+        float(config.upper_edge_hertz or config.sample_rate / 2.0),
+    )
+    return tf.SparseTensor(indices, values, [config.num_mel_bins, num_bins])
+
+
 def spectrogram(windows, config: SamplingConfig):
     """Log-mel spectrograms of audio windows: float32 [N, time_bins, freq_bins, 1].
 
@@ -255,15 +284,17 @@ def spectrogram(windows, config: SamplingConfig):
     )
     # sqrt(re^2 + im^2) is about twice as fast as tf.abs (hypot) on complex64 here.
     magnitude = tf.sqrt(tf.math.square(tf.math.real(stft)) + tf.math.square(tf.math.imag(stft)))
-    mel_matrix = tf.signal.linear_to_mel_weight_matrix(
-        num_mel_bins=config.num_mel_bins,
-        num_spectrogram_bins=config.fft_length // 2 + 1,
-        sample_rate=config.sample_rate,
-        lower_edge_hertz=config.lower_edge_hertz,
-        upper_edge_hertz=config.upper_edge_hertz or config.sample_rate / 2.0,
+    frames = magnitude.shape[-2] if magnitude.shape[-2] is not None else tf.shape(magnitude)[-2]
+    bins = config.fft_length // 2 + 1
+    # The mel matrix is ~98 % zeros (each triangle spans a few linear bins): a sparse
+    # [mel, bins] x dense [N * frames, bins]^T product does ~60x fewer multiply-adds than the
+    # dense matmul (0.36 vs 1.34 ms per clip) and yields mel-major [mel, N * frames].
+    mel_t = tf.sparse.sparse_dense_matmul(
+        _mel_matrix_sparse(config), tf.reshape(magnitude, [-1, bins]), adjoint_b=True
     )
-    mel = tf.tensordot(magnitude, mel_matrix, 1)  # [N, F, M]
-    logmel = tf.math.log(mel + config.log_offset)[..., None]
+    logmel_t = tf.math.log(mel_t + config.log_offset)
+    logmel = tf.transpose(tf.reshape(logmel_t, [config.num_mel_bins, -1, frames]), [1, 2, 0])
+    logmel = logmel[..., None]  # [N, frames, mel, 1]
     if (config.stft_frames, config.num_mel_bins) != (config.time_bins, config.freq_bins):
         logmel = tf.image.resize(logmel, [config.time_bins, config.freq_bins], "bilinear")
     if config.normalization == "per_window":

@@ -166,6 +166,20 @@ def test_augment_and_cache_run(records_dir, tmp_path):
     assert len(batches) == 4 and batches[0][0]["spectrograms"].shape == (2, 3, 13, 8, 1)
 
 
+def test_parse_example_subset_of_keys(records_dir):
+    raw = next(iter(tf.data.TFRecordDataset(str(record_files(records_dir, [2])[0]))))
+    full = parse_example(raw)
+    lean = parse_example(raw, [keys.VIDEO_FRAMES, keys.PARSED_NUM_FRAMES, keys.PARSED_WAVEFORM,
+                               keys.LABEL])
+    assert set(lean) == {keys.SCHEMA_VERSION_KEY, keys.VIDEO_FRAMES, keys.PARSED_NUM_FRAMES,
+                         keys.PARSED_WAVEFORM, keys.LABEL}
+    for key in lean:
+        np.testing.assert_array_equal(lean[key].numpy(), full[key].numpy())
+    assert full[keys.VIDEO_FRAMES].shape == (30,) and full[keys.VIDEO_FACE_BOXES].shape == (30, 4)
+    with pytest.raises(ValueError, match="unknown record keys"):
+        parse_example(raw, ["bogus"])
+
+
 def test_record_files_and_errors(records_dir):
     assert [p.name for p in record_files(records_dir, [2, 0])] == [
         "fold-0-of-10-00000.tfrecord", "fold-2-of-10-00000.tfrecord"]

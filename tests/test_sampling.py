@@ -189,3 +189,23 @@ def test_config_round_trip_and_validation():
         SamplingConfig(num_segments=0)
     with pytest.raises(ValueError, match="unknown"):
         SamplingConfig.from_dict({"bogus": 1})
+
+
+@pytest.mark.parametrize("config", [SamplingConfig(), SMALL], ids=["default", "small"])
+def test_spectrogram_sparse_mel_matches_dense_reference(config):
+    """The sparse mel product equals the documented dense formula (numpy reference)."""
+    windows = np.random.default_rng(1).normal(0, 0.3, [3, config.window_length]).astype(np.float32)
+    stft = tf.signal.stft(windows, config.frame_length, config.frame_step, config.fft_length,
+                          window_fn=tf.signal.hann_window, pad_end=False).numpy()
+    mel = tf.signal.linear_to_mel_weight_matrix(
+        config.num_mel_bins, config.fft_length // 2 + 1, config.sample_rate,
+        config.lower_edge_hertz, config.upper_edge_hertz or config.sample_rate / 2).numpy()
+    logmel = np.log(np.abs(stft).astype(np.float64) @ mel + config.log_offset)[..., None]
+    got = spectrogram(windows, config).numpy()
+    if logmel.shape[1:3] != (config.time_bins, config.freq_bins):
+        logmel = tf.image.resize(logmel, [config.time_bins, config.freq_bins]).numpy()
+    mean = logmel.mean(axis=(1, 2, 3), keepdims=True)
+    expected = (logmel - mean) / np.sqrt(logmel.var(axis=(1, 2, 3), keepdims=True) + 1e-6)
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+    graph = tf.function(lambda w: spectrogram(w, config))(windows).numpy()
+    np.testing.assert_allclose(graph, got, atol=1e-6)

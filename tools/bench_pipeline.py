@@ -1,15 +1,17 @@
 """Time `emotf.pipeline.make_dataset` against a plain Python generator doing the same work.
 
 Both read the same temporary TFRecord of synthetic clips (75 JPEG face crops of 224x224 and
-40000 samples at 16 kHz each, ~2.5 s), sample N segments per clip in training mode, decode the
-N sampled JPEGs, compute the N log-mel spectrograms (same STFT/mel parameters) and batch.
+40000 samples at 16 kHz each, ~2.5 s), sample N segments per clip (training or evaluation
+mode), decode the N sampled JPEGs, compute the N log-mel spectrograms (same STFT/mel parameters) and batch.
 The generator uses protobuf parsing, PIL, numpy and librosa in one Python thread, as a
 straightforward `tf.data.Dataset.from_generator` feed would.
 
     python tools/bench_pipeline.py [--clips 64] [--epochs 3] [--batch-size 16]
+                                   [--mode train|eval|both]
 
-The last line printed is JSON: pipeline and generator clips/s, their ratio, the cores used
-and the pipeline's clips/s per core.
+Prints one JSON line per mode (training, then evaluation with the default `both`): pipeline
+and generator clips/s, their ratio, the cores used, the pipeline's clips/s per core, clips
+per CPU-second of both and their ratio.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def write_records(path: Path, clips: int, frames: int = 75, samples: int = 40000
             writer.write(make_example(clip).SerializeToString())
 
 
-def python_generator(path: Path, config: SamplingConfig, batch_size: int, seed: int):
+def python_generator(path: Path, config: SamplingConfig, batch_size: int, seed: int,
+                     training: bool = True):
     """The baseline: parse, sample, decode N JPEGs (PIL), log-mel (librosa), batch."""
     import librosa
     from PIL import Image
@@ -89,8 +92,12 @@ def python_generator(path: Path, config: SamplingConfig, batch_size: int, seed: 
         k = np.arange(n)
         lo = k * t // n
         hi = np.maximum((k + 1) * t // n, lo + 1)
-        j = np.minimum(lo + np.floor(rng.random(n) * (hi - lo)).astype(int), hi - 1)
-        centres = j / fps + config.max_offset_seconds * rng.uniform(-1, 1, n)
+        if training:
+            j = np.minimum(lo + np.floor(rng.random(n) * (hi - lo)).astype(int), hi - 1)
+            centres = j / fps + config.max_offset_seconds * rng.uniform(-1, 1, n)
+        else:
+            j = (lo + hi - 1) // 2
+            centres = j / fps
         starts = np.ceil(config.sample_rate * (centres - config.window_seconds / 2)).astype(int)
         padded = np.pad(wave, (length, length))
         frames = np.stack(
@@ -143,22 +150,34 @@ def main(argv=None) -> dict:
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--mode", choices=("train", "eval", "both"), default="both")
     args = parser.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     config = SamplingConfig()
+    modes = ["train", "eval"] if args.mode == "both" else [args.mode]
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fold-0-of-10-00000.tfrecord"
         write_records(path, args.clips)
         size_mb = path.stat().st_size / 1e6
-        dataset = make_dataset(path, [0], training=True, config=config,
-                               batch_size=args.batch_size, seed=0)
-        totals = _time_both(
-            lambda: dataset,
-            lambda: python_generator(path, config, args.batch_size, 0),
-            args.epochs,
-        )
+        for mode in modes:
+            training = mode == "train"
+            dataset = make_dataset(path, [0], training=training, config=config,
+                                   batch_size=args.batch_size, seed=0)
+            totals = _time_both(
+                lambda: dataset,
+                lambda: python_generator(path, config, args.batch_size, 0, training),
+                args.epochs,
+            )
+            results.append(_result(mode, totals, cores, args, size_mb))
+            print(json.dumps(results[-1]), flush=True)
+    return results
+
+
+def _result(mode, totals, cores, args, size_mb) -> dict:
     (pipe_s, pipe_cpu, pipe_n), (gen_s, gen_cpu, gen_n) = totals["pipeline"], totals["generator"]
-    result = {
+    return {
+        "mode": mode,
         "pipeline_clips_per_s": round(pipe_n / pipe_s, 1),
         "generator_clips_per_s": round(gen_n / gen_s, 1),
         "ratio": round((pipe_n / pipe_s) / (gen_n / gen_s), 2),
@@ -168,13 +187,14 @@ def main(argv=None) -> dict:
         # other processes on a shared machine than the wall-clock figures above.
         "pipeline_clips_per_cpu_s": round(pipe_n / pipe_cpu, 1),
         "generator_clips_per_cpu_s": round(gen_n / gen_cpu, 1),
+        # CPU-time ratio: the wall ratio reachable with every core free is about
+        # cores * cpu_ratio (the generator is one thread).
+        "cpu_ratio": round((pipe_n / pipe_cpu) / (gen_n / gen_cpu), 2),
         "clips": args.clips,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "record_mb": round(size_mb, 1),
     }
-    print(json.dumps(result))
-    return result
 
 
 if __name__ == "__main__":
