@@ -3,8 +3,8 @@
 Both read the same temporary TFRecord of synthetic clips (75 JPEG face crops of 224x224 and
 40000 samples at 16 kHz each, ~2.5 s), sample N segments per clip (training or evaluation
 mode), decode the N sampled JPEGs, compute the N log-mel spectrograms (same STFT/mel
-parameters) and batch. The generator uses protobuf parsing, PIL, numpy and librosa in one Python thread, as a
-straightforward `tf.data.Dataset.from_generator` feed would.
+parameters) and batch. The generator uses protobuf parsing, PIL, numpy and librosa in one
+Python thread, as a straightforward `tf.data.Dataset.from_generator` feed would.
 
     python tools/bench_pipeline.py [--clips 64] [--epochs 3] [--batch-size 16]
                                    [--mode train|eval|both]
