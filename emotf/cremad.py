@@ -3,7 +3,7 @@
 Clip names follow `ActorID_Sentence_Emotion_Level`, e.g. `1001_DFA_ANG_XX`. Parsing is strict:
 a name that does not match raises `ClipNameError` naming the input; nothing is guessed.
 
-Folds: actors are shuffled with a fixed seed (optionally within each sex, males first) and dealt
+Folds: actors are shuffled with a fixed seed (optionally within each sex: females, then males) and dealt
 round-robin into `n_folds` folds, so every fold holds `len(actors) // n_folds` or one more
 actor (and, when stratified, the sexes are balanced to within one actor per fold). No actor is
 in two folds; the assignment depends only on the actor set, the seed and the stratify flag.
@@ -121,7 +121,8 @@ def assign_folds(
         actor_ids: actor ids (duplicates are ignored).
         n_folds: number of folds.
         seed: shuffling seed; the same actors and seed always give the same folds.
-        stratify_by_sex: deal males then females so each fold's sexes differ by at most one.
+        stratify_by_sex: deal females then males (sorted sex names) so each fold's sexes differ
+            by at most one.
         sexes: actor -> sex; defaults to the shipped demographics table.
     """
     if n_folds < 1:
