@@ -169,6 +169,9 @@ def segment_frame_indices(num_frames, config: SamplingConfig, training: bool, se
     return tf.cast(j, tf.int32)
 
 
+_CEIL_TOLERANCE = 1e-6
+
+
 def audio_window_starts(
     frame_indices, fps, sample_rate, config: SamplingConfig, training: bool, seed=(0, 0)
 ):
@@ -192,12 +195,18 @@ def audio_window_starts(
     rv = tf.cast(tf.convert_to_tensor(fps, dtype_hint=tf.float64), tf.float64)
     ra = tf.cast(tf.convert_to_tensor(sample_rate, dtype_hint=tf.float64), tf.float64)
     centres = j / rv
+    # ra (c - d/2) is expanded into sample units term by term, so that exact cases stay exact
+    # (j ra / rv and ra d / 2 are integers for rv = 30, ra = 16 kHz, d = 1.28 s): computing
+    # c - d/2 in seconds first rounds, and ceil then lands one sample late.
+    position = j * ra / rv - ra * config.window_seconds / 2.0
     if training and config.max_offset_seconds > 0:
         v = tf.random.stateless_uniform(
             tf.shape(j), _stream(seed, _AUDIO_STREAM), minval=-1.0, maxval=1.0, dtype=tf.float64
         )
         centres = centres + config.max_offset_seconds * v
-    starts = tf.math.ceil(ra * (centres - config.window_seconds / 2.0))
+        position = position + ra * config.max_offset_seconds * v
+    # A 1e-6-sample tolerance absorbs float64 rounding of values that are integers exactly.
+    starts = tf.math.ceil(position - _CEIL_TOLERANCE)
     return centres, tf.cast(starts, tf.int32)
 
 

@@ -81,7 +81,9 @@ def test_index_math_properties(p):
     if not p["training"]:
         np.testing.assert_allclose(centres, frame_time, rtol=0, atol=1e-12)
     ra, d = p["sample_rate"], p["window_seconds"]
-    np.testing.assert_array_equal(starts, np.ceil(ra * (centres - d / 2)).astype(np.int64))
+    # starts = ceil(ra (c - d/2)), up to float rounding (the exact case: test below).
+    exact_start = ra * (centres - d / 2)
+    assert np.all((starts >= exact_start - 1e-5) & (starts < exact_start + 1 + 1e-5))
     last = starts + window_length_for(ra, d) - 1
     # The fixed length L = round(ra d) ends within one sample of floor(ra (c + d/2)).
     assert np.all(np.abs(last - np.floor(ra * (centres + d / 2))) <= 1)
@@ -209,3 +211,19 @@ def test_spectrogram_sparse_mel_matches_dense_reference(config):
     np.testing.assert_allclose(got, expected, atol=2e-4)
     graph = tf.function(lambda w: spectrogram(w, config))(windows).numpy()
     np.testing.assert_allclose(graph, got, atol=1e-6)
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0, 30000 / 1001])
+@pytest.mark.parametrize("sample_rate", [16000, 44100, 8000])
+@pytest.mark.parametrize("window", ["1.28", "0.5"])
+def test_eval_window_starts_are_exact(fps, sample_rate, window):
+    """Evaluation starts equal ceil(ra (j / rv - d / 2)) in exact rational arithmetic."""
+    from fractions import Fraction
+
+    config = SamplingConfig(window_seconds=float(window), sample_rate=sample_rate)
+    j = np.arange(0, 300)
+    _, starts = audio_window_starts(j, fps, sample_rate, config, training=False)
+    rv = Fraction(30000, 1001) if fps == 30000 / 1001 else Fraction(fps)
+    d = Fraction(window)
+    expected = [-((-(Fraction(int(k)) * sample_rate / rv - sample_rate * d / 2)) // 1) for k in j]
+    np.testing.assert_array_equal(starts.numpy(), np.array(expected, dtype=np.int64))
