@@ -451,16 +451,19 @@ def load_saved_model(path):
 
 def _default_dataset_fn(records):
     def dataset_fn(folds, num_segments, batch_size, run_config):
-        from emotf.pipeline import make_dataset
-        from emotf.sampling import SamplingConfig
+        from dataclasses import replace
 
-        sampling = dict(run_config.get("config", {}).get("sampling", {}))
-        sampling["num_segments"] = int(num_segments)
+        from emotf.pipeline import make_dataset
+        from emotf.train import TrainConfig, sampling_config
+
+        # The same sampling as training (shapes from the model config), with another N.
+        train_config = TrainConfig.from_dict(run_config.get("config", {}))
+        sampling = replace(sampling_config(train_config), num_segments=int(num_segments))
         return make_dataset(
             records,
             list(folds),
             training=False,
-            config=SamplingConfig.from_dict(sampling),
+            config=sampling,
             batch_size=batch_size,
             with_metadata=True,
         )

@@ -355,7 +355,8 @@ def test_glue_on_record_shards_through_the_pipeline(tmp_path):
     from emotf.model import build_model
 
     records = write_real_name_shards(tmp_path / "records")
-    config = tiny_model_config(num_segments=2, spectrogram_shape=(192, 120))
+    # Frame size and spectrogram shape come from the model config, as in training.
+    config = tiny_model_config(num_segments=2, spectrogram_shape=(96, 60))
     run = tmp_path / "run"
     run.mkdir()
     build_model(config).save(str(run / "model.keras"))
@@ -366,7 +367,6 @@ def test_glue_on_record_shards_through_the_pipeline(tmp_path):
                     "model": config.to_dict(),
                     "batch_size": 2,
                     "records": str(records),
-                    "sampling": {"frame_size": 32},
                 },
                 "folds": {"test": 1},
             }
