@@ -293,5 +293,27 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
         out_dir if out_dir is not None else run_dir / "export",
         version,
         model_config=train_config.model.to_dict(),
-        extra_metadata={"run": str(run_dir.resolve()), "fold": train_config.fold},
+        extra_metadata={
+            "run": str(run_dir.resolve()),
+            "fold": train_config.fold,
+            **build_settings(train_config.records),
+        },
     )
+
+
+def build_settings(records_dir) -> dict:
+    """How the run's records were built, for `emotf-predict` to crop faces the same way.
+
+    Returns `{"face_tracker": FaceTrackerConfig fields, "min_clip_seconds": float}` from the
+    records' `manifest.json` (empty when there is none: predict then uses the defaults).
+    """
+    manifest = Path(records_dir) / "manifest.json" if records_dir else None
+    if manifest is None or not manifest.is_file():
+        return {}
+    arguments = json.loads(manifest.read_text()).get("arguments", {})
+    settings = {}
+    if "tracker" in arguments:
+        settings["face_tracker"] = arguments["tracker"]
+    if "min_duration_s" in arguments:
+        settings["min_clip_seconds"] = float(arguments["min_duration_s"])
+    return settings

@@ -55,7 +55,8 @@ def load_clip(
     tracker=None,
     *,
     sample_rate: int = 16000,
-    min_seconds: float = 1.28,
+    min_seconds: float = 0.5,
+    window_seconds: float = 1.28,
     jpeg_quality: int | None = None,
 ) -> ClipInput:
     """Decode a video, crop its face and load its audio, like `emotf-build-records` does.
@@ -66,7 +67,9 @@ def load_clip(
         tracker: an `emotf.faces.FaceTracker` (reuse one across clips: MTCNN loads once);
             default: `FaceTracker()` with the build's default config.
         sample_rate: rate the audio is resampled to (the model's).
-        min_seconds: shorter video or audio is refused (the audio window length, d).
+        min_seconds: shorter video or audio is refused (the build's `--min-duration`, 0.5 s);
+            clips shorter than `window_seconds` (d) are zero-padded like in training, with a note.
+        window_seconds: the audio window d.
         jpeg_quality: JPEG-encode and decode the crops at this quality, as the records store
             them (training saw decoded JPEGs); default: the tracker's `jpeg_quality` (90);
             0 skips the round trip.
@@ -87,7 +90,7 @@ def load_clip(
     if duration < min_seconds:
         raise ClipError(
             f"{video_path}: clip too short: {len(video.frames)} frames at {video.fps:g} fps = "
-            f"{duration:.2f} s of video; the model needs at least {min_seconds:g} s (one audio window)"
+            f"{duration:.2f} s of video; the records keep clips of at least {min_seconds:g} s"
         )
     start = time.perf_counter()
     if audio_path is None:
@@ -101,9 +104,14 @@ def load_clip(
     audio_seconds = len(pcm) / sample_rate
     if audio_seconds < min_seconds:
         raise ClipError(
-            f"{audio_path or video_path}: audio too short: {audio_seconds:.2f} s; the model "
-            f"needs at least {min_seconds:g} s (one audio window)"
+            f"{audio_path or video_path}: audio too short: {audio_seconds:.2f} s; the records "
+            f"keep clips of at least {min_seconds:g} s"
         )
+    if audio_seconds < window_seconds:
+        audio_notes = list(audio_notes) + [
+            f"audio ({audio_seconds:.2f} s) shorter than the {window_seconds:g} s window: "
+            "zero-padded, as in training"
+        ]
     start = time.perf_counter()
     tracker = tracker or FaceTracker()
     track = tracker.track(video.frames)
@@ -172,20 +180,31 @@ class Predictor:
         self.class_names = list(self.metadata["class_names"])
         sampling = self.metadata["sampling_config"]
         self.sample_rate = int(sampling["sample_rate"])
-        self.min_seconds = float(sampling["window_seconds"])
+        self.window_seconds = float(sampling["window_seconds"])
+        # How the training records were built (absent in models exported without records).
+        self.min_seconds = float(self.metadata.get("min_clip_seconds", 0.5))
+        self.tracker_config = self.metadata.get("face_tracker")
         self._serve = tf.saved_model.load(str(self.model_dir)).signatures["serving_default"]
         self._tracker = tracker
 
     @property
     def tracker(self):
         if self._tracker is None:
-            from emotf.faces import FaceTracker
+            from emotf.faces import FaceTracker, FaceTrackerConfig
 
-            self._tracker = FaceTracker()
+            config = FaceTrackerConfig(**self.tracker_config) if self.tracker_config else None
+            self._tracker = FaceTracker(config) if config else FaceTracker()
         return self._tracker
 
     def load(self, video, audio=None) -> ClipInput:
-        return load_clip(video, audio, self.tracker, sample_rate=self.sample_rate, min_seconds=self.min_seconds)
+        return load_clip(
+            video,
+            audio,
+            self.tracker,
+            sample_rate=self.sample_rate,
+            min_seconds=self.min_seconds,
+            window_seconds=self.window_seconds,
+        )
 
     def predict_clips(self, clips: list[ClipInput]) -> list[dict]:
         """Model outputs for loaded clips (one padded batch)."""
@@ -209,8 +228,11 @@ class Predictor:
 
 def _error(video, audio, error: Exception) -> dict:
     text = str(error)
-    if type(error).__name__ == "NoFaceError":
+    kind = type(error).__name__
+    if kind == "NoFaceError":
         text = f"no face: {text}"
+    elif kind not in ("MediaError", "ClipError", "ValueError", "FileNotFoundError", "OSError"):
+        text = f"unexpected {kind}: {text}"  # e.g. a decoder or detector crash on this file
     if str(video) not in text and not (audio and str(audio) in text):
         text = f"{video}: {text}"
     return {"file": str(video), "audio": str(audio) if audio else None, "error": text}
@@ -279,14 +301,11 @@ def predict_files(
             }
         pending.clear()
 
-    from emotf.faces import NoFaceError
-    from emotf.media import MediaError
-
     for i, (video, audio) in enumerate(zip(videos, audios)):
         start = time.perf_counter()
         try:
             clip = predictor.load(video, audio)
-        except (MediaError, NoFaceError, ClipError, OSError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 - one bad file never stops the others
             results[i] = _error(video, audio, error)
             continue
         pending.append((i, clip, time.perf_counter() - start))

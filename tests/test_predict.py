@@ -1,5 +1,6 @@
 """emotf-predict on raw synthetic videos: same numbers as the record path, per-file errors."""
 
+import dataclasses
 import json
 from fractions import Fraction
 
@@ -81,7 +82,7 @@ def test_errors_per_file_do_not_stop_the_others(setup, tmp_path):
     not_video = tmp_path / "notes.flv"
     not_video.write_text("not a video")
     grey = _write_flv(tmp_path / "grey.flv", 1.5)
-    short = _write_flv(tmp_path / "short.flv", 0.5)
+    short = _write_flv(tmp_path / "short.flv", 0.3)
     videos = [not_video, good, tmp_path / "missing.flv", grey, grey, short]
     audios = [None, None, None, None, _wav(good), _wav(good)]
     results = predict_files(None, videos, audios, predictor=setup["predictor"], batch_size=2)
@@ -91,7 +92,7 @@ def test_errors_per_file_do_not_stop_the_others(setup, tmp_path):
     assert "file not found" in results[2]["error"]
     assert "no audio" in results[3]["error"]
     assert "no face" in results[4]["error"] and str(grey) in results[4]["error"]
-    assert "too short" in results[5]["error"] and "1.28" in results[5]["error"]
+    assert "too short" in results[5]["error"] and "0.5" in results[5]["error"]
     table = format_table(results)
     assert "ERROR" in table and "label:" in table
 
@@ -109,3 +110,41 @@ def test_cli_json_and_exit_status(setup, capsys, tmp_path):
     assert "empty file" in captured.out and "1 of 2 files failed" in captured.err
     with pytest.raises(SystemExit):
         predict_main(["--model", str(setup["saved"]), str(video), str(bad), "--audio", "a.wav"])
+
+
+def test_an_unexpected_crash_on_one_file_does_not_stop_the_others(setup, monkeypatch):
+    predictor = setup["predictor"]
+    real_track = predictor.tracker.track
+    bad = setup["videos"][0]
+
+    def track(frames):
+        if track.calls == 0:
+            track.calls += 1
+            raise RuntimeError("detector exploded")
+        return real_track(frames)
+
+    track.calls = 0
+    monkeypatch.setattr(predictor.tracker, "track", track)
+    results = predict_files(None, [bad, setup["videos"][1]], predictor=predictor)
+    assert "unexpected RuntimeError: detector exploded" in results[0]["error"]
+    assert str(bad) in results[0]["error"]
+    assert "error" not in results[1]
+
+
+def test_predictor_crops_faces_as_the_records_were_built(tmp_path):
+    """The build's tracker settings and minimum length travel with the model (no skew)."""
+    from emotf.export import build_settings, export_saved_model, read_metadata
+    from emotf.faces import FaceTrackerConfig
+
+    records = tmp_path / "records"
+    records.mkdir()
+    tracker = FaceTrackerConfig(margin=0.45, jpeg_quality=80, keyframe_interval=7)
+    arguments = {"tracker": dataclasses.asdict(tracker), "min_duration_s": 0.8}
+    (records / "manifest.json").write_text(json.dumps({"arguments": arguments}))
+    saved = export_saved_model(build_model(TINY), SAMPLING, tmp_path / "export",
+                               extra_metadata=build_settings(records))
+    assert read_metadata(saved)["face_tracker"]["margin"] == 0.45
+    predictor = Predictor(saved)
+    assert predictor.tracker.config == tracker
+    assert predictor.min_seconds == 0.8
+    assert predictor.window_seconds == SAMPLING.window_seconds
