@@ -33,6 +33,7 @@ from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_n
 from emotf.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces, normalized_boxes
 from emotf.media import MediaError, check_media_file, container_duration, decode_video, \
     encode_jpegs, load_audio
+from emotf.system import available_cpus
 
 VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
 VIDEO_EXT, AUDIO_EXT = ".flv", ".wav"
@@ -62,7 +63,7 @@ class BuildConfig:
 
     data_dir: str
     out_dir: str
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = field(default_factory=available_cpus)
     clips_per_shard: int = 64
     strict: bool = False
     fold_seed: int = 0

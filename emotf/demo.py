@@ -119,7 +119,12 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     folds = canonical_folds()  # the build's default fold assignment
     test_actors = {actor for actor, fold in folds.items() if fold == config.fold}
     videos = sorted((sample_dir / "VideoFlash").glob("*.flv"))
-    held_out = [v for v in videos if parse_clip_name(v).actor_id in test_actors] or videos[:1]
+    held_out = [v for v in videos if parse_clip_name(v).actor_id in test_actors]
+    if not held_out:
+        raise ValueError(
+            f"no clip of the held-out fold in {sample_dir}: its actors are in other folds. "
+            f"Received: fold={config.fold}, num_actors={config.num_actors}"
+        )
     video = held_out[0]
     audio = sample_dir / "AudioWAV" / f"{video.stem}.wav"
     prediction = predict_files(export_dir, [video], audios=[audio])[0]

@@ -16,7 +16,6 @@ that rebuilds the dataset each epoch passes `epoch=e` instead.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import tensorflow as tf
 from emotf import keys
 from emotf.records import parse_example
 from emotf.sampling import SamplingConfig, augment_clip, sample_clip
+from emotf.system import available_cpus
 
 _SHARD_RE = re.compile(r"^fold-(\d+)-of-(\d+)-(\d+)\.tfrecord(\.gz)?$")
 _KEEP = (
@@ -74,12 +74,6 @@ def _resolve(files_or_dir, folds) -> tuple[list[str], str]:
     if len(gz) > 1:
         raise ValueError(f"mix of gzip and plain record files. Received: {files}")
     return files, "GZIP" if gz.pop() else ""
-
-
-def _available_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -150,7 +144,7 @@ def make_dataset(
     files, compression = _resolve(files_or_dir, folds)
     autotune = num_parallel_calls == tf.data.AUTOTUNE
     if num_parallel_calls is None:
-        num_parallel_calls = _available_cpus()
+        num_parallel_calls = available_cpus()
     fold_list = tf.constant(sorted({int(f) for f in folds}), tf.int64)
     if drop_remainder is None:
         drop_remainder = training

@@ -12,6 +12,8 @@ import argparse
 import os
 import sys
 
+from emotf.system import available_cpus
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     from emotf.faces import FaceTrackerConfig
@@ -20,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="emotf-build-records", description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", required=True, help="folder with VideoFlash/ and AudioWAV/")
     p.add_argument("--out", required=True, help="output folder (reruns resume in it)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--workers", type=int, default=available_cpus(),
                    help="clip-processing processes (default: all cores)")
     p.add_argument("--clips-per-shard", type=int, default=64)
     p.add_argument("--strict", action="store_true", help="exit 1 when any clip was skipped")
