@@ -20,9 +20,13 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,11 +91,18 @@ class BuildConfig:
 # One clip (runs in a worker)
 
 _TRACKER: FaceTracker | None = None
+# Testing hook: in a pool worker, clips whose id is listed (comma-separated) in this environment
+# variable make the worker process exit abruptly (os._exit(1)), like an FFmpeg segfault or the
+# OOM killer would. Read only in pool workers, never in the main process.
+CRASH_ENV = "EMOTF_TEST_CRASH_CLIPS"
+_CRASH_CLIPS: frozenset[str] = frozenset()
 
 
 def _init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None:
-    global _TRACKER
+    global _TRACKER, _CRASH_CLIPS
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if single_thread:  # a pool worker
+        _CRASH_CLIPS = frozenset(c for c in os.environ.get(CRASH_ENV, "").split(",") if c)
     if single_thread:
         import tensorflow as tf
 
@@ -120,6 +131,8 @@ def process_clip(task: dict) -> dict:
     from emotf.records import ClipRecord, make_example
 
     clip_id, video_path, audio_path = task["clip_id"], Path(task["video"]), Path(task["audio"])
+    if clip_id in _CRASH_CLIPS:
+        os._exit(1)  # testing hook (CRASH_ENV)
     notes: list[str] = []
     try:
         name = parse_clip_name(clip_id)
@@ -186,6 +199,114 @@ def process_clip(task: dict) -> dict:
                      notes)
     except Exception as error:  # never let one clip stop the build
         return _skip(video_path, f"unexpected error: {type(error).__name__}: {error}", notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Running clips in worker processes
+
+
+class _ClipRunner:
+    """`process_clip` over tasks, results yielded in task order.
+
+    workers == 1: in this process. Otherwise a `ProcessPoolExecutor` of spawned workers (one
+    FaceTracker each, created by the initializer) with at most `ahead` clips submitted ahead of
+    the consumer, so a slow clip holds back at most that many finished results. When a worker
+    dies (segfault in FFmpeg, the OOM killer), every clip whose future failed is retried alone
+    in a fresh pool; a clip that kills its worker even alone is returned as skipped ("worker
+    process died while processing ..."). Clips are never lost or returned twice.
+    """
+
+    def __init__(self, tracker: FaceTrackerConfig, workers: int, ahead: int | None = None):
+        self.tracker, self.workers = tracker, workers
+        self.ahead = ahead or 3 * workers
+        self.executor: ProcessPoolExecutor | None = None
+        self.procs: dict = {}
+
+    def _start(self) -> None:
+        self.executor = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"),  # TF: no fork
+            initializer=_init_worker, initargs=(self.tracker, True))
+        self.procs = {}
+
+    def _submit(self, task: dict):
+        if self.executor is None:
+            self._start()
+        future = self.executor.submit(process_clip, task)
+        self.procs.update(getattr(self.executor, "_processes", None) or {})
+        return future
+
+    def _exit_codes(self) -> str:
+        """Exit codes of the workers that died on their own (not terminated by the executor)."""
+        for proc in self.procs.values():
+            proc.join(timeout=10)  # the executor terminates the survivors of a broken pool
+        codes = [p.exitcode for p in self.procs.values()
+                 if p.exitcode is not None and p.exitcode != -signal.SIGTERM]
+        return ", ".join(map(str, codes)) if codes else "unknown"
+
+    def _died(self, task: dict) -> dict:
+        codes = self._exit_codes()
+        self.stop()
+        return _skip(task["video"], f"worker process died while processing {task['video']} "
+                     f"(exit code {codes})", [])
+
+    def stop(self) -> None:
+        """Shut the pool down now (running clips are abandoned; their processes terminated)."""
+        if self.executor is None:
+            return
+        self.procs.update(getattr(self.executor, "_processes", None) or {})
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for proc in self.procs.values():
+            if proc.exitcode is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            proc.join(timeout=10)
+        self.executor.shutdown(wait=True)
+        self.executor = None
+
+    def _alone(self, task: dict) -> dict:
+        """Run one clip with nothing else in flight (in a fresh pool if it was broken)."""
+        try:
+            return self._submit(task).result()
+        except BrokenProcessPool:
+            return self._died(task)
+
+    def run(self, tasks):
+        if self.workers == 1:
+            _init_worker(self.tracker, False)
+            yield from map(process_clip, tasks)
+            return
+        remaining = iter(tasks)
+        pending: deque = deque()
+        try:
+            while True:
+                while len(pending) < self.ahead:
+                    task = next(remaining, None)
+                    if task is None:
+                        break
+                    pending.append((task, self._submit(task)))
+                if not pending:
+                    return
+                task, future = pending[0]
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    batch = list(pending)
+                    pending.clear()
+                    wait_futures([f for _, f in batch])
+                    results = [None if f.exception() else f.result() for _, f in batch]
+                    suspects = [t for (t, _), r in zip(batch, results) if r is None]
+                    if len(suspects) == 1:
+                        died = {suspects[0]["clip_id"]: self._died(suspects[0])}
+                    else:
+                        self.stop()
+                        died = {t["clip_id"]: self._alone(t) for t in suspects}
+                    for (t, _), r in zip(batch, results):
+                        yield r if r is not None else died[t["clip_id"]]
+                    continue
+                pending.popleft()
+                yield result
+        finally:
+            self.stop()
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,14 +430,7 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
                file=sys.stderr)
     workers = min(config.workers, max(1, total))
     tasks = [t for s in todo for t in s["clips"]]
-    pool = None
-    if workers > 1:
-        ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(config.tracker, True))
-        results = pool.imap(process_clip, tasks, chunksize=1)
-    else:
-        _init_worker(config.tracker, False)
-        results = map(process_clip, tasks)
+    results = _ClipRunner(config.tracker, workers).run(tasks)
     import tensorflow as tf
 
     try:
@@ -353,9 +467,7 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
             })
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        results.close()  # stops the worker pool
     manifest = make_manifest(config, shards, plan_skipped, time.time() - started)
     _write_json(out / MANIFEST, manifest)
     return manifest

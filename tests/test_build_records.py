@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -192,3 +193,29 @@ def test_exit_status_strict_and_nothing_written(bad_build, tmp_path, capsys):
                  "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "1001_DFA_ANG_XX.flv: Git LFS pointer" in err and "-> skipped" in err
+
+
+def test_a_dying_worker_skips_its_clip_and_the_build_goes_on(sample, built, tmp_path,
+                                                             monkeypatch):
+    """A worker killed mid-clip (segfault, OOM killer) must not hang or stop the build."""
+    from emotf.build_records import CRASH_ENV
+
+    names = sorted(p.stem for p in (sample / "VideoFlash").glob("*.flv"))
+    victim = names[1]
+    monkeypatch.setenv(CRASH_ENV, victim)  # that clip's worker calls os._exit(1)
+    out = tmp_path / "out"
+    config = BuildConfig(str(sample), str(out), workers=2, clips_per_shard=2, progress=False)
+    done = {}
+    thread = threading.Thread(target=lambda: done.update(m=build_records(config)), daemon=True)
+    thread.start()
+    thread.join(timeout=300)  # multiprocessing.Pool.imap used to block here forever
+    assert "m" in done, "the build hung (or failed) after a worker died"
+    manifest = done["m"]
+    hits = [s for s in manifest["skipped"] if s["clip_id"] == victim]
+    assert len(hits) == 1, manifest["skipped"]
+    assert "worker process died while processing" in hits[0]["reason"]
+    assert victim in hits[0]["reason"] and "exit code 1" in hits[0]["reason"]
+    assert manifest["clips_skipped"] == 1
+    recs = records_by_clip(out)  # asserts that no clip was written twice
+    assert sorted(recs) == [n for n in names if n != victim]
+    assert manifest["clips_written"] == len(names) - 1 and not list(out.glob("*.tmp"))
