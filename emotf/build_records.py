@@ -42,7 +42,6 @@ from emotf.system import available_cpus
 VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
 VIDEO_EXT, AUDIO_EXT = ".flv", ".wav"
 MANIFEST = "manifest.json"
-WINDOW_S = 1.28  # the audio window of the method (DESIGN.md)
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,8 @@ class BuildConfig:
     Attributes:
         data_dir: folder with `VideoFlash/` and `AudioWAV/`.
         out_dir: output folder (created; reruns resume in it).
-        workers: clip-processing processes (default: all cores; 1 = in this process).
+        workers: clip-processing processes (default: the CPUs this process may run on,
+            `os.sched_getaffinity`, else `os.cpu_count()`; 1 = in this process).
         clips_per_shard: clips per shard (each shard holds one fold).
         strict: `emotf-build-records` exits non-zero when anything was skipped.
         fold_seed, stratify_by_sex: `emotf.cremad.canonical_folds` arguments.
@@ -129,6 +129,9 @@ def process_clip(task: dict) -> dict:
     "skipped" with `path` and `reason`. Never raises for bad input.
     """
     from emotf.records import ClipRecord, make_example
+    from emotf.sampling import SamplingConfig  # imported here: it pulls in TensorFlow
+
+    window_s = SamplingConfig.window_seconds  # the sampler's default audio window (d)
 
     clip_id, video_path, audio_path = task["clip_id"], Path(task["video"]), Path(task["audio"])
     if clip_id in _CRASH_CLIPS:
@@ -169,8 +172,8 @@ def process_clip(task: dict) -> dict:
         if longest > task["max_duration_s"]:
             return _skip(video_path, f"clip is {longest:.1f} s long, over the "
                          f"{task['max_duration_s']:g} s limit", notes)
-        if shortest < WINDOW_S:
-            notes.append(f"{video_path}: shorter than the {WINDOW_S} s window (video "
+        if shortest < window_s:
+            notes.append(f"{video_path}: shorter than the {window_s:g} s window (video "
                          f"{video.duration:.2f} s, audio {audio_s:.2f} s): kept, the sampler "
                          f"zero-pads")
         tracker = _TRACKER or FaceTracker(task["tracker"])

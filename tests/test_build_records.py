@@ -219,3 +219,29 @@ def test_a_dying_worker_skips_its_clip_and_the_build_goes_on(sample, built, tmp_
     recs = records_by_clip(out)  # asserts that no clip was written twice
     assert sorted(recs) == [n for n in names if n != victim]
     assert manifest["clips_written"] == len(names) - 1 and not list(out.glob("*.tmp"))
+
+
+def test_workers_default_follows_cpu_affinity(monkeypatch):
+    import os
+
+    from emotf.cli.build_records import parse_args
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    assert BuildConfig("data", "out").workers == 3
+    assert parse_args(["--data-dir", "d", "--out", "o"]).workers == 3
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert BuildConfig("data", "out").workers == 64
+    assert parse_args(["--data-dir", "d", "--out", "o"]).workers == 64
+
+
+def test_short_clip_note_uses_the_samplers_window(sample, monkeypatch):
+    """The 'shorter than the window' threshold is SamplingConfig's default, not a copy."""
+    from emotf.build_records import plan_build, process_clip
+    from emotf.sampling import SamplingConfig
+
+    monkeypatch.setattr(SamplingConfig, "window_seconds", 2.0)  # the tiny clips are ~1.4 s
+    shards, _ = plan_build(BuildConfig(str(sample), "unused", workers=1, limit=1))
+    result = process_clip(shards[0]["clips"][0])
+    assert result["status"] == "ok"
+    assert any("shorter than the 2 s window" in n for n in result["notes"]), result["notes"]

@@ -23,7 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", required=True, help="folder with VideoFlash/ and AudioWAV/")
     p.add_argument("--out", required=True, help="output folder (reruns resume in it)")
     p.add_argument("--workers", type=int, default=available_cpus(),
-                   help="clip-processing processes (default: all cores)")
+                   help="clip-processing processes (default: the CPUs this process may use)")
     p.add_argument("--clips-per-shard", type=int, default=64)
     p.add_argument("--strict", action="store_true", help="exit 1 when any clip was skipped")
     p.add_argument("--fold-seed", type=int, default=0)
