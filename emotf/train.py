@@ -101,8 +101,22 @@ class TrainConfig:
         return cls(**values)
 
 
-# A dataset factory: (folds, training, config) -> tf.data.Dataset of (inputs dict, label int32 [B]).
-DatasetFn = Callable[[list, bool, TrainConfig], tf.data.Dataset]
+# A dataset factory: (folds, training, config[, epoch=0]) -> tf.data.Dataset of (inputs dict,
+# label int32 [B]). `epoch` (the epochs already completed, > 0 after a resume) is passed only to
+# factories whose signature accepts it, so that a resumed run does not replay epoch 0's draws.
+DatasetFn = Callable[..., tf.data.Dataset]
+
+
+def _call_factory(dataset_fn, folds, training, config, epoch=0):
+    import inspect
+
+    try:
+        params = inspect.signature(dataset_fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "epoch" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return dataset_fn(folds, training, config, epoch=epoch)
+    return dataset_fn(folds, training, config)
 
 
 def split_folds(fold: int, validation_folds: int = 1, num_folds: int = NUM_FOLDS):
@@ -129,8 +143,12 @@ def sampling_config(config: TrainConfig):
     )
 
 
-def records_dataset(folds, training: bool, config: TrainConfig) -> tf.data.Dataset:
-    """The default dataset factory: `emotf.pipeline.make_dataset` on the shards in `config.records`."""
+def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0) -> tf.data.Dataset:
+    """The default dataset factory: `emotf.pipeline.make_dataset` on the shards in `config.records`.
+
+    `epoch` is the first epoch the dataset serves (non-zero when a run resumes), so a resumed
+    run draws fresh samples instead of replaying epoch 0's.
+    """
     from emotf.pipeline import make_dataset
 
     return make_dataset(
@@ -140,6 +158,7 @@ def records_dataset(folds, training: bool, config: TrainConfig) -> tf.data.Datas
         config=sampling_config(config),
         batch_size=config.batch_size,
         seed=config.seed,
+        epoch=epoch,
     )
 
 
@@ -220,6 +239,14 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             best_epoch = int(np.argmax(values) if self.monitor_op == np.greater else np.argmin(values))
             self.best, self.best_epoch = values[best_epoch], best_epoch
             self.wait = len(values) - 1 - best_epoch
+
+
+def _completed_epochs(run: Path) -> int:
+    """Epochs the run's `backup/` holds (0 for a fresh run): the epoch a resume starts at."""
+    meta = run / "backup" / "training_metadata.json"
+    if not meta.exists():
+        return 0
+    return int(json.loads(meta.read_text()).get("epoch", 0))
 
 
 def _callbacks(run: Path, config: TrainConfig) -> list:
@@ -328,8 +355,9 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         tf.config.experimental.enable_op_determinism()
 
     with precision_policy(config.precision) as policy:
-        train_ds = dataset_fn(train_folds, True, config)
-        val_ds = dataset_fn(val_folds, False, config)
+        first_epoch = _completed_epochs(run)
+        train_ds = _call_factory(dataset_fn, train_folds, True, config, first_epoch)
+        val_ds = _call_factory(dataset_fn, val_folds, False, config, first_epoch)
         if int(val_ds.cardinality()) < 0 and config.records and Path(config.records).is_dir():
             # A known size: Keras then does not warn that validation "ran out of data".
             val_batches = -(-count_clips(config.records, val_folds) // config.batch_size)
@@ -363,7 +391,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
             trainer.load_weights(str(best))
         model.save(str(run / "model.keras"))
         # The one look at the test fold.
-        y_true, probs = _predict(model, dataset_fn([test_fold], False, config))
+        y_true, probs = _predict(model, _call_factory(dataset_fn, [test_fold], False, config))
 
     val_acc = [row.get("val_accuracy", float("nan")) for row in log]
     metrics = {

@@ -35,11 +35,13 @@ class FakeFactory:
     def __init__(self):
         self.data = fake_data()
         self.served = []  # (training, folds, actors)
+        self.epochs = []  # (training, first epoch served)
 
-    def __call__(self, folds, training, config):
+    def __call__(self, folds, training, config, epoch=0):
         d = self.data
         idx = np.flatnonzero(np.isin(d["folds"], folds))
         self.served.append((training, list(folds), set(d["actors"][idx].tolist())))
+        self.epochs.append((training, epoch))
         ds = tf.data.Dataset.from_tensor_slices(
             ({"frames": d["frames"][idx], "spectrograms": d["spectrograms"][idx]}, d["labels"][idx])
         )
@@ -92,11 +94,28 @@ def test_resume_continues_from_saved_epoch(tmp_path):
     # Same run killed after epoch 2 (simulated by asking for 2 epochs), then resumed to 3.
     cfg = config(tmp_path / "b", epochs=3, lr_schedule="paper", decay_steps=2)
     train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())
-    resumed = train_fold(cfg, FakeFactory())
+    factory = FakeFactory()
+    resumed = train_fold(cfg, factory)
     log = (tmp_path / "b" / "run" / "training_log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["0", "1", "2"]  # epoch 2 run once, after 0, 1
     assert resumed["epochs_run"] == 3
+    # The resumed training data starts at epoch 2 (fresh samples, not epoch 0's again) ...
+    assert (True, 2) in factory.epochs
+    # ... and training continued from the restored weights: epoch 2's loss is below epoch 0's.
+    header = log[0].split(",")
+    losses = [float(row.split(",")[header.index("loss")]) for row in log[1:]]
+    assert losses[2] < losses[0]
     assert abs(resumed["best_validation_accuracy"] - full["best_validation_accuracy"]) <= 0.35
+
+
+def test_resume_passes_completed_epochs_to_the_factory(tmp_path):
+    cfg = config(tmp_path, epochs=1)
+    first = FakeFactory()
+    train_fold(cfg, first)
+    assert (True, 0) in first.epochs
+    resumed = FakeFactory()
+    train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), resumed)
+    assert (True, 1) in resumed.epochs and (True, 0) not in resumed.epochs
 
 
 def test_paper_schedule_restarts_every_epoch():

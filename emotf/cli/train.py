@@ -19,13 +19,14 @@ from dataclasses import fields
 
 from emotf.model import BRANCH_WEIGHTS, MODALITIES, ModelConfig
 from emotf.precision import PRECISIONS
+from emotf.train import LR_SCHEDULES
 
 ALIASES = {"learning_rate": ["--lr"], "early_stopping_patience": ["--patience"]}
 CHOICES = {
     "branch_weights": BRANCH_WEIGHTS,
     "modalities": MODALITIES,
     "precision": PRECISIONS,
-    "lr_schedule": ("paper", "step", "cosine", "constant"),
+    "lr_schedule": LR_SCHEDULES,
 }
 
 
