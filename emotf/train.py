@@ -219,10 +219,14 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int):
 
 
 def _read_log(path: Path) -> list[dict]:
+    """Rows of the CSV log, one per epoch in order (an epoch logged twice - killed after the log
+    row, before the backup, then re-run - keeps its last row)."""
     if not path.exists():
         return []
     with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    by_epoch = {int(row.get("epoch", i)): row for i, row in enumerate(rows)}
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -256,7 +260,10 @@ def _callbacks(run: Path, config: TrainConfig) -> list:
         log_path.unlink()  # a fresh start: an old log would be appended to
     history = _read_log(log_path)
     best_val = max((row["val_accuracy"] for row in history if "val_accuracy" in row), default=None)
+    # The CSV log is written before the backup: a kill between the two re-runs an epoch that is
+    # already logged (`_read_log` keeps its last row) instead of losing a row.
     callbacks = [
+        keras.callbacks.CSVLogger(str(log_path), append=True),
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             str(run / "best.weights.h5"),
@@ -266,7 +273,6 @@ def _callbacks(run: Path, config: TrainConfig) -> list:
             save_weights_only=True,
             initial_value_threshold=best_val,
         ),
-        keras.callbacks.CSVLogger(str(log_path), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), profile_batch=0),
     ]
     if config.early_stopping_patience > 0:
@@ -399,7 +405,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         **evaluation_metrics(y_true, probs, config.model.num_classes),
         "validation_folds": val_folds,
         "training_folds": train_folds,
-        "best_epoch": int(np.nanargmax(val_acc)) + 1 if val_acc else None,
+        "best_epoch": int(log[int(np.nanargmax(val_acc))]["epoch"]) + 1 if val_acc else None,
         "best_validation_accuracy": float(np.nanmax(val_acc)) if val_acc else None,
         "epochs_run": len(log),
         "steps_per_epoch": int(steps),

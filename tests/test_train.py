@@ -205,3 +205,40 @@ def test_same_seed_repeats_a_run_on_the_cpu(tmp_path):
         train_fold(cfg)
         logs.append((tmp_path / name / "training_log.csv").read_text())
     assert logs[0] == logs[1]
+
+
+def test_fold_actors_are_disjoint_through_the_real_pipeline(tmp_path, monkeypatch):
+    """Train / validation / test actors as train_fold's default factory actually serves them."""
+    import emotf.pipeline
+
+    records = tmp_path / "records"
+    write_tiny_shards(records)  # actor 1001 + k in fold k
+    real_make_dataset = emotf.pipeline.make_dataset
+    served = []
+
+    def spy(files, folds, *, training, **kwargs):
+        kwargs.pop("with_metadata", None)
+        dataset = real_make_dataset(files, folds, training=training, with_metadata=True, **kwargs)
+        actors = {int(a) for _, _, meta in dataset for a in meta["actor_id"].numpy()}
+        served.append((training, tuple(folds), actors))
+        return dataset.map(lambda inputs, labels, meta: (inputs, labels))
+
+    monkeypatch.setattr(emotf.pipeline, "make_dataset", spy)
+    model = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
+                        audio_widths=(4, 4), fc_units=4)
+    cfg = config(tmp_path, records=str(records), epochs=1, batch_size=4, model=model, fold=3)
+    train_fold(cfg)
+    train = set().union(*(a for training, _, a in served if training))
+    validation = set().union(*(a for training, f, a in served if not training and f == (4,)))
+    test = set().union(*(a for training, f, a in served if not training and f == (3,)))
+    assert test == {1004} and validation == {1005}
+    assert train == {1001 + k for k in range(10)} - {1004, 1005}
+
+
+def test_log_keeps_one_row_per_epoch(tmp_path):
+    from emotf.train import _read_log
+
+    log = tmp_path / "training_log.csv"
+    log.write_text("epoch,loss,val_accuracy\n0,2.0,0.1\n1,1.5,0.2\n1,1.4,0.3\n2,1.0,0.5\n")
+    rows = _read_log(log)
+    assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[1]["val_accuracy"] == 0.3
