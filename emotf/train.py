@@ -245,6 +245,28 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait = len(values) - 1 - best_epoch
 
 
+# Fields a resumed run may change: they do not alter what the saved state means.
+RESUMABLE_CHANGES = ("epochs", "verbose", "export", "out", "early_stopping_patience")
+
+
+def _check_resume_config(run: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run folder with a different configuration (it would mix two runs)."""
+    previous = run / "config.json"
+    if not (run / "backup").exists() or not previous.exists():
+        return
+    old = json.loads(previous.read_text()).get("config", {})
+    new = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as stored
+    changed = sorted(
+        k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
+    )
+    if changed:
+        diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"{run} holds a resumable run with another configuration; resuming would mix the "
+            f"two. Use a new --out, or the same settings. Received: {diff}"
+        )
+
+
 def _completed_epochs(run: Path) -> int:
     """Epochs the run's `backup/` holds (0 for a fresh run): the epoch a resume starts at."""
     meta = run / "backup" / "training_metadata.json"
@@ -352,6 +374,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     run.mkdir(parents=True, exist_ok=True)
     start = time.time()
     train_folds, val_folds, test_fold = split_folds(config.fold, config.validation_folds)
+    _check_resume_config(run, config)
     (run / "config.json").write_text(
         json.dumps({"config": config.to_dict(), "folds": {"train": train_folds, "validation": val_folds, "test": test_fold}, "environment": environment()}, indent=2)
     )

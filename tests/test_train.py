@@ -242,3 +242,13 @@ def test_log_keeps_one_row_per_epoch(tmp_path):
     log.write_text("epoch,loss,val_accuracy\n0,2.0,0.1\n1,1.5,0.2\n1,1.4,0.3\n2,1.0,0.5\n")
     rows = _read_log(log)
     assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[1]["val_accuracy"] == 0.3
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    cfg = config(tmp_path, epochs=1)
+    train_fold(cfg, FakeFactory())
+    with pytest.raises(ValueError, match="learning_rate: 0.05 -> 0.01"):
+        train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2, "learning_rate": 0.01}),
+                   FakeFactory())
+    # More epochs with the same settings resume fine.
+    assert train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())["epochs_run"] == 2
