@@ -27,7 +27,8 @@ Both return: probabilities float32 [B, C] (mean of the segment softmaxes), score
   [B, C] (their sum), segment_probabilities float32 [B, N, C], label int64 [B], label_code
   string [B] (ANG, ...), label_name string [B] (anger, ...).
 `metadata` - no inputs: class_codes string [C], class_names string [C], sampling_config,
-  model_config and emotf_version (JSON / plain strings).
+  model_config, face_tracker (the records' FaceTrackerConfig, "{}" when exported without
+  records), min_clip_seconds and emotf_version (JSON / plain strings).
 
 Only core TensorFlow ops end up in the graph (no tensorflow-io, no py_function): the tests
 check the op list.
@@ -51,6 +52,7 @@ from emotf.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.sampling import SamplingConfig, sample_clip
 
 METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
+DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.build_records.BuildConfig.min_duration_s
 _VERSION_RE = re.compile(r"^\d+$")
 
 
@@ -115,9 +117,11 @@ def build_archive(
     class_codes=EMOTIONS,
     class_names=EMOTION_NAMES,
     model_config: dict | None = None,
+    build: dict | None = None,
 ) -> keras.export.ExportArchive:
     """The `ExportArchive` with the `serving_default`, `predict_segments` and `metadata`
-    endpoints (not yet written; `export_saved_model` writes it)."""
+    endpoints (not yet written; `export_saved_model` writes it). `build`: `build_settings()`
+    of the training records (face tracker config, minimum clip length)."""
     config = sampling_config
     _check_model(model, config)
     num_classes = int(model.output["probabilities"].shape[-1])
@@ -131,6 +135,9 @@ def build_archive(
     codes_list, names_list = [str(c) for c in class_codes], [str(c) for c in class_names]
     sampling_json = json.dumps(config.to_dict(), sort_keys=True)
     model_json = json.dumps(model_config or {}, sort_keys=True)
+    build = build or {}
+    tracker_json = json.dumps(build.get("face_tracker", {}), sort_keys=True)
+    min_clip_seconds = float(build.get("min_clip_seconds", DEFAULT_MIN_CLIP_SECONDS))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -196,6 +203,8 @@ def build_archive(
             "class_names": tf.constant(names_list),
             "sampling_config": tf.constant(sampling_json),
             "model_config": tf.constant(model_json),
+            "face_tracker": tf.constant(tracker_json),
+            "min_clip_seconds": tf.constant(min_clip_seconds, tf.float32),
             "emotf_version": tf.constant(emotf.__version__),
         }
 
@@ -211,6 +220,7 @@ def export_saved_model(
     *,
     model_config: dict | None = None,
     extra_metadata: dict | None = None,
+    records_dir=None,
 ) -> Path:
     """Write `model` with in-graph preprocessing as `out_dir/<version>/` (TF Serving layout).
 
@@ -223,6 +233,10 @@ def export_saved_model(
             An existing version is never overwritten (FileExistsError).
         model_config: the `ModelConfig.to_dict()` to record in the metadata.
         extra_metadata: more JSON-able entries for `assets.extra/emotf.json`.
+        records_dir: the training records folder: its `manifest.json`'s face tracker config
+            and minimum clip length are stored (`face_tracker`, `min_clip_seconds`) so that
+            `emotf-predict` crops faces exactly as the build did. None or no manifest: the
+            build's defaults apply at predict time.
 
     Returns:
         The version folder (load it with `tf.saved_model.load`).
@@ -238,7 +252,10 @@ def export_saved_model(
     final = out_dir / str(version)
     if final.exists():
         raise FileExistsError(f"model version {final} already exists. Received: version={version}")
-    archive = build_archive(model, sampling_config, model_config=model_config)
+    build = {**build_settings(records_dir), **{
+        k: v for k, v in (extra_metadata or {}).items() if k in ("face_tracker", "min_clip_seconds")
+    }}
+    archive = build_archive(model, sampling_config, model_config=model_config, build=build)
     tmp = out_dir / f".tmp-{version}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -256,6 +273,7 @@ def export_saved_model(
             "emotf_version": emotf.__version__,
             "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,
+            **build,
             **(extra_metadata or {}),
         }
         (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
@@ -293,11 +311,8 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
         out_dir if out_dir is not None else run_dir / "export",
         version,
         model_config=train_config.model.to_dict(),
-        extra_metadata={
-            "run": str(run_dir.resolve()),
-            "fold": train_config.fold,
-            **build_settings(train_config.records),
-        },
+        extra_metadata={"run": str(run_dir.resolve()), "fold": train_config.fold},
+        records_dir=train_config.records,
     )
 
 
@@ -307,7 +322,7 @@ def build_settings(records_dir) -> dict:
     Returns `{"face_tracker": FaceTrackerConfig fields, "min_clip_seconds": float}` from the
     records' `manifest.json` (empty when there is none: predict then uses the defaults).
     """
-    manifest = Path(records_dir) / "manifest.json" if records_dir else None
+    manifest = Path(records_dir).expanduser() / "manifest.json" if records_dir else None
     if manifest is None or not manifest.is_file():
         return {}
     arguments = json.loads(manifest.read_text()).get("arguments", {})

@@ -19,7 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.export import read_metadata, resolve_saved_model
+from emotf.export import DEFAULT_MIN_CLIP_SECONDS, read_metadata, resolve_saved_model
+
+
+def tracker_config_of(metadata: dict):
+    """The `FaceTrackerConfig` stored in a SavedModel's metadata (`face_tracker`); the default
+    config when absent (models exported without records, older exports). Unknown keys (a newer
+    emotf) are ignored."""
+    import dataclasses
+
+    from emotf.faces import FaceTrackerConfig
+
+    known = {f.name for f in dataclasses.fields(FaceTrackerConfig)}
+    values = {k: v for k, v in (metadata.get("face_tracker") or {}).items() if k in known}
+    return FaceTrackerConfig(**values)
 
 
 class ClipError(ValueError):
@@ -168,7 +181,13 @@ class Predictor:
 
     Args:
         model_dir: a SavedModel version folder or the base folder (latest version is used).
-        tracker: an `emotf.faces.FaceTracker` (default: the build's default config).
+        tracker: an `emotf.faces.FaceTracker`; default: one with the `FaceTrackerConfig` the
+            training records were built with (stored at export as `face_tracker`), or the
+            build's default config for models exported without records.
+
+    Attributes:
+        tracker_config: that `FaceTrackerConfig` (its `jpeg_quality` is the JPEG round trip's).
+        min_seconds: shortest clip accepted (the build's `min_duration_s`, default 0.5 s).
     """
 
     def __init__(self, model_dir, tracker=None):
@@ -182,18 +201,17 @@ class Predictor:
         self.sample_rate = int(sampling["sample_rate"])
         self.window_seconds = float(sampling["window_seconds"])
         # How the training records were built (absent in models exported without records).
-        self.min_seconds = float(self.metadata.get("min_clip_seconds", 0.5))
-        self.tracker_config = self.metadata.get("face_tracker")
+        self.min_seconds = float(self.metadata.get("min_clip_seconds", DEFAULT_MIN_CLIP_SECONDS))
+        self.tracker_config = tracker_config_of(self.metadata)
         self._serve = tf.saved_model.load(str(self.model_dir)).signatures["serving_default"]
         self._tracker = tracker
 
     @property
     def tracker(self):
         if self._tracker is None:
-            from emotf.faces import FaceTracker, FaceTrackerConfig
+            from emotf.faces import FaceTracker
 
-            config = FaceTrackerConfig(**self.tracker_config) if self.tracker_config else None
-            self._tracker = FaceTracker(config) if config else FaceTracker()
+            self._tracker = FaceTracker(self.tracker_config)
         return self._tracker
 
     def load(self, video, audio=None) -> ClipInput:
@@ -204,6 +222,7 @@ class Predictor:
             sample_rate=self.sample_rate,
             min_seconds=self.min_seconds,
             window_seconds=self.window_seconds,
+            jpeg_quality=self.tracker_config.jpeg_quality,  # what the records stored
         )
 
     def predict_clips(self, clips: list[ClipInput]) -> list[dict]:

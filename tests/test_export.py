@@ -1,5 +1,6 @@
 """SavedModel export: no train/serve skew, core ops only, loadable without emotf."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from emotf import keys
 from emotf.cli.export import main as export_main
 from emotf.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.export import export_run, export_saved_model, read_metadata, resolve_saved_model
+from emotf.faces import FaceTrackerConfig
 from emotf.model import ModelConfig, build_model
 from emotf.pipeline import make_dataset
 from emotf.records import ClipRecord, make_example, parse_example
@@ -133,6 +135,9 @@ def test_metadata_signature_and_assets_extra(exported):
     on_disk = read_metadata(exported.parent)  # base folder resolves to the latest version
     assert SamplingConfig.from_dict(on_disk["sampling_config"]) == SAMPLING
     assert on_disk["class_codes"] == list(EMOTIONS)
+    # Exported without records: no tracker settings (emotf-predict uses the build's defaults).
+    assert json.loads(meta["face_tracker"].numpy()) == {} and "face_tracker" not in on_disk
+    assert float(meta["min_clip_seconds"].numpy()) == pytest.approx(0.5)
 
 
 def _graph_ops(saved_model_dir) -> set[str]:
@@ -204,9 +209,22 @@ def test_versions_and_export_run(model, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     model.save(str(run / "model.keras"))
-    train_config = TrainConfig(records="r", out=str(run), model=TINY, sampling={"window_seconds": 1.0})
+    # The records' build settings (manifest.json) travel with the model for emotf-predict.
+    records = tmp_path / "records"
+    records.mkdir()
+    tracker = FaceTrackerConfig(margin=0.45, jpeg_quality=75, keyframe_interval=5)
+    (records / "manifest.json").write_text(json.dumps(
+        {"arguments": {"tracker": dataclasses.asdict(tracker), "min_duration_s": 0.7}}
+    ))
+    train_config = TrainConfig(records=str(records), out=str(run), model=TINY, sampling={"window_seconds": 1.0})
     (run / "config.json").write_text(json.dumps({"config": train_config.to_dict()}))
     first = export_run(run)
+    on_disk = read_metadata(first)
+    assert FaceTrackerConfig(**on_disk["face_tracker"]) == tracker
+    assert on_disk["min_clip_seconds"] == 0.7
+    signature = tf.saved_model.load(str(first)).signatures["metadata"]()
+    assert FaceTrackerConfig(**json.loads(signature["face_tracker"].numpy())) == tracker
+    assert float(signature["min_clip_seconds"].numpy()) == pytest.approx(0.7)
     assert first == run / "export" / "1"
     assert (first / "saved_model.pb").is_file() and (first / "assets.extra" / "emotf.json").is_file()
     assert not [p for p in (run / "export").iterdir() if p.name.startswith(".")]  # no temp left

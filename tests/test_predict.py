@@ -141,10 +141,76 @@ def test_predictor_crops_faces_as_the_records_were_built(tmp_path):
     tracker = FaceTrackerConfig(margin=0.45, jpeg_quality=80, keyframe_interval=7)
     arguments = {"tracker": dataclasses.asdict(tracker), "min_duration_s": 0.8}
     (records / "manifest.json").write_text(json.dumps({"arguments": arguments}))
-    saved = export_saved_model(build_model(TINY), SAMPLING, tmp_path / "export",
-                               extra_metadata=build_settings(records))
+    saved = export_saved_model(build_model(TINY), SAMPLING, tmp_path / "export", records_dir=records)
     assert read_metadata(saved)["face_tracker"]["margin"] == 0.45
+    assert build_settings(records)["face_tracker"] == dataclasses.asdict(tracker)
     predictor = Predictor(saved)
+    assert predictor.tracker_config == tracker
     assert predictor.tracker.config == tracker
     assert predictor.min_seconds == 0.8
     assert predictor.window_seconds == SAMPLING.window_seconds
+    # Without records (or from an older export): the build's defaults.
+    plain = Predictor(export_saved_model(build_model(TINY), SAMPLING, tmp_path / "plain"))
+    assert plain.tracker_config == FaceTrackerConfig() and plain.min_seconds == 0.5
+
+
+def test_predict_matches_records_built_with_non_default_tracker_settings(setup, tmp_path):
+    """Records built with another margin and JPEG quality: emotf-predict on the model exported
+    from them gives the record path's numbers (it would not with the default tracker)."""
+    from emotf.faces import FaceTrackerConfig
+
+    tracker = FaceTrackerConfig(margin=0.6, jpeg_quality=60)
+    records = tmp_path / "records"
+    build_records(BuildConfig(data_dir=str(setup["root"] / "sample"), out_dir=str(records), workers=1,
+                              progress=False, tracker=tracker))
+    saved = export_saved_model(setup["model"], SAMPLING, tmp_path / "export", records_dir=records)
+    ds = make_dataset(record_files(records, range(10)), range(10), training=False, config=SAMPLING,
+                      batch_size=8, with_metadata=True)
+    expected = {}
+    for features, _, meta in ds:
+        probs = setup["model"](features, training=False)["probabilities"].numpy()
+        for clip_id, p in zip(meta["clip_id"].numpy(), probs):
+            expected[clip_id.decode()] = p
+    videos = setup["videos"]
+    predictor = Predictor(saved)
+    assert predictor.tracker_config == tracker
+    results = predict_files(None, videos, [_wav(v) for v in videos], predictor=predictor)
+    default = predict_files(None, videos, [_wav(v) for v in videos], predictor=setup["predictor"])
+    codes = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
+    differs = False
+    for video, result, other in zip(videos, results, default):
+        assert "error" not in result, result
+        got = np.array([result["probabilities"][c] for c in codes])
+        np.testing.assert_allclose(got, expected[video.stem], rtol=0, atol=1e-5)
+        with_defaults = np.array([other["probabilities"][c] for c in codes])
+        differs |= not np.allclose(with_defaults, expected[video.stem], rtol=0, atol=1e-5)
+    assert differs  # the default tracker's crops give other numbers: the test has teeth
+
+
+def test_a_clip_shorter_than_the_window_is_zero_padded_with_a_note(setup, tmp_path):
+    """Like the build (keeps clips from 0.5 s; real CREMA-D has 1.27 s clips): not refused."""
+    import wave
+
+    from emotf.media import decode_video
+
+    source = setup["videos"][0]
+    frames = decode_video(source).frames[:30]  # 1.0 s at 30 fps
+    short = tmp_path / "short_face.flv"
+    with av.open(str(short), "w", format="flv") as out:
+        stream = out.add_stream("flv", rate=30)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 30)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    with wave.open(str(_wav(source)), "rb") as full:
+        params, pcm = full.getparams(), full.readframes(int(full.getframerate() * 1.0))
+    audio = tmp_path / "short_face.wav"
+    with wave.open(str(audio), "wb") as cut:
+        cut.setparams(params)
+        cut.writeframes(pcm)
+    [result] = predict_files(None, [short], [audio], predictor=setup["predictor"])
+    assert "error" not in result, result
+    assert result["duration_s"] == pytest.approx(1.0, abs=0.05)
+    assert any("shorter than the 1.28 s window: zero-padded, as in training" in n for n in result["notes"])
