@@ -50,6 +50,24 @@ def _step(title: str) -> float:
     return time.time()
 
 
+def held_out_clip(sample_dir, fold: int, num_actors: int | None = None) -> Path:
+    """The first video of `sample_dir/VideoFlash` whose actor is in `fold` (the build's default
+    fold assignment). Never falls back to a training clip: ValueError when the fold has none."""
+    from emotf.cremad import canonical_folds, parse_clip_name
+
+    folds = canonical_folds()
+    test_actors = {actor for actor, f in folds.items() if f == fold}
+    videos = sorted((Path(sample_dir) / "VideoFlash").glob("*.flv"))
+    held_out = [v for v in videos if parse_clip_name(v).actor_id in test_actors]
+    if not held_out:
+        raise ValueError(
+            f"no clip of the held-out fold in {sample_dir}: its actors are in other folds, and "
+            f"predicting a training clip would not be a held-out prediction. Received: "
+            f"fold={fold}, num_actors={num_actors}, num_videos={len(videos)}"
+        )
+    return held_out[0]
+
+
 def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     """Run the whole chain into `config.out`; returns (and prints) where everything is."""
     from emotf.build_records import BuildConfig, build_records
@@ -116,16 +134,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     timings["export_s"] = round(time.time() - start, 1)
 
     start = _step("5/6 emotf-predict on a held-out clip (raw FLV + WAV)")
-    folds = canonical_folds()  # the build's default fold assignment
-    test_actors = {actor for actor, fold in folds.items() if fold == config.fold}
-    videos = sorted((sample_dir / "VideoFlash").glob("*.flv"))
-    held_out = [v for v in videos if parse_clip_name(v).actor_id in test_actors]
-    if not held_out:
-        raise ValueError(
-            f"no clip of the held-out fold in {sample_dir}: its actors are in other folds. "
-            f"Received: fold={config.fold}, num_actors={config.num_actors}"
-        )
-    video = held_out[0]
+    video = held_out_clip(sample_dir, config.fold, config.num_actors)
     audio = sample_dir / "AudioWAV" / f"{video.stem}.wav"
     prediction = predict_files(export_dir, [video], audios=[audio])[0]
     timings["predict_s"] = round(time.time() - start, 1)

@@ -214,3 +214,19 @@ def test_a_clip_shorter_than_the_window_is_zero_padded_with_a_note(setup, tmp_pa
     assert "error" not in result, result
     assert result["duration_s"] == pytest.approx(1.0, abs=0.05)
     assert any("shorter than the 1.28 s window: zero-padded, as in training" in n for n in result["notes"])
+
+
+def test_the_demo_never_calls_a_training_clip_held_out(tmp_path):
+    """emotf.demo's predict step: a clip of the test fold, or a clear error (no fallback)."""
+    from emotf.cremad import canonical_folds
+    from emotf.demo import held_out_clip
+
+    folds = canonical_folds()
+    actor = min(folds)
+    other_fold = next(f for f in sorted(set(folds.values())) if f != folds[actor])
+    flash = tmp_path / "VideoFlash"
+    flash.mkdir()
+    (flash / f"{actor}_DFA_ANG_XX.flv").write_bytes(b"")
+    with pytest.raises(ValueError, match="no clip of the held-out fold"):
+        held_out_clip(tmp_path, other_fold, num_actors=1)
+    assert held_out_clip(tmp_path, folds[actor]) == flash / f"{actor}_DFA_ANG_XX.flv"
