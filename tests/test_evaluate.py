@@ -384,3 +384,12 @@ def test_glue_on_record_shards_through_the_pipeline(tmp_path):
     assert report["humans_same_clips"]["num_clips"] == 3
     rows = accuracy_vs_segments(run, folds=[0, 1], segments=[1, 3])
     assert [(r["n"], r["num_examples"]) for r in rows] == [(1, 6), (3, 6)]
+
+
+def test_pure_functions_live_in_emotf_figures_and_are_re_exported():
+    """emotf.figures holds the pure half; emotf.evaluate keeps the same public names."""
+    import emotf.evaluate
+    import emotf.figures
+
+    for name in emotf.figures.__all__:
+        assert getattr(emotf.evaluate, name) is getattr(emotf.figures, name), name

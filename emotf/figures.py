@@ -1,0 +1,414 @@
+"""The pure half of evaluation: metrics, confusion matrix, figures, predictions files.
+
+Everything here takes plain arrays, lists and dicts (tested on hand-computed cases) and needs
+no model or records; `emotf.evaluate` (the glue that loads a run's model and runs the
+evaluation pipeline) re-exports these names, so `from emotf.evaluate import mean_std` keeps
+working. Figures use matplotlib's Agg backend (no screen needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from emotf.cremad import EMOTIONS
+
+__all__ = [
+    "ACCURACY_VS_N_FIELDS",
+    "PREDICTION_FIELDS",
+    "classification_report_dict",
+    "mean_std",
+    "model_vs_humans",
+    "plot_accuracy_vs_n",
+    "plot_training_curves",
+    "read_accuracy_vs_n",
+    "read_predictions",
+    "read_training_log",
+    "summarize_predictions",
+    "write_confusion_matrix",
+    "write_json",
+    "write_predictions",
+]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# === Metrics (pure) ===
+
+
+def classification_report_dict(y_true, y_pred, class_names=EMOTIONS) -> dict:
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix.
+
+    Args:
+        y_true, y_pred: int [M] class indices into `class_names`.
+        class_names: C names; every class gets a row even when absent from `y_true`
+            (precision/recall of an empty class are 0, as scikit-learn's `zero_division=0`).
+
+    Returns:
+        {"num_examples", "accuracy", "per_class": {name: {"precision", "recall", "f1",
+        "support"}}, "macro_avg": {...}, "weighted_avg": {...}, "class_names": [...],
+        "confusion_matrix": C x C list of ints (rows true, columns predicted)}.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true, np.int64).reshape(-1)
+    y_pred = np.asarray(y_pred, np.int64).reshape(-1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            f"y_true and y_pred differ in length. Received: {y_true.shape[0]} and {y_pred.shape[0]}"
+        )
+    if y_true.size == 0:
+        raise ValueError("nothing to evaluate. Received: 0 examples")
+    labels = list(range(len(class_names)))
+    bad = sorted(set(np.concatenate([y_true, y_pred]).tolist()) - set(labels))
+    if bad:
+        raise ValueError(f"class indices outside 0..{len(labels) - 1}. Received: {bad[:5]}")
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    per_class = {
+        name: {
+            "precision": float(p[k]),
+            "recall": float(r[k]),
+            "f1": float(f[k]),
+            "support": int(s[k]),
+        }
+        for k, name in enumerate(class_names)
+    }
+
+    def average(kind):
+        pa, ra, fa, _ = precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=kind, zero_division=0
+        )
+        return {"precision": float(pa), "recall": float(ra), "f1": float(fa)}
+
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    return {
+        "num_examples": int(y_true.size),
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "per_class": per_class,
+        "macro_avg": average("macro"),
+        "weighted_avg": average("weighted"),
+        "class_names": list(class_names),
+        "confusion_matrix": cm.astype(int).tolist(),
+    }
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1, as `emotf.train`'s CV summary) of the
+    finite values; std is 0 for one value, both NaN for none."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+# === Files and figures (pure) ===
+
+
+def write_confusion_matrix(
+    cm, class_names, csv_path, png_path=None, normalize: str | None = "true", title: str = ""
+) -> None:
+    """Write a confusion matrix as CSV (always raw counts) and optionally as a PNG.
+
+    Args:
+        cm: int [C, C], rows = true class, columns = predicted class.
+        normalize: colours of the PNG: "true" (rows sum to 1, i.e. recall on the diagonal),
+            "pred" (columns sum to 1) or None (raw counts). Cells show the count and, when
+            normalised, the fraction.
+    """
+    cm = np.asarray(cm, np.int64)
+    names = list(class_names)
+    if cm.shape != (len(names), len(names)):
+        raise ValueError(f"cm must be {len(names)}x{len(names)}. Received: shape={cm.shape}")
+    if normalize not in ("true", "pred", None):
+        raise ValueError(f"normalize must be 'true', 'pred' or None. Received: {normalize!r}")
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true\\predicted", *names])
+        for name, row in zip(names, cm):
+            writer.writerow([name, *row.tolist()])
+    if png_path is None:
+        return
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if normalize == "true":
+            shown = cm / cm.sum(axis=1, keepdims=True)
+        elif normalize == "pred":
+            shown = cm / cm.sum(axis=0, keepdims=True)
+        else:
+            shown = cm.astype(np.float64)
+    shown = np.nan_to_num(shown)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(names), 0.8 + 0.9 * len(names)))
+    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, shown.max()))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = (1 if normalize else max(1, shown.max())) / 2
+    for i in range(len(names)):
+        for j in range(len(names)):
+            text = f"{cm[i, j]}" + (f"\n{shown[i, j]:.0%}" if normalize else "")
+            color = "white" if shown[i, j] > threshold else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
+    ax.set_title(
+        title or ("confusion matrix" + (f" (normalised by {normalize})" if normalize else ""))
+    )
+    fig.tight_layout()
+    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def read_training_log(csv_log) -> dict[str, list[float]]:
+    """Columns of a Keras `CSVLogger` file as float lists (empty cells become NaN)."""
+    with open(csv_log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"training log has no epochs. Received: {csv_log}")
+    columns = {}
+    for key in rows[0]:
+        values = []
+        for row in rows:
+            try:
+                values.append(float(row[key]))
+            except (TypeError, ValueError):
+                values.append(float("nan"))
+        columns[key] = values
+    return columns
+
+
+def plot_training_curves(csv_log, png_path, title: str = "") -> None:
+    """Loss and accuracy per epoch, training and validation, from a Keras `CSVLogger` file.
+
+    Uses the columns `loss`, `val_loss`, `accuracy`, `val_accuracy` that exist (an accuracy
+    column may also be named `sparse_categorical_accuracy`); the x axis is `epoch` + 1.
+    """
+    log = read_training_log(csv_log)
+    epochs = np.asarray(log.get("epoch", range(len(next(iter(log.values()))))), np.float64) + 1
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    panels = (
+        ("loss", ("loss", "val_loss")),
+        (
+            "accuracy",
+            (
+                "accuracy",
+                "val_accuracy",
+                "sparse_categorical_accuracy",
+                "val_sparse_categorical_accuracy",
+            ),
+        ),
+    )
+    for ax, (label, keys) in zip(axes, panels):
+        for key in keys:
+            if key in log:
+                ax.plot(
+                    epochs,
+                    log[key],
+                    marker="o",
+                    markersize=3,
+                    label="validation" if key.startswith("val_") else "training",
+                )
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, f"no {label} in the log", ha="center", transform=ax.transAxes)
+    fig.suptitle(title or "training curves")
+    fig.tight_layout()
+    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+ACCURACY_VS_N_FIELDS = ("source", "n", "accuracy", "num_examples")
+
+
+def plot_accuracy_vs_n(rows, csv_path, png_path, title: str = "") -> None:
+    """Accuracy against the number of segments N (the analogue of the paper's Fig. 5).
+
+    Args:
+        rows: dicts with "n" (int), "accuracy" (float in [0, 1]) and optionally "source"
+            (a curve label, e.g. "trained N=10, evaluated with N" or "trained with N") and
+            "num_examples". One line per source.
+    """
+    rows = [dict(r) for r in rows]
+    if not rows:
+        raise ValueError("no accuracy-vs-N rows to plot")
+    for r in rows:
+        r.setdefault("source", "model")
+        r.setdefault("num_examples", "")
+    rows.sort(key=lambda r: (str(r["source"]), int(r["n"])))
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=ACCURACY_VS_N_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for source in dict.fromkeys(r["source"] for r in rows):
+        part = [r for r in rows if r["source"] == source]
+        ax.plot(
+            [int(r["n"]) for r in part],
+            [100 * float(r["accuracy"]) for r in part],
+            marker="o",
+            label=str(source),
+        )
+    accuracies = [100 * float(r["accuracy"]) for r in rows]
+    ax.set_ylim(max(0.0, min(accuracies) - 5), min(100.0, max(accuracies) + 5))
+    ax.set_xlabel("number of segments N")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xticks(sorted({int(r["n"]) for r in rows}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "accuracy vs number of segments")
+    fig.tight_layout()
+    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def read_accuracy_vs_n(csv_path) -> list[dict]:
+    """Rows written by `plot_accuracy_vs_n` (n int, accuracy float)."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["n"] = int(r["n"])
+        r["accuracy"] = float(r["accuracy"])
+    return rows
+
+
+PREDICTION_FIELDS = ("clip_id", "label", "predicted") + tuple(f"p_{e}" for e in EMOTIONS)
+
+
+def write_predictions(path, clip_ids, labels, probabilities) -> None:
+    """One row per clip: clip_id, true label, predicted label (argmax), class probabilities.
+
+    Args:
+        clip_ids: M strings; labels: int [M]; probabilities: float [M, 6] (rows of the
+            model's `probabilities` output, the mean of the N segment softmaxes).
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if probabilities.shape != (len(clip_ids), len(EMOTIONS)) or labels.shape[0] != len(clip_ids):
+        raise ValueError(
+            f"need M clip ids, M labels and [M, {len(EMOTIONS)}] probabilities. Received: "
+            f"{len(clip_ids)}, {labels.shape[0]}, {probabilities.shape}"
+        )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(PREDICTION_FIELDS)
+        for clip, label, probs in zip(clip_ids, labels, probabilities):
+            writer.writerow(
+                [
+                    clip,
+                    EMOTIONS[label],
+                    EMOTIONS[int(np.argmax(probs))],
+                    *(f"{p:.6f}" for p in probs),
+                ]
+            )
+
+
+def read_predictions(path) -> dict:
+    """`predictions.csv` back as {"clip_ids": [M], "labels": int [M], "predicted": int [M],
+    "probabilities": float [M, 6]}."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        "clip_ids": [r["clip_id"] for r in rows],
+        "labels": np.asarray([EMOTIONS.index(r["label"]) for r in rows], np.int64),
+        "predicted": np.asarray([EMOTIONS.index(r["predicted"]) for r in rows], np.int64),
+        "probabilities": np.asarray(
+            [[float(r[f"p_{e}"]) for e in EMOTIONS] for r in rows], np.float64
+        ).reshape(-1, len(EMOTIONS)),
+    }
+
+
+def model_vs_humans(clip_ids, y_true, y_pred, votes=None) -> dict:
+    """Model and human raters side by side on exactly the same clips, overall and per class.
+
+    Model per-class accuracy is its recall on the clips of that class; human accuracy is
+    correct responses / all responses (see `emotf.human`).
+
+    Returns:
+        {"num_clips", "model": {"all": acc, "ANG": ..., ...},
+         "humans": {mode: {"all": acc, "ANG": ..., ...}} for voice, face, audio-visual}.
+    """
+    from emotf.human import human_accuracy, load_votes
+
+    votes = votes if votes is not None else load_votes()
+    y_true = np.asarray(y_true, np.int64)
+    y_pred = np.asarray(y_pred, np.int64)
+    model = {"all": float(np.mean(y_true == y_pred)) if y_true.size else float("nan")}
+    for k, emotion in enumerate(EMOTIONS):
+        of_class = y_true == k
+        model[emotion] = float(np.mean(y_pred[of_class] == k)) if of_class.any() else float("nan")
+    return {
+        "num_clips": len(set(clip_ids)),
+        "model": model,
+        "humans": human_accuracy(votes, clip_ids, by_class=True),
+    }
+
+
+def _json_safe(value):
+    """NaN -> None, numpy scalars -> Python, recursively (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path, value) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(value), indent=2) + "\n")
+    return path
+
+
+def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, title="") -> dict:
+    """Everything `evaluate_model` writes, from predictions already in hand (no model needed).
+
+    Writes predictions.csv, confusion_matrix.csv/png and evaluation.json into `out` and
+    returns the evaluation dict (metrics + "humans_same_clips" from `model_vs_humans`).
+    """
+    out = Path(out)
+    probabilities = np.asarray(probabilities, np.float64)
+    predicted = np.argmax(probabilities, axis=-1)
+    write_predictions(out / "predictions.csv", clip_ids, labels, probabilities)
+    report = classification_report_dict(labels, predicted, EMOTIONS)
+    write_confusion_matrix(
+        report["confusion_matrix"],
+        EMOTIONS,
+        out / "confusion_matrix.csv",
+        out / "confusion_matrix.png",
+        title=title,
+    )
+    try:
+        report["humans_same_clips"] = model_vs_humans(clip_ids, labels, predicted, votes)
+    except KeyError as err:  # clips outside CREMA-D (e.g. hand-made test names)
+        report["humans_same_clips"] = {"error": str(err)}
+    write_json(out / "evaluation.json", report)
+    return report
