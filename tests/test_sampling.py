@@ -1,6 +1,7 @@
 """Index math, windows and spectrograms of emotf.sampling (pure TF functions)."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -43,6 +44,10 @@ clip_params = st.fixed_dictionaries(
         "max_offset": st.floats(0.0, 0.1),
         "seed": st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**31 - 1)),
         "training": st.booleans(),
+        # S, the clip's valid sample count, as a fraction of the video's duration (0: no audio,
+        # > 1: audio longer than the video), and extra nonzero samples stored past S.
+        "audio_fraction": st.floats(0.0, 1.5),
+        "tail": st.integers(0, 64),
     }
 )
 
@@ -84,9 +89,30 @@ def test_index_math_properties(p):
     # starts = ceil(ra (c - d/2)), up to float rounding (the exact case: test below).
     exact_start = ra * (centres - d / 2)
     assert np.all((starts >= exact_start - 1e-5) & (starts < exact_start + 1 + 1e-5))
-    last = starts + window_length_for(ra, d) - 1
+    if not p["training"]:
+        # Against rational arithmetic on the same float inputs: equal unless ra (c - d/2) lies
+        # within the 1e-6-sample rounding tolerance of an integer.
+        fr, fd = Fraction(p["fps"]), Fraction(d)
+        for k, start in zip(j, starts):
+            exact = int(k) * ra / fr - ra * fd / 2
+            if abs(exact - round(exact)) > Fraction(1, 10**5):
+                assert start == math.ceil(exact), (k, start, exact)
+    length = window_length_for(ra, d)
+    last = starts + length - 1
     # The fixed length L = round(ra d) ends within one sample of floor(ra (c + d/2)).
     assert np.all(np.abs(last - np.floor(ra * (centres + d / 2))) <= 1)
+
+    # Zero padding: window samples at positions < 0 or >= S read exactly 0, the rest equal
+    # the waveform (which holds `tail` nonzero samples past S that must not leak in).
+    num_samples = int(p["audio_fraction"] * ra * t / p["fps"])
+    wave = np.arange(1, num_samples + p["tail"] + 1, dtype=np.float32)
+    windows = extract_audio_windows(wave, starts, length, num_samples=num_samples).numpy()
+    assert windows.shape == (n, length) and windows.dtype == np.float32
+    pos = starts[:, None].astype(np.int64) + np.arange(length)[None, :]
+    inside = (pos >= 0) & (pos < num_samples)
+    expected = np.where(inside, wave[np.clip(pos, 0, max(len(wave) - 1, 0))] if len(wave) else 0, 0)
+    np.testing.assert_array_equal(windows, expected.astype(np.float32))
+    assert np.all(windows[~inside] == 0) and np.all(windows[inside] != 0)
 
 
 @pytest.mark.parametrize("num_frames,num_segments", [(1, 10), (3, 10), (10, 10), (7, 1)])
@@ -218,12 +244,25 @@ def test_spectrogram_sparse_mel_matches_dense_reference(config):
 @pytest.mark.parametrize("window", ["1.28", "0.5"])
 def test_eval_window_starts_are_exact(fps, sample_rate, window):
     """Evaluation starts equal ceil(ra (j / rv - d / 2)) in exact rational arithmetic."""
-    from fractions import Fraction
-
     config = SamplingConfig(window_seconds=float(window), sample_rate=sample_rate)
-    j = np.arange(0, 300)
+    j = np.arange(0, 3000)
     _, starts = audio_window_starts(j, fps, sample_rate, config, training=False)
     rv = Fraction(30000, 1001) if fps == 30000 / 1001 else Fraction(fps)
     d = Fraction(window)
     expected = [-((-(Fraction(int(k)) * sample_rate / rv - sample_rate * d / 2)) // 1) for k in j]
     np.testing.assert_array_equal(starts.numpy(), np.array(expected, dtype=np.int64))
+
+
+def test_eval_window_starts_regression_frames_not_one_sample_late():
+    """rv = 30, ra = 16 kHz, d = 1.28 s: ra (c - d/2) is an integer for frames 24, 33, 48, 54;
+    computing c - d/2 in seconds first rounded up past it (e.g. 2561 instead of 2560)."""
+    config = SamplingConfig()
+    j = np.array([24, 33, 48, 54])
+    _, starts = audio_window_starts(j, 30.0, 16000, config, training=False)
+    np.testing.assert_array_equal(starts.numpy(), j * 16000 // 30 - 10240)
+    np.testing.assert_array_equal(starts.numpy(), [2560, 7360, 15360, 18560])
+    # Same in a graph, with the float32 fps / int64 rate that records carry.
+    graph = tf.function(
+        lambda jj, fps, ra: audio_window_starts(jj, fps, ra, config, training=False)[1]
+    )(tf.constant(j, tf.int32), tf.constant(30.0, tf.float32), tf.constant(16000, tf.int64))
+    np.testing.assert_array_equal(graph.numpy(), [2560, 7360, 15360, 18560])
