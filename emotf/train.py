@@ -132,15 +132,21 @@ def sampling_config(config: TrainConfig):
     from emotf.sampling import SamplingConfig
 
     m = config.model
-    return SamplingConfig.from_dict(
-        {
-            **config.sampling,
-            "num_segments": m.num_segments,
-            "frame_size": m.frame_size,
-            "time_bins": m.spectrogram_shape[0],
-            "freq_bins": m.spectrogram_shape[1],
-        }
-    )
+    shapes = {
+        "num_segments": m.num_segments,
+        "frame_size": m.frame_size,
+        "time_bins": m.spectrogram_shape[0],
+        "freq_bins": m.spectrogram_shape[1],
+    }
+    conflicts = {
+        k: v for k, v in config.sampling.items() if k in shapes and int(v) != shapes[k]
+    }
+    if conflicts:
+        raise ValueError(
+            "sampling shapes come from the model config (--num-segments, --frame-size, "
+            f"--spectrogram-shape), which gives {shapes}. Received: sampling={conflicts}"
+        )
+    return SamplingConfig.from_dict({**config.sampling, **shapes})
 
 
 def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0) -> tf.data.Dataset:

@@ -252,3 +252,12 @@ def test_resume_refuses_another_configuration(tmp_path):
                    FakeFactory())
     # More epochs with the same settings resume fine.
     assert train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())["epochs_run"] == 2
+
+
+def test_sampling_shapes_conflicting_with_the_model_are_refused():
+    from emotf.train import sampling_config
+
+    ok = TrainConfig(model=MODEL, sampling={"num_segments": N, "window_seconds": 1.0})
+    assert sampling_config(ok).num_segments == N and sampling_config(ok).window_seconds == 1.0
+    with pytest.raises(ValueError, match="num_segments"):
+        sampling_config(TrainConfig(model=MODEL, sampling={"num_segments": N + 1}))
