@@ -54,18 +54,24 @@ def _wav(video):
     return video.parent.parent / "AudioWAV" / f"{video.stem}.wav"
 
 
+def _record_path_probabilities(model, records) -> dict:
+    """clip id -> the Keras model's evaluation-mode probabilities on the built records."""
+    ds = make_dataset(record_files(records, range(10)), range(10), training=False, config=SAMPLING,
+                      batch_size=8, with_metadata=True)
+    expected = {}
+    for features, _, meta in ds:
+        probs = model(features, training=False)["probabilities"].numpy()
+        for clip_id, p in zip(meta["clip_id"].numpy(), probs):
+            expected[clip_id.decode()] = p
+    return expected
+
+
 def test_predict_matches_the_record_path(setup):
     """Video + WAV through emotf-predict == the same clips built into records, Keras eval mode."""
     videos = setup["videos"]
     records = setup["root"] / "records"
     build_records(BuildConfig(data_dir=str(setup["root"] / "sample"), out_dir=str(records), workers=1, progress=False))
-    ds = make_dataset(record_files(records, range(10)), range(10), training=False, config=SAMPLING,
-                      batch_size=8, with_metadata=True)
-    expected = {}
-    for features, _, meta in ds:
-        probs = setup["model"](features, training=False)["probabilities"].numpy()
-        for clip_id, p in zip(meta["clip_id"].numpy(), probs):
-            expected[clip_id.decode()] = p
+    expected = _record_path_probabilities(setup["model"], records)
     results = predict_files(None, videos, [_wav(v) for v in videos], predictor=setup["predictor"])
     assert len(results) == len(videos) == len(expected)
     for video, result in zip(videos, results):
@@ -164,13 +170,7 @@ def test_predict_matches_records_built_with_non_default_tracker_settings(setup, 
     build_records(BuildConfig(data_dir=str(setup["root"] / "sample"), out_dir=str(records), workers=1,
                               progress=False, tracker=tracker))
     saved = export_saved_model(setup["model"], SAMPLING, tmp_path / "export", records_dir=records)
-    ds = make_dataset(record_files(records, range(10)), range(10), training=False, config=SAMPLING,
-                      batch_size=8, with_metadata=True)
-    expected = {}
-    for features, _, meta in ds:
-        probs = setup["model"](features, training=False)["probabilities"].numpy()
-        for clip_id, p in zip(meta["clip_id"].numpy(), probs):
-            expected[clip_id.decode()] = p
+    expected = _record_path_probabilities(setup["model"], records)
     videos = setup["videos"]
     predictor = Predictor(saved)
     assert predictor.tracker_config == tracker
