@@ -196,7 +196,8 @@ def fake_dataset_fn(folds, num_segments, batch_size, run_config):
     )
 
 
-def make_run(run, **overrides):
+def make_run(run, records="", test_fold=0, **overrides):
+    """A run folder with an untrained tiny model; `overrides` are ModelConfig fields."""
     from emotf.model import build_model
 
     config = tiny_model_config(**overrides)
@@ -208,10 +209,10 @@ def make_run(run, **overrides):
                 "config": {
                     "model": config.to_dict(),
                     "batch_size": 2,
-                    "records": "",
+                    "records": str(records),
                     "sampling": {},
                 },
-                "folds": {"train": [2, 3], "validation": [1], "test": 0},
+                "folds": {"train": [2, 3], "validation": [1], "test": test_fold},
             }
         )
     )
@@ -352,26 +353,10 @@ def write_real_name_shards(out_dir, folds=(0, 1), frame_size=32):
 def test_glue_on_record_shards_through_the_pipeline(tmp_path):
     """evaluate_model + accuracy_vs_segments with the default factory (emotf.pipeline)."""
     pytest.importorskip("emotf.pipeline")
-    from emotf.model import build_model
-
     records = write_real_name_shards(tmp_path / "records")
     # Frame size and spectrogram shape come from the model config, as in training.
-    config = tiny_model_config(num_segments=2, spectrogram_shape=(96, 60))
-    run = tmp_path / "run"
-    run.mkdir()
-    build_model(config).save(str(run / "model.keras"))
-    (run / "config.json").write_text(
-        json.dumps(
-            {
-                "config": {
-                    "model": config.to_dict(),
-                    "batch_size": 2,
-                    "records": str(records),
-                },
-                "folds": {"test": 1},
-            }
-        )
-    )
+    run = make_run(tmp_path / "run", records=records, test_fold=1, num_segments=2,
+                   spectrogram_shape=(96, 60))
     report = evaluate_model(run)
     predictions = read_predictions(run / "evaluation" / "predictions.csv")
     assert sorted(predictions["clip_ids"]) == [
