@@ -123,8 +123,11 @@ def make_dataset(
         seed: the same seed (and epoch) gives the same batches.
         epoch: folded into the seed, for loops that rebuild the dataset every epoch.
         shuffle_buffer: clips in the shuffle buffer (training only).
-        cache: False, True (memory) or a file path prefix; caches parsed clips (before any
-            random sampling).
+        cache: False, True (memory) or a file path prefix; caches the serialised records
+            (before any random sampling). Later epochs skip reading and, in training, the page
+            faults of a large shuffle buffer of fresh record buffers (~1 ms of CPU per clip,
+            docs/sampling.md); they read records in the first epoch's file order (the shuffle
+            buffer still reshuffles them).
         augment: stateless frame flips and spectrogram time/frequency masks (training only).
         drop_remainder: default: `training`.
         num_parallel_calls: for interleave, parsing and the sampling map. Default: the CPUs

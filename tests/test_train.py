@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from emotf.cli.train import main as train_main
 from emotf.model import ModelConfig
-from emotf.train import StaircaseDecay, TrainConfig, split_folds, train_all_folds, train_fold
+from emotf.schedules import StaircaseDecay
+from emotf.train import TrainConfig, split_folds, train_all_folds, train_fold
 
 N, CLIPS_PER_FOLD = 2, 12
 MODEL = ModelConfig(
@@ -136,9 +137,10 @@ def test_all_folds_summary_and_cli(tmp_path, monkeypatch):
     cfg_file.write_text(json.dumps({"model": MODEL.to_dict(), "epochs": 5, "verbose": 0}))
     out = tmp_path / "cli"
     assert train_main(["--records", "unused", "--fold", "2", "--out", str(out), "--config", str(cfg_file),
-                       "--epochs", "1", "--lr-schedule", "cosine", "--branch-weights", "independent"]) == 0
+                       "--epochs", "1", "--lr-schedule", "cosine", "--branch-weights", "independent",
+                       "--cache-records", "true"]) == 0
     resolved = json.loads((out / "config.json").read_text())["config"]
-    assert resolved["epochs"] == 1 and resolved["lr_schedule"] == "cosine"
+    assert resolved["epochs"] == 1 and resolved["lr_schedule"] == "cosine" and resolved["cache_records"]
     assert resolved["model"]["branch_weights"] == "independent" and resolved["model"]["frame_size"] == 16
     with pytest.raises(SystemExit):
         train_main(["--fold", "12", "--out", str(out)])
@@ -235,12 +237,38 @@ def test_fold_actors_are_disjoint_through_the_real_pipeline(tmp_path, monkeypatc
     assert train == {1001 + k for k in range(10)} - {1004, 1005}
 
 
+def test_cache_records_changes_only_where_records_come_from(tmp_path):
+    """Epoch 1 is identical with and without cache_records; a cached epoch 2 still draws new
+    samples of the same clips (the cache keeps epoch 1's file order; the buffer reshuffles)."""
+    from emotf.train import records_dataset
+
+    records = tmp_path / "records"
+    write_tiny_shards(records)
+    model = ModelConfig(num_segments=2, frame_size=32, spectrogram_shape=(16, 8))
+    epochs = {}
+    for cache in (False, True):
+        cfg = config(tmp_path, records=str(records), batch_size=4, model=model,
+                     cache_records=cache, sampling={"window_seconds": 0.128, "frame_length": 64,
+                                                    "frame_step": 16, "fft_length": 64,
+                                                    "num_mel_bins": 8})
+        dataset = records_dataset([0, 1, 2, 4], True, cfg)
+        epochs[cache] = [[(x["frames"].numpy(), x["spectrograms"].numpy(), y.numpy())
+                          for x, y in dataset] for _ in range(2)]
+    for cached, read in zip(epochs[True][0], epochs[False][0]):
+        for a, b in zip(cached, read):
+            np.testing.assert_array_equal(a, b)
+    first, second = epochs[True]
+    assert not np.array_equal(first[0][0], second[0][0])
+    labels = [np.sort(np.concatenate([y for _, _, y in epoch])) for epoch in (first, second)]
+    np.testing.assert_array_equal(*labels)
+
+
 def test_log_keeps_one_row_per_epoch(tmp_path):
-    from emotf.train import _read_log
+    from emotf.run_state import read_log
 
     log = tmp_path / "training_log.csv"
     log.write_text("epoch,loss,val_accuracy\n0,2.0,0.1\n1,1.5,0.2\n1,1.4,0.3\n2,1.0,0.5\n")
-    rows = _read_log(log)
+    rows = read_log(log)
     assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[1]["val_accuracy"] == 0.3
 
 
