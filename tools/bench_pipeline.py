@@ -6,8 +6,12 @@ mode), decode the N sampled JPEGs, compute the N log-mel spectrograms (same STFT
 parameters) and batch. The generator uses protobuf parsing, PIL, numpy and librosa in one
 Python thread, as a straightforward `tf.data.Dataset.from_generator` feed would.
 
-    python tools/bench_pipeline.py [--clips 64] [--epochs 3] [--batch-size 16]
-                                   [--mode train|eval|both]
+    python tools/bench_pipeline.py [--clips 256] [--epochs 3] [--batch-size 16]
+                                   [--mode train|eval|both] [--cache]
+
+`--cache` gives both sides the records in memory: `make_dataset(cache=True)` (what
+`emotf-train --cache-records true` uses) and a generator that reads a list of the serialised
+records instead of the file.
 
 Prints one JSON line per mode (training, then evaluation with the default `both`): pipeline
 and generator clips/s, their ratio, the cores used, the pipeline's clips/s per core, clips
@@ -69,8 +73,11 @@ def write_records(path: Path, clips: int, frames: int = 75, samples: int = 40000
 
 
 def python_generator(path: Path, config: SamplingConfig, batch_size: int, seed: int,
-                     training: bool = True):
-    """The baseline: parse, sample, decode N JPEGs (PIL), log-mel (librosa), batch."""
+                     training: bool = True, records: list[bytes] | None = None):
+    """The baseline: parse, sample, decode N JPEGs (PIL), log-mel (librosa), batch.
+
+    Reads `records` (serialised Examples in memory) when given, else the file at `path`.
+    """
     import librosa
     from PIL import Image
 
@@ -82,7 +89,8 @@ def python_generator(path: Path, config: SamplingConfig, batch_size: int, seed: 
     )
     n, length = config.num_segments, config.window_length
     frames_b, specs_b, labels_b = [], [], []
-    for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+    source = records if records is not None else tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    for raw in source:
         feat = tf.train.Example.FromString(raw).features.feature
         jpegs = feat[keys.VIDEO_FRAMES].bytes_list.value
         fps = feat[keys.VIDEO_FPS].float_list.value[0]
@@ -147,10 +155,12 @@ def _time_both(pipeline_iter, generator_iter, epochs: int) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=64)
+    parser.add_argument("--clips", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--mode", choices=("train", "eval", "both"), default="both")
+    parser.add_argument("--cache", action="store_true",
+                        help="records in memory on both sides (make_dataset cache=True)")
     args = parser.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     config = SamplingConfig()
@@ -160,13 +170,16 @@ def main(argv=None) -> dict:
         path = Path(tmp) / "fold-0-of-10-00000.tfrecord"
         write_records(path, args.clips)
         size_mb = path.stat().st_size / 1e6
+        in_memory = None
+        if args.cache:
+            in_memory = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
         for mode in modes:
             training = mode == "train"
             dataset = make_dataset(path, [0], training=training, config=config,
-                                   batch_size=args.batch_size, seed=0)
+                                   batch_size=args.batch_size, seed=0, cache=args.cache)
             totals = _time_both(
                 lambda: dataset,
-                lambda: python_generator(path, config, args.batch_size, 0, training),
+                lambda: python_generator(path, config, args.batch_size, 0, training, in_memory),
                 args.epochs,
             )
             results.append(_result(mode, totals, cores, args, size_mb))
@@ -194,6 +207,7 @@ def _result(mode, totals, cores, args, size_mb) -> dict:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "record_mb": round(size_mb, 1),
+        "cache": args.cache,
     }
 
 
