@@ -110,7 +110,8 @@ class TrainConfig:
 DatasetFn = Callable[..., tf.data.Dataset]
 
 
-def _call_factory(dataset_fn, folds, training, config, epoch=0):
+def call_factory(dataset_fn, folds, training, config, epoch=0) -> tf.data.Dataset:
+    """`dataset_fn(folds, training, config[, epoch=epoch])`: `epoch` only if it is accepted."""
     import inspect
 
     try:
@@ -195,7 +196,7 @@ def environment() -> dict:
     }
 
 
-def _num_batches(dataset: tf.data.Dataset, config: TrainConfig, folds) -> int:
+def num_batches(dataset: tf.data.Dataset, config: TrainConfig, folds) -> int:
     """Training batches per epoch (for the schedules), without decoding any clip if possible."""
     n = int(dataset.cardinality())
     if n >= 0:
@@ -262,13 +263,13 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
 
     with precision_policy(config.precision) as policy:
         first_epoch = completed_epochs(run)
-        train_ds = _call_factory(dataset_fn, train_folds, True, config, first_epoch)
-        val_ds = _call_factory(dataset_fn, val_folds, False, config, first_epoch)
+        train_ds = call_factory(dataset_fn, train_folds, True, config, first_epoch)
+        val_ds = call_factory(dataset_fn, val_folds, False, config, first_epoch)
         if int(val_ds.cardinality()) < 0 and config.records and Path(config.records).is_dir():
             # A known size: Keras then does not warn that validation "ran out of data".
             val_batches = -(-count_clips(config.records, val_folds) // config.batch_size)
             val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(val_batches))
-        steps = config.steps_per_epoch or _num_batches(train_ds, config, train_folds)
+        steps = config.steps_per_epoch or num_batches(train_ds, config, train_folds)
         if config.steps_per_epoch:
             train_ds = train_ds.repeat()
         elif int(train_ds.cardinality()) < 0:
@@ -297,7 +298,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
             trainer.load_weights(str(best))
         model.save(str(run / "model.keras"))
         # The one look at the test fold.
-        y_true, probs = _predict(model, _call_factory(dataset_fn, [test_fold], False, config))
+        y_true, probs = _predict(model, call_factory(dataset_fn, [test_fold], False, config))
 
     val_acc = [row.get("val_accuracy", float("nan")) for row in log]
     metrics = {

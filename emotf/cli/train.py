@@ -72,16 +72,21 @@ def _add_fields(parser, cls, skip=()):
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """--config, --sampling and one flag per TrainConfig / ModelConfig field (not --fold)."""
     from emotf.train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="emotf-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
-    parser.add_argument("--fold", help="test fold 0..9, or 'all' for the 10-fold cross-validation")
     parser.add_argument("--sampling", action="append", default=[], metavar="KEY=VALUE",
                         help="a SamplingConfig field (VALUE parsed as JSON when it can be)")
     _add_fields(parser, TrainConfig, skip=("model", "sampling", "fold"))
     _add_fields(parser.add_argument_group("model"), ModelConfig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emotf-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fold", help="test fold 0..9, or 'all' for the 10-fold cross-validation")
+    add_config_flags(parser)
     return parser
 
 
