@@ -10,9 +10,9 @@ this module writes, in the real layout and names::
 (Real CREMA-D video is On2 VP6 at 29.97 fps; nothing encodes VP6, so the sample uses the FLV1
 codec: readers must not depend on the codec and must read the frame rate from the stream.)
 
-Video: the astronaut's head from `skimage.data.astronaut()` (about 112x140 px, face box about
-81x81 px, which MTCNN finds) drifts smoothly (a sinusoid plus a slow drift, at most a few px per
-frame) over a textured green-screen background with per-frame pixel noise.
+This module picks the clips and draws each one's parameters (`ClipPlan`); `emotf.synthetic_media`
+renders and writes the media (a moving, tinted astronaut face on a green screen; speech-like
+audio). Its `render_frames` and `render_audio` are re-exported here.
 
 Emotion cues, planted so that neither modality alone suffices and the pair does:
 
@@ -37,11 +37,8 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import wave
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +51,7 @@ from emotf.cremad import (
     canonical_folds,
     parse_clip_name,
 )
+from emotf.synthetic_media import face_boxes, render_audio, render_frames, write_flv, write_wav
 
 SAMPLE_FORMAT_VERSION = 1
 VIDEO_DIR, AUDIO_DIR, SAMPLE_JSON = "VideoFlash", "AudioWAV", "sample.json"
@@ -61,10 +59,6 @@ VIDEO_DIR, AUDIO_DIR, SAMPLE_JSON = "VideoFlash", "AudioWAV", "sample.json"
 # Emotion -> cue group per modality (see the module docstring's table).
 VIDEO_GROUP: dict[str, int] = {"ANG": 0, "DIS": 0, "FEA": 1, "HAP": 1, "NEU": 2, "SAD": 2}
 AUDIO_GROUP: dict[str, int] = {"ANG": 0, "SAD": 0, "DIS": 1, "FEA": 1, "HAP": 2, "NEU": 2}
-
-# The head region in skimage's astronaut (rows, cols); the box MTCNN finds there (x0, y0, x1, y1).
-_HEAD_ROWS, _HEAD_COLS = slice(8, 208), slice(148, 308)
-_FACE_IN_SOURCE = np.array([167.0, 57.0, 283.0, 173.0])
 
 
 @dataclass(frozen=True)
@@ -231,40 +225,6 @@ def clip_plan(clip: str | Path | ClipName, config: SampleConfig) -> ClipPlan:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Video
-
-
-@lru_cache(maxsize=4)
-def _head(head_height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(head RGB float32 [h,w,3], soft elliptical alpha [h,w,1], face box in head coords)."""
-    import cv2
-    from skimage import data
-
-    src = data.astronaut()[_HEAD_ROWS, _HEAD_COLS]
-    scale = head_height / src.shape[0]
-    w = int(round(src.shape[1] * scale))
-    head = cv2.resize(src, (w, head_height), interpolation=cv2.INTER_AREA).astype(np.float32)
-    yy, xx = np.mgrid[0:head_height, 0:w]
-    r = np.hypot((xx - (w - 1) / 2) / (w / 2), (yy - (head_height - 1) / 2) / (head_height / 2))
-    alpha = np.clip((1.0 - r) / 0.12, 0.0, 1.0)[..., None].astype(np.float32)
-    offset = np.array([_HEAD_COLS.start, _HEAD_ROWS.start] * 2, dtype=np.float64)
-    return head, alpha, (_FACE_IN_SOURCE - offset) * scale
-
-
-def _head_positions(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
-    """Integer top-left corner (x, y) of the pasted head per frame: int64 [T, 2]."""
-    head, _, _ = _head(config.head_height)
-    h, w = head.shape[:2]
-    cx, cy, ax, ay, px, py, phx, phy, vx, vy = plan.motion
-    t = np.arange(plan.num_frames) / config.fps
-    x = cx + ax * np.sin(2 * np.pi * t / px + phx) + vx * t - w / 2
-    y = cy + ay * np.sin(2 * np.pi * t / py + phy) + vy * t - h / 2
-    x = np.clip(np.round(x), 0, config.width - w)
-    y = np.clip(np.round(y), 0, config.height - h)
-    return np.stack([x, y], axis=1).astype(np.int64)
-
-
 def planted_face_boxes(clip: str | Path | ClipName, config: SampleConfig) -> np.ndarray:
     """The planted face's box in every frame of a clip: float32 [T, 4], pixels (x0, y0, x1, y1).
 
@@ -272,122 +232,7 @@ def planted_face_boxes(clip: str | Path | ClipName, config: SampleConfig) -> np.
     moved with the head; `clip` is a clip id, a media path or a `ClipName`. The same boxes are
     written into `sample.json` (`clips[i]["face_boxes"]`).
     """
-    plan = clip_plan(clip, config)
-    _, _, face = _head(config.head_height)
-    pos = _head_positions(plan, config).astype(np.float64)
-    return (np.tile(pos, 2) + face[None, :]).astype(np.float32)
-
-
-def _background(config: SampleConfig, rng: np.random.Generator) -> np.ndarray:
-    """A green-screen background with smooth blotches: uint8 [H, W, 3]."""
-    import cv2
-
-    coarse = rng.normal(0.0, 1.0, size=(9, 12, 3)).astype(np.float32)
-    texture = cv2.resize(coarse, (config.width, config.height), interpolation=cv2.INTER_CUBIC)
-    base = np.array([45.0, 160.0, 70.0]) + rng.normal(0.0, 8.0, size=3)
-    shade = np.linspace(1.05, 0.9, config.height, dtype=np.float32)[:, None, None]
-    return np.clip(base * shade + 10.0 * texture, 0, 255).astype(np.uint8)
-
-
-def render_frames(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
-    """The clip's video frames: uint8 [T, H, W, 3] RGB (before encoding)."""
-    head, alpha, _ = _head(config.head_height)
-    h, w = head.shape[:2]
-    rng = np.random.default_rng(plan.noise_seed)
-    bg = _background(config, rng)
-    gain, *cast = plan.light
-    tint = np.full(3, -0.5 * config.tint * plan.video_strength)
-    tint[plan.video_group] = config.tint * plan.video_strength
-    face = np.clip(head * gain + np.asarray(cast) + tint, 0, 255)
-    # A few noise frames, cycled: per-frame sensor noise at a fraction of the cost.
-    noise = rng.integers(-4, 5, size=(4, config.height, config.width, 3), dtype=np.int16)
-    frames = np.empty((plan.num_frames, config.height, config.width, 3), np.uint8)
-    for i, (x, y) in enumerate(_head_positions(plan, config)):
-        frame = bg.astype(np.int16) + noise[i % len(noise)]
-        patch = frame[y:y + h, x:x + w]
-        patch[:] = alpha * face + (1.0 - alpha) * patch
-        np.clip(frame, 0, 255, out=frame)
-        frames[i] = frame
-    return frames
-
-
-# ---------------------------------------------------------------------------------------------
-# Audio
-
-
-def render_audio(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
-    """Speech-like audio: int16 [S] mono at `config.sample_rate`.
-
-    A harmonic series (up to ~4 kHz, amplitudes k^-tilt with two formant bumps) on a wandering
-    f0, an amplitude envelope of syllables at `plan.syllable_rate_hz`, white noise at
-    `plan.snr_db`; peak-normalised to half full scale, 10 ms fades at both ends.
-    """
-    sr = config.sample_rate
-    rng = np.random.default_rng([plan.noise_seed, 1])
-    t = np.arange(plan.num_samples) / sr
-    ph = rng.uniform(0, 2 * np.pi, size=4)
-    f0 = plan.f0_hz * np.exp(0.08 * np.sin(2 * np.pi * 0.6 * t + ph[0])
-                             + 0.04 * np.sin(2 * np.pi * 1.7 * t + ph[1]))
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    k = np.arange(1, max(2, int(4000 // (plan.f0_hz * 1.2))) + 1)
-    fk = k * plan.f0_hz
-    amps = k ** -plan.tilt * (1 + 1.5 * np.exp(-((fk - 600) / 250) ** 2)
-                              + 0.8 * np.exp(-((fk - 1700) / 350) ** 2))
-    offsets = rng.uniform(0, 2 * np.pi, size=len(k))
-    voiced = (amps[:, None] * np.sin(k[:, None] * phase[None, :] + offsets[:, None])).sum(0)
-    rate = plan.syllable_rate_hz * (1 + 0.15 * np.sin(2 * np.pi * 0.5 * t + ph[2]))
-    syllable = np.cumsum(rate) / sr * 2 * np.pi + ph[3]
-    env = 0.15 + 0.85 * ((1 - np.cos(syllable)) / 2) ** 1.5
-    signal = voiced * env
-    signal /= np.sqrt(np.mean(signal**2)) + 1e-12
-    signal += rng.normal(0.0, 10 ** (-plan.snr_db / 20), size=signal.shape)
-    fade = min(len(t) // 2, sr // 100)
-    if fade:
-        ramp = np.linspace(0.0, 1.0, fade)
-        signal[:fade] *= ramp
-        signal[-fade:] *= ramp[::-1]
-    signal *= 0.5 / (np.abs(signal).max() + 1e-12)
-    return np.round(signal * 32767).astype(np.int16)
-
-
-def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(sample_rate)
-        f.writeframes(pcm.astype("<i2").tobytes())
-
-
-def _write_flv(path: Path, frames: np.ndarray, pcm: np.ndarray, config: SampleConfig) -> None:
-    """FLV with FLV1 video at `config.fps` and MP3 (AAC if MP3 is missing) audio, resampled
-    by FFmpeg from `config.sample_rate` to `config.flv_audio_rate`."""
-    import av
-
-    rate = Fraction(config.fps).limit_denominator(1001)
-    with av.open(str(path), "w", format="flv") as out:
-        video = out.add_stream("flv", rate=rate)
-        video.width, video.height, video.pix_fmt = config.width, config.height, "yuv420p"
-        video.bit_rate = config.video_bit_rate
-        try:
-            audio = out.add_stream("mp3", rate=config.flv_audio_rate)
-        except (ValueError, av.error.FFmpegError):
-            audio = out.add_stream("aac", rate=config.flv_audio_rate)
-        audio.layout = "mono"
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            frame.time_base = 1 / rate
-            out.mux(video.encode(frame))
-        out.mux(video.encode())
-        chunk = config.sample_rate // 10
-        for start in range(0, len(pcm), chunk):
-            frame = av.AudioFrame.from_ndarray(pcm[None, start:start + chunk], format="s16",
-                                               layout="mono")
-            frame.sample_rate = config.sample_rate
-            frame.pts = start
-            frame.time_base = Fraction(1, config.sample_rate)
-            out.mux(audio.encode(frame))
-        out.mux(audio.encode())
+    return face_boxes(clip_plan(clip, config), config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,8 +246,8 @@ def _make_clip(args: tuple[str, str, SampleConfig]) -> dict:
     pcm = render_audio(plan, config)
     wav = out_dir / AUDIO_DIR / f"{clip_id}.wav"
     flv = out_dir / VIDEO_DIR / f"{clip_id}.flv"
-    _write_wav(wav, pcm, config.sample_rate)
-    _write_flv(flv, render_frames(plan, config), pcm, config)
+    write_wav(wav, pcm, config.sample_rate)
+    write_flv(flv, render_frames(plan, config), pcm, config)
     record = {k: v for k, v in dataclasses.asdict(plan).items() if k != "name"}
     record.update(
         clip_id=clip_id,
