@@ -6,54 +6,32 @@ import tensorflow as tf
 
 from emotf import keys
 from emotf.pipeline import make_dataset, record_files
-from emotf.records import ClipRecord, make_example, parse_example
-from emotf.sampling import SamplingConfig, extract_audio_windows, sample_clip
-
-RATE = 1000
-SMALL = SamplingConfig(
-    num_segments=3,
-    window_seconds=0.128,
-    max_offset_seconds=0.02,
-    sample_rate=RATE,
-    frame_size=16,
-    frame_length=32,
-    frame_step=8,
-    fft_length=32,
-    num_mel_bins=8,
-    time_bins=13,
-    freq_bins=8,
+from emotf.records import parse_example
+from emotf.sampling import extract_audio_windows, sample_clip
+from tests.helpers_sampling import (
+    TINY_RATE,
+    clip_record,
+    first_record,
+    frame_index,
+    read_records,
+    sample_parsed,
+    sample_serialized,
+    tiny_config,
+    write_records,
 )
 
-
-def _clip(i: int, num_frames: int, fold: int = 0, size: int = 16, fps: float = 10.0, rate=RATE):
-    """Frame k is a flat image of value 3k; audio sample n holds n + 1 (time = n / RATE)."""
-    frames = [
-        tf.io.encode_jpeg(np.full([size, size, 3], 3 * k, np.uint8), quality=100).numpy()
-        for k in range(num_frames)
-    ]
-    num_samples = int(num_frames / fps * rate)
-    return ClipRecord(
-        clip_id=f"{1001 + i}_DFA_ANG_XX", actor_id=1001 + i, sentence="DFA", emotion="ANG",
-        label=i % 6, intensity="XX", fold=fold, fps=fps, frames_jpeg=frames,
-        face_boxes=np.zeros([num_frames, 4], np.float32),
-        face_detected=np.ones([num_frames], np.int64), source_size=(size, size),
-        sample_rate=rate, pcm16=np.arange(1, num_samples + 1, dtype=np.int16),
-    )
-
-
-def _write(path, clips):
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for clip in clips:
-            writer.write(make_example(clip).SerializeToString())
-    return path
+RATE = TINY_RATE
+SMALL = tiny_config(max_offset_seconds=0.02, time_bins=13)
 
 
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("records")
-    _write(folder / "fold-0-of-10-00000.tfrecord", [_clip(i, 20 + 3 * i) for i in range(5)])
-    _write(folder / "fold-1-of-10-00000.tfrecord", [_clip(9, 2, fold=1)])  # fewer frames than N
-    _write(folder / "fold-2-of-10-00000.tfrecord", [_clip(8, 30, fold=2)])
+    write_records(folder / "fold-0-of-10-00000.tfrecord",
+                  [clip_record(i, 20 + 3 * i) for i in range(5)])
+    write_records(folder / "fold-1-of-10-00000.tfrecord",
+                  [clip_record(9, 2, fold=1)])  # fewer frames than N
+    write_records(folder / "fold-2-of-10-00000.tfrecord", [clip_record(8, 30, fold=2)])
     return folder
 
 
@@ -65,15 +43,11 @@ def _collect(dataset):
 def test_sampled_audio_centre_within_b_of_sampled_frame(records_dir, training):
     """End to end on a record: decoded frame value gives j, window values give the start."""
     config, length = SMALL, SMALL.window_length
-    for raw in tf.data.TFRecordDataset([str(p) for p in record_files(records_dir, [0, 1])]):
+    for raw in read_records(records_dir, [0, 1]):
         r = parse_example(raw)
         for s in range(4):
-            out = sample_clip(
-                r[keys.VIDEO_FRAMES], r[keys.PARSED_NUM_FRAMES], r[keys.VIDEO_FPS],
-                r[keys.PARSED_WAVEFORM], r[keys.PARSED_NUM_SAMPLES],
-                r[keys.AUDIO_SAMPLE_RATE], config, training, [s, 7],
-            )
-            j = np.round(out["frames"].numpy()[:, 8, 8, 0] / 3).astype(int)
+            out = sample_parsed(r, config, training, [s, 7])
+            j = frame_index(out["frames"])
             np.testing.assert_array_equal(j, out["frame_indices"])
             windows = extract_audio_windows(
                 r[keys.PARSED_WAVEFORM], out["audio_starts"], length, r[keys.PARSED_NUM_SAMPLES]
@@ -93,7 +67,8 @@ def test_sampled_audio_centre_within_b_of_sampled_frame(records_dir, training):
 
 
 def test_default_shapes_and_dtypes(tmp_path):
-    path = _write(tmp_path / "fold-3-of-10-00000.tfrecord", [_clip(0, 12, 3, size=224, rate=16000)] * 2)
+    path = write_records(tmp_path / "fold-3-of-10-00000.tfrecord",
+                         [clip_record(0, 12, 3, size=224, rate=16000)] * 2)
     ds = make_dataset(path, [3], training=True, batch_size=2, seed=1)
     assert ds.element_spec[0]["frames"].shape.as_list() == [2, 10, 224, 224, 3]
     (features, labels), = _collect(ds)
@@ -122,7 +97,7 @@ def _frames_seen(dataset):
     """clip_id -> sampled frame indices (decoded from the pixel values), for one pass."""
     seen = {}
     for features, _, meta in dataset:
-        j = np.round(features["frames"].numpy()[:, :, 8, 8, 0] / 3).astype(int)
+        j = frame_index(features["frames"])
         for clip_id, row in zip(meta["clip_id"].numpy(), j):
             seen[clip_id] = tuple(row)
     return seen
@@ -142,15 +117,10 @@ def test_training_repeatable_by_seed_and_varies_by_epoch(records_dir):
 
 
 def test_same_function_eager_and_in_tf_data(records_dir):
-    raw = next(iter(tf.data.TFRecordDataset(str(record_files(records_dir, [2])[0]))))
+    raw = first_record(records_dir, 2)
 
     def run(serialized, seed):
-        r = parse_example(serialized)
-        return sample_clip(
-            r[keys.VIDEO_FRAMES], r[keys.PARSED_NUM_FRAMES], r[keys.VIDEO_FPS],
-            r[keys.PARSED_WAVEFORM], r[keys.PARSED_NUM_SAMPLES], r[keys.AUDIO_SAMPLE_RATE],
-            SMALL, True, seed,
-        )
+        return sample_serialized(serialized, SMALL, True, seed)
 
     seed = tf.constant([4, 2], tf.int64)
     eager = run(raw, seed)
@@ -167,7 +137,7 @@ def test_augment_and_cache_run(records_dir, tmp_path):
 
 
 def test_parse_example_subset_of_keys(records_dir):
-    raw = next(iter(tf.data.TFRecordDataset(str(record_files(records_dir, [2])[0]))))
+    raw = first_record(records_dir, 2)
     full = parse_example(raw)
     lean = parse_example(raw, [keys.VIDEO_FRAMES, keys.PARSED_NUM_FRAMES, keys.PARSED_WAVEFORM,
                                keys.LABEL])
@@ -191,8 +161,7 @@ def test_record_files_and_errors(records_dir):
 
 def test_padded_uint8_batch_through_map_fn_matches_record_path(records_dir):
     """The serving shape: padded uint8 frames [B, T, ...] + counts, the same sample_clip."""
-    clips = [parse_example(raw) for raw in tf.data.TFRecordDataset(
-        [str(p) for p in record_files(records_dir, [0, 1])])][:3]
+    clips = [parse_example(raw) for raw in read_records(records_dir, [0, 1])][:3]
     t_max = max(int(c[keys.PARSED_NUM_FRAMES]) for c in clips)
     s_max = max(int(c[keys.PARSED_NUM_SAMPLES]) for c in clips)
     frames = np.zeros([3, t_max, 16, 16, 3], np.uint8)
@@ -216,11 +185,7 @@ def test_padded_uint8_batch_through_map_fn_matches_record_path(records_dir):
 
     served = serve(frames, counts, waves, samples).numpy()
     for i, c in enumerate(clips):
-        direct = sample_clip(
-            c[keys.VIDEO_FRAMES], c[keys.PARSED_NUM_FRAMES], c[keys.VIDEO_FPS],
-            c[keys.PARSED_WAVEFORM], c[keys.PARSED_NUM_SAMPLES], c[keys.AUDIO_SAMPLE_RATE],
-            SMALL, False,
-        )
+        direct = sample_parsed(c, SMALL, False)
         # Batched graph kernels vs eager ones differ by float rounding, which the log and the
         # standardisation amplify in near-empty mel bands of this tiny config; leaked padding
         # (0.5) or a shifted window would differ by O(1).
@@ -228,8 +193,7 @@ def test_padded_uint8_batch_through_map_fn_matches_record_path(records_dir):
 
 
 def test_gzip_shards(tmp_path):
-    path = tmp_path / "fold-4-of-10-00000.tfrecord.gz"
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        writer.write(make_example(_clip(1, 6, fold=4)).SerializeToString())
+    write_records(tmp_path / "fold-4-of-10-00000.tfrecord.gz", [clip_record(1, 6, fold=4)],
+                  options="GZIP")
     (features, labels), = _collect(make_dataset(tmp_path, [4], training=False, config=SMALL))
     assert features["frames"].shape == (1, 3, 16, 16, 3) and labels.tolist() == [1]

@@ -20,19 +20,9 @@ from emotf.sampling import (
     spectrogram,
     window_length_for,
 )
+from tests.helpers_sampling import flat_frames, tiny_config
 
-SMALL = SamplingConfig(
-    num_segments=3,
-    window_seconds=0.128,
-    sample_rate=1000,
-    frame_size=16,
-    frame_length=32,
-    frame_step=8,
-    fft_length=32,
-    num_mel_bins=8,
-    time_bins=12,
-    freq_bins=8,
-)
+SMALL = tiny_config()
 
 clip_params = st.fixed_dictionaries(
     {
@@ -170,14 +160,16 @@ def test_spectrogram_resizes_when_stft_shape_differs():
     assert spectrogram(tf.random.normal([1, other.window_length]), other).shape == (1, 192, 120, 1)
 
 
-def _decoded_clip(num_frames=9, size=16):
-    frames = np.stack([np.full([size, size, 3], 10 * k, np.uint8) for k in range(num_frames)])
+@pytest.fixture
+def decoded_clip():
+    """9 flat uint8 frames of value 10k (16 px) and 2000 nonzero audio samples (fresh per test)."""
+    frames = flat_frames(9, size=16, step=10)
     wave = (np.arange(2000, dtype=np.float32) + 1) / 4000.0
     return frames, wave
 
 
-def test_sample_clip_uint8_and_jpeg_agree_and_eager_equals_tf_function():
-    frames, wave = _decoded_clip()
+def test_sample_clip_uint8_and_jpeg_agree_and_eager_equals_tf_function(decoded_clip):
+    frames, wave = decoded_clip
     jpegs = tf.stack([tf.io.encode_jpeg(f, quality=100) for f in frames])
     args = dict(num_frames=9, fps=5.0, waveform=wave, num_samples=2000, sample_rate=1000)
     eager = sample_clip(frames, config=SMALL, training=True, seed=[5, 6], **args)
@@ -192,14 +184,14 @@ def test_sample_clip_uint8_and_jpeg_agree_and_eager_equals_tf_function():
     assert eager["frames"].dtype == tf.uint8 and eager["frames"].shape == (3, 16, 16, 3)
 
 
-def test_sample_clip_rejects_other_sample_rate():
-    frames, wave = _decoded_clip()
+def test_sample_clip_rejects_other_sample_rate(decoded_clip):
+    frames, wave = decoded_clip
     with pytest.raises(tf.errors.InvalidArgumentError, match="sample rate"):
         sample_clip(frames, 9, 5.0, wave, 2000, 8000, SMALL, False)
 
 
-def test_augment_is_seeded_and_keeps_shapes():
-    frames, wave = _decoded_clip()
+def test_augment_is_seeded_and_keeps_shapes(decoded_clip):
+    frames, wave = decoded_clip
     frames[:, :, :8] = 0  # left half dark so a flip is visible
     out = sample_clip(frames, 9, 5.0, wave, 2000, 1000, SMALL, True, [1, 1])
     a = [augment_clip(out, [s, 0]) for s in range(8)]
