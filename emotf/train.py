@@ -214,6 +214,26 @@ def num_batches(dataset: tf.data.Dataset, config: TrainConfig, folds) -> int:
     return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
 
 
+def fit_datasets(dataset_fn: DatasetFn, config: TrainConfig, train_folds, val_folds, epoch: int = 0):
+    """(training dataset, validation dataset, steps per epoch) ready for `keras.Model.fit`.
+
+    Sizes are made known to Keras (exact progress bars; the end of the data is not taken for
+    an interruption, no "ran out of data" warning); with `steps_per_epoch` set the training
+    data repeats.
+    """
+    train_ds = call_factory(dataset_fn, train_folds, True, config, epoch)
+    val_ds = call_factory(dataset_fn, val_folds, False, config, epoch)
+    if int(val_ds.cardinality()) < 0 and config.records and Path(config.records).is_dir():
+        val_batches = -(-count_clips(config.records, val_folds) // config.batch_size)
+        val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(val_batches))
+    steps = config.steps_per_epoch or num_batches(train_ds, config, train_folds)
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    elif int(train_ds.cardinality()) < 0:
+        train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
+    return train_ds, val_ds, steps
+
+
 def _predict(model: keras.Model, dataset: tf.data.Dataset):
     labels, probs = [], []
     for x, y in dataset:
@@ -263,19 +283,9 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
 
     with precision_policy(config.precision) as policy:
         first_epoch = completed_epochs(run)
-        train_ds = call_factory(dataset_fn, train_folds, True, config, first_epoch)
-        val_ds = call_factory(dataset_fn, val_folds, False, config, first_epoch)
-        if int(val_ds.cardinality()) < 0 and config.records and Path(config.records).is_dir():
-            # A known size: Keras then does not warn that validation "ran out of data".
-            val_batches = -(-count_clips(config.records, val_folds) // config.batch_size)
-            val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(val_batches))
-        steps = config.steps_per_epoch or num_batches(train_ds, config, train_folds)
-        if config.steps_per_epoch:
-            train_ds = train_ds.repeat()
-        elif int(train_ds.cardinality()) < 0:
-            # A known epoch length: exact progress bars, and Keras does not take the end of
-            # the data for an interruption.
-            train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
+        train_ds, val_ds, steps = fit_datasets(
+            dataset_fn, config, train_folds, val_folds, first_epoch
+        )
         model = build_model(config.model)
         trainer = training_model(model)
         trainer.compile(

@@ -6,7 +6,7 @@ folds after K). The test fold is never read: pick hyperparameters here, then run
 `emotf-train --config OUT/best_config.json` (or `--fold all`) to get the reported accuracy.
 
 OUT holds keras-tuner's project (`OUT/search/`: oracle state, one folder per trial with its
-best-epoch weights; a search re-run with the same OUT continues where it stopped and does not
+best-epoch weights; every trial sees the same samples (the base seed), so one fit per trial; a search re-run with the same OUT continues where it stopped and does not
 redo finished trials), `OUT/tensorboard/` (one run per trial and execution), `trials.json`
 (every finished trial, best first) and `best_config.json` (the best trial as a full
 `TrainConfig`, in the `RUN/config.json` layout that `emotf-train --config` reads).
@@ -25,14 +25,7 @@ import keras_tuner
 from emotf.model import build_model, training_model
 from emotf.precision import precision_policy
 from emotf.schedules import LR_SCHEDULES, make_schedule
-from emotf.train import (
-    DatasetFn,
-    TrainConfig,
-    call_factory,
-    num_batches,
-    records_dataset,
-    split_folds,
-)
+from emotf.train import DatasetFn, TrainConfig, fit_datasets, records_dataset, split_folds
 
 TUNERS = ("random", "bayesian", "hyperband")
 
@@ -87,7 +80,6 @@ class TuneConfig:
             from `train.epochs`).
         tuner: "random", "bayesian" (Gaussian-process) or "hyperband".
         search: names from `SEARCH_SPACE`.
-        executions_per_trial: fits per trial, their objective averaged (noisy small folds).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -95,7 +87,6 @@ class TuneConfig:
     max_trials: int = 10
     tuner: str = "random"
     search: tuple[str, ...] = DEFAULT_SEARCH
-    executions_per_trial: int = 1
 
     def __post_init__(self):
         if isinstance(self.train, dict):
@@ -109,11 +100,8 @@ class TuneConfig:
             )
         if self.tuner not in TUNERS:
             raise ValueError(f"tuner must be one of {TUNERS}. Received: tuner={self.tuner!r}")
-        if self.max_trials < 1 or self.executions_per_trial < 1:
-            raise ValueError(
-                "max_trials and executions_per_trial must be >= 1. Received: "
-                f"max_trials={self.max_trials}, executions_per_trial={self.executions_per_trial}"
-            )
+        if self.max_trials < 1:
+            raise ValueError(f"max_trials must be >= 1. Received: max_trials={self.max_trials}")
 
 
 def trial_config(config: TuneConfig, hp: keras_tuner.HyperParameters) -> TrainConfig:
@@ -129,7 +117,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
 
     `build` compiles the training model (SGD with the trial's schedule); `fit` trains on the
     training folds and validates on the validation folds. Datasets come from `dataset_fn`
-    (`emotf.train.DatasetFn`), built per batch size.
+    (`emotf.train.DatasetFn`), rebuilt for every trial.
     """
 
     def __init__(self, config: TuneConfig, dataset_fn: DatasetFn | None = None):
@@ -139,20 +127,15 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         self.train_folds, self.val_folds, _ = split_folds(
             config.train.fold, config.train.validation_folds
         )
-        self._train_sets: dict[int, tuple] = {}
-
-    def _training_data(self, trial: TrainConfig):
-        """(dataset, batches per epoch) for the trial's batch size, built once per size."""
-        if trial.batch_size not in self._train_sets:
-            dataset = call_factory(self.dataset_fn, self.train_folds, True, trial)
-            steps = trial.steps_per_epoch or num_batches(dataset, trial, self.train_folds)
-            self._train_sets[trial.batch_size] = (dataset, steps)
-        return self._train_sets[trial.batch_size]
+        self._datasets = None  # (training, validation, steps) of the trial being built
 
     def build(self, hp):
         trial = trial_config(self.config, hp)
         keras.utils.set_random_seed(trial.seed)
-        _, steps = self._training_data(trial)
+        # Fresh datasets with the base seed for every trial: all trials see the same samples,
+        # so their scores differ by the hyperparameters only.
+        self._datasets = fit_datasets(self.dataset_fn, trial, self.train_folds, self.val_folds)
+        _, _, steps = self._datasets
         trainer = training_model(build_model(trial.model))
         trainer.compile(
             optimizer=keras.optimizers.SGD(make_schedule(trial, steps), momentum=trial.momentum),
@@ -163,10 +146,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, *args, **kwargs):
         trial = trial_config(self.config, hp)
-        dataset, steps = self._training_data(trial)
-        if trial.steps_per_epoch:
-            dataset = dataset.repeat()
-        validation = call_factory(self.dataset_fn, self.val_folds, False, trial)
+        dataset, validation, steps = self._datasets
         return model.fit(
             dataset,
             validation_data=validation,
@@ -183,7 +163,6 @@ def make_tuner(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> keras
     common = dict(
         hypermodel=EmotfHyperModel(config, dataset_fn),
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
-        executions_per_trial=config.executions_per_trial,
         seed=config.train.seed,
         directory=config.out,
         project_name="search",

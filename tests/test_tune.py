@@ -48,7 +48,7 @@ def test_rerun_continues_without_redoing_finished_trials(tmp_path):
     factory = FakeFactory()
     result = tune(tune_config(tmp_path, max_trials=2), factory)
     assert len(result["trials"]) == 2
-    # Only the one new trial trained (one training dataset per batch size, one validation).
+    # Only the one new trial trained (its training and validation datasets).
     assert sum(1 for training, _, _ in factory.served if training) == 1
     assert sum(1 for training, _, _ in factory.served if not training) == 1
     factory = FakeFactory()

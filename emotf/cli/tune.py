@@ -25,7 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tuner", choices=TUNERS, default="random")
     parser.add_argument("--search", default=",".join(DEFAULT_SEARCH),
                         help=f"comma-separated, from {', '.join(sorted(SEARCH_SPACE))}")
-    parser.add_argument("--executions-per-trial", type=int, default=1)
     add_config_flags(parser)
     return parser
 
@@ -45,7 +44,6 @@ def main(argv=None) -> int:
             max_trials=args.max_trials,
             tuner=args.tuner,
             search=tuple(name.strip() for name in args.search.split(",") if name.strip()),
-            executions_per_trial=args.executions_per_trial,
         )
     except (ValueError, TypeError) as error:
         parser.error(str(error))
