@@ -1,71 +1,84 @@
-"""Hyperparameter search with keras-tuner on one cross-validation fold's validation folds.
+"""Hyperparameter search with keras-tuner on one fold's validation folds (`emotf-tune`).
 
-Protocol (as in `emotf.train.train_fold`): for test fold K, the search trains on the training
-folds and scores each trial by its best `val_accuracy` on the validation folds (the next
-folds after K). The test fold is never read: pick hyperparameters here, then run
-`emotf-train --config OUT/best_config.json` (or `--fold all`) to get the reported accuracy.
+Protocol (the same split as `emotf.train.train_fold`): for test fold K, every trial trains on
+the training folds of `split_folds(K, validation_folds)` and is scored by its best-epoch
+`val_accuracy` on the validation folds (by default fold K+1). **The test fold K is never read**
+(no dataset, no record file, no clip count): choose here, then report with
+`emotf-train --config OUT/best_config.json`, which trains once more and tests on fold K.
 
-OUT holds keras-tuner's project (`OUT/search/`: oracle state, one folder per trial with its
-best-epoch weights; every trial sees the same samples (the base seed), so one fit per trial; a search re-run with the same OUT continues where it stopped and does not
-redo finished trials), `OUT/tensorboard/` (one run per trial and execution), `trials.json`
-(every finished trial, best first) and `best_config.json` (the best trial as a full
-`TrainConfig`, in the `RUN/config.json` layout that `emotf-train --config` reads).
+Every trial rebuilds its datasets with the base seed and starts from the same initial weights
+(`keras.utils.set_random_seed(train.seed)`), so trials see the same samples in the same order
+(up to the batch size) and their scores differ by the hyperparameters, not by the draw.
+
+OUT holds:
+    search/             keras-tuner's project: `oracle.json`, `trial_<id>/` (trial.json, the
+                        best epoch's weights). A search re-run with the same OUT reloads it,
+                        keeps the finished trials, retries the one that was interrupted and runs
+                        the rest up to `max_trials`.
+    tune_config.json    the search's TuneConfig; a re-run with another one is refused.
+    tensorboard/<id>/   one TensorBoard run per trial (with keras-tuner's HParams summary).
+    trials.json / .csv  every trial: id, status, best val_accuracy, its epoch, epochs trained,
+                        the Hyperband trial it continues, hyperparameters; best first,
+                        unfinished trials last.
+    best_config.json    the best trial as a full `TrainConfig` (`{"config": ..., "tuning": ...}`,
+                        the `RUN/config.json` layout that `emotf-train --config` reads).
 """
 
 from __future__ import annotations
 
+import csv
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
 
 import keras
 import keras_tuner
+import tensorflow as tf
 
 from emotf.model import build_model, training_model
-from emotf.precision import precision_policy
-from emotf.schedules import LR_SCHEDULES, make_schedule
-from emotf.train import DatasetFn, TrainConfig, fit_datasets, records_dataset, split_folds
+from emotf.precision import precision_policy, resolve_precision
+from emotf.schedules import make_schedule
+from emotf.train import (
+    DatasetFn,
+    TrainConfig,
+    call_factory,
+    environment,
+    fit_datasets,
+    num_batches,
+    records_dataset,
+    split_folds,
+)
 
 TUNERS = ("random", "bayesian", "hyperband")
 
-
-def _learning_rate(hp, base: TrainConfig) -> TrainConfig:
-    return replace(base, learning_rate=hp.Float("learning_rate", 1e-4, 1e-1, sampling="log"))
-
-
-def _lr_schedule(hp, base: TrainConfig) -> TrainConfig:
-    return replace(base, lr_schedule=hp.Choice("lr_schedule", list(LR_SCHEDULES)))
-
-
-def _momentum(hp, base: TrainConfig) -> TrainConfig:
-    return replace(base, momentum=hp.Choice("momentum", [0.0, 0.5, 0.9, 0.95]))
-
-
-def _batch_size(hp, base: TrainConfig) -> TrainConfig:
-    return replace(base, batch_size=hp.Choice("batch_size", [8, 16, 32]))
-
-
-def _dropout(hp, base: TrainConfig) -> TrainConfig:
-    return replace(base, model=replace(base.model, dropout=hp.Float("dropout", 0.0, 0.6, step=0.1)))
-
-
-def _fc_units(hp, base: TrainConfig) -> TrainConfig:
-    return replace(base, model=replace(base.model, fc_units=hp.Choice("fc_units", [64, 128, 256])))
-
-
-# What can be searched, and over which range: the optimiser knobs the paper fixes by hand
-# (SGD, lr 1e-3 with a staircase, momentum 0.9, batch 16) and the head's regularisation.
-# Widths and N stay with the user: they change the model's cost, not only its fit.
-SEARCH_SPACE: dict[str, Callable] = {
-    "learning_rate": _learning_rate,  # log-uniform in [1e-4, 1e-1]
-    "lr_schedule": _lr_schedule,  # paper / step / cosine / constant
-    "momentum": _momentum,  # 0, 0.5, 0.9, 0.95
-    "batch_size": _batch_size,  # 8, 16, 32
-    "dropout": _dropout,  # 0.0 .. 0.6 in steps of 0.1
-    "fc_units": _fc_units,  # 64, 128, 256
+# What can be searched: name -> how keras-tuner draws it. Names are TrainConfig fields, or
+# ModelConfig fields (MODEL_FIELDS). The optimiser knobs the paper fixes by hand (SGD, lr 1e-3
+# with a per-epoch staircase, momentum 0.9, batch 16) and the head's capacity/regularisation.
+# Widths and N are left out on purpose: they change the model's cost, not only its fit.
+SEARCH_SPACE = {
+    # log-uniform: SGD's useful rates span three decades (1e-3 is the paper's, cosine wants ~1e-2)
+    "learning_rate": lambda hp: hp.Float("learning_rate", 1e-4, 1e-1, sampling="log"),
+    # `step` is left out: it stops training after a few hundred steps (docs/training.md)
+    "lr_schedule": lambda hp: hp.Choice("lr_schedule", ["paper", "cosine", "constant"]),
+    # 0 = plain SGD; the effective step is lr / (1 - momentum)
+    "momentum": lambda hp: hp.Choice("momentum", [0.0, 0.5, 0.9, 0.95]),
+    # also sets the steps per epoch, so the paper schedule's shape changes with it
+    "batch_size": lambda hp: hp.Choice("batch_size", [8, 16, 32]),
+    # before the FC layer; the paper's 0.5 is in the middle
+    "dropout": lambda hp: hp.Float("dropout", 0.0, 0.6, step=0.1),
+    # 0 = the softmax classifier is the only FC layer (the paper's literal reading)
+    "fc_units": lambda hp: hp.Choice("fc_units", [0, 64, 128, 256]),
 }
+MODEL_FIELDS = ("dropout", "fc_units")
 DEFAULT_SEARCH = ("learning_rate", "lr_schedule", "dropout")
+# A continued search may change these: they do not change what a trial means.
+RESUMABLE_CHANGES = (
+    "max_trials",
+    "train.out",
+    "train.verbose",
+    "train.export",
+    "train.cache_records",
+)
 
 
 @dataclass(frozen=True)
@@ -74,12 +87,15 @@ class TuneConfig:
 
     Attributes:
         train: the base `TrainConfig` (records, fold, epochs per trial, model, sampling,
-            precision, seed); each trial overrides the searched fields.
+            precision, seed, early-stopping patience); each trial overrides the searched fields.
         out: the search folder (see the module docstring).
-        max_trials: trials to run (random and bayesian; hyperband sizes its own brackets
-            from `train.epochs`).
-        tuner: "random", "bayesian" (Gaussian-process) or "hyperband".
+        max_trials: trials of the random and bayesian tuners. Hyperband ignores it: one
+            Hyperband iteration with `max_epochs = train.epochs`, factor 3.
+        tuner: "random", "bayesian" (Gaussian process; the first third of the trials, at
+            least 2, are random) or "hyperband".
         search: names from `SEARCH_SPACE`.
+        seed: seed of the tuner's draws (which hyperparameters are tried); None = `train.seed`.
+            Weights and data use `train.seed` in every trial.
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -87,15 +103,20 @@ class TuneConfig:
     max_trials: int = 10
     tuner: str = "random"
     search: tuple[str, ...] = DEFAULT_SEARCH
+    seed: int | None = None
 
     def __post_init__(self):
         if isinstance(self.train, dict):
             object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
+        if isinstance(self.search, str):
+            object.__setattr__(
+                self, "search", tuple(s.strip() for s in self.search.split(",") if s.strip())
+            )
         object.__setattr__(self, "search", tuple(self.search))
         unknown = [name for name in self.search if name not in SEARCH_SPACE]
-        if unknown or not self.search:
+        if unknown or not self.search or len(set(self.search)) != len(self.search):
             raise ValueError(
-                f"search must name one or more of {sorted(SEARCH_SPACE)}. "
+                f"search must name one or more of {list(SEARCH_SPACE)}, each once. "
                 f"Received: search={list(self.search)}"
             )
         if self.tuner not in TUNERS:
@@ -103,119 +124,239 @@ class TuneConfig:
         if self.max_trials < 1:
             raise ValueError(f"max_trials must be >= 1. Received: max_trials={self.max_trials}")
 
+    @property
+    def tuner_seed(self) -> int:
+        return self.train.seed if self.seed is None else self.seed
+
+    def to_dict(self) -> dict:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**values, "train": self.train.to_dict(), "search": list(self.search)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TuneConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"Unknown TuneConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
 
 def trial_config(config: TuneConfig, hp: keras_tuner.HyperParameters) -> TrainConfig:
-    """The base TrainConfig with the searched fields set from `hp` (registered on first use)."""
-    trial = config.train
-    for name in config.search:
-        trial = SEARCH_SPACE[name](hp, trial)
-    return trial
+    """The base TrainConfig with the searched fields drawn from `hp` (registered on first use)."""
+    values = {name: SEARCH_SPACE[name](hp) for name in config.search}
+    model = {k: v for k, v in values.items() if k in MODEL_FIELDS}
+    train = {k: v for k, v in values.items() if k not in MODEL_FIELDS}
+    return replace(config.train, model=replace(config.train.model, **model), **train)
 
 
 class EmotfHyperModel(keras_tuner.HyperModel):
-    """Builds and fits the twin-branch model for one trial, as `train_fold` would.
+    """Builds and fits the twin-branch model for one trial, as `emotf.train.train_fold` does.
 
-    `build` compiles the training model (SGD with the trial's schedule); `fit` trains on the
-    training folds and validates on the validation folds. Datasets come from `dataset_fn`
-    (`emotf.train.DatasetFn`), rebuilt for every trial.
+    `build(hp)` compiles `training_model(build_model(...))` with SGD + momentum, the trial's
+    `make_schedule`, sparse cross-entropy on the mean of the segment softmaxes and an
+    `accuracy` metric. `fit(hp, model, ...)` builds the trial's datasets with `dataset_fn`
+    (`dataset_fn(folds, training, config[, epoch=])`, `emotf.train.DatasetFn`; default
+    `emotf.train.records_dataset`) for the training and validation folds only, and fits with
+    the tuner's callbacks (checkpoint of the best epoch, TensorBoard, reporting to the oracle).
     """
 
     def __init__(self, config: TuneConfig, dataset_fn: DatasetFn | None = None):
         super().__init__(name="emotf")
         self.config = config
         self.dataset_fn = dataset_fn or records_dataset
-        self.train_folds, self.val_folds, _ = split_folds(
+        self.train_folds, self.val_folds, self.test_fold = split_folds(
             config.train.fold, config.train.validation_folds
         )
-        self._datasets = None  # (training, validation, steps) of the trial being built
+        self.policy = resolve_precision(config.train.precision)
+        self._steps: dict[int, int] = {}  # batch size -> training batches per epoch
+
+    def steps_per_epoch(self, trial: TrainConfig) -> int:
+        """Training batches per epoch for the trial's batch size (counted once per size)."""
+        if trial.steps_per_epoch:
+            return trial.steps_per_epoch
+        if trial.batch_size not in self._steps:
+            dataset = call_factory(self.dataset_fn, self.train_folds, True, trial)
+            self._steps[trial.batch_size] = num_batches(dataset, trial, self.train_folds)
+        return self._steps[trial.batch_size]
 
     def build(self, hp):
         trial = trial_config(self.config, hp)
+        # keras-tuner calls keras.backend.clear_session() before every build, which also resets
+        # the global dtype policy: set it again, or mixed precision would silently be lost.
+        keras.mixed_precision.set_global_policy(self.policy)
         keras.utils.set_random_seed(trial.seed)
-        # Fresh datasets with the base seed for every trial: all trials see the same samples,
-        # so their scores differ by the hyperparameters only.
-        self._datasets = fit_datasets(self.dataset_fn, trial, self.train_folds, self.val_folds)
-        _, _, steps = self._datasets
         trainer = training_model(build_model(trial.model))
         trainer.compile(
-            optimizer=keras.optimizers.SGD(make_schedule(trial, steps), momentum=trial.momentum),
+            optimizer=keras.optimizers.SGD(
+                make_schedule(trial, self.steps_per_epoch(trial)), momentum=trial.momentum
+            ),
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
         return trainer
 
     def fit(self, hp, model, *args, **kwargs):
+        """Train one trial. `kwargs` from keras-tuner: `callbacks`, `epochs` and (Hyperband,
+        continuing a trial) `initial_epoch`, which is also passed to the factory as `epoch=`."""
         trial = trial_config(self.config, hp)
-        dataset, validation, steps = self._datasets
+        initial_epoch = int(kwargs.get("initial_epoch", 0))
+        train_ds, val_ds, _ = fit_datasets(
+            self.dataset_fn, trial, self.train_folds, self.val_folds, initial_epoch
+        )
         return model.fit(
-            dataset,
-            validation_data=validation,
-            epochs=kwargs.get("epochs", trial.epochs),
-            initial_epoch=kwargs.get("initial_epoch", 0),
-            steps_per_epoch=steps if trial.steps_per_epoch else None,
+            train_ds,
+            validation_data=val_ds,
+            epochs=int(kwargs.get("epochs", trial.epochs)),
+            initial_epoch=initial_epoch,
+            steps_per_epoch=trial.steps_per_epoch or None,
             callbacks=kwargs.get("callbacks", []),
             verbose=trial.verbose,
         )
 
 
 def make_tuner(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> keras_tuner.Tuner:
-    """The keras-tuner tuner of `config.tuner` over `EmotfHyperModel`, resuming from `out`."""
-    common = dict(
-        hypermodel=EmotfHyperModel(config, dataset_fn),
-        objective=keras_tuner.Objective("val_accuracy", direction="max"),
-        seed=config.train.seed,
-        directory=config.out,
-        project_name="search",
-        overwrite=False,
-    )
+    """The keras-tuner tuner of `config.tuner` over `EmotfHyperModel`; reloads `out/search`."""
+    common = {
+        "hypermodel": EmotfHyperModel(config, dataset_fn),
+        "objective": keras_tuner.Objective("val_accuracy", direction="max"),
+        "seed": config.tuner_seed,
+        "directory": config.out,
+        "project_name": "search",
+        "overwrite": False,
+    }
     if config.tuner == "random":
         return keras_tuner.RandomSearch(max_trials=config.max_trials, **common)
     if config.tuner == "bayesian":
-        return keras_tuner.BayesianOptimization(max_trials=config.max_trials, **common)
-    return keras_tuner.Hyperband(max_epochs=max(2, config.train.epochs), factor=3, **common)
+        return keras_tuner.BayesianOptimization(
+            max_trials=config.max_trials,
+            num_initial_points=max(2, config.max_trials // 3),
+            **common,
+        )
+    return keras_tuner.Hyperband(max_epochs=config.train.epochs, factor=3, **common)
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    """{"train": {"model": {"dropout": ...}}} -> {"train.model.dropout": ...}."""
+    flat = {}
+    for key, value in values.items():
+        if key in ("train", "model"):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def check_resume(out: Path, config: TuneConfig) -> None:
+    """Refuse to continue a search in `out` under another TuneConfig (it would mix two searches)."""
+    previous = out / "tune_config.json"
+    if not (out / "search").exists() or not previous.exists():
+        return
+    old = _flat(json.loads(previous.read_text())["config"])
+    new = _flat(json.loads(json.dumps(config.to_dict())))  # tuples -> lists, as stored
+    changed = sorted(
+        k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
+    )
+    if changed:
+        diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"{out} holds a search with another configuration; continuing would mix the two. "
+            f"Use a new --out, or the same settings. Received: {diff}"
+        )
+
+
+def trial_rows(tuner: keras_tuner.Tuner, search) -> list[dict]:
+    """Every trial of the search: finished ones by val_accuracy (best first), then the others."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        values = trial.hyperparameters.values
+        done = trial.status == "COMPLETED" and trial.score is not None
+        rows.append(
+            {
+                "trial_id": trial.trial_id,
+                "status": trial.status,
+                "val_accuracy": float(trial.score) if done else None,
+                "best_epoch": int(trial.best_step) + 1
+                if done and trial.best_step is not None
+                else None,
+                "epochs": int(values.get("tuner/epochs", tuner.hypermodel.config.train.epochs)),
+                "continues": values.get("tuner/trial_id"),  # Hyperband: the trial it trains on
+                "hyperparameters": {name: values[name] for name in search if name in values},
+            }
+        )
+    rows.sort(key=lambda r: (r["val_accuracy"] is None, -(r["val_accuracy"] or 0.0), r["trial_id"]))
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict], search) -> None:
+    columns = ["trial_id", "status", "val_accuracy", "best_epoch", "epochs", "continues"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, [*columns, *search])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**{k: row[k] for k in columns}, **row["hyperparameters"]})
 
 
 def tune(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> dict:
-    """Run (or continue) the search; write `trials.json` and `best_config.json` into `out`.
+    """Run (or continue) the search in `config.out`; write the trials and the best config.
+
+    Scores are validation-fold accuracies only: `dataset_fn` (default
+    `emotf.train.records_dataset`) is never asked for the test fold `config.train.fold`.
 
     Returns {"best_val_accuracy", "best_hyperparameters", "best_config" (TrainConfig dict),
-    "trials" (finished trials, best first), "best_config_path"}.
+    "best_config_path", "trials" (as in trials.json: every trial, best first)}.
     """
     out = Path(config.out)
+    check_resume(out, config)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "tune_config.json").write_text(
+        json.dumps({"config": config.to_dict(), "environment": environment()}, indent=2)
+    )
+    if config.train.deterministic and not tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()  # as train_fold: CPU only, process-wide
+
+    callbacks = [keras.callbacks.TensorBoard(str(out / "tensorboard"), profile_batch=0)]
+    patience = config.train.early_stopping_patience
+    if 0 < patience < config.train.epochs:
+        callbacks.append(
+            keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=patience)
+        )
     with precision_policy(config.train.precision):
         tuner = make_tuner(config, dataset_fn)
-        tuner.search(
-            epochs=config.train.epochs,
-            callbacks=[keras.callbacks.TensorBoard(str(out / "tensorboard"), profile_batch=0)],
+        tuner.search(epochs=config.train.epochs, callbacks=callbacks, verbose=config.train.verbose)
+
+    rows = trial_rows(tuner, config.search)
+    (out / "trials.json").write_text(json.dumps(rows, indent=2))
+    _write_csv(out / "trials.csv", rows, config.search)
+    if not rows or rows[0]["val_accuracy"] is None:
+        raise RuntimeError(
+            f"no trial of the search in {out / 'search'} finished; see its trial.json files"
         )
-    finished = [
-        t for t in tuner.oracle.trials.values()
-        if t.status == keras_tuner.engine.trial.TrialStatus.COMPLETED and t.score is not None
-    ]
-    finished.sort(key=lambda t: t.score, reverse=True)
-    if not finished:
-        raise RuntimeError(f"no trial of the search in {out} finished; see its logs")
-    trials = [
-        {"trial_id": t.trial_id, "val_accuracy": float(t.score),
-         "hyperparameters": dict(t.hyperparameters.values)}
-        for t in finished
-    ]
-    best = trial_config(config, finished[0].hyperparameters)
-    best = replace(best, out=str(out / "best-run"))
-    (out / "trials.json").write_text(json.dumps(trials, indent=2))
+    best_trial = tuner.oracle.get_trial(rows[0]["trial_id"])
+    best = replace(trial_config(config, best_trial.hyperparameters), out=str(out / "best-run"))
     best_path = out / "best_config.json"
-    best_path.write_text(json.dumps({"config": best.to_dict(), "tuning": {
-        "val_accuracy": trials[0]["val_accuracy"],
-        "hyperparameters": trials[0]["hyperparameters"],
-        "validation_folds": tuner.hypermodel.val_folds,
-        "tuner": config.tuner,
-        "trials": len(trials),
-    }}, indent=2))
+    best_path.write_text(
+        json.dumps(
+            {
+                "config": best.to_dict(),
+                "tuning": {
+                    **{
+                        k: rows[0][k]
+                        for k in ("trial_id", "val_accuracy", "best_epoch", "hyperparameters")
+                    },
+                    "validation_folds": tuner.hypermodel.val_folds,
+                    "test_fold_never_read": tuner.hypermodel.test_fold,
+                    "tuner": config.tuner,
+                    "finished_trials": sum(r["val_accuracy"] is not None for r in rows),
+                    "search_dir": str(out),
+                },
+            },
+            indent=2,
+        )
+    )
     return {
-        "best_val_accuracy": trials[0]["val_accuracy"],
-        "best_hyperparameters": trials[0]["hyperparameters"],
+        "best_val_accuracy": rows[0]["val_accuracy"],
+        "best_hyperparameters": rows[0]["hyperparameters"],
         "best_config": best.to_dict(),
         "best_config_path": str(best_path),
-        "trials": trials,
+        "trials": rows,
     }
