@@ -141,9 +141,14 @@ class TuneConfig:
         return cls(**values)
 
 
+def _plain(value):
+    """12 significant digits for floats: keras-tuner's stepped floats read 0.30000000000000004."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
+
+
 def trial_config(config: TuneConfig, hp: keras_tuner.HyperParameters) -> TrainConfig:
     """The base TrainConfig with the searched fields drawn from `hp` (registered on first use)."""
-    values = {name: SEARCH_SPACE[name](hp) for name in config.search}
+    values = {name: _plain(SEARCH_SPACE[name](hp)) for name in config.search}
     model = {k: v for k, v in values.items() if k in MODEL_FIELDS}
     train = {k: v for k, v in values.items() if k not in MODEL_FIELDS}
     return replace(config.train, model=replace(config.train.model, **model), **train)
@@ -280,7 +285,7 @@ def trial_rows(tuner: keras_tuner.Tuner, search) -> list[dict]:
                 else None,
                 "epochs": int(values.get("tuner/epochs", tuner.hypermodel.config.train.epochs)),
                 "continues": values.get("tuner/trial_id"),  # Hyperband: the trial it trains on
-                "hyperparameters": {name: values[name] for name in search if name in values},
+                "hyperparameters": {n: _plain(values[n]) for n in search if n in values},
             }
         )
     rows.sort(key=lambda r: (r["val_accuracy"] is None, -(r["val_accuracy"] or 0.0), r["trial_id"]))
