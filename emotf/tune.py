@@ -224,7 +224,9 @@ def make_tuner(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> keras
     common = {
         "hypermodel": EmotfHyperModel(config, dataset_fn),
         "objective": keras_tuner.Objective("val_accuracy", direction="max"),
-        "seed": config.tuner_seed,
+        # keras-tuner reads seed 0 as "no seed" (`seed or random.randint(...)`): shift by one
+        # so that every seed, 0 included, gives a repeatable search.
+        "seed": config.tuner_seed + 1,
         "directory": config.out,
         "project_name": "search",
         "overwrite": False,

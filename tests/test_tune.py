@@ -95,6 +95,18 @@ def test_every_trial_is_recorded_best_first(searched):
     assert {p.name for p in (out / "tensorboard").iterdir()} == {t["trial_id"] for t in trials}
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_same_seed_proposes_the_same_trials(tmp_path, seed):
+    """Seed 0 included: keras-tuner itself reads seed 0 as "pick one at random"."""
+    proposals = []
+    for name in ("a", "b"):
+        train = config(tmp_path, epochs=1, fold=TEST_FOLD, seed=seed)
+        result = tune(tune_config(tmp_path, train=train, out=str(tmp_path / name)), FakeFactory())
+        proposals.append(sorted(json.dumps(t["hyperparameters"], sort_keys=True)
+                                for t in result["trials"]))
+    assert proposals[0] == proposals[1]
+
+
 def test_best_config_feeds_emotf_train(searched):
     out, _, result = searched
     args = train_parser().parse_args(["--config", str(out / "best_config.json")])
