@@ -52,18 +52,24 @@ RESUMABLE_CHANGES = (
 )
 
 
+def describe_changes(old: dict, new: dict, allowed=()) -> str:
+    """"key: old -> new, ..." for the keys whose values differ, except `allowed` ("" if none).
+
+    `new` goes through JSON first, as the stored `old` did (tuples become lists).
+    """
+    new = json.loads(json.dumps(new))
+    changed = sorted(k for k in set(old) | set(new) if k not in allowed and old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+
+
 def check_resume_config(run: Path, config: "TrainConfig") -> None:
     """Refuse to resume a run folder with a different configuration (it would mix two runs)."""
     previous = run / "config.json"
     if not (run / "backup").exists() or not previous.exists():
         return
     old = json.loads(previous.read_text()).get("config", {})
-    new = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as stored
-    changed = sorted(
-        k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
-    )
-    if changed:
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+    diff = describe_changes(old, config.to_dict(), RESUMABLE_CHANGES)
+    if diff:
         raise ValueError(
             f"{run} holds a resumable run with another configuration; resuming would mix the "
             f"two. Use a new --out, or the same settings. Received: {diff}"

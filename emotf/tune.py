@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from emotf.model import build_model, training_model
 from emotf.precision import precision_policy, resolve_precision
+from emotf.run_state import describe_changes
 from emotf.schedules import make_schedule
 from emotf.train import (
     DatasetFn,
@@ -259,12 +260,8 @@ def check_resume(out: Path, config: TuneConfig) -> None:
     if not (out / "search").exists() or not previous.exists():
         return
     old = _flat(json.loads(previous.read_text())["config"])
-    new = _flat(json.loads(json.dumps(config.to_dict())))  # tuples -> lists, as stored
-    changed = sorted(
-        k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
-    )
-    if changed:
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+    diff = describe_changes(old, _flat(config.to_dict()), RESUMABLE_CHANGES)
+    if diff:
         raise ValueError(
             f"{out} holds a search with another configuration; continuing would mix the two. "
             f"Use a new --out, or the same settings. Received: {diff}"
