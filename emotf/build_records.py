@@ -12,31 +12,27 @@ function of the clip names, the fold seed and the shard size. A shard is written
 name and renamed into place; its sidecar is written (also atomically) after that, so a shard is
 complete iff its sidecar exists. A rerun skips complete shards and rebuilds the others: no clip
 is lost or written twice. The bad-input policy is documented in docs/build_records.md.
+The per-clip work (decode, track faces, encode one Example) and the worker pool that runs it
+live in `emotf.clip_worker`; this module plans, writes shards, sidecars and the manifest.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
-import signal
 import sys
 import time
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import wait as wait_futures
-from concurrent.futures.process import BrokenProcessPool
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from emotf import __version__, keys
+
+# process_clip and CRASH_ENV are re-exported: callers and tests import them from here.
+from emotf.clip_worker import CRASH_ENV, ClipRunner, process_clip  # noqa: F401
 from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
-from emotf.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces, normalized_boxes
-from emotf.media import MediaError, check_media_file, container_duration, decode_video, \
-    encode_jpegs, load_audio
+from emotf.faces import FaceTrackerConfig
 from emotf.system import available_cpus
 
 VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
@@ -85,231 +81,6 @@ class BuildConfig:
                 f"workers and clips_per_shard must be >= 1. Received: workers={self.workers}, "
                 f"clips_per_shard={self.clips_per_shard}"
             )
-
-
-# --------------------------------------------------------------------------------------------
-# One clip (runs in a worker)
-
-_TRACKER: FaceTracker | None = None
-# Testing hook: in a pool worker, clips whose id is listed (comma-separated) in this environment
-# variable make the worker process exit abruptly (os._exit(1)), like an FFmpeg segfault or the
-# OOM killer would. Read only in pool workers, never in the main process.
-CRASH_ENV = "EMOTF_TEST_CRASH_CLIPS"
-_CRASH_CLIPS: frozenset[str] = frozenset()
-
-
-def _init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None:
-    global _TRACKER, _CRASH_CLIPS
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if single_thread:  # a pool worker
-        _CRASH_CLIPS = frozenset(c for c in os.environ.get(CRASH_ENV, "").split(",") if c)
-    if single_thread:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)
-        except ImportError:
-            pass
-    _TRACKER = FaceTracker(tracker_config)
-
-
-def _skip(path, problem: str, notes: list[str]) -> dict:
-    return {"status": "skipped", "path": str(path), "reason": problem, "notes": notes}
-
-
-def process_clip(task: dict) -> dict:
-    """Turn one clip into a serialised Example, or say why it was skipped.
-
-    `task` holds clip_id, fold, video and audio paths and the duration limits. Returns a dict:
-    status "ok" with `example` (bytes), `num_frames`, `num_samples`, `stats`, `notes`; or status
-    "skipped" with `path` and `reason`. Never raises for bad input.
-    """
-    from emotf.records import ClipRecord, make_example
-    from emotf.sampling import SamplingConfig  # imported here: it pulls in TensorFlow
-
-    window_s = SamplingConfig.window_seconds  # the sampler's default audio window (d)
-
-    clip_id, video_path, audio_path = task["clip_id"], Path(task["video"]), Path(task["audio"])
-    if clip_id in _CRASH_CLIPS:
-        os._exit(1)  # testing hook (CRASH_ENV)
-    notes: list[str] = []
-    try:
-        name = parse_clip_name(clip_id)
-        check_media_file(video_path)
-        declared = container_duration(video_path)
-        if declared is not None and declared > task["max_duration_s"]:
-            return _skip(video_path, f"clip is {declared:.1f} s long, over the "
-                         f"{task['max_duration_s']:g} s limit", notes)
-        fps_guess = 30.0
-        video = decode_video(video_path, max_frames=int(task["max_duration_s"] * fps_guess * 2))
-        notes += [f"{video_path}: {n}" for n in video.notes]
-        if abs(video.fps - 30000 / 1001) > 0.1 and abs(video.fps - 30.0) > 0.1:
-            notes.append(f"{video_path}: video at {video.fps:g} fps (not 30): kept, the record "
-                         f"stores the stream's rate")
-        # Audio: the WAV, else the video's own track.
-        try:
-            pcm, audio_notes = load_audio(audio_path, task["sample_rate"])
-            notes += [f"{audio_path}: {n}" for n in audio_notes]
-        except MediaError as wav_error:
-            try:
-                pcm, audio_notes = load_audio(video_path, task["sample_rate"])
-            except MediaError as track_error:
-                return _skip(audio_path, f"no usable audio ({wav_error.problem}; video track: "
-                             f"{track_error.problem})", notes)
-            notes.append(f"{audio_path}: {wav_error.problem}; audio taken from the video's own "
-                         f"track")
-            notes += [f"{video_path}: {n}" for n in audio_notes]
-        audio_s = len(pcm) / task["sample_rate"]
-        shortest = min(audio_s, video.duration)
-        longest = max(audio_s, video.duration)
-        if shortest < task["min_duration_s"]:
-            return _skip(video_path, f"clip too short (video {video.duration:.2f} s, audio "
-                         f"{audio_s:.2f} s; minimum {task['min_duration_s']:g} s)", notes)
-        if longest > task["max_duration_s"]:
-            return _skip(video_path, f"clip is {longest:.1f} s long, over the "
-                         f"{task['max_duration_s']:g} s limit", notes)
-        if shortest < window_s:
-            notes.append(f"{video_path}: shorter than the {window_s:g} s window (video "
-                         f"{video.duration:.2f} s, audio {audio_s:.2f} s): kept, the sampler "
-                         f"zero-pads")
-        tracker = _TRACKER or FaceTracker(task["tracker"])
-        try:
-            track = tracker.track(video.frames)
-        except NoFaceError as error:
-            return _skip(video_path, str(error), notes)
-        crops = crop_faces(video.frames, track.boxes, tracker.config.crop_size)
-        height, width = video.frames.shape[1:3]
-        record = ClipRecord(
-            clip_id=name.clip_id, actor_id=name.actor_id, sentence=name.sentence,
-            emotion=name.emotion, label=name.label, intensity=name.intensity,
-            fold=task["fold"], fps=video.fps,
-            frames_jpeg=encode_jpegs(crops, tracker.config.jpeg_quality),
-            face_boxes=normalized_boxes(track.boxes, height, width),
-            face_detected=track.detected, source_size=(height, width),
-            sample_rate=task["sample_rate"], pcm16=pcm,
-        )
-        stats = dict(track.stats, frames=len(video.frames),
-                     frames_detected=int(track.detected.sum()))
-        return {"status": "ok", "example": make_example(record).SerializeToString(),
-                "num_frames": len(video.frames), "num_samples": len(pcm), "stats": stats,
-                "notes": notes}
-    except (MediaError, ClipNameError) as error:
-        return _skip(getattr(error, "path", video_path), getattr(error, "problem", str(error)),
-                     notes)
-    except Exception as error:  # never let one clip stop the build
-        return _skip(video_path, f"unexpected error: {type(error).__name__}: {error}", notes)
-
-
-# --------------------------------------------------------------------------------------------
-# Running clips in worker processes
-
-
-class _ClipRunner:
-    """`process_clip` over tasks, results yielded in task order.
-
-    workers == 1: in this process. Otherwise a `ProcessPoolExecutor` of spawned workers (one
-    FaceTracker each, created by the initializer) with at most `ahead` clips submitted ahead of
-    the consumer, so a slow clip holds back at most that many finished results. When a worker
-    dies (segfault in FFmpeg, the OOM killer), every clip whose future failed is retried alone
-    in a fresh pool; a clip that kills its worker even alone is returned as skipped ("worker
-    process died while processing ..."). Clips are never lost or returned twice.
-    """
-
-    def __init__(self, tracker: FaceTrackerConfig, workers: int, ahead: int | None = None):
-        self.tracker, self.workers = tracker, workers
-        self.ahead = ahead or 3 * workers
-        self.executor: ProcessPoolExecutor | None = None
-        self.procs: dict = {}
-
-    def _start(self) -> None:
-        self.executor = ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"),  # TF: no fork
-            initializer=_init_worker, initargs=(self.tracker, True))
-        self.procs = {}
-
-    def _submit(self, task: dict):
-        if self.executor is None:
-            self._start()
-        future = self.executor.submit(process_clip, task)
-        self.procs.update(getattr(self.executor, "_processes", None) or {})
-        return future
-
-    def _exit_codes(self) -> str:
-        """Exit codes of the workers that died on their own (not terminated by the executor)."""
-        for proc in self.procs.values():
-            proc.join(timeout=10)  # the executor terminates the survivors of a broken pool
-        codes = [p.exitcode for p in self.procs.values()
-                 if p.exitcode is not None and p.exitcode != -signal.SIGTERM]
-        return ", ".join(map(str, codes)) if codes else "unknown"
-
-    def _died(self, task: dict) -> dict:
-        codes = self._exit_codes()
-        self.stop()
-        return _skip(task["video"], f"worker process died while processing {task['video']} "
-                     f"(exit code {codes})", [])
-
-    def stop(self) -> None:
-        """Shut the pool down now (running clips are abandoned; their processes terminated)."""
-        if self.executor is None:
-            return
-        self.procs.update(getattr(self.executor, "_processes", None) or {})
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        for proc in self.procs.values():
-            if proc.exitcode is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            proc.join(timeout=10)
-        self.executor.shutdown(wait=True)
-        self.executor = None
-
-    def _alone(self, task: dict) -> dict:
-        """Run one clip with nothing else in flight (in a fresh pool if it was broken)."""
-        try:
-            return self._submit(task).result()
-        except BrokenProcessPool:
-            return self._died(task)
-
-    def run(self, tasks):
-        if self.workers == 1:
-            _init_worker(self.tracker, False)
-            yield from map(process_clip, tasks)
-            return
-        remaining = iter(tasks)
-        pending: deque = deque()
-        try:
-            while True:
-                while len(pending) < self.ahead:
-                    task = next(remaining, None)
-                    if task is None:
-                        break
-                    pending.append((task, self._submit(task)))
-                if not pending:
-                    return
-                task, future = pending[0]
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    batch = list(pending)
-                    pending.clear()
-                    wait_futures([f for _, f in batch])
-                    results = [None if f.exception() else f.result() for _, f in batch]
-                    suspects = [t for (t, _), r in zip(batch, results) if r is None]
-                    if len(suspects) == 1:
-                        died = {suspects[0]["clip_id"]: self._died(suspects[0])}
-                    else:
-                        self.stop()
-                        died = {t["clip_id"]: self._alone(t) for t in suspects}
-                    for (t, _), r in zip(batch, results):
-                        yield r if r is not None else died[t["clip_id"]]
-                    continue
-                pending.popleft()
-                yield result
-        finally:
-            self.stop()
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,7 +204,7 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
                file=sys.stderr)
     workers = min(config.workers, max(1, total))
     tasks = [t for s in todo for t in s["clips"]]
-    results = _ClipRunner(config.tracker, workers).run(tasks)
+    results = ClipRunner(config.tracker, workers).run(tasks)
     import tensorflow as tf
 
     try:
