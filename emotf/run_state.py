@@ -53,7 +53,7 @@ RESUMABLE_CHANGES = (
 
 
 def describe_changes(old: dict, new: dict, allowed=()) -> str:
-    """"key: old -> new, ..." for the keys whose values differ, except `allowed` ("" if none).
+    """The changed keys as 'key: old -> new, ...', except `allowed` ('' when none changed).
 
     `new` goes through JSON first, as the stored `old` did (tuples become lists).
     """

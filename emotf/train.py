@@ -35,6 +35,7 @@ from emotf.precision import PRECISIONS, precision_policy
 from emotf.run_state import check_resume_config, completed_epochs, read_log, training_callbacks
 from emotf.schedules import LR_SCHEDULES, make_schedule
 
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything one `emotf-train` run depends on (flags map onto these fields).
