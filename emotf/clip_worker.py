@@ -10,10 +10,12 @@ it; nothing here writes files.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
@@ -143,12 +145,30 @@ def process_clip(task: dict) -> dict:
     except (MediaError, ClipNameError) as error:
         return _skip(getattr(error, "path", video_path), getattr(error, "problem", str(error)),
                      notes)
-    except Exception as error:  # never let one clip stop the build
+    except Exception as error:  # noqa: BLE001 (never let one clip stop the build)
         return _skip(video_path, f"unexpected error: {type(error).__name__}: {error}", notes)
 
 
 # --------------------------------------------------------------------------------------------
 # Running clips in worker processes
+
+
+def broken_pool_exit_codes(executor: ProcessPoolExecutor | None, procs: dict) -> str:
+    """Exit codes of the workers of a broken pool that died on their own, e.g. "1" or "-11".
+
+    Workers the executor terminated itself (SIGTERM) are left out; "unknown" if none is left.
+    The executor's manager thread is joined first: it reaps the workers of a broken pool, and a
+    second thread waiting on the same pid can lose the exit status to it (ECHILD), which made
+    the code read "unknown" now and then on a busy machine.
+    """
+    manager = getattr(executor, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=30)
+    for proc in procs.values():
+        proc.join(timeout=10)  # the executor terminates the survivors of a broken pool
+    codes = [p.exitcode for p in procs.values()
+             if p.exitcode is not None and p.exitcode != -signal.SIGTERM]
+    return ", ".join(map(str, codes)) if codes else "unknown"
 
 
 class ClipRunner:
@@ -159,41 +179,32 @@ class ClipRunner:
     the consumer, so a slow clip holds back at most that many finished results. When a worker
     dies (segfault in FFmpeg, the OOM killer), every clip whose future failed is retried alone
     in a fresh pool; a clip that kills its worker even alone is returned as skipped ("worker
-    process died while processing ..."). Clips are never lost or returned twice.
+    process died while processing ..."). Clips are never lost or returned twice. `work` and
+    `initializer` default to `process_clip` and the FaceTracker setup (tests pass cheap ones);
+    a task needs "video" (named in a skip) and whatever `work` reads.
     """
 
-    def __init__(self, tracker: FaceTrackerConfig, workers: int, ahead: int | None = None):
+    def __init__(self, tracker: FaceTrackerConfig, workers: int, ahead: int | None = None, *,
+                 work: Callable[[dict], dict] = process_clip,
+                 initializer: Callable[[FaceTrackerConfig, bool], None] = _init_worker):
         self.tracker, self.workers = tracker, workers
         self.ahead = ahead or 3 * workers
+        self.work, self.initializer = work, initializer
         self.executor: ProcessPoolExecutor | None = None
         self.procs: dict = {}
 
     def _start(self) -> None:
         self.executor = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),  # TF: no fork
-            initializer=_init_worker, initargs=(self.tracker, True))
+            initializer=self.initializer, initargs=(self.tracker, True))
         self.procs = {}
 
     def _submit(self, task: dict):
         if self.executor is None:
             self._start()
-        future = self.executor.submit(process_clip, task)
+        future = self.executor.submit(self.work, task)
         self.procs.update(getattr(self.executor, "_processes", None) or {})
         return future
-
-    def _exit_codes(self) -> str:
-        """Exit codes of the workers that died on their own (not terminated by the executor)."""
-        for proc in self.procs.values():
-            proc.join(timeout=10)  # the executor terminates the survivors of a broken pool
-        codes = [p.exitcode for p in self.procs.values()
-                 if p.exitcode is not None and p.exitcode != -signal.SIGTERM]
-        return ", ".join(map(str, codes)) if codes else "unknown"
-
-    def _died(self, task: dict) -> dict:
-        codes = self._exit_codes()
-        self.stop()
-        return _skip(task["video"], f"worker process died while processing {task['video']} "
-                     f"(exit code {codes})", [])
 
     def stop(self) -> None:
         """Shut the pool down now (running clips are abandoned; their processes terminated)."""
@@ -214,12 +225,22 @@ class ClipRunner:
         try:
             return self._submit(task).result()
         except BrokenProcessPool:
-            return self._died(task)
+            codes = broken_pool_exit_codes(self.executor, self.procs)
+            self.stop()
+            return _skip(task["video"], f"worker process died while processing "
+                         f"{task['video']} (exit code {codes})", [])
 
-    def run(self, tasks):
+    def _sort_out(self, batch: list) -> Iterator[dict]:
+        """Results of a batch whose pool broke: finished clips as they are, the others alone."""
+        wait_futures([future for _, future in batch])
+        self.stop()
+        for task, future in batch:
+            yield self._alone(task) if future.exception() else future.result()
+
+    def run(self, tasks: Iterable[dict]) -> Iterator[dict]:
         if self.workers == 1:
-            _init_worker(self.tracker, False)
-            yield from map(process_clip, tasks)
+            self.initializer(self.tracker, False)
+            yield from map(self.work, tasks)
             return
         remaining = iter(tasks)
         pending: deque = deque()
@@ -229,25 +250,22 @@ class ClipRunner:
                     task = next(remaining, None)
                     if task is None:
                         break
-                    pending.append((task, self._submit(task)))
+                    try:
+                        pending.append((task, self._submit(task)))
+                    except BrokenProcessPool:  # a worker died since the last result
+                        remaining = itertools.chain([task], remaining)  # submitted later
+                        if not pending:  # nothing in flight to blame: start a fresh pool
+                            self.stop()
+                            continue
+                        break  # the batch in flight is sorted out below
                 if not pending:
                     return
-                task, future = pending[0]
                 try:
-                    result = future.result()
+                    result = pending[0][1].result()
                 except BrokenProcessPool:
                     batch = list(pending)
                     pending.clear()
-                    wait_futures([f for _, f in batch])
-                    results = [None if f.exception() else f.result() for _, f in batch]
-                    suspects = [t for (t, _), r in zip(batch, results) if r is None]
-                    if len(suspects) == 1:
-                        died = {suspects[0]["clip_id"]: self._died(suspects[0])}
-                    else:
-                        self.stop()
-                        died = {t["clip_id"]: self._alone(t) for t in suspects}
-                    for (t, _), r in zip(batch, results):
-                        yield r if r is not None else died[t["clip_id"]]
+                    yield from self._sort_out(batch)
                     continue
                 pending.popleft()
                 yield result

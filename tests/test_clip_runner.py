@@ -1,0 +1,80 @@
+"""ClipRunner's process pool: order, crash isolation, exit codes, workers dying between clips.
+
+Runs `ClipRunner` with cheap worker functions (tests/helpers_workers.py) so each spawned worker
+starts without TensorFlow; `test_build_records.py` runs it on real clips.
+"""
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import helpers_workers
+import pytest
+
+from emotf.clip_worker import ClipRunner, broken_pool_exit_codes
+from emotf.faces import FaceTrackerConfig
+
+
+def runner(workers: int = 2, ahead: int = 4) -> ClipRunner:
+    return ClipRunner(FaceTrackerConfig(), workers, ahead, work=helpers_workers.work,
+                      initializer=helpers_workers.init)
+
+
+@pytest.fixture
+def busy_interpreter():
+    stop = threading.Event()
+    threads = helpers_workers.hog_the_interpreter(stop)
+    yield
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+
+def test_exit_code_of_a_dead_worker_is_read_even_on_a_busy_interpreter(busy_interpreter):
+    """The pool's manager thread reaps a dead worker; reading its code must not race with it.
+
+    Before the fix about half of these read "unknown" (ECHILD) with three busy threads.
+    """
+    spawn = multiprocessing.get_context("spawn")
+    codes = []
+    for _ in range(20):
+        executor = ProcessPoolExecutor(1, mp_context=spawn)
+        future = executor.submit(os._exit, 3)
+        procs = dict(executor._processes)
+        with pytest.raises(BrokenProcessPool):
+            future.result()
+        codes.append(broken_pool_exit_codes(executor, procs))
+        executor.shutdown(wait=True)
+    assert codes == ["3"] * 20
+
+
+def test_results_in_task_order_with_crashing_clips_skipped_and_named(busy_interpreter):
+    tasks = helpers_workers.tasks({2: "crash", 5: "crash"}, 9)
+    results = list(runner().run(tasks))
+    assert len(results) == 9
+    for i, result in enumerate(results):
+        if i in (2, 5):
+            assert result["status"] == "skipped"
+            assert result["reason"] == (f"worker process died while processing /data/c{i}.flv "
+                                        "(exit code 1)")
+        else:
+            assert result == {"status": "ok", "clip_id": f"c{i}", "pid": result["pid"]}
+
+
+def test_a_worker_dying_between_clips_loses_nothing_and_blames_no_clip():
+    """The pool breaks while no clip is in flight: the next submit fails (or the next clip's
+    future does); either way every clip comes back once, done, in order."""
+    tasks = helpers_workers.tasks({1: "die_after", 3: "die_after"}, 6)
+    results = []
+    for result in runner(workers=2, ahead=1).run(tasks):
+        results.append(result)
+        threading.Event().wait(0.5)  # a slow consumer: the worker is dead before the next submit
+    assert [r["status"] for r in results] == ["ok"] * 6
+    assert [r["clip_id"] for r in results] == [f"c{i}" for i in range(6)]
+
+
+def test_one_worker_runs_in_this_process():
+    results = list(runner(workers=1).run(helpers_workers.tasks({}, 3)))
+    assert {r["pid"] for r in results} == {os.getpid()}
