@@ -71,7 +71,7 @@ def held_out_clip(sample_dir, fold: int, num_actors: int | None = None) -> Path:
 def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     """Run the whole chain into `config.out`; returns (and prints) where everything is."""
     from emotf.build_records import BuildConfig, build_records
-    from emotf.cremad import canonical_folds, parse_clip_name
+    from emotf.cremad import parse_clip_name
     from emotf.evaluate import evaluate_model
     from emotf.export import export_run
     from emotf.predict import predict_files

@@ -40,6 +40,7 @@ from emotf.figures import (  # noqa: F401
     write_json,
     write_predictions,
 )
+from emotf.splits import ACTORS, SPEAKER_DEPENDENT, Selection
 
 EVALUATION_DIRNAME = "evaluation"
 
@@ -89,18 +90,21 @@ def _default_dataset_fn(records):
         from dataclasses import replace
 
         from emotf.pipeline import make_dataset
-        from emotf.train import TrainConfig, sampling_config
+        from emotf.run_data import as_selection, sampling_config
+        from emotf.train import TrainConfig
 
         # The same sampling as training (shapes from the model config), with another N.
         train_config = TrainConfig.from_dict(run_config.get("config", {}))
         sampling = replace(sampling_config(train_config), num_segments=int(num_segments))
+        selection = as_selection(folds)
         return make_dataset(
             records,
-            list(folds),
+            list(selection.folds),
             training=False,
             config=sampling,
             batch_size=batch_size,
             with_metadata=True,
+            clip_ids=selection.clips,
         )
 
     return dataset_fn
@@ -142,8 +146,15 @@ def predict_clips(model, dataset):
 
 
 def _resolve(records, folds, run_config):
+    """(records folder, what to evaluate): the folds given, else the run's test part (its
+    test fold, or the test list of a clip-level split as an `emotf.splits.Selection`)."""
     train_cfg = run_config.get("config", {})
     records = records or train_cfg.get("records")
+    if folds is None and train_cfg.get("split", ACTORS) != ACTORS:
+        from emotf.run_data import config_split
+        from emotf.train import TrainConfig
+
+        return records, config_split(TrainConfig.from_dict(train_cfg)).test
     if folds is None:
         test = run_config.get("folds", {}).get("test")
         if test is None:
@@ -151,6 +162,13 @@ def _resolve(records, folds, run_config):
         folds = [test]
     folds = [int(folds)] if isinstance(folds, (int, np.integer)) else [int(k) for k in folds]
     return records, folds
+
+
+def _describe(part, run_config) -> str:
+    if isinstance(part, Selection):
+        split = run_config.get("config", {}).get("split")
+        return f"test list of split {split!r} ({len(part.clips)} clips, speaker-dependent)"
+    return f"folds {part}"
 
 
 def evaluate_model(
@@ -193,9 +211,12 @@ def evaluate_model(
     clip_ids, labels, probs = predict_clips(
         model, dataset_fn(folds, num_segments, batch, run_config)
     )
-    title = f"folds {folds}, N={num_segments}"
+    title = f"{_describe(folds, run_config)}, N={num_segments}"
     report = summarize_predictions(clip_ids, labels, probs, out, votes=votes, title=title)
-    report.update({"folds": folds, "num_segments": num_segments, "model": str(path)})
+    report.update({"folds": list(getattr(folds, "folds", folds)), "num_segments": num_segments,
+                   "model": str(path)})
+    if isinstance(folds, Selection):
+        report.update({"split": run_config["config"]["split"], "protocol": SPEAKER_DEPENDENT})
     log = run / "training_log.csv"
     if curves and log.is_file():
         plot_training_curves(
@@ -290,6 +311,6 @@ def accuracy_vs_segments(
         rows,
         out / "accuracy_vs_n.csv",
         out / "accuracy_vs_n.png",
-        title=f"accuracy vs N (folds {folds})",
+        title=f"accuracy vs N ({_describe(folds, run_config)})",
     )
     return rows

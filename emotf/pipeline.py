@@ -77,6 +77,23 @@ def _resolve(files_or_dir, folds) -> tuple[list[str], str]:
 
 
 @tf.autograph.experimental.do_not_convert
+def clip_filter(clip_ids):
+    """A predicate on serialised records: is the record's clip_id one of `clip_ids`?"""
+    names = sorted({str(name) for name in clip_ids})
+    if not names:
+        raise ValueError("clip_ids is empty: no clip would be kept")
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(names), tf.ones([len(names)], tf.int32)),
+        default_value=0,
+    )
+    spec = {keys.CLIP_ID: tf.io.FixedLenFeature([], tf.string)}
+
+    def keep(serialized):
+        return table.lookup(tf.io.parse_single_example(serialized, spec)[keys.CLIP_ID]) > 0
+
+    return keep
+
+
 def _first(keep, element):
     return keep
 
@@ -108,6 +125,7 @@ def make_dataset(
     num_parallel_calls: int | None = None,
     deterministic: bool = True,
     with_metadata: bool = False,
+    clip_ids=None,
 ) -> tf.data.Dataset:
     """Batches of sampled segments from record shards.
 
@@ -139,6 +157,9 @@ def make_dataset(
             some throughput.
         with_metadata: add a third element {"clip_id": string [B], "actor_id": int32 [B],
             "fold": int32 [B]}.
+        clip_ids: optional names of the only clips to keep (a clip-level split,
+            `emotf.splits`); the others are dropped after reading only their `clip_id`, before
+            caching, shuffling and sampling.
 
     Returns:
         A dataset of `({"frames": uint8 [B, N, S, S, 3], "spectrograms": float32
@@ -164,6 +185,8 @@ def make_dataset(
         )
     else:
         ds = tf.data.TFRecordDataset(files, compression_type=compression)
+    if clip_ids is not None:
+        ds = ds.filter(clip_filter(clip_ids))
     wanted = _KEEP + (_METADATA if with_metadata else ())
     # Raw serialised records are cached and shuffled (int16 audio: smaller than parsed clips),
     # then ONE parallel map parses and samples each clip: a separate parse map cost ~0.5 ms

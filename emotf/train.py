@@ -6,7 +6,9 @@ Protocol (user-independent 10-fold cross-validation; folds never share an actor)
                                  cyclically): their actors are held out of training and pick the
                                  best epoch and drive early stopping;
     training folds               the rest.
-Nothing (epoch, model, hyper-parameter) is selected on fold K.
+Nothing (epoch, model, hyper-parameter) is selected on fold K. `split` = "ogm" (or a folder of
+train.csv/test.csv) runs a clip-level split instead, speaker-dependent, for comparison with
+papers that report on it (`emotf.splits`).
 
 A run folder RUN holds: `config.json` (the resolved config + emotf/TF/Keras versions),
 `backup/` (BackupAndRestore: weights, optimizer state and epoch, so a killed run resumes from its
@@ -22,7 +24,6 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -32,8 +33,26 @@ import emotf
 from emotf.cremad import EMOTIONS, NUM_FOLDS
 from emotf.model import ModelConfig, build_model, training_model
 from emotf.precision import PRECISIONS, precision_policy
+
+# The data side of a run lives in emotf.run_data; re-exported here (emotf.train's API).
+from emotf.run_data import (  # noqa: F401
+    DatasetFn,
+    as_selection,
+    call_factory,
+    config_split,
+    count_clips,
+    fit_datasets,
+    num_batches,
+    records_dataset,
+    sampling_config,
+)
 from emotf.run_state import check_resume_config, completed_epochs, read_log, training_callbacks
 from emotf.schedules import LR_SCHEDULES, make_schedule
+from emotf.splits import (
+    ACTORS,
+    load_clip_split,
+    split_folds,  # noqa: F401  (re-exported)
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,10 @@ class TrainConfig:
     faults of a large shuffle buffer (~1 ms of CPU per clip less, docs/sampling.md). The first
     epoch is the same with and without it; later epochs read the records in the first epoch's
     file order (the shuffle buffer still reshuffles them).
+    `split`: "actors" (the paper's 10-fold actor-independent protocol, test fold `fold`), "ogm"
+    (the OGM-GE papers' random clip-level split, speaker-dependent) or a folder holding
+    train.csv and test.csv; a clip-level split validates on a seeded, emotion-stratified
+    `validation_fraction` of its training clips and ignores `fold` and `validation_folds`.
     """
 
     records: str = ""
@@ -67,6 +90,8 @@ class TrainConfig:
     decay_steps: int = 50
     decay_rate: float = 0.1
     validation_folds: int = 1
+    split: str = ACTORS
+    validation_fraction: float = 0.1
     early_stopping_patience: int = 10
     seed: int = 0
     precision: str = "auto"
@@ -89,6 +114,10 @@ class TrainConfig:
             raise ValueError(f"fold must be in 0..{NUM_FOLDS - 1}. Received: fold={self.fold}")
         if not (1 <= self.validation_folds <= NUM_FOLDS - 2):
             raise ValueError(f"validation_folds must be in 1..{NUM_FOLDS - 2}. Received: validation_folds={self.validation_folds}")
+        if self.split != ACTORS:
+            load_clip_split(self.split)  # a ValueError naming the file and the problem
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1). Received: validation_fraction={self.validation_fraction}")
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -105,84 +134,6 @@ class TrainConfig:
         return cls(**values)
 
 
-# A dataset factory: (folds, training, config[, epoch=0]) -> tf.data.Dataset of (inputs dict,
-# label int32 [B]). `epoch` (the epochs already completed, > 0 after a resume) is passed only to
-# factories whose signature accepts it, so that a resumed run does not replay epoch 0's draws.
-DatasetFn = Callable[..., tf.data.Dataset]
-
-
-def call_factory(dataset_fn, folds, training, config, epoch=0) -> tf.data.Dataset:
-    """`dataset_fn(folds, training, config[, epoch=epoch])`: `epoch` only if it is accepted."""
-    import inspect
-
-    try:
-        params = inspect.signature(dataset_fn).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "epoch" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return dataset_fn(folds, training, config, epoch=epoch)
-    return dataset_fn(folds, training, config)
-
-
-def split_folds(fold: int, validation_folds: int = 1, num_folds: int = NUM_FOLDS):
-    """(training folds, validation folds, test fold): validation = the next folds after `fold`."""
-    val = [(fold + 1 + i) % num_folds for i in range(validation_folds)]
-    train = [k for k in range(num_folds) if k != fold and k not in val]
-    return train, val, fold
-
-
-def sampling_config(config: TrainConfig):
-    """The `SamplingConfig` of a run: `config.sampling` with N, frame size and spectrogram shape
-    taken from the model config (one source of truth for the shapes the model expects)."""
-    from emotf.sampling import SamplingConfig
-
-    m = config.model
-    shapes = {
-        "num_segments": m.num_segments,
-        "frame_size": m.frame_size,
-        "time_bins": m.spectrogram_shape[0],
-        "freq_bins": m.spectrogram_shape[1],
-    }
-    conflicts = {
-        k: v for k, v in config.sampling.items() if k in shapes and int(v) != shapes[k]
-    }
-    if conflicts:
-        raise ValueError(
-            "sampling shapes come from the model config (--num-segments, --frame-size, "
-            f"--spectrogram-shape), which gives {shapes}. Received: sampling={conflicts}"
-        )
-    return SamplingConfig.from_dict({**config.sampling, **shapes})
-
-
-def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0) -> tf.data.Dataset:
-    """The default dataset factory: `emotf.pipeline.make_dataset` on the shards in `config.records`.
-
-    `epoch` is the first epoch the dataset serves (non-zero when a run resumes), so a resumed
-    run draws fresh samples instead of replaying epoch 0's.
-    """
-    from emotf.pipeline import make_dataset
-
-    return make_dataset(
-        config.records,
-        list(folds),
-        training=training,
-        config=sampling_config(config),
-        batch_size=config.batch_size,
-        seed=config.seed,
-        epoch=epoch,
-        cache=config.cache_records,
-    )
-
-
-def count_clips(records, folds) -> int:
-    """Clips of `folds` in a record folder (shards hold one fold each: counts raw records only)."""
-    from emotf.pipeline import record_files
-
-    files = [str(f) for f in record_files(records, folds)]
-    compression = "GZIP" if files[0].endswith(".gz") else ""
-    return int(tf.data.TFRecordDataset(files, compression_type=compression).reduce(np.int64(0), lambda n, _: n + 1))
-
-
 # === Training ===
 
 
@@ -195,44 +146,6 @@ def environment() -> dict:
         "python": platform.python_version(),
         "devices": [d.name for d in tf.config.list_logical_devices()],
     }
-
-
-def num_batches(dataset: tf.data.Dataset, config: TrainConfig, folds) -> int:
-    """Training batches per epoch (for the schedules), without decoding any clip if possible."""
-    n = int(dataset.cardinality())
-    if n >= 0:
-        return n
-    if n == tf.data.INFINITE_CARDINALITY:
-        raise ValueError("The training dataset is infinite: set TrainConfig.steps_per_epoch.")
-    if config.records and Path(config.records).is_dir():
-        clips = count_clips(config.records, folds)
-        if clips < config.batch_size:  # training batches drop the remainder
-            raise ValueError(
-                f"the training folds {list(folds)} of {config.records} hold {clips} clips, fewer "
-                f"than one batch. Received: batch_size={config.batch_size}"
-            )
-        return clips // config.batch_size
-    return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
-
-
-def fit_datasets(dataset_fn: DatasetFn, config: TrainConfig, train_folds, val_folds, epoch: int = 0):
-    """(training dataset, validation dataset, steps per epoch) ready for `keras.Model.fit`.
-
-    Sizes are made known to Keras (exact progress bars; the end of the data is not taken for
-    an interruption, no "ran out of data" warning); with `steps_per_epoch` set the training
-    data repeats.
-    """
-    train_ds = call_factory(dataset_fn, train_folds, True, config, epoch)
-    val_ds = call_factory(dataset_fn, val_folds, False, config, epoch)
-    if int(val_ds.cardinality()) < 0 and config.records and Path(config.records).is_dir():
-        val_batches = -(-count_clips(config.records, val_folds) // config.batch_size)
-        val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(val_batches))
-    steps = config.steps_per_epoch or num_batches(train_ds, config, train_folds)
-    if config.steps_per_epoch:
-        train_ds = train_ds.repeat()
-    elif int(train_ds.cardinality()) < 0:
-        train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
-    return train_ds, val_ds, steps
 
 
 def _predict(model: keras.Model, dataset: tf.data.Dataset):
@@ -270,10 +183,14 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     run = Path(config.out)
     run.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    train_folds, val_folds, test_fold = split_folds(config.fold, config.validation_folds)
+    split = config_split(config)
+    summary = split.summary()
     check_resume_config(run, config)
+    parts = {"config": config.to_dict(), "split": summary}
+    if not split.clip_level:  # the folds, where `emotf-evaluate` looks for the test fold
+        parts["folds"] = {key: summary[key] for key in ("train", "validation", "test")}
     (run / "config.json").write_text(
-        json.dumps({"config": config.to_dict(), "folds": {"train": train_folds, "validation": val_folds, "test": test_fold}, "environment": environment()}, indent=2)
+        json.dumps({**parts, "environment": environment()}, indent=2)
     )
 
     keras.utils.set_random_seed(config.seed)
@@ -285,7 +202,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     with precision_policy(config.precision) as policy:
         first_epoch = completed_epochs(run)
         train_ds, val_ds, steps = fit_datasets(
-            dataset_fn, config, train_folds, val_folds, first_epoch
+            dataset_fn, config, split.train, split.validation, first_epoch
         )
         model = build_model(config.model)
         trainer = training_model(model)
@@ -308,15 +225,18 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         if best.exists():
             trainer.load_weights(str(best))
         model.save(str(run / "model.keras"))
-        # The one look at the test fold.
-        y_true, probs = _predict(model, call_factory(dataset_fn, [test_fold], False, config))
+        # The one look at the test fold (or test list).
+        y_true, probs = _predict(model, call_factory(dataset_fn, split.test, False, config))
 
     val_acc = [row.get("val_accuracy", float("nan")) for row in log]
     metrics = {
-        "fold": test_fold,
+        "fold": None if split.clip_level else summary["test"],
         **evaluation_metrics(y_true, probs, config.model.num_classes),
-        "validation_folds": val_folds,
-        "training_folds": train_folds,
+        "split": split.name,
+        "protocol": split.protocol,
+        **({key: summary[key] for key in ("train_clips", "validation_clips", "test_clips")}
+           if split.clip_level else
+           {"validation_folds": summary["validation"], "training_folds": summary["train"]}),
         "best_epoch": int(log[int(np.nanargmax(val_acc))]["epoch"]) + 1 if val_acc else None,
         "best_validation_accuracy": float(np.nanmax(val_acc)) if val_acc else None,
         "epochs_run": len(log),
@@ -338,6 +258,9 @@ def train_all_folds(config: TrainConfig, dataset_fn: DatasetFn | None = None, fo
 
     Folds whose `metrics.json` already exists are not retrained (a killed sweep resumes).
     """
+    if config.split != ACTORS:
+        raise ValueError(f"--fold all is the actor-independent cross-validation; a clip-level "
+                         f"split has one test list: run one fold. Received: split={config.split!r}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     per_fold = []

@@ -4,7 +4,9 @@ Protocol (the same split as `emotf.train.train_fold`): for test fold K, every tr
 the training folds of `split_folds(K, validation_folds)` and is scored by its best-epoch
 `val_accuracy` on the validation folds (by default fold K+1). **The test fold K is never read**
 (no dataset, no record file, no clip count): choose here, then report with
-`emotf-train --config OUT/best_config.json`, which trains once more and tests on fold K.
+`emotf-train --config OUT/best_config.json`, which trains once more and tests on fold K. Under a
+clip-level split (`--split ogm`) trials train on its training list less the validation clips,
+are scored on those, and the test list is never read either.
 
 Every trial rebuilds its datasets with the base seed and starts from the same initial weights
 (`keras.utils.set_random_seed(train.seed)`), so trials see the same samples in the same order
@@ -37,20 +39,27 @@ import tensorflow as tf
 
 from emotf.model import build_model, training_model
 from emotf.precision import precision_policy, resolve_precision
-from emotf.run_state import describe_changes
-from emotf.schedules import make_schedule
-from emotf.train import (
+from emotf.run_data import (
     DatasetFn,
-    TrainConfig,
     call_factory,
-    environment,
+    config_split,
     fit_datasets,
     num_batches,
     records_dataset,
-    split_folds,
 )
+from emotf.run_state import describe_changes
+from emotf.schedules import make_schedule
+from emotf.train import TrainConfig, environment
 
 TUNERS = ("random", "bayesian", "hyperband")
+
+
+def _split_record(split) -> dict:
+    """What best_config.json says of the split: validation part, and the test part never read."""
+    summary = split.summary()
+    if not split.clip_level:
+        return {"validation_folds": summary["validation"], "test_fold_never_read": summary["test"]}
+    return {"split": summary, "test_clips_never_read": summary["test_clips"]}
 
 # What can be searched: name -> how keras-tuner draws it. Names are TrainConfig fields, or
 # ModelConfig fields (MODEL_FIELDS). The optimiser knobs the paper fixes by hand (SGD, lr 1e-3
@@ -170,9 +179,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         super().__init__(name="emotf")
         self.config = config
         self.dataset_fn = dataset_fn or records_dataset
-        self.train_folds, self.val_folds, self.test_fold = split_folds(
-            config.train.fold, config.train.validation_folds
-        )
+        self.split = config_split(config.train)  # the test part is never served
         self.policy = resolve_precision(config.train.precision)
         self._steps: dict[int, int] = {}  # batch size -> training batches per epoch
 
@@ -181,8 +188,8 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         if trial.steps_per_epoch:
             return trial.steps_per_epoch
         if trial.batch_size not in self._steps:
-            dataset = call_factory(self.dataset_fn, self.train_folds, True, trial)
-            self._steps[trial.batch_size] = num_batches(dataset, trial, self.train_folds)
+            dataset = call_factory(self.dataset_fn, self.split.train, True, trial)
+            self._steps[trial.batch_size] = num_batches(dataset, trial, self.split.train)
         return self._steps[trial.batch_size]
 
     def build(self, hp):
@@ -207,7 +214,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         trial = trial_config(self.config, hp)
         initial_epoch = int(kwargs.get("initial_epoch", 0))
         train_ds, val_ds, _ = fit_datasets(
-            self.dataset_fn, trial, self.train_folds, self.val_folds, initial_epoch
+            self.dataset_fn, trial, self.split.train, self.split.validation, initial_epoch
         )
         return model.fit(
             train_ds,
@@ -347,8 +354,7 @@ def tune(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> dict:
                         k: rows[0][k]
                         for k in ("trial_id", "val_accuracy", "best_epoch", "hyperparameters")
                     },
-                    "validation_folds": tuner.hypermodel.val_folds,
-                    "test_fold_never_read": tuner.hypermodel.test_fold,
+                    **_split_record(tuner.hypermodel.split),
                     "tuner": config.tuner,
                     "finished_trials": sum(r["val_accuracy"] is not None for r in rows),
                     "search_dir": str(out),

@@ -1,0 +1,169 @@
+"""The data side of a training run: dataset factories, the run's split, sizes for Keras.
+
+A dataset factory is called as `dataset_fn(folds, training, config[, epoch=...][, clips=...])`
+and returns a `tf.data.Dataset` of (inputs dict, label int32 [B]); `records_dataset` is the
+default, over the record shards of `config.records`. `emotf.train` and `emotf.tune` build their
+datasets through `fit_datasets` and `call_factory`; all of it is re-exported by `emotf.train`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from emotf.splits import RunSplit, Selection, run_split
+
+if TYPE_CHECKING:
+    from emotf.train import TrainConfig
+
+# A dataset factory: (folds, training, config[, epoch=0][, clips=None]) -> tf.data.Dataset of
+# (inputs dict, label int32 [B]). `epoch` (the epochs already completed, > 0 after a resume) is
+# passed only to factories whose signature accepts it, so that a resumed run does not replay
+# epoch 0's draws; `clips` (the clip names of a clip-level split) only when the split has them.
+DatasetFn = Callable[..., tf.data.Dataset]
+
+
+def as_selection(part) -> Selection:
+    """A `Selection` as is; a fold or an iterable of folds as the selection of those folds."""
+    if isinstance(part, Selection):
+        return part
+    if isinstance(part, (int, np.integer)):
+        return Selection((int(part),))
+    return Selection(tuple(int(k) for k in part))
+
+
+def call_factory(dataset_fn, part, training, config, epoch=0) -> tf.data.Dataset:
+    """`dataset_fn(folds, training, config[, epoch=epoch][, clips=clips])` for `part` (folds or a
+    `Selection`): `epoch` only if it is accepted; `clips` only for a clip-level selection, and
+    a factory that cannot take them is refused (it would serve every clip of the folds)."""
+    import inspect
+
+    selection = as_selection(part)
+    try:
+        params = inspect.signature(dataset_fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    any_keyword = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    kwargs = {"epoch": epoch} if "epoch" in params or any_keyword else {}
+    if selection.clips is not None:
+        if not ("clips" in params or any_keyword):
+            raise TypeError(f"a clip-level split needs a dataset factory that takes `clips`; "
+                            f"{getattr(dataset_fn, '__name__', dataset_fn)!r} does not")
+        kwargs["clips"] = selection.clips
+    return dataset_fn(list(selection.folds), training, config, **kwargs)
+
+
+def config_split(config: TrainConfig) -> RunSplit:
+    """The training, validation and test selections of a run's config."""
+    return run_split(config.split, config.fold, config.validation_folds,
+                     config.validation_fraction, config.seed)
+
+
+def sampling_config(config: TrainConfig):
+    """The `SamplingConfig` of a run: `config.sampling` with N, frame size and spectrogram shape
+    taken from the model config (one source of truth for the shapes the model expects)."""
+    from emotf.sampling import SamplingConfig
+
+    m = config.model
+    shapes = {
+        "num_segments": m.num_segments,
+        "frame_size": m.frame_size,
+        "time_bins": m.spectrogram_shape[0],
+        "freq_bins": m.spectrogram_shape[1],
+    }
+    conflicts = {
+        k: v for k, v in config.sampling.items() if k in shapes and int(v) != shapes[k]
+    }
+    if conflicts:
+        raise ValueError(
+            "sampling shapes come from the model config (--num-segments, --frame-size, "
+            f"--spectrogram-shape), which gives {shapes}. Received: sampling={conflicts}"
+        )
+    return SamplingConfig.from_dict({**config.sampling, **shapes})
+
+
+def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0,
+                    clips=None) -> tf.data.Dataset:
+    """The default dataset factory: `emotf.pipeline.make_dataset` on the shards in `config.records`
+    (only the clips named in `clips`, when given).
+
+    `epoch` is the first epoch the dataset serves (non-zero when a run resumes), so a resumed
+    run draws fresh samples instead of replaying epoch 0's.
+    """
+    from emotf.pipeline import make_dataset
+
+    return make_dataset(
+        config.records,
+        list(folds),
+        training=training,
+        config=sampling_config(config),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        epoch=epoch,
+        cache=config.cache_records,
+        clip_ids=clips,
+    )
+
+
+def count_clips(records, part) -> int:
+    """Clips of `part` (folds or a `Selection`) in a record folder. Shards hold one fold each, so
+    raw records are counted; a clip-level selection also reads each record's clip_id."""
+    from emotf.pipeline import clip_filter, record_files
+
+    selection = as_selection(part)
+    files = [str(f) for f in record_files(records, selection.folds)]
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    ds = tf.data.TFRecordDataset(files, compression_type=compression)
+    if selection.clips is not None:
+        ds = ds.filter(clip_filter(selection.clips))
+    return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+
+
+def num_batches(dataset: tf.data.Dataset, config: TrainConfig, part) -> int:
+    """Training batches per epoch (for the schedules), without decoding any clip if possible."""
+    n = int(dataset.cardinality())
+    if n >= 0:
+        return n
+    if n == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("The training dataset is infinite: set TrainConfig.steps_per_epoch.")
+    if config.records and Path(config.records).is_dir():
+        clips = count_clips(config.records, part)
+        if clips < config.batch_size:  # training batches drop the remainder
+            raise ValueError(
+                f"the training part {_describe(part)} of {config.records} holds {clips} clips, fewer "
+                f"than one batch. Received: batch_size={config.batch_size}"
+            )
+        return clips // config.batch_size
+    return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
+
+
+def _describe(part) -> str:
+    selection = as_selection(part)
+    if selection.clips is None:
+        return f"folds {list(selection.folds)}"
+    return f"({len(selection.clips)} listed clips)"
+
+
+def fit_datasets(dataset_fn: DatasetFn, config: TrainConfig, train_part, val_part, epoch: int = 0):
+    """(training dataset, validation dataset, steps per epoch) ready for `keras.Model.fit`.
+
+    `train_part`, `val_part`: folds or `emotf.splits.Selection`s.
+
+    Sizes are made known to Keras (exact progress bars; the end of the data is not taken for
+    an interruption, no "ran out of data" warning); with `steps_per_epoch` set the training
+    data repeats.
+    """
+    train_ds = call_factory(dataset_fn, train_part, True, config, epoch)
+    val_ds = call_factory(dataset_fn, val_part, False, config, epoch)
+    if int(val_ds.cardinality()) < 0 and config.records and Path(config.records).is_dir():
+        val_batches = -(-count_clips(config.records, val_part) // config.batch_size)
+        val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(val_batches))
+    steps = config.steps_per_epoch or num_batches(train_ds, config, train_part)
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    elif int(train_ds.cardinality()) < 0:
+        train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
+    return train_ds, val_ds, steps

@@ -1,0 +1,170 @@
+"""Which clips a run trains, validates and tests on.
+
+Two protocols:
+    actors   the paper's: 10-fold actor-independent cross-validation (`emotf.cremad` folds;
+             test fold K, validation = the next folds, training = the rest). Default.
+    clips    a fixed clip-level split read from `train.csv` and `test.csv` (rows
+             `<clip name>,<EMO>`): "ogm" is the random split of the OGM-GE family of papers
+             (OGM-GE, PMR, AGM, MMPareto, ...; shipped in `emotf/data/ogm_*.csv`), or a folder
+             of your own. Every actor is in both parts, so results are **speaker-dependent**
+             and not comparable with the actor-independent protocol: offered only to compare
+             with numbers reported on that split. The validation clips (for picking the epoch)
+             are a seeded, emotion-stratified `validation_fraction` of the training list; the
+             test list is looked at once, at the end, as in the fold protocol.
+
+A part of a split is a `Selection`: record folds plus, for clip-level splits, the clip names.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from emotf.cremad import NUM_FOLDS, data_path, parse_clip_name
+
+ACTORS = "actors"
+OGM = "ogm"
+SPEAKER_DEPENDENT = ("speaker-dependent (clip-level random split: every actor is in training "
+                     "and test; not comparable with actor-independent results)")
+ACTOR_INDEPENDENT = "actor-independent (10-fold cross-validation, no actor in two folds)"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Clips of `folds` (record shards are per fold); with `clips` set, only those names."""
+
+    folds: tuple[int, ...]
+    clips: frozenset[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.clips) if self.clips is not None else len(self.folds)
+
+
+@dataclass(frozen=True)
+class RunSplit:
+    """The training, validation and test selections of one run, and how to describe them."""
+
+    name: str
+    train: Selection
+    validation: Selection
+    test: Selection
+    protocol: str
+
+    @property
+    def clip_level(self) -> bool:
+        return self.test.clips is not None
+
+    def summary(self) -> dict:
+        """JSON-ready: folds for the actor protocol, clip counts for a clip-level split."""
+        if not self.clip_level:
+            return {"name": self.name, "protocol": self.protocol,
+                    "train": list(self.train.folds), "validation": list(self.validation.folds),
+                    "test": self.test.folds[0]}
+        return {"name": self.name, "protocol": self.protocol,
+                "train_clips": len(self.train.clips),
+                "validation_clips": len(self.validation.clips),
+                "test_clips": len(self.test.clips)}
+
+
+def split_folds(fold: int, validation_folds: int = 1, num_folds: int = NUM_FOLDS):
+    """(training folds, validation folds, test fold): validation = the next folds after `fold`."""
+    val = [(fold + 1 + i) % num_folds for i in range(validation_folds)]
+    train = [k for k in range(num_folds) if k != fold and k not in val]
+    return train, val, fold
+
+
+def read_split_csv(path: str | Path) -> list[str]:
+    """Clip names of a `<clip name>,<EMO>` file; each row is checked (name, emotion, no repeats).
+
+    Raises:
+        ValueError: naming the file, the row and the problem.
+    """
+    names, seen = [], set()
+    with open(path, newline="") as f:
+        for row_number, row in enumerate(csv.reader(f), start=1):
+            if not row or not row[0].strip():
+                continue
+            name = row[0].strip()
+            try:
+                clip = parse_clip_name(name)
+            except ValueError as error:
+                raise ValueError(f"{path}, row {row_number}: {error}") from None
+            if len(row) > 1 and row[1].strip() and row[1].strip() != clip.emotion:
+                raise ValueError(f"{path}, row {row_number}: emotion {row[1].strip()!r} differs "
+                                 f"from the name's {clip.emotion!r}. Received: {row}")
+            if name in seen:
+                raise ValueError(f"{path}, row {row_number}: {name} is listed twice")
+            seen.add(name)
+            names.append(name)
+    if not names:
+        raise ValueError(f"{path}: no clip names")
+    return names
+
+
+def clip_split_files(split: str) -> tuple[Path, Path]:
+    """(train.csv, test.csv) of a clip-level split: "ogm" or a folder holding both files."""
+    if split == OGM:
+        return data_path("ogm_train.csv"), data_path("ogm_test.csv")
+    folder = Path(split)
+    files = folder / "train.csv", folder / "test.csv"
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ValueError(f"split must be {ACTORS!r}, {OGM!r} or a folder with train.csv and "
+                         f"test.csv; missing: {', '.join(missing)}. Received: split={split!r}")
+    return files
+
+
+def load_clip_split(split: str) -> tuple[list[str], list[str]]:
+    """(training names, test names) of a clip-level split; refuses a clip in both lists.
+
+    Read once per process and file version (configs are rebuilt often, e.g. per tuning trial).
+    """
+    files = clip_split_files(split)
+    train, test = _read_split(*(str(f) for f in files), *(f.stat().st_mtime_ns for f in files))
+    return list(train), list(test)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_split(train_file: str, test_file: str, *_mtimes) -> tuple[tuple, tuple]:
+    train, test = read_split_csv(train_file), read_split_csv(test_file)
+    both = sorted(set(train) & set(test))
+    if both:
+        raise ValueError(f"{len(both)} clips are in both {train_file} and {test_file}, e.g. "
+                         f"{both[:3]}")
+    return tuple(train), tuple(test)
+
+
+def hold_out_validation(names: list[str], fraction: float,
+                        seed: int) -> tuple[list[str], list[str]]:
+    """(training, validation): a seeded `fraction` of `names`, stratified by emotion when every
+    emotion has at least two clips and the validation part can hold one of each."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1). Received: {fraction}")
+    names = sorted(names)
+    labels = [parse_clip_name(n).emotion for n in names]
+    counts = Counter(labels)
+    stratify = min(counts.values()) >= 2 and len(names) * fraction >= len(counts)
+    train, val = train_test_split(names, test_size=fraction, random_state=seed,
+                                  stratify=labels if stratify else None)
+    return sorted(train), sorted(val)
+
+
+def run_split(split: str, fold: int = 0, validation_folds: int = 1,
+              validation_fraction: float = 0.1, seed: int = 0) -> RunSplit:
+    """The selections of one run under protocol `split` ("actors", "ogm" or a folder)."""
+    if split == ACTORS:
+        train, val, test = split_folds(fold, validation_folds)
+        return RunSplit(ACTORS, Selection(tuple(train)), Selection(tuple(val)),
+                        Selection((test,)), ACTOR_INDEPENDENT)
+    train_names, test_names = load_clip_split(split)
+    train_names, val_names = hold_out_validation(train_names, validation_fraction, seed)
+    every_fold = tuple(range(NUM_FOLDS))
+    return RunSplit(split, Selection(every_fold, frozenset(train_names)),
+                    Selection(every_fold, frozenset(val_names)),
+                    Selection(every_fold, frozenset(test_names)), SPEAKER_DEPENDENT)
+
