@@ -8,12 +8,14 @@ datasets through `fit_datasets` and `call_factory`; all of it is re-exported by 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import tensorflow as tf
 
+from emotf import keys
 from emotf.splits import RunSplit, Selection, run_split
 
 if TYPE_CHECKING:
@@ -110,16 +112,37 @@ def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0,
 
 def count_clips(records, part) -> int:
     """Clips of `part` (folds or a `Selection`) in a record folder. Shards hold one fold each, so
-    raw records are counted; a clip-level selection also reads each record's clip_id."""
-    from emotf.pipeline import clip_filter, record_files
+    raw records are counted; for a clip-level selection the clip ids of the shards are read
+    once per process (and shard version) and intersected with the list."""
+    from emotf.pipeline import record_files
 
     selection = as_selection(part)
     files = [str(f) for f in record_files(records, selection.folds)]
+    if selection.clips is not None:
+        stamps = tuple((f, Path(f).stat().st_mtime_ns) for f in files)
+        return len(_clip_ids_in(stamps) & selection.clips)
     compression = "GZIP" if files[0].endswith(".gz") else ""
     ds = tf.data.TFRecordDataset(files, compression_type=compression)
-    if selection.clips is not None:
-        ds = ds.filter(clip_filter(selection.clips))
     return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+
+
+@functools.lru_cache(maxsize=4)
+def _clip_ids_in(stamped_files: tuple) -> frozenset[str]:
+    files = [f for f, _ in stamped_files]
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    spec = {keys.CLIP_ID: tf.io.FixedLenFeature([], tf.string)}
+    ds = tf.data.TFRecordDataset(files, compression_type=compression).map(
+        lambda s: tf.io.parse_single_example(s, spec)[keys.CLIP_ID],
+        num_parallel_calls=tf.data.AUTOTUNE)
+    return frozenset(name.decode() for name in ds.as_numpy_iterator())
+
+
+def check_clip_split_records(records, split: RunSplit) -> None:
+    """Refuse a clip-level split whose test list (or training list) has no clip in `records`."""
+    for name, part in (("test", split.test), ("training", split.train)):
+        if count_clips(records, part) == 0:
+            raise ValueError(f"none of the {len(part.clips)} clips of the {name} list of split "
+                             f"{split.name!r} is in the records of {records}")
 
 
 def num_batches(dataset: tf.data.Dataset, config: TrainConfig, part) -> int:

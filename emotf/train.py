@@ -39,6 +39,7 @@ from emotf.run_data import (  # noqa: F401
     DatasetFn,
     as_selection,
     call_factory,
+    check_clip_split_records,
     config_split,
     count_clips,
     fit_datasets,
@@ -199,6 +200,8 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         # not bit-repeatable anyway (cuDNN autotuning), so it only applies on the CPU.
         tf.config.experimental.enable_op_determinism()
 
+    if split.clip_level and config.records and Path(config.records).is_dir():
+        check_clip_split_records(config.records, split)  # before any training
     with precision_policy(config.precision) as policy:
         first_epoch = completed_epochs(run)
         train_ds, val_ds, steps = fit_datasets(

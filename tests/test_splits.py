@@ -250,3 +250,14 @@ def test_tuning_on_a_clip_split_never_reads_the_test_list(clip_split_records, tm
     best = json.loads((tmp_path / "tune" / "best_config.json").read_text())
     assert best["tuning"]["test_clips_never_read"] == len(test)
     assert best["config"]["split"] == str(split_dir)
+
+
+def test_a_test_list_with_no_built_clip_is_refused_before_training(clip_split_records, tmp_path):
+    root, _, _, train, _ = clip_split_records
+    split_dir = write_split(tmp_path / "split", train, ["1090_DFA_ANG_XX", "1091_DFA_SAD_XX"])
+    cfg = TrainConfig(records=str(root / "records"), out=str(tmp_path / "run"),
+                      split=str(split_dir), epochs=1, batch_size=4, verbose=0, export=False,
+                      model=TINY_MODEL)
+    with pytest.raises(ValueError, match="none of the 2 clips of the test list"):
+        train_fold(cfg)
+    assert not (tmp_path / "run" / "training_log.csv").exists()
