@@ -248,6 +248,12 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         "precision": policy,
         "wall_time_s": round(time.time() - start, 2),
     }
+    if split.clip_level and config.records and Path(config.records).is_dir():
+        metrics["clips_in_records"] = {  # the lists' clips that were built (the rest: skipped)
+            name: count_clips(config.records, part)
+            for name, part in (("train", split.train), ("validation", split.validation),
+                               ("test", split.test))
+        }
     if config.export:
         from emotf.export import export_run
 

@@ -187,6 +187,7 @@ def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_sp
     assert metrics["split"] == str(split_dir) and metrics["num_clips"] == len(test) == 6
     assert (metrics["train_clips"], metrics["validation_clips"], metrics["test_clips"]) == (18, 6, 6)
     assert metrics["steps_per_epoch"] == 18 // 4
+    assert metrics["clips_in_records"] == {"train": 18, "validation": 6, "test": 6}
     run_config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert run_config["split"]["test_clips"] == 6 and "folds" not in run_config
 
@@ -261,3 +262,11 @@ def test_a_test_list_with_no_built_clip_is_refused_before_training(clip_split_re
     with pytest.raises(ValueError, match="none of the 2 clips of the test list"):
         train_fold(cfg)
     assert not (tmp_path / "run" / "training_log.csv").exists()
+
+
+def test_cli_refuses_fold_all_with_a_clip_level_split(capsys):
+    from emotf.cli.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--records", "r", "--split", "ogm", "--fold", "all"])
+    assert "a clip-level split has one test list" in capsys.readouterr().err

@@ -87,6 +87,7 @@ def main(argv=None) -> int:
         "num_examples": report["num_examples"],
         "folds": report["folds"],
         "num_segments": report["num_segments"],
+        **{key: report[key] for key in ("split", "protocol") if key in report},
     }
     if args.segments:
         from pathlib import Path

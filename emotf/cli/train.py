@@ -113,6 +113,9 @@ def resolve_config(args: argparse.Namespace):
         except json.JSONDecodeError:
             sampling[key] = text
     run_all = str(fold) == "all"
+    if run_all and values.get("split", "actors") != "actors":
+        raise ValueError("--fold all is the actor-independent cross-validation; a clip-level "
+                         f"split has one test list. Received: --split {values['split']}")
     config = TrainConfig(
         **values, fold=0 if run_all else int(fold), model=ModelConfig.from_dict(model), sampling=sampling
     )
@@ -134,7 +137,9 @@ def main(argv=None) -> int:
               f"over {summary['num_folds']} folds -> {config.out}/cv_summary.md")
     else:
         metrics = train_fold(config)
-        print(f"fold {metrics['fold']}: accuracy {100 * metrics['accuracy']:.1f} % "
+        where = (f"fold {metrics['fold']}" if metrics["fold"] is not None else
+                 f"split {metrics['split']} test list (speaker-dependent)")
+        print(f"{where}: accuracy {100 * metrics['accuracy']:.1f} % "
               f"({metrics['num_clips']} clips) -> {config.out}/metrics.json")
     return 0
 
