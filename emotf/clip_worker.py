@@ -10,14 +10,12 @@ it; nothing here writes files.
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -220,22 +218,47 @@ class ClipRunner:
         self.executor.shutdown(wait=True)
         self.executor = None
 
+    def _outcome(self, future) -> tuple[dict | None, BaseException | None]:
+        """(result, None), or (None, BrokenProcessPool) if the pool broke under the clip.
+
+        Waits in 1 s steps: in Python 3.11 a clip submitted in the instant its pool breaks can
+        be left unresolved forever (`terminate_broken` clears the pending work without the
+        submit lock); once the pool is broken and its manager thread gone, such a clip counts
+        as broken too instead of hanging the build.
+        """
+        while True:
+            try:
+                return future.result(timeout=1.0), None
+            except BrokenProcessPool as error:
+                return None, error
+            except TimeoutError:
+                executor = self.executor
+                manager = getattr(executor, "_executor_manager_thread", None)
+                if (getattr(executor, "_broken", False) and not future.done()
+                        and (manager is None or not manager.is_alive())):
+                    return None, BrokenProcessPool("the pool broke as this clip was submitted")
+
     def _alone(self, task: dict) -> dict:
         """Run one clip with nothing else in flight (in a fresh pool if it was broken)."""
         try:
-            return self._submit(task).result()
-        except BrokenProcessPool:
-            codes = broken_pool_exit_codes(self.executor, self.procs)
+            future = self._submit(task)
+        except BrokenProcessPool:  # the pool's worker died while idle: not this clip's doing
             self.stop()
-            return _skip(task["video"], f"worker process died while processing "
-                         f"{task['video']} (exit code {codes})", [])
+            future = self._submit(task)
+        result, broken = self._outcome(future)
+        if broken is None:
+            return result
+        codes = broken_pool_exit_codes(self.executor, self.procs)
+        self.stop()
+        return _skip(task["video"], f"worker process died while processing "
+                     f"{task['video']} (exit code {codes})", [])
 
     def _sort_out(self, batch: list) -> Iterator[dict]:
         """Results of a batch whose pool broke: finished clips as they are, the others alone."""
-        wait_futures([future for _, future in batch])
+        outcomes = [self._outcome(future) for _, future in batch]
         self.stop()
-        for task, future in batch:
-            yield self._alone(task) if future.exception() else future.result()
+        for (task, _), (result, broken) in zip(batch, outcomes, strict=True):
+            yield self._alone(task) if broken is not None else result
 
     def run(self, tasks: Iterable[dict]) -> Iterator[dict]:
         if self.workers == 1:
@@ -243,26 +266,26 @@ class ClipRunner:
             yield from map(self.work, tasks)
             return
         remaining = iter(tasks)
+        unsubmitted: list[dict] = []  # a task whose submit found the pool broken
         pending: deque = deque()
         try:
             while True:
                 while len(pending) < self.ahead:
-                    task = next(remaining, None)
+                    task = unsubmitted.pop() if unsubmitted else next(remaining, None)
                     if task is None:
                         break
                     try:
                         pending.append((task, self._submit(task)))
                     except BrokenProcessPool:  # a worker died since the last result
-                        remaining = itertools.chain([task], remaining)  # submitted later
+                        unsubmitted.append(task)
                         if not pending:  # nothing in flight to blame: start a fresh pool
                             self.stop()
                             continue
                         break  # the batch in flight is sorted out below
                 if not pending:
                     return
-                try:
-                    result = pending[0][1].result()
-                except BrokenProcessPool:
+                result, broken = self._outcome(pending[0][1])
+                if broken is not None:
                     batch = list(pending)
                     pending.clear()
                     yield from self._sort_out(batch)

@@ -40,7 +40,7 @@ from emotf.figures import (  # noqa: F401
     write_json,
     write_predictions,
 )
-from emotf.splits import ACTORS, SPEAKER_DEPENDENT, Selection
+from emotf.splits import ACTORS, SPEAKER_DEPENDENT, Selection, check_fingerprint
 
 EVALUATION_DIRNAME = "evaluation"
 
@@ -150,11 +150,17 @@ def _resolve(records, folds, run_config):
     test fold, or the test list of a clip-level split as an `emotf.splits.Selection`)."""
     train_cfg = run_config.get("config", {})
     records = records or train_cfg.get("records")
-    if folds is None and train_cfg.get("split", ACTORS) != ACTORS:
+    if train_cfg.get("split", ACTORS) != ACTORS:
+        if folds is not None:  # folds of a clip-level run hold its training clips
+            raise ValueError(f"this run used the clip-level split {train_cfg['split']!r}: its "
+                             f"folds hold training clips; evaluate it on its test list (no "
+                             f"fold). Received: folds={folds}")
         from emotf.run_data import config_split
         from emotf.train import TrainConfig
 
-        return records, config_split(TrainConfig.from_dict(train_cfg)).test
+        split = config_split(TrainConfig.from_dict(train_cfg))
+        check_fingerprint(split, run_config.get("split"), "the model")
+        return records, split.test
     if folds is None:
         test = run_config.get("folds", {}).get("test")
         if test is None:

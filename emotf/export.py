@@ -311,7 +311,8 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
         out_dir if out_dir is not None else run_dir / "export",
         version,
         model_config=train_config.model.to_dict(),
-        extra_metadata={"run": str(run_dir.resolve()), "fold": train_config.fold},
+        extra_metadata={"run": str(run_dir.resolve()), "split": train_config.split,
+                        "fold": train_config.fold if train_config.split == "actors" else None},
         records_dir=train_config.records,
     )
 

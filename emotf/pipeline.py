@@ -76,7 +76,6 @@ def _resolve(files_or_dir, folds) -> tuple[list[str], str]:
     return files, "GZIP" if gz.pop() else ""
 
 
-@tf.autograph.experimental.do_not_convert
 def clip_filter(clip_ids):
     """A predicate on serialised records: is the record's clip_id one of `clip_ids`?"""
     names = sorted({str(name) for name in clip_ids})
@@ -88,12 +87,14 @@ def clip_filter(clip_ids):
     )
     spec = {keys.CLIP_ID: tf.io.FixedLenFeature([], tf.string)}
 
+    @tf.autograph.experimental.do_not_convert
     def keep(serialized):
         return table.lookup(tf.io.parse_single_example(serialized, spec)[keys.CLIP_ID]) > 0
 
     return keep
 
 
+@tf.autograph.experimental.do_not_convert
 def _first(keep, element):
     return keep
 

@@ -138,8 +138,10 @@ def _clip_ids_in(stamped_files: tuple) -> frozenset[str]:
 
 
 def check_clip_split_records(records, split: RunSplit) -> None:
-    """Refuse a clip-level split whose test list (or training list) has no clip in `records`."""
-    for name, part in (("test", split.test), ("training", split.train)):
+    """Refuse a clip-level split whose test, training or validation part has no clip in
+    `records` (a validation hold-out of unbuilt names would leave nothing to pick epochs on)."""
+    for name, part in (("test", split.test), ("training", split.train),
+                       ("validation", split.validation)):
         if count_clips(records, part) == 0:
             raise ValueError(f"none of the {len(part.clips)} clips of the {name} list of split "
                              f"{split.name!r} is in the records of {records}")

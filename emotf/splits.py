@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import csv
 import functools
-from collections import Counter
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from emotf.cremad import NUM_FOLDS, data_path, parse_clip_name
 
@@ -58,12 +60,14 @@ class RunSplit:
         return self.test.clips is not None
 
     def summary(self) -> dict:
-        """JSON-ready: folds for the actor protocol, clip counts for a clip-level split."""
+        """JSON-ready: folds for the actor protocol, clip counts for a clip-level split, and
+        the `split_fingerprint` of the parts."""
         if not self.clip_level:
             return {"name": self.name, "protocol": self.protocol,
                     "train": list(self.train.folds), "validation": list(self.validation.folds),
-                    "test": self.test.folds[0]}
+                    "test": self.test.folds[0], "fingerprint": split_fingerprint(self)}
         return {"name": self.name, "protocol": self.protocol,
+                "fingerprint": split_fingerprint(self),
                 "train_clips": len(self.train.clips),
                 "validation_clips": len(self.validation.clips),
                 "test_clips": len(self.test.clips)}
@@ -92,6 +96,9 @@ def read_split_csv(path: str | Path) -> list[str]:
                 clip = parse_clip_name(name)
             except ValueError as error:
                 raise ValueError(f"{path}, row {row_number}: {error}") from None
+            if name != clip.clip_id:  # records are matched on the bare clip id
+                raise ValueError(f"{path}, row {row_number}: write the bare clip name "
+                                 f"({clip.clip_id}), not a path or file name. Received: {name!r}")
             if len(row) > 1 and row[1].strip() and row[1].strip() != clip.emotion:
                 raise ValueError(f"{path}, row {row_number}: emotion {row[1].strip()!r} differs "
                                  f"from the name's {clip.emotion!r}. Received: {row}")
@@ -132,26 +139,52 @@ def _read_split(train_file: str, test_file: str, *_mtimes) -> tuple[tuple, tuple
     train, test = read_split_csv(train_file), read_split_csv(test_file)
     both = sorted(set(train) & set(test))
     if both:
-        raise ValueError(f"{len(both)} clips are in both {train_file} and {test_file}, e.g. "
-                         f"{both[:3]}")
+        raise ValueError(f"{len(both)} clips are in both {train_file} (row "
+                         f"{train.index(both[0]) + 1}) and {test_file} (row "
+                         f"{test.index(both[0]) + 1}), e.g. {both[:3]}")
     return tuple(train), tuple(test)
 
 
 def hold_out_validation(names: list[str], fraction: float,
                         seed: int) -> tuple[list[str], list[str]]:
-    """(training, validation): a seeded `fraction` of `names`, stratified by emotion when every
-    emotion has at least two clips and the validation part can hold one of each."""
-    from sklearn.model_selection import train_test_split
+    """(training, validation): a seeded `fraction` of `names`, stratified by emotion.
 
+    round(fraction * len(names)) clips (at least 1, at most all but 1), shared among the
+    emotions by largest remainder, drawn per emotion with numpy's PCG64 generator: the same
+    names and seed give the same split on any machine and library version.
+    """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1). Received: {fraction}")
-    names = sorted(names)
-    labels = [parse_clip_name(n).emotion for n in names]
-    counts = Counter(labels)
-    stratify = min(counts.values()) >= 2 and len(names) * fraction >= len(counts)
-    train, val = train_test_split(names, test_size=fraction, random_state=seed,
-                                  stratify=labels if stratify else None)
-    return sorted(train), sorted(val)
+    if len(names) < 2:
+        raise ValueError(f"a validation hold-out needs at least 2 training clips. "
+                         f"Received: {names}")
+    by_emotion: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        by_emotion.setdefault(parse_clip_name(name).emotion, []).append(name)
+    emotions = sorted(by_emotion)
+    total = min(max(1, round(fraction * len(names))), len(names) - 1)
+    shares = [fraction * len(by_emotion[e]) for e in emotions]
+    quota = [int(share) for share in shares]
+    by_remainder = sorted(range(len(emotions)), key=lambda i: (quota[i] - shares[i], i))
+    for i in by_remainder[: max(0, total - sum(quota))]:
+        quota[i] += 1
+    rng = np.random.default_rng(seed)
+    val = []
+    for emotion, count in zip(emotions, quota, strict=True):
+        members = by_emotion[emotion]
+        val += [members[k] for k in rng.permutation(len(members))[:count]]
+    val_set = set(val)
+    return sorted(n for n in set(names) if n not in val_set), sorted(val)
+
+
+def split_fingerprint(split: RunSplit) -> str:
+    """sha256 over the sorted clip names of the three parts (folds, for the actor protocol):
+    stored in a run's config.json so a resume or an evaluation sees the lists it was run on."""
+    digest = hashlib.sha256()
+    for part in (split.train, split.validation, split.test):
+        items = sorted(part.clips) if part.clips is not None else [str(k) for k in part.folds]
+        digest.update(("\n".join(items) + "\f").encode())
+    return digest.hexdigest()
 
 
 def run_split(split: str, fold: int = 0, validation_folds: int = 1,
@@ -168,3 +201,12 @@ def run_split(split: str, fold: int = 0, validation_folds: int = 1,
                     Selection(every_fold, frozenset(val_names)),
                     Selection(every_fold, frozenset(test_names)), SPEAKER_DEPENDENT)
 
+
+
+def check_fingerprint(split: RunSplit, recorded: dict | None, where: str) -> None:
+    """Refuse to go on when a run folder's recorded split (config.json "split") has other clips
+    than `split` now (a split file edited between a kill and a resume, say)."""
+    if recorded and recorded.get("fingerprint") not in (None, split_fingerprint(split)):
+        raise ValueError(f"the clips of split {split.name!r} differ from the ones {where} was "
+                         f"run on (its config.json fingerprint); were train.csv/test.csv "
+                         f"edited? Restore them, or use another run folder")

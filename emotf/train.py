@@ -51,6 +51,8 @@ from emotf.run_state import check_resume_config, completed_epochs, read_log, tra
 from emotf.schedules import LR_SCHEDULES, make_schedule
 from emotf.splits import (
     ACTORS,
+    OGM,
+    check_fingerprint,
     load_clip_split,
     split_folds,  # noqa: F401  (re-exported)
 )
@@ -115,6 +117,8 @@ class TrainConfig:
             raise ValueError(f"fold must be in 0..{NUM_FOLDS - 1}. Received: fold={self.fold}")
         if not (1 <= self.validation_folds <= NUM_FOLDS - 2):
             raise ValueError(f"validation_folds must be in 1..{NUM_FOLDS - 2}. Received: validation_folds={self.validation_folds}")
+        if self.split not in (ACTORS, OGM):  # a folder: kept absolute, so runs find it again
+            object.__setattr__(self, "split", str(Path(self.split).resolve()))
         if self.split != ACTORS:
             load_clip_split(self.split)  # a ValueError naming the file and the problem
         if not 0.0 < self.validation_fraction < 1.0:
@@ -187,6 +191,9 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     split = config_split(config)
     summary = split.summary()
     check_resume_config(run, config)
+    if (run / "config.json").is_file():
+        recorded = json.loads((run / "config.json").read_text()).get("split")
+        check_fingerprint(split, recorded, str(run))
     parts = {"config": config.to_dict(), "split": summary}
     if not split.clip_level:  # the folds, where `emotf-evaluate` looks for the test fold
         parts["folds"] = {key: summary[key] for key in ("train", "validation", "test")}

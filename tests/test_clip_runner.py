@@ -78,3 +78,27 @@ def test_a_worker_dying_between_clips_loses_nothing_and_blames_no_clip():
 def test_one_worker_runs_in_this_process():
     results = list(runner(workers=1).run(helpers_workers.tasks({}, 3)))
     assert {r["pid"] for r in results} == {os.getpid()}
+
+
+def test_a_worker_dying_between_retried_clips_blames_no_clip():
+    """After a crash, suspects are retried one by one in a fresh pool; a worker of that pool
+    dying while idle must not get the next retried clip skipped."""
+    tasks = helpers_workers.tasks({0: "crash", 1: "die_after"}, 5)
+    results = []
+    for result in runner(workers=2, ahead=4).run(tasks):
+        results.append(result)
+        threading.Event().wait(0.5)
+    assert [r["status"] for r in results] == ["skipped", "ok", "ok", "ok", "ok"]
+    assert [r.get("clip_id") for r in results[1:]] == ["c1", "c2", "c3", "c4"]
+
+
+def test_a_clip_left_unresolved_by_a_broken_pool_counts_as_broken():
+    """Python 3.11 can leave a clip submitted as its pool breaks unresolved: no hang."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    clip_runner = runner()
+    clip_runner.executor = SimpleNamespace(_broken="a worker died", _executor_manager_thread=None)
+    result, broken = clip_runner._outcome(Future())  # never resolved
+    assert result is None and isinstance(broken, BrokenProcessPool)
+    clip_runner.executor = None

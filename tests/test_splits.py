@@ -69,7 +69,7 @@ def write_split(folder, train, test, emotions=None):
 
 
 @pytest.mark.parametrize("problem", ["missing test.csv", "bad name", "emotion differs",
-                                     "in both lists", "listed twice"])
+                                     "in both lists", "listed twice", "a file name"])
 def test_a_bad_split_folder_is_refused_naming_the_file_and_row(tmp_path, problem):
     train, test = ["1001_DFA_ANG_XX", "1001_DFA_SAD_XX"], ["1002_DFA_ANG_XX"]
     emotions = {}
@@ -81,6 +81,8 @@ def test_a_bad_split_folder_is_refused_naming_the_file_and_row(tmp_path, problem
         test = test + ["1001_DFA_ANG_XX"]
     elif problem == "listed twice":
         train = train + ["1001_DFA_ANG_XX"]
+    elif problem == "a file name":  # records hold bare ids: it would match nothing
+        test = test + ["1001_DFA_HAP_XX.flv"]
     folder = write_split(tmp_path / "split", train, test, emotions)
     if problem == "missing test.csv":
         (folder / "test.csv").unlink()
@@ -89,7 +91,8 @@ def test_a_bad_split_folder_is_refused_naming_the_file_and_row(tmp_path, problem
     message = str(error.value)
     expected = {"missing test.csv": "test.csv", "bad name": "train.csv, row 3",
                 "emotion differs": "train.csv, row 2", "in both lists": "1001_DFA_ANG_XX",
-                "listed twice": "train.csv, row 3"}[problem]
+                "listed twice": "train.csv, row 3",
+                "a file name": "test.csv, row 2: write the bare clip name"}[problem]
     assert expected in message and str(folder) in message
 
 
@@ -270,3 +273,43 @@ def test_cli_refuses_fold_all_with_a_clip_level_split(capsys):
     with pytest.raises(SystemExit):
         main(["--records", "r", "--split", "ogm", "--fold", "all"])
     assert "a clip-level split has one test list" in capsys.readouterr().err
+
+
+def test_a_split_edited_after_a_run_is_refused_on_resume_and_evaluation(clip_split_records,
+                                                                        tmp_path):
+    from emotf.evaluate import evaluate_model
+
+    root, _, _, train, test = clip_split_records
+    split_dir = write_split(tmp_path / "split", train, test)
+    cfg = TrainConfig(records=str(root / "records"), out=str(tmp_path / "run"),
+                      split=str(split_dir), validation_fraction=0.25, epochs=1, batch_size=4,
+                      verbose=0, export=False, model=TINY_MODEL)
+    train_fold(cfg)
+    with pytest.raises(ValueError, match="its folds hold training clips"):
+        evaluate_model(tmp_path / "run", folds=[0])
+    write_split(split_dir, train[1:], test + train[:1])  # one training clip moved to test
+    with pytest.raises(ValueError, match="differ from the ones"):
+        train_fold(cfg)
+    with pytest.raises(ValueError, match="differ from the ones"):
+        evaluate_model(tmp_path / "run")
+
+
+def test_a_folder_split_is_kept_as_an_absolute_path(clip_split_records, monkeypatch):
+    _, _, split_dir, _, _ = clip_split_records
+    monkeypatch.chdir(split_dir.parent)
+    assert TrainConfig(split="split").split == str(split_dir.resolve())
+
+
+def test_a_validation_hold_out_of_unbuilt_clips_is_refused_before_training(clip_split_records,
+                                                                          tmp_path):
+    root, labels, _, _, test = clip_split_records
+    built = [n for n in sorted(labels) if n not in test][:4]
+    unbuilt = [f"{actor}_{sentence}_{emotion}_XX" for actor in range(1050, 1091)
+               for sentence in ("IEO", "TIE") for emotion in ("ANG", "SAD")]
+    split_dir = write_split(tmp_path / "split", built + unbuilt, test)
+    cfg = TrainConfig(records=str(root / "records"), out=str(tmp_path / "run"),
+                      split=str(split_dir), validation_fraction=0.02, epochs=1, batch_size=2,
+                      verbose=0, export=False, model=TINY_MODEL)
+    assert not run_split(cfg.split, validation_fraction=0.02).validation.clips & set(built)
+    with pytest.raises(ValueError, match="clips of the validation list"):
+        train_fold(cfg)
