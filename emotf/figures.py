@@ -391,8 +391,9 @@ def write_json(path, value) -> Path:
 def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, title="") -> dict:
     """Everything `evaluate_model` writes, from predictions already in hand (no model needed).
 
-    Writes predictions.csv, confusion_matrix.csv/png and evaluation.json into `out` and
-    returns the evaluation dict (metrics + "humans_same_clips" from `model_vs_humans`).
+    Writes predictions.csv, confusion_matrix.csv/png, accuracy_by_group.csv and
+    evaluation.json into `out` and returns the evaluation dict (metrics, "humans_same_clips"
+    from `model_vs_humans`, "by_group" from `emotf.groups.accuracy_by_group`).
     """
     out = Path(out)
     probabilities = np.asarray(probabilities, np.float64)
@@ -410,5 +411,12 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
         report["humans_same_clips"] = model_vs_humans(clip_ids, labels, predicted, votes)
     except KeyError as err:  # clips outside CREMA-D (e.g. hand-made test names)
         report["humans_same_clips"] = {"error": str(err)}
+    from emotf.groups import accuracy_by_group, write_group_table
+
+    try:
+        report["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)
+        write_group_table(out / "accuracy_by_group.csv", report["by_group"])
+    except ValueError as err:  # names that are not CREMA-D clip names
+        report["by_group"] = {"error": str(err)}
     write_json(out / "evaluation.json", report)
     return report

@@ -41,6 +41,7 @@ from emotf.evaluate import (
     write_confusion_matrix,
     write_json,
 )
+from emotf.groups import accuracy_by_group, write_group_table
 from emotf.human import MODES, human_accuracy, load_votes
 
 # Accuracies (%) on CREMA-D reported in the paper's Table I (10-fold CV), for reference only.
@@ -212,6 +213,11 @@ def cv_report(
             title=f"pooled over {len(with_predictions)} test folds",
         )
         figure_links["confusion_matrix"] = "figures/confusion_matrix.png"
+        try:
+            pooled["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)
+            write_group_table(figures / "accuracy_by_group.csv", pooled["by_group"])
+        except ValueError:  # names that are not CREMA-D clip names
+            pooled["by_group"] = None
     for fold in folds:
         log = fold["dir"] / "training_log.csv"
         if log.is_file():
@@ -255,6 +261,29 @@ def cv_report(
     md_path = out / "cv_report.md"
     md_path.write_text(render_markdown(summary))
     return md_path, json_path
+
+
+def _group_lines(by_group: dict | None) -> list[str]:
+    """Markdown table: pooled accuracy by actor sex and age band and by clip intensity."""
+    if not by_group:
+        return []
+    lines = [
+        "",
+        "## By actor and by intensity, pooled over the test folds (same clips)",
+        "",
+        "Actors' sex and age from CREMA-D's VideoDemographics.csv; intensity from the clip "
+        "name (LO/MD/HI only for sentence IEO). All groupings: figures/accuracy_by_group.csv.",
+        "",
+        "| grouping | group | clips | emotf | human voice | human face | human AV |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for grouping in ("sex", "age", "intensity"):
+        for group, row in by_group.get(grouping, {}).items():
+            lines.append(
+                f"| {grouping} | {group} | {row['num_clips']} | {_pct(row['model'])} | "
+                f"{_pct(row['voice'])} | {_pct(row['face'])} | {_pct(row['audio-visual'])} |"
+            )
+    return lines
 
 
 def render_markdown(summary: dict) -> str:
@@ -331,6 +360,7 @@ def render_markdown(summary: dict) -> str:
                 f"| {name} | {c['support']} | {_pct(c['precision'])} | {_pct(c['recall'])} | "
                 f"{_pct(c['f1'])} | {' | '.join(h)} |"
             )
+        lines += _group_lines(pooled.get("by_group"))
     figures = summary["figures"]
     if figures:
         lines += ["", "## Figures", ""]

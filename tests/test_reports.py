@@ -74,8 +74,18 @@ def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
         55.8,
     ]
 
+    # By group, pooled: fold 0 is actor 1001 (male, 3 of 4 right), fold 1 actor 1002 (female,
+    # 2 of 4); the one LO-intensity clip (1001_IEO_HAP_LO) was right.
+    by_group = summary["pooled"]["by_group"]
+    assert by_group["sex"]["Male"]["model"] == 0.75 and by_group["sex"]["Female"]["model"] == 0.5
+    assert by_group["intensity"]["LO"] == {
+        "num_clips": 1, "model": 1.0,
+        **human_accuracy(votes, ["1001_IEO_HAP_LO"])}
+    assert (two_fold_run / "figures" / "accuracy_by_group.csv").is_file()
+
     md = md_path.read_text()
     assert "62.5 ± 17.7" in md
+    assert "| sex | Female | 4 | 50.0 |" in md and "| intensity | LO | 1 | 100.0 |" in md
     assert md.count("— reported in the paper |") == len(PAPER_REPORTED)
     assert f"{100 * expected['audio-visual']:.1f}" in md
     for name, _ in PAPER_REPORTED:
