@@ -388,12 +388,29 @@ def write_json(path, value) -> Path:
     return path
 
 
+def accuracy_intervals(clip_ids, labels, predicted, votes=None) -> dict:
+    """`emotf.stats.actor_bootstrap` for these predictions: the model's 95 % interval, and
+    the raters' and model-minus-raters' when the vote table holds the clips."""
+    from emotf.human import load_votes
+    from emotf.stats import actor_bootstrap
+
+    correct = np.asarray(labels) == np.asarray(predicted)
+    try:
+        try:
+            return actor_bootstrap(clip_ids, correct, load_votes() if votes is None else votes)
+        except KeyError:  # clips without votes
+            return actor_bootstrap(clip_ids, correct)
+    except ValueError as err:  # names that are not CREMA-D clip names
+        return {"error": str(err)}
+
+
 def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, title="") -> dict:
     """Everything `evaluate_model` writes, from predictions already in hand (no model needed).
 
     Writes predictions.csv, confusion_matrix.csv/png, accuracy_by_group.csv and
     evaluation.json into `out` and returns the evaluation dict (metrics, "humans_same_clips"
-    from `model_vs_humans`, "by_group" from `emotf.groups.accuracy_by_group`).
+    from `model_vs_humans`, "confidence_intervals" from `accuracy_intervals`, "by_group" from
+    `emotf.groups.accuracy_by_group`).
     """
     out = Path(out)
     probabilities = np.asarray(probabilities, np.float64)
@@ -411,6 +428,7 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
         report["humans_same_clips"] = model_vs_humans(clip_ids, labels, predicted, votes)
     except KeyError as err:  # clips outside CREMA-D (e.g. hand-made test names)
         report["humans_same_clips"] = {"error": str(err)}
+    report["confidence_intervals"] = accuracy_intervals(clip_ids, labels, predicted, votes)
     from emotf.groups import accuracy_by_group, write_group_table
 
     try:

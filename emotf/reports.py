@@ -41,6 +41,7 @@ from emotf.evaluate import (
     write_confusion_matrix,
     write_json,
 )
+from emotf.figures import accuracy_intervals
 from emotf.groups import accuracy_by_group, write_group_table
 from emotf.human import MODES, human_accuracy, load_votes
 
@@ -213,6 +214,7 @@ def cv_report(
             title=f"pooled over {len(with_predictions)} test folds",
         )
         figure_links["confusion_matrix"] = "figures/confusion_matrix.png"
+        pooled["confidence_intervals"] = accuracy_intervals(clip_ids, labels, predicted, votes)
         try:
             pooled["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)
             write_group_table(figures / "accuracy_by_group.csv", pooled["by_group"])
@@ -261,6 +263,19 @@ def cv_report(
     md_path = out / "cv_report.md"
     md_path.write_text(render_markdown(summary))
     return md_path, json_path
+
+
+def _interval_text(intervals: dict | None) -> str:
+    """" (95 % CI a-b; emotf - human AV: d, CI a-b; actor bootstrap)" or ""."""
+    if not intervals or "model" not in intervals:
+        return ""
+    m = intervals["model"]
+    text = f" (95 % CI {_pct(m['low'])}-{_pct(m['high'])} %"
+    diff = (intervals.get("model_minus_humans") or {}).get("audio-visual")
+    if diff:
+        text += (f"; emotf minus human audio-visual {_pct(diff['estimate'])} points, 95 % CI "
+                 f"{_pct(diff['low'])} to {_pct(diff['high'])}")
+    return text + f"; bootstrap over {intervals['actors']} actors)"
 
 
 def _group_lines(by_group: dict | None) -> list[str]:
@@ -344,7 +359,8 @@ def render_markdown(summary: dict) -> str:
             "## Per class, pooled over the test folds (same clips)",
             "",
             (
-                f"Pooled accuracy {_pct(pooled['accuracy'])} % on {pooled['num_examples']} clips. "
+                f"Pooled accuracy {_pct(pooled['accuracy'])} % on {pooled['num_examples']} clips"
+                f"{_interval_text(pooled.get('confidence_intervals'))}. "
                 "emotf per-class accuracy is its recall on that class; human accuracy is correct "
                 "responses / all responses."
             ),

@@ -83,9 +83,9 @@ def test_unknown_actors_and_clips_without_votes():
 
 
 def test_evaluation_writes_the_table(tmp_path):
-    clips = ["1001_DFA_ANG_XX", "1002_DFA_SAD_XX", "1003_IEO_HAP_HI", "1004_IEO_NEU_LO"]
-    labels = [0, 5, 3, 4]
-    probabilities = np.eye(6)[[0, 5, 3, 0]]  # the last clip wrong
+    clips = ["1001_DFA_ANG_XX", "1002_DFA_SAD_XX", "1003_IEO_HAP_HI", "1004_IEO_ANG_LO"]
+    labels = [0, 5, 3, 0]
+    probabilities = np.eye(6)[[0, 5, 3, 1]]  # the last clip wrong
     report = summarize_predictions(clips, labels, probabilities, tmp_path)
     with open(tmp_path / "accuracy_by_group.csv") as f:
         rows = {(r["grouping"], r["group"]): r for r in csv.DictReader(f)}
@@ -93,5 +93,9 @@ def test_evaluation_writes_the_table(tmp_path):
     assert float(rows[("intensity", "HI")]["model"]) == 1.0
     assert int(rows[("sentence", "IEO")]["num_clips"]) == 2
     assert report["by_group"]["intensity"]["XX"]["model"] == 1.0
+    intervals = report["confidence_intervals"]
+    assert intervals["actors"] == 4 and intervals["model"]["estimate"] == 0.75
+    assert set(intervals["model_minus_humans"]) == {"voice", "face", "audio-visual"}
     hand_made = summarize_predictions(["clip_a"], [0], np.eye(6)[[0]], tmp_path / "other")
     assert "not a CREMA-D clip name" in hand_made["by_group"]["error"]
+    assert "not a CREMA-D clip name" in hand_made["confidence_intervals"]["error"]

@@ -83,8 +83,16 @@ def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
         **human_accuracy(votes, ["1001_IEO_HAP_LO"])}
     assert (two_fold_run / "figures" / "accuracy_by_group.csv").is_file()
 
+    intervals = summary["pooled"]["confidence_intervals"]
+    assert intervals["actors"] == 2 and intervals["model"]["estimate"] == pytest.approx(0.625)
+    assert intervals["model"]["low"] <= 0.625 <= intervals["model"]["high"]
+    assert intervals["humans"]["voice"]["estimate"] == pytest.approx(
+        human_accuracy(votes, FOLD_CLIPS[0] + FOLD_CLIPS[1])["voice"])
+
     md = md_path.read_text()
     assert "62.5 ± 17.7" in md
+    low, high = (100 * intervals["model"][k] for k in ("low", "high"))
+    assert f"(95 % CI {low:.1f}-{high:.1f} %" in md and "bootstrap over 2 actors" in md
     assert "| sex | Female | 4 | 50.0 |" in md and "| intensity | LO | 1 | 100.0 |" in md
     assert md.count("— reported in the paper |") == len(PAPER_REPORTED)
     assert f"{100 * expected['audio-visual']:.1f}" in md
