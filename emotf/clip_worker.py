@@ -176,8 +176,8 @@ class ClipRunner:
     FaceTracker each, created by the initializer) with at most `ahead` clips submitted ahead of
     the consumer, so a slow clip holds back at most that many finished results. When a worker
     dies (segfault in FFmpeg, the OOM killer), every clip whose future failed is retried alone
-    in a fresh pool; a clip that kills its worker even alone is returned as skipped ("worker
-    process died while processing ..."). Clips are never lost or returned twice. `work` and
+    in a fresh pool; a clip that kills its worker alone twice in a row is returned as skipped
+    ("worker process died while processing ..."). Clips are never lost or returned twice. `work` and
     `initializer` default to `process_clip` and the FaceTracker setup (tests pass cheap ones);
     a task needs "video" (named in a skip) and whatever `work` reads.
     """
@@ -238,18 +238,24 @@ class ClipRunner:
                         and (manager is None or not manager.is_alive())):
                     return None, BrokenProcessPool("the pool broke as this clip was submitted")
 
-    def _alone(self, task: dict) -> dict:
-        """Run one clip with nothing else in flight (in a fresh pool if it was broken)."""
-        try:
-            future = self._submit(task)
-        except BrokenProcessPool:  # the pool's worker died while idle: not this clip's doing
+    def _alone(self, task: dict, attempts: int = 2) -> dict:
+        """Run one clip with nothing else in flight, in a fresh pool when the last one broke.
+
+        A clip is skipped only if its pool breaks under it `attempts` times in a row, each time
+        alone: one break alone can still be a worker of that pool dying while idle (the OOM
+        killer, or a clip before it) in the instant before the clip was handed over.
+        """
+        for _ in range(attempts):
+            try:
+                future = self._submit(task)
+            except BrokenProcessPool:  # the pool's worker died while idle: not this clip's doing
+                self.stop()
+                future = self._submit(task)
+            result, broken = self._outcome(future)
+            if broken is None:
+                return result
+            codes = broken_pool_exit_codes(self.executor, self.procs)
             self.stop()
-            future = self._submit(task)
-        result, broken = self._outcome(future)
-        if broken is None:
-            return result
-        codes = broken_pool_exit_codes(self.executor, self.procs)
-        self.stop()
         return _skip(task["video"], f"worker process died while processing "
                      f"{task['video']} (exit code {codes})", [])
 

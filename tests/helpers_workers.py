@@ -12,10 +12,18 @@ def init(tracker_config, single_thread: bool) -> None:
 
 
 def work(task: dict) -> dict:
-    """Echo the task; task["action"] "crash" exits the worker at once, "die_after" exits it
-    0.2 s after returning (a worker killed while idle, between two clips)."""
+    """Echo the task; task["action"] "crash" exits the worker at once, "crash_first" only
+    the first task["crashes"] times (counted in the file task["marker"]), "die_after" exits it 0.2 s after returning (a
+    worker killed while idle, between two clips)."""
     if task.get("action") == "crash":
         os._exit(1)
+    if task.get("action") == "crash_first":  # dies the first task["crashes"] times only
+        marker = task["marker"]  # a file that counts the crashes so far
+        crashes = len(open(marker).read()) if os.path.exists(marker) else 0
+        if crashes < task["crashes"]:
+            with open(marker, "a") as f:
+                f.write("x")
+            os._exit(1)
     if task.get("action") == "die_after":
         threading.Timer(0.2, os._exit, args=(1,)).start()
     return {"status": "ok", "clip_id": task["clip_id"], "pid": os.getpid()}

@@ -102,3 +102,13 @@ def test_a_clip_left_unresolved_by_a_broken_pool_counts_as_broken():
     result, broken = clip_runner._outcome(Future())  # never resolved
     assert result is None and isinstance(broken, BrokenProcessPool)
     clip_runner.executor = None
+
+
+def test_a_clip_is_skipped_only_when_it_kills_its_worker_alone_twice(tmp_path):
+    """c1 kills its worker in the batch, then once more alone, then works: kept. c3 always
+    kills its worker: skipped after its two runs alone."""
+    tasks = helpers_workers.tasks({1: "crash_first", 3: "crash"}, 5)
+    tasks[1].update(marker=str(tmp_path / "c1-crashes"), crashes=2)
+    results = list(runner(workers=2, ahead=4).run(tasks))
+    assert (tmp_path / "c1-crashes").read_text() == "xx"
+    assert [r["status"] for r in results] == ["ok", "ok", "ok", "skipped", "ok"]
