@@ -12,9 +12,9 @@ def init(tracker_config, single_thread: bool) -> None:
 
 
 def work(task: dict) -> dict:
-    """Echo the task; task["action"] "crash" exits the worker at once, "crash_first" only
-    the first task["crashes"] times (counted in the file task["marker"]), "die_after" exits it 0.2 s after returning (a
-    worker killed while idle, between two clips)."""
+    """Echo the task. task["action"]: "crash" exits the worker at once; "crash_first" only
+    the first task["crashes"] times (counted in the file task["marker"]); "die_after" exits it
+    0.2 s after returning (a worker killed while idle, between two clips)."""
     if task.get("action") == "crash":
         os._exit(1)
     if task.get("action") == "crash_first":  # dies the first task["crashes"] times only
