@@ -409,7 +409,8 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
 
     Writes predictions.csv, confusion_matrix.csv/png, accuracy_by_group.csv and
     evaluation.json into `out` and returns the evaluation dict (metrics, "humans_same_clips"
-    from `model_vs_humans`, "confidence_intervals" from `accuracy_intervals`, "by_group" from
+    from `model_vs_humans`, "confidence_intervals" from `accuracy_intervals`, "calibration"
+    from `emotf.calibration` (+ reliability.png), "by_group" from
     `emotf.groups.accuracy_by_group`).
     """
     out = Path(out)
@@ -429,6 +430,10 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
     except KeyError as err:  # clips outside CREMA-D (e.g. hand-made test names)
         report["humans_same_clips"] = {"error": str(err)}
     report["confidence_intervals"] = accuracy_intervals(clip_ids, labels, predicted, votes)
+    from emotf.calibration import calibration_summary, plot_reliability
+
+    report["calibration"] = calibration_summary(labels, probabilities)
+    plot_reliability(report["calibration"], out / "reliability.png", title=title)
     from emotf.groups import accuracy_by_group, write_group_table
 
     try:

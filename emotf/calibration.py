@@ -1,0 +1,88 @@
+"""How far the model's probabilities can be trusted: expected calibration error, log loss,
+Brier score and a reliability diagram, on the top-label confidence (the largest of the six
+probabilities, the mean of the N segment softmaxes that the SavedModel serves).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
+    """Top-label calibration over `bins` equal-width confidence bins.
+
+    Returns:
+        {"ece": sum over bins of |accuracy - confidence| weighted by the bin's share of clips,
+         "mce": the largest such gap over non-empty bins, "log_loss" (scikit-learn, natural
+         log), "brier": mean over clips of the squared error summed over classes,
+         "mean_confidence", "accuracy", "bins": [{"low", "high", "count", "confidence",
+         "accuracy"}] (confidence and accuracy None for an empty bin)}.
+    """
+    from sklearn.metrics import log_loss
+
+    labels = np.asarray(labels, np.int64)
+    probabilities = np.asarray(probabilities, np.float64)
+    if probabilities.ndim != 2 or len(labels) != len(probabilities) or not len(labels):
+        raise ValueError(f"need probabilities [M, C] and M labels, M > 0. Received: "
+                         f"{probabilities.shape} probabilities, {labels.shape} labels")
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows, ece, mce = [], 0.0, 0.0
+    for b in range(bins):
+        members = which == b
+        count = int(members.sum())
+        row = {"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
+               "confidence": None, "accuracy": None}
+        if count:
+            row["confidence"] = float(confidence[members].mean())
+            row["accuracy"] = float(correct[members].mean())
+            gap = abs(row["accuracy"] - row["confidence"])
+            ece += gap * count / len(labels)
+            mce = max(mce, gap)
+        rows.append(row)
+    one_hot = np.eye(probabilities.shape[1])[labels]
+    return {
+        "ece": float(ece),
+        "mce": float(mce),
+        # Rows renormalised for the log loss: float32 softmax means sum to 1 only within ~1e-7.
+        "log_loss": float(log_loss(labels, probabilities / probabilities.sum(1, keepdims=True),
+                                   labels=range(probabilities.shape[1]))),
+        "brier": float(np.mean(np.sum((probabilities - one_hot) ** 2, axis=1))),
+        "mean_confidence": float(confidence.mean()),
+        "accuracy": float(correct.mean()),
+        "bins": rows,
+    }
+
+
+def plot_reliability(summary: dict, path, title: str = "") -> Path:
+    """Reliability diagram: accuracy per confidence bin against the diagonal, clip counts below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summary["bins"] if r["count"]]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
+    width = summary["bins"][0]["high"] - summary["bins"][0]["low"]
+    top.bar([r["low"] for r in rows], [r["accuracy"] for r in rows], width=width, align="edge",
+            edgecolor="black", alpha=0.7, label="accuracy")
+    top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    top.set_ylabel("accuracy")
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left")
+    top.set_title(f"{title + ': ' if title else ''}ECE {100 * summary['ece']:.1f} %")
+    bottom.bar([r["low"] for r in rows], [r["count"] for r in rows], width=width, align="edge",
+               edgecolor="black", color="grey")
+    bottom.set_xlabel("confidence (top probability)")
+    bottom.set_ylabel("clips")
+    bottom.set_xlim(0, 1)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

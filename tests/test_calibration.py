@@ -1,0 +1,53 @@
+"""Calibration metrics on hand-computed cases, and the reliability diagram."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss
+from test_evaluate import assert_valid_png
+
+from emotf.calibration import calibration_summary, plot_reliability
+
+
+def confident(labels, right, confidence):
+    """Probabilities whose top class (the label when `right`, else the next class) has
+    `confidence` and the rest shared evenly."""
+    labels = np.asarray(labels)
+    confidence = np.broadcast_to(np.asarray(confidence, np.float64), labels.shape)
+    top = np.where(right, labels, (labels + 1) % 6)
+    probs = np.repeat(((1 - confidence) / 5)[:, None], 6, axis=1)
+    probs[np.arange(len(labels)), top] = confidence
+    return probs
+
+
+def test_perfect_and_overconfident_models():
+    labels = np.arange(12) % 6
+    perfect = calibration_summary(labels, np.eye(6)[labels])
+    assert perfect["ece"] == 0.0 and perfect["accuracy"] == 1.0 and perfect["brier"] == 0.0
+    right = np.arange(12) < 6  # half right, always 90 % sure
+    over = calibration_summary(labels, confident(labels, right, 0.9))
+    assert over["ece"] == pytest.approx(0.4) and over["mce"] == pytest.approx(0.4)
+    assert over["mean_confidence"] == pytest.approx(0.9) and over["accuracy"] == 0.5
+    [used] = [b for b in over["bins"] if b["count"]]
+    assert (used["low"], used["high"], used["count"]) == (pytest.approx(0.8), 0.9, 12)
+
+
+def test_an_honest_model_has_a_small_error_and_losses_match_sklearn():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 6, 4000)
+    confidence = rng.uniform(0.2, 1.0, 4000)
+    right = rng.random(4000) < confidence  # right exactly as often as it is sure
+    probs = confident(labels, right, confidence)
+    summary = calibration_summary(labels, probs)
+    assert summary["ece"] < 0.03
+    assert summary["log_loss"] == pytest.approx(log_loss(labels, probs, labels=range(6)))
+    one_hot = np.eye(6)[labels]
+    assert summary["brier"] == pytest.approx(((probs - one_hot) ** 2).sum(1).mean())
+    assert sum(b["count"] for b in summary["bins"]) == 4000
+
+
+def test_reliability_diagram_and_bad_input(tmp_path):
+    labels = np.arange(6)
+    summary = calibration_summary(labels, confident(labels, labels < 4, 0.7))
+    assert_valid_png(plot_reliability(summary, tmp_path / "r.png", title="fold 0"))
+    with pytest.raises(ValueError, match="probabilities"):
+        calibration_summary([0, 1], np.ones((3, 6)) / 6)
