@@ -5,6 +5,7 @@ probabilities, the mean of the N segment softmaxes that the SavedModel serves).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,8 @@ def plot_reliability(summary: dict, path, title: str = "") -> Path:
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1)
     top.legend(loc="upper left")
-    top.set_title(f"{title + ': ' if title else ''}ECE {100 * summary['ece']:.1f} %")
+    heading = f"reliability, ECE {100 * summary['ece']:.1f} %"
+    top.set_title("\n".join(textwrap.wrap(title, 60) + [heading]), fontsize=9)
     bottom.bar([r["low"] for r in rows], [r["count"] for r in rows], width=width, align="edge",
                edgecolor="black", color="grey")
     bottom.set_xlabel("confidence (top probability)")

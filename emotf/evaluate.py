@@ -173,7 +173,7 @@ def _resolve(records, folds, run_config):
 def _describe(part, run_config) -> str:
     if isinstance(part, Selection):
         split = run_config.get("config", {}).get("split")
-        return f"test list of split {split!r} ({len(part.clips)} clips, speaker-dependent)"
+        return f"split {split!r} test list (speaker-dependent)"
     return f"folds {part}"
 
 
