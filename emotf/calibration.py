@@ -28,6 +28,9 @@ def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
     if probabilities.ndim != 2 or len(labels) != len(probabilities) or not len(labels):
         raise ValueError(f"need probabilities [M, C] and M labels, M > 0. Received: "
                          f"{probabilities.shape} probabilities, {labels.shape} labels")
+    if not np.isfinite(probabilities).all() or (probabilities.sum(axis=1) <= 0).any():
+        raise ValueError("probabilities hold NaN, inf or an all-zero row (a diverged model?): "
+                         "no calibration to measure")
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)

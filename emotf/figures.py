@@ -389,18 +389,18 @@ def write_json(path, value) -> Path:
 
 
 def accuracy_intervals(clip_ids, labels, predicted, votes=None) -> dict:
-    """`emotf.stats.actor_bootstrap` for these predictions: the model's 95 % interval, and
-    the raters' and model-minus-raters' when the vote table holds the clips."""
+    """`emotf.stats.actor_intervals` for these predictions: the model's 95 % interval, and
+    the raters' and model-minus-raters' when the vote table holds every clip."""
     from emotf.human import load_votes
-    from emotf.stats import actor_bootstrap
+    from emotf.stats import actor_intervals
 
     correct = np.asarray(labels) == np.asarray(predicted)
     try:
         try:
-            return actor_bootstrap(clip_ids, correct, load_votes() if votes is None else votes)
-        except KeyError:  # clips without votes
-            return actor_bootstrap(clip_ids, correct)
-    except ValueError as err:  # names that are not CREMA-D clip names
+            return actor_intervals(clip_ids, correct, load_votes() if votes is None else votes)
+        except KeyError as err:  # some clips have no votes: the model's interval only
+            return {**actor_intervals(clip_ids, correct), "humans_error": str(err)}
+    except ValueError as err:  # names that are not CREMA-D clip names, repeated clips
         return {"error": str(err)}
 
 
@@ -432,8 +432,11 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
     report["confidence_intervals"] = accuracy_intervals(clip_ids, labels, predicted, votes)
     from emotf.calibration import calibration_summary, plot_reliability
 
-    report["calibration"] = calibration_summary(labels, probabilities)
-    plot_reliability(report["calibration"], out / "reliability.png", title=title)
+    try:
+        report["calibration"] = calibration_summary(labels, probabilities)
+        plot_reliability(report["calibration"], out / "reliability.png", title=title)
+    except ValueError as err:  # non-finite probabilities: the rest of the report still stands
+        report["calibration"] = {"error": str(err)}
     from emotf.groups import accuracy_by_group, write_group_table
 
     try:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.cremad import data_path, parse_clip_name
+from emotf.cremad import INTENSITIES, data_path, parse_clip_name
 
 GROUPINGS: tuple[str, ...] = ("sex", "age", "race", "ethnicity", "intensity", "sentence")
-UNKNOWN = "unknown"
+UNKNOWN = "not in VideoDemographics.csv"
 GROUP_FIELDS = ("grouping", "group", "num_clips", "model", "voice", "face", "audio-visual")
 
 
@@ -37,7 +37,7 @@ def load_demographics(path: str | Path | None = None) -> dict[int, dict[str, str
 
 def clip_groups(clip_ids, demographics: dict | None = None) -> dict[str, list[str]]:
     """For each grouping in `GROUPINGS`, the group of every clip (in order); actors missing
-    from the demographics table fall in "unknown"."""
+    from the demographics table fall in `UNKNOWN` (the table's own "Unknown" race is kept)."""
     demographics = load_demographics() if demographics is None else demographics
     names = [parse_clip_name(c) for c in clip_ids]
     groups = {
@@ -52,8 +52,8 @@ def clip_groups(clip_ids, demographics: dict | None = None) -> dict[str, list[st
 def accuracy_by_group(clip_ids, y_true, y_pred, votes=None, demographics=None) -> dict:
     """{grouping: {group: {"num_clips", "model", "voice", "face", "audio-visual"}}}.
 
-    Groups are sorted by name; a human accuracy is None where the vote table lacks the clips
-    (clips outside CREMA-D).
+    Groups are sorted by name (intensity: LO, MD, HI, XX); a human accuracy is None where the
+    vote table lacks the clips (clips outside CREMA-D) or has no responses.
     """
     from emotf.human import human_accuracy, load_votes
 
@@ -64,7 +64,8 @@ def accuracy_by_group(clip_ids, y_true, y_pred, votes=None, demographics=None) -
     for grouping, labels in clip_groups(clip_ids, demographics).items():
         labels = np.asarray(labels)
         table = {}
-        for group in sorted(set(labels.tolist())):
+        order = {level: i for i, level in enumerate(INTENSITIES)} if grouping == "intensity" else {}
+        for group in sorted(set(labels.tolist()), key=lambda g: (order.get(g, 0), g)):
             members = labels == group
             ids = [c for c, m in zip(clip_ids, members, strict=True) if m]
             try:
@@ -74,10 +75,14 @@ def accuracy_by_group(clip_ids, y_true, y_pred, votes=None, demographics=None) -
             table[group] = {
                 "num_clips": int(members.sum()),
                 "model": float(correct[members].mean()),
-                **{mode: humans.get(mode) for mode in ("voice", "face", "audio-visual")},
+                **{mode: _finite(humans.get(mode)) for mode in ("voice", "face", "audio-visual")},
             }
         out[grouping] = table
     return out
+
+
+def _finite(value) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def write_group_table(path, by_group: dict) -> None:

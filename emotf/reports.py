@@ -266,16 +266,16 @@ def cv_report(
 
 
 def _interval_text(intervals: dict | None) -> str:
-    """" (95 % CI a-b; emotf - human AV: d, CI a-b; actor bootstrap)" or ""."""
-    if not intervals or "model" not in intervals:
+    """" (95 % CI a-b %; emotf minus human AV d points, CI a to b; k actors)" or ""."""
+    if not intervals or "model" not in intervals or intervals["model"]["low"] is None:
         return ""
     m = intervals["model"]
     text = f" (95 % CI {_pct(m['low'])}-{_pct(m['high'])} %"
     diff = (intervals.get("model_minus_humans") or {}).get("audio-visual")
-    if diff:
+    if diff and diff["low"] is not None:
         text += (f"; emotf minus human audio-visual {_pct(diff['estimate'])} points, 95 % CI "
                  f"{_pct(diff['low'])} to {_pct(diff['high'])}")
-    return text + f"; bootstrap over {intervals['actors']} actors)"
+    return text + f"; t interval over {intervals['actors']} actors)"
 
 
 def _group_lines(by_group: dict | None) -> list[str]:

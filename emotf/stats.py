@@ -1,100 +1,97 @@
-"""Confidence intervals for accuracies, resampling actors (the unit of the protocol).
+"""Confidence intervals for accuracies with actors as the sampling unit.
 
-Clips of one actor are not independent (same voice, same face), so a clip-level bootstrap
-understates the uncertainty of an actor-independent result. `actor_bootstrap` resamples
-actors with replacement and recomputes ratio accuracies (the model's correct clips / clips;
-the raters' correct responses / responses, as `emotf.human`), paired: every resample draws
-the same actors for the model and for the raters, so the interval of their difference
-accounts for the clips they share.
+Clips of one actor are not independent (same voice, same face), and a test fold holds only ~9
+actors, so the uncertainty of an actor-independent result is driven by the actors. Every
+accuracy here is a ratio over actors, r = sum_a y_a / sum_a n_a (the model: correct clips /
+clips; the raters: correct responses / responses, as `emotf.human`). Its interval is
+r +- t_{k-1} * SE with the cluster-robust (linearised) standard error over the k actors,
+    SE^2 = k / (k - 1) * sum_a (y_a - r n_a)^2 / (sum_a n_a)^2,
+clipped to [0, 1] (with 2 actors, 1 degree of freedom, it is very wide: honestly so),
+and "model minus raters" uses the per-actor difference of the two linearised terms, so it
+accounts for the clips they share. In simulation (docs/evaluation.md) this held the true
+accuracy 96 % of the time with 9 actors, where a percentile bootstrap over actors held it 92 %
+(`tools/interval_coverage.py`).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from emotf.cremad import parse_clip_name
 
-METHOD = "percentile bootstrap over actors (clips of a drawn actor kept together)"
+METHOD = ("t interval (k - 1 df) on the actor-clustered, linearised standard error of the "
+          "ratio accuracy")
 
 
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate and its two-sided `level` percentile interval."""
+def _interval(estimate: float, residuals: np.ndarray, level: float,
+              bounds: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """estimate +- t * SE, clipped to `bounds` (an accuracy stays in [0, 1]); `residuals` are
+    the per-actor linearised terms already divided by the ratio's denominator total."""
+    from scipy import stats
 
-    estimate: float
-    low: float
-    high: float
-    level: float = 0.95
-
-    def to_dict(self) -> dict:
-        return {"estimate": self.estimate, "low": self.low, "high": self.high,
-                "level": self.level}
-
-
-def _ratio_intervals(numerators: dict[str, np.ndarray], denominators: dict[str, np.ndarray],
-                     resamples: np.ndarray, level: float) -> dict[str, Interval]:
-    out = {}
-    for name, num in numerators.items():
-        den = denominators[name]
-        estimate = float(num.sum() / den.sum())
-        draws = num[resamples].sum(axis=1) / np.maximum(den[resamples].sum(axis=1), 1e-12)
-        low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-        out[name] = Interval(estimate, float(low), float(high), level)
+    k = len(residuals)
+    out = {"estimate": estimate, "low": None, "high": None, "level": level}
+    if k < 2 or not np.isfinite(estimate):
+        return out  # one actor: no spread to estimate; NaN: nothing to bound
+    se = np.sqrt(k / (k - 1) * np.sum(residuals**2))
+    half = float(stats.t.ppf((1 + level) / 2, k - 1) * se)
+    out.update(low=max(bounds[0], estimate - half), high=min(bounds[1], estimate + half))
     return out
 
 
-def actor_bootstrap(clip_ids, correct, votes=None, *, resamples: int = 2000, seed: int = 0,
-                    level: float = 0.95) -> dict:
-    """95 % intervals for the model's accuracy, the raters' per mode, and model minus raters.
+def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, np.ndarray]:
+    """(sum num / sum den, per-actor linearised residuals / sum den); NaN if no denominator."""
+    total = float(den.sum())
+    if total <= 0:
+        return float("nan"), np.zeros_like(num, dtype=float)
+    estimate = float(num.sum() / total)
+    return estimate, (num - estimate * den) / total
+
+
+def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> dict:
+    """Intervals for the model's accuracy, the raters' per mode, and model minus raters.
 
     Args:
-        clip_ids: M CREMA-D clip names (the actor is read from the name).
+        clip_ids: M distinct CREMA-D clip names (the actor is read from the name).
         correct: bool [M], the model right on each clip.
         votes: an `emotf.human.VoteTable` holding every clip, or None for no human intervals.
-        resamples, seed, level: the bootstrap (seeded: the same inputs give the same output).
+        level: two-sided confidence level.
 
     Returns:
-        {"method", "resamples", "actors", "model": Interval dict, and with votes
-         "humans": {mode: Interval dict}, "model_minus_humans": {mode: Interval dict}}.
+        {"method", "actors", "model": {"estimate", "low", "high", "level"}, and with votes
+        "humans": {mode: ...}, "model_minus_humans": {mode: ...}}; low/high None with one actor
+        (or a mode without responses, whose estimate is NaN).
     """
+    clip_ids = [str(c) for c in clip_ids]
     correct = np.asarray(correct, bool)
-    actors = np.array([parse_clip_name(c).actor_id for c in clip_ids])
-    if correct.shape != actors.shape or correct.size == 0:
+    if correct.shape != (len(clip_ids),) or not clip_ids:
         raise ValueError(f"need one `correct` value per clip and at least one clip. Received: "
-                         f"{correct.size} values for {actors.size} clips")
+                         f"{correct.size} values for {len(clip_ids)} clips")
+    if len(set(clip_ids)) != len(clip_ids):
+        raise ValueError("clip ids repeat: the model and the raters would not be scored on the "
+                         "same clips")
+    actors = np.array([parse_clip_name(c).actor_id for c in clip_ids])
     unique, index = np.unique(actors, return_inverse=True)
     k = len(unique)
-    num = {"model": np.bincount(index, weights=correct, minlength=k)}
-    den = {"model": np.bincount(index, minlength=k).astype(float)}
-    if votes is not None:
-        from emotf.human import MODES
+    model, model_res = _ratio(np.bincount(index, weights=correct, minlength=k),
+                              np.bincount(index, minlength=k).astype(float))
+    out = {"method": METHOD, "actors": k, "model": _interval(model, model_res, level)}
+    if votes is None:
+        return out
+    from emotf.human import MODES
 
-        table = votes.select(clip_ids)
-        actor_of = {c: i for c, i in zip(map(str, clip_ids), index, strict=True)}
-        rows = np.array([actor_of[c] for c in table.clip_ids])
-        right = table.counts[np.arange(len(table.labels)), table.labels]
-        total = table.counts.sum(axis=1)
-        modes = np.asarray(table.modes)
-        for mode in MODES:
-            m = modes == mode
-            num[mode] = np.bincount(rows[m], weights=right[m], minlength=k)
-            den[mode] = np.bincount(rows[m], weights=total[m], minlength=k)
-    resampled = np.random.default_rng(seed).integers(0, k, size=(resamples, k))
-    intervals = _ratio_intervals(num, den, resampled, level)
-    out = {"method": METHOD, "resamples": resamples, "seed": seed, "actors": k,
-           "model": intervals.pop("model").to_dict()}
-    if votes is not None:
-        out["humans"] = {mode: iv.to_dict() for mode, iv in intervals.items()}
-        model_draws = num["model"][resampled].sum(1) / den["model"][resampled].sum(1)
-        out["model_minus_humans"] = {}
-        for mode in intervals:
-            human_draws = num[mode][resampled].sum(1) / np.maximum(
-                den[mode][resampled].sum(1), 1e-12)
-            diff = model_draws - human_draws
-            low, high = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
-            estimate = out["model"]["estimate"] - out["humans"][mode]["estimate"]
-            out["model_minus_humans"][mode] = Interval(estimate, float(low), float(high),
-                                                       level).to_dict()
+    table = votes.select(clip_ids)
+    actor_of = dict(zip(clip_ids, index, strict=True))
+    rows = np.array([actor_of[c] for c in table.clip_ids], dtype=np.int64)
+    right = table.counts[np.arange(len(table.labels)), table.labels]
+    responses = table.counts.sum(axis=1)
+    modes = np.asarray(table.modes)
+    out["humans"], out["model_minus_humans"] = {}, {}
+    for mode in MODES:
+        m = modes == mode
+        human, human_res = _ratio(np.bincount(rows[m], weights=right[m], minlength=k),
+                                  np.bincount(rows[m], weights=responses[m], minlength=k))
+        out["humans"][mode] = _interval(human, human_res, level)
+        out["model_minus_humans"][mode] = _interval(model - human, model_res - human_res,
+                                                    level, bounds=(-1.0, 1.0))
     return out

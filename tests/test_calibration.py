@@ -29,6 +29,31 @@ def test_perfect_and_overconfident_models():
     assert over["mean_confidence"] == pytest.approx(0.9) and over["accuracy"] == 0.5
     [used] = [b for b in over["bins"] if b["count"]]
     assert (used["low"], used["high"], used["count"]) == (pytest.approx(0.8), 0.9, 12)
+    # By hand: a right clip costs (0.9 - 1)^2 + 5 * 0.02^2 = 0.012, a wrong one
+    # 0.9^2 + (0.02 - 1)^2 + 4 * 0.02^2 = 1.772; log loss -ln 0.9 and -ln 0.02.
+    assert over["brier"] == pytest.approx((0.012 + 1.772) / 2)
+    assert over["log_loss"] == pytest.approx((-np.log(0.9) - np.log(0.02)) / 2)
+
+
+def test_mce_is_the_worst_bin():
+    labels = np.arange(12) % 6
+    right = np.arange(12) < 6
+    confidence = np.where(right, 0.9, 0.5)  # sure and right; half sure and always wrong
+    summary = calibration_summary(labels, confident(labels, right, confidence))
+    assert summary["ece"] == pytest.approx(0.5 * 0.1 + 0.5 * 0.5)
+    assert summary["mce"] == pytest.approx(0.5)
+
+
+def test_non_finite_probabilities_are_refused_and_the_report_still_written(tmp_path):
+    from emotf.figures import summarize_predictions
+
+    with pytest.raises(ValueError, match="NaN, inf or an all-zero row"):
+        calibration_summary([0, 1], np.full((2, 6), np.nan))
+    with pytest.raises(ValueError, match="all-zero row"):
+        calibration_summary([0, 1], np.zeros((2, 6)))
+    report = summarize_predictions(["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"], [0, 5],
+                                   np.full((2, 6), np.nan), tmp_path)
+    assert "NaN" in report["calibration"]["error"] and (tmp_path / "evaluation.json").is_file()
 
 
 def test_an_honest_model_has_a_small_error_and_losses_match_sklearn():
@@ -40,8 +65,6 @@ def test_an_honest_model_has_a_small_error_and_losses_match_sklearn():
     summary = calibration_summary(labels, probs)
     assert summary["ece"] < 0.03
     assert summary["log_loss"] == pytest.approx(log_loss(labels, probs, labels=range(6)))
-    one_hot = np.eye(6)[labels]
-    assert summary["brier"] == pytest.approx(((probs - one_hot) ** 2).sum(1).mean())
     assert sum(b["count"] for b in summary["bins"]) == 4000
 
 

@@ -9,7 +9,13 @@ import pytest
 
 from emotf.cremad import EMOTIONS, load_clip_names, parse_clip_name
 from emotf.figures import summarize_predictions
-from emotf.groups import GROUPINGS, accuracy_by_group, clip_groups, load_demographics
+from emotf.groups import (
+    GROUPINGS,
+    UNKNOWN,
+    accuracy_by_group,
+    clip_groups,
+    load_demographics,
+)
 from emotf.human import MODES, human_accuracy, load_votes
 
 
@@ -72,9 +78,9 @@ def test_unknown_actors_and_clips_without_votes():
     clips = ["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"]
     partial = {1001: {"sex": "Male", "age": "50-59", "race": "Caucasian",
                       "ethnicity": "Not Hispanic"}}
-    assert clip_groups(clips, partial)["sex"] == ["Male", "unknown"]
+    assert clip_groups(clips, partial)["sex"] == ["Male", UNKNOWN]
     by_group = accuracy_by_group(clips, [0, 5], [0, 0], votes=load_votes(), demographics=partial)
-    assert by_group["sex"]["unknown"]["model"] == 0.0 and by_group["sex"]["Male"]["model"] == 1.0
+    assert by_group["sex"][UNKNOWN]["model"] == 0.0 and by_group["sex"]["Male"]["model"] == 1.0
     from emotf.human import VoteTable
 
     no_votes = VoteTable((), (), np.zeros(0, np.int64), np.zeros((0, 6), np.int64))
@@ -93,8 +99,10 @@ def test_evaluation_writes_the_table(tmp_path):
     assert float(rows[("intensity", "HI")]["model"]) == 1.0
     assert int(rows[("sentence", "IEO")]["num_clips"]) == 2
     assert report["by_group"]["intensity"]["XX"]["model"] == 1.0
+    assert list(report["by_group"]["intensity"]) == ["LO", "HI", "XX"]  # level order
     intervals = report["confidence_intervals"]
     assert intervals["actors"] == 4 and intervals["model"]["estimate"] == 0.75
+    assert intervals["model"]["low"] < 0.75 < intervals["model"]["high"]
     assert set(intervals["model_minus_humans"]) == {"voice", "face", "audio-visual"}
     hand_made = summarize_predictions(["clip_a"], [0], np.eye(6)[[0]], tmp_path / "other")
     assert "not a CREMA-D clip name" in hand_made["by_group"]["error"]

@@ -92,7 +92,7 @@ def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
     md = md_path.read_text()
     assert "62.5 ± 17.7" in md
     low, high = (100 * intervals["model"][k] for k in ("low", "high"))
-    assert f"(95 % CI {low:.1f}-{high:.1f} %" in md and "bootstrap over 2 actors" in md
+    assert f"(95 % CI {low:.1f}-{high:.1f} %" in md and "t interval over 2 actors" in md
     assert "| sex | Female | 4 | 50.0 |" in md and "| intensity | LO | 1 | 100.0 |" in md
     assert md.count("— reported in the paper |") == len(PAPER_REPORTED)
     assert f"{100 * expected['audio-visual']:.1f}" in md

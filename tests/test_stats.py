@@ -1,65 +1,84 @@
-"""Actor-clustered bootstrap intervals: exact estimates, determinism, coverage by simulation."""
+"""Actor-clustered t intervals: exact estimates, edge cases, coverage by simulation."""
+
+import itertools
 
 import numpy as np
 import pytest
 
-from emotf.cremad import EMOTIONS, load_clip_names, parse_clip_name
-from emotf.human import MODES, human_accuracy, load_votes
-from emotf.stats import actor_bootstrap
+from emotf.cremad import EMOTIONS, INTENSITIES, SENTENCES, load_clip_names, parse_clip_name
+from emotf.human import MODES, VoteTable, human_accuracy, load_votes
+from emotf.stats import actor_intervals
 
 
 def clips_of(actors: int, per_actor: int) -> list[str]:
-    sentences = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS")
-    return [f"{1001 + a}_{sentences[c % 10]}_{EMOTIONS[c % 6]}_XX"
-            for a in range(actors) for c in range(per_actor)]
+    """Distinct well-formed names, `per_actor` (<= 288) for each of `actors` actors."""
+    combos = list(itertools.product(SENTENCES, EMOTIONS, INTENSITIES))[:per_actor]
+    return [f"{1001 + a}_{s}_{e}_{i}" for a in range(actors) for s, e, i in combos]
 
 
-def test_a_perfect_model_has_a_point_interval_and_seeds_repeat():
+def test_estimates_equal_plain_accuracy_and_edge_cases():
     clips = clips_of(5, 4)
-    ci = actor_bootstrap(clips, np.ones(20, bool))["model"]
-    assert (ci["estimate"], ci["low"], ci["high"]) == (1.0, 1.0, 1.0)
+    perfect = actor_intervals(clips, np.ones(20, bool))["model"]
+    assert (perfect["estimate"], perfect["low"], perfect["high"]) == (1.0, 1.0, 1.0)
     correct = np.arange(20) % 3 == 0
-    a, b = actor_bootstrap(clips, correct, seed=4), actor_bootstrap(clips, correct, seed=4)
-    assert a == b and a["model"]["estimate"] == pytest.approx(correct.mean())
-    assert a["model"]["low"] <= a["model"]["estimate"] <= a["model"]["high"] and a["actors"] == 5
+    ci = actor_intervals(clips, correct)
+    assert ci["model"]["estimate"] == pytest.approx(correct.mean()) and ci["actors"] == 5
+    assert ci["model"]["low"] < ci["model"]["estimate"] < ci["model"]["high"]
+    one_actor = actor_intervals(clips_of(1, 6), [True, False] * 3)["model"]
+    assert one_actor["estimate"] == 0.5 and one_actor["low"] is None  # no spread to measure
+    with pytest.raises(ValueError, match="one `correct` value per clip"):
+        actor_intervals(clips_of(2, 2), [True])
+    with pytest.raises(ValueError, match="clip ids repeat"):
+        actor_intervals(clips[:2] * 2, [True] * 4)
 
 
-def test_coverage_of_a_known_accuracy_with_actor_effects():
-    """Actors differ (accuracy ~ Beta(7, 3), mean 0.7); 40 actors x 10 clips per dataset.
-    The actor bootstrap's 95 % interval should hold 0.7 about 95 % of the time; a bootstrap
-    over clips, which treats one actor's clips as independent, holds it clearly less often."""
-    rng = np.random.default_rng(1)
-    clips = clips_of(40, 10)
+def coverage(actors: int, per_actor: int, trials: int, rng) -> tuple[float, float]:
+    """How often the 95 % intervals hold the true mean accuracy 0.7 when actors differ
+    (accuracy ~ Beta(7, 3)): the actor t interval, and a Wald interval over clips that treats
+    one actor's clips as independent."""
+    clips = clips_of(actors, per_actor)
     actor_hits = clip_hits = 0
-    trials = 150
     for _ in range(trials):
-        p = np.repeat(rng.beta(7, 3, size=40), 10)
-        correct = rng.random(400) < p
-        ci = actor_bootstrap(clips, correct, resamples=1000, seed=int(rng.integers(1 << 30)))
-        actor_hits += ci["model"]["low"] <= 0.7 <= ci["model"]["high"]
-        draws = correct[rng.integers(0, 400, size=(1000, 400))].mean(axis=1)
-        low, high = np.quantile(draws, [0.025, 0.975])
-        clip_hits += low <= 0.7 <= high
-    assert 0.88 <= actor_hits / trials <= 0.99
-    assert clip_hits < actor_hits
+        p = np.repeat(rng.beta(7, 3, size=actors), per_actor)
+        correct = rng.random(actors * per_actor) < p
+        ci = actor_intervals(clips, correct)["model"]
+        actor_hits += ci["low"] <= 0.7 <= ci["high"]
+        mean = correct.mean()
+        half = 1.96 * np.sqrt(mean * (1 - mean) / correct.size)
+        clip_hits += mean - half <= 0.7 <= mean + half
+    return actor_hits / trials, clip_hits / trials
+
+
+def test_coverage_with_the_actors_of_one_fold():
+    """9 actors x 80 clips, as in a CREMA-D test fold."""
+    actor_rate, clip_rate = coverage(9, 80, 300, np.random.default_rng(1))
+    assert 0.91 <= actor_rate <= 0.99
+    assert clip_rate < 0.8  # clips are not independent: that interval is far too narrow
 
 
 def test_human_intervals_match_emotf_human_on_real_votes():
-    names = load_clip_names()[:600]  # actors 1001.. in the real table
+    names = load_clip_names()[:600]
     votes = load_votes()
     labels = np.array([EMOTIONS.index(parse_clip_name(n).emotion) for n in names])
     correct = labels % 2 == 0
-    ci = actor_bootstrap(names, correct, votes, resamples=500)
+    ci = actor_intervals(names, correct, votes)
     expected = human_accuracy(votes, names)
     for mode in MODES:
-        human = ci["humans"][mode]
+        human, diff = ci["humans"][mode], ci["model_minus_humans"][mode]
         assert human["estimate"] == pytest.approx(expected[mode], abs=1e-12)
         assert human["low"] < human["estimate"] < human["high"]
-        diff = ci["model_minus_humans"][mode]
         assert diff["estimate"] == pytest.approx(correct.mean() - expected[mode], abs=1e-12)
         assert diff["low"] < diff["estimate"] < diff["high"]
 
 
-def test_bad_input_is_refused():
-    with pytest.raises(ValueError, match="one `correct` value per clip"):
-        actor_bootstrap(clips_of(2, 2), [True])
+def test_a_mode_without_responses_has_no_interval():
+    clips = clips_of(3, 2)
+    labels = np.array([EMOTIONS.index(parse_clip_name(c).emotion) for c in clips])
+    counts = np.zeros((6, 6), np.int64)
+    counts[np.arange(6), labels] = 3  # voice only, every response right
+    votes = VoteTable(tuple(clips), ("voice",) * 6, labels, counts)
+    ci = actor_intervals(clips, [True] * 6, votes)
+    assert ci["humans"]["voice"]["estimate"] == 1.0
+    face = ci["humans"]["face"]
+    assert np.isnan(face["estimate"]) and face["low"] is None and face["high"] is None
+    assert ci["model_minus_humans"]["face"]["low"] is None
