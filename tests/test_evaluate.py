@@ -300,6 +300,10 @@ def test_cli_evaluates_a_run_with_accuracy_vs_n(tmp_path, monkeypatch, capsys):
     )
     printed = json.loads(capsys.readouterr().out)
     assert printed["folds"] == [1] and printed["num_examples"] == 5
+    saved = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert printed["ece"] == saved["calibration"]["ece"] is not None
+    ci = saved["confidence_intervals"]["model"]
+    assert printed["accuracy_95ci"] == [ci["low"], ci["high"]]
     assert [r["n"] for r in printed["accuracy_vs_n"]] == [1, 2]
     for name in ("predictions.csv", "confusion_matrix.csv", "accuracy_vs_n.csv", "evaluation.json"):
         assert (tmp_path / "out" / name).is_file()
