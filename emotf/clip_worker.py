@@ -223,8 +223,9 @@ class ClipRunner:
 
         Waits in 1 s steps: in Python 3.11 a clip submitted in the instant its pool breaks can
         be left unresolved forever (`terminate_broken` clears the pending work without the
-        submit lock); once the pool is broken and its manager thread gone, such a clip counts
-        as broken too instead of hanging the build.
+        submit lock; the pool's manager thread can even die of it, "dictionary changed size
+        during iteration", which pytest reports as a thread warning); once the pool is broken
+        and its manager thread gone, such a clip counts as broken too instead of hanging.
         """
         while True:
             try:
