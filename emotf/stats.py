@@ -95,3 +95,32 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
         out["model_minus_humans"][mode] = _interval(model - human, model_res - human_res,
                                                     level, bounds=(-1.0, 1.0))
     return out
+
+
+def paired_difference(clip_ids, correct_a, correct_b, *, level: float = 0.95) -> dict:
+    """Two models scored on the same clips: each accuracy and A minus B with t intervals over
+    actors (per-actor differences, so the shared clips cancel as they should).
+
+    Returns:
+        {"method", "actors", "clips", "a", "b", "a_minus_b": {"estimate", "low", "high",
+        "level"}, "only_a_right", "only_b_right" (clip counts where the two disagree)}.
+    """
+    clip_ids = [str(c) for c in clip_ids]
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if a.shape != (len(clip_ids),) or b.shape != a.shape or not clip_ids:
+        raise ValueError(f"need one value per clip from each model and at least one clip. "
+                         f"Received: {a.size} and {b.size} values for {len(clip_ids)} clips")
+    if len(set(clip_ids)) != len(clip_ids):
+        raise ValueError("clip ids repeat")
+    actors = np.array([parse_clip_name(c).actor_id for c in clip_ids])
+    _, index = np.unique(actors, return_inverse=True)
+    k = int(index.max()) + 1
+    clips = np.bincount(index, minlength=k).astype(float)
+    est_a, res_a = _ratio(np.bincount(index, weights=a, minlength=k), clips)
+    est_b, res_b = _ratio(np.bincount(index, weights=b, minlength=k), clips)
+    return {
+        "method": METHOD, "actors": k, "clips": len(clip_ids),
+        "a": _interval(est_a, res_a, level), "b": _interval(est_b, res_b, level),
+        "a_minus_b": _interval(est_a - est_b, res_a - res_b, level, bounds=(-1.0, 1.0)),
+        "only_a_right": int(np.sum(a & ~b)), "only_b_right": int(np.sum(b & ~a)),
+    }

@@ -4,6 +4,7 @@ emotf-evaluate --run RUN [--records R] [--fold K] [--out DIR]
 emotf-evaluate --model RUN/model.keras --records R --fold K
 emotf-evaluate --run RUN --segments 1..10         # accuracy vs N (shared weights only)
 emotf-evaluate --cv-dir CV [--records R]          # Table I report of emotf-train --fold all
+emotf-evaluate --compare RUN_A RUN_B              # A minus B on the same clips, t interval
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--run", help="a run folder of emotf-train (model.keras, config.json)")
     target.add_argument("--model", help="a model.keras file or the folder holding it")
     target.add_argument("--cv-dir", help="an emotf-train --fold all folder: write the CV report")
+    target.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="two evaluated runs (or their predictions.csv): A minus B on the "
+                             "clips both scored, with a t interval over actors")
     parser.add_argument("--records", help="records folder (default: the one in the run's config)")
     parser.add_argument(
         "--fold",
@@ -68,6 +72,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from emotf.human import load_votes
 
+    if args.compare:
+        from emotf.compare import compare_predictions
+
+        try:
+            print(json.dumps(compare_predictions(*args.compare), indent=1))
+        except (FileNotFoundError, ValueError) as error:
+            print(f"emotf-evaluate: error: {error}", file=sys.stderr)
+            return 2
+        return 0
     votes = load_votes(args.votes)
     if args.cv_dir:
         from emotf.reports import cv_report

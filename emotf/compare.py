@@ -1,0 +1,48 @@
+"""Is run A better than run B on the same clips? (`emotf-evaluate --compare A B`)
+
+Reads the `predictions.csv` that `emotf-evaluate` wrote for each (a run folder, its
+`evaluation/` folder or the file itself), keeps the clips both scored, and reports each
+accuracy and A minus B with t intervals over actors (`emotf.stats.paired_difference`): e.g.
+fusion against audio alone, trained on the same folds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from emotf.figures import read_predictions
+from emotf.stats import paired_difference
+
+
+def predictions_file(path) -> Path:
+    """`predictions.csv` of a run folder, an evaluation folder, or the file itself."""
+    path = Path(path)
+    for candidate in (path, path / "predictions.csv", path / "evaluation" / "predictions.csv"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no predictions.csv in {path} (run `emotf-evaluate --run` on it "
+                            f"first). Received: {str(path)!r}")
+
+
+def compare_predictions(path_a, path_b, level: float = 0.95) -> dict:
+    """A vs B on the clips both predicted; refuses runs whose clips or labels disagree."""
+    files = predictions_file(path_a), predictions_file(path_b)
+    a, b = (read_predictions(f) for f in files)
+    index_b = {c: i for i, c in enumerate(b["clip_ids"])}
+    common = [c for c in a["clip_ids"] if c in index_b]
+    if not common:
+        raise ValueError(f"{files[0]} and {files[1]} share no clip: compare runs evaluated on "
+                         f"the same test clips")
+    index_a = {c: i for i, c in enumerate(a["clip_ids"])}
+    rows_a = [index_a[c] for c in common]
+    rows_b = [index_b[c] for c in common]
+    labels_a, labels_b = a["labels"][rows_a], b["labels"][rows_b]
+    if not np.array_equal(labels_a, labels_b):
+        raise ValueError(f"{files[0]} and {files[1]} give different labels to the same clips")
+    result = paired_difference(common, a["predicted"][rows_a] == labels_a,
+                               b["predicted"][rows_b] == labels_b, level=level)
+    return {"file_a": str(files[0]), "file_b": str(files[1]),
+            "only_in_a": len(a["clip_ids"]) - len(common),
+            "only_in_b": len(b["clip_ids"]) - len(common), **result}
