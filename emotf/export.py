@@ -312,9 +312,17 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
         version,
         model_config=train_config.model.to_dict(),
         extra_metadata={"run": str(run_dir.resolve()), "split": train_config.split,
-                        "fold": train_config.fold if train_config.split == "actors" else None},
+                        "fold": train_config.fold if train_config.split == "actors" else None,
+                        "temperature": _temperature(run_dir)},
         records_dir=train_config.records,
     )
+
+
+def _temperature(run_dir: Path) -> float | None:
+    """The temperature `emotf-train` fitted on the validation clips (RUN/calibration.json):
+    clients get calibrated probabilities as p^(1/T) renormalised (`emotf.calibration`)."""
+    path = run_dir / "calibration.json"
+    return json.loads(path.read_text()).get("temperature") if path.is_file() else None
 
 
 def build_settings(records_dir) -> dict:

@@ -229,6 +229,11 @@ class Predictor:
         out = self._serve(**pad_batch(clips))
         probs = out["probabilities"].numpy()
         segs = out["segment_probabilities"].numpy()
+        temperature = self.metadata.get("temperature")
+        if temperature is not None:
+            from emotf.calibration import apply_temperature
+
+            scaled = apply_temperature(probs, float(temperature))
         results = []
         for i in range(len(clips)):
             k = int(out["label"].numpy()[i])
@@ -241,6 +246,9 @@ class Predictor:
                     "segment_probabilities": segs[i].round(6).tolist(),
                 }
             )
+            if temperature is not None:  # the run's validation-fitted temperature
+                results[-1]["calibrated_probabilities"] = {
+                    c: float(p) for c, p in zip(self.class_codes, scaled[i])}
         return results
 
 

@@ -13,7 +13,8 @@ papers that report on it (`emotf.splits`).
 A run folder RUN holds: `config.json` (the resolved config + emotf/TF/Keras versions),
 `backup/` (BackupAndRestore: weights, optimizer state and epoch, so a killed run resumes from its
 last completed epoch), `best.weights.h5` (best validation accuracy), `model.keras` (the chosen
-model, all three outputs), `training_log.csv`, `tensorboard/`, `metrics.json`.
+model, all three outputs), `calibration.json` (temperature fitted on the validation clips),
+`training_log.csv`, `tensorboard/`, `metrics.json`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 import emotf
+from emotf.calibration import apply_temperature, calibration_summary, temperature_record
 from emotf.cremad import EMOTIONS, NUM_FOLDS
 from emotf.model import ModelConfig, build_model, training_model
 from emotf.precision import PRECISIONS, precision_policy
@@ -235,6 +237,9 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         if best.exists():
             trainer.load_weights(str(best))
         model.save(str(run / "model.keras"))
+        # Temperature scaling for the served probabilities, fitted on the validation clips.
+        calibration = temperature_record(*_predict(model, val_ds))
+        (run / "calibration.json").write_text(json.dumps(calibration, indent=2))
         # The one look at the test fold (or test list).
         y_true, probs = _predict(model, call_factory(dataset_fn, split.test, False, config))
 
@@ -254,6 +259,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         "parameters": int(model.count_params()),
         "precision": policy,
         "wall_time_s": round(time.time() - start, 2),
+        **_test_calibration(y_true, probs, calibration.get("temperature")),
     }
     if split.clip_level and config.records and Path(config.records).is_dir():
         metrics["clips_in_records"] = {  # the lists' clips that were built (the rest: skipped)
@@ -267,6 +273,18 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         metrics["saved_model"] = str(export_run(run))
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _test_calibration(y_true, probs, temperature) -> dict:
+    """The test clips' ECE with the raw probabilities and with the validation temperature."""
+    try:
+        out = {"temperature": temperature, "test_ece": calibration_summary(y_true, probs)["ece"]}
+    except ValueError:  # non-finite probabilities
+        return {"temperature": temperature, "test_ece": None}
+    if temperature is not None:
+        scaled = apply_temperature(probs, temperature)
+        out["test_ece_scaled"] = calibration_summary(y_true, scaled)["ece"]
+    return out
 
 
 def train_all_folds(config: TrainConfig, dataset_fn: DatasetFn | None = None, folds=None) -> dict:

@@ -74,3 +74,29 @@ def test_reliability_diagram_and_bad_input(tmp_path):
     assert_valid_png(plot_reliability(summary, tmp_path / "r.png", title="fold 0"))
     with pytest.raises(ValueError, match="probabilities"):
         calibration_summary([0, 1], np.ones((3, 6)) / 6)
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("true_temperature", [0.5, 2.0])
+def test_fit_temperature_recovers_the_temperature_that_made_the_labels(true_temperature):
+    """Labels drawn from softmax(z / T0), probabilities softmax(z): the fit finds T0 and
+    scaling removes most of the calibration error."""
+    from emotf.calibration import apply_temperature, fit_temperature, temperature_record
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, (4000, 6))
+    truth = softmax(z / true_temperature)
+    labels = (truth.cumsum(axis=1) < rng.random((4000, 1))).sum(axis=1)
+    probs = softmax(z)
+    fitted = fit_temperature(labels, probs)
+    assert fitted == pytest.approx(true_temperature, rel=0.05)
+    scaled = apply_temperature(probs, fitted)
+    np.testing.assert_allclose(scaled.sum(axis=1), 1.0)
+    assert (scaled.argmax(axis=1) == probs.argmax(axis=1)).all()  # predictions unchanged
+    record = temperature_record(labels, probs)
+    assert record["ece_after"] < 0.03 < record["ece_before"]
+    assert temperature_record([0], np.full((1, 6), np.nan))["temperature"] is None

@@ -234,6 +234,9 @@ def test_versions_and_export_run(model, tmp_path, capsys):
     assert export_run(run, version=7) == run / "export" / "7"
     assert export_run(run) == run / "export" / "8"
     assert resolve_saved_model(run / "export") == run / "export" / "8"
+    assert read_metadata(run / "export" / "8")["temperature"] is None  # no calibration.json
+    (run / "calibration.json").write_text(json.dumps({"temperature": 1.7}))
+    assert read_metadata(export_run(run))["temperature"] == 1.7
     with pytest.raises(FileExistsError):
         export_run(run, version=7)
     with pytest.raises(FileNotFoundError, match="not a finished emotf-train run"):

@@ -230,3 +230,19 @@ def test_the_demo_never_calls_a_training_clip_held_out(tmp_path):
     with pytest.raises(ValueError, match="no clip of the held-out fold"):
         held_out_clip(tmp_path, other_fold, num_actors=1)
     assert held_out_clip(tmp_path, folds[actor]) == flash / f"{actor}_DFA_ANG_XX.flv"
+
+
+def test_calibrated_probabilities_follow_the_exported_temperature(setup):
+    from emotf.calibration import apply_temperature
+
+    saved = export_saved_model(setup["model"], SAMPLING, setup["root"] / "export-t",
+                               extra_metadata={"temperature": 2.5})
+    predictor = Predictor(saved.parent)
+    video = setup["videos"][0]
+    [result] = predict_files(None, [video], [_wav(video)], predictor=predictor)
+    codes = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
+    raw = np.array([[result["probabilities"][c] for c in codes]])
+    calibrated = np.array([result["calibrated_probabilities"][c] for c in codes])
+    np.testing.assert_allclose(calibrated, apply_temperature(raw, 2.5)[0], atol=1e-6)
+    assert "calibrated_probabilities" not in predict_files(
+        None, [video], [_wav(video)], predictor=setup["predictor"])[0]

@@ -79,6 +79,12 @@ def test_training_reduces_loss_and_writes_run(tmp_path):
     assert np.sum(metrics["confusion_matrix"]) == CLIPS_PER_FOLD
     resolved = json.loads((run / "config.json").read_text())
     assert resolved["config"]["model"]["num_segments"] == N and "tensorflow" in resolved["environment"]
+    # Temperature fitted on the validation fold (12 clips), reported with the test ECE.
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert calibration["clips"] == CLIPS_PER_FOLD and calibration["temperature"] > 0
+    assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
+    assert metrics["temperature"] == calibration["temperature"]
+    assert 0 <= metrics["test_ece"] <= 1 and 0 <= metrics["test_ece_scaled"] <= 1
 
 
 def test_reported_fold_actors_never_trained_or_validated_on(tmp_path):
