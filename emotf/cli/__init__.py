@@ -1,9 +1,95 @@
 """Console scripts: each module parses arguments and calls one library function.
 
-TensorFlow's C++ INFO/WARNING chatter is silenced for the console scripts only (set before
-TensorFlow is imported; export TF_CPP_MIN_LOG_LEVEL=0 to see it again).
+`command(prog)` wraps every `main(argv=None)`:
+
+- TensorFlow's C++ log noise is kept off the console (`emotf.quiet`); `--verbose` (a bare flag,
+  anywhere on the command line) or an explicit `TF_CPP_MIN_LOG_LEVEL` brings it back.
+- An error a user can cause (a missing file, a bad value, a full disk) ends the command with one
+  line `PROG: error: ...` naming the file and the problem, and exit status 1, never a traceback.
+  `--debug` (or `EMOTF_DEBUG=1`) re-raises, for developers.
 """
 
-import os
+from __future__ import annotations
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import argparse
+import errno
+import functools
+import os
+import sys
+import warnings
+
+from emotf.quiet import quiet_tensorflow
+
+DEBUG_ENV = "EMOTF_DEBUG"
+# Errors whose message is meant for the user as is.
+USER_ERRORS = (ValueError, TypeError, KeyError, LookupError, RuntimeError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (`PROG: error: ...`, exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _pop_flag(argv: list[str], flag: str) -> bool:
+    """Remove a bare `flag` (one not followed by a value) from argv; True when it was there."""
+    for i, token in enumerate(argv):
+        if token == flag:
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            if following is None or following.startswith("-"):
+                del argv[i]
+                return True
+    return False
+
+
+def _wants_tf_logs(argv: list[str]) -> bool:
+    return "TF_CPP_MIN_LOG_LEVEL" in os.environ or _pop_flag(list(argv), "--verbose")
+
+
+# Before any console-script module imports TensorFlow (they do at import time).
+TF_LOGS = _wants_tf_logs(sys.argv[1:])
+quiet_tensorflow(verbose=TF_LOGS)
+
+
+def describe(error: BaseException) -> str:
+    """One line for the user: the file and the problem."""
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename if error.filename is not None else ""
+        if error.errno == errno.ENOSPC:
+            return f"{where}: no space left on device".lstrip(": ")
+        return f"{where}: {error.strerror.lower()}".lstrip(": ")
+    text = str(error).strip()
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        text = f"missing key {error.args[0]!r}"
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line
+
+
+def command(prog: str):
+    """Decorate a console script's `main(argv=None) -> int` (see the module docstring)."""
+
+    def wrap(main):
+        @functools.wraps(main)
+        def run(argv=None) -> int:
+            argv = list(sys.argv[1:] if argv is None else argv)
+            debug = _pop_flag(argv, "--debug") or os.environ.get(DEBUG_ENV) == "1"
+            verbose = _pop_flag(argv, "--verbose") or TF_LOGS
+            if not verbose:
+                warnings.filterwarnings("ignore", module="keras")
+            try:
+                return main(argv)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return 130
+            except Exception as error:  # noqa: BLE001  (the one place errors become a line)
+                if debug:
+                    raise
+                hint = "" if isinstance(error, (OSError, *USER_ERRORS)) else (
+                    f" ({type(error).__name__}; rerun with --debug for the traceback)")
+                print(f"{prog}: error: {describe(error)}{hint}", file=sys.stderr)
+                return 1
+
+        return run
+
+    return wrap

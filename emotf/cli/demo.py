@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
+from emotf.cli import Parser, command
 from emotf.demo import DemoConfig, run_demo
 
 
+@command("emotf-demo")
 def main(argv=None) -> int:
     defaults = DemoConfig()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="emotf-demo",
         description="sample -> emotf-build-records -> emotf-train (one fold) -> export -> "
         "emotf-predict on a held-out clip, on synthetic CREMA-D-like data",

@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from emotf.cli import Parser, command
+
 
 def parse_segments(text: str) -> list[int]:
     """`"1..10"`, `"1,2,4,8"` or `"10"` -> sorted list of N >= 1."""
@@ -32,7 +34,7 @@ def parse_segments(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="emotf-evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("emotf-evaluate")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from emotf.human import load_votes

@@ -8,12 +8,14 @@ prints its path. See docs/serving.md for the signatures.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from emotf.cli import Parser, command
 
+
+@command("emotf-export")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="emotf-export", description=__doc__.split("\n")[0])
+    parser = Parser(prog="emotf-export", description=__doc__.split("\n")[0])
     parser.add_argument("run", help="emotf-train run folder (holds model.keras and config.json)")
     parser.add_argument("--out", default=None, help="model base folder (default: RUN/export)")
     parser.add_argument("--version", type=int, default=None, help="version number (default: next)")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
+from emotf.cli import Parser, command
 from emotf.synthetic import SampleConfig, make_sample
 
 
+@command("emotf-make-sample")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="emotf-make-sample",
         description="Write a synthetic CREMA-D sample: VideoFlash/*.flv, AudioWAV/*.wav, "
         "sample.json.",

@@ -10,12 +10,14 @@ A file that fails is reported and the others go on; the exit status is 1 if any 
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from emotf.cli import Parser, command
 
+
+@command("emotf-predict")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="emotf-predict", description=__doc__.split("\n")[0])
+    parser = Parser(prog="emotf-predict", description=__doc__.split("\n")[0])
     parser.add_argument("videos", nargs="+", metavar="VIDEO")
     parser.add_argument("--model", required=True, help="SavedModel folder (base or version)")
     parser.add_argument("--audio", action="append", default=None, metavar="WAV",

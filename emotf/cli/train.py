@@ -17,6 +17,7 @@ import sys
 import typing
 from dataclasses import fields
 
+from emotf.cli import Parser, command
 from emotf.model import BRANCH_WEIGHTS, MODALITIES, ModelConfig
 from emotf.precision import PRECISIONS
 from emotf.train import LR_SCHEDULES
@@ -84,7 +85,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emotf-train", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="emotf-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--fold", help="test fold 0..9, or 'all' for the 10-fold cross-validation")
     add_config_flags(parser)
     return parser
@@ -122,6 +123,7 @@ def resolve_config(args: argparse.Namespace):
     return config, run_all
 
 
+@command("emotf-train")
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -16,13 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from emotf.cli import Parser, command
 from emotf.cli.train import add_config_flags, resolve_config
 
 
 def build_parser() -> argparse.ArgumentParser:
     from emotf.tune import DEFAULT_SEARCH, SEARCH_SPACE, TUNERS
 
-    parser = argparse.ArgumentParser(prog="emotf-tune", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="emotf-tune", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--fold", help="test fold 0..9: never read; the search validates on the next fold(s)"
     )
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("emotf-tune")
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,0 +1,139 @@
+"""Loading saved emotf models without ever running code from the file.
+
+A `.keras` archive is a zip of `config.json` (how to rebuild the model) and
+`model.weights.h5` (the arrays). Deserialising `config.json` can import and call arbitrary
+Python (advisory GHSA-48g7-3x6r-xfhp: Keras <= 3.8 ran a `Lambda` whose function was
+`os.system` even in safe mode). emotf therefore:
+
+1. reads `config.json` as plain JSON first and refuses any archive that names a module
+   outside Keras/emotf, or any `Lambda` layer (an emotf model has none);
+2. for a run folder, rebuilds the model from the run's validated `ModelConfig` and loads the
+   weights only (the archive's config is never deserialised);
+3. for a bare `.keras` file, loads with `safe_mode=True`, explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+MODEL_FILENAME = "model.keras"
+# Roots of the modules a genuine emotf model's config may name.
+ALLOWED_MODULE_ROOTS = frozenset({"keras", "emotf"})
+FORBIDDEN_CLASSES = frozenset({"Lambda", "TFSMLayer"})
+
+
+class ModelLoadError(ValueError):
+    """A model file that emotf refuses to load (unsafe, unreadable or not an emotf model)."""
+
+
+def _walk(node, found: list[str]) -> None:
+    if isinstance(node, dict):
+        module = node.get("module")
+        if isinstance(module, str) and module.split(".")[0] not in ALLOWED_MODULE_ROOTS:
+            found.append(f"module {module!r} ({node.get('class_name', node.get('config'))!r})")
+        if node.get("class_name") in FORBIDDEN_CLASSES:
+            found.append(f"a {node['class_name']} layer ({node.get('name')!r})")
+        if node.get("registered_name") == "function" or node.get("class_name") == "function":
+            found.append(f"a Python function ({module}.{node.get('config')})")
+        for value in node.values():
+            _walk(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _walk(value, found)
+
+
+def check_archive(path) -> None:
+    """Refuse a `.keras` archive whose `config.json` could run code, read as plain JSON.
+
+    Raises:
+        ModelLoadError: naming the file and what it contains that no emotf model does.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
+        raise ModelLoadError(f"{path}: not a Keras model archive ({error})") from None
+    found: list[str] = []
+    _walk(config, found)
+    if found:
+        raise ModelLoadError(
+            f"{path}: refused to load: its config names {', '.join(found[:3])}"
+            f"{f' and {len(found) - 3} more' if len(found) > 3 else ''}, which no emotf model "
+            "contains and which could run code; load only models you trained"
+        )
+
+
+def load_model_file(path):
+    """Load a bare `.keras` file (uncompiled) after `check_archive`, with `safe_mode=True`."""
+    import keras
+
+    import emotf.model  # noqa: F401  (registers emotf's serialisable layers)
+
+    check_archive(path)
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a bad archive
+        raise ModelLoadError(f"{path}: cannot load the model ({_first_line(error)})") from None
+
+
+def load_weights_into(model_config, path):
+    """Rebuild `build_model(model_config)` and load the weights of the `.keras` at `path`.
+
+    The archive's `config.json` is checked (`check_archive`) but never deserialised: the
+    architecture comes from the validated `ModelConfig`, the file gives arrays only.
+    """
+    from emotf.model import build_model
+
+    check_archive(path)
+    model = build_model(model_config)
+    try:
+        model.load_weights(str(path))
+    except Exception as error:
+        raise ModelLoadError(
+            f"{path}: its weights do not fit the run's model config ({_first_line(error)})"
+        ) from None
+    return model
+
+
+def load_run_model(run_dir, model_config=None):
+    """The trained model of a run folder (`RUN/model.keras`), or of a `.keras` file.
+
+    Args:
+        run_dir: an `emotf-train` run folder, or a `.keras` file.
+        model_config: the run's `ModelConfig`; when None it is read from `RUN/config.json`
+            (validated by `ModelConfig.from_dict`); a bare file without one is loaded with
+            `load_model_file`.
+    """
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / MODEL_FILENAME
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file (not a finished emotf-train run)")
+    if model_config is None:
+        model_config = _run_model_config(path.parent)
+    if model_config is None:
+        return load_model_file(path)
+    return load_weights_into(model_config, path)
+
+
+def _run_model_config(run_dir: Path):
+    from emotf.model import ModelConfig
+
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        return None
+    try:
+        values = json.loads(config_path.read_text())["config"]["model"]
+        return ModelConfig.from_dict(values)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(f"{config_path}: not a valid emotf run config ({error})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
