@@ -5,13 +5,17 @@ Layout read: `DATA/VideoFlash/<clip>.flv` and `DATA/AudioWAV/<clip>.wav`. Layout
     OUT/fold-K-of-10-SSSSS.tfrecord   one Example per clip (emotf.records), clips of fold K only
     OUT/fold-K-of-10-SSSSS.json       sidecar: the shard's planned clips, clips written,
                                       skipped clips with reasons, notes, detector statistics
-    OUT/manifest.json                 everything aggregated + tool version and arguments
+    OUT/manifest.json                 written last: everything aggregated, the settings
+                                      fingerprint, every shard's clips/bytes/SHA-256, media checks
+    OUT/build.lock                    while a build runs: its pid (one build per folder)
 
 The plan (clips sorted by fold then name, cut into shards of `clips_per_shard`) is a pure
 function of the clip names, the fold seed and the shard size. A shard is written to a temporary
 name and renamed into place; its sidecar is written (also atomically) after that, so a shard is
-complete iff its sidecar exists. A rerun skips complete shards and rebuilds the others: no clip
-is lost or written twice. The bad-input policy is documented in docs/build_records.md.
+complete iff its sidecar exists and the file still has the size and SHA-256 the sidecar
+recorded. A rerun skips complete shards and rebuilds the others (missing, truncated, corrupted):
+no clip is lost or written twice. A rerun with settings that change record content is refused,
+naming each change (`--overwrite` starts the folder afresh). The bad-input policy is documented in docs/build_records.md.
 The per-clip work (decode, track faces, encode one Example) and the worker pool that runs it
 live in `emotf.clip_worker`; this module plans, writes shards, sidecars and the manifest.
 """
@@ -27,17 +31,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emotf import __version__, keys
+from emotf import __version__, keys, manifest as records_manifest
 
 # process_clip and CRASH_ENV are re-exported: callers and tests import them from here.
 from emotf.clip_worker import CRASH_ENV, ClipRunner, process_clip  # noqa: F401
 from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 from emotf.faces import FaceTrackerConfig
+from emotf.records_lock import hold as hold_lock
 from emotf.system import available_cpus
 
 VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
 VIDEO_EXT, AUDIO_EXT = ".flv", ".wav"
-MANIFEST = "manifest.json"
+MANIFEST = records_manifest.MANIFEST
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,10 @@ class BuildConfig:
             every emotion under one label).
         sample_rate: audio rate stored (Hz).
         progress: show a tqdm progress bar.
+        overwrite: delete the folder's shards, sidecars and manifest first (a rebuild with
+            other settings); otherwise such a rerun is refused.
+        verify_media: check each clip's FLV and WAV against the official CREMA-D checksums
+            (`emotf.media_checks`; ~0.1 % of build time, docs/build_records.md).
     """
 
     data_dir: str
@@ -74,6 +83,8 @@ class BuildConfig:
     max_duration_s: float = 10.0
     sample_rate: int = keys.AUDIO_SAMPLE_RATE_HZ
     progress: bool = True
+    overwrite: bool = False
+    verify_media: bool = True
 
     def __post_init__(self):
         if self.workers < 1 or self.clips_per_shard < 1:
@@ -81,6 +92,20 @@ class BuildConfig:
                 f"workers and clips_per_shard must be >= 1. Received: workers={self.workers}, "
                 f"clips_per_shard={self.clips_per_shard}"
             )
+
+
+def record_settings(config: BuildConfig) -> dict:
+    """The settings that change what a record holds (its bytes, its fold, which clips pass):
+    recorded with their hash in every sidecar and the manifest; a rerun must match them."""
+    return {
+        "schema_version": keys.SCHEMA_VERSION,
+        "sample_rate": config.sample_rate,
+        "min_duration_s": config.min_duration_s,
+        "max_duration_s": config.max_duration_s,
+        "fold_seed": config.fold_seed,
+        "stratify_by_sex": config.stratify_by_sex,
+        "tracker": dataclasses.asdict(config.tracker),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,32 +116,54 @@ def shard_name(fold: int, index: int) -> str:
     return f"fold-{fold}-of-{NUM_FOLDS}-{index:05d}"
 
 
+def _clip_files(folder: Path, ext: str, skipped: list[dict]) -> dict[str, Path]:
+    """{clip id: path} of the files named exactly `<CREMA-D clip id><ext>`; everything else in
+    the folder (backups, `name (1).flv`, other extensions) goes to `skipped` with the reason."""
+    found: dict[str, Path] = {}
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if not path.is_file():
+            reason = "not a regular file"
+        elif not name.endswith(ext):
+            reason = f"not a {ext} file (extension {''.join(path.suffixes) or 'none'!s})"
+        else:
+            stem = name[: -len(ext)]
+            try:
+                clip_id = parse_clip_name(stem).clip_id
+            except ClipNameError as error:
+                reason = str(error)
+            else:
+                if clip_id == stem and clip_id not in found:
+                    found[clip_id] = path
+                    continue
+                reason = (f"file name is not exactly {clip_id}{ext} (a copy or backup?); only "
+                          f"{folder / (clip_id + ext)} is read for clip {clip_id}")
+        skipped.append({"path": str(path), "reason": reason})
+    return found
+
+
 def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
     """(shards, skipped): shards in write order, each {name, fold, clips: [task...]}; skipped
-    holds files whose names do not parse. Deterministic for a given folder and config."""
+    holds files that are not `<clip id>.flv` / `<clip id>.wav` exactly, and WAVs without video.
+    One task per clip id, whatever else lies in the folders. Deterministic for a given folder
+    and config."""
     data = Path(config.data_dir)
-    stems: dict[str, dict] = {}
-    for sub, ext, kind in ((VIDEO_DIR, VIDEO_EXT, "video"), (AUDIO_DIR, AUDIO_EXT, "audio")):
-        folder = data / sub
-        if folder.is_dir():
-            for path in sorted(folder.iterdir()):
-                if path.suffix.lower() == ext and path.is_file():
-                    stems.setdefault(path.stem, {})[kind] = path
+    skipped: list[dict] = []
+    videos = _clip_files(data / VIDEO_DIR, VIDEO_EXT, skipped)
+    audios = _clip_files(data / AUDIO_DIR, AUDIO_EXT, skipped)
     folds = canonical_folds(config.fold_seed, config.stratify_by_sex)
-    skipped, clips = [], []
-    for stem in sorted(stems):
-        paths = stems[stem]
-        shown = paths.get("video", paths.get("audio"))
-        try:
-            name = parse_clip_name(stem)
-        except ClipNameError as error:
-            skipped.append({"path": str(shown), "reason": str(error)})
-            continue
-        if "video" not in paths:
-            skipped.append({"path": str(data / VIDEO_DIR / f"{stem}{VIDEO_EXT}"),
+    clips = []
+    for clip_id in sorted(set(videos) | set(audios)):
+        if clip_id not in videos:
+            skipped.append({"path": str(data / VIDEO_DIR / f"{clip_id}{VIDEO_EXT}"),
                             "reason": "video file missing (audio only)"})
             continue
-        clips.append((folds[name.actor_id], name.clip_id, paths))
+        paths = {"video": videos[clip_id]}
+        if clip_id in audios:
+            paths["audio"] = audios[clip_id]
+        clips.append((folds[parse_clip_name(clip_id).actor_id], clip_id, paths))
     if config.limit is not None:
         clips = sorted(clips, key=lambda c: c[1])[: config.limit]
     clips.sort(key=lambda c: (c[0], c[1]))
@@ -128,7 +175,8 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
                 dict(clip_id=clip_id, fold=fold, video=str(paths["video"]),
                      audio=str(paths.get("audio", data / AUDIO_DIR / f"{clip_id}{AUDIO_EXT}")),
                      sample_rate=config.sample_rate, min_duration_s=config.min_duration_s,
-                     max_duration_s=config.max_duration_s, tracker=config.tracker)
+                     max_duration_s=config.max_duration_s, tracker=config.tracker,
+                     verify_media=config.verify_media)
                 for _, clip_id, paths in in_fold[start:start + config.clips_per_shard]
             ]
             shards.append({"name": shard_name(fold, index), "fold": fold, "clips": tasks})
@@ -139,39 +187,86 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
 # Writing
 
 
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=False))
-    os.replace(tmp, path)
+_write_json = records_manifest.write_json
 
 
-def _sidecar_complete(out: Path, shard: dict) -> bool:
-    sidecar = out / f"{shard['name']}.json"
-    if not sidecar.is_file() or not (out / f"{shard['name']}.tfrecord").is_file():
-        return False
+def _read_sidecar(out: Path, shard: dict) -> dict | None:
     try:
-        planned = json.loads(sidecar.read_text())["planned"]
-    except (ValueError, KeyError):
-        return False
-    return planned == [t["clip_id"] for t in shard["clips"]]
+        return json.loads((out / f"{shard['name']}.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def _check_out_dir(out: Path, shards: list[dict]) -> None:
-    """Refuse to mix shards of another plan (different clips, seed or shard size) into OUT."""
+def _shard_state(out: Path, shard: dict, settings_hash: str) -> str | None:
+    """None when the shard is complete and intact; else why it must be (re)built ("" when it
+    was simply never finished)."""
+    side = _read_sidecar(out, shard)
+    if side is None:
+        return ""
+    if side.get("planned") != [t["clip_id"] for t in shard["clips"]]:
+        return "plans other clips"
+    if side.get("settings_hash") != settings_hash or "entry" not in side:
+        return "built with other settings"
+    return records_manifest.shard_problem(out / f"{shard['name']}.tfrecord", side["entry"])
+
+
+def _clear(out: Path) -> int:
+    """Delete the folder's shards, sidecars, temporary files and manifest (--overwrite)."""
+    doomed = [p for p in out.glob("fold-*-of-*") if p.is_file()]
+    doomed += [p for p in (out / MANIFEST, out / f"{MANIFEST}.tmp") if p.is_file()]
+    for path in doomed:
+        path.unlink()
+    return len(doomed)
+
+
+def _check_out_dir(out: Path, shards: list[dict], settings: dict) -> None:
+    """Refuse to mix into OUT shards of another plan (clips, seed, shard size), of other
+    settings that change record content, or of another record schema."""
+    how = ("Use a new --out, or rerun with --overwrite to rebuild this folder from scratch with "
+           "the new settings")
+    old = None
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        try:
+            old = json.loads(manifest_path.read_text())
+        except ValueError:
+            old = None
+    sides = []
+    for sidecar in sorted(out.glob("fold-*-of-*.json")):
+        try:
+            sides.append((sidecar, json.loads(sidecar.read_text())))
+        except ValueError:
+            continue  # a garbled sidecar: its shard is rebuilt
+    for sidecar, side in sides:
+        version = side.get("schema_version")
+        if version != keys.SCHEMA_VERSION:
+            raise FileExistsError(
+                f"{sidecar}: written for record schema version {version}; this emotf writes "
+                f"{keys.SCHEMA_VERSION}. {how}.")
+    recorded = [(str(manifest_path), old.get("settings"))] if old and "settings" in old else []
+    recorded += [(str(sidecar), side.get("settings")) for sidecar, side in sides]
+    for where, previous in recorded:
+        if previous is None:
+            raise FileExistsError(f"{where}: written by an older emotf-build-records that did not "
+                                  f"record its settings. {how}.")
+        changes = records_manifest.settings_changes(previous, settings)
+        if changes:
+            raise FileExistsError(
+                f"{out} was built with other settings that change the records ({where}): "
+                f"{'; '.join(changes)}. {how}.")
     names = {s["name"] for s in shards}
     for path in out.glob("fold-*-of-*"):
         stem = path.name.split(".")[0]
         if path.suffix in (".tfrecord", ".json") and stem not in names:
             raise FileExistsError(
                 f"{out} holds {path.name}, which this build's plan does not contain (another "
-                f"clip set, --fold-seed or --clips-per-shard?). Use an empty --out."
+                f"clip set, --fold-seed or --clips-per-shard?). {how}."
             )
     for shard in shards:
-        sidecar = out / f"{shard['name']}.json"
-        if sidecar.is_file() and not _sidecar_complete(out, shard):
-            raise FileExistsError(
-                f"{sidecar} plans other clips than this build. Use an empty --out."
-            )
+        side = _read_sidecar(out, shard)
+        if side is not None and side.get("planned") != [t["clip_id"] for t in shard["clips"]]:
+            raise FileExistsError(f"{out / (shard['name'] + '.json')} plans other clips than "
+                                  f"this build. {how}.")
 
 
 def _warn(line: str, bar) -> None:
@@ -181,6 +276,10 @@ def _warn(line: str, bar) -> None:
 def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> dict:
     """Build (or finish) the shards and write `manifest.json`; return the manifest.
 
+    Holds `OUT/build.lock` throughout (a second build into the same folder is refused). The
+    old manifest is removed before anything is written and the new one is written last, so a
+    folder with a manifest is always complete.
+
     Args:
         config: `BuildConfig`.
         stop_after_shards: testing hook: raise `KeyboardInterrupt` before the last clip of the
@@ -188,17 +287,42 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
 
     Returns:
         the manifest dict (see docs/build_records.md), also written to OUT/manifest.json.
+
+    Raises:
+        FileExistsError: OUT holds another plan's shards, shards of other settings or record
+            schema (without `overwrite`), or another live build holds its lock.
     """
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with hold_lock(out):
+        return _build_locked(config, out, stop_after_shards)
+
+
+def _build_locked(config: BuildConfig, out: Path, stop_after_shards: int | None) -> dict:
     from tqdm.auto import tqdm
 
     started = time.time()
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     shards, plan_skipped = plan_build(config)
-    _check_out_dir(out, shards)
+    settings = record_settings(config)
+    digest = records_manifest.settings_hash(settings)
+    if config.overwrite:
+        removed = _clear(out)
+        if removed:
+            print(f"NOTE --overwrite: removed {removed} shard, sidecar and manifest files from "
+                  f"{out}", file=sys.stderr)
+    _check_out_dir(out, shards, settings)
     for item in plan_skipped:
         print(f"WARNING {item['path']}: {item['reason']} -> skipped", file=sys.stderr)
-    todo = [s for s in shards if not _sidecar_complete(out, s)]
+    todo = []
+    for shard in shards:
+        state = _shard_state(out, shard, digest)
+        if state is None:
+            continue
+        if state:
+            print(f"WARNING {out / (shard['name'] + '.tfrecord')}: {state} -> rebuilt",
+                  file=sys.stderr)
+        todo.append(shard)
+    (out / MANIFEST).unlink(missing_ok=True)  # written last, once every shard is in place
     total = sum(len(s["clips"]) for s in todo)
     bar = tqdm(total=total, desc="emotf-build-records", unit="clip", disable=not config.progress,
                file=sys.stderr)
@@ -211,7 +335,7 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
         for done, shard in enumerate(todo):
             final = out / f"{shard['name']}.tfrecord"
             tmp = out / f"{shard['name']}.tfrecord.tmp"
-            written, skipped, notes, stats = [], [], [], Counter()
+            written, skipped, notes, stats, media = [], [], [], Counter(), {}
             with tf.io.TFRecordWriter(str(tmp)) as writer:
                 for i, task in enumerate(shard["clips"]):
                     if (stop_after_shards is not None and done >= stop_after_shards
@@ -221,6 +345,8 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
                     for note in result["notes"]:
                         _warn(f"WARNING {note}", bar)
                     notes += result["notes"]
+                    if config.verify_media:
+                        media[task["clip_id"]] = result.get("media") or _media_check(task)
                     if result["status"] == "ok":
                         writer.write(result["example"])
                         written.append({"clip_id": task["clip_id"], "label": parse_clip_name(
@@ -232,12 +358,16 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
                         skipped.append({"clip_id": task["clip_id"], "path": result["path"],
                                         "reason": result["reason"]})
                     bar.update(1)
+            with open(tmp, "rb+") as f:  # on disk before the sidecar vouches for it
+                os.fsync(f.fileno())
             os.replace(tmp, final)
             _write_json(out / f"{shard['name']}.json", {
                 "shard": final.name, "fold": shard["fold"],
                 "planned": [t["clip_id"] for t in shard["clips"]],
                 "written": written, "skipped": skipped, "notes": notes,
                 "detector": dict(stats), "schema_version": keys.SCHEMA_VERSION,
+                "settings": settings, "settings_hash": digest, "media_checks": media,
+                "entry": records_manifest.shard_entry(final, shard["fold"], len(written)),
             })
     finally:
         bar.close()
@@ -247,30 +377,46 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
     return manifest
 
 
+def _media_check(task: dict) -> dict:
+    """Media check in this process (for a clip whose worker died before reporting one)."""
+    from emotf.media_checks import check_clip
+
+    try:
+        return check_clip(task["clip_id"], task["video"], task["audio"])
+    except OSError:
+        return {"video": "unreadable", "audio": "unreadable"}
+
+
 def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[dict],
                   seconds: float) -> dict:
-    """Aggregate the shards' sidecars into the manifest."""
+    """Aggregate the shards' sidecars into the manifest (layout: docs/build_records.md)."""
     from emotf.cremad import EMOTIONS
+    from emotf.media_checks import summarize
 
     out = Path(config.out_dir)
     per_fold: dict[str, dict] = {}
     skipped = [dict(item, clip_id=None) for item in plan_skipped]
     notes: list[str] = []
     detector = Counter()
-    files = []
+    entries, media, seen = [], {}, {}
     for shard in shards:
         side = json.loads((out / f"{shard['name']}.json").read_text())
-        files.append(side["shard"])
+        entries.append(side["entry"])
         fold = per_fold.setdefault(str(shard["fold"]), {
             "clips": 0, "frames": 0, "shards": [], "classes": {e: 0 for e in EMOTIONS}})
         fold["shards"].append(side["shard"])
         for clip in side["written"]:
+            if clip["clip_id"] in seen:  # the plan has one task per clip id: never expected
+                raise RuntimeError(f"{out}: clip {clip['clip_id']} written twice (in "
+                                   f"{seen[clip['clip_id']]} and {side['shard']})")
+            seen[clip["clip_id"]] = side["shard"]
             fold["clips"] += 1
             fold["frames"] += clip["frames"]
             fold["classes"][EMOTIONS[clip["label"]]] += 1
         skipped += side["skipped"]
         notes += side["notes"]
         detector.update(side["detector"])
+        media.update(side.get("media_checks", {}))
     frames = detector.get("frames", 0)
     detector_stats = dict(detector)
     detector_stats["detection_rate"] = detector.get("detector_images", 0) / frames if frames else 0.0
@@ -280,10 +426,14 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
     for fold in per_fold.values():
         classes.update(fold["classes"])
     args = dataclasses.asdict(config)
+    settings = record_settings(config)
     return {
         "tool": "emotf-build-records",
         "version": __version__,
+        "manifest_version": records_manifest.MANIFEST_VERSION,
         "schema_version": keys.SCHEMA_VERSION,
+        "settings": settings,
+        "settings_hash": records_manifest.settings_hash(settings),
         "arguments": args,
         "clips_written": sum(f["clips"] for f in per_fold.values()),
         "frames_written": sum(f["frames"] for f in per_fold.values()),
@@ -293,6 +443,8 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
         "detector": detector_stats,
         "skipped": skipped,
         "notes": notes,
-        "shards": files,
+        "shards": entries,
+        "media_checks": media,
+        "media_summary": summarize(media) if config.verify_media else None,
         "seconds_last_run": round(seconds, 2),
     }

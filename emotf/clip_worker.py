@@ -13,6 +13,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -64,13 +66,31 @@ def _skip(path, problem: str, notes: list[str]) -> dict:
     return {"status": "skipped", "path": str(path), "reason": problem, "notes": notes}
 
 
+# Video and audio durations further apart than this get a note (a wrong or cut WAV?).
+DURATION_MISMATCH_S = 0.5
+
+
 def process_clip(task: dict) -> dict:
     """Turn one clip into a serialised Example, or say why it was skipped.
 
     `task` holds clip_id, fold, video and audio paths and the duration limits. Returns a dict:
     status "ok" with `example` (bytes), `num_frames`, `num_samples`, `stats`, `notes`; or status
-    "skipped" with `path` and `reason`. Never raises for bad input.
+    "skipped" with `path` and `reason`. With `task["verify_media"]` the result also holds
+    `media` = {"video": status, "audio": status} (`emotf.media_checks`). Never raises for bad
+    input.
     """
+    result = _process_clip(task)
+    if task.get("verify_media"):
+        from emotf.media_checks import check_clip
+
+        try:
+            result["media"] = check_clip(task["clip_id"], task["video"], task["audio"])
+        except OSError as error:  # unreadable file: say so, never stop the build
+            result["notes"].append(f"{task['video']}: media check failed ({error})")
+    return result
+
+
+def _process_clip(task: dict) -> dict:
     from emotf.records import ClipRecord, make_example
     from emotf.sampling import SamplingConfig  # imported here: it pulls in TensorFlow
 
@@ -80,6 +100,13 @@ def process_clip(task: dict) -> dict:
     if clip_id in _CRASH_CLIPS:
         os._exit(1)  # testing hook (CRASH_ENV)
     notes: list[str] = []
+    from emotf.media_checks import KNOWN_BAD
+
+    action, fact = KNOWN_BAD.get(clip_id, (None, None))
+    if action == "skip":
+        return _skip(video_path, fact, notes)
+    if action == "note":
+        notes.append(f"{video_path}: {fact}")
     try:
         name = parse_clip_name(clip_id)
         check_media_file(video_path)
@@ -115,6 +142,10 @@ def process_clip(task: dict) -> dict:
         if longest > task["max_duration_s"]:
             return _skip(video_path, f"clip is {longest:.1f} s long, over the "
                          f"{task['max_duration_s']:g} s limit", notes)
+        if longest - shortest > DURATION_MISMATCH_S:
+            notes.append(f"{video_path}: video {video.duration:.2f} s and audio {audio_s:.2f} s "
+                         f"differ by more than {DURATION_MISMATCH_S:g} s (wrong or cut audio?): "
+                         f"kept")
         if shortest < window_s:
             notes.append(f"{video_path}: shorter than the {window_s:g} s window (video "
                          f"{video.duration:.2f} s, audio {audio_s:.2f} s): kept, the sampler "
@@ -149,6 +180,32 @@ def process_clip(task: dict) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # Running clips in worker processes
+
+# A pool worker checks this often whether its parent (the build) is still alive.
+PARENT_POLL_S = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as the parent process `parent` is gone.
+
+    Killing the build's main process (SIGKILL, or SIGTERM's default action) runs no clean-up
+    in it, so the pool's workers would live on, each holding a FaceTracker (~0.7 GB), reparented
+    to init. A daemon thread polls `os.getppid()` (it changes when the parent dies). Not
+    prctl(PR_SET_PDEATHSIG): that fires when the *thread* that spawned the worker exits, and
+    pools are started from whatever thread consumes the results.
+    """
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="emotf-parent-watch").start()
+
+
+def _start_worker(initializer, tracker_config, single_thread: bool, parent: int) -> None:
+    _exit_with_parent(parent)
+    initializer(tracker_config, single_thread)
+
 
 
 def broken_pool_exit_codes(executor: ProcessPoolExecutor | None, procs: dict) -> str:
@@ -194,7 +251,8 @@ class ClipRunner:
     def _start(self) -> None:
         self.executor = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),  # TF: no fork
-            initializer=self.initializer, initargs=(self.tracker, True))
+            initializer=_start_worker,
+            initargs=(self.initializer, self.tracker, True, os.getpid()))
         self.procs = {}
 
     def _submit(self, task: dict):

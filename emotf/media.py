@@ -159,6 +159,43 @@ def _to_mono_int16(
     return np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16)
 
 
+def wav_header_shortfall(path: str | Path) -> str | None:
+    """A note when a RIFF/WAVE file's `data` chunk header promises more bytes than the file
+    holds (a cut download or copy), else None. Reads the chunk headers only."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = Path(path).stat().st_size
+            block_align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if chunk_id == b"fmt ":
+                    fmt = f.read(min(chunk_size, 16))
+                    if len(fmt) >= 14:
+                        block_align = struct.unpack_from("<H", fmt, 12)[0]
+                    f.seek(chunk_size - len(fmt) + (chunk_size & 1), 1)
+                    continue
+                if chunk_id == b"data":
+                    held = size - f.tell()
+                    if chunk_size in (0, 0xFFFFFFFF) or chunk_size <= held:
+                        return None
+                    if block_align:
+                        return (f"WAV header promises {chunk_size // block_align} samples, the "
+                                f"file holds {held // block_align} (truncated): kept those")
+                    return (f"WAV header promises {chunk_size} data bytes, the file holds "
+                            f"{held} (truncated): kept those")
+                f.seek(chunk_size + (chunk_size & 1), 1)
+    except OSError:
+        return None
+
+
 def _read_wav(path: Path, target_rate: int) -> tuple[np.ndarray, list[str]]:
     import soundfile
 
@@ -174,6 +211,9 @@ def _read_wav(path: Path, target_rate: int) -> tuple[np.ndarray, list[str]]:
     if data.shape[0] == 0:
         raise MediaError(path, "empty audio (0 samples)")
     notes: list[str] = []
+    shortfall = wav_header_shortfall(path)
+    if shortfall:
+        notes.append(shortfall)
     if info.subtype != "PCM_16":
         notes.append(f"{info.subtype} samples converted to int16")
     return _to_mono_int16(path, data, rate, target_rate, notes), notes

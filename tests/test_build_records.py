@@ -158,7 +158,8 @@ def bad_build(sample, tmp_path_factory):
 ])
 def test_bad_inputs_are_skipped_with_a_reason(bad_build, path_part, reason):
     _, manifest, _ = bad_build
-    hits = [s for s in manifest["skipped"] if path_part in s["path"]]
+    hits = [s for s in manifest["skipped"] if path_part in s["path"]
+            and not (s["clip_id"] is None and "AudioWAV" in s["path"])]  # bad_name.wav too
     assert len(hits) == 1 and reason in hits[0]["reason"], manifest["skipped"]
 
 

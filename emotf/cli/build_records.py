@@ -9,9 +9,11 @@ no clip was written, or (with --strict) when any clip was skipped. See docs/buil
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
+from emotf.cli import Parser, command
 from emotf.system import available_cpus
 
 
@@ -19,7 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from emotf.faces import FaceTrackerConfig
 
     tracker = FaceTrackerConfig()
-    p = argparse.ArgumentParser(prog="emotf-build-records", description=__doc__.split("\n")[0])
+    p = Parser(prog="emotf-build-records", description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", required=True, help="folder with VideoFlash/ and AudioWAV/")
     p.add_argument("--out", required=True, help="output folder (reruns resume in it)")
     p.add_argument("--workers", type=int, default=available_cpus(),
@@ -41,13 +43,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stages", default=tracker.stages,
                    choices=["face_and_landmarks_detection", "face_detection_only"])
     p.add_argument("--jpeg-quality", type=int, default=tracker.jpeg_quality)
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the folder's shards and manifest first (rebuild with other "
+                        "settings); without it such a rerun is refused")
+    p.add_argument("--no-verify-media", action="store_true",
+                   help="skip checking each clip's FLV/WAV against the official CREMA-D "
+                        "checksums (costs ~0.1%% of build time)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 
+@command("emotf-build-records")
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from emotf.build_records import BuildConfig, build_records
     from emotf.faces import FaceTrackerConfig
 
@@ -56,17 +68,30 @@ def main(argv=None) -> int:
         clips_per_shard=args.clips_per_shard, strict=args.strict, fold_seed=args.fold_seed,
         stratify_by_sex=args.stratify_by_sex, limit=args.limit,
         min_duration_s=args.min_duration, max_duration_s=args.max_duration,
-        progress=not args.no_progress,
+        progress=not args.no_progress, overwrite=args.overwrite,
+        verify_media=not args.no_verify_media,
         tracker=FaceTrackerConfig(
             keyframe_interval=args.keyframe_interval, detect_scale=args.detect_scale,
             margin=args.margin, smoothing=args.smoothing, min_confidence=args.min_confidence,
             stages=args.stages, jpeg_quality=args.jpeg_quality,
         ),
     )
+    import signal
+
+    # SIGTERM: unwind like Ctrl-C (the worker pool is stopped, the lock released).
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         manifest = build_records(config)
     except FileExistsError as error:
-        print(f"ERROR {error}", file=sys.stderr)
+        print(f"emotf-build-records: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        where = error.filename or args.out
+        print(f"emotf-build-records: error: {where}: no space left on device; the finished "
+              "shards are kept: free some space and rerun the same command to resume",
+              file=sys.stderr)
         return 1
     det = manifest["detector"]
     print(

@@ -1,0 +1,286 @@
+"""A records folder's manifest: settings fingerprint, shard checksums, completeness checks.
+
+`emotf-build-records` writes `OUT/manifest.json` last, after every shard and its sidecar. The
+manifest (layout version `MANIFEST_VERSION`) lists every shard with its clip count, byte size
+and SHA-256, and the settings that change record content with their hash. Everything that
+reads records for a run (`emotf-train`, `-evaluate`, `-tune`) and `emotf-verify-records` check
+a folder against it here before reading a single record:
+
+    manifest.json missing            the build did not finish (or the folder is not a build)
+    a listed shard missing           deleted, or the build was interrupted
+    a shard on disk, not listed      left over from another build
+    size / SHA-256 / record count    truncated or corrupted (bit flip) since it was written
+    sidecar of another schema        written by another version of emotf
+    build.lock of a live process     a build is writing the folder right now
+
+Problems name the file. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from emotf import keys
+
+MANIFEST = "manifest.json"
+# Layout of manifest.json itself (not of the records): 2 added settings, shard checksums and
+# media checks (docs/build_records.md).
+MANIFEST_VERSION = 2
+SHARD_RE = re.compile(r"^fold-(\d+)-of-(\d+)-(\d+)\.tfrecord(\.gz)?$")
+FINISH_HINT = ("finish it by rerunning emotf-build-records with the same arguments (it rebuilds "
+               "only the missing or bad shards)")
+
+
+class RecordsError(ValueError):
+    """A records folder that is incomplete or damaged; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a records folder: the file and what is wrong with it."""
+
+    file: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.problem}"
+
+
+# --------------------------------------------------------------------------------------------
+# Settings fingerprint
+
+
+def settings_hash(settings: dict) -> str:
+    """SHA-256 of the settings as canonical JSON (sorted keys): equal settings, equal hash."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def settings_changes(old: dict, new: dict) -> list[str]:
+    """"name: old -> new" for every setting that differs (nested names joined by dots)."""
+    old, new = _flat(old), _flat(new)
+    missing = object()
+    return [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}"
+            for k in sorted(set(old) | set(new)) if old.get(k, missing) != new.get(k, missing)]
+
+
+# --------------------------------------------------------------------------------------------
+# Shard files
+
+
+def scan_shard(path: str | Path) -> dict:
+    """Size, SHA-256 and record count of a TFRecord file, walking its length-prefixed frames.
+
+    Returns {"bytes", "sha256", "records", "problem"}: problem is None, or says where the
+    framing breaks off (a truncated file). Gzip shards are hashed but not walked (records None).
+    """
+    data = Path(path).read_bytes()
+    out = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "records": None,
+           "problem": None}
+    if str(path).endswith(".gz"):
+        return out
+    offset, count = 0, 0
+    while offset < len(data):
+        if len(data) - offset < 12:
+            out["problem"] = f"ends inside a record header at byte {offset} (truncated)"
+            break
+        (length,) = struct.unpack_from("<Q", data, offset)
+        end = offset + 12 + length + 4
+        if end > len(data):
+            out["problem"] = (f"record {count + 1} at byte {offset} needs {length} bytes, the "
+                              f"file ends first (truncated)")
+            break
+        offset, count = end, count + 1
+    out["records"] = count
+    return out
+
+
+def shard_entry(path: str | Path, fold: int, clips: int) -> dict:
+    """What the manifest and the sidecar record of one shard file."""
+    scan = scan_shard(path)
+    return {"file": Path(path).name, "fold": int(fold), "clips": int(clips),
+            "bytes": scan["bytes"], "sha256": scan["sha256"]}
+
+
+def shard_problem(path: Path, entry: dict) -> str | None:
+    """What is wrong with a shard file compared with its manifest/sidecar entry (None: intact)."""
+    if not path.is_file():
+        return "listed in the manifest but missing"
+    scan = scan_shard(path)
+    if scan["bytes"] != entry.get("bytes"):
+        return (f"{scan['bytes']} bytes, the manifest says {entry.get('bytes')} "
+                f"({'truncated' if scan['bytes'] < (entry.get('bytes') or 0) else 'changed'})")
+    if scan["sha256"] != entry.get("sha256"):
+        return "SHA-256 differs from the manifest's (corrupted since it was written)"
+    if scan["problem"]:
+        return scan["problem"]
+    if scan["records"] is not None and scan["records"] != entry.get("clips"):
+        return f"{scan['records']} records, the manifest says {entry.get('clips')}"
+    return None
+
+
+def shards_on_disk(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if SHARD_RE.match(p.name))
+
+
+# --------------------------------------------------------------------------------------------
+# Checking a folder
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """The manifest of a records folder.
+
+    Raises:
+        RecordsError: missing, unreadable, or of another layout version.
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise RecordsError(f"{path}: missing: the build did not finish (or {folder} was not "
+                           f"written by emotf-build-records); {FINISH_HINT}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise RecordsError(f"{path}: unreadable ({error}); {FINISH_HINT}") from None
+    version = manifest.get("manifest_version", 1)
+    if version != MANIFEST_VERSION:
+        raise RecordsError(f"{path}: manifest version {version}, this emotf reads "
+                           f"{MANIFEST_VERSION} (no shard checksums): rebuild into a new folder "
+                           f"or rerun emotf-build-records with --overwrite")
+    return manifest
+
+
+def verify_records(folder: str | Path, folds=None) -> list[Problem]:
+    """Every problem of a records folder (empty list: intact).
+
+    Args:
+        folder: a folder written by `emotf-build-records`.
+        folds: check the checksums of these folds' shards only (None: all). Presence
+            (listed-but-missing, unlisted) and the sidecars' schema versions are always checked
+            for the whole folder.
+    """
+    from emotf.records_lock import live_owner
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [Problem(str(folder), "not a folder")]
+    problems = []
+    owner = live_owner(folder)
+    if owner is not None:
+        problems.append(Problem(str(folder / "build.lock"),
+                                f"a build (pid {owner}) is writing this folder right now"))
+    try:
+        manifest = read_manifest(folder)
+    except RecordsError as error:
+        file, _, problem = str(error).partition(": ")
+        return problems + [Problem(file, problem)]
+    if manifest.get("schema_version") != keys.SCHEMA_VERSION:
+        problems.append(Problem(str(folder / MANIFEST), f"record schema version "
+                                f"{manifest.get('schema_version')}, this emotf reads "
+                                f"{keys.SCHEMA_VERSION}: rebuild into a new folder"))
+    listed = {entry["file"]: entry for entry in manifest.get("shards", [])}
+    wanted = None if folds is None else {int(k) for k in folds}
+    for name, entry in sorted(listed.items()):
+        path = folder / name
+        if wanted is not None and entry["fold"] not in wanted and path.is_file():
+            continue
+        problem = shard_problem(path, entry)
+        if problem:
+            problems.append(Problem(str(path), problem))
+    for path in shards_on_disk(folder):
+        if path.name not in listed:
+            problems.append(Problem(str(path), "on disk but not listed in the manifest (left "
+                                    "over from another or an unfinished build?)"))
+    for sidecar in sorted(folder.glob("fold-*-of-*.json")):
+        try:
+            version = json.loads(sidecar.read_text()).get("schema_version")
+        except (ValueError, OSError):
+            problems.append(Problem(str(sidecar), "unreadable sidecar"))
+            continue
+        if version != keys.SCHEMA_VERSION:
+            problems.append(Problem(str(sidecar), f"written for record schema version {version}, "
+                                    f"this emotf reads {keys.SCHEMA_VERSION}"))
+    return problems
+
+
+def check_records(folder: str | Path, folds=None, allow_incomplete: bool = False) -> dict:
+    """Verify the shards a run will read (train, validation and test folds) before it starts.
+
+    Returns a JSON-ready summary for metrics.json: {"records_verified": bool,
+    "allow_incomplete": bool, "records_problems": [str], "verify_seconds": float,
+    "clips_in_manifest": {fold: clips}}.
+
+    Raises:
+        RecordsError: any problem, unless `allow_incomplete` (then they are only reported).
+    """
+    start = time.perf_counter()
+    problems = verify_records(folder, folds)
+    seconds = round(time.perf_counter() - start, 3)
+    if problems and not allow_incomplete:
+        shown = "; ".join(map(str, problems[:8]))
+        more = f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
+        raise RecordsError(
+            f"{folder}: records incomplete or damaged ({len(problems)} problem(s)): {shown}{more}. "
+            f"To finish: rerun emotf-build-records with the same arguments (it rebuilds only the "
+            f"missing or bad shards; emotf-verify-records {folder} lists them), or pass "
+            f"--allow-incomplete to use them anyway")
+    clips: dict[str, int] = {}
+    manifest_path = Path(folder) / MANIFEST
+    if manifest_path.is_file():
+        try:
+            for entry in json.loads(manifest_path.read_text()).get("shards", []):
+                if isinstance(entry, dict):
+                    key = str(entry["fold"])
+                    clips[key] = clips.get(key, 0) + int(entry["clips"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return {"records_verified": not problems, "allow_incomplete": bool(allow_incomplete),
+            "records_problems": [str(p) for p in problems], "verify_seconds": seconds,
+            "clips_in_manifest": clips}
+
+
+def seal_records(folder: str | Path, settings: dict | None = None) -> dict:
+    """Write a manifest for shards written by something other than `emotf-build-records`
+    (tests, tools): every shard on disk is listed as it is now, with its record count.
+
+    Returns the manifest written. Use only on shards you wrote yourself: sealing trusts them.
+    """
+    folder = Path(folder)
+    shards = []
+    for path in shards_on_disk(folder):
+        scan = scan_shard(path)
+        shards.append({"file": path.name, "fold": int(SHARD_RE.match(path.name)[1]),
+                       "clips": scan["records"] or 0, "bytes": scan["bytes"],
+                       "sha256": scan["sha256"]})
+    settings = settings or {"schema_version": keys.SCHEMA_VERSION}
+    manifest = {"tool": "emotf.manifest.seal_records", "manifest_version": MANIFEST_VERSION,
+                "schema_version": keys.SCHEMA_VERSION, "settings": settings,
+                "settings_hash": settings_hash(settings), "shards": shards,
+                "clips_written": sum(s["clips"] for s in shards)}
+    write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
+def write_json(path: Path, value) -> None:
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(value, indent=1))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
