@@ -19,10 +19,14 @@ Signatures (see docs/serving.md; `saved_model_cli show --dir out_dir/1 --all` li
     sample_rate    int32   [B]              must equal the model's rate (16000): anything else
                                             fails with InvalidArgumentError naming the rate
   runs `emotf.sampling.sample_clip(..., training=False)` on every clip (the very function the
-  tf.data pipeline uses: middle frame of each of the N segments, centred audio window,
-  log-mel spectrogram) and then the Keras model.
-`predict_segments` - already-sampled segments: frames uint8 [B, N, S, S, 3] and spectrograms
-  float32 [B, N, time_bins, freq_bins, 1] (what `emotf.pipeline.make_dataset` yields).
+  tf.data pipeline uses: middle frame of each of the N segments, centred audio window) and
+  then the Keras model, whose `log_mel` layer computes the log-mel spectrograms (the same
+  layer as in training).
+`predict_segments` - already-sampled segments: frames uint8 [B, N, S, S, 3] and audio
+  float32 [B, N, L] windows (what `emotf.pipeline.make_dataset` yields; L = window_length).
+  A model saved before the spectrogram moved into the model (inputs frames + spectrograms)
+  gets `spectrograms` float32 [B, N, time_bins, freq_bins, 1] here instead, and its
+  `serving_default` computes them in-graph with `emotf.sampling.spectrogram`.
 Both return: probabilities float32 [B, C] (mean of the segment softmaxes), scores float32
   [B, C] (their sum), segment_probabilities float32 [B, N, C], label int64 [B], label_code
   string [B] (ANG, ...), label_name string [B] (anger, ...).
@@ -49,7 +53,7 @@ import tensorflow as tf
 
 import emotf
 from emotf.cremad import EMOTION_NAMES, EMOTIONS
-from emotf.sampling import SamplingConfig, sample_clip
+from emotf.sampling import SPECTROGRAM_FIELDS, SamplingConfig, sample_clip, spectrogram
 
 METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
 DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.build_records.BuildConfig.min_duration_s
@@ -84,21 +88,44 @@ def read_metadata(saved_model_dir) -> dict:
     return json.loads((resolve_saved_model(saved_model_dir) / "assets.extra" / METADATA_FILE).read_text())
 
 
+def audio_input(model: keras.Model) -> str:
+    """"audio" (raw windows [B, N, L]; the model computes the spectrograms) or "spectrograms"
+    (a model saved before that change: [B, N, T, F, 1])."""
+    names = set(model.input) if isinstance(model.input, dict) else set()
+    return "spectrograms" if "spectrograms" in names else "audio"
+
+
 def _check_model(model: keras.Model, config: SamplingConfig) -> None:
-    frames_shape = tuple(model.input["frames"].shape) if isinstance(model.input, dict) else None
-    spec_shape = tuple(model.input["spectrograms"].shape) if isinstance(model.input, dict) else None
-    want_frames = (None, config.num_segments, config.frame_size, config.frame_size, 3)
-    want_spec = (None, config.num_segments, config.time_bins, config.freq_bins, 1)
-    if frames_shape != want_frames or spec_shape != want_spec:
+    inputs = model.input if isinstance(model.input, dict) else {}
+    kind = audio_input(model)
+    shapes = {k: tuple(inputs[k].shape) if k in inputs else None for k in ("frames", kind)}
+    want = {
+        "frames": (None, config.num_segments, config.frame_size, config.frame_size, 3),
+        "audio": (None, config.num_segments, config.window_length),
+        "spectrograms": (None, config.num_segments, config.time_bins, config.freq_bins, 1),
+    }
+    want = {k: want[k] for k in shapes}
+    if shapes != want:
         raise ValueError(
             "the model's inputs do not match the sampling config. Received: model inputs "
-            f"frames={frames_shape}, spectrograms={spec_shape}; sampling config gives "
-            f"frames={want_frames}, spectrograms={want_spec}"
+            f"{shapes}; sampling config gives {want}"
         )
+    # The model's spectrogram layer must compute what the run trained with: the exported
+    # config's window length, STFT, mel and normalisation settings.
+    names = {layer.name for layer in model.layers}
+    if "log_mel" in names:
+        trained = model.get_layer("log_mel").sampling
+        differ = {k: (getattr(trained, k), getattr(config, k)) for k in SPECTROGRAM_FIELDS
+                  if getattr(trained, k) != getattr(config, k)}
+        if differ:
+            raise ValueError(
+                "the model's log_mel layer was built for other spectrogram settings than the "
+                f"exported sampling config. Received (model, export): {differ}"
+            )
 
 
-def _outputs(model: keras.Model, frames, spectrograms, codes, names) -> dict:
-    out = model({"frames": frames, "spectrograms": spectrograms}, training=False)
+def _outputs(model: keras.Model, frames, audio, codes, names) -> dict:
+    out = model({"frames": frames, audio_input(model): audio}, training=False)
     probabilities = tf.cast(out["probabilities"], tf.float32)
     label = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
     return {
@@ -131,7 +158,8 @@ def build_archive(
             f"{len(class_names)} class names. Received: {class_codes}, {class_names}"
         )
     n, size = config.num_segments, config.frame_size
-    spec = (config.time_bins, config.freq_bins, 1)
+    legacy = audio_input(model) == "spectrograms"
+    audio_shape = (config.time_bins, config.freq_bins, 1) if legacy else (config.window_length,)
     codes_list, names_list = [str(c) for c in class_codes], [str(c) for c in class_names]
     sampling_json = json.dumps(config.to_dict(), sort_keys=True)
     model_json = json.dumps(model_config or {}, sort_keys=True)
@@ -160,17 +188,18 @@ def build_archive(
                 frames[i], num_frames[i], fps[i], waveform[i], num_samples[i], sample_rate[i],
                 config, training=False,
             )
-            return sampled["frames"], sampled["spectrograms"]
+            audio = spectrogram(sampled["audio"], config) if legacy else sampled["audio"]
+            return sampled["frames"], audio
 
-        seg_frames, seg_specs = tf.map_fn(
+        seg_frames, seg_audio = tf.map_fn(
             one_clip,
             tf.range(tf.shape(frames)[0]),
             fn_output_signature=(
                 tf.TensorSpec([n, size, size, 3], tf.uint8),
-                tf.TensorSpec([n, *spec], tf.float32),
+                tf.TensorSpec([n, *audio_shape], tf.float32),
             ),
         )
-        return _outputs(model, seg_frames, seg_specs, codes, names)
+        return _outputs(model, seg_frames, seg_audio, codes, names)
 
     archive.add_endpoint(
         "serving_default",
@@ -185,15 +214,16 @@ def build_archive(
         ],
     )
 
-    def segments(frames, spectrograms):
-        return _outputs(model, frames, spectrograms, tf.constant(codes_list), tf.constant(names_list))
+    def segments(frames, audio):
+        return _outputs(model, frames, audio, tf.constant(codes_list), tf.constant(names_list))
 
     archive.add_endpoint(
         "predict_segments",
         segments,
         input_signature=[
             tf.TensorSpec([None, n, size, size, 3], tf.uint8, name="frames"),
-            tf.TensorSpec([None, n, *spec], tf.float32, name="spectrograms"),
+            tf.TensorSpec([None, n, *audio_shape], tf.float32,
+                          name="spectrograms" if legacy else "audio"),
         ],
     )
 

@@ -1,5 +1,10 @@
 """Twin-branch audio-visual Keras model: one core network per temporal segment, summed softmaxes.
 
+The audio input is raw windows (float32 [B, N, L]); the model's first audio layer,
+`LogMelSpectrogram`, computes their log-mel spectrograms with `emotf.sampling.spectrogram` (the
+one implementation, in float32 also under mixed precision), and `SpecAugment` masks them in
+training when `ModelConfig.spec_augment` is on.
+
 A *core* network sees one segment: a face frame (uint8 [S, S, 3]) and a spectrogram
 (float32 [T, F, 1]). Per modality it stacks Conv -> BatchNorm -> ReLU -> MaxPool blocks, pools
 globally, concatenates the two feature vectors, applies dropout, one fully connected layer and a
@@ -22,10 +27,13 @@ Outputs (all float32, also under mixed precision):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+from emotf.sampling import SamplingConfig, spectrogram, spectrogram_masks
 
 MODALITIES = ("both", "audio", "video")
 BRANCH_WEIGHTS = ("shared", "independent")
@@ -41,6 +49,8 @@ class ModelConfig:
     (see `docs/training.md` for the measured figures and why these widths).
     `fc_units` > 0 adds one hidden fully connected fusion layer (ReLU) before the softmax
     classifier; 0 makes the classifier itself the one fully connected layer.
+    `spec_augment` masks one time band (<= 24 bins) and one frequency band (<= 16 bins) of
+    every spectrogram in training (the `SpecAugment` layer; off by default).
     """
 
     num_segments: int = 10
@@ -54,6 +64,7 @@ class ModelConfig:
     dropout: float = 0.5
     branch_weights: str = "shared"
     modalities: str = "both"
+    spec_augment: bool = False
 
     def __post_init__(self):
         if self.branch_weights not in BRANCH_WEIGHTS:
@@ -163,6 +174,89 @@ class SegmentConsensus(keras.layers.Layer):
         return {**super().get_config(), "reduction": self.reduction}
 
 
+@keras.saving.register_keras_serializable(package="emotf")
+class LogMelSpectrogram(keras.layers.Layer):
+    """[B, N, L] float32 audio windows -> [B, N, T, F, 1] float32 log-mel spectrograms.
+
+    Calls `emotf.sampling.spectrogram(windows, sampling, mel="dense")` (the documented STFT,
+    mel, log and per-window normalisation; the dense mel product compiles under XLA). Always
+    float32, also under a mixed-precision policy. No weights.
+    """
+
+    def __init__(self, sampling, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.sampling = SamplingConfig.from_dict(sampling) if isinstance(sampling, dict) else sampling
+
+    def call(self, audio):
+        c = self.sampling
+        audio = tf.cast(audio, tf.float32)
+        spec = spectrogram(tf.reshape(audio, [-1, c.window_length]), c, mel="dense")
+        return tf.reshape(spec, [-1, tf.shape(audio)[1], c.time_bins, c.freq_bins, 1])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.sampling.time_bins, self.sampling.freq_bins, 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("dtype", None)
+        return {**config, "sampling": self.sampling.to_dict()}
+
+
+@keras.saving.register_keras_serializable(package="emotf")
+class SpecAugment(keras.layers.Layer):
+    """Training-only masks on [B, N, T, F, 1] spectrograms (`emotf.sampling.spectrogram_masks`).
+
+    Each call in training draws a seed [2] from a `keras.random.SeedGenerator` (seeded by
+    `seed`, or by `keras.utils.set_random_seed`) and masks with stateless ops; the identity
+    otherwise. Float32, like its input.
+    """
+
+    def __init__(self, max_time_mask: int = 24, max_freq_mask: int = 16, seed=None, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.max_time_mask, self.max_freq_mask, self.seed = max_time_mask, max_freq_mask, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, spec, training=None):
+        if not training:
+            return spec
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        shape = tf.shape(spec)
+        flat = tf.reshape(spec, tf.concat([[-1], shape[2:]], 0))
+        masked = spectrogram_masks(flat, seed, self.max_time_mask, self.max_freq_mask)
+        return tf.reshape(masked, shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("dtype", None)
+        return {**config, "max_time_mask": self.max_time_mask,
+                "max_freq_mask": self.max_freq_mask, "seed": self.seed}
+
+
+def model_sampling(config: ModelConfig, sampling: SamplingConfig | None = None) -> SamplingConfig:
+    """The `SamplingConfig` whose spectrograms the model computes: `sampling` (default:
+    `SamplingConfig()` with `config.spectrogram_shape`) with N and frame size from `config`.
+
+    Raises:
+        ValueError: `sampling` gives another spectrogram shape than `config`.
+    """
+    t, f = config.spectrogram_shape
+    if sampling is None:
+        sampling = SamplingConfig(time_bins=t, freq_bins=f)
+    if (sampling.time_bins, sampling.freq_bins) != (t, f):
+        raise ValueError(
+            f"the sampling config's spectrogram shape differs from the model's. Received: "
+            f"time_bins x freq_bins = {sampling.time_bins} x {sampling.freq_bins}, "
+            f"spectrogram_shape={config.spectrogram_shape}"
+        )
+    return replace(sampling, num_segments=config.num_segments, frame_size=config.frame_size,
+                   time_bins=t, freq_bins=f)
+
+
 # === Core network (one segment) ===
 
 
@@ -211,21 +305,27 @@ def build_core(config: ModelConfig, name: str = "core") -> keras.Model:
 # === Clip model (N twin branches) ===
 
 
-def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
+def build_model(config: ModelConfig = ModelConfig(), sampling: SamplingConfig | None = None) -> keras.Model:
     """The clip model: N twin cores, one per segment, and the consensus of their softmaxes.
 
     Inputs (dict; both keys are always accepted so one pipeline feeds every ablation, the
-    unused modality is ignored): `frames` uint8 [B, N, S, S, 3], `spectrograms` float32
-    [B, N, T, F, 1].
+    unused modality is ignored): `frames` uint8 [B, N, S, S, 3], `audio` float32 [B, N, L]
+    (L = `sampling.window_length`, 20480 by default), turned into [B, N, T, F, 1] log-mel
+    spectrograms by the `log_mel` layer (STFT/mel settings from `sampling`, default
+    `SamplingConfig()`; its shape fields follow `config`, see `model_sampling`).
     Outputs (dict, float32): `probabilities` [B, C] (mean of segment softmaxes, train on this),
     `scores` [B, C] (their sum), `segment_probabilities` [B, N, C].
     """
     n = config.num_segments
     frames = keras.Input((n, config.frame_size, config.frame_size, 3), dtype="uint8", name="frames")
-    spectrograms = keras.Input(
-        (n,) + tuple(config.spectrogram_shape) + (1,), dtype="float32", name="spectrograms"
-    )
-    inputs = {"frames": frames, "spectrograms": spectrograms}
+    audio_config = model_sampling(config, sampling)
+    audio = keras.Input((n, audio_config.window_length), dtype="float32", name="audio")
+    inputs = {"frames": frames, "audio": audio}
+    spectrograms = None
+    if config.uses_audio:
+        spectrograms = LogMelSpectrogram(audio_config, name="log_mel")(audio)
+        if config.spec_augment:
+            spectrograms = SpecAugment(name="spec_augment")(spectrograms)
 
     def core_inputs(select):
         out = {}
@@ -257,6 +357,12 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
         "segment_probabilities": keras.layers.Identity(name="segment_probabilities", dtype="float32")(segment_probs),
     }
     return keras.Model(inputs, outputs, name=f"twin_av_{config.branch_weights}_{config.modalities}_n{n}")
+
+
+def model_sampling_config(model: keras.Model) -> SamplingConfig | None:
+    """The `SamplingConfig` of a built model's `log_mel` layer (None without one)."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer("log_mel").sampling if "log_mel" in names else None
 
 
 def training_model(model: keras.Model) -> keras.Model:

@@ -5,8 +5,12 @@ frames and audio offsets every epoch):
 
     shard files -> (training: shuffle files) -> interleave TFRecordDataset -> [cache]
     -> (training: shuffle) -> zip with per-element seeds -> one parallel map: parse_example
-    (only the sampler's fields) + sample_clip [+ augment] -> drop records of other folds
+    (only the sampler's fields) + sample_clip [+ frame flips] -> drop records of other folds
     -> batch -> prefetch
+
+The pipeline yields raw audio windows; the model computes their log-mel spectrograms
+(`emotf.model.LogMelSpectrogram`, on the accelerator when there is one) and, in training,
+masks them (`emotf.model.SpecAugment`).
 
 Seeds: each element's seed [2] comes from `tf.data.Dataset.random(seed=f(seed, epoch),
 rerandomize_each_iteration=True)`. The same `seed` and `epoch` give the same samples in every
@@ -147,7 +151,8 @@ def make_dataset(
             faults of a large shuffle buffer of fresh record buffers (~1 ms of CPU per clip,
             docs/sampling.md); they read records in the first epoch's file order (the shuffle
             buffer still reshuffles them).
-        augment: stateless frame flips and spectrogram time/frequency masks (training only).
+        augment: stateless left-right flips of each clip's frames (training only); the
+            spectrogram masks are the model's `SpecAugment` layer (`ModelConfig.spec_augment`).
         drop_remainder: default: `training`.
         num_parallel_calls: for interleave, parsing and the sampling map. Default: the CPUs
             this process may use, with tf.data autotuning off; `tf.data.AUTOTUNE` turns
@@ -163,8 +168,9 @@ def make_dataset(
             caching, shuffling and sampling.
 
     Returns:
-        A dataset of `({"frames": uint8 [B, N, S, S, 3], "spectrograms": float32
-        [B, N, time_bins, freq_bins, 1]}, label int32 [B])` (+ metadata), S = frame_size.
+        A dataset of `({"frames": uint8 [B, N, S, S, 3], "audio": float32 [B, N, L]},
+        label int32 [B])` (+ metadata), S = frame_size, L = config.window_length (audio
+        windows in [-1, 1], zero padded outside the clip).
     """
     files, compression = _resolve(files_or_dir, folds)
     autotune = num_parallel_calls == tf.data.AUTOTUNE
@@ -214,7 +220,7 @@ def make_dataset(
         )
         if training and augment:
             out = augment_clip(out, element_seed)
-        features = {"frames": out["frames"], "spectrograms": out["spectrograms"]}
+        features = {"frames": out["frames"], "audio": out["audio"]}
         label = tf.cast(record[keys.LABEL], tf.int32)
         keep = tf.reduce_any(tf.equal(record[keys.FOLD], fold_list))
         if with_metadata:

@@ -15,6 +15,10 @@ import keras
 import tensorflow as tf
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# `jit_compile` (XLA) of the training step by default, per device kind: on only where measured
+# faster (tools/bench_gpu.py; docs/training.md). CPU: measured slower on the 2-core machine.
+# GPU: not measured yet, so off until tools/bench_gpu.py says otherwise.
+JIT_COMPILE_DEFAULTS = {"CPU": False, "GPU": False}
 
 
 def resolve_precision(precision: str = "auto") -> str:
@@ -24,6 +28,16 @@ def resolve_precision(precision: str = "auto") -> str:
     if precision == "auto":
         return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     return precision
+
+
+def resolve_jit_compile(jit_compile: bool | None = None) -> bool:
+    """`None` -> the measured default of the device present (`JIT_COMPILE_DEFAULTS`)."""
+    if jit_compile is None:
+        kind = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+        return JIT_COMPILE_DEFAULTS[kind]
+    if not isinstance(jit_compile, bool):
+        raise TypeError(f"jit_compile must be True, False or None. Received: jit_compile={jit_compile!r}")
+    return jit_compile
 
 
 @contextlib.contextmanager

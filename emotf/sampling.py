@@ -258,19 +258,39 @@ def _mel_matrix_values(num_mel_bins, num_bins, sample_rate, lower, upper):
     return indices, dense[indices[:, 0], indices[:, 1]].astype(np.float32)
 
 
-def _mel_matrix_sparse(config: SamplingConfig) -> tf.SparseTensor:
-    num_bins = config.fft_length // 2 + 1
-    indices, values = _mel_matrix_values(
+def _mel_matrix_args(config: SamplingConfig) -> tuple:
+    return (
         config.num_mel_bins,
-        num_bins,
+        config.fft_length // 2 + 1,
         config.sample_rate,
         float(config.lower_edge_hertz),
         float(config.upper_edge_hertz or config.sample_rate / 2.0),
     )
-    return tf.SparseTensor(indices, values, [config.num_mel_bins, num_bins])
 
 
-def spectrogram(windows, config: SamplingConfig):
+def _mel_matrix_sparse(config: SamplingConfig) -> tf.SparseTensor:
+    indices, values = _mel_matrix_values(*_mel_matrix_args(config))
+    return tf.SparseTensor(indices, values, [config.num_mel_bins, config.fft_length // 2 + 1])
+
+
+def _mel_matrix_dense(config: SamplingConfig) -> tf.Tensor:
+    """The same weights as `_mel_matrix_sparse`, as a float32 constant [mel, bins]."""
+    indices, values = _mel_matrix_values(*_mel_matrix_args(config))
+    dense = np.zeros([config.num_mel_bins, config.fft_length // 2 + 1], np.float32)
+    dense[indices[:, 0], indices[:, 1]] = values
+    return tf.constant(dense)
+
+
+MEL_PRODUCTS = ("sparse", "dense")
+# The SamplingConfig fields that `spectrogram` (and so the model's log_mel layer) depends on.
+SPECTROGRAM_FIELDS = (
+    "sample_rate", "window_seconds", "frame_length", "frame_step", "fft_length", "num_mel_bins",
+    "lower_edge_hertz", "upper_edge_hertz", "log_offset", "time_bins", "freq_bins",
+    "normalization",
+)
+
+
+def spectrogram(windows, config: SamplingConfig, mel: str = "sparse"):
     """Log-mel spectrograms of audio windows: float32 [N, time_bins, freq_bins, 1].
 
     STFT (Hann window `frame_length`, hop `frame_step`, `fft_length`, no end padding) ->
@@ -282,7 +302,13 @@ def spectrogram(windows, config: SamplingConfig):
     Args:
         windows: float32 [N, L] with L = config.window_length (any leading N).
         config: `SamplingConfig`.
+        mel: how the mel projection is summed, the same weights either way (results agree to
+            ~1e-6): "sparse" (`sparse_dense_matmul`, ~4x cheaper on a CPU) or "dense" (a
+            matmul; XLA has no sparse kernel, so `jit_compile` needs this one, and it is what
+            accelerators run best). `emotf.model.LogMelSpectrogram` uses "dense".
     """
+    if mel not in MEL_PRODUCTS:
+        raise ValueError(f"mel must be one of {MEL_PRODUCTS}. Received: mel={mel!r}")
     windows = tf.convert_to_tensor(windows, tf.float32)
     stft = tf.signal.stft(
         windows,
@@ -299,9 +325,16 @@ def spectrogram(windows, config: SamplingConfig):
     # The mel matrix is ~98 % zeros (each triangle spans a few linear bins): a sparse
     # [mel, bins] x dense [N * frames, bins]^T product does ~60x fewer multiply-adds than the
     # dense matmul (0.36 vs 1.34 ms per clip) and yields mel-major [mel, N * frames].
-    mel_t = tf.sparse.sparse_dense_matmul(
-        _mel_matrix_sparse(config), tf.reshape(magnitude, [-1, bins]), adjoint_b=True
-    )
+    if mel == "sparse":
+        mel_t = tf.sparse.sparse_dense_matmul(
+            _mel_matrix_sparse(config), tf.reshape(magnitude, [-1, bins]), adjoint_b=True
+        )
+    else:
+        mel_t = tf.matmul(
+            _mel_matrix_dense(config),
+            tf.reshape(magnitude, [-1, bins]),
+            transpose_b=True,
+        )
     logmel_t = tf.math.log(mel_t + config.log_offset)
     logmel = tf.transpose(tf.reshape(logmel_t, [config.num_mel_bins, -1, frames]), [1, 2, 0])
     logmel = logmel[..., None]  # [N, frames, mel, 1]
@@ -346,8 +379,13 @@ def sample_clip(
     config: SamplingConfig,
     training: bool,
     seed=(0, 0),
+    with_spectrograms: bool = False,
 ):
-    """Sample N (frame, audio window) pairs of one clip and compute their spectrograms.
+    """Sample N (frame, audio window) pairs of one clip.
+
+    The log-mel spectrograms of the windows are computed by the model
+    (`emotf.model.LogMelSpectrogram`, which calls `spectrogram`), not here; pass
+    `with_spectrograms=True` to get them too (tests, models whose input is spectrograms).
 
     Args:
         frames: string [T] JPEG face crops or uint8 [T, size, size, 3] (T may include padding
@@ -360,10 +398,12 @@ def sample_clip(
         config: `SamplingConfig`.
         training: random frame and audio offset per segment if True, else deterministic.
         seed: int tensor [2]; the same seed gives the same samples.
+        with_spectrograms: also return `spectrogram(audio, config)`.
 
     Returns:
-        {"frames": uint8 [N, size, size, 3], "spectrograms": float32 [N, time, freq, 1],
-         "frame_indices": int32 [N], "audio_starts": int32 [N]}
+        {"frames": uint8 [N, size, size, 3], "audio": float32 [N, L] (L = window_length),
+         "frame_indices": int32 [N], "audio_starts": int32 [N]}, plus "spectrograms" float32
+        [N, time, freq, 1] with `with_spectrograms`.
     """
     rate_ok = tf.debugging.assert_equal(
         tf.cast(sample_rate, tf.int64),
@@ -377,41 +417,56 @@ def sample_clip(
         indices = segment_frame_indices(num_frames, config, training, seed)
     _, starts = audio_window_starts(indices, fps, config.sample_rate, config, training, seed)
     windows = extract_audio_windows(waveform, starts, config.window_length, num_samples)
-    return {
+    out = {
         "frames": gather_frames(frames, indices, config),
-        "spectrograms": spectrogram(windows, config),
+        "audio": windows,
         "frame_indices": indices,
         "audio_starts": starts,
     }
+    if with_spectrograms:
+        out["spectrograms"] = spectrogram(windows, config)
+    return out
 
 
 def augment_clip(sample: dict, seed, max_time_mask: int = 24, max_freq_mask: int = 16) -> dict:
     """Training augmentation with stateless core ops (reproducible from `seed`).
 
-    Flips all N frames of the clip left-right with probability 1/2 (one face, one decision),
-    and zeroes one random band of up to `max_time_mask` time bins and one of up to
-    `max_freq_mask` frequency bins in each spectrogram (SpecAugment-style, like
-    tensorflow-io's `time_mask`/`freq_mask`, but seeded). Zero is the per-window mean after
-    the default normalisation.
+    Flips all N frames of the clip left-right with probability 1/2 (one face, one decision).
+    A "spectrograms" entry, if present (`sample_clip(..., with_spectrograms=True)`), gets
+    `spectrogram_masks`; in training the model's `emotf.model.SpecAugment` layer masks them.
     """
     seed = _stream(seed, _AUGMENT_STREAM)
-    flip_seed, time_seed, freq_seed = [
-        tf.random.experimental.stateless_fold_in(seed, i) for i in range(3)
-    ]
+    flip_seed, mask_seed = [tf.random.experimental.stateless_fold_in(seed, i) for i in (0, 1)]
     frames = sample["frames"]
     flip = tf.random.stateless_uniform([], flip_seed) < 0.5
-    frames = tf.cond(flip, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
-    spec = sample["spectrograms"]
-    n, t_bins, f_bins = tf.shape(spec)[0], spec.shape[1], spec.shape[2]
+    out = {**sample, "frames": tf.cond(flip, lambda: tf.reverse(frames, axis=[2]), lambda: frames)}
+    if "spectrograms" in sample:
+        out["spectrograms"] = spectrogram_masks(
+            sample["spectrograms"], mask_seed, max_time_mask, max_freq_mask
+        )
+    return out
+
+
+def spectrogram_masks(spec, seed, max_time_mask: int = 24, max_freq_mask: int = 16):
+    """SpecAugment-style masking with stateless ops: float32 [M, T, F, 1] -> same shape.
+
+    Zeroes one random band of up to `max_time_mask` time bins and one of up to
+    `max_freq_mask` frequency bins in each of the M spectrograms (like tensorflow-io's
+    `time_mask`/`freq_mask`, but reproducible from `seed`, an int tensor [2]). Zero is the
+    per-window mean after the default normalisation.
+    """
+    time_seed, freq_seed = [
+        tf.random.experimental.stateless_fold_in(_seed(seed), i) for i in (1, 2)
+    ]
+    m, t_bins, f_bins = tf.shape(spec)[0], spec.shape[1], spec.shape[2]
 
     def band_mask(band_seed, bins, max_width):
-        width_start = tf.random.stateless_uniform([n, 2], band_seed)
+        width_start = tf.random.stateless_uniform([m, 2], band_seed)
         width = tf.cast(width_start[:, 0] * (max_width + 1), tf.int32)
         start = tf.cast(width_start[:, 1] * tf.cast(bins - width + 1, tf.float32), tf.int32)
         pos = tf.range(bins)[None, :]
-        return (pos >= start[:, None]) & (pos < (start + width)[:, None])  # [n, bins]
+        return (pos >= start[:, None]) & (pos < (start + width)[:, None])  # [m, bins]
 
     time_mask = band_mask(time_seed, t_bins, min(max_time_mask, t_bins))[:, :, None, None]
     freq_mask = band_mask(freq_seed, f_bins, min(max_freq_mask, f_bins))[:, None, :, None]
-    spec = tf.where(time_mask | freq_mask, tf.zeros_like(spec), spec)
-    return {**sample, "frames": frames, "spectrograms": spec}
+    return tf.where(time_mask | freq_mask, tf.zeros_like(spec), spec)

@@ -216,7 +216,7 @@ def test_versions_and_export_run(model, tmp_path, capsys):
     (records / "manifest.json").write_text(json.dumps(
         {"arguments": {"tracker": dataclasses.asdict(tracker), "min_duration_s": 0.7}}
     ))
-    train_config = TrainConfig(records=str(records), out=str(run), model=TINY, sampling={"window_seconds": 1.0})
+    train_config = TrainConfig(records=str(records), out=str(run), model=TINY, sampling={"max_offset_seconds": 0.02})
     (run / "config.json").write_text(json.dumps({"config": train_config.to_dict()}))
     first = export_run(run)
     on_disk = read_metadata(first)
@@ -229,7 +229,7 @@ def test_versions_and_export_run(model, tmp_path, capsys):
     assert (first / "saved_model.pb").is_file() and (first / "assets.extra" / "emotf.json").is_file()
     assert not [p for p in (run / "export").iterdir() if p.name.startswith(".")]  # no temp left
     meta = read_metadata(run / "export")
-    assert meta["sampling_config"]["window_seconds"] == 1.0  # the run's sampling travels
+    assert meta["sampling_config"]["max_offset_seconds"] == 0.02  # the run's sampling travels
     assert meta["sampling_config"]["num_segments"] == N
     assert export_run(run, version=7) == run / "export" / "7"
     assert export_run(run) == run / "export" / "8"

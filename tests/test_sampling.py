@@ -177,7 +177,7 @@ def test_sample_clip_uint8_and_jpeg_agree_and_eager_equals_tf_function(decoded_c
     graph = tf.function(
         lambda f, s: sample_clip(f, config=SMALL, training=True, seed=s, **args)
     )(frames, tf.constant([5, 6]))
-    for key in ("frame_indices", "audio_starts", "spectrograms", "frames"):
+    for key in ("frame_indices", "audio_starts", "audio", "frames"):
         np.testing.assert_allclose(eager[key].numpy(), graph[key].numpy(), atol=1e-5)
     np.testing.assert_array_equal(eager["frame_indices"], from_jpeg["frame_indices"])
     assert np.abs(eager["frames"].numpy().astype(int) - from_jpeg["frames"].numpy()).max() <= 2
@@ -190,10 +190,32 @@ def test_sample_clip_rejects_other_sample_rate(decoded_clip):
         sample_clip(frames, 9, 5.0, wave, 2000, 8000, SMALL, False)
 
 
+def test_sample_clip_yields_windows_and_spectrograms_on_request(decoded_clip):
+    frames, wave = decoded_clip
+    out = sample_clip(frames, 9, 5.0, wave, 2000, 1000, SMALL, False)
+    assert "spectrograms" not in out  # the model computes them (emotf.model.LogMelSpectrogram)
+    assert out["audio"].dtype == tf.float32 and out["audio"].shape == (3, SMALL.window_length)
+    both = sample_clip(frames, 9, 5.0, wave, 2000, 1000, SMALL, False, with_spectrograms=True)
+    np.testing.assert_array_equal(both["spectrograms"], spectrogram(out["audio"], SMALL))
+
+
+def test_dense_and_sparse_mel_agree_and_dense_compiles_with_xla():
+    config = SamplingConfig()
+    windows = np.random.default_rng(2).normal(0, 0.3, [2, config.window_length]).astype(np.float32)
+    sparse = spectrogram(windows, config).numpy()
+    dense = spectrogram(windows, config, mel="dense").numpy()
+    np.testing.assert_allclose(dense, sparse, atol=1e-5)
+    xla = tf.function(lambda w: spectrogram(w, config, mel="dense"), jit_compile=True)(windows)
+    np.testing.assert_allclose(xla.numpy(), sparse, atol=1e-4)
+    with pytest.raises(ValueError, match="mel='bogus'"):
+        spectrogram(windows, config, mel="bogus")
+
+
 def test_augment_is_seeded_and_keeps_shapes(decoded_clip):
     frames, wave = decoded_clip
     frames[:, :, :8] = 0  # left half dark so a flip is visible
-    out = sample_clip(frames, 9, 5.0, wave, 2000, 1000, SMALL, True, [1, 1])
+    out = sample_clip(frames, 9, 5.0, wave, 2000, 1000, SMALL, True, [1, 1],
+                      with_spectrograms=True)
     a = [augment_clip(out, [s, 0]) for s in range(8)]
     b = augment_clip(out, [3, 0])
     np.testing.assert_array_equal(a[3]["spectrograms"], b["spectrograms"])

@@ -1,21 +1,22 @@
-"""Time `emotf.pipeline.make_dataset` against a plain Python generator doing the same work.
+"""CPU cost per clip of `emotf.pipeline.make_dataset`, against the decode floor measured in the
+same run (and, with `--generator`, a plain Python generator doing the same work).
 
-Both read the same temporary TFRecord of synthetic clips (75 JPEG face crops of 224x224 and
-40000 samples at 16 kHz each, ~2.5 s), sample N segments per clip (training or evaluation
-mode), decode the N sampled JPEGs, compute the N log-mel spectrograms (same STFT/mel
-parameters) and batch. The generator uses protobuf parsing, PIL, numpy and librosa in one
-Python thread, as a straightforward `tf.data.Dataset.from_generator` feed would.
+All sides read the same temporary TFRecord of synthetic clips (75 JPEG face crops of 224x224
+and 40000 samples at 16 kHz each, ~2.5 s). The pipeline samples N segments per clip (training
+or evaluation mode), decodes the N sampled JPEGs, cuts the N audio windows (the log-mel
+spectrogram is computed by the model, on the accelerator: `emotf.model.LogMelSpectrogram`)
+and batches. The *floor* is the irreducible part of that work: a tf.data map with the same
+parallelism and options over clips already parsed and sampled in memory that only decodes the
+N sampled JPEGs and slices the N audio windows, then batches.
 
     python tools/bench_pipeline.py [--clips 256] [--epochs 3] [--batch-size 16]
-                                   [--mode train|eval|both] [--cache]
+                                   [--mode train|eval|both] [--cache] [--generator]
 
-`--cache` gives both sides the records in memory: `make_dataset(cache=True)` (what
-`emotf-train --cache-records true` uses) and a generator that reads a list of the serialised
-records instead of the file.
-
-Prints one JSON line per mode (training, then evaluation with the default `both`): pipeline
-and generator clips/s, their ratio, the cores used, the pipeline's clips/s per core, clips
-per CPU-second of both and their ratio.
+CPU time is process CPU time (user + system, `os.times`), not wall time, so other jobs on a
+shared machine disturb it less. Prints one JSON line per mode, then a final JSON line with
+`cpu_ms_per_clip_train`, `cpu_ms_per_clip_eval`, `cpu_ms_per_clip_floor` and the ratios.
+`--cache` reads the records from memory (`make_dataset(cache=True)`, what
+`emotf-train --cache-records true` uses).
 """
 
 from __future__ import annotations
@@ -134,23 +135,65 @@ def python_generator(path: Path, config: SamplingConfig, batch_size: int, seed: 
             frames_b, specs_b, labels_b = [], [], []
 
 
+def _cpu_seconds() -> float:
+    """Process CPU time (user + system of every thread of this process)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _epoch(make_iter) -> tuple[float, float, int]:
     """(wall seconds, process CPU seconds, clips) of one pass."""
-    clips, wall, cpu = 0, time.perf_counter(), time.process_time()
+    clips, wall, cpu = 0, time.perf_counter(), _cpu_seconds()
     for features, _labels in make_iter():
         clips += features["frames"].shape[0]
-    return time.perf_counter() - wall, time.process_time() - cpu, clips
+    return time.perf_counter() - wall, _cpu_seconds() - cpu, clips
 
 
-def _time_both(pipeline_iter, generator_iter, epochs: int) -> dict:
-    """Alternate epochs of the two so both see the same background load (shared machine)."""
-    _epoch(pipeline_iter)  # warm-up: tracing, file cache, librosa imports
-    _epoch(generator_iter)
-    totals = {"pipeline": np.zeros(3), "generator": np.zeros(3)}
+def _time_alternating(iters: dict, epochs: int) -> dict:
+    """Alternate epochs of the sides so all see the same background load (shared machine)."""
+    for make_iter in iters.values():
+        _epoch(make_iter)  # warm-up: tracing, file cache, imports
+    totals = {name: np.zeros(3) for name in iters}
     for _ in range(epochs):
-        totals["pipeline"] += _epoch(pipeline_iter)
-        totals["generator"] += _epoch(generator_iter)
+        for name, make_iter in iters.items():
+            totals[name] += _epoch(make_iter)
     return totals
+
+
+def floor_dataset(path: Path, config: SamplingConfig, batch_size: int) -> tf.data.Dataset:
+    """The floor: decode the N sampled JPEGs and slice the N audio windows, nothing else.
+
+    Records are parsed and their evaluation-mode frames and window starts computed here, before
+    timing; the timed dataset maps (same parallelism and options as `make_dataset`) over the
+    N JPEG strings, the waveform and the N starts of each clip, and batches.
+    """
+    from emotf.records import parse_example
+    from emotf.sampling import extract_audio_windows, gather_frames
+    from emotf.sampling import audio_window_starts, segment_frame_indices
+    from emotf.system import available_cpus
+
+    jpegs, waves, starts = [], [], []
+    for raw in tf.data.TFRecordDataset(str(path)):
+        rec = parse_example(raw)
+        idx = segment_frame_indices(rec[keys.PARSED_NUM_FRAMES], config, training=False)
+        _, st = audio_window_starts(idx, rec[keys.VIDEO_FPS], config.sample_rate, config, False)
+        jpegs.append(tf.gather(rec[keys.VIDEO_FRAMES], idx).numpy())
+        waves.append(rec[keys.PARSED_WAVEFORM].numpy())
+        starts.append(st.numpy())
+    labels = np.zeros(len(jpegs), np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((np.stack(jpegs), np.stack(waves), np.stack(starts), labels))
+    every = tf.range(config.num_segments)
+
+    def decode_and_slice(jpeg, wave, start, label):
+        frames = gather_frames(jpeg, every, config)
+        audio = extract_audio_windows(wave, start, config.window_length)
+        return {"frames": frames, "audio": audio}, label
+
+    ds = ds.map(decode_and_slice, num_parallel_calls=available_cpus(), deterministic=True)
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 1
+    options.autotune.enabled = False
+    return ds.batch(batch_size, drop_remainder=False).prefetch(2).with_options(options)
 
 
 def main(argv=None) -> dict:
@@ -160,7 +203,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--mode", choices=("train", "eval", "both"), default="both")
     parser.add_argument("--cache", action="store_true",
-                        help="records in memory on both sides (make_dataset cache=True)")
+                        help="records in memory (make_dataset cache=True; generator: a list)")
+    parser.add_argument("--generator", action="store_true",
+                        help="also time the one-thread Python generator (numpy/PIL/librosa)")
     args = parser.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     config = SamplingConfig()
@@ -171,44 +216,55 @@ def main(argv=None) -> dict:
         write_records(path, args.clips)
         size_mb = path.stat().st_size / 1e6
         in_memory = None
-        if args.cache:
+        if args.cache and args.generator:
             in_memory = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+        floor = floor_dataset(path, config, args.batch_size)
         for mode in modes:
             training = mode == "train"
             dataset = make_dataset(path, [0], training=training, config=config,
                                    batch_size=args.batch_size, seed=0, cache=args.cache)
-            totals = _time_both(
-                lambda: dataset,
-                lambda: python_generator(path, config, args.batch_size, 0, training, in_memory),
-                args.epochs,
-            )
+            iters = {"pipeline": lambda: dataset, "floor": lambda: floor}
+            if args.generator:
+                iters["generator"] = lambda: python_generator(
+                    path, config, args.batch_size, 0, training, in_memory)
+            totals = _time_alternating(iters, args.epochs)
             results.append(_result(mode, totals, cores, args, size_mb))
             print(json.dumps(results[-1]), flush=True)
-    return results
+    summary = {f"cpu_ms_per_clip_{r['mode']}": r["cpu_ms_per_clip"] for r in results}
+    floors = [r["cpu_ms_per_clip_floor"] for r in results]
+    summary["cpu_ms_per_clip_floor"] = round(float(np.mean(floors)), 2)
+    for r in results:
+        summary[f"{r['mode']}_over_floor"] = round(r["cpu_ms_per_clip"] / summary["cpu_ms_per_clip_floor"], 2)
+        summary[f"clips_per_s_{r['mode']}"] = r["pipeline_clips_per_s"]
+    summary.update(cores=cores, clips=args.clips, epochs=args.epochs, batch_size=args.batch_size,
+                   cache=args.cache, record_mb=round(size_mb, 1))
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def _rate(total) -> tuple[float, float]:
+    """(wall clips/s, CPU ms per clip) of (wall s, cpu s, clips) totals."""
+    wall, cpu, clips = total
+    return clips / wall, 1000.0 * cpu / clips
 
 
 def _result(mode, totals, cores, args, size_mb) -> dict:
-    (pipe_s, pipe_cpu, pipe_n), (gen_s, gen_cpu, gen_n) = totals["pipeline"], totals["generator"]
-    return {
+    pipe_rate, pipe_ms = _rate(totals["pipeline"])
+    floor_rate, floor_ms = _rate(totals["floor"])
+    out = {
         "mode": mode,
-        "pipeline_clips_per_s": round(pipe_n / pipe_s, 1),
-        "generator_clips_per_s": round(gen_n / gen_s, 1),
-        "ratio": round((pipe_n / pipe_s) / (gen_n / gen_s), 2),
+        "pipeline_clips_per_s": round(pipe_rate, 1),
+        "cpu_ms_per_clip": round(pipe_ms, 2),
+        "floor_clips_per_s": round(floor_rate, 1),
+        "cpu_ms_per_clip_floor": round(floor_ms, 2),
+        "over_floor": round(pipe_ms / floor_ms, 2),
         "cores": cores,
-        "per_core_clips_per_s": round(pipe_n / pipe_s / cores, 1),
-        # Clips per CPU-second of this process: what one core would give, less sensitive to
-        # other processes on a shared machine than the wall-clock figures above.
-        "pipeline_clips_per_cpu_s": round(pipe_n / pipe_cpu, 1),
-        "generator_clips_per_cpu_s": round(gen_n / gen_cpu, 1),
-        # CPU-time ratio: the wall ratio reachable with every core free is about
-        # cores * cpu_ratio (the generator is one thread).
-        "cpu_ratio": round((pipe_n / pipe_cpu) / (gen_n / gen_cpu), 2),
-        "clips": args.clips,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "record_mb": round(size_mb, 1),
-        "cache": args.cache,
     }
+    if "generator" in totals:
+        gen_rate, gen_ms = _rate(totals["generator"])
+        out.update(generator_clips_per_s=round(gen_rate, 1), generator_cpu_ms_per_clip=round(gen_ms, 2),
+                   ratio=round(pipe_rate / gen_rate, 2), cpu_ratio=round(gen_ms / pipe_ms, 2))
+    return out
 
 
 if __name__ == "__main__":
