@@ -94,10 +94,12 @@ def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0,
 
     `epoch` is the first epoch the dataset serves (non-zero when a run resumes), so a resumed
     run draws fresh samples instead of replaying epoch 0's.
+    With `config.labels` = "perceived" the labels are the raters' majority (`emotf.labels`).
     """
     from emotf.pipeline import make_dataset
 
-    return make_dataset(
+    labels = getattr(config, "labels", "intended")
+    dataset = make_dataset(
         config.records,
         list(folds),
         training=training,
@@ -107,7 +109,47 @@ def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0,
         epoch=epoch,
         cache=config.cache_records,
         clip_ids=clips,
+        with_metadata=labels != "intended",
     )
+    if labels == "intended":
+        return dataset
+    from emotf.labels import relabel
+
+    return relabel(dataset, labels).map(lambda inputs, label, meta: (inputs, label))
+
+
+def check_run_records(config: TrainConfig, split: RunSplit) -> dict:
+    """Before the first epoch: check every shard the run will read (training, validation and
+    test folds) against the records' manifest (`emotf.manifest.check_records`).
+
+    Returns the entries for metrics.json ({} when `config.records` is not a folder, i.e. a
+    custom dataset factory). Raises `emotf.manifest.RecordsError` naming every problem unless
+    `config.allow_incomplete`.
+    """
+    if not config.records or not Path(config.records).is_dir():
+        return {}
+    from emotf.manifest import check_records
+
+    folds = sorted({*split.train.folds, *split.validation.folds, *split.test.folds})
+    return check_records(config.records, folds, getattr(config, "allow_incomplete", False))
+
+
+def clips_read(config: TrainConfig, split: RunSplit, test_clips: int, checked: dict) -> dict:
+    """metrics.json entries: the clips read per split (training and validation counted in the
+    records, test = the clips evaluated) and, for the fold protocol, what the manifest lists
+    for the same folds (equal on an intact folder)."""
+    if not config.records or not Path(config.records).is_dir():
+        return {}
+    read = {"train": count_clips(config.records, split.train),
+            "validation": count_clips(config.records, split.validation), "test": int(test_clips)}
+    out = {"clips_read": read}
+    listed = checked.get("clips_in_manifest")
+    if listed and not split.clip_level:
+        out["clips_in_manifest"] = {
+            name: sum(listed.get(str(k), 0) for k in part.folds)
+            for name, part in (("train", split.train), ("validation", split.validation),
+                               ("test", split.test))}
+    return out
 
 
 def count_clips(records, part) -> int:

@@ -42,6 +42,8 @@ from emotf.run_data import (  # noqa: F401
     as_selection,
     call_factory,
     check_clip_split_records,
+    check_run_records,
+    clips_read,
     config_split,
     count_clips,
     fit_datasets,
@@ -103,6 +105,8 @@ class TrainConfig:
     deterministic: bool = True
     steps_per_epoch: int | None = None
     cache_records: bool = False
+    allow_incomplete: bool = False
+    labels: str = "intended"
     verbose: int = 1
     export: bool = True
     model: ModelConfig = ModelConfig()
@@ -123,6 +127,9 @@ class TrainConfig:
             object.__setattr__(self, "split", str(Path(self.split).resolve()))
         if self.split != ACTORS:
             load_clip_split(self.split)  # a ValueError naming the file and the problem
+        from emotf.labels import check_source
+
+        check_source(self.labels)  # "intended" or "perceived" (emotf.labels)
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1). Received: validation_fraction={self.validation_fraction}")
 
@@ -192,6 +199,9 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     start = time.time()
     split = config_split(config)
     summary = split.summary()
+    # Every shard this run reads (train, validation, test) against the records' manifest,
+    # before anything is written or trained (emotf.manifest; --allow-incomplete opts out).
+    records_check = check_run_records(config, split)
     check_resume_config(run, config)
     if (run / "config.json").is_file():
         recorded = json.loads((run / "config.json").read_text()).get("split")
@@ -259,6 +269,9 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         "parameters": int(model.count_params()),
         "precision": policy,
         "wall_time_s": round(time.time() - start, 2),
+        "labels": config.labels,
+        **{k: v for k, v in records_check.items() if k != "clips_in_manifest"},
+        **clips_read(config, split, len(y_true), records_check),
         **_test_calibration(y_true, probs, calibration.get("temperature")),
     }
     if split.clip_level and config.records and Path(config.records).is_dir():
