@@ -40,6 +40,7 @@ from emotf.figures import (  # noqa: F401
     write_json,
     write_predictions,
 )
+from emotf.labels import INTENDED, agreement, check_source, relabel
 from emotf.splits import ACTORS, SPEAKER_DEPENDENT, Selection, check_fingerprint
 
 EVALUATION_DIRNAME = "evaluation"
@@ -187,6 +188,8 @@ def evaluate_model(
     votes=None,
     dataset_fn=None,
     curves: bool = True,
+    labels: str | None = None,
+    allow_incomplete: bool = False,
 ) -> dict:
     """Evaluate a saved model on the clips of some folds and write the report files.
 
@@ -198,6 +201,9 @@ def evaluate_model(
         out: output folder; default `RUN/evaluation/`.
         dataset_fn: see the comment above (tests inject tiny datasets here).
         curves: also plot `training_log.csv` when the run has one.
+        labels: "intended" or "perceived" (`emotf.labels`); default: the run's.
+        allow_incomplete: evaluate records that fail the manifest check (`emotf.manifest`)
+            anyway; the problems are recorded in the report.
 
     Returns the evaluation dict written to `evaluation.json` (see `summarize_predictions`)
     plus "folds", "num_segments" and "model".
@@ -206,10 +212,21 @@ def evaluate_model(
     run = path if path.is_dir() else path.parent
     run_config = load_run_config(run)
     records, folds = _resolve(records, folds, run_config)
+    label_source = check_source(labels or run_config.get("config", {}).get("labels", INTENDED))
+    records_check = {}
     if dataset_fn is None:
         if not records:
             raise ValueError("no records folder given and the run's config.json names none")
-        dataset_fn = _default_dataset_fn(records)
+        if Path(records).is_dir():  # else the pipeline's error names the folder
+            from emotf.manifest import check_records
+
+            records_check = check_records(records, list(getattr(folds, "folds", folds)),
+                                          allow_incomplete)
+            records_check.pop("clips_in_manifest", None)
+        read = _default_dataset_fn(records)
+
+        def dataset_fn(*args):  # labels: intended or perceived (emotf.labels)
+            return relabel(read(*args), label_source)
     out = Path(out) if out else run / EVALUATION_DIRNAME
     model = load_saved_model(path)
     num_segments = int(model.inputs[0].shape[1])
@@ -220,7 +237,9 @@ def evaluate_model(
     title = f"{_describe(folds, run_config)}, N={num_segments}"
     report = summarize_predictions(clip_ids, labels, probs, out, votes=votes, title=title)
     report.update({"folds": list(getattr(folds, "folds", folds)), "num_segments": num_segments,
-                   "model": str(path)})
+                   "model": str(path), "labels": label_source,
+                   "label_agreement": agreement(clip_ids),
+                   **records_check})
     if isinstance(folds, Selection):
         report.update({"split": run_config["config"]["split"], "protocol": SPEAKER_DEPENDENT})
     log = run / "training_log.csv"
