@@ -42,6 +42,7 @@ from emotf.precision import precision_policy, resolve_precision
 from emotf.run_data import (
     DatasetFn,
     call_factory,
+    check_run_records,
     config_split,
     fit_datasets,
     num_batches,
@@ -318,6 +319,10 @@ def tune(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> dict:
     """
     out = Path(config.out)
     check_resume(out, config)
+    # The shards of the base config's folds against the records' manifest, before any trial
+    # (emotf.manifest; TrainConfig.allow_incomplete opts out and is recorded below).
+    records_check = check_run_records(config.train, config_split(config.train))
+    records_check.pop("clips_in_manifest", None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tune_config.json").write_text(
         json.dumps({"config": config.to_dict(), "environment": environment()}, indent=2)
@@ -356,6 +361,8 @@ def tune(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> dict:
                     },
                     **_split_record(tuner.hypermodel.split),
                     "tuner": config.tuner,
+                    "labels": config.train.labels,
+                    **records_check,
                     "finished_trials": sum(r["val_accuracy"] is not None for r in rows),
                     "search_dir": str(out),
                 },
