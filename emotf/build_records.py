@@ -31,12 +31,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from emotf import __version__, keys, manifest as records_manifest
 
 # process_clip and CRASH_ENV are re-exported: callers and tests import them from here.
 from emotf.clip_worker import CRASH_ENV, ClipRunner, process_clip  # noqa: F401
 from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 from emotf.faces import FaceTrackerConfig
+from emotf.preprocess import ClipSettings
 from emotf.records_lock import hold as hold_lock
 from emotf.system import available_cpus
 
@@ -94,17 +97,22 @@ class BuildConfig:
             )
 
 
+def clip_settings(config: BuildConfig) -> ClipSettings:
+    """The clip-preprocessing settings of a build (`emotf.preprocess`, shared with
+    emotf-predict): written into the manifest as `clip_settings` and copied into the model."""
+    return ClipSettings(tracker=config.tracker, sample_rate=config.sample_rate,
+                        min_duration_s=config.min_duration_s, max_duration_s=config.max_duration_s)
+
+
 def record_settings(config: BuildConfig) -> dict:
     """The settings that change what a record holds (its bytes, its fold, which clips pass):
-    recorded with their hash in every sidecar and the manifest; a rerun must match them."""
+    recorded with their hash in every sidecar and the manifest; a rerun must match them.
+    The preprocessing part is exactly `clip_settings(config).to_dict()`."""
     return {
         "schema_version": keys.SCHEMA_VERSION,
-        "sample_rate": config.sample_rate,
-        "min_duration_s": config.min_duration_s,
-        "max_duration_s": config.max_duration_s,
+        **clip_settings(config).to_dict(),
         "fold_seed": config.fold_seed,
         "stratify_by_sex": config.stratify_by_sex,
-        "tracker": dataclasses.asdict(config.tracker),
     }
 
 
@@ -398,13 +406,14 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
     skipped = [dict(item, clip_id=None) for item in plan_skipped]
     notes: list[str] = []
     detector = Counter()
-    entries, media, seen = [], {}, {}
+    entries, media, seen, written_clips = [], {}, {}, {}
     for shard in shards:
         side = json.loads((out / f"{shard['name']}.json").read_text())
         entries.append(side["entry"])
         fold = per_fold.setdefault(str(shard["fold"]), {
             "clips": 0, "frames": 0, "shards": [], "classes": {e: 0 for e in EMOTIONS}})
         fold["shards"].append(side["shard"])
+        written_clips.setdefault(side["shard"], []).extend(side["written"])
         for clip in side["written"]:
             if clip["clip_id"] in seen:  # the plan has one task per clip id: never expected
                 raise RuntimeError(f"{out}: clip {clip['clip_id']} written twice (in "
@@ -417,6 +426,12 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
         notes += side["notes"]
         detector.update(side["detector"])
         media.update(side.get("media_checks", {}))
+    # Audio seconds of the written clips: the median is emotf-predict's default window.
+    durations = sorted(c["samples"] / config.sample_rate for fold in written_clips.values()
+                       for c in fold)
+    clip_seconds = ({"count": len(durations), "min": round(durations[0], 4),
+                     "median": round(float(np.median(durations)), 4),
+                     "max": round(durations[-1], 4)} if durations else None)
     frames = detector.get("frames", 0)
     detector_stats = dict(detector)
     detector_stats["detection_rate"] = detector.get("detector_images", 0) / frames if frames else 0.0
@@ -434,6 +449,8 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
         "schema_version": keys.SCHEMA_VERSION,
         "settings": settings,
         "settings_hash": records_manifest.settings_hash(settings),
+        "clip_settings": clip_settings(config).to_dict(),
+        "clip_seconds": clip_seconds,
         "arguments": args,
         "clips_written": sum(f["clips"] for f in per_fold.values()),
         "frames_written": sum(f["frames"] for f in per_fold.values()),

@@ -22,15 +22,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from emotf.cremad import ClipNameError, parse_clip_name
-from emotf.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces, normalized_boxes
-from emotf.media import (
-    MediaError,
-    check_media_file,
-    container_duration,
-    decode_video,
-    encode_jpegs,
-    load_audio,
-)
+from emotf.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
+from emotf.media import MediaError, encode_jpegs
+from emotf.preprocess import ClipError, ClipSettings, read_clip
 
 # --------------------------------------------------------------------------------------------
 # One clip (runs in a worker)
@@ -64,10 +58,6 @@ def _init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None
 
 def _skip(path, problem: str, notes: list[str]) -> dict:
     return {"status": "skipped", "path": str(path), "reason": problem, "notes": notes}
-
-
-# Video and audio durations further apart than this get a note (a wrong or cut WAV?).
-DURATION_MISMATCH_S = 0.5
 
 
 def process_clip(task: dict) -> dict:
@@ -109,67 +99,32 @@ def _process_clip(task: dict) -> dict:
         notes.append(f"{video_path}: {fact}")
     try:
         name = parse_clip_name(clip_id)
-        check_media_file(video_path)
-        declared = container_duration(video_path)
-        if declared is not None and declared > task["max_duration_s"]:
-            return _skip(video_path, f"clip is {declared:.1f} s long, over the "
-                         f"{task['max_duration_s']:g} s limit", notes)
-        fps_guess = 30.0
-        video = decode_video(video_path, max_frames=int(task["max_duration_s"] * fps_guess * 2))
-        notes += [f"{video_path}: {n}" for n in video.notes]
-        if abs(video.fps - 30000 / 1001) > 0.1 and abs(video.fps - 30.0) > 0.1:
-            notes.append(f"{video_path}: video at {video.fps:g} fps (not 30): kept, the record "
-                         f"stores the stream's rate")
-        # Audio: the WAV, else the video's own track.
-        try:
-            pcm, audio_notes = load_audio(audio_path, task["sample_rate"])
-            notes += [f"{audio_path}: {n}" for n in audio_notes]
-        except MediaError as wav_error:
-            try:
-                pcm, audio_notes = load_audio(video_path, task["sample_rate"])
-            except MediaError as track_error:
-                return _skip(audio_path, f"no usable audio ({wav_error.problem}; video track: "
-                             f"{track_error.problem})", notes)
-            notes.append(f"{audio_path}: {wav_error.problem}; audio taken from the video's own "
-                         f"track")
-            notes += [f"{video_path}: {n}" for n in audio_notes]
-        audio_s = len(pcm) / task["sample_rate"]
-        shortest = min(audio_s, video.duration)
-        longest = max(audio_s, video.duration)
-        if shortest < task["min_duration_s"]:
-            return _skip(video_path, f"clip too short (video {video.duration:.2f} s, audio "
-                         f"{audio_s:.2f} s; minimum {task['min_duration_s']:g} s)", notes)
-        if longest > task["max_duration_s"]:
-            return _skip(video_path, f"clip is {longest:.1f} s long, over the "
-                         f"{task['max_duration_s']:g} s limit", notes)
-        if longest - shortest > DURATION_MISMATCH_S:
-            notes.append(f"{video_path}: video {video.duration:.2f} s and audio {audio_s:.2f} s "
-                         f"differ by more than {DURATION_MISMATCH_S:g} s (wrong or cut audio?): "
-                         f"kept")
-        if shortest < window_s:
-            notes.append(f"{video_path}: shorter than the {window_s:g} s window (video "
-                         f"{video.duration:.2f} s, audio {audio_s:.2f} s): kept, the sampler "
-                         f"zero-pads")
+        # The one preprocessing contract (emotf.preprocess), shared with emotf-predict.
+        settings = ClipSettings(tracker=task["tracker"], sample_rate=task["sample_rate"],
+                                min_duration_s=task["min_duration_s"],
+                                max_duration_s=task["max_duration_s"])
         tracker = _TRACKER or FaceTracker(task["tracker"])
         try:
-            track = tracker.track(video.frames)
-        except NoFaceError as error:
-            return _skip(video_path, str(error), notes)
-        crops = crop_faces(video.frames, track.boxes, tracker.config.crop_size)
-        height, width = video.frames.shape[1:3]
+            clip = read_clip(video_path, audio_path, settings, tracker, window_seconds=window_s)
+        except (NoFaceError, ClipError) as error:
+            return _skip(video_path, str(error).removeprefix(f"{video_path}: "), notes)
+        notes += [n if n.startswith(str(audio_path)) else f"{video_path}: {n}" for n in clip.notes]
+        if abs(clip.fps - 30000 / 1001) > 0.1 and abs(clip.fps - 30.0) > 0.1:
+            notes.append(f"{video_path}: video at {clip.fps:g} fps (not 30): kept, the record "
+                         f"stores the stream's rate")
         record = ClipRecord(
             clip_id=name.clip_id, actor_id=name.actor_id, sentence=name.sentence,
             emotion=name.emotion, label=name.label, intensity=name.intensity,
-            fold=task["fold"], fps=video.fps,
-            frames_jpeg=encode_jpegs(crops, tracker.config.jpeg_quality),
-            face_boxes=normalized_boxes(track.boxes, height, width),
-            face_detected=track.detected, source_size=(height, width),
-            sample_rate=task["sample_rate"], pcm16=pcm,
+            fold=task["fold"], fps=clip.fps,
+            frames_jpeg=encode_jpegs(clip.crops, settings.jpeg_quality),
+            face_boxes=normalized_boxes(clip.boxes, *clip.source_size),
+            face_detected=clip.detected, source_size=clip.source_size,
+            sample_rate=task["sample_rate"], pcm16=clip.pcm16,
         )
-        stats = dict(track.stats, frames=len(video.frames),
-                     frames_detected=int(track.detected.sum()))
+        stats = dict(clip.stats, frames=len(clip.crops),
+                     frames_detected=int(clip.detected.sum()))
         return {"status": "ok", "example": make_example(record).SerializeToString(),
-                "num_frames": len(video.frames), "num_samples": len(pcm), "stats": stats,
+                "num_frames": len(clip.crops), "num_samples": len(clip.pcm16), "stats": stats,
                 "notes": notes}
     except (MediaError, ClipNameError) as error:
         return _skip(getattr(error, "path", video_path), getattr(error, "problem", str(error)),

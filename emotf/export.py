@@ -283,7 +283,8 @@ def export_saved_model(
     if final.exists():
         raise FileExistsError(f"model version {final} already exists. Received: version={version}")
     build = {**build_settings(records_dir), **{
-        k: v for k, v in (extra_metadata or {}).items() if k in ("face_tracker", "min_clip_seconds")
+        k: v for k, v in (extra_metadata or {}).items()
+        if k in ("face_tracker", "min_clip_seconds", "clip_settings", "timeline")
     }}
     archive = build_archive(model, sampling_config, model_config=model_config, build=build)
     tmp = out_dir / f".tmp-{version}-{os.getpid()}"
@@ -358,16 +359,24 @@ def _temperature(run_dir: Path) -> float | None:
 def build_settings(records_dir) -> dict:
     """How the run's records were built, for `emotf-predict` to crop faces the same way.
 
-    Returns `{"face_tracker": FaceTrackerConfig fields, "min_clip_seconds": float}` from the
-    records' `manifest.json` (empty when there is none: predict then uses the defaults).
+    Returns `{"face_tracker": FaceTrackerConfig fields, "min_clip_seconds": float,
+    "clip_settings": the manifest's `emotf.preprocess.ClipSettings` (verbatim), "timeline":
+    {"window_seconds": median clip seconds, "hop_seconds": 1.0}}` from the records'
+    `manifest.json` (what it holds; empty when there is none: predict uses the defaults).
     """
     manifest = Path(records_dir).expanduser() / "manifest.json" if records_dir else None
     if manifest is None or not manifest.is_file():
         return {}
-    arguments = json.loads(manifest.read_text()).get("arguments", {})
+    content = json.loads(manifest.read_text())
+    arguments = content.get("arguments", {})
     settings = {}
     if "tracker" in arguments:
         settings["face_tracker"] = arguments["tracker"]
     if "min_duration_s" in arguments:
         settings["min_clip_seconds"] = float(arguments["min_duration_s"])
+    if content.get("clip_settings"):  # emotf.preprocess.ClipSettings, copied verbatim
+        settings["clip_settings"] = content["clip_settings"]
+    median = (content.get("clip_seconds") or {}).get("median")
+    if median:  # emotf-predict's default timeline: the median training clip, 1 s hop
+        settings["timeline"] = {"window_seconds": float(median), "hop_seconds": 1.0}
     return settings

@@ -46,6 +46,9 @@ class FaceTrackerConfig:
             "face_detection_only" (P+R nets).
         crop_size: side of the square face crops in pixels.
         jpeg_quality: JPEG quality of the stored crops.
+        max_gap_seconds: `StreamTracker` interpolates the box between two detections at most
+            2x this far apart and carries a detection at most this far; frames farther from
+            any detection are marked as without a face (their crop is not of a face).
     """
 
     keyframe_interval: int = 10
@@ -57,6 +60,7 @@ class FaceTrackerConfig:
     stages: str = "face_and_landmarks_detection"
     crop_size: int = 224
     jpeg_quality: int = 90
+    max_gap_seconds: float = 0.5
 
     def __post_init__(self):
         if self.keyframe_interval < 1:
@@ -65,6 +69,9 @@ class FaceTrackerConfig:
             )
         if not 0 < self.detect_scale <= 1:
             raise ValueError(f"detect_scale must be in (0, 1]. Received: detect_scale={self.detect_scale}")
+        if not self.max_gap_seconds > 0:
+            raise ValueError(
+                f"max_gap_seconds must be > 0. Received: max_gap_seconds={self.max_gap_seconds}")
         if self.margin < 0 or self.smoothing < 0:
             raise ValueError(
                 f"margin and smoothing must be >= 0. Received: margin={self.margin}, "
@@ -148,7 +155,9 @@ def boxes_from_detections(
 
 def pick_face(candidates: list[tuple[np.ndarray, float]], previous: np.ndarray | None):
     """The face to follow among (box xyxy, confidence) candidates: the one overlapping the
-    previous box most, else the largest. None when there is no candidate."""
+    previous box most, else the largest (the speaker in most user videos: the first face picked
+    is the largest, and it is followed by overlap until it is lost). None when there is no
+    candidate."""
     if not candidates:
         return None
     boxes = np.stack([c[0] for c in candidates])

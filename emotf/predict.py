@@ -1,209 +1,170 @@
 """Predict emotions of raw video files with an exported SavedModel (`emotf-predict`).
 
-    video (+ WAV) --emotf.media--> RGB frames, 16 kHz int16 audio
-                  --emotf.faces--> face track, 224x224 crops (the code emotf-build-records runs)
+    video (+ WAV) --emotf.preprocess.ClipReader--> face crops as frames arrive (the build's
+                  code and settings: `clip_settings` in the model's metadata), audio on demand
                   --JPEG round trip at the records' quality (what training saw)
-                  --SavedModel serving_default--> probabilities, label
+                  --emotf.timeline windows (window / hop seconds)--> serving_default per window
+                  --> a timeline of window probabilities; the video: their mean and its label
 
-Audio comes from the WAV when given, else from the video's own track, and is resampled to the
-model's rate (16 kHz) by `emotf.media.load_audio`. Clips are padded into batches; a file that
-fails (unreadable, no face, no audio, too short) gets an `error` entry and the others go on.
+Memory is bounded at any length and resolution: only the frames whose face box is not final
+yet (a few keyframe intervals) and the current window's crops and audio are held
+(`Predictor.last_stats` records the most). A video no longer than the window is one window: the
+whole clip, exactly as the records store it. A file that fails (unreadable, no face, no audio,
+too short) gets an `error` entry and the others go on; a window without a face is skipped with
+its reason while the others get answers.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from pathlib import Path
 
 import numpy as np
 
-from emotf.export import DEFAULT_MIN_CLIP_SECONDS, read_metadata, resolve_saved_model
+from emotf.export import (
+    DEFAULT_MIN_CLIP_SECONDS,
+    METADATA_FILE,
+    read_metadata,
+    resolve_saved_model,
+)
+from emotf.preprocess import ClipError, ClipReader, ClipSettings, jpeg_round_trip
+from emotf.serving_metadata import check_metadata
+from emotf.timeline import (
+    DEFAULT_HOP_SECONDS,
+    DEFAULT_WINDOW_SECONDS,
+    MIN_FACE_FRACTION,
+    WindowPlanner,
+    planned_windows,
+)
+
+# Extensions `expand_inputs` picks up in folders (any container PyAV reads; files named
+# explicitly are tried whatever their extension).
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg",
+                    ".ts", ".wmv", ".3gp", ".ogv")
+# Show a progress bar over windows for videos with more windows than this.
+LONG_VIDEO_WINDOWS = 30
+
+__all__ = ["VIDEO_EXTENSIONS", "ClipError", "Predictor", "clip_settings_of", "expand_inputs",
+           "format_table", "pad_batch", "predict_files", "to_json", "tracker_config_of"]
+
+
+def clip_settings_of(metadata: dict) -> ClipSettings:
+    """The `ClipSettings` the training records were built with: the metadata's
+    `clip_settings` (copied verbatim from the records' manifest); for older exports, from
+    `face_tracker` and `min_clip_seconds`; the build's defaults without records."""
+    if metadata.get("clip_settings"):
+        return ClipSettings.from_dict(metadata["clip_settings"])
+    return ClipSettings.from_dict({
+        "tracker": metadata.get("face_tracker") or {},
+        "min_duration_s": float(metadata.get("min_clip_seconds", DEFAULT_MIN_CLIP_SECONDS)),
+        "sample_rate": int(metadata["sampling_config"]["sample_rate"]),
+    })
 
 
 def tracker_config_of(metadata: dict):
-    """The `FaceTrackerConfig` stored in a SavedModel's metadata (`face_tracker`); the default
-    config when absent (models exported without records, older exports). Unknown keys (a newer
-    emotf) are ignored."""
-    import dataclasses
-
-    from emotf.faces import FaceTrackerConfig
-
-    known = {f.name for f in dataclasses.fields(FaceTrackerConfig)}
-    values = {k: v for k, v in (metadata.get("face_tracker") or {}).items() if k in known}
-    return FaceTrackerConfig(**values)
+    """The `FaceTrackerConfig` of `clip_settings_of(metadata)`."""
+    return clip_settings_of(metadata).tracker
 
 
-class ClipError(ValueError):
-    """A clip that cannot be predicted; the message names the problem."""
+def expand_inputs(inputs) -> tuple[list[str], list[str]]:
+    """Files, folders (searched recursively for `VIDEO_EXTENSIONS`, sorted) and glob patterns
+    -> (video paths in order, without repeats; problems: one line per input that matched
+    nothing). A path that does not exist and is no pattern stays in the list: it gets its own
+    "file not found" error."""
+    videos, problems, seen = [], [], set()
+
+    def add(path: str):
+        if path not in seen:
+            seen.add(path)
+            videos.append(path)
+
+    for item in map(str, inputs):
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                problems.append(f"{item}: no video files in the folder (looked for "
+                                f"{', '.join(VIDEO_EXTENSIONS)})")
+            for p in found:
+                add(p)
+        elif not path.exists() and glob.has_magic(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not found:
+                problems.append(f"{item}: no file matches the pattern")
+            for p in found:
+                add(p)
+        else:
+            add(item)
+    return videos, problems
 
 
-@dataclass
-class ClipInput:
-    """One clip ready for `serving_default`.
-
-    Attributes:
-        frames: uint8 [T, 224, 224, 3] face crops.
-        fps: frame rate of the video.
-        pcm16: int16 [S] mono audio at `sample_rate`.
-        sample_rate: Hz (the model's rate).
-        duration: T / fps seconds.
-        notes: conversions and tolerated problems (from decoding and the face tracker).
-        timings: seconds spent decoding video / audio and tracking + cropping faces.
-    """
-
-    frames: np.ndarray
-    fps: float
-    pcm16: np.ndarray
-    sample_rate: int
-    duration: float
-    notes: list[str] = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-
-
-def load_clip(
-    video_path,
-    audio_path=None,
-    tracker=None,
-    *,
-    sample_rate: int = 16000,
-    min_seconds: float = 0.5,
-    window_seconds: float = 1.28,
-    jpeg_quality: int | None = None,
-) -> ClipInput:
-    """Decode a video, crop its face and load its audio, like `emotf-build-records` does.
-
-    Args:
-        video_path: any video FFmpeg reads (FLV, MP4, ...).
-        audio_path: a WAV (or FLAC, ...); None: the video's own audio track.
-        tracker: an `emotf.faces.FaceTracker` (reuse one across clips: MTCNN loads once);
-            default: `FaceTracker()` with the build's default config.
-        sample_rate: rate the audio is resampled to (the model's).
-        min_seconds: shorter video or audio is refused (the build's `--min-duration`, 0.5 s);
-            clips shorter than `window_seconds` (d) are zero-padded like in training, with a note.
-        window_seconds: the audio window d.
-        jpeg_quality: JPEG-encode and decode the crops at this quality, as the records store
-            them (training saw decoded JPEGs); default: the tracker's `jpeg_quality` (90);
-            0 skips the round trip.
-
-    Raises:
-        emotf.media.MediaError: unreadable video or audio, no audio track.
-        emotf.faces.NoFaceError: no face in any frame.
-        ClipError: video or audio shorter than `min_seconds`.
-    """
-    from emotf.faces import FaceTracker, crop_faces
-    from emotf.media import MediaError, decode_video, load_audio
-
-    timings = {}
-    start = time.perf_counter()
-    video = decode_video(video_path)
-    timings["decode_video_s"] = time.perf_counter() - start
-    duration = len(video.frames) / video.fps
-    if duration < min_seconds:
-        raise ClipError(
-            f"{video_path}: clip too short: {len(video.frames)} frames at {video.fps:g} fps = "
-            f"{duration:.2f} s of video; the records keep clips of at least {min_seconds:g} s"
-        )
-    start = time.perf_counter()
-    if audio_path is None:
-        try:
-            pcm, audio_notes = load_audio(video_path, sample_rate)
-        except MediaError as error:
-            raise MediaError(error.path, f"no audio: {error.problem} (pass a WAV with --audio)") from None
-    else:
-        pcm, audio_notes = load_audio(audio_path, sample_rate)
-    timings["load_audio_s"] = time.perf_counter() - start
-    audio_seconds = len(pcm) / sample_rate
-    if audio_seconds < min_seconds:
-        raise ClipError(
-            f"{audio_path or video_path}: audio too short: {audio_seconds:.2f} s; the records "
-            f"keep clips of at least {min_seconds:g} s"
-        )
-    if audio_seconds < window_seconds:
-        audio_notes = list(audio_notes) + [
-            f"audio ({audio_seconds:.2f} s) shorter than the {window_seconds:g} s window: "
-            "zero-padded, as in training"
-        ]
-    start = time.perf_counter()
-    tracker = tracker or FaceTracker()
-    track = tracker.track(video.frames)
-    crops = crop_faces(video.frames, track.boxes, tracker.config.crop_size)
-    quality = tracker.config.jpeg_quality if jpeg_quality is None else jpeg_quality
-    if quality:
-        crops = _jpeg_round_trip(crops, quality)
-    timings["faces_s"] = time.perf_counter() - start
-    notes = list(video.notes) + list(audio_notes)
-    if track.stats.get("full_scans"):
-        notes.append(f"face found only by searching every frame ({int(track.detected.sum())} of "
-                     f"{len(track.detected)} frames)")
-    return ClipInput(crops, float(video.fps), pcm, sample_rate, duration, notes, timings)
-
-
-def _jpeg_round_trip(crops: np.ndarray, quality: int) -> np.ndarray:
-    """Encode like `emotf.media.encode_jpegs` and decode like `emotf.sampling.gather_frames`."""
+def pad_batch(clips: list[dict]) -> dict:
+    """`serving_default` inputs for clips ({"frames" uint8 [T,S,S,3], "fps", "pcm16" int16
+    [L], "sample_rate"}): frames and waveforms zero-padded to the longest."""
     import tensorflow as tf
 
-    from emotf.media import encode_jpegs
-
-    return np.stack(
-        [
-            tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy()
-            for jpeg in encode_jpegs(crops, quality)
-        ]
-    )
-
-
-def pad_batch(clips: list[ClipInput]) -> dict:
-    """`serving_default` inputs for clips: frames and waveforms zero-padded to the longest."""
-    import tensorflow as tf
-
-    t_max = max(len(c.frames) for c in clips)
-    s_max = max(len(c.pcm16) for c in clips)
-    size = clips[0].frames.shape[1]
+    t_max = max(len(c["frames"]) for c in clips)
+    s_max = max(max(len(c["pcm16"]) for c in clips), 1)
+    size = clips[0]["frames"].shape[1]
     frames = np.zeros([len(clips), t_max, size, size, 3], np.uint8)
     waves = np.zeros([len(clips), s_max], np.float32)
     for i, c in enumerate(clips):
-        frames[i, : len(c.frames)] = c.frames
-        waves[i, : len(c.pcm16)] = c.pcm16.astype(np.float32) / 32768.0  # as records.parse_example
+        frames[i, : len(c["frames"])] = c["frames"]
+        waves[i, : len(c["pcm16"])] = c["pcm16"].astype(np.float32) / 32768.0  # as records.parse_example
     return {
         "frames": tf.constant(frames),
-        "num_frames": tf.constant([len(c.frames) for c in clips], tf.int32),
-        "fps": tf.constant([c.fps for c in clips], tf.float32),
+        "num_frames": tf.constant([len(c["frames"]) for c in clips], tf.int32),
+        "fps": tf.constant([c["fps"] for c in clips], tf.float32),
         "waveform": tf.constant(waves),
-        "num_samples": tf.constant([len(c.pcm16) for c in clips], tf.int32),
-        "sample_rate": tf.constant([c.sample_rate for c in clips], tf.int32),
+        "num_samples": tf.constant([len(c["pcm16"]) for c in clips], tf.int32),
+        "sample_rate": tf.constant([c["sample_rate"] for c in clips], tf.int32),
     }
 
 
 class Predictor:
-    """A loaded SavedModel plus the face tracker, for predicting many clips.
+    """A loaded SavedModel plus the face tracker, for predicting many videos.
 
     Args:
         model_dir: a SavedModel version folder or the base folder (latest version is used).
-        tracker: an `emotf.faces.FaceTracker`; default: one with the `FaceTrackerConfig` the
-            training records were built with (stored at export as `face_tracker`), or the
-            build's default config for models exported without records.
+        tracker: an `emotf.faces.FaceTracker`; default: one with the tracker settings the
+            training records were built with (`clip_settings` in the metadata).
 
     Attributes:
-        tracker_config: that `FaceTrackerConfig` (its `jpeg_quality` is the JPEG round trip's).
-        min_seconds: shortest clip accepted (the build's `min_duration_s`, default 0.5 s).
+        settings: the `ClipSettings` of the training records (tracker, sample rate, shortest
+            clip; the build's defaults for models exported without records).
+        window_seconds, hop_seconds: default timeline window and hop (the metadata's
+            `timeline`: the median training clip and 1 s; 2.5 s and 1 s for older exports).
+        audio_window_seconds: the sampler's audio window d (clips shorter are zero-padded).
+        last_stats: most frames / samples held while predicting the last video.
     """
 
     def __init__(self, model_dir, tracker=None):
         import tensorflow as tf
 
         self.model_dir = resolve_saved_model(model_dir)
-        self.metadata = read_metadata(self.model_dir)
+        self.metadata = check_metadata(
+            read_metadata(self.model_dir), self.model_dir / "assets.extra" / METADATA_FILE)
         self.class_codes = list(self.metadata["class_codes"])
         self.class_names = list(self.metadata["class_names"])
         sampling = self.metadata["sampling_config"]
         self.sample_rate = int(sampling["sample_rate"])
-        self.window_seconds = float(sampling["window_seconds"])
-        # How the training records were built (absent in models exported without records).
-        self.min_seconds = float(self.metadata.get("min_clip_seconds", DEFAULT_MIN_CLIP_SECONDS))
-        self.tracker_config = tracker_config_of(self.metadata)
+        self.audio_window_seconds = float(sampling["window_seconds"])
+        self.settings = clip_settings_of(self.metadata)
+        if self.settings.sample_rate != self.sample_rate:
+            raise ValueError(f"{self.model_dir}: clip_settings.sample_rate "
+                             f"{self.settings.sample_rate} differs from the model's {self.sample_rate}")
+        self.tracker_config = self.settings.tracker
+        self.min_seconds = self.settings.min_duration_s
+        timeline = self.metadata.get("timeline") or {}
+        self.window_seconds = float(timeline.get("window_seconds", DEFAULT_WINDOW_SECONDS))
+        self.hop_seconds = float(timeline.get("hop_seconds", DEFAULT_HOP_SECONDS))
         self._serve = tf.saved_model.load(str(self.model_dir)).signatures["serving_default"]
         self._tracker = tracker
+        self.last_stats: dict = {}
 
     @property
     def tracker(self):
@@ -213,43 +174,158 @@ class Predictor:
             self._tracker = FaceTracker(self.tracker_config)
         return self._tracker
 
-    def load(self, video, audio=None) -> ClipInput:
-        return load_clip(
-            video,
-            audio,
-            self.tracker,
-            sample_rate=self.sample_rate,
-            min_seconds=self.min_seconds,
-            window_seconds=self.window_seconds,
-            jpeg_quality=self.tracker_config.jpeg_quality,  # what the records stored
-        )
-
-    def predict_clips(self, clips: list[ClipInput]) -> list[dict]:
-        """Model outputs for loaded clips (one padded batch)."""
+    def run_model(self, clips: list[dict]) -> list[dict]:
+        """probabilities / segment probabilities / label per clip (one padded batch)."""
         out = self._serve(**pad_batch(clips))
-        probs = out["probabilities"].numpy()
-        segs = out["segment_probabilities"].numpy()
+        probs, segs = out["probabilities"].numpy(), out["segment_probabilities"].numpy()
+        labels = out["label"].numpy()
+        return [{"label": int(labels[i]), "probabilities": probs[i].astype(np.float64),
+                 "segment_probabilities": segs[i]} for i in range(len(clips))]
+
+    def predict_video(self, video, audio=None, *, window: float | None = None,
+                      hop: float | None = None, batch_size: int = 8,
+                      progress: bool = False) -> dict:
+        """One video's timeline and summary (see `predict_files` for the result's keys).
+
+        Raises:
+            MediaError, ClipError, NoFaceError: the video cannot be predicted.
+        """
+        from emotf.faces import NoFaceError
+
+        window = self.window_seconds if window is None else float(window)
+        hop = self.hop_seconds if hop is None else float(hop)
+        timings = dict.fromkeys(("decode_video_s", "load_audio_s", "faces_s", "model_s"), 0.0)
+        start_all = time.perf_counter()
+        start = time.perf_counter()
+        reader = ClipReader(video, audio, self.settings, self.tracker)
+        timings["decode_video_s"] += time.perf_counter() - start
+        planner = WindowPlanner(window, hop, reader.fps, self.sample_rate)
+        quality = self.settings.jpeg_quality
+        held: deque = deque()  # (index, crop after the JPEG round trip, face) of open windows
+        pending: list[tuple] = []  # (window, clip dict or skip reason)
+        timeline: list[dict] = []
+        max_crops = 0
+        declared = reader.info.declared_seconds or 0.0
+        total = planned_windows(declared, window, hop) if declared else None
+        bar = None
+        if progress and total and total > LONG_VIDEO_WINDOWS:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc=Path(video).name, unit="window", leave=False)
+
+        def gather(w) -> None:
+            frames = [item for item in held if w.first_frame <= item[0] < w.end_frame]
+            missing = sum(not face for _, _, face in frames)
+            if len(frames) - missing < MIN_FACE_FRACTION * len(frames) or not frames:
+                pending.append((w, f"no face in {missing} of {len(frames)} frames"))
+                return
+            t0 = time.perf_counter()
+            end = w.end_sample
+            if end is None:  # a whole-clip window: all the audio, as the records store it
+                reader.audio.read_until(None)
+                end = reader.audio.total
+            pcm = reader.audio.samples(w.first_sample, end)
+            timings["load_audio_s"] += time.perf_counter() - t0
+            pending.append((w, {"frames": np.stack([c for _, c, _ in frames]), "fps": reader.fps,
+                                "pcm16": pcm, "sample_rate": self.sample_rate}))
+
+        def flush() -> None:
+            clips = [c for _, c in pending if isinstance(c, dict)]
+            t0 = time.perf_counter()
+            outputs = iter(self.run_model(clips)) if clips else iter(())
+            timings["model_s"] += time.perf_counter() - t0
+            for w, clip in pending:
+                entry = {"start": w.start, "end": w.end}
+                if isinstance(clip, dict):
+                    out = next(outputs)
+                    entry.update(probabilities=out["probabilities"], label=out["label"],
+                                 segment_probabilities=out["segment_probabilities"])
+                else:
+                    entry.update(probabilities=None, label=None, skipped=clip)
+                timeline.append(entry)
+                if bar is not None:
+                    bar.update(1)
+            pending.clear()
+
+        def release() -> None:
+            first = planner.next_first_frame()
+            while held and held[0][0] < first:
+                held.popleft()
+            reader.audio.drop_before(planner.next_first_sample())
+
+        try:
+            frames_iter = reader.crops()
+            while True:
+                t0 = time.perf_counter()
+                item = next(frames_iter, None)
+                timings["faces_s"] += time.perf_counter() - t0
+                if item is None:
+                    break
+                t0 = time.perf_counter()
+                crop = jpeg_round_trip(item.crop[None], quality)[0] if quality else item.crop
+                timings["faces_s"] += time.perf_counter() - t0
+                held.append((item.index, crop, item.face))
+                max_crops = max(max_crops, len(held))
+                for w in planner.ready(item.index + 1):
+                    gather(w)
+                    if len(pending) >= batch_size:
+                        flush()
+                release()
+            num_frames = reader.info.frames
+            notes = reader.check_lengths(self.audio_window_seconds)
+            if not reader.faces.stats["frames_detected"]:
+                raise NoFaceError(f"no face in any of the {num_frames} frames")
+            for w in planner.finish(num_frames):
+                gather(w)
+            flush()
+        finally:
+            if bar is not None:
+                bar.close()
+        reader.audio.read_until(None)
+        notes = reader.final_notes() + notes
+        # (decode time is inside faces_s: frames are decoded as the tracker asks for them)
+        self.last_stats = {"max_frames_held": reader.faces.max_held, "max_crops_held": max_crops,
+                           "max_audio_samples_held": reader.audio.max_held,
+                           "frames": num_frames, "windows": len(timeline)}
+        scored = [w for w in timeline if w["probabilities"] is not None]
+        if not scored:
+            raise NoFaceError(f"no window with a face: faces in fewer than "
+                              f"{MIN_FACE_FRACTION:.0%} of the frames of each of the "
+                              f"{len(timeline)} windows")
+        skipped = len(timeline) - len(scored)
+        if skipped:
+            notes.append(f"{skipped} of {len(timeline)} windows skipped (no face)")
+        mean = np.mean([w["probabilities"] for w in scored], axis=0)
+        mean = mean / mean.sum()
+        k = int(np.argmax(mean))
+        codes = self.class_codes
+        result = {
+            "label": k, "label_code": codes[k], "label_name": self.class_names[k],
+            "probabilities": {c: float(p) for c, p in zip(codes, mean)},
+            "duration_s": round(num_frames / reader.fps, 3),
+            "window_s": window, "hop_s": hop,
+            "timeline": [self._entry(w) for w in timeline],
+        }
+        if len(timeline) == 1:
+            result["segment_probabilities"] = timeline[0]["segment_probabilities"].round(6).tolist()
         temperature = self.metadata.get("temperature")
-        if temperature is not None:
+        if temperature is not None:  # the run's validation-fitted temperature
             from emotf.calibration import apply_temperature
 
-            scaled = apply_temperature(probs, float(temperature))
-        results = []
-        for i in range(len(clips)):
-            k = int(out["label"].numpy()[i])
-            results.append(
-                {
-                    "label": k,
-                    "label_code": self.class_codes[k],
-                    "label_name": self.class_names[k],
-                    "probabilities": {c: float(p) for c, p in zip(self.class_codes, probs[i])},
-                    "segment_probabilities": segs[i].round(6).tolist(),
-                }
-            )
-            if temperature is not None:  # the run's validation-fitted temperature
-                results[-1]["calibrated_probabilities"] = {
-                    c: float(p) for c, p in zip(self.class_codes, scaled[i])}
-        return results
+            scaled = apply_temperature(mean[None], float(temperature))[0]
+            result["calibrated_probabilities"] = {c: float(p) for c, p in zip(codes, scaled)}
+        timings = {k: round(v, 4) for k, v in timings.items()}
+        timings["total_s"] = round(time.perf_counter() - start_all, 4)
+        result.update(notes=notes, timings_s=timings)
+        return result
+
+    def _entry(self, w: dict) -> dict:
+        entry = {"start": w["start"], "end": w["end"]}
+        if w["probabilities"] is None:
+            return {**entry, "probabilities": None, "label": None, "skipped": w["skipped"]}
+        return {**entry, "label": self.class_codes[w["label"]],
+                "probabilities": {c: round(float(p), 6)
+                                  for c, p in zip(self.class_codes, w["probabilities"])}}
 
 
 def _error(video, audio, error: Exception) -> dict:
@@ -265,22 +341,28 @@ def _error(video, audio, error: Exception) -> dict:
 
 
 def predict_files(
-    model_dir, videos, audios=None, *, batch_size: int = 8, tracker=None, predictor=None
+    model_dir, videos, audios=None, *, batch_size: int = 8, tracker=None, predictor=None,
+    window: float | None = None, hop: float | None = None, out_dir=None, progress: bool = False,
 ) -> list[dict]:
     """Predict each video; one result dict per video, in order.
 
     Args:
         model_dir: SavedModel version folder or base folder.
-        videos: video paths.
+        videos: video paths (expand folders and globs first with `expand_inputs`).
         audios: None (use each video's own track) or one WAV path (or None) per video.
-        batch_size: clips per SavedModel call (padded to the longest in the batch).
+        batch_size: windows per SavedModel call.
         tracker: `emotf.faces.FaceTracker` to reuse.
         predictor: a `Predictor` to reuse (then `model_dir` and `tracker` are ignored).
+        window, hop: timeline window and hop in seconds (default: the model's metadata).
+        out_dir: also write `<stem>.json`, `<stem>.timeline.csv`, `<stem>.timeline.png` there.
+        progress: tqdm progress bars over files and, for long videos, over windows.
 
     Returns:
         Success: {"file", "audio", "label" (index), "label_code" ("ANG"), "label_name" ("anger"),
-        "probabilities" {code: p}, "segment_probabilities" [N][C], "duration_s", "notes",
-        "timings_s" {decode_video_s, load_audio_s, faces_s, model_s, total_s}}.
+        "probabilities" {code: p} (mean of the windows'), "timeline" [{"start", "end",
+        "probabilities" {code: p} or null, "label" code or null, "skipped" (only when skipped)}],
+        "segment_probabilities" [N][C] (one-window videos), "duration_s", "window_s", "hop_s",
+        "notes", "timings_s", "outputs" (with out_dir)}.
         Failure: {"file", "audio", "error": "<path>: <problem>"}; the other files go on.
     """
     videos = [str(v) for v in videos]
@@ -293,56 +375,29 @@ def predict_files(
             f"{len(audios)} audio files"
         )
     predictor = predictor or Predictor(model_dir, tracker)
-    results: list[dict | None] = [None] * len(videos)
-    pending: list[tuple[int, ClipInput, float]] = []
+    results = []
+    pairs = list(zip(videos, audios))
+    if progress and len(pairs) > 1:
+        from tqdm.auto import tqdm
 
-    def flush():
-        if not pending:
-            return
-        start = time.perf_counter()
+        pairs = tqdm(pairs, desc="emotf-predict", unit="file")
+    for video, audio in pairs:
         try:
-            outputs = predictor.predict_clips([clip for _, clip, _ in pending])
-        except Exception:  # noqa: BLE001  isolate the failing clip: retry one by one
-            outputs = []
-            for _, clip, _ in pending:
-                try:
-                    outputs.append(predictor.predict_clips([clip])[0])
-                except Exception as error:  # noqa: BLE001
-                    outputs.append({"error": f"model call failed: {str(error).strip().splitlines()[-1]}"})
-        model_s = (time.perf_counter() - start) / len(pending)
-        for (i, clip, load_s), output in zip(pending, outputs):
-            if "error" in output:
-                results[i] = {"file": videos[i], "audio": audios[i], "error": f"{videos[i]}: {output['error']}"}
-                continue
-            timings = {k: round(v, 4) for k, v in clip.timings.items()}
-            timings["model_s"] = round(model_s, 4)
-            timings["total_s"] = round(load_s + model_s, 4)
-            results[i] = {
-                "file": videos[i],
-                "audio": audios[i],
-                **output,
-                "duration_s": round(clip.duration, 3),
-                "notes": clip.notes,
-                "timings_s": timings,
-            }
-        pending.clear()
-
-    for i, (video, audio) in enumerate(zip(videos, audios)):
-        start = time.perf_counter()
-        try:
-            clip = predictor.load(video, audio)
+            result = {"file": video, "audio": audio, **predictor.predict_video(
+                video, audio, window=window, hop=hop, batch_size=batch_size, progress=progress)}
         except Exception as error:  # noqa: BLE001 - one bad file never stops the others
-            results[i] = _error(video, audio, error)
-            continue
-        pending.append((i, clip, time.perf_counter() - start))
-        if len(pending) >= batch_size:
-            flush()
-    flush()
+            result = _error(video, audio, error)
+        if out_dir is not None:
+            from emotf.timeline import write_outputs
+
+            result["outputs"] = write_outputs(result, out_dir, predictor.class_codes)
+        results.append(result)
     return results
 
 
 def format_table(results: list[dict]) -> str:
-    """Human-readable: one block per file with the label and a probability table."""
+    """Human-readable: one block per file with the label, a probability table and, for
+    several windows, one line per window."""
     lines = []
     for result in results:
         if "error" in result:
@@ -351,14 +406,24 @@ def format_table(results: list[dict]) -> str:
         head = f"{result['file']}  ({result['duration_s']:.2f} s"
         head += f", audio {result['audio']})" if result.get("audio") else ", audio from the video)"
         lines.append(head)
-        lines.append(f"  label: {result['label_code']} ({result['label_name']})")
+        timeline = result.get("timeline") or []
+        what = f"mean of {len(timeline)} windows" if len(timeline) > 1 else "whole clip"
+        lines.append(f"  label: {result['label_code']} ({result['label_name']}; {what})")
         for code, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
-            bar = "#" * int(round(p * 40))
+            bar = "#" * round(p * 40)
             lines.append(f"    {code}  {p:6.3f}  {bar}")
+        if len(timeline) > 1:
+            for w in timeline:
+                what = (f"{w['label']} {w['probabilities'][w['label']]:.3f}" if w["label"]
+                        else f"skipped: {w['skipped']}")
+                lines.append(f"    {w['start']:8.2f}-{w['end']:<8.2f} {what}")
         for note in result.get("notes", []):
             lines.append(f"  note: {note}")
     return "\n".join(lines)
 
 
 def to_json(results: list[dict]) -> str:
-    return json.dumps(results, indent=2)
+    """One JSON document for all inputs: a list of `emotf.timeline.document` objects."""
+    from emotf.timeline import document
+
+    return json.dumps([document(r) for r in results], indent=2)

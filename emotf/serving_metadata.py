@@ -35,8 +35,13 @@ TRACKER_RANGES = {
     "redetect_frames": (0, 1000),
     "crop_size": (8, 1024),
     "jpeg_quality": (1, 100),
+    "max_gap_seconds": (1e-3, 60.0),
 }
 TOP_RANGES = {"min_clip_seconds": (0.0, 60.0), "temperature": (1e-3, 1e3)}
+# emotf.preprocess.ClipSettings (besides its tracker) and the default timeline.
+CLIP_RANGES = {"sample_rate": (4000, 96000), "min_duration_s": (0.0, 60.0),
+               "max_duration_s": (0.01, 3600.0)}
+TIMELINE_RANGES = {"window_seconds": (0.1, 600.0), "hop_seconds": (0.01, 600.0)}
 INTEGER_KEYS = {"num_segments", "sample_rate", "frame_size", "keyframe_interval",
                 "redetect_frames", "crop_size", "jpeg_quality"}
 
@@ -85,4 +90,19 @@ def check_metadata(metadata, path) -> dict:
     for key, bounds in TOP_RANGES.items():
         if metadata.get(key) is not None:
             _check_value(where, key, metadata[key], bounds)
+    for name, ranges in (("clip_settings", CLIP_RANGES), ("timeline", TIMELINE_RANGES)):
+        block = metadata.get(name) or {}
+        if not isinstance(block, dict):
+            raise MetadataError(f"{where}: {name} must be an object. Received: {block!r}")
+        for key, bounds in ranges.items():
+            if key in block:
+                _check_value(where, key, block[key], bounds)
+        if name == "clip_settings":
+            inner = block.get("tracker") or {}
+            if not isinstance(inner, dict):
+                raise MetadataError(f"{where}: clip_settings.tracker must be an object. "
+                                    f"Received: {inner!r}")
+            for key, bounds in TRACKER_RANGES.items():
+                if key in inner:
+                    _check_value(where, key, inner[key], bounds)
     return metadata

@@ -120,17 +120,17 @@ def test_cli_json_and_exit_status(setup, capsys, tmp_path):
 
 def test_an_unexpected_crash_on_one_file_does_not_stop_the_others(setup, monkeypatch):
     predictor = setup["predictor"]
-    real_track = predictor.tracker.track
+    real_detect = predictor.tracker.detect
     bad = setup["videos"][0]
 
-    def track(frames):
-        if track.calls == 0:
-            track.calls += 1
+    def detect(frames, scale=1.0):
+        if detect.calls == 0:
+            detect.calls += 1
             raise RuntimeError("detector exploded")
-        return real_track(frames)
+        return real_detect(frames, scale)
 
-    track.calls = 0
-    monkeypatch.setattr(predictor.tracker, "track", track)
+    detect.calls = 0
+    monkeypatch.setattr(predictor.tracker, "detect", detect)
     results = predict_files(None, [bad, setup["videos"][1]], predictor=predictor)
     assert "unexpected RuntimeError: detector exploded" in results[0]["error"]
     assert str(bad) in results[0]["error"]
@@ -154,7 +154,7 @@ def test_predictor_crops_faces_as_the_records_were_built(tmp_path):
     assert predictor.tracker_config == tracker
     assert predictor.tracker.config == tracker
     assert predictor.min_seconds == 0.8
-    assert predictor.window_seconds == SAMPLING.window_seconds
+    assert predictor.audio_window_seconds == SAMPLING.window_seconds
     # Without records (or from an older export): the build's defaults.
     plain = Predictor(export_saved_model(build_model(TINY), SAMPLING, tmp_path / "plain"))
     assert plain.tracker_config == FaceTrackerConfig() and plain.min_seconds == 0.5
@@ -174,7 +174,10 @@ def test_predict_matches_records_built_with_non_default_tracker_settings(setup, 
     videos = setup["videos"]
     predictor = Predictor(saved)
     assert predictor.tracker_config == tracker
-    results = predict_files(None, videos, [_wav(v) for v in videos], predictor=predictor)
+    # window=10: one window per clip, the whole clip as the records hold it (the default
+    # window, the median training clip, would split the longer half of the clips).
+    assert predictor.window_seconds < 10
+    results = predict_files(None, videos, [_wav(v) for v in videos], predictor=predictor, window=10)
     default = predict_files(None, videos, [_wav(v) for v in videos], predictor=setup["predictor"])
     codes = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
     differs = False
@@ -213,7 +216,8 @@ def test_a_clip_shorter_than_the_window_is_zero_padded_with_a_note(setup, tmp_pa
     [result] = predict_files(None, [short], [audio], predictor=setup["predictor"])
     assert "error" not in result, result
     assert result["duration_s"] == pytest.approx(1.0, abs=0.05)
-    assert any("shorter than the 1.28 s window: zero-padded, as in training" in n for n in result["notes"])
+    assert any("shorter than the 1.28 s window" in n and "zero-padded, as in training" in n
+               for n in result["notes"])
 
 
 def test_the_demo_never_calls_a_training_clip_held_out(tmp_path):
