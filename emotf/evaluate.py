@@ -123,7 +123,7 @@ def _clip_ids_of(element) -> tuple:
     else:
         ids = meta
     ids = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(ids).reshape(-1)]
-    model_inputs = {k: v for k, v in inputs.items() if k in ("frames", "spectrograms")}
+    model_inputs = {k: v for k, v in inputs.items() if k in ("frames", "audio", "spectrograms")}
     return model_inputs, np.asarray(labels).reshape(-1), ids
 
 
@@ -263,7 +263,7 @@ def model_with_segments(trained, num_segments: int, model_config):
     """
     from dataclasses import replace
 
-    from emotf.model import build_model
+    from emotf.model import build_model, model_sampling_config
 
     if model_config.branch_weights != "shared":
         raise ValueError(
@@ -275,7 +275,9 @@ def model_with_segments(trained, num_segments: int, model_config):
     names = {layer.name for layer in trained.layers}
     if "core" not in names:
         raise ValueError(f"the saved model has no shared 'core' sub-model. Layers: {sorted(names)}")
-    model = build_model(replace(model_config, num_segments=int(num_segments)))
+    # The same spectrogram layer settings as the trained model (emotf.model.LogMelSpectrogram).
+    model = build_model(replace(model_config, num_segments=int(num_segments)),
+                        model_sampling_config(trained))
     model.get_layer("core").set_weights(trained.get_layer("core").get_weights())
     return model
 

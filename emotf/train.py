@@ -34,7 +34,7 @@ import emotf
 from emotf.calibration import apply_temperature, calibration_summary, temperature_record
 from emotf.cremad import EMOTIONS, NUM_FOLDS
 from emotf.model import ModelConfig, build_model, training_model
-from emotf.precision import PRECISIONS, precision_policy
+from emotf.precision import PRECISIONS, precision_policy, resolve_jit_compile
 
 # The data side of a run lives in emotf.run_data; re-exported here (emotf.train's API).
 from emotf.run_data import (  # noqa: F401
@@ -80,6 +80,9 @@ class TrainConfig:
     faults of a large shuffle buffer (~1 ms of CPU per clip less, docs/sampling.md). The first
     epoch is the same with and without it; later epochs read the records in the first epoch's
     file order (the shuffle buffer still reshuffles them).
+    `jit_compile`: XLA-compile the training step (`model.compile(jit_compile=...)`); None =
+    the measured default of the device (`emotf.precision.resolve_jit_compile`: off on the CPU,
+    where it was measured slower; docs/training.md).
     `split`: "actors" (the paper's 10-fold actor-independent protocol, test fold `fold`), "ogm"
     (the OGM-GE papers' random clip-level split, speaker-dependent) or a folder holding
     train.csv and test.csv; a clip-level split validates on a seeded, emotion-stratified
@@ -102,6 +105,7 @@ class TrainConfig:
     early_stopping_patience: int = 10
     seed: int = 0
     precision: str = "auto"
+    jit_compile: bool | None = None
     deterministic: bool = True
     steps_per_epoch: int | None = None
     cache_records: bool = False
@@ -226,12 +230,13 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         train_ds, val_ds, steps = fit_datasets(
             dataset_fn, config, split.train, split.validation, first_epoch
         )
-        model = build_model(config.model)
+        model = build_model(config.model, sampling_config(config))
         trainer = training_model(model)
         trainer.compile(
             optimizer=keras.optimizers.SGD(make_schedule(config, steps), momentum=config.momentum),
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=resolve_jit_compile(config.jit_compile),
         )
         history = trainer.fit(
             train_ds,

@@ -47,6 +47,7 @@ from emotf.run_data import (
     fit_datasets,
     num_batches,
     records_dataset,
+    sampling_config,
 )
 from emotf.run_state import describe_changes
 from emotf.schedules import make_schedule
@@ -199,7 +200,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         # the global dtype policy: set it again, or mixed precision would silently be lost.
         keras.mixed_precision.set_global_policy(self.policy)
         keras.utils.set_random_seed(trial.seed)
-        trainer = training_model(build_model(trial.model))
+        trainer = training_model(build_model(trial.model, sampling_config(trial)))
         trainer.compile(
             optimizer=keras.optimizers.SGD(
                 make_schedule(trial, self.steps_per_epoch(trial)), momentum=trial.momentum

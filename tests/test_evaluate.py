@@ -188,7 +188,7 @@ def fake_dataset_fn(folds, num_segments, batch_size, run_config):
     m = len(CLIPS)
     inputs = {
         "frames": rng.integers(0, 256, (m, num_segments, 32, 32, 3)).astype("uint8"),
-        "spectrograms": rng.normal(size=(m, num_segments, 24, 16, 1)).astype("float32"),
+        "audio": rng.normal(0, 0.1, (m, num_segments, 20480)).astype("float32"),
     }
     labels = np.array([4, 3, 0, 5, 2], np.int32)
     return tf.data.Dataset.from_tensor_slices((inputs, labels, {"clip_id": CLIPS})).batch(
@@ -263,7 +263,7 @@ def test_model_with_segments_copies_the_core_and_refuses_independent():
     rng = np.random.default_rng(0)
     x = {
         "frames": rng.integers(0, 256, (2, 3, 32, 32, 3)).astype("uint8"),
-        "spectrograms": rng.normal(size=(2, 3, 24, 16, 1)).astype("float32"),
+        "audio": rng.normal(0, 0.1, (2, 3, 20480)).astype("float32"),
     }
     np.testing.assert_allclose(
         np.asarray(same(x)["probabilities"]), np.asarray(trained(x)["probabilities"]), atol=1e-6

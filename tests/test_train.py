@@ -12,6 +12,7 @@ from emotf.schedules import StaircaseDecay
 from emotf.train import TrainConfig, split_folds, train_all_folds, train_fold
 
 N, CLIPS_PER_FOLD = 2, 12
+WINDOW = 20480  # samples per audio window of the default SamplingConfig (1.28 s at 16 kHz)
 MODEL = ModelConfig(
     num_segments=N, frame_size=16, spectrogram_shape=(16, 8), video_stem_width=4,
     video_widths=(8,), audio_widths=(4, 8), fc_units=8, dropout=0.0,
@@ -24,9 +25,12 @@ def fake_data(num_folds=10, seed=0):
     n = num_folds * CLIPS_PER_FOLD
     labels = np.tile(np.arange(6), n // 6 + 1)[:n].astype("int32")
     folds = np.repeat(np.arange(num_folds), CLIPS_PER_FOLD)
-    spec = rng.normal(size=(n, N, 16, 8, 1)).astype("float32") + labels[:, None, None, None, None] * 0.5
+    # Raw audio windows (the model computes the spectrograms): a tone whose pitch is the class.
+    t = np.arange(WINDOW) / 16000.0
+    tone = np.sin(2 * np.pi * (300 + 400 * labels[:, None, None]) * t[None, None, :])
+    audio = (0.3 * tone + rng.normal(0, 0.05, (n, N, WINDOW))).astype("float32")
     frames = np.clip(rng.normal(40 * labels[:, None, None, None, None], 20, (n, N, 16, 16, 3)), 0, 255)
-    return {"frames": frames.astype("uint8"), "spectrograms": spec, "labels": labels,
+    return {"frames": frames.astype("uint8"), "audio": audio, "labels": labels,
             "folds": folds, "actors": 1000 + folds}
 
 
@@ -44,7 +48,7 @@ class FakeFactory:
         self.served.append((training, list(folds), set(d["actors"][idx].tolist())))
         self.epochs.append((training, epoch))
         ds = tf.data.Dataset.from_tensor_slices(
-            ({"frames": d["frames"][idx], "spectrograms": d["spectrograms"][idx]}, d["labels"][idx])
+            ({"frames": d["frames"][idx], "audio": d["audio"][idx]}, d["labels"][idx])
         )
         if training:
             ds = ds.shuffle(len(idx), seed=config.seed)
@@ -260,7 +264,7 @@ def test_cache_records_changes_only_where_records_come_from(tmp_path):
                                                     "frame_step": 16, "fft_length": 64,
                                                     "num_mel_bins": 8})
         dataset = records_dataset([0, 1, 2, 4], True, cfg)
-        epochs[cache] = [[(x["frames"].numpy(), x["spectrograms"].numpy(), y.numpy())
+        epochs[cache] = [[(x["frames"].numpy(), x["audio"].numpy(), y.numpy())
                           for x, y in dataset] for _ in range(2)]
     for cached, read in zip(epochs[True][0], epochs[False][0]):
         for a, b in zip(cached, read):

@@ -1,8 +1,10 @@
 """Training throughput of the full-size N=10 model, in float32 and mixed precision, in one run.
 
     python tools/bench_train.py [--precisions float32,mixed_bfloat16] [--steps 3] [--warmup 2]
+                                [--jit-compile false,true]
 
-Random inputs (uint8 frames [16, 10, 224, 224, 3], float32 spectrograms [16, 10, 192, 120, 1]),
+Random inputs (uint8 frames [16, 10, 224, 224, 3], float32 audio windows [16, 10, 20480]: the
+model computes the spectrograms), `--jit-compile` compiles the training step with XLA,
 SGD momentum 0.9, batch 16: times `train_on_batch` after `--warmup` untimed steps (graph
 tracing and first-call costs excluded). Prints the analytic FLOPs per clip and, last, one JSON
 line with every figure. On a GPU, add mixed_float16 to --precisions.
@@ -22,16 +24,24 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from emotf.model import ModelConfig, build_model, count_flops, training_model  # noqa: E402
+from emotf.model import (  # noqa: E402
+    ModelConfig,
+    build_model,
+    count_flops,
+    model_sampling,
+    training_model,
+)
 from emotf.precision import precision_policy  # noqa: E402
 
 
-def bench(config: ModelConfig, precision: str, batch: int, steps: int, warmup: int) -> dict:
+def bench(config: ModelConfig, precision: str, batch: int, steps: int, warmup: int,
+          jit_compile: bool = False) -> dict:
     rng = np.random.default_rng(0)
-    n, s, (t, f) = config.num_segments, config.frame_size, config.spectrogram_shape
+    n, s = config.num_segments, config.frame_size
+    length = model_sampling(config).window_length
     x = {
         "frames": tf.constant(rng.integers(0, 256, (batch, n, s, s, 3), dtype=np.uint8)),
-        "spectrograms": tf.constant(rng.normal(size=(batch, n, t, f, 1)).astype("float32")),
+        "audio": tf.constant(rng.normal(0, 0.1, (batch, n, length)).astype("float32")),
     }
     y = tf.constant(rng.integers(0, config.num_classes, batch).astype("int32"))
     keras.utils.set_random_seed(0)
@@ -41,6 +51,7 @@ def bench(config: ModelConfig, precision: str, batch: int, steps: int, warmup: i
         trainer.compile(
             optimizer=keras.optimizers.SGD(1e-3, momentum=0.9),
             loss=keras.losses.SparseCategoricalCrossentropy(),
+            jit_compile=jit_compile,
         )
         for _ in range(warmup):
             trainer.train_on_batch(x, y)
@@ -52,6 +63,7 @@ def bench(config: ModelConfig, precision: str, batch: int, steps: int, warmup: i
     step_s = float(np.median(times))
     return {
         "precision": policy,
+        "jit_compile": jit_compile,
         "step_s_median": round(step_s, 3),
         "step_s_all": [round(v, 3) for v in times],
         "clips_per_s": round(batch / step_s, 3),
@@ -66,6 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--num-segments", type=int, default=10)
+    parser.add_argument("--jit-compile", default="false", help="false, true or false,true")
     args = parser.parse_args(argv)
 
     config = ModelConfig(num_segments=args.num_segments)
@@ -79,12 +92,13 @@ def main(argv=None) -> int:
         f"per segment forward {flops['per_segment'] / 1e9:.3f} G"
     )
     results = []
-    for precision in args.precisions.split(","):
-        r = bench(config, precision, args.batch_size, args.steps, args.warmup)
+    jits = [v.strip().lower() == "true" for v in args.jit_compile.split(",")]
+    for precision, jit in [(p, j) for p in args.precisions.split(",") for j in jits]:
+        r = bench(config, precision, args.batch_size, args.steps, args.warmup, jit)
         achieved = flops["per_clip_train"] * r["clips_per_s"] / 1e9
         r["achieved_gflops_per_s"] = round(achieved, 1)
         print(
-            f"{r['precision']:>15}: {r['clips_per_s']:.2f} clips/s "
+            f"{r['precision']:>15} jit={jit!s:5}: {r['clips_per_s']:.2f} clips/s "
             f"({r['step_s_median']:.2f} s per batch of {args.batch_size}; ~{achieved:.0f} GFLOP/s)"
         )
         results.append(r)
