@@ -132,7 +132,8 @@ def exported(tmp_path_factory):
     (None, "min_clip_seconds", -1),
     (None, "temperature", float("inf")),
 ])
-def test_tampered_serving_metadata_is_refused_naming_the_value(exported, tmp_path, where, key, value):
+def test_tampered_serving_metadata_is_refused_naming_the_value(exported, tmp_path, capsys, where, key,
+                                                                value):
     copy = tmp_path / "model" / "1"
     import shutil
 
@@ -143,7 +144,12 @@ def test_tampered_serving_metadata_is_refused_naming_the_value(exported, tmp_pat
     path.write_text(json.dumps(metadata))
     with pytest.raises(MetadataError, match=f"{METADATA_FILE}: {key}"):
         Predictor(copy)
-    assert predict_main(["--model", str(copy), str(tmp_path / "clip.flv")]) == 1
+    clip = tmp_path / "clip.flv"
+    clip.write_bytes(b"")
+    capsys.readouterr()
+    assert predict_main(["--model", str(copy), str(clip)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{key}" in err and "Traceback" not in err, err
 
 
 def test_untampered_metadata_is_accepted(exported):
