@@ -93,6 +93,12 @@ def main(argv=None) -> int:
               "shards are kept: free some space and rerun the same command to resume",
               file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if manifest.get("media_summary"):
+        from emotf.media_checks import summary_line
+
+        print(summary_line(manifest["media_summary"]))
     det = manifest["detector"]
     print(
         f"emotf-build-records: {manifest['clips_written']} clips ({manifest['frames_written']} "
