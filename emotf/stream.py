@@ -1,6 +1,6 @@
 """Streaming media: video frames on a constant-rate grid, an online face tracker, audio chunks.
 
-Nothing here holds a whole video. `video_frames` decodes one frame at a time; `StreamTracker`
+Nothing here holds a whole video. `open_video` decodes one frame at a time; `StreamTracker`
 holds only the frames whose face box is not final yet (bounded: see its docstring);
 `AudioStream` reads mono int16 audio at the model's rate chunk by chunk into a buffer the
 caller trims. `emotf.preprocess` puts them together for `emotf-build-records` and

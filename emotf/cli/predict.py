@@ -1,10 +1,14 @@
-"""`emotf-predict`: emotion of raw video files with an exported SavedModel.
+"""`emotf-predict`: emotions over time in raw video files, with an exported SavedModel.
 
-    emotf-predict --model DIR VIDEO [VIDEO ...] [--audio WAV ...] [--json]
+    emotf-predict --model DIR INPUT [INPUT ...] [--audio WAV ...] [--window S] [--hop S]
+                  [--out DIR] [--json] [--batch-size 8] [--no-progress]
 
-Decodes each video, crops the face (the build's face tracker), takes the audio from the WAV
-given for it (`--audio` once per video, in the same order) or from the video's own track,
-resamples it to 16 kHz, and prints the label with a probability table (or JSON with `--json`).
+INPUT: video files, folders (searched recursively for video extensions) or glob patterns.
+Each video is decoded as a stream, its face (the largest, followed over time) cropped with the
+build's tracker, its audio taken from the WAV given for it (`--audio` once per video, in the
+same order) or from its own track, and scored over sliding windows (default: the model's
+window, the median training clip, and a 1 s hop); the video's label is the mean of the
+windows'. `--out DIR` writes DIR/<stem>.json, .timeline.csv and .timeline.png per video.
 A file that fails is reported and the others go on; the exit status is 1 if any failed.
 """
 
@@ -18,27 +22,52 @@ from emotf.cli import Parser, command
 @command("emotf-predict")
 def main(argv=None) -> int:
     parser = Parser(prog="emotf-predict", description=__doc__.split("\n")[0])
-    parser.add_argument("videos", nargs="+", metavar="VIDEO")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="video files, folders (recursive) or glob patterns")
     parser.add_argument("--model", required=True, help="SavedModel folder (base or version)")
     parser.add_argument("--audio", action="append", default=None, metavar="WAV",
                         help="audio file for the video in the same position (repeat per video)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--batch-size", type=int, default=8, help="clips per model call")
+    parser.add_argument("--window", type=float, default=None, metavar="S",
+                        help="window length in seconds (default: the model's, the median "
+                             "training clip)")
+    parser.add_argument("--hop", type=float, default=None, metavar="S",
+                        help="seconds between window starts (default: the model's, 1 s)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="write <stem>.json, <stem>.timeline.csv, <stem>.timeline.png here")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document (a list, one object per video)")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per model call")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    if args.audio is not None and len(args.audio) != len(args.videos):
-        parser.error(f"give --audio once per video: {len(args.videos)} videos, {len(args.audio)} --audio")
+    for name in ("window", "hop"):
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and value < float("inf")):
+            parser.error(f"--{name} must be a positive number of seconds. Received: {value}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1. Received: {args.batch_size}")
 
-    from emotf.predict import format_table, predict_files, to_json
+    from emotf.predict import expand_inputs, format_table, predict_files, to_json
 
+    videos, problems = expand_inputs(args.inputs)
+    for problem in problems:
+        print(f"emotf-predict: {problem}", file=sys.stderr)
+    if not videos:
+        print("emotf-predict: error: no video to predict", file=sys.stderr)
+        return 1
+    if args.audio is not None and len(args.audio) != len(videos):
+        parser.error(f"give --audio once per video: {len(videos)} videos, {len(args.audio)} --audio")
     try:
-        results = predict_files(args.model, args.videos, args.audio, batch_size=args.batch_size)
+        results = predict_files(args.model, videos, args.audio, batch_size=args.batch_size,
+                                window=args.window, hop=args.hop, out_dir=args.out,
+                                progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as error:
         print(f"emotf-predict: error: {error}", file=sys.stderr)
         return 2
     print(to_json(results) if args.json else format_table(results))
     failed = [r for r in results if "error" in r]
-    if failed:
-        print(f"emotf-predict: {len(failed)} of {len(results)} files failed", file=sys.stderr)
+    if failed or problems:
+        print(f"emotf-predict: {len(failed)} of {len(results)} files failed"
+              + (f", {len(problems)} inputs matched nothing" if problems else ""), file=sys.stderr)
         return 1
     return 0
 

@@ -1,0 +1,121 @@
+"""emotf-predict on user-style videos: sliding-window timeline, files and schema, windows
+without a face, several faces, folders and globs, bounded memory while streaming."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from emotf.cli.predict import main as predict_main
+from emotf.export import export_saved_model
+from emotf.model import ModelConfig, build_model
+from emotf.predict import Predictor, expand_inputs, predict_files
+from emotf.sampling import SamplingConfig
+from emotf.synthetic_video import write_face_video
+from emotf.timeline import WindowPlanner, planned_windows
+
+N = 3
+TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8)
+CODES = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    root = tmp_path_factory.mktemp("timeline")
+    keras.utils.set_random_seed(5)
+    saved = export_saved_model(build_model(TINY), SamplingConfig(num_segments=N), root / "export")
+    return Predictor(saved)
+
+
+@pytest.fixture(scope="module")
+def gap_video(tmp_path_factory):
+    """9 s, no face from 3.5 s to 6.5 s."""
+    return write_face_video(tmp_path_factory.mktemp("videos") / "talk.mp4", 9.0, fps=12,
+                            width=240, height=180, no_face=((3.5, 6.5),))
+
+
+def test_window_plan_covers_the_video_and_a_short_clip_is_one_window():
+    plan = WindowPlanner(2.5, 1.0, 30.0, 16000)
+    windows = plan.ready(300) + plan.finish(300)
+    assert [(w.start, w.end) for w in windows] == [(k, k + 2.5) for k in range(8)] + [(7.5, 10.0)]
+    assert windows[0].first_frame == 0 and windows[0].end_frame == 75
+    assert windows[-1].end_frame == 300 and windows[-1].end_sample == 160000
+    assert planned_windows(10.0, 2.5, 1.0) == len(windows)
+    short = WindowPlanner(2.5, 1.0, 30.0, 16000)
+    [whole] = short.ready(60) + short.finish(60)
+    assert (whole.start, whole.end, whole.first_frame, whole.end_frame) == (0, 2.0, 0, 60)
+    assert whole.end_sample is None  # all the audio, as the records store it
+
+
+def test_timeline_skips_windows_without_a_face_and_writes_the_files(predictor, gap_video, tmp_path):
+    [result] = predict_files(None, [gap_video], predictor=predictor, window=2.0, hop=1.0,
+                             out_dir=tmp_path / "out")
+    assert "error" not in result, result
+    timeline = result["timeline"]
+    assert [(w["start"], w["end"]) for w in timeline] == [(k, k + 2.0) for k in range(8)]
+    skipped = [w for w in timeline if w["probabilities"] is None]
+    scored = [w for w in timeline if w["probabilities"] is not None]
+    spans = [(w["start"], w["end"]) for w in skipped]
+    assert (4, 6) in spans and set(spans) <= {(3, 5), (4, 6), (5, 7)}  # the face is gone 3.5-6.5 s
+    assert {(0, 2), (1, 3), (6, 8), (7, 9)} <= {(w["start"], w["end"]) for w in scored}
+    assert "no face in" in skipped[0]["skipped"] and skipped[0]["label"] is None
+    for w in scored:
+        assert sum(w["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+        assert w["label"] == max(w["probabilities"], key=w["probabilities"].get)
+    mean = np.mean([[w["probabilities"][c] for c in CODES] for w in scored], axis=0)
+    np.testing.assert_allclose([result["probabilities"][c] for c in CODES], mean / mean.sum(), atol=1e-5)
+    assert result["label_code"] == CODES[int(np.argmax(mean))]
+    assert any(f"{len(skipped)} of 8 windows skipped" in n for n in result["notes"])
+    # The files: JSON with the documented keys, one CSV row per window, a PNG.
+    out = tmp_path / "out"
+    doc = json.loads((out / "talk.json").read_text())
+    assert {"timeline", "label", "probabilities", "notes", "error"} <= set(doc)
+    assert doc["error"] is None and len(doc["timeline"]) == 8
+    assert set(doc["timeline"][0]) == {"start", "end", "probabilities", "label"}
+    assert set(doc["timeline"][4]) == {"start", "end", "probabilities", "label", "skipped"}
+    rows = list(csv.DictReader(open(out / "talk.timeline.csv")))
+    assert len(rows) == 8 and rows[4]["skipped"] and rows[0]["label"] == timeline[0]["label"]
+    assert float(rows[0]["HAP"]) == pytest.approx(timeline[0]["probabilities"]["HAP"], abs=1e-6)
+    assert (out / "talk.timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_memory_held_does_not_grow_with_video_length(predictor, tmp_path):
+    """Frames held by the tracker, crops held for windows and audio samples held are the same
+    for a 4 s and a 24 s video (counts, not timing)."""
+    held = {}
+    for seconds in (4, 24):
+        video = write_face_video(tmp_path / f"v{seconds}.mkv", seconds, fps=10, width=240, height=180)
+        [result] = predict_files(None, [video], predictor=predictor, window=2.0, hop=1.0)
+        assert "error" not in result, result
+        held[seconds] = dict(predictor.last_stats)
+    assert held[24]["frames"] == 240 and held[24]["windows"] == 23
+    for key in ("max_frames_held", "max_crops_held"):
+        assert held[24][key] == held[4][key], (key, held)
+    assert held[24]["max_crops_held"] <= 2.0 * 10 + 1
+    assert held[24]["max_frames_held"] <= 10 + 5 + 1  # keyframe interval + smoothing radius
+    assert held[24]["max_audio_samples_held"] <= held[4]["max_audio_samples_held"] + 16384
+    assert held[24]["max_audio_samples_held"] < 4 * 16000
+
+
+def test_folders_globs_several_faces_and_one_bad_file(predictor, gap_video, tmp_path, capsys):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    two = write_face_video(folder / "sub" / "two.mkv", 3.0, fps=10, width=320, height=180,
+                           second_face=True)
+    (folder / "broken.mp4").write_bytes(b"\x00" * 100)
+    (folder / "readme.txt").write_text("not a video")
+    videos, problems = expand_inputs([folder, str(tmp_path / "none*.mp4")])
+    assert videos == [str(folder / "broken.mp4"), str(two)]
+    assert problems == [f"{tmp_path / 'none*.mp4'}: no file matches the pattern"]
+    code = predict_main(["--model", str(predictor.model_dir), str(folder), "--json", "--window", "5",
+                         "--no-progress"])
+    assert code == 1
+    captured = capsys.readouterr()
+    docs = json.loads(captured.out)
+    assert [d["file"] for d in docs] == videos
+    assert "broken.mp4" in docs[0]["error"] and docs[0]["timeline"] == []
+    assert docs[1]["error"] is None and len(docs[1]["timeline"]) == 1
+    assert any("other faces present" in n and "largest" in n for n in docs[1]["notes"])
+    assert "1 of 2 files failed" in captured.err
