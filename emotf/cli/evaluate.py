@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs trained with other N, added to the accuracy-vs-N curve",
     )
     parser.add_argument("--batch-size", type=int, help="evaluation batch size")
+    parser.add_argument("--labels", choices=("intended", "perceived"),
+                        help="score against the file name's emotion or the raters' audio-visual "
+                             "majority (emotf.labels; default: the run's)")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="evaluate records that fail the manifest check anyway (recorded)")
     parser.add_argument("--votes", help="CREMA-D tabulatedVotes.csv (default: the shipped copy)")
     return parser
 
@@ -96,7 +101,8 @@ def main(argv=None) -> int:
 
     target = args.run or args.model
     report = evaluate_model(
-        target, args.records, args.fold, args.out, batch_size=args.batch_size, votes=votes
+        target, args.records, args.fold, args.out, batch_size=args.batch_size, votes=votes,
+        labels=args.labels, allow_incomplete=args.allow_incomplete,
     )
     summary = {
         "accuracy": report["accuracy"],

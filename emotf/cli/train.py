@@ -28,6 +28,7 @@ CHOICES = {
     "modalities": MODALITIES,
     "precision": PRECISIONS,
     "lr_schedule": LR_SCHEDULES,
+    "labels": ("intended", "perceived"),  # emotf.labels.LABEL_SOURCES
 }
 
 
@@ -67,6 +68,8 @@ def _add_fields(parser, cls, skip=()):
             *ALIASES.get(f.name, []),
             dest=f.name,
             type=_type_of(hints[f.name]),
+            # a bare boolean flag (`--allow-incomplete`) means true
+            **({"nargs": "?", "const": True} if _type_of(hints[f.name]) is _bool else {}),
             choices=CHOICES.get(f.name),
             default=None,
             help=f"{cls.__name__}.{f.name} (default {f.default!r})",
