@@ -124,6 +124,38 @@ def _check_model(model: keras.Model, config: SamplingConfig) -> None:
             )
 
 
+def _rank(value, rank: int, name: str):
+    return tf.debugging.assert_equal(tf.size(tf.shape(value)), rank,
+                                     message=f"{name} must have rank {rank}")
+
+
+def _same_batch(first, other, first_name: str, other_name: str):
+    return tf.debugging.assert_equal(
+        tf.shape(other)[0], tf.shape(first)[0],
+        message=f"batch size of {other_name} differs from that of {first_name}")
+
+
+def strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate) -> list:
+    """Run-time refusals of `serving_default` inputs, each naming the input: every input's
+    batch size equals `frames`', `fps` finite and > 0, `num_frames` >= 1, `waveform` finite.
+    (Ranks and dtypes are fixed by the signature; TensorFlow refuses others before the graph
+    runs.) Core ops only: Assert, CheckNumerics, IsFinite."""
+    named = {"num_frames": num_frames, "fps": fps, "waveform": waveform,
+             "num_samples": num_samples, "sample_rate": sample_rate}
+    # A loaded signature does not check ranks against its TensorSpecs: check at run time.
+    ranks = {"frames": (frames, 5), **{k: (v, 2 if k == "waveform" else 1) for k, v in named.items()}}
+    checks = [_rank(value, rank, name) for name, (value, rank) in ranks.items()]
+    checks += [_same_batch(frames, value, "frames", name) for name, value in named.items()]
+    checks += [
+        tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(fps)), True,
+                                  message="fps must be finite (no NaN or inf)"),
+        tf.debugging.assert_positive(fps, message="fps must be > 0"),
+        tf.debugging.assert_positive(num_frames, message="num_frames must be >= 1"),
+        tf.debugging.assert_all_finite(waveform, "waveform must be finite (no NaN or inf)"),
+    ]
+    return checks
+
+
 def _outputs(model: keras.Model, frames, audio, codes, names) -> dict:
     out = model({"frames": frames, audio_input(model): audio}, training=False)
     probabilities = tf.cast(out["probabilities"], tf.float32)
@@ -177,9 +209,10 @@ def build_archive(
             tf.debugging.assert_less_equal(num_frames, t, message="num_frames exceeds the padded frames axis"),
             tf.debugging.assert_less_equal(num_samples, s, message="num_samples exceeds the padded waveform axis"),
             tf.debugging.assert_non_negative(num_samples, message="num_samples must be >= 0"),
+            *strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate),
         ]
         with tf.control_dependencies(checks):
-            frames = tf.identity(frames)
+            frames, fps, waveform = tf.identity(frames), tf.identity(fps), tf.identity(waveform)
 
         def one_clip(i):
             # Index the batch inside the loop (map_fn over the tensors themselves would first
@@ -215,6 +248,13 @@ def build_archive(
     )
 
     def segments(frames, audio):
+        audio_name = "spectrograms" if legacy else "audio"
+        with tf.control_dependencies([
+            _rank(frames, 5, "frames"), _rank(audio, 5 if legacy else 3, audio_name),
+            _same_batch(frames, audio, "frames", audio_name),
+            tf.debugging.assert_all_finite(audio, f"{audio_name} must be finite (no NaN or inf)"),
+        ]):
+            frames, audio = tf.identity(frames), tf.identity(audio)
         return _outputs(model, frames, audio, tf.constant(codes_list), tf.constant(names_list))
 
     archive.add_endpoint(
@@ -325,7 +365,7 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
     Returns:
         The new version folder, e.g. `RUN/export/1`.
     """
-    import emotf.model  # noqa: F401  (registers the custom layers for loading)
+    from emotf.model_io import load_run_model
     from emotf.train import TrainConfig, sampling_config
 
     run_dir = Path(run_dir)
@@ -335,7 +375,7 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
             raise FileNotFoundError(f"{path} not found: not a finished emotf-train run. Received: run_dir={str(run_dir)!r}")
     run_config = json.loads(config_path.read_text())
     train_config = TrainConfig.from_dict(run_config["config"])
-    model = keras.saving.load_model(str(model_path), compile=False)
+    model = load_run_model(run_dir, train_config.model, sampling_config(train_config))
     return export_saved_model(
         model,
         sampling_config(train_config),

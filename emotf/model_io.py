@@ -81,8 +81,10 @@ def load_model_file(path):
         raise ModelLoadError(f"{path}: cannot load the model ({_first_line(error)})") from None
 
 
-def load_weights_into(model_config, path):
-    """Rebuild `build_model(model_config)` and load the weights of the `.keras` at `path`.
+def load_weights_into(model_config, path, sampling=None):
+    """Rebuild `build_model(model_config, sampling)` and load the weights of the `.keras` at
+    `path` (`sampling`: the run's `SamplingConfig`, whose STFT/mel settings the model's
+    spectrogram layer uses; default `SamplingConfig()`).
 
     The archive's `config.json` is checked (`check_archive`) but never deserialised: the
     architecture comes from the validated `ModelConfig`, the file gives arrays only.
@@ -90,7 +92,7 @@ def load_weights_into(model_config, path):
     from emotf.model import build_model
 
     check_archive(path)
-    model = build_model(model_config)
+    model = build_model(model_config, sampling)
     try:
         model.load_weights(str(path))
     except Exception as error:
@@ -100,14 +102,16 @@ def load_weights_into(model_config, path):
     return model
 
 
-def load_run_model(run_dir, model_config=None):
+def load_run_model(run_dir, model_config=None, sampling=None):
     """The trained model of a run folder (`RUN/model.keras`), or of a `.keras` file.
 
     Args:
         run_dir: an `emotf-train` run folder, or a `.keras` file.
-        model_config: the run's `ModelConfig`; when None it is read from `RUN/config.json`
-            (validated by `ModelConfig.from_dict`); a bare file without one is loaded with
+        model_config: the run's `ModelConfig`; when None it is read, with the run's sampling
+            settings, from `RUN/config.json` (validated by `ModelConfig.from_dict` /
+            `SamplingConfig.from_dict`); a bare file without one is loaded with
             `load_model_file`.
+        sampling: the run's `SamplingConfig` (with `model_config`; default `SamplingConfig()`).
     """
     path = Path(run_dir)
     if path.is_dir():
@@ -115,21 +119,28 @@ def load_run_model(run_dir, model_config=None):
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file (not a finished emotf-train run)")
     if model_config is None:
-        model_config = _run_model_config(path.parent)
+        model_config, sampling = _run_configs(path.parent)
     if model_config is None:
         return load_model_file(path)
-    return load_weights_into(model_config, path)
+    return load_weights_into(model_config, path, sampling)
 
 
-def _run_model_config(run_dir: Path):
-    from emotf.model import ModelConfig
+def _run_configs(run_dir: Path):
+    """(ModelConfig, SamplingConfig) of a run folder's config.json; (None, None) without one."""
+    from emotf.model import ModelConfig, model_sampling
+    from emotf.sampling import SamplingConfig
 
     config_path = run_dir / "config.json"
     if not config_path.is_file():
-        return None
+        return None, None
     try:
-        values = json.loads(config_path.read_text())["config"]["model"]
-        return ModelConfig.from_dict(values)
+        values = json.loads(config_path.read_text())["config"]
+        model_config = ModelConfig.from_dict(values["model"])
+        shapes = {"num_segments": model_config.num_segments, "frame_size": model_config.frame_size,
+                  "time_bins": model_config.spectrogram_shape[0],
+                  "freq_bins": model_config.spectrogram_shape[1]}
+        sampling = SamplingConfig.from_dict({**(values.get("sampling") or {}), **shapes})
+        return model_config, model_sampling(model_config, sampling)
     except (ValueError, KeyError, TypeError) as error:
         raise ModelLoadError(f"{config_path}: not a valid emotf run config ({error})") from None
 

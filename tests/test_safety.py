@@ -34,14 +34,15 @@ TINY = ModelConfig(
 )
 
 
-def _run_folder(path, model_config=TINY, crafted_marker=None):
+def _run_folder(path, model_config=TINY, crafted_marker=None, sampling=None):
     """A finished-looking emotf-train run folder: config.json + model.keras (genuine, or the
     genuine file with its config.json replaced by the crafted one)."""
     path.mkdir(parents=True)
     keras.utils.set_random_seed(0)
     model = build_model(model_config)
     model.save(str(path / "model.keras"))
-    config = TrainConfig(records=str(path / "records"), out=str(path), model=model_config)
+    config = TrainConfig(records=str(path / "records"), out=str(path), model=model_config,
+                         sampling=sampling or {})
     (path / "config.json").write_text(json.dumps({"config": config.to_dict()}))
     if crafted_marker is not None:
         genuine = path / "genuine.keras"
@@ -99,6 +100,16 @@ def test_a_genuine_run_loads_with_its_exact_weights(tmp_path, branch_weights):
     for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert len(load_model_file(run / "model.keras").get_weights()) == len(model.get_weights())
+
+
+def test_a_run_with_its_own_audio_settings_loads_and_exports_with_them(tmp_path):
+    run, _ = _run_folder(tmp_path / "run", sampling={"window_seconds": 1.0, "frame_step": 80})
+    expected = SamplingConfig(window_seconds=1.0, frame_step=80).window_length
+    assert load_run_model(run).input["audio"].shape[-1] == expected
+    assert export_main([str(run)]) == 0
+    metadata = json.loads((run / "export" / "1" / "assets.extra" / METADATA_FILE).read_text())
+    assert metadata["sampling_config"]["window_seconds"] == 1.0
+    assert metadata["sampling_config"]["frame_step"] == 80
 
 
 def test_a_model_file_that_does_not_fit_the_run_config_is_refused(tmp_path):

@@ -23,12 +23,7 @@ def main(argv=None) -> int:
 
     from emotf.export import export_run
 
-    try:
-        path = export_run(args.run, args.out, args.version)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"emotf-export: error: {error}", file=sys.stderr)
-        return 1
-    print(path)
+    print(export_run(args.run, args.out, args.version))  # errors: one line (emotf.cli.command)
     return 0
 
 
