@@ -34,28 +34,38 @@ BENCHMARKS = {
     ),
     "train": (
         ["bench_train.py", "--precisions", "float32,mixed_bfloat16", "--steps", "3"],
-        {"float32 clips/s": "float32.clips_per_s",
-         "mixed_bfloat16 clips/s": "mixed_bfloat16.clips_per_s"},
+        {"float32 clips/s": "results[precision=float32].clips_per_s",
+         "mixed_bfloat16 clips/s": "results[precision=mixed_bfloat16].clips_per_s"},
     ),
     "serving": (
         ["bench_serving.py", "--repeats", "10", "--clips", "2"],
-        {"SavedModel p50 ms": "batch1_p50_ms"},
+        {"SavedModel p50 s per clip, batch 1": "savedmodel_batch1_per_clip_s.p50",
+         "emotf-predict real-time factor (median)": "median_rtf"},
     ),
 }
 
 
-def _get(values: dict, dotted: str):
+def _get(values, dotted: str):
+    """`a.b` for nested keys; `a[k=v]` picks the list item of `a` whose `k` equals `v`."""
     for part in dotted.split("."):
-        if not isinstance(values, dict) or part not in values:
+        if "[" in part:
+            name, _, selector = part.partition("[")
+            key, _, wanted = selector.rstrip("]").partition("=")
+            items = values.get(name, []) if isinstance(values, dict) else []
+            values = next((i for i in items if str(i.get(key)) == wanted), None)
+        elif isinstance(values, dict):
+            values = values.get(part)
+        else:
             return None
-        values = values[part]
+        if values is None:
+            return None
     return values
 
 
 def _find(values, key: str):
-    """`key` (dotted) in the JSON, or the first nested dict entry with its last part."""
+    """`key` in the JSON (see `_get`), else the first nested entry named like its last part."""
     direct = _get(values, key)
-    if direct is not None:
+    if direct is not None or "[" in key:
         return direct
     leaf = key.split(".")[-1]
     stack = [values]
