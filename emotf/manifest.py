@@ -152,11 +152,11 @@ def read_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise RecordsError(f"{path}: missing: the build did not finish (or {folder} was not "
-                           f"written by emotf-build-records); {FINISH_HINT}")
+                           f"written by emotf-build-records)")
     try:
         manifest = json.loads(path.read_text())
     except (ValueError, OSError) as error:
-        raise RecordsError(f"{path}: unreadable ({error}); {FINISH_HINT}") from None
+        raise RecordsError(f"{path}: unreadable ({error})") from None
     version = manifest.get("manifest_version", 1)
     if version != MANIFEST_VERSION:
         raise RecordsError(f"{path}: manifest version {version}, this emotf reads "

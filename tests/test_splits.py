@@ -135,6 +135,9 @@ def write_named_shards(out_dir, clips_per_fold=3, frame_size=32):
                     source_size=(360, 480), sample_rate=16000,
                     pcm16=rng.normal(0, 3000, 24000).astype(np.int16),
                 )).SerializeToString())
+    from emotf.manifest import seal_records
+
+    seal_records(out_dir)  # a manifest, as emotf-build-records writes (training checks it)
     return labels
 
 
