@@ -124,11 +124,6 @@ def _check_model(model: keras.Model, config: SamplingConfig) -> None:
             )
 
 
-def _rank(value, rank: int, name: str):
-    return tf.debugging.assert_equal(tf.size(tf.shape(value)), rank,
-                                     message=f"{name} must have rank {rank}")
-
-
 def _same_batch(first, other, first_name: str, other_name: str):
     return tf.debugging.assert_equal(
         tf.shape(other)[0], tf.shape(first)[0],
@@ -138,14 +133,12 @@ def _same_batch(first, other, first_name: str, other_name: str):
 def strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate) -> list:
     """Run-time refusals of `serving_default` inputs, each naming the input: every input's
     batch size equals `frames`', `fps` finite and > 0, `num_frames` >= 1, `waveform` finite.
-    (Ranks and dtypes are fixed by the signature; TensorFlow refuses others before the graph
-    runs.) Core ops only: Assert, CheckNumerics, IsFinite."""
+    Core ops only: Assert, CheckNumerics, IsFinite. Ranks are checked by `tf.ensure_shape` in
+    the endpoints (a signature of a loaded SavedModel accepts a tensor of another rank, and
+    grappler folds an Assert on the rank into a constant; EnsureShape names the input)."""
     named = {"num_frames": num_frames, "fps": fps, "waveform": waveform,
              "num_samples": num_samples, "sample_rate": sample_rate}
-    # A loaded signature does not check ranks against its TensorSpecs: check at run time.
-    ranks = {"frames": (frames, 5), **{k: (v, 2 if k == "waveform" else 1) for k, v in named.items()}}
-    checks = [_rank(value, rank, name) for name, (value, rank) in ranks.items()]
-    checks += [_same_batch(frames, value, "frames", name) for name, value in named.items()]
+    checks = [_same_batch(frames, value, "frames", name) for name, value in named.items()]
     checks += [
         tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(fps)), True,
                                   message="fps must be finite (no NaN or inf)"),
@@ -203,6 +196,14 @@ def build_archive(
     archive.track(model)
 
     def serve(frames, num_frames, fps, waveform, num_samples, sample_rate):
+        # A loaded signature does not check ranks against its TensorSpecs; EnsureShape does,
+        # at run time, naming the input.
+        frames = tf.ensure_shape(tf.identity(frames, name="frames"), [None, None, size, size, 3])
+        num_frames, fps, num_samples, sample_rate = (
+            tf.ensure_shape(tf.identity(x, name=name), [None]) for x, name in (
+                (num_frames, "num_frames"), (fps, "fps"), (num_samples, "num_samples"),
+                (sample_rate, "sample_rate")))
+        waveform = tf.ensure_shape(tf.identity(waveform, name="waveform"), [None, None])
         codes, names = tf.constant(codes_list), tf.constant(names_list)
         t, s = tf.shape(frames)[1], tf.shape(waveform)[1]
         checks = [
@@ -250,11 +251,11 @@ def build_archive(
     def segments(frames, audio):
         audio_name = "spectrograms" if legacy else "audio"
         with tf.control_dependencies([
-            _rank(frames, 5, "frames"), _rank(audio, 5 if legacy else 3, audio_name),
             _same_batch(frames, audio, "frames", audio_name),
             tf.debugging.assert_all_finite(audio, f"{audio_name} must be finite (no NaN or inf)"),
         ]):
             frames, audio = tf.identity(frames), tf.identity(audio)
+        audio = tf.ensure_shape(tf.identity(audio, name=audio_name), [None, n, *audio_shape])
         return _outputs(model, frames, audio, tf.constant(codes_list), tf.constant(names_list))
 
     archive.add_endpoint(
