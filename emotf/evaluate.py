@@ -73,17 +73,12 @@ def _model_config(run_config: dict):
 
 
 def load_saved_model(path):
-    """Load `model.keras` (a file, or a run folder holding one) without compiling it."""
-    import keras
+    """The trained model of a run folder (rebuilt from its `ModelConfig`, weights loaded from
+    `model.keras`) or of a bare `.keras` file (`safe_mode=True`); never runs code from the file
+    (`emotf.model_io`)."""
+    from emotf.model_io import load_run_model
 
-    import emotf.model  # noqa: F401  (registers the custom segment layers)
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise FileNotFoundError(f"no saved model. Received: {path}")
-    return keras.saving.load_model(str(path), compile=False)
+    return load_run_model(path)
 
 
 def _default_dataset_fn(records):

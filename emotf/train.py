@@ -131,6 +131,13 @@ class TrainConfig:
             object.__setattr__(self, "split", str(Path(self.split).resolve()))
         if self.split != ACTORS:
             load_clip_split(self.split)  # a ValueError naming the file and the problem
+        for name in ("epochs", "batch_size", "decay_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.steps_per_epoch is not None and int(self.steps_per_epoch) < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1 (or unset). Received: steps_per_epoch={self.steps_per_epoch}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}")
         from emotf.labels import check_source
 
         check_source(self.labels)  # "intended" or "perceived" (emotf.labels)

@@ -210,9 +210,9 @@ def test_cli_runs_in_process_with_mixed_precision(tmp_path, monkeypatch, capsys)
     real_build_model = emotf.tune.build_model
     policies = []
 
-    def spy(model_config):  # the policy in force when a trial's model is built
+    def spy(model_config, *args):  # the policy in force when a trial's model is built
         policies.append(keras.mixed_precision.global_policy().name)
-        return real_build_model(model_config)
+        return real_build_model(model_config, *args)
 
     monkeypatch.setattr(emotf.tune, "build_model", spy)
     cfg_file = tmp_path / "cfg.json"
