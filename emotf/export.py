@@ -132,7 +132,8 @@ def _same_batch(first, other, first_name: str, other_name: str):
 
 def strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate) -> list:
     """Run-time refusals of `serving_default` inputs, each naming the input: every input's
-    batch size equals `frames`', `fps` finite and > 0, `num_frames` >= 1, `waveform` finite.
+    batch size equals `frames`', `fps` finite and > 0, `waveform` finite (`num_frames` >= 1
+    is `emotf.sampling.sample_clip`'s own check).
     Core ops only: Assert, CheckNumerics, IsFinite. Ranks are checked by `tf.ensure_shape` in
     the endpoints (a signature of a loaded SavedModel accepts a tensor of another rank, and
     grappler folds an Assert on the rank into a constant; EnsureShape names the input)."""
@@ -143,7 +144,6 @@ def strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_ra
         tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(fps)), True,
                                   message="fps must be finite (no NaN or inf)"),
         tf.debugging.assert_positive(fps, message="fps must be > 0"),
-        tf.debugging.assert_positive(num_frames, message="num_frames must be >= 1"),
         tf.debugging.assert_all_finite(waveform, "waveform must be finite (no NaN or inf)"),
     ]
     return checks
