@@ -70,12 +70,12 @@ def held_out_clip(sample_dir, fold: int, num_actors: int | None = None) -> Path:
 
 def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     """Run the whole chain into `config.out`; returns (and prints) where everything is."""
-    from emotf.build_records import BuildConfig, build_records
     from emotf.cremad import parse_clip_name
-    from emotf.evaluate import evaluate_model
+    from emotf.evaluation.evaluate import evaluate_model
     from emotf.export import export_run
     from emotf.predict import predict_files
-    from emotf.synthetic import SampleConfig, make_sample
+    from emotf.records.build import BuildConfig, build_records
+    from emotf.synthetic.sample import SampleConfig, make_sample
     from emotf.train import TrainConfig, train_fold
 
     out = Path(config.out)

@@ -56,7 +56,7 @@ from emotf.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.sampling import SPECTROGRAM_FIELDS, SamplingConfig, sample_clip, spectrogram
 
 METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
-DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.build_records.BuildConfig.min_duration_s
+DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.records.build.BuildConfig.min_duration_s
 _VERSION_RE = re.compile(r"^\d+$")
 
 
@@ -392,7 +392,7 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
 
 def _temperature(run_dir: Path) -> float | None:
     """The temperature `emotf-train` fitted on the validation clips (RUN/calibration.json):
-    clients get calibrated probabilities as p^(1/T) renormalised (`emotf.calibration`)."""
+    clients get calibrated probabilities as p^(1/T) renormalised (`emotf.evaluation.calibration`)."""
     path = run_dir / "calibration.json"
     return json.loads(path.read_text()).get("temperature") if path.is_file() else None
 
@@ -401,7 +401,7 @@ def build_settings(records_dir) -> dict:
     """How the run's records were built, for `emotf-predict` to crop faces the same way.
 
     Returns `{"face_tracker": FaceTrackerConfig fields, "min_clip_seconds": float,
-    "clip_settings": the manifest's `emotf.preprocess.ClipSettings` (verbatim), "timeline":
+    "clip_settings": the manifest's `emotf.records.preprocess.ClipSettings` (verbatim), "timeline":
     {"window_seconds": median clip seconds, "hop_seconds": 1.0}}` from the records'
     `manifest.json` (what it holds; empty when there is none: predict uses the defaults).
     """
@@ -415,7 +415,7 @@ def build_settings(records_dir) -> dict:
         settings["face_tracker"] = arguments["tracker"]
     if "min_duration_s" in arguments:
         settings["min_clip_seconds"] = float(arguments["min_duration_s"])
-    if content.get("clip_settings"):  # emotf.preprocess.ClipSettings, copied verbatim
+    if content.get("clip_settings"):  # emotf.records.preprocess.ClipSettings, copied verbatim
         settings["clip_settings"] = content["clip_settings"]
     median = (content.get("clip_seconds") or {}).get("median")
     if median:  # emotf-predict's default timeline: the median training clip, 1 s hop

@@ -27,7 +27,7 @@ VIDEO_SOURCE_SIZE = "video/source_size"
 AUDIO_SAMPLE_RATE = "audio/sample_rate"
 AUDIO_PCM16 = "audio/pcm16"
 
-# Names of the tensors `emotf.records.parse_example` returns (not stored keys).
+# Names of the tensors `emotf.records.example.parse_example` returns (not stored keys).
 PARSED_NUM_FRAMES = "video/num_frames"
 PARSED_WAVEFORM = "audio/waveform"
 PARSED_NUM_SAMPLES = "audio/num_samples"

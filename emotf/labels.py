@@ -3,7 +3,7 @@
     intended    the emotion in the file name (what the actor was asked to show): the paper's
                 labels and the default. The records store it (`label`).
     perceived   the raters' majority among the audio-visual responses of CREMA-D's
-                `tabulatedVotes.csv` (rows whose id starts with 3; `emotf.human.load_votes`).
+                `tabulatedVotes.csv` (rows whose id starts with 3; `emotf.votes.load_votes`).
 
 Tie rule (420 of the 7,442 clips have a tied audio-visual majority): when the intended emotion
 is among the tied ones it wins (332 clips), otherwise the first tied emotion in `EMOTIONS`
@@ -22,7 +22,7 @@ import functools
 
 import numpy as np
 
-from emotf.cremad import EMOTIONS, parse_clip_name
+from emotf.cremad import parse_clip_name
 
 INTENDED, PERCEIVED = "intended", "perceived"
 LABEL_SOURCES = (INTENDED, PERCEIVED)
@@ -44,7 +44,7 @@ def majority(counts, intended: int) -> int:
 @functools.lru_cache(maxsize=2)
 def perceived_labels(votes_path: str | None = None) -> dict[str, int]:
     """{clip id: perceived label index} for every clip with audio-visual votes."""
-    from emotf.human import load_votes
+    from emotf.votes import load_votes
 
     votes = load_votes(votes_path)
     out = {}

@@ -26,7 +26,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from emotf import keys
-from emotf.records import parse_example
+from emotf.records.example import parse_example
 from emotf.sampling import SamplingConfig, augment_clip, sample_clip
 from emotf.system import available_cpus
 

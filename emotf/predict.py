@@ -1,6 +1,6 @@
 """Predict emotions of raw video files with an exported SavedModel (`emotf-predict`).
 
-    video (+ WAV) --emotf.preprocess.ClipReader--> face crops as frames arrive (the build's
+    video (+ WAV) --emotf.records.preprocess.ClipReader--> face crops as frames arrive (the build's
                   code and settings: `clip_settings` in the model's metadata), audio on demand
                   --JPEG round trip at the records' quality (what training saw)
                   --emotf.timeline windows (window / hop seconds)--> serving_default per window
@@ -30,7 +30,7 @@ from emotf.export import (
     read_metadata,
     resolve_saved_model,
 )
-from emotf.preprocess import ClipError, ClipReader, ClipSettings, jpeg_round_trip
+from emotf.records.preprocess import ClipError, ClipReader, ClipSettings, jpeg_round_trip
 from emotf.serving_metadata import check_metadata
 from emotf.timeline import (
     DEFAULT_HOP_SECONDS,
@@ -130,7 +130,7 @@ class Predictor:
 
     Args:
         model_dir: a SavedModel version folder or the base folder (latest version is used).
-        tracker: an `emotf.faces.FaceTracker`; default: one with the tracker settings the
+        tracker: an `emotf.records.faces.FaceTracker`; default: one with the tracker settings the
             training records were built with (`clip_settings` in the metadata).
 
     Attributes:
@@ -169,7 +169,7 @@ class Predictor:
     @property
     def tracker(self):
         if self._tracker is None:
-            from emotf.faces import FaceTracker
+            from emotf.records.faces import FaceTracker
 
             self._tracker = FaceTracker(self.tracker_config)
         return self._tracker
@@ -190,7 +190,7 @@ class Predictor:
         Raises:
             MediaError, ClipError, NoFaceError: the video cannot be predicted.
         """
-        from emotf.faces import NoFaceError
+        from emotf.records.faces import NoFaceError
 
         window = self.window_seconds if window is None else float(window)
         hop = self.hop_seconds if hop is None else float(hop)
@@ -310,7 +310,7 @@ class Predictor:
             result["segment_probabilities"] = timeline[0]["segment_probabilities"].round(6).tolist()
         temperature = self.metadata.get("temperature")
         if temperature is not None:  # the run's validation-fitted temperature
-            from emotf.calibration import apply_temperature
+            from emotf.evaluation.calibration import apply_temperature
 
             scaled = apply_temperature(mean[None], float(temperature))[0]
             result["calibrated_probabilities"] = {c: float(p) for c, p in zip(codes, scaled)}
@@ -351,7 +351,7 @@ def predict_files(
         videos: video paths (expand folders and globs first with `expand_inputs`).
         audios: None (use each video's own track) or one WAV path (or None) per video.
         batch_size: windows per SavedModel call.
-        tracker: `emotf.faces.FaceTracker` to reuse.
+        tracker: `emotf.records.faces.FaceTracker` to reuse.
         predictor: a `Predictor` to reuse (then `model_dir` and `tracker` are ignored).
         window, hop: timeline window and hop in seconds (default: the model's metadata).
         out_dir: also write `<stem>.json`, `<stem>.timeline.csv`, `<stem>.timeline.png` there.

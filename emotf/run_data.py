@@ -120,15 +120,15 @@ def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0,
 
 def check_run_records(config: TrainConfig, split: RunSplit) -> dict:
     """Before the first epoch: check every shard the run will read (training, validation and
-    test folds) against the records' manifest (`emotf.manifest.check_records`).
+    test folds) against the records' manifest (`emotf.records.manifest.check_records`).
 
     Returns the entries for metrics.json ({} when `config.records` is not a folder, i.e. a
-    custom dataset factory). Raises `emotf.manifest.RecordsError` naming every problem unless
+    custom dataset factory). Raises `emotf.records.manifest.RecordsError` naming every problem unless
     `config.allow_incomplete`.
     """
     if not config.records or not Path(config.records).is_dir():
         return {}
-    from emotf.manifest import check_records
+    from emotf.records.manifest import check_records
 
     folds = sorted({*split.train.folds, *split.validation.folds, *split.test.folds})
     return check_records(config.records, folds, getattr(config, "allow_incomplete", False))

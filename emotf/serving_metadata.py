@@ -38,7 +38,7 @@ TRACKER_RANGES = {
     "max_gap_seconds": (1e-3, 60.0),
 }
 TOP_RANGES = {"min_clip_seconds": (0.0, 60.0), "temperature": (1e-3, 1e3)}
-# emotf.preprocess.ClipSettings (besides its tracker) and the default timeline.
+# emotf.records.preprocess.ClipSettings (besides its tracker) and the default timeline.
 CLIP_RANGES = {"sample_rate": (4000, 96000), "min_duration_s": (0.0, 60.0),
                "max_duration_s": (0.01, 3600.0)}
 TIMELINE_RANGES = {"window_seconds": (0.1, 600.0), "hop_seconds": (0.01, 600.0)}

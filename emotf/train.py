@@ -31,8 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 import emotf
-from emotf.calibration import apply_temperature, calibration_summary, temperature_record
 from emotf.cremad import EMOTIONS, NUM_FOLDS
+from emotf.evaluation.calibration import apply_temperature, calibration_summary, temperature_record
 from emotf.model import ModelConfig, build_model, training_model
 from emotf.precision import PRECISIONS, precision_policy, resolve_jit_compile
 
@@ -211,7 +211,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     split = config_split(config)
     summary = split.summary()
     # Every shard this run reads (train, validation, test) against the records' manifest,
-    # before anything is written or trained (emotf.manifest; --allow-incomplete opts out).
+    # before anything is written or trained (emotf.records.manifest; --allow-incomplete opts out).
     records_check = check_run_records(config, split)
     check_resume_config(run, config)
     if (run / "config.json").is_file():

@@ -321,7 +321,7 @@ def tune(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> dict:
     out = Path(config.out)
     check_resume(out, config)
     # The shards of the base config's folds against the records' manifest, before any trial
-    # (emotf.manifest; TrainConfig.allow_incomplete opts out and is recorded below).
+    # (emotf.records.manifest; TrainConfig.allow_incomplete opts out and is recorded below).
     records_check = check_run_records(config.train, config_split(config.train))
     records_check.pop("clips_in_manifest", None)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from emotf import keys
 from emotf.pipeline import record_files
-from emotf.records import ClipRecord, make_example, parse_example
+from emotf.records.example import ClipRecord, make_example, parse_example
 from emotf.sampling import SamplingConfig, sample_clip
 
 TINY_RATE = 1000

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import log_loss
 from test_evaluate import assert_valid_png
 
-from emotf.calibration import calibration_summary, plot_reliability
+from emotf.evaluation.calibration import calibration_summary, plot_reliability
 
 
 def confident(labels, right, confidence):
@@ -45,7 +45,7 @@ def test_mce_is_the_worst_bin():
 
 
 def test_non_finite_probabilities_are_refused_and_the_report_still_written(tmp_path):
-    from emotf.figures import summarize_predictions
+    from emotf.evaluation.figures import summarize_predictions
 
     with pytest.raises(ValueError, match="NaN, inf or an all-zero row"):
         calibration_summary([0, 1], np.full((2, 6), np.nan))
@@ -85,7 +85,7 @@ def softmax(z):
 def test_fit_temperature_recovers_the_temperature_that_made_the_labels(true_temperature):
     """Labels drawn from softmax(z / T0), probabilities softmax(z): the fit finds T0 and
     scaling removes most of the calibration error."""
-    from emotf.calibration import apply_temperature, fit_temperature, temperature_record
+    from emotf.evaluation.calibration import apply_temperature, fit_temperature, temperature_record
 
     rng = np.random.default_rng(0)
     z = rng.normal(0, 3, (4000, 6))

@@ -13,8 +13,8 @@ from concurrent.futures.process import BrokenProcessPool
 import helpers_workers
 import pytest
 
-from emotf.clip_worker import ClipRunner, broken_pool_exit_codes
-from emotf.faces import FaceTrackerConfig
+from emotf.records.clip_worker import ClipRunner, broken_pool_exit_codes
+from emotf.records.faces import FaceTrackerConfig
 
 
 def runner(workers: int = 2, ahead: int = 4) -> ClipRunner:

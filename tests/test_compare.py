@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from emotf.cli.evaluate import main
-from emotf.compare import compare_predictions
 from emotf.cremad import EMOTIONS
-from emotf.figures import write_predictions
-from emotf.stats import paired_difference
+from emotf.evaluation.compare import compare_predictions
+from emotf.evaluation.figures import write_predictions
+from emotf.evaluation.stats import paired_difference
 
 CLIPS = [f"{actor}_{s}_{e}_XX" for actor in (1001, 1002, 1003, 1004)
          for s in ("DFA", "IEO", "TIE") for e in ("ANG", "SAD")]

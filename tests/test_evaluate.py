@@ -1,4 +1,4 @@
-"""Metrics, confusion matrix, figures and predictions files of emotf.evaluate."""
+"""Metrics, confusion matrix, figures and predictions files of emotf.evaluation.evaluate."""
 
 import argparse
 import csv
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emotf.cremad import EMOTIONS
-from emotf.evaluate import (
+from emotf.evaluation.evaluate import (
     accuracy_vs_segments,
     classification_report_dict,
     evaluate_model,
@@ -128,7 +128,7 @@ def test_predictions_round_trip(tmp_path):
 
 
 def test_model_vs_humans_on_real_clips(cremad_tables_dir):
-    from emotf.human import load_votes
+    from emotf.votes import load_votes
 
     votes = load_votes(cremad_tables_dir / "tabulatedVotes.csv")
     clips = ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX"]
@@ -273,13 +273,13 @@ def test_model_with_segments_copies_the_core_and_refuses_independent():
 
 
 def test_cli_evaluates_a_run_with_accuracy_vs_n(tmp_path, monkeypatch, capsys):
-    import emotf.evaluate
+    import emotf.evaluation.evaluate
     from emotf.cli.evaluate import main, parse_segments
 
     assert parse_segments("1..4") == [1, 2, 3, 4] and parse_segments("8,2,2") == [2, 8]
     with pytest.raises(argparse.ArgumentTypeError, match="0..3"):
         parse_segments("0..3")
-    monkeypatch.setattr(emotf.evaluate, "_default_dataset_fn", lambda records: fake_dataset_fn)
+    monkeypatch.setattr(emotf.evaluation.evaluate, "_default_dataset_fn", lambda records: fake_dataset_fn)
     run = make_run(tmp_path / "run")
     assert (
         main(
@@ -314,7 +314,7 @@ def write_real_name_shards(out_dir, folds=(0, 1), frame_size=32):
     import tensorflow as tf
 
     from emotf.cremad import parse_clip_name
-    from emotf.records import ClipRecord, make_example
+    from emotf.records.example import ClipRecord, make_example
 
     rng = np.random.default_rng(0)
     out_dir.mkdir()
@@ -350,7 +350,7 @@ def write_real_name_shards(out_dir, folds=(0, 1), frame_size=32):
                     pcm16=rng.normal(0, 3000, 24000).astype(np.int16),
                 )
                 writer.write(make_example(record).SerializeToString())
-    from emotf.manifest import seal_records
+    from emotf.records.manifest import seal_records
 
     seal_records(out_dir)  # a manifest, as emotf-build-records writes (evaluation checks it)
     return out_dir
@@ -379,9 +379,9 @@ def test_glue_on_record_shards_through_the_pipeline(tmp_path):
 
 
 def test_pure_functions_live_in_emotf_figures_and_are_re_exported():
-    """emotf.figures holds the pure half; emotf.evaluate keeps the same public names."""
-    import emotf.evaluate
-    import emotf.figures
+    """emotf.evaluation.figures holds the pure half; emotf.evaluation.evaluate keeps the same public names."""
+    import emotf.evaluation.evaluate
+    import emotf.evaluation.figures
 
-    for name in emotf.figures.__all__:
-        assert getattr(emotf.evaluate, name) is getattr(emotf.figures, name), name
+    for name in emotf.evaluation.figures.__all__:
+        assert getattr(emotf.evaluation.evaluate, name) is getattr(emotf.evaluation.figures, name), name

@@ -1,10 +1,17 @@
-"""emotf.faces: keyframe detection + tracking, square boxes, crops."""
+"""emotf.records.faces: keyframe detection + tracking, square boxes, crops."""
 
 import numpy as np
 import pytest
 
-from emotf.faces import (FaceTracker, FaceTrackerConfig, NoFaceError, box_iou,
-                         boxes_from_detections, crop_faces, normalized_boxes)
+from emotf.records.faces import (
+    FaceTracker,
+    FaceTrackerConfig,
+    NoFaceError,
+    box_iou,
+    boxes_from_detections,
+    crop_faces,
+    normalized_boxes,
+)
 
 
 class FakeDetector:
@@ -81,8 +88,8 @@ def test_normalized_boxes_order():
 
 @pytest.fixture(scope="module")
 def astronaut_frames():
-    from skimage import data
     import cv2
+    from skimage import data
 
     face = cv2.resize(data.astronaut()[0:220, 140:320], (126, 154))
     frames = np.zeros((12, 360, 480, 3), np.uint8)

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from emotf import keys
-from emotf.records import parse_example
+from emotf.records.example import parse_example
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tfrecords_spec" / "golden"
 

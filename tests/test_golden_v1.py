@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from emotf import keys
-from emotf.records import parse_example
+from emotf.records.example import parse_example
 
 V1 = Path(__file__).resolve().parent / "fixtures" / "golden_v1"
 

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 
 from emotf.cremad import EMOTIONS, load_clip_names, parse_clip_name
-from emotf.figures import summarize_predictions
-from emotf.groups import (
+from emotf.evaluation.figures import summarize_predictions
+from emotf.evaluation.groups import (
     GROUPINGS,
     UNKNOWN,
     accuracy_by_group,
     clip_groups,
     load_demographics,
 )
-from emotf.human import MODES, human_accuracy, load_votes
+from emotf.evaluation.human import human_accuracy
+from emotf.votes import MODES, load_votes
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_unknown_actors_and_clips_without_votes():
     assert clip_groups(clips, partial)["sex"] == ["Male", UNKNOWN]
     by_group = accuracy_by_group(clips, [0, 5], [0, 0], votes=load_votes(), demographics=partial)
     assert by_group["sex"][UNKNOWN]["model"] == 0.0 and by_group["sex"]["Male"]["model"] == 1.0
-    from emotf.human import VoteTable
+    from emotf.votes import VoteTable
 
     no_votes = VoteTable((), (), np.zeros(0, np.int64), np.zeros((0, 6), np.int64))
     row = accuracy_by_group(clips, [0, 5], [0, 5], votes=no_votes)["sex"]["Male"]

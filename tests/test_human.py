@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from emotf.cremad import EMOTIONS, data_path
-from emotf.human import MODES, VoteTable, human_accuracy, human_summary, load_votes
+from emotf.evaluation.human import human_accuracy, human_summary
+from emotf.votes import MODES, VoteTable, load_votes
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""emotf.media: decoding video and audio, and the checks that name file and problem."""
+"""emotf.records.media: decoding video and audio, and the checks that name file and problem."""
 
 from fractions import Fraction
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from emotf.media import MediaError, decode_video, encode_jpegs, is_lfs_pointer, load_audio
+from emotf.records.media import MediaError, decode_video, encode_jpegs, is_lfs_pointer, load_audio
 
 LFS = "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"
 

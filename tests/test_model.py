@@ -5,9 +5,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 import tensorflow as tf
 
+from emotf import keys
 from emotf.model import (
     LogMelSpectrogram,
     ModelConfig,
@@ -20,8 +20,7 @@ from emotf.model import (
     training_model,
 )
 from emotf.precision import precision_policy, resolve_jit_compile, resolve_precision
-from emotf import keys
-from emotf.records import parse_example
+from emotf.records.example import parse_example
 from emotf.sampling import SamplingConfig, sample_clip, spectrogram
 
 N = 3

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from emotf import keys
 from emotf.pipeline import make_dataset, record_files
-from emotf.records import parse_example
+from emotf.records.example import parse_example
 from emotf.sampling import extract_audio_windows, sample_clip
 from tests.helpers_sampling import (
     TINY_RATE,

@@ -9,14 +9,14 @@ import keras
 import numpy as np
 import pytest
 
-from emotf.build_records import BuildConfig, build_records
 from emotf.cli.predict import main as predict_main
 from emotf.export import export_saved_model
 from emotf.model import ModelConfig, build_model
 from emotf.pipeline import make_dataset, record_files
 from emotf.predict import Predictor, format_table, predict_files
+from emotf.records.build import BuildConfig, build_records
 from emotf.sampling import SamplingConfig
-from emotf.synthetic import SampleConfig, make_sample
+from emotf.synthetic.sample import SampleConfig, make_sample
 
 N = 3
 TINY = ModelConfig(
@@ -140,7 +140,7 @@ def test_an_unexpected_crash_on_one_file_does_not_stop_the_others(setup, monkeyp
 def test_predictor_crops_faces_as_the_records_were_built(tmp_path):
     """The build's tracker settings and minimum length travel with the model (no skew)."""
     from emotf.export import build_settings, export_saved_model, read_metadata
-    from emotf.faces import FaceTrackerConfig
+    from emotf.records.faces import FaceTrackerConfig
 
     records = tmp_path / "records"
     records.mkdir()
@@ -163,7 +163,7 @@ def test_predictor_crops_faces_as_the_records_were_built(tmp_path):
 def test_predict_matches_records_built_with_non_default_tracker_settings(setup, tmp_path):
     """Records built with another margin and JPEG quality: emotf-predict on the model exported
     from them gives the record path's numbers (it would not with the default tracker)."""
-    from emotf.faces import FaceTrackerConfig
+    from emotf.records.faces import FaceTrackerConfig
 
     tracker = FaceTrackerConfig(margin=0.6, jpeg_quality=60)
     records = tmp_path / "records"
@@ -194,7 +194,7 @@ def test_a_clip_shorter_than_the_window_is_zero_padded_with_a_note(setup, tmp_pa
     """Like the build (keeps clips from 0.5 s; real CREMA-D has 1.27 s clips): not refused."""
     import wave
 
-    from emotf.media import decode_video
+    from emotf.records.media import decode_video
 
     source = setup["videos"][0]
     frames = decode_video(source).frames[:30]  # 1.0 s at 30 fps
@@ -237,7 +237,7 @@ def test_the_demo_never_calls_a_training_clip_held_out(tmp_path):
 
 
 def test_calibrated_probabilities_follow_the_exported_temperature(setup):
-    from emotf.calibration import apply_temperature
+    from emotf.evaluation.calibration import apply_temperature
 
     saved = export_saved_model(setup["model"], SAMPLING, setup["root"] / "export-t",
                                extra_metadata={"temperature": 2.5})

@@ -7,15 +7,15 @@ import numpy as np
 import tensorflow as tf
 
 from emotf import keys
-from emotf.build_records import BuildConfig, build_records
 from emotf.export import export_saved_model, read_metadata
-from emotf.faces import FaceTrackerConfig
 from emotf.model import ModelConfig, build_model
 from emotf.predict import Predictor, predict_files
-from emotf.preprocess import ClipSettings
+from emotf.records.build import BuildConfig, build_records
+from emotf.records.faces import FaceTrackerConfig
+from emotf.records.preprocess import ClipSettings
 from emotf.sampling import SamplingConfig
 from emotf.serving_metadata import MetadataError, check_metadata
-from emotf.synthetic import SampleConfig, make_sample
+from emotf.synthetic.sample import SampleConfig, make_sample
 
 N = 3
 TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8)

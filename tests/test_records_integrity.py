@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from emotf import keys
-from emotf.build_records import BuildConfig, build_records, plan_build
 from emotf.cli.verify_records import main as verify_main
-from emotf.faces import FaceTrackerConfig
-from emotf.manifest import (
+from emotf.records.build import BuildConfig, build_records, plan_build
+from emotf.records.faces import FaceTrackerConfig
+from emotf.records.manifest import (
     MANIFEST_VERSION,
     RecordsError,
     check_records,
@@ -20,7 +20,7 @@ from emotf.manifest import (
     settings_hash,
     verify_records,
 )
-from emotf.synthetic import SampleConfig, make_sample
+from emotf.synthetic.sample import SampleConfig, make_sample
 
 
 @pytest.fixture(scope="module")

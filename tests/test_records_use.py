@@ -3,8 +3,8 @@ known bad clips, notes, workers that die with their parent."""
 
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from emotf.manifest import RecordsError
-from emotf.media_checks import DIFFERS, MISSING, UNKNOWN, VERIFIED, check_file, file_sha256
+from emotf.records.manifest import RecordsError
+from emotf.records.media_checks import DIFFERS, MISSING, UNKNOWN, VERIFIED, check_file, file_sha256
 from tests.test_train import config, write_tiny_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def test_media_check_statuses(tmp_path):
     assert check_file(b, "VideoFlash/X.flv", table) == DIFFERS
     assert check_file(a, "VideoFlash/Y.flv", table) == UNKNOWN
     assert check_file(tmp_path / "none.flv", "VideoFlash/X.flv", table) == MISSING
-    from emotf.media_checks import official_checksums
+    from emotf.records.media_checks import official_checksums
 
     official = official_checksums()
     assert len(official) == 22326
@@ -88,9 +88,9 @@ def test_media_check_statuses(tmp_path):
 def test_build_records_media_checks_known_bad_clips_and_notes(tmp_path, monkeypatch, capsys):
     """One in-process build: media statuses in the manifest and the summary line; known bad
     clips skipped or kept with a note; a cut WAV and a video/audio length mismatch noted."""
-    import emotf.media_checks as media_checks
+    import emotf.records.media_checks as media_checks
     from emotf.cli.build_records import main
-    from emotf.synthetic import SampleConfig, make_sample
+    from emotf.synthetic.sample import SampleConfig, make_sample
 
     sample = tmp_path / "sample"
     make_sample(sample, SampleConfig.tiny(num_actors=1, clips_per_actor=2))
@@ -136,8 +136,8 @@ def test_killing_the_build_process_leaves_no_worker_behind(tmp_path, sig):
         "import sys, time\n"
         f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
         "import helpers_workers\n"
-        "from emotf.clip_worker import ClipRunner\n"
-        "from emotf.faces import FaceTrackerConfig\n"
+        "from emotf.records.clip_worker import ClipRunner\n"
+        "from emotf.records.faces import FaceTrackerConfig\n"
         "if __name__ == '__main__':\n"
         "    runner = ClipRunner(FaceTrackerConfig(), 2, work=helpers_workers.work,\n"
         "                        initializer=helpers_workers.init, ahead=8)\n"

@@ -8,8 +8,8 @@ import pytest
 from test_evaluate import assert_valid_png, fake_dataset_fn, make_run
 
 from emotf.cremad import EMOTIONS
-from emotf.evaluate import plot_accuracy_vs_n, write_predictions
-from emotf.reports import PAPER_REPORTED, cv_report
+from emotf.evaluation.evaluate import plot_accuracy_vs_n, write_predictions
+from emotf.evaluation.reports import PAPER_REPORTED, cv_report
 
 FOLD_CLIPS = {
     0: ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX", "1001_DFA_SAD_XX"],
@@ -54,7 +54,8 @@ def two_fold_run(tmp_path):
 
 
 def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
-    from emotf.human import human_accuracy, load_votes
+    from emotf.evaluation.human import human_accuracy
+    from emotf.votes import load_votes
 
     votes = load_votes(cremad_tables_dir / "tabulatedVotes.csv")
     md_path, json_path = cv_report(two_fold_run, votes=votes)

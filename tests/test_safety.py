@@ -181,12 +181,12 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
         assert err.count("\n") == 0 and f"{name} must be >= 1. Received: {name}={value}" in err
     assert not (tmp_path / "o").exists()  # nothing trained, nothing exported
 
-    import emotf.build_records
+    import emotf.records.build
 
     def full_disk(config):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x.tfrecord"))
 
-    monkeypatch.setattr(emotf.build_records, "build_records", full_disk)
+    monkeypatch.setattr(emotf.records.build, "build_records", full_disk)
     data = tmp_path / "data"
     data.mkdir()
     assert build_main(["--data-dir", str(data), "--out", str(tmp_path / "out"), "--workers", "1"]) == 1

@@ -113,7 +113,7 @@ def test_train_all_folds_and_old_factories_refuse_a_clip_level_split(tmp_path):
 
 def write_named_shards(out_dir, clips_per_fold=3, frame_size=32):
     """One actor per fold, each clip a distinct real-looking name; returns {name: label}."""
-    from emotf.records import ClipRecord, make_example
+    from emotf.records.example import ClipRecord, make_example
 
     rng = np.random.default_rng(0)
     out_dir.mkdir()
@@ -135,7 +135,7 @@ def write_named_shards(out_dir, clips_per_fold=3, frame_size=32):
                     source_size=(360, 480), sample_rate=16000,
                     pcm16=rng.normal(0, 3000, 24000).astype(np.int16),
                 )).SerializeToString())
-    from emotf.manifest import seal_records
+    from emotf.records.manifest import seal_records
 
     seal_records(out_dir)  # a manifest, as emotf-build-records writes (training checks it)
     return labels
@@ -169,7 +169,7 @@ def test_make_dataset_keeps_only_the_listed_clips(clip_split_records):
 
 def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_split_records,
                                                                          tmp_path):
-    from emotf.evaluate import evaluate_model
+    from emotf.evaluation.evaluate import evaluate_model
     from emotf.pipeline import make_dataset
     from emotf.train import records_dataset
 
@@ -280,7 +280,7 @@ def test_cli_refuses_fold_all_with_a_clip_level_split(capsys):
 
 def test_a_split_edited_after_a_run_is_refused_on_resume_and_evaluation(clip_split_records,
                                                                         tmp_path):
-    from emotf.evaluate import evaluate_model
+    from emotf.evaluation.evaluate import evaluate_model
 
     root, _, _, train, test = clip_split_records
     split_dir = write_split(tmp_path / "split", train, test)

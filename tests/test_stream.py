@@ -1,12 +1,12 @@
-"""emotf.stream: frames on a constant grid, the online face tracker (bounded memory, the
+"""emotf.records.stream: frames on a constant grid, the online face tracker (bounded memory, the
 several-faces rule, equal to the whole-clip tracker), containers and variable frame rate."""
 
 import numpy as np
 import pytest
 
-from emotf.faces import FaceTracker, FaceTrackerConfig
-from emotf.stream import StreamTracker, open_video
-from emotf.synthetic_video import write_face_video
+from emotf.records.faces import FaceTracker, FaceTrackerConfig
+from emotf.records.stream import StreamTracker, open_video
+from emotf.synthetic.video import write_face_video
 
 
 class BoxDetector:

@@ -11,7 +11,7 @@ import pytest
 
 from emotf import cremad
 from emotf.cli import make_sample as make_sample_cli
-from emotf.synthetic import (
+from emotf.synthetic.sample import (
     AUDIO_GROUP,
     VIDEO_GROUP,
     SampleConfig,

@@ -13,7 +13,7 @@ from emotf.export import export_saved_model
 from emotf.model import ModelConfig, build_model
 from emotf.predict import Predictor, expand_inputs, predict_files
 from emotf.sampling import SamplingConfig
-from emotf.synthetic_video import write_face_video
+from emotf.synthetic.video import write_face_video
 from emotf.timeline import WindowPlanner, planned_windows
 
 N = 3

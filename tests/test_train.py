@@ -158,8 +158,8 @@ def test_all_folds_summary_and_cli(tmp_path, monkeypatch):
 
 def write_tiny_shards(out_dir, frame_size=32, clips_per_fold=2):
     """Record shards of random clips (one actor per fold) in the real naming scheme."""
-    from emotf.manifest import seal_records
-    from emotf.records import ClipRecord, make_example
+    from emotf.records.example import ClipRecord, make_example
+    from emotf.records.manifest import seal_records
 
     rng = np.random.default_rng(0)
     out_dir.mkdir()

@@ -1,9 +1,9 @@
 """Regenerate the golden record: `python tfrecords_spec/make_golden.py`.
 
-Writes one synthetic clip (emotf.synthetic, 0.6 s, 480x360 at 30 fps), runs the real
+Writes one synthetic clip (emotf.synthetic.sample, 0.6 s, 480x360 at 30 fps), runs the real
 `emotf-build-records` code on it (JPEG quality 40 to keep the file small), and copies the shard
 to `tfrecords_spec/golden/golden.tfrecord` with `golden.json`, the values a test expects when it
-parses the record with `emotf.records.parse_example`. Regenerate on every schema version bump.
+parses the record with `emotf.records.example.parse_example`. Regenerate on every schema version bump.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ def main() -> None:
     import soundfile
 
     from emotf import keys
-    from emotf.build_records import BuildConfig, build_records
-    from emotf.faces import FaceTrackerConfig
-    from emotf.records import read_records
-    from emotf.synthetic import SampleConfig, make_sample
+    from emotf.records.build import BuildConfig, build_records
+    from emotf.records.faces import FaceTrackerConfig
+    from emotf.records.example import read_records
+    from emotf.synthetic.sample import SampleConfig, make_sample
 
     work = Path(tempfile.mkdtemp(prefix="emotf-golden-"))
     sample = SampleConfig(num_actors=1, clips_per_actor=1, min_duration=0.6, max_duration=0.6,

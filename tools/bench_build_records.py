@@ -2,8 +2,8 @@
 
     python tools/bench_build_records.py --clips 8 --workers 2
 
-Makes synthetic clips (480x360, 30 fps, ~2.5 s; emotf.synthetic), then in one run:
-  * tool:  `emotf.build_records.build_records` (keyframe MTCNN + tracking, `--workers` processes),
+Makes synthetic clips (480x360, 30 fps, ~2.5 s; emotf.synthetic.sample), then in one run:
+  * tool:  `emotf.records.build.build_records` (keyframe MTCNN + tracking, `--workers` processes),
            end to end: decode, detect, crop, JPEG, audio, shards, manifest;
   * naive: on the first `--naive-clips` of them, one process, MTCNN (default `mtcnn.MTCNN()`) on every full-resolution frame, plus the
            same decode, crop and JPEG encode.
@@ -38,12 +38,18 @@ def main(argv=None) -> dict:
     import numpy as np
 
     from emotf import keys
-    from emotf.build_records import BuildConfig, build_records
-    from emotf.faces import FaceTracker, FaceTrackerConfig, box_iou, boxes_from_detections, \
-        crop_faces, pick_face
-    from emotf.media import decode_video, encode_jpegs
-    from emotf.records import read_records
-    from emotf.synthetic import SampleConfig, make_sample
+    from emotf.records.build import BuildConfig, build_records
+    from emotf.records.example import read_records
+    from emotf.records.faces import (
+        FaceTracker,
+        FaceTrackerConfig,
+        box_iou,
+        boxes_from_detections,
+        crop_faces,
+        pick_face,
+    )
+    from emotf.records.media import decode_video, encode_jpegs
+    from emotf.synthetic.sample import SampleConfig, make_sample
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="emotf-bench-"))
     sample = SampleConfig(num_actors=min(args.clips, 91), clips_per_actor=-(-args.clips // 91), min_duration=2.3,

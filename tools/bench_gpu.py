@@ -10,7 +10,7 @@ CPU), each with and without XLA (`jit_compile`), it measures training clips/s
   windows: the model computes the spectrograms), so no input cost at all;
 - end to end: `fit` on `emotf.pipeline.make_dataset` over TFRecords (training mode, records
   cached in memory); without `--records` it writes synthetic records itself with
-  `emotf.records.make_example` (2.5 s clips, 75 JPEG frames, 16 kHz audio);
+  `emotf.records.example.make_example` (2.5 s clips, 75 JPEG frames, 16 kHz audio);
 
 and the pipeline alone (all cores, no model). Each setting's `bound` is "input" when the
 pipeline alone is slower than the model-bound rate, else "model"; `end_to_end_over_model`
@@ -43,7 +43,7 @@ import tensorflow as tf  # noqa: E402
 from emotf.model import ModelConfig, build_model, training_model  # noqa: E402
 from emotf.pipeline import make_dataset  # noqa: E402
 from emotf.precision import precision_policy  # noqa: E402
-from emotf.records import ClipRecord, make_example  # noqa: E402
+from emotf.records.example import ClipRecord, make_example  # noqa: E402
 from emotf.sampling import SamplingConfig  # noqa: E402
 from emotf.system import available_cpus  # noqa: E402
 

@@ -42,7 +42,7 @@ import tensorflow as tf  # noqa: E402
 
 from emotf import keys  # noqa: E402
 from emotf.pipeline import make_dataset  # noqa: E402
-from emotf.records import ClipRecord, make_example  # noqa: E402
+from emotf.records.example import ClipRecord, make_example  # noqa: E402
 from emotf.sampling import SamplingConfig  # noqa: E402
 
 
@@ -167,9 +167,13 @@ def floor_dataset(path: Path, config: SamplingConfig, batch_size: int) -> tf.dat
     timing; the timed dataset maps (same parallelism and options as `make_dataset`) over the
     N JPEG strings, the waveform and the N starts of each clip, and batches.
     """
-    from emotf.records import parse_example
-    from emotf.sampling import extract_audio_windows, gather_frames
-    from emotf.sampling import audio_window_starts, segment_frame_indices
+    from emotf.records.example import parse_example
+    from emotf.sampling import (
+        audio_window_starts,
+        extract_audio_windows,
+        gather_frames,
+        segment_frame_indices,
+    )
     from emotf.system import available_cpus
 
     jpegs, waves, starts = [], [], []

@@ -3,7 +3,7 @@
     python tools/bench_predict.py [--sizes 60x640x480,600x640x480,30x1920x1080] [--out DIR]
 
 Exports the full-size default model (`ModelConfig()`, random weights: speed and memory do not
-depend on them), writes each video on the fly (`emotf.synthetic_video`: the astronaut's face
+depend on them), writes each video on the fly (`emotf.synthetic.video`: the astronaut's face
 drifting over a background, H.264 MP4 with AAC audio, written frame by frame), then runs
 `emotf-predict` on each in its own subprocess, so that each peak RSS (`ru_maxrss` of that
 child, `resource.getrusage(RUSAGE_SELF)` read in it at the end) belongs to one video only.
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     from emotf.export import export_saved_model
     from emotf.model import ModelConfig, build_model
     from emotf.sampling import SamplingConfig
-    from emotf.synthetic_video import write_face_video
+    from emotf.synthetic.video import write_face_video
 
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_predict-"))
     root.mkdir(parents=True, exist_ok=True)

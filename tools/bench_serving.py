@@ -11,7 +11,7 @@
 3. `emotf-predict` end to end (`emotf.predict.predict_files`, one clip per call, model and
    MTCNN already loaded): decode FLV + WAV, face tracking and crops, JPEG round trip, the
    SavedModel; per clip time / clip duration = real-time factor (< 1: faster than real time).
-   Clips come from `emotf.synthetic.make_sample` (480x360 FLV1, 30 fps).
+   Clips come from `emotf.synthetic.sample.make_sample` (480x360 FLV1, 30 fps).
 
 The last line printed is one JSON object with every figure.
 """
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from emotf.model import ModelConfig, build_model
     from emotf.predict import Predictor, predict_files
     from emotf.sampling import SamplingConfig
-    from emotf.synthetic import SampleConfig, make_sample
+    from emotf.synthetic.sample import SampleConfig, make_sample
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_serving_"))
     report = {

@@ -5,7 +5,7 @@
 Simulates test folds of `--actors` actors x `--clips` clips whose accuracies are drawn from
 Beta(7, 3) (mean 0.7, so actors differ as real ones do) and counts how often each interval
 holds 0.7:
-    actor t      `emotf.stats.actor_intervals` (what emotf reports),
+    actor t      `emotf.evaluation.stats.actor_intervals` (what emotf reports),
     actor boot   a percentile bootstrap over actors (1,000 resamples),
     clip Wald    a normal interval treating every clip as independent.
 Prints one JSON line.
@@ -20,7 +20,7 @@ import json
 import numpy as np
 
 from emotf.cremad import EMOTIONS, INTENSITIES, SENTENCES
-from emotf.stats import actor_intervals
+from emotf.evaluation.stats import actor_intervals
 
 
 def main(argv=None) -> int:

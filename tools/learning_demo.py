@@ -2,11 +2,11 @@
 
     python tools/learning_demo.py [--work DIR] [--records DIR] [--folds 0] [--epochs 30]
 
-1. `emotf.synthetic.make_sample`: the `emotf-demo` sample, 10 actors x 36 clips (one actor per
+1. `emotf.synthetic.sample.make_sample`: the `emotf-demo` sample, 10 actors x 36 clips (one actor per
    fold), seed 0. Its cues are
    planted so that each modality alone tells only a pair of emotions (~1/2 accuracy at best)
    and the two together tell all six.
-2. `emotf.build_records.build_records` on it (skipped with --records DIR).
+2. `emotf.records.build.build_records` on it (skipped with --records DIR).
 3. `emotf.train.train_fold` three times (modalities both / audio / video), test fold(s) --folds,
    with a small CPU-sized model: N=4 segments, widths video 8 | 16,32, audio 8,16,32, fc 32,
    SGD momentum 0.9 with a cosine schedule from lr 0.02, batch 8. Validation = the next fold
@@ -31,8 +31,8 @@ from emotf.train import TrainConfig, train_fold  # noqa: E402
 
 def build_demo_records(work: Path) -> Path:
     """Synthetic sample -> record shards under `work` (reused when already built)."""
-    from emotf.build_records import BuildConfig, build_records
-    from emotf.synthetic import SampleConfig, make_sample
+    from emotf.records.build import BuildConfig, build_records
+    from emotf.synthetic.sample import SampleConfig, make_sample
 
     sample, records = work / "sample", work / "records"
     if not (sample / "sample.json").exists():

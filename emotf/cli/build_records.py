@@ -18,7 +18,7 @@ from emotf.system import available_cpus
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from emotf.faces import FaceTrackerConfig
+    from emotf.records.faces import FaceTrackerConfig
 
     tracker = FaceTrackerConfig()
     p = Parser(prog="emotf-build-records", description=__doc__.split("\n")[0])
@@ -60,8 +60,8 @@ def _terminate(signum, frame):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from emotf.build_records import BuildConfig, build_records
-    from emotf.faces import FaceTrackerConfig
+    from emotf.records.build import BuildConfig, build_records
+    from emotf.records.faces import FaceTrackerConfig
 
     config = BuildConfig(
         data_dir=args.data_dir, out_dir=args.out, workers=args.workers,
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     if manifest.get("media_summary"):
-        from emotf.media_checks import summary_line
+        from emotf.records.media_checks import summary_line
 
         print(summary_line(manifest["media_summary"]))
     det = manifest["detector"]

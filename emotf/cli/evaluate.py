@@ -78,10 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 @command("emotf-evaluate")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from emotf.human import load_votes
+    from emotf.votes import load_votes
 
     if args.compare:
-        from emotf.compare import compare_predictions
+        from emotf.evaluation.compare import compare_predictions
 
         try:
             print(json.dumps(compare_predictions(*args.compare), indent=1))
@@ -91,13 +91,13 @@ def main(argv=None) -> int:
         return 0
     votes = load_votes(args.votes)
     if args.cv_dir:
-        from emotf.reports import cv_report
+        from emotf.evaluation.reports import cv_report
 
         md_path, json_path = cv_report(args.cv_dir, args.out, votes=votes, records=args.records)
         print(f"wrote {md_path} and {json_path}")
         return 0
 
-    from emotf.evaluate import accuracy_vs_segments, evaluate_model
+    from emotf.evaluation.evaluate import accuracy_vs_segments, evaluate_model
 
     target = args.run or args.model
     report = evaluate_model(

@@ -1,11 +1,11 @@
-"""`emotf-make-sample`: write a synthetic CREMA-D sample (see `emotf.synthetic`)."""
+"""`emotf-make-sample`: write a synthetic CREMA-D sample (see `emotf.synthetic.sample`)."""
 
 from __future__ import annotations
 
 import time
 
 from emotf.cli import Parser, command
-from emotf.synthetic import SampleConfig, make_sample
+from emotf.synthetic.sample import SampleConfig, make_sample
 
 
 @command("emotf-make-sample")

@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     import time
     from pathlib import Path
 
-    from emotf.manifest import MANIFEST, verify_records
+    from emotf.records.manifest import MANIFEST, verify_records
 
     start = time.perf_counter()
     problems = verify_records(args.records)

@@ -3,7 +3,7 @@
 Clips of one actor are not independent (same voice, same face), and a test fold holds only ~9
 actors, so the uncertainty of an actor-independent result is driven by the actors. Every
 accuracy here is a ratio over actors, r = sum_a y_a / sum_a n_a (the model: correct clips /
-clips; the raters: correct responses / responses, as `emotf.human`). Its interval is
+clips; the raters: correct responses / responses, as `emotf.evaluation.human`). Its interval is
 r +- t_{k-1} * SE with the cluster-robust (linearised) standard error over the k actors,
     SE^2 = k / (k - 1) * sum_a (y_a - r n_a)^2 / (sum_a n_a)^2,
 clipped to [0, 1] (with 2 actors, 1 degree of freedom, it is very wide: honestly so),
@@ -54,7 +54,7 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
     Args:
         clip_ids: M distinct CREMA-D clip names (the actor is read from the name).
         correct: bool [M], the model right on each clip.
-        votes: an `emotf.human.VoteTable` holding every clip, or None for no human intervals.
+        votes: an `emotf.votes.VoteTable` holding every clip, or None for no human intervals.
         level: two-sided confidence level.
 
     Returns:
@@ -78,7 +78,7 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
     out = {"method": METHOD, "actors": k, "model": _interval(model, model_res, level)}
     if votes is None:
         return out
-    from emotf.human import MODES
+    from emotf.votes import MODES
 
     table = votes.select(clip_ids)
     actor_of = dict(zip(clip_ids, index, strict=True))

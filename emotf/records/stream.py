@@ -3,7 +3,7 @@
 Nothing here holds a whole video. `open_video` decodes one frame at a time; `StreamTracker`
 holds only the frames whose face box is not final yet (bounded: see its docstring);
 `AudioStream` reads mono int16 audio at the model's rate chunk by chunk into a buffer the
-caller trims. `emotf.preprocess` puts them together for `emotf-build-records` and
+caller trims. `emotf.records.preprocess` puts them together for `emotf-build-records` and
 `emotf-predict` alike.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.faces import FaceTracker, pick_face
-from emotf.media import MediaError, check_media_file, wav_header_shortfall
+from emotf.records.faces import FaceTracker, pick_face
+from emotf.records.media import MediaError, check_media_file, wav_header_shortfall
 
 # --------------------------------------------------------------------------------------------
 # Video
@@ -152,11 +152,11 @@ class StreamTracker:
     (gap = `max_gap_seconds` in frames); otherwise the nearer of a, b within `gap` is carried;
     a frame with neither within reach gets `face=False` (box: a's, else the frame's centre
     square). Then the Gaussian smoothing over `smoothing` frames (edge-padded at both ends of
-    the clip) and the square margin, as `emotf.faces.boxes_from_detections`. Keyframes every
+    the clip) and the square margin, as `emotf.records.faces.boxes_from_detections`. Keyframes every
     `keyframe_interval` frames and the last frame; a missed keyframe is re-detected at full
     resolution on itself and the next `redetect_frames` frames (not past the next keyframe).
     The face followed: the largest at first, then the one overlapping the previous box most
-    (`emotf.faces.pick_face`).
+    (`emotf.records.faces.pick_face`).
 
     A frame's box is final once a detection at or after s + radius is known, or 2 * gap frames
     have passed without one; so at most keyframe_interval + radius frames are held while a

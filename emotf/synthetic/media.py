@@ -1,4 +1,4 @@
-"""Rendering and writing one synthetic clip's media (the sample itself: `emotf.synthetic`).
+"""Rendering and writing one synthetic clip's media (the sample itself: `emotf.synthetic.sample`).
 
 Video: the astronaut's head from `skimage.data.astronaut()` (about 112x140 px, face box about
 81x81 px, which MTCNN finds) drifts smoothly (a sinusoid plus a slow drift, at most a few px per
@@ -6,7 +6,7 @@ frame) over a textured green-screen background with per-frame pixel noise; the f
 clip's colour tint. Audio: a speech-like harmonic series with the clip's pitch, spectral tilt
 and syllable rate. Files: 16-bit mono WAV; FLV with FLV1 video and MP3 (or AAC) audio.
 
-Renderers take a clip's `ClipPlan` and the `SampleConfig` (from `emotf.synthetic`, imported
+Renderers take a clip's `ClipPlan` and the `SampleConfig` (from `emotf.synthetic.sample`, imported
 for type hints only) and draw only from generators seeded by the plan, so output is a function
 of the plan and config.
 """
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from emotf.synthetic import ClipPlan, SampleConfig
+    from emotf.synthetic.sample import ClipPlan, SampleConfig
 
 # The head region in skimage's astronaut (rows, cols); the box MTCNN finds there (x0, y0, x1, y1).
 _HEAD_ROWS, _HEAD_COLS = slice(8, 208), slice(148, 308)
@@ -67,7 +67,7 @@ def face_boxes(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
     """The pasted face's box in every frame: float32 [T, 4], pixels (x0, y0, x1, y1).
 
     The box MTCNN finds on the astronaut's face, moved with the head (see
-    `emotf.synthetic.planted_face_boxes`, which takes a clip name instead of a plan).
+    `emotf.synthetic.sample.planted_face_boxes`, which takes a clip name instead of a plan).
     """
     _, _, face = _head(config.head_height)
     pos = _head_positions(plan, config).astype(np.float64)

@@ -1,7 +1,7 @@
 """Synthetic user-style videos of any length, size and container, written as a stream.
 
 For emotf-predict's tests and `tools/bench_predict.py`: the astronaut's head (the face MTCNN
-finds in `emotf.synthetic`) drifting over a green background, optionally a second, smaller
+finds in `emotf.synthetic.sample`) drifting over a green background, optionally a second, smaller
 head, optionally stretches without any face, optionally a variable frame rate; speech-like
 audio (a few harmonics switched on and off) in the container's own track. Frames are rendered
 and encoded one at a time, so a ten-minute 1080p video needs no more memory than one frame.
@@ -54,7 +54,7 @@ def write_face_video(
     """
     import av
 
-    from emotf.synthetic_media import _head
+    from emotf.synthetic.media import _head
 
     path = Path(path)
     vcodec, acodec = CODECS[path.suffix.lower()]

@@ -3,7 +3,7 @@ own `VideoDemographics.csv`), the clip's sentence and intensity, model and human
 side on the same clips of each group.
 
 `emotf-evaluate` writes the result to `evaluation.json` ("by_group") and
-`accuracy_by_group.csv`. Human accuracy is correct responses / all responses (`emotf.human`).
+`accuracy_by_group.csv`. Human accuracy is correct responses / all responses (`emotf.evaluation.human`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def accuracy_by_group(clip_ids, y_true, y_pred, votes=None, demographics=None) -
     Groups are sorted by name (intensity: LO, MD, HI, XX); a human accuracy is None where the
     vote table lacks the clips (clips outside CREMA-D) or has no responses.
     """
-    from emotf.human import human_accuracy, load_votes
+    from emotf.evaluation.human import human_accuracy
+    from emotf.votes import load_votes
 
     votes = load_votes() if votes is None else votes
     clip_ids = [str(c) for c in clip_ids]

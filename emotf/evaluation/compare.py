@@ -2,7 +2,7 @@
 
 Reads the `predictions.csv` that `emotf-evaluate` wrote for each (a run folder, its
 `evaluation/` folder or the file itself), keeps the clips both scored, and reports each
-accuracy and A minus B with t intervals over actors (`emotf.stats.paired_difference`): e.g.
+accuracy and A minus B with t intervals over actors (`emotf.evaluation.stats.paired_difference`): e.g.
 fusion against audio alone, trained on the same folds.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.figures import read_predictions
-from emotf.stats import paired_difference
+from emotf.evaluation.figures import read_predictions
+from emotf.evaluation.stats import paired_difference
 
 
 def predictions_file(path) -> Path:

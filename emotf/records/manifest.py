@@ -174,7 +174,7 @@ def verify_records(folder: str | Path, folds=None) -> list[Problem]:
             (listed-but-missing, unlisted) and the sidecars' schema versions are always checked
             for the whole folder.
     """
-    from emotf.records_lock import live_owner
+    from emotf.records.lock import live_owner
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -268,7 +268,7 @@ def seal_records(folder: str | Path, settings: dict | None = None) -> dict:
                        "clips": scan["records"] or 0, "bytes": scan["bytes"],
                        "sha256": scan["sha256"]})
     settings = settings or {"schema_version": keys.SCHEMA_VERSION}
-    manifest = {"tool": "emotf.manifest.seal_records", "manifest_version": MANIFEST_VERSION,
+    manifest = {"tool": "emotf.records.manifest.seal_records", "manifest_version": MANIFEST_VERSION,
                 "schema_version": keys.SCHEMA_VERSION, "settings": settings,
                 "settings_hash": settings_hash(settings), "shards": shards,
                 "clips_written": sum(s["clips"] for s in shards)}

@@ -1,7 +1,7 @@
-"""Per-clip work of `emotf.build_records`: one clip in, one serialised Example (or a skip) out.
+"""Per-clip work of `emotf.records.build`: one clip in, one serialised Example (or a skip) out.
 
-`process_clip` turns one planned clip (a task dict from `emotf.build_records.plan_build`) into a
-serialised `tf.train.Example` (`emotf.records`) or a "skipped" result with the reason; it never
+`process_clip` turns one planned clip (a task dict from `emotf.records.build.plan_build`) into a
+serialised `tf.train.Example` (`emotf.records.example`) or a "skipped" result with the reason; it never
 raises for bad input. `ClipRunner` runs it over many clips, in this process or in a pool of
 spawned worker processes (each with its own `FaceTracker`), yields the results in task order and
 survives a worker that dies mid-clip. Everything here is top level so spawned workers can import
@@ -22,9 +22,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from emotf.cremad import ClipNameError, parse_clip_name
-from emotf.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
-from emotf.media import MediaError, encode_jpegs
-from emotf.preprocess import ClipError, ClipSettings, read_clip
+from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
+from emotf.records.media import MediaError, encode_jpegs
+from emotf.records.preprocess import ClipError, ClipSettings, read_clip
 
 # --------------------------------------------------------------------------------------------
 # One clip (runs in a worker)
@@ -66,12 +66,12 @@ def process_clip(task: dict) -> dict:
     `task` holds clip_id, fold, video and audio paths and the duration limits. Returns a dict:
     status "ok" with `example` (bytes), `num_frames`, `num_samples`, `stats`, `notes`; or status
     "skipped" with `path` and `reason`. With `task["verify_media"]` the result also holds
-    `media` = {"video": status, "audio": status} (`emotf.media_checks`). Never raises for bad
+    `media` = {"video": status, "audio": status} (`emotf.records.media_checks`). Never raises for bad
     input.
     """
     result = _process_clip(task)
     if task.get("verify_media"):
-        from emotf.media_checks import check_clip
+        from emotf.records.media_checks import check_clip
 
         try:
             result["media"] = check_clip(task["clip_id"], task["video"], task["audio"])
@@ -81,7 +81,7 @@ def process_clip(task: dict) -> dict:
 
 
 def _process_clip(task: dict) -> dict:
-    from emotf.records import ClipRecord, make_example
+    from emotf.records.example import ClipRecord, make_example
     from emotf.sampling import SamplingConfig  # imported here: it pulls in TensorFlow
 
     window_s = SamplingConfig.window_seconds  # the sampler's default audio window (d)
@@ -90,7 +90,7 @@ def _process_clip(task: dict) -> dict:
     if clip_id in _CRASH_CLIPS:
         os._exit(1)  # testing hook (CRASH_ENV)
     notes: list[str] = []
-    from emotf.media_checks import KNOWN_BAD
+    from emotf.records.media_checks import KNOWN_BAD
 
     action, fact = KNOWN_BAD.get(clip_id, (None, None))
     if action == "skip":
@@ -99,7 +99,7 @@ def _process_clip(task: dict) -> dict:
         notes.append(f"{video_path}: {fact}")
     try:
         name = parse_clip_name(clip_id)
-        # The one preprocessing contract (emotf.preprocess), shared with emotf-predict.
+        # The one preprocessing contract (emotf.records.preprocess), shared with emotf-predict.
         settings = ClipSettings(tracker=task["tracker"], sample_rate=task["sample_rate"],
                                 min_duration_s=task["min_duration_s"],
                                 max_duration_s=task["max_duration_s"])

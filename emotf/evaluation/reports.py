@@ -5,7 +5,7 @@
     CV_DIR/fold-K/metrics.json           test-fold accuracy (written by emotf.train)
     CV_DIR/fold-K/config.json            the run's config (N = config.model.num_segments)
     CV_DIR/fold-K/training_log.csv       Keras CSVLogger
-    CV_DIR/fold-K/evaluation/            from `emotf.evaluate.evaluate_model` (or fold-K/ itself):
+    CV_DIR/fold-K/evaluation/            from `emotf.evaluation.evaluate.evaluate_model` (or fold-K/ itself):
         predictions.csv                  per-clip predictions (needed for the human baseline
                                          on the same clips and the pooled confusion matrix)
         accuracy_vs_n.csv                from `accuracy_vs_segments`, when run
@@ -15,7 +15,7 @@ With `records` (or `evaluate=True` and the records named in the runs' config), f
 predictions are evaluated first.
 
 The human baseline is CREMA-D's crowd-sourced votes on the clips with the same ids (see
-`emotf.human`): on the synthetic sample those ids are real CREMA-D names, so the human figures
+`emotf.evaluation.human`): on the synthetic sample those ids are real CREMA-D names, so the human figures
 are the real clips' votes while the model saw generated media.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from emotf.cremad import EMOTIONS
-from emotf.evaluate import (
+from emotf.evaluation.evaluate import (
     EVALUATION_DIRNAME,
     classification_report_dict,
     evaluate_model,
@@ -41,9 +41,10 @@ from emotf.evaluate import (
     write_confusion_matrix,
     write_json,
 )
-from emotf.figures import accuracy_intervals
-from emotf.groups import accuracy_by_group, write_group_table
-from emotf.human import MODES, human_accuracy, load_votes
+from emotf.evaluation.figures import accuracy_intervals
+from emotf.evaluation.groups import accuracy_by_group, write_group_table
+from emotf.evaluation.human import human_accuracy
+from emotf.votes import MODES, load_votes
 
 # Accuracies (%) on CREMA-D reported in the paper's Table I (10-fold CV), for reference only.
 PAPER_REPORTED: tuple[tuple[str, float], ...] = (
@@ -167,9 +168,9 @@ def cv_report(
     Args:
         cv_dir: the parent folder holding `fold-K/` runs.
         out: where to write `cv_report.md`, `cv_report.json` and `figures/` (default cv_dir).
-        votes: an `emotf.human.VoteTable` (default: the shipped vote table).
+        votes: an `emotf.votes.VoteTable` (default: the shipped vote table).
         records / evaluate / dataset_fn: evaluate folds that have no predictions yet
-            (see `emotf.evaluate.evaluate_model`).
+            (see `emotf.evaluation.evaluate.evaluate_model`).
 
     Returns:
         (markdown path, json path).

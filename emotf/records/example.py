@@ -2,7 +2,7 @@
 
 The layout is documented in `tfrecords_spec/SPEC.md`; key strings live in `emotf.keys`.
 `make_example` is a pure function (arrays in, Example out); file I/O and sharding live in
-`emotf.build_records`. `parse_example` is the one public parser used by the pipeline, the
+`emotf.records.build`. `parse_example` is the one public parser used by the pipeline, the
 evaluation and the tests.
 """
 

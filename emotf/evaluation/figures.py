@@ -1,8 +1,8 @@
 """The pure half of evaluation: metrics, confusion matrix, figures, predictions files.
 
 Everything here takes plain arrays, lists and dicts (tested on hand-computed cases) and needs
-no model or records; `emotf.evaluate` (the glue that loads a run's model and runs the
-evaluation pipeline) re-exports these names, so `from emotf.evaluate import mean_std` keeps
+no model or records; `emotf.evaluation.evaluate` (the glue that loads a run's model and runs the
+evaluation pipeline) re-exports these names, so `from emotf.evaluation.evaluate import mean_std` keeps
 working. Figures use matplotlib's Agg backend (no screen needed).
 """
 
@@ -346,13 +346,14 @@ def model_vs_humans(clip_ids, y_true, y_pred, votes=None) -> dict:
     """Model and human raters side by side on exactly the same clips, overall and per class.
 
     Model per-class accuracy is its recall on the clips of that class; human accuracy is
-    correct responses / all responses (see `emotf.human`).
+    correct responses / all responses (see `emotf.evaluation.human`).
 
     Returns:
         {"num_clips", "model": {"all": acc, "ANG": ..., ...},
          "humans": {mode: {"all": acc, "ANG": ..., ...}} for voice, face, audio-visual}.
     """
-    from emotf.human import human_accuracy, load_votes
+    from emotf.evaluation.human import human_accuracy
+    from emotf.votes import load_votes
 
     votes = votes if votes is not None else load_votes()
     y_true = np.asarray(y_true, np.int64)
@@ -389,10 +390,10 @@ def write_json(path, value) -> Path:
 
 
 def accuracy_intervals(clip_ids, labels, predicted, votes=None) -> dict:
-    """`emotf.stats.actor_intervals` for these predictions: the model's 95 % interval, and
+    """`emotf.evaluation.stats.actor_intervals` for these predictions: the model's 95 % interval, and
     the raters' and model-minus-raters' when the vote table holds every clip."""
-    from emotf.human import load_votes
-    from emotf.stats import actor_intervals
+    from emotf.evaluation.stats import actor_intervals
+    from emotf.votes import load_votes
 
     correct = np.asarray(labels) == np.asarray(predicted)
     try:
@@ -410,8 +411,8 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
     Writes predictions.csv, confusion_matrix.csv/png, accuracy_by_group.csv and
     evaluation.json into `out` and returns the evaluation dict (metrics, "humans_same_clips"
     from `model_vs_humans`, "confidence_intervals" from `accuracy_intervals`, "calibration"
-    from `emotf.calibration` (+ reliability.png), "by_group" from
-    `emotf.groups.accuracy_by_group`).
+    from `emotf.evaluation.calibration` (+ reliability.png), "by_group" from
+    `emotf.evaluation.groups.accuracy_by_group`).
     """
     out = Path(out)
     probabilities = np.asarray(probabilities, np.float64)
@@ -430,14 +431,14 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
     except KeyError as err:  # clips outside CREMA-D (e.g. hand-made test names)
         report["humans_same_clips"] = {"error": str(err)}
     report["confidence_intervals"] = accuracy_intervals(clip_ids, labels, predicted, votes)
-    from emotf.calibration import calibration_summary, plot_reliability
+    from emotf.evaluation.calibration import calibration_summary, plot_reliability
 
     try:
         report["calibration"] = calibration_summary(labels, probabilities)
         plot_reliability(report["calibration"], out / "reliability.png", title=title)
     except ValueError as err:  # non-finite probabilities: the rest of the report still stands
         report["calibration"] = {"error": str(err)}
-    from emotf.groups import accuracy_by_group, write_group_table
+    from emotf.evaluation.groups import accuracy_by_group, write_group_table
 
     try:
         report["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)

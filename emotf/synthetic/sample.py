@@ -10,7 +10,7 @@ this module writes, in the real layout and names::
 (Real CREMA-D video is On2 VP6 at 29.97 fps; nothing encodes VP6, so the sample uses the FLV1
 codec: readers must not depend on the codec and must read the frame rate from the stream.)
 
-This module picks the clips and draws each one's parameters (`ClipPlan`); `emotf.synthetic_media`
+This module picks the clips and draws each one's parameters (`ClipPlan`); `emotf.synthetic.media`
 renders and writes the media (a moving, tinted astronaut face on a green screen; speech-like
 audio). Its `render_frames` and `render_audio` are re-exported here.
 
@@ -51,7 +51,7 @@ from emotf.cremad import (
     canonical_folds,
     parse_clip_name,
 )
-from emotf.synthetic_media import face_boxes, render_audio, render_frames, write_flv, write_wav
+from emotf.synthetic.media import face_boxes, render_audio, render_frames, write_flv, write_wav
 
 SAMPLE_FORMAT_VERSION = 1
 VIDEO_DIR, AUDIO_DIR, SAMPLE_JSON = "VideoFlash", "AudioWAV", "sample.json"

@@ -2,7 +2,7 @@
 
 Layout read: `DATA/VideoFlash/<clip>.flv` and `DATA/AudioWAV/<clip>.wav`. Layout written::
 
-    OUT/fold-K-of-10-SSSSS.tfrecord   one Example per clip (emotf.records), clips of fold K only
+    OUT/fold-K-of-10-SSSSS.tfrecord   one Example per clip (emotf.records.example), clips of fold K only
     OUT/fold-K-of-10-SSSSS.json       sidecar: the shard's planned clips, clips written,
                                       skipped clips with reasons, notes, detector statistics
     OUT/manifest.json                 written last: everything aggregated, the settings
@@ -17,7 +17,7 @@ recorded. A rerun skips complete shards and rebuilds the others (missing, trunca
 no clip is lost or written twice. A rerun with settings that change record content is refused,
 naming each change (`--overwrite` starts the folder afresh). The bad-input policy is documented in docs/build_records.md.
 The per-clip work (decode, track faces, encode one Example) and the worker pool that runs it
-live in `emotf.clip_worker`; this module plans, writes shards, sidecars and the manifest.
+live in `emotf.records.clip_worker`; this module plans, writes shards, sidecars and the manifest.
 """
 
 from __future__ import annotations
@@ -33,14 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf import __version__, keys, manifest as records_manifest
+from emotf import __version__, keys
+from emotf.records import manifest as records_manifest
+from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 
 # process_clip and CRASH_ENV are re-exported: callers and tests import them from here.
-from emotf.clip_worker import CRASH_ENV, ClipRunner, process_clip  # noqa: F401
-from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
-from emotf.faces import FaceTrackerConfig
-from emotf.preprocess import ClipSettings
-from emotf.records_lock import hold as hold_lock
+from emotf.records.clip_worker import CRASH_ENV, ClipRunner, process_clip  # noqa: F401
+from emotf.records.faces import FaceTrackerConfig
+from emotf.records.lock import hold as hold_lock
+from emotf.records.preprocess import ClipSettings
 from emotf.system import available_cpus
 
 VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
@@ -70,7 +71,7 @@ class BuildConfig:
         overwrite: delete the folder's shards, sidecars and manifest first (a rebuild with
             other settings); otherwise such a rerun is refused.
         verify_media: check each clip's FLV and WAV against the official CREMA-D checksums
-            (`emotf.media_checks`; ~0.1 % of build time, docs/build_records.md).
+            (`emotf.records.media_checks`; ~0.1 % of build time, docs/build_records.md).
     """
 
     data_dir: str
@@ -98,7 +99,7 @@ class BuildConfig:
 
 
 def clip_settings(config: BuildConfig) -> ClipSettings:
-    """The clip-preprocessing settings of a build (`emotf.preprocess`, shared with
+    """The clip-preprocessing settings of a build (`emotf.records.preprocess`, shared with
     emotf-predict): written into the manifest as `clip_settings` and copied into the model."""
     return ClipSettings(tracker=config.tracker, sample_rate=config.sample_rate,
                         min_duration_s=config.min_duration_s, max_duration_s=config.max_duration_s)
@@ -387,7 +388,7 @@ def _build_locked(config: BuildConfig, out: Path, stop_after_shards: int | None)
 
 def _media_check(task: dict) -> dict:
     """Media check in this process (for a clip whose worker died before reporting one)."""
-    from emotf.media_checks import check_clip
+    from emotf.records.media_checks import check_clip
 
     try:
         return check_clip(task["clip_id"], task["video"], task["audio"])
@@ -399,7 +400,7 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
                   seconds: float) -> dict:
     """Aggregate the shards' sidecars into the manifest (layout: docs/build_records.md)."""
     from emotf.cremad import EMOTIONS
-    from emotf.media_checks import summarize
+    from emotf.records.media_checks import summarize
 
     out = Path(config.out_dir)
     per_fold: dict[str, dict] = {}

@@ -1,6 +1,6 @@
 """Evaluation: metrics, confusion matrix, figures, per-clip predictions, accuracy vs N.
 
-The pure parts (`emotf.figures`, re-exported here) take plain arrays, lists and dicts; the glue
+The pure parts (`emotf.evaluation.figures`, re-exported here) take plain arrays, lists and dicts; the glue
 (`evaluate_model`, `accuracy_vs_segments`) loads a run's saved model, runs the deterministic
 evaluation pipeline (`emotf.pipeline.make_dataset(..., training=False, with_metadata=True)`)
 and writes next to the run (`RUN/evaluation/`) or to `out`:
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-# The pure half (metrics, figures, predictions files) lives in emotf.figures; re-exported here.
-from emotf.figures import (  # noqa: F401
+# The pure half (metrics, figures, predictions files) lives in emotf.evaluation.figures; re-exported here.
+from emotf.evaluation.figures import (  # noqa: F401
     ACCURACY_VS_N_FIELDS,
     PREDICTION_FIELDS,
     classification_report_dict,
@@ -197,7 +197,7 @@ def evaluate_model(
         dataset_fn: see the comment above (tests inject tiny datasets here).
         curves: also plot `training_log.csv` when the run has one.
         labels: "intended" or "perceived" (`emotf.labels`); default: the run's.
-        allow_incomplete: evaluate records that fail the manifest check (`emotf.manifest`)
+        allow_incomplete: evaluate records that fail the manifest check (`emotf.records.manifest`)
             anyway; the problems are recorded in the report.
 
     Returns the evaluation dict written to `evaluation.json` (see `summarize_predictions`)
@@ -213,7 +213,7 @@ def evaluate_model(
         if not records:
             raise ValueError("no records folder given and the run's config.json names none")
         if Path(records).is_dir():  # else the pipeline's error names the folder
-            from emotf.manifest import check_records
+            from emotf.records.manifest import check_records
 
             records_check = check_records(records, list(getattr(folds, "folds", folds)),
                                           allow_incomplete)

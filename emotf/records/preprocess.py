@@ -4,9 +4,9 @@
                    `to_dict()` into its manifest (`clip_settings`, and its fields are what the
                    settings fingerprint hashes), `emotf-export` copies it verbatim into the
                    SavedModel metadata, `emotf-predict` rebuilds it with `from_dict`.
-    ClipReader     streams one video: frames on a constant-rate grid (`emotf.stream`), the
+    ClipReader     streams one video: frames on a constant-rate grid (`emotf.records.stream`), the
                    face tracked online and cropped as frames arrive, audio read on demand.
-    read_clip      a whole (short) clip from a ClipReader: what `emotf.clip_worker` stores.
+    read_clip      a whole (short) clip from a ClipReader: what `emotf.records.clip_worker` stores.
 
 `emotf-build-records` (via `read_clip`) and `emotf-predict` (via `ClipReader.crops`, window by
 window) run the same code on the same settings, so their crops and audio are identical
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
-from emotf.media import MediaError
-from emotf.stream import StreamTracker, audio_source, open_video
+from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
+from emotf.records.media import MediaError
+from emotf.records.stream import StreamTracker, audio_source, open_video
 
 # Video and audio durations further apart than this get a note (a wrong or cut WAV?).
 DURATION_MISMATCH_S = 0.5
@@ -103,8 +103,8 @@ class ClipReader:
         max_seconds: refuse (ClipError) videos longer than this (the build's limit).
 
     Attributes:
-        info: `emotf.stream.VideoInfo` (fps, size; frame counts once streamed).
-        audio: `emotf.stream.AudioStream` (int16 at settings.sample_rate).
+        info: `emotf.records.stream.VideoInfo` (fps, size; frame counts once streamed).
+        audio: `emotf.records.stream.AudioStream` (int16 at settings.sample_rate).
         notes: conversions and tolerated problems, filled in as the clip is read.
         faces: the `StreamTracker` (stats, `max_held`).
 
@@ -233,11 +233,11 @@ def read_clip(video, audio, settings: ClipSettings, tracker: FaceTracker | None 
 
 
 def jpeg_round_trip(crops: np.ndarray, quality: int) -> np.ndarray:
-    """Encode like the records (`emotf.media.encode_jpegs`) and decode like training
+    """Encode like the records (`emotf.records.media.encode_jpegs`) and decode like training
     (`emotf.sampling.gather_frames`): the pixels the model was trained on."""
     import tensorflow as tf
 
-    from emotf.media import encode_jpegs
+    from emotf.records.media import encode_jpegs
 
     if not len(crops):
         return crops

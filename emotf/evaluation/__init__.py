@@ -1,0 +1,1 @@
+"""Evaluation: metrics, figures, reports, human raters, groups, intervals, calibration, comparisons."""

@@ -1,0 +1,1 @@
+"""The synthetic CREMA-D sample: clip plans (`sample`), rendered media (`media`), long videos (`video`)."""
