@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emotf.model import ModelConfig
+from emotf.configs import Config, ModelConfig
 
 DEMO_MODEL = ModelConfig(
     num_segments=4,
@@ -29,7 +29,7 @@ DEMO_MODEL = ModelConfig(
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(Config):
     """Sizes of the demo. The defaults run in a few minutes on a 2-core CPU."""
 
     out: str = "demo_out"
@@ -42,6 +42,10 @@ class DemoConfig:
     seed: int = 0
     workers: int | None = None
     model: ModelConfig = DEMO_MODEL
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):  # from JSON (`from_dict`)
+            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
     verbose: int = 2
 
 
@@ -70,13 +74,14 @@ def held_out_clip(sample_dir, fold: int, num_actors: int | None = None) -> Path:
 
 def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     """Run the whole chain into `config.out`; returns (and prints) where everything is."""
+    from emotf.configs import TrainConfig
     from emotf.cremad import parse_clip_name
     from emotf.evaluation.evaluate import evaluate_model
     from emotf.export import export_run
     from emotf.predict import predict_files
     from emotf.records.build import BuildConfig, build_records
     from emotf.synthetic.sample import SampleConfig, make_sample
-    from emotf.train import TrainConfig, train_fold
+    from emotf.train import train_fold
 
     out = Path(config.out)
     sample_dir, records_dir, run_dir = out / "sample", out / "records", out / "run"

@@ -52,8 +52,9 @@ import keras
 import tensorflow as tf
 
 import emotf
+from emotf.configs import SamplingConfig
 from emotf.cremad import EMOTION_NAMES, EMOTIONS
-from emotf.sampling import SPECTROGRAM_FIELDS, SamplingConfig, sample_clip, spectrogram
+from emotf.sampling import SPECTROGRAM_FIELDS, sample_clip, spectrogram
 
 METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
 DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.records.build.BuildConfig.min_duration_s
@@ -366,8 +367,8 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
     Returns:
         The new version folder, e.g. `RUN/export/1`.
     """
+    from emotf.configs import TrainConfig
     from emotf.model_io import load_run_model
-    from emotf.train import TrainConfig, sampling_config
 
     run_dir = Path(run_dir)
     model_path, config_path = run_dir / "model.keras", run_dir / "config.json"
@@ -376,10 +377,10 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
             raise FileNotFoundError(f"{path} not found: not a finished emotf-train run. Received: run_dir={str(run_dir)!r}")
     run_config = json.loads(config_path.read_text())
     train_config = TrainConfig.from_dict(run_config["config"])
-    model = load_run_model(run_dir, train_config.model, sampling_config(train_config))
+    model = load_run_model(run_dir, train_config.model, train_config.sampling)
     return export_saved_model(
         model,
-        sampling_config(train_config),
+        train_config.sampling,
         out_dir if out_dir is not None else run_dir / "export",
         version,
         model_config=train_config.model.to_dict(),

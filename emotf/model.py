@@ -27,80 +27,14 @@ Outputs (all float32, also under mixed precision):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 
 import keras
 import tensorflow as tf
 from keras import ops
 
-from emotf.sampling import SamplingConfig, spectrogram, spectrogram_masks
-
-MODALITIES = ("both", "audio", "video")
-BRANCH_WEIGHTS = ("shared", "independent")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of the twin-branch model.
-
-    Defaults (full size): a strided 5x5 stem (stride 2, then 2x2 max-pool) brings the 224x224
-    face to 56x56, then 3 blocks (64, 128, 256) reach 7x7; the 192x120 spectrogram goes through
-    4 blocks (32, 64, 128, 128). About 0.8 GFLOPs per segment forward, 8 GFLOPs per N=10 clip
-    (see `docs/training.md` for the measured figures and why these widths).
-    `fc_units` > 0 adds one hidden fully connected fusion layer (ReLU) before the softmax
-    classifier; 0 makes the classifier itself the one fully connected layer.
-    `spec_augment` masks one time band (<= 24 bins) and one frequency band (<= 16 bins) of
-    every spectrogram in training (the `SpecAugment` layer; off by default).
-    """
-
-    num_segments: int = 10
-    num_classes: int = 6
-    frame_size: int = 224
-    spectrogram_shape: tuple[int, int] = (192, 120)
-    video_stem_width: int = 32
-    video_widths: tuple[int, ...] = (64, 128, 256)
-    audio_widths: tuple[int, ...] = (32, 64, 128, 128)
-    fc_units: int = 128
-    dropout: float = 0.5
-    branch_weights: str = "shared"
-    modalities: str = "both"
-    spec_augment: bool = False
-
-    def __post_init__(self):
-        if self.branch_weights not in BRANCH_WEIGHTS:
-            raise ValueError(
-                f"branch_weights must be one of {BRANCH_WEIGHTS}. "
-                f"Received: branch_weights={self.branch_weights!r}"
-            )
-        if self.modalities not in MODALITIES:
-            raise ValueError(
-                f"modalities must be one of {MODALITIES}. Received: modalities={self.modalities!r}"
-            )
-        if self.num_segments < 1:
-            raise ValueError(f"num_segments must be >= 1. Received: num_segments={self.num_segments}")
-        # Normalise lists (from JSON) to tuples so configs compare and hash equal.
-        for name in ("spectrogram_shape", "video_widths", "audio_widths"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-
-    @property
-    def uses_video(self) -> bool:
-        return self.modalities in ("both", "video")
-
-    @property
-    def uses_audio(self) -> bool:
-        return self.modalities in ("both", "audio")
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"Unknown ModelConfig fields: {sorted(unknown)}")
-        return cls(**values)
-
+from emotf.configs import ModelConfig, SamplingConfig
+from emotf.sampling import spectrogram, spectrogram_masks
 
 # === Segment layers (serialisable, so saved models reload without custom code paths) ===
 

@@ -127,8 +127,8 @@ def load_run_model(run_dir, model_config=None, sampling=None):
 
 def _run_configs(run_dir: Path):
     """(ModelConfig, SamplingConfig) of a run folder's config.json; (None, None) without one."""
-    from emotf.model import ModelConfig, model_sampling
-    from emotf.sampling import SamplingConfig
+    from emotf.configs import ModelConfig, SamplingConfig
+    from emotf.model import model_sampling
 
     config_path = run_dir / "config.json"
     if not config_path.is_file():

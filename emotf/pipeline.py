@@ -26,8 +26,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from emotf import keys
+from emotf.configs import SamplingConfig
 from emotf.records.example import parse_example
-from emotf.sampling import SamplingConfig, augment_clip, sample_clip
+from emotf.sampling import augment_clip, sample_clip
 from emotf.system import available_cpus
 
 _SHARD_RE = re.compile(r"^fold-(\d+)-of-(\d+)-(\d+)\.tfrecord(\.gz)?$")

@@ -14,7 +14,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+from emotf.configs import PRECISIONS
+
 # `jit_compile` (XLA) of the training step by default, per device kind: on only where measured
 # faster (tools/bench_gpu.py; docs/training.md). CPU: measured slower on the 2-core machine.
 # GPU: not measured yet, so off until tools/bench_gpu.py says otherwise.

@@ -3,7 +3,7 @@
 A dataset factory is called as `dataset_fn(folds, training, config[, epoch=...][, clips=...])`
 and returns a `tf.data.Dataset` of (inputs dict, label int32 [B]); `records_dataset` is the
 default, over the record shards of `config.records`. `emotf.train` and `emotf.tune` build their
-datasets through `fit_datasets` and `call_factory`; all of it is re-exported by `emotf.train`.
+datasets through `fit_datasets` and `call_factory`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from emotf import keys
 from emotf.splits import RunSplit, Selection, run_split
 
 if TYPE_CHECKING:
-    from emotf.train import TrainConfig
+    from emotf.configs import TrainConfig
 
 # A dataset factory: (folds, training, config[, epoch=0][, clips=None]) -> tf.data.Dataset of
 # (inputs dict, label int32 [B]). `epoch` (the epochs already completed, > 0 after a resume) is
@@ -64,29 +64,6 @@ def config_split(config: TrainConfig) -> RunSplit:
                      config.validation_fraction, config.seed)
 
 
-def sampling_config(config: TrainConfig):
-    """The `SamplingConfig` of a run: `config.sampling` with N, frame size and spectrogram shape
-    taken from the model config (one source of truth for the shapes the model expects)."""
-    from emotf.sampling import SamplingConfig
-
-    m = config.model
-    shapes = {
-        "num_segments": m.num_segments,
-        "frame_size": m.frame_size,
-        "time_bins": m.spectrogram_shape[0],
-        "freq_bins": m.spectrogram_shape[1],
-    }
-    conflicts = {
-        k: v for k, v in config.sampling.items() if k in shapes and int(v) != shapes[k]
-    }
-    if conflicts:
-        raise ValueError(
-            "sampling shapes come from the model config (--num-segments, --frame-size, "
-            f"--spectrogram-shape), which gives {shapes}. Received: sampling={conflicts}"
-        )
-    return SamplingConfig.from_dict({**config.sampling, **shapes})
-
-
 def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0,
                     clips=None) -> tf.data.Dataset:
     """The default dataset factory: `emotf.pipeline.make_dataset` on the shards in `config.records`
@@ -103,7 +80,7 @@ def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0,
         config.records,
         list(folds),
         training=training,
-        config=sampling_config(config),
+        config=config.sampling,
         batch_size=config.batch_size,
         seed=config.seed,
         epoch=epoch,

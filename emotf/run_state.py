@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 if TYPE_CHECKING:
-    from emotf.train import TrainConfig
+    from emotf.configs import TrainConfig
 
 
 def read_log(path: Path) -> list[dict]:

@@ -19,110 +19,18 @@ window length d seconds and maximal audio offset b seconds (see docs/sampling.md
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+
+from emotf.configs import SamplingConfig
 
 # Constants folded into the caller's seed so that the frame draw, the audio offset draw and
 # the augmentation draws are independent even though the caller passes one seed.
 _FRAME_STREAM = 1
 _AUDIO_STREAM = 2
 _AUGMENT_STREAM = 3
-
-NORMALIZATIONS = ("per_window", "none")
-
-
-def window_length_for(sample_rate: float, window_seconds: float) -> int:
-    """L = round(ra d) (halves round up), samples per audio window at any rate."""
-    return int(math.floor(sample_rate * window_seconds + 0.5))
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How segments, frames, audio windows and spectrograms are sampled.
-
-    Attributes:
-        num_segments: N, segments per clip (the model's number of twin branches).
-        window_seconds: d, audio window length in seconds (paper: 1.28 s).
-        max_offset_seconds: b, the audio centre is drawn uniformly in j/rv +- b when training.
-        sample_rate: ra the windows are cut at; records of another rate are rejected.
-        frame_size: side of the square uint8 face crops (records store 224).
-        frame_length: STFT window length in samples (420 = 26.25 ms at 16 kHz, Hann window).
-        frame_step: STFT hop in samples (105 = 6.56 ms: a 20480-sample window gives exactly
-            1 + (20480 - 420) // 105 = 192 STFT frames, so no time resize is needed; a hop that
-            divides the frame length lets tf.signal.frame use a reshape instead of a gather,
-            2.5x faster framing than with 400).
-        fft_length: FFT size (512: 257 linear bins, 31.25 Hz apart at 16 kHz).
-        num_mel_bins: mel bands computed before any frequency resize (120 = output bins).
-        lower_edge_hertz, upper_edge_hertz: mel filterbank range (upper None = Nyquist).
-        log_offset: added to mel magnitudes before the log (floor of -13.8 nats).
-        time_bins, freq_bins: output spectrogram shape [time_bins, freq_bins, 1].
-        normalization: "per_window" (zero mean, unit variance over each window's
-            spectrogram; no dataset statistics, robust to recording gain) or "none".
-    """
-
-    num_segments: int = 10
-    window_seconds: float = 1.28
-    max_offset_seconds: float = 0.01
-    sample_rate: int = 16000
-    frame_size: int = 224
-    frame_length: int = 420
-    frame_step: int = 105
-    fft_length: int = 512
-    num_mel_bins: int = 120
-    lower_edge_hertz: float = 20.0
-    upper_edge_hertz: float | None = None
-    log_offset: float = 1e-6
-    time_bins: int = 192
-    freq_bins: int = 120
-    normalization: str = "per_window"
-
-    def __post_init__(self):
-        problems = []
-        if self.num_segments < 1:
-            problems.append(f"num_segments={self.num_segments} (must be >= 1)")
-        if self.window_seconds <= 0:
-            problems.append(f"window_seconds={self.window_seconds} (must be > 0)")
-        if self.max_offset_seconds < 0:
-            problems.append(f"max_offset_seconds={self.max_offset_seconds} (must be >= 0)")
-        if self.window_length < self.frame_length:
-            problems.append(
-                f"window of {self.window_length} samples shorter than frame_length="
-                f"{self.frame_length}"
-            )
-        if self.fft_length < self.frame_length:
-            problems.append(f"fft_length={self.fft_length} < frame_length={self.frame_length}")
-        if self.normalization not in NORMALIZATIONS:
-            problems.append(f"normalization={self.normalization!r} (one of {NORMALIZATIONS})")
-        if problems:
-            raise ValueError("invalid SamplingConfig. Received: " + "; ".join(problems))
-
-    @property
-    def window_length(self) -> int:
-        """L = round(sample_rate * window_seconds), samples per audio window."""
-        return window_length_for(self.sample_rate, self.window_seconds)
-
-    @property
-    def stft_frames(self) -> int:
-        """STFT frames of one window before the time resize."""
-        return 1 + (self.window_length - self.frame_length) // self.frame_step
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "SamplingConfig":
-        """Inverse of `to_dict`; unknown keys raise (a config from a newer emotf)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown SamplingConfig fields. Received: {unknown}")
-        return cls(**values)
-
 
 def _seed(seed) -> tf.Tensor:
     seed = tf.convert_to_tensor(seed)

@@ -13,9 +13,8 @@ import keras
 from keras import ops
 
 if TYPE_CHECKING:
-    from emotf.train import TrainConfig
+    from emotf.configs import TrainConfig
 
-LR_SCHEDULES = ("paper", "step", "cosine", "constant")
 
 
 @keras.saving.register_keras_serializable(package="emotf")

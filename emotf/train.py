@@ -23,7 +23,7 @@ import json
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -31,15 +31,13 @@ import numpy as np
 import tensorflow as tf
 
 import emotf
+from emotf.configs import TrainConfig
 from emotf.cremad import EMOTIONS, NUM_FOLDS
 from emotf.evaluation.calibration import apply_temperature, calibration_summary, temperature_record
-from emotf.model import ModelConfig, build_model, training_model
-from emotf.precision import PRECISIONS, precision_policy, resolve_jit_compile
-
-# The data side of a run lives in emotf.run_data; re-exported here (emotf.train's API).
-from emotf.run_data import (  # noqa: F401
+from emotf.model import build_model, training_model
+from emotf.precision import precision_policy, resolve_jit_compile
+from emotf.run_data import (
     DatasetFn,
-    as_selection,
     call_factory,
     check_clip_split_records,
     check_run_records,
@@ -47,117 +45,14 @@ from emotf.run_data import (  # noqa: F401
     config_split,
     count_clips,
     fit_datasets,
-    num_batches,
     records_dataset,
-    sampling_config,
 )
 from emotf.run_state import check_resume_config, completed_epochs, read_log, training_callbacks
-from emotf.schedules import LR_SCHEDULES, make_schedule
+from emotf.schedules import make_schedule
 from emotf.splits import (
     ACTORS,
-    OGM,
     check_fingerprint,
-    load_clip_split,
-    split_folds,  # noqa: F401  (re-exported)
 )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one `emotf-train` run depends on (flags map onto these fields).
-
-    `lr_schedule`:
-        `paper`    learning_rate * decay_rate ** floor(s / decay_steps) with s the step *within the
-                   epoch* (the paper's literal schedule: restarts at 1e-3 every epoch);
-        `step`     the same staircase on the global step (no restart);
-        `cosine`   cosine decay from learning_rate to 0 over all training steps (the saner
-                   alternative: no dead tail after the first 100-150 steps of each epoch);
-        `constant` learning_rate throughout.
-    `sampling` holds `emotf.sampling.SamplingConfig` fields (its `num_segments` follows
-    `model.num_segments`).
-    `cache_records` keeps the serialised records in memory after the first epoch (about 0.7 MB
-    per CREMA-D clip, ~4.5 GB for the training folds): later epochs skip reading and the page
-    faults of a large shuffle buffer (~1 ms of CPU per clip less, docs/sampling.md). The first
-    epoch is the same with and without it; later epochs read the records in the first epoch's
-    file order (the shuffle buffer still reshuffles them).
-    `jit_compile`: XLA-compile the training step (`model.compile(jit_compile=...)`); None =
-    the measured default of the device (`emotf.precision.resolve_jit_compile`: off on the CPU,
-    where it was measured slower; docs/training.md).
-    `split`: "actors" (the paper's 10-fold actor-independent protocol, test fold `fold`), "ogm"
-    (the OGM-GE papers' random clip-level split, speaker-dependent) or a folder holding
-    train.csv and test.csv; a clip-level split validates on a seeded, emotion-stratified
-    `validation_fraction` of its training clips and ignores `fold` and `validation_folds`.
-    """
-
-    records: str = ""
-    out: str = "runs/emotf"
-    fold: int = 0
-    epochs: int = 30
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    lr_schedule: str = "paper"
-    decay_steps: int = 50
-    decay_rate: float = 0.1
-    validation_folds: int = 1
-    split: str = ACTORS
-    validation_fraction: float = 0.1
-    early_stopping_patience: int = 10
-    seed: int = 0
-    precision: str = "auto"
-    jit_compile: bool | None = None
-    deterministic: bool = True
-    steps_per_epoch: int | None = None
-    cache_records: bool = False
-    allow_incomplete: bool = False
-    labels: str = "intended"
-    verbose: int = 1
-    export: bool = True
-    model: ModelConfig = ModelConfig()
-    sampling: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if isinstance(self.model, dict):
-            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}. Received: lr_schedule={self.lr_schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={self.precision!r}")
-        if not (0 <= int(self.fold) < NUM_FOLDS):
-            raise ValueError(f"fold must be in 0..{NUM_FOLDS - 1}. Received: fold={self.fold}")
-        if not (1 <= self.validation_folds <= NUM_FOLDS - 2):
-            raise ValueError(f"validation_folds must be in 1..{NUM_FOLDS - 2}. Received: validation_folds={self.validation_folds}")
-        if self.split not in (ACTORS, OGM):  # a folder: kept absolute, so runs find it again
-            object.__setattr__(self, "split", str(Path(self.split).resolve()))
-        if self.split != ACTORS:
-            load_clip_split(self.split)  # a ValueError naming the file and the problem
-        for name in ("epochs", "batch_size", "decay_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
-        if self.steps_per_epoch is not None and int(self.steps_per_epoch) < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1 (or unset). Received: steps_per_epoch={self.steps_per_epoch}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}")
-        from emotf.labels import check_source
-
-        check_source(self.labels)  # "intended" or "perceived" (emotf.labels)
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1). Received: validation_fraction={self.validation_fraction}")
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["model"] = self.model.to_dict()
-        values["sampling"] = dict(self.sampling)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"Unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**values)
-
 
 # === Training ===
 
@@ -237,7 +132,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         train_ds, val_ds, steps = fit_datasets(
             dataset_fn, config, split.train, split.validation, first_epoch
         )
-        model = build_model(config.model, sampling_config(config))
+        model = build_model(config.model, config.sampling)
         trainer = training_model(model)
         trainer.compile(
             optimizer=keras.optimizers.SGD(make_schedule(config, steps), momentum=config.momentum),

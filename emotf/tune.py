@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
 import keras_tuner
 import tensorflow as tf
 
+from emotf.configs import Config, TrainConfig
 from emotf.model import build_model, training_model
 from emotf.precision import precision_policy, resolve_precision
 from emotf.run_data import (
@@ -47,11 +49,10 @@ from emotf.run_data import (
     fit_datasets,
     num_batches,
     records_dataset,
-    sampling_config,
 )
 from emotf.run_state import describe_changes
 from emotf.schedules import make_schedule
-from emotf.train import TrainConfig, environment
+from emotf.train import environment
 
 TUNERS = ("random", "bayesian", "hyperband")
 
@@ -94,7 +95,7 @@ RESUMABLE_CHANGES = (
 
 
 @dataclass(frozen=True)
-class TuneConfig:
+class TuneConfig(Config):
     """One hyperparameter search (`emotf-tune` flags map onto these fields).
 
     Attributes:
@@ -118,7 +119,7 @@ class TuneConfig:
     seed: int | None = None
 
     def __post_init__(self):
-        if isinstance(self.train, dict):
+        if isinstance(self.train, Mapping):
             object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
         if isinstance(self.search, str):
             object.__setattr__(
@@ -140,17 +141,6 @@ class TuneConfig:
     def tuner_seed(self) -> int:
         return self.train.seed if self.seed is None else self.seed
 
-    def to_dict(self) -> dict:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**values, "train": self.train.to_dict(), "search": list(self.search)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TuneConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"Unknown TuneConfig fields: {sorted(unknown)}")
-        return cls(**values)
 
 
 def _plain(value):
@@ -200,7 +190,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         # the global dtype policy: set it again, or mixed precision would silently be lost.
         keras.mixed_precision.set_global_policy(self.policy)
         keras.utils.set_random_seed(trial.seed)
-        trainer = training_model(build_model(trial.model, sampling_config(trial)))
+        trainer = training_model(build_model(trial.model, trial.sampling))
         trainer.compile(
             optimizer=keras.optimizers.SGD(
                 make_schedule(trial, self.steps_per_epoch(trial)), momentum=trial.momentum

@@ -5,9 +5,10 @@ import numpy as np
 import tensorflow as tf
 
 from emotf import keys
+from emotf.configs import SamplingConfig
 from emotf.pipeline import record_files
 from emotf.records.example import ClipRecord, make_example, parse_example
-from emotf.sampling import SamplingConfig, sample_clip
+from emotf.sampling import sample_clip
 
 TINY_RATE = 1000
 

@@ -14,14 +14,8 @@ from emotf.cli.build_records import main
 from emotf.cremad import canonical_folds, parse_clip_name
 from emotf.records.build import BuildConfig, build_records
 from emotf.records.example import read_records
-from emotf.synthetic.sample import (
-    SampleConfig,
-    clip_plan,
-    make_sample,
-    planted_face_boxes,
-    render_audio,
-    render_frames,
-)
+from emotf.synthetic.media import render_audio, render_frames
+from emotf.synthetic.sample import SampleConfig, clip_plan, make_sample, planted_face_boxes
 from tests.test_media import LFS, write_video
 
 TINY = SampleConfig.tiny()
@@ -205,7 +199,7 @@ def test_exit_status_strict_and_nothing_written(bad_build, tmp_path, capsys):
 def test_a_dying_worker_skips_its_clip_and_the_build_goes_on(sample, built, tmp_path,
                                                              monkeypatch):
     """A worker killed mid-clip (segfault, OOM killer) must not hang or stop the build."""
-    from emotf.records.build import CRASH_ENV
+    from emotf.records.clip_worker import CRASH_ENV
 
     names = sorted(p.stem for p in (sample / "VideoFlash").glob("*.flv"))
     victim = names[1]
@@ -244,8 +238,9 @@ def test_workers_default_follows_cpu_affinity(monkeypatch):
 
 def test_short_clip_note_uses_the_samplers_window(sample, monkeypatch):
     """The 'shorter than the window' threshold is SamplingConfig's default, not a copy."""
-    from emotf.records.build import plan_build, process_clip
-    from emotf.sampling import SamplingConfig
+    from emotf.configs import SamplingConfig
+    from emotf.records.build import plan_build
+    from emotf.records.clip_worker import process_clip
 
     monkeypatch.setattr(SamplingConfig, "window_seconds", 2.0)  # the tiny clips are ~1.4 s
     shards, _ = plan_build(BuildConfig(str(sample), "unused", workers=1, limit=1))

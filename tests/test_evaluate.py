@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 
 from emotf.cremad import EMOTIONS
-from emotf.evaluation.evaluate import (
-    accuracy_vs_segments,
+from emotf.evaluation.evaluate import accuracy_vs_segments, evaluate_model, model_with_segments
+from emotf.evaluation.figures import (
     classification_report_dict,
-    evaluate_model,
     mean_std,
     model_vs_humans,
-    model_with_segments,
     plot_accuracy_vs_n,
     plot_training_curves,
     read_accuracy_vs_n,
@@ -166,7 +164,7 @@ CLIPS = [
 
 
 def tiny_model_config(**overrides):
-    from emotf.model import ModelConfig
+    from emotf.configs import ModelConfig
 
     values = {
         "num_segments": 3,

@@ -15,14 +15,13 @@ from tensorflow.python.framework import op_def_registry
 
 from emotf import keys
 from emotf.cli.export import main as export_main
+from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
 from emotf.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.export import export_run, export_saved_model, read_metadata, resolve_saved_model
-from emotf.model import ModelConfig, build_model
+from emotf.model import build_model
 from emotf.pipeline import make_dataset
 from emotf.records.example import ClipRecord, make_example, parse_example
 from emotf.records.faces import FaceTrackerConfig
-from emotf.sampling import SamplingConfig
-from emotf.train import TrainConfig
 
 N = 3
 TINY = ModelConfig(

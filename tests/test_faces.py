@@ -42,7 +42,7 @@ def frames_and_boxes(num=25):
 def test_keyframes_only_and_linear_motion_is_tracked_exactly():
     frames, boxes = frames_and_boxes()
     det = FakeDetector(boxes)
-    cfg = FaceTrackerConfig(keyframe_interval=10, smoothing=0, margin=0.0, detect_scale=1.0)
+    cfg = FaceTrackerConfig(keyframe_interval=10, smoothing=0, margin=0.0, detect_scale=1.0, min_face_fraction=0)
     track = FaceTracker(cfg, det).track(frames)
     assert det.calls == [0, 10, 20, 24]
     assert track.detected.tolist() == [int(i in (0, 10, 20, 24)) for i in range(25)]
@@ -53,7 +53,7 @@ def test_keyframes_only_and_linear_motion_is_tracked_exactly():
 def test_lost_keyframe_is_redetected_on_the_next_frames():
     frames, boxes = frames_and_boxes()
     det = FakeDetector(boxes, miss={10})
-    track = FaceTracker(FaceTrackerConfig(smoothing=0, margin=0.0, detect_scale=1.0), det).track(frames)
+    track = FaceTracker(FaceTrackerConfig(smoothing=0, margin=0.0, detect_scale=1.0, min_face_fraction=0), det).track(frames)
     assert track.detected[10] == 0 and track.detected[11] == 1
     assert track.stats["keyframe_misses"] == 1 and track.stats["redetections"] == 2
     assert box_iou(track.boxes, boxes).min() > 0.97
@@ -63,7 +63,7 @@ def test_no_face_anywhere_raises_after_searching_every_frame():
     frames, boxes = frames_and_boxes(12)
     det = FakeDetector(boxes, miss=set(range(12)))
     with pytest.raises(NoFaceError, match="no face in any of the 12 frames"):
-        FaceTracker(FaceTrackerConfig(detect_scale=1.0), det).track(frames)
+        FaceTracker(FaceTrackerConfig(detect_scale=1.0, min_face_fraction=0), det).track(frames)
     assert set(range(12)) <= set(det.calls)
 
 

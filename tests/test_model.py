@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from emotf import keys
+from emotf.configs import ModelConfig, SamplingConfig
 from emotf.model import (
     LogMelSpectrogram,
-    ModelConfig,
     SpecAugment,
     build_core,
     build_model,
@@ -21,7 +21,7 @@ from emotf.model import (
 )
 from emotf.precision import precision_policy, resolve_jit_compile, resolve_precision
 from emotf.records.example import parse_example
-from emotf.sampling import SamplingConfig, sample_clip, spectrogram
+from emotf.sampling import sample_clip, spectrogram
 
 N = 3
 

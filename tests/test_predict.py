@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from emotf.cli.predict import main as predict_main
+from emotf.configs import ModelConfig, SamplingConfig
 from emotf.export import export_saved_model
-from emotf.model import ModelConfig, build_model
+from emotf.model import build_model
 from emotf.pipeline import make_dataset, record_files
 from emotf.predict import Predictor, format_table, predict_files
 from emotf.records.build import BuildConfig, build_records
-from emotf.sampling import SamplingConfig
 from emotf.synthetic.sample import SampleConfig, make_sample
 
 N = 3

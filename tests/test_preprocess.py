@@ -7,13 +7,13 @@ import numpy as np
 import tensorflow as tf
 
 from emotf import keys
+from emotf.configs import ModelConfig, SamplingConfig
 from emotf.export import export_saved_model, read_metadata
-from emotf.model import ModelConfig, build_model
+from emotf.model import build_model
 from emotf.predict import Predictor, predict_files
 from emotf.records.build import BuildConfig, build_records
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.preprocess import ClipSettings
-from emotf.sampling import SamplingConfig
 from emotf.serving_metadata import MetadataError, check_metadata
 from emotf.synthetic.sample import SampleConfig, make_sample
 

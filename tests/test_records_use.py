@@ -36,8 +36,8 @@ def test_labels_perceived_majority_and_tie_rule():
 
 
 def test_training_refuses_an_incomplete_folder_and_records_what_it_read(tmp_path):
+    from emotf.configs import ModelConfig
     from emotf.labels import perceived_labels
-    from emotf.model import ModelConfig
     from emotf.train import train_fold
 
     records = tmp_path / "records"

@@ -8,7 +8,7 @@ import pytest
 from test_evaluate import assert_valid_png, fake_dataset_fn, make_run
 
 from emotf.cremad import EMOTIONS
-from emotf.evaluation.evaluate import plot_accuracy_vs_n, write_predictions
+from emotf.evaluation.figures import plot_accuracy_vs_n, write_predictions
 from emotf.evaluation.reports import PAPER_REPORTED, cv_report
 
 FOLD_CLIPS = {

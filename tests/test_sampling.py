@@ -9,8 +9,8 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emotf.configs import SamplingConfig, window_length_for
 from emotf.sampling import (
-    SamplingConfig,
     audio_window_starts,
     augment_clip,
     extract_audio_windows,
@@ -18,7 +18,6 @@ from emotf.sampling import (
     segment_bounds,
     segment_frame_indices,
     spectrogram,
-    window_length_for,
 )
 from tests.helpers_sampling import flat_frames, tiny_config
 

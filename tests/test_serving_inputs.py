@@ -9,9 +9,9 @@ import sys
 import keras
 import pytest
 
+from emotf.configs import ModelConfig, SamplingConfig
 from emotf.export import export_saved_model
-from emotf.model import ModelConfig, build_model
-from emotf.sampling import SamplingConfig
+from emotf.model import build_model
 
 N = 3
 TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from emotf.configs import ModelConfig, TrainConfig
 from emotf.cremad import EMOTIONS, SENTENCES, load_clip_names, parse_clip_name
-from emotf.model import ModelConfig
+from emotf.run_data import call_factory
 from emotf.splits import (
     ACTORS,
     OGM,
@@ -21,7 +22,7 @@ from emotf.splits import (
     run_split,
     split_folds,
 )
-from emotf.train import TrainConfig, call_factory, train_all_folds, train_fold
+from emotf.train import train_all_folds, train_fold
 
 TINY_MODEL = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
                          audio_widths=(4, 4), fc_units=4)
@@ -153,8 +154,8 @@ def clip_split_records(tmp_path_factory):
 
 
 def test_make_dataset_keeps_only_the_listed_clips(clip_split_records):
+    from emotf.configs import SamplingConfig
     from emotf.pipeline import make_dataset
-    from emotf.sampling import SamplingConfig
 
     root, labels, _, _, test = clip_split_records
     sampling = SamplingConfig(num_segments=2, frame_size=32, time_bins=16, freq_bins=8)
@@ -171,7 +172,7 @@ def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_sp
                                                                          tmp_path):
     from emotf.evaluation.evaluate import evaluate_model
     from emotf.pipeline import make_dataset
-    from emotf.train import records_dataset
+    from emotf.run_data import records_dataset
 
     root, _, split_dir, train, test = clip_split_records
     served = []
@@ -205,10 +206,10 @@ def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_sp
     # The scored model is the one saved: its accuracy on the test list is the run's.
     import keras
 
-    from emotf.train import evaluation_metrics, sampling_config
+    from emotf.train import evaluation_metrics
 
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
-    ds = make_dataset(root / "records", range(10), training=False, config=sampling_config(cfg),
+    ds = make_dataset(root / "records", range(10), training=False, config=cfg.sampling,
                       batch_size=4, clip_ids=test)
     labels = np.concatenate([y for _, y in ds])
     probs = np.concatenate([model.predict(x, verbose=0)["probabilities"] for x, _ in ds])
@@ -238,7 +239,7 @@ def test_hold_out_validation_without_enough_clips_to_stratify():
 
 
 def test_tuning_on_a_clip_split_never_reads_the_test_list(clip_split_records, tmp_path):
-    from emotf.train import records_dataset
+    from emotf.run_data import records_dataset
     from emotf.tune import TuneConfig, tune
 
     root, _, split_dir, train, test = clip_split_records

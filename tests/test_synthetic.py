@@ -11,6 +11,7 @@ import pytest
 
 from emotf import cremad
 from emotf.cli import make_sample as make_sample_cli
+from emotf.synthetic.media import render_frames
 from emotf.synthetic.sample import (
     AUDIO_GROUP,
     VIDEO_GROUP,
@@ -19,7 +20,6 @@ from emotf.synthetic.sample import (
     load_sample_config,
     make_sample,
     planted_face_boxes,
-    render_frames,
     sample_actors,
     sample_clip_names,
 )

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from emotf.cli.predict import main as predict_main
+from emotf.configs import ModelConfig, SamplingConfig
 from emotf.export import export_saved_model
-from emotf.model import ModelConfig, build_model
+from emotf.model import build_model
 from emotf.predict import Predictor, expand_inputs, predict_files
-from emotf.sampling import SamplingConfig
 from emotf.synthetic.video import write_face_video
 from emotf.timeline import WindowPlanner, planned_windows
 

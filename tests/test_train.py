@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 
 from emotf.cli.train import main as train_main
-from emotf.model import ModelConfig
+from emotf.configs import ModelConfig, TrainConfig
 from emotf.schedules import StaircaseDecay
-from emotf.train import TrainConfig, split_folds, train_all_folds, train_fold
+from emotf.splits import split_folds
+from emotf.train import train_all_folds, train_fold
 
 N, CLIPS_PER_FOLD = 2, 12
 WINDOW = 20480  # samples per audio window of the default SamplingConfig (1.28 s at 16 kHz)
@@ -194,10 +195,10 @@ def test_train_fold_on_record_shards(tmp_path):
     import keras
 
     from emotf.pipeline import make_dataset
-    from emotf.train import evaluation_metrics, sampling_config
+    from emotf.train import evaluation_metrics
 
     reloaded = keras.models.load_model(tmp_path / "run" / "model.keras")
-    test = make_dataset(records, [cfg.fold], training=False, config=sampling_config(cfg), batch_size=4)
+    test = make_dataset(records, [cfg.fold], training=False, config=cfg.sampling, batch_size=4)
     labels = np.concatenate([y for _, y in test])
     probs = np.concatenate([reloaded.predict(x, verbose=0)["probabilities"] for x, _ in test])
     again = evaluation_metrics(labels, probs)
@@ -252,7 +253,7 @@ def test_fold_actors_are_disjoint_through_the_real_pipeline(tmp_path, monkeypatc
 def test_cache_records_changes_only_where_records_come_from(tmp_path):
     """Epoch 1 is identical with and without cache_records; a cached epoch 2 still draws new
     samples of the same clips (the cache keeps epoch 1's file order; the buffer reshuffles)."""
-    from emotf.train import records_dataset
+    from emotf.run_data import records_dataset
 
     records = tmp_path / "records"
     write_tiny_shards(records)
@@ -295,9 +296,7 @@ def test_resume_refuses_another_configuration(tmp_path):
 
 
 def test_sampling_shapes_conflicting_with_the_model_are_refused():
-    from emotf.train import sampling_config
-
     ok = TrainConfig(model=MODEL, sampling={"num_segments": N, "window_seconds": 1.0})
-    assert sampling_config(ok).num_segments == N and sampling_config(ok).window_seconds == 1.0
+    assert ok.sampling.num_segments == N and ok.sampling.window_seconds == 1.0
     with pytest.raises(ValueError, match="num_segments"):
-        sampling_config(TrainConfig(model=MODEL, sampling={"num_segments": N + 1}))
+        TrainConfig(model=MODEL, sampling={"num_segments": N + 1})  # refused at construction

@@ -9,7 +9,7 @@ import pytest
 from emotf.cli.train import build_parser as train_parser
 from emotf.cli.train import resolve_config
 from emotf.cli.tune import main as tune_main
-from emotf.model import ModelConfig
+from emotf.configs import ModelConfig
 from emotf.tune import EmotfHyperModel, TuneConfig, make_tuner, trial_config, tune
 from tests.test_train import MODEL, FakeFactory, config, write_tiny_shards
 

@@ -40,11 +40,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from emotf.model import ModelConfig, build_model, training_model  # noqa: E402
+from emotf.configs import ModelConfig, SamplingConfig
+from emotf.model import build_model, training_model  # noqa: E402
 from emotf.pipeline import make_dataset  # noqa: E402
 from emotf.precision import precision_policy  # noqa: E402
 from emotf.records.example import ClipRecord, make_example  # noqa: E402
-from emotf.sampling import SamplingConfig  # noqa: E402
 from emotf.system import available_cpus  # noqa: E402
 
 TINY = dict(num_segments=2, frame_size=32, spectrogram_shape=(48, 32), video_stem_width=4,

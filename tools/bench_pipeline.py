@@ -41,9 +41,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from emotf import keys  # noqa: E402
+from emotf.configs import SamplingConfig
 from emotf.pipeline import make_dataset  # noqa: E402
 from emotf.records.example import ClipRecord, make_example  # noqa: E402
-from emotf.sampling import SamplingConfig  # noqa: E402
 
 
 def _face_like(rng, k: int) -> np.ndarray:

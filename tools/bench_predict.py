@@ -48,9 +48,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
+    from emotf.configs import ModelConfig, SamplingConfig
     from emotf.export import export_saved_model
-    from emotf.model import ModelConfig, build_model
-    from emotf.sampling import SamplingConfig
+    from emotf.model import build_model
     from emotf.synthetic.video import write_face_video
 
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_predict-"))

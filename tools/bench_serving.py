@@ -55,10 +55,10 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow as tf
 
+    from emotf.configs import ModelConfig, SamplingConfig
     from emotf.export import export_saved_model
-    from emotf.model import ModelConfig, build_model
+    from emotf.model import build_model
     from emotf.predict import Predictor, predict_files
-    from emotf.sampling import SamplingConfig
     from emotf.synthetic.sample import SampleConfig, make_sample
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_serving_"))

@@ -24,13 +24,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from emotf.model import (  # noqa: E402
-    ModelConfig,
-    build_model,
-    count_flops,
-    model_sampling,
-    training_model,
-)
+from emotf.configs import ModelConfig
+from emotf.model import build_model, count_flops, model_sampling, training_model
 from emotf.precision import precision_policy  # noqa: E402
 
 

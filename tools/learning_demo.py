@@ -25,8 +25,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from emotf.configs import TrainConfig
 from emotf.demo import DEMO_MODEL, DemoConfig  # noqa: E402
-from emotf.train import TrainConfig, train_fold  # noqa: E402
+from emotf.train import train_fold  # noqa: E402
 
 
 def build_demo_records(work: Path) -> Path:

@@ -18,9 +18,7 @@ import typing
 from dataclasses import fields
 
 from emotf.cli import Parser, command
-from emotf.model import BRANCH_WEIGHTS, MODALITIES, ModelConfig
-from emotf.precision import PRECISIONS
-from emotf.train import LR_SCHEDULES
+from emotf.configs import BRANCH_WEIGHTS, LR_SCHEDULES, MODALITIES, PRECISIONS, ModelConfig
 
 ALIASES = {"learning_rate": ["--lr"], "early_stopping_patience": ["--patience"]}
 CHOICES = {
@@ -78,7 +76,7 @@ def _add_fields(parser, cls, skip=()):
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """--config, --sampling and one flag per TrainConfig / ModelConfig field (not --fold)."""
-    from emotf.train import TrainConfig
+    from emotf.configs import TrainConfig
 
     parser.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
     parser.add_argument("--sampling", action="append", default=[], metavar="KEY=VALUE",
@@ -96,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace):
     """(TrainConfig, run_all_folds) from the config file, then the flags."""
-    from emotf.train import TrainConfig
+    from emotf.configs import TrainConfig
 
     values = json.loads(open(args.config).read()) if args.config else {}
     values = values.get("config", values)  # accept a RUN/config.json as is

@@ -1,6 +1,6 @@
 """Evaluation: metrics, confusion matrix, figures, per-clip predictions, accuracy vs N.
 
-The pure parts (`emotf.evaluation.figures`, re-exported here) take plain arrays, lists and dicts; the glue
+The pure parts (`emotf.evaluation.figures`) take plain arrays, lists and dicts; the glue
 (`evaluate_model`, `accuracy_vs_segments`) loads a run's saved model, runs the deterministic
 evaluation pipeline (`emotf.pipeline.make_dataset(..., training=False, with_metadata=True)`)
 and writes next to the run (`RUN/evaluation/`) or to `out`:
@@ -23,22 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-# The pure half (metrics, figures, predictions files) lives in emotf.evaluation.figures; re-exported here.
-from emotf.evaluation.figures import (  # noqa: F401
-    ACCURACY_VS_N_FIELDS,
-    PREDICTION_FIELDS,
-    classification_report_dict,
-    mean_std,
-    model_vs_humans,
+from emotf.evaluation.figures import (
     plot_accuracy_vs_n,
     plot_training_curves,
-    read_accuracy_vs_n,
-    read_predictions,
-    read_training_log,
     summarize_predictions,
-    write_confusion_matrix,
     write_json,
-    write_predictions,
 )
 from emotf.labels import INTENDED, agreement, check_source, relabel
 from emotf.splits import ACTORS, SPEAKER_DEPENDENT, Selection, check_fingerprint
@@ -61,7 +50,7 @@ def load_run_config(run) -> dict:
 
 
 def _model_config(run_config: dict):
-    from emotf.model import ModelConfig
+    from emotf.configs import ModelConfig
 
     values = run_config.get("config", {}).get("model")
     if values is None:
@@ -85,13 +74,13 @@ def _default_dataset_fn(records):
     def dataset_fn(folds, num_segments, batch_size, run_config):
         from dataclasses import replace
 
+        from emotf.configs import TrainConfig
         from emotf.pipeline import make_dataset
-        from emotf.run_data import as_selection, sampling_config
-        from emotf.train import TrainConfig
+        from emotf.run_data import as_selection
 
         # The same sampling as training (shapes from the model config), with another N.
         train_config = TrainConfig.from_dict(run_config.get("config", {}))
-        sampling = replace(sampling_config(train_config), num_segments=int(num_segments))
+        sampling = replace(train_config.sampling, num_segments=int(num_segments))
         selection = as_selection(folds)
         return make_dataset(
             records,
@@ -151,8 +140,8 @@ def _resolve(records, folds, run_config):
             raise ValueError(f"this run used the clip-level split {train_cfg['split']!r}: its "
                              f"folds hold training clips; evaluate it on its test list (no "
                              f"fold). Received: folds={folds}")
+        from emotf.configs import TrainConfig
         from emotf.run_data import config_split
-        from emotf.train import TrainConfig
 
         split = config_split(TrainConfig.from_dict(train_cfg))
         check_fingerprint(split, run_config.get("split"), "the model")

@@ -1,9 +1,8 @@
 """The pure half of evaluation: metrics, confusion matrix, figures, predictions files.
 
 Everything here takes plain arrays, lists and dicts (tested on hand-computed cases) and needs
-no model or records; `emotf.evaluation.evaluate` (the glue that loads a run's model and runs the
-evaluation pipeline) re-exports these names, so `from emotf.evaluation.evaluate import mean_std` keeps
-working. Figures use matplotlib's Agg backend (no screen needed).
+no model or records; `emotf.evaluation.evaluate` is the glue that loads a run's model and runs
+the evaluation pipeline. Figures use matplotlib's Agg backend (no screen needed).
 """
 
 from __future__ import annotations

@@ -28,11 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from emotf.cremad import EMOTIONS
-from emotf.evaluation.evaluate import (
-    EVALUATION_DIRNAME,
+from emotf.evaluation.evaluate import EVALUATION_DIRNAME, evaluate_model, load_run_config
+from emotf.evaluation.figures import (
+    accuracy_intervals,
     classification_report_dict,
-    evaluate_model,
-    load_run_config,
     mean_std,
     plot_accuracy_vs_n,
     plot_training_curves,
@@ -41,7 +40,6 @@ from emotf.evaluation.evaluate import (
     write_confusion_matrix,
     write_json,
 )
-from emotf.evaluation.figures import accuracy_intervals
 from emotf.evaluation.groups import accuracy_by_group, write_group_table
 from emotf.evaluation.human import human_accuracy
 from emotf.votes import MODES, load_votes

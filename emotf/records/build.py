@@ -34,11 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from emotf import __version__, keys
-from emotf.records import manifest as records_manifest
+from emotf.configs import Config
 from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
-
-# process_clip and CRASH_ENV are re-exported: callers and tests import them from here.
-from emotf.records.clip_worker import CRASH_ENV, ClipRunner, process_clip  # noqa: F401
+from emotf.records import manifest as records_manifest
+from emotf.records.clip_worker import ClipRunner
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.lock import hold as hold_lock
 from emotf.records.preprocess import ClipSettings
@@ -50,7 +49,7 @@ MANIFEST = records_manifest.MANIFEST
 
 
 @dataclass(frozen=True)
-class BuildConfig:
+class BuildConfig(Config):
     """Arguments of one build (flags of `emotf-build-records` map onto these fields).
 
     Attributes:
@@ -91,6 +90,8 @@ class BuildConfig:
     verify_media: bool = True
 
     def __post_init__(self):
+        if isinstance(self.tracker, dict):
+            object.__setattr__(self, "tracker", FaceTrackerConfig.from_dict(self.tracker))
         if self.workers < 1 or self.clips_per_shard < 1:
             raise ValueError(
                 f"workers and clips_per_shard must be >= 1. Received: workers={self.workers}, "

@@ -81,8 +81,8 @@ def process_clip(task: dict) -> dict:
 
 
 def _process_clip(task: dict) -> dict:
+    from emotf.configs import SamplingConfig
     from emotf.records.example import ClipRecord, make_example
-    from emotf.sampling import SamplingConfig  # imported here: it pulls in TensorFlow
 
     window_s = SamplingConfig.window_seconds  # the sampler's default audio window (d)
 

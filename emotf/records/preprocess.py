@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotf.configs import Config
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
 from emotf.records.media import MediaError
 from emotf.records.stream import StreamTracker, audio_source, open_video
@@ -35,7 +36,7 @@ class ClipError(ValueError):
 
 
 @dataclass(frozen=True)
-class ClipSettings:
+class ClipSettings(Config):
     """How raw media become a clip (face crops + audio), for the build and for prediction.
 
     Attributes:
@@ -62,14 +63,11 @@ class ClipSettings:
     def jpeg_quality(self) -> int:
         return self.tracker.jpeg_quality
 
-    def to_dict(self) -> dict:
-        return {"tracker": dataclasses.asdict(self.tracker), "sample_rate": self.sample_rate,
-                "min_duration_s": self.min_duration_s, "max_duration_s": self.max_duration_s}
-
     @classmethod
     def from_dict(cls, values: dict | None) -> ClipSettings:
-        """From `to_dict()` output; missing keys take the defaults, unknown keys (a newer
-        emotf) are ignored."""
+        """From `to_dict()` output; missing keys take the defaults. Unlike every other config
+        (`emotf.configs.from_dict`), unknown keys are ignored: this reads the settings another
+        emotf version wrote into a manifest or a SavedModel's metadata."""
         values = dict(values or {})
         known = {f.name for f in dataclasses.fields(FaceTrackerConfig)}
         tracker = FaceTrackerConfig(**{k: v for k, v in (values.get("tracker") or {}).items()

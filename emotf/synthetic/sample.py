@@ -12,7 +12,7 @@ codec: readers must not depend on the codec and must read the frame rate from th
 
 This module picks the clips and draws each one's parameters (`ClipPlan`); `emotf.synthetic.media`
 renders and writes the media (a moving, tinted astronaut face on a green screen; speech-like
-audio). Its `render_frames` and `render_audio` are re-exported here.
+audio).
 
 Emotion cues, planted so that neither modality alone suffices and the pair does:
 
@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotf.configs import Config
 from emotf.cremad import (
     EMOTIONS,
     INTENSITIES,
@@ -62,7 +63,7 @@ AUDIO_GROUP: dict[str, int] = {"ANG": 0, "SAD": 0, "DIS": 1, "FEA": 1, "HAP": 2,
 
 
 @dataclass(frozen=True)
-class SampleConfig:
+class SampleConfig(Config):
     """What to generate. Frozen; `dataclasses.asdict` of it is written into `sample.json`.
 
     Attributes:
