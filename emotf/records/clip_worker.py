@@ -213,7 +213,13 @@ class ClipRunner:
     def _submit(self, task: dict):
         if self.executor is None:
             self._start()
-        future = self.executor.submit(self.work, task)
+        try:
+            future = self.executor.submit(self.work, task)
+        except OSError as error:
+            # Python 3.11: a worker that died can close the pool's pipes before the pool is
+            # flagged broken; submit then fails with "handle is closed". Same case as
+            # BrokenProcessPool (seen once in CI under load).
+            raise BrokenProcessPool(f"the pool broke while a clip was submitted ({error})") from error
         self.procs.update(getattr(self.executor, "_processes", None) or {})
         return future
 
