@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import functools
 import os
@@ -26,9 +27,18 @@ USER_ERRORS = (ValueError, TypeError, KeyError, LookupError, RuntimeError)
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (`PROG: error: ...`, exit status 2)."""
+    """argparse with one-line usage errors (`PROG: error: ...`, exit status 2); an unknown
+    flag is named with the closest known one (`--model.num_segmnts`: did you mean
+    `--model.num_segments`?)."""
 
     def error(self, message: str):
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            unknown = [t.split("=")[0] for t in message[len(prefix):].split() if t.startswith("-")]
+            for flag in unknown[:1]:
+                close = difflib.get_close_matches(flag, self._option_string_actions, n=1)
+                if close:
+                    message += f" (did you mean {close[0]}?)"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

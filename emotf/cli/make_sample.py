@@ -1,11 +1,25 @@
-"""`emotf-make-sample`: write a synthetic CREMA-D sample (see `emotf.synthetic.sample`)."""
+"""`emotf-make-sample`: write a synthetic CREMA-D sample (see `emotf.synthetic.sample`).
+
+    emotf-make-sample --out DIR [--tiny] [--workers N] [--config FILE.json] [--FIELD VALUE ...]
+
+Every `SampleConfig` field is a flag named by its dotted path (`--num_actors 2` = `--sample.num_actors 2`,
+`--snr_db 15,25`, `--fps 25`); the older names stay (`--actors`, `--clips-per-actor`, `--seed`).
+`--tiny` starts from `SampleConfig.tiny()` (2 actors x 3 short clips); a `--config` file and
+the flags override it.
+"""
 
 from __future__ import annotations
 
 import time
 
 from emotf.cli import Parser, command
+from emotf.cli.flags import ConfigFlags, kebab_aliases
 from emotf.synthetic.sample import SampleConfig, make_sample
+
+SAMPLE_FLAGS = ConfigFlags(
+    SampleConfig, "sample",
+    aliases={**kebab_aliases(SampleConfig), "--actors": "num_actors"},
+)
 
 
 @command("emotf-make-sample")
@@ -14,21 +28,19 @@ def main(argv: list[str] | None = None) -> int:
         prog="emotf-make-sample",
         description="Write a synthetic CREMA-D sample: VideoFlash/*.flv, AudioWAV/*.wav, "
         "sample.json.",
+        allow_abbrev=False,
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--actors", type=int, default=None, help="number of actors (default 10)")
-    parser.add_argument("--clips-per-actor", type=int, default=None, help="default 12")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tiny", action="store_true", help="2 actors x 3 short clips")
+    parser.add_argument("--tiny", action="store_true", help="start from SampleConfig.tiny(): "
+                        "2 actors x 3 short clips")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: auto)")
+    SAMPLE_FLAGS.add_to(parser)
     args = parser.parse_args(argv)
-
-    fields = {"seed": args.seed}
-    if args.actors is not None:
-        fields["num_actors"] = args.actors
-    if args.clips_per_actor is not None:
-        fields["clips_per_actor"] = args.clips_per_actor
-    config = SampleConfig.tiny(**fields) if args.tiny else SampleConfig(**fields)
+    base = {**(SampleConfig.tiny().to_dict() if args.tiny else {}), **SAMPLE_FLAGS.file_values(args)}
+    try:
+        config = SAMPLE_FLAGS.build(SAMPLE_FLAGS.values(args, base=base))
+    except (ValueError, TypeError) as error:
+        parser.error(str(error))
     start = time.perf_counter()
     paths = make_sample(args.out, config, workers=args.workers)
     print(f"wrote {len(paths)} clips ({config.num_actors} actors) to {args.out} "

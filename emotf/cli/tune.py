@@ -4,9 +4,13 @@
                [--search learning_rate,lr_schedule,dropout] [--tuner-seed S]
                [--config FILE.json] [--FIELD VALUE ...]
 
-Every `emotf-train` flag (and `--config`) sets the base configuration of the trials; `--epochs`
-is the epochs per trial (Hyperband: the most epochs of a trial). Fold K is never read. Re-run
-the same command to continue an interrupted search. Then:
+Every field of `emotf.tune.TuneConfig` is a flag named by its dotted path (`--tune.max_trials`,
+`--max_trials`, `--tune.seed`); its base `train` config takes every `emotf-train` flag
+(`--epochs`, `--model.fc_units`, `--sampling.window_seconds`, `--batch-size`, ...; also as
+`--train.epochs`), and `--config` is a TrainConfig file. `--seed` is the training seed, as in
+emotf-train; `--tuner-seed` (= `--tune.seed`) the seed of the hyperparameter draws.
+`--epochs` is the epochs per trial (Hyperband: the most epochs of a trial). Fold K is never
+read. Re-run the same command to continue an interrupted search. Then:
 `emotf-train --config DIR/best_config.json` (see docs/tuning.md).
 """
 
@@ -17,56 +21,53 @@ import sys
 from pathlib import Path
 
 from emotf.cli import Parser, command
-from emotf.cli.train import add_config_flags, resolve_config
+from emotf.cli.flags import ConfigFlags
+from emotf.cli.train import ALL_FOLDS, DERIVED_SAMPLING, fold_or_all, train_aliases
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from emotf.tune import DEFAULT_SEARCH, SEARCH_SPACE, TUNERS
+def tune_flags() -> ConfigFlags:
+    from emotf.tune import TUNERS, TuneConfig
 
-    parser = Parser(prog="emotf-tune", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--fold", help="test fold 0..9: never read; the search validates on the next fold(s)"
+    return ConfigFlags(
+        TuneConfig, "tune", promote=("train",), keyvalue=("train.sampling",),
+        aliases={
+            **train_aliases("train."),
+            "--out": "out",
+            "--max-trials": "max_trials",
+            "--tuner-seed": "seed",
+        },
+        choices={"TuneConfig.tuner": TUNERS},
+        types={"TrainConfig.fold": fold_or_all},
+        config_at="train",
     )
-    parser.add_argument("--max-trials", type=int, default=10, help="random/bayesian (default 10)")
-    parser.add_argument("--tuner", choices=TUNERS, default="random")
-    parser.add_argument(
-        "--search",
-        default=",".join(DEFAULT_SEARCH),
-        help=f"comma-separated, from: {', '.join(SEARCH_SPACE)} "
-        f"(default {','.join(DEFAULT_SEARCH)})",
-    )
-    parser.add_argument(
-        "--tuner-seed",
-        type=int,
-        default=None,
-        help="seed of the hyperparameter draws (default: --seed)",
-    )
-    add_config_flags(parser)
+
+
+def build_parser(flags: ConfigFlags | None = None) -> argparse.ArgumentParser:
+    parser = Parser(prog="emotf-tune", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    (flags or tune_flags()).add_to(parser)
     return parser
 
 
 @command("emotf-tune")
 def main(argv=None) -> int:
-    parser = build_parser()
+    flags = tune_flags()
+    parser = build_parser(flags)
     args = parser.parse_args(argv)
-    from emotf.tune import TuneConfig, check_resume, tune
+    from emotf.tune import check_resume, tune
 
-    if str(args.fold) == "all":
+    base = flags.file_values(args)
+    sampling = base.get("train", {}).get("sampling")
+    if isinstance(sampling, dict):  # derived from the model (see emotf.cli.train)
+        base["train"]["sampling"] = {k: v for k, v in sampling.items() if k not in DERIVED_SAMPLING}
+    values = flags.values(args, base=base)
+    if str(values.get("train", {}).get("fold")) == ALL_FOLDS:
         parser.error(
             "emotf-tune searches on the validation folds of one test fold. Received: --fold all"
         )
-    if args.out is None:
+    if "out" not in values:
         parser.error("--out DIR (the search folder) is required")
     try:
-        train, _ = resolve_config(args)
-        config = TuneConfig(
-            train=train,
-            out=args.out,
-            max_trials=args.max_trials,
-            tuner=args.tuner,
-            search=args.search,
-            seed=args.tuner_seed,
-        )
+        config = flags.build(values)
         check_resume(Path(config.out), config)  # a changed search: a usage error, not a crash
     except (ValueError, TypeError) as error:
         parser.error(str(error))

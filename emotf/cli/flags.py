@@ -1,0 +1,330 @@
+"""One flag syntax for every config field, generated from the config dataclasses.
+
+`ConfigFlags(TrainConfig, "train")` walks the dataclass: each field is a flag named by its dotted
+path, nested configs becoming dotted prefixes (big_vision's `--config.model.depth=...`):
+
+    --train.epochs 3          --epochs 3                   (the root name may be left out)
+    --model.num_segments 4    --train.model.num_segments 4
+    --sampling.window_seconds 1.28
+
+The flag's type comes from the field's annotation: `bool` takes true/false (a bare flag is true),
+a tuple takes `64,128,256` (or `192x120`), `X | None` also takes `none`; choices come from the
+config's constants (`CHOICES`), help from the field's default. `build(args)` turns the flags
+given (over the defaults of `--config FILE.json`) into nested dicts and the config is made by
+`Config.from_dict`, so unknown keys and bad values are refused by the config itself, in one line.
+Older flag names stay as `aliases` (`--batch-size`, `--lr`, `--no-progress`, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from emotf.configs import (
+    BRANCH_WEIGHTS,
+    LR_SCHEDULES,
+    MODALITIES,
+    NORMALIZATIONS,
+    PRECISIONS,
+)
+from emotf.labels import LABEL_SOURCES
+
+# Field choices by `ClassName.field`, from the constants the configs validate against; a command
+# adds its own where the constant lives in a module too heavy to import for `--help`
+# (`emotf.tune.TUNERS`).
+CHOICES: dict[str, tuple] = {
+    "ModelConfig.branch_weights": BRANCH_WEIGHTS,
+    "ModelConfig.modalities": MODALITIES,
+    "SamplingConfig.normalization": NORMALIZATIONS,
+    "TrainConfig.lr_schedule": LR_SCHEDULES,
+    "TrainConfig.precision": PRECISIONS,
+    "TrainConfig.labels": LABEL_SOURCES,
+}
+NONE_WORDS = ("none", "null")
+
+
+def parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false. Received: {text!r}")
+
+
+def _optional(parse: Callable) -> Callable:
+    def parse_or_none(text: str):
+        return None if text.lower() in NONE_WORDS else parse(text)
+
+    parse_or_none.__name__ = getattr(parse, "__name__", "value")
+    return parse_or_none
+
+
+def _sequence(parse: Callable) -> Callable:
+    def parse_list(text: str) -> tuple:
+        parts = text.replace("x", ",") if parse in (int, float) else text
+        return tuple(parse(v.strip()) for v in parts.split(",") if v.strip())
+
+    parse_list.__name__ = f"comma-separated {getattr(parse, '__name__', 'value')}"
+    return parse_list
+
+
+def _scalar(annotation) -> Callable:
+    if annotation is bool:
+        return parse_bool
+    if annotation in (int, float, str):
+        return annotation
+    raise TypeError(f"no flag type for the annotation {annotation!r}")
+
+
+def flag_type(annotation) -> Callable:
+    """The argparse `type` of a field annotation (bool, int, float, str, tuples, `X | None`)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return _optional(flag_type(inner))
+    if typing.get_origin(annotation) is tuple:
+        return _sequence(_scalar(args[0]))
+    return _scalar(annotation)
+
+
+def _metavar(annotation) -> str:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return f"{_metavar(inner)}|none"
+    if typing.get_origin(annotation) is tuple:
+        return f"{_metavar(args[0])},..."
+    return {bool: "true|false", int: "INT", float: "FLOAT", str: "STR"}.get(annotation, "VALUE")
+
+
+def _is_config(annotation) -> bool:
+    return isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One settable field: `path` relative to the root config (`("model", "num_segments")`)."""
+
+    path: tuple[str, ...]
+    owner: type
+    field: dataclasses.Field
+    annotation: object
+
+    @property
+    def key(self) -> str:
+        return ".".join(self.path)
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.owner.__name__}.{self.field.name}"
+
+
+def leaves(cls, prefix: tuple[str, ...] = ()) -> list[Leaf]:
+    """Every non-config field of `cls` and, recursively, of its nested config fields."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if _is_config(hints[f.name]):
+            out += leaves(hints[f.name], (*prefix, f.name))
+        else:
+            out.append(Leaf((*prefix, f.name), cls, f, hints[f.name]))
+    return out
+
+
+def kebab_aliases(cls, prefix: str = "") -> dict[str, str]:
+    """`--batch-size` -> `batch_size` for each non-config field of `cls` (the older flag names),
+    keyed to the field's path under `prefix`."""
+    hints = typing.get_type_hints(cls)
+    return {
+        "--" + f.name.replace("_", "-"): prefix + f.name
+        for f in dataclasses.fields(cls)
+        if not _is_config(hints[f.name])
+    }
+
+
+def _put(tree: dict, path: tuple[str, ...], value) -> None:
+    for name in path[:-1]:
+        node = tree.get(name)
+        if dataclasses.is_dataclass(node):
+            node = node.to_dict()
+        tree[name] = node = dict(node) if isinstance(node, Mapping) else {}
+        tree = node
+    tree[path[-1]] = value
+
+
+def _fill_nested_defaults(cls, tree: dict) -> dict:
+    """A nested config given in part starts from its field's default when that default is not
+    the nested class's own (`DemoConfig.model` is a small model: `--model.fc_units 16` keeps the
+    rest of it). Other nested dicts are left as given: their config fills them (and
+    TrainConfig derives the sampling shapes from the model)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        node = tree.get(f.name)
+        if not (_is_config(hints[f.name]) and isinstance(node, Mapping)):
+            continue
+        node = _fill_nested_defaults(hints[f.name], dict(node))
+        default = _default(f)
+        if dataclasses.is_dataclass(default) and default != hints[f.name]():
+            node = {**default.to_dict(), **node}
+        tree[f.name] = node
+    return tree
+
+
+class _KeyValue(argparse.Action):
+    """`--sampling KEY=VALUE` (repeatable): one field of a nested config, parsed by its type."""
+
+    def __init__(self, *args, fields: dict[str, Leaf], **kwargs):
+        self.fields = fields
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, text, option_string=None):
+        key, _, value = text.partition("=")
+        leaf = self.fields.get(key)
+        if leaf is None:
+            owner = next(iter(self.fields.values())).owner.__name__
+            parser.error(f"unknown {owner} field {key!r} in {option_string} {text}. "
+                         f"Known fields: {sorted(self.fields)}")
+        try:
+            setattr(namespace, leaf.key, flag_type(leaf.annotation)(value))
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            parser.error(f"argument {option_string}: invalid {key} value {value!r} ({error})")
+
+
+class ConfigFlags:
+    """The flags of one config dataclass `cls`, named `name` (the root prefix).
+
+    Args:
+        cls: the config dataclass (fields annotated with bool, int, float, str, tuples,
+            `X | None` or nested config dataclasses).
+        name: the root's name: `--NAME.field` and `--field` are the same flag.
+        promote: nested configs whose fields are also reachable without their prefix
+            (`emotf-tune` promotes `train`: `--epochs` is `--train.epochs`), unless a field of
+            the root has the name.
+        aliases: extra flag -> dotted key (older names; they take a flag from the generated
+            ones), or -> (key, constant) for a bare flag storing a constant (`--no-progress`).
+        keyvalue: nested configs that also take `--PREFIX KEY=VALUE` (repeatable).
+        choices, types: by `ClassName.field`, added to / overriding `CHOICES` and the
+            annotation's type.
+        config_at: where `--config FILE.json` goes in the tree ("" = the root; "train" for
+            `emotf-tune`, whose file is a TrainConfig); None = no `--config`.
+    """
+
+    def __init__(self, cls, name: str, *, promote=(), aliases=None, keyvalue=(), choices=None,
+                 types=None, config_at: str | None = ""):
+        self.cls, self.name = cls, name
+        self.leaves = leaves(cls)
+        self.by_key = {leaf.key: leaf for leaf in self.leaves}
+        self.aliases = dict(aliases or {})
+        self.keyvalue = tuple(keyvalue)
+        self.choices = {**CHOICES, **(choices or {})}
+        self.types = dict(types or {})
+        self.config_at = config_at
+        for flag, target in self.aliases.items():
+            key = target[0] if isinstance(target, tuple) else target
+            if key not in self.by_key:
+                raise ValueError(f"alias {flag} names no field of {cls.__name__}: {key!r}")
+        root_names = {leaf.path[0] for leaf in self.leaves}
+        self.flags: dict[str, list[str]] = {}
+        taken = set(self.aliases)
+        for leaf in self.leaves:
+            names = [f"--{name}.{leaf.key}", f"--{leaf.key}"]
+            if leaf.path[0] in promote and leaf.path[1] not in root_names:
+                names.append("--" + ".".join(leaf.path[1:]))
+            self.flags[leaf.key] = [n for n in dict.fromkeys(names) if n not in taken]
+
+    def help_line(self, leaf: Leaf) -> str:
+        default = _default(leaf.field)
+        text = "required" if default is dataclasses.MISSING else f"default {default!r}"
+        return f"{leaf.qualname} ({text})".replace("%", "%%")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        """Add `--config` and one flag per field (grouped by nested config) to `parser`."""
+        if self.config_at is not None:
+            where = f"{self.config_at} " if self.config_at else ""
+            parser.add_argument("--config", metavar="FILE.json",
+                                help=f"JSON file of {where}config fields: defaults that the "
+                                     "flags override")
+        groups = {}
+        aliases_of: dict[str, list[str]] = {}
+        for flag, target in self.aliases.items():
+            if not isinstance(target, tuple):
+                aliases_of.setdefault(target, []).append(flag)
+        for leaf in self.leaves:
+            group_name = ".".join((self.name, *leaf.path[:-1]))
+            if group_name not in groups:
+                groups[group_name] = parser.add_argument_group(
+                    f"{leaf.owner.__name__} (--{group_name}.FIELD)")
+            parse = self.types.get(leaf.qualname) or flag_type(leaf.annotation)
+            bare_true = parse is parse_bool
+            groups[group_name].add_argument(
+                *self.flags[leaf.key], *aliases_of.get(leaf.key, []),
+                dest=leaf.key,
+                type=parse,
+                choices=self.choices.get(leaf.qualname),
+                default=argparse.SUPPRESS,
+                metavar=None if leaf.qualname in self.choices else _metavar(leaf.annotation),
+                help=self.help_line(leaf),
+                **({"nargs": "?", "const": True} if bare_true else {}),
+            )
+        for flag, target in self.aliases.items():
+            if isinstance(target, tuple):
+                key, constant = target
+                parser.add_argument(flag, dest=key, action="store_const", const=constant,
+                                    default=argparse.SUPPRESS,
+                                    help=f"--{self.name}.{key} {json.dumps(constant)}")
+        for prefix in self.keyvalue:
+            fields = {leaf.path[-1]: leaf for leaf in self.leaves
+                      if leaf.path[:-1] == tuple(prefix.split("."))}
+            parser.add_argument(f"--{prefix}", action=_KeyValue, fields=fields, default=argparse.SUPPRESS,
+                                metavar="KEY=VALUE",
+                                help=f"= --{prefix}.KEY VALUE (older syntax, repeatable)")
+
+    def given(self, args: argparse.Namespace) -> dict:
+        """{dotted key: value} of the flags given on the command line."""
+        return {key: value for key, value in vars(args).items() if key in self.by_key}
+
+    def values(self, args: argparse.Namespace, base: Mapping | None = None) -> dict:
+        """The nested dict of `base` (else the `--config` file), with the given flags on top."""
+        tree = json.loads(json.dumps(base)) if base is not None else self.file_values(args)
+        for key, value in self.given(args).items():
+            _put(tree, self.by_key[key].path, value)
+        return _fill_nested_defaults(self.cls, tree)
+
+    def file_values(self, args: argparse.Namespace) -> dict:
+        path = getattr(args, "config", None) if self.config_at is not None else None
+        if not path:
+            return {}
+        values = json.loads(Path(path).read_text())
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{path}: expected a JSON object. Received: {type(values).__name__}")
+        if isinstance(values.get("config"), Mapping):  # a RUN/config.json as is
+            values = values["config"]
+        tree: dict = {}
+        if self.config_at:
+            _put(tree, tuple(self.config_at.split(".")), dict(values))
+            return tree
+        return dict(values)
+
+    def build(self, values: Mapping):
+        """`cls.from_dict(values)`, required fields named as flags when missing."""
+        missing = [f.name for f in dataclasses.fields(self.cls)
+                   if _default(f) is dataclasses.MISSING and f.name not in values]
+        if missing:
+            named = [" / ".join([*self.flags[key], *(a for a, t in self.aliases.items() if t == key)])
+                     for key in missing]
+            raise ValueError(f"{self.cls.__name__} needs {', '.join(missing)}: give "
+                             f"{'; '.join(named)}")
+        return self.cls.from_dict(values)
