@@ -19,8 +19,8 @@ DEMO_FLAGS = ConfigFlags(
 )
 
 
-@command("emotf-demo")
-def main(argv=None) -> int:
+def parse_config(argv=None) -> DemoConfig:
+    """The `DemoConfig` of a command line; a bad flag or value exits (status 2)."""
     parser = Parser(
         prog="emotf-demo",
         description="sample -> emotf-build-records -> emotf-train (one fold) -> export -> "
@@ -33,7 +33,12 @@ def main(argv=None) -> int:
         config = DEMO_FLAGS.build(DEMO_FLAGS.values(args))
     except (ValueError, TypeError) as error:
         parser.error(str(error))
-    run_demo(config)
+    return config
+
+
+@command("emotf-demo")
+def main(argv=None) -> int:
+    run_demo(parse_config(argv))
     return 0
 
 

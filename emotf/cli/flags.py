@@ -215,20 +215,21 @@ class ConfigFlags:
             the root has the name.
         aliases: extra flag -> dotted key (older names; they take a flag from the generated
             ones), or -> (key, constant) for a bare flag storing a constant (`--no-progress`).
-        keyvalue: nested configs that also take `--PREFIX KEY=VALUE` (repeatable).
+        keyvalue: flag -> nested config key, for `--FLAG KEY=VALUE` (repeatable; the older
+            syntax of `--sampling`).
         choices, types: by `ClassName.field`, added to / overriding `CHOICES` and the
             annotation's type.
         config_at: where `--config FILE.json` goes in the tree ("" = the root; "train" for
             `emotf-tune`, whose file is a TrainConfig); None = no `--config`.
     """
 
-    def __init__(self, cls, name: str, *, promote=(), aliases=None, keyvalue=(), choices=None,
+    def __init__(self, cls, name: str, *, promote=(), aliases=None, keyvalue=None, choices=None,
                  types=None, config_at: str | None = ""):
         self.cls, self.name = cls, name
         self.leaves = leaves(cls)
         self.by_key = {leaf.key: leaf for leaf in self.leaves}
         self.aliases = dict(aliases or {})
-        self.keyvalue = tuple(keyvalue)
+        self.keyvalue = dict(keyvalue or {})
         self.choices = {**CHOICES, **(choices or {})}
         self.types = dict(types or {})
         self.config_at = config_at
@@ -285,12 +286,12 @@ class ConfigFlags:
                 parser.add_argument(flag, dest=key, action="store_const", const=constant,
                                     default=argparse.SUPPRESS,
                                     help=f"--{self.name}.{key} {json.dumps(constant)}")
-        for prefix in self.keyvalue:
+        for flag, prefix in self.keyvalue.items():
             fields = {leaf.path[-1]: leaf for leaf in self.leaves
                       if leaf.path[:-1] == tuple(prefix.split("."))}
-            parser.add_argument(f"--{prefix}", action=_KeyValue, fields=fields, default=argparse.SUPPRESS,
+            parser.add_argument(flag, action=_KeyValue, fields=fields, default=argparse.SUPPRESS,
                                 metavar="KEY=VALUE",
-                                help=f"= --{prefix}.KEY VALUE (older syntax, repeatable)")
+                                help=f"= --{self.name}.{prefix}.KEY VALUE (older syntax, repeatable)")
 
     def given(self, args: argparse.Namespace) -> dict:
         """{dotted key: value} of the flags given on the command line."""
@@ -309,7 +310,7 @@ class ConfigFlags:
             return {}
         values = json.loads(Path(path).read_text())
         if not isinstance(values, Mapping):
-            raise ValueError(f"{path}: expected a JSON object. Received: {type(values).__name__}")
+            raise TypeError(f"{path}: expected a JSON object. Received: {type(values).__name__}")
         if isinstance(values.get("config"), Mapping):  # a RUN/config.json as is
             values = values["config"]
         tree: dict = {}

@@ -22,8 +22,8 @@ SAMPLE_FLAGS = ConfigFlags(
 )
 
 
-@command("emotf-make-sample")
-def main(argv: list[str] | None = None) -> int:
+def parse_config(argv=None):
+    """(SampleConfig, args) of a command line; a bad flag or value exits (status 2)."""
     parser = Parser(
         prog="emotf-make-sample",
         description="Write a synthetic CREMA-D sample: VideoFlash/*.flv, AudioWAV/*.wav, "
@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         config = SAMPLE_FLAGS.build(SAMPLE_FLAGS.values(args, base=base))
     except (ValueError, TypeError) as error:
         parser.error(str(error))
+    return config, args
+
+
+@command("emotf-make-sample")
+def main(argv: list[str] | None = None) -> int:
+    config, args = parse_config(argv)
     start = time.perf_counter()
     paths = make_sample(args.out, config, workers=args.workers)
     print(f"wrote {len(paths)} clips ({config.num_actors} actors) to {args.out} "

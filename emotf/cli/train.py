@@ -41,7 +41,7 @@ def train_aliases(prefix: str = "") -> dict:
 
 
 TRAIN_FLAGS = ConfigFlags(
-    TrainConfig, "train", aliases=train_aliases(), keyvalue=("sampling",),
+    TrainConfig, "train", aliases=train_aliases(), keyvalue={"--sampling": "sampling"},
     types={"TrainConfig.fold": fold_or_all},
 )
 
@@ -76,26 +76,32 @@ def resolve_config(args: argparse.Namespace):
     return TRAIN_FLAGS.build(values), run_all
 
 
-@command("emotf-train")
-def main(argv=None) -> int:
+def parse_config(argv=None):
+    """(TrainConfig, run_all_folds) of a command line; a bad flag or value exits (status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config, run_all = resolve_config(args)
+        return resolve_config(args)
     except (ValueError, TypeError) as error:
         parser.error(str(error))
+
+
+@command("emotf-train")
+def main(argv=None) -> int:
+    config, run_all = parse_config(argv)
+    from emotf.run import CrossValidation, Run
     from emotf.train import train_all_folds, train_fold
 
     if run_all:
         summary = train_all_folds(config)
         print(f"cross-validation: {100 * summary['mean_accuracy']:.1f} % +- {100 * summary['std_accuracy']:.1f} "
-              f"over {summary['num_folds']} folds -> {config.out}/cv_summary.md")
+              f"over {summary['num_folds']} folds -> {CrossValidation(config.out).report_md}")
     else:
         metrics = train_fold(config)
         where = (f"fold {metrics['fold']}" if metrics["fold"] is not None else
                  f"split {metrics['split']} test list (speaker-dependent)")
         print(f"{where}: accuracy {100 * metrics['accuracy']:.1f} % "
-              f"({metrics['num_clips']} clips) -> {config.out}/metrics.json")
+              f"({metrics['num_clips']} clips) -> {Run(config.out).metrics_path}")
     return 0
 
 

@@ -29,7 +29,7 @@ def tune_flags() -> ConfigFlags:
     from emotf.tune import TUNERS, TuneConfig
 
     return ConfigFlags(
-        TuneConfig, "tune", promote=("train",), keyvalue=("train.sampling",),
+        TuneConfig, "tune", promote=("train",), keyvalue={"--sampling": "train.sampling"},
         aliases={
             **train_aliases("train."),
             "--out": "out",
@@ -48,13 +48,14 @@ def build_parser(flags: ConfigFlags | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-@command("emotf-tune")
-def main(argv=None) -> int:
+def parse_config(argv=None):
+    """The `TuneConfig` of a command line; a bad flag or value, or a changed search in the same
+    folder, exits (status 2)."""
+    from emotf.tune import check_resume
+
     flags = tune_flags()
     parser = build_parser(flags)
     args = parser.parse_args(argv)
-    from emotf.tune import check_resume, tune
-
     base = flags.file_values(args)
     sampling = base.get("train", {}).get("sampling")
     if isinstance(sampling, dict):  # derived from the model (see emotf.cli.train)
@@ -71,6 +72,14 @@ def main(argv=None) -> int:
         check_resume(Path(config.out), config)  # a changed search: a usage error, not a crash
     except (ValueError, TypeError) as error:
         parser.error(str(error))
+    return config
+
+
+@command("emotf-tune")
+def main(argv=None) -> int:
+    config = parse_config(argv)
+    from emotf.tune import tune
+
     result = tune(config)
     print(
         f"best val_accuracy {100 * result['best_val_accuracy']:.1f} % "
