@@ -11,12 +11,18 @@ N sampled JPEGs and slices the N audio windows, then batches.
 
     python tools/bench_pipeline.py [--clips 256] [--epochs 3] [--batch-size 16]
                                    [--mode train|eval|both] [--cache] [--generator]
+                                   [--shuffle-buffer 512]
 
 CPU time is process CPU time (user + system, `os.times`), not wall time, so other jobs on a
 shared machine disturb it less. Prints one JSON line per mode, then a final JSON line with
 `cpu_ms_per_clip_train`, `cpu_ms_per_clip_eval`, `cpu_ms_per_clip_floor` and the ratios.
 `--cache` reads the records from memory (`make_dataset(cache=True)`, what
-`emotf-train --cache-records true` uses).
+`emotf-train --cache-records true` uses). Each mode's line also gives the pipeline's and the
+floor's system CPU time and minor page faults per clip (`getrusage`): in training mode the
+shuffle buffer is refilled with fresh record buffers at every epoch start, ~180 faults per
+buffered clip (docs/sampling.md, "Training mode and the shuffle buffer"); with the default
+256 clips, fewer than the 512-clip buffer, every record of every epoch is such a clip.
+`--shuffle-buffer` sets `make_dataset(shuffle_buffer=)` (default 512, the library default).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import io
 import json
 import math
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +48,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from emotf import keys  # noqa: E402
-from emotf.configs import SamplingConfig
+from emotf.configs import SamplingConfig  # noqa: E402
 from emotf.pipeline import make_dataset  # noqa: E402
 from emotf.records.example import ClipRecord, make_example  # noqa: E402
 
@@ -141,19 +148,26 @@ def _cpu_seconds() -> float:
     return t.user + t.system
 
 
-def _epoch(make_iter) -> tuple[float, float, int]:
-    """(wall seconds, process CPU seconds, clips) of one pass."""
-    clips, wall, cpu = 0, time.perf_counter(), _cpu_seconds()
+def _sys_and_faults() -> np.ndarray:
+    """(system CPU seconds, minor page faults) of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return np.array([usage.ru_stime, usage.ru_minflt], np.float64)
+
+
+def _epoch(make_iter) -> np.ndarray:
+    """(wall seconds, process CPU seconds, clips, system CPU seconds, minor faults) of one pass."""
+    clips, wall, cpu, sys_faults = 0, time.perf_counter(), _cpu_seconds(), _sys_and_faults()
     for features, _labels in make_iter():
         clips += features["frames"].shape[0]
-    return time.perf_counter() - wall, _cpu_seconds() - cpu, clips
+    return np.array([time.perf_counter() - wall, _cpu_seconds() - cpu, clips,
+                     *(_sys_and_faults() - sys_faults)])
 
 
 def _time_alternating(iters: dict, epochs: int) -> dict:
     """Alternate epochs of the sides so all see the same background load (shared machine)."""
     for make_iter in iters.values():
         _epoch(make_iter)  # warm-up: tracing, file cache, imports
-    totals = {name: np.zeros(3) for name in iters}
+    totals = {name: np.zeros(5) for name in iters}
     for _ in range(epochs):
         for name, make_iter in iters.items():
             totals[name] += _epoch(make_iter)
@@ -210,6 +224,8 @@ def main(argv=None) -> dict:
                         help="records in memory (make_dataset cache=True; generator: a list)")
     parser.add_argument("--generator", action="store_true",
                         help="also time the one-thread Python generator (numpy/PIL/librosa)")
+    parser.add_argument("--shuffle-buffer", type=int, default=512,
+                        help="make_dataset(shuffle_buffer=) in training mode (library default 512)")
     args = parser.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     config = SamplingConfig()
@@ -226,7 +242,8 @@ def main(argv=None) -> dict:
         for mode in modes:
             training = mode == "train"
             dataset = make_dataset(path, [0], training=training, config=config,
-                                   batch_size=args.batch_size, seed=0, cache=args.cache)
+                                   batch_size=args.batch_size, seed=0, cache=args.cache,
+                                   shuffle_buffer=args.shuffle_buffer)
             iters = {"pipeline": lambda: dataset, "floor": lambda: floor}
             if args.generator:
                 iters["generator"] = lambda: python_generator(
@@ -241,15 +258,21 @@ def main(argv=None) -> dict:
         summary[f"{r['mode']}_over_floor"] = round(r["cpu_ms_per_clip"] / summary["cpu_ms_per_clip_floor"], 2)
         summary[f"clips_per_s_{r['mode']}"] = r["pipeline_clips_per_s"]
     summary.update(cores=cores, clips=args.clips, epochs=args.epochs, batch_size=args.batch_size,
-                   cache=args.cache, record_mb=round(size_mb, 1))
+                   cache=args.cache, shuffle_buffer=args.shuffle_buffer, record_mb=round(size_mb, 1))
     print(json.dumps(summary), flush=True)
     return summary
 
 
 def _rate(total) -> tuple[float, float]:
-    """(wall clips/s, CPU ms per clip) of (wall s, cpu s, clips) totals."""
-    wall, cpu, clips = total
+    """(wall clips/s, CPU ms per clip) of (wall s, cpu s, clips, ...) totals."""
+    wall, cpu, clips = total[:3]
     return clips / wall, 1000.0 * cpu / clips
+
+
+def _sys_ms_and_faults(total) -> tuple[float, float]:
+    """(system CPU ms per clip, minor page faults per clip) of `_epoch` totals."""
+    clips, sys_s, faults = total[2:5]
+    return round(1000.0 * sys_s / clips, 2), round(faults / clips, 1)
 
 
 def _result(mode, totals, cores, args, size_mb) -> dict:
@@ -264,6 +287,8 @@ def _result(mode, totals, cores, args, size_mb) -> dict:
         "over_floor": round(pipe_ms / floor_ms, 2),
         "cores": cores,
     }
+    (out["sys_ms_per_clip"], out["minflt_per_clip"]) = _sys_ms_and_faults(totals["pipeline"])
+    (out["sys_ms_per_clip_floor"], out["minflt_per_clip_floor"]) = _sys_ms_and_faults(totals["floor"])
     if "generator" in totals:
         gen_rate, gen_ms = _rate(totals["generator"])
         out.update(generator_clips_per_s=round(gen_rate, 1), generator_cpu_ms_per_clip=round(gen_ms, 2),
