@@ -46,6 +46,9 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".m
                     ".ts", ".wmv", ".3gp", ".ogv")
 # Show a progress bar over windows for videos with more windows than this.
 LONG_VIDEO_WINDOWS = 30
+# Frames per SavedModel call (beyond one window): the call's memory grows with the frames it is
+# given (8 windows of 75 frames peaked ~700 MB above 2 windows, for no speed gain on CPU).
+MAX_FRAMES_PER_CALL = 160
 
 __all__ = ["VIDEO_EXTENSIONS", "ClipError", "Predictor", "clip_settings_of", "expand_inputs",
            "format_table", "pad_batch", "predict_files", "to_json", "tracker_config_of"]
@@ -268,7 +271,9 @@ class Predictor:
                 max_crops = max(max_crops, len(held))
                 for w in planner.ready(item.index + 1):
                     gather(w)
-                    if len(pending) >= batch_size:
+                    if (len(pending) >= batch_size
+                            or sum(len(c["frames"]) for _, c in pending if isinstance(c, dict))
+                            + (w.end_frame - w.first_frame) > MAX_FRAMES_PER_CALL):
                         flush()
                 release()
             num_frames = reader.info.frames
@@ -350,7 +355,8 @@ def predict_files(
         model_dir: SavedModel version folder or base folder.
         videos: video paths (expand folders and globs first with `expand_inputs`).
         audios: None (use each video's own track) or one WAV path (or None) per video.
-        batch_size: windows per SavedModel call.
+        batch_size: windows per SavedModel call, at most (calls also stop short of
+            `MAX_FRAMES_PER_CALL` frames, to bound memory).
         tracker: `emotf.records.faces.FaceTracker` to reuse.
         predictor: a `Predictor` to reuse (then `model_dir` and `tracker` are ignored).
         window, hop: timeline window and hop in seconds (default: the model's metadata).

@@ -13,9 +13,10 @@ class BoxDetector:
     """MTCNN stand-in: faces given per frame index (painted into pixel [0, 0, :2])."""
 
     def __init__(self, faces_of):
-        self.faces_of, self.calls = faces_of, []
+        self.faces_of, self.calls, self.batches = faces_of, [], []
 
     def detect_faces(self, images, box_format="xyxy"):
+        self.batches.append(len(images))
         out = []
         for image in images:
             i = int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
@@ -32,8 +33,8 @@ def frame(i):
     return f
 
 
-def run(tracker, num, fps=30.0):
-    stream = StreamTracker(tracker, fps, 48, 64)
+def run(tracker, num, fps=30.0, batch=None):
+    stream = StreamTracker(tracker, fps, 48, 64, batch=batch)
     out = []
     for i in range(num):
         out += list(stream.push(frame(i)))
@@ -43,26 +44,61 @@ def run(tracker, num, fps=30.0):
 
 def test_frames_held_do_not_grow_with_video_length():
     cfg = FaceTrackerConfig(detect_scale=1.0)
-    one = lambda i: [(10 + i % 20, 10, 30 + i % 20, 30)]  # noqa: E731
-    short, out_short = run(FaceTracker(cfg, BoxDetector(one)), 300)
+    one = lambda i: [(10 + i % 20, 10, 30 + i % 20, 30)]
+    short, _ = run(FaceTracker(cfg, BoxDetector(one)), 300)
     long, out_long = run(FaceTracker(cfg, BoxDetector(one)), 6000)
     assert [t.index for t in out_long] == list(range(6000))
     radius = 5  # ceil(3 * smoothing 1.5)
-    assert long.max_held == short.max_held <= cfg.keyframe_interval + radius + 1
-    # Without a face for long stretches: still bounded (2 gaps + radius), frames flagged.
-    gappy = lambda i: [] if (i // 300) % 2 else [(10, 10, 30, 30)]  # noqa: E731
+    assert long.batch == 4  # keyframes per detector call (small frames)
+    # A batch of keyframes, the frames a miss may re-detect on, the smoothing radius.
+    bound = 4 * cfg.keyframe_interval + cfg.redetect_frames + radius + 1
+    assert long.max_held == short.max_held <= bound
+    # Without a face for long stretches: still bounded (2 gaps more), frames flagged.
+    gappy = lambda i: [] if (i // 300) % 2 else [(10, 10, 30, 30)]
     stream, out = run(FaceTracker(cfg, BoxDetector(gappy)), 6000)
     gap = 15  # 0.5 s at 30 fps
-    assert stream.max_held <= 2 * gap + radius + 2
+    assert stream.max_held <= bound + 2 * gap
     faces = np.array([t.face for t in out])
     assert not faces[300 + gap + 2: 600 - gap - 2].any() and faces[:300].all()
     assert len(stream.det_index) < 10  # old detections are forgotten
 
 
+def test_keyframes_are_detected_in_batches_with_the_same_boxes():
+    """Batching keyframes changes only how many images go to MTCNN per call, not the boxes,
+    also when keyframes are lost and re-detected one frame at a time."""
+    gappy = lambda i: [] if 40 <= i < 75 or i in (110, 111) else [(10 + i % 7, 10, 30, 32)]
+    cfg = FaceTrackerConfig(detect_scale=1.0)
+    results = {}
+    for batch in (1, 3, 4):
+        det = BoxDetector(gappy)
+        stream, out = run(FaceTracker(cfg, det), 203, batch=batch)
+        results[batch] = (np.stack([t.box for t in out]), [t.detected for t in out],
+                          [t.face for t in out], sorted(det.calls))
+        assert max(det.batches) == batch and stream.stats["keyframes"] == 22  # 0, 10, ... 200, 202
+    for batch in (3, 4):
+        np.testing.assert_array_equal(results[batch][0], results[1][0])
+        assert results[batch][1:] == results[1][1:]
+    assert results[1][1][112] == 1 and not any(results[1][1][40:75])
+
+
+def test_large_frames_are_detected_downscaled():
+    """The smallest face searched for is min_face_fraction of the shorter side: keyframes of
+    large frames are downscaled below detect_scale so that face is MTCNN's 20 px minimum."""
+    tracker = FaceTracker(FaceTrackerConfig())  # detect_scale 0.5, min_face_fraction 1/12
+    assert tracker.scales(480, 640) == (0.5, 1.0)  # as before at and below 480 lines
+    assert tracker.scales(360, 480) == (0.5, 1.0)
+    scale, rescale = tracker.scales(1080, 1920)
+    assert scale == pytest.approx(20 / 90) and rescale == pytest.approx(40 / 90)
+    assert FaceTracker(FaceTrackerConfig(min_face_fraction=0)).scales(1080, 1920) == (0.5, 1.0)
+    # Held frames: fewer keyframes per call on large frames (bounded bytes).
+    assert StreamTracker(tracker, 30.0, 1080, 1920).batch == 1
+    assert StreamTracker(tracker, 30.0, 480, 640).batch == 4
+
+
 def test_equals_the_whole_clip_tracker_when_the_face_is_found():
     rng = np.random.default_rng(1)
     path = np.cumsum(rng.normal(0, 1.5, size=(95, 2)), axis=0) + 20
-    faces = lambda i: [(path[i, 0], path[i, 1], path[i, 0] + 18, path[i, 1] + 20)]  # noqa: E731
+    faces = lambda i: [(path[i, 0], path[i, 1], path[i, 0] + 18, path[i, 1] + 20)]
     cfg = FaceTrackerConfig(detect_scale=1.0)
     _, out = run(FaceTracker(cfg, BoxDetector(faces)), 95)
     whole = FaceTracker(cfg, BoxDetector(faces)).track(np.stack([frame(i) for i in range(95)]))

@@ -1,13 +1,15 @@
 """Face boxes for every frame of a clip, from MTCNN run on a few keyframes, and square crops.
 
-MTCNN costs ~80-110 ms per 480x360 frame on one CPU core, so `FaceTracker` does not run it on
-every frame:
+MTCNN costs ~80-110 ms per 480x360 frame on one CPU core (eager Keras; ~40 ms as a graph, see
+`FaceTracker.detector`), so `FaceTracker` does not run it on every frame:
 
-1. keyframes every `keyframe_interval` frames (plus the last frame) are detected in one
-   batched call, on frames downscaled by `detect_scale` (the CREMA-D face is ~90x130 px, far
-   above MTCNN's 20 px minimum);
-2. a keyframe without a confident face (face lost) is re-detected at full resolution, then on
-   the next frames until one hits (at most `redetect_frames` frames);
+1. keyframes every `keyframe_interval` frames (plus the last frame) are detected in batched
+   calls, on frames downscaled by `detect_scale`, or more on large frames so that the smallest
+   face searched for (`min_face_fraction` of the shorter side) is MTCNN's 20 px minimum
+   (`FaceTracker.scales`; the CREMA-D face is ~90x130 px, far above it);
+2. a keyframe without a confident face (face lost) is re-detected at full resolution (at most
+   twice the keyframes' scale on large frames), then on the next frames until one hits (at
+   most `redetect_frames` frames);
 3. when no keyframe found a face at all, every frame is searched before giving up
    (`NoFaceError`), so "no face" really means none in any frame;
 4. between detected frames the box centre and size are interpolated linearly (carried before
@@ -24,13 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emotf.configs import Config
+
 
 class NoFaceError(ValueError):
     """No face was found in any frame of a clip."""
 
 
 @dataclass(frozen=True)
-class FaceTrackerConfig:
+class FaceTrackerConfig(Config):
     """How faces are found and cropped.
 
     Attributes:
@@ -39,7 +43,8 @@ class FaceTrackerConfig:
             `max(face w, face h) * (1 + margin)`.
         smoothing: standard deviation, in frames, of the Gaussian that smooths the box track
             over time (0 = none).
-        detect_scale: keyframes are downscaled by this factor before detection (1 = full size).
+        detect_scale: keyframes are downscaled by at least this factor before detection (1 =
+            full size unless `min_face_fraction` asks for less).
         min_confidence: MTCNN confidence below which a candidate is ignored.
         redetect_frames: frames after a missed keyframe tried one by one (full resolution).
         stages: MTCNN stages: "face_and_landmarks_detection" (P+R+O nets: tighter boxes) or
@@ -49,6 +54,11 @@ class FaceTrackerConfig:
         max_gap_seconds: `StreamTracker` interpolates the box between two detections at most
             2x this far apart and carries a detection at most this far; frames farther from
             any detection are marked as without a face (their crop is not of a face).
+        min_face_fraction: smallest face searched for on keyframes, as a fraction of the
+            frame's shorter side: frames are downscaled (beyond `detect_scale`) until such a
+            face is MTCNN's 20 px minimum, so detection costs about the same at any resolution
+            (1/12: 40 px at 480 lines, where `detect_scale` 0.5 already gives that; 90 px at
+            1080). Re-detection looks for faces down to half of it. 0 = `detect_scale` only.
     """
 
     keyframe_interval: int = 10
@@ -61,6 +71,7 @@ class FaceTrackerConfig:
     crop_size: int = 224
     jpeg_quality: int = 90
     max_gap_seconds: float = 0.5
+    min_face_fraction: float = 1 / 12
 
     def __post_init__(self):
         if self.keyframe_interval < 1:
@@ -72,6 +83,9 @@ class FaceTrackerConfig:
         if not self.max_gap_seconds > 0:
             raise ValueError(
                 f"max_gap_seconds must be > 0. Received: max_gap_seconds={self.max_gap_seconds}")
+        if not 0 <= self.min_face_fraction < 1:
+            raise ValueError("min_face_fraction must be in [0, 1). Received: "
+                             f"min_face_fraction={self.min_face_fraction}")
         if self.margin < 0 or self.smoothing < 0:
             raise ValueError(
                 f"margin and smoothing must be >= 0. Received: margin={self.margin}, "
@@ -169,13 +183,18 @@ def pick_face(candidates: list[tuple[np.ndarray, float]], previous: np.ndarray |
     return boxes[int(np.argmax(areas))]
 
 
+# MTCNN's default smallest face, in pixels of the image it is given.
+MTCNN_MIN_FACE = 20
+
+
 class FaceTracker:
     """Find one face per frame with MTCNN on keyframes plus tracking (see the module docstring).
 
     Args:
         config: `FaceTrackerConfig`.
         detector: anything with MTCNN's `detect_faces(image_or_list)`; by default an
-            `mtcnn.MTCNN(stages=config.stages)` created on first use.
+            `mtcnn.MTCNN(stages=config.stages)` created on first use (reuse the tracker: it
+            loads once).
     """
 
     def __init__(self, config: FaceTrackerConfig = FaceTrackerConfig(), detector=None):
@@ -186,9 +205,28 @@ class FaceTracker:
     def detector(self):
         if self._detector is None:
             import mtcnn
+            import tensorflow as tf
 
-            self._detector = mtcnn.MTCNN(stages=self.config.stages)
+            detector = mtcnn.MTCNN(stages=self.config.stages)
+            # mtcnn 1.0 calls its P/R/O-nets eagerly, layer by layer: as graphs they run ~2x
+            # faster with the same outputs. reduce_retracing: after the first shapes the trace
+            # takes any size (pyramid levels, candidate counts), so traces stay few.
+            for stage in getattr(detector, "stages", []):
+                model = getattr(stage, "_model", None)
+                if model is not None:
+                    stage._model = tf.function(model, reduce_retracing=True)
+            self._detector = detector
         return self._detector
+
+    def scales(self, height: int, width: int) -> tuple[float, float]:
+        """(keyframe scale, re-detection scale) for frames of height x width: `detect_scale`,
+        or less where a face of `min_face_fraction` x the shorter side would still be above
+        MTCNN's 20 px minimum; re-detection: full size, or down to where half that face is."""
+        smallest = self.config.min_face_fraction * min(height, width)
+        if smallest <= 0:
+            return self.config.detect_scale, 1.0
+        return (min(self.config.detect_scale, MTCNN_MIN_FACE / smallest),
+                min(1.0, 2 * MTCNN_MIN_FACE / smallest))
 
     def detect(self, frames: list[np.ndarray], scale: float = 1.0) -> list[list[tuple]]:
         """Run MTCNN on frames uint8 [H, W, 3] (one batched call) after resizing by `scale`.
@@ -242,7 +280,8 @@ class FaceTracker:
         stats = dict(detector_images=len(keys), keyframes=len(keys), keyframe_misses=0,
                      redetections=0, full_scans=0)
         raw = np.full((num, 4), np.nan)
-        found = self.detect([frames[k] for k in keys], cfg.detect_scale)
+        scale, rescale = self.scales(*frames.shape[1:3])
+        found = self.detect([frames[k] for k in keys], scale)
         previous = None
         for i, k in enumerate(keys):
             box = pick_face(found[i], previous)
@@ -254,7 +293,7 @@ class FaceTracker:
                 for j in range(k, stop):
                     stats["redetections"] += 1
                     stats["detector_images"] += 1
-                    box = pick_face(self.detect([frames[j]])[0], previous)
+                    box = pick_face(self.detect([frames[j]], rescale)[0], previous)
                     if box is not None:
                         raw[j] = box
                         break
@@ -268,7 +307,7 @@ class FaceTracker:
             for start in range(0, len(rest), 16):
                 chunk = rest[start:start + 16]
                 stats["detector_images"] += len(chunk)
-                for j, candidates in zip(chunk, self.detect([frames[j] for j in chunk])):
+                for j, candidates in zip(chunk, self.detect([frames[j] for j in chunk], rescale)):
                     box = pick_face(candidates, None)
                     if box is not None:
                         raw[j] = box

@@ -122,6 +122,18 @@ def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
 # --------------------------------------------------------------------------------------------
 # Faces
 
+# Keyframes detected per MTCNN call (one call per keyframe costs ~2x more per frame), as long as
+# the frames this holds back (batch x keyframe_interval) stay under DETECT_BATCH_BYTES: 4 at
+# 640x480, 2 at 1280x720, 1 at 1920x1080 (where detection runs on a downscaled copy anyway).
+DETECT_BATCH = 4
+DETECT_BATCH_BYTES = 64 * 2**20
+
+
+def detect_batch(height: int, width: int, keyframe_interval: int) -> int:
+    """Keyframes per detector call for frames of this size (see DETECT_BATCH_BYTES)."""
+    per_interval = max(1, height * width * 3 * keyframe_interval)
+    return int(max(1, min(DETECT_BATCH, DETECT_BATCH_BYTES // per_interval)))
+
 
 @dataclass
 class TrackedFrame:
@@ -153,19 +165,30 @@ class StreamTracker:
     a frame with neither within reach gets `face=False` (box: a's, else the frame's centre
     square). Then the Gaussian smoothing over `smoothing` frames (edge-padded at both ends of
     the clip) and the square margin, as `emotf.records.faces.boxes_from_detections`. Keyframes every
-    `keyframe_interval` frames and the last frame; a missed keyframe is re-detected at full
-    resolution on itself and the next `redetect_frames` frames (not past the next keyframe).
-    The face followed: the largest at first, then the one overlapping the previous box most
-    (`emotf.records.faces.pick_face`).
+    `keyframe_interval` frames and the last frame, `batch` of them per detector call (at the
+    scales of `FaceTracker.scales`); a missed keyframe is re-detected at full resolution on
+    itself and the next `redetect_frames` frames (not past the next keyframe), one at a time
+    until one hits. The face followed: the largest at first, then the one overlapping the
+    previous box most (`emotf.records.faces.pick_face`). The boxes do not depend on `batch`.
 
-    A frame's box is final once a detection at or after s + radius is known, or 2 * gap frames
-    have passed without one; so at most keyframe_interval + radius frames are held while a
-    face is found, and 2 * gap + radius + 1 while none is (`max_held` records the most).
+    A batch is detected once its last keyframe and the frames it may re-detect on have
+    arrived; detections are then settled up to the newest frame (`known`). A frame's box is
+    final once a settled detection at or after s + radius exists, or 2 * gap settled frames
+    have passed without one; so at most batch x keyframe_interval + min(redetect_frames,
+    keyframe_interval - 1) + radius + 1 frames are held while a face is found, and about
+    2 * gap more while none is (`max_held` records the most).
     """
 
-    def __init__(self, tracker: FaceTracker, fps: float, height: int, width: int):
+    def __init__(self, tracker: FaceTracker, fps: float, height: int, width: int,
+                 batch: int | None = None):
         cfg = tracker.config
         self.tracker, self.cfg = tracker, cfg
+        self.batch = detect_batch(height, width, cfg.keyframe_interval) if batch is None else int(batch)
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1. Received: batch={batch}")
+        self.scale, self.redetect_scale = tracker.scales(height, width)
+        self.pending: list[int] = []  # keyframes waiting for one batched detector call
+        self.known = -1  # detections are settled for frames <= known
         self.gap = max(1, round(cfg.max_gap_seconds * fps))
         self.radius = math.ceil(3 * cfg.smoothing) if cfg.smoothing > 0 else 0
         if self.radius:
@@ -178,7 +201,6 @@ class StreamTracker:
         self.det_index: list[int] = []  # detections, sorted by index
         self.det_value: list[np.ndarray] = []  # (centre x, centre y, side)
         self.previous = None  # last box found (what pick_face follows)
-        self.redetect_until = -1
         self.count = 0  # frames pushed
         self.next_out = 0
         self.ended = False
@@ -202,21 +224,28 @@ class StreamTracker:
         self.det_value.append(value)
         return True
 
-    def _detect(self, index: int, frame: np.ndarray, keyframe: bool, next_key: int) -> None:
-        cfg = self.cfg
-        if keyframe:
+    def _frame(self, index: int) -> np.ndarray:
+        return self.buffer[index - self.buffer[0][0]][1]
+
+    def _detect_pending(self) -> None:
+        """One detector call for the pending keyframes, then, in frame order, the face picked
+        on each and the re-detections after a miss (the frames are all held)."""
+        keys, self.pending = self.pending, []
+        k_int = self.cfg.keyframe_interval
+        found = self.tracker.detect([self._frame(k) for k in keys], self.scale)
+        for key, candidates in zip(keys, found):
             self.stats["keyframes"] += 1
             self.stats["detector_images"] += 1
-            if self._found(index, self.tracker.detect([frame], cfg.detect_scale)[0]):
-                self.redetect_until = -1
-                return
+            if self._found(key, candidates):
+                continue
             self.stats["keyframe_misses"] += 1
-            self.redetect_until = min(index + 1 + cfg.redetect_frames, next_key)
-        if index < self.redetect_until:  # face lost: full resolution, frame by frame
-            self.stats["redetections"] += 1
-            self.stats["detector_images"] += 1
-            if self._found(index, self.tracker.detect([frame])[0]):
-                self.redetect_until = -1
+            stop = min(key + 1 + self.cfg.redetect_frames, (key // k_int + 1) * k_int, self.count)
+            for j in range(key, stop):  # face lost: full resolution, frame by frame
+                self.stats["redetections"] += 1
+                self.stats["detector_images"] += 1
+                if self._found(j, self.tracker.detect([self._frame(j)], self.redetect_scale)[0]):
+                    break
+        self.known = self.count - 1
 
     # -- boxes -------------------------------------------------------------------------------
 
@@ -243,14 +272,14 @@ class StreamTracker:
         """The unsmoothed value at s will not change any more."""
         if self.ended:
             return True
-        last = self.count - 1
+        # Detections are only ever added after `known`, so one at or after s settles s.
         j = bisect.bisect_left(self.det_index, s)
-        return (j < len(self.det_index) and self.det_index[j] <= last) or last >= s + 2 * self.gap
+        return j < len(self.det_index) or self.known >= s + 2 * self.gap
 
     def _emit(self) -> Iterator[TrackedFrame]:
         while self.buffer:
             t = self.next_out
-            if not self.ended and (t + self.radius > self.count - 1 or not self._final(t + self.radius)):
+            if not self.ended and (t + self.radius > self.known or not self._final(t + self.radius)):
                 return
             last = self.count - 1
             if self.radius:
@@ -290,22 +319,26 @@ class StreamTracker:
         """Add the next grid frame; yields the frames whose box became final."""
         index = self.count
         self.buffer.append((index, frame))
-        self._last = (index, frame)
         self.count += 1
         self.max_held = max(self.max_held, len(self.buffer))
-        k = self.cfg.keyframe_interval
-        keyframe = index % k == 0
-        next_key = (index // k + 1) * k
-        self._detect(index, frame, keyframe, next_key)
+        k_int = self.cfg.keyframe_interval
+        if index % k_int == 0:
+            self.pending.append(index)
+        if not self.pending:
+            self.known = index
+        elif (len(self.pending) >= self.batch
+              and index >= self.pending[-1] + min(self.cfg.redetect_frames, k_int - 1)):
+            self._detect_pending()
         yield from self._emit()
 
     def finish(self) -> Iterator[TrackedFrame]:
         """End of the video: the last frame is a keyframe too; yields the remaining frames."""
+        if self.pending:
+            self._detect_pending()
         last = self.count - 1
         if self.count and last % self.cfg.keyframe_interval != 0 and not self._detected(last):
-            index, frame = self._last
-            self._detect(index, frame, True, self.count)
-        self._last = None
+            self.pending = [last]
+            self._detect_pending()
         self.ended = True
         yield from self._emit()
 
