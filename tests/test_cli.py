@@ -335,6 +335,15 @@ def test_help_lists_the_dotted_flags(cli, tmp_path, capsys):
     assert "--config" in text
 
 
+def test_help_gives_each_fields_default_and_description(capsys):
+    with pytest.raises(SystemExit):
+        build_records.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    assert "BuildConfig.clips_per_shard (default 64): clips per shard (each shard holds one fold)" in text
+    assert "FaceTrackerConfig.margin (default 0.3): context around the face" in text
+    assert "BuildConfig.data_dir (required): folder with `VideoFlash/` and `AudioWAV/`" in text
+
+
 def test_an_alias_naming_no_field_is_refused():
     with pytest.raises(ValueError, match="alias --lr names no field of TrainConfig: 'learning_rat'"):
         ConfigFlags(TrainConfig, "train", aliases={"--lr": "learning_rat"})

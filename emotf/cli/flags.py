@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -112,6 +113,36 @@ def _default(f: dataclasses.Field):
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return dataclasses.MISSING
+
+
+def attribute_docs(cls) -> dict[str, str]:
+    """{field: its description} from the `Attributes:` section of `cls`'s docstring (first
+    sentence; `a, b: text` describes both)."""
+    docs: dict[str, str] = {}
+    lines = (cls.__doc__ or "").split("Attributes:", 1)[1:]
+    names: list[str] = []
+    for line in "".join(lines).splitlines():
+        head, sep, text = line.strip().partition(": ")
+        indent = len(line) - len(line.lstrip())
+        if sep and indent and re.fullmatch(r"[a-z_0-9]+(, [a-z_0-9]+)*", head):
+            names = head.split(", ")
+            for name in names:
+                docs[name] = text
+        elif line.strip() and names:
+            for name in names:
+                docs[name] += " " + line.strip()
+        elif not line.strip():
+            names = []
+    return {name: _first_sentence(text) for name, text in docs.items()}
+
+
+def _first_sentence(text: str) -> str:
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "." and depth == 0 and text[i + 1 : i + 2] in (" ", ""):
+            return text[:i]
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,10 +280,13 @@ class ConfigFlags:
     def help_line(self, leaf: Leaf) -> str:
         default = _default(leaf.field)
         text = "required" if default is dataclasses.MISSING else f"default {default!r}"
-        return f"{leaf.qualname} ({text})".replace("%", "%%")
+        about = attribute_docs(leaf.owner).get(leaf.field.name)
+        return f"{leaf.qualname} ({text}){': ' + about if about else ''}".replace("%", "%%")
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """Add `--config` and one flag per field (grouped by nested config) to `parser`."""
+        if parser.usage is None:  # argparse's would list every flag (see --help for them)
+            parser.usage = f"%(prog)s [options] [--config FILE.json] [--{self.name}.FIELD VALUE ...]"
         if self.config_at is not None:
             where = f"{self.config_at} " if self.config_at else ""
             parser.add_argument("--config", metavar="FILE.json",
