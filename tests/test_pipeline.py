@@ -1,5 +1,9 @@
 """emotf.pipeline.make_dataset on tiny records whose frames and audio encode index and time."""
 
+import importlib.util
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -196,3 +200,22 @@ def test_gzip_shards(tmp_path):
                   options="GZIP")
     (features, labels), = _collect(make_dataset(tmp_path, [4], training=False, config=SMALL))
     assert features["frames"].shape == (1, 3, 16, 16, 3) and labels.tolist() == [1]
+
+
+def test_bench_pipeline_reports_cpu_faults_and_ratios_per_mode(capsys):
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_pipeline.py"
+    spec = importlib.util.spec_from_file_location("bench_pipeline", tool)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    summary = bench.main(["--clips", "8", "--epochs", "1", "--batch-size", "4",
+                          "--shuffle-buffer", "4"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert lines[-1] == json.loads(json.dumps(summary))  # the final line is the summary
+    assert [line["mode"] for line in lines[:-1]] == ["train", "eval"]
+    assert summary["shuffle_buffer"] == 4 and summary["clips"] == 8
+    for line in lines[:-1]:
+        assert line["cpu_ms_per_clip"] > 0 and line["cpu_ms_per_clip_floor"] > 0
+        assert line["over_floor"] == pytest.approx(
+            line["cpu_ms_per_clip"] / line["cpu_ms_per_clip_floor"], abs=0.02)
+        assert line["minflt_per_clip"] >= 0 and line["minflt_per_clip_floor"] >= 0
+        assert 0 <= line["sys_ms_per_clip"] <= line["cpu_ms_per_clip"]
