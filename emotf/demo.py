@@ -80,11 +80,14 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     from emotf.export import export_run
     from emotf.predict import predict_files
     from emotf.records.build import BuildConfig, build_records
+    from emotf.run import Run
     from emotf.synthetic.sample import SampleConfig, make_sample
     from emotf.train import train_fold
 
     out = Path(config.out)
-    sample_dir, records_dir, run_dir = out / "sample", out / "records", out / "run"
+    sample_dir, records_dir = out / "sample", out / "records"
+    run = Run(out / "run")
+    run_dir = run.path
     timings = {}
 
     start = _step(f"1/6 synthetic CREMA-D sample -> {sample_dir}")
@@ -111,9 +114,8 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     timings["build_s"] = round(time.time() - start, 1)
 
     start = _step(f"3/6 emotf-train --fold {config.fold} -> {run_dir}")
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text())
+    if run.finished:
+        metrics = run.read_metrics()
     else:
         metrics = train_fold(
             TrainConfig(
@@ -133,7 +135,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
         )
     timings["train_s"] = round(time.time() - start, 1)
 
-    start = _step(f"4/6 emotf-export -> {run_dir / 'export'}")
+    start = _step(f"4/6 emotf-export -> {run.export_dir}")
     saved = metrics.get("saved_model")  # emotf-train exports at the end of a run
     export_dir = Path(saved) if saved and Path(saved).exists() else export_run(run_dir)
     timings["export_s"] = round(time.time() - start, 1)
@@ -144,7 +146,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     prediction = predict_files(export_dir, [video], audios=[audio])[0]
     timings["predict_s"] = round(time.time() - start, 1)
 
-    start = _step(f"6/6 emotf-evaluate -> {run_dir / 'evaluation'}")
+    start = _step(f"6/6 emotf-evaluate -> {run.evaluation.path}")
     evaluation = evaluate_model(run_dir)
     timings["evaluate_s"] = round(time.time() - start, 1)
 
@@ -160,20 +162,21 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
         "predicted_clip": video.name,
         "true_label": parse_clip_name(video).emotion,
         "prediction": prediction,
-        "figures": sorted(str(p) for p in (run_dir / "evaluation").glob("*.png")),
+        "figures": sorted(str(p) for p in run.evaluation.path.glob("*.png")),
         "timings_s": timings,
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print("\n== done")
     print(f"sample:        {sample_dir}")
     print(f"records:       {records_dir} (manifest.json)")
-    print(f"training run:  {run_dir} (metrics.json, training_log.csv, tensorboard/)")
+    print(f"training run:  {run_dir} ({run.metrics_path.name}, {run.log_path.name}, "
+          f"{run.tensorboard_dir.name}/)")
     print(f"SavedModel:    {export_dir}")
     print(
         f"held-out fold {config.fold}: accuracy {100 * metrics['accuracy']:.1f} % on "
         f"{metrics['num_clips']} clips (chance 16.7 %)"
     )
-    print(f"figures:       {run_dir / 'evaluation'} (confusion matrix, training curves)")
+    print(f"figures:       {run.evaluation.path} (confusion matrix, training curves)")
     print(
         f"predicted {video.name} (true {summary['true_label']}): "
         f"{prediction.get('label_code', prediction)}"

@@ -357,45 +357,37 @@ def export_saved_model(
 
 
 def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
-    """Export a training run folder (`RUN/model.keras` + `RUN/config.json`).
+    """Export a training run folder (`emotf.run.Run`: its model, config and temperature).
 
     Args:
         run_dir: an `emotf-train` run folder.
-        out_dir: the model base folder (default `RUN/export`).
+        out_dir: the model base folder (default the run's `export/`).
         version: as in `export_saved_model`.
 
     Returns:
         The new version folder, e.g. `RUN/export/1`.
     """
-    from emotf.configs import TrainConfig
-    from emotf.model_io import load_run_model
+    from emotf.run import Run
 
-    run_dir = Path(run_dir)
-    model_path, config_path = run_dir / "model.keras", run_dir / "config.json"
-    for path in (model_path, config_path):
+    run = Run(run_dir)
+    for path in (run.model_path, run.config_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a finished emotf-train run. Received: run_dir={str(run_dir)!r}")
-    run_config = json.loads(config_path.read_text())
-    train_config = TrainConfig.from_dict(run_config["config"])
-    model = load_run_model(run_dir, train_config.model, train_config.sampling)
+    train_config = run.train_config()
+    model = run.load_model()
     return export_saved_model(
         model,
         train_config.sampling,
-        out_dir if out_dir is not None else run_dir / "export",
+        out_dir if out_dir is not None else run.export_dir,
         version,
         model_config=train_config.model.to_dict(),
-        extra_metadata={"run": str(run_dir.resolve()), "split": train_config.split,
+        extra_metadata={"run": str(run.path.resolve()), "split": train_config.split,
                         "fold": train_config.fold if train_config.split == "actors" else None,
-                        "temperature": _temperature(run_dir)},
+                        # clients get calibrated probabilities as p^(1/T) renormalised
+                        # (`emotf.evaluation.calibration`)
+                        "temperature": run.temperature()},
         records_dir=train_config.records,
     )
-
-
-def _temperature(run_dir: Path) -> float | None:
-    """The temperature `emotf-train` fitted on the validation clips (RUN/calibration.json):
-    clients get calibrated probabilities as p^(1/T) renormalised (`emotf.evaluation.calibration`)."""
-    path = run_dir / "calibration.json"
-    return json.loads(path.read_text()).get("temperature") if path.is_file() else None
 
 
 def build_settings(records_dir) -> dict:

@@ -1,16 +1,17 @@
-"""The data side of a training run: dataset factories, the run's split, sizes for Keras.
+"""The data side of a training run: the dataset factory seam, the run's split, sizes for Keras.
 
-A dataset factory is called as `dataset_fn(folds, training, config[, epoch=...][, clips=...])`
-and returns a `tf.data.Dataset` of (inputs dict, label int32 [B]); `records_dataset` is the
-default, over the record shards of `config.records`. `emotf.train` and `emotf.tune` build their
-datasets through `fit_datasets` and `call_factory`.
+Every dataset comes from a `DatasetFactory`, called with one fixed signature:
+`dataset_fn(part, training, config, epoch)` (`part` an `emotf.splits.Selection`: its folds,
+and for a clip-level split the clip names to serve). `records_dataset` is the default, over
+the record shards of `config.records`. `emotf.train` and `emotf.tune` build their datasets
+through `fit_datasets`; `emotf.evaluation.evaluate` calls its factories the same way.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -21,11 +22,27 @@ from emotf.splits import RunSplit, Selection, run_split
 if TYPE_CHECKING:
     from emotf.configs import TrainConfig
 
-# A dataset factory: (folds, training, config[, epoch=0][, clips=None]) -> tf.data.Dataset of
-# (inputs dict, label int32 [B]). `epoch` (the epochs already completed, > 0 after a resume) is
-# passed only to factories whose signature accepts it, so that a resumed run does not replay
-# epoch 0's draws; `clips` (the clip names of a clip-level split) only when the split has them.
-DatasetFn = Callable[..., tf.data.Dataset]
+
+class DatasetFactory(Protocol):
+    """Where a run's data comes from.
+
+    Args:
+        part: the clips to serve: `part.folds` (fold indices), and `part.clips` (a frozenset of
+            clip names) for a clip-level split, None for whole folds. A factory must serve only
+            these clips.
+        training: training order and random sampling (True), or the deterministic evaluation
+            sampling (False).
+        config: the run's `TrainConfig` (`batch_size`, `sampling`, `seed`, `labels`, ...).
+        epoch: the first epoch the dataset serves (> 0 after a resume, so that a resumed run
+            does not replay epoch 0's draws); 0 for evaluation data.
+
+    Returns:
+        A `tf.data.Dataset` of (inputs dict, labels int32 [B]) batches; evaluation factories
+        add a third item, {"clip_id": string [B]} (`emotf.evaluation.metrics.predict_clips`).
+    """
+
+    def __call__(self, part: Selection, training: bool, config: TrainConfig,
+                 epoch: int) -> tf.data.Dataset: ...
 
 
 def as_selection(part) -> Selection:
@@ -37,37 +54,16 @@ def as_selection(part) -> Selection:
     return Selection(tuple(int(k) for k in part))
 
 
-def call_factory(dataset_fn, part, training, config, epoch=0) -> tf.data.Dataset:
-    """`dataset_fn(folds, training, config[, epoch=epoch][, clips=clips])` for `part` (folds or a
-    `Selection`): `epoch` only if it is accepted; `clips` only for a clip-level selection, and
-    a factory that cannot take them is refused (it would serve every clip of the folds)."""
-    import inspect
-
-    selection = as_selection(part)
-    try:
-        params = inspect.signature(dataset_fn).parameters
-    except (TypeError, ValueError):
-        params = {}
-    any_keyword = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    kwargs = {"epoch": epoch} if "epoch" in params or any_keyword else {}
-    if selection.clips is not None:
-        if not ("clips" in params or any_keyword):
-            raise TypeError(f"a clip-level split needs a dataset factory that takes `clips`; "
-                            f"{getattr(dataset_fn, '__name__', dataset_fn)!r} does not")
-        kwargs["clips"] = selection.clips
-    return dataset_fn(list(selection.folds), training, config, **kwargs)
-
-
 def config_split(config: TrainConfig) -> RunSplit:
     """The training, validation and test selections of a run's config."""
     return run_split(config.split, config.fold, config.validation_folds,
                      config.validation_fraction, config.seed)
 
 
-def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0,
-                    clips=None) -> tf.data.Dataset:
-    """The default dataset factory: `emotf.pipeline.make_dataset` on the shards in `config.records`
-    (only the clips named in `clips`, when given).
+def records_dataset(part: Selection, training: bool, config: TrainConfig,
+                    epoch: int) -> tf.data.Dataset:
+    """The default `DatasetFactory`: `emotf.pipeline.make_dataset` on the shards of `part`'s
+    folds in `config.records` (only the clips of `part.clips`, when given).
 
     `epoch` is the first epoch the dataset serves (non-zero when a run resumes), so a resumed
     run draws fresh samples instead of replaying epoch 0's.
@@ -75,17 +71,17 @@ def records_dataset(folds, training: bool, config: TrainConfig, epoch: int = 0,
     """
     from emotf.pipeline import make_dataset
 
-    labels = getattr(config, "labels", "intended")
+    labels = config.labels
     dataset = make_dataset(
         config.records,
-        list(folds),
+        list(part.folds),
         training=training,
         config=config.sampling,
         batch_size=config.batch_size,
         seed=config.seed,
         epoch=epoch,
         cache=config.cache_records,
-        clip_ids=clips,
+        clip_ids=part.clips,
         with_metadata=labels != "intended",
     )
     if labels == "intended":
@@ -108,7 +104,7 @@ def check_run_records(config: TrainConfig, split: RunSplit) -> dict:
     from emotf.records.manifest import check_records
 
     folds = sorted({*split.train.folds, *split.validation.folds, *split.test.folds})
-    return check_records(config.records, folds, getattr(config, "allow_incomplete", False))
+    return check_records(config.records, folds, config.allow_incomplete)
 
 
 def clips_read(config: TrainConfig, split: RunSplit, test_clips: int, checked: dict) -> dict:
@@ -143,6 +139,17 @@ def count_clips(records, part) -> int:
     compression = "GZIP" if files[0].endswith(".gz") else ""
     ds = tf.data.TFRecordDataset(files, compression_type=compression)
     return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+
+
+def clip_ids(records, part) -> frozenset[str]:
+    """The clip names of `part` (folds or a `Selection`) in a record folder: every clip of
+    the folds' shards, intersected with `part.clips` for a clip-level selection."""
+    from emotf.pipeline import record_files
+
+    selection = as_selection(part)
+    files = [str(f) for f in record_files(records, selection.folds)]
+    found = _clip_ids_in(tuple((f, Path(f).stat().st_mtime_ns) for f in files))
+    return found if selection.clips is None else found & selection.clips
 
 
 @functools.lru_cache(maxsize=4)
@@ -191,17 +198,16 @@ def _describe(part) -> str:
     return f"({len(selection.clips)} listed clips)"
 
 
-def fit_datasets(dataset_fn: DatasetFn, config: TrainConfig, train_part, val_part, epoch: int = 0):
+def fit_datasets(dataset_fn: DatasetFactory, config: TrainConfig, train_part: Selection,
+                 val_part: Selection, epoch: int = 0):
     """(training dataset, validation dataset, steps per epoch) ready for `keras.Model.fit`.
-
-    `train_part`, `val_part`: folds or `emotf.splits.Selection`s.
 
     Sizes are made known to Keras (exact progress bars; the end of the data is not taken for
     an interruption, no "ran out of data" warning); with `steps_per_epoch` set the training
     data repeats.
     """
-    train_ds = call_factory(dataset_fn, train_part, True, config, epoch)
-    val_ds = call_factory(dataset_fn, val_part, False, config, epoch)
+    train_ds = dataset_fn(train_part, True, config, epoch)
+    val_ds = dataset_fn(val_part, False, config, epoch)
     if int(val_ds.cardinality()) < 0 and config.records and Path(config.records).is_dir():
         val_batches = -(-count_clips(config.records, val_part) // config.batch_size)
         val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(val_batches))

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from emotf.run import Run
+
 if TYPE_CHECKING:
     from emotf.configs import TrainConfig
 
@@ -62,32 +64,23 @@ def describe_changes(old: dict, new: dict, allowed=()) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
 
 
-def check_resume_config(run: Path, config: "TrainConfig") -> None:
+def check_resume_config(run: Run, config: "TrainConfig") -> None:
     """Refuse to resume a run folder with a different configuration (it would mix two runs)."""
-    previous = run / "config.json"
-    if not (run / "backup").exists() or not previous.exists():
+    if not run.resumable or not run.has_config():
         return
-    old = json.loads(previous.read_text()).get("config", {})
+    old = run.config_values()
     diff = describe_changes(old, config.to_dict(), RESUMABLE_CHANGES)
     if diff:
         raise ValueError(
-            f"{run} holds a resumable run with another configuration; resuming would mix the "
+            f"{run.path} holds a resumable run with another configuration; resuming would mix the "
             f"two. Use a new --out, or the same settings. Received: {diff}"
         )
 
 
-def completed_epochs(run: Path) -> int:
-    """Epochs the run's `backup/` holds (0 for a fresh run): the epoch a resume starts at."""
-    meta = run / "backup" / "training_metadata.json"
-    if not meta.exists():
-        return 0
-    return int(json.loads(meta.read_text()).get("epoch", 0))
-
-
-def training_callbacks(run: Path, config: "TrainConfig") -> list:
+def training_callbacks(run: Run, config: "TrainConfig") -> list:
     """CSV log, BackupAndRestore, best-weights checkpoint, TensorBoard, early stopping."""
-    log_path = run / "training_log.csv"
-    backup = run / "backup"
+    log_path = run.log_path
+    backup = run.backup_dir
     if not backup.exists() and log_path.exists():
         log_path.unlink()  # a fresh start: an old log would be appended to
     history = read_log(log_path)
@@ -98,14 +91,14 @@ def training_callbacks(run: Path, config: "TrainConfig") -> list:
         keras.callbacks.CSVLogger(str(log_path), append=True),
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
-            str(run / "best.weights.h5"),
+            str(run.best_weights_path),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
             save_weights_only=True,
             initial_value_threshold=best_val,
         ),
-        keras.callbacks.TensorBoard(str(run / "tensorboard"), profile_batch=0),
+        keras.callbacks.TensorBoard(str(run.tensorboard_dir), profile_batch=0),
     ]
     if config.early_stopping_patience > 0:
         callbacks.append(

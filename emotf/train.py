@@ -10,18 +10,16 @@ Nothing (epoch, model, hyper-parameter) is selected on fold K. `split` = "ogm" (
 train.csv/test.csv) runs a clip-level split instead, speaker-dependent, for comparison with
 papers that report on it (`emotf.splits`).
 
-A run folder RUN holds: `config.json` (the resolved config + emotf/TF/Keras versions),
-`backup/` (BackupAndRestore: weights, optimizer state and epoch, so a killed run resumes from its
-last completed epoch), `best.weights.h5` (best validation accuracy), `model.keras` (the chosen
-model, all three outputs), `calibration.json` (temperature fitted on the validation clips),
-`training_log.csv`, `tensorboard/`, `metrics.json`.
+The run folder (`emotf.run.Run`) holds the resolved config, the resumable state (backup/,
+the CSV log, the best weights), the chosen model, the validation temperature and the test
+metrics; `--fold all` writes `fold-K/` runs and one CV summary (`emotf.run.CrossValidation`,
+`emotf.evaluation.reports.cv_report`).
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,25 +32,26 @@ import emotf
 from emotf.configs import TrainConfig
 from emotf.cremad import EMOTIONS, NUM_FOLDS
 from emotf.evaluation.calibration import apply_temperature, calibration_summary, temperature_record
+from emotf.evaluation.metrics import clip_metrics, predict_clips
+from emotf.evaluation.reports import cv_report
+from emotf.labels import agreement
 from emotf.model import build_model, training_model
 from emotf.precision import precision_policy, resolve_jit_compile
+from emotf.run import CrossValidation, Run
 from emotf.run_data import (
-    DatasetFn,
-    call_factory,
+    DatasetFactory,
     check_clip_split_records,
     check_run_records,
+    clip_ids,
     clips_read,
     config_split,
     count_clips,
     fit_datasets,
     records_dataset,
 )
-from emotf.run_state import check_resume_config, completed_epochs, read_log, training_callbacks
+from emotf.run_state import check_resume_config, read_log, training_callbacks
 from emotf.schedules import make_schedule
-from emotf.splits import (
-    ACTORS,
-    check_fingerprint,
-)
+from emotf.splits import ACTORS, check_fingerprint
 
 # === Training ===
 
@@ -68,40 +67,34 @@ def environment() -> dict:
     }
 
 
-def _predict(model: keras.Model, dataset: tf.data.Dataset):
-    labels, probs = [], []
-    for x, y in dataset:
-        labels.append(np.asarray(y))
-        probs.append(np.asarray(model(x, training=False)["probabilities"]))
-    return np.concatenate(labels), np.concatenate(probs)
+def compile_trainer(trainer: keras.Model, config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Compile the training model as every emotf run does (`emotf-train` and each `emotf-tune`
+    trial): SGD with momentum on `make_schedule(config, steps_per_epoch)`, sparse cross-entropy
+    on the mean of the segment softmaxes, an `accuracy` metric, XLA per `config.jit_compile`."""
+    trainer.compile(
+        optimizer=keras.optimizers.SGD(make_schedule(config, steps_per_epoch), momentum=config.momentum),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=resolve_jit_compile(config.jit_compile),
+    )
+    return trainer
 
 
-def evaluation_metrics(y_true, probabilities, num_classes: int = len(EMOTIONS)) -> dict:
-    """Accuracy, per-class recall and confusion matrix (rows = true class) with scikit-learn."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
-
-    y_pred = np.asarray(probabilities).argmax(-1)
-    classes = list(range(num_classes))
-    names = list(EMOTIONS) if num_classes == len(EMOTIONS) else [str(c) for c in classes]
-    recall = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "per_class_recall": {name: float(r) for name, r in zip(names, recall)},
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
-        "class_names": names,
-        "num_clips": int(len(y_true)),
-    }
+def _class_names(num_classes: int) -> list[str]:
+    return list(EMOTIONS) if num_classes == len(EMOTIONS) else [str(c) for c in range(num_classes)]
 
 
-def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict:
+def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None) -> dict:
     """Train on the training folds, pick the epoch on the validation folds, test on `config.fold`.
 
-    Resumes from `config.out/backup` when present. Returns (and writes to `config.out/
-    metrics.json`) the test-fold metrics plus parameter count, wall time and the chosen epoch.
+    Resumes from the run's backup when present. Returns (and writes to the run's metrics) the
+    test-fold metrics (`emotf.evaluation.metrics.clip_metrics`) plus parameter count, wall
+    time, the chosen epoch, the labels used and how often intended and perceived labels agree
+    on the test clips.
     """
     dataset_fn = dataset_fn or records_dataset
-    run = Path(config.out)
-    run.mkdir(parents=True, exist_ok=True)
+    run = Run(config.out)
+    run.path.mkdir(parents=True, exist_ok=True)
     start = time.time()
     split = config_split(config)
     summary = split.summary()
@@ -109,15 +102,11 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     # before anything is written or trained (emotf.records.manifest; --allow-incomplete opts out).
     records_check = check_run_records(config, split)
     check_resume_config(run, config)
-    if (run / "config.json").is_file():
-        recorded = json.loads((run / "config.json").read_text()).get("split")
-        check_fingerprint(split, recorded, str(run))
-    parts = {"config": config.to_dict(), "split": summary}
-    if not split.clip_level:  # the folds, where `emotf-evaluate` looks for the test fold
-        parts["folds"] = {key: summary[key] for key in ("train", "validation", "test")}
-    (run / "config.json").write_text(
-        json.dumps({**parts, "environment": environment()}, indent=2)
-    )
+    if run.has_config():
+        check_fingerprint(split, run.recorded_split(), str(run.path))
+    # The folds, where `emotf-evaluate` looks for the test fold (fold protocol only).
+    folds = None if split.clip_level else {key: summary[key] for key in ("train", "validation", "test")}
+    run.write_config(config, summary, environment(), folds)
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic and not tf.config.list_physical_devices("GPU"):
@@ -128,18 +117,12 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     if split.clip_level and config.records and Path(config.records).is_dir():
         check_clip_split_records(config.records, split)  # before any training
     with precision_policy(config.precision) as policy:
-        first_epoch = completed_epochs(run)
+        first_epoch = run.completed_epochs()
         train_ds, val_ds, steps = fit_datasets(
             dataset_fn, config, split.train, split.validation, first_epoch
         )
         model = build_model(config.model, config.sampling)
-        trainer = training_model(model)
-        trainer.compile(
-            optimizer=keras.optimizers.SGD(make_schedule(config, steps), momentum=config.momentum),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=resolve_jit_compile(config.jit_compile),
-        )
+        trainer = compile_trainer(training_model(model), config, steps)
         history = trainer.fit(
             train_ds,
             validation_data=val_ds,
@@ -149,21 +132,23 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
             verbose=config.verbose,
         )
         del history
-        log = read_log(run / "training_log.csv")
-        best = run / "best.weights.h5"
-        if best.exists():
-            trainer.load_weights(str(best))
-        model.save(str(run / "model.keras"))
+        log = read_log(run.log_path)
+        if run.best_weights_path.exists():
+            trainer.load_weights(str(run.best_weights_path))
+        model.save(str(run.model_path))
         # Temperature scaling for the served probabilities, fitted on the validation clips.
-        calibration = temperature_record(*_predict(model, val_ds))
-        (run / "calibration.json").write_text(json.dumps(calibration, indent=2))
+        validation = predict_clips(model, val_ds)
+        calibration = temperature_record(validation.labels, validation.probabilities)
+        run.write_calibration(calibration)
         # The one look at the test fold (or test list).
-        y_true, probs = _predict(model, call_factory(dataset_fn, split.test, False, config))
+        test = predict_clips(model, dataset_fn(split.test, False, config, 0))
+        y_true, probs = test.labels, test.probabilities
 
     val_acc = [row.get("val_accuracy", float("nan")) for row in log]
     metrics = {
         "fold": None if split.clip_level else summary["test"],
-        **evaluation_metrics(y_true, probs, config.model.num_classes),
+        **clip_metrics(y_true, probs, _class_names(config.model.num_classes)),
+        "num_clips": int(len(y_true)),
         "split": split.name,
         "protocol": split.protocol,
         **({key: summary[key] for key in ("train_clips", "validation_clips", "test_clips")}
@@ -177,6 +162,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
         "precision": policy,
         "wall_time_s": round(time.time() - start, 2),
         "labels": config.labels,
+        **_label_agreement(config, split.test, test.clip_ids),
         **{k: v for k, v in records_check.items() if k != "clips_in_manifest"},
         **clips_read(config, split, len(y_true), records_check),
         **_test_calibration(y_true, probs, calibration.get("temperature")),
@@ -190,9 +176,17 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFn | None = None) -> dict
     if config.export:
         from emotf.export import export_run
 
-        metrics["saved_model"] = str(export_run(run))
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        metrics["saved_model"] = str(export_run(run.path))
+    run.write_metrics(metrics)
     return metrics
+
+
+def _label_agreement(config: TrainConfig, part, test_clip_ids) -> dict:
+    """metrics.json's "label_agreement" (`emotf.labels.agreement`) on the test clips: their
+    ids from the factory's metadata, else read from the records; {} without either."""
+    if test_clip_ids is None and config.records and Path(config.records).is_dir():
+        test_clip_ids = clip_ids(config.records, part)
+    return {} if test_clip_ids is None else {"label_agreement": agreement(test_clip_ids)}
 
 
 def _test_calibration(y_true, probs, temperature) -> dict:
@@ -207,47 +201,23 @@ def _test_calibration(y_true, probs, temperature) -> dict:
     return out
 
 
-def train_all_folds(config: TrainConfig, dataset_fn: DatasetFn | None = None, folds=None) -> dict:
-    """Run `train_fold` for each fold into `config.out/fold-K`; write `cv_summary.json` / `.md`.
+def train_all_folds(config: TrainConfig, dataset_fn: DatasetFactory | None = None,
+                    folds=None) -> dict:
+    """Run `train_fold` for each fold into the `fold-K/` runs of `config.out`
+    (`emotf.run.CrossValidation`), then write the one CV summary (`cv_report.json` / `.md`,
+    `emotf.evaluation.reports.cv_report`) from what the folds hold.
 
-    Folds whose `metrics.json` already exists are not retrained (a killed sweep resumes).
+    Folds that have finished (their metrics exist) are not retrained (a killed sweep resumes).
+    Returns the summary dict written to `cv_report.json`.
     """
     if config.split != ACTORS:
         raise ValueError(f"--fold all is the actor-independent cross-validation; a clip-level "
                          f"split has one test list: run one fold. Received: split={config.split!r}")
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    per_fold = []
+    cv = CrossValidation(config.out)
+    cv.path.mkdir(parents=True, exist_ok=True)
     for k in folds if folds is not None else range(NUM_FOLDS):
-        fold_out = out / f"fold-{k}"
-        done = fold_out / "metrics.json"
-        if done.exists():
-            metrics = json.loads(done.read_text())
-        else:
-            metrics = train_fold(replace(config, fold=k, out=str(fold_out)), dataset_fn)
-        per_fold.append({key: metrics[key] for key in ("fold", "accuracy", "num_clips", "best_epoch", "wall_time_s")})
-    accs = [m["accuracy"] for m in per_fold]
-    summary = {
-        "num_folds": len(per_fold),
-        "mean_accuracy": float(np.mean(accs)),
-        "std_accuracy": float(statistics.stdev(accs)) if len(accs) > 1 else 0.0,
-        "per_fold": per_fold,
-        "config": config.to_dict(),
-    }
-    (out / "cv_summary.json").write_text(json.dumps(summary, indent=2))
-    lines = [
-        "# Cross-validation summary",
-        "",
-        f"Mean accuracy over {len(accs)} folds: **{100 * summary['mean_accuracy']:.1f} % "
-        f"+- {100 * summary['std_accuracy']:.1f}** (sample std).",
-        "",
-        "| fold | accuracy | test clips | best epoch | wall time (s) |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {m['fold']} | {100 * m['accuracy']:.1f} % | {m['num_clips']} | {m['best_epoch']} | {m['wall_time_s']:.0f} |"
-        for m in per_fold
-    ]
-    (out / "cv_summary.md").write_text("\n".join(lines) + "\n")
-    return summary
-
+        run = cv.fold(k)
+        if not run.finished:
+            train_fold(replace(config, fold=k, out=str(run.path)), dataset_fn)
+    _, json_path = cv_report(cv.path, config=config.to_dict())
+    return json.loads(json_path.read_text())

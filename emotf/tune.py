@@ -42,8 +42,7 @@ from emotf.configs import Config, TrainConfig
 from emotf.model import build_model, training_model
 from emotf.precision import precision_policy, resolve_precision
 from emotf.run_data import (
-    DatasetFn,
-    call_factory,
+    DatasetFactory,
     check_run_records,
     config_split,
     fit_datasets,
@@ -51,8 +50,7 @@ from emotf.run_data import (
     records_dataset,
 )
 from emotf.run_state import describe_changes
-from emotf.schedules import make_schedule
-from emotf.train import environment
+from emotf.train import compile_trainer, environment
 
 TUNERS = ("random", "bayesian", "hyperband")
 
@@ -159,15 +157,14 @@ def trial_config(config: TuneConfig, hp: keras_tuner.HyperParameters) -> TrainCo
 class EmotfHyperModel(keras_tuner.HyperModel):
     """Builds and fits the twin-branch model for one trial, as `emotf.train.train_fold` does.
 
-    `build(hp)` compiles `training_model(build_model(...))` with SGD + momentum, the trial's
-    `make_schedule`, sparse cross-entropy on the mean of the segment softmaxes and an
-    `accuracy` metric. `fit(hp, model, ...)` builds the trial's datasets with `dataset_fn`
-    (`dataset_fn(folds, training, config[, epoch=])`, `emotf.train.DatasetFn`; default
-    `emotf.train.records_dataset`) for the training and validation folds only, and fits with
+    `build(hp)` compiles `training_model(build_model(...))` with `emotf.train.compile_trainer`
+    (as `emotf-train` does). `fit(hp, model, ...)` builds the trial's datasets with `dataset_fn`
+    (an `emotf.run_data.DatasetFactory`; default `emotf.run_data.records_dataset`) for the
+    training and validation parts only, and fits with
     the tuner's callbacks (checkpoint of the best epoch, TensorBoard, reporting to the oracle).
     """
 
-    def __init__(self, config: TuneConfig, dataset_fn: DatasetFn | None = None):
+    def __init__(self, config: TuneConfig, dataset_fn: DatasetFactory | None = None):
         super().__init__(name="emotf")
         self.config = config
         self.dataset_fn = dataset_fn or records_dataset
@@ -180,7 +177,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         if trial.steps_per_epoch:
             return trial.steps_per_epoch
         if trial.batch_size not in self._steps:
-            dataset = call_factory(self.dataset_fn, self.split.train, True, trial)
+            dataset = self.dataset_fn(self.split.train, True, trial, 0)
             self._steps[trial.batch_size] = num_batches(dataset, trial, self.split.train)
         return self._steps[trial.batch_size]
 
@@ -191,18 +188,11 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         keras.mixed_precision.set_global_policy(self.policy)
         keras.utils.set_random_seed(trial.seed)
         trainer = training_model(build_model(trial.model, trial.sampling))
-        trainer.compile(
-            optimizer=keras.optimizers.SGD(
-                make_schedule(trial, self.steps_per_epoch(trial)), momentum=trial.momentum
-            ),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
-        return trainer
+        return compile_trainer(trainer, trial, self.steps_per_epoch(trial))
 
     def fit(self, hp, model, *args, **kwargs):
         """Train one trial. `kwargs` from keras-tuner: `callbacks`, `epochs` and (Hyperband,
-        continuing a trial) `initial_epoch`, which is also passed to the factory as `epoch=`."""
+        continuing a trial) `initial_epoch`, which is also passed to the factory as its `epoch`."""
         trial = trial_config(self.config, hp)
         initial_epoch = int(kwargs.get("initial_epoch", 0))
         train_ds, val_ds, _ = fit_datasets(
@@ -219,7 +209,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         )
 
 
-def make_tuner(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> keras_tuner.Tuner:
+def make_tuner(config: TuneConfig, dataset_fn: DatasetFactory | None = None) -> keras_tuner.Tuner:
     """The keras-tuner tuner of `config.tuner` over `EmotfHyperModel`; reloads `out/search`."""
     common = {
         "hypermodel": EmotfHyperModel(config, dataset_fn),
@@ -299,11 +289,11 @@ def _write_csv(path: Path, rows: list[dict], search) -> None:
             writer.writerow({**{k: row[k] for k in columns}, **row["hyperparameters"]})
 
 
-def tune(config: TuneConfig, dataset_fn: DatasetFn | None = None) -> dict:
+def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None) -> dict:
     """Run (or continue) the search in `config.out`; write the trials and the best config.
 
     Scores are validation-fold accuracies only: `dataset_fn` (default
-    `emotf.train.records_dataset`) is never asked for the test fold `config.train.fold`.
+    `emotf.run_data.records_dataset`) is never asked for the test fold `config.train.fold`.
 
     Returns {"best_val_accuracy", "best_hyperparameters", "best_config" (TrainConfig dict),
     "best_config_path", "trials" (as in trials.json: every trial, best first)}.

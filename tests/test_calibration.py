@@ -45,15 +45,16 @@ def test_mce_is_the_worst_bin():
 
 
 def test_non_finite_probabilities_are_refused_and_the_report_still_written(tmp_path):
-    from emotf.evaluation.figures import summarize_predictions
+    from emotf.evaluation.summary import ReportWarning, summarize_predictions
 
     with pytest.raises(ValueError, match="NaN, inf or an all-zero row"):
         calibration_summary([0, 1], np.full((2, 6), np.nan))
     with pytest.raises(ValueError, match="all-zero row"):
         calibration_summary([0, 1], np.zeros((2, 6)))
-    report = summarize_predictions(["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"], [0, 5],
-                                   np.full((2, 6), np.nan), tmp_path)
-    assert "NaN" in report["calibration"]["error"] and (tmp_path / "evaluation.json").is_file()
+    with pytest.warns(ReportWarning, match="calibration left out of the report: .*NaN"):
+        report = summarize_predictions(["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"], [0, 5],
+                                       np.full((2, 6), np.nan), tmp_path)
+    assert report["calibration"] is None and (tmp_path / "evaluation.json").is_file()
 
 
 def test_an_honest_model_has_a_small_error_and_losses_match_sklearn():

@@ -10,17 +10,15 @@ import pytest
 from emotf.cremad import EMOTIONS
 from emotf.evaluation.evaluate import accuracy_vs_segments, evaluate_model, model_with_segments
 from emotf.evaluation.figures import (
-    classification_report_dict,
-    mean_std,
-    model_vs_humans,
     plot_accuracy_vs_n,
     plot_training_curves,
     read_accuracy_vs_n,
     read_predictions,
-    summarize_predictions,
     write_confusion_matrix,
     write_predictions,
 )
+from emotf.evaluation.metrics import classification_report_dict, mean_std
+from emotf.evaluation.summary import model_vs_humans, summarize_predictions
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -179,10 +177,12 @@ def tiny_model_config(**overrides):
     return ModelConfig(**values)
 
 
-def fake_dataset_fn(folds, num_segments, batch_size, run_config):
+def fake_dataset_fn(part, training, config, epoch):
+    """An evaluation `DatasetFactory` over CLIPS (N and batch size from the config)."""
     import tensorflow as tf
 
-    rng = np.random.default_rng(sum(folds))
+    num_segments, batch_size = config.model.num_segments, config.batch_size
+    rng = np.random.default_rng(sum(part.folds))
     m = len(CLIPS)
     inputs = {
         "frames": rng.integers(0, 256, (m, num_segments, 32, 32, 3)).astype("uint8"),
@@ -277,7 +277,7 @@ def test_cli_evaluates_a_run_with_accuracy_vs_n(tmp_path, monkeypatch, capsys):
     assert parse_segments("1..4") == [1, 2, 3, 4] and parse_segments("8,2,2") == [2, 8]
     with pytest.raises(argparse.ArgumentTypeError, match="0..3"):
         parse_segments("0..3")
-    monkeypatch.setattr(emotf.evaluation.evaluate, "_default_dataset_fn", lambda records: fake_dataset_fn)
+    monkeypatch.setattr(emotf.evaluation.evaluate, "records_evaluation_dataset", lambda records: fake_dataset_fn)
     run = make_run(tmp_path / "run")
     assert (
         main(
@@ -376,10 +376,38 @@ def test_glue_on_record_shards_through_the_pipeline(tmp_path):
     assert [(r["n"], r["num_examples"]) for r in rows] == [(1, 6), (3, 6)]
 
 
-def test_pure_functions_live_in_emotf_figures_and_are_re_exported():
-    """emotf.evaluation.figures holds the pure half; emotf.evaluation.evaluate keeps the same public names."""
-    import emotf.evaluation.evaluate
-    import emotf.evaluation.figures
+def test_report_extras_can_be_switched_off(tmp_path):
+    from emotf.evaluation.summary import ReportExtras
 
-    for name in emotf.evaluation.figures.__all__:
-        assert getattr(emotf.evaluation.evaluate, name) is getattr(emotf.evaluation.figures, name), name
+    clips = ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX", "1002_DFA_SAD_XX"]
+    off = ReportExtras(humans=False, groups=False, calibration=False, intervals=False)
+    report = summarize_predictions(clips, [4, 3, 0, 5], np.eye(6)[[4, 4, 0, 5]], tmp_path,
+                                   extras=off)
+    for extra in ("humans_same_clips", "by_group", "calibration", "confidence_intervals"):
+        assert report[extra] is None, extra
+    assert not (tmp_path / "reliability.png").exists()
+    assert not (tmp_path / "accuracy_by_group.csv").exists()
+    on = summarize_predictions(clips, [4, 3, 0, 5], np.eye(6)[[4, 4, 0, 5]], tmp_path / "on")
+    assert all(on[e] is not None for e in ("humans_same_clips", "by_group", "calibration",
+                                           "confidence_intervals"))
+
+
+def test_one_prediction_loop_with_and_without_clip_ids():
+    import tensorflow as tf
+
+    from emotf.evaluation.metrics import predict_clips
+
+    def model(inputs, training=False):
+        return {"probabilities": tf.one_hot(tf.cast(inputs["audio"][:, 0], tf.int32), 6)}
+
+    audio = np.array([[2.0], [5.0], [0.0]], np.float32)
+    labels = np.array([2, 1, 0], np.int32)
+    plain = tf.data.Dataset.from_tensor_slices(({"audio": audio}, labels)).batch(2)
+    with_ids = tf.data.Dataset.from_tensor_slices(
+        ({"audio": audio}, labels, {"clip_id": ["a", "b", "c"]})).batch(2)
+    a, b = predict_clips(model, plain), predict_clips(model, with_ids)
+    assert a.clip_ids is None and b.clip_ids == ["a", "b", "c"]
+    np.testing.assert_array_equal(a.predicted, [2, 5, 0])
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    with pytest.raises(ValueError, match="empty"):
+        predict_clips(model, plain.take(0))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emotf.cremad import EMOTIONS, load_clip_names, parse_clip_name
-from emotf.evaluation.figures import summarize_predictions
+from emotf.evaluation.summary import ReportWarning, summarize_predictions
 from emotf.evaluation.groups import (
     GROUPINGS,
     UNKNOWN,
@@ -105,6 +105,11 @@ def test_evaluation_writes_the_table(tmp_path):
     assert intervals["actors"] == 4 and intervals["model"]["estimate"] == 0.75
     assert intervals["model"]["low"] < 0.75 < intervals["model"]["high"]
     assert set(intervals["model_minus_humans"]) == {"voice", "face", "audio-visual"}
-    hand_made = summarize_predictions(["clip_a"], [0], np.eye(6)[[0]], tmp_path / "other")
-    assert "not a CREMA-D clip name" in hand_made["by_group"]["error"]
-    assert "not a CREMA-D clip name" in hand_made["confidence_intervals"]["error"]
+    with pytest.warns(ReportWarning) as warned:
+        hand_made = summarize_predictions(["clip_a"], [0], np.eye(6)[[0]], tmp_path / "other")
+    reasons = [str(w.message) for w in warned]
+    assert any(r.startswith("accuracy by group left out") and "not a CREMA-D clip name" in r
+               for r in reasons)
+    assert any(r.startswith("confidence intervals left out") and "not a CREMA-D clip name" in r
+               for r in reasons)
+    assert hand_made["by_group"] is None and hand_made["confidence_intervals"] is None

@@ -67,6 +67,15 @@ def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
     expected = human_accuracy(votes, FOLD_CLIPS[1])
     assert summary["per_fold"][1]["human_accuracy_same_clips"] == pytest.approx(expected)
     assert summary["pooled"]["num_examples"] == 8
+    # Which labels were scored, and how often intended and perceived labels agree (issue 12).
+    from emotf.labels import agreement
+
+    assert summary["labels"] == "intended"
+    pooled_agreement = agreement(FOLD_CLIPS[0] + FOLD_CLIPS[1])
+    assert summary["label_agreement"] == {**pooled_agreement, "folds_counted": 2}
+    assert summary["per_fold"][0]["label_agreement"] == agreement(FOLD_CLIPS[0])
+    assert (f"agree on {pooled_agreement['agree']} of the 8 evaluated clips"
+            in md_path.read_text())
     assert [r["accuracy_percent"] for r in summary["reported_in_the_paper"]] == [
         68.4,
         63.6,

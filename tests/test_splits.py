@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from emotf.configs import ModelConfig, TrainConfig
 from emotf.cremad import EMOTIONS, SENTENCES, load_clip_names, parse_clip_name
-from emotf.run_data import call_factory
 from emotf.splits import (
     ACTORS,
     OGM,
@@ -97,16 +96,9 @@ def test_a_bad_split_folder_is_refused_naming_the_file_and_row(tmp_path, problem
     assert expected in message and str(folder) in message
 
 
-def test_train_all_folds_and_old_factories_refuse_a_clip_level_split(tmp_path):
+def test_train_all_folds_refuses_a_clip_level_split(tmp_path):
     with pytest.raises(ValueError, match="clip-level split has one test list"):
         train_all_folds(TrainConfig(split=OGM, out=str(tmp_path)))
-
-    def folds_only(folds, training, config):
-        raise AssertionError("must not be called")
-
-    part = Selection((0, 1), frozenset({"1001_DFA_ANG_XX"}))
-    with pytest.raises(TypeError, match="takes `clips`"):
-        call_factory(folds_only, part, False, TrainConfig())
 
 
 # --- through the real pipeline -------------------------------------------------------------
@@ -177,9 +169,9 @@ def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_sp
     root, _, split_dir, train, test = clip_split_records
     served = []
 
-    def spy(folds, training, config, epoch=0, clips=None):
-        served.append((training, None if clips is None else set(clips)))
-        return records_dataset(folds, training, config, epoch, clips)
+    def spy(part, training, config, epoch):
+        served.append((training, None if part.clips is None else set(part.clips)))
+        return records_dataset(part, training, config, epoch)
 
     cfg = TrainConfig(records=str(root / "records"), out=str(tmp_path / "run"), split=str(split_dir),
                       validation_fraction=0.25, epochs=2, batch_size=4, lr_schedule="constant",
@@ -206,14 +198,14 @@ def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_sp
     # The scored model is the one saved: its accuracy on the test list is the run's.
     import keras
 
-    from emotf.train import evaluation_metrics
+    from emotf.evaluation.metrics import clip_metrics
 
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     ds = make_dataset(root / "records", range(10), training=False, config=cfg.sampling,
                       batch_size=4, clip_ids=test)
     labels = np.concatenate([y for _, y in ds])
     probs = np.concatenate([model.predict(x, verbose=0)["probabilities"] for x, _ in ds])
-    assert evaluation_metrics(labels, probs)["accuracy"] == metrics["accuracy"]
+    assert clip_metrics(labels, probs)["accuracy"] == metrics["accuracy"]
 
 
 def test_cli_flags_select_the_split(tmp_path, clip_split_records):
@@ -245,9 +237,9 @@ def test_tuning_on_a_clip_split_never_reads_the_test_list(clip_split_records, tm
     root, _, split_dir, train, test = clip_split_records
     served = []
 
-    def spy(folds, training, config, epoch=0, clips=None):
-        served.append(set(clips))
-        return records_dataset(folds, training, config, epoch, clips)
+    def spy(part, training, config, epoch):
+        served.append(set(part.clips))
+        return records_dataset(part, training, config, epoch)
 
     base = TrainConfig(records=str(root / "records"), split=str(split_dir),
                        validation_fraction=0.25, epochs=1, batch_size=4, verbose=0, export=False,

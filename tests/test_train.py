@@ -9,7 +9,7 @@ import tensorflow as tf
 from emotf.cli.train import main as train_main
 from emotf.configs import ModelConfig, TrainConfig
 from emotf.schedules import StaircaseDecay
-from emotf.splits import split_folds
+from emotf.splits import Selection, split_folds
 from emotf.train import train_all_folds, train_fold
 
 N, CLIPS_PER_FOLD = 2, 12
@@ -43,10 +43,11 @@ class FakeFactory:
         self.served = []  # (training, folds, actors)
         self.epochs = []  # (training, first epoch served)
 
-    def __call__(self, folds, training, config, epoch=0):
+    def __call__(self, part, training, config, epoch):
         d = self.data
+        folds = list(part.folds)
         idx = np.flatnonzero(np.isin(d["folds"], folds))
-        self.served.append((training, list(folds), set(d["actors"][idx].tolist())))
+        self.served.append((training, folds, set(d["actors"][idx].tolist())))
         self.epochs.append((training, epoch))
         ds = tf.data.Dataset.from_tensor_slices(
             ({"frames": d["frames"][idx], "audio": d["audio"][idx]}, d["labels"][idx])
@@ -80,7 +81,7 @@ def test_training_reduces_loss_and_writes_run(tmp_path):
     assert len(loss) == 4 and loss[-1] < loss[0]
     for name in ("config.json", "metrics.json", "best.weights.h5", "model.keras", "tensorboard"):
         assert (run / name).exists(), name
-    assert set(metrics) >= {"accuracy", "per_class_recall", "confusion_matrix", "parameters", "wall_time_s"}
+    assert set(metrics) >= {"accuracy", "per_class", "confusion_matrix", "parameters", "wall_time_s"}
     assert np.sum(metrics["confusion_matrix"]) == CLIPS_PER_FOLD
     resolved = json.loads((run / "config.json").read_text())
     assert resolved["config"]["model"]["num_segments"] == N and "tensorflow" in resolved["environment"]
@@ -140,7 +141,12 @@ def test_all_folds_summary_and_cli(tmp_path, monkeypatch):
     factory = FakeFactory()
     summary = train_all_folds(config(tmp_path, epochs=1), factory, folds=[0, 1])
     assert summary["num_folds"] == 2 and 0 <= summary["mean_accuracy"] <= 1
-    assert (tmp_path / "run" / "cv_summary.md").read_text().startswith("# Cross-validation summary")
+    report = (tmp_path / "run" / "cv_report.md").read_text()
+    assert report.startswith("# Cross-validation report") and "Labels: intended" in report
+    saved = json.loads((tmp_path / "run" / "cv_report.json").read_text())
+    assert saved["labels"] == "intended" and [f["fold"] for f in saved["per_fold"]] == [0, 1]
+    assert saved["per_fold"][0]["wall_time_s"] > 0 and saved["config"]["epochs"] == 1
+    assert not (tmp_path / "run" / "cv_summary.json").exists()
 
     import emotf.train as train_module
     monkeypatch.setattr(train_module, "records_dataset", FakeFactory())
@@ -191,17 +197,18 @@ def test_train_fold_on_record_shards(tmp_path):
     metrics = train_fold(cfg)  # the default factory: emotf.pipeline.make_dataset
     assert metrics["num_clips"] == 2 and metrics["steps_per_epoch"] == 8 * 2 // 4
     assert metrics["epochs_run"] == 2
+    assert metrics["labels"] == "intended" and metrics["label_agreement"]["clips"] == 2
     # The saved model is the one that was scored, and the run was exported for serving.
     import keras
 
     from emotf.pipeline import make_dataset
-    from emotf.train import evaluation_metrics
+    from emotf.evaluation.metrics import clip_metrics
 
     reloaded = keras.models.load_model(tmp_path / "run" / "model.keras")
     test = make_dataset(records, [cfg.fold], training=False, config=cfg.sampling, batch_size=4)
     labels = np.concatenate([y for _, y in test])
     probs = np.concatenate([reloaded.predict(x, verbose=0)["probabilities"] for x, _ in test])
-    again = evaluation_metrics(labels, probs)
+    again = clip_metrics(labels, probs)
     assert again["accuracy"] == metrics["accuracy"]
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
     assert (tmp_path / "run" / "export" / "1" / "saved_model.pb").exists()
@@ -264,7 +271,7 @@ def test_cache_records_changes_only_where_records_come_from(tmp_path):
                      cache_records=cache, sampling={"window_seconds": 0.128, "frame_length": 64,
                                                     "frame_step": 16, "fft_length": 64,
                                                     "num_mel_bins": 8})
-        dataset = records_dataset([0, 1, 2, 4], True, cfg)
+        dataset = records_dataset(Selection((0, 1, 2, 4)), True, cfg, 0)
         epochs[cache] = [[(x["frames"].numpy(), x["audio"].numpy(), y.numpy())
                           for x, y in dataset] for _ in range(2)]
     for cached, read in zip(epochs[True][0], epochs[False][0]):

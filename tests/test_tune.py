@@ -23,19 +23,19 @@ class SpyFactory(FakeFactory):
         super().__init__()
         self.configs = []  # (training, TrainConfig)
 
-    def __call__(self, folds, training, config, epoch=0):
+    def __call__(self, part, training, config, epoch):
         self.configs.append((training, config))
-        return super().__call__(folds, training, config, epoch)
+        return super().__call__(part, training, config, epoch)
 
 
 class InterruptedFactory(SpyFactory):
     """Stops the process (as Ctrl-C would) when the first trial that trains asks for data."""
 
-    def __call__(self, folds, training, config, epoch=0):
+    def __call__(self, part, training, config, epoch):
         if not training:  # validation data is built only by HyperModel.fit
             self.configs.append((training, config))
             raise KeyboardInterrupt
-        return super().__call__(folds, training, config, epoch)
+        return super().__call__(part, training, config, epoch)
 
 
 def tune_config(path, **overrides) -> TuneConfig:

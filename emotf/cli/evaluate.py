@@ -110,9 +110,9 @@ def main(argv=None) -> int:
         "folds": report["folds"],
         "num_segments": report["num_segments"],
         **{key: report[key] for key in ("split", "protocol") if key in report},
-        "accuracy_95ci": [report.get("confidence_intervals", {}).get("model", {}).get(k)
+        "accuracy_95ci": [((report.get("confidence_intervals") or {}).get("model") or {}).get(k)
                           for k in ("low", "high")],
-        "ece": report.get("calibration", {}).get("ece"),
+        "ece": (report.get("calibration") or {}).get("ece"),
     }
     if args.segments:
         from pathlib import Path

@@ -14,12 +14,13 @@ import numpy as np
 
 from emotf.evaluation.figures import read_predictions
 from emotf.evaluation.stats import paired_difference
+from emotf.run import EvaluationDir, Run
 
 
 def predictions_file(path) -> Path:
     """`predictions.csv` of a run folder, an evaluation folder, or the file itself."""
     path = Path(path)
-    for candidate in (path, path / "predictions.csv", path / "evaluation" / "predictions.csv"):
+    for candidate in (path, EvaluationDir(path).predictions, Run(path).evaluation.predictions):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"no predictions.csv in {path} (run `emotf-evaluate --run` on it "

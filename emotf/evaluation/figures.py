@@ -1,8 +1,9 @@
-"""The pure half of evaluation: metrics, confusion matrix, figures, predictions files.
+"""The pure files and figures of evaluation: confusion matrix, curves, predictions files.
 
 Everything here takes plain arrays, lists and dicts (tested on hand-computed cases) and needs
-no model or records; `emotf.evaluation.evaluate` is the glue that loads a run's model and runs
-the evaluation pipeline. Figures use matplotlib's Agg backend (no screen needed).
+no model or records; the metrics are in `emotf.evaluation.metrics`, the evaluation report in
+`emotf.evaluation.summary`, and `emotf.evaluation.evaluate` is the glue that loads a run's
+model and runs the evaluation pipeline. Figures use matplotlib's Agg backend (no screen needed).
 """
 
 from __future__ import annotations
@@ -19,15 +20,11 @@ from emotf.cremad import EMOTIONS
 __all__ = [
     "ACCURACY_VS_N_FIELDS",
     "PREDICTION_FIELDS",
-    "classification_report_dict",
-    "mean_std",
-    "model_vs_humans",
     "plot_accuracy_vs_n",
     "plot_training_curves",
     "read_accuracy_vs_n",
     "read_predictions",
     "read_training_log",
-    "summarize_predictions",
     "write_confusion_matrix",
     "write_json",
     "write_predictions",
@@ -41,74 +38,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-# === Metrics (pure) ===
-
-
-def classification_report_dict(y_true, y_pred, class_names=EMOTIONS) -> dict:
-    """Accuracy, per-class precision/recall/F1/support and the confusion matrix.
-
-    Args:
-        y_true, y_pred: int [M] class indices into `class_names`.
-        class_names: C names; every class gets a row even when absent from `y_true`
-            (precision/recall of an empty class are 0, as scikit-learn's `zero_division=0`).
-
-    Returns:
-        {"num_examples", "accuracy", "per_class": {name: {"precision", "recall", "f1",
-        "support"}}, "macro_avg": {...}, "weighted_avg": {...}, "class_names": [...],
-        "confusion_matrix": C x C list of ints (rows true, columns predicted)}.
-    """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    y_true = np.asarray(y_true, np.int64).reshape(-1)
-    y_pred = np.asarray(y_pred, np.int64).reshape(-1)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(
-            f"y_true and y_pred differ in length. Received: {y_true.shape[0]} and {y_pred.shape[0]}"
-        )
-    if y_true.size == 0:
-        raise ValueError("nothing to evaluate. Received: 0 examples")
-    labels = list(range(len(class_names)))
-    bad = sorted(set(np.concatenate([y_true, y_pred]).tolist()) - set(labels))
-    if bad:
-        raise ValueError(f"class indices outside 0..{len(labels) - 1}. Received: {bad[:5]}")
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    per_class = {
-        name: {
-            "precision": float(p[k]),
-            "recall": float(r[k]),
-            "f1": float(f[k]),
-            "support": int(s[k]),
-        }
-        for k, name in enumerate(class_names)
-    }
-
-    def average(kind):
-        pa, ra, fa, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=kind, zero_division=0
-        )
-        return {"precision": float(pa), "recall": float(ra), "f1": float(fa)}
-
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
-    return {
-        "num_examples": int(y_true.size),
-        "accuracy": float(np.mean(y_true == y_pred)),
-        "per_class": per_class,
-        "macro_avg": average("macro"),
-        "weighted_avg": average("weighted"),
-        "class_names": list(class_names),
-        "confusion_matrix": cm.astype(int).tolist(),
-    }
-
-
-def mean_std(values) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1, as `emotf.train`'s CV summary) of the
-    finite values; std is 0 for one value, both NaN for none."""
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
 # === Files and figures (pure) ===
@@ -341,33 +270,6 @@ def read_predictions(path) -> dict:
     }
 
 
-def model_vs_humans(clip_ids, y_true, y_pred, votes=None) -> dict:
-    """Model and human raters side by side on exactly the same clips, overall and per class.
-
-    Model per-class accuracy is its recall on the clips of that class; human accuracy is
-    correct responses / all responses (see `emotf.evaluation.human`).
-
-    Returns:
-        {"num_clips", "model": {"all": acc, "ANG": ..., ...},
-         "humans": {mode: {"all": acc, "ANG": ..., ...}} for voice, face, audio-visual}.
-    """
-    from emotf.evaluation.human import human_accuracy
-    from emotf.votes import load_votes
-
-    votes = votes if votes is not None else load_votes()
-    y_true = np.asarray(y_true, np.int64)
-    y_pred = np.asarray(y_pred, np.int64)
-    model = {"all": float(np.mean(y_true == y_pred)) if y_true.size else float("nan")}
-    for k, emotion in enumerate(EMOTIONS):
-        of_class = y_true == k
-        model[emotion] = float(np.mean(y_pred[of_class] == k)) if of_class.any() else float("nan")
-    return {
-        "num_clips": len(set(clip_ids)),
-        "model": model,
-        "humans": human_accuracy(votes, clip_ids, by_class=True),
-    }
-
-
 def _json_safe(value):
     """NaN -> None, numpy scalars -> Python, recursively (strict JSON has no NaN)."""
     if isinstance(value, dict):
@@ -386,63 +288,3 @@ def write_json(path, value) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_json_safe(value), indent=2) + "\n")
     return path
-
-
-def accuracy_intervals(clip_ids, labels, predicted, votes=None) -> dict:
-    """`emotf.evaluation.stats.actor_intervals` for these predictions: the model's 95 % interval, and
-    the raters' and model-minus-raters' when the vote table holds every clip."""
-    from emotf.evaluation.stats import actor_intervals
-    from emotf.votes import load_votes
-
-    correct = np.asarray(labels) == np.asarray(predicted)
-    try:
-        try:
-            return actor_intervals(clip_ids, correct, load_votes() if votes is None else votes)
-        except KeyError as err:  # some clips have no votes: the model's interval only
-            return {**actor_intervals(clip_ids, correct), "humans_error": str(err)}
-    except ValueError as err:  # names that are not CREMA-D clip names, repeated clips
-        return {"error": str(err)}
-
-
-def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, title="") -> dict:
-    """Everything `evaluate_model` writes, from predictions already in hand (no model needed).
-
-    Writes predictions.csv, confusion_matrix.csv/png, accuracy_by_group.csv and
-    evaluation.json into `out` and returns the evaluation dict (metrics, "humans_same_clips"
-    from `model_vs_humans`, "confidence_intervals" from `accuracy_intervals`, "calibration"
-    from `emotf.evaluation.calibration` (+ reliability.png), "by_group" from
-    `emotf.evaluation.groups.accuracy_by_group`).
-    """
-    out = Path(out)
-    probabilities = np.asarray(probabilities, np.float64)
-    predicted = np.argmax(probabilities, axis=-1)
-    write_predictions(out / "predictions.csv", clip_ids, labels, probabilities)
-    report = classification_report_dict(labels, predicted, EMOTIONS)
-    write_confusion_matrix(
-        report["confusion_matrix"],
-        EMOTIONS,
-        out / "confusion_matrix.csv",
-        out / "confusion_matrix.png",
-        title=title,
-    )
-    try:
-        report["humans_same_clips"] = model_vs_humans(clip_ids, labels, predicted, votes)
-    except KeyError as err:  # clips outside CREMA-D (e.g. hand-made test names)
-        report["humans_same_clips"] = {"error": str(err)}
-    report["confidence_intervals"] = accuracy_intervals(clip_ids, labels, predicted, votes)
-    from emotf.evaluation.calibration import calibration_summary, plot_reliability
-
-    try:
-        report["calibration"] = calibration_summary(labels, probabilities)
-        plot_reliability(report["calibration"], out / "reliability.png", title=title)
-    except ValueError as err:  # non-finite probabilities: the rest of the report still stands
-        report["calibration"] = {"error": str(err)}
-    from emotf.evaluation.groups import accuracy_by_group, write_group_table
-
-    try:
-        report["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)
-        write_group_table(out / "accuracy_by_group.csv", report["by_group"])
-    except ValueError as err:  # names that are not CREMA-D clip names
-        report["by_group"] = {"error": str(err)}
-    write_json(out / "evaluation.json", report)
-    return report

@@ -1,18 +1,15 @@
 """Cross-validation report in the shape of the paper's Table I (Markdown + JSON + figures).
 
-`cv_report(CV_DIR)` reads an `emotf-train --fold all` folder:
-
-    CV_DIR/fold-K/metrics.json           test-fold accuracy (written by emotf.train)
-    CV_DIR/fold-K/config.json            the run's config (N = config.model.num_segments)
-    CV_DIR/fold-K/training_log.csv       Keras CSVLogger
-    CV_DIR/fold-K/evaluation/            from `emotf.evaluation.evaluate.evaluate_model` (or fold-K/ itself):
-        predictions.csv                  per-clip predictions (needed for the human baseline
-                                         on the same clips and the pooled confusion matrix)
-        accuracy_vs_n.csv                from `accuracy_vs_segments`, when run
-
-and writes `cv_report.md`, `cv_report.json` and `figures/*.png` into `out` (default CV_DIR).
+`cv_report(CV_DIR)` reads an `emotf-train --fold all` folder (`emotf.run.CrossValidation`):
+each `fold-K/` run's metrics (test-fold accuracy, labels, label agreement, wall time), config
+(N) and training log, and, when `emotf-evaluate` has run on it, its evaluation folder's
+per-clip predictions (needed for the human baseline on the same clips, the pooled confusion
+matrix and the pooled extras) and accuracy-vs-N rows. It writes the one CV summary,
+`cv_report.md`, `cv_report.json` and `figures/*.png`, into `out` (default CV_DIR):
+`emotf.train.train_all_folds` writes it after the folds, `emotf-evaluate --cv-dir` rewrites it.
 With `records` (or `evaluate=True` and the records named in the runs' config), folds without
-predictions are evaluated first.
+predictions are evaluated first. The pooled extras follow `ReportExtras`; one that cannot be
+computed is left out with a printed `ReportWarning`.
 
 The human baseline is CREMA-D's crowd-sourced votes on the clips with the same ids (see
 `emotf.evaluation.human`): on the synthetic sample those ids are real CREMA-D names, so the human figures
@@ -22,17 +19,13 @@ are the real clips' votes while the model saw generated media.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
 from emotf.cremad import EMOTIONS
-from emotf.evaluation.evaluate import EVALUATION_DIRNAME, evaluate_model, load_run_config
+from emotf.evaluation.evaluate import evaluate_model
 from emotf.evaluation.figures import (
-    accuracy_intervals,
-    classification_report_dict,
-    mean_std,
     plot_accuracy_vs_n,
     plot_training_curves,
     read_accuracy_vs_n,
@@ -42,6 +35,11 @@ from emotf.evaluation.figures import (
 )
 from emotf.evaluation.groups import accuracy_by_group, write_group_table
 from emotf.evaluation.human import human_accuracy
+from emotf.evaluation.markdown import render_markdown
+from emotf.evaluation.metrics import classification_report_dict, mean_std
+from emotf.evaluation.summary import ALL_EXTRAS, ReportExtras, accuracy_intervals, report_warning
+from emotf.labels import agreement
+from emotf.run import CrossValidation, Run
 from emotf.votes import MODES, load_votes
 
 # Accuracies (%) on CREMA-D reported in the paper's Table I (10-fold CV), for reference only.
@@ -52,71 +50,36 @@ PAPER_REPORTED: tuple[tuple[str, float], ...] = (
     ("MERML", 66.5),
     ("Single-window CNN baseline", 55.8),
 )
-_FOLD_DIR = re.compile(r"^fold-(\d+)$")
 
 
-def fold_dirs(cv_dir) -> list[tuple[int, Path]]:
-    """(fold, folder) of every `fold-K` sub-folder, sorted by K."""
-    found = []
-    for path in Path(cv_dir).iterdir():
-        match = _FOLD_DIR.match(path.name)
-        if match and path.is_dir():
-            found.append((int(match[1]), path))
-    return sorted(found)
-
-
-def _find(fold_dir: Path, name: str) -> Path | None:
-    for candidate in (fold_dir / EVALUATION_DIRNAME / name, fold_dir / name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _num_segments(fold_dir: Path) -> int | None:
-    model = load_run_config(fold_dir).get("config", {}).get("model", {})
-    if "num_segments" in model:
-        return int(model["num_segments"])
-    evaluation = _find(fold_dir, "evaluation.json")
+def _num_segments(run: Run) -> int | None:
+    if run.has_config():
+        return run.train_config().model.num_segments
+    evaluation = run.find_evaluation_file(run.evaluation.report.name)
     if evaluation:
         return json.loads(evaluation.read_text()).get("num_segments")
     return None
 
 
-def _pct(value, digits: int = 1) -> str:
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    return f"{100 * value:.{digits}f}"
-
-
-def _text(value) -> str:
-    return "n/a" if value is None else str(value)
-
-
-def _pct_pm(mean, std) -> str:
-    return "n/a" if not np.isfinite(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}"
-
-
-def collect_folds(
-    cv_dir, *, votes, records=None, evaluate: bool = False, dataset_fn=None
-) -> list[dict]:
-    """Per-fold facts: accuracy, clip ids and predictions, human accuracy on the same clips."""
+def collect_folds(cv_dir, *, votes, records=None, evaluate: bool = False, dataset_fn=None,
+                  extras: ReportExtras = ALL_EXTRAS) -> list[dict]:
+    """Per-fold facts: accuracy, labels, clip ids and predictions, label agreement, human
+    accuracy on the same clips."""
     folds = []
-    for k, fold_dir in fold_dirs(cv_dir):
-        predictions_path = _find(fold_dir, "predictions.csv")
-        if (
-            predictions_path is None
-            and (records or evaluate or dataset_fn)
-            and (fold_dir / "model.keras").is_file()
-        ):
-            evaluate_model(fold_dir, records, dataset_fn=dataset_fn, votes=votes)
-            predictions_path = _find(fold_dir, "predictions.csv")
-        metrics_path = fold_dir / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    for k, run in CrossValidation(cv_dir).folds():
+        predictions_path = run.find_evaluation_file(run.evaluation.predictions.name)
+        if predictions_path is None and (records or evaluate or dataset_fn) and run.model_path.is_file():
+            evaluate_model(run.path, records, dataset_fn=dataset_fn, votes=votes, extras=extras)
+            predictions_path = run.find_evaluation_file(run.evaluation.predictions.name)
+        metrics = run.read_metrics() if run.finished else {}
         fold = {
             "fold": k,
-            "dir": fold_dir,
-            "num_segments": _num_segments(fold_dir),
+            "run": run,
+            "num_segments": _num_segments(run),
             "best_epoch": metrics.get("best_epoch"),
+            "wall_time_s": metrics.get("wall_time_s"),
+            "labels": metrics.get("labels") or (run.train_config().labels if run.has_config() else None),
+            "label_agreement": metrics.get("label_agreement"),
             "predictions": None,
             "humans": {mode: None for mode in MODES},
         }
@@ -128,17 +91,30 @@ def collect_folds(
             if accuracy is None:
                 accuracy = float(np.mean(predictions["labels"] == predictions["predicted"]))
             num_clips = len(predictions["clip_ids"])
-            try:
-                fold["humans"] = human_accuracy(votes, predictions["clip_ids"])
-            except KeyError:
-                pass  # clip ids outside CREMA-D: no human baseline for this fold
+            fold["label_agreement"] = agreement(predictions["clip_ids"])
+            if extras.humans:
+                try:
+                    fold["humans"] = human_accuracy(votes, predictions["clip_ids"])
+                except KeyError as err:  # clip ids outside CREMA-D
+                    report_warning(f"human raters of fold {k}", f"a clip has no votes ({err})")
         if accuracy is None:
             continue  # neither metrics nor predictions: an unfinished fold
         fold.update(accuracy=float(accuracy), num_clips=num_clips)
-        accuracy_vs_n = _find(fold_dir, "accuracy_vs_n.csv")
+        accuracy_vs_n = run.find_evaluation_file(run.evaluation.accuracy_vs_n_csv.name)
         fold["accuracy_vs_n"] = read_accuracy_vs_n(accuracy_vs_n) if accuracy_vs_n else []
         folds.append(fold)
     return folds
+
+
+def pooled_agreement(folds) -> dict | None:
+    """Intended vs perceived labels over the folds' evaluated clips (folds never share a clip,
+    so the counts add up); None when no fold has them."""
+    counted = [f["label_agreement"] for f in folds if f.get("label_agreement")]
+    if not counted:
+        return None
+    total = {key: sum(a[key] for a in counted) for key in ("clips", "agree", "without_votes")}
+    return {**total, "rate": total["agree"] / total["clips"] if total["clips"] else None,
+            "folds_counted": len(counted)}
 
 
 def _mean_accuracy_vs_n(folds) -> list[dict]:
@@ -158,10 +134,10 @@ def _mean_accuracy_vs_n(folds) -> list[dict]:
     ]
 
 
-def cv_report(
-    cv_dir, out=None, *, votes=None, records=None, evaluate: bool = False, dataset_fn=None
-) -> tuple[Path, Path]:
-    """Render the cross-validation report of an `emotf-train --fold all` folder.
+def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = False,
+              dataset_fn=None, extras: ReportExtras = ALL_EXTRAS,
+              config: dict | None = None) -> tuple[Path, Path]:
+    """Render the one cross-validation summary of an `emotf-train --fold all` folder.
 
     Args:
         cv_dir: the parent folder holding `fold-K/` runs.
@@ -169,6 +145,8 @@ def cv_report(
         votes: an `emotf.votes.VoteTable` (default: the shipped vote table).
         records / evaluate / dataset_fn: evaluate folds that have no predictions yet
             (see `emotf.evaluation.evaluate.evaluate_model`).
+        extras: which pooled extras to compute (`ReportExtras`).
+        config: the sweep's TrainConfig dict to record (default: the first fold's).
 
     Returns:
         (markdown path, json path).
@@ -177,21 +155,22 @@ def cv_report(
         FileNotFoundError: no finished fold (metrics.json or predictions.csv) under cv_dir.
     """
     cv_dir = Path(cv_dir)
-    out = Path(out) if out else cv_dir
-    figures = out / "figures"
+    target = CrossValidation(out if out else cv_dir)
+    figures = target.figures_dir
+    pooled_files = CrossValidation.figure_files(figures)
     votes = votes if votes is not None else load_votes()
-    folds = collect_folds(
-        cv_dir, votes=votes, records=records, evaluate=evaluate, dataset_fn=dataset_fn
-    )
+    folds = collect_folds(cv_dir, votes=votes, records=records, evaluate=evaluate,
+                          dataset_fn=dataset_fn, extras=extras)
     if not folds:
-        raise FileNotFoundError(
-            f"no finished fold-K run (metrics.json or predictions) under {cv_dir}"
-        )
+        raise FileNotFoundError(f"no finished fold-K run (metrics.json or predictions) under {cv_dir}")
 
     mean, std = mean_std([f["accuracy"] for f in folds])
     segments = sorted({f["num_segments"] for f in folds if f["num_segments"] is not None})
     human_mean = {m: mean_std([f["humans"][m] for f in folds]) for m in MODES}
     figure_links: dict[str, str] = {}
+
+    def link(path: Path) -> str:
+        return path.relative_to(target.path).as_posix()
 
     # Pooled over the folds that have per-clip predictions.
     with_predictions = [f for f in folds if f["predictions"] is not None]
@@ -201,39 +180,45 @@ def cv_report(
         labels = np.concatenate([f["predictions"]["labels"] for f in with_predictions])
         predicted = np.concatenate([f["predictions"]["predicted"] for f in with_predictions])
         pooled = classification_report_dict(labels, predicted, EMOTIONS)
-        try:
-            pooled["humans"] = human_accuracy(votes, clip_ids, by_class=True)
-        except KeyError:
-            pooled["humans"] = None
-        write_confusion_matrix(
-            pooled["confusion_matrix"],
-            EMOTIONS,
-            figures / "confusion_matrix.csv",
-            figures / "confusion_matrix.png",
-            title=f"pooled over {len(with_predictions)} test folds",
-        )
-        figure_links["confusion_matrix"] = "figures/confusion_matrix.png"
-        pooled["confidence_intervals"] = accuracy_intervals(clip_ids, labels, predicted, votes)
-        try:
-            pooled["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)
-            write_group_table(figures / "accuracy_by_group.csv", pooled["by_group"])
-        except ValueError:  # names that are not CREMA-D clip names
-            pooled["by_group"] = None
+        pooled["humans"] = None
+        if extras.humans:
+            try:
+                pooled["humans"] = human_accuracy(votes, clip_ids, by_class=True)
+            except KeyError as err:
+                report_warning("pooled human raters", f"a clip has no votes ({err})")
+        write_confusion_matrix(pooled["confusion_matrix"], EMOTIONS, pooled_files.confusion_csv,
+                               pooled_files.confusion_png,
+                               title=f"pooled over {len(with_predictions)} test folds")
+        figure_links["confusion_matrix"] = link(pooled_files.confusion_png)
+        pooled["confidence_intervals"] = (
+            accuracy_intervals(clip_ids, labels, predicted, votes) if extras.intervals else None)
+        pooled["by_group"] = None
+        if extras.groups:
+            try:
+                pooled["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)
+                write_group_table(pooled_files.by_group_csv, pooled["by_group"])
+            except ValueError as err:  # names that are not CREMA-D clip names
+                report_warning("pooled accuracy by group", err)
     for fold in folds:
-        log = fold["dir"] / "training_log.csv"
+        log = fold["run"].log_path
         if log.is_file():
-            name = f"fold-{fold['fold']}_training_curves.png"
-            plot_training_curves(log, figures / name, title=f"training curves, fold {fold['fold']}")
-            figure_links[f"training_curves_fold_{fold['fold']}"] = f"figures/{name}"
+            png = CrossValidation.training_curves_png(figures, fold["fold"])
+            plot_training_curves(log, png, title=f"training curves, fold {fold['fold']}")
+            figure_links[f"training_curves_fold_{fold['fold']}"] = link(png)
     curve_rows = _mean_accuracy_vs_n(folds)
     if curve_rows:
-        plot_accuracy_vs_n(curve_rows, figures / "accuracy_vs_n.csv", figures / "accuracy_vs_n.png")
-        figure_links["accuracy_vs_n"] = "figures/accuracy_vs_n.png"
+        plot_accuracy_vs_n(curve_rows, pooled_files.accuracy_vs_n_csv, pooled_files.accuracy_vs_n_png)
+        figure_links["accuracy_vs_n"] = link(pooled_files.accuracy_vs_n_png)
 
+    label_sources = sorted({f["labels"] for f in folds if f["labels"]})
+    if config is None:
+        config = folds[0]["run"].config_values()
     summary = {
         "cv_dir": str(cv_dir),
         "num_folds": len(folds),
         "num_segments": segments,
+        "labels": label_sources[0] if len(label_sources) == 1 else label_sources or None,
+        "label_agreement": pooled_agreement(folds),
         "mean_accuracy": mean,
         "std_accuracy": std,
         "std_kind": "sample (ddof=1)",
@@ -244,6 +229,9 @@ def cv_report(
                 "num_clips": f["num_clips"],
                 "num_segments": f["num_segments"],
                 "best_epoch": f["best_epoch"],
+                "wall_time_s": f["wall_time_s"],
+                "labels": f["labels"],
+                "label_agreement": f["label_agreement"],
                 "human_accuracy_same_clips": f["humans"],
             }
             for f in folds
@@ -254,149 +242,11 @@ def cv_report(
         "pooled": pooled,
         "reported_in_the_paper": [{"method": m, "accuracy_percent": a} for m, a in PAPER_REPORTED],
         "figures": figure_links,
+        "config": config,
         "note": "Human figures are CREMA-D's crowd-sourced votes on the clips with these ids "
         "(correct responses / all responses); on a synthetic sample they are the real "
         "clips' votes, not ratings of the generated media.",
     }
-    json_path = write_json(out / "cv_report.json", summary)
-    md_path = out / "cv_report.md"
-    md_path.write_text(render_markdown(summary))
-    return md_path, json_path
-
-
-def _interval_text(intervals: dict | None) -> str:
-    """" (95 % CI a-b %; emotf minus human AV d points, CI a to b; k actors)" or ""."""
-    if not intervals or "model" not in intervals or intervals["model"]["low"] is None:
-        return ""
-    m = intervals["model"]
-    text = f" (95 % CI {_pct(m['low'])}-{_pct(m['high'])} %"
-    diff = (intervals.get("model_minus_humans") or {}).get("audio-visual")
-    if diff and diff["low"] is not None:
-        text += (f"; emotf minus human audio-visual {_pct(diff['estimate'])} points, 95 % CI "
-                 f"{_pct(diff['low'])} to {_pct(diff['high'])}")
-    return text + f"; t interval over {intervals['actors']} actors)"
-
-
-def _group_lines(by_group: dict | None) -> list[str]:
-    """Markdown table: pooled accuracy by actor sex and age band and by clip intensity."""
-    if not by_group:
-        return []
-    lines = [
-        "",
-        "## By actor and by intensity, pooled over the test folds (same clips)",
-        "",
-        "Actors' sex and age from CREMA-D's VideoDemographics.csv; intensity from the clip "
-        "name (LO/MD/HI only for sentence IEO). All groupings: figures/accuracy_by_group.csv.",
-        "",
-        "| grouping | group | clips | emotf | human voice | human face | human AV |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for grouping in ("sex", "age", "intensity"):
-        for group, row in by_group.get(grouping, {}).items():
-            lines.append(
-                f"| {grouping} | {group} | {row['num_clips']} | {_pct(row['model'])} | "
-                f"{_pct(row['voice'])} | {_pct(row['face'])} | {_pct(row['audio-visual'])} |"
-            )
-    return lines
-
-
-def render_markdown(summary: dict) -> str:
-    """The Markdown report from `cv_report`'s summary dict (figures linked relatively)."""
-    n_used = ", ".join(map(str, summary["num_segments"])) or "n/a"
-    k = summary["num_folds"]
-    lines = [
-        "# Cross-validation report",
-        "",
-        f"Source: `{summary['cv_dir']}`; {k} test folds; segments per clip N = {n_used}.",
-        "",
-        "## Accuracy (Table I)",
-        "",
-        "| method | accuracy (%) | clips / notes |",
-        "|---|---|---|",
-    ]
-    for fold in summary["per_fold"]:
-        lines.append(
-            f"| emotf, fold {fold['fold']} | {_pct(fold['accuracy'])} | "
-            f"{_text(fold['num_clips'])} clips, N={_text(fold['num_segments'])} |"
-        )
-    lines.append(
-        f"| **emotf, mean ± std over {k} folds** | "
-        f"**{_pct_pm(summary['mean_accuracy'], summary['std_accuracy'])}** | "
-        f"N={n_used}, sample std |"
-    )
-    human = summary["human_accuracy_same_clips_mean_std"]
-    for mode in reversed(MODES):
-        v = human[mode]
-        mean = v["mean"] if v["mean"] is not None else float("nan")
-        lines.append(
-            f"| Human raters, {mode} (same clips) | {_pct_pm(mean, v['std'] or 0.0)} | "
-            "CREMA-D votes, mean ± std over folds |"
-        )
-    for item in summary["reported_in_the_paper"]:
-        lines.append(
-            f"| {item['method']} — reported in the paper | {item['accuracy_percent']:.1f} | "
-            "paper's Table I, not measured here |"
-        )
-    lines += [
-        "",
-        "## Per fold",
-        "",
-        "| fold | clips | N | best epoch | emotf (%) | human voice (%) | human face (%) | human AV (%) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for fold in summary["per_fold"]:
-        h = fold["human_accuracy_same_clips"]
-        lines.append(
-            f"| {fold['fold']} | {_text(fold['num_clips'])} | {_text(fold['num_segments'])} | "
-            f"{_text(fold['best_epoch'])} | {_pct(fold['accuracy'])} | {_pct(h['voice'])} | "
-            f"{_pct(h['face'])} | {_pct(h['audio-visual'])} |"
-        )
-    pooled = summary.get("pooled")
-    if pooled:
-        lines += [
-            "",
-            "## Per class, pooled over the test folds (same clips)",
-            "",
-            (
-                f"Pooled accuracy {_pct(pooled['accuracy'])} % on {pooled['num_examples']} clips"
-                f"{_interval_text(pooled.get('confidence_intervals'))}. "
-                "emotf per-class accuracy is its recall on that class; human accuracy is correct "
-                "responses / all responses."
-            ),
-            "",
-            "| class | clips | emotf precision | emotf recall | emotf F1 | human voice | human face | human AV |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        humans = pooled.get("humans") or {}
-        for name in EMOTIONS:
-            c = pooled["per_class"][name]
-            h = [_pct(humans.get(m, {}).get(name)) for m in MODES]
-            lines.append(
-                f"| {name} | {c['support']} | {_pct(c['precision'])} | {_pct(c['recall'])} | "
-                f"{_pct(c['f1'])} | {' | '.join(h)} |"
-            )
-        lines += _group_lines(pooled.get("by_group"))
-    figures = summary["figures"]
-    if figures:
-        lines += ["", "## Figures", ""]
-        titles = {
-            "confusion_matrix": "Confusion matrix (pooled test folds)",
-            "accuracy_vs_n": "Accuracy vs number of segments N",
-        }
-        for key, link in figures.items():
-            title = titles.get(key) or f"Training curves, fold {key.rsplit('_', 1)[-1]}"
-            lines += [f"### {title}", "", f"![{title}]({link})", ""]
-    lines += [
-        "## Notes",
-        "",
-        f"- {summary['note']}",
-        (
-            '- The figures marked "reported in the paper" are quoted for reference; they were '
-            "not reproduced here."
-        ),
-        (
-            "- Human baseline data: CREMA-D (Cao et al., 2014), Open Database License 1.0 "
-            "(see emotf/data/README.md)."
-        ),
-    ]
-    return "\n".join(lines) + "\n"
+    json_path = write_json(target.report_json, summary)
+    target.report_md.write_text(render_markdown(summary))
+    return target.report_md, json_path

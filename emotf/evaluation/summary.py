@@ -1,0 +1,150 @@
+"""The evaluation report from predictions in hand: metrics, files, and the report extras.
+
+`summarize_predictions` writes an evaluation folder (`emotf.run.EvaluationDir`) and returns
+the `evaluation.json` dict. The extras (`ReportExtras`: human raters on the same clips,
+accuracy by actor group, calibration, actor-clustered intervals) are each on by default and
+can be switched off; an extra that cannot be computed (clip names outside CREMA-D, clips
+without votes, non-finite probabilities) is left out (`None`) and a `ReportWarning` saying
+why is printed: the rest of the report still stands.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from emotf.configs import Config
+from emotf.cremad import EMOTIONS
+from emotf.evaluation.figures import write_confusion_matrix, write_json, write_predictions
+from emotf.evaluation.metrics import clip_metrics
+from emotf.run import EvaluationDir
+
+
+class ReportWarning(UserWarning):
+    """A report extra that was left out, with the reason."""
+
+
+def report_warning(extra: str, reason) -> None:
+    warnings.warn(f"{extra} left out of the report: {reason}", ReportWarning, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class ReportExtras(Config):
+    """Which extras an evaluation report (and the CV report) computes; all on by default.
+
+    Attributes:
+        humans: CREMA-D raters' accuracy on the same clips (`emotf.evaluation.human`).
+        groups: accuracy by actor sex, age band and clip intensity (`emotf.evaluation.groups`).
+        calibration: ECE, reliability diagram (`emotf.evaluation.calibration`).
+        intervals: actor-clustered t intervals (`emotf.evaluation.stats`).
+    """
+
+    humans: bool = True
+    groups: bool = True
+    calibration: bool = True
+    intervals: bool = True
+
+
+ALL_EXTRAS = ReportExtras()
+
+
+def model_vs_humans(clip_ids, y_true, y_pred, votes=None) -> dict:
+    """Model and human raters side by side on exactly the same clips, overall and per class.
+
+    Model per-class accuracy is its recall on the clips of that class; human accuracy is
+    correct responses / all responses (see `emotf.evaluation.human`).
+
+    Returns:
+        {"num_clips", "model": {"all": acc, "ANG": ..., ...},
+         "humans": {mode: {"all": acc, "ANG": ..., ...}} for voice, face, audio-visual}.
+
+    Raises:
+        KeyError: a clip has no votes in the table.
+    """
+    from emotf.evaluation.human import human_accuracy
+    from emotf.votes import load_votes
+
+    votes = votes if votes is not None else load_votes()
+    y_true = np.asarray(y_true, np.int64)
+    y_pred = np.asarray(y_pred, np.int64)
+    model = {"all": float(np.mean(y_true == y_pred)) if y_true.size else float("nan")}
+    for k, emotion in enumerate(EMOTIONS):
+        of_class = y_true == k
+        model[emotion] = float(np.mean(y_pred[of_class] == k)) if of_class.any() else float("nan")
+    return {
+        "num_clips": len(set(clip_ids)),
+        "model": model,
+        "humans": human_accuracy(votes, clip_ids, by_class=True),
+    }
+
+
+def accuracy_intervals(clip_ids, labels, predicted, votes=None) -> dict | None:
+    """`emotf.evaluation.stats.actor_intervals` for these predictions: the model's 95 %
+    interval, and the raters' and model-minus-raters' when the vote table holds every clip.
+
+    Returns None (with a `ReportWarning`) for names that are not CREMA-D clip names or
+    repeated clips; the model's interval only (with a warning) when some clips have no votes.
+    """
+    from emotf.evaluation.stats import actor_intervals
+    from emotf.votes import load_votes
+
+    correct = np.asarray(labels) == np.asarray(predicted)
+    try:
+        try:
+            return actor_intervals(clip_ids, correct, load_votes() if votes is None else votes)
+        except KeyError as err:  # some clips have no votes: the model's interval only
+            report_warning("the raters' intervals", f"a clip has no votes ({err})")
+            return actor_intervals(clip_ids, correct)
+    except ValueError as err:
+        report_warning("confidence intervals", err)
+        return None
+
+
+def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, title="",
+                          extras: ReportExtras = ALL_EXTRAS) -> dict:
+    """Everything `evaluate_model` writes, from predictions already in hand (no model needed).
+
+    Writes predictions.csv, confusion_matrix.csv/png, evaluation.json and, with the extras,
+    reliability.png and accuracy_by_group.csv into `out`; returns the evaluation dict:
+    `emotf.evaluation.metrics.clip_metrics` plus "humans_same_clips" (`model_vs_humans`),
+    "confidence_intervals" (`accuracy_intervals`), "calibration"
+    (`emotf.evaluation.calibration.calibration_summary`) and "by_group"
+    (`emotf.evaluation.groups.accuracy_by_group`), each None when switched off or left out.
+    """
+    files = EvaluationDir(out)
+    probabilities = np.asarray(probabilities, np.float64)
+    predicted = np.argmax(probabilities, axis=-1)
+    write_predictions(files.predictions, clip_ids, labels, probabilities)
+    report = clip_metrics(labels, probabilities)
+    write_confusion_matrix(report["confusion_matrix"], EMOTIONS, files.confusion_csv,
+                           files.confusion_png, title=title)
+    report["humans_same_clips"] = None
+    if extras.humans:
+        try:
+            report["humans_same_clips"] = model_vs_humans(clip_ids, labels, predicted, votes)
+        except KeyError as err:  # clips outside CREMA-D (e.g. hand-made test names)
+            report_warning("human raters on the same clips", f"a clip has no votes ({err})")
+    report["confidence_intervals"] = (
+        accuracy_intervals(clip_ids, labels, predicted, votes) if extras.intervals else None)
+    report["calibration"] = None
+    if extras.calibration:
+        from emotf.evaluation.calibration import calibration_summary, plot_reliability
+
+        try:
+            report["calibration"] = calibration_summary(labels, probabilities)
+            plot_reliability(report["calibration"], files.reliability_png, title=title)
+        except ValueError as err:  # non-finite probabilities
+            report_warning("calibration", err)
+    report["by_group"] = None
+    if extras.groups:
+        from emotf.evaluation.groups import accuracy_by_group, write_group_table
+
+        try:
+            report["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)
+            write_group_table(files.by_group_csv, report["by_group"])
+        except ValueError as err:  # names that are not CREMA-D clip names
+            report_warning("accuracy by group", err)
+    write_json(files.report, report)
+    return report

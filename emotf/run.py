@@ -1,0 +1,307 @@
+"""The run folder and the cross-validation folder: the one place their file names live.
+
+A run folder (`emotf-train` for one fold or one test list) holds:
+
+    config.json         {"config": TrainConfig, "split": split summary, "folds": {"train",
+                        "validation", "test"} (fold protocol only), "environment": versions}
+    metrics.json        the test part's metrics, written last (a finished run has one)
+    model.keras         the chosen model (weights only are ever read: `emotf.model_io`)
+    best.weights.h5     best validation accuracy so far (ModelCheckpoint)
+    backup/             Keras BackupAndRestore (weights, optimizer state, epoch)
+    training_log.csv    one row per epoch (CSVLogger)
+    calibration.json    the temperature fitted on the validation clips
+    tensorboard/        TensorBoard logs
+    evaluation/         `emotf-evaluate`'s files (`EvaluationDir`)
+    export/<version>/   SavedModels of `emotf-export`
+
+A cross-validation folder (`emotf-train --fold all`) holds `fold-K/` runs and one summary:
+`cv_report.json`, `cv_report.md` and `figures/` (`emotf.evaluation.reports.cv_report`).
+Every other module asks these objects for paths instead of typing the names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from emotf.configs import TrainConfig
+
+_FOLD_DIR = re.compile(r"^fold-(\d+)$")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not readable JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object. Received: {type(value).__name__}")  # noqa: TRY004 (bad file content)
+    return value
+
+
+def _write_json(path: Path, value: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2, default=str))
+    return path
+
+
+@dataclass(frozen=True)
+class EvaluationDir:
+    """The files `emotf-evaluate` writes into one folder (by default `RUN/evaluation/`)."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def report(self) -> Path:
+        return self.path / "evaluation.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / "predictions.csv"
+
+    @property
+    def confusion_csv(self) -> Path:
+        return self.path / "confusion_matrix.csv"
+
+    @property
+    def confusion_png(self) -> Path:
+        return self.path / "confusion_matrix.png"
+
+    @property
+    def reliability_png(self) -> Path:
+        return self.path / "reliability.png"
+
+    @property
+    def by_group_csv(self) -> Path:
+        return self.path / "accuracy_by_group.csv"
+
+    @property
+    def training_curves_png(self) -> Path:
+        return self.path / "training_curves.png"
+
+    @property
+    def accuracy_vs_n_csv(self) -> Path:
+        return self.path / "accuracy_vs_n.csv"
+
+    @property
+    def accuracy_vs_n_png(self) -> Path:
+        return self.path / "accuracy_vs_n.png"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One `emotf-train` run folder: its paths, its config and metrics, its model."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def of(cls, run_or_model) -> Run:
+        """The run of a run folder, or of a model file inside one (`RUN/model.keras`)."""
+        path = Path(run_or_model)
+        return cls(path if path.is_dir() else path.parent)
+
+    # === Paths ===
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def best_weights_path(self) -> Path:
+        return self.path / "best.weights.h5"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.path / "backup"
+
+    @property
+    def backup_metadata_path(self) -> Path:
+        """Keras BackupAndRestore's record of the last completed epoch."""
+        return self.backup_dir / "training_metadata.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "training_log.csv"
+
+    @property
+    def calibration_path(self) -> Path:
+        return self.path / "calibration.json"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def evaluation(self) -> EvaluationDir:
+        return EvaluationDir(self.path / "evaluation")
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / "export"
+
+    def find_evaluation_file(self, name: str) -> Path | None:
+        """`evaluation/<name>` of the run, else `<name>` beside the run's files, else None."""
+        for candidate in (self.evaluation.path / name, self.path / name):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    # === State ===
+
+    @property
+    def finished(self) -> bool:
+        """A finished run has its metrics (written last)."""
+        return self.metrics_path.is_file()
+
+    @property
+    def resumable(self) -> bool:
+        return self.backup_dir.exists()
+
+    def completed_epochs(self) -> int:
+        """Epochs the run's `backup/` holds (0 for a fresh run): the epoch a resume starts at."""
+        if not self.backup_metadata_path.is_file():
+            return 0
+        return int(_read_json(self.backup_metadata_path).get("epoch", 0))
+
+    # === config.json ===
+
+    def record(self) -> dict:
+        """The whole `config.json` ({} when the folder has none)."""
+        return _read_json(self.config_path) if self.config_path.is_file() else {}
+
+    def config_values(self) -> dict:
+        """The `TrainConfig` of `config.json` as stored (plain JSON values; {} without one)."""
+        values = self.record().get("config", {})
+        if not isinstance(values, dict):
+            raise ValueError(f"{self.config_path}: 'config' is not a JSON object")  # noqa: TRY004
+        return values
+
+    def has_config(self) -> bool:
+        return self.config_path.is_file()
+
+    def train_config(self) -> TrainConfig:
+        """The run's validated `TrainConfig`.
+
+        Raises:
+            FileNotFoundError: the folder has no config.json.
+            ValueError: naming config.json and the problem with its values.
+        """
+        if not self.config_path.is_file():
+            raise FileNotFoundError(f"{self.config_path} not found: not an emotf-train run")
+        try:
+            return TrainConfig.from_dict(self.config_values())
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{self.config_path}: not a valid emotf run config ({error})") from None
+
+    def recorded_split(self) -> dict | None:
+        """The split summary with its fingerprint, as recorded (`emotf.splits.RunSplit.summary`)."""
+        return self.record().get("split")
+
+    def test_fold(self) -> int | None:
+        """The run's test fold under the fold protocol (None for a clip-level split)."""
+        test = (self.record().get("folds") or {}).get("test")
+        return None if test is None else int(test)
+
+    def write_config(self, config: TrainConfig, split_summary: dict, environment: dict,
+                     folds: dict | None = None) -> Path:
+        """Write `config.json`: the resolved config, the split (and folds), the versions."""
+        parts = {"config": config.to_dict(), "split": split_summary}
+        if folds is not None:
+            parts["folds"] = folds
+        return _write_json(self.config_path, {**parts, "environment": environment})
+
+    # === metrics.json, calibration.json ===
+
+    def read_metrics(self) -> dict:
+        if not self.metrics_path.is_file():
+            raise FileNotFoundError(f"{self.metrics_path} not found: the run has not finished")
+        return _read_json(self.metrics_path)
+
+    def write_metrics(self, metrics: dict) -> Path:
+        return _write_json(self.metrics_path, metrics)
+
+    def write_calibration(self, calibration: dict) -> Path:
+        return _write_json(self.calibration_path, calibration)
+
+    def temperature(self) -> float | None:
+        """The temperature fitted on the validation clips (None without calibration.json)."""
+        if not self.calibration_path.is_file():
+            return None
+        return _read_json(self.calibration_path).get("temperature")
+
+    # === The model ===
+
+    def load_model(self, model_file=None):
+        """The trained model, rebuilt from the run's `ModelConfig` with the weights of
+        `model_file` (default `model.keras`) only (`emotf.model_io.load_run_model`); a model
+        file without a config.json beside it loads with `safe_mode=True`. Never runs code
+        from the file."""
+        from emotf.model_io import ModelLoadError, load_run_model
+
+        model_file = Path(model_file) if model_file is not None else self.model_path
+        if not self.has_config():
+            return load_run_model(model_file)
+        try:
+            config = self.train_config()
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from None
+        return load_run_model(model_file, config.model, config.sampling)
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """An `emotf-train --fold all` folder: `fold-K/` runs and the one CV summary."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    def fold(self, k: int) -> Run:
+        return Run(self.path / f"fold-{int(k)}")
+
+    def folds(self) -> list[tuple[int, Run]]:
+        """(fold, run) of every `fold-K` sub-folder, sorted by K."""
+        if not self.path.is_dir():
+            return []
+        found = [(int(m[1]), Run(p)) for p in self.path.iterdir()
+                 if (m := _FOLD_DIR.match(p.name)) and p.is_dir()]
+        return sorted(found, key=lambda item: item[0])
+
+    @property
+    def report_json(self) -> Path:
+        return self.path / "cv_report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.path / "cv_report.md"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / "figures"
+
+    @staticmethod
+    def figure_files(figures_dir) -> EvaluationDir:
+        """The pooled confusion matrix, accuracy by group and accuracy vs N in `figures/`
+        (the same names as a run's evaluation folder)."""
+        return EvaluationDir(figures_dir)
+
+    @staticmethod
+    def training_curves_png(figures_dir, fold: int) -> Path:
+        return Path(figures_dir) / f"fold-{int(fold)}_training_curves.png"
