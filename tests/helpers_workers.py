@@ -5,33 +5,45 @@ Kept free of TensorFlow so a worker starts in a fraction of a second.
 
 import os
 import threading
+from dataclasses import dataclass
+
+from emotf.records.clip_worker import ClipResult, ClipTask
+
+
+@dataclass(frozen=True)
+class EchoTask(ClipTask):
+    """A `ClipTask` with what `work` should do: `action` "crash" exits the worker at once;
+    "crash_first" only the first `crashes` times (counted in the file `marker`); "die_after"
+    exits it 0.2 s after returning (a worker killed while idle, between two clips)."""
+
+    action: str | None = None
+    marker: str = ""
+    crashes: int = 0
 
 
 def init(tracker_config, single_thread: bool) -> None:
     """Nothing to set up."""
 
 
-def work(task: dict) -> dict:
-    """Echo the task. task["action"]: "crash" exits the worker at once; "crash_first" only
-    the first task["crashes"] times (counted in the file task["marker"]); "die_after" exits it
-    0.2 s after returning (a worker killed while idle, between two clips)."""
-    if task.get("action") == "crash":
+def work(task: EchoTask) -> ClipResult:
+    """Echo the task as an "ok" result whose stats hold the worker's pid, after its action."""
+    if task.action == "crash":
         os._exit(1)
-    if task.get("action") == "crash_first":  # dies the first task["crashes"] times only
-        marker = task["marker"]  # a file that counts the crashes so far
-        crashes = len(open(marker).read()) if os.path.exists(marker) else 0
-        if crashes < task["crashes"]:
-            with open(marker, "a") as f:
+    if task.action == "crash_first":  # dies the first task.crashes times only
+        crashes = os.path.getsize(task.marker) if os.path.exists(task.marker) else 0
+        if crashes < task.crashes:
+            with open(task.marker, "a") as f:
                 f.write("x")
             os._exit(1)
-    if task.get("action") == "die_after":
+    if task.action == "die_after":
         threading.Timer(0.2, os._exit, args=(1,)).start()
-    return {"status": "ok", "clip_id": task["clip_id"], "pid": os.getpid()}
+    return ClipResult(task.clip_id, "ok", stats={"pid": os.getpid()})
 
 
-def tasks(actions: dict[int, str], count: int) -> list[dict]:
+def tasks(actions: dict[int, str], count: int) -> list[EchoTask]:
     """`count` tasks named c0, c1, ...; `actions` maps an index to its action."""
-    return [{"clip_id": f"c{i}", "video": f"/data/c{i}.flv", "action": actions.get(i)}
+    return [EchoTask(clip_id=f"c{i}", fold=0, video=f"/data/c{i}.flv", audio=f"/data/c{i}.wav",
+                     action=actions.get(i))
             for i in range(count)]
 
 

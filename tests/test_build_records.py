@@ -245,5 +245,5 @@ def test_short_clip_note_uses_the_samplers_window(sample, monkeypatch):
     monkeypatch.setattr(SamplingConfig, "window_seconds", 2.0)  # the tiny clips are ~1.4 s
     shards, _ = plan_build(BuildConfig(str(sample), "unused", workers=1, limit=1))
     result = process_clip(shards[0]["clips"][0])
-    assert result["status"] == "ok"
-    assert any("shorter than the 2 s window" in n for n in result["notes"]), result["notes"]
+    assert result.ok and result.clip_id == shards[0]["clips"][0].clip_id
+    assert any("shorter than the 2 s window" in n for n in result.notes), result.notes

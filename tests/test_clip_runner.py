@@ -9,11 +9,12 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 
 import helpers_workers
 import pytest
 
-from emotf.records.clip_worker import ClipRunner, broken_pool_exit_codes
+from emotf.records.clip_worker import ClipResult, ClipRunner, broken_pool_exit_codes
 from emotf.records.faces import FaceTrackerConfig
 
 
@@ -56,11 +57,13 @@ def test_results_in_task_order_with_crashing_clips_skipped_and_named(busy_interp
     assert len(results) == 9
     for i, result in enumerate(results):
         if i in (2, 5):
-            assert result["status"] == "skipped"
-            assert result["reason"] == (f"worker process died while processing /data/c{i}.flv "
-                                        "(exit code 1)")
+            assert result.status == "skipped" and result.clip_id == f"c{i}"
+            assert result.path == f"/data/c{i}.flv"
+            assert result.reason == (f"worker process died while processing /data/c{i}.flv "
+                                     "(exit code 1)")
         else:
-            assert result == {"status": "ok", "clip_id": f"c{i}", "pid": result["pid"]}
+            assert result == ClipResult(f"c{i}", "ok", stats={"pid": result.stats["pid"]})
+            assert result.stats["pid"] != os.getpid()  # ran in a spawned worker
 
 
 def test_a_worker_dying_between_clips_loses_nothing_and_blames_no_clip():
@@ -71,13 +74,13 @@ def test_a_worker_dying_between_clips_loses_nothing_and_blames_no_clip():
     for result in runner(workers=2, ahead=1).run(tasks):
         results.append(result)
         threading.Event().wait(0.5)  # a slow consumer: the worker is dead before the next submit
-    assert [r["status"] for r in results] == ["ok"] * 6
-    assert [r["clip_id"] for r in results] == [f"c{i}" for i in range(6)]
+    assert [r.status for r in results] == ["ok"] * 6
+    assert [r.clip_id for r in results] == [f"c{i}" for i in range(6)]
 
 
 def test_one_worker_runs_in_this_process():
     results = list(runner(workers=1).run(helpers_workers.tasks({}, 3)))
-    assert {r["pid"] for r in results} == {os.getpid()}
+    assert {r.stats["pid"] for r in results} == {os.getpid()}
 
 
 def test_a_worker_dying_between_retried_clips_blames_no_clip():
@@ -88,8 +91,8 @@ def test_a_worker_dying_between_retried_clips_blames_no_clip():
     for result in runner(workers=2, ahead=4).run(tasks):
         results.append(result)
         threading.Event().wait(0.5)
-    assert [r["status"] for r in results] == ["skipped", "ok", "ok", "ok", "ok"]
-    assert [r.get("clip_id") for r in results[1:]] == ["c1", "c2", "c3", "c4"]
+    assert [r.status for r in results] == ["skipped", "ok", "ok", "ok", "ok"]
+    assert [r.clip_id for r in results[1:]] == ["c1", "c2", "c3", "c4"]
 
 
 def test_a_clip_left_unresolved_by_a_broken_pool_counts_as_broken():
@@ -108,10 +111,10 @@ def test_a_clip_is_skipped_only_when_it_kills_its_worker_alone_twice(tmp_path):
     """c1 kills its worker in the batch, then once more alone, then works: kept. c3 always
     kills its worker: skipped after its two runs alone."""
     tasks = helpers_workers.tasks({1: "crash_first", 3: "crash"}, 5)
-    tasks[1].update(marker=str(tmp_path / "c1-crashes"), crashes=2)
+    tasks[1] = replace(tasks[1], marker=str(tmp_path / "c1-crashes"), crashes=2)
     results = list(runner(workers=2, ahead=4).run(tasks))
     assert (tmp_path / "c1-crashes").read_text() == "xx"
-    assert [r["status"] for r in results] == ["ok", "ok", "ok", "skipped", "ok"]
+    assert [r.status for r in results] == ["ok", "ok", "ok", "skipped", "ok"]
 
 
 def test_a_submit_that_finds_the_pipes_closed_loses_nothing(monkeypatch):
@@ -129,5 +132,5 @@ def test_a_submit_that_finds_the_pipes_closed_loses_nothing(monkeypatch):
     monkeypatch.setattr(ProcessPoolExecutor, "submit", flaky_submit)
     tasks = helpers_workers.tasks({}, 7)
     results = list(runner().run(tasks))
-    assert [r["status"] for r in results] == ["ok"] * 7
-    assert [r["clip_id"] for r in results] == [t["clip_id"] for t in tasks]
+    assert [r.status for r in results] == ["ok"] * 7
+    assert [r.clip_id for r in results] == [t.clip_id for t in tasks]

@@ -154,9 +154,9 @@ def test_only_exact_clip_id_file_names_are_read_the_rest_listed_as_skipped(sampl
     (video / "sub").mkdir()
     shards, skipped = plan_build(cfg(data, tmp_path / "o"))
     tasks = [t for s in shards for t in s["clips"]]
-    assert len(tasks) == len({t["clip_id"] for t in tasks}) == 6
-    (task,) = [t for t in tasks if t["clip_id"] == clip]
-    assert task["video"] == str(video / f"{clip}.flv")
+    assert len(tasks) == len({t.clip_id for t in tasks}) == 6
+    (task,) = [t for t in tasks if t.clip_id == clip]
+    assert task.video == str(video / f"{clip}.flv")
     reasons = {item["path"].rsplit("/", 1)[1]: item["reason"] for item in skipped}
     assert f"not exactly {clip}.flv" in reasons[f"{clip}.bak.flv"]
     assert "not a CREMA-D clip name" in reasons[f"{clip} (1).flv"]

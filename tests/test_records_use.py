@@ -142,7 +142,7 @@ def test_killing_the_build_process_leaves_no_worker_behind(tmp_path, sig):
         "    runner = ClipRunner(FaceTrackerConfig(), 2, work=helpers_workers.work,\n"
         "                        initializer=helpers_workers.init, ahead=8)\n"
         "    results = runner.run(helpers_workers.tasks({}, 40))\n"
-        "    print(next(results)['pid'], flush=True)\n"
+        "    print(next(results).stats['pid'], flush=True)\n"
         "    time.sleep(120)  # the pool is alive, its workers idle\n")
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     pids = set()

@@ -37,7 +37,7 @@ from emotf import __version__, keys
 from emotf.configs import Config
 from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 from emotf.records import manifest as records_manifest
-from emotf.records.clip_worker import ClipRunner
+from emotf.records.clip_worker import ClipRunner, ClipTask
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.lock import hold as hold_lock
 from emotf.records.preprocess import ClipSettings
@@ -155,7 +155,7 @@ def _clip_files(folder: Path, ext: str, skipped: list[dict]) -> dict[str, Path]:
 
 
 def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
-    """(shards, skipped): shards in write order, each {name, fold, clips: [task...]}; skipped
+    """(shards, skipped): shards in write order, each {name, fold, clips: [ClipTask...]}; skipped
     holds files that are not `<clip id>.flv` / `<clip id>.wav` exactly, and WAVs without video.
     One task per clip id, whatever else lies in the folders. Deterministic for a given folder
     and config."""
@@ -182,11 +182,11 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
         in_fold = [c for c in clips if c[0] == fold]
         for index, start in enumerate(range(0, len(in_fold), config.clips_per_shard)):
             tasks = [
-                dict(clip_id=clip_id, fold=fold, video=str(paths["video"]),
-                     audio=str(paths.get("audio", data / AUDIO_DIR / f"{clip_id}{AUDIO_EXT}")),
-                     sample_rate=config.sample_rate, min_duration_s=config.min_duration_s,
-                     max_duration_s=config.max_duration_s, tracker=config.tracker,
-                     verify_media=config.verify_media)
+                ClipTask(clip_id=clip_id, fold=fold, video=str(paths["video"]),
+                         audio=str(paths.get("audio", data / AUDIO_DIR / f"{clip_id}{AUDIO_EXT}")),
+                         sample_rate=config.sample_rate, min_duration_s=config.min_duration_s,
+                         max_duration_s=config.max_duration_s, tracker=config.tracker,
+                         verify_media=config.verify_media)
                 for _, clip_id, paths in in_fold[start:start + config.clips_per_shard]
             ]
             shards.append({"name": shard_name(fold, index), "fold": fold, "clips": tasks})
@@ -213,7 +213,7 @@ def _shard_state(out: Path, shard: dict, settings_hash: str) -> str | None:
     side = _read_sidecar(out, shard)
     if side is None:
         return ""
-    if side.get("planned") != [t["clip_id"] for t in shard["clips"]]:
+    if side.get("planned") != [t.clip_id for t in shard["clips"]]:
         return "plans other clips"
     if side.get("settings_hash") != settings_hash or "entry" not in side:
         return "built with other settings"
@@ -274,7 +274,7 @@ def _check_out_dir(out: Path, shards: list[dict], settings: dict) -> None:
             )
     for shard in shards:
         side = _read_sidecar(out, shard)
-        if side is not None and side.get("planned") != [t["clip_id"] for t in shard["clips"]]:
+        if side is not None and side.get("planned") != [t.clip_id for t in shard["clips"]]:
             raise FileExistsError(f"{out / (shard['name'] + '.json')} plans other clips than "
                                   f"this build. {how}.")
 
@@ -352,28 +352,28 @@ def _build_locked(config: BuildConfig, out: Path, stop_after_shards: int | None)
                             and i == len(shard["clips"]) - 1):
                         raise KeyboardInterrupt("stop_after_shards (testing hook)")
                     result = next(results)
-                    for note in result["notes"]:
+                    for note in result.notes:
                         _warn(f"WARNING {note}", bar)
-                    notes += result["notes"]
+                    notes += result.notes
                     if config.verify_media:
-                        media[task["clip_id"]] = result.get("media") or _media_check(task)
-                    if result["status"] == "ok":
-                        writer.write(result["example"])
-                        written.append({"clip_id": task["clip_id"], "label": parse_clip_name(
-                            task["clip_id"]).label, "frames": result["num_frames"],
-                            "samples": result["num_samples"]})
-                        stats.update(result["stats"])
+                        media[task.clip_id] = result.media or _media_check(task)
+                    if result.ok:
+                        writer.write(result.example)
+                        written.append({"clip_id": task.clip_id, "label": parse_clip_name(
+                            task.clip_id).label, "frames": result.num_frames,
+                            "samples": result.num_samples})
+                        stats.update(result.stats)
                     else:
-                        _warn(f"WARNING {result['path']}: {result['reason']} -> skipped", bar)
-                        skipped.append({"clip_id": task["clip_id"], "path": result["path"],
-                                        "reason": result["reason"]})
+                        _warn(f"WARNING {result.path}: {result.reason} -> skipped", bar)
+                        skipped.append({"clip_id": task.clip_id, "path": result.path,
+                                        "reason": result.reason})
                     bar.update(1)
             with open(tmp, "rb+") as f:  # on disk before the sidecar vouches for it
                 os.fsync(f.fileno())
             os.replace(tmp, final)
             _write_json(out / f"{shard['name']}.json", {
                 "shard": final.name, "fold": shard["fold"],
-                "planned": [t["clip_id"] for t in shard["clips"]],
+                "planned": [t.clip_id for t in shard["clips"]],
                 "written": written, "skipped": skipped, "notes": notes,
                 "detector": dict(stats), "schema_version": keys.SCHEMA_VERSION,
                 "settings": settings, "settings_hash": digest, "media_checks": media,
@@ -387,12 +387,12 @@ def _build_locked(config: BuildConfig, out: Path, stop_after_shards: int | None)
     return manifest
 
 
-def _media_check(task: dict) -> dict:
+def _media_check(task: ClipTask) -> dict:
     """Media check in this process (for a clip whose worker died before reporting one)."""
     from emotf.records.media_checks import check_clip
 
     try:
-        return check_clip(task["clip_id"], task["video"], task["audio"])
+        return check_clip(task.clip_id, task.video, task.audio)
     except OSError:
         return {"video": "unreadable", "audio": "unreadable"}
 

@@ -1,8 +1,9 @@
 """Per-clip work of `emotf.records.build`: one clip in, one serialised Example (or a skip) out.
 
-`process_clip` turns one planned clip (a task dict from `emotf.records.build.plan_build`) into a
-serialised `tf.train.Example` (`emotf.records.example`) or a "skipped" result with the reason; it never
-raises for bad input. `ClipRunner` runs it over many clips, in this process or in a pool of
+`process_clip` turns one planned clip (a `ClipTask` from `emotf.records.build.plan_build`) into a
+`ClipResult`: a serialised `tf.train.Example` (`emotf.records.example`) or a skip with the
+reason; it never raises for bad input. Both are plain dataclasses, pickled to and from the
+spawned workers. `ClipRunner` runs it over many clips, in this process or in a pool of
 spawned worker processes (each with its own `FaceTracker`), yields the results in task order and
 survives a worker that dies mid-clip. Everything here is top level so spawned workers can import
 it; nothing here writes files.
@@ -19,12 +20,67 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotf.cremad import ClipNameError, parse_clip_name
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
 from emotf.records.media import MediaError, encode_jpegs
 from emotf.records.preprocess import ClipError, ClipSettings, read_clip
+
+# --------------------------------------------------------------------------------------------
+# The seam between the build and its workers
+
+
+@dataclass(frozen=True)
+class ClipTask:
+    """One planned clip: what a worker needs to turn it into a record.
+
+    Attributes:
+        clip_id: the CREMA-D clip id (the file stem).
+        fold: the fold the record goes to.
+        video, audio: the clip's FLV and WAV paths (the WAV may not exist).
+        sample_rate, min_duration_s, max_duration_s, tracker: the record settings
+            (`emotf.records.preprocess.ClipSettings`).
+        verify_media: also check both files against the official checksums.
+    """
+
+    clip_id: str
+    fold: int
+    video: str
+    audio: str
+    sample_rate: int = 16000
+    min_duration_s: float = 0.0
+    max_duration_s: float | None = None
+    tracker: FaceTrackerConfig = field(default_factory=FaceTrackerConfig)
+    verify_media: bool = False
+
+
+@dataclass
+class ClipResult:
+    """What became of one clip: status "ok" with the serialised Example, or "skipped" with the
+    file at fault (`path`) and the `reason`. `notes` are warnings either way; `media` the media
+    check ({"video": status, "audio": status}) when asked for."""
+
+    clip_id: str
+    status: str
+    example: bytes | None = None
+    num_frames: int = 0
+    num_samples: int = 0
+    stats: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    path: str = ""
+    reason: str = ""
+    media: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def skipped(cls, clip_id: str, path, reason: str, notes: list[str] | None = None) -> ClipResult:
+        return cls(clip_id, "skipped", path=str(path), reason=reason, notes=list(notes or []))
+
 
 # --------------------------------------------------------------------------------------------
 # One clip (runs in a worker)
@@ -56,37 +112,36 @@ def _init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None
     _TRACKER = FaceTracker(tracker_config)
 
 
-def _skip(path, problem: str, notes: list[str]) -> dict:
-    return {"status": "skipped", "path": str(path), "reason": problem, "notes": notes}
-
-
-def process_clip(task: dict) -> dict:
+def process_clip(task: ClipTask) -> ClipResult:
     """Turn one clip into a serialised Example, or say why it was skipped.
 
-    `task` holds clip_id, fold, video and audio paths and the duration limits. Returns a dict:
-    status "ok" with `example` (bytes), `num_frames`, `num_samples`, `stats`, `notes`; or status
-    "skipped" with `path` and `reason`. With `task["verify_media"]` the result also holds
-    `media` = {"video": status, "audio": status} (`emotf.records.media_checks`). Never raises for bad
-    input.
+    Returns a `ClipResult`: status "ok" with `example` (bytes), `num_frames`, `num_samples`,
+    `stats`, `notes`; or status "skipped" with `path` and `reason`. With `task.verify_media`
+    the result also holds `media` = {"video": status, "audio": status}
+    (`emotf.records.media_checks`). Never raises for bad input.
     """
     result = _process_clip(task)
-    if task.get("verify_media"):
+    if task.verify_media:
         from emotf.records.media_checks import check_clip
 
         try:
-            result["media"] = check_clip(task["clip_id"], task["video"], task["audio"])
+            result.media = check_clip(task.clip_id, task.video, task.audio)
         except OSError as error:  # unreadable file: say so, never stop the build
-            result["notes"].append(f"{task['video']}: media check failed ({error})")
+            result.notes.append(f"{task.video}: media check failed ({error})")
     return result
 
 
-def _process_clip(task: dict) -> dict:
+def _process_clip(task: ClipTask) -> ClipResult:
     from emotf.configs import SamplingConfig
     from emotf.records.example import ClipRecord, make_example
 
     window_s = SamplingConfig.window_seconds  # the sampler's default audio window (d)
 
-    clip_id, video_path, audio_path = task["clip_id"], Path(task["video"]), Path(task["audio"])
+    clip_id, video_path, audio_path = task.clip_id, Path(task.video), Path(task.audio)
+
+    def _skip(path, problem: str, notes: list[str]) -> ClipResult:
+        return ClipResult.skipped(clip_id, path, problem, notes)
+
     if clip_id in _CRASH_CLIPS:
         os._exit(1)  # testing hook (CRASH_ENV)
     notes: list[str] = []
@@ -100,10 +155,10 @@ def _process_clip(task: dict) -> dict:
     try:
         name = parse_clip_name(clip_id)
         # The one preprocessing contract (emotf.records.preprocess), shared with emotf-predict.
-        settings = ClipSettings(tracker=task["tracker"], sample_rate=task["sample_rate"],
-                                min_duration_s=task["min_duration_s"],
-                                max_duration_s=task["max_duration_s"])
-        tracker = _TRACKER or FaceTracker(task["tracker"])
+        settings = ClipSettings(tracker=task.tracker, sample_rate=task.sample_rate,
+                                min_duration_s=task.min_duration_s,
+                                max_duration_s=task.max_duration_s)
+        tracker = _TRACKER or FaceTracker(task.tracker)
         try:
             clip = read_clip(video_path, audio_path, settings, tracker, window_seconds=window_s)
         except (NoFaceError, ClipError) as error:
@@ -115,17 +170,17 @@ def _process_clip(task: dict) -> dict:
         record = ClipRecord(
             clip_id=name.clip_id, actor_id=name.actor_id, sentence=name.sentence,
             emotion=name.emotion, label=name.label, intensity=name.intensity,
-            fold=task["fold"], fps=clip.fps,
+            fold=task.fold, fps=clip.fps,
             frames_jpeg=encode_jpegs(clip.crops, settings.jpeg_quality),
             face_boxes=normalized_boxes(clip.boxes, *clip.source_size),
             face_detected=clip.detected, source_size=clip.source_size,
-            sample_rate=task["sample_rate"], pcm16=clip.pcm16,
+            sample_rate=task.sample_rate, pcm16=clip.pcm16,
         )
         stats = dict(clip.stats, frames=len(clip.crops),
                      frames_detected=int(clip.detected.sum()))
-        return {"status": "ok", "example": make_example(record).SerializeToString(),
-                "num_frames": len(clip.crops), "num_samples": len(clip.pcm16), "stats": stats,
-                "notes": notes}
+        return ClipResult(clip_id, "ok", example=make_example(record).SerializeToString(),
+                          num_frames=len(clip.crops), num_samples=len(clip.pcm16), stats=stats,
+                          notes=notes)
     except (MediaError, ClipNameError) as error:
         return _skip(getattr(error, "path", video_path), getattr(error, "problem", str(error)),
                      notes)
@@ -191,11 +246,11 @@ class ClipRunner:
     in a fresh pool; a clip that kills its worker alone twice in a row is returned as skipped
     ("worker process died while processing ..."). Clips are never lost or returned twice. `work` and
     `initializer` default to `process_clip` and the FaceTracker setup (tests pass cheap ones);
-    a task needs "video" (named in a skip) and whatever `work` reads.
+    `work` takes a `ClipTask` (or a subclass of it) and returns a `ClipResult`.
     """
 
     def __init__(self, tracker: FaceTrackerConfig, workers: int, ahead: int | None = None, *,
-                 work: Callable[[dict], dict] = process_clip,
+                 work: Callable[[ClipTask], ClipResult] = process_clip,
                  initializer: Callable[[FaceTrackerConfig, bool], None] = _init_worker):
         self.tracker, self.workers = tracker, workers
         self.ahead = ahead or 3 * workers
@@ -210,7 +265,7 @@ class ClipRunner:
             initargs=(self.initializer, self.tracker, True, os.getpid()))
         self.procs = {}
 
-    def _submit(self, task: dict):
+    def _submit(self, task: ClipTask):
         if self.executor is None:
             self._start()
         try:
@@ -237,7 +292,7 @@ class ClipRunner:
         self.executor.shutdown(wait=True)
         self.executor = None
 
-    def _outcome(self, future) -> tuple[dict | None, BaseException | None]:
+    def _outcome(self, future) -> tuple[ClipResult | None, BaseException | None]:
         """(result, None), or (None, BrokenProcessPool) if the pool broke under the clip.
 
         Waits in 1 s steps: in Python 3.11 a clip submitted in the instant its pool breaks can
@@ -258,7 +313,7 @@ class ClipRunner:
                         and (manager is None or not manager.is_alive())):
                     return None, BrokenProcessPool("the pool broke as this clip was submitted")
 
-    def _alone(self, task: dict, attempts: int = 2) -> dict:
+    def _alone(self, task: ClipTask, attempts: int = 2) -> ClipResult:
         """Run one clip with nothing else in flight, in a fresh pool when the last one broke.
 
         A clip is skipped only if its pool breaks under it `attempts` times in a row, each time
@@ -276,23 +331,23 @@ class ClipRunner:
                 return result
             codes = broken_pool_exit_codes(self.executor, self.procs)
             self.stop()
-        return _skip(task["video"], f"worker process died while processing "
-                     f"{task['video']} (exit code {codes})", [])
+        return ClipResult.skipped(task.clip_id, task.video, f"worker process died while "
+                                  f"processing {task.video} (exit code {codes})")
 
-    def _sort_out(self, batch: list) -> Iterator[dict]:
+    def _sort_out(self, batch: list) -> Iterator[ClipResult]:
         """Results of a batch whose pool broke: finished clips as they are, the others alone."""
         outcomes = [self._outcome(future) for _, future in batch]
         self.stop()
         for (task, _), (result, broken) in zip(batch, outcomes, strict=True):
             yield self._alone(task) if broken is not None else result
 
-    def run(self, tasks: Iterable[dict]) -> Iterator[dict]:
+    def run(self, tasks: Iterable[ClipTask]) -> Iterator[ClipResult]:
         if self.workers == 1:
             self.initializer(self.tracker, False)
             yield from map(self.work, tasks)
             return
         remaining = iter(tasks)
-        unsubmitted: list[dict] = []  # a task whose submit found the pool broken
+        unsubmitted: list[ClipTask] = []  # a task whose submit found the pool broken
         pending: deque = deque()
         try:
             while True:
