@@ -411,3 +411,23 @@ def test_one_prediction_loop_with_and_without_clip_ids():
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
     with pytest.raises(ValueError, match="empty"):
         predict_clips(model, plain.take(0))
+
+
+def test_cli_switches_report_extras_off(tmp_path, monkeypatch, capsys):
+    from dataclasses import fields
+
+    import emotf.evaluation.evaluate
+    from emotf.cli.evaluate import EXTRAS, main
+    from emotf.evaluation.summary import ReportExtras
+
+    assert EXTRAS == tuple(f.name for f in fields(ReportExtras))
+    monkeypatch.setattr(emotf.evaluation.evaluate, "records_evaluation_dataset",
+                        lambda records: fake_dataset_fn)
+    run = make_run(tmp_path / "run")
+    assert main(["--run", str(run), "--records", "unused", "--out", str(tmp_path / "out"),
+                 "--extras.calibration", "false", "--extras.groups", "false"]) == 0
+    assert json.loads(capsys.readouterr().out)["ece"] is None
+    saved = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert saved["calibration"] is None and saved["by_group"] is None
+    assert saved["humans_same_clips"] is not None and saved["confidence_intervals"] is not None
+

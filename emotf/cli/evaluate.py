@@ -72,7 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-incomplete", action="store_true",
                         help="evaluate records that fail the manifest check anyway (recorded)")
     parser.add_argument("--votes", help="CREMA-D tabulatedVotes.csv (default: the shipped copy)")
+    from emotf.cli.flags import parse_bool
+
+    for name in EXTRAS:  # emotf.evaluation.summary.ReportExtras, each on by default
+        parser.add_argument(f"--extras.{name}", dest=f"extras_{name}", type=parse_bool,
+                            default=True, metavar="BOOL",
+                            help=f"report extra '{name}' (default: true)")
     return parser
+
+
+# The fields of emotf.evaluation.summary.ReportExtras (tested equal), without importing it here.
+EXTRAS = ("humans", "groups", "calibration", "intervals")
+
+
+def _extras(args):
+    from emotf.evaluation.summary import ReportExtras
+
+    return ReportExtras(**{name: getattr(args, f"extras_{name}") for name in EXTRAS})
 
 
 @command("emotf-evaluate")
@@ -93,7 +109,8 @@ def main(argv=None) -> int:
     if args.cv_dir:
         from emotf.evaluation.reports import cv_report
 
-        md_path, json_path = cv_report(args.cv_dir, args.out, votes=votes, records=args.records)
+        md_path, json_path = cv_report(args.cv_dir, args.out, votes=votes, records=args.records,
+                                       extras=_extras(args))
         print(f"wrote {md_path} and {json_path}")
         return 0
 
@@ -102,7 +119,7 @@ def main(argv=None) -> int:
     target = args.run or args.model
     report = evaluate_model(
         target, args.records, args.fold, args.out, batch_size=args.batch_size, votes=votes,
-        labels=args.labels, allow_incomplete=args.allow_incomplete,
+        labels=args.labels, allow_incomplete=args.allow_incomplete, extras=_extras(args),
     )
     summary = {
         "accuracy": report["accuracy"],
