@@ -7,8 +7,8 @@ Python (advisory GHSA-48g7-3x6r-xfhp: Keras <= 3.8 ran a `Lambda` whose function
 
 1. reads `config.json` as plain JSON first and refuses any archive that names a module
    outside Keras/emotf, or any `Lambda` layer (an emotf model has none);
-2. for a run folder, rebuilds the model from the run's validated `ModelConfig` and loads the
-   weights only (the archive's config is never deserialised);
+2. for a run's model, rebuilds it from the run's validated `ModelConfig` (`emotf.run.Run`
+   reads it) and loads the weights only (the archive's config is never deserialised);
 3. for a bare `.keras` file, loads with `safe_mode=True`, explicitly.
 """
 
@@ -18,7 +18,6 @@ import json
 import zipfile
 from pathlib import Path
 
-MODEL_FILENAME = "model.keras"
 # Roots of the modules a genuine emotf model's config may name.
 ALLOWED_MODULE_ROOTS = frozenset({"keras", "emotf"})
 FORBIDDEN_CLASSES = frozenset({"Lambda", "TFSMLayer"})
@@ -102,47 +101,17 @@ def load_weights_into(model_config, path, sampling=None):
     return model
 
 
-def load_run_model(run_dir, model_config=None, sampling=None):
-    """The trained model of a run folder (`RUN/model.keras`), or of a `.keras` file.
-
-    Args:
-        run_dir: an `emotf-train` run folder, or a `.keras` file.
-        model_config: the run's `ModelConfig`; when None it is read, with the run's sampling
-            settings, from `RUN/config.json` (validated by `ModelConfig.from_dict` /
-            `SamplingConfig.from_dict`); a bare file without one is loaded with
-            `load_model_file`.
-        sampling: the run's `SamplingConfig` (with `model_config`; default `SamplingConfig()`).
+def load_run_model(model_file, model_config=None, sampling=None):
+    """A saved emotf model: rebuilt from `model_config` (+ the run's `SamplingConfig`) with the
+    file's weights only, or, without a config, the bare file with `safe_mode=True`. The run
+    folder's layout (where `model_file` and the configs live) is `emotf.run.Run`'s business.
     """
-    path = Path(run_dir)
-    if path.is_dir():
-        path = path / MODEL_FILENAME
+    path = Path(model_file)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file (not a finished emotf-train run)")
     if model_config is None:
-        model_config, sampling = _run_configs(path.parent)
-    if model_config is None:
         return load_model_file(path)
     return load_weights_into(model_config, path, sampling)
-
-
-def _run_configs(run_dir: Path):
-    """(ModelConfig, SamplingConfig) of a run folder's config.json; (None, None) without one."""
-    from emotf.configs import ModelConfig, SamplingConfig
-    from emotf.model import model_sampling
-
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        return None, None
-    try:
-        values = json.loads(config_path.read_text())["config"]
-        model_config = ModelConfig.from_dict(values["model"])
-        shapes = {"num_segments": model_config.num_segments, "frame_size": model_config.frame_size,
-                  "time_bins": model_config.spectrogram_shape[0],
-                  "freq_bins": model_config.spectrogram_shape[1]}
-        sampling = SamplingConfig.from_dict({**(values.get("sampling") or {}), **shapes})
-        return model_config, model_sampling(model_config, sampling)
-    except (ValueError, KeyError, TypeError) as error:
-        raise ModelLoadError(f"{config_path}: not a valid emotf run config ({error})") from None
 
 
 def _first_line(error: BaseException) -> str:

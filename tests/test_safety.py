@@ -20,6 +20,7 @@ from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
 from emotf.export import METADATA_FILE, export_saved_model, resolve_saved_model
 from emotf.model import build_model
 from emotf.model_io import ModelLoadError, check_archive, load_model_file, load_run_model
+from emotf.run import Run
 from emotf.predict import Predictor
 from emotf.serving_metadata import MetadataError
 from emotf.tune import tune
@@ -64,7 +65,7 @@ def test_every_loader_refuses_the_crafted_model_and_runs_nothing(tmp_path, capsy
     run, _ = _run_folder(tmp_path / "run", crafted_marker=marker)
     bare = craft_keras_file(tmp_path / "bare.keras", marker)
 
-    for load in (lambda: load_run_model(run), lambda: load_model_file(bare),
+    for load in (lambda: Run(run).load_model(), lambda: load_model_file(bare),
                  lambda: load_run_model(bare), lambda: check_archive(run / "model.keras")):
         with pytest.raises(ModelLoadError, match="refused to load: its config names"):
             load()
@@ -95,7 +96,7 @@ def test_a_genuine_run_loads_with_its_exact_weights(tmp_path, branch_weights):
     config = ModelConfig(**{**TINY.to_dict(), "branch_weights": branch_weights})
     run, model = _run_folder(tmp_path / "run", model_config=config)
     check_archive(run / "model.keras")  # a genuine emotf model passes the JSON check
-    loaded = load_run_model(run)
+    loaded = Run(run).load_model()
     for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert len(load_model_file(run / "model.keras").get_weights()) == len(model.get_weights())
@@ -104,7 +105,7 @@ def test_a_genuine_run_loads_with_its_exact_weights(tmp_path, branch_weights):
 def test_a_run_with_its_own_audio_settings_loads_and_exports_with_them(tmp_path):
     run, _ = _run_folder(tmp_path / "run", sampling={"window_seconds": 1.0, "frame_step": 80})
     expected = SamplingConfig(window_seconds=1.0, frame_step=80).window_length
-    assert load_run_model(run).input["audio"].shape[-1] == expected
+    assert Run(run).load_model().input["audio"].shape[-1] == expected
     assert export_main([str(run)]) == 0
     metadata = json.loads((run / "export" / "1" / "assets.extra" / METADATA_FILE).read_text())
     assert metadata["sampling_config"]["window_seconds"] == 1.0
@@ -115,7 +116,7 @@ def test_a_model_file_that_does_not_fit_the_run_config_is_refused(tmp_path):
     run, _ = _run_folder(tmp_path / "run")
     other = ModelConfig(**{**TINY.to_dict(), "fc_units": 16})
     with pytest.raises(ModelLoadError, match="do not fit the run's model config"):
-        load_run_model(run, other)
+        load_run_model(run / "model.keras", other)
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
     with pytest.raises(ModelLoadError, match="junk.keras: not a Keras model archive"):
         load_model_file(tmp_path / "junk.keras")
