@@ -270,10 +270,11 @@ class ClipRunner:
             self._start()
         try:
             future = self.executor.submit(self.work, task)
-        except OSError as error:
+        except (OSError, ValueError) as error:
             # Python 3.11: a worker that died can close the pool's pipes before the pool is
-            # flagged broken; submit then fails with "handle is closed". Same case as
-            # BrokenProcessPool (seen once in CI under load).
+            # flagged broken; submit, which may spawn a replacement worker, then fails with
+            # OSError "handle is closed" or ValueError "bad value(s) in fds_to_keep". Same
+            # case as BrokenProcessPool (both seen in CI under load).
             raise BrokenProcessPool(f"the pool broke while a clip was submitted ({error})") from error
         self.procs.update(getattr(self.executor, "_processes", None) or {})
         return future
