@@ -4,8 +4,9 @@ several-faces rule, equal to the whole-clip tracker), containers and variable fr
 import numpy as np
 import pytest
 
+from emotf.records.decode import open_video
 from emotf.records.faces import FaceTracker, FaceTrackerConfig
-from emotf.records.stream import StreamTracker, open_video
+from emotf.records.stream import StreamTracker
 from emotf.synthetic.video import write_face_video
 
 

@@ -41,6 +41,7 @@ from emotf.records.clip_worker import ClipRunner, ClipTask
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.lock import hold as hold_lock
 from emotf.records.preprocess import ClipSettings
+from emotf.records.resume import check_out_dir, clear_outputs, shard_state
 from emotf.system import available_cpus
 
 VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
@@ -200,85 +201,6 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
 _write_json = records_manifest.write_json
 
 
-def _read_sidecar(out: Path, shard: dict) -> dict | None:
-    try:
-        return json.loads((out / f"{shard['name']}.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _shard_state(out: Path, shard: dict, settings_hash: str) -> str | None:
-    """None when the shard is complete and intact; else why it must be (re)built ("" when it
-    was simply never finished)."""
-    side = _read_sidecar(out, shard)
-    if side is None:
-        return ""
-    if side.get("planned") != [t.clip_id for t in shard["clips"]]:
-        return "plans other clips"
-    if side.get("settings_hash") != settings_hash or "entry" not in side:
-        return "built with other settings"
-    return records_manifest.shard_problem(out / f"{shard['name']}.tfrecord", side["entry"])
-
-
-def _clear(out: Path) -> int:
-    """Delete the folder's shards, sidecars, temporary files and manifest (--overwrite)."""
-    doomed = [p for p in out.glob("fold-*-of-*") if p.is_file()]
-    doomed += [p for p in (out / MANIFEST, out / f"{MANIFEST}.tmp") if p.is_file()]
-    for path in doomed:
-        path.unlink()
-    return len(doomed)
-
-
-def _check_out_dir(out: Path, shards: list[dict], settings: dict) -> None:
-    """Refuse to mix into OUT shards of another plan (clips, seed, shard size), of other
-    settings that change record content, or of another record schema."""
-    how = ("Use a new --out, or rerun with --overwrite to rebuild this folder from scratch with "
-           "the new settings")
-    old = None
-    manifest_path = out / MANIFEST
-    if manifest_path.is_file():
-        try:
-            old = json.loads(manifest_path.read_text())
-        except ValueError:
-            old = None
-    sides = []
-    for sidecar in sorted(out.glob("fold-*-of-*.json")):
-        try:
-            sides.append((sidecar, json.loads(sidecar.read_text())))
-        except ValueError:
-            continue  # a garbled sidecar: its shard is rebuilt
-    for sidecar, side in sides:
-        version = side.get("schema_version")
-        if version != keys.SCHEMA_VERSION:
-            raise FileExistsError(
-                f"{sidecar}: written for record schema version {version}; this emotf writes "
-                f"{keys.SCHEMA_VERSION}. {how}.")
-    recorded = [(str(manifest_path), old.get("settings"))] if old and "settings" in old else []
-    recorded += [(str(sidecar), side.get("settings")) for sidecar, side in sides]
-    for where, previous in recorded:
-        if previous is None:
-            raise FileExistsError(f"{where}: written by an older emotf-build-records that did not "
-                                  f"record its settings. {how}.")
-        changes = records_manifest.settings_changes(previous, settings)
-        if changes:
-            raise FileExistsError(
-                f"{out} was built with other settings that change the records ({where}): "
-                f"{'; '.join(changes)}. {how}.")
-    names = {s["name"] for s in shards}
-    for path in out.glob("fold-*-of-*"):
-        stem = path.name.split(".")[0]
-        if path.suffix in (".tfrecord", ".json") and stem not in names:
-            raise FileExistsError(
-                f"{out} holds {path.name}, which this build's plan does not contain (another "
-                f"clip set, --fold-seed or --clips-per-shard?). {how}."
-            )
-    for shard in shards:
-        side = _read_sidecar(out, shard)
-        if side is not None and side.get("planned") != [t.clip_id for t in shard["clips"]]:
-            raise FileExistsError(f"{out / (shard['name'] + '.json')} plans other clips than "
-                                  f"this build. {how}.")
-
-
 def _warn(line: str, bar) -> None:
     (bar.write if bar is not None else print)(line, file=sys.stderr)
 
@@ -316,16 +238,16 @@ def _build_locked(config: BuildConfig, out: Path, stop_after_shards: int | None)
     settings = record_settings(config)
     digest = records_manifest.settings_hash(settings)
     if config.overwrite:
-        removed = _clear(out)
+        removed = clear_outputs(out)
         if removed:
             print(f"NOTE --overwrite: removed {removed} shard, sidecar and manifest files from "
                   f"{out}", file=sys.stderr)
-    _check_out_dir(out, shards, settings)
+    check_out_dir(out, shards, settings)
     for item in plan_skipped:
         print(f"WARNING {item['path']}: {item['reason']} -> skipped", file=sys.stderr)
     todo = []
     for shard in shards:
-        state = _shard_state(out, shard, digest)
+        state = shard_state(out, shard, digest)
         if state is None:
             continue
         if state:

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from emotf.configs import Config
+from emotf.records.decode import audio_source, open_video
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
 from emotf.records.media import MediaError
-from emotf.records.stream import StreamTracker, audio_source, open_video
+from emotf.records.stream import StreamTracker
 
 # Video and audio durations further apart than this get a note (a wrong or cut WAV?).
 DURATION_MISMATCH_S = 0.5
@@ -101,8 +102,8 @@ class ClipReader:
         max_seconds: refuse (ClipError) videos longer than this (the build's limit).
 
     Attributes:
-        info: `emotf.records.stream.VideoInfo` (fps, size; frame counts once streamed).
-        audio: `emotf.records.stream.AudioStream` (int16 at settings.sample_rate).
+        info: `emotf.records.decode.VideoInfo` (fps, size; frame counts once streamed).
+        audio: `emotf.records.decode.AudioStream` (int16 at settings.sample_rate).
         notes: conversions and tolerated problems, filled in as the clip is read.
         faces: the `StreamTracker` (stats, `max_held`).
 

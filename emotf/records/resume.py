@@ -1,0 +1,97 @@
+"""Resuming a records build: which shards of OUT are done, and whether OUT may be resumed.
+
+A shard is done when its sidecar exists, plans the same clips, was built with the same settings
+(hash) and its bytes match the checksum the sidecar recorded. OUT may be resumed only when
+every sidecar and the manifest were written with the same settings and record schema, and it
+holds no shard of another plan; otherwise the build is refused with how to proceed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from emotf import keys
+from emotf.records import manifest as records_manifest
+
+MANIFEST = records_manifest.MANIFEST
+
+
+def read_sidecar(out: Path, shard: dict) -> dict | None:
+    """A shard's sidecar (`fold-K-of-10-SSSSS.json`), None when missing or unreadable."""
+    try:
+        return json.loads((out / f"{shard['name']}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def shard_state(out: Path, shard: dict, settings_hash: str) -> str | None:
+    """None when the shard is complete and intact; else why it must be (re)built ("" when it
+    was simply never finished)."""
+    side = read_sidecar(out, shard)
+    if side is None:
+        return ""
+    if side.get("planned") != [t.clip_id for t in shard["clips"]]:
+        return "plans other clips"
+    if side.get("settings_hash") != settings_hash or "entry" not in side:
+        return "built with other settings"
+    return records_manifest.shard_problem(out / f"{shard['name']}.tfrecord", side["entry"])
+
+
+def clear_outputs(out: Path) -> int:
+    """Delete the folder's shards, sidecars, temporary files and manifest (--overwrite)."""
+    doomed = [p for p in out.glob("fold-*-of-*") if p.is_file()]
+    doomed += [p for p in (out / MANIFEST, out / f"{MANIFEST}.tmp") if p.is_file()]
+    for path in doomed:
+        path.unlink()
+    return len(doomed)
+
+
+def check_out_dir(out: Path, shards: list[dict], settings: dict) -> None:
+    """Refuse to mix into OUT shards of another plan (clips, seed, shard size), of other
+    settings that change record content, or of another record schema."""
+    how = ("Use a new --out, or rerun with --overwrite to rebuild this folder from scratch with "
+           "the new settings")
+    old = None
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        try:
+            old = json.loads(manifest_path.read_text())
+        except ValueError:
+            old = None
+    sides = []
+    for sidecar in sorted(out.glob("fold-*-of-*.json")):
+        try:
+            sides.append((sidecar, json.loads(sidecar.read_text())))
+        except ValueError:
+            continue  # a garbled sidecar: its shard is rebuilt
+    for sidecar, side in sides:
+        version = side.get("schema_version")
+        if version != keys.SCHEMA_VERSION:
+            raise FileExistsError(
+                f"{sidecar}: written for record schema version {version}; this emotf writes "
+                f"{keys.SCHEMA_VERSION}. {how}.")
+    recorded = [(str(manifest_path), old.get("settings"))] if old and "settings" in old else []
+    recorded += [(str(sidecar), side.get("settings")) for sidecar, side in sides]
+    for where, previous in recorded:
+        if previous is None:
+            raise FileExistsError(f"{where}: written by an older emotf-build-records that did not "
+                                  f"record its settings. {how}.")
+        changes = records_manifest.settings_changes(previous, settings)
+        if changes:
+            raise FileExistsError(
+                f"{out} was built with other settings that change the records ({where}): "
+                f"{'; '.join(changes)}. {how}.")
+    names = {s["name"] for s in shards}
+    for path in out.glob("fold-*-of-*"):
+        stem = path.name.split(".")[0]
+        if path.suffix in (".tfrecord", ".json") and stem not in names:
+            raise FileExistsError(
+                f"{out} holds {path.name}, which this build's plan does not contain (another "
+                f"clip set, --fold-seed or --clips-per-shard?). {how}."
+            )
+    for shard in shards:
+        side = read_sidecar(out, shard)
+        if side is not None and side.get("planned") != [t.clip_id for t in shard["clips"]]:
+            raise FileExistsError(f"{out / (shard['name'] + '.json')} plans other clips than "
+                                  f"this build. {how}.")
