@@ -87,6 +87,9 @@ def command(prog: str):
             verbose = _pop_flag(argv, "--verbose") or TF_LOGS
             if not verbose:
                 warnings.filterwarnings("ignore", module="keras")
+            # Warnings (e.g. a report extra left out, and why) as one line each, no source.
+            warnings.formatwarning = lambda message, category, *_args, **_kw: (
+                f"{prog}: warning: {message}\n")
             try:
                 return main(argv)
             except KeyboardInterrupt:
