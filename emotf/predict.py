@@ -256,6 +256,16 @@ class Predictor:
                 held.popleft()
             reader.audio.drop_before(planner.next_first_sample())
 
+        def add(w) -> None:
+            """Queue window `w`; a model call holds at most `batch_size` windows and
+            `MAX_FRAMES_PER_CALL` frames (flushed before `w` would pass it)."""
+            held_frames = sum(len(c["frames"]) for _, c in pending if isinstance(c, dict))
+            if pending and held_frames + (w.end_frame - w.first_frame) > MAX_FRAMES_PER_CALL:
+                flush()
+            gather(w)
+            if len(pending) >= batch_size:
+                flush()
+
         try:
             frames_iter = reader.crops()
             while True:
@@ -270,18 +280,14 @@ class Predictor:
                 held.append((item.index, crop, item.face))
                 max_crops = max(max_crops, len(held))
                 for w in planner.ready(item.index + 1):
-                    gather(w)
-                    if (len(pending) >= batch_size
-                            or sum(len(c["frames"]) for _, c in pending if isinstance(c, dict))
-                            + (w.end_frame - w.first_frame) > MAX_FRAMES_PER_CALL):
-                        flush()
+                    add(w)
                 release()
             num_frames = reader.info.frames
             notes = reader.check_lengths(self.audio_window_seconds)
             if not reader.faces.stats["frames_detected"]:
                 raise NoFaceError(f"no face in any of the {num_frames} frames")
             for w in planner.finish(num_frames):
-                gather(w)
+                add(w)
             flush()
         finally:
             if bar is not None:

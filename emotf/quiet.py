@@ -18,8 +18,8 @@ QUIET_ENV = "EMOTF_QUIET_TF"
 def quiet_tensorflow(verbose: bool = False) -> None:
     """Silence TensorFlow's C++ logging for this process and its children (unless `verbose`,
     or the user set `TF_CPP_MIN_LOG_LEVEL` themselves), then import TensorFlow quietly."""
-    if verbose:
-        os.environ.pop(QUIET_ENV, None)
+    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        os.environ.pop(QUIET_ENV, None)  # the user asked for TensorFlow's own log level
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ[QUIET_ENV] = "1"

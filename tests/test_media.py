@@ -116,3 +116,16 @@ def test_encode_jpegs_round_trip():
     (jpeg,) = encode_jpegs(img)
     back = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
     assert back[..., 0].mean() > 190 and back[..., 2].mean() < 10
+
+
+def test_integer_pcm_of_any_width_is_scaled_to_its_full_range():
+    """PyAV hands s16, s32 or u8 samples to both decoders (emotf.records.media and .decode):
+    each is scaled by its own range (an s32 track once came through unscaled)."""
+    import numpy as np
+
+    from emotf.records.media import pcm_to_float
+
+    np.testing.assert_allclose(pcm_to_float(np.array([-32768, 0, 16384], np.int16)), [-1, 0, 0.5])
+    np.testing.assert_allclose(pcm_to_float(np.array([-2**31, 2**30], np.int32)), [-1, 0.5])
+    np.testing.assert_allclose(pcm_to_float(np.array([0, 128, 192], np.uint8)), [-1, 0, 0.5])
+    assert pcm_to_float(np.array([0.25], np.float32)).tolist() == [0.25]

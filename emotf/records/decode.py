@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.records.media import MediaError, check_media_file, wav_header_shortfall
+from emotf.records.media import MediaError, check_media_file, pcm_to_float, wav_header_shortfall
 
 # --------------------------------------------------------------------------------------------
 # Video
@@ -194,9 +194,7 @@ class AudioStream:
             with container:
                 try:
                     for frame in container.decode(stream):
-                        data = frame.to_ndarray()
-                        if data.dtype == np.int16:
-                            data = data.astype(np.float32) / 32768.0
+                        data = pcm_to_float(frame.to_ndarray())
                         data = data.T if frame.format.is_planar else data.reshape(-1, len(frame.layout.channels))
                         got = got or len(data) > 0
                         yield data.astype(np.float32)

@@ -31,6 +31,16 @@ class MediaError(Exception):
         return (type(self), (self.path, self.problem))
 
 
+def pcm_to_float(data: np.ndarray) -> np.ndarray:
+    """Decoded audio samples as float32 in [-1, 1): integer PCM of any width scaled by its
+    full range (u8 centred first), float passed through."""
+    if data.dtype == np.uint8:
+        return (data.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(data.dtype, np.integer):
+        return data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+    return data.astype(np.float32)
+
+
 def is_lfs_pointer(path: str | Path) -> bool:
     """True when the file is a Git LFS pointer (a small text file) instead of the media."""
     try:
@@ -236,9 +246,7 @@ def _read_av_audio(path: Path, target_rate: int) -> tuple[np.ndarray, list[str]]
         try:
             for frame in container.decode(stream):
                 # fltp/flt/s16... -> float32 [S, C]
-                data = frame.to_ndarray()
-                if data.dtype == np.int16:
-                    data = data.astype(np.float32) / 32768.0
+                data = pcm_to_float(frame.to_ndarray())
                 if frame.format.is_planar:
                     data = data.T
                 else:
