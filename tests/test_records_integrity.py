@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -178,3 +179,35 @@ def test_a_live_build_holds_the_folder_a_dead_ones_lock_is_taken_over(sample, co
     manifest = build_records(cfg(sample, copy))
     assert f"stale lock of pid {sleeper.pid}" in capsys.readouterr().err
     assert manifest["clips_written"] == 6 and not (copy / "build.lock").exists()
+
+
+def _contend(folder, results):
+    from emotf.records.lock import hold
+
+    try:
+        with hold(folder):
+            results.put("got")
+            time.sleep(0.5)
+    except FileExistsError:
+        results.put("refused")
+
+
+def test_builds_racing_for_a_stale_lock_never_both_take_it(tmp_path):
+    """Six builds start at once on a folder whose lock a dead process left: exactly one takes
+    it over (the old unlink-and-create takeover let two through now and then)."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    for attempt in range(3):
+        folder = tmp_path / f"out{attempt}"
+        folder.mkdir()
+        (folder / "build.lock").write_text(json.dumps({"pid": 2**22 + 7, "host": "h"}))
+        results = fork.Queue()
+        procs = [fork.Process(target=_contend, args=(folder, results)) for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=30)
+        outcomes = sorted(results.get(timeout=5) for _ in procs)
+        assert outcomes == ["got"] + ["refused"] * 5
+        assert not (folder / "build.lock").exists()

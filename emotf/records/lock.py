@@ -1,14 +1,16 @@
 """One build per records folder: `OUT/build.lock` names the pid of the build writing it.
 
-`hold(out)` creates the lock atomically (O_EXCL) and removes it on exit. A lock whose process is
-alive refuses a second build; a lock left by a process that died (SIGKILL, power loss) is taken
-over, with a note. Only the pid is recorded, so a folder shared between machines (NFS) is not
+`hold(out)` takes an exclusive `flock` on the lock file, writes its pid into it and removes it
+on exit. A lock whose process is alive refuses a second build; a lock left by a process that
+died (SIGKILL, power loss) is taken over, with a note; the flock makes the takeover safe when
+several builds start at once. Only the pid is recorded, so a folder shared between machines (NFS) is not
 protected across hosts; the lock names the host so that case is at least visible.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -58,6 +60,11 @@ def live_owner(folder: str | Path) -> int | None:
 def hold(folder: str | Path):
     """Hold `folder/build.lock` for the duration of the block.
 
+    Contenders serialise on an exclusive `flock` of the lock file (the kernel drops it when its
+    process dies, even by SIGKILL), so two builds can never both take over a stale lock; the
+    pid written inside names the owner for the error message and for processes that do not
+    hold the flock.
+
     Raises:
         FileExistsError: a live process holds the lock (the message names its pid).
     """
@@ -65,30 +72,43 @@ def hold(folder: str | Path):
     mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                        "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     for _ in range(3):
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            info = read_lock(folder) or {}
-            pid = int(info.get("pid", -1))
-            if pid != os.getpid() and _alive(pid):
-                raise FileExistsError(
-                    f"{path}: another emotf-build-records (pid {pid} on "
-                    f"{info.get('host', '?')}, since {info.get('started', '?')}) is writing "
-                    f"{folder}; wait for it to finish or stop it, or use another --out"
-                ) from None
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            _refuse(path, folder, read_lock(folder) or {})
+        try:  # the path may have been unlinked and re-created since we opened it
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        info = read_lock(folder) or {}
+        pid = int(info.get("pid", -1)) if info else None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            os.close(fd)
+            _refuse(path, folder, info)
+        if pid is not None and pid != os.getpid():
             print(f"NOTE {path}: stale lock of pid {pid} (no longer running) taken over",
                   file=sys.stderr)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(mine)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, mine.encode(), 0)
         break
     else:
         raise FileExistsError(f"{path}: could not take the lock (another build races for it)")
     try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
-            if json.loads(path.read_text()).get("pid") == os.getpid():
-                path.unlink()
+        with contextlib.suppress(OSError):
+            path.unlink()  # still holding the flock: contenders re-check the inode
+        os.close(fd)
+
+
+def _refuse(path: Path, folder, info: dict) -> None:
+    raise FileExistsError(
+        f"{path}: another emotf-build-records (pid {info.get('pid', '?')} on "
+        f"{info.get('host', '?')}, since {info.get('started', '?')}) is writing "
+        f"{folder}; wait for it to finish or stop it, or use another --out"
+    ) from None
