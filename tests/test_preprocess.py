@@ -4,6 +4,7 @@ file into the same face crops and audio, with settings that travel manifest -> m
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from emotf import keys
@@ -76,3 +77,28 @@ def test_metadata_checks_cover_the_new_settings():
             assert "m.json" in str(error)
         else:
             raise AssertionError(f"accepted {bad}")
+
+
+def test_a_refused_clip_leaves_no_video_file_open(tmp_path, monkeypatch):
+    """ClipReader gives up before decoding (too long, no usable audio): the container that
+    `open_video` opened is closed at once, not whenever the garbage collector runs."""
+    import emotf.records.decode as decode
+    from emotf.records.preprocess import ClipError, ClipReader
+
+    closed = []
+    real_open = decode.open_video
+
+    def spy_open(path):
+        info, frames = real_open(path)
+        real_close = info.close
+        info.close = lambda: (closed.append(path), real_close())
+        return info, frames
+
+    import emotf.records.preprocess as preprocess
+
+    monkeypatch.setattr(preprocess, "open_video", spy_open)
+    [video] = make_sample(tmp_path / "sample", SampleConfig.tiny(num_actors=1, clips_per_actor=1),
+                          workers=1, progress=False)
+    with pytest.raises(ClipError, match="over the 0.1 s limit"):
+        ClipReader(video, None, ClipSettings(), max_seconds=0.1)
+    assert closed == [video]

@@ -8,7 +8,7 @@ frames; `emotf.records.preprocess` puts them together for the build and for pred
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class VideoInfo:
     duplicated: int = 0
     dropped: int = 0
     notes: list[str] = field(default_factory=list)
+    close: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
 
 
 def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
@@ -78,7 +79,8 @@ def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
         container.close()
         raise MediaError(path, "the video stream declares no frame rate")
     declared = container.duration / 1_000_000 if container.duration and container.duration > 0 else None
-    info = VideoInfo(fps, stream.codec_context.width, stream.codec_context.height, declared)
+    info = VideoInfo(fps, stream.codec_context.width, stream.codec_context.height, declared,
+                     close=container.close)  # for a caller that gives up before decoding
 
     def frames():
         with container:

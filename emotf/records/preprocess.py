@@ -117,11 +117,15 @@ class ClipReader:
         self.settings = settings
         self.max_seconds = max_seconds
         self.info, self._frames = open_video(video)
-        if max_seconds is not None and (self.info.declared_seconds or 0) > max_seconds:
-            raise ClipError(f"{video}: clip is {self.info.declared_seconds:.1f} s long, over the "
-                            f"{max_seconds:g} s limit")
-        self.audio, self.notes = audio_source(self.path, Path(audio) if audio else None,
-                                              settings.sample_rate)
+        try:
+            if max_seconds is not None and (self.info.declared_seconds or 0) > max_seconds:
+                raise ClipError(f"{video}: clip is {self.info.declared_seconds:.1f} s long, "
+                                f"over the {max_seconds:g} s limit")
+            self.audio, self.notes = audio_source(self.path, Path(audio) if audio else None,
+                                                  settings.sample_rate)
+        except BaseException:
+            self.info.close()  # the frames generator never started: its `with` never ran
+            raise
         self.tracker = tracker or FaceTracker(settings.tracker)
         self.faces = StreamTracker(self.tracker, self.info.fps, self.info.height, self.info.width)
 
