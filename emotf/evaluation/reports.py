@@ -33,11 +33,16 @@ from emotf.evaluation.figures import (
     write_confusion_matrix,
     write_json,
 )
-from emotf.evaluation.groups import accuracy_by_group, write_group_table
 from emotf.evaluation.human import human_accuracy
 from emotf.evaluation.markdown import render_markdown
 from emotf.evaluation.metrics import classification_report_dict, mean_std
-from emotf.evaluation.summary import ALL_EXTRAS, ReportExtras, accuracy_intervals, report_warning
+from emotf.evaluation.summary import (
+    ALL_EXTRAS,
+    ReportExtras,
+    accuracy_intervals,
+    group_table,
+    report_warning,
+)
 from emotf.labels import agreement
 from emotf.run import CrossValidation, Run
 from emotf.votes import MODES, load_votes
@@ -192,13 +197,9 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
         figure_links["confusion_matrix"] = link(pooled_files.confusion_png)
         pooled["confidence_intervals"] = (
             accuracy_intervals(clip_ids, labels, predicted, votes) if extras.intervals else None)
-        pooled["by_group"] = None
-        if extras.groups:
-            try:
-                pooled["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)
-                write_group_table(pooled_files.by_group_csv, pooled["by_group"])
-            except ValueError as err:  # names that are not CREMA-D clip names
-                report_warning("pooled accuracy by group", err)
+        pooled["by_group"] = (group_table(clip_ids, labels, predicted, votes,
+                                          pooled_files.by_group_csv, "pooled accuracy by group")
+                              if extras.groups else None)
     for fold in folds:
         log = fold["run"].log_path
         if log.is_file():

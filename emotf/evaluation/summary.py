@@ -80,6 +80,20 @@ def model_vs_humans(clip_ids, y_true, y_pred, votes=None) -> dict:
     }
 
 
+def group_table(clip_ids, labels, predicted, votes, csv_path, what: str) -> dict | None:
+    """Accuracy by actor group and clip intensity (model and raters), also written to
+    `csv_path`; None, with a `ReportWarning` naming `what`, for names that are not CREMA-D's."""
+    from emotf.evaluation.groups import accuracy_by_group, write_group_table
+
+    try:
+        table = accuracy_by_group(clip_ids, labels, predicted, votes)
+    except ValueError as err:  # names that are not CREMA-D clip names
+        report_warning(what, err)
+        return None
+    write_group_table(csv_path, table)
+    return table
+
+
 def accuracy_intervals(clip_ids, labels, predicted, votes=None) -> dict | None:
     """`emotf.evaluation.stats.actor_intervals` for these predictions: the model's 95 %
     interval, and the raters' and model-minus-raters' when the vote table holds every clip.
@@ -137,14 +151,7 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
             plot_reliability(report["calibration"], files.reliability_png, title=title)
         except ValueError as err:  # non-finite probabilities
             report_warning("calibration", err)
-    report["by_group"] = None
-    if extras.groups:
-        from emotf.evaluation.groups import accuracy_by_group, write_group_table
-
-        try:
-            report["by_group"] = accuracy_by_group(clip_ids, labels, predicted, votes)
-            write_group_table(files.by_group_csv, report["by_group"])
-        except ValueError as err:  # names that are not CREMA-D clip names
-            report_warning("accuracy by group", err)
+    report["by_group"] = (group_table(clip_ids, labels, predicted, votes, files.by_group_csv,
+                                      "accuracy by group") if extras.groups else None)
     write_json(files.report, report)
     return report
