@@ -21,75 +21,68 @@ Every other module asks these objects for paths instead of typing the names.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from emotf.configs import TrainConfig
+from emotf.storage import StoragePath, as_path, read_json, write_json
 
 _FOLD_DIR = re.compile(r"^fold-(\d+)$")
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: StoragePath) -> dict:
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
+        return read_json(path)
+    except FileNotFoundError as error:
         raise ValueError(f"{path}: not readable JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a JSON object. Received: {type(value).__name__}")  # noqa: TRY004 (bad file content)
-    return value
 
 
-def _write_json(path: Path, value: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2, default=str))
-    return path
+_write_json = write_json
 
 
 @dataclass(frozen=True)
 class EvaluationDir:
     """The files `emotf-evaluate` writes into one folder (by default `RUN/evaluation/`)."""
 
-    path: Path
+    path: StoragePath
 
     def __post_init__(self):
-        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "path", as_path(self.path))
 
     @property
-    def report(self) -> Path:
+    def report(self) -> StoragePath:
         return self.path / "evaluation.json"
 
     @property
-    def predictions(self) -> Path:
+    def predictions(self) -> StoragePath:
         return self.path / "predictions.csv"
 
     @property
-    def confusion_csv(self) -> Path:
+    def confusion_csv(self) -> StoragePath:
         return self.path / "confusion_matrix.csv"
 
     @property
-    def confusion_png(self) -> Path:
+    def confusion_png(self) -> StoragePath:
         return self.path / "confusion_matrix.png"
 
     @property
-    def reliability_png(self) -> Path:
+    def reliability_png(self) -> StoragePath:
         return self.path / "reliability.png"
 
     @property
-    def by_group_csv(self) -> Path:
+    def by_group_csv(self) -> StoragePath:
         return self.path / "accuracy_by_group.csv"
 
     @property
-    def training_curves_png(self) -> Path:
+    def training_curves_png(self) -> StoragePath:
         return self.path / "training_curves.png"
 
     @property
-    def accuracy_vs_n_csv(self) -> Path:
+    def accuracy_vs_n_csv(self) -> StoragePath:
         return self.path / "accuracy_vs_n.csv"
 
     @property
-    def accuracy_vs_n_png(self) -> Path:
+    def accuracy_vs_n_png(self) -> StoragePath:
         return self.path / "accuracy_vs_n.png"
 
 
@@ -97,54 +90,54 @@ class EvaluationDir:
 class Run:
     """One `emotf-train` run folder: its paths, its config and metrics, its model."""
 
-    path: Path
+    path: StoragePath
 
     def __post_init__(self):
-        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "path", as_path(self.path))
 
     @classmethod
     def of(cls, run_or_model) -> Run:
         """The run of a run folder, or of a model file inside one (`RUN/model.keras`)."""
-        path = Path(run_or_model)
+        path = as_path(run_or_model)
         return cls(path if path.is_dir() else path.parent)
 
     # === Paths ===
 
     @property
-    def config_path(self) -> Path:
+    def config_path(self) -> StoragePath:
         return self.path / "config.json"
 
     @property
-    def metrics_path(self) -> Path:
+    def metrics_path(self) -> StoragePath:
         return self.path / "metrics.json"
 
     @property
-    def model_path(self) -> Path:
+    def model_path(self) -> StoragePath:
         return self.path / "model.keras"
 
     @property
-    def best_weights_path(self) -> Path:
+    def best_weights_path(self) -> StoragePath:
         return self.path / "best.weights.h5"
 
     @property
-    def backup_dir(self) -> Path:
+    def backup_dir(self) -> StoragePath:
         return self.path / "backup"
 
     @property
-    def backup_metadata_path(self) -> Path:
+    def backup_metadata_path(self) -> StoragePath:
         """Keras BackupAndRestore's record of the last completed epoch."""
         return self.backup_dir / "training_metadata.json"
 
     @property
-    def log_path(self) -> Path:
+    def log_path(self) -> StoragePath:
         return self.path / "training_log.csv"
 
     @property
-    def calibration_path(self) -> Path:
+    def calibration_path(self) -> StoragePath:
         return self.path / "calibration.json"
 
     @property
-    def tensorboard_dir(self) -> Path:
+    def tensorboard_dir(self) -> StoragePath:
         return self.path / "tensorboard"
 
     @property
@@ -152,10 +145,10 @@ class Run:
         return EvaluationDir(self.path / "evaluation")
 
     @property
-    def export_dir(self) -> Path:
+    def export_dir(self) -> StoragePath:
         return self.path / "export"
 
-    def find_evaluation_file(self, name: str) -> Path | None:
+    def find_evaluation_file(self, name: str) -> StoragePath | None:
         """`evaluation/<name>` of the run, else `<name>` beside the run's files, else None."""
         for candidate in (self.evaluation.path / name, self.path / name):
             if candidate.is_file():
@@ -219,7 +212,7 @@ class Run:
         return None if test is None else int(test)
 
     def write_config(self, config: TrainConfig, split_summary: dict, environment: dict,
-                     folds: dict | None = None) -> Path:
+                     folds: dict | None = None) -> StoragePath:
         """Write `config.json`: the resolved config, the split (and folds), the versions."""
         parts = {"config": config.to_dict(), "split": split_summary}
         if folds is not None:
@@ -233,10 +226,10 @@ class Run:
             raise FileNotFoundError(f"{self.metrics_path} not found: the run has not finished")
         return _read_json(self.metrics_path)
 
-    def write_metrics(self, metrics: dict) -> Path:
+    def write_metrics(self, metrics: dict) -> StoragePath:
         return _write_json(self.metrics_path, metrics)
 
-    def write_calibration(self, calibration: dict) -> Path:
+    def write_calibration(self, calibration: dict) -> StoragePath:
         return _write_json(self.calibration_path, calibration)
 
     def temperature(self) -> float | None:
@@ -254,7 +247,7 @@ class Run:
         from the file."""
         from emotf.model_io import ModelLoadError, load_run_model
 
-        model_file = Path(model_file) if model_file is not None else self.model_path
+        model_file = as_path(model_file) if model_file is not None else self.model_path
         if not self.has_config():
             return load_run_model(model_file)
         try:
@@ -268,10 +261,10 @@ class Run:
 class CrossValidation:
     """An `emotf-train --fold all` folder: `fold-K/` runs and the one CV summary."""
 
-    path: Path
+    path: StoragePath
 
     def __post_init__(self):
-        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "path", as_path(self.path))
 
     def fold(self, k: int) -> Run:
         return Run(self.path / f"fold-{int(k)}")
@@ -285,15 +278,15 @@ class CrossValidation:
         return sorted(found, key=lambda item: item[0])
 
     @property
-    def report_json(self) -> Path:
+    def report_json(self) -> StoragePath:
         return self.path / "cv_report.json"
 
     @property
-    def report_md(self) -> Path:
+    def report_md(self) -> StoragePath:
         return self.path / "cv_report.md"
 
     @property
-    def figures_dir(self) -> Path:
+    def figures_dir(self) -> StoragePath:
         return self.path / "figures"
 
     @staticmethod
@@ -303,5 +296,5 @@ class CrossValidation:
         return EvaluationDir(figures_dir)
 
     @staticmethod
-    def training_curves_png(figures_dir, fold: int) -> Path:
-        return Path(figures_dir) / f"fold-{int(fold)}_training_curves.png"
+    def training_curves_png(figures_dir, fold: int) -> StoragePath:
+        return as_path(figures_dir) / f"fold-{int(fold)}_training_curves.png"

@@ -1,0 +1,62 @@
+"""emotf.storage: pathlib-like paths over tf.io.gfile, local and on TensorFlow's ram:// filesystem."""
+
+import uuid
+
+import pytest
+
+from emotf.storage import as_path, is_url, read_json, write_atomic, write_json
+
+
+@pytest.fixture(params=["local", "ram"])
+def folder(request, tmp_path):
+    if request.param == "local":
+        return as_path(tmp_path / "store")
+    return as_path(f"ram://emotf-test-{uuid.uuid4().hex}/store")
+
+
+def test_names_and_joins():
+    p = as_path("gs://bucket/runs/fold-0/") / "model.keras"
+    assert str(p) == "gs://bucket/runs/fold-0/model.keras"
+    assert (p.name, p.stem, p.suffix) == ("model.keras", "model", ".keras")
+    assert str(p.parent) == "gs://bucket/runs/fold-0"
+    assert str(as_path("ram://a").parent) == "ram://"
+    assert is_url(p) and not is_url("/tmp/x") and as_path("/tmp/x").is_local
+    assert p.relative_to("gs://bucket/runs") == "fold-0/model.keras"
+    with pytest.raises(ValueError, match="not inside"):
+        p.relative_to("gs://other")
+    with pytest.raises(ValueError, match="not a local path"):
+        p.local_path()
+
+
+def test_files_round_trip(folder):
+    assert not folder.exists()
+    folder.mkdir()
+    assert folder.is_dir() and not folder.is_file()
+    write_json(folder / "b.json", {"x": [1, 2]})
+    write_atomic(folder / "a.bin", b"\x00\x01")
+    assert read_json(folder / "b.json") == {"x": [1, 2]}
+    assert (folder / "a.bin").read_bytes() == b"\x00\x01"
+    assert (folder / "a.bin").size() == 2
+    assert [p.name for p in folder.iterdir()] == ["a.bin", "b.json"]  # no temporary left
+    assert [p.name for p in folder.glob("*.json")] == ["b.json"]
+    (folder / "a.bin").replace(folder / "c.bin")
+    assert not (folder / "a.bin").exists() and (folder / "c.bin").is_file()
+    (folder / "c.bin").unlink()
+    (folder / "c.bin").unlink(missing_ok=True)
+    with pytest.raises(FileNotFoundError, match="c.bin"):
+        (folder / "c.bin").unlink()
+    folder.rmtree()
+    assert not folder.exists()
+
+
+def test_read_json_names_the_file_and_the_problem(folder):
+    folder.mkdir()
+    (folder / "bad.json").write_text("{not json")
+    (folder / "list.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"bad\.json: not readable JSON"):
+        read_json(folder / "bad.json")
+    with pytest.raises(ValueError, match=r"list\.json: expected a JSON dict"):
+        read_json(folder / "list.json")
+    with pytest.raises(FileNotFoundError, match=r"missing\.json: no such file"):
+        read_json(folder / "missing.json")
+    assert read_json(folder / "list.json", list) == [1]
