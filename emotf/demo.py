@@ -11,7 +11,6 @@ interrupted demo resumes.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +80,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     from emotf.predict import predict_files
     from emotf.records.build import BuildConfig, build_records
     from emotf.run import Run
+    from emotf.storage import as_path, write_json
     from emotf.synthetic.sample import SampleConfig, make_sample
     from emotf.train import train_fold
 
@@ -137,7 +137,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
 
     start = _step(f"4/6 emotf-export -> {run.export_dir}")
     saved = metrics.get("saved_model")  # emotf-train exports at the end of a run
-    export_dir = Path(saved) if saved and Path(saved).exists() else export_run(run_dir)
+    export_dir = as_path(saved) if saved and as_path(saved).exists() else export_run(run_dir)
     timings["export_s"] = round(time.time() - start, 1)
 
     start = _step("5/6 emotf-predict on a held-out clip (raw FLV + WAV)")
@@ -165,7 +165,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
         "figures": sorted(str(p) for p in run.evaluation.path.glob("*.png")),
         "timings_s": timings,
     }
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(out / "demo_summary.json", summary)
     print("\n== done")
     print(f"sample:        {sample_dir}")
     print(f"records:       {records_dir} (manifest.json)")

@@ -6,7 +6,9 @@
 The layout is TensorFlow Serving's: `out_dir/<version>/saved_model.pb` + `variables/`, plus
 `assets.extra/emotf.json` (class names, sampling and model configs, emotf/TF versions). A
 version is written to a hidden temporary folder and renamed into place, so a server watching
-`out_dir` never sees half a model.
+`out_dir` never sees half a model. `out_dir` may be on any filesystem `tf.io.gfile` knows
+(`gs://bucket/models/emotf`, `ram://`; `emotf.storage`): there, where folders cannot be
+renamed, the files are copied into `<version>/` with `saved_model.pb` last.
 
 Signatures (see docs/serving.md; `saved_model_cli show --dir out_dir/1 --all` lists them):
 
@@ -44,9 +46,7 @@ import contextlib
 import io
 import json
 import os
-import re
-import shutil
-from pathlib import Path
+import uuid
 
 import keras
 import tensorflow as tf
@@ -55,38 +55,19 @@ import emotf
 from emotf.configs import SamplingConfig
 from emotf.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.sampling import SPECTROGRAM_FIELDS, sample_clip, spectrogram
-
-METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
-DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.records.build.BuildConfig.min_duration_s
-_VERSION_RE = re.compile(r"^\d+$")
-
-
-def model_versions(out_dir) -> list[int]:
-    """Integer version folders (TF Serving layout) in `out_dir`, sorted; [] if none."""
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in out_dir.iterdir() if p.is_dir() and _VERSION_RE.match(p.name))
-
-
-def resolve_saved_model(path) -> Path:
-    """A SavedModel folder: `path` itself if it holds `saved_model.pb`, else its highest
-    integer version subfolder. Raises FileNotFoundError naming the path otherwise."""
-    path = Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = model_versions(path)
-    if versions:
-        return path / str(versions[-1])
-    raise FileNotFoundError(
-        f"no SavedModel in {path} (expected saved_model.pb or integer version folders). "
-        f"Received: {str(path)!r}"
-    )
+from emotf.serving_metadata import (
+    DEFAULT_MIN_CLIP_SECONDS,
+    METADATA_FILE,
+    build_settings,
+    metadata_path,
+    model_versions,
+)
+from emotf.storage import StoragePath, as_path, read_json, write_json
 
 
 def read_metadata(saved_model_dir) -> dict:
     """The `assets.extra/emotf.json` of an exported model (resolves version folders)."""
-    return json.loads((resolve_saved_model(saved_model_dir) / "assets.extra" / METADATA_FILE).read_text())
+    return read_json(metadata_path(saved_model_dir), expect=None)
 
 
 def audio_input(model: keras.Model) -> str:
@@ -293,7 +274,7 @@ def export_saved_model(
     model_config: dict | None = None,
     extra_metadata: dict | None = None,
     records_dir=None,
-) -> Path:
+) -> StoragePath:
     """Write `model` with in-graph preprocessing as `out_dir/<version>/` (TF Serving layout).
 
     Args:
@@ -313,8 +294,8 @@ def export_saved_model(
     Returns:
         The version folder (load it with `tf.saved_model.load`).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = as_path(out_dir)
+    out_dir.mkdir()
     if version is None:
         existing = model_versions(out_dir)
         version = existing[-1] + 1 if existing else 1
@@ -329,13 +310,10 @@ def export_saved_model(
         if k in ("face_tracker", "min_clip_seconds", "clip_settings", "timeline")
     }}
     archive = build_archive(model, sampling_config, model_config=model_config, build=build)
-    tmp = out_dir / f".tmp-{version}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = out_dir / f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the temporary path
             archive.write_out(str(tmp), verbose=False)
-        extra = tmp / "assets.extra"
-        extra.mkdir(exist_ok=True)
         metadata = {
             "format": "emotf-savedmodel-1",
             "class_codes": list(EMOTIONS),
@@ -349,14 +327,32 @@ def export_saved_model(
             **build,
             **(extra_metadata or {}),
         }
-        (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-        os.replace(tmp, final)
+        write_json(tmp / "assets.extra" / METADATA_FILE, metadata)
+        _publish(tmp, final)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.rmtree()
     return final
 
 
-def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
+def _publish(tmp: StoragePath, final: StoragePath) -> None:
+    """Move the written version folder into place: one rename locally; elsewhere (object
+    stores and `ram://` cannot rename a folder) a copy of every file, `saved_model.pb` last,
+    so a reader that waits for `saved_model.pb` (`resolve_saved_model`) sees a whole model."""
+    if tmp.is_local:
+        os.replace(tmp.local_path(), final.local_path())
+        return
+    files = []
+    for folder, subfolders, names in tf.io.gfile.walk(str(tmp)):
+        files += [as_path(folder) / name for name in names]
+        for name in subfolders:  # empty ones too (`assets/`)
+            (final / (as_path(folder) / name).relative_to(tmp)).mkdir()
+    files.sort(key=lambda f: f.relative_to(tmp) == "saved_model.pb")
+    final.mkdir()
+    for source in files:
+        source.copy(final / source.relative_to(tmp))
+
+
+def export_run(run_dir, out_dir=None, version: int | None = None) -> StoragePath:
     """Export a training run folder (`emotf.run.Run`: its model, config and temperature).
 
     Args:
@@ -389,28 +385,3 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> Path:
         records_dir=train_config.records,
     )
 
-
-def build_settings(records_dir) -> dict:
-    """How the run's records were built, for `emotf-predict` to crop faces the same way.
-
-    Returns `{"face_tracker": FaceTrackerConfig fields, "min_clip_seconds": float,
-    "clip_settings": the manifest's `emotf.records.preprocess.ClipSettings` (verbatim), "timeline":
-    {"window_seconds": median clip seconds, "hop_seconds": 1.0}}` from the records'
-    `manifest.json` (what it holds; empty when there is none: predict uses the defaults).
-    """
-    manifest = Path(records_dir).expanduser() / "manifest.json" if records_dir else None
-    if manifest is None or not manifest.is_file():
-        return {}
-    content = json.loads(manifest.read_text())
-    arguments = content.get("arguments", {})
-    settings = {}
-    if "tracker" in arguments:
-        settings["face_tracker"] = arguments["tracker"]
-    if "min_duration_s" in arguments:
-        settings["min_clip_seconds"] = float(arguments["min_duration_s"])
-    if content.get("clip_settings"):  # emotf.records.preprocess.ClipSettings, copied verbatim
-        settings["clip_settings"] = content["clip_settings"]
-    median = (content.get("clip_seconds") or {}).get("median")
-    if median:  # emotf-predict's default timeline: the median training clip, 1 s hop
-        settings["timeline"] = {"window_seconds": float(median), "hop_seconds": 1.0}
-    return settings

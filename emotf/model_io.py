@@ -10,13 +10,22 @@ Python (advisory GHSA-48g7-3x6r-xfhp: Keras <= 3.8 ran a `Lambda` whose function
 2. for a run's model, rebuilds it from the run's validated `ModelConfig` (`emotf.run.Run`
    reads it) and loads the weights only (the archive's config is never deserialised);
 3. for a bare `.keras` file, loads with `safe_mode=True`, explicitly.
+
+Model files are read through `emotf.storage` (`tf.io.gfile`), so a run on `gs://` or `ram://`
+loads: such a file is read once, checked, and the checked bytes are what Keras loads (from a
+local temporary copy: Keras reads archives with `zipfile` on local paths).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import tempfile
 import zipfile
 from pathlib import Path
+
+from emotf.storage import StoragePath, as_path
 
 # Roots of the modules a genuine emotf model's config may name.
 ALLOWED_MODULE_ROOTS = frozenset({"keras", "emotf"})
@@ -49,11 +58,20 @@ def check_archive(path) -> None:
     Raises:
         ModelLoadError: naming the file and what it contains that no emotf model does.
     """
-    path = Path(path)
+    _check_bytes(as_path(path))
+
+
+def _check_bytes(path: StoragePath) -> bytes | None:
+    """`check_archive`; returns the checked bytes of a file that is not local (None for a
+    local one, which Keras reads itself)."""
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file")
     try:
-        with zipfile.ZipFile(path) as archive:
+        data = None if path.is_local else path.read_bytes()
+    except Exception as error:  # noqa: BLE001 (tf.errors.OpError of the filesystem)
+        raise ModelLoadError(f"{path}: cannot read the model file ({_first_line(error)})") from None
+    try:
+        with zipfile.ZipFile(path.local_path() if data is None else io.BytesIO(data)) as archive:
             config = json.loads(archive.read("config.json"))
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
         raise ModelLoadError(f"{path}: not a Keras model archive ({error})") from None
@@ -65,6 +83,21 @@ def check_archive(path) -> None:
             f"{f' and {len(found) - 3} more' if len(found) > 3 else ''}, which no emotf model "
             "contains and which could run code; load only models you trained"
         )
+    return data
+
+
+@contextlib.contextmanager
+def _checked_local(path: StoragePath):
+    """`check_archive(path)`, then a local path Keras can load: the file itself when local,
+    else a temporary copy of exactly the bytes that were checked (removed afterwards)."""
+    data = _check_bytes(path)
+    if data is None:
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="emotf-model-") as folder:
+        local = Path(folder) / (path.name if path.suffix == ".keras" else "model.keras")
+        local.write_bytes(data)
+        yield str(local)
 
 
 def load_model_file(path):
@@ -73,11 +106,12 @@ def load_model_file(path):
 
     import emotf.model  # noqa: F401  (registers emotf's serialisable layers)
 
-    check_archive(path)
-    try:
-        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
-    except Exception as error:  # Keras raises many types for a bad archive
-        raise ModelLoadError(f"{path}: cannot load the model ({_first_line(error)})") from None
+    path = as_path(path)
+    with _checked_local(path) as local:
+        try:
+            return keras.saving.load_model(local, compile=False, safe_mode=True)
+        except Exception as error:  # Keras raises many types for a bad archive
+            raise ModelLoadError(f"{path}: cannot load the model ({_first_line(error)})") from None
 
 
 def load_weights_into(model_config, path, sampling=None):
@@ -90,14 +124,15 @@ def load_weights_into(model_config, path, sampling=None):
     """
     from emotf.model import build_model
 
-    check_archive(path)
-    model = build_model(model_config, sampling)
-    try:
-        model.load_weights(str(path))
-    except Exception as error:
-        raise ModelLoadError(
-            f"{path}: its weights do not fit the run's model config ({_first_line(error)})"
-        ) from None
+    path = as_path(path)
+    with _checked_local(path) as local:
+        model = build_model(model_config, sampling)
+        try:
+            model.load_weights(local)
+        except Exception as error:
+            raise ModelLoadError(
+                f"{path}: its weights do not fit the run's model config ({_first_line(error)})"
+            ) from None
     return model
 
 
@@ -106,7 +141,7 @@ def load_run_model(model_file, model_config=None, sampling=None):
     file's weights only, or, without a config, the bare file with `safe_mode=True`. The run
     folder's layout (where `model_file` and the configs live) is `emotf.run.Run`'s business.
     """
-    path = Path(model_file)
+    path = as_path(model_file)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file (not a finished emotf-train run)")
     if model_config is None:

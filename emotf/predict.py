@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.export import (
+from emotf.export import read_metadata
+from emotf.records.preprocess import ClipError, ClipReader, ClipSettings, jpeg_round_trip
+from emotf.serving_metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
-    METADATA_FILE,
-    read_metadata,
+    check_metadata,
+    metadata_path,
     resolve_saved_model,
 )
-from emotf.records.preprocess import ClipError, ClipReader, ClipSettings, jpeg_round_trip
-from emotf.serving_metadata import check_metadata
 from emotf.timeline import (
     DEFAULT_HOP_SECONDS,
     DEFAULT_WINDOW_SECONDS,
@@ -132,7 +132,8 @@ class Predictor:
     """A loaded SavedModel plus the face tracker, for predicting many videos.
 
     Args:
-        model_dir: a SavedModel version folder or the base folder (latest version is used).
+        model_dir: a SavedModel version folder or the base folder (latest version is used),
+            local or on any filesystem `tf.io.gfile` knows (`gs://...`; `emotf.storage`).
         tracker: an `emotf.records.faces.FaceTracker`; default: one with the tracker settings the
             training records were built with (`clip_settings` in the metadata).
 
@@ -149,8 +150,7 @@ class Predictor:
         import tensorflow as tf
 
         self.model_dir = resolve_saved_model(model_dir)
-        self.metadata = check_metadata(
-            read_metadata(self.model_dir), self.model_dir / "assets.extra" / METADATA_FILE)
+        self.metadata = check_metadata(read_metadata(self.model_dir), metadata_path(self.model_dir))
         self.class_codes = list(self.metadata["class_codes"])
         self.class_names = list(self.metadata["class_names"])
         sampling = self.metadata["sampling_config"]
@@ -366,7 +366,8 @@ def predict_files(
         tracker: `emotf.records.faces.FaceTracker` to reuse.
         predictor: a `Predictor` to reuse (then `model_dir` and `tracker` are ignored).
         window, hop: timeline window and hop in seconds (default: the model's metadata).
-        out_dir: also write `<stem>.json`, `<stem>.timeline.csv`, `<stem>.timeline.png` there.
+        out_dir: also write `<stem>.json`, `<stem>.timeline.csv`, `<stem>.timeline.png` there
+            (local or a `tf.io.gfile` URL such as `gs://...`).
         progress: tqdm progress bars over files and, for long videos, over windows.
 
     Returns:

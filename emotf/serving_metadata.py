@@ -1,4 +1,8 @@
-"""Range checks on the SavedModel metadata that `emotf-predict` trusts.
+"""The exported model folder and the metadata `emotf-predict` trusts: where a SavedModel is,
+what the records were built with, and range checks on `assets.extra/emotf.json`.
+
+The folder layout is TensorFlow Serving's, `BASE/<version>/saved_model.pb`, on any filesystem
+`tf.io.gfile` knows (local, `gs://`, `ram://`: `emotf.storage`).
 
 `assets.extra/emotf.json` tells the client how to prepare a clip: crop size, sample rate,
 window length, shortest clip, tracker settings, temperature. A tampered or corrupted file must
@@ -9,9 +13,75 @@ give a clear error, not a multi-gigabyte allocation (a `crop_size` of 10^5 once 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import re
 
 from emotf.cremad import EMOTIONS
+from emotf.storage import StoragePath, as_path, read_json
+
+METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
+DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.records.build.BuildConfig.min_duration_s
+_VERSION_RE = re.compile(r"^\d+$")
+
+
+def model_versions(out_dir) -> list[int]:
+    """Integer version folders (TF Serving layout) in `out_dir`, sorted; [] if none."""
+    out_dir = as_path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in out_dir.iterdir()
+                  if _VERSION_RE.match(p.name) and p.is_dir())
+
+
+def resolve_saved_model(path) -> StoragePath:
+    """A SavedModel folder: `path` itself if it holds `saved_model.pb`, else its highest
+    integer version subfolder that holds one (a version still being copied to a remote
+    filesystem has none yet). Raises FileNotFoundError naming the path otherwise."""
+    path = as_path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    for version in reversed(model_versions(path)):
+        if (path / str(version) / "saved_model.pb").is_file():
+            return path / str(version)
+    raise FileNotFoundError(
+        f"no SavedModel in {path} (expected saved_model.pb or integer version folders). "
+        f"Received: {str(path)!r}"
+    )
+
+
+def metadata_path(saved_model_dir) -> StoragePath:
+    """`<version>/assets.extra/emotf.json` of a SavedModel folder (resolves version folders)."""
+    return resolve_saved_model(saved_model_dir) / "assets.extra" / METADATA_FILE
+
+
+def build_settings(records_dir) -> dict:
+    """How the run's records were built, for `emotf-predict` to crop faces the same way.
+
+    Returns `{"face_tracker": FaceTrackerConfig fields, "min_clip_seconds": float,
+    "clip_settings": the manifest's `emotf.records.preprocess.ClipSettings` (verbatim), "timeline":
+    {"window_seconds": median clip seconds, "hop_seconds": 1.0}}` from the records'
+    `manifest.json` (what it holds; empty when there is none: predict uses the defaults).
+    """
+    if not records_dir:
+        return {}
+    manifest = as_path(records_dir)
+    if manifest.is_local:
+        manifest = as_path(manifest.local_path().expanduser())
+    manifest = manifest / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    content = read_json(manifest)
+    arguments = content.get("arguments", {})
+    settings = {}
+    if "tracker" in arguments:
+        settings["face_tracker"] = arguments["tracker"]
+    if "min_duration_s" in arguments:
+        settings["min_clip_seconds"] = float(arguments["min_duration_s"])
+    if content.get("clip_settings"):  # emotf.records.preprocess.ClipSettings, copied verbatim
+        settings["clip_settings"] = content["clip_settings"]
+    median = (content.get("clip_seconds") or {}).get("median")
+    if median:  # emotf-predict's default timeline: the median training clip, 1 s hop
+        settings["timeline"] = {"window_seconds": float(median), "hop_seconds": 1.0}
+    return settings
 
 
 class MetadataError(ValueError):
@@ -65,7 +135,7 @@ def check_metadata(metadata, path) -> dict:
     Raises:
         MetadataError: naming the file, the key and the value received.
     """
-    where = str(Path(path))
+    where = str(as_path(path))
     if not isinstance(metadata, dict):
         raise MetadataError(f"{where}: expected a JSON object. Received: {type(metadata).__name__}")
     codes = metadata.get("class_codes")

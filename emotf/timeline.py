@@ -10,10 +10,11 @@ exactly what the records store. A window's frames are the grid frames i with i /
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
+
+from emotf.storage import as_path, write_atomic, write_json
 
 # Windows are skipped when fewer than this fraction of their frames show a face.
 MIN_FACE_FRACTION = 0.5
@@ -102,23 +103,25 @@ def planned_windows(duration_s: float, window_s: float, hop_s: float) -> int:
 def write_outputs(result: dict, out_dir, class_codes: list[str]) -> dict:
     """`out_dir/<stem>.json`, `<stem>.timeline.csv` and `<stem>.timeline.png` for one video's
     result (`emotf.predict.predict_files`); a failed video gets its JSON (with `error`) only.
-    Returns {"json": path, "csv": path, "png": path} of what was written."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(result["file"]).stem
+    Returns {"json": path, "csv": path, "png": path} of what was written. `out_dir` may be
+    local or a `tf.io.gfile` URL (`gs://...`; `emotf.storage`); each file is written whole."""
+    out_dir = as_path(out_dir)
+    out_dir.mkdir()
+    stem = as_path(result["file"]).stem
     paths = {"json": out_dir / f"{stem}.json"}
-    paths["json"].write_text(json.dumps(document(result), indent=2))
+    write_json(paths["json"], document(result))
     timeline = result.get("timeline") or []
     if timeline:
         paths["csv"] = out_dir / f"{stem}.timeline.csv"
-        with open(paths["csv"], "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["start", "end", "label", *class_codes, "skipped"])
-            for w in timeline:
-                probs = w["probabilities"] or {}
-                writer.writerow([w["start"], w["end"], w["label"] or "",
-                                 *[f"{probs[c]:.6f}" if c in probs else "" for c in class_codes],
-                                 w.get("skipped") or ""])
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(["start", "end", "label", *class_codes, "skipped"])
+        for w in timeline:
+            probs = w["probabilities"] or {}
+            writer.writerow([w["start"], w["end"], w["label"] or "",
+                             *[f"{probs[c]:.6f}" if c in probs else "" for c in class_codes],
+                             w.get("skipped") or ""])
+        write_atomic(paths["csv"], text.getvalue().encode("utf-8"))
         paths["png"] = out_dir / f"{stem}.timeline.png"
         plot_timeline(result, class_codes, paths["png"])
     return {k: str(v) for k, v in paths.items()}
@@ -171,9 +174,11 @@ def plot_timeline(result: dict, class_codes: list[str], path) -> None:
     ax.set_xlabel("time (s, window centre)")
     ax.set_ylabel("probability")
     ax.legend(ncol=len(class_codes), loc="upper center", fontsize=8, frameon=False)
-    title = f"{Path(result['file']).name}: {result.get('label_code') or ''}"
+    title = f"{as_path(result['file']).name}: {result.get('label_code') or ''}"
     band.set_title(title + (" (grey: windows skipped, no face)"
                             if any(not w["probabilities"] for w in timeline) else ""), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    write_atomic(path, png.getvalue())

@@ -17,11 +17,12 @@ from emotf import keys
 from emotf.cli.export import main as export_main
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
 from emotf.cremad import EMOTION_NAMES, EMOTIONS
-from emotf.export import export_run, export_saved_model, read_metadata, resolve_saved_model
+from emotf.export import export_run, export_saved_model, read_metadata
 from emotf.model import build_model
 from emotf.pipeline import make_dataset
 from emotf.records.example import ClipRecord, make_example, parse_example
 from emotf.records.faces import FaceTrackerConfig
+from emotf.serving_metadata import resolve_saved_model
 
 N = 3
 TINY = ModelConfig(

@@ -139,8 +139,9 @@ def test_an_unexpected_crash_on_one_file_does_not_stop_the_others(setup, monkeyp
 
 def test_predictor_crops_faces_as_the_records_were_built(tmp_path):
     """The build's tracker settings and minimum length travel with the model (no skew)."""
-    from emotf.export import build_settings, export_saved_model, read_metadata
+    from emotf.export import export_saved_model, read_metadata
     from emotf.records.faces import FaceTrackerConfig
+    from emotf.serving_metadata import build_settings
 
     records = tmp_path / "records"
     records.mkdir()

@@ -17,12 +17,12 @@ from emotf.cli.export import main as export_main
 from emotf.cli.predict import main as predict_main
 from emotf.cli.train import main as train_main
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
-from emotf.export import METADATA_FILE, export_saved_model, resolve_saved_model
+from emotf.export import export_saved_model
 from emotf.model import build_model
 from emotf.model_io import ModelLoadError, check_archive, load_model_file, load_run_model
-from emotf.run import Run
 from emotf.predict import Predictor
-from emotf.serving_metadata import MetadataError
+from emotf.run import Run
+from emotf.serving_metadata import METADATA_FILE, MetadataError, resolve_saved_model
 from emotf.tune import tune
 from tests.helpers_crafted import craft_keras_file
 from tests.test_train import FakeFactory

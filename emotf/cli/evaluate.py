@@ -132,9 +132,9 @@ def main(argv=None) -> int:
         "ece": (report.get("calibration") or {}).get("ece"),
     }
     if args.segments:
-        from pathlib import Path
+        from emotf.storage import as_path
 
-        run = Path(target) if Path(target).is_dir() else Path(target).parent
+        run = as_path(target) if as_path(target).is_dir() else as_path(target).parent
         rows = accuracy_vs_segments(
             run,
             args.records,

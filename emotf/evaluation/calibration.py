@@ -6,9 +6,10 @@ probabilities, the mean of the N segment softmaxes that the SavedModel serves).
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import numpy as np
+
+from emotf.storage import StoragePath
 
 
 def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
@@ -62,7 +63,7 @@ def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
     }
 
 
-def plot_reliability(summary: dict, path, title: str = "") -> Path:
+def plot_reliability(summary: dict, path, title: str = "") -> StoragePath:
     """Reliability diagram: accuracy per confidence bin against the diagonal, clip counts below."""
     import matplotlib
 
@@ -87,10 +88,9 @@ def plot_reliability(summary: dict, path, title: str = "") -> Path:
     bottom.set_ylabel("clips")
     bottom.set_xlim(0, 1)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    from emotf.evaluation.figures import save_figure
+
+    return save_figure(fig, path)
 
 
 def apply_temperature(probabilities, temperature: float) -> np.ndarray:

@@ -8,18 +8,18 @@ fusion against audio alone, trained on the same folds.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from emotf.evaluation.figures import read_predictions
 from emotf.evaluation.stats import paired_difference
 from emotf.run import EvaluationDir, Run
+from emotf.storage import StoragePath, as_path
 
 
-def predictions_file(path) -> Path:
-    """`predictions.csv` of a run folder, an evaluation folder, or the file itself."""
-    path = Path(path)
+def predictions_file(path) -> StoragePath:
+    """`predictions.csv` of a run folder, an evaluation folder, or the file itself (local or a
+    `tf.io.gfile` URL)."""
+    path = as_path(path)
     for candidate in (path, EvaluationDir(path).predictions, Run(path).evaluation.predictions):
         if candidate.is_file():
             return candidate

@@ -15,24 +15,26 @@ and writes next to the run (`RUN/evaluation/`) or to `out`:
     training_curves.png    from RUN/training_log.csv when present
     accuracy_vs_n.csv/png  with `accuracy_vs_segments`
 
-Figures use matplotlib's Agg backend (no screen needed).
+Figures use matplotlib's Agg backend (no screen needed). Runs, model files and the output
+folder may be local or on any filesystem `tf.io.gfile` knows (`gs://`, `ram://`;
+`emotf.storage`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
 from emotf.configs import TrainConfig
-from emotf.evaluation.figures import plot_accuracy_vs_n, plot_training_curves, write_json
+from emotf.evaluation.figures import json_safe, plot_accuracy_vs_n, plot_training_curves
 from emotf.evaluation.metrics import predict_clips
 from emotf.evaluation.summary import ALL_EXTRAS, ReportExtras, summarize_predictions
 from emotf.labels import agreement, check_source, relabel
 from emotf.run import EvaluationDir, Run
 from emotf.run_data import DatasetFactory, as_selection, config_split
 from emotf.splits import ACTORS, SPEAKER_DEPENDENT, Selection, check_fingerprint
+from emotf.storage import as_path, write_json
 
 # === Glue: a run's saved model + the records ===
 #
@@ -132,7 +134,7 @@ def evaluate_model(
     Returns the evaluation dict written to `evaluation.json` (see `summarize_predictions`)
     plus "folds", "num_segments", "model", "labels" and "label_agreement".
     """
-    path = Path(model_dir_or_run)
+    path = as_path(model_dir_or_run)
     run = Run.of(path)
     config = _train_config(run)
     records, part = _resolve(records, folds, run, config)
@@ -141,7 +143,7 @@ def evaluate_model(
     if dataset_fn is None:
         if not records:
             raise ValueError(f"no records folder given and {run.config_path} names none")
-        if Path(records).is_dir():  # else the pipeline's error names the folder
+        if as_path(records).is_dir():  # else the pipeline's error names the folder
             from emotf.records.manifest import check_records
 
             records_check = check_records(records, list(part.folds), allow_incomplete)
@@ -166,7 +168,7 @@ def evaluate_model(
     if curves and run.log_path.is_file():
         plot_training_curves(run.log_path, files.training_curves_png,
                              title=f"training curves ({run.path.name})")
-    write_json(files.report, report)
+    write_json(files.report, json_safe(report))
     return report
 
 
@@ -237,7 +239,7 @@ def accuracy_vs_segments(
         rows.append(row(source, n, model, with_segments(config, n, batch_size=batch)))
     for other in other_runs:
         other_run = Run.of(other)
-        other_model = other_run.load_model(other if Path(other).is_file() else None)
+        other_model = other_run.load_model(other if as_path(other).is_file() else None)
         n = int(other_model.inputs[0].shape[1])
         other_config = other_run.train_config() if other_run.has_config() else config
         rows.append(row("trained and evaluated with N", n, other_model,

@@ -4,29 +4,37 @@ Everything here takes plain arrays, lists and dicts (tested on hand-computed cas
 no model or records; the metrics are in `emotf.evaluation.metrics`, the evaluation report in
 `emotf.evaluation.summary`, and `emotf.evaluation.evaluate` is the glue that loads a run's
 model and runs the evaluation pipeline. Figures use matplotlib's Agg backend (no screen needed).
+
+Every file is read and written through `emotf.storage` (`tf.io.gfile`), so an evaluation
+folder may be local or on `gs://` (`ram://` in the tests); each file is written whole
+(`write_atomic`): a reader never sees half a CSV or PNG.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import json
+import io
 import math
-from pathlib import Path
 
 import numpy as np
 
 from emotf.cremad import EMOTIONS
+from emotf.storage import StoragePath, as_path, write_atomic
 
 __all__ = [
     "ACCURACY_VS_N_FIELDS",
     "PREDICTION_FIELDS",
+    "json_safe",
+    "open_csv",
     "plot_accuracy_vs_n",
     "plot_training_curves",
     "read_accuracy_vs_n",
+    "read_csv_rows",
     "read_predictions",
     "read_training_log",
+    "save_figure",
     "write_confusion_matrix",
-    "write_json",
     "write_predictions",
 ]
 
@@ -38,6 +46,36 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+# === Storage ===
+
+
+@contextlib.contextmanager
+def open_csv(path):
+    """Like `open(path, "w", newline="")` for a CSV, on any `emotf.storage` path: the text is
+    written whole (`write_atomic`) when the block ends without an error."""
+    text = io.StringIO(newline="")
+    yield text
+    write_atomic(path, text.getvalue().encode("utf-8"))
+
+
+def read_csv_rows(path) -> list[dict]:
+    """The rows of a CSV file with a header (`csv.DictReader`), on any `emotf.storage` path."""
+    path = as_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return list(csv.DictReader(io.StringIO(path.read_text(), newline="")))
+
+
+def save_figure(fig, path, dpi: int = 100) -> StoragePath:
+    """Write a matplotlib figure as a PNG (whole, `write_atomic`) and close it."""
+    import matplotlib.pyplot as plt
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=dpi)
+    plt.close(fig)
+    return write_atomic(path, png.getvalue())
 
 
 # === Files and figures (pure) ===
@@ -60,9 +98,7 @@ def write_confusion_matrix(
         raise ValueError(f"cm must be {len(names)}x{len(names)}. Received: shape={cm.shape}")
     if normalize not in ("true", "pred", None):
         raise ValueError(f"normalize must be 'true', 'pred' or None. Received: {normalize!r}")
-    csv_path = Path(csv_path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as f:
+    with open_csv(csv_path) as f:
         writer = csv.writer(f)
         writer.writerow(["true\\predicted", *names])
         for name, row in zip(names, cm):
@@ -95,15 +131,12 @@ def write_confusion_matrix(
         title or ("confusion matrix" + (f" (normalised by {normalize})" if normalize else ""))
     )
     fig.tight_layout()
-    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, png_path)
 
 
 def read_training_log(csv_log) -> dict[str, list[float]]:
     """Columns of a Keras `CSVLogger` file as float lists (empty cells become NaN)."""
-    with open(csv_log, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv_rows(csv_log)
     if not rows:
         raise ValueError(f"training log has no epochs. Received: {csv_log}")
     columns = {}
@@ -160,9 +193,7 @@ def plot_training_curves(csv_log, png_path, title: str = "") -> None:
             ax.text(0.5, 0.5, f"no {label} in the log", ha="center", transform=ax.transAxes)
     fig.suptitle(title or "training curves")
     fig.tight_layout()
-    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, png_path)
 
 
 ACCURACY_VS_N_FIELDS = ("source", "n", "accuracy", "num_examples")
@@ -183,9 +214,7 @@ def plot_accuracy_vs_n(rows, csv_path, png_path, title: str = "") -> None:
         r.setdefault("source", "model")
         r.setdefault("num_examples", "")
     rows.sort(key=lambda r: (str(r["source"]), int(r["n"])))
-    csv_path = Path(csv_path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as f:
+    with open_csv(csv_path) as f:
         writer = csv.DictWriter(f, fieldnames=ACCURACY_VS_N_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -208,15 +237,12 @@ def plot_accuracy_vs_n(rows, csv_path, png_path, title: str = "") -> None:
     ax.legend(fontsize=8)
     ax.set_title(title or "accuracy vs number of segments")
     fig.tight_layout()
-    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, png_path)
 
 
 def read_accuracy_vs_n(csv_path) -> list[dict]:
     """Rows written by `plot_accuracy_vs_n` (n int, accuracy float)."""
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv_rows(csv_path)
     for r in rows:
         r["n"] = int(r["n"])
         r["accuracy"] = float(r["accuracy"])
@@ -240,8 +266,7 @@ def write_predictions(path, clip_ids, labels, probabilities) -> None:
             f"need M clip ids, M labels and [M, {len(EMOTIONS)}] probabilities. Received: "
             f"{len(clip_ids)}, {labels.shape[0]}, {probabilities.shape}"
         )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with open_csv(path) as f:
         writer = csv.writer(f)
         writer.writerow(PREDICTION_FIELDS)
         for clip, label, probs in zip(clip_ids, labels, probabilities):
@@ -258,8 +283,7 @@ def write_predictions(path, clip_ids, labels, probabilities) -> None:
 def read_predictions(path) -> dict:
     """`predictions.csv` back as {"clip_ids": [M], "labels": int [M], "predicted": int [M],
     "probabilities": float [M, 6]}."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv_rows(path)
     return {
         "clip_ids": [r["clip_id"] for r in rows],
         "labels": np.asarray([EMOTIONS.index(r["label"]) for r in rows], np.int64),
@@ -270,21 +294,15 @@ def read_predictions(path) -> dict:
     }
 
 
-def _json_safe(value):
-    """NaN -> None, numpy scalars -> Python, recursively (strict JSON has no NaN)."""
+def json_safe(value):
+    """NaN -> None, numpy scalars -> Python, recursively (strict JSON has no NaN): what
+    evaluation reports pass to `emotf.storage.write_json`."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def write_json(path, value) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(value), indent=2) + "\n")
-    return path

@@ -87,8 +87,11 @@ def _finite(value) -> float | None:
 
 
 def write_group_table(path, by_group: dict) -> None:
-    """`accuracy_by_group.csv`: one row per (grouping, group), accuracies as fractions."""
-    with open(path, "w", newline="") as f:
+    """`accuracy_by_group.csv`: one row per (grouping, group), accuracies as fractions
+    (any `emotf.storage` path, written whole)."""
+    from emotf.evaluation.figures import open_csv
+
+    with open_csv(path) as f:
         writer = csv.DictWriter(f, fieldnames=GROUP_FIELDS)
         writer.writeheader()
         for grouping, table in by_group.items():

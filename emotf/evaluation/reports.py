@@ -18,20 +18,17 @@ are the real clips' votes while the model saw generated media.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from emotf.cremad import EMOTIONS
 from emotf.evaluation.evaluate import evaluate_model
 from emotf.evaluation.figures import (
+    json_safe,
     plot_accuracy_vs_n,
     plot_training_curves,
     read_accuracy_vs_n,
     read_predictions,
     write_confusion_matrix,
-    write_json,
 )
 from emotf.evaluation.human import human_accuracy
 from emotf.evaluation.markdown import render_markdown
@@ -45,6 +42,7 @@ from emotf.evaluation.summary import (
 )
 from emotf.labels import agreement
 from emotf.run import CrossValidation, Run
+from emotf.storage import StoragePath, as_path, read_json, write_atomic, write_json
 from emotf.votes import MODES, load_votes
 
 # Accuracies (%) on CREMA-D reported in the paper's Table I (10-fold CV), for reference only.
@@ -62,7 +60,7 @@ def _num_segments(run: Run) -> int | None:
         return run.train_config().model.num_segments
     evaluation = run.find_evaluation_file(run.evaluation.report.name)
     if evaluation:
-        return json.loads(evaluation.read_text()).get("num_segments")
+        return read_json(evaluation).get("num_segments")
     return None
 
 
@@ -141,11 +139,11 @@ def _mean_accuracy_vs_n(folds) -> list[dict]:
 
 def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = False,
               dataset_fn=None, extras: ReportExtras = ALL_EXTRAS,
-              config: dict | None = None) -> tuple[Path, Path]:
+              config: dict | None = None) -> tuple[StoragePath, StoragePath]:
     """Render the one cross-validation summary of an `emotf-train --fold all` folder.
 
     Args:
-        cv_dir: the parent folder holding `fold-K/` runs.
+        cv_dir: the parent folder holding `fold-K/` runs (local or a `tf.io.gfile` URL).
         out: where to write `cv_report.md`, `cv_report.json` and `figures/` (default cv_dir).
         votes: an `emotf.votes.VoteTable` (default: the shipped vote table).
         records / evaluate / dataset_fn: evaluate folds that have no predictions yet
@@ -159,7 +157,7 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
     Raises:
         FileNotFoundError: no finished fold (metrics.json or predictions.csv) under cv_dir.
     """
-    cv_dir = Path(cv_dir)
+    cv_dir = as_path(cv_dir)
     target = CrossValidation(out if out else cv_dir)
     figures = target.figures_dir
     pooled_files = CrossValidation.figure_files(figures)
@@ -174,8 +172,8 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
     human_mean = {m: mean_std([f["humans"][m] for f in folds]) for m in MODES}
     figure_links: dict[str, str] = {}
 
-    def link(path: Path) -> str:
-        return path.relative_to(target.path).as_posix()
+    def link(path: StoragePath) -> str:
+        return path.relative_to(target.path)
 
     # Pooled over the folds that have per-clip predictions.
     with_predictions = [f for f in folds if f["predictions"] is not None]
@@ -248,6 +246,6 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
         "(correct responses / all responses); on a synthetic sample they are the real "
         "clips' votes, not ratings of the generated media.",
     }
-    json_path = write_json(target.report_json, summary)
-    target.report_md.write_text(render_markdown(summary))
+    json_path = write_json(target.report_json, json_safe(summary))
+    write_atomic(target.report_md, render_markdown(summary).encode("utf-8"))
     return target.report_md, json_path

@@ -17,9 +17,10 @@ import numpy as np
 
 from emotf.configs import Config
 from emotf.cremad import EMOTIONS
-from emotf.evaluation.figures import write_confusion_matrix, write_json, write_predictions
+from emotf.evaluation.figures import json_safe, write_confusion_matrix, write_predictions
 from emotf.evaluation.metrics import clip_metrics
 from emotf.run import EvaluationDir
+from emotf.storage import write_json
 
 
 class ReportWarning(UserWarning):
@@ -153,5 +154,5 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
             report_warning("calibration", err)
     report["by_group"] = (group_table(clip_ids, labels, predicted, votes, files.by_group_csv,
                                       "accuracy by group") if extras.groups else None)
-    write_json(files.report, report)
+    write_json(files.report, json_safe(report))
     return report
