@@ -7,7 +7,8 @@ Layout read: `DATA/VideoFlash/<clip>.flv` and `DATA/AudioWAV/<clip>.wav`. Layout
                                       skipped clips with reasons, notes, detector statistics
     OUT/manifest.json                 written last: everything aggregated, the settings
                                       fingerprint, every shard's clips/bytes/SHA-256, media checks
-    OUT/build.lock                    while a build runs: its pid (one build per folder)
+    OUT/build.lock                    while a build runs: its pid (one build per folder;
+                                      local folders only: object stores have no lock)
 
 The plan (clips sorted by fold then name, cut into shards of `clips_per_shard`) is a pure
 function of the clip names, the fold seed and the shard size. A shard is written to a temporary
@@ -17,19 +18,22 @@ recorded. A rerun skips complete shards and rebuilds the others (missing, trunca
 no clip is lost or written twice. A rerun with settings that change record content is refused,
 naming each change (`--overwrite` starts the folder afresh). The bad-input policy is documented in docs/build_records.md.
 The per-clip work (decode, track faces, encode one Example) and the worker pool that runs it
-live in `emotf.records.clip_worker`; this module plans, writes shards, sidecars and the manifest.
+live in `emotf.records.clip_worker`, the shard writer in `emotf.records.shards`; this module
+plans, runs the clips (the local worker pool, or an Apache Beam pipeline with `runner="beam"`:
+`emotf.records.beam_build`, the same per-clip function and shard writer) and writes the
+manifest. DATA and OUT may be local folders or URLs (`gs://...`, `emotf.storage`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import itertools
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -37,16 +41,20 @@ from emotf import __version__, keys
 from emotf.configs import Config
 from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 from emotf.records import manifest as records_manifest
-from emotf.records.clip_worker import ClipRunner, ClipTask
+from emotf.records.clip_worker import ClipResult, ClipRunner, ClipTask
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.lock import hold as hold_lock
 from emotf.records.preprocess import ClipSettings
-from emotf.records.resume import check_out_dir, clear_outputs, shard_state
+from emotf.records.resume import check_out_dir, clear_outputs, clear_temporary, shard_state
+from emotf.records.shards import sidecar_path, sidecar_warnings, write_shard
+from emotf.storage import StoragePath, as_path, read_json, write_json
 from emotf.system import available_cpus
 
 VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
 VIDEO_EXT, AUDIO_EXT = ".flv", ".wav"
 MANIFEST = records_manifest.MANIFEST
+RUNNERS = ("local", "beam")
+BEAM_MISSING = 'emotf-build-records --runner beam needs Apache Beam: pip install "emotf[beam]"'
 
 
 @dataclass(frozen=True)
@@ -54,10 +62,11 @@ class BuildConfig(Config):
     """Arguments of one build (flags of `emotf-build-records` map onto these fields).
 
     Attributes:
-        data_dir: folder with `VideoFlash/` and `AudioWAV/`.
-        out_dir: output folder (created; reruns resume in it).
+        data_dir: folder with `VideoFlash/` and `AudioWAV/` (local, or a URL such as gs://...).
+        out_dir: output folder (created; reruns resume in it; local, or a URL such as gs://...).
         workers: clip-processing processes (default: the CPUs this process may run on,
-            `os.sched_getaffinity`, else `os.cpu_count()`; 1 = in this process).
+            `os.sched_getaffinity`, else `os.cpu_count()`; 1 = in this process); with
+            `runner="beam"`, the DirectRunner's worker processes.
         clips_per_shard: clips per shard (each shard holds one fold).
         strict: `emotf-build-records` exits non-zero when anything was skipped.
         fold_seed, stratify_by_sex: `emotf.cremad.canonical_folds` arguments.
@@ -72,6 +81,12 @@ class BuildConfig(Config):
             other settings); otherwise such a rerun is refused.
         verify_media: check each clip's FLV and WAV against the official CREMA-D checksums
             (`emotf.records.media_checks`; ~0.1 % of build time, docs/build_records.md).
+        runner: "local" (a pool of worker processes) or "beam" (an Apache Beam pipeline, one
+            element per shard; needs `pip install "emotf[beam]"`). Either finishes the other's
+            folder: it is not a record setting.
+        beam_options: Beam pipeline options for `runner="beam"` (shell words, e.g.
+            "--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp"); they
+            override the local default (DirectRunner, multi_processing, `workers` processes).
     """
 
     data_dir: str
@@ -89,6 +104,8 @@ class BuildConfig(Config):
     progress: bool = True
     overwrite: bool = False
     verify_media: bool = True
+    runner: str = "local"
+    beam_options: str = ""
 
     def __post_init__(self):
         if isinstance(self.tracker, dict):
@@ -98,6 +115,9 @@ class BuildConfig(Config):
                 f"workers and clips_per_shard must be >= 1. Received: workers={self.workers}, "
                 f"clips_per_shard={self.clips_per_shard}"
             )
+        if self.runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {', '.join(RUNNERS)}. "
+                             f"Received: runner={self.runner!r}")
 
 
 def clip_settings(config: BuildConfig) -> ClipSettings:
@@ -127,18 +147,20 @@ def shard_name(fold: int, index: int) -> str:
     return f"fold-{fold}-of-{NUM_FOLDS}-{index:05d}"
 
 
-def _clip_files(folder: Path, ext: str, skipped: list[dict]) -> dict[str, Path]:
+def _clip_files(folder: StoragePath, ext: str, skipped: list[dict]) -> dict[str, StoragePath]:
     """{clip id: path} of the files named exactly `<CREMA-D clip id><ext>`; everything else in
-    the folder (backups, `name (1).flv`, other extensions) goes to `skipped` with the reason."""
-    found: dict[str, Path] = {}
+    the folder (backups, `name (1).flv`, other extensions) goes to `skipped` with the reason.
+    (In a URL folder, entries are not asked whether they are files: one request each.)"""
+    found: dict[str, StoragePath] = {}
     if not folder.is_dir():
         return found
-    for path in sorted(folder.iterdir()):
+    for path in folder.iterdir():
         name = path.name
-        if not path.is_file():
+        if path.is_local and not path.local_path().is_file():
             reason = "not a regular file"
         elif not name.endswith(ext):
-            reason = f"not a {ext} file (extension {''.join(path.suffixes) or 'none'!s})"
+            suffixes = "".join(PurePosixPath(name).suffixes)
+            reason = f"not a {ext} file (extension {suffixes or 'none'!s})"
         else:
             stem = name[: -len(ext)]
             try:
@@ -160,7 +182,7 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
     holds files that are not `<clip id>.flv` / `<clip id>.wav` exactly, and WAVs without video.
     One task per clip id, whatever else lies in the folders. Deterministic for a given folder
     and config."""
-    data = Path(config.data_dir)
+    data = as_path(config.data_dir)
     skipped: list[dict] = []
     videos = _clip_files(data / VIDEO_DIR, VIDEO_EXT, skipped)
     audios = _clip_files(data / AUDIO_DIR, AUDIO_EXT, skipped)
@@ -198,24 +220,21 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
 # Writing
 
 
-_write_json = records_manifest.write_json
-
-
-def _warn(line: str, bar) -> None:
-    (bar.write if bar is not None else print)(line, file=sys.stderr)
-
-
 def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> dict:
     """Build (or finish) the shards and write `manifest.json`; return the manifest.
 
-    Holds `OUT/build.lock` throughout (a second build into the same folder is refused). The
-    old manifest is removed before anything is written and the new one is written last, so a
-    folder with a manifest is always complete.
+    Holds `OUT/build.lock` throughout when OUT is local (a second build into the same folder is
+    refused; object stores have no lock: one build per folder is the user's job). The old
+    manifest is removed before anything is written and the new one is written last, so a
+    folder with a manifest is always complete. `config.runner` picks who runs the clips: the
+    local worker pool or Apache Beam (`emotf.records.beam_build`); the plan, the checks, the
+    shards and the manifest are the same.
 
     Args:
         config: `BuildConfig`.
-        stop_after_shards: testing hook: raise `KeyboardInterrupt` before the last clip of the
-            next shard once this many shards were completed in this run (simulates a kill).
+        stop_after_shards: testing hook (local runner): raise `KeyboardInterrupt` before the
+            last clip of the next shard once this many shards were completed in this run
+            (simulates a kill).
 
     Returns:
         the manifest dict (see docs/build_records.md), also written to OUT/manifest.json.
@@ -223,16 +242,39 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
     Raises:
         FileExistsError: OUT holds another plan's shards, shards of other settings or record
             schema (without `overwrite`), or another live build holds its lock.
+        RuntimeError: `runner="beam"` without Apache Beam installed (one line: what to
+            install), or a shard's sidecar missing after the Beam pipeline finished.
     """
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with hold_lock(out):
-        return _build_locked(config, out, stop_after_shards)
+    beam = beam_builder() if config.runner == "beam" else None
+    out = as_path(config.out_dir).resolve()
+    out.mkdir()
+    if not out.is_local:
+        return _build_locked(config, out, stop_after_shards, beam)
+    with hold_lock(out.local_path()):
+        return _build_locked(config, out, stop_after_shards, beam)
 
 
-def _build_locked(config: BuildConfig, out: Path, stop_after_shards: int | None) -> dict:
-    from tqdm.auto import tqdm
+def beam_builder():
+    """`emotf.records.beam_build` (imports Apache Beam).
 
+    Raises:
+        RuntimeError: Apache Beam is not installed (one line: `pip install "emotf[beam]"`).
+    """
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        raise RuntimeError(BEAM_MISSING) from None
+    from emotf.records import beam_build
+
+    return beam_build
+
+
+def _warn(line: str, bar) -> None:
+    (bar.write if bar is not None else print)(line, file=sys.stderr)
+
+
+def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int | None,
+                  beam) -> dict:
     started = time.time()
     shards, plan_skipped = plan_build(config)
     settings = record_settings(config)
@@ -255,68 +297,54 @@ def _build_locked(config: BuildConfig, out: Path, stop_after_shards: int | None)
                   file=sys.stderr)
         todo.append(shard)
     (out / MANIFEST).unlink(missing_ok=True)  # written last, once every shard is in place
+    clear_temporary(out)  # what an interrupted build left (we hold the folder)
+    if beam is not None:
+        beam.run_pipeline(config, str(out), todo, settings, digest)
+        for shard in todo:
+            path = sidecar_path(out, shard["name"])
+            if not path.is_file():
+                raise RuntimeError(
+                    f"{path}: missing after the Beam pipeline finished: shard {shard['name']} "
+                    f"was not written (a worker failed?); rerun the same command to write the "
+                    f"missing shards")
+            for line in sidecar_warnings(read_json(path)):
+                print(line, file=sys.stderr)
+    else:
+        _write_local(config, out, todo, settings, digest, stop_after_shards)
+    manifest = make_manifest(config, shards, plan_skipped, time.time() - started)
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _write_local(config: BuildConfig, out: StoragePath, todo: list[dict], settings: dict,
+                 digest: str, stop_after_shards: int | None) -> None:
+    """The local runner: every clip of `todo` through the worker pool, in plan order, into
+    `write_shard` shard by shard (while the pool runs ahead on the next clips)."""
+    from tqdm.auto import tqdm
+
     total = sum(len(s["clips"]) for s in todo)
     bar = tqdm(total=total, desc="emotf-build-records", unit="clip", disable=not config.progress,
                file=sys.stderr)
     workers = min(config.workers, max(1, total))
-    tasks = [t for s in todo for t in s["clips"]]
-    results = ClipRunner(config.tracker, workers).run(tasks)
-    import tensorflow as tf
-
+    results = ClipRunner(config.tracker, workers).run(t for s in todo for t in s["clips"])
     try:
         for done, shard in enumerate(todo):
-            final = out / f"{shard['name']}.tfrecord"
-            tmp = out / f"{shard['name']}.tfrecord.tmp"
-            written, skipped, notes, stats, media = [], [], [], Counter(), {}
-            with tf.io.TFRecordWriter(str(tmp)) as writer:
-                for i, task in enumerate(shard["clips"]):
-                    if (stop_after_shards is not None and done >= stop_after_shards
-                            and i == len(shard["clips"]) - 1):
-                        raise KeyboardInterrupt("stop_after_shards (testing hook)")
-                    result = next(results)
-                    for note in result.notes:
-                        _warn(f"WARNING {note}", bar)
-                    notes += result.notes
-                    if config.verify_media:
-                        media[task.clip_id] = result.media or _media_check(task)
-                    if result.ok:
-                        writer.write(result.example)
-                        written.append({"clip_id": task.clip_id, "label": parse_clip_name(
-                            task.clip_id).label, "frames": result.num_frames,
-                            "samples": result.num_samples})
-                        stats.update(result.stats)
-                    else:
-                        _warn(f"WARNING {result.path}: {result.reason} -> skipped", bar)
-                        skipped.append({"clip_id": task.clip_id, "path": result.path,
-                                        "reason": result.reason})
-                    bar.update(1)
-            with open(tmp, "rb+") as f:  # on disk before the sidecar vouches for it
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            _write_json(out / f"{shard['name']}.json", {
-                "shard": final.name, "fold": shard["fold"],
-                "planned": [t.clip_id for t in shard["clips"]],
-                "written": written, "skipped": skipped, "notes": notes,
-                "detector": dict(stats), "schema_version": keys.SCHEMA_VERSION,
-                "settings": settings, "settings_hash": digest, "media_checks": media,
-                "entry": records_manifest.shard_entry(final, shard["fold"], len(written)),
-            })
+            stop = stop_after_shards is not None and done >= stop_after_shards
+            write_shard(out, shard, _take(results, len(shard["clips"]), stop), settings, digest,
+                        verify_media=config.verify_media, warn=lambda line: _warn(line, bar),
+                        progress=lambda: bar.update(1))
     finally:
         bar.close()
         results.close()  # stops the worker pool
-    manifest = make_manifest(config, shards, plan_skipped, time.time() - started)
-    _write_json(out / MANIFEST, manifest)
-    return manifest
 
 
-def _media_check(task: ClipTask) -> dict:
-    """Media check in this process (for a clip whose worker died before reporting one)."""
-    from emotf.records.media_checks import check_clip
-
-    try:
-        return check_clip(task.clip_id, task.video, task.audio)
-    except OSError:
-        return {"video": "unreadable", "audio": "unreadable"}
+def _take(results: Iterator[ClipResult], count: int, stop: bool) -> Iterator[ClipResult]:
+    """The next `count` results; with `stop` (the testing hook), a KeyboardInterrupt before the
+    last one."""
+    for i, result in enumerate(itertools.islice(results, count)):
+        if stop and i == count - 1:
+            raise KeyboardInterrupt("stop_after_shards (testing hook)")
+        yield result
 
 
 def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[dict],
@@ -325,14 +353,14 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
     from emotf.cremad import EMOTIONS
     from emotf.records.media_checks import summarize
 
-    out = Path(config.out_dir)
+    out = as_path(config.out_dir).resolve()
     per_fold: dict[str, dict] = {}
     skipped = [dict(item, clip_id=None) for item in plan_skipped]
     notes: list[str] = []
     detector = Counter()
     entries, media, seen, written_clips = [], {}, {}, {}
     for shard in shards:
-        side = json.loads((out / f"{shard['name']}.json").read_text())
+        side = read_json(sidecar_path(out, shard["name"]))
         entries.append(side["entry"])
         fold = per_fold.setdefault(str(shard["fold"]), {
             "clips": 0, "frames": 0, "shards": [], "classes": {e: 0 for e in EMOTIONS}})

@@ -11,6 +11,8 @@ it; nothing here writes files.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -27,6 +29,7 @@ from emotf.cremad import ClipNameError, parse_clip_name
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
 from emotf.records.media import MediaError, encode_jpegs
 from emotf.records.preprocess import ClipError, ClipSettings, read_clip
+from emotf.records.staging import restore_names, staged
 
 # --------------------------------------------------------------------------------------------
 # The seam between the build and its workers
@@ -93,7 +96,9 @@ CRASH_ENV = "EMOTF_TEST_CRASH_CLIPS"
 _CRASH_CLIPS: frozenset[str] = frozenset()
 
 
-def _init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None:
+def init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None:
+    """Set up a process that runs `process_clip`: its FaceTracker (MTCNN loads once), and for
+    a worker among several (`single_thread`) one TensorFlow/OpenCV thread each."""
     global _TRACKER, _CRASH_CLIPS
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if single_thread:  # a pool worker
@@ -101,8 +106,11 @@ def _init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None
     if single_thread:
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already running in this process (a Beam worker
+            pass              # in the driver's process): keep its threads
         try:
             import cv2
 
@@ -118,8 +126,26 @@ def process_clip(task: ClipTask) -> ClipResult:
     Returns a `ClipResult`: status "ok" with `example` (bytes), `num_frames`, `num_samples`,
     `stats`, `notes`; or status "skipped" with `path` and `reason`. With `task.verify_media`
     the result also holds `media` = {"video": status, "audio": status}
-    (`emotf.records.media_checks`). Never raises for bad input.
+    (`emotf.records.media_checks`). Never raises for bad input. Video and audio on a URL
+    (`gs://...`) are decoded from temporary local copies (`emotf.records.staging`); messages
+    name the URL.
     """
+    with contextlib.ExitStack() as stack:
+        try:
+            video = stack.enter_context(staged(task.video))
+            audio = stack.enter_context(staged(task.audio))
+        except Exception as error:  # noqa: BLE001 (a URL that cannot be copied: this clip only)
+            return ClipResult.skipped(task.clip_id, task.video, f"cannot copy to a local file "
+                                      f"({type(error).__name__}: {error})")
+        result = _process_staged(dataclasses.replace(task, video=video, audio=audio))
+    names = {video: task.video, audio: task.audio}
+    result.path = restore_names(result.path, names)
+    result.reason = restore_names(result.reason, names)
+    result.notes = [restore_names(note, names) for note in result.notes]
+    return result
+
+
+def _process_staged(task: ClipTask) -> ClipResult:
     result = _process_clip(task)
     if task.verify_media:
         from emotf.records.media_checks import check_clip
@@ -178,7 +204,10 @@ def _process_clip(task: ClipTask) -> ClipResult:
         )
         stats = dict(clip.stats, frames=len(clip.crops),
                      frames_detected=int(clip.detected.sum()))
-        return ClipResult(clip_id, "ok", example=make_example(record).SerializeToString(),
+        # deterministic: map keys sorted, so the bytes do not depend on the process (a local
+        # worker and a Beam worker write the same Example).
+        example = make_example(record).SerializeToString(deterministic=True)
+        return ClipResult(clip_id, "ok", example=example,
                           num_frames=len(clip.crops), num_samples=len(clip.pcm16), stats=stats,
                           notes=notes)
     except (MediaError, ClipNameError) as error:
@@ -251,7 +280,7 @@ class ClipRunner:
 
     def __init__(self, tracker: FaceTrackerConfig, workers: int, ahead: int | None = None, *,
                  work: Callable[[ClipTask], ClipResult] = process_clip,
-                 initializer: Callable[[FaceTrackerConfig, bool], None] = _init_worker):
+                 initializer: Callable[[FaceTrackerConfig, bool], None] = init_worker):
         self.tracker, self.workers = tracker, workers
         self.ahead = ahead or 3 * workers
         self.work, self.initializer = work, initializer

@@ -40,10 +40,16 @@ def _alive(pid: int) -> bool:
 def read_lock(folder: str | Path) -> dict | None:
     """The lock's content ({"pid", "host", "started"}), or None when there is no lock."""
     try:
-        return json.loads((Path(folder) / LOCK).read_text())
+        text = (Path(folder) / LOCK).read_text()
     except FileNotFoundError:
         return None
-    except (ValueError, OSError):
+    except OSError:
+        return {"pid": -1}
+    if not text:  # created, its pid not written yet (by us, or by a build that died then)
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
         return {"pid": -1}  # half-written or garbled: treated as stale
 
 

@@ -13,21 +13,21 @@ a folder against it here before reading a single record:
     sidecar of another schema        written by another version of emotf
     build.lock of a live process     a build is writing the folder right now
 
-Problems name the file. Nothing here imports TensorFlow.
+Problems name the file. Every file is read through `emotf.storage` (`tf.io.gfile`), so the
+folder may be local, `gs://...` or `ram://...`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import struct
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from emotf import keys
+from emotf.storage import StoragePath, as_path, read_json, write_json
 
 MANIFEST = "manifest.json"
 # Layout of manifest.json itself (not of the records): 2 added settings, shard checksums and
@@ -84,13 +84,13 @@ def settings_changes(old: dict, new: dict) -> list[str]:
 # Shard files
 
 
-def scan_shard(path: str | Path) -> dict:
+def scan_shard(path) -> dict:
     """Size, SHA-256 and record count of a TFRecord file, walking its length-prefixed frames.
 
     Returns {"bytes", "sha256", "records", "problem"}: problem is None, or says where the
     framing breaks off (a truncated file). Gzip shards are hashed but not walked (records None).
     """
-    data = Path(path).read_bytes()
+    data = as_path(path).read_bytes()
     out = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "records": None,
            "problem": None}
     if str(path).endswith(".gz"):
@@ -111,15 +111,16 @@ def scan_shard(path: str | Path) -> dict:
     return out
 
 
-def shard_entry(path: str | Path, fold: int, clips: int) -> dict:
+def shard_entry(path, fold: int, clips: int) -> dict:
     """What the manifest and the sidecar record of one shard file."""
     scan = scan_shard(path)
-    return {"file": Path(path).name, "fold": int(fold), "clips": int(clips),
+    return {"file": as_path(path).name, "fold": int(fold), "clips": int(clips),
             "bytes": scan["bytes"], "sha256": scan["sha256"]}
 
 
-def shard_problem(path: Path, entry: dict) -> str | None:
+def shard_problem(path, entry: dict) -> str | None:
     """What is wrong with a shard file compared with its manifest/sidecar entry (None: intact)."""
+    path = as_path(path)
     if not path.is_file():
         return "listed in the manifest but missing"
     scan = scan_shard(path)
@@ -135,28 +136,28 @@ def shard_problem(path: Path, entry: dict) -> str | None:
     return None
 
 
-def shards_on_disk(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if SHARD_RE.match(p.name))
+def shards_on_disk(folder) -> list[StoragePath]:
+    return [p for p in as_path(folder).iterdir() if SHARD_RE.match(p.name)]
 
 
 # --------------------------------------------------------------------------------------------
 # Checking a folder
 
 
-def read_manifest(folder: str | Path) -> dict:
+def read_manifest(folder) -> dict:
     """The manifest of a records folder.
 
     Raises:
         RecordsError: missing, unreadable, or of another layout version.
     """
-    path = Path(folder) / MANIFEST
+    path = as_path(folder) / MANIFEST
     if not path.is_file():
         raise RecordsError(f"{path}: missing: the build did not finish (or {folder} was not "
                            f"written by emotf-build-records)")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = read_json(path)
     except (ValueError, OSError) as error:
-        raise RecordsError(f"{path}: unreadable ({error})") from None
+        raise RecordsError(f"{path}: unreadable ({str(error).removeprefix(f'{path}: ')})") from None
     version = manifest.get("manifest_version", 1)
     if version != MANIFEST_VERSION:
         raise RecordsError(f"{path}: manifest version {version}, this emotf reads "
@@ -165,7 +166,7 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
-def verify_records(folder: str | Path, folds=None) -> list[Problem]:
+def verify_records(folder, folds=None) -> list[Problem]:
     """Every problem of a records folder (empty list: intact).
 
     Args:
@@ -176,11 +177,11 @@ def verify_records(folder: str | Path, folds=None) -> list[Problem]:
     """
     from emotf.records.lock import live_owner
 
-    folder = Path(folder)
+    folder = as_path(folder)
     if not folder.is_dir():
         return [Problem(str(folder), "not a folder")]
     problems = []
-    owner = live_owner(folder)
+    owner = live_owner(folder.local_path()) if folder.is_local else None  # no lock on a URL
     if owner is not None:
         problems.append(Problem(str(folder / "build.lock"),
                                 f"a build (pid {owner}) is writing this folder right now"))
@@ -206,9 +207,9 @@ def verify_records(folder: str | Path, folds=None) -> list[Problem]:
         if path.name not in listed:
             problems.append(Problem(str(path), "on disk but not listed in the manifest (left "
                                     "over from another or an unfinished build?)"))
-    for sidecar in sorted(folder.glob("fold-*-of-*.json")):
+    for sidecar in folder.glob("fold-*-of-*.json"):
         try:
-            version = json.loads(sidecar.read_text()).get("schema_version")
+            version = read_json(sidecar).get("schema_version")
         except (ValueError, OSError):
             problems.append(Problem(str(sidecar), "unreadable sidecar"))
             continue
@@ -218,7 +219,7 @@ def verify_records(folder: str | Path, folds=None) -> list[Problem]:
     return problems
 
 
-def check_records(folder: str | Path, folds=None, allow_incomplete: bool = False) -> dict:
+def check_records(folder, folds=None, allow_incomplete: bool = False) -> dict:
     """Verify the shards a run will read (train, validation and test folds) before it starts.
 
     Returns a JSON-ready summary for metrics.json: {"records_verified": bool,
@@ -240,10 +241,10 @@ def check_records(folder: str | Path, folds=None, allow_incomplete: bool = False
             f"missing or bad shards; emotf-verify-records {folder} lists them), or pass "
             f"--allow-incomplete to use them anyway")
     clips: dict[str, int] = {}
-    manifest_path = Path(folder) / MANIFEST
+    manifest_path = as_path(folder) / MANIFEST
     if manifest_path.is_file():
         try:
-            for entry in json.loads(manifest_path.read_text()).get("shards", []):
+            for entry in read_json(manifest_path).get("shards", []):
                 if isinstance(entry, dict):
                     key = str(entry["fold"])
                     clips[key] = clips.get(key, 0) + int(entry["clips"])
@@ -254,13 +255,13 @@ def check_records(folder: str | Path, folds=None, allow_incomplete: bool = False
             "clips_in_manifest": clips}
 
 
-def seal_records(folder: str | Path, settings: dict | None = None) -> dict:
+def seal_records(folder, settings: dict | None = None) -> dict:
     """Write a manifest for shards written by something other than `emotf-build-records`
     (tests, tools): every shard on disk is listed as it is now, with its record count.
 
     Returns the manifest written. Use only on shards you wrote yourself: sealing trusts them.
     """
-    folder = Path(folder)
+    folder = as_path(folder)
     shards = []
     for path in shards_on_disk(folder):
         scan = scan_shard(path)
@@ -275,12 +276,3 @@ def seal_records(folder: str | Path, settings: dict | None = None) -> dict:
     write_json(folder / MANIFEST, manifest)
     return manifest
 
-
-def write_json(path: Path, value) -> None:
-    """Write JSON atomically (temporary file, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(value, indent=1))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

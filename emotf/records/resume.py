@@ -3,29 +3,32 @@
 A shard is done when its sidecar exists, plans the same clips, was built with the same settings
 (hash) and its bytes match the checksum the sidecar recorded. OUT may be resumed only when
 every sidecar and the manifest were written with the same settings and record schema, and it
-holds no shard of another plan; otherwise the build is refused with how to proceed.
+holds no shard of another plan; otherwise the build is refused with how to proceed. OUT may
+be local or a URL (`emotf.storage`).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from emotf import keys
 from emotf.records import manifest as records_manifest
+from emotf.storage import StoragePath, as_path, read_json
 
 MANIFEST = records_manifest.MANIFEST
 
 
-def read_sidecar(out: Path, shard: dict) -> dict | None:
-    """A shard's sidecar (`fold-K-of-10-SSSSS.json`), None when missing or unreadable."""
+def _json_or_none(path: StoragePath) -> dict | None:
     try:
-        return json.loads((out / f"{shard['name']}.json").read_text())
+        return read_json(path)
     except (OSError, ValueError):
         return None
 
 
-def shard_state(out: Path, shard: dict, settings_hash: str) -> str | None:
+def read_sidecar(out, shard: dict) -> dict | None:
+    """A shard's sidecar (`fold-K-of-10-SSSSS.json`), None when missing or unreadable."""
+    return _json_or_none(as_path(out) / f"{shard['name']}.json")
+
+
+def shard_state(out, shard: dict, settings_hash: str) -> str | None:
     """None when the shard is complete and intact; else why it must be (re)built ("" when it
     was simply never finished)."""
     side = read_sidecar(out, shard)
@@ -35,36 +38,46 @@ def shard_state(out: Path, shard: dict, settings_hash: str) -> str | None:
         return "plans other clips"
     if side.get("settings_hash") != settings_hash or "entry" not in side:
         return "built with other settings"
-    return records_manifest.shard_problem(out / f"{shard['name']}.tfrecord", side["entry"])
+    return records_manifest.shard_problem(as_path(out) / f"{shard['name']}.tfrecord",
+                                          side["entry"])
 
 
-def clear_outputs(out: Path) -> int:
-    """Delete the folder's shards, sidecars, temporary files and manifest (--overwrite)."""
-    doomed = [p for p in out.glob("fold-*-of-*") if p.is_file()]
-    doomed += [p for p in (out / MANIFEST, out / f"{MANIFEST}.tmp") if p.is_file()]
-    for path in doomed:
-        path.unlink()
+def clear_temporary(out) -> int:
+    """Delete the temporary files an interrupted build left (`emotf.records.shards.TMP_PATTERNS`,
+    and the `manifest.json.tmp` of older versions)."""
+    from emotf.records.shards import TMP_PATTERNS
+
+    out = as_path(out)
+    doomed = {p for pattern in (*TMP_PATTERNS, f"{MANIFEST}.tmp") for p in out.glob(pattern)}
+    for path in sorted(doomed, key=str):
+        path.unlink(missing_ok=True)
     return len(doomed)
 
 
-def check_out_dir(out: Path, shards: list[dict], settings: dict) -> None:
+def clear_outputs(out) -> int:
+    """Delete the folder's shards, sidecars, temporary files and manifest (--overwrite)."""
+    out = as_path(out)
+    removed = clear_temporary(out)
+    doomed = [p for p in out.glob("fold-*-of-*") if p.is_file()]
+    doomed += [p for p in (out / MANIFEST,) if p.is_file()]
+    for path in doomed:
+        path.unlink()
+    return removed + len(doomed)
+
+
+def check_out_dir(out, shards: list[dict], settings: dict) -> None:
     """Refuse to mix into OUT shards of another plan (clips, seed, shard size), of other
     settings that change record content, or of another record schema."""
     how = ("Use a new --out, or rerun with --overwrite to rebuild this folder from scratch with "
            "the new settings")
-    old = None
+    out = as_path(out)
     manifest_path = out / MANIFEST
-    if manifest_path.is_file():
-        try:
-            old = json.loads(manifest_path.read_text())
-        except ValueError:
-            old = None
+    old = _json_or_none(manifest_path)
     sides = []
-    for sidecar in sorted(out.glob("fold-*-of-*.json")):
-        try:
-            sides.append((sidecar, json.loads(sidecar.read_text())))
-        except ValueError:
-            continue  # a garbled sidecar: its shard is rebuilt
+    for sidecar in out.glob("fold-*-of-*.json"):
+        side = _json_or_none(sidecar)
+        if side is not None:  # a garbled sidecar: its shard is rebuilt
+            sides.append((sidecar, side))
     for sidecar, side in sides:
         version = side.get("schema_version")
         if version != keys.SCHEMA_VERSION:

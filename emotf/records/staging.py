@@ -1,0 +1,48 @@
+"""Media on remote storage, decoded locally: `staged(path)` gives a local file for a URL.
+
+PyAV (FFmpeg) and libsndfile open local files only, so a clip whose video or audio lies on
+`gs://...` (or any `tf.io.gfile` URL) is copied to a temporary local file for the time it is
+decoded and deleted after. Local paths are passed through untouched. Messages about the
+temporary copy are put back in terms of the URL with `restore_names`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from emotf.storage import as_path
+
+
+@contextlib.contextmanager
+def staged(path: str) -> Iterator[str]:
+    """A local file holding `path`'s bytes for the duration of the block.
+
+    A local `path` is yielded as it is. A URL is copied (`tf.io.gfile.copy`) into a fresh
+    temporary folder under its own file name, which is removed on exit; a URL that does not
+    exist yields a local path that does not exist either, so the decoders report it missing as
+    they would a local file.
+    """
+    source = as_path(path)
+    if source.is_local:
+        yield str(path)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="emotf-stage-"))
+    try:
+        local = folder / source.name
+        if source.exists():
+            source.copy(local)
+        yield str(local)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def restore_names(text: str, names: dict[str, str]) -> str:
+    """`text` with each local staged path replaced by the URL it was staged from."""
+    for local, url in names.items():
+        if local != url:
+            text = text.replace(local, url)
+    return text
