@@ -135,3 +135,35 @@ def test_variable_frame_rate_is_put_on_the_grid_by_timestamps(tmp_path):
     info, frames = open_video(path)
     assert sum(1 for _ in frames) == 30  # 2 s at 15 fps although 4 frames were left out
     assert info.duplicated == 4 and info.dropped == 0
+
+
+def test_a_clip_on_a_url_is_read_from_a_local_copy_deleted_after(tmp_path):
+    """PyAV and libsndfile read local files: a ram:// (gs://) video is staged, then removed."""
+    import gc
+    import glob
+    import tempfile
+    import uuid
+
+    from emotf.records.preprocess import ClipReader, ClipSettings
+    from emotf.storage import as_path
+
+    local = write_face_video(tmp_path / "v.mp4", 1.0, fps=15, width=96, height=64)
+    url = as_path(f"ram://emotf-test-{uuid.uuid4().hex[:8]}") / "v.mp4"
+    url.parent.mkdir()
+    url.write_bytes(local.read_bytes())
+    staging = f"{tempfile.gettempdir()}/emotf-stage-*"
+    before = set(glob.glob(staging))
+    settings = ClipSettings(min_duration_s=0.1)
+    tracker = FaceTracker(settings.tracker, BoxDetector(lambda i: [(30, 10, 60, 40)]))
+    try:
+        crops = [ClipReader(path, None, settings, tracker) for path in (local, str(url))]
+        assert set(glob.glob(staging)) - before  # the URL's local copy, while it is read
+        got = [[c.crop for c in reader.crops()] for reader in crops]
+        assert len(got[0]) == len(got[1]) == 15
+        assert all(np.array_equal(a, b) for a, b in zip(*got, strict=True))
+        assert crops[1].path == str(url)
+        del crops, got
+        gc.collect()
+        assert set(glob.glob(staging)) == before  # deleted with the reader
+    finally:
+        url.parent.rmtree()

@@ -6,6 +6,7 @@ Checks the folder against its manifest.json (written last by emotf-build-records
 shard present with its size, SHA-256 and record count; no unlisted shard; sidecars of this
 record schema; no live build holding the folder. Exit status 0 when intact, 1 otherwise, with
 one line per bad file. Rerunning the build with the same arguments rebuilds only the bad shards.
+The folder may be local or a URL (`gs://...`, through tf.io.gfile).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import sys
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="emotf-verify-records", description=__doc__.split("\n")[0])
-    p.add_argument("records", help="records folder written by emotf-build-records")
+    p.add_argument("records", help="records folder written by emotf-build-records (local or a "
+                   "URL: gs://...)")
     args = p.parse_args(argv)
-    import json
     import time
-    from pathlib import Path
 
     from emotf.records.manifest import MANIFEST, verify_records
+    from emotf.storage import as_path, read_json
 
     start = time.perf_counter()
     problems = verify_records(args.records)
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
               f"emotf-build-records with the same arguments to rebuild the bad shards",
               file=sys.stderr)
         return 1
-    manifest = json.loads((Path(args.records) / MANIFEST).read_text())
+    manifest = read_json(as_path(args.records) / MANIFEST)
     shards = manifest.get("shards", [])
     print(f"emotf-verify-records: {args.records}: intact ({len(shards)} shards, "
           f"{sum(s['clips'] for s in shards)} clips, "

@@ -15,7 +15,9 @@ window) run the same code on the same settings, so their crops and audio are ide
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,9 @@ from emotf.configs import Config
 from emotf.records.decode import audio_source, open_video
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
 from emotf.records.media import MediaError
+from emotf.records.staging import staged
 from emotf.records.stream import StreamTracker
+from emotf.storage import is_url
 
 # Video and audio durations further apart than this get a note (a wrong or cut WAV?).
 DURATION_MISMATCH_S = 0.5
@@ -94,9 +98,10 @@ class ClipReader:
     """One video streamed into face crops, with its audio on demand.
 
     Args:
-        video: any container/codec PyAV reads.
-        audio: a WAV (or FLAC, ...) for this video, None for the video's own track; an
-            unreadable file falls back to the video's track with a note.
+        video: any container/codec PyAV reads (a local path, or a URL such as gs://...: copied
+            to a local temporary file, deleted by `close()` or when the reader is collected).
+        audio: a WAV (or FLAC, ...) for this video (local or a URL), None for the video's own
+            track; an unreadable file falls back to the video's track with a note.
         settings: `ClipSettings`.
         tracker: a `FaceTracker` with `settings.tracker` (reuse one: MTCNN loads once).
         max_seconds: refuse (ClipError) videos longer than this (the build's limit).
@@ -113,18 +118,28 @@ class ClipReader:
 
     def __init__(self, video, audio, settings: ClipSettings, tracker: FaceTracker | None = None,
                  *, max_seconds: float | None = None):
-        self.path = Path(video)
+        self.path = Path(video) if not is_url(video) else video
         self.settings = settings
         self.max_seconds = max_seconds
-        self.info, self._frames = open_video(video)
+        staging = contextlib.ExitStack()  # local copies of URL media (emotf.records.staging)
+        self.close = weakref.finalize(self, staging.close)
+        video_local = staging.enter_context(staged(str(video)))
+        audio_local = staging.enter_context(staged(str(audio))) if audio else None
+        try:
+            self.info, self._frames = open_video(video_local)
+        except BaseException:
+            self.close()
+            raise
         try:
             if max_seconds is not None and (self.info.declared_seconds or 0) > max_seconds:
                 raise ClipError(f"{video}: clip is {self.info.declared_seconds:.1f} s long, "
                                 f"over the {max_seconds:g} s limit")
-            self.audio, self.notes = audio_source(self.path, Path(audio) if audio else None,
+            self.audio, self.notes = audio_source(Path(video_local),
+                                                  Path(audio_local) if audio else None,
                                                   settings.sample_rate)
         except BaseException:
             self.info.close()  # the frames generator never started: its `with` never ran
+            self.close()
             raise
         self.tracker = tracker or FaceTracker(settings.tracker)
         self.faces = StreamTracker(self.tracker, self.info.fps, self.info.height, self.info.width)

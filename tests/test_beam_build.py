@@ -1,0 +1,141 @@
+"""`emotf-build-records --runner beam`: the Apache Beam pipeline writes what the local builder
+writes (shards byte for byte, sidecars, manifest, skips), resumes like it, and says what to
+install without Beam. The Beam build runs on the DirectRunner in multi_processing mode with 2
+worker processes, as on a user's machine."""
+
+import json
+import shutil
+import sys
+
+import pytest
+import tensorflow as tf
+
+from emotf import keys
+from emotf.cli.build_records import main
+from emotf.records.build import BuildConfig, build_records
+from emotf.synthetic.sample import SampleConfig, make_sample
+
+pytest.importorskip("apache_beam")
+
+BROKEN = "1008_DFA_SAD_XX"  # a truncated FLV: skipped with a reason, by both runners
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    data = tmp_path_factory.mktemp("sample")
+    make_sample(data, SampleConfig.tiny())  # actors 1008 and 1012, 3 clips each
+    good = min((data / "VideoFlash").glob("1008_*.flv"))
+    (data / "VideoFlash" / f"{BROKEN}.flv").write_bytes(good.read_bytes()[:300])
+    shutil.copy(data / "AudioWAV" / f"{good.stem}.wav", data / "AudioWAV" / f"{BROKEN}.wav")
+    return data
+
+
+def config(sample, out, **kw):
+    return BuildConfig(str(sample), str(out), workers=1, clips_per_shard=2, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def local(sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "records"
+    return out, build_records(config(sample, out))
+
+
+@pytest.fixture(scope="module")
+def beam(sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("beam") / "records"
+    code = main(["--data-dir", str(sample), "--out", str(out), "--runner", "beam",
+                 "--workers", "2", "--clips-per-shard", "2", "--no-progress"])
+    assert code == 0
+    return out, json.loads((out / "manifest.json").read_text())
+
+
+def comparable(manifest: dict) -> dict:
+    """The manifest less what differs between any two runs (timing, the command's arguments)."""
+    return {k: v for k, v in manifest.items() if k not in ("seconds_last_run", "arguments")}
+
+
+def examples_by_clip(out) -> dict[str, bytes]:
+    found = {}
+    for path in sorted(out.glob("*.tfrecord")):
+        for raw in tf.data.TFRecordDataset(str(path)):
+            example = tf.train.Example.FromString(raw.numpy())
+            found[example.features.feature[keys.CLIP_ID].bytes_list.value[0].decode()] = raw.numpy()
+    return found
+
+
+def test_beam_build_writes_what_the_local_build_writes(local, beam):
+    (local_out, local_manifest), (beam_out, beam_manifest) = local, beam
+    names = sorted(p.name for p in local_out.glob("fold-*"))
+    assert names == sorted(p.name for p in beam_out.glob("fold-*")) and len(names) == 8
+    for name in names:  # shards (same clips, same order, same Example bytes) and sidecars
+        assert (local_out / name).read_bytes() == (beam_out / name).read_bytes(), name
+    clips = examples_by_clip(beam_out)
+    assert clips == examples_by_clip(local_out) and len(clips) == 6 and BROKEN not in clips
+    assert comparable(beam_manifest) == comparable(local_manifest)
+    assert beam_manifest["clips_written"] == 6 and beam_manifest["clips_skipped"] == 1
+    (skip,) = beam_manifest["skipped"]
+    assert skip["clip_id"] == BROKEN and "video" in skip["reason"], skip
+    assert (beam_manifest["arguments"]["runner"], local_manifest["arguments"]["runner"]) == (
+        "beam", "local")
+    assert beam_manifest["settings_hash"] == local_manifest["settings_hash"]
+
+
+def test_a_beam_rerun_writes_only_what_is_missing_and_either_runner_resumes(sample, beam,
+                                                                           tmp_path, capsys):
+    out = tmp_path / "records"
+    shutil.copytree(beam[0], out)
+    # The other runner finishes (here: finds finished) a Beam folder: runner is no setting.
+    assert comparable(build_records(config(sample, out))) == comparable(beam[1])
+    # The shard of the broken clip: its skip must come back too.
+    (doomed,) = [p.stem for p in out.glob("fold-*.json")
+                 if any(s["clip_id"] == BROKEN for s in json.loads(p.read_text())["skipped"])]
+    original = (out / f"{doomed}.tfrecord").read_bytes()
+    (out / f"{doomed}.tfrecord").unlink()
+    (out / f"{doomed}.json").unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("fold-*")}
+    capsys.readouterr()
+    # In memory: the driver's resume logic is what is tested; 2 processes were tested above.
+    manifest = build_records(config(sample, out, runner="beam",
+                                    beam_options="--direct_running_mode=in_memory"))
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("fold-*") if p.name in kept} == kept
+    assert (out / f"{doomed}.tfrecord").read_bytes() == original
+    assert comparable(manifest) == comparable(beam[1])
+    err = capsys.readouterr().err
+    assert f"{BROKEN}.flv" in err and "-> skipped" in err  # the driver reports the shard's skip
+
+
+def test_a_sidecar_missing_after_the_pipeline_is_an_error_naming_it(sample, tmp_path,
+                                                                  monkeypatch):
+    from emotf.records import beam_build
+
+    monkeypatch.setattr(beam_build, "run_pipeline", lambda *args: None)  # a worker wrote nothing
+    out = tmp_path / "records"
+    with pytest.raises(RuntimeError, match=r"fold-\d+-of-10-00000\.json: missing after the Beam "
+                                           r"pipeline finished"):
+        build_records(config(sample, out, runner="beam", limit=1))
+    assert not (out / "manifest.json").exists()
+
+
+def test_without_apache_beam_the_build_says_what_to_install(sample, tmp_path, monkeypatch,
+                                                            capsys):
+    monkeypatch.setitem(sys.modules, "apache_beam", None)  # import apache_beam -> ImportError
+    out = tmp_path / "records"
+    assert main(["--data-dir", str(sample), "--out", str(out), "--runner", "beam",
+                 "--no-progress"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "emotf[beam]"' in lines[0], lines
+    assert not out.exists()
+
+
+def test_runner_and_beam_options_are_flags_and_no_record_setting():
+    from emotf.cli.build_records import parse_args
+    from emotf.records.build import record_settings
+
+    parsed = parse_args(["--data-dir", "d", "--out", "o", "--runner", "beam",
+                         "--beam-options=--runner=DataflowRunner --project=p"])
+    assert (parsed.runner, parsed.beam_options) == ("beam", "--runner=DataflowRunner --project=p")
+    assert parse_args(["--data-dir", "d", "--out", "o", "--build.beam_options", "--a=1 --b=2"]
+                      ).beam_options == "--a=1 --b=2"
+    assert record_settings(parsed) == record_settings(BuildConfig("d", "o"))
+    with pytest.raises(SystemExit):
+        parse_args(["--data-dir", "d", "--out", "o", "--runner", "spark"])
