@@ -24,15 +24,21 @@ OUT holds:
                         unfinished trials last.
     best_config.json    the best trial as a full `TrainConfig` (`{"config": ..., "tuning": ...}`,
                         the `RUN/config.json` layout that `emotf-train --config` reads).
+
+OUT may be a local folder or any `tf.io.gfile` URL (`gs://...`; `ram://...` in the tests): every
+file here and keras-tuner's project go through `emotf.storage` / `tf.io.gfile`. A search may run
+over several processes or machines (keras-tuner's chief/worker mode, `emotf.tune_distributed`):
+the chief serves the oracle and alone writes `tune_config.json`, the trials table and
+`best_config.json`; the workers write their own trials' files under `search/` and `tensorboard/`,
+so OUT must then be on a filesystem they all share (or `gs://`).
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import keras
 import keras_tuner
@@ -50,7 +56,9 @@ from emotf.run_data import (
     records_dataset,
 )
 from emotf.run_state import describe_changes
+from emotf.storage import StoragePath, as_path, read_json, write_atomic, write_json
 from emotf.train import compile_trainer, environment
+from emotf.tune_distributed import TunerRole, keras_tuner_environment, serve_oracle
 
 TUNERS = ("random", "bayesian", "hyperband")
 
@@ -209,27 +217,69 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         )
 
 
+class _EmotfTuner:
+    """Mixed into the keras-tuner tuners: `trials_run`, the ids of the trials this process ran
+    (a worker's own account of its part of a distributed search), and a search space declared
+    without building a model."""
+
+    def _populate_initial_space(self):
+        # keras-tuner builds the model to find the hyperparameters; emotf's have no conditions,
+        # so drawing the trial config once declares them all, in the same order as `build`.
+        hp = self.oracle.get_space()
+        trial_config(self.hypermodel.config, hp)
+        self.oracle.update_space(hp)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        self.__dict__.setdefault("trials_run", []).append(trial.trial_id)
+
+
+class _RandomSearch(_EmotfTuner, keras_tuner.RandomSearch):
+    pass
+
+
+class _BayesianOptimization(_EmotfTuner, keras_tuner.BayesianOptimization):
+    pass
+
+
+class _Hyperband(_EmotfTuner, keras_tuner.Hyperband):
+    pass
+
+
 def make_tuner(config: TuneConfig, dataset_fn: DatasetFactory | None = None) -> keras_tuner.Tuner:
-    """The keras-tuner tuner of `config.tuner` over `EmotfHyperModel`; reloads `out/search`."""
+    """The keras-tuner tuner of `config.tuner` over `EmotfHyperModel`; reloads `out/search`.
+
+    Made under `emotf.tune_distributed.keras_tuner_environment`, it is the chief's tuner (the
+    oracle), or a worker's (its oracle a gRPC client of the chief's), as keras-tuner reads it.
+    """
     common = {
         "hypermodel": EmotfHyperModel(config, dataset_fn),
         "objective": keras_tuner.Objective("val_accuracy", direction="max"),
         # keras-tuner reads seed 0 as "no seed" (`seed or random.randint(...)`): shift by one
         # so that every seed, 0 included, gives a repeatable search.
         "seed": config.tuner_seed + 1,
-        "directory": config.out,
+        "directory": str(config.out),
         "project_name": "search",
         "overwrite": False,
     }
     if config.tuner == "random":
-        return keras_tuner.RandomSearch(max_trials=config.max_trials, **common)
-    if config.tuner == "bayesian":
-        return keras_tuner.BayesianOptimization(
+        tuner = _RandomSearch(max_trials=config.max_trials, **common)
+    elif config.tuner == "bayesian":
+        tuner = _BayesianOptimization(
             max_trials=config.max_trials,
             num_initial_points=max(2, config.max_trials // 3),
             **common,
         )
-    return keras_tuner.Hyperband(max_epochs=config.train.epochs, factor=3, **common)
+    else:
+        tuner = _Hyperband(max_epochs=config.train.epochs, factor=3, **common)
+    oracle = tuner.oracle  # a worker's is a client of the chief's, which holds the state
+    if (isinstance(oracle, keras_tuner.Oracle) and not oracle.trials
+            and (as_path(config.out) / "search" / "oracle.json").exists()):
+        # keras-tuner reloads the oracle only when it finds this tuner id's own file
+        # (search/tuner0.json of a one-process search, search/chief.json of a distributed
+        # one); a search begun under the other id would otherwise restart at trial 0 over it.
+        oracle.reload()
+    return tuner
 
 
 def _flat(values: dict, prefix: str = "") -> dict:
@@ -243,12 +293,13 @@ def _flat(values: dict, prefix: str = "") -> dict:
     return flat
 
 
-def check_resume(out: Path, config: TuneConfig) -> None:
+def check_resume(out: str | StoragePath, config: TuneConfig) -> None:
     """Refuse to continue a search in `out` under another TuneConfig (it would mix two searches)."""
+    out = as_path(out)
     previous = out / "tune_config.json"
     if not (out / "search").exists() or not previous.exists():
         return
-    old = _flat(json.loads(previous.read_text())["config"])
+    old = _flat(read_json(previous)["config"])
     diff = describe_changes(old, _flat(config.to_dict()), RESUMABLE_CHANGES)
     if diff:
         raise ValueError(
@@ -280,34 +331,43 @@ def trial_rows(tuner: keras_tuner.Tuner, search) -> list[dict]:
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict], search) -> None:
+def _write_csv(path: StoragePath, rows: list[dict], search) -> None:
     columns = ["trial_id", "status", "val_accuracy", "best_epoch", "epochs", "continues"]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, [*columns, *search])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**{k: row[k] for k in columns}, **row["hyperparameters"]})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, [*columns, *search])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**{k: row[k] for k in columns}, **row["hyperparameters"]})
+    write_atomic(path, text.getvalue().encode("utf-8"))
 
 
-def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None) -> dict:
+def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None,
+         role: TunerRole | None = None) -> dict:
     """Run (or continue) the search in `config.out`; write the trials and the best config.
 
     Scores are validation-fold accuracies only: `dataset_fn` (default
     `emotf.run_data.records_dataset`) is never asked for the test fold `config.train.fold`.
 
+    `role` (default: keras-tuner's variables, `TunerRole.from_environ()`, which keras-tuner
+    would obey anyway) makes this process one of a distributed search: the chief serves the
+    oracle until every trial is done, then writes the outputs as a one-process search does; a
+    worker runs trials until the chief has none left and writes only their files.
+
     Returns {"best_val_accuracy", "best_hyperparameters", "best_config" (TrainConfig dict),
-    "best_config_path", "trials" (as in trials.json: every trial, best first)}.
+    "best_config_path", "trials" (as in trials.json: every trial, best first), "tuner_id",
+    "trials_run" (the ids of the trials this process trained)}; a worker's, only the last two.
     """
-    out = Path(config.out)
+    role = TunerRole.from_environ() if role is None else role
+    out = as_path(config.out)
     check_resume(out, config)
     # The shards of the base config's folds against the records' manifest, before any trial
     # (emotf.records.manifest; TrainConfig.allow_incomplete opts out and is recorded below).
     records_check = check_run_records(config.train, config_split(config.train))
     records_check.pop("clips_in_manifest", None)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tune_config.json").write_text(
-        json.dumps({"config": config.to_dict(), "environment": environment()}, indent=2)
-    )
+    out.mkdir()
+    if not role.is_worker:
+        write_json(out / "tune_config.json",
+                   {"config": config.to_dict(), "environment": environment()})
     if config.train.deterministic and not tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()  # as train_fold: CPU only, process-wide
 
@@ -317,12 +377,26 @@ def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None) -> dict:
         callbacks.append(
             keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=patience)
         )
-    with precision_policy(config.train.precision):
+    with precision_policy(config.train.precision), keras_tuner_environment(role):
         tuner = make_tuner(config, dataset_fn)
-        tuner.search(epochs=config.train.epochs, callbacks=callbacks, verbose=config.train.verbose)
+        if role.is_chief:
+            tuner.oracle.verbose = config.train.verbose
+            serve_oracle(tuner, role)
+        else:
+            tuner.search(epochs=config.train.epochs, callbacks=callbacks,
+                         verbose=config.train.verbose)
+    ran = {"tuner_id": role.tuner_id or "tuner0", "trials_run": getattr(tuner, "trials_run", [])}
+    if role.is_worker:
+        return ran
+    return {**write_results(tuner, config, records_check), **ran}
 
+
+def write_results(tuner: keras_tuner.Tuner, config: TuneConfig, records_check: dict) -> dict:
+    """Write trials.json / .csv and best_config.json of the finished search (the oracle's
+    process only: it holds every trial); return them (see `tune`)."""
+    out = as_path(config.out)
     rows = trial_rows(tuner, config.search)
-    (out / "trials.json").write_text(json.dumps(rows, indent=2))
+    write_json(out / "trials.json", rows)
     _write_csv(out / "trials.csv", rows, config.search)
     if not rows or rows[0]["val_accuracy"] is None:
         raise RuntimeError(
@@ -331,25 +405,23 @@ def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None) -> dict:
     best_trial = tuner.oracle.get_trial(rows[0]["trial_id"])
     best = replace(trial_config(config, best_trial.hyperparameters), out=str(out / "best-run"))
     best_path = out / "best_config.json"
-    best_path.write_text(
-        json.dumps(
-            {
-                "config": best.to_dict(),
-                "tuning": {
-                    **{
-                        k: rows[0][k]
-                        for k in ("trial_id", "val_accuracy", "best_epoch", "hyperparameters")
-                    },
-                    **_split_record(tuner.hypermodel.split),
-                    "tuner": config.tuner,
-                    "labels": config.train.labels,
-                    **records_check,
-                    "finished_trials": sum(r["val_accuracy"] is not None for r in rows),
-                    "search_dir": str(out),
+    write_json(
+        best_path,
+        {
+            "config": best.to_dict(),
+            "tuning": {
+                **{
+                    k: rows[0][k]
+                    for k in ("trial_id", "val_accuracy", "best_epoch", "hyperparameters")
                 },
+                **_split_record(tuner.hypermodel.split),
+                "tuner": config.tuner,
+                "labels": config.train.labels,
+                **records_check,
+                "finished_trials": sum(r["val_accuracy"] is not None for r in rows),
+                "search_dir": str(out),
             },
-            indent=2,
-        )
+        },
     )
     return {
         "best_val_accuracy": rows[0]["val_accuracy"],
