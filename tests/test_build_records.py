@@ -261,6 +261,7 @@ def test_build_from_and_to_tensorflows_ram_filesystem(sample, built):
     decoding, shards, sidecars and the manifest written there, readable by tf.data."""
     import uuid
 
+    from emotf.cli.verify_records import main as verify_main
     from emotf.records.manifest import verify_records
     from emotf.storage import as_path, read_json
 
@@ -280,7 +281,7 @@ def test_build_from_and_to_tensorflows_ram_filesystem(sample, built):
         assert manifest["clips_written"] == 3 and not manifest["skipped"]
         shards = [str(out / e["file"]) for e in manifest["shards"]]
         assert all(s.startswith("ram://") for s in shards) and len(shards) == 2
-        assert verify_records(out) == []
+        assert verify_records(out) == [] and verify_main([str(out)]) == 0
         from_ram = serialized_by_clip(shards)
         from_disk = serialized_by_clip(sorted(built[0].glob("*.tfrecord")))
         assert sorted(from_ram) == names

@@ -123,8 +123,8 @@ class ClipReader:
         self.max_seconds = max_seconds
         staging = contextlib.ExitStack()  # local copies of URL media (emotf.records.staging)
         self.close = weakref.finalize(self, staging.close)
-        video_local = staging.enter_context(staged(str(video)))
-        audio_local = staging.enter_context(staged(str(audio))) if audio else None
+        video_local = staging.enter_context(staged(video))
+        audio_local = staging.enter_context(staged(audio)) if audio else None
         try:
             self.info, self._frames = open_video(video_local)
         except BaseException:

@@ -9,6 +9,7 @@ temporary copy are put back in terms of the URL with `restore_names`.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,17 +19,17 @@ from emotf.storage import as_path
 
 
 @contextlib.contextmanager
-def staged(path: str) -> Iterator[str]:
+def staged(path: str | os.PathLike) -> Iterator[str | os.PathLike]:
     """A local file holding `path`'s bytes for the duration of the block.
 
-    A local `path` is yielded as it is. A URL is copied (`tf.io.gfile.copy`) into a fresh
+    A local `path` is yielded as it is (same object). A URL is copied (`tf.io.gfile.copy`) into a fresh
     temporary folder under its own file name, which is removed on exit; a URL that does not
     exist yields a local path that does not exist either, so the decoders report it missing as
     they would a local file.
     """
     source = as_path(path)
     if source.is_local:
-        yield str(path)
+        yield path
         return
     folder = Path(tempfile.mkdtemp(prefix="emotf-stage-"))
     try:
