@@ -22,6 +22,7 @@ from emotf.splits import ACTORS, OGM, load_clip_split
 
 LR_SCHEDULES = ("paper", "step", "cosine", "constant")  # emotf.schedules implements them
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # emotf.precision
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")  # emotf.distribute
 
 
 # === Generic dict round trip ===
@@ -268,6 +269,9 @@ class TrainConfig(Config):
     `jit_compile`: XLA-compile the training step (`model.compile(jit_compile=...)`); None =
     the measured default of the device (`emotf.precision.resolve_jit_compile`: off on the CPU,
     where it was measured slower; docs/training.md).
+    `strategy`: the tf.distribute strategy (`emotf.distribute`): "auto", "one_device",
+    "mirrored" (the GPUs of one machine) or "multi_worker" (TF_CONFIG). `batch_size` is per
+    replica: a step consumes `batch_size` x replicas clips; `learning_rate` is used as given.
     `split`: "actors" (the paper's 10-fold actor-independent protocol, test fold `fold`), "ogm"
     (the OGM-GE papers' random clip-level split, speaker-dependent) or a folder holding
     train.csv and test.csv; a clip-level split validates on a seeded, emotion-stratified
@@ -290,6 +294,7 @@ class TrainConfig(Config):
     early_stopping_patience: int = 10
     seed: int = 0
     precision: str = "auto"
+    strategy: str = "auto"
     jit_compile: bool | None = None
     deterministic: bool = True
     steps_per_epoch: int | None = None
@@ -309,6 +314,8 @@ class TrainConfig(Config):
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}. Received: lr_schedule={self.lr_schedule!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={self.precision!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={self.strategy!r}")
         if not (0 <= int(self.fold) < NUM_FOLDS):
             raise ValueError(f"fold must be in 0..{NUM_FOLDS - 1}. Received: fold={self.fold}")
         if not (1 <= self.validation_folds <= NUM_FOLDS - 2):

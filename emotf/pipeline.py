@@ -20,8 +20,8 @@ that rebuilds the dataset each epoch passes `epoch=e` instead.
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
 
 import tensorflow as tf
 
@@ -29,6 +29,7 @@ from emotf import keys
 from emotf.configs import SamplingConfig
 from emotf.records.example import parse_example
 from emotf.sampling import augment_clip, sample_clip
+from emotf.storage import StoragePath, as_path
 from emotf.system import available_cpus
 
 _SHARD_RE = re.compile(r"^fold-(\d+)-of-(\d+)-(\d+)\.tfrecord(\.gz)?$")
@@ -45,15 +46,16 @@ _KEEP = (
 _METADATA = (keys.CLIP_ID, keys.ACTOR_ID)
 
 
-def record_files(records_dir, folds) -> list[Path]:
-    """Shards `fold-K-of-10-SSSSS.tfrecord[.gz]` of the given folds in `records_dir`, sorted.
+def record_files(records_dir, folds) -> list[StoragePath]:
+    """Shards `fold-K-of-10-SSSSS.tfrecord[.gz]` of the given folds in `records_dir` (a local
+    folder, `gs://...`, `ram://...`: `emotf.storage`), sorted.
 
     Raises:
         FileNotFoundError: no shard of these folds in the folder.
     """
     folds = {int(f) for f in folds}
     found = []
-    for path in sorted(Path(records_dir).iterdir()):
+    for path in as_path(records_dir).iterdir():
         match = _SHARD_RE.match(path.name)
         if match and int(match[1]) in folds:
             found.append(path)
@@ -66,9 +68,9 @@ def record_files(records_dir, folds) -> list[Path]:
 
 
 def _resolve(files_or_dir, folds) -> tuple[list[str], str]:
-    if isinstance(files_or_dir, (str, Path)) and Path(files_or_dir).is_dir():
+    if isinstance(files_or_dir, (str, os.PathLike)) and as_path(files_or_dir).is_dir():
         files = record_files(files_or_dir, folds)
-    elif isinstance(files_or_dir, (str, Path)):
+    elif isinstance(files_or_dir, (str, os.PathLike)):
         files = [files_or_dir]
     else:
         files = list(files_or_dir)
@@ -132,12 +134,13 @@ def make_dataset(
     deterministic: bool = True,
     with_metadata: bool = False,
     clip_ids=None,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Batches of sampled segments from record shards.
 
     Args:
         files_or_dir: a folder of `fold-K-of-10-*.tfrecord[.gz]` shards (globbed by fold), one
-            file, or a list of files (all gzip or all plain).
+            file, or a list of files (all gzip or all plain); local or any `tf.io.gfile` URL.
         folds: folds to keep; records of other folds are filtered out even if their files
             are given.
         training: random frame and audio offset per segment, shuffling, optional augmentation;
@@ -172,6 +175,10 @@ def make_dataset(
         clip_ids: optional names of the only clips to keep (a clip-level split,
             `emotf.splits`); the others are dropped after reading only their `clip_id`, before
             caching, shuffling and sampling.
+        shard: (num_shards, index): read only the files `files[index::num_shards]` (one
+            worker's share in a multi-worker run, `emotf.distribute`); tf.distribute's own
+            auto-sharding is then turned off for the dataset (it cannot rewrite this pipeline:
+            the zipped per-element seeds are not a file source).
 
     Returns:
         A dataset of `({"frames": uint8 [B, N, S, S, 3], "audio": float32 [B, N, L]},
@@ -179,6 +186,12 @@ def make_dataset(
         windows in [-1, 1], zero padded outside the clip).
     """
     files, compression = _resolve(files_or_dir, folds)
+    if shard is not None:
+        num_shards, index = (int(v) for v in shard)
+        if not 0 <= index < num_shards <= len(files):
+            raise ValueError(f"cannot give share {index} of {num_shards} of {len(files)} record "
+                             f"files. Received: shard={shard}")
+        files = files[index::num_shards]
     autotune = num_parallel_calls == tf.data.AUTOTUNE
     if num_parallel_calls is None:
         num_parallel_calls = available_cpus()
@@ -249,4 +262,6 @@ def make_dataset(
     # function also fan out over the intra-op pool (the default) cost ~2x CPU per clip here.
     options.threading.max_intra_op_parallelism = 1
     options.autotune.enabled = autotune
+    if shard is not None:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.prefetch(tf.data.AUTOTUNE if autotune else 2).with_options(options)

@@ -10,14 +10,15 @@ through `fit_datasets`; `emotf.evaluation.evaluate` calls its factories the same
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import tensorflow as tf
 
 from emotf import keys
+from emotf.distribute import shard_by_data
 from emotf.splits import RunSplit, Selection, run_split
+from emotf.storage import as_path
 
 if TYPE_CHECKING:
     from emotf.configs import TrainConfig
@@ -54,6 +55,17 @@ def as_selection(part) -> Selection:
     return Selection(tuple(int(k) for k in part))
 
 
+def is_records_folder(records) -> bool:
+    """Is `records` a folder of record shards (local or a `tf.io.gfile` URL)? False for ''
+    (a run whose datasets come from a custom factory)."""
+    return bool(records) and as_path(records).is_dir()
+
+
+def _stamp(file: str) -> tuple[str, int]:
+    """(file, modification time in ns): a cache key that changes when the shard is rewritten."""
+    return file, int(tf.io.gfile.stat(file).mtime_nsec)
+
+
 def config_split(config: TrainConfig) -> RunSplit:
     """The training, validation and test selections of a run's config."""
     return run_split(config.split, config.fold, config.validation_folds,
@@ -61,13 +73,14 @@ def config_split(config: TrainConfig) -> RunSplit:
 
 
 def records_dataset(part: Selection, training: bool, config: TrainConfig,
-                    epoch: int) -> tf.data.Dataset:
+                    epoch: int, *, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     """The default `DatasetFactory`: `emotf.pipeline.make_dataset` on the shards of `part`'s
     folds in `config.records` (only the clips of `part.clips`, when given).
 
     `epoch` is the first epoch the dataset serves (non-zero when a run resumes), so a resumed
     run draws fresh samples instead of replaying epoch 0's.
     With `config.labels` = "perceived" the labels are the raters' majority (`emotf.labels`).
+    `shard` (num_shards, index): only that share of the shard files (`make_dataset`).
     """
     from emotf.pipeline import make_dataset
 
@@ -83,6 +96,7 @@ def records_dataset(part: Selection, training: bool, config: TrainConfig,
         cache=config.cache_records,
         clip_ids=part.clips,
         with_metadata=labels != "intended",
+        shard=shard,
     )
     if labels == "intended":
         return dataset
@@ -99,7 +113,7 @@ def check_run_records(config: TrainConfig, split: RunSplit) -> dict:
     custom dataset factory). Raises `emotf.records.manifest.RecordsError` naming every problem unless
     `config.allow_incomplete`.
     """
-    if not config.records or not Path(config.records).is_dir():
+    if not is_records_folder(config.records):
         return {}
     from emotf.records.manifest import check_records
 
@@ -111,7 +125,7 @@ def clips_read(config: TrainConfig, split: RunSplit, test_clips: int, checked: d
     """metrics.json entries: the clips read per split (training and validation counted in the
     records, test = the clips evaluated) and, for the fold protocol, what the manifest lists
     for the same folds (equal on an intact folder)."""
-    if not config.records or not Path(config.records).is_dir():
+    if not is_records_folder(config.records):
         return {}
     read = {"train": count_clips(config.records, split.train),
             "validation": count_clips(config.records, split.validation), "test": int(test_clips)}
@@ -134,7 +148,7 @@ def count_clips(records, part) -> int:
     selection = as_selection(part)
     files = [str(f) for f in record_files(records, selection.folds)]
     if selection.clips is not None:
-        stamps = tuple((f, Path(f).stat().st_mtime_ns) for f in files)
+        stamps = tuple(_stamp(f) for f in files)
         return len(_clip_ids_in(stamps) & selection.clips)
     compression = "GZIP" if files[0].endswith(".gz") else ""
     ds = tf.data.TFRecordDataset(files, compression_type=compression)
@@ -148,7 +162,7 @@ def clip_ids(records, part) -> frozenset[str]:
 
     selection = as_selection(part)
     files = [str(f) for f in record_files(records, selection.folds)]
-    found = _clip_ids_in(tuple((f, Path(f).stat().st_mtime_ns) for f in files))
+    found = _clip_ids_in(tuple(_stamp(f) for f in files))
     return found if selection.clips is None else found & selection.clips
 
 
@@ -180,7 +194,7 @@ def num_batches(dataset: tf.data.Dataset, config: TrainConfig, part) -> int:
         return n
     if n == tf.data.INFINITE_CARDINALITY:
         raise ValueError("The training dataset is infinite: set TrainConfig.steps_per_epoch.")
-    if config.records and Path(config.records).is_dir():
+    if is_records_folder(config.records):
         clips = count_clips(config.records, part)
         if clips < config.batch_size:  # training batches drop the remainder
             raise ValueError(
@@ -199,21 +213,53 @@ def _describe(part) -> str:
 
 
 def fit_datasets(dataset_fn: DatasetFactory, config: TrainConfig, train_part: Selection,
-                 val_part: Selection, epoch: int = 0):
+                 val_part: Selection, epoch: int = 0, *, workers: int = 1, worker: int = 0):
     """(training dataset, validation dataset, steps per epoch) ready for `keras.Model.fit`.
 
-    Sizes are made known to Keras (exact progress bars; the end of the data is not taken for
-    an interruption, no "ran out of data" warning); with `steps_per_epoch` set the training
-    data repeats.
+    Batches hold `config.batch_size` clips: a distributed run passes the global batch
+    (`emotf.distribute.global_batch_size`). Sizes are made known to Keras (exact progress bars;
+    the end of the data is not taken for an interruption, no "ran out of data" warning); with
+    `steps_per_epoch` set the training data repeats.
+
+    Multi-worker (`workers` > 1, this process being worker number `worker`): each dataset is
+    sharded by record file when it reads at least as many shard files as there are workers
+    (worker i reads files i, i + workers, ...), else by data (every worker reads every file
+    and keeps its share of each global batch; a one-line warning); a custom factory's data is
+    sharded by data. The training data repeats (a worker's share of the files need not hold
+    exactly 1/workers of the clips): Keras runs `steps` steps per epoch.
     """
-    train_ds = dataset_fn(train_part, True, config, epoch)
-    val_ds = dataset_fn(val_part, False, config, epoch)
-    if int(val_ds.cardinality()) < 0 and config.records and Path(config.records).is_dir():
+    if workers > 1:
+        train_ds, val_ds = (
+            _worker_dataset(dataset_fn, part, training, config, epoch, workers, worker, name)
+            for part, training, name in ((train_part, True, "training"),
+                                         (val_part, False, "validation")))
+    else:
+        train_ds = dataset_fn(train_part, True, config, epoch)
+        val_ds = dataset_fn(val_part, False, config, epoch)
+    if int(val_ds.cardinality()) < 0 and is_records_folder(config.records) and workers <= 1:
         val_batches = -(-count_clips(config.records, val_part) // config.batch_size)
         val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(val_batches))
+    # (A worker's share of the records has an unknown size: steps come from the clip count.)
     steps = config.steps_per_epoch or num_batches(train_ds, config, train_part)
-    if config.steps_per_epoch:
+    if config.steps_per_epoch or workers > 1:
         train_ds = train_ds.repeat()
     elif int(train_ds.cardinality()) < 0:
         train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
     return train_ds, val_ds, steps
+
+
+def _worker_dataset(dataset_fn, part, training, config, epoch, workers, worker, name):
+    """One worker's dataset of `part` (`fit_datasets`)."""
+    files = _num_shards(config, part) if dataset_fn is records_dataset else None
+    if files is not None and files >= workers:
+        return records_dataset(part, training, config, epoch, shard=(workers, worker))
+    return shard_by_data(dataset_fn(part, training, config, epoch), files, workers, name)
+
+
+def _num_shards(config: TrainConfig, part) -> int | None:
+    """Record shards `part` reads (None: data from a custom factory, not from record files)."""
+    if not is_records_folder(config.records):
+        return None
+    from emotf.pipeline import record_files
+
+    return len(record_files(config.records, as_selection(part).folds))

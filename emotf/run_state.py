@@ -2,34 +2,67 @@
 
 A killed `emotf-train` run restarts from `RUN/backup/` (Keras `BackupAndRestore`); the CSV log
 is written before the backup, early stopping's patience is rebuilt from the log, and a run
-folder refuses a resume under another configuration.
+folder refuses a resume under another configuration. Every file goes through `emotf.storage`
+(`tf.io.gfile`), so a run folder on gs:// or ram:// works; the CSV log is rewritten whole
+(atomically) each epoch, as object stores cannot append.
+
+In a multi-worker run only the chief writes the run folder: a non-chief worker's callbacks
+write into its own scratch folder (deleted after each save) and restore from the chief's
+backup (`emotf.distribute`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
 from emotf.run import Run
+from emotf.storage import StoragePath, as_path, write_atomic
 
 if TYPE_CHECKING:
     from emotf.configs import TrainConfig
 
 
-def read_log(path: Path) -> list[dict]:
+def read_log(path) -> list[dict]:
     """Rows of the CSV log, one per epoch in order (an epoch logged twice - killed after the log
     row, before the backup, then re-run - keeps its last row)."""
+    path = as_path(path)
     if not path.exists():
         return []
-    with path.open() as f:
-        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(io.StringIO(path.read_text()))]
     by_epoch = {int(row.get("epoch", i)): row for i, row in enumerate(rows)}
     return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Keras' CSVLogger, on any `emotf.storage` path: one row per epoch (`epoch` + the logs,
+    columns sorted), the whole file rewritten atomically (`write_atomic`) after each epoch, so
+    it works where files cannot be appended to (gs://) and is never half written."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = as_path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        text = self.path.read_text() if self.path.exists() else ""
+        lines = text.splitlines()
+        keys = sorted(logs or {})
+        header = ",".join(["epoch", *keys])
+        if lines and lines[0] != header:
+            keys = lines[0].split(",")[1:]  # an older log's columns (a resumed run)
+            header = lines[0]
+        row = ",".join([str(epoch), *(_csv_value((logs or {}).get(k, "")) for k in keys)])
+        write_atomic(self.path, ("\n".join([*(lines or [header]), row]) + "\n").encode())
+
+
+def _csv_value(value) -> str:
+    return "" if value == "" else repr(float(np.asarray(value)))
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -77,28 +110,67 @@ def check_resume_config(run: Run, config: "TrainConfig") -> None:
         )
 
 
-def training_callbacks(run: Run, config: "TrainConfig") -> list:
-    """CSV log, BackupAndRestore, best-weights checkpoint, TensorBoard, early stopping."""
-    log_path = run.log_path
-    backup = run.backup_dir
-    if not backup.exists() and log_path.exists():
+class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore for a multi-worker run: restores from `restore_dir` (the chief's
+    backup, the one all workers resume from) and writes to `backup_dir`; with `scratch` the
+    written folder (a non-chief worker's) is deleted after every save, the tf.distribute
+    pattern: every worker saves (reading distributed variables in step), one keeps the files.
+    """
+
+    def __init__(self, backup_dir, restore_dir=None, scratch: bool = False, **kwargs):
+        super().__init__(str(backup_dir), **kwargs)
+        self._restore_dir = str(restore_dir or backup_dir)
+        self._scratch = scratch
+
+    def _use_dir(self, folder: str) -> None:
+        self.backup_dir = folder
+        self._weights_path = str(as_path(folder) / "latest.weights.h5")
+        self._training_metadata_path = str(as_path(folder) / "training_metadata.json")
+        self._prev_weights_path = f"{self._weights_path}.bkp"
+        self._prev_training_metadata_path = f"{self._training_metadata_path}.bkp"
+
+    def on_train_begin(self, logs=None):
+        write_dir = self.backup_dir
+        self._use_dir(self._restore_dir)
+        try:
+            super().on_train_begin(logs)
+        finally:
+            self._use_dir(write_dir)
+
+    def _save_model(self):
+        super()._save_model()
+        if self._scratch:
+            as_path(self.backup_dir).rmtree()
+
+
+def training_callbacks(run: Run, config: "TrainConfig", scratch: StoragePath | None = None) -> list:
+    """CSV log, BackupAndRestore, best-weights checkpoint, TensorBoard, early stopping.
+
+    `scratch` (a non-chief worker of a multi-worker run): every callback writes under this
+    folder instead of the run folder (the non-chief's files are never kept), and the backup is
+    restored from the run's (the chief's) `backup/`.
+    """
+    writes = Run(scratch) if scratch is not None else run
+    log_path = writes.log_path
+    if not run.backup_dir.exists() and log_path.exists():
         log_path.unlink()  # a fresh start: an old log would be appended to
-    history = read_log(log_path)
+    history = read_log(run.log_path)
     best_val = max((row["val_accuracy"] for row in history if "val_accuracy" in row), default=None)
     # The CSV log is written before the backup: a kill between the two re-runs an epoch that is
-    # already logged (`_read_log` keeps its last row) instead of losing a row.
+    # already logged (`read_log` keeps its last row) instead of losing a row.
     callbacks = [
-        keras.callbacks.CSVLogger(str(log_path), append=True),
-        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+        EpochLog(log_path),
+        WorkerBackupAndRestore(writes.backup_dir, restore_dir=run.backup_dir,
+                               scratch=scratch is not None, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
-            str(run.best_weights_path),
+            str(writes.best_weights_path),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
             save_weights_only=True,
             initial_value_threshold=best_val,
         ),
-        keras.callbacks.TensorBoard(str(run.tensorboard_dir), profile_batch=0),
+        keras.callbacks.TensorBoard(str(writes.tensorboard_dir), profile_batch=0),
     ]
     if config.early_stopping_patience > 0:
         callbacks.append(

@@ -18,11 +18,9 @@ metrics; `--fold all` writes `fold-K/` runs and one CV summary (`emotf.run.Cross
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -31,6 +29,15 @@ import tensorflow as tf
 import emotf
 from emotf.configs import TrainConfig
 from emotf.cremad import EMOTIONS, NUM_FOLDS
+from emotf.distribute import (
+    build_for_fit,
+    global_batch_size,
+    is_chief,
+    make_strategy,
+    num_workers,
+    worker_index,
+    worker_scratch,
+)
 from emotf.evaluation.calibration import apply_temperature, calibration_summary, temperature_record
 from emotf.evaluation.metrics import clip_metrics, predict_clips
 from emotf.evaluation.reports import cv_report
@@ -47,11 +54,13 @@ from emotf.run_data import (
     config_split,
     count_clips,
     fit_datasets,
+    is_records_folder,
     records_dataset,
 )
 from emotf.run_state import check_resume_config, read_log, training_callbacks
 from emotf.schedules import make_schedule
 from emotf.splits import ACTORS, check_fingerprint
+from emotf.storage import read_json
 
 # === Training ===
 
@@ -84,17 +93,34 @@ def _class_names(num_classes: int) -> list[str]:
     return list(EMOTIONS) if num_classes == len(EMOTIONS) else [str(c) for c in range(num_classes)]
 
 
-def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None) -> dict:
+def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None,
+               strategy: tf.distribute.Strategy | None = None) -> dict:
     """Train on the training folds, pick the epoch on the validation folds, test on `config.fold`.
 
     Resumes from the run's backup when present. Returns (and writes to the run's metrics) the
     test-fold metrics (`emotf.evaluation.metrics.clip_metrics`) plus parameter count, wall
     time, the chosen epoch, the labels used and how often intended and perceived labels agree
     on the test clips.
+
+    Trains under `strategy` (default: `emotf.distribute.make_strategy(config.strategy)`, made
+    before any other TensorFlow op), with batches of `config.batch_size` clips per replica. In
+    a multi-worker run only the chief writes the run folder and returns the metrics; another
+    worker trains in step with it, writes into a scratch folder it deletes, and returns
+    {"chief": False, "task": "worker:I", "epochs_run": ...}.
     """
-    dataset_fn = dataset_fn or records_dataset
+    strategy = strategy or make_strategy(config.strategy)
+    if is_chief(strategy):
+        return _train_fold(config, dataset_fn or records_dataset, strategy, None)
+    scratch = worker_scratch(strategy)
+    try:
+        return _train_fold(config, dataset_fn or records_dataset, strategy, scratch)
+    finally:
+        scratch.rmtree()
+
+
+def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scratch) -> dict:
+    chief = scratch is None
     run = Run(config.out)
-    run.path.mkdir(parents=True, exist_ok=True)
     start = time.time()
     split = config_split(config)
     summary = split.summary()
@@ -104,9 +130,11 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None) ->
     check_resume_config(run, config)
     if run.has_config():
         check_fingerprint(split, run.recorded_split(), str(run.path))
-    # The folds, where `emotf-evaluate` looks for the test fold (fold protocol only).
-    folds = None if split.clip_level else {key: summary[key] for key in ("train", "validation", "test")}
-    run.write_config(config, summary, environment(), folds)
+    if chief:
+        run.path.mkdir()
+        # The folds, where `emotf-evaluate` looks for the test fold (fold protocol only).
+        folds = None if split.clip_level else {key: summary[key] for key in ("train", "validation", "test")}
+        run.write_config(config, summary, environment(), folds)
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic and not tf.config.list_physical_devices("GPU"):
@@ -114,24 +142,34 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None) ->
         # not bit-repeatable anyway (cuDNN autotuning), so it only applies on the CPU.
         tf.config.experimental.enable_op_determinism()
 
-    if split.clip_level and config.records and Path(config.records).is_dir():
+    if split.clip_level and is_records_folder(config.records):
         check_clip_split_records(config.records, split)  # before any training
+    workers = num_workers(strategy)
+    # Batches of the global batch: tf.distribute splits each across the replicas.
+    global_batch = global_batch_size(config.batch_size, strategy)
+    data_config = replace(config, batch_size=global_batch)
     with precision_policy(config.precision) as policy:
         first_epoch = run.completed_epochs()
         train_ds, val_ds, steps = fit_datasets(
-            dataset_fn, config, split.train, split.validation, first_epoch
+            dataset_fn, data_config, split.train, split.validation, first_epoch, workers=workers,
+            worker=worker_index(strategy),
         )
-        model = build_model(config.model, config.sampling)
-        trainer = compile_trainer(training_model(model), config, steps)
-        history = trainer.fit(
+        with strategy.scope():
+            model = build_model(config.model, config.sampling)
+            trainer = compile_trainer(training_model(model), config, steps)
+        build_for_fit(trainer, train_ds)
+        trainer.fit(
             train_ds,
             validation_data=val_ds,
             epochs=config.epochs,
-            steps_per_epoch=steps if config.steps_per_epoch else None,
-            callbacks=training_callbacks(run, config),
+            steps_per_epoch=steps if config.steps_per_epoch or workers > 1 else None,
+            callbacks=training_callbacks(run, config, scratch),
             verbose=config.verbose,
         )
-        del history
+        if not chief:
+            task = strategy.cluster_resolver
+            return {"chief": False, "task": f"{task.task_type}:{task.task_id}",
+                    "epochs_run": len(read_log(run.log_path))}
         log = read_log(run.log_path)
         if run.best_weights_path.exists():
             trainer.load_weights(str(run.best_weights_path))
@@ -158,6 +196,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None) ->
         "best_validation_accuracy": float(np.nanmax(val_acc)) if val_acc else None,
         "epochs_run": len(log),
         "steps_per_epoch": int(steps),
+        **_distribution(strategy, config, global_batch),
         "parameters": int(model.count_params()),
         "precision": policy,
         "wall_time_s": round(time.time() - start, 2),
@@ -167,7 +206,7 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None) ->
         **clips_read(config, split, len(y_true), records_check),
         **_test_calibration(y_true, probs, calibration.get("temperature")),
     }
-    if split.clip_level and config.records and Path(config.records).is_dir():
+    if split.clip_level and is_records_folder(config.records):
         metrics["clips_in_records"] = {  # the lists' clips that were built (the rest: skipped)
             name: count_clips(config.records, part)
             for name, part in (("train", split.train), ("validation", split.validation),
@@ -181,10 +220,17 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None) ->
     return metrics
 
 
+def _distribution(strategy: tf.distribute.Strategy, config: TrainConfig, global_batch: int) -> dict:
+    """metrics.json's record of how the run was distributed (the learning rate is never scaled)."""
+    return {"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
+            "workers": num_workers(strategy), "batch_size_per_replica": int(config.batch_size),
+            "global_batch_size": int(global_batch), "learning_rate": float(config.learning_rate)}
+
+
 def _label_agreement(config: TrainConfig, part, test_clip_ids) -> dict:
     """metrics.json's "label_agreement" (`emotf.labels.agreement`) on the test clips: their
     ids from the factory's metadata, else read from the records; {} without either."""
-    if test_clip_ids is None and config.records and Path(config.records).is_dir():
+    if test_clip_ids is None and is_records_folder(config.records):
         test_clip_ids = clip_ids(config.records, part)
     return {} if test_clip_ids is None else {"label_agreement": agreement(test_clip_ids)}
 
@@ -202,22 +248,30 @@ def _test_calibration(y_true, probs, temperature) -> dict:
 
 
 def train_all_folds(config: TrainConfig, dataset_fn: DatasetFactory | None = None,
-                    folds=None) -> dict:
+                    folds=None, strategy: tf.distribute.Strategy | None = None) -> dict:
     """Run `train_fold` for each fold into the `fold-K/` runs of `config.out`
     (`emotf.run.CrossValidation`), then write the one CV summary (`cv_report.json` / `.md`,
     `emotf.evaluation.reports.cv_report`) from what the folds hold.
 
     Folds that have finished (their metrics exist) are not retrained (a killed sweep resumes).
-    Returns the summary dict written to `cv_report.json`.
+    Returns the summary dict written to `cv_report.json` (a non-chief worker of a multi-worker
+    run writes nothing and returns {"chief": False, "folds": [...]}).
     """
     if config.split != ACTORS:
         raise ValueError(f"--fold all is the actor-independent cross-validation; a clip-level "
                          f"split has one test list: run one fold. Received: split={config.split!r}")
+    strategy = strategy or make_strategy(config.strategy)
+    chief = is_chief(strategy)
     cv = CrossValidation(config.out)
-    cv.path.mkdir(parents=True, exist_ok=True)
+    if chief:
+        cv.path.mkdir()
+    trained = []
     for k in folds if folds is not None else range(NUM_FOLDS):
         run = cv.fold(k)
         if not run.finished:
-            train_fold(replace(config, fold=k, out=str(run.path)), dataset_fn)
+            train_fold(replace(config, fold=k, out=str(run.path)), dataset_fn, strategy)
+            trained.append(k)
+    if not chief:
+        return {"chief": False, "folds": trained}
     _, json_path = cv_report(cv.path, config=config.to_dict())
-    return json.loads(json_path.read_text())
+    return read_json(json_path)

@@ -9,6 +9,8 @@ Every field of `emotf.configs.TrainConfig` is a flag named by its dotted path (g
 The older names stay: `--batch-size`, `--lr`, `--patience`, `--num-segments`,
 `--sampling KEY=VALUE`, ... A JSON config file (a TrainConfig, or a RUN/config.json as is)
 gives defaults; flags override it. `--fold all` runs the 10-fold cross-validation.
+`--strategy {auto,one_device,mirrored,multi_worker}` picks the tf.distribute strategy
+(`emotf.distribute`; multi_worker reads TF_CONFIG); `--batch_size` is per replica.
 """
 
 from __future__ import annotations
@@ -94,10 +96,17 @@ def main(argv=None) -> int:
 
     if run_all:
         summary = train_all_folds(config)
+        if summary.get("chief") is False:  # a non-chief worker of a multi-worker run
+            print(f"worker: trained folds {summary['folds']}; the chief writes {config.out}")
+            return 0
         print(f"cross-validation: {100 * summary['mean_accuracy']:.1f} % +- {100 * summary['std_accuracy']:.1f} "
               f"over {summary['num_folds']} folds -> {CrossValidation(config.out).report_md}")
     else:
         metrics = train_fold(config)
+        if metrics.get("chief") is False:
+            print(f"{metrics['task']}: trained {metrics['epochs_run']} epochs; "
+                  f"the chief writes {Run(config.out).path}")
+            return 0
         where = (f"fold {metrics['fold']}" if metrics["fold"] is not None else
                  f"split {metrics['split']} test list (speaker-dependent)")
         print(f"{where}: accuracy {100 * metrics['accuracy']:.1f} % "

@@ -1,0 +1,233 @@
+"""tf.distribute for `emotf-train`: which strategy, which worker writes, how input is sharded.
+
+`--strategy` (`TrainConfig.strategy`):
+    auto          multi_worker when TF_CONFIG names more than one chief/worker task, else
+                  mirrored when TensorFlow sees more than one GPU, else one_device;
+    one_device    TensorFlow's default strategy (one GPU, or the CPU);
+    mirrored      `tf.distribute.MirroredStrategy` over the GPUs of this machine (without a
+                  GPU: over its logical CPU devices, which is how the tests run it);
+    multi_worker  `tf.distribute.MultiWorkerMirroredStrategy`: one process per machine,
+                  the cluster and this process's task read from the TF_CONFIG variable.
+
+`batch_size` is per replica; the dataset is batched at the global batch
+(`batch_size x replicas`) and tf.distribute splits each global batch across the replicas. The
+learning rate is used as given (never scaled): see docs/training.md for the linear scaling rule.
+
+Only the chief (task "chief", else "worker" 0) writes the run folder. Every worker runs the
+same callbacks, because saving weights reads distributed variables in step with the others;
+a non-chief writes into its own temporary folder (`worker_scratch`), deleted after each save
+and at the end, and restores from the chief's backup (the run folder must be on storage every
+worker sees: gs://, NFS).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from emotf.configs import STRATEGIES
+from emotf.storage import StoragePath, as_path
+
+TF_CONFIG = "TF_CONFIG"
+WORKER_TASKS = ("chief", "worker")
+
+
+@dataclass(frozen=True)
+class ClusterTask:
+    """This process's place in a TF_CONFIG cluster."""
+
+    task_type: str
+    task_id: int
+    num_workers: int  # chief + worker tasks
+    has_chief: bool = False
+
+    @property
+    def is_chief(self) -> bool:
+        return self.task_type == "chief" or (self.task_type == "worker" and self.task_id == 0
+                                             and not self.has_chief)
+
+
+def read_tf_config(environ=None) -> ClusterTask | None:
+    """The task TF_CONFIG describes (None when the variable is unset or empty).
+
+    Raises:
+        ValueError: one line naming TF_CONFIG and what is wrong with it.
+    """
+    text = (os.environ if environ is None else environ).get(TF_CONFIG, "").strip()
+    if not text:
+        return None
+
+    def bad(problem: str):
+        return ValueError(f"{TF_CONFIG}: {problem}. Expected e.g. "
+                          '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                          '"task": {"type": "worker", "index": 0}}')
+
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise bad(f"not JSON ({error})") from None
+    if not isinstance(value, dict) or not isinstance(value.get("cluster"), dict):
+        raise bad("no 'cluster' object")
+    cluster, task = value["cluster"], value.get("task")
+    for name, addresses in cluster.items():
+        if not isinstance(addresses, list) or not all(
+                isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses):
+            raise bad(f"cluster {name!r} must be a list of 'host:port' strings. Received: {addresses!r}")
+    if not isinstance(task, dict) or "type" not in task:
+        raise bad("no 'task' object with a 'type' and an 'index'")
+    task_type, index = task["type"], task.get("index", 0)
+    if task_type not in WORKER_TASKS:
+        raise bad(f"task type {task_type!r} cannot train (one of {WORKER_TASKS})")
+    if task_type not in cluster:
+        raise bad(f"task type {task_type!r} is not in the cluster {sorted(cluster)}")
+    if not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
+        raise bad(f"task index {index!r} outside 0..{len(cluster[task_type]) - 1} of {task_type!r}")
+    if len(cluster.get("chief", [])) > 1:
+        raise bad(f"at most one chief. Received: {cluster['chief']!r}")
+    workers = sum(len(cluster.get(name, [])) for name in WORKER_TASKS)
+    return ClusterTask(task_type, index, workers, "chief" in cluster)
+
+
+def resolve_strategy(name: str, task: ClusterTask | None, num_gpus: int) -> str:
+    """The strategy `name` stands for: `auto` resolved (module docstring), others as they are.
+
+    Raises:
+        ValueError: an unknown name, or multi_worker without TF_CONFIG.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={name!r}")
+    if name == "auto":
+        if task is not None and task.num_workers > 1:
+            return "multi_worker"
+        return "mirrored" if num_gpus > 1 else "one_device"
+    if name == "multi_worker" and task is None:
+        raise ValueError(f"--strategy multi_worker reads the cluster from {TF_CONFIG}, which is "
+                         "not set (docs/training.md, 'Distributed training')")
+    return name
+
+
+@functools.cache
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The strategy of `--strategy name`; one per process (TensorFlow allows one multi-worker
+    strategy per program: create it before any other TensorFlow op).
+
+    Raises:
+        ValueError: bad strategy name or TF_CONFIG (one line).
+    """
+    task = read_tf_config()
+    resolved = resolve_strategy(name, task, len(tf.config.list_physical_devices("GPU")))
+    if resolved == "multi_worker":
+        return _MultiWorkerMirroredStrategy()
+    if resolved == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    return tf.distribute.get_strategy()
+
+
+class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy whose `reduce` takes `axis=0` on a scalar as `axis=None`.
+
+    Keras 3.15 reduces each step's metric values (scalars, one per replica) across workers with
+    `strategy.reduce("MEAN", value, axis=0)`, which TensorFlow refuses for a scalar ("Invalid
+    reduction dimension 0 for input with 0 dimensions"; keras-team/keras#20585: Keras 3's fit
+    fails under this strategy). The mean over the replicas is what Keras means, and what it
+    computes on one machine (`tf.reduce_mean` of the replicas' values).
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parts = getattr(value, "values", (value,))
+        if axis is not None and getattr(parts[0], "shape", None) is not None \
+                and parts[0].shape.rank == 0:
+            axis = None
+        return super().reduce(reduce_op, value, axis)
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Worker processes of the strategy's cluster (1 unless multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(name, [])) for name in WORKER_TASKS)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Does this process write the run folder? (Always, outside a multi-worker cluster.)"""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or num_workers(strategy) <= 1:
+        return True
+    spec = resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in spec
+
+
+def global_batch_size(batch_size: int, strategy: tf.distribute.Strategy) -> int:
+    """The batch one step consumes over all replicas: `batch_size` (per replica) x replicas."""
+    return int(batch_size) * int(strategy.num_replicas_in_sync)
+
+
+def worker_scratch(strategy: tf.distribute.Strategy) -> StoragePath:
+    """A new local temporary folder for a non-chief worker's checkpoints (the caller deletes it)."""
+    resolver = strategy.cluster_resolver
+    return as_path(tempfile.mkdtemp(prefix=f"emotf-{resolver.task_type}{resolver.task_id}-"))
+
+
+def shard_by_data(dataset: tf.data.Dataset, num_files: int | None, workers: int,
+                  name: str = "training") -> tf.data.Dataset:
+    """`dataset` with tf.distribute's DATA auto-shard policy: every worker reads every file and
+    keeps its share of each global batch. Used when a dataset cannot be sharded by file: fewer
+    record shards than workers (`num_files`: a one-line warning says so) or data that does not
+    come from record files (`num_files` None: no warning). (Sharding by file is done in the
+    pipeline itself: `emotf.pipeline.make_dataset(shard=...)`.)"""
+    if num_files is not None:
+        warnings.warn(f"the {name} data has {num_files} record shard(s) for {workers} workers: "
+                      "every worker reads all of them and keeps its share of each batch (data "
+                      "sharding); build the records with at least as many shards as workers",
+                      stacklevel=2)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def worker_index(strategy: tf.distribute.Strategy) -> int:
+    """This worker's input pipeline number, 0..workers-1 (the chief first, as tf.distribute
+    numbers them)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or num_workers(strategy) <= 1:
+        return 0
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief":
+        return 0
+    return int(resolver.task_id) + (1 if has_chief else 0)
+
+
+def shard_policy(dataset: tf.data.Dataset) -> str:
+    """The auto-shard policy name a dataset carries ('AUTO' when none was set)."""
+    return dataset.options().experimental_distribute.auto_shard_policy.name
+
+
+def build_for_fit(trainer, dataset: tf.data.Dataset) -> None:
+    """Build the compiled `trainer`'s metric and loss state from `dataset.element_spec`, and
+    stop `fit` from probing the data for it.
+
+    Under a tf.distribute strategy Keras 3.15's `fit` first pulls one batch and all-reduces it,
+    only to learn the input shapes (`Trainer._maybe_symbolic_build`). Under
+    MultiWorkerMirroredStrategy that reduce fails on a dict of inputs ("Attempt to convert a
+    value ({'frames': PerReplica..."; keras-team/keras#20585), and under every strategy it
+    costs one more iteration of the dataset, which moves the shuffle and the sampling seeds
+    of every later epoch away from a single-device run's. The shapes are in the spec already.
+    Nothing changes for a model built outside a strategy scope (Keras builds it when tracing).
+    """
+    strategy = getattr(trainer, "_distribute_strategy", None)
+    if strategy is None:
+        return
+    with strategy.scope():
+        trainer._symbolic_build(data_batch=dataset.element_spec)
+    trainer._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
