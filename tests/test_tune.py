@@ -305,3 +305,23 @@ def test_cli_refuses_to_mix_two_searches(searched, capsys):
     with pytest.raises(SystemExit):
         tune_main(["--out", str(out), "--fold", str(TEST_FOLD), "--search", "momentum"])
     assert "holds a search with another configuration" in capsys.readouterr().err
+
+
+def test_a_search_on_a_gfile_url_writes_nothing_locally(tmp_path, monkeypatch):
+    """OUT on TensorFlow's in-memory filesystem, as gs:// would be: keras-tuner's project, the
+    TensorBoard runs and emotf's outputs are written there (through tf.io.gfile) and no local
+    file is made. (Not continued there: ram:// appends when a file is opened for writing again,
+    and keras-tuner rewrites oracle.json and trial.json in place; gs:// replaces them.)"""
+    from emotf.storage import as_path, read_json
+
+    monkeypatch.chdir(tmp_path)
+    out = as_path(f"ram://tune-{tmp_path.name}/out")
+    first = tune(tune_config(tmp_path, out=str(out), max_trials=1), SpyFactory())
+    assert first["trials_run"] == ["0"] and first["trials"][0]["status"] == "COMPLETED"
+    assert read_json(out / "trials.json", list) == first["trials"]
+    assert "trial_id,status" in (out / "trials.csv").read_text()
+    assert read_json(out / "best_config.json")["config"]["out"] == str(out / "best-run")
+    assert (out / "search" / "oracle.json").is_file()
+    assert (out / "search" / "trial_0" / "checkpoint.weights.h5").is_file()
+    assert (out / "tensorboard" / "0").is_dir()
+    assert list(tmp_path.iterdir()) == []
