@@ -8,7 +8,7 @@ The layout is TensorFlow Serving's: `out_dir/<version>/saved_model.pb` + `variab
 version is written to a hidden temporary folder and renamed into place, so a server watching
 `out_dir` never sees half a model. `out_dir` may be on any filesystem `tf.io.gfile` knows
 (`gs://bucket/models/emotf`, `ram://`; `emotf.storage`): there, where folders cannot be
-renamed, the files are copied into `<version>/` with `saved_model.pb` last.
+renamed, the version is written in place, the metadata first and `saved_model.pb` last.
 
 Signatures (see docs/serving.md; `saved_model_cli show --dir out_dir/1 --all` lists them):
 
@@ -310,46 +310,49 @@ def export_saved_model(
         if k in ("face_tracker", "min_clip_seconds", "clip_settings", "timeline")
     }}
     archive = build_archive(model, sampling_config, model_config=model_config, build=build)
+    metadata = {
+        "format": "emotf-savedmodel-1",
+        "class_codes": list(EMOTIONS),
+        "class_names": list(EMOTION_NAMES),
+        "sampling_config": sampling_config.to_dict(),
+        "model_config": model_config or {},
+        "signatures": ["serving_default", "predict_segments", "metadata"],
+        "emotf_version": emotf.__version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        **build,
+        **(extra_metadata or {}),
+    }
+    if not out_dir.is_local:
+        # Object stores (and ram://) cannot rename a folder: write in place. The metadata goes
+        # first and TensorFlow writes saved_model.pb last (atomically), so a reader that waits
+        # for it (`resolve_saved_model`, TF Serving's retries) sees a whole model.
+        try:
+            _write_version(archive, final, metadata)
+        except BaseException:
+            _remove_quietly(final)
+            raise
+        return final
     tmp = out_dir / f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the temporary path
-            archive.write_out(str(tmp), verbose=False)
-        metadata = {
-            "format": "emotf-savedmodel-1",
-            "class_codes": list(EMOTIONS),
-            "class_names": list(EMOTION_NAMES),
-            "sampling_config": sampling_config.to_dict(),
-            "model_config": model_config or {},
-            "signatures": ["serving_default", "predict_segments", "metadata"],
-            "emotf_version": emotf.__version__,
-            "tensorflow_version": tf.__version__,
-            "keras_version": keras.__version__,
-            **build,
-            **(extra_metadata or {}),
-        }
-        write_json(tmp / "assets.extra" / METADATA_FILE, metadata)
-        _publish(tmp, final)
+        _write_version(archive, tmp, metadata)
+        os.replace(tmp.local_path(), final.local_path())
     finally:
-        tmp.rmtree()
+        _remove_quietly(tmp)
     return final
 
 
-def _publish(tmp: StoragePath, final: StoragePath) -> None:
-    """Move the written version folder into place: one rename locally; elsewhere (object
-    stores and `ram://` cannot rename a folder) a copy of every file, `saved_model.pb` last,
-    so a reader that waits for `saved_model.pb` (`resolve_saved_model`) sees a whole model."""
-    if tmp.is_local:
-        os.replace(tmp.local_path(), final.local_path())
-        return
-    files = []
-    for folder, subfolders, names in tf.io.gfile.walk(str(tmp)):
-        files += [as_path(folder) / name for name in names]
-        for name in subfolders:  # empty ones too (`assets/`)
-            (final / (as_path(folder) / name).relative_to(tmp)).mkdir()
-    files.sort(key=lambda f: f.relative_to(tmp) == "saved_model.pb")
-    final.mkdir()
-    for source in files:
-        source.copy(final / source.relative_to(tmp))
+def _write_version(archive: keras.export.ExportArchive, folder: StoragePath, metadata: dict):
+    """`assets.extra/emotf.json`, then the SavedModel (saved_model.pb last), into `folder`."""
+    write_json(folder / "assets.extra" / METADATA_FILE, metadata)
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the path
+        archive.write_out(str(folder), verbose=False)
+
+
+def _remove_quietly(folder: StoragePath) -> None:
+    """Remove a half-written folder; a failure to clean up never hides the real outcome."""
+    with contextlib.suppress(Exception):
+        folder.rmtree()
 
 
 def export_run(run_dir, out_dir=None, version: int | None = None) -> StoragePath:
