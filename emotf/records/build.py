@@ -54,7 +54,7 @@ VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
 VIDEO_EXT, AUDIO_EXT = ".flv", ".wav"
 MANIFEST = records_manifest.MANIFEST
 RUNNERS = ("local", "beam")
-BEAM_MISSING = 'emotf-build-records --runner beam needs Apache Beam: pip install "emotf[beam]"'
+BEAM_MISSING = '--runner beam needs Apache Beam: pip install "emotf[beam]"'
 
 
 @dataclass(frozen=True)
