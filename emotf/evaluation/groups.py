@@ -23,15 +23,15 @@ GROUP_FIELDS = ("grouping", "group", "num_clips", "model", "voice", "face", "aud
 def load_demographics(path: str | Path | None = None) -> dict[int, dict[str, str]]:
     """Actor id -> {"sex", "age" (decade band, e.g. "20-29"), "race", "ethnicity"} from
     `VideoDemographics.csv` (the shipped copy by default)."""
-    path = Path(path) if path else data_path("VideoDemographics.csv")
+    from emotf.evaluation.figures import read_csv_rows
+
     actors = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            decade = int(row["Age"]) // 10 * 10
-            actors[int(row["ActorID"])] = {
-                "sex": row["Sex"], "age": f"{decade}-{decade + 9}",
-                "race": row["Race"], "ethnicity": row["Ethnicity"],
-            }
+    for row in read_csv_rows(path if path else data_path("VideoDemographics.csv")):
+        decade = int(row["Age"]) // 10 * 10
+        actors[int(row["ActorID"])] = {
+            "sex": row["Sex"], "age": f"{decade}-{decade + 9}",
+            "race": row["Race"], "ethnicity": row["Ethnicity"],
+        }
     return actors
 
 
