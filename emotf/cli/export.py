@@ -3,7 +3,8 @@
     emotf-export RUN [--out DIR] [--version V]
 
 Writes `DIR/<V>/` (TensorFlow Serving layout; default DIR = RUN/export, V = next integer) and
-prints its path. See docs/serving.md for the signatures.
+prints its path. RUN and DIR may be local or `tf.io.gfile` URLs (`gs://bucket/...`). See
+docs/serving.md for the signatures.
 """
 
 from __future__ import annotations

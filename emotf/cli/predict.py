@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     parser = Parser(prog="emotf-predict", description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="video files, folders (recursive) or glob patterns")
-    parser.add_argument("--model", required=True, help="SavedModel folder (base or version)")
+    parser.add_argument("--model", required=True,
+                        help="SavedModel folder (base or version; local or gs://...)")
     parser.add_argument("--audio", action="append", default=None, metavar="WAV",
                         help="audio file for the video in the same position (repeat per video)")
     parser.add_argument("--window", type=float, default=None, metavar="S",
@@ -33,7 +34,8 @@ def main(argv=None) -> int:
     parser.add_argument("--hop", type=float, default=None, metavar="S",
                         help="seconds between window starts (default: the model's, 1 s)")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="write <stem>.json, <stem>.timeline.csv, <stem>.timeline.png here")
+                        help="write <stem>.json, <stem>.timeline.csv, <stem>.timeline.png here "
+                             "(local or gs://...)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document (a list, one object per video)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per model call")
