@@ -148,6 +148,13 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
         return super().reduce(reduce_op, value, axis)
 
 
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The `--strategy` name of a strategy object ("one_device" for TensorFlow's default)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    return "mirrored" if isinstance(strategy, tf.distribute.MirroredStrategy) else "one_device"
+
+
 def num_workers(strategy: tf.distribute.Strategy) -> int:
     """Worker processes of the strategy's cluster (1 unless multi-worker)."""
     resolver = getattr(strategy, "cluster_resolver", None)

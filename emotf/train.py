@@ -35,6 +35,7 @@ from emotf.distribute import (
     is_chief,
     make_strategy,
     num_workers,
+    strategy_name,
     worker_index,
     worker_scratch,
 )
@@ -222,7 +223,7 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
 
 def _distribution(strategy: tf.distribute.Strategy, config: TrainConfig, global_batch: int) -> dict:
     """metrics.json's record of how the run was distributed (the learning rate is never scaled)."""
-    return {"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
+    return {"strategy": strategy_name(strategy), "replicas": int(strategy.num_replicas_in_sync),
             "workers": num_workers(strategy), "batch_size_per_replica": int(config.batch_size),
             "global_batch_size": int(global_batch), "learning_rate": float(config.learning_rate)}
 
