@@ -105,6 +105,10 @@ def test_export_to_ram_serves_what_the_local_export_serves(runs, tmp_path, capsy
     assert capsys.readouterr().out.strip() == f"{url}/export/2"
     assert model_versions(f"{url}/export") == [1, 2]
     assert resolve_saved_model(f"{url}/export") == f"{url}/export/2"
+    # A version still being written (no saved_model.pb yet) is not served, but is counted.
+    gfile.makedirs(f"{url}/export/3/variables")
+    assert resolve_saved_model(f"{url}/export") == f"{url}/export/2"
+    assert model_versions(f"{url}/export") == [1, 2, 3]
 
 
 def test_evaluate_on_ram_writes_its_files_there(runs, root, tmp_path):
