@@ -36,7 +36,8 @@ ONE_FILE = ["--validation_folds", "8", "--batch_size", "2", "--steps_per_epoch",
 TIMEOUT = 240
 
 # The subprocess: optional logical CPU devices; optional record of the epochs it starts and a
-# pause after an epoch (the run is then killed there); then `emotf-train`.
+# pause after an epoch (the run is then killed there); then `emotf-train` (and optionally the
+# same command again with more epochs: a resume).
 DRIVER = r'''
 import os, sys, time
 cpus = int(os.environ.get("DRV_CPUS", "0"))
@@ -62,7 +63,10 @@ if os.environ.get("DRV_EPOCHS"):
     real = emotf.train.training_callbacks
     emotf.train.training_callbacks = lambda *a, **k: real(*a, **k) + [Record()]
 from emotf.cli.train import main
-sys.exit(main(sys.argv[1:]))
+rc = main(sys.argv[1:])
+if rc == 0 and os.environ.get("DRV_RESUME_EPOCHS"):  # the same run, resumed for more epochs
+    rc = main(sys.argv[1:] + ["--epochs", os.environ["DRV_RESUME_EPOCHS"]])
+sys.exit(rc)
 '''
 
 
@@ -155,14 +159,15 @@ def cluster_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mirrored_run(cluster_env):
-    """One process, MirroredStrategy over 2 logical CPU devices, 2 clips per replica."""
+    """One process, MirroredStrategy over 2 logical CPU devices, 2 clips per replica: epoch 1,
+    then the same run resumed for epoch 2 (as the killed multi-worker run below is)."""
     root = cluster_env["root"]
     procs = Processes(cluster_env["driver"])
     try:
         log = root / "mirrored.log"
-        process = procs.start(["--records", cluster_env["records"], *TINY, *ONE_FILE,
+        process = procs.start(["--records", cluster_env["records"], *TINY, *ONE_FILE, "--epochs", "1",
                                "--strategy", "mirrored", "--export", "false", "--out", root / "mirrored"],
-                              log, DRV_CPUS="2")
+                              log, DRV_CPUS="2", DRV_RESUME_EPOCHS="2")
         wait_ok([process], [log])
     finally:
         procs.kill_all()
@@ -180,81 +185,74 @@ def test_mirrored_over_two_logical_cpus_trains_with_the_global_batch(mirrored_ru
     assert [row.split(",")[0] for row in log[1:]] == ["0", "1"]
 
 
-def test_two_workers_train_like_one_process_and_only_the_chief_writes(cluster_env, mirrored_run, tmp_path):
-    """Two worker processes (one replica each) against one process with two replicas: same
-    global batch (2 x 2 clips), same data (one record file: data sharding gives worker i the
-    i-th half of each global batch, as MirroredStrategy gives replica i), same steps per epoch
-    (a multi-worker run repeats its data, so the baseline sets --steps_per_epoch too). The
-    gradients are all-reduced over 2 replicas either way: the final weights agree to 1e-6
-    (measured: identical). Against --strategy one_device with --batch_size 4 they differ
-    by ~0.04 (BatchNorm statistics are per replica: 2 clips, not 4)."""
-    procs = Processes(cluster_env["driver"])
-    out, scratch = tmp_path / "run", tmp_path / "scratch{i}"
-    for i in range(2):
-        Path(str(scratch).format(i=i)).mkdir()
-    try:
-        workers = procs.workers(["--records", cluster_env["records"], *TINY, *ONE_FILE], out, tmp_path,
-                                "eq", TMPDIR=str(scratch))
-        logs = [tmp_path / f"eq-worker{i}.log" for i in range(2)]
-        wait_ok(workers, logs)
-    finally:
-        procs.kill_all()
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["strategy"] == "multi_worker" and metrics["workers"] == 2
-    assert metrics["replicas"] == 2 and metrics["global_batch_size"] == 4
-    assert (out / "export" / "1" / "saved_model.pb").is_file()  # the chief exported the SavedModel
-    assert "worker:1: trained 2 epochs; the chief writes" in logs[1].read_text()
-    assert "the training data has 1 record shard(s) for 2 workers" in logs[0].read_text()
-    # The non-chief's checkpoints went to its own temporary folder, deleted; none in the run.
-    assert list(Path(str(scratch).format(i=1)).iterdir()) == []
-    for part in ("train", "validation"):
-        assert len(list((out / "tensorboard" / part).iterdir())) == 1
-    one, two = weights(mirrored_run / "backup" / "latest.weights.h5"), weights(out / "backup" / "latest.weights.h5")
-    assert one.keys() == two.keys()
-    for key in one:
-        np.testing.assert_allclose(two[key], one[key], atol=1e-6, err_msg=key)
-    log_one = (mirrored_run / "training_log.csv").read_text().splitlines()
-    log_two = (out / "training_log.csv").read_text().splitlines()
-    header = log_one[0].split(",")
-    for a, b in zip(log_one[1:], log_two[1:]):
-        a, b = dict(zip(header, map(float, a.split(",")))), dict(zip(header, map(float, b.split(","))))
-        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6) and a["accuracy"] == b["accuracy"]
+def test_two_workers_killed_after_epoch_1_resume_and_match_one_process(cluster_env, mirrored_run,
+                                                                         tmp_path):
+    """Two worker processes on loopback (one replica each) train epoch 1 and stop (its backup
+    written); worker 1 is killed, then the chief; both restart and train epoch 2 only, the
+    chief writes metrics.json and the SavedModel, the other worker nothing in the run folder.
 
-
-def test_killed_worker_resumes_from_the_last_completed_epoch(cluster_env, tmp_path):
-    """Both workers stop after epoch 1 (its backup written); worker 1 is killed, then the
-    chief; both restart and train epoch 2 only. Training reads 8 record files: sharded by file."""
+    The result is compared with one process with two replicas run the same way (epoch 1, then
+    resumed): same global batch (2 x 2 clips); same data, since the training part is one
+    record file, so data sharding gives worker i the i-th half of each global batch, as
+    MirroredStrategy gives replica i; same steps per epoch (a multi-worker run repeats its
+    data, so both set --steps_per_epoch). The validation part (8 files) is sharded by file.
+    Gradients are all-reduced over 2 replicas either way: the final weights agree to 1e-6
+    (measured: identical). Against --strategy one_device with --batch_size 4 they differ by
+    ~0.04 (BatchNorm statistics are per replica: 2 clips, not 4).
+    """
     procs = Processes(cluster_env["driver"])
-    out = tmp_path / "run"
-    args = ["--records", cluster_env["records"], *TINY, "--batch_size", "2", "--export", "false"]
-    epochs = str(tmp_path / "{tag}-epochs{i}.txt")
+    out, scratch, epochs = tmp_path / "run", str(tmp_path / "scratch{i}"), str(tmp_path / "{tag}-epochs{i}")
+    args = ["--records", cluster_env["records"], *TINY, *ONE_FILE]
+    for i in range(2):  # the workers' temporary folders (TMPDIR)
+        Path(scratch.format(i=i)).mkdir()
+        (tmp_path / f"killed{i}").mkdir()
     try:
         first = procs.workers(args, out, tmp_path, "first", DRV_EPOCHS=epochs.replace("{tag}", "first"),
-                              DRV_PAUSE_AFTER="1")
+                              DRV_PAUSE_AFTER="1", TMPDIR=str(tmp_path / "killed{i}"))
         paused = [Path(epochs.format(tag="first", i=i) + ".paused") for i in range(2)]
         deadline = time.time() + TIMEOUT
         while not all(p.exists() for p in paused):
             assert time.time() < deadline and all(p.poll() is None for p in first), \
                 (tmp_path / "first-worker0.log").read_text()[-3000:]
-            time.sleep(0.5)
+            time.sleep(0.2)
         for process in (first[1], first[0]):  # kill the worker, then the chief
             process.kill()
             process.wait(timeout=30)
         assert not (out / "metrics.json").exists()
-        second = procs.workers(args, out, tmp_path, "second", DRV_EPOCHS=epochs.replace("{tag}", "second"))
-        wait_ok(second, [tmp_path / f"second-worker{i}.log" for i in range(2)])
+        second = procs.workers(args, out, tmp_path, "second", DRV_EPOCHS=epochs.replace("{tag}", "second"),
+                               TMPDIR=scratch)
+        logs = [tmp_path / f"second-worker{i}.log" for i in range(2)]
+        wait_ok(second, logs)
     finally:
         procs.kill_all()
+    # Resumed after the last completed epoch: epoch 2 ran once, epoch 1 was not repeated.
     for i in range(2):
         assert Path(epochs.format(tag="first", i=i)).read_text().split() == ["0"]
-        assert Path(epochs.format(tag="second", i=i)).read_text().split() == ["1"]  # not 0 again
+        assert Path(epochs.format(tag="second", i=i)).read_text().split() == ["1"]
     log = (out / "training_log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["0", "1"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 2 and metrics["workers"] == 2
-    chief_log = (tmp_path / "second-worker0.log").read_text()
-    assert "the training data has" not in chief_log  # 8 files for 2 workers: by file
-    assert "the validation data has 1 record shard(s) for 2 workers" in chief_log
+    assert metrics["strategy"] == "multi_worker" and metrics["workers"] == 2
+    assert metrics["replicas"] == 2 and metrics["global_batch_size"] == 4 and metrics["epochs_run"] == 2
+    assert (out / "export" / "1" / "saved_model.pb").is_file()  # the chief exported the SavedModel
+    chief, worker = (path.read_text() for path in logs)
+    assert "worker:1: trained 2 epochs; the chief writes" in worker
+    assert "the training data has 1 record shard(s) for 2 workers" in chief
+    assert "the validation data has" not in chief  # 8 files for 2 workers: by file
+    # The non-chief's checkpoints went to its own temporary folder, deleted; none in the run.
+    assert list(Path(scratch.format(i=1)).iterdir()) == []
+    assert sorted(p.name for p in (out / "backup").iterdir()) == ["latest.weights.h5",
+                                                                  "training_metadata.json"]
+    for part in ("train", "validation"):  # one writer each run (killed + restarted): 2 files
+        assert len(list((out / "tensorboard" / part).iterdir())) == 2
+    one, two = weights(mirrored_run / "backup" / "latest.weights.h5"), weights(out / "backup" / "latest.weights.h5")
+    assert one.keys() == two.keys()
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], atol=1e-6, err_msg=key)
+    rows = [[dict(zip(lines[0].split(","), map(float, row.split(",")))) for row in lines[1:]]
+            for lines in ((mirrored_run / "training_log.csv").read_text().splitlines(), log)]
+    for a, b in zip(*rows):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6) and a["accuracy"] == b["accuracy"]
 
 
 def test_file_sharding_gives_each_worker_its_own_record_files(cluster_env):
