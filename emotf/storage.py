@@ -159,6 +159,14 @@ class StoragePath:
             raise FileNotFoundError(f"{self}: {error}") from None
 
     def rmtree(self) -> None:
+        """Delete the folder and everything under it (nothing when it does not exist)."""
+        for _ in range(3):  # ram:// lists phantom entries ('assets' shows '.extra' of
+            if not self.exists():  # 'assets.extra'): deleting them fails once, then it is gone
+                return
+            try:
+                _gfile().rmtree(self._path)
+            except Exception:  # tf.errors.NotFoundError of such an entry
+                continue
         if self.exists():
             _gfile().rmtree(self._path)
 
@@ -169,8 +177,23 @@ class StoragePath:
         return target
 
     def copy(self, target: str | os.PathLike | StoragePath) -> StoragePath:
+        """Copy this file onto `target` (its folder created first: on ram:// a file copied into
+        a missing folder is never listed)."""
         target = StoragePath(target)
+        target.parent.mkdir()
         _gfile().copy(self._path, str(target), overwrite=True)
+        return target
+
+    def copy_tree(self, target: str | os.PathLike | StoragePath) -> StoragePath:
+        """Copy this folder and everything under it to `target` (across filesystems too:
+        a local folder into ram:// or gs://)."""
+        target = StoragePath(target)
+        target.mkdir()
+        for entry in self.iterdir():
+            if entry.is_dir():
+                entry.copy_tree(target / entry.name)
+            else:
+                entry.copy(target / entry.name)
         return target
 
     # === Content ===

@@ -60,3 +60,19 @@ def test_read_json_names_the_file_and_the_problem(folder):
     with pytest.raises(FileNotFoundError, match=r"missing\.json: no such file"):
         read_json(folder / "missing.json")
     assert read_json(folder / "list.json", list) == [1]
+
+
+def test_copy_tree_between_filesystems(tmp_path):
+    src = tmp_path / "run"
+    (src / "export" / "1").mkdir(parents=True)
+    (src / "config.json").write_text("{}")
+    (src / "export" / "1" / "saved_model.pb").write_bytes(b"pb")
+    target = as_path(f"ram://emotf-test-{uuid.uuid4().hex}/run")
+    as_path(src).copy_tree(target)
+    assert (target / "config.json").read_text() == "{}"
+    assert (target / "export" / "1" / "saved_model.pb").read_bytes() == b"pb"
+    back = as_path(tmp_path / "back")
+    target.copy_tree(back)
+    assert (tmp_path / "back" / "export" / "1" / "saved_model.pb").read_bytes() == b"pb"
+    target.rmtree()
+    assert not target.exists()
