@@ -188,3 +188,16 @@ def test_a_chief_refuses_an_address_it_cannot_listen_on():
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         with pytest.raises(RuntimeError, match=rf"^{address}: the chief cannot listen there"):
             serve_oracle(Tuner(), TunerRole("chief", address))
+
+
+def test_keras_tuner_sees_the_role_only_inside_the_search(monkeypatch):
+    from emotf.tune_distributed import ENV_NAMES, keras_tuner_environment
+
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner7")
+    monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
+    monkeypatch.delenv("KERASTUNER_ORACLE_PORT", raising=False)
+    with keras_tuner_environment(TunerRole("chief", "127.0.0.1:8000")):
+        assert [os.environ.get(n) for n in ENV_NAMES] == ["chief", "127.0.0.1", "8000"]
+    with keras_tuner_environment(TunerRole()):  # one process: keras-tuner sees no role
+        assert [os.environ.get(n) for n in ENV_NAMES] == [None, None, None]
+    assert [os.environ.get(n) for n in ENV_NAMES] == ["tuner7", None, None]
