@@ -311,3 +311,30 @@ def test_sampling_shapes_conflicting_with_the_model_are_refused():
     assert ok.sampling.num_segments == N and ok.sampling.window_seconds == 1.0
     with pytest.raises(ValueError, match="num_segments"):
         TrainConfig(model=MODEL, sampling={"num_segments": N + 1})  # refused at construction
+
+
+def test_train_fold_reads_and_writes_through_gfile_urls(tmp_path):
+    """Records and run folder on TensorFlow's in-memory filesystem (ram://), as on gs://: the
+    run folder is complete and resumable there (log, backup, best weights, model, metrics)."""
+    from emotf.run import Run
+    from emotf.run_state import read_log
+    from emotf.storage import as_path
+
+    local = tmp_path / "records"
+    write_tiny_shards(local)
+    records = as_path(f"ram://{tmp_path.name}/records")
+    records.mkdir()
+    for file in as_path(local).iterdir():
+        file.copy(records / file.name)
+    model = ModelConfig(num_segments=2, frame_size=32, spectrogram_shape=(16, 8), video_stem_width=4,
+                        video_widths=(4,), audio_widths=(4, 4), fc_units=4)
+    out = f"ram://{tmp_path.name}/run"
+    metrics = train_fold(config(tmp_path, records=str(records), out=out, epochs=1, batch_size=4, model=model))
+    run = Run(out)
+    assert run.read_metrics()["accuracy"] == metrics["accuracy"] and metrics["epochs_run"] == 1
+    assert [row["epoch"] for row in read_log(run.log_path)] == [0] and run.completed_epochs() == 1
+    for path in (run.config_path, run.model_path, run.best_weights_path, run.calibration_path,
+                 run.tensorboard_dir):
+        assert path.exists(), path
+    assert not (tmp_path / "run").exists()
+    assert run.load_model().count_params() == metrics["parameters"]
