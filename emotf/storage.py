@@ -190,6 +190,8 @@ class StoragePath:
         target = StoragePath(target)
         target.mkdir()
         for entry in self.iterdir():
+            if not entry.exists():  # ram://'s phantom entries (see rmtree)
+                continue
             if entry.is_dir():
                 entry.copy_tree(target / entry.name)
             else:
