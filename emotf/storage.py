@@ -212,6 +212,9 @@ class StoragePath:
         return self.read_bytes().decode("utf-8")
 
     def write_bytes(self, data: bytes) -> int:
+        """Replace the file's content with `data`."""
+        if not self.is_local and self.exists():  # ram:// appends to an existing file
+            self.unlink()
         with self.open("wb") as f:
             f.write(data)
         return len(data)

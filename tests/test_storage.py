@@ -76,3 +76,10 @@ def test_copy_tree_between_filesystems(tmp_path):
     assert (tmp_path / "back" / "export" / "1" / "saved_model.pb").read_bytes() == b"pb"
     target.rmtree()
     assert not target.exists()
+
+
+def test_write_replaces_the_content(folder):
+    folder.mkdir()
+    (folder / "f.txt").write_bytes(b"0123456789")
+    (folder / "f.txt").write_text("ab")
+    assert (folder / "f.txt").read_text() == "ab"
