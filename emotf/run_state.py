@@ -102,6 +102,9 @@ def check_resume_config(run: Run, config: "TrainConfig") -> None:
     if not run.resumable or not run.has_config():
         return
     old = run.config_values()
+    # Fields added to TrainConfig since the run began (e.g. `strategy`) take their defaults.
+    defaults = type(config)().to_dict()
+    old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
     diff = describe_changes(old, config.to_dict(), RESUMABLE_CHANGES)
     if diff:
         raise ValueError(

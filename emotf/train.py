@@ -175,8 +175,10 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
         if run.best_weights_path.exists():
             trainer.load_weights(str(run.best_weights_path))
         model.save(str(run.model_path))
-        # Temperature scaling for the served probabilities, fitted on the validation clips.
-        validation = predict_clips(model, val_ds)
+        # Temperature scaling for the served probabilities, fitted on the validation clips (all
+        # of them: a multi-worker val_ds holds this worker's share of the files).
+        validation = predict_clips(model, val_ds if workers <= 1 else
+                                   dataset_fn(split.validation, False, data_config, first_epoch))
         calibration = temperature_record(validation.labels, validation.probabilities)
         run.write_calibration(calibration)
         # The one look at the test fold (or test list).

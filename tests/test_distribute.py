@@ -23,7 +23,7 @@ from emotf.cli.train import main as train_main
 from emotf.distribute import ClusterTask, read_tf_config, resolve_strategy
 
 BIG_FOLD, BIG_FOLD_CLIPS = 2, 8  # fold 2 holds 8 clips, the other folds 2
-SENTENCES = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "KIT", "MTI", "TAI", "TIE", "TSI")
+SENTENCES = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "MTI", "TAI", "TIE", "TSI", "WSI")
 EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
 TINY = ["--fold", "3", "--epochs", "2", "--lr_schedule", "constant", "--learning_rate", "0.05",
         "--model.num_segments", "2", "--model.frame_size", "32", "--model.spectrogram_shape", "16x8",
@@ -235,6 +235,8 @@ def test_two_workers_killed_after_epoch_1_resume_and_match_one_process(cluster_e
     assert metrics["strategy"] == "multi_worker" and metrics["workers"] == 2
     assert metrics["replicas"] == 2 and metrics["global_batch_size"] == 4 and metrics["epochs_run"] == 2
     assert (out / "export" / "1" / "saved_model.pb").is_file()  # the chief exported the SavedModel
+    # The temperature is fitted on every validation clip (8 folds x 2), not the chief's share.
+    assert json.loads((out / "calibration.json").read_text())["clips"] == 16
     chief, worker = (path.read_text() for path in logs)
     assert "worker:1: trained 2 epochs; the chief writes" in worker
     assert "the training data has 1 record shard(s) for 2 workers" in chief

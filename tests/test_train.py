@@ -302,7 +302,11 @@ def test_resume_refuses_another_configuration(tmp_path):
     with pytest.raises(ValueError, match="learning_rate: 0.05 -> 0.01"):
         train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2, "learning_rate": 0.01}),
                    FakeFactory())
-    # More epochs with the same settings resume fine.
+    # More epochs with the same settings resume fine, also from a run made before a field
+    # existed (it takes its default): a config.json without `strategy`.
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    del saved["config"]["strategy"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
     assert train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())["epochs_run"] == 2
 
 
