@@ -135,8 +135,8 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
     Keras 3.15 reduces each step's metric values (scalars, one per replica) across workers with
     `strategy.reduce("MEAN", value, axis=0)`, which TensorFlow refuses for a scalar ("Invalid
-    reduction dimension 0 for input with 0 dimensions"; keras-team/keras#20585: Keras 3's fit
-    fails under this strategy). The mean over the replicas is what Keras means, and what it
+    reduction dimension 0 for input with 0 dimensions": found here with Keras 3.15.1 and TF
+    2.21; keras-team/keras#20585 reports that Keras 3's fit fails under this strategy). The mean over the replicas is what Keras means, and what it
     computes on one machine (`tf.reduce_mean` of the replicas' values).
     """
 
@@ -215,11 +215,6 @@ def worker_index(strategy: tf.distribute.Strategy) -> int:
     return int(resolver.task_id) + (1 if has_chief else 0)
 
 
-def shard_policy(dataset: tf.data.Dataset) -> str:
-    """The auto-shard policy name a dataset carries ('AUTO' when none was set)."""
-    return dataset.options().experimental_distribute.auto_shard_policy.name
-
-
 def build_for_fit(trainer, dataset: tf.data.Dataset) -> None:
     """Build the compiled `trainer`'s metric and loss state from `dataset.element_spec`, and
     stop `fit` from probing the data for it.
@@ -227,7 +222,7 @@ def build_for_fit(trainer, dataset: tf.data.Dataset) -> None:
     Under a tf.distribute strategy Keras 3.15's `fit` first pulls one batch and all-reduces it,
     only to learn the input shapes (`Trainer._maybe_symbolic_build`). Under
     MultiWorkerMirroredStrategy that reduce fails on a dict of inputs ("Attempt to convert a
-    value ({'frames': PerReplica..."; keras-team/keras#20585), and under every strategy it
+    value ({'frames': PerReplica...", Keras 3.15.1), and under every strategy it
     costs one more iteration of the dataset, which moves the shuffle and the sampling seeds
     of every later epoch away from a single-device run's. The shapes are in the spec already.
     Nothing changes for a model built outside a strategy scope (Keras builds it when tracing).
