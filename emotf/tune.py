@@ -142,6 +142,11 @@ class TuneConfig(Config):
             raise ValueError(f"tuner must be one of {TUNERS}. Received: tuner={self.tuner!r}")
         if self.max_trials < 1:
             raise ValueError(f"max_trials must be >= 1. Received: max_trials={self.max_trials}")
+        if self.train.strategy not in ("auto", "one_device"):
+            raise ValueError(
+                "trials train on one device each; spread a search over GPUs or machines with "
+                "one worker per device (--tuner-id tunerN --oracle-address HOST:PORT, "
+                f"docs/tuning.md). Received: strategy={self.train.strategy!r}")
 
     @property
     def tuner_seed(self) -> int:

@@ -18,7 +18,7 @@ DERIVED = {  # SamplingConfig fields TrainConfig takes from the model: set both,
 }
 SPECIAL = {  # values a generic rule cannot choose
     "TrainConfig.split": "ogm",
-    "TrainConfig.strategy": "mirrored",
+    "TrainConfig.strategy": "one_device",
     "BuildConfig.runner": "beam",
     "TuneConfig.search": "momentum,dropout",
     "SamplingConfig.time_bins": None,  # derived from model.spectrogram_shape: tested there

@@ -268,6 +268,7 @@ def test_cli_runs_in_process_with_mixed_precision(tmp_path, monkeypatch, capsys)
         (["--search", "learning_rate,width"], "Received: search=['learning_rate', 'width']"),
         (["--tuner", "grid"], "invalid choice: 'grid'"),
         (["--fold", "all"], "Received: --fold all"),
+        (["--strategy", "mirrored"], "one worker per device (--tuner-id"),
     ],
 )
 def test_cli_refuses_bad_arguments_naming_them(tmp_path, capsys, argv, received):
