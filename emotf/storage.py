@@ -64,6 +64,9 @@ class StoragePath:
     def __hash__(self) -> int:
         return hash(self._path)
 
+    def __lt__(self, other: StoragePath | str) -> bool:  # sorted() of paths: by their text
+        return self._path < str(other)
+
     def __truediv__(self, name: str | os.PathLike) -> StoragePath:
         return StoragePath(posixpath.join(self._path, os.fspath(name)))
 

@@ -32,6 +32,7 @@ from emotf.configs import (
     MODALITIES,
     NORMALIZATIONS,
     PRECISIONS,
+    STRATEGIES,
 )
 from emotf.labels import LABEL_SOURCES
 
@@ -45,6 +46,7 @@ CHOICES: dict[str, tuple] = {
     "TrainConfig.lr_schedule": LR_SCHEDULES,
     "TrainConfig.precision": PRECISIONS,
     "TrainConfig.labels": LABEL_SOURCES,
+    "TrainConfig.strategy": STRATEGIES,
 }
 NONE_WORDS = ("none", "null")
 
