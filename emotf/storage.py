@@ -241,16 +241,23 @@ def write_atomic(path: str | os.PathLike | StoragePath, data: bytes) -> StorageP
     path = as_path(path)
     path.parent.mkdir()
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    if path.is_local:
-        local = tmp.local_path()
-        with open(local, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(local, path.local_path())
-        return path
-    tmp.write_bytes(data)
-    return tmp.replace(path)
+    try:
+        if path.is_local:
+            local = tmp.local_path()
+            with open(local, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(local, path.local_path())
+            return path
+        tmp.write_bytes(data)
+        return tmp.replace(path)
+    except BaseException:  # a full disk, an interrupt: no temporary file left behind
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
 
 
 def write_json(path: str | os.PathLike | StoragePath, value: Any) -> StoragePath:

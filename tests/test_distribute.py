@@ -323,4 +323,4 @@ def test_multi_worker_without_tf_config_and_a_bad_strategy_are_one_line(monkeypa
         train_main(["--strategy", "two_gpus", "--out", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "strategy must be one of" in err[-1] and "Received: strategy='two_gpus'" in err[-1]
+    assert "invalid choice: 'two_gpus'" in err[-1] and "'multi_worker'" in err[-1]

@@ -84,3 +84,20 @@ def test_write_replaces_the_content(folder):
     (folder / "f.txt").write_bytes(b"0123456789")
     (folder / "f.txt").write_text("ab")
     assert (folder / "f.txt").read_text() == "ab"
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(folder, monkeypatch):
+    import emotf.storage as storage
+
+    folder.mkdir()
+    write_json(folder / "m.json", {"v": 1})
+
+    def broken_replace(self, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage.StoragePath, "replace", broken_replace)
+    monkeypatch.setattr(storage.os, "replace", lambda a, b: broken_replace(None, b))
+    with pytest.raises(OSError, match="No space left"):
+        write_json(folder / "m.json", {"v": 2})
+    assert read_json(folder / "m.json") == {"v": 1}
+    assert [p.name for p in folder.iterdir()] == ["m.json"]
