@@ -289,3 +289,52 @@ def test_build_from_and_to_tensorflows_ram_filesystem(sample, built):
         assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     finally:
         root.rmtree()
+
+
+def test_a_storage_error_while_staging_fails_the_shard_and_a_rerun_resumes(sample, monkeypatch,
+                                                                           capsys):
+    """Only a missing URL is a clip's skip; a transient storage error (GCS 503) stops the build
+    in one line naming the clip, keeps the finished shards, and the rerun writes the rest."""
+    import uuid
+
+    from emotf.records.build import plan_build
+    from emotf.storage import StoragePath, as_path, read_json
+
+    root = as_path(f"ram://emotf-test-{uuid.uuid4().hex[:8]}")
+    names = sorted(p.stem for p in (sample / "VideoFlash").glob("*.flv"))[:2]
+    for name in names:
+        for folder, ext in (("VideoFlash", ".flv"), ("AudioWAV", ".wav")):
+            (root / "data" / folder).mkdir()
+            (root / "data" / folder / f"{name}{ext}").write_bytes(
+                (sample / folder / f"{name}{ext}").read_bytes())
+    out = root / "records"
+    argv = ["--data-dir", str(root / "data"), "--out", str(out), "--workers", "1",
+            "--clips-per-shard", "1", "--no-progress", "--no-verify-media"]
+    first, last = plan_build(BuildConfig(str(root / "data"), str(out), clips_per_shard=1))[0]
+    doomed = last["clips"][0].clip_id
+    real_copy, staged = StoragePath.copy, []
+
+    def copy(self, target):
+        staged.append(self.name)
+        if self.name.startswith(doomed):
+            raise tf.errors.UnavailableError(None, None, "503 Service Unavailable\nretry later")
+        return real_copy(self, target)
+
+    try:
+        monkeypatch.setattr(StoragePath, "copy", copy)
+        capsys.readouterr()
+        assert main(argv) == 1
+        (line,) = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
+        assert f"{doomed}.flv: cannot copy" in line and "UnavailableError: 503" in line, line
+        assert "rerun the same command" in line, line
+        assert (out / f"{first['name']}.json").is_file()  # the finished shard is kept
+        assert not (out / f"{last['name']}.json").exists() and not (out / "manifest.json").exists()
+        staged.clear()
+        monkeypatch.setattr(StoragePath, "copy", lambda self, target: (
+            staged.append(self.name), real_copy(self, target))[1])
+        assert main(argv) == 0
+        assert sorted(staged) == [f"{doomed}.flv", f"{doomed}.wav"]  # only the failed shard
+        manifest = read_json(out / "manifest.json")
+        assert manifest["clips_written"] == 2 and not manifest["skipped"]
+    finally:
+        root.rmtree()

@@ -76,6 +76,7 @@ def main(argv=None) -> int:
     import signal
 
     from emotf.records.build import build_records
+    from emotf.records.staging import StagingError
     from emotf.storage import as_path
 
     # SIGTERM: unwind like Ctrl-C (the worker pool is stopped, the lock released).
@@ -84,6 +85,10 @@ def main(argv=None) -> int:
         manifest = build_records(config)
     except FileExistsError as error:
         print(f"emotf-build-records: error: {error}", file=sys.stderr)
+        return 1
+    except StagingError as error:  # storage failed (not the clip): the shard is not written
+        print(f"emotf-build-records: error: {error}; the finished shards are kept: rerun the "
+              f"same command to resume", file=sys.stderr)
         return 1
     except OSError as error:
         if error.errno != errno.ENOSPC:

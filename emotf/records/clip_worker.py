@@ -129,14 +129,16 @@ def process_clip(task: ClipTask) -> ClipResult:
     (`emotf.records.media_checks`). Never raises for bad input. Video and audio on a URL
     (`gs://...`) are decoded from temporary local copies (`emotf.records.staging`); messages
     name the URL.
+
+    Raises:
+        emotf.records.staging.StagingError: a URL could not be copied for another reason than
+            its absence (a transient storage error): not the clip's fault, so no skip.
     """
     with contextlib.ExitStack() as stack:
-        try:
-            video = stack.enter_context(staged(task.video))
-            audio = stack.enter_context(staged(task.audio))
-        except Exception as error:  # noqa: BLE001 (a URL that cannot be copied: this clip only)
-            return ClipResult.skipped(task.clip_id, task.video, f"cannot copy to a local file "
-                                      f"({type(error).__name__}: {error})")
+        # A missing URL stages as a missing file (skipped below, as a local one would be);
+        # any other storage error raises StagingError: the shard fails, the clip is not lost.
+        video = stack.enter_context(staged(task.video))
+        audio = stack.enter_context(staged(task.audio))
         result = _process_staged(dataclasses.replace(task, video=video, audio=audio))
     names = {video: task.video, audio: task.audio}
     result.path = restore_names(result.path, names)

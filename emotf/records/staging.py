@@ -4,6 +4,11 @@ PyAV (FFmpeg) and libsndfile open local files only, so a clip whose video or aud
 `gs://...` (or any `tf.io.gfile` URL) is copied to a temporary local file for the time it is
 decoded and deleted after. Local paths are passed through untouched. Messages about the
 temporary copy are put back in terms of the URL with `restore_names`.
+
+A URL that does not exist is the clip's problem (the decoders report it missing, the clip is
+skipped); any other storage error (a GCS 503, a timeout) is the storage's: `StagingError`, which
+fails the shard (the local build stops, a rerun resumes; Beam retries the bundle) instead of
+skipping a clip for good.
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ from pathlib import Path
 from emotf.storage import as_path
 
 
+class StagingError(RuntimeError):
+    """A URL could not be copied for a reason other than its absence (a transient storage
+    error): the shard fails rather than the clip being skipped for good."""
+
+
 @contextlib.contextmanager
 def staged(path: str | os.PathLike) -> Iterator[str | os.PathLike]:
     """A local file holding `path`'s bytes for the duration of the block.
@@ -26,6 +36,10 @@ def staged(path: str | os.PathLike) -> Iterator[str | os.PathLike]:
     temporary folder under its own file name, which is removed on exit; a URL that does not
     exist yields a local path that does not exist either, so the decoders report it missing as
     they would a local file.
+
+    Raises:
+        StagingError: the copy failed for another reason than a missing file (one line: the
+            URL and the storage error).
     """
     source = as_path(path)
     if source.is_local:
@@ -34,11 +48,24 @@ def staged(path: str | os.PathLike) -> Iterator[str | os.PathLike]:
     folder = Path(tempfile.mkdtemp(prefix="emotf-stage-"))
     try:
         local = folder / source.name
-        if source.exists():
-            source.copy(local)
+        _copy(source, local)
         yield str(local)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _copy(source, local: Path) -> None:
+    """Copy the URL `source` to `local`; a missing `source` leaves `local` missing."""
+    import tensorflow as tf
+
+    try:
+        source.copy(local)
+    except (tf.errors.NotFoundError, FileNotFoundError):
+        return  # missing: the decoders say so, the clip is skipped
+    except (tf.errors.OpError, OSError) as error:
+        detail = " ".join(str(error).split()) or "no message"
+        raise StagingError(f"{source}: cannot copy to a local file ({type(error).__name__}: "
+                           f"{detail})") from None
 
 
 def restore_names(text: str, names: dict[str, str]) -> str:
