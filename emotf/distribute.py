@@ -15,19 +15,24 @@ learning rate is used as given (never scaled): see docs/training.md for the line
 
 Only the chief (task "chief", else "worker" 0) writes the run folder. Every worker runs the
 same callbacks, because saving weights reads distributed variables in step with the others;
-a non-chief writes into its own temporary folder (`worker_scratch`), deleted after each save
-and at the end, and restores from the chief's backup (the run folder must be on storage every
-worker sees: gs://, NFS).
+a non-chief writes into its own temporary folder (`worker_scratch`, one name per task and run,
+cleared at start-up), deleted after each save and at the end, and restores from the chief's
+backup (the run folder must be on storage every worker sees: gs://, NFS). Before training the
+workers compare what they see (`agree_with_chief`: the completed epochs, the configuration)
+and all refuse in one line when a worker differs from the chief.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -76,9 +81,9 @@ def read_tf_config(environ=None) -> ClusterTask | None:
         raise bad("no 'cluster' object")
     cluster, task = value["cluster"], value.get("task")
     for name, addresses in cluster.items():
-        if not isinstance(addresses, list) or not all(
-                isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses):
-            raise bad(f"cluster {name!r} must be a list of 'host:port' strings. Received: {addresses!r}")
+        if not isinstance(addresses, list) or not all(map(is_host_port, addresses)):
+            raise bad(f"cluster {name!r} must be a list of 'host:port' strings (a host and a port "
+                      f"1..65535). Received: {addresses!r}")
     if not isinstance(task, dict) or "type" not in task:
         raise bad("no 'task' object with a 'type' and an 'index'")
     task_type, index = task["type"], task.get("index", 0)
@@ -86,7 +91,8 @@ def read_tf_config(environ=None) -> ClusterTask | None:
         raise bad(f"task type {task_type!r} cannot train (one of {WORKER_TASKS})")
     if task_type not in cluster:
         raise bad(f"task type {task_type!r} is not in the cluster {sorted(cluster)}")
-    if not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
+    if isinstance(index, bool) or not isinstance(index, int) \
+            or not 0 <= index < len(cluster[task_type]):
         raise bad(f"task index {index!r} outside 0..{len(cluster[task_type]) - 1} of {task_type!r}")
     if len(cluster.get("chief", [])) > 1:
         raise bad(f"at most one chief. Received: {cluster['chief']!r}")
@@ -94,11 +100,22 @@ def read_tf_config(environ=None) -> ClusterTask | None:
     return ClusterTask(task_type, index, workers, "chief" in cluster)
 
 
+def is_host_port(address) -> bool:
+    """Is `address` 'host:port', with a non-empty host and a port 1..65535 in ASCII digits?
+    (An IPv6 host is bracketed: '[::1]:2222'.)"""
+    if not isinstance(address, str):
+        return False
+    host, colon, port = address.rpartition(":")
+    return bool(colon and host.strip() and port.isascii() and port.isdigit()
+                and 1 <= int(port) <= 65535)
+
+
 def resolve_strategy(name: str, task: ClusterTask | None, num_gpus: int) -> str:
     """The strategy `name` stands for: `auto` resolved (module docstring), others as they are.
 
     Raises:
-        ValueError: an unknown name, or multi_worker without TF_CONFIG.
+        ValueError: an unknown name, multi_worker without TF_CONFIG, or one_device/mirrored
+            with a TF_CONFIG of several workers (each process would train alone as the chief).
     """
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={name!r}")
@@ -109,6 +126,11 @@ def resolve_strategy(name: str, task: ClusterTask | None, num_gpus: int) -> str:
     if name == "multi_worker" and task is None:
         raise ValueError(f"--strategy multi_worker reads the cluster from {TF_CONFIG}, which is "
                          "not set (docs/training.md, 'Distributed training')")
+    if name in ("one_device", "mirrored") and task is not None and task.num_workers > 1:
+        raise ValueError(f"{TF_CONFIG} names {task.num_workers} chief/worker tasks but --strategy "
+                         f"{name} trains each process alone (every process would be the chief and "
+                         "write the run folder): use --strategy multi_worker (or auto), or unset "
+                         f"{TF_CONFIG}")
     return name
 
 
@@ -180,10 +202,24 @@ def global_batch_size(batch_size: int, strategy: tf.distribute.Strategy) -> int:
     return int(batch_size) * int(strategy.num_replicas_in_sync)
 
 
-def worker_scratch(strategy: tf.distribute.Strategy) -> StoragePath:
-    """A new local temporary folder for a non-chief worker's checkpoints (the caller deletes it)."""
+def worker_scratch(strategy: tf.distribute.Strategy, run_path) -> StoragePath:
+    """An empty local temporary folder for a non-chief worker's checkpoints in the run
+    `run_path` (the caller deletes it): `scratch_folder` of this process's task."""
     resolver = strategy.cluster_resolver
-    return as_path(tempfile.mkdtemp(prefix=f"emotf-{resolver.task_type}{resolver.task_id}-"))
+    return scratch_folder(f"{resolver.task_type}{resolver.task_id}", run_path)
+
+
+def scratch_folder(task: str, run_path, root: str | None = None) -> StoragePath:
+    """`ROOT/emotf-<task>-<hash of run_path>` (ROOT: `root`, else the temporary folder,
+    $TMPDIR), emptied: one name per task and run, so a worker killed (SIGKILL) before it
+    deleted its folder leaves nothing behind once it is restarted."""
+    digest = hashlib.sha256(str(as_path(run_path).resolve()).encode()).hexdigest()[:12]
+    folder = Path(root or tempfile.gettempdir()) / f"emotf-{task}-{digest}"
+    path = as_path(folder)
+    if path.exists():
+        path.rmtree()
+    path.mkdir()
+    return path
 
 
 def shard_by_data(dataset: tf.data.Dataset, num_files: int | None, workers: int,
@@ -233,3 +269,71 @@ def build_for_fit(trainer, dataset: tf.data.Dataset) -> None:
     with strategy.scope():
         trainer._symbolic_build(data_batch=dataset.element_spec)
     trainer._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+# === Workers agree before training ===
+
+
+def config_digest(values: Mapping) -> int:
+    """A 60-bit hash of a JSON-able mapping (a resolved config), equal on every machine."""
+    text = json.dumps(values, sort_keys=True, default=str)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
+
+
+def task_names(strategy: tf.distribute.Strategy) -> list[str]:
+    """The workers' tasks ("chief:0", "worker:0", ...) in `worker_index` order."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    names = [f"{kind}:{i}" for kind in WORKER_TASKS for i in range(len(spec.get(kind, [])))]
+    return names or ["chief:0"]
+
+
+def gather_from_workers(strategy: tf.distribute.Strategy, values: Mapping[str, int]) -> list[dict]:
+    """Every worker's `values` (the same keys on each, small ints), one dict per worker in
+    `worker_index` order, on every worker: an all-gather (`strategy.gather`) over the replicas;
+    a worker with several replicas sends its values once per replica, kept once here."""
+    keys = sorted(values)
+    row = tf.constant([[worker_index(strategy), *(int(values[k]) for k in keys)]], tf.int64)
+    gathered = strategy.gather(strategy.run(lambda: tf.identity(row)), axis=0).numpy()
+    by_worker = {int(r[0]): dict(zip(keys, map(int, r[1:]))) for r in gathered}
+    return [by_worker[i] for i in sorted(by_worker)]
+
+
+# What a value differing from the chief's means, and what to do (`check_workers_agree`).
+DISAGREEMENTS = {
+    "config": "{task} runs another configuration than the chief (flags, config file): start "
+              "every worker with the same command",
+    "completed_epochs": "{task} sees {value} completed epochs in {where}, the chief {chief}: the "
+                        "run folder must be on storage every worker reads (gs:// or NFS)",
+    "finished_folds": "{task} sees the finished folds {value} in {where}, the chief {chief}: the "
+                      "folder must be on storage every worker reads (gs:// or NFS)",
+}
+
+
+def check_workers_agree(rows: list[dict], tasks: list[str], where) -> None:
+    """Refuse when a worker's values (`gather_from_workers`) differ from the chief's (row 0).
+
+    Keys are compared in `DISAGREEMENTS` order (the configuration first: another --out also
+    shows as other epochs); `finished_folds` is a bit mask, shown as a list of folds.
+
+    Raises:
+        ValueError: one line naming the first worker that differs, its value and the chief's.
+    """
+    chief = rows[0]
+    for key, message in DISAGREEMENTS.items():
+        for task, row in zip(tasks[1:], rows[1:]):
+            if key in chief and row.get(key) != chief[key]:
+                show = _folds if key == "finished_folds" else (lambda v: v)
+                raise ValueError("workers disagree: " + message.format(
+                    task=task, value=show(row.get(key)), chief=show(chief[key]), where=where))
+
+
+def _folds(mask: int) -> list[int]:
+    return [k for k in range(mask.bit_length()) if mask >> k & 1]
+
+
+def agree_with_chief(strategy: tf.distribute.Strategy, values: Mapping[str, int], where) -> None:
+    """In a multi-worker run, `check_workers_agree` on every worker's `values` (every worker
+    raises the same error, so none is left waiting); nothing on one machine."""
+    if num_workers(strategy) > 1:
+        check_workers_agree(gather_from_workers(strategy, values), task_names(strategy), where)

@@ -113,6 +113,29 @@ def check_resume_config(run: Run, config: "TrainConfig") -> None:
         )
 
 
+def check_resume_distribution(run: Run, replicas: int, global_batch_size: int) -> None:
+    """Refuse to resume a run folder's backup with another replica count (GPUs, workers): the
+    global batch, the steps per epoch and the schedule's meaning would change mid-run. The run's
+    values are in config.json (`environment.distribution`, written by `emotf.train`); a run
+    recorded before they were is not checked.
+
+    Raises:
+        ValueError: one line naming both replica counts and global batches, and what to do.
+    """
+    if not run.resumable or not run.has_config():
+        return
+    old = run.record().get("environment", {}).get("distribution")
+    if not isinstance(old, dict) or "replicas" not in old:
+        return
+    if (old["replicas"], old.get("global_batch_size")) != (replicas, global_batch_size):
+        raise ValueError(
+            f"{run.path} holds a resumable run trained with {old['replicas']} replica(s) (global "
+            f"batch {old.get('global_batch_size')}); this start has {replicas} (global batch "
+            f"{global_batch_size}): resume with {old['replicas']} replica(s) (the same GPUs and "
+            "workers), or use a new --out"
+        )
+
+
 class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore for a multi-worker run: restores from `restore_dir` (the chief's
     backup, the one all workers resume from) and writes to `backup_dir`; with `scratch` the

@@ -30,7 +30,9 @@ import emotf
 from emotf.configs import TrainConfig
 from emotf.cremad import EMOTIONS, NUM_FOLDS
 from emotf.distribute import (
+    agree_with_chief,
     build_for_fit,
+    config_digest,
     global_batch_size,
     is_chief,
     make_strategy,
@@ -58,7 +60,12 @@ from emotf.run_data import (
     is_records_folder,
     records_dataset,
 )
-from emotf.run_state import check_resume_config, read_log, training_callbacks
+from emotf.run_state import (
+    check_resume_config,
+    check_resume_distribution,
+    read_log,
+    training_callbacks,
+)
 from emotf.schedules import make_schedule
 from emotf.splits import ACTORS, check_fingerprint
 from emotf.storage import read_json
@@ -66,7 +73,9 @@ from emotf.storage import read_json
 # === Training ===
 
 
-def environment() -> dict:
+def environment(distribution: dict | None = None) -> dict:
+    """Versions and devices for config.json; `distribution`: the run's replicas and global batch
+    (read back by `check_resume_distribution` on a resume)."""
     return {
         "emotf": emotf.__version__,
         "tensorflow": tf.__version__,
@@ -74,6 +83,7 @@ def environment() -> dict:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "devices": [d.name for d in tf.config.list_logical_devices()],
+        **({"distribution": distribution} if distribution is not None else {}),
     }
 
 
@@ -107,16 +117,31 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None,
     before any other TensorFlow op), with batches of `config.batch_size` clips per replica. In
     a multi-worker run only the chief writes the run folder and returns the metrics; another
     worker trains in step with it, writes into a scratch folder it deletes, and returns
-    {"chief": False, "task": "worker:I", "epochs_run": ...}.
+    {"chief": False, "task": "worker:I", "epochs_run": ...}. Before anything else the workers
+    compare their completed epochs and configuration with the chief's and all refuse in one line
+    when one differs (`emotf.distribute.agree_with_chief`).
     """
     strategy = strategy or make_strategy(config.strategy)
+    agree_with_chief(strategy, {"config": _config_digest(config),
+                                "completed_epochs": Run(config.out).completed_epochs()}, config.out)
     if is_chief(strategy):
         return _train_fold(config, dataset_fn or records_dataset, strategy, None)
-    scratch = worker_scratch(strategy)
+    scratch = worker_scratch(strategy, config.out)
     try:
         return _train_fold(config, dataset_fn or records_dataset, strategy, scratch)
     finally:
         scratch.rmtree()
+
+
+# Fields the workers of one run may set differently: they change nothing the others compute
+# (`strategy`: auto and multi_worker are the same under a TF_CONFIG of several workers, and
+# one_device/mirrored are refused there).
+WORKER_LOCAL_FIELDS = ("verbose", "export", "strategy")
+
+
+def _config_digest(config: TrainConfig) -> int:
+    """`config_digest` of the fields every worker must share (all but `WORKER_LOCAL_FIELDS`)."""
+    return config_digest({k: v for k, v in config.to_dict().items() if k not in WORKER_LOCAL_FIELDS})
 
 
 def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scratch) -> dict:
@@ -129,13 +154,18 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
     # before anything is written or trained (emotf.records.manifest; --allow-incomplete opts out).
     records_check = check_run_records(config, split)
     check_resume_config(run, config)
+    workers = num_workers(strategy)
+    # Batches of the global batch: tf.distribute splits each across the replicas.
+    global_batch = global_batch_size(config.batch_size, strategy)
+    distribution = {"replicas": int(strategy.num_replicas_in_sync), "global_batch_size": global_batch}
+    check_resume_distribution(run, **distribution)
     if run.has_config():
         check_fingerprint(split, run.recorded_split(), str(run.path))
     if chief:
         run.path.mkdir()
         # The folds, where `emotf-evaluate` looks for the test fold (fold protocol only).
         folds = None if split.clip_level else {key: summary[key] for key in ("train", "validation", "test")}
-        run.write_config(config, summary, environment(), folds)
+        run.write_config(config, summary, environment(distribution), folds)
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic and not tf.config.list_physical_devices("GPU"):
@@ -145,9 +175,6 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
 
     if split.clip_level and is_records_folder(config.records):
         check_clip_split_records(config.records, split)  # before any training
-    workers = num_workers(strategy)
-    # Batches of the global batch: tf.distribute splits each across the replicas.
-    global_batch = global_batch_size(config.batch_size, strategy)
     data_config = replace(config, batch_size=global_batch)
     with precision_policy(config.precision) as policy:
         first_epoch = run.completed_epochs()
@@ -266,6 +293,10 @@ def train_all_folds(config: TrainConfig, dataset_fn: DatasetFactory | None = Non
     strategy = strategy or make_strategy(config.strategy)
     chief = is_chief(strategy)
     cv = CrossValidation(config.out)
+    # Every worker must skip the same folds (else they wait on each other): a bit mask of them.
+    finished = sum(1 << k for k in range(NUM_FOLDS) if cv.fold(k).finished)
+    agree_with_chief(strategy, {"config": _config_digest(config), "finished_folds": finished},
+                     cv.path)
     if chief:
         cv.path.mkdir()
     trained = []

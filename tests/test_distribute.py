@@ -20,7 +20,15 @@ import pytest
 import tensorflow as tf
 
 from emotf.cli.train import main as train_main
-from emotf.distribute import ClusterTask, read_tf_config, resolve_strategy
+from emotf.distribute import (
+    ClusterTask,
+    check_workers_agree,
+    gather_from_workers,
+    read_tf_config,
+    resolve_strategy,
+    scratch_folder,
+    task_names,
+)
 
 BIG_FOLD, BIG_FOLD_CLIPS = 2, 8  # fold 2 holds 8 clips, the other folds 2
 SENTENCES = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "MTI", "TAI", "TIE", "TSI", "WSI")
@@ -201,14 +209,13 @@ def test_two_workers_killed_after_epoch_1_resume_and_match_one_process(cluster_e
     ~0.04 (BatchNorm statistics are per replica: 2 clips, not 4).
     """
     procs = Processes(cluster_env["driver"])
-    out, scratch, epochs = tmp_path / "run", str(tmp_path / "scratch{i}"), str(tmp_path / "{tag}-epochs{i}")
+    out, scratch, epochs = tmp_path / "run", str(tmp_path / "tmp{i}"), str(tmp_path / "{tag}-epochs{i}")
     args = ["--records", cluster_env["records"], *TINY, *ONE_FILE]
-    for i in range(2):  # the workers' temporary folders (TMPDIR)
+    for i in range(2):  # the workers' temporary folders (TMPDIR), the same for both starts
         Path(scratch.format(i=i)).mkdir()
-        (tmp_path / f"killed{i}").mkdir()
     try:
         first = procs.workers(args, out, tmp_path, "first", DRV_EPOCHS=epochs.replace("{tag}", "first"),
-                              DRV_PAUSE_AFTER="1", TMPDIR=str(tmp_path / "killed{i}"))
+                              DRV_PAUSE_AFTER="1", TMPDIR=scratch)
         paused = [Path(epochs.format(tag="first", i=i) + ".paused") for i in range(2)]
         deadline = time.time() + TIMEOUT
         while not all(p.exists() for p in paused):
@@ -219,6 +226,9 @@ def test_two_workers_killed_after_epoch_1_resume_and_match_one_process(cluster_e
             process.kill()
             process.wait(timeout=30)
         assert not (out / "metrics.json").exists()
+        # The killed non-chief left its scratch folder (one name per task and run) ...
+        left = [p.name for p in Path(scratch.format(i=1)).iterdir()]
+        assert len(left) == 1 and left[0].startswith("emotf-worker1-"), left
         second = procs.workers(args, out, tmp_path, "second", DRV_EPOCHS=epochs.replace("{tag}", "second"),
                                TMPDIR=scratch)
         logs = [tmp_path / f"second-worker{i}.log" for i in range(2)]
@@ -241,7 +251,8 @@ def test_two_workers_killed_after_epoch_1_resume_and_match_one_process(cluster_e
     assert "worker:1: trained 2 epochs; the chief writes" in worker
     assert "the training data has 1 record shard(s) for 2 workers" in chief
     assert "the validation data has" not in chief  # 8 files for 2 workers: by file
-    # The non-chief's checkpoints went to its own temporary folder, deleted; none in the run.
+    # The non-chief's checkpoints went to its own temporary folder, deleted; none in the run;
+    # ... and the restart cleared the killed one's (the same name) before deleting its own.
     assert list(Path(scratch.format(i=1)).iterdir()) == []
     assert sorted(p.name for p in (out / "backup").iterdir()) == ["latest.weights.h5",
                                                                   "training_metadata.json"]
@@ -283,10 +294,23 @@ def _task(workers: int) -> ClusterTask:
     ("auto", None, 2, "mirrored"),
     ("auto", None, 1, "one_device"),
     ("mirrored", None, 0, "mirrored"),
-    ("one_device", _task(2), 2, "one_device"),
+    ("one_device", _task(1), 2, "one_device"),
+    ("multi_worker", _task(2), 0, "multi_worker"),
 ])
 def test_auto_strategy(name, task, gpus, expected):
     assert resolve_strategy(name, task, gpus) == expected
+
+
+@pytest.mark.parametrize("strategy", ["one_device", "mirrored"])
+def test_a_single_process_strategy_under_a_multi_task_tf_config_is_one_line(strategy, monkeypatch,
+                                                                           capsys, tmp_path):
+    """Every process would be its own chief and write the run folder: refused."""
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert train_main(["--strategy", strategy, "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"TF_CONFIG names 2 chief/worker tasks but --strategy {strategy} trains each process alone" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_tf_config_is_read_and_checked():
@@ -303,6 +327,13 @@ def test_tf_config_is_read_and_checked():
     ('{"cluster": {"worker": ["h:1"]}}', "no 'task' object"),
     ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 1}}', "task index 1 outside 0..0"),
     ('{"cluster": {"worker": ["h"]}, "task": {"type": "worker", "index": 0}}', "'host:port'"),
+    ('{"cluster": {"worker": ["2222"]}, "task": {"type": "worker", "index": 0}}', "'host:port'"),
+    ('{"cluster": {"worker": [":2222"]}, "task": {"type": "worker", "index": 0}}', "'host:port'"),
+    ('{"cluster": {"worker": ["h:0"]}, "task": {"type": "worker", "index": 0}}', "port 1..65535"),
+    ('{"cluster": {"worker": ["h:65536"]}, "task": {"type": "worker", "index": 0}}', "port 1..65535"),
+    ('{"cluster": {"worker": ["h:\uff11\uff12"]}, "task": {"type": "worker", "index": 0}}', "port 1..65535"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": true}}', "task index True"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": "0"}}', "task index '0'"),
     ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "ps", "index": 0}}', "cannot train"),
 ])
 def test_bad_tf_config_is_one_line(tf_config, problem, monkeypatch, capsys, tmp_path):
@@ -324,3 +355,51 @@ def test_multi_worker_without_tf_config_and_a_bad_strategy_are_one_line(monkeypa
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "invalid choice: 'two_gpus'" in err[-1] and "'multi_worker'" in err[-1]
+
+
+def test_tf_config_addresses():
+    from emotf.distribute import is_host_port
+
+    assert all(map(is_host_port, ["h:1", "10.0.0.2:65535", "[::1]:2222"]))
+    assert not any(map(is_host_port, ["h", "h:", ":1", " :1", "h:0", "h:65536", "h:+1", "h:1 ",
+                                      "h:\u0661", 2222, None]))
+
+
+def test_workers_that_see_another_run_state_or_config_refuse_in_one_line():
+    tasks = ["worker:0", "worker:1", "worker:2"]
+    same = {"config": 7, "completed_epochs": 3}
+    check_workers_agree([same, same, same], tasks, "gs://b/run")  # agree: nothing raised
+    # A worker whose run folder is on its own disk sees no backup: it would start at epoch 0.
+    with pytest.raises(ValueError) as error:
+        check_workers_agree([same, same, {"config": 7, "completed_epochs": 0}], tasks, "/local/run")
+    assert str(error.value) == (
+        "workers disagree: worker:2 sees 0 completed epochs in /local/run, the chief 3: the run "
+        "folder must be on storage every worker reads (gs:// or NFS)")
+    # Another configuration (e.g. --batch_size) is named first: another --out shows as epochs too.
+    with pytest.raises(ValueError, match="^workers disagree: worker:1 runs another configuration "
+                                         "than the chief .*same command$"):
+        check_workers_agree([same, {"config": 8, "completed_epochs": 0}, same], tasks, "run")
+    with pytest.raises(ValueError, match=r"worker:1 sees the finished folds \[0\] in cv, the chief \[0, 2\]"):
+        check_workers_agree([{"config": 1, "finished_folds": 0b101}, {"config": 1, "finished_folds": 1}],
+                            tasks[:2], "cv")
+
+
+def test_gather_from_workers_and_task_names_on_one_process():
+    """The all-gather the check runs on (a multi-worker run gathers the same way over its
+    collective ops: exercised by the two-worker test above); one row per worker."""
+    strategy = tf.distribute.get_strategy()
+    assert gather_from_workers(strategy, {"config": 2**59 + 3, "completed_epochs": 4}) == \
+        [{"completed_epochs": 4, "config": 2**59 + 3}]
+    assert task_names(strategy) == ["chief:0"]
+
+
+def test_a_killed_workers_scratch_folder_is_cleared_at_the_next_start(tmp_path):
+    first = scratch_folder("worker1", "gs://b/run", root=str(tmp_path))
+    (first / "backup").mkdir()
+    (first / "backup" / "latest.weights.h5").write_bytes(b"x")  # killed: left behind
+    again = scratch_folder("worker1", "gs://b/run", root=str(tmp_path))
+    assert again == first and again.is_dir() and again.iterdir() == []
+    assert first.name.startswith("emotf-worker1-")
+    others = {scratch_folder("worker2", "gs://b/run", root=str(tmp_path)),
+              scratch_folder("worker1", "gs://b/run2", root=str(tmp_path))}
+    assert first not in others and len(others) == 2  # one folder per task and run

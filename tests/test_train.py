@@ -302,10 +302,21 @@ def test_resume_refuses_another_configuration(tmp_path):
     with pytest.raises(ValueError, match="learning_rate: 0.05 -> 0.01"):
         train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2, "learning_rate": 0.01}),
                    FakeFactory())
-    # More epochs with the same settings resume fine, also from a run made before a field
-    # existed (it takes its default): a config.json without `strategy`.
+    # Another replica count (more GPUs or workers) changes the global batch mid-run: refused,
+    # both counts named. (config.json records them; a run recorded without them is not checked.)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    del saved["config"]["strategy"]
+    assert saved["environment"]["distribution"] == {"replicas": 1, "global_batch_size": cfg.batch_size}
+    (tmp_path / "run" / "config.json").write_text(json.dumps(
+        {**saved, "environment": {**saved["environment"], "distribution": {"replicas": 2, "global_batch_size": 2 * cfg.batch_size}}}))
+    with pytest.raises(ValueError) as error:
+        train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())
+    assert str(error.value) == (
+        f"{tmp_path / 'run'} holds a resumable run trained with 2 replica(s) (global batch "
+        f"{2 * cfg.batch_size}); this start has 1 (global batch {cfg.batch_size}): resume with 2 "
+        "replica(s) (the same GPUs and workers), or use a new --out")
+    # More epochs with the same settings resume fine, also from a run made before a field
+    # existed (it takes its default): a config.json without `strategy` (nor the distribution).
+    del saved["config"]["strategy"], saved["environment"]["distribution"]
     (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
     assert train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())["epochs_run"] == 2
 
