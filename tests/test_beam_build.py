@@ -139,3 +139,68 @@ def test_runner_and_beam_options_are_flags_and_no_record_setting():
     assert record_settings(parsed) == record_settings(BuildConfig("d", "o"))
     with pytest.raises(SystemExit):
         parse_args(["--data-dir", "d", "--out", "o", "--runner", "spark"])
+
+
+@pytest.mark.parametrize("data, out, options, flag", [
+    ("SAMPLE", "gs://bucket/records", "--runner=DataflowRunner --project=p", "--data-dir"),
+    ("gs://bucket/data", "OUT", "--runner apache_beam.runners.dataflow.DataflowRunner", "--out"),
+])
+def test_a_remote_runner_with_a_local_folder_is_refused_in_one_line(sample, tmp_path, capsys,
+                                                                    data, out, options, flag):
+    data, out = (str(sample) if data == "SAMPLE" else data), (
+        str(tmp_path / "records") if out == "OUT" else out)
+    assert main(["--data-dir", data, "--out", out, "--runner", "beam", "--no-progress",
+                 f"--beam-options={options}"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    folder = data if flag == "--data-dir" else out
+    assert line.startswith(f"emotf-build-records: error: {flag} {folder}: workers of "
+                           f"DataflowRunner (--beam-options) cannot read the local folder"), line
+    assert "gs://" in line, line
+    assert not (tmp_path / "records").exists()  # refused before anything was written
+
+
+def test_local_runners_may_use_local_folders(sample, tmp_path):
+    from emotf.records.beam_build import check_options
+
+    for options in ("", "--runner=PrismRunner", "--runner direct --direct_num_workers=1"):
+        check_options(config(sample, tmp_path / "records", beam_options=options))
+    assert not (tmp_path / "records").exists()
+
+
+def test_unknown_beam_options_are_refused_in_one_line(sample, tmp_path, capsys):
+    out = tmp_path / "records"
+    assert main(["--data-dir", str(sample), "--out", str(out), "--runner", "beam", "--no-progress",
+                 "--beam-options=--runer=DataflowRunner --direct_num_workers=1 --projet p"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("emotf-build-records: error: --beam-options: unknown Beam options "
+                           "--projet, --runer (a typo?)"), line
+    assert not out.exists()
+
+
+def test_temporary_files_of_retried_bundles_are_removed_before_the_manifest(sample, tmp_path,
+                                                                            monkeypatch):
+    """A bundle that failed or was retried leaves its temporary shard and sidecar behind; the
+    driver clears them once the pipeline is done (the shards were redone by the retry)."""
+    from emotf.records import beam_build
+    from emotf.records.clip_worker import process_clip
+    from emotf.records.shards import write_shard
+
+    out = tmp_path / "records"
+    strays = []
+
+    def pipeline(config, out_dir, todo, settings, digest):  # the workers' side, in process
+        for shard in todo:
+            name = shard["name"]
+            strays.extend([out / f"{name}.tfrecord.0badf00d.tmp",
+                           out / f".{name}.json.1f2e3d4c.tmp"])
+            for stray in strays[-2:]:
+                stray.write_bytes(b"half a shard")
+            write_shard(out_dir, shard, map(process_clip, shard["clips"]), settings, digest,
+                        verify_media=config.verify_media)
+
+    monkeypatch.setattr(beam_build, "run_pipeline", pipeline)
+    manifest = build_records(config(sample, out, runner="beam", limit=2))  # BROKEN and one
+    assert strays and not [p for p in strays if p.exists()]
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    assert (manifest["clips_written"], manifest["clips_skipped"]) == (1, 1)
+    assert json.loads((out / "manifest.json").read_text())["clips_written"] == 1

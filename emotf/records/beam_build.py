@@ -13,7 +13,9 @@ parallelism is the shard (`--clips-per-shard`); Reshuffle spreads them over the 
 Locally the pipeline runs on the DirectRunner in multi_processing mode with `workers` processes;
 `BuildConfig.beam_options` (shell words, e.g. "--runner=DataflowRunner --project=P
 --region=R --temp_location=gs://B/tmp --setup_file=./setup.py") override that (docs/scaling.md).
-Workers on other machines need DATA and OUT on storage they can all reach (`gs://...`).
+Workers on other machines need DATA and OUT on storage they can all reach (`gs://...`):
+`check_options` refuses a local DATA or OUT with any runner but the DirectRunner or
+PrismRunner, and unknown (mistyped) Beam options, before anything is planned or written.
 This module imports Apache Beam; `emotf.records.build.beam_builder` imports it only when asked.
 """
 
@@ -29,6 +31,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from emotf.records.clip_worker import init_worker, process_clip
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.shards import write_shard
+from emotf.storage import as_path
+
+# Runners whose workers run on this machine (and so read its folders): Beam's short names,
+# lower case, less "Runner".
+LOCAL_RUNNERS = frozenset({"direct", "bundlebaseddirect", "switchingdirect", "prism"})
 
 
 def pipeline_options(workers: int, beam_options: str = "") -> PipelineOptions:
@@ -45,6 +52,47 @@ def pipeline_options(workers: int, beam_options: str = "") -> PipelineOptions:
     defaults = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
                 f"--direct_num_workers={workers}", "--default_sdk_harness_log_level=ERROR"]
     return PipelineOptions(defaults + user)
+
+
+def unknown_options(options: PipelineOptions) -> list[str]:
+    """The options among `options`' words that no Beam options class knows ("--runer"), sorted."""
+    logger = logging.getLogger("apache_beam")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # Beam logs "Discarding unparseable args": said below
+    try:
+        known = options.get_all_options()
+        every = options.get_all_options(retain_unknown_options=True)
+    finally:
+        logger.setLevel(level)
+    return sorted(f"--{name}" for name in set(every) - set(known))
+
+
+def runner_name(options: PipelineOptions) -> str:
+    """The runner the options name ("DataflowRunner"; a dotted class path: its last part)."""
+    return (options.view_as(StandardOptions).runner or "DirectRunner").rsplit(".", 1)[-1]
+
+
+def check_options(config) -> PipelineOptions:
+    """The pipeline options of `config` (a `BuildConfig`), checked before anything is planned.
+
+    Raises:
+        ValueError (one line): `config.beam_options` is not valid shell syntax, names an
+            option Beam does not know (a typo), or names a runner whose workers run elsewhere
+            (not the DirectRunner or PrismRunner) while DATA or OUT is a local folder.
+    """
+    options = pipeline_options(config.workers, config.beam_options)
+    unknown = unknown_options(options)
+    if unknown:
+        raise ValueError(f"--beam-options: unknown Beam option{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(unknown)} (a typo?). Received: {config.beam_options!r}")
+    runner = runner_name(options)
+    if runner.lower().removesuffix("runner") not in LOCAL_RUNNERS:
+        for flag, folder in (("--data-dir", config.data_dir), ("--out", config.out_dir)):
+            if as_path(folder).is_local:
+                raise ValueError(f"{flag} {folder}: workers of {runner} (--beam-options) cannot "
+                                 f"read the local folder {folder}: put it on gs:// (storage "
+                                 f"every worker reaches)")
+    return options
 
 
 class WriteShard(beam.DoFn):

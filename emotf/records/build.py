@@ -244,8 +244,14 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
             schema (without `overwrite`), or another live build holds its lock.
         RuntimeError: `runner="beam"` without Apache Beam installed (one line: what to
             install), or a shard's sidecar missing after the Beam pipeline finished.
+        ValueError: `beam_options` unknown to Beam, or naming a remote runner while DATA or
+            OUT is local (`emotf.records.beam_build.check_options`).
+        emotf.records.staging.StagingError: a storage error (not a missing file) while
+            copying a URL clip: the shard is not written, a rerun resumes.
     """
     beam = beam_builder() if config.runner == "beam" else None
+    if beam is not None:
+        beam.check_options(config)  # typos, local folders for remote workers: before anything
     out = as_path(config.out_dir).resolve()
     out.mkdir()
     if not out.is_local:
@@ -300,6 +306,7 @@ def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int 
     clear_temporary(out)  # what an interrupted build left (we hold the folder)
     if beam is not None:
         beam.run_pipeline(config, str(out), todo, settings, digest)
+        clear_temporary(out)  # what failed or retried bundles left (their shards are redone)
         for shard in todo:
             path = sidecar_path(out, shard["name"])
             if not path.is_file():
