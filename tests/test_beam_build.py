@@ -204,3 +204,33 @@ def test_temporary_files_of_retried_bundles_are_removed_before_the_manifest(samp
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
     assert (manifest["clips_written"], manifest["clips_skipped"]) == (1, 1)
     assert json.loads((out / "manifest.json").read_text())["clips_written"] == 1
+
+
+def test_bench_beam_removes_its_temporary_folder_and_keeps_a_work_dir(tmp_path, monkeypatch,
+                                                                      capsys):
+    import importlib.util
+    import tempfile
+    from pathlib import Path
+
+    import emotf.synthetic.sample
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_beam.py"
+    spec = importlib.util.spec_from_file_location("bench_beam", tool)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    folders = []
+
+    def sample(folder, _config):  # no clips, no builds: only the folders are looked at
+        folders.append(folder.parent)
+        folder.mkdir(parents=True)
+
+    monkeypatch.setattr(emotf.synthetic.sample, "make_sample", sample)
+    monkeypatch.setattr(bench, "_build", lambda *args: (
+        1.0, {"frames_written": 10, "clips_written": 2, "shards": [{}]}))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    (tmp_path / "temp").mkdir()
+    assert bench.main(["--clips", "2"])["same_shards"]
+    assert len(folders) == 1 and not folders[0].exists() and not list((tmp_path / "temp").iterdir())
+    assert bench.main(["--clips", "2", "--work-dir", str(tmp_path / "kept")])
+    assert (tmp_path / "kept" / "data").is_dir()  # --work-dir is kept
+    capsys.readouterr()

@@ -48,12 +48,19 @@ def main(argv=None) -> dict:
     p.add_argument("--clips-per-shard", type=int, default=64,
                    help="shard size (Beam's unit of work is a shard)")
     p.add_argument("--repeats", type=int, default=1, help="builds per runner (median reported)")
-    p.add_argument("--work-dir", default=None, help="keep data here (default: a temp dir)")
+    p.add_argument("--work-dir", default=None,
+                   help="keep data and builds here (default: a temporary folder, removed after)")
     args = p.parse_args(argv)
 
+    if args.work_dir:  # kept
+        return _bench(args, Path(args.work_dir))
+    with tempfile.TemporaryDirectory(prefix="emotf-bench-beam-") as work:  # removed after
+        return _bench(args, Path(work))
+
+
+def _bench(args: argparse.Namespace, work: Path) -> dict:
     from emotf.synthetic.sample import SampleConfig, make_sample
 
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="emotf-bench-beam-"))
     sample = SampleConfig(num_actors=min(args.clips, 91), clips_per_actor=-(-args.clips // 91),
                           min_duration=2.3, max_duration=2.7, median_duration=2.5, seed=1)
     make_sample(work / "data", sample)

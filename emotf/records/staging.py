@@ -32,10 +32,10 @@ class StagingError(RuntimeError):
 def staged(path: str | os.PathLike) -> Iterator[str | os.PathLike]:
     """A local file holding `path`'s bytes for the duration of the block.
 
-    A local `path` is yielded as it is (same object). A URL is copied (`tf.io.gfile.copy`) into a fresh
-    temporary folder under its own file name, which is removed on exit; a URL that does not
-    exist yields a local path that does not exist either, so the decoders report it missing as
-    they would a local file.
+    A local `path` is yielded as it is (same object). A URL is copied (`tf.io.gfile.copy`)
+    into a fresh temporary folder under its own file name, which is removed on exit; a URL that
+    does not exist yields a local path that does not exist either, so the decoders report it
+    missing as they would a local file.
 
     Raises:
         StagingError: the copy failed for another reason than a missing file (one line: the
