@@ -2,7 +2,7 @@
 
 A killed `emotf-train` run restarts from `RUN/backup/` (Keras `BackupAndRestore`); the CSV log
 is written before the backup, early stopping's patience is rebuilt from the log, and a run
-folder refuses a resume under another configuration. Every file goes through `emotf.storage`
+folder refuses a resume under another configuration or another replica count. Every file goes through `emotf.storage`
 (`tf.io.gfile`), so a run folder on gs:// or ram:// works; the CSV log is rewritten whole
 (atomically) each epoch, as object stores cannot append.
 

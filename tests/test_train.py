@@ -307,7 +307,8 @@ def test_resume_refuses_another_configuration(tmp_path):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["environment"]["distribution"] == {"replicas": 1, "global_batch_size": cfg.batch_size}
     (tmp_path / "run" / "config.json").write_text(json.dumps(
-        {**saved, "environment": {**saved["environment"], "distribution": {"replicas": 2, "global_batch_size": 2 * cfg.batch_size}}}))
+        {**saved, "environment": {**saved["environment"],
+                                  "distribution": {"replicas": 2, "global_batch_size": 2 * cfg.batch_size}}}))
     with pytest.raises(ValueError) as error:
         train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())
     assert str(error.value) == (
