@@ -181,14 +181,14 @@ def test_a_live_build_holds_the_folder_a_dead_ones_lock_is_taken_over(sample, co
     assert manifest["clips_written"] == 6 and not (copy / "build.lock").exists()
 
 
-def _contend(folder, results):
+def _contend(folder, results, release):
     from emotf.records.lock import hold
 
     try:
         with hold(folder):
             results.put("got")
-            time.sleep(0.5)
-    except FileExistsError:
+            release.wait(timeout=60)  # held until every contender has tried (a slow start
+    except FileExistsError:           # after the build would take a *free* lock, rightly)
         results.put("refused")
 
 
@@ -202,12 +202,18 @@ def test_builds_racing_for_a_stale_lock_never_both_take_it(tmp_path):
         folder = tmp_path / f"out{attempt}"
         folder.mkdir()
         (folder / "build.lock").write_text(json.dumps({"pid": 2**22 + 7, "host": "h"}))
-        results = fork.Queue()
-        procs = [fork.Process(target=_contend, args=(folder, results)) for _ in range(6)]
+        results, release = fork.Queue(), fork.Event()
+        procs = [fork.Process(target=_contend, args=(folder, results, release))
+                 for _ in range(6)]
         for proc in procs:
             proc.start()
-        for proc in procs:
-            proc.join(timeout=30)
-        outcomes = sorted(results.get(timeout=5) for _ in procs)
+        try:
+            outcomes = sorted(results.get(timeout=60) for _ in procs)
+        finally:
+            release.set()
+            for proc in procs:
+                proc.join(timeout=30)
+                if proc.is_alive():
+                    proc.kill()
         assert outcomes == ["got"] + ["refused"] * 5
         assert not (folder / "build.lock").exists()
