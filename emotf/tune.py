@@ -24,6 +24,7 @@ OUT holds:
                         unfinished trials last.
     best_config.json    the best trial as a full `TrainConfig` (`{"config": ..., "tuning": ...}`,
                         the `RUN/config.json` layout that `emotf-train --config` reads).
+                        These two are written by `emotf.tune_outputs`.
 
 OUT may be a local folder or any `tf.io.gfile` URL (`gs://...`; `ram://...` in the tests): every
 file here and keras-tuner's project go through `emotf.storage` / `tf.io.gfile`. A search may run
@@ -35,8 +36,6 @@ so OUT must then be on a filesystem they all share (or `gs://`).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -56,19 +55,13 @@ from emotf.run_data import (
     records_dataset,
 )
 from emotf.run_state import describe_changes
-from emotf.storage import StoragePath, as_path, read_json, write_atomic, write_json
+from emotf.storage import StoragePath, as_path, read_json, write_json
 from emotf.train import compile_trainer, environment
 from emotf.tune_distributed import TunerRole, keras_tuner_environment, serve_oracle
+from emotf.tune_outputs import plain_value, write_results
 
 TUNERS = ("random", "bayesian", "hyperband")
 
-
-def _split_record(split) -> dict:
-    """What best_config.json says of the split: validation part, and the test part never read."""
-    summary = split.summary()
-    if not split.clip_level:
-        return {"validation_folds": summary["validation"], "test_fold_never_read": summary["test"]}
-    return {"split": summary, "test_clips_never_read": summary["test_clips"]}
 
 # What can be searched: name -> how keras-tuner draws it. Names are TrainConfig fields, or
 # ModelConfig fields (MODEL_FIELDS). The optimiser knobs the paper fixes by hand (SGD, lr 1e-3
@@ -154,14 +147,9 @@ class TuneConfig(Config):
 
 
 
-def _plain(value):
-    """12 significant digits for floats: keras-tuner's stepped floats read 0.30000000000000004."""
-    return float(f"{value:.12g}") if isinstance(value, float) else value
-
-
 def trial_config(config: TuneConfig, hp: keras_tuner.HyperParameters) -> TrainConfig:
     """The base TrainConfig with the searched fields drawn from `hp` (registered on first use)."""
-    values = {name: _plain(SEARCH_SPACE[name](hp)) for name in config.search}
+    values = {name: plain_value(SEARCH_SPACE[name](hp)) for name in config.search}
     model = {k: v for k, v in values.items() if k in MODEL_FIELDS}
     train = {k: v for k, v in values.items() if k not in MODEL_FIELDS}
     return replace(config.train, model=replace(config.train.model, **model), **train)
@@ -184,6 +172,10 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         self.split = config_split(config.train)  # the test part is never served
         self.policy = resolve_precision(config.train.precision)
         self._steps: dict[int, int] = {}  # batch size -> training batches per epoch
+
+    def trial_config(self, hp: keras_tuner.HyperParameters) -> TrainConfig:
+        """The trial's TrainConfig: `trial_config(self.config, hp)`."""
+        return trial_config(self.config, hp)
 
     def steps_per_epoch(self, trial: TrainConfig) -> int:
         """Training batches per epoch for the trial's batch size (counted once per size)."""
@@ -313,39 +305,6 @@ def check_resume(out: str | StoragePath, config: TuneConfig) -> None:
         )
 
 
-def trial_rows(tuner: keras_tuner.Tuner, search) -> list[dict]:
-    """Every trial of the search: finished ones by val_accuracy (best first), then the others."""
-    rows = []
-    for trial in tuner.oracle.trials.values():
-        values = trial.hyperparameters.values
-        done = trial.status == "COMPLETED" and trial.score is not None
-        rows.append(
-            {
-                "trial_id": trial.trial_id,
-                "status": trial.status,
-                "val_accuracy": float(trial.score) if done else None,
-                "best_epoch": int(trial.best_step) + 1
-                if done and trial.best_step is not None
-                else None,
-                "epochs": int(values.get("tuner/epochs", tuner.hypermodel.config.train.epochs)),
-                "continues": values.get("tuner/trial_id"),  # Hyperband: the trial it trains on
-                "hyperparameters": {n: _plain(values[n]) for n in search if n in values},
-            }
-        )
-    rows.sort(key=lambda r: (r["val_accuracy"] is None, -(r["val_accuracy"] or 0.0), r["trial_id"]))
-    return rows
-
-
-def _write_csv(path: StoragePath, rows: list[dict], search) -> None:
-    columns = ["trial_id", "status", "val_accuracy", "best_epoch", "epochs", "continues"]
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, [*columns, *search])
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({**{k: row[k] for k in columns}, **row["hyperparameters"]})
-    write_atomic(path, text.getvalue().encode("utf-8"))
-
-
 def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None,
          role: TunerRole | None = None) -> dict:
     """Run (or continue) the search in `config.out`; write the trials and the best config.
@@ -394,44 +353,3 @@ def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None,
     if role.is_worker:
         return ran
     return {**write_results(tuner, config, records_check), **ran}
-
-
-def write_results(tuner: keras_tuner.Tuner, config: TuneConfig, records_check: dict) -> dict:
-    """Write trials.json / .csv and best_config.json of the finished search (the oracle's
-    process only: it holds every trial); return them (see `tune`)."""
-    out = as_path(config.out)
-    rows = trial_rows(tuner, config.search)
-    write_json(out / "trials.json", rows)
-    _write_csv(out / "trials.csv", rows, config.search)
-    if not rows or rows[0]["val_accuracy"] is None:
-        raise RuntimeError(
-            f"no trial of the search in {out / 'search'} finished; see its trial.json files"
-        )
-    best_trial = tuner.oracle.get_trial(rows[0]["trial_id"])
-    best = replace(trial_config(config, best_trial.hyperparameters), out=str(out / "best-run"))
-    best_path = out / "best_config.json"
-    write_json(
-        best_path,
-        {
-            "config": best.to_dict(),
-            "tuning": {
-                **{
-                    k: rows[0][k]
-                    for k in ("trial_id", "val_accuracy", "best_epoch", "hyperparameters")
-                },
-                **_split_record(tuner.hypermodel.split),
-                "tuner": config.tuner,
-                "labels": config.train.labels,
-                **records_check,
-                "finished_trials": sum(r["val_accuracy"] is not None for r in rows),
-                "search_dir": str(out),
-            },
-        },
-    )
-    return {
-        "best_val_accuracy": rows[0]["val_accuracy"],
-        "best_hyperparameters": rows[0]["hyperparameters"],
-        "best_config": best.to_dict(),
-        "best_config_path": str(best_path),
-        "trials": rows,
-    }
