@@ -14,8 +14,9 @@ from dataclasses import replace
 import helpers_workers
 import pytest
 
-from emotf.records.clip_worker import ClipResult, ClipRunner, broken_pool_exit_codes
+from emotf.records.clip_worker import ClipResult, ClipRunner
 from emotf.records.faces import FaceTrackerConfig
+from emotf.records.pool import broken_pool_exit_codes
 
 
 def runner(workers: int = 2, ahead: int = 4) -> ClipRunner:

@@ -21,23 +21,19 @@ The per-clip work (decode, track faces, encode one Example) and the worker pool 
 live in `emotf.records.clip_worker`, the shard writer in `emotf.records.shards`; this module
 plans, runs the clips (the local worker pool, or an Apache Beam pipeline with `runner="beam"`:
 `emotf.records.beam_build`, the same per-clip function and shard writer) and writes the
-manifest. DATA and OUT may be local folders or URLs (`gs://...`, `emotf.storage`).
+manifest (the sidecars aggregated by `emotf.records.summary`). DATA and OUT may be local folders or URLs (`gs://...`, `emotf.storage`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-import numpy as np
-
-from emotf import __version__, keys
+from emotf import keys
 from emotf.configs import Config
 from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 from emotf.records import manifest as records_manifest
@@ -47,6 +43,7 @@ from emotf.records.lock import hold as hold_lock
 from emotf.records.preprocess import ClipSettings
 from emotf.records.resume import check_out_dir, clear_outputs, clear_temporary, shard_state
 from emotf.records.shards import sidecar_path, sidecar_warnings, write_shard
+from emotf.records.summary import make_manifest
 from emotf.storage import StoragePath, as_path, read_json, write_json
 from emotf.system import available_cpus
 
@@ -318,7 +315,8 @@ def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int 
                 print(line, file=sys.stderr)
     else:
         _write_local(config, out, todo, settings, digest, stop_after_shards)
-    manifest = make_manifest(config, shards, plan_skipped, time.time() - started)
+    manifest = make_manifest(config, shards, plan_skipped, time.time() - started, settings,
+                             clip_settings(config))
     write_json(out / MANIFEST, manifest)
     return manifest
 
@@ -352,75 +350,3 @@ def _take(results: Iterator[ClipResult], count: int, stop: bool) -> Iterator[Cli
         if stop and i == count - 1:
             raise KeyboardInterrupt("stop_after_shards (testing hook)")
         yield result
-
-
-def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[dict],
-                  seconds: float) -> dict:
-    """Aggregate the shards' sidecars into the manifest (layout: docs/build_records.md)."""
-    from emotf.cremad import EMOTIONS
-    from emotf.records.media_checks import summarize
-
-    out = as_path(config.out_dir).resolve()
-    per_fold: dict[str, dict] = {}
-    skipped = [dict(item, clip_id=None) for item in plan_skipped]
-    notes: list[str] = []
-    detector = Counter()
-    entries, media, seen, written_clips = [], {}, {}, {}
-    for shard in shards:
-        side = read_json(sidecar_path(out, shard["name"]))
-        entries.append(side["entry"])
-        fold = per_fold.setdefault(str(shard["fold"]), {
-            "clips": 0, "frames": 0, "shards": [], "classes": {e: 0 for e in EMOTIONS}})
-        fold["shards"].append(side["shard"])
-        written_clips.setdefault(side["shard"], []).extend(side["written"])
-        for clip in side["written"]:
-            if clip["clip_id"] in seen:  # the plan has one task per clip id: never expected
-                raise RuntimeError(f"{out}: clip {clip['clip_id']} written twice (in "
-                                   f"{seen[clip['clip_id']]} and {side['shard']})")
-            seen[clip["clip_id"]] = side["shard"]
-            fold["clips"] += 1
-            fold["frames"] += clip["frames"]
-            fold["classes"][EMOTIONS[clip["label"]]] += 1
-        skipped += side["skipped"]
-        notes += side["notes"]
-        detector.update(side["detector"])
-        media.update(side.get("media_checks", {}))
-    # Audio seconds of the written clips: the median is emotf-predict's default window.
-    durations = sorted(c["samples"] / config.sample_rate for fold in written_clips.values()
-                       for c in fold)
-    clip_seconds = ({"count": len(durations), "min": round(durations[0], 4),
-                     "median": round(float(np.median(durations)), 4),
-                     "max": round(durations[-1], 4)} if durations else None)
-    frames = detector.get("frames", 0)
-    detector_stats = dict(detector)
-    detector_stats["detection_rate"] = detector.get("detector_images", 0) / frames if frames else 0.0
-    detector_stats["frames_detected_fraction"] = (
-        detector.get("frames_detected", 0) / frames if frames else 0.0)
-    classes = Counter()
-    for fold in per_fold.values():
-        classes.update(fold["classes"])
-    args = dataclasses.asdict(config)
-    settings = record_settings(config)
-    return {
-        "tool": "emotf-build-records",
-        "version": __version__,
-        "manifest_version": records_manifest.MANIFEST_VERSION,
-        "schema_version": keys.SCHEMA_VERSION,
-        "settings": settings,
-        "settings_hash": records_manifest.settings_hash(settings),
-        "clip_settings": clip_settings(config).to_dict(),
-        "clip_seconds": clip_seconds,
-        "arguments": args,
-        "clips_written": sum(f["clips"] for f in per_fold.values()),
-        "frames_written": sum(f["frames"] for f in per_fold.values()),
-        "clips_skipped": len(skipped),
-        "folds": per_fold,
-        "classes": {e: classes.get(e, 0) for e in EMOTIONS},
-        "detector": detector_stats,
-        "skipped": skipped,
-        "notes": notes,
-        "shards": entries,
-        "media_checks": media,
-        "media_summary": summarize(media) if config.verify_media else None,
-        "seconds_last_run": round(seconds, 2),
-    }

@@ -5,8 +5,8 @@
 reason; it never raises for bad input. Both are plain dataclasses, pickled to and from the
 spawned workers. `ClipRunner` runs it over many clips, in this process or in a pool of
 spawned worker processes (each with its own `FaceTracker`), yields the results in task order and
-survives a worker that dies mid-clip. Everything here is top level so spawned workers can import
-it; nothing here writes files.
+survives a worker that dies mid-clip (its workers' set-up and exit codes: `emotf.records.pool`).
+Everything here is top level so spawned workers can import it; nothing here writes files.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
-import signal
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +25,7 @@ from pathlib import Path
 from emotf.cremad import ClipNameError, parse_clip_name
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
 from emotf.records.media import MediaError, encode_jpegs
+from emotf.records.pool import broken_pool_exit_codes, start_worker
 from emotf.records.preprocess import ClipError, ClipSettings, read_clip
 from emotf.records.staging import restore_names, staged
 
@@ -222,51 +220,6 @@ def _process_clip(task: ClipTask) -> ClipResult:
 # --------------------------------------------------------------------------------------------
 # Running clips in worker processes
 
-# A pool worker checks this often whether its parent (the build) is still alive.
-PARENT_POLL_S = 0.5
-
-
-def _exit_with_parent(parent: int) -> None:
-    """In a worker: exit as soon as the parent process `parent` is gone.
-
-    Killing the build's main process (SIGKILL, or SIGTERM's default action) runs no clean-up
-    in it, so the pool's workers would live on, each holding a FaceTracker (~0.7 GB), reparented
-    to init. A daemon thread polls `os.getppid()` (it changes when the parent dies). Not
-    prctl(PR_SET_PDEATHSIG): that fires when the *thread* that spawned the worker exits, and
-    pools are started from whatever thread consumes the results.
-    """
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="emotf-parent-watch").start()
-
-
-def _start_worker(initializer, tracker_config, single_thread: bool, parent: int) -> None:
-    _exit_with_parent(parent)
-    initializer(tracker_config, single_thread)
-
-
-
-def broken_pool_exit_codes(executor: ProcessPoolExecutor | None, procs: dict) -> str:
-    """Exit codes of the workers of a broken pool that died on their own, e.g. "1" or "-11".
-
-    Workers the executor terminated itself (SIGTERM) are left out; "unknown" if none is left.
-    The executor's manager thread is joined first: it reaps the workers of a broken pool, and a
-    second thread waiting on the same pid can lose the exit status to it (ECHILD), which made
-    the code read "unknown" now and then on a busy machine.
-    """
-    manager = getattr(executor, "_executor_manager_thread", None)
-    if manager is not None:
-        manager.join(timeout=30)
-    for proc in procs.values():
-        proc.join(timeout=10)  # the executor terminates the survivors of a broken pool
-    codes = [p.exitcode for p in procs.values()
-             if p.exitcode is not None and p.exitcode != -signal.SIGTERM]
-    return ", ".join(map(str, codes)) if codes else "unknown"
-
-
 class ClipRunner:
     """`process_clip` over tasks, results yielded in task order.
 
@@ -292,7 +245,7 @@ class ClipRunner:
     def _start(self) -> None:
         self.executor = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),  # TF: no fork
-            initializer=_start_worker,
+            initializer=start_worker,
             initargs=(self.initializer, self.tracker, True, os.getpid()))
         self.procs = {}
 

@@ -1,0 +1,101 @@
+"""The manifest of a finished build: every shard's sidecar aggregated into `OUT/manifest.json`.
+
+`emotf.records.build` writes the shards and their sidecars, then this manifest, last
+(layout: docs/build_records.md; reading and checking it: `emotf.records.manifest`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from emotf import __version__, keys
+from emotf.records.manifest import MANIFEST_VERSION, settings_hash
+from emotf.records.preprocess import ClipSettings
+from emotf.records.shards import sidecar_path
+from emotf.storage import as_path, read_json
+
+if TYPE_CHECKING:
+    from emotf.records.build import BuildConfig
+
+
+def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[dict],
+                  seconds: float, settings: dict, clip_settings: ClipSettings) -> dict:
+    """Aggregate the shards' sidecars into the manifest (layout: docs/build_records.md).
+
+    Args:
+        config: the build's `BuildConfig` (written as `arguments`).
+        shards: the whole plan (`plan_build`), every shard complete with its sidecar.
+        plan_skipped: the files the plan skipped.
+        seconds: how long this run took.
+        settings: `record_settings(config)`; clip_settings: `clip_settings(config)`.
+    """
+    from emotf.cremad import EMOTIONS
+    from emotf.records.media_checks import summarize
+
+    out = as_path(config.out_dir).resolve()
+    per_fold: dict[str, dict] = {}
+    skipped = [dict(item, clip_id=None) for item in plan_skipped]
+    notes: list[str] = []
+    detector = Counter()
+    entries, media, seen, written_clips = [], {}, {}, {}
+    for shard in shards:
+        side = read_json(sidecar_path(out, shard["name"]))
+        entries.append(side["entry"])
+        fold = per_fold.setdefault(str(shard["fold"]), {
+            "clips": 0, "frames": 0, "shards": [], "classes": {e: 0 for e in EMOTIONS}})
+        fold["shards"].append(side["shard"])
+        written_clips.setdefault(side["shard"], []).extend(side["written"])
+        for clip in side["written"]:
+            if clip["clip_id"] in seen:  # the plan has one task per clip id: never expected
+                raise RuntimeError(f"{out}: clip {clip['clip_id']} written twice (in "
+                                   f"{seen[clip['clip_id']]} and {side['shard']})")
+            seen[clip["clip_id"]] = side["shard"]
+            fold["clips"] += 1
+            fold["frames"] += clip["frames"]
+            fold["classes"][EMOTIONS[clip["label"]]] += 1
+        skipped += side["skipped"]
+        notes += side["notes"]
+        detector.update(side["detector"])
+        media.update(side.get("media_checks", {}))
+    # Audio seconds of the written clips: the median is emotf-predict's default window.
+    durations = sorted(c["samples"] / config.sample_rate for fold in written_clips.values()
+                       for c in fold)
+    clip_seconds = ({"count": len(durations), "min": round(durations[0], 4),
+                     "median": round(float(np.median(durations)), 4),
+                     "max": round(durations[-1], 4)} if durations else None)
+    frames = detector.get("frames", 0)
+    detector_stats = dict(detector)
+    detector_stats["detection_rate"] = detector.get("detector_images", 0) / frames if frames else 0.0
+    detector_stats["frames_detected_fraction"] = (
+        detector.get("frames_detected", 0) / frames if frames else 0.0)
+    classes = Counter()
+    for fold in per_fold.values():
+        classes.update(fold["classes"])
+    args = dataclasses.asdict(config)
+    return {
+        "tool": "emotf-build-records",
+        "version": __version__,
+        "manifest_version": MANIFEST_VERSION,
+        "schema_version": keys.SCHEMA_VERSION,
+        "settings": settings,
+        "settings_hash": settings_hash(settings),
+        "clip_settings": clip_settings.to_dict(),
+        "clip_seconds": clip_seconds,
+        "arguments": args,
+        "clips_written": sum(f["clips"] for f in per_fold.values()),
+        "frames_written": sum(f["frames"] for f in per_fold.values()),
+        "clips_skipped": len(skipped),
+        "folds": per_fold,
+        "classes": {e: classes.get(e, 0) for e in EMOTIONS},
+        "detector": detector_stats,
+        "skipped": skipped,
+        "notes": notes,
+        "shards": entries,
+        "media_checks": media,
+        "media_summary": summarize(media) if config.verify_media else None,
+        "seconds_last_run": round(seconds, 2),
+    }
