@@ -17,7 +17,6 @@ its reason while the others get answers.
 from __future__ import annotations
 
 import glob
-import json
 import time
 from collections import deque
 from pathlib import Path
@@ -38,6 +37,8 @@ from emotf.timeline import (
     MIN_FACE_FRACTION,
     WindowPlanner,
     planned_windows,
+    timeline_entry,
+    write_outputs,
 )
 
 # Extensions `expand_inputs` picks up in folders (any container PyAV reads; files named
@@ -51,7 +52,7 @@ LONG_VIDEO_WINDOWS = 30
 MAX_FRAMES_PER_CALL = 160
 
 __all__ = ["VIDEO_EXTENSIONS", "ClipError", "Predictor", "clip_settings_of", "expand_inputs",
-           "format_table", "pad_batch", "predict_files", "to_json", "tracker_config_of"]
+           "pad_batch", "predict_files", "tracker_config_of"]
 
 
 def clip_settings_of(metadata: dict) -> ClipSettings:
@@ -315,7 +316,7 @@ class Predictor:
             "probabilities": {c: float(p) for c, p in zip(codes, mean)},
             "duration_s": round(num_frames / reader.fps, 3),
             "window_s": window, "hop_s": hop,
-            "timeline": [self._entry(w) for w in timeline],
+            "timeline": [timeline_entry(w, codes) for w in timeline],
         }
         if len(timeline) == 1:
             result["segment_probabilities"] = timeline[0]["segment_probabilities"].round(6).tolist()
@@ -329,14 +330,6 @@ class Predictor:
         timings["total_s"] = round(time.perf_counter() - start_all, 4)
         result.update(notes=notes, timings_s=timings)
         return result
-
-    def _entry(self, w: dict) -> dict:
-        entry = {"start": w["start"], "end": w["end"]}
-        if w["probabilities"] is None:
-            return {**entry, "probabilities": None, "label": None, "skipped": w["skipped"]}
-        return {**entry, "label": self.class_codes[w["label"]],
-                "probabilities": {c: round(float(p), 6)
-                                  for c, p in zip(self.class_codes, w["probabilities"])}}
 
 
 def _error(video, audio, error: Exception) -> dict:
@@ -401,42 +394,6 @@ def predict_files(
         except Exception as error:  # noqa: BLE001 - one bad file never stops the others
             result = _error(video, audio, error)
         if out_dir is not None:
-            from emotf.timeline import write_outputs
-
             result["outputs"] = write_outputs(result, out_dir, predictor.class_codes)
         results.append(result)
     return results
-
-
-def format_table(results: list[dict]) -> str:
-    """Human-readable: one block per file with the label, a probability table and, for
-    several windows, one line per window."""
-    lines = []
-    for result in results:
-        if "error" in result:
-            lines.append(f"{result['file']}\n  ERROR: {result['error']}")
-            continue
-        head = f"{result['file']}  ({result['duration_s']:.2f} s"
-        head += f", audio {result['audio']})" if result.get("audio") else ", audio from the video)"
-        lines.append(head)
-        timeline = result.get("timeline") or []
-        what = f"mean of {len(timeline)} windows" if len(timeline) > 1 else "whole clip"
-        lines.append(f"  label: {result['label_code']} ({result['label_name']}; {what})")
-        for code, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
-            bar = "#" * round(p * 40)
-            lines.append(f"    {code}  {p:6.3f}  {bar}")
-        if len(timeline) > 1:
-            for w in timeline:
-                what = (f"{w['label']} {w['probabilities'][w['label']]:.3f}" if w["label"]
-                        else f"skipped: {w['skipped']}")
-                lines.append(f"    {w['start']:8.2f}-{w['end']:<8.2f} {what}")
-        for note in result.get("notes", []):
-            lines.append(f"  note: {note}")
-    return "\n".join(lines)
-
-
-def to_json(results: list[dict]) -> str:
-    """One JSON document for all inputs: a list of `emotf.timeline.document` objects."""
-    from emotf.timeline import document
-
-    return json.dumps([document(r) for r in results], indent=2)

@@ -1,4 +1,5 @@
-"""Sliding windows over a streamed video, and the timeline files `emotf-predict --out` writes.
+"""Sliding windows over a streamed video, and the results `emotf-predict` shows: the timeline
+files `--out` writes, the `--json` document and the printed table.
 
 Windows: `[k * hop, k * hop + window)` seconds for k = 0, 1, ... while the window fits in the
 video (duration D), plus one last window `[D - window, D)` when the hop leaves the end
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass
 
@@ -97,7 +99,18 @@ def planned_windows(duration_s: float, window_s: float, hop_s: float) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Files
+# Results: timeline entries, the files of `--out`, what is printed
+
+
+def timeline_entry(w: dict, class_codes: list[str]) -> dict:
+    """One window of a result's `timeline`: {"start", "end", "label" (code), "probabilities"
+    {code: p} (6 decimals)}, or label and probabilities null with the `skipped` reason."""
+    entry = {"start": w["start"], "end": w["end"]}
+    if w["probabilities"] is None:
+        return {**entry, "probabilities": None, "label": None, "skipped": w["skipped"]}
+    return {**entry, "label": class_codes[w["label"]],
+            "probabilities": {c: round(float(p), 6)
+                              for c, p in zip(class_codes, w["probabilities"])}}
 
 
 def write_outputs(result: dict, out_dir, class_codes: list[str]) -> dict:
@@ -133,6 +146,38 @@ def document(result: dict) -> dict:
     base = {"file": result["file"], "timeline": [], "label": None, "probabilities": None,
             "notes": [], "error": None}
     return {**base, **result}
+
+
+def format_table(results: list[dict]) -> str:
+    """Human-readable (`emotf-predict` without `--json`): one block per file with the label, a
+    probability table and, for several windows, one line per window."""
+    lines = []
+    for result in results:
+        if "error" in result:
+            lines.append(f"{result['file']}\n  ERROR: {result['error']}")
+            continue
+        head = f"{result['file']}  ({result['duration_s']:.2f} s"
+        head += f", audio {result['audio']})" if result.get("audio") else ", audio from the video)"
+        lines.append(head)
+        timeline = result.get("timeline") or []
+        what = f"mean of {len(timeline)} windows" if len(timeline) > 1 else "whole clip"
+        lines.append(f"  label: {result['label_code']} ({result['label_name']}; {what})")
+        for code, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
+            bar = "#" * round(p * 40)
+            lines.append(f"    {code}  {p:6.3f}  {bar}")
+        if len(timeline) > 1:
+            for w in timeline:
+                what = (f"{w['label']} {w['probabilities'][w['label']]:.3f}" if w["label"]
+                        else f"skipped: {w['skipped']}")
+                lines.append(f"    {w['start']:8.2f}-{w['end']:<8.2f} {what}")
+        for note in result.get("notes", []):
+            lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def to_json(results: list[dict]) -> str:
+    """One JSON document for all inputs (`--json`): a list of `document` objects."""
+    return json.dumps([document(r) for r in results], indent=2)
 
 
 def plot_timeline(result: dict, class_codes: list[str], path) -> None:

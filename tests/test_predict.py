@@ -14,9 +14,10 @@ from emotf.configs import ModelConfig, SamplingConfig
 from emotf.export import export_saved_model
 from emotf.model import build_model
 from emotf.pipeline import make_dataset, record_files
-from emotf.predict import Predictor, format_table, predict_files
+from emotf.predict import Predictor, predict_files
 from emotf.records.build import BuildConfig, build_records
 from emotf.synthetic.sample import SampleConfig, make_sample
+from emotf.timeline import format_table
 
 N = 3
 TINY = ModelConfig(

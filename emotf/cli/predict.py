@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1. Received: {args.batch_size}")
 
-    from emotf.predict import expand_inputs, format_table, predict_files, to_json
+    from emotf.predict import expand_inputs, predict_files
+    from emotf.timeline import format_table, to_json
 
     videos, problems = expand_inputs(args.inputs)
     for problem in problems:
