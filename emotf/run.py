@@ -30,16 +30,6 @@ from emotf.storage import StoragePath, as_path, read_json, write_json
 _FOLD_DIR = re.compile(r"^fold-(\d+)$")
 
 
-def _read_json(path: StoragePath) -> dict:
-    try:
-        return read_json(path)
-    except FileNotFoundError as error:
-        raise ValueError(f"{path}: not readable JSON ({error})") from None
-
-
-_write_json = write_json
-
-
 @dataclass(frozen=True)
 class EvaluationDir:
     """The files `emotf-evaluate` writes into one folder (by default `RUN/evaluation/`)."""
@@ -170,13 +160,13 @@ class Run:
         """Epochs the run's `backup/` holds (0 for a fresh run): the epoch a resume starts at."""
         if not self.backup_metadata_path.is_file():
             return 0
-        return int(_read_json(self.backup_metadata_path).get("epoch", 0))
+        return int(read_json(self.backup_metadata_path).get("epoch", 0))
 
     # === config.json ===
 
     def record(self) -> dict:
         """The whole `config.json` ({} when the folder has none)."""
-        return _read_json(self.config_path) if self.config_path.is_file() else {}
+        return read_json(self.config_path) if self.config_path.is_file() else {}
 
     def config_values(self) -> dict:
         """The `TrainConfig` of `config.json` as stored (plain JSON values; {} without one)."""
@@ -217,26 +207,26 @@ class Run:
         parts = {"config": config.to_dict(), "split": split_summary}
         if folds is not None:
             parts["folds"] = folds
-        return _write_json(self.config_path, {**parts, "environment": environment})
+        return write_json(self.config_path, {**parts, "environment": environment})
 
     # === metrics.json, calibration.json ===
 
     def read_metrics(self) -> dict:
         if not self.metrics_path.is_file():
             raise FileNotFoundError(f"{self.metrics_path} not found: the run has not finished")
-        return _read_json(self.metrics_path)
+        return read_json(self.metrics_path)
 
     def write_metrics(self, metrics: dict) -> StoragePath:
-        return _write_json(self.metrics_path, metrics)
+        return write_json(self.metrics_path, metrics)
 
     def write_calibration(self, calibration: dict) -> StoragePath:
-        return _write_json(self.calibration_path, calibration)
+        return write_json(self.calibration_path, calibration)
 
     def temperature(self) -> float | None:
         """The temperature fitted on the validation clips (None without calibration.json)."""
         if not self.calibration_path.is_file():
             return None
-        return _read_json(self.calibration_path).get("temperature")
+        return read_json(self.calibration_path).get("temperature")
 
     # === The model ===
 

@@ -256,6 +256,15 @@ def test_short_clip_note_uses_the_samplers_window(sample, monkeypatch):
     assert any("shorter than the 2 s window" in n for n in result.notes), result.notes
 
 
+def copy_clips(sample, names, data) -> None:
+    """The FLV and WAV of the clips `names` from the local `sample` into `data` (a URL)."""
+    from emotf.storage import as_path
+
+    for name in names:
+        for folder, ext in (("VideoFlash", ".flv"), ("AudioWAV", ".wav")):
+            as_path(sample / folder / f"{name}{ext}").copy(data / folder / f"{name}{ext}")
+
+
 def test_build_from_and_to_tensorflows_ram_filesystem(sample, built):
     """DATA and OUT as URLs (emotf.storage over tf.io.gfile): media staged to local files for
     decoding, shards, sidecars and the manifest written there, readable by tf.data."""
@@ -267,11 +276,7 @@ def test_build_from_and_to_tensorflows_ram_filesystem(sample, built):
 
     root = as_path(f"ram://emotf-test-{uuid.uuid4().hex[:8]}")
     names = sorted(p.stem for p in (sample / "VideoFlash").glob("*.flv"))[:3]
-    for name in names:
-        for folder, ext in (("VideoFlash", ".flv"), ("AudioWAV", ".wav")):
-            (root / "data" / folder).mkdir()
-            (root / "data" / folder / f"{name}{ext}").write_bytes(
-                (sample / folder / f"{name}{ext}").read_bytes())
+    copy_clips(sample, names, root / "data")
     out = root / "records"
     try:
         code = main(["--data-dir", str(root / "data"), "--out", str(out), "--workers", "1",
@@ -302,11 +307,7 @@ def test_a_storage_error_while_staging_fails_the_shard_and_a_rerun_resumes(sampl
 
     root = as_path(f"ram://emotf-test-{uuid.uuid4().hex[:8]}")
     names = sorted(p.stem for p in (sample / "VideoFlash").glob("*.flv"))[:2]
-    for name in names:
-        for folder, ext in (("VideoFlash", ".flv"), ("AudioWAV", ".wav")):
-            (root / "data" / folder).mkdir()
-            (root / "data" / folder / f"{name}{ext}").write_bytes(
-                (sample / folder / f"{name}{ext}").read_bytes())
+    copy_clips(sample, names, root / "data")
     out = root / "records"
     argv = ["--data-dir", str(root / "data"), "--out", str(out), "--workers", "1",
             "--clips-per-shard", "1", "--no-progress", "--no-verify-media"]
