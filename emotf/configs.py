@@ -4,8 +4,11 @@
 `TrainConfig` (one `emotf-train` run, holding the other two) live here, with one generic
 `to_dict` / `from_dict` that every config dataclass of emotf uses (`Config`): nested configs
 become nested dicts, tuples become lists, and unknown keys are refused with the key named.
-Every config validates itself at construction, so a typo in a flag or a JSON file fails
-before anything is written.
+Every field declares its valid values once, where it is declared (`emotf.bounds.bounded`:
+a range, a set of choices, and the one-line description `--help` shows), and every config checks
+them first thing at construction (`check_bounds`: types too, so `"epochs": true` or a NaN rate is
+refused), so a typo in a flag or a JSON file fails in one line before anything is written
+(docs/configuration.md has the table of every field and its bound).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from emotf.bounds import bounded, check_bounds
 from emotf.cremad import NUM_FOLDS
 from emotf.labels import LABEL_SOURCES
 from emotf.splits import ACTORS, OGM, load_clip_split
@@ -23,6 +27,22 @@ from emotf.splits import ACTORS, OGM, load_clip_split
 LR_SCHEDULES = ("paper", "step", "cosine", "constant")  # emotf.schedules implements them
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # emotf.precision
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")  # emotf.distribute
+VERBOSITIES = (0, 1, 2)  # Keras's fit verbosity: silent, progress bar, one line per epoch
+
+# Upper limits shared by several configs: far above any sensible run, low enough that a typo
+# (an extra zero, a rate given in Hz instead of kHz) is refused instead of allocating for hours.
+MAX_SEGMENTS = 64
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 4096
+MAX_STEPS = 10_000_000
+MAX_SEED = 2**32 - 1  # numpy's seeds (keras.utils.set_random_seed seeds numpy too)
+MAX_FRAME_SIZE = 1024
+MAX_WIDTH = 4096  # channels of one layer, units of the FC layer
+MAX_BINS = 4096
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 192_000
+MAX_WINDOW_SECONDS = 10.0
+MAX_LEARNING_RATE = 10.0
+MAX_TIMEOUT_SECONDS = 86_400.0  # one day
 
 
 # === Generic dict round trip ===
@@ -91,52 +111,64 @@ def window_length_for(sample_rate: float, window_seconds: float) -> int:
 
 @dataclass(frozen=True)
 class SamplingConfig(Config):
-    """How segments, frames, audio windows and spectrograms are sampled.
+    """How segments, frames, audio windows and spectrograms are sampled (each field's
+    description is its `help`).
 
-    Attributes:
-        num_segments: N, segments per clip (the model's number of twin branches).
-        window_seconds: d, audio window length in seconds (paper: 1.28 s).
-        max_offset_seconds: b, the audio centre is drawn uniformly in j/rv +- b when training.
-        sample_rate: ra the windows are cut at; records of another rate are rejected.
-        frame_size: side of the square uint8 face crops (records store 224).
-        frame_length: STFT window length in samples (420 = 26.25 ms at 16 kHz, Hann window).
-        frame_step: STFT hop in samples (105 = 6.56 ms: a 20480-sample window gives exactly
-            1 + (20480 - 420) // 105 = 192 STFT frames, so no time resize is needed; a hop that
-            divides the frame length lets tf.signal.frame use a reshape instead of a gather,
-            2.5x faster framing than with 400).
-        fft_length: FFT size (512: 257 linear bins, 31.25 Hz apart at 16 kHz).
-        num_mel_bins: mel bands computed before any frequency resize (120 = output bins).
-        lower_edge_hertz, upper_edge_hertz: mel filterbank range (upper None = Nyquist).
-        log_offset: added to mel magnitudes before the log (floor of -13.8 nats).
-        time_bins, freq_bins: output spectrogram shape [time_bins, freq_bins, 1].
-        normalization: "per_window" (zero mean, unit variance over each window's
-            spectrogram; no dataset statistics, robust to recording gain) or "none".
+    `frame_step` 105 (6.56 ms) gives a 20480-sample window exactly
+    1 + (20480 - 420) // 105 = 192 STFT frames, so no time resize is needed; a hop that divides
+    the frame length lets tf.signal.frame use a reshape instead of a gather (2.5x faster framing
+    than with 400). `normalization` "per_window" needs no dataset statistics and is robust to
+    recording gain.
     """
 
-    num_segments: int = 10
-    window_seconds: float = 1.28
-    max_offset_seconds: float = 0.01
-    sample_rate: int = 16000
-    frame_size: int = 224
-    frame_length: int = 420
-    frame_step: int = 105
-    fft_length: int = 512
-    num_mel_bins: int = 120
-    lower_edge_hertz: float = 20.0
-    upper_edge_hertz: float | None = None
-    log_offset: float = 1e-6
-    time_bins: int = 192
-    freq_bins: int = 120
-    normalization: str = "per_window"
+    num_segments: int = bounded(
+        10, ge=1, le=MAX_SEGMENTS,
+        help="N, segments per clip (the model's number of twin branches)")
+    window_seconds: float = bounded(
+        1.28, gt=0.0, le=MAX_WINDOW_SECONDS,
+        help="d, audio window length in seconds (paper: 1.28 s)")
+    max_offset_seconds: float = bounded(
+        0.01, ge=0.0, le=MAX_WINDOW_SECONDS,
+        help="b: in training the audio centre is drawn uniformly in j/rv +- b")
+    sample_rate: int = bounded(
+        16000, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE,
+        help="audio rate (Hz) the windows are cut at; records of another rate are rejected")
+    frame_size: int = bounded(
+        224, ge=8, le=MAX_FRAME_SIZE,
+        help="side of the square uint8 face crops (records store 224)")
+    frame_length: int = bounded(
+        420, ge=8, le=65536,
+        help="STFT window length in samples (420 = 26.25 ms at 16 kHz, Hann window)")
+    frame_step: int = bounded(
+        105, ge=1, le=65536,
+        help="STFT hop in samples (105 = 6.56 ms: 192 frames per 1.28 s window)")
+    fft_length: int = bounded(
+        512, ge=8, le=65536,
+        help="FFT size, at least frame_length (512: 257 linear bins, 31.25 Hz apart at 16 kHz)")
+    num_mel_bins: int = bounded(
+        120, ge=1, le=MAX_BINS,
+        help="mel bands computed before any frequency resize (120 = output bins)")
+    lower_edge_hertz: float = bounded(
+        20.0, ge=0.0, le=MAX_SAMPLE_RATE / 2,
+        help="lowest frequency of the mel filterbank (Hz)")
+    upper_edge_hertz: float | None = bounded(
+        None, gt=0.0, le=MAX_SAMPLE_RATE / 2,
+        help="highest frequency of the mel filterbank (Hz), at most sample_rate / 2; "
+             "none = the Nyquist frequency")
+    log_offset: float = bounded(
+        1e-6, gt=0.0, le=1.0,
+        help="added to the mel magnitudes before the log (1e-6: a floor of -13.8 nats)")
+    time_bins: int = bounded(
+        192, ge=1, le=MAX_BINS, help="time bins of the output spectrogram [time, freq, 1]")
+    freq_bins: int = bounded(
+        120, ge=1, le=MAX_BINS, help="frequency bins of the output spectrogram [time, freq, 1]")
+    normalization: str = bounded(
+        "per_window", choices=NORMALIZATIONS,
+        help="per_window: zero mean, unit variance over each window's spectrogram; none: raw")
 
     def __post_init__(self):
+        check_bounds(self)
         problems = []
-        if self.num_segments < 1:
-            problems.append(f"num_segments={self.num_segments} (must be >= 1)")
-        if self.window_seconds <= 0:
-            problems.append(f"window_seconds={self.window_seconds} (must be > 0)")
-        if self.max_offset_seconds < 0:
-            problems.append(f"max_offset_seconds={self.max_offset_seconds} (must be >= 0)")
         if self.window_length < self.frame_length:
             problems.append(
                 f"window of {self.window_length} samples shorter than frame_length="
@@ -144,8 +176,13 @@ class SamplingConfig(Config):
             )
         if self.fft_length < self.frame_length:
             problems.append(f"fft_length={self.fft_length} < frame_length={self.frame_length}")
-        if self.normalization not in NORMALIZATIONS:
-            problems.append(f"normalization={self.normalization!r} (one of {NORMALIZATIONS})")
+        upper = self.sample_rate / 2 if self.upper_edge_hertz is None else self.upper_edge_hertz
+        if upper > self.sample_rate / 2:
+            problems.append(f"upper_edge_hertz={self.upper_edge_hertz} above the Nyquist "
+                            f"frequency of sample_rate={self.sample_rate}")
+        if not self.lower_edge_hertz < upper:
+            problems.append(f"lower_edge_hertz={self.lower_edge_hertz} not below the upper "
+                            f"edge {upper}")
         if problems:
             raise ValueError("invalid SamplingConfig. Received: " + "; ".join(problems))
 
@@ -165,6 +202,7 @@ class SamplingConfig(Config):
 
 MODALITIES = ("both", "audio", "video")
 BRANCH_WEIGHTS = ("shared", "independent")
+MAX_BLOCKS = 8  # convolution blocks of a branch (each halves the feature map)
 
 
 @dataclass(frozen=True)
@@ -181,34 +219,46 @@ class ModelConfig(Config):
     every spectrogram in training (the `SpecAugment` layer; off by default).
     """
 
-    num_segments: int = 10
-    num_classes: int = 6
-    frame_size: int = 224
-    spectrogram_shape: tuple[int, int] = (192, 120)
-    video_stem_width: int = 32
-    video_widths: tuple[int, ...] = (64, 128, 256)
-    audio_widths: tuple[int, ...] = (32, 64, 128, 128)
-    fc_units: int = 128
-    dropout: float = 0.5
-    branch_weights: str = "shared"
-    modalities: str = "both"
-    spec_augment: bool = False
+    num_segments: int = bounded(
+        10, ge=1, le=MAX_SEGMENTS, help="N, segments per clip: the number of twin branches")
+    num_classes: int = bounded(6, ge=2, le=1000, help="classes of the softmax classifier")
+    frame_size: int = bounded(
+        224, ge=8, le=MAX_FRAME_SIZE, help="side of the square face crops the video branch takes")
+    spectrogram_shape: tuple[int, int] = bounded(
+        (192, 120), ge=1, le=MAX_BINS,
+        help="time bins x frequency bins of the spectrogram the audio branch takes")
+    video_stem_width: int = bounded(
+        32, ge=1, le=MAX_WIDTH, help="channels of the video branch's strided 5x5 stem")
+    video_widths: tuple[int, ...] = bounded(
+        (64, 128, 256), ge=1, le=MAX_WIDTH,
+        help="channels of each video block after the stem (one to 8 blocks)")
+    audio_widths: tuple[int, ...] = bounded(
+        (32, 64, 128, 128), ge=1, le=MAX_WIDTH,
+        help="channels of each audio block (one to 8 blocks)")
+    fc_units: int = bounded(
+        128, ge=0, le=MAX_WIDTH * 16,
+        help="units of the hidden fusion layer before the classifier (0 = none)")
+    dropout: float = bounded(0.5, ge=0.0, lt=1.0, help="dropout rate before the classifier")
+    branch_weights: str = bounded(
+        "shared", choices=BRANCH_WEIGHTS,
+        help="shared: one sub-model called N times; independent: N copies")
+    modalities: str = bounded(
+        "both", choices=MODALITIES, help="the inputs the model uses: both, audio or video")
+    spec_augment: bool = bounded(
+        False, help="mask one time band and one frequency band of every training spectrogram")
 
     def __post_init__(self):
-        if self.branch_weights not in BRANCH_WEIGHTS:
-            raise ValueError(
-                f"branch_weights must be one of {BRANCH_WEIGHTS}. "
-                f"Received: branch_weights={self.branch_weights!r}"
-            )
-        if self.modalities not in MODALITIES:
-            raise ValueError(
-                f"modalities must be one of {MODALITIES}. Received: modalities={self.modalities!r}"
-            )
-        if self.num_segments < 1:
-            raise ValueError(f"num_segments must be >= 1. Received: num_segments={self.num_segments}")
-        # Normalise lists (from JSON) to tuples so configs compare and hash equal.
+        check_bounds(self)
+        # Lists (from JSON) become tuples so configs compare and hash equal.
         for name in ("spectrogram_shape", "video_widths", "audio_widths"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if len(self.spectrogram_shape) != 2:
+            raise ValueError("ModelConfig.spectrogram_shape must be two numbers (time bins, "
+                             f"frequency bins). Received: spectrogram_shape={self.spectrogram_shape}")
+        for name in ("video_widths", "audio_widths"):
+            if not 1 <= len(getattr(self, name)) <= MAX_BLOCKS:
+                raise ValueError(f"ModelConfig.{name} must give 1 to {MAX_BLOCKS} widths. "
+                                 f"Received: {name}={getattr(self, name)}")
 
     @property
     def uses_video(self) -> bool:
@@ -234,8 +284,11 @@ def run_sampling(model: ModelConfig, sampling) -> SamplingConfig:
     }
     if isinstance(sampling, SamplingConfig):
         return replace(sampling, **shapes)
+    if sampling is not None and not isinstance(sampling, Mapping):
+        raise ValueError("TrainConfig.sampling must be a SamplingConfig or a JSON object of its "
+                         f"fields. Received: sampling={sampling!r}")
     values = dict(sampling or {})
-    conflicts = {k: v for k, v in values.items() if k in shapes and int(v) != shapes[k]}
+    conflicts = {k: v for k, v in values.items() if k in shapes and v != shapes[k]}
     if conflicts:
         raise ValueError(
             "sampling shapes come from the model config (--num-segments, --frame-size, "
@@ -278,60 +331,66 @@ class TrainConfig(Config):
     `validation_fraction` of its training clips and ignores `fold` and `validation_folds`.
     """
 
-    records: str = ""
-    out: str = "runs/emotf"
-    fold: int = 0
-    epochs: int = 30
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    lr_schedule: str = "paper"
-    decay_steps: int = 50
-    decay_rate: float = 0.1
-    validation_folds: int = 1
-    split: str = ACTORS
-    validation_fraction: float = 0.1
-    early_stopping_patience: int = 10
-    seed: int = 0
-    precision: str = "auto"
-    strategy: str = "auto"
-    jit_compile: bool | None = None
-    deterministic: bool = True
-    steps_per_epoch: int | None = None
-    cache_records: bool = False
-    allow_incomplete: bool = False
-    labels: str = "intended"
-    verbose: int = 1
-    export: bool = True
-    model: ModelConfig = ModelConfig()
-    sampling: SamplingConfig = SamplingConfig()
+    records: str = bounded("", help="the records folder (emotf-build-records' output)")
+    out: str = bounded("runs/emotf", help="the run folder (the cross-validation folder with --fold all)")
+    fold: int = bounded(0, ge=0, le=NUM_FOLDS - 1,
+                        help="the test fold K of the actor protocol (emotf-train also takes all)")
+    epochs: int = bounded(30, ge=1, le=MAX_EPOCHS, help="epochs to train (at most)")
+    batch_size: int = bounded(16, ge=1, le=MAX_BATCH_SIZE, help="clips per batch, per replica")
+    learning_rate: float = bounded(1e-3, gt=0.0, le=MAX_LEARNING_RATE,
+                                   help="SGD's (initial) learning rate")
+    momentum: float = bounded(0.9, ge=0.0, lt=1.0, help="SGD's momentum (0 = plain SGD)")
+    lr_schedule: str = bounded("paper", choices=LR_SCHEDULES,
+                               help="the learning-rate schedule (see the class docstring)")
+    decay_steps: int = bounded(50, ge=1, le=MAX_STEPS,
+                               help="steps between two decays of the paper and step schedules")
+    decay_rate: float = bounded(0.1, gt=0.0, le=1.0,
+                                help="factor of each decay of the paper and step schedules")
+    validation_folds: int = bounded(1, ge=1, le=NUM_FOLDS - 2,
+                                    help="folds after the test fold that validate (actor protocol)")
+    split: str = bounded(ACTORS, help="actors, ogm, or a folder holding train.csv and test.csv")
+    validation_fraction: float = bounded(
+        0.1, gt=0.0, lt=1.0,
+        help="share of a clip-level split's training clips that validate (emotion-stratified)")
+    early_stopping_patience: int = bounded(
+        10, ge=0, le=MAX_EPOCHS,
+        help="epochs without a better val_accuracy before training stops (0 = never stop early)")
+    seed: int = bounded(0, ge=0, le=MAX_SEED, help="seed of the weights and of the data order")
+    precision: str = bounded("auto", choices=PRECISIONS,
+                             help="float32 or mixed precision (auto: by the device)")
+    strategy: str = bounded("auto", choices=STRATEGIES,
+                            help="the tf.distribute strategy (multi_worker reads TF_CONFIG)")
+    jit_compile: bool | None = bounded(
+        None, help="XLA-compile the training step (none = the device's measured default)")
+    deterministic: bool = bounded(True, help="deterministic TensorFlow ops and data order")
+    steps_per_epoch: int | None = bounded(
+        None, ge=1, le=MAX_STEPS, help="training batches per epoch (none = all the training clips)")
+    cache_records: bool = bounded(
+        False, help="keep the serialised records in memory after the first epoch (~0.7 MB a clip)")
+    allow_incomplete: bool = bounded(
+        False, help="train on records whose build skipped clips or shards")
+    labels: str = bounded("intended", choices=LABEL_SOURCES,
+                          help="intended (the actor's emotion) or perceived (the raters' majority)")
+    verbose: int = bounded(1, choices=VERBOSITIES,
+                           help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+    export: bool = bounded(True, help="export a SavedModel at the end of the run")
+    worker_timeout_seconds: float = bounded(
+        300.0, gt=0.0, le=MAX_TIMEOUT_SECONDS,
+        help="deadline for multi-worker start-up and each collective; on expiry one line names "
+             "the workers that did not answer")
+    model: ModelConfig = bounded(ModelConfig(), help="the architecture (ModelConfig)")
+    sampling: SamplingConfig = bounded(
+        SamplingConfig(), help="the sampling (SamplingConfig; its shapes come from model)")
 
     def __post_init__(self):
+        check_bounds(self)
         if isinstance(self.model, Mapping):
             object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
+        if not isinstance(self.model, ModelConfig):
+            raise ValueError("TrainConfig.model must be a ModelConfig or a JSON object of its "
+                             f"fields. Received: model={self.model!r}")
         object.__setattr__(self, "sampling", run_sampling(self.model, self.sampling))
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}. Received: lr_schedule={self.lr_schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={self.precision!r}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={self.strategy!r}")
-        if not (0 <= int(self.fold) < NUM_FOLDS):
-            raise ValueError(f"fold must be in 0..{NUM_FOLDS - 1}. Received: fold={self.fold}")
-        if not (1 <= self.validation_folds <= NUM_FOLDS - 2):
-            raise ValueError(f"validation_folds must be in 1..{NUM_FOLDS - 2}. Received: validation_folds={self.validation_folds}")
         if self.split not in (ACTORS, OGM):  # a folder: kept absolute, so runs find it again
             object.__setattr__(self, "split", str(Path(self.split).resolve()))
         if self.split != ACTORS:
             load_clip_split(self.split)  # a ValueError naming the file and the problem
-        for name in ("epochs", "batch_size", "decay_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
-        if self.steps_per_epoch is not None and int(self.steps_per_epoch) < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1 (or unset). Received: steps_per_epoch={self.steps_per_epoch}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}")
-        if self.labels not in LABEL_SOURCES:
-            raise ValueError(f"labels must be one of {LABEL_SOURCES}. Received: labels={self.labels!r}")  # "intended" or "perceived" (emotf.labels)
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1). Received: validation_fraction={self.validation_fraction}")

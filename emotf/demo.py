@@ -12,10 +12,21 @@ interrupted demo resumes.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from emotf.configs import Config, ModelConfig
+from emotf.bounds import bounded, check_bounds
+from emotf.configs import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_LEARNING_RATE,
+    MAX_SEED,
+    VERBOSITIES,
+    Config,
+    ModelConfig,
+)
+from emotf.cremad import EMOTIONS, FIRST_ACTOR, LAST_ACTOR, NUM_FOLDS, SENTENCES
 
 DEMO_MODEL = ModelConfig(
     num_segments=4,
@@ -31,21 +42,31 @@ DEMO_MODEL = ModelConfig(
 class DemoConfig(Config):
     """Sizes of the demo. The defaults run in a few minutes on a 2-core CPU."""
 
-    out: str = "demo_out"
-    num_actors: int = 10
-    clips_per_actor: int = 36
-    fold: int = 0
-    epochs: int = 30
-    batch_size: int = 8
-    learning_rate: float = 0.02
-    seed: int = 0
-    workers: int | None = None
-    model: ModelConfig = DEMO_MODEL
+    out: str = bounded("demo_out", help="the demo's folder: sample, records, run, figures")
+    num_actors: int = bounded(10, ge=1, le=LAST_ACTOR - FIRST_ACTOR + 1,
+                              help="actors of the synthetic sample (CREMA-D has 91)")
+    clips_per_actor: int = bounded(36, ge=1, le=len(EMOTIONS) * len(SENTENCES),
+                                   help="clips per actor of the synthetic sample")
+    fold: int = bounded(0, ge=0, le=NUM_FOLDS - 1, help="the held-out test fold")
+    epochs: int = bounded(30, ge=1, le=MAX_EPOCHS, help="epochs to train")
+    batch_size: int = bounded(8, ge=1, le=MAX_BATCH_SIZE, help="clips per batch")
+    learning_rate: float = bounded(0.02, gt=0.0, le=MAX_LEARNING_RATE,
+                                   help="initial learning rate (cosine schedule)")
+    seed: int = bounded(0, ge=0, le=MAX_SEED, help="seed of the sample, the weights and the data")
+    workers: int | None = bounded(None, ge=1, le=1024,
+                                  help="processes making the sample and building the records "
+                                       "(none = the CPUs this process may use)")
+    model: ModelConfig = bounded(DEMO_MODEL, help="the (small) model of the demo")
+    verbose: int = bounded(2, choices=VERBOSITIES,
+                           help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
 
     def __post_init__(self):
-        if isinstance(self.model, dict):  # from JSON (`from_dict`)
+        check_bounds(self)
+        if isinstance(self.model, Mapping):  # from JSON (`from_dict`)
             object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
-    verbose: int = 2
+        if not isinstance(self.model, ModelConfig):
+            raise ValueError("DemoConfig.model must be a ModelConfig or a JSON object of its "
+                             f"fields. Received: model={self.model!r}")
 
 
 def _step(title: str) -> float:

@@ -20,11 +20,18 @@ cleared at start-up), deleted after each save and at the end, and restores from 
 backup (the run folder must be on storage every worker sees: gs://, NFS). Before training the
 workers compare what they see (`agree_with_chief`: the completed epochs, the configuration)
 and all refuse in one line when a worker differs from the chief.
+
+Deadlines (`TrainConfig.worker_timeout_seconds`, `--worker_timeout_seconds`, default 300 s):
+the cluster must form within it (`start_cluster`: TensorFlow waits in C++ for every task of
+TF_CONFIG; on expiry one line names the tasks whose address accepts no connection, "worker 1
+(127.0.0.1:12346) did not answer within 300 s", and the process exits with status 1), and each
+collective (an all-reduce of a training step, the start-up agreement) must complete within
+it (`tf.distribute.experimental.CommunicationOptions(timeout_seconds=...)`; on expiry a
+`TimeoutError` naming the workers that do not answer).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -36,11 +43,14 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from emotf import deadlines
 from emotf.configs import STRATEGIES
 from emotf.storage import StoragePath, as_path
 
 TF_CONFIG = "TF_CONFIG"
 WORKER_TASKS = ("chief", "worker")
+# `TrainConfig.worker_timeout_seconds`'s default: start-up and each collective.
+DEFAULT_WORKER_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -134,22 +144,78 @@ def resolve_strategy(name: str, task: ClusterTask | None, num_gpus: int) -> str:
     return name
 
 
-@functools.cache
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+_STRATEGIES: dict[str, tf.distribute.Strategy] = {}
+
+
+def make_strategy(name: str = "auto",
+                  timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_S) -> tf.distribute.Strategy:
     """The strategy of `--strategy name`; one per process (TensorFlow allows one multi-worker
-    strategy per program: create it before any other TensorFlow op).
+    strategy per program: create it before any other TensorFlow op), so a second call with
+    the same name returns the first one's strategy, whatever its `timeout_seconds`.
+
+    `timeout_seconds` (`TrainConfig.worker_timeout_seconds`): the multi-worker deadlines
+    (`start_cluster`).
 
     Raises:
         ValueError: bad strategy name or TF_CONFIG (one line).
     """
-    task = read_tf_config()
-    resolved = resolve_strategy(name, task, len(tf.config.list_physical_devices("GPU")))
-    if resolved == "multi_worker":
-        return _MultiWorkerMirroredStrategy()
-    if resolved == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    return tf.distribute.get_strategy()
+    if name not in _STRATEGIES:
+        task = read_tf_config()
+        resolved = resolve_strategy(name, task, len(tf.config.list_physical_devices("GPU")))
+        if resolved == "multi_worker":
+            strategy = start_cluster(timeout_seconds)
+        elif resolved == "mirrored":
+            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+            strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        else:
+            strategy = tf.distribute.get_strategy()
+        _STRATEGIES[name] = strategy
+    return _STRATEGIES[name]
+
+
+def peer_addresses(environ=None) -> dict[str, str]:
+    """{"worker 1": "host:port", "chief": ...}: the chief and worker tasks of TF_CONFIG other
+    than this process's own ({} without TF_CONFIG)."""
+    text = (os.environ if environ is None else environ).get(TF_CONFIG, "").strip()
+    if not text or read_tf_config(environ) is None:
+        return {}
+    value = json.loads(text)
+    cluster, task = value["cluster"], value["task"]
+    me = (task["type"], task.get("index", 0))
+    return {(kind if kind == "chief" else f"{kind} {i}"): address
+            for kind in WORKER_TASKS for i, address in enumerate(cluster.get(kind, []))
+            if (kind, i) != me}
+
+
+def cluster_not_formed(peers: Mapping[str, str], seconds: float) -> str:
+    """The line said when the cluster has not formed within `seconds`: who does not answer."""
+    silent = deadlines.silent(peers)
+    if silent:
+        return (deadlines.no_answer(peers, silent, seconds) + f" (start every task of "
+                f"{TF_CONFIG}, or raise --worker_timeout_seconds)")
+    return (f"the cluster of {TF_CONFIG} did not form within {seconds:g} s, although every "
+            f"task answers on its port ({', '.join(f'{n} {a}' for n, a in peers.items())}): is "
+            f"each one an emotf-train with the same {TF_CONFIG}?")
+
+
+def start_cluster(timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_S) -> tf.distribute.Strategy:
+    """This process's `MultiWorkerMirroredStrategy` (cluster from TF_CONFIG), within deadlines.
+
+    TensorFlow starts this task's server, then waits in C++ (no Python exception, signal or
+    KeyboardInterrupt reaches it there) until every task of the cluster has connected. If the
+    strategy is not made within `timeout_seconds`, `emotf.deadlines.deadline` prints one line
+    naming the tasks whose address accepts no connection ("worker 1 (127.0.0.1:12346) did not
+    answer within 30 s") and ends the process (exit status 1). Each collective of the strategy
+    gets the same deadline (`CommunicationOptions(timeout_seconds=...)`). TensorFlow's
+    coordination service installs its own SIGTERM handler on the way: emotf's is put back.
+    """
+    peers = peer_addresses()
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_seconds)
+    with deadlines.deadline(timeout_seconds, lambda: cluster_not_formed(peers, timeout_seconds)):
+        strategy = _MultiWorkerMirroredStrategy(communication_options=options)
+    deadlines.reclaim_signals()
+    strategy.emotf_timeout_seconds = float(timeout_seconds)
+    return strategy
 
 
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):

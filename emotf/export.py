@@ -15,11 +15,14 @@ Signatures (see docs/serving.md; `saved_model_cli show --dir out_dir/1 --all` li
 `serving_default` - a padded batch of raw clips:
     frames         uint8   [B, T, S, S, 3]  face crops (S = frame_size, 224), padded in T
     num_frames     int32   [B]              valid frames per clip (>= 1)
-    fps            float32 [B]              frame rate per clip
+    fps            float32 [B]              frame rate per clip, in [1, 1000]
+                                            (`serving_metadata.SERVING_FPS_RANGE`)
     waveform       float32 [B, L]           mono audio in [-1, 1], padded in L
-    num_samples    int32   [B]              valid samples per clip
-    sample_rate    int32   [B]              must equal the model's rate (16000): anything else
-                                            fails with InvalidArgumentError naming the rate
+    num_samples    int32   [B]              valid samples per clip, at least the shortest clip
+                                            the build accepts (min_clip_seconds x rate: 8000)
+    sample_rate    int32   [B]              must equal the model's rate (16000)
+  Inputs outside these bounds fail with InvalidArgumentError naming the input and showing the
+  values received (in-graph Asserts: TF Serving enforces them too).
   runs `emotf.sampling.sample_clip(..., training=False)` on every clip (the very function the
   tf.data pipeline uses: middle frame of each of the N segments, centred audio window) and
   then the Keras model, whose `log_mel` layer computes the log-mel spectrograms (the same
@@ -57,17 +60,22 @@ from emotf.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.sampling import SPECTROGRAM_FIELDS, sample_clip, spectrogram
 from emotf.serving_metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
+    MAX_METADATA_BYTES,
     METADATA_FILE,
+    SERVING_FPS_RANGE,
     build_settings,
     metadata_path,
+    min_clip_samples,
     model_versions,
 )
 from emotf.storage import StoragePath, as_path, read_json, write_json
 
 
 def read_metadata(saved_model_dir) -> dict:
-    """The `assets.extra/emotf.json` of an exported model (resolves version folders)."""
-    return read_json(metadata_path(saved_model_dir), expect=None)
+    """The `assets.extra/emotf.json` of an exported model (resolves version folders), read
+    with a `MAX_METADATA_BYTES` cap; its values are checked by
+    `emotf.serving_metadata.check_metadata`."""
+    return read_json(metadata_path(saved_model_dir), expect=None, max_bytes=MAX_METADATA_BYTES)
 
 
 def audio_input(model: keras.Model) -> str:
@@ -112,20 +120,43 @@ def _same_batch(first, other, first_name: str, other_name: str):
         message=f"batch size of {other_name} differs from that of {first_name}")
 
 
-def strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate) -> list:
-    """Run-time refusals of `serving_default` inputs, each naming the input: every input's
-    batch size equals `frames`', `fps` finite and > 0, `waveform` finite (`num_frames` >= 1
-    is `emotf.sampling.sample_clip`'s own check).
-    Core ops only: Assert, CheckNumerics, IsFinite. Ranks are checked by `tf.ensure_shape` in
-    the endpoints (a signature of a loaded SavedModel accepts a tensor of another rank, and
-    grappler folds an Assert on the rank into a constant; EnsureShape names the input)."""
+def _assert_all(condition, message: str, value):
+    """One Assert whose error names the input and shows the values received."""
+    return tf.debugging.Assert(tf.reduce_all(condition), [message + ". Received:", value],
+                               summarize=16)
+
+
+def strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate,
+                       config: SamplingConfig, min_samples: int) -> list:
+    """Run-time refusals of `serving_default` inputs, each naming the input and showing the
+    values received: every input's batch size equals `frames`'; `fps` finite and within
+    `SERVING_FPS_RANGE`; `num_frames` >= 1; `num_samples` >= `min_samples` (the shortest clip
+    the records' build accepts, `serving_metadata.min_clip_samples`); `sample_rate` equal to
+    `config.sample_rate`; `waveform` finite.
+    Core ops only: Assert, CheckNumerics, IsFinite, comparisons (the allowlist of
+    `emotf.graph_ops`). Ranks are checked by `tf.ensure_shape` in the endpoints (a signature
+    of a loaded SavedModel accepts a tensor of another rank, and grappler folds an Assert on
+    the rank into a constant; EnsureShape names the input)."""
     named = {"num_frames": num_frames, "fps": fps, "waveform": waveform,
              "num_samples": num_samples, "sample_rate": sample_rate}
     checks = [_same_batch(frames, value, "frames", name) for name, value in named.items()]
+    low, high = SERVING_FPS_RANGE
+    finite_fps = tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(fps)), True,
+                                           message="fps must be finite (no NaN or inf)")
+    with tf.control_dependencies([finite_fps]):  # a NaN is named as such, not as out of range
+        fps_in_range = _assert_all((fps >= low) & (fps <= high),
+                                   f"fps must be in [{low:g}, {high:g}] frames per second", fps)
     checks += [
-        tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(fps)), True,
-                                  message="fps must be finite (no NaN or inf)"),
-        tf.debugging.assert_positive(fps, message="fps must be > 0"),
+        finite_fps,
+        fps_in_range,
+        _assert_all(num_frames >= 1, "num_frames must be >= 1 (a clip needs at least one frame)",
+                    num_frames),
+        _assert_all(num_samples >= min_samples,
+                    f"num_samples must be >= {min_samples} (the shortest clip the model was "
+                    "built for)", num_samples),
+        _assert_all(tf.equal(sample_rate, config.sample_rate),
+                    f"sample_rate must be {config.sample_rate} (the sample rate the model was trained at)",
+                    sample_rate),
         tf.debugging.assert_all_finite(waveform, "waveform must be finite (no NaN or inf)"),
     ]
     return checks
@@ -173,6 +204,7 @@ def build_archive(
     build = build or {}
     tracker_json = json.dumps(build.get("face_tracker", {}), sort_keys=True)
     min_clip_seconds = float(build.get("min_clip_seconds", DEFAULT_MIN_CLIP_SECONDS))
+    min_samples = min_clip_samples(min_clip_seconds, config.sample_rate)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -191,8 +223,8 @@ def build_archive(
         checks = [
             tf.debugging.assert_less_equal(num_frames, t, message="num_frames exceeds the padded frames axis"),
             tf.debugging.assert_less_equal(num_samples, s, message="num_samples exceeds the padded waveform axis"),
-            tf.debugging.assert_non_negative(num_samples, message="num_samples must be >= 0"),
-            *strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate),
+            *strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate,
+                                config, min_samples),
         ]
         with tf.control_dependencies(checks):
             frames, fps, waveform = tf.identity(frames), tf.identity(fps), tf.identity(waveform)

@@ -12,18 +12,32 @@ yet (a few keyframe intervals) and the current window's crops and audio are held
 whole clip, exactly as the records store it. A file that fails (unreadable, no face, no audio,
 too short) gets an `error` entry and the others go on; a window without a face is skipped with
 its reason while the others get answers.
+
+Settings are bounded where they are declared (`PredictConfig`): a window of at least the
+shortest clip a model accepts (0.5 s) and at most 60 s, a hop of at least 0.04 s (at most 25
+windows per second of video), `emotf.timeline.MAX_WINDOWS_PER_VIDEO` windows per video at most.
+A SavedModel's graph is checked against the ops emotf's own export uses before it is loaded
+(`emotf.graph_ops.check_saved_model_ops`; `trust_model=True` skips the check).
+Inputs: folder walks and glob patterns never follow a symbolic link into a loop and never
+yield one file twice (compared by real path).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import os
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from emotf.bounds import bounded, check_bounds
+from emotf.configs import Config
 from emotf.export import read_metadata
+from emotf.graph_ops import check_saved_model_ops
 from emotf.records.preprocess import ClipError, ClipReader, ClipSettings, jpeg_round_trip
 from emotf.serving_metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
@@ -34,10 +48,15 @@ from emotf.serving_metadata import (
 from emotf.timeline import (
     DEFAULT_HOP_SECONDS,
     DEFAULT_WINDOW_SECONDS,
+    MAX_WINDOW_SECONDS,
+    MAX_WINDOWS_PER_VIDEO,
     MIN_FACE_FRACTION,
+    MIN_HOP_SECONDS,
     WindowPlanner,
+    output_stems,
     planned_windows,
     timeline_entry,
+    too_many_windows,
     write_outputs,
 )
 
@@ -50,9 +69,32 @@ LONG_VIDEO_WINDOWS = 30
 # Frames per SavedModel call (beyond one window): the call's memory grows with the frames it is
 # given (8 windows of 75 frames peaked ~700 MB above 2 windows, for no speed gain on CPU).
 MAX_FRAMES_PER_CALL = 160
+# Most windows per SavedModel call a user may ask for (calls stop at MAX_FRAMES_PER_CALL anyway).
+MAX_BATCH_SIZE = 256
 
-__all__ = ["VIDEO_EXTENSIONS", "ClipError", "Predictor", "clip_settings_of", "expand_inputs",
-           "pad_batch", "predict_files", "tracker_config_of"]
+__all__ = ["VIDEO_EXTENSIONS", "ClipError", "PredictConfig", "Predictor", "clip_settings_of",
+           "expand_inputs", "pad_batch", "predict_files", "tracker_config_of"]
+
+
+@dataclass(frozen=True)
+class PredictConfig(Config):
+    """How videos are cut into windows and batched (`emotf-predict --window --hop
+    --batch-size`); None: the model's own window / hop (its metadata's `timeline`).
+
+    The bounds below are the only declaration of the valid values: the CLI, `predict_files`
+    and `Predictor.predict_video` all construct this (ValueError naming the field otherwise).
+    """
+
+    window_s: float | None = bounded(
+        None, ge=DEFAULT_MIN_CLIP_SECONDS, le=MAX_WINDOW_SECONDS,
+        help="window length in seconds, at least the shortest clip a model accepts")
+    hop_s: float | None = bounded(
+        None, ge=MIN_HOP_SECONDS, le=MAX_WINDOW_SECONDS,
+        help="seconds between window starts (at most 1 / 0.04 = 25 windows per second)")
+    batch_size: int = bounded(8, ge=1, le=MAX_BATCH_SIZE, help="windows per model call, at most")
+
+    def __post_init__(self):
+        check_bounds(self)
 
 
 def clip_settings_of(metadata: dict) -> ClipSettings:
@@ -73,30 +115,97 @@ def tracker_config_of(metadata: dict):
     return clip_settings_of(metadata).tracker
 
 
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _walk_videos(folder: str) -> list[str]:
+    """Video files under `folder`, sorted. Symbolic links to folders are followed, but a folder
+    (by its real path) is entered once: a link loop ends there."""
+    found, entered = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        entered.add(_real(root))
+        dirs[:] = sorted(d for d in dirs if _real(os.path.join(root, d)) not in entered)
+        entered.update(_real(os.path.join(root, d)) for d in dirs)
+        found += [os.path.join(root, f) for f in files
+                  if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS
+                  and os.path.isfile(os.path.join(root, f))]
+    return sorted(found)
+
+
+def _glob_files(pattern: str) -> list[str]:
+    """Files matching `pattern` (glob syntax; `**` = any number of folders), sorted. Like
+    `glob.glob(recursive=True)` (hidden names only matched by a pattern that starts with a
+    dot), but each folder is searched once per pattern part, by real path: link loops end."""
+    parts = pattern.split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = os.sep.join(parts[:fixed]) if fixed else ""
+    if fixed == 1 and parts[0] == "":
+        root = os.sep
+    found, done = [], set()
+
+    def listing(folder: str) -> list[str]:
+        try:
+            return sorted(os.listdir(folder or os.curdir))
+        except OSError:
+            return []
+
+    def search(folder: str, rest: list[str]) -> None:
+        key = (_real(folder or os.curdir), len(rest))
+        if key in done:
+            return
+        done.add(key)
+        head, tail = rest[0], rest[1:]
+        if head == "**":
+            if tail:
+                search(folder, tail)
+            for name in listing(folder):
+                path = os.path.join(folder, name)
+                if not name.startswith(".") and os.path.isdir(path):
+                    search(path, rest)
+                elif not tail and not name.startswith(".") and os.path.isfile(path):
+                    found.append(path)
+            return
+        for name in listing(folder):
+            if name.startswith(".") and not head.startswith("."):
+                continue
+            if fnmatch.fnmatchcase(name, head):
+                path = os.path.join(folder, name)
+                if not tail and os.path.isfile(path):
+                    found.append(path)
+                elif tail and os.path.isdir(path):
+                    search(path, tail)
+
+    if os.path.isdir(root or os.curdir):
+        search(root, [p for p in parts[fixed:] if p])
+    return sorted(found)
+
+
 def expand_inputs(inputs) -> tuple[list[str], list[str]]:
     """Files, folders (searched recursively for `VIDEO_EXTENSIONS`, sorted) and glob patterns
     -> (video paths in order, without repeats; problems: one line per input that matched
     nothing). A path that does not exist and is no pattern stays in the list: it gets its own
-    "file not found" error."""
+    "file not found" error. A file reached twice (named twice, by a link, through a link to a
+    folder) is kept once, where it first appears; symbolic link loops are entered once."""
     videos, problems, seen = [], [], set()
 
     def add(path: str):
-        if path not in seen:
-            seen.add(path)
+        key = _real(path)
+        if key not in seen:
+            seen.add(key)
             videos.append(path)
 
     for item in map(str, inputs):
         path = Path(item)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            found = _walk_videos(item)
             if not found:
                 problems.append(f"{item}: no video files in the folder (looked for "
                                 f"{', '.join(VIDEO_EXTENSIONS)})")
             for p in found:
                 add(p)
         elif not path.exists() and glob.has_magic(item):
-            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            found = _glob_files(item)
             if not found:
                 problems.append(f"{item}: no file matches the pattern")
             for p in found:
@@ -137,6 +246,9 @@ class Predictor:
             local or on any filesystem `tf.io.gfile` knows (`gs://...`; `emotf.storage`).
         tracker: an `emotf.records.faces.FaceTracker`; default: one with the tracker settings the
             training records were built with (`clip_settings` in the metadata).
+        trust_model: load the SavedModel without checking its graph's ops (a SavedModel is a
+            program: only for models from a source you trust). Default: refuse a graph with
+            an op emotf's own export does not use (`emotf.graph_ops.UntrustedModelError`).
 
     Attributes:
         settings: the `ClipSettings` of the training records (tracker, sample rate, shortest
@@ -147,7 +259,7 @@ class Predictor:
         last_stats: most frames / samples held while predicting the last video.
     """
 
-    def __init__(self, model_dir, tracker=None):
+    def __init__(self, model_dir, tracker=None, *, trust_model: bool = False):
         import tensorflow as tf
 
         self.model_dir = resolve_saved_model(model_dir)
@@ -166,6 +278,8 @@ class Predictor:
         timeline = self.metadata.get("timeline") or {}
         self.window_seconds = float(timeline.get("window_seconds", DEFAULT_WINDOW_SECONDS))
         self.hop_seconds = float(timeline.get("hop_seconds", DEFAULT_HOP_SECONDS))
+        if not trust_model:  # before the graph is loaded: loading can already run ops
+            check_saved_model_ops(str(self.model_dir))
         self._serve = tf.saved_model.load(str(self.model_dir)).signatures["serving_default"]
         self._tracker = tracker
         self.last_stats: dict = {}
@@ -177,6 +291,23 @@ class Predictor:
 
             self._tracker = FaceTracker(self.tracker_config)
         return self._tracker
+
+    def resolve(self, window=None, hop=None, batch_size: int = 8) -> PredictConfig:
+        """The bounded `PredictConfig` of these settings, None window / hop replaced by the
+        model's (also bounded: its metadata may say anything in range).
+
+        Raises:
+            ValueError: naming the value out of bounds, or a window shorter than the shortest
+                clip this model was trained on.
+        """
+        config = PredictConfig(
+            window_s=self.window_seconds if window is None else window,
+            hop_s=self.hop_seconds if hop is None else hop, batch_size=batch_size)
+        if config.window_s < self.min_seconds:
+            raise ValueError(f"the window must be at least the shortest clip this model was "
+                             f"trained on ({self.min_seconds:g} s). Received: "
+                             f"window={config.window_s:g}")
+        return config
 
     def run_model(self, clips: list[dict]) -> list[dict]:
         """probabilities / segment probabilities / label per clip (one padded batch)."""
@@ -196,8 +327,8 @@ class Predictor:
         """
         from emotf.records.faces import NoFaceError
 
-        window = self.window_seconds if window is None else float(window)
-        hop = self.hop_seconds if hop is None else float(hop)
+        config = self.resolve(window, hop, batch_size)
+        window, hop, batch_size = float(config.window_s), float(config.hop_s), config.batch_size
         timings = dict.fromkeys(("decode_video_s", "load_audio_s", "faces_s", "model_s"), 0.0)
         start_all = time.perf_counter()
         start = time.perf_counter()
@@ -211,6 +342,10 @@ class Predictor:
         max_crops = 0
         declared = reader.info.declared_seconds or 0.0
         total = planned_windows(declared, window, hop) if declared else None
+        if total and total > MAX_WINDOWS_PER_VIDEO:  # refused before any frame is decoded
+            reader.info.close()
+            reader.close()
+            raise too_many_windows(declared, hop)
         bar = None
         if progress and total and total > LONG_VIDEO_WINDOWS:
             from tqdm.auto import tqdm
@@ -251,11 +386,11 @@ class Predictor:
                     bar.update(1)
             pending.clear()
 
-        def release() -> None:
-            first = planner.next_first_frame()
-            while held and held[0][0] < first:
+        def release(frames: int) -> None:
+            first_frame, first_sample = planner.keep_from(frames)
+            while held and held[0][0] < first_frame:
                 held.popleft()
-            reader.audio.drop_before(planner.next_first_sample())
+            reader.audio.drop_before(first_sample)
 
         def add(w) -> None:
             """Queue window `w`; a model call holds at most `batch_size` windows and
@@ -282,7 +417,7 @@ class Predictor:
                 max_crops = max(max_crops, len(held))
                 for w in planner.ready(item.index + 1):
                     add(w)
-                release()
+                release(item.index + 1)
             num_frames = reader.info.frames
             notes = reader.check_lengths(self.audio_window_seconds)
             if not reader.faces.stats["frames_detected"]:
@@ -332,12 +467,17 @@ class Predictor:
         return result
 
 
+def _line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _error(video, audio, error: Exception) -> dict:
     text = str(error)
     kind = type(error).__name__
     if kind == "NoFaceError":
         text = f"no face: {text}"
-    elif kind not in ("MediaError", "ClipError", "ValueError", "FileNotFoundError", "OSError"):
+    elif not isinstance(error, (ValueError, OSError)) and kind != "MediaError":
         text = f"unexpected {kind}: {text}"  # e.g. a decoder or detector crash on this file
     if str(video) not in text and not (audio and str(audio) in text):
         text = f"{video}: {text}"
@@ -347,6 +487,7 @@ def _error(video, audio, error: Exception) -> dict:
 def predict_files(
     model_dir, videos, audios=None, *, batch_size: int = 8, tracker=None, predictor=None,
     window: float | None = None, hop: float | None = None, out_dir=None, progress: bool = False,
+    trust_model: bool = False,
 ) -> list[dict]:
     """Predict each video; one result dict per video, in order.
 
@@ -360,8 +501,10 @@ def predict_files(
         predictor: a `Predictor` to reuse (then `model_dir` and `tracker` are ignored).
         window, hop: timeline window and hop in seconds (default: the model's metadata).
         out_dir: also write `<stem>.json`, `<stem>.timeline.csv`, `<stem>.timeline.png` there
-            (local or a `tf.io.gfile` URL such as `gs://...`).
+            (local or a `tf.io.gfile` URL such as `gs://...`); stems from
+            `emotf.timeline.output_stems`: long or repeated names are shortened with a hash.
         progress: tqdm progress bars over files and, for long videos, over windows.
+        trust_model: skip the check of the SavedModel's ops (see `Predictor`).
 
     Returns:
         Success: {"file", "audio", "label" (index), "label_code" ("ANG"), "label_name" ("anger"),
@@ -370,6 +513,10 @@ def predict_files(
         "segment_probabilities" [N][C] (one-window videos), "duration_s", "window_s", "hop_s",
         "notes", "timings_s", "outputs" (with out_dir)}.
         Failure: {"file", "audio", "error": "<path>: <problem>"}; the other files go on.
+        Outputs that cannot be written: the prediction with "error" naming the problem.
+
+    Raises:
+        ValueError: window, hop or batch size out of bounds (`PredictConfig`), before any video.
     """
     videos = [str(v) for v in videos]
     if audios is None:
@@ -380,20 +527,28 @@ def predict_files(
             f"give one audio file per video (or none). Received: {len(videos)} videos, "
             f"{len(audios)} audio files"
         )
-    predictor = predictor or Predictor(model_dir, tracker)
+    PredictConfig(window_s=window, hop_s=hop, batch_size=batch_size)
+    predictor = predictor or Predictor(model_dir, tracker, trust_model=trust_model)
+    predictor.resolve(window, hop, batch_size)
+    stems = output_stems(videos) if out_dir is not None else [None] * len(videos)
     results = []
-    pairs = list(zip(videos, audios))
+    pairs = list(zip(videos, audios, stems))
     if progress and len(pairs) > 1:
         from tqdm.auto import tqdm
 
         pairs = tqdm(pairs, desc="emotf-predict", unit="file")
-    for video, audio in pairs:
+    for video, audio, stem in pairs:
         try:
             result = {"file": video, "audio": audio, **predictor.predict_video(
                 video, audio, window=window, hop=hop, batch_size=batch_size, progress=progress)}
         except Exception as error:  # noqa: BLE001 - one bad file never stops the others
             result = _error(video, audio, error)
         if out_dir is not None:
-            result["outputs"] = write_outputs(result, out_dir, predictor.class_codes)
+            try:
+                result["outputs"] = write_outputs(result, out_dir, predictor.class_codes, stem)
+            except Exception as error:  # noqa: BLE001 - a full disk, a bad name: this video only
+                problem = f"cannot write the outputs to {out_dir}: {_line(error)}"
+                result["error"] = f"{result['error']}; {problem}" if "error" in result \
+                    else f"{video}: {problem}"
         results.append(result)
     return results

@@ -105,14 +105,47 @@ def records_dataset(part: Selection, training: bool, config: TrainConfig,
     return relabel(dataset, labels).map(lambda inputs, label, meta: (inputs, label))
 
 
-def check_run_records(config: TrainConfig, split: RunSplit) -> dict:
+def check_records_folder(records) -> None:
+    """Refuse, in one line naming the path, a `--records` that cannot be a records folder:
+    unset, missing, a file, or a folder with neither a manifest.json nor a record shard.
+
+    Called before anything is written to the run folder, so that a corrected rerun into the
+    same `--out` starts afresh (nothing of the failed start is there to conflict with).
+
+    Raises:
+        ValueError: naming `records` and the problem.
+    """
+    from emotf.records.manifest import MANIFEST, shards_on_disk
+
+    if not records:
+        raise ValueError("no records folder given: pass --records, the folder "
+                         "emotf-build-records wrote")
+    path = as_path(records)
+    if not path.exists():
+        raise ValueError(f"{path}: no such records folder (--records names the folder "
+                         f"emotf-build-records wrote)")
+    if not path.is_dir():
+        raise ValueError(f"{path}: a file, not a records folder (--records names the folder "
+                         f"emotf-build-records wrote)")
+    if not (path / MANIFEST).exists() and not shards_on_disk(path):
+        raise ValueError(f"{path}: neither a {MANIFEST} nor a record shard (fold-K-of-10-*."
+                         f"tfrecord): not a records folder written by emotf-build-records")
+
+
+def check_run_records(config: TrainConfig, split: RunSplit, dataset_fn=None) -> dict:
     """Before the first epoch: check every shard the run will read (training, validation and
     test folds) against the records' manifest (`emotf.records.manifest.check_records`).
+
+    With `dataset_fn` the default factory (`records_dataset`), `config.records` must be a
+    records folder (`check_records_folder`); else (a custom factory, or None: not known) only
+    a folder is checked.
 
     Returns the entries for metrics.json ({} when `config.records` is not a folder, i.e. a
     custom dataset factory). Raises `emotf.records.manifest.RecordsError` naming every problem unless
     `config.allow_incomplete`.
     """
+    if dataset_fn is records_dataset:
+        check_records_folder(config.records)
     if not is_records_folder(config.records):
         return {}
     from emotf.records.manifest import check_records

@@ -6,6 +6,13 @@ folder refuses a resume under another configuration or another replica count. Ev
 (`tf.io.gfile`), so a run folder on gs:// or ram:// works; the CSV log is rewritten whole
 (atomically) each epoch, as object stores cannot append.
 
+Every weights file (the backup's, `best.weights.h5`, `model.keras`) is written to a temporary
+name beside it and then renamed into place (`save_atomic`), so a kill or a full disk never
+leaves half a file under the real name; a full disk ends the run with one line naming the file
+(`OSError` ENOSPC), and the rerun resumes from the last complete epoch. A truncated or
+unreadable weights file left by an older release is named in one warning line and set aside
+(`repair_resume_files`) instead of blocking the resume.
+
 In a multi-worker run only the chief writes the run folder: a non-chief worker's callbacks
 write into its own scratch folder (deleted after each save) and restore from the chief's
 backup (`emotf.distribute`).
@@ -13,19 +20,150 @@ backup (`emotf.distribute`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
+import uuid
+import warnings
 from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
 from emotf.run import Run
-from emotf.storage import StoragePath, as_path, write_atomic
+from emotf.storage import StoragePath, as_path, read_json, write_atomic, write_json
 
 if TYPE_CHECKING:
     from emotf.configs import TrainConfig
+
+
+# === Writing weights: atomically, a full disk named ===
+
+
+def is_no_space(error: BaseException) -> bool:
+    """Is `error` (or what caused it) a full disk? errno ENOSPC, or h5py's and TensorFlow's
+    wrapped forms (an OSError or RuntimeError whose message says "No space left")."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if isinstance(error, (OSError, RuntimeError)) and (
+                "No space left" in str(error) or "errno = 28" in str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def no_space(path) -> OSError:
+    """The one error a full disk becomes: `PATH: no space left on device` on the console."""
+    return OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+@contextlib.contextmanager
+def naming_full_disk(path):
+    """Turn a full disk while writing `path` into `no_space(path)` (other errors pass)."""
+    try:
+        yield
+    except Exception as error:
+        if is_no_space(error):
+            raise no_space(path) from None
+        raise
+
+
+def save_atomic(save, path, suffix: str) -> StoragePath:
+    """Call `save(temporary_path)` on a temporary name beside `path` (ending in `suffix`, which
+    Keras needs: ".weights.h5", ".keras"), then rename it onto `path`: readers (and a resume)
+    see the old file or the new one, never half of one. The temporary file is removed on any
+    failure; a full disk is raised as `no_space(path)`."""
+    path = as_path(path)
+    path.parent.mkdir()
+    tmp = path.with_name(f".{path.name.removesuffix(suffix)}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+    try:
+        with naming_full_disk(path):
+            save(str(tmp))
+            tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_weights(model: keras.Model, path) -> StoragePath:
+    """`model.save_weights(path)`, atomically (`save_atomic`)."""
+    return save_atomic(lambda tmp: model.save_weights(tmp, overwrite=True), path, ".weights.h5")
+
+
+def save_model(model: keras.Model, path) -> StoragePath:
+    """`model.save(path)` (a .keras file), atomically (`save_atomic`)."""
+    return save_atomic(lambda tmp: model.save(tmp, overwrite=True), path, ".keras")
+
+
+def weights_problem(path) -> str | None:
+    """What is wrong with a .weights.h5 file (None: every array in it reads back): a file cut
+    short by a full disk or a kill under an older release fails here."""
+    import h5py
+
+    def read(_name, item):
+        if isinstance(item, h5py.Dataset):
+            item[()]
+
+    try:
+        with h5py.File(io.BytesIO(as_path(path).read_bytes()), "r") as f:
+            f.visititems(read)
+    except Exception as error:  # noqa: BLE001  (any failure to read it back is the answer)
+        text = str(error).strip().splitlines()
+        return f"unreadable weights ({text[0] if text else type(error).__name__})"
+    return None
+
+
+def repair_resume_files(run: Run) -> list[str]:
+    """Before a resume: set aside what an interrupted write of an older release left behind,
+    with one warning line each naming the file, instead of failing on it mid-run.
+
+    - `best.weights.h5` unreadable: removed; the best epoch from here on is kept.
+    - `backup/latest.weights.h5` or `backup/training_metadata.json` unreadable: the backup is
+      removed and the run starts again from its first epoch (a backup's weights and epoch go
+      together; without them there is nothing to resume from).
+
+    Returns the warnings given (also issued as `UserWarning`s).
+    """
+    said = []
+    for folder in (run.path, run.backup_dir):  # temporaries of a write that was killed
+        for tmp in [*folder.glob(".*.tmp.weights.h5"), *folder.glob(".*.tmp.keras")]:
+            with contextlib.suppress(Exception):
+                tmp.unlink(missing_ok=True)
+
+    def warn(text: str) -> None:
+        said.append(text)
+        warnings.warn(text, UserWarning, stacklevel=3)
+
+    best = run.best_weights_path
+    if best.is_file():
+        problem = weights_problem(best)
+        if problem:
+            best.unlink(missing_ok=True)
+            warn(f"{best}: {problem}: removed; the best of the epochs run from now on is kept")
+    backup_weights = run.backup_dir / "latest.weights.h5"
+    problem = None
+    if backup_weights.is_file():
+        problem = weights_problem(backup_weights)
+        bad = backup_weights
+    if problem is None and run.backup_metadata_path.is_file():
+        bad = run.backup_metadata_path
+        try:
+            epoch = read_json(bad).get("epoch")
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                problem = f"no epoch count. Received: epoch={epoch!r}"
+        except (OSError, ValueError) as error:
+            problem = str(error).removeprefix(f"{bad}: ")
+    if problem:
+        run.backup_dir.rmtree()
+        warn(f"{bad}: {problem}: the backup is removed and training starts again from epoch 1")
+    return said
 
 
 def read_log(path) -> list[dict]:
@@ -58,7 +196,26 @@ class EpochLog(keras.callbacks.Callback):
             keys = lines[0].split(",")[1:]  # an older log's columns (a resumed run)
             header = lines[0]
         row = ",".join([str(epoch), *(_csv_value((logs or {}).get(k, "")) for k in keys)])
-        write_atomic(self.path, ("\n".join([*(lines or [header]), row]) + "\n").encode())
+        with naming_full_disk(self.path):
+            write_atomic(self.path, ("\n".join([*(lines or [header]), row]) + "\n").encode())
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keras' ModelCheckpoint(save_best_only=True, save_weights_only=True) on `val_accuracy`,
+    written atomically (`save_weights`): the weights of the best epoch so far, never half a
+    file. `best`: the best value of the epochs already run (a resumed run)."""
+
+    def __init__(self, path, monitor: str = "val_accuracy", best: float | None = None):
+        super().__init__()
+        self.path, self.monitor, self.best = as_path(path), monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(float(value)):
+            return
+        if self.best is None or float(value) > self.best:
+            self.best = float(value)
+            save_weights(self.model, self.path)
 
 
 def _csv_value(value) -> str:
@@ -164,7 +321,12 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
             self._use_dir(write_dir)
 
     def _save_model(self):
-        super()._save_model()
+        # Keras' own save writes the weights in place (a full disk leaves half a file that the
+        # resume then fails on): the weights are renamed into place, then the epoch count.
+        save_weights(self.model, self._weights_path)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        with naming_full_disk(self._training_metadata_path):
+            write_json(self._training_metadata_path, metadata)
         if self._scratch:
             as_path(self.backup_dir).rmtree()
 
@@ -181,21 +343,17 @@ def training_callbacks(run: Run, config: "TrainConfig", scratch: StoragePath | N
     if not run.backup_dir.exists() and log_path.exists():
         log_path.unlink()  # a fresh start: an old log would be appended to
     history = read_log(run.log_path)
-    best_val = max((row["val_accuracy"] for row in history if "val_accuracy" in row), default=None)
+    # The best so far counts only while its weights are there (`repair_resume_files` may
+    # have removed an unreadable best.weights.h5): else the next epoch is saved.
+    best_val = max((row["val_accuracy"] for row in history if "val_accuracy" in row),
+                   default=None) if run.best_weights_path.is_file() else None
     # The CSV log is written before the backup: a kill between the two re-runs an epoch that is
     # already logged (`read_log` keeps its last row) instead of losing a row.
     callbacks = [
         EpochLog(log_path),
         WorkerBackupAndRestore(writes.backup_dir, restore_dir=run.backup_dir,
                                scratch=scratch is not None, delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
-            str(writes.best_weights_path),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=best_val,
-        ),
+        BestWeights(writes.best_weights_path, "val_accuracy", best_val),
         keras.callbacks.TensorBoard(str(writes.tensorboard_dir), profile_batch=0),
     ]
     if config.early_stopping_patience > 0:

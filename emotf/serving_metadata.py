@@ -19,7 +19,10 @@ from emotf.cremad import EMOTIONS
 from emotf.storage import StoragePath, as_path, read_json
 
 METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
+MAX_METADATA_BYTES = 1 << 20  # 1 MiB: emotf writes a few KB (SECURITY.md)
 DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.records.build.BuildConfig.min_duration_s
+# The frame rates `serving_default` accepts (checked in-graph; emotf.export).
+SERVING_FPS_RANGE = (1.0, 1000.0)
 _VERSION_RE = re.compile(r"^\d+$")
 
 
@@ -69,7 +72,7 @@ def build_settings(records_dir) -> dict:
     manifest = manifest / "manifest.json"
     if not manifest.is_file():
         return {}
-    content = read_json(manifest)
+    content = read_json(manifest)  # the records' manifest: read_json's default cap
     arguments = content.get("arguments", {})
     settings = {}
     if "tracker" in arguments:
@@ -82,6 +85,13 @@ def build_settings(records_dir) -> dict:
     if median:  # emotf-predict's default timeline: the median training clip, 1 s hop
         settings["timeline"] = {"window_seconds": float(median), "hop_seconds": 1.0}
     return settings
+
+
+def min_clip_samples(min_clip_seconds: float, sample_rate: int) -> int:
+    """The fewest audio samples a clip of `min_clip_seconds` has at `sample_rate` (>= 1): what
+    `serving_default` requires of `num_samples` (the build refuses shorter clips, so the model
+    never saw one)."""
+    return max(1, math.ceil(round(float(min_clip_seconds) * int(sample_rate), 6)))
 
 
 class MetadataError(ValueError):

@@ -8,6 +8,12 @@ writes a local folder, `gs://bucket/...` (where TensorFlow's GCS filesystem is a
 
 JSON files have one writer here (`write_json`: to a temporary name, then renamed into place,
 so a reader never sees half a file) and one reader (`read_json`: one clear line on a bad file).
+
+Every whole-file read is size-capped (SECURITY.md): `read_bytes`/`read_text` refuse a file
+larger than `max_bytes` (default `MAX_READ_BYTES`, 1 GiB), `read_json` one larger than
+`MAX_JSON_BYTES` (64 MiB), with one `FileTooLargeError` (a ValueError) line naming the file.
+The size is checked before reading (`stat`) and again while reading in chunks (a file that
+grows, or a filesystem whose `stat` is wrong, is cut off at the cap, never read whole).
 """
 
 from __future__ import annotations
@@ -22,6 +28,18 @@ from pathlib import Path
 from typing import Any
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+MAX_READ_BYTES = 1 << 30  # 1 GiB: any whole-file read (an emotf model.keras is a few MB)
+MAX_JSON_BYTES = 64 << 20  # 64 MiB: a JSON file (configs, manifests, metadata: KB to a few MB)
+_CHUNK_BYTES = 1 << 20
+
+
+class FileTooLargeError(ValueError):
+    """A file larger than the cap its reader allows (one line naming the file and the cap)."""
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
 
 
 def _gfile():
@@ -207,12 +225,39 @@ class StoragePath:
         """A `tf.io.gfile.GFile` (a file object: read/write/seek/close, a context manager)."""
         return _gfile().GFile(self._path, mode)
 
-    def read_bytes(self) -> bytes:
-        with self.open("rb") as f:
-            return f.read()
+    def read_bytes(self, max_bytes: int | None = MAX_READ_BYTES) -> bytes:
+        """The file's content; at most `max_bytes` (None: no cap, for files emotf wrote).
 
-    def read_text(self) -> str:
-        return self.read_bytes().decode("utf-8")
+        Raises:
+            FileTooLargeError: the file is larger than `max_bytes` (checked before reading and
+                while reading: nothing beyond the cap is ever held in memory).
+        """
+        if max_bytes is None:
+            with self.open("rb") as f:
+                return f.read()
+        size = self.size()
+        if size > max_bytes:
+            raise self._too_large(size, max_bytes)
+        chunks, total = [], 0
+        with self.open("rb") as f:
+            while True:
+                chunk = f.read(min(_CHUNK_BYTES, max_bytes + 1 - total))
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > max_bytes:
+                    raise self._too_large(total, max_bytes, "at least ")
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def read_text(self, max_bytes: int | None = MAX_READ_BYTES) -> str:
+        """The file's content decoded as UTF-8 (`read_bytes`' cap)."""
+        return self.read_bytes(max_bytes).decode("utf-8")
+
+    def _too_large(self, size: int, cap: int, prefix: str = "") -> FileTooLargeError:
+        return FileTooLargeError(
+            f"{self}: refused to read a file of {prefix}{_mib(size)}, over the {_mib(cap)} cap "
+            f"for this file (SECURITY.md). Received: {size} bytes")
 
     def write_bytes(self, data: bytes) -> int:
         """Replace the file's content with `data`."""
@@ -266,20 +311,33 @@ def write_json(path: str | os.PathLike | StoragePath, value: Any) -> StoragePath
     return write_atomic(path, (json.dumps(value, indent=2, default=str) + "\n").encode("utf-8"))
 
 
-def read_json(path: str | os.PathLike | StoragePath, expect: type = dict):
-    """The JSON value of `path`.
+def read_json(path: str | os.PathLike | StoragePath, expect: type = dict,
+              max_bytes: int = MAX_JSON_BYTES):
+    """The JSON value of `path`, a file of at most `max_bytes` (default `MAX_JSON_BYTES`).
 
     Raises:
         FileNotFoundError: no such file (naming it).
-        ValueError: not readable JSON, or not of type `expect` (naming the file).
+        FileTooLargeError: larger than `max_bytes` (a ValueError naming the file).
+        ValueError: not readable JSON (also nested too deep to parse), or not of type
+            `expect` (naming the file).
     """
     path = as_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+        text = path.read_text(max_bytes)
+    except FileTooLargeError:
+        raise
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
         raise ValueError(f"{path}: not readable JSON ({error})") from None
+    except Exception as error:  # noqa: BLE001 (tf.errors.OpError of the filesystem)
+        raise ValueError(f"{path}: cannot read the file ({type(error).__name__})") from None
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{path}: not readable JSON ({error})") from None
+    except RecursionError:  # '[[[[...' : Python's parser gives up on deep nesting
+        raise ValueError(f"{path}: not readable JSON (nested too deep)") from None
     if expect is not None and not isinstance(value, expect):
         raise ValueError(f"{path}: expected a JSON {expect.__name__}. "  # noqa: TRY004 (file content)
                          f"Received: {type(value).__name__}")

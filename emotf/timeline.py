@@ -5,12 +5,21 @@ Windows: `[k * hop, k * hop + window)` seconds for k = 0, 1, ... while the windo
 video (duration D), plus one last window `[D - window, D)` when the hop leaves the end
 uncovered. A video no longer than the window is one window: the whole clip (frames and audio),
 exactly what the records store. A window's frames are the grid frames i with i / fps in
-[start, end); its audio the samples [round(start * rate), round(end * rate)).
+[start, end); its audio the samples [round(start * rate), round(end * rate)). The span a window
+reports is the span the model is given: frames and audio are freed only once no window still
+to come (the end window included) can need them.
+
+Bounds (`emotf.predict.PredictConfig` declares them on its fields): a window is at least the
+shortest clip a model accepts (`DEFAULT_MIN_CLIP_SECONDS`, 0.5 s) and at most
+`MAX_WINDOW_SECONDS`; the hop at least `MIN_HOP_SECONDS`, so a video gets at most
+`1 / MIN_HOP_SECONDS` = 25 windows per second of its length, plus one, and never more than
+`MAX_WINDOWS_PER_VIDEO` in all.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -24,6 +33,17 @@ MIN_FACE_FRACTION = 0.5
 # CREMA-D median clip length (docs/build_records.md) and a 1 s hop.
 DEFAULT_WINDOW_SECONDS = 2.5
 DEFAULT_HOP_SECONDS = 1.0
+# Longest window: 60 s of crops at 30 fps are ~1,800 crops held (the model saw clips <= 10 s).
+MAX_WINDOW_SECONDS = 60.0
+# Shortest hop: one frame at 25 fps. With it, the windows of a video are at most 25 per second
+# of its length (+ 1): `--hop 1e-9` once planned 10^9 windows per second and passed 4 GB.
+MIN_HOP_SECONDS = 0.04
+# A hard cap on one video's windows (each is a timeline entry held until the video ends):
+# 100,000 windows = 67 min at the shortest hop, 28 h at the default 1 s hop.
+MAX_WINDOWS_PER_VIDEO = 100_000
+# Output stems under `--out` are at most this many UTF-8 bytes (a file name is at most 255).
+MAX_STEM_BYTES = 120
+PNG_DPI = 110
 
 
 @dataclass(frozen=True)
@@ -39,8 +59,24 @@ class Window:
     end_sample: int | None
 
 
+class TooManyWindowsError(ValueError):
+    """A video would get more than `MAX_WINDOWS_PER_VIDEO` windows."""
+
+
+def too_many_windows(duration_s: float, hop_s: float) -> TooManyWindowsError:
+    return TooManyWindowsError(
+        f"{duration_s:.1f} s at a {hop_s:g} s hop would be more than {MAX_WINDOWS_PER_VIDEO} "
+        f"windows (the most per video): use a longer --hop")
+
+
 class WindowPlanner:
-    """Windows in order as frames arrive (`ready`), then the rest at the end (`finish`)."""
+    """Windows in order as frames arrive (`ready`), then the rest at the end (`finish`);
+    `keep_from` says which frames and samples the windows still to come can need.
+
+    Raises:
+        ValueError: window or hop not positive finite seconds; TooManyWindowsError when the
+            video passes `MAX_WINDOWS_PER_VIDEO` windows.
+    """
 
     def __init__(self, window_s: float, hop_s: float, fps: float, sample_rate: int):
         if not (window_s > 0 and hop_s > 0 and math.isfinite(window_s) and math.isfinite(hop_s)):
@@ -56,12 +92,14 @@ class WindowPlanner:
         return Window(round(start, 6), round(end, 6), first, max(stop, first + 1),
                       round(start * self.rate), round(end * self.rate))
 
-    def next_first_frame(self) -> int:
-        """The first frame any window still to come can need (frames before can be freed)."""
-        return math.ceil(self.k * self.hop * self.fps - 1e-6)
-
-    def next_first_sample(self) -> int:
-        return round(self.k * self.hop * self.rate)
+    def keep_from(self, frames: int) -> tuple[int, int]:
+        """(first frame, first sample) that any window still to come can need, once `frames`
+        grid frames have arrived: the next hop window's start, or the end-of-video window's
+        `[D - window, D)` (D >= frames / fps), whichever is earlier. Earlier ones can be freed."""
+        if self.k == 0:
+            return 0, 0  # the video may be no longer than the window: the whole clip
+        start = min(self.k * self.hop, frames / self.fps - self.window)
+        return max(math.ceil(start * self.fps - 1e-6), 0), max(round(start * self.rate), 0)
 
     def ready(self, frames: int) -> list[Window]:
         """Windows whose frames have all arrived (`frames` grid frames so far)."""
@@ -71,6 +109,8 @@ class WindowPlanner:
             window = self._make(start, start + self.window)
             if window.end_frame > frames:
                 return out
+            if self.k >= MAX_WINDOWS_PER_VIDEO:
+                raise too_many_windows(frames / self.fps, self.hop)
             out.append(window)
             self.last_end = window.end
             self.k += 1
@@ -91,7 +131,8 @@ class WindowPlanner:
 
 
 def planned_windows(duration_s: float, window_s: float, hop_s: float) -> int:
-    """How many windows a video of `duration_s` gets (for a progress bar)."""
+    """How many windows a video of `duration_s` gets (a progress bar; the check up front
+    against `MAX_WINDOWS_PER_VIDEO`)."""
     if duration_s <= window_s:
         return 1
     full = math.floor((duration_s - window_s) / hop_s + 1e-9) + 1
@@ -113,14 +154,35 @@ def timeline_entry(w: dict, class_codes: list[str]) -> dict:
                               for c, p in zip(class_codes, w["probabilities"])}}
 
 
-def write_outputs(result: dict, out_dir, class_codes: list[str]) -> dict:
+def output_stems(files) -> list[str]:
+    """The stem of each file's outputs under `--out`, in order: the file's own stem when it is
+    short and not taken yet, else its first `MAX_STEM_BYTES` - 9 bytes (UTF-8, whole
+    characters) and `-` + 8 hex digits of a hash of the whole path, so that every name fits a
+    filesystem (255 bytes with `.timeline.png`) and two videos never write over each other
+    (`a/clip.mp4` and `b/clip.mp4`; compared case-blind, for case-blind filesystems)."""
+    stems, taken = [], set()
+    for file in map(str, files):
+        stem = as_path(file).stem or "video"
+        n = 0
+        while len(stem.encode("utf-8")) > MAX_STEM_BYTES or stem.casefold() in taken:
+            digest = hashlib.sha1(f"{file}#{n}".encode() if n else file.encode()).hexdigest()[:8]
+            head = as_path(file).stem.encode("utf-8")[: MAX_STEM_BYTES - 9]
+            stem = f"{head.decode('utf-8', 'ignore')}-{digest}"
+            n += 1
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
+
+
+def write_outputs(result: dict, out_dir, class_codes: list[str], stem: str | None = None) -> dict:
     """`out_dir/<stem>.json`, `<stem>.timeline.csv` and `<stem>.timeline.png` for one video's
     result (`emotf.predict.predict_files`); a failed video gets its JSON (with `error`) only.
+    `stem`: default `output_stems([result["file"]])[0]` (a long name is shortened).
     Returns {"json": path, "csv": path, "png": path} of what was written. `out_dir` may be
     local or a `tf.io.gfile` URL (`gs://...`; `emotf.storage`); each file is written whole."""
     out_dir = as_path(out_dir)
     out_dir.mkdir()
-    stem = as_path(result["file"]).stem
+    stem = stem or output_stems([result["file"]])[0]
     paths = {"json": out_dir / f"{stem}.json"}
     write_json(paths["json"], document(result))
     timeline = result.get("timeline") or []
@@ -180,38 +242,58 @@ def to_json(results: list[dict]) -> str:
     return json.dumps([document(r) for r in results], indent=2)
 
 
-def plot_timeline(result: dict, class_codes: list[str], path) -> None:
-    """Probabilities over time (one line and colour per emotion, at each window's centre) and a
-    band with each window's label (coloured as its emotion; the code written on it when the
-    windows are wide enough to read)."""
+def _runs(timeline: list[dict]) -> list[tuple[int, int, str | None]]:
+    """(first, last + 1, label or None when skipped) of each run of consecutive windows with
+    the same label."""
+    runs = []
+    for i, w in enumerate(timeline):
+        label = w["label"] if w["probabilities"] else None
+        if runs and runs[-1][2] == label:
+            runs[-1] = (runs[-1][0], i + 1, label)
+        else:
+            runs.append((i, i + 1, label))
+    return runs
+
+
+def timeline_figure(result: dict, class_codes: list[str]):
+    """The matplotlib Figure of `plot_timeline` (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     timeline = result["timeline"]
     colours = dict(zip(class_codes, plt.get_cmap("tab10").colors))
-    fig, (band, ax) = plt.subplots(2, 1, figsize=(10, 4.8), sharex=True,
+    fig, (band, ax) = plt.subplots(2, 1, figsize=(10, 4.8), dpi=PNG_DPI, sharex=True,
                                    gridspec_kw={"height_ratios": [1, 5]})
-    scored = [w for w in timeline if w["probabilities"]]
-    centres = [(w["start"] + w["end"]) / 2 for w in scored]
+    centres = np.array([(w["start"] + w["end"]) / 2 for w in timeline])
+    # A skipped window is a NaN: the line breaks there instead of bridging the gap.
+    marker = 3 if len(timeline) <= 100 else 1.5
     for code in class_codes:
-        ax.plot(centres, [w["probabilities"][code] for w in scored], marker="o", markersize=3,
-                color=colours[code], label=code)
+        values = [w["probabilities"][code] if w["probabilities"] else np.nan for w in timeline]
+        ax.plot(centres, values, marker="o", markersize=marker, color=colours[code], label=code)
     duration = max(w["end"] for w in timeline)
-    hop = (timeline[1]["start"] - timeline[0]["start"]) if len(timeline) > 1 else duration
-    readable = duration / max(hop, 1e-9) <= 60
-    for w in timeline:
-        left = (w["start"] + w["end"]) / 2 - hop / 2 if len(timeline) > 1 else w["start"]
-        width = hop if len(timeline) > 1 else w["end"] - w["start"]
-        if w["probabilities"]:
-            band.barh(0, width, left=left, color=colours[w["label"]], edgecolor="white")
-            if readable:
-                band.text(left + width / 2, 0, w["label"], ha="center", va="center", fontsize=8)
+    # Each window's cell spans halfway to its neighbours' centres (the end-of-video window is
+    # closer than a hop to the one before: cells of a fixed width would overlap).
+    if len(timeline) > 1:
+        middles = (centres[:-1] + centres[1:]) / 2
+        edges = np.concatenate([[max(timeline[0]["start"], 2 * centres[0] - middles[0])], middles,
+                                [min(duration, 2 * centres[-1] - middles[-1])]])
+    else:
+        edges = np.array([timeline[0]["start"], timeline[0]["end"]])
+    texts, runs = [], _runs(timeline)
+    edge = 0.8 if len(runs) <= 100 else 0  # white borders would wash out a band of 1 px runs
+    for first, stop, label in runs:
+        left, width = edges[first], edges[stop] - edges[first]
+        if label is None:
+            band.barh(0, width, left=left, color="lightgrey", hatch="//", edgecolor="white",
+                      linewidth=edge)
         else:
-            band.barh(0, width, left=left, color="lightgrey", hatch="//", edgecolor="white")
-            if readable:
-                band.text(left + width / 2, 0, "skip", ha="center", va="center", fontsize=7)
+            band.barh(0, width, left=left, color=colours[label], edgecolor="white", linewidth=edge)
+        text = band.text(left + width / 2, 0, label or "skip", ha="center", va="center",
+                         fontsize=8 if label else 7)
+        texts.append((text, left, left + width))
     band.set_yticks([])
     band.set_ylabel("label", rotation=0, ha="right", va="center")
     ax.set_ylim(0, 1)
@@ -223,7 +305,28 @@ def plot_timeline(result: dict, class_codes: list[str], path) -> None:
     band.set_title(title + (" (grey: windows skipped, no face)"
                             if any(not w["probabilities"] for w in timeline) else ""), fontsize=10)
     fig.tight_layout()
+    # A run's code is written only where it fits inside the run's cells, clear of the last
+    # code written: with many short runs most are dropped rather than run together.
+    renderer = fig.canvas.get_renderer()
+    last_right = -np.inf
+    for text, left, right in texts:
+        box = text.get_window_extent(renderer)
+        (x0, _), (x1, _) = band.transData.transform([(left, 0), (right, 0)])
+        if box.x0 < x0 or box.x1 > x1 or box.x0 < last_right + 2:
+            text.remove()
+        else:
+            last_right = box.x1
+    return fig
+
+
+def plot_timeline(result: dict, class_codes: list[str], path) -> None:
+    """Probabilities over time (one line and colour per emotion, at each window's centre,
+    broken where windows were skipped) and a band with each window's label (coloured as its
+    emotion; a run of windows with the same label has its code written on it when it fits)."""
+    fig = timeline_figure(result, class_codes)
+    import matplotlib.pyplot as plt
+
     png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
+    fig.savefig(png, format="png", dpi=PNG_DPI)
     plt.close(fig)
     write_atomic(path, png.getvalue())

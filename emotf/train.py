@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 import emotf
+from emotf import run_data
 from emotf.configs import TrainConfig
 from emotf.cremad import EMOTIONS, NUM_FOLDS
 from emotf.distribute import (
@@ -50,6 +51,7 @@ from emotf.precision import precision_policy, resolve_jit_compile
 from emotf.run import CrossValidation, Run
 from emotf.run_data import (
     DatasetFactory,
+    check_records_folder,
     check_clip_split_records,
     check_run_records,
     clip_ids,
@@ -64,6 +66,8 @@ from emotf.run_state import (
     check_resume_config,
     check_resume_distribution,
     read_log,
+    repair_resume_files,
+    save_model,
     training_callbacks,
 )
 from emotf.schedules import make_schedule
@@ -85,6 +89,22 @@ def environment(distribution: dict | None = None) -> dict:
         "devices": [d.name for d in tf.config.list_logical_devices()],
         **({"distribution": distribution} if distribution is not None else {}),
     }
+
+
+def fit_verbose(verbose, stream=None) -> int:
+    """The `verbose` for `keras.Model.fit`: a progress bar (1) on a terminal, one line per epoch
+    (2) when the output goes to a file or a pipe, where the bar's carriage returns and ANSI
+    codes would fill the log. `verbose` None or "auto" asks for that choice; 0, 1 or 2 given
+    explicitly are kept. `stream`: where Keras prints (default sys.stdout)."""
+    if verbose is None or verbose == "auto":
+        import sys
+
+        stream = stream if stream is not None else sys.stdout
+        try:
+            return 1 if stream.isatty() else 2
+        except (AttributeError, ValueError):  # no isatty, or a closed stream
+            return 2
+    return int(verbose)
 
 
 def compile_trainer(trainer: keras.Model, config: TrainConfig, steps_per_epoch: int) -> keras.Model:
@@ -122,6 +142,8 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None,
     when one differs (`emotf.distribute.agree_with_chief`).
     """
     strategy = strategy or make_strategy(config.strategy)
+    if is_chief(strategy) and Run(config.out).resumable:
+        repair_resume_files(Run(config.out))  # before its epoch count is read
     agree_with_chief(strategy, {"config": _config_digest(config),
                                 "completed_epochs": Run(config.out).completed_epochs()}, config.out)
     if is_chief(strategy):
@@ -152,7 +174,7 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
     summary = split.summary()
     # Every shard this run reads (train, validation, test) against the records' manifest,
     # before anything is written or trained (emotf.records.manifest; --allow-incomplete opts out).
-    records_check = check_run_records(config, split)
+    records_check = check_run_records(config, split, dataset_fn)
     check_resume_config(run, config)
     workers = num_workers(strategy)
     # Batches of the global batch: tf.distribute splits each across the replicas.
@@ -192,7 +214,7 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
             epochs=config.epochs,
             steps_per_epoch=steps if config.steps_per_epoch or workers > 1 else None,
             callbacks=training_callbacks(run, config, scratch),
-            verbose=config.verbose,
+            verbose=fit_verbose(config.verbose),
         )
         if not chief:
             task = strategy.cluster_resolver
@@ -201,7 +223,7 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
         log = read_log(run.log_path)
         if run.best_weights_path.exists():
             trainer.load_weights(str(run.best_weights_path))
-        model.save(str(run.model_path))
+        save_model(model, run.model_path)
         # Temperature scaling for the served probabilities, fitted on the validation clips (all
         # of them: a multi-worker val_ds holds this worker's share of the files).
         validation = predict_clips(model, val_ds if workers <= 1 else
@@ -297,6 +319,8 @@ def train_all_folds(config: TrainConfig, dataset_fn: DatasetFactory | None = Non
     finished = sum(1 << k for k in range(NUM_FOLDS) if cv.fold(k).finished)
     agree_with_chief(strategy, {"config": _config_digest(config), "finished_folds": finished},
                      cv.path)
+    if (dataset_fn or records_dataset) is run_data.records_dataset:
+        check_records_folder(config.records)  # before the CV folder is made
     if chief:
         cv.path.mkdir()
     trained = []

@@ -37,13 +37,14 @@ so OUT must then be on a filesystem they all share (or `gs://`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import keras
 import keras_tuner
 import tensorflow as tf
 
-from emotf.configs import Config, TrainConfig
+from emotf.bounds import bounded, check_bounds
+from emotf.configs import MAX_SEED, MAX_TIMEOUT_SECONDS, Config, TrainConfig
 from emotf.model import build_model, training_model
 from emotf.precision import precision_policy, resolve_precision
 from emotf.run_data import (
@@ -95,46 +96,51 @@ RESUMABLE_CHANGES = (
 
 @dataclass(frozen=True)
 class TuneConfig(Config):
-    """One hyperparameter search (`emotf-tune` flags map onto these fields).
+    """One hyperparameter search (`emotf-tune` flags map onto these fields; each field's
+    description is its `help`).
 
-    Attributes:
-        train: the base `TrainConfig` (records, fold, epochs per trial, model, sampling,
-            precision, seed, early-stopping patience); each trial overrides the searched fields.
-        out: the search folder (see the module docstring).
-        max_trials: trials of the random and bayesian tuners. Hyperband ignores it: one
-            Hyperband iteration with `max_epochs = train.epochs`, factor 3.
-        tuner: "random", "bayesian" (Gaussian process; the first third of the trials, at
-            least 2, are random) or "hyperband".
-        search: names from `SEARCH_SPACE`.
-        seed: seed of the tuner's draws (which hyperparameters are tried); None = `train.seed`.
-            Weights and data use `train.seed` in every trial.
+    `train` is the base `TrainConfig` (records, fold, epochs per trial, model, sampling,
+    precision, seed, early-stopping patience); each trial overrides the searched fields.
+    `max_trials` is ignored by Hyperband: one Hyperband iteration with
+    `max_epochs = train.epochs`, factor 3. The bayesian tuner (a Gaussian process) draws the
+    first third of the trials, at least 2, at random. Weights and data use `train.seed` in
+    every trial; `seed` only chooses which hyperparameters are tried.
     """
 
-    train: TrainConfig = field(default_factory=TrainConfig)
-    out: str = "runs/tune"
-    max_trials: int = 10
-    tuner: str = "random"
-    search: tuple[str, ...] = DEFAULT_SEARCH
-    seed: int | None = None
+    train: TrainConfig = bounded(
+        default_factory=TrainConfig,
+        help="the base TrainConfig; each trial overrides the searched fields")
+    out: str = bounded("runs/tune", help="the search folder (see emotf.tune)")
+    max_trials: int = bounded(10, ge=1, le=100_000,
+                              help="trials of the random and bayesian tuners (not hyperband)")
+    tuner: str = bounded("random", choices=TUNERS, help="random, bayesian or hyperband")
+    search: tuple[str, ...] = bounded(
+        DEFAULT_SEARCH, choices=tuple(SEARCH_SPACE),
+        help="the hyperparameters searched, each once (names of SEARCH_SPACE)")
+    seed: int | None = bounded(
+        None, ge=0, le=MAX_SEED,
+        help="seed of the tuner's draws (which hyperparameters are tried); none = train.seed")
+    oracle_timeout_seconds: float = bounded(
+        300.0, gt=0.0, le=MAX_TIMEOUT_SECONDS,
+        help="how long a tuning worker waits for the chief's oracle")
 
     def __post_init__(self):
-        if isinstance(self.train, Mapping):
-            object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
-        if isinstance(self.search, str):
+        if isinstance(self.search, str):  # "a,b" in Python: the flag's syntax
             object.__setattr__(
                 self, "search", tuple(s.strip() for s in self.search.split(",") if s.strip())
             )
+        check_bounds(self)
+        if isinstance(self.train, Mapping):
+            object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError("TuneConfig.train must be a TrainConfig or a JSON object of its "
+                             f"fields. Received: train={self.train!r}")
         object.__setattr__(self, "search", tuple(self.search))
-        unknown = [name for name in self.search if name not in SEARCH_SPACE]
-        if unknown or not self.search or len(set(self.search)) != len(self.search):
+        if not self.search or len(set(self.search)) != len(self.search):
             raise ValueError(
                 f"search must name one or more of {list(SEARCH_SPACE)}, each once. "
                 f"Received: search={list(self.search)}"
             )
-        if self.tuner not in TUNERS:
-            raise ValueError(f"tuner must be one of {TUNERS}. Received: tuner={self.tuner!r}")
-        if self.max_trials < 1:
-            raise ValueError(f"max_trials must be >= 1. Received: max_trials={self.max_trials}")
         if self.train.strategy not in ("auto", "one_device"):
             raise ValueError(
                 "trials train on one device each; spread a search over GPUs or machines with "

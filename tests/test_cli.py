@@ -9,7 +9,8 @@ import typing
 import pytest
 
 from emotf.cli import build_records, demo, make_sample, train
-from emotf.cli.flags import CHOICES, ConfigFlags, Leaf, leaves
+from emotf.bounds import bound_of, describe
+from emotf.cli.flags import ConfigFlags, Leaf, leaves
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
 
 DERIVED = {  # SamplingConfig fields TrainConfig takes from the model: set both, or be refused
@@ -60,17 +61,16 @@ def _clis(tmp_path):
 CLIS = ("emotf-train", "emotf-tune", "emotf-build-records", "emotf-make-sample", "emotf-demo")
 
 
-def _changed(leaf: Leaf, default):
-    """A valid value of the field other than its default: (flag text, expected to_dict value)."""
+def _changed(flags: ConfigFlags, leaf: Leaf, default):
+    """A valid value of the field other than its default (inside its declared bound):
+    (flag text, expected to_dict value)."""
     if leaf.qualname in SPECIAL:
         text = SPECIAL[leaf.qualname]
         return text, text.split(",") if text and "," in text else text
-    flags_choices = {**CHOICES, "FaceTrackerConfig.stages": build_records.STAGES}
-    if leaf.qualname == "TuneConfig.tuner":
-        return "bayesian", "bayesian"
-    if leaf.qualname in flags_choices:
-        other = next(c for c in flags_choices[leaf.qualname] if c != default)
-        return other, other
+    choices = flags.choices_of(leaf)
+    if choices:
+        other = next(c for c in choices if c != default)
+        return str(other), other
     annotation = leaf.annotation
     args = typing.get_args(annotation)
     if type(None) in args:  # X | None: a value where the default is None
@@ -78,16 +78,20 @@ def _changed(leaf: Leaf, default):
         if default is None:
             value = {int: 3, float: 7000.5, bool: True}[annotation]
             return str(value).lower(), value
-    if typing.get_origin(annotation) is tuple:
-        value = [v + 1 for v in default]
-        return ",".join(str(v) for v in value), value
     if annotation is bool:
         return str(not default).lower(), not default
-    if annotation is int:
-        return str(default + 1), default + 1
-    if annotation is float:
-        return repr(default + 0.25), default + 0.25
-    return f"{default}x", f"{default}x"
+    if annotation is str:
+        return f"{default}x", f"{default}x"
+    bound = bound_of(leaf.field)
+    step = 1 if annotation is int or typing.get_origin(annotation) is tuple else 0.25
+    for candidate in (step, -step):
+        if typing.get_origin(annotation) is tuple:
+            value = [v + candidate for v in default]
+            if bound is None or all(bound.contains(v) for v in value):
+                return ",".join(str(v) for v in value), value
+        elif bound is None or bound.contains(default + candidate):
+            return repr(default + candidate), default + candidate
+    raise AssertionError(f"no other valid value for {leaf.qualname}")
 
 
 def _at(tree: dict, key: str):
@@ -117,7 +121,8 @@ def test_every_field_is_reachable_by_its_dotted_flag_and_round_trips(cli, form, 
         if leaf.qualname in SPECIAL and SPECIAL[leaf.qualname] is None:
             continue
         default = _at(reference, leaf.key)
-        text, expected = _changed(leaf, tuple(default) if isinstance(default, list) else default)
+        text, expected = _changed(flags, leaf,
+                                  tuple(default) if isinstance(default, list) else default)
         flag = f"--{flags.name}.{leaf.key}"
         if form == "short" and f"--{leaf.key}" in flags.flags[leaf.key]:  # not an older alias's
             flag = f"--{leaf.key}"
@@ -158,7 +163,7 @@ def test_types_from_the_annotations():
     [
         (["--model.modalities", "audiovisual"], "invalid choice: 'audiovisual'"),
         (["--model.spec_augment", "maybe"], "expected true or false. Received: 'maybe'"),
-        (["--epochs", "0"], "epochs must be >= 1. Received: epochs=0"),
+        (["--epochs", "0"], "TrainConfig.epochs must be in [1, 100000]. Received: epochs=0"),
         (["--model.num_segments", "two"], "invalid int value: 'two'"),
         (["--sampling.num_segments", "4"], "sampling shapes come from the model config"),
         (["--sampling", "windw_seconds=1.0"], "unknown SamplingConfig field 'windw_seconds'"),
@@ -341,11 +346,123 @@ def test_help_gives_each_fields_default_and_description(capsys):
     with pytest.raises(SystemExit):
         build_records.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
-    assert "BuildConfig.clips_per_shard (default 64): clips per shard (each shard holds one fold)" in text
-    assert "FaceTrackerConfig.margin (default 0.3): context around the face" in text
+    assert ("BuildConfig.clips_per_shard (default 64, in [1, 100000]): clips per shard (each "
+            "shard holds one fold)") in text
+    assert "FaceTrackerConfig.margin (default 0.3" in text and "context around the face" in text
     assert "BuildConfig.data_dir (required): folder with `VideoFlash/` and `AudioWAV/`" in text
+    assert "BuildConfig.runner (default 'local', one of 'local', 'beam'): local" in text
 
 
 def test_an_alias_naming_no_field_is_refused():
     with pytest.raises(ValueError, match="alias --lr names no field of TrainConfig: 'learning_rat'"):
         ConfigFlags(TrainConfig, "train", aliases={"--lr": "learning_rat"})
+
+
+# === Bounds: every flag says its valid values; out-of-range values are refused in one line ===
+
+
+def _root_flags(tmp_path):
+    return {cli: flags for cli, (flags, _) in _clis(tmp_path).items()
+            if cli in ("emotf-train", "emotf-tune", "emotf-build-records", "emotf-demo")}
+
+
+@pytest.mark.parametrize("cli", ["emotf-train", "emotf-tune", "emotf-build-records", "emotf-demo"])
+def test_help_describes_every_field_and_shows_its_bound(cli, tmp_path):
+    flags = _root_flags(tmp_path)[cli]
+    for leaf in flags.leaves:
+        line = flags.help_line(leaf)
+        head, _, about = line.partition("): ")
+        assert about.strip(), f"{leaf.qualname} has no description in --help"
+        bound = describe(leaf.field)
+        if bound:
+            assert bound in head, (leaf.qualname, line)
+
+
+def _exit_status(main, argv) -> int:
+    """The status of a console script run in-process: its return value or its SystemExit's."""
+    try:
+        return main(argv)
+    except SystemExit as exit_info:
+        return exit_info.code
+
+
+def _config_file(tmp_path, values) -> str:
+    path = tmp_path / "given.json"
+    path.write_text(json.dumps(values))
+    return str(path)
+
+
+BAD_VALUES = [  # (console script, argv, JSON config or None, what the one line names)
+    ("emotf-train", ["--epochs", "0"], None, "TrainConfig.epochs must be in [1, 100000]"),
+    ("emotf-train", [], {"epochs": True}, "TrainConfig.epochs must be an integer. Received: epochs=True"),
+    ("emotf-train", [], {"fold": 2.0}, "TrainConfig.fold must be an integer"),
+    ("emotf-train", [], {"model": {"video_widths": [8.5]}}, "ModelConfig.video_widths each element"),
+    ("emotf-train", ["--model.num_segments", "0"], None, "ModelConfig.num_segments must be in [1, 64]"),
+    ("emotf-train", ["--model.num_segments", "65"], None, "Received: num_segments=65"),
+    ("emotf-train", ["--sampling.window_seconds", "1e-9"], None, "window of 0 samples"),
+    ("emotf-train", ["--sampling.window_seconds", "11"], None, "window_seconds must be in (0, 10]"),
+    ("emotf-train", ["--learning_rate", "nan"], None, "learning_rate must be a finite number"),
+    ("emotf-train", ["--lr", "inf"], None, "learning_rate must be a finite number"),
+    ("emotf-train", ["--lr=-inf"], None, "learning_rate must be a finite number"),
+    ("emotf-train", ["--momentum", "1"], None, "TrainConfig.momentum must be in [0, 1)"),
+    ("emotf-train", ["--fold", "10"], None, "TrainConfig.fold must be in [0, 9]"),
+    ("emotf-train", ["--verbose", "3"], None, "invalid choice: 3"),
+    ("emotf-train", ["--worker_timeout_seconds", "0"], None, "worker_timeout_seconds must be in (0, 86400]"),
+    ("emotf-train", ["--sampling.upper_edge_hertz", "9000"], None, "above the Nyquist frequency"),
+    ("emotf-tune", ["--max_trials", "0"], None, "TuneConfig.max_trials must be in [1, 100000]"),
+    ("emotf-tune", ["--oracle_timeout_seconds", "inf"], None, "oracle_timeout_seconds must be a finite"),
+    ("emotf-tune", [], {"epochs": True}, "TrainConfig.epochs must be an integer"),
+    ("emotf-build-records", ["--workers", "0"], None, "BuildConfig.workers must be in [1, 1024]"),
+    ("emotf-build-records", ["--min-duration", "5", "--max-duration", "4"], None,
+     "min_duration_s must be at most max_duration_s"),
+    ("emotf-build-records", ["--worker_timeout_seconds=-1"], None, "worker_timeout_seconds must be in"),
+    ("emotf-build-records", ["--sample_rate", "0"], None, "BuildConfig.sample_rate must be in [1000, 192000]"),
+    ("emotf-build-records", [], {"strict": "yes"}, "BuildConfig.strict must be true or false"),
+    ("emotf-demo", ["--epochs", "0"], None, "DemoConfig.epochs must be in [1, 100000]"),
+    ("emotf-demo", ["--num_actors", "92"], None, "DemoConfig.num_actors must be in [1, 91]"),
+    ("emotf-demo", ["--learning_rate", "nan"], None, "DemoConfig.learning_rate must be a finite"),
+    ("emotf-demo", [], {"fold": True}, "DemoConfig.fold must be an integer"),
+]
+
+
+@pytest.mark.parametrize("cli, argv, values, received", BAD_VALUES,
+                         ids=[f"{c}:{' '.join(a) or json.dumps(v)}" for c, a, v, _ in BAD_VALUES])
+def test_an_out_of_range_value_is_refused_in_one_line_before_anything_is_written(
+        cli, argv, values, received, tmp_path, capsys):
+    out = tmp_path / "out"
+    config = ["--config", _config_file(tmp_path, values)] if values is not None else []
+    main, required = {
+        "emotf-train": (train.main, ["--records", "r", "--out", str(out)]),
+        "emotf-tune": (lambda a: _tune().main(a), ["--records", "r", "--out", str(out)]),
+        "emotf-build-records": (build_records.main, ["--data-dir", str(tmp_path), "--out", str(out)]),
+        "emotf-demo": (demo.main, ["--out", str(out)]),
+    }[cli]
+    assert _exit_status(main, [*required, *config, *argv]) in (1, 2)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{cli}: error: ") and err.count("\n") == 0, err
+    assert received in err, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["given.json"] if values else [])
+
+
+def test_a_run_config_written_before_the_deadline_fields_still_loads(tmp_path):
+    """A RUN/config.json of the release before `worker_timeout_seconds` (and a tune_config.json
+    before `oracle_timeout_seconds`, a build config before the build's deadline) loads, with the
+    new field at its default."""
+    from emotf.records.build import BuildConfig
+    from emotf.tune import TuneConfig
+
+    old = TrainConfig(epochs=5, model=ModelConfig(fc_units=8)).to_dict()
+    del old["worker_timeout_seconds"]
+    loaded = TrainConfig.from_dict(old)
+    assert loaded == TrainConfig(epochs=5, model=ModelConfig(fc_units=8))
+    assert loaded.worker_timeout_seconds == 300.0
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"config": old}))  # RUN/config.json as the current release writes it
+    assert train.parse_config(["--config", str(cfg)])[0] == loaded
+    tune_old = TuneConfig(train=TrainConfig(epochs=3)).to_dict()
+    del tune_old["oracle_timeout_seconds"], tune_old["train"]["worker_timeout_seconds"]
+    assert TuneConfig.from_dict(tune_old).oracle_timeout_seconds == 300.0
+    build_old = BuildConfig(data_dir="d", out_dir="o", workers=1).to_dict()
+    del build_old["worker_timeout_seconds"]
+    assert BuildConfig.from_dict(build_old).worker_timeout_seconds == 1800.0

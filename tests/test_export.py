@@ -118,12 +118,16 @@ def test_serving_default_equals_keras_evaluation_on_records(model, exported, rec
 def test_wrong_sample_rate_and_bad_lengths_are_clear_errors(exported, records):
     serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
     inputs = _serving_inputs(records)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="sample rate differs .*16000"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="sample_rate must be 16000"):
         serve(**{**inputs, "sample_rate": tf.constant([RATE, 44100, RATE], tf.int32)})
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_frames exceeds"):
         serve(**{**inputs, "num_frames": inputs["num_frames"] + 1000})
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least one frame"):
         serve(**{**inputs, "num_frames": tf.constant([0, 1, 1], tf.int32)})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples must be >= 8000"):
+        serve(**{**inputs, "num_samples": tf.constant([0, 24000, 24000], tf.int32)})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"fps must be in \[1, 1000\]"):
+        serve(**{**inputs, "fps": tf.constant([1e-30, 25.0, 30.0], tf.float32)})
 
 
 def test_metadata_signature_and_assets_extra(exported):

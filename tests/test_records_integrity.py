@@ -217,3 +217,70 @@ def test_builds_racing_for_a_stale_lock_never_both_take_it(tmp_path):
                     proc.kill()
         assert outcomes == ["got"] + ["refused"] * 5
         assert not (folder / "build.lock").exists()
+
+
+def _sealed_folder(folder):
+    """A records folder of one tiny shard (3 framed records) and its manifest, no build."""
+    import tensorflow as tf
+
+    from emotf.records.manifest import seal_records
+
+    folder.mkdir()
+    with tf.io.TFRecordWriter(str(folder / "fold-0-of-10-00000.tfrecord")) as writer:
+        for record in (b"a", b"bc", b"def"):
+            writer.write(record)
+    return seal_records(folder)
+
+
+def _entry(**changes):
+    entry = {"file": "fold-0-of-10-00000.tfrecord", "fold": 0, "clips": 3, "bytes": 54,
+             "sha256": "0" * 64}
+    return {k: v for k, v in {**entry, **changes}.items() if v is not ...}
+
+
+@pytest.mark.parametrize("shards, problem", [
+    ([1, 2], "a shard entry must be a JSON object. Received: 1"),
+    ("fold-0-of-10-00000.tfrecord", "'shards' must be a list"),
+    (None, "'shards' must be a list of shard entries. Received: shards=null"),
+    (..., "'shards' must be a list"),
+    ([_entry(sha256=...)], "a shard entry lacks 'sha256'"),
+    ([_entry(clips="3")], "'clips' must be a whole number. Received: clips='3'"),
+    ([_entry(clips=True)], "'clips' must be a whole number"),
+    ([_entry(bytes=10**30)], "'bytes' must be in 0..1125899906842624"),
+    ([_entry(clips=-1)], "'clips' must be in 0..1000000000"),
+    ([_entry(bytes=1e400)], "'bytes' must be a whole number. Received: bytes=Infinity"),
+    ([_entry(fold=12)], "'fold' must be in 0..9"),
+    ([_entry(fold=1)], "'fold' 1 differs from the file name's 0"),
+    ([_entry(file="../../etc/passwd")], "'file' must be a shard name"),
+    ([_entry(file=["x"])], "'file' must be a shard name"),
+    ([_entry(sha256="zz")], "'sha256' must be 64 hex digits"),
+    ([_entry(), _entry()], "fold-0-of-10-00000.tfrecord is listed twice"),
+])
+def test_a_malformed_manifest_is_one_line_naming_it(tmp_path, capsys, shards, problem):
+    folder = tmp_path / "records"
+    manifest = _sealed_folder(folder)
+    assert verify_main([str(folder)]) == 0
+    capsys.readouterr()
+    if shards is ...:
+        del manifest["shards"]
+    else:
+        manifest["shards"] = shards
+    (folder / "manifest.json").write_text(json.dumps(manifest))  # 1e400 is written Infinity
+    assert verify_main([str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"{folder / 'manifest.json'}: not a valid manifest (" in err and problem in err
+    with pytest.raises(RecordsError, match="not a valid manifest"):  # and before training reads it
+        check_records(folder)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "null", "\"shards\"", "{\"manifest_version\": [2]}",
+                                  "{", "\xff\xfe"])
+def test_a_manifest_of_another_json_shape_is_one_line(tmp_path, capsys, text):
+    folder = tmp_path / "records"
+    _sealed_folder(folder)
+    (folder / "manifest.json").write_bytes(text.encode("latin-1"))
+    assert verify_main([str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"emotf-verify-records: error: {folder / 'manifest.json'}: ")

@@ -144,3 +144,64 @@ def test_cli_cv_report(two_fold_run, capsys):
     assert main(["--cv-dir", str(two_fold_run)]) == 0
     assert "cv_report.md" in capsys.readouterr().out
     assert (two_fold_run / "cv_report.json").is_file()
+
+
+def _unevaluated_cv(tmp_path, records):
+    """Two finished folds (metrics.json, model.keras) without predictions, whose config.json
+    names `records`."""
+    cv = tmp_path / "cv"
+    for k in (0, 1):
+        run = make_run(cv / f"fold-{k}", records=records, test_fold=k)
+        (run / "metrics.json").write_text(json.dumps({"fold": k, "accuracy": 0.5, "num_clips": 5}))
+    return cv
+
+
+def test_cli_cv_report_takes_the_records_from_the_runs(tmp_path, monkeypatch, recwarn):
+    """Without --records, folds without predictions are evaluated on the records their
+    config.json names: the human-rater rows are filled in, not n/a."""
+    import emotf.evaluation.evaluate as evaluate_module
+    from emotf.cli.evaluate import main
+    from emotf.records.manifest import seal_records
+
+    records = tmp_path / "records"
+    records.mkdir()
+    seal_records(records)  # an (empty) records folder with its manifest
+    asked = []
+
+    def factory(folder):
+        asked.append(str(folder))
+        return fake_dataset_fn
+
+    monkeypatch.setattr(evaluate_module, "records_evaluation_dataset", factory)
+    cv = _unevaluated_cv(tmp_path, records)
+    assert main(["--cv-dir", str(cv)]) == 0
+    assert asked == [str(records)] * 2
+    summary = json.loads((cv / "cv_report.json").read_text())
+    assert all(f["human_accuracy_same_clips"]["audio-visual"] is not None
+               for f in summary["per_fold"])
+    assert not [w for w in recwarn if "human raters" in str(w.message)]
+
+
+def test_cli_cv_report_says_why_human_rows_are_missing(tmp_path, capsys):
+    """The records the runs name are gone and no --records: one warning line says so."""
+    import sys
+    import warnings
+
+    from emotf.cli.evaluate import main
+
+    gone = tmp_path / "records-gone"
+    cv = _unevaluated_cv(tmp_path, gone)
+
+    def to_stderr(message, category, *args, **kwargs):  # as outside pytest's warning capture
+        sys.stderr.write(warnings.formatwarning(message, category, *args))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = to_stderr
+        assert main(["--cv-dir", str(cv)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "human raters" in line]
+    assert lines == [f"emotf-evaluate: warning: human raters left out of the report: no per-clip "
+                     f"predictions for folds 0, 1 (the records their config.json names, {gone}, "
+                     f"are gone: pass --records)"]
+    summary = json.loads((cv / "cv_report.json").read_text())
+    assert all(f["human_accuracy_same_clips"]["audio-visual"] is None for f in summary["per_fold"])

@@ -12,6 +12,7 @@ import pytest
 from emotf.configs import ModelConfig, SamplingConfig
 from emotf.export import export_saved_model
 from emotf.model import build_model
+from emotf.serving_metadata import DEFAULT_MIN_CLIP_SECONDS, min_clip_samples
 
 N = 3
 TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8)
@@ -45,8 +46,15 @@ cases = {
     "fps_nan": lambda: serve(**good(fps=tf.constant([np.nan, 25.0], tf.float32))),
     "fps_inf": lambda: serve(**good(fps=tf.constant([np.inf, 25.0], tf.float32))),
     "batch_fps": lambda: serve(**good(fps=tf.constant([30.0]))),
-    "batch_waveform": lambda: serve(**good(waveform=tf.zeros([3, 24000]),
-                                           num_samples=tf.constant([1, 1]))),
+    "batch_waveform": lambda: serve(**good(waveform=tf.zeros([3, 24000]))),
+    "fps_tiny": lambda: serve(**good(fps=tf.constant([30.0, 1e-30]))),
+    "fps_huge": lambda: serve(**good(fps=tf.constant([30.0, 5000.0]))),
+    "num_samples_zero": lambda: serve(**good(num_samples=tf.constant([24000, 0]))),
+    "num_samples_short": lambda: serve(**good(num_samples=tf.constant([7999, 24000]))),
+    "num_samples_shortest_ok": lambda: serve(**good(num_samples=tf.constant([8000, 24000]))),
+    "num_frames_zero": lambda: serve(**good(num_frames=tf.constant([0, 30]))),
+    "sample_rate_other": lambda: serve(**good(sample_rate=tf.constant([16000, 44100]))),
+    "fps_lowest_ok": lambda: serve(**good(fps=tf.constant([1.0, 1000.0]))),
     "batch_sample_rate": lambda: serve(**good(sample_rate=tf.constant([16000, 16000, 16000]))),
     "rank_waveform": lambda: serve(**good(waveform=tf.zeros([2, 24000, 1]))),
     "rank_fps": lambda: serve(**good(fps=tf.constant(30.0))),
@@ -91,13 +99,32 @@ def test_a_wrong_rank_is_refused_naming_the_input(report):
 
 def test_good_inputs_still_answer(report):
     assert report["ok"] == "ok [1.0, 1.0]" and report["segments_ok"] == "ok [1.0, 1.0]"
+    # The bounds themselves are accepted: 1 and 1000 fps, the shortest clip the build takes.
+    assert report["fps_lowest_ok"] == "ok [1.0, 1.0]"
+    assert report["num_samples_shortest_ok"] == "ok [1.0, 1.0]"
+
+
+def test_the_shortest_clip_is_the_builds_not_a_retyped_number():
+    from emotf.records.preprocess import ClipSettings
+
+    assert DEFAULT_MIN_CLIP_SECONDS == ClipSettings().min_duration_s
+    assert min_clip_samples(DEFAULT_MIN_CLIP_SECONDS, SAMPLING.sample_rate) == 8000
+    assert min_clip_samples(0.7, 16000) == 11200 and min_clip_samples(0.0, 16000) == 1
 
 
 @pytest.mark.parametrize(("case", "says"), [
     ("nan_audio", "waveform must be finite"),
     ("inf_audio", "waveform must be finite"),
-    ("fps_zero", "fps must be > 0"),
-    ("fps_negative", "fps must be > 0"),
+    ("fps_zero", "fps must be in [1, 1000] frames per second. Received:] [30 0]"),
+    ("fps_negative", "fps must be in [1, 1000]"),
+    ("fps_tiny", "fps must be in [1, 1000] frames per second. Received:] [30 1e-30]"),
+    ("fps_huge", "fps must be in [1, 1000]"),
+    ("num_samples_zero", "num_samples must be >= 8000 (the shortest clip the model was built "
+                         "for). Received:] [24000 0]"),
+    ("num_samples_short", "num_samples must be >= 8000"),
+    ("num_frames_zero", "num_frames must be >= 1"),
+    ("sample_rate_other", "sample_rate must be 16000 (the sample rate the model was trained at). "
+                          "Received:] [16000 44100]"),
     ("fps_nan", "fps must be finite"),
     ("fps_inf", "fps must be finite"),
     ("batch_fps", "batch size of fps differs from that of frames"),

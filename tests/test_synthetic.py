@@ -77,7 +77,34 @@ def test_default_actors_one_per_fold_and_names_unique():
     names = sample_clip_names(SampleConfig(num_actors=3, clips_per_actor=72))
     assert len(set(names)) == len(names) == 3 * 72
     emotions = [cremad.parse_clip_name(n).emotion for n in names]
-    assert all(emotions.count(e) == 36 for e in cremad.EMOTIONS)
+    # 1008 recorded 11 neutral clips (no WSI): its 72nd clip is another emotion's.
+    assert sorted(emotions.count(e) for e in cremad.EMOTIONS) == [35, 36, 36, 36, 36, 37]
+
+
+@pytest.mark.parametrize("config", [SampleConfig(), SampleConfig.tiny(),
+                                    SampleConfig(num_actors=91, clips_per_actor=72)])
+def test_every_sample_name_is_a_real_cremad_clip_with_votes_and_an_ogm_split_row(
+        config, cremad_tables_dir):
+    """The sample's names are real CREMA-D clips (not e.g. 1008_WSI_SAD_XX: 1008 has no WSI),
+    so the demo finds their rater votes and the OGM-GE split keeps them."""
+    from pathlib import Path
+
+    from emotf.splits import read_split_csv
+    from emotf.votes import load_votes
+
+    names = sample_clip_names(config)
+    assert len(set(names)) == len(names) == config.num_actors * config.clips_per_actor
+    real = set(cremad.load_clip_names(cremad_tables_dir / "SentenceFilenames.csv"))
+    assert sorted(set(names) - real) == []
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "ogm-split"
+    split = ([shared / "train.csv", shared / "test.csv"] if shared.is_dir()
+             else [cremad.data_path("ogm_train.csv"), cremad.data_path("ogm_test.csv")])
+    ogm = {name for path in split for name in read_split_csv(path)}
+    assert sorted(set(names) - ogm) == []
+    votes = load_votes(cremad_tables_dir / "tabulatedVotes.csv")
+    for mode in ("voice", "face", "audio-visual"):
+        voted = {c for c, m in zip(votes.clip_ids, votes.modes) if m == mode}
+        assert sorted(set(names) - voted) == [], mode
 
 
 def test_wav_format_and_duration(sample):

@@ -3,6 +3,7 @@ without a face, several faces, folders and globs, bounded memory while streaming
 
 import csv
 import json
+import math
 
 import keras
 import numpy as np
@@ -14,7 +15,13 @@ from emotf.export import export_saved_model
 from emotf.model import build_model
 from emotf.predict import Predictor, expand_inputs, predict_files
 from emotf.synthetic.video import write_face_video
-from emotf.timeline import WindowPlanner, planned_windows
+from emotf.timeline import (
+    TooManyWindowsError,
+    WindowPlanner,
+    planned_windows,
+    plot_timeline,
+    timeline_figure,
+)
 
 N = 3
 TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8)
@@ -120,3 +127,97 @@ def test_folders_globs_several_faces_and_one_bad_file(predictor, gap_video, tmp_
     assert docs[1]["error"] is None and len(docs[1]["timeline"]) == 1
     assert any("other faces present" in n and "largest" in n for n in docs[1]["notes"])
     assert "1 of 2 files failed" in captured.err
+
+
+@pytest.mark.parametrize("window, hop, fps, frames", [
+    (2.5, 1.0, 30.0, 90), (2.0, 1.5, 10.0, 42), (0.5, 0.04, 25.0, 77), (3.0, 0.7, 29.97, 100),
+    (2.0, 3.0, 10.0, 55),
+])
+def test_frames_and_samples_are_kept_until_no_window_can_need_them(window, hop, fps, frames):
+    """Replays emotf.predict's loop: windows planned after frame n may only need what was kept
+    after frame n - 1 (the end-of-video window too), and at most a window of frames is held."""
+    plan = WindowPlanner(window, hop, fps, 16000)
+    kept_frame = kept_sample = 0
+    for n in range(1, frames + 1):
+        for w in plan.ready(n):
+            assert w.first_frame >= kept_frame and w.first_sample >= kept_sample, (n, w)
+        kept_frame, kept_sample = plan.keep_from(n)
+        assert n - kept_frame <= math.ceil(window * fps) + 1
+    for w in plan.finish(frames):
+        assert w.first_frame >= kept_frame, w
+        assert w.end_sample is None or w.first_sample >= kept_sample, w
+
+
+@pytest.mark.parametrize("seconds, window, hop", [(3.0, 2.5, 1.0), (4.2, 2.0, 1.5)])
+def test_each_window_reports_the_span_the_model_saw(predictor, tmp_path, monkeypatch, seconds,
+                                                     window, hop):
+    """The frames and audio samples given to the model for each window are exactly those of
+    its reported [start, end) (the end-of-video window lost its first frames and audio once)."""
+    fps, rate = 10, 16000
+    video = write_face_video(tmp_path / "v.mkv", seconds, fps=fps, width=240, height=180)
+    fed, run_model = [], predictor.run_model
+
+    def counting(clips):
+        fed.extend((len(c["frames"]), len(c["pcm16"])) for c in clips)
+        return run_model(clips)
+
+    monkeypatch.setattr(predictor, "run_model", counting)
+    [result] = predict_files(None, [video], predictor=predictor, window=window, hop=hop)
+    assert "error" not in result, result
+    timeline = result["timeline"]
+    assert timeline[-1]["end"] == seconds and all(w["probabilities"] for w in timeline)
+    assert len(fed) == len(timeline)
+    for w, (frames, samples) in zip(timeline, fed):
+        span = (w["start"], w["end"])
+        assert frames == math.ceil(w["end"] * fps - 1e-6) - math.ceil(w["start"] * fps - 1e-6), span
+        assert frames == round((w["end"] - w["start"]) * fps), span
+        assert samples == round(w["end"] * rate) - round(w["start"] * rate), span
+
+
+def test_a_video_never_gets_more_windows_than_the_cap():
+    """A hop of 2e-6 s once planned 250,000 windows for the first second; now refused."""
+    with pytest.raises(TooManyWindowsError, match="use a longer --hop"):
+        WindowPlanner(0.5, 2e-6, 30.0, 16000).ready(30)
+
+
+def _long_result(n: int, gap: tuple[int, int]) -> dict:
+    """n windows 2 s long every 0.5 s, random labels, skipped from gap[0] to gap[1], and an
+    end-of-video window 0.3 s after the last one."""
+    rng = np.random.default_rng(0)
+    timeline = []
+    starts = [k * 0.5 for k in range(n)] + [(n - 1) * 0.5 + 0.3]
+    for k, start in enumerate(starts):
+        w = {"start": start, "end": start + 2.0}
+        if gap[0] <= k < gap[1]:
+            w.update(probabilities=None, label=None, skipped="no face in 20 of 20 frames")
+        else:
+            p = rng.dirichlet(np.ones(len(CODES)))
+            w.update(probabilities=dict(zip(CODES, p)), label=CODES[int(np.argmax(p))])
+        timeline.append(w)
+    return {"file": "long.mp4", "label_code": "HAP", "timeline": timeline}
+
+
+@pytest.mark.parametrize("n", [45, 600])
+def test_the_timeline_plot_stays_readable_and_shows_gaps_as_gaps(n, tmp_path):
+    import matplotlib.pyplot as plt
+
+    gap = (n // 3, n // 3 + n // 10)
+    result = _long_result(n, gap)
+    fig = timeline_figure(result, CODES)
+    try:
+        band, ax = fig.axes[:2]
+        renderer = fig.canvas.get_renderer()
+        boxes = sorted((t.get_window_extent(renderer) for t in band.texts), key=lambda b: b.x0)
+        assert 1 <= len(boxes) <= 60
+        assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), "label codes overlap"
+        cells = sorted((p.get_x(), p.get_x() + p.get_width()) for p in band.patches)
+        assert all(a[1] <= b[0] + 1e-9 for a, b in zip(cells, cells[1:])), "cells overlap"
+        skipped = np.array([w["probabilities"] is None for w in result["timeline"]])
+        assert len(ax.lines) == len(CODES)
+        for line in ax.lines:  # a NaN per skipped window: no line across the gap
+            y = np.asarray(line.get_ydata(), float)
+            assert np.isnan(y[skipped]).all() and not np.isnan(y[~skipped]).any()
+    finally:
+        plt.close(fig)
+    plot_timeline(result, CODES, tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

@@ -7,6 +7,11 @@
 - An error a user can cause (a missing file, a bad value, a full disk) ends the command with one
   line `PROG: error: ...` naming the file and the problem, and exit status 1, never a traceback.
   `--debug` (or `EMOTF_DEBUG=1`) re-raises, for developers.
+- SIGINT (Ctrl-C) and SIGTERM (`kill`, `timeout`, a scheduler's stop) always end the command
+  within seconds: the clean-up runs, `PROG: interrupted (signal N)`, exit status 130 or 143;
+  if the main thread is blocked in TensorFlow's C++ (a multi-worker start-up waiting for a
+  peer), the process is ended `emotf.deadlines.GRACE_SECONDS` (5 s) after the signal with
+  `PROG: interrupted (signal N); exiting` (`emotf.deadlines.ending_on_signals`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import sys
 import warnings
 
+from emotf.deadlines import Interrupted, ending_on_signals
 from emotf.quiet import quiet_tensorflow
 
 DEBUG_ENV = "EMOTF_DEBUG"
@@ -91,7 +97,11 @@ def command(prog: str):
             warnings.formatwarning = lambda message, category, *_args, **_kw: (
                 f"{prog}: warning: {message}\n")
             try:
-                return main(argv)
+                with ending_on_signals(prog):
+                    return main(argv)
+            except Interrupted as stop:
+                print(f"{prog}: interrupted (signal {stop.signum})", file=sys.stderr)
+                return stop.exit_code
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return 130

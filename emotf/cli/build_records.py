@@ -35,7 +35,7 @@ STAGES = ("face_and_landmarks_detection", "face_detection_only")  # FaceTrackerC
 
 
 def build_flags() -> ConfigFlags:
-    from emotf.records.build import RUNNERS, BuildConfig
+    from emotf.records.build import BuildConfig
     from emotf.records.faces import FaceTrackerConfig
 
     return ConfigFlags(
@@ -49,7 +49,7 @@ def build_flags() -> ConfigFlags:
             "--no-progress": ("progress", False),
             "--no-verify-media": ("verify_media", False),
         },
-        choices={"FaceTrackerConfig.stages": STAGES, "BuildConfig.runner": RUNNERS},
+        choices={"FaceTrackerConfig.stages": STAGES},
     )
 
 

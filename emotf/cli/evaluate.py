@@ -109,8 +109,10 @@ def main(argv=None) -> int:
     if args.cv_dir:
         from emotf.evaluation.reports import cv_report
 
+        # Folds without predictions are evaluated on --records, else on the records their
+        # config.json names (a warning says when neither exists: human rows stay n/a).
         md_path, json_path = cv_report(args.cv_dir, args.out, votes=votes, records=args.records,
-                                       extras=_extras(args))
+                                       evaluate=True, extras=_extras(args))
         print(f"wrote {md_path} and {json_path}")
         return 0
 

@@ -8,46 +8,32 @@ path, nested configs becoming dotted prefixes (big_vision's `--config.model.dept
     --sampling.window_seconds 1.28
 
 The flag's type comes from the field's annotation: `bool` takes true/false (a bare flag is true),
-a tuple takes `64,128,256` (or `192x120`), `X | None` also takes `none`; choices come from the
-config's constants (`CHOICES`), help from the field's default. `build(args)` turns the flags
-given (over the defaults of `--config FILE.json`) into nested dicts and the config is made by
-`Config.from_dict`, so unknown keys and bad values are refused by the config itself, in one line.
+a tuple takes `64,128,256` (or `192x120`), `X | None` also takes `none`. The choices, the
+`--help` text and the valid range come from the field's declared bound (`emotf.bounds.bounded`:
+"TrainConfig.epochs (default 30, in [1, 100000]): epochs to train (at most)"). `build(args)`
+turns the flags given (over the defaults of `--config FILE.json`) into nested dicts and the
+config is made by `Config.from_dict`, so unknown keys and bad values (a type, a range) are
+refused by the config itself, in one line, before anything is written.
 Older flag names stay as `aliases` (`--batch-size`, `--lr`, `--no-progress`, ...).
+`config_tables(config_classes())` writes the table of every config field and its bound
+(docs/configuration.md; `tools/config_table.py` regenerates it).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
+import pkgutil
 import re
 import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from emotf.configs import (
-    BRANCH_WEIGHTS,
-    LR_SCHEDULES,
-    MODALITIES,
-    NORMALIZATIONS,
-    PRECISIONS,
-    STRATEGIES,
-)
-from emotf.labels import LABEL_SOURCES
+from emotf.bounds import bound_of, describe
 
-# Field choices by `ClassName.field`, from the constants the configs validate against; a command
-# adds its own where the constant lives in a module too heavy to import for `--help`
-# (`emotf.tune.TUNERS`).
-CHOICES: dict[str, tuple] = {
-    "ModelConfig.branch_weights": BRANCH_WEIGHTS,
-    "ModelConfig.modalities": MODALITIES,
-    "SamplingConfig.normalization": NORMALIZATIONS,
-    "TrainConfig.lr_schedule": LR_SCHEDULES,
-    "TrainConfig.precision": PRECISIONS,
-    "TrainConfig.labels": LABEL_SOURCES,
-    "TrainConfig.strategy": STRATEGIES,
-}
 NONE_WORDS = ("none", "null")
 
 
@@ -145,6 +131,12 @@ def _first_sentence(text: str) -> str:
         if char == "." and depth == 0 and text[i + 1 : i + 2] in (" ", ""):
             return text[:i]
     return text
+
+
+def field_help(cls, f: dataclasses.Field) -> str:
+    """The description of field `f` of `cls`: its bound's `help`, else its docstring entry."""
+    bound = bound_of(f)
+    return (bound.help if bound is not None else "") or attribute_docs(cls).get(f.name, "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +242,7 @@ class ConfigFlags:
             ones), or -> (key, constant) for a bare flag storing a constant (`--no-progress`).
         keyvalue: flag -> nested config key, for `--FLAG KEY=VALUE` (repeatable; the older
             syntax of `--sampling`).
-        choices, types: by `ClassName.field`, added to / overriding `CHOICES` and the
+        choices, types: by `ClassName.field`, overriding the bound's choices and the
             annotation's type.
         config_at: where `--config FILE.json` goes in the tree ("" = the root; "train" for
             `emotf-tune`, whose file is a TrainConfig); None = no `--config`.
@@ -263,7 +255,7 @@ class ConfigFlags:
         self.by_key = {leaf.key: leaf for leaf in self.leaves}
         self.aliases = dict(aliases or {})
         self.keyvalue = dict(keyvalue or {})
-        self.choices = {**CHOICES, **(choices or {})}
+        self.choices = dict(choices or {})
         self.types = dict(types or {})
         self.config_at = config_at
         for flag, target in self.aliases.items():
@@ -280,10 +272,22 @@ class ConfigFlags:
             self.flags[leaf.key] = [n for n in dict.fromkeys(names) if n not in taken]
 
     def help_line(self, leaf: Leaf) -> str:
+        """`Class.field (default D, BOUND): description` (the bound's `help`, else the class
+        docstring's `Attributes:` entry)."""
         default = _default(leaf.field)
         text = "required" if default is dataclasses.MISSING else f"default {default!r}"
-        about = attribute_docs(leaf.owner).get(leaf.field.name)
+        bound = describe(leaf.field)
+        text += f", {bound}" if bound else ""
+        about = field_help(leaf.owner, leaf.field)
         return f"{leaf.qualname} ({text}){': ' + about if about else ''}".replace("%", "%%")
+
+    def choices_of(self, leaf: Leaf) -> tuple | None:
+        """argparse choices of a scalar field: the command's override, else the bound's."""
+        if leaf.qualname in self.choices:
+            return tuple(self.choices[leaf.qualname])
+        bound = bound_of(leaf.field)
+        scalar = leaf.annotation in (bool, int, float, str)
+        return bound.choices if bound is not None and scalar else None
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """Add `--config` and one flag per field (grouped by nested config) to `parser`."""
@@ -306,13 +310,14 @@ class ConfigFlags:
                     f"{leaf.owner.__name__} (--{group_name}.FIELD)")
             parse = self.types.get(leaf.qualname) or flag_type(leaf.annotation)
             bare_true = parse is parse_bool
+            choices = self.choices_of(leaf)
             groups[group_name].add_argument(
                 *self.flags[leaf.key], *aliases_of.get(leaf.key, []),
                 dest=leaf.key,
                 type=parse,
-                choices=self.choices.get(leaf.qualname),
+                choices=choices,
                 default=argparse.SUPPRESS,
-                metavar=None if leaf.qualname in self.choices else _metavar(leaf.annotation),
+                metavar=None if choices else _metavar(leaf.annotation),
                 help=self.help_line(leaf),
                 **({"nargs": "?", "const": True} if bare_true else {}),
             )
@@ -365,3 +370,78 @@ class ConfigFlags:
             raise ValueError(f"{self.cls.__name__} needs {', '.join(missing)}: give "
                              f"{'; '.join(named)}")
         return self.cls.from_dict(values)
+
+
+# === The table of every config field (docs/configuration.md) ===
+
+
+def config_classes() -> list[type]:
+    """Every config dataclass of emotf (subclasses of `emotf.configs.Config`), found by importing
+    every module of the package, sorted by module and name."""
+    import emotf
+    from emotf.configs import Config
+
+    for module in pkgutil.walk_packages(emotf.__path__, "emotf."):
+        importlib.import_module(module.name)
+    found, todo = set(), [Config]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if dataclasses.is_dataclass(sub) and sub.__module__.startswith("emotf."):
+                found.add(sub)
+    return sorted(found, key=lambda c: (c.__module__, c.__qualname__))
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default_factory is not dataclasses.MISSING:
+        return f"{f.default_factory.__name__}()"
+    if f.default is dataclasses.MISSING:
+        return "required"
+    value = f.default
+    if dataclasses.is_dataclass(value):  # a nested config: only what differs from its class's
+        base = type(value)()
+        changed = {g.name: getattr(value, g.name) for g in dataclasses.fields(value)
+                   if getattr(value, g.name) != getattr(base, g.name)}
+        return f"{type(value).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def field_table(cls) -> str:
+    """A markdown table of `cls`'s fields: type, default, valid values, description."""
+    hints = typing.get_type_hints(cls)
+    rows = ["| field | type | default | valid values | description |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        annotation = hints[f.name]
+        kind = annotation.__name__ if _is_config(annotation) else str(f.type)
+        rows.append(f"| `{f.name}` | `{_cell(kind)}` | `{_cell(_default_text(f))}` | "
+                    f"{_cell(_valid_text(f, annotation))} | {_cell(field_help(cls, f))} |")
+    return "\n".join(rows)
+
+
+def _valid_text(f: dataclasses.Field, annotation) -> str:
+    """The valid values of a field in words ("in [1, 64]", "each in [1, 4096]", "true or false",
+    "any text", "... or none")."""
+    if _is_config(annotation):
+        return f"a {annotation.__name__}"
+    args = typing.get_args(annotation)
+    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        (annotation,) = [a for a in args if a is not type(None)]
+    bound = describe(f)
+    if typing.get_origin(annotation) is tuple:
+        text = f"each {bound}" if bound else "a list"
+    elif annotation is bool:
+        text = "true or false"
+    else:
+        text = bound or ("any text" if annotation is str else "any")
+    return f"{text} or none" if optional else text
+
+
+def config_tables(classes) -> str:
+    """`field_table` of each class of `classes`, under a heading naming it and its module."""
+    return "\n\n".join(f"### {cls.__name__} (`{cls.__module__}`)\n\n{field_table(cls)}"
+                       for cls in classes) + "\n"

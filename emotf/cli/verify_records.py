@@ -11,19 +11,21 @@ The folder may be local or a URL (`gs://...`, through tf.io.gfile).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from emotf.cli import Parser, command
 
+
+@command("emotf-verify-records")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="emotf-verify-records", description=__doc__.split("\n")[0])
+    p = Parser(prog="emotf-verify-records", description=__doc__.split("\n")[0])
     p.add_argument("records", help="records folder written by emotf-build-records (local or a "
                    "URL: gs://...)")
     args = p.parse_args(argv)
     import time
 
-    from emotf.records.manifest import MANIFEST, verify_records
-    from emotf.storage import as_path, read_json
+    from emotf.records.manifest import MANIFEST, read_manifest, verify_records
+    from emotf.storage import as_path
 
     start = time.perf_counter()
     problems = verify_records(args.records)
@@ -31,12 +33,16 @@ def main(argv=None) -> int:
     for problem in problems:
         print(f"BAD {problem}")
     if problems:
-        print(f"emotf-verify-records: {args.records}: {len(problems)} problem(s); rerun "
-              f"emotf-build-records with the same arguments to rebuild the bad shards",
-              file=sys.stderr)
+        folder = as_path(args.records)
+        unusable = [p for p in problems if p.file in (str(folder), str(folder / MANIFEST))]
+        if unusable:  # no manifest to check shards against: its problem is the one line
+            print(f"emotf-verify-records: error: {unusable[0]}", file=sys.stderr)
+        else:
+            print(f"emotf-verify-records: {args.records}: {len(problems)} problem(s); rerun "
+                  f"emotf-build-records with the same arguments to rebuild the bad shards",
+                  file=sys.stderr)
         return 1
-    manifest = read_json(as_path(args.records) / MANIFEST)
-    shards = manifest.get("shards", [])
+    shards = read_manifest(args.records)["shards"]  # its structure checked by verify_records
     print(f"emotf-verify-records: {args.records}: intact ({len(shards)} shards, "
           f"{sum(s['clips'] for s in shards)} clips, "
           f"{sum(s['bytes'] for s in shards) / 1e6:.1f} MB checked in {seconds:.2f} s)")

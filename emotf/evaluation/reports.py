@@ -64,14 +64,39 @@ def _num_segments(run: Run) -> int | None:
     return None
 
 
+def _why_not_evaluated(run: Run, records, evaluate: bool, dataset_fn) -> str | None:
+    """Why a fold without predictions cannot be evaluated now (None: it can)."""
+    if not run.model_path.is_file():
+        return f"no {run.model_path.name} in the fold's run"
+    if records or dataset_fn:
+        return None
+    if not evaluate:
+        return "not evaluated (emotf-evaluate --cv-dir evaluates them)"
+    named = run.config_values().get("records")
+    if not named or not isinstance(named, str):
+        return "their config.json names no records folder: pass --records"
+    if not as_path(named).is_dir():
+        return f"the records their config.json names, {named}, are gone: pass --records"
+    return None
+
+
 def collect_folds(cv_dir, *, votes, records=None, evaluate: bool = False, dataset_fn=None,
                   extras: ReportExtras = ALL_EXTRAS) -> list[dict]:
     """Per-fold facts: accuracy, labels, clip ids and predictions, label agreement, human
-    accuracy on the same clips."""
+    accuracy on the same clips.
+
+    A fold without predictions is evaluated first with `records`, `dataset_fn` or (with
+    `evaluate`) the records its config.json names, when they still exist. Human accuracy needs
+    the predictions' clip ids: when some fold has none, one `ReportWarning` says which folds
+    and why."""
     folds = []
+    unscored: dict[str, list[int]] = {}  # why -> folds without per-clip predictions
     for k, run in CrossValidation(cv_dir).folds():
         predictions_path = run.find_evaluation_file(run.evaluation.predictions.name)
-        if predictions_path is None and (records or evaluate or dataset_fn) and run.model_path.is_file():
+        why = None
+        if predictions_path is None:
+            why = _why_not_evaluated(run, records, evaluate, dataset_fn)
+        if predictions_path is None and why is None:
             evaluate_model(run.path, records, dataset_fn=dataset_fn, votes=votes, extras=extras)
             predictions_path = run.find_evaluation_file(run.evaluation.predictions.name)
         metrics = run.read_metrics() if run.finished else {}
@@ -102,10 +127,16 @@ def collect_folds(cv_dir, *, votes, records=None, evaluate: bool = False, datase
                     report_warning(f"human raters of fold {k}", f"a clip has no votes ({err})")
         if accuracy is None:
             continue  # neither metrics nor predictions: an unfinished fold
+        if predictions_path is None:
+            unscored.setdefault(why or "no predictions", []).append(k)
         fold.update(accuracy=float(accuracy), num_clips=num_clips)
         accuracy_vs_n = run.find_evaluation_file(run.evaluation.accuracy_vs_n_csv.name)
         fold["accuracy_vs_n"] = read_accuracy_vs_n(accuracy_vs_n) if accuracy_vs_n else []
         folds.append(fold)
+    if unscored and extras.humans:
+        report_warning("human raters", "no per-clip predictions for " + "; ".join(
+            f"fold{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))} ({why})"
+            for why, ks in unscored.items()))
     return folds
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
 from emotf.cremad import EMOTIONS
 from emotf.evaluation.figures import json_safe, write_confusion_matrix, write_predictions
@@ -33,19 +34,19 @@ def report_warning(extra: str, reason) -> None:
 
 @dataclass(frozen=True)
 class ReportExtras(Config):
-    """Which extras an evaluation report (and the CV report) computes; all on by default.
+    """Which extras an evaluation report (and the CV report) computes; all on by default."""
 
-    Attributes:
-        humans: CREMA-D raters' accuracy on the same clips (`emotf.evaluation.human`).
-        groups: accuracy by actor sex, age band and clip intensity (`emotf.evaluation.groups`).
-        calibration: ECE, reliability diagram (`emotf.evaluation.calibration`).
-        intervals: actor-clustered t intervals (`emotf.evaluation.stats`).
-    """
+    humans: bool = bounded(
+        True, help="CREMA-D raters' accuracy on the same clips (emotf.evaluation.human)")
+    groups: bool = bounded(
+        True, help="accuracy by actor sex, age band and clip intensity (emotf.evaluation.groups)")
+    calibration: bool = bounded(
+        True, help="ECE and reliability diagram (emotf.evaluation.calibration)")
+    intervals: bool = bounded(
+        True, help="actor-clustered t intervals (emotf.evaluation.stats)")
 
-    humans: bool = True
-    groups: bool = True
-    calibration: bool = True
-    intervals: bool = True
+    def __post_init__(self):
+        check_bounds(self)
 
 
 ALL_EXTRAS = ReportExtras()

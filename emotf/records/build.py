@@ -29,18 +29,25 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from emotf import keys
-from emotf.configs import Config
+from emotf.bounds import bounded, check_bounds
+from emotf.configs import (
+    MAX_SAMPLE_RATE,
+    MAX_SEED,
+    MAX_TIMEOUT_SECONDS,
+    MIN_SAMPLE_RATE,
+    Config,
+)
 from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 from emotf.records import manifest as records_manifest
 from emotf.records.clip_worker import ClipResult, ClipRunner, ClipTask
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.lock import hold as hold_lock
-from emotf.records.preprocess import ClipSettings
+from emotf.records.preprocess import MAX_CLIP_SECONDS, ClipSettings
 from emotf.records.resume import check_out_dir, clear_outputs, clear_temporary, shard_state
 from emotf.records.shards import sidecar_path, sidecar_warnings, write_shard
 from emotf.records.summary import make_manifest
@@ -51,70 +58,82 @@ VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
 VIDEO_EXT, AUDIO_EXT = ".flv", ".wav"
 MANIFEST = records_manifest.MANIFEST
 RUNNERS = ("local", "beam")
+MAX_WORKERS = 1024
 BEAM_MISSING = '--runner beam needs Apache Beam: pip install "emotf[beam]"'
 
 
 @dataclass(frozen=True)
 class BuildConfig(Config):
-    """Arguments of one build (flags of `emotf-build-records` map onto these fields).
+    """Arguments of one build (flags of `emotf-build-records` map onto these fields; each
+    field's description is its `help`).
 
-    Attributes:
-        data_dir: folder with `VideoFlash/` and `AudioWAV/` (local, or a URL such as gs://...).
-        out_dir: output folder (created; reruns resume in it; local, or a URL such as gs://...).
-        workers: clip-processing processes (default: the CPUs this process may run on,
-            `os.sched_getaffinity`, else `os.cpu_count()`; 1 = in this process); with
-            `runner="beam"`, the DirectRunner's worker processes.
-        clips_per_shard: clips per shard (each shard holds one fold).
-        strict: `emotf-build-records` exits non-zero when anything was skipped.
-        fold_seed, stratify_by_sex: `emotf.cremad.canonical_folds` arguments.
-        limit: only the first `limit` clips by name (smoke runs).
-        tracker: face detection/tracking/crop settings.
-        min_duration_s: clips shorter than this (audio or video) are skipped.
-        max_duration_s: clips longer than this are skipped (e.g. 1064_IEO_DIS_MD, one minute of
-            every emotion under one label).
-        sample_rate: audio rate stored (Hz).
-        progress: show a tqdm progress bar.
-        overwrite: delete the folder's shards, sidecars and manifest first (a rebuild with
-            other settings); otherwise such a rerun is refused.
-        verify_media: check each clip's FLV and WAV against the official CREMA-D checksums
-            (`emotf.records.media_checks`; ~0.1 % of build time, docs/build_records.md).
-        runner: "local" (a pool of worker processes) or "beam" (an Apache Beam pipeline, one
-            element per shard; needs `pip install "emotf[beam]"`). Either finishes the other's
-            folder: it is not a record setting.
-        beam_options: Beam pipeline options for `runner="beam"` (shell words, e.g.
-            "--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp"); they
-            override the local default (DirectRunner, multi_processing, `workers` processes).
+    `workers` defaults to the CPUs this process may run on (`os.sched_getaffinity`, else
+    `os.cpu_count()`); 1 runs the clips in this process; with `runner="beam"` it is the
+    DirectRunner's worker processes. `max_duration_s` skips e.g. 1064_IEO_DIS_MD, one minute of
+    every emotion under one label. `verify_media` costs ~0.1 % of build time
+    (docs/build_records.md). Either runner finishes the other's folder: `runner` is not a
+    record setting. `beam_options` are shell words (e.g. "--runner=DataflowRunner --project=P
+    --region=R --temp_location=gs://B/tmp") that override the local default (DirectRunner,
+    multi_processing, `workers` processes).
     """
 
-    data_dir: str
-    out_dir: str
-    workers: int = field(default_factory=available_cpus)
-    clips_per_shard: int = 64
-    strict: bool = False
-    fold_seed: int = 0
-    stratify_by_sex: bool = False
-    limit: int | None = None
-    tracker: FaceTrackerConfig = FaceTrackerConfig()
-    min_duration_s: float = 0.5
-    max_duration_s: float = 10.0
-    sample_rate: int = keys.AUDIO_SAMPLE_RATE_HZ
-    progress: bool = True
-    overwrite: bool = False
-    verify_media: bool = True
-    runner: str = "local"
-    beam_options: str = ""
+    data_dir: str = bounded(
+        help="folder with `VideoFlash/` and `AudioWAV/` (local, or a URL such as gs://...)")
+    out_dir: str = bounded(
+        help="output folder (created; reruns resume in it; local, or a URL such as gs://...)")
+    workers: int = bounded(
+        default_factory=available_cpus, ge=1, le=MAX_WORKERS,
+        help="clip-processing processes (default: the CPUs this process may use; 1 = in this "
+             "process)")
+    clips_per_shard: int = bounded(
+        64, ge=1, le=100_000, help="clips per shard (each shard holds one fold)")
+    strict: bool = bounded(
+        False, help="exit non-zero when anything was skipped")
+    fold_seed: int = bounded(
+        0, ge=0, le=MAX_SEED, help="seed of the actors' fold assignment (emotf.cremad.canonical_folds)")
+    stratify_by_sex: bool = bounded(
+        False, help="balance the actors' sexes over the folds (emotf.cremad.canonical_folds)")
+    limit: int | None = bounded(
+        None, ge=1, le=10_000_000, help="only the first `limit` clips by name (smoke runs)")
+    tracker: FaceTrackerConfig = bounded(
+        FaceTrackerConfig(), help="face detection, tracking and crop settings")
+    min_duration_s: float = bounded(
+        0.5, ge=0.0, le=MAX_CLIP_SECONDS,
+        help="clips shorter than this (audio or video, seconds) are skipped")
+    max_duration_s: float = bounded(
+        10.0, gt=0.0, le=MAX_CLIP_SECONDS,
+        help="clips longer than this (audio or video, seconds) are skipped")
+    sample_rate: int = bounded(
+        keys.AUDIO_SAMPLE_RATE_HZ, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE,
+        help="audio rate stored (Hz)")
+    progress: bool = bounded(True, help="show a tqdm progress bar")
+    overwrite: bool = bounded(
+        False, help="delete the folder's shards, sidecars and manifest first (a rebuild with "
+                    "other settings); otherwise such a rerun is refused")
+    verify_media: bool = bounded(
+        True, help="check each clip's FLV and WAV against the official CREMA-D checksums")
+    runner: str = bounded(
+        "local", choices=RUNNERS,
+        help="local (a pool of worker processes) or beam (an Apache Beam pipeline, one element "
+             'per shard; needs pip install "emotf[beam]")')
+    beam_options: str = bounded(
+        "", help='Beam pipeline options for runner beam, as shell words ("--runner=... ...")')
+    worker_timeout_seconds: float = bounded(
+        1800.0, gt=0.0, le=MAX_TIMEOUT_SECONDS,
+        help="deadline for one clip (local workers) or one shard bundle (Beam) before it is "
+             "reported and skipped/failed")
 
     def __post_init__(self):
-        if isinstance(self.tracker, dict):
+        check_bounds(self)
+        if isinstance(self.tracker, Mapping):
             object.__setattr__(self, "tracker", FaceTrackerConfig.from_dict(self.tracker))
-        if self.workers < 1 or self.clips_per_shard < 1:
-            raise ValueError(
-                f"workers and clips_per_shard must be >= 1. Received: workers={self.workers}, "
-                f"clips_per_shard={self.clips_per_shard}"
-            )
-        if self.runner not in RUNNERS:
-            raise ValueError(f"runner must be one of {', '.join(RUNNERS)}. "
-                             f"Received: runner={self.runner!r}")
+        if not isinstance(self.tracker, FaceTrackerConfig):
+            raise ValueError("BuildConfig.tracker must be a FaceTrackerConfig or a JSON object of "
+                             f"its fields. Received: tracker={self.tracker!r}")
+        if not self.min_duration_s <= self.max_duration_s:
+            raise ValueError("BuildConfig.min_duration_s must be at most max_duration_s. Received: "
+                             f"min_duration_s={self.min_duration_s}, "
+                             f"max_duration_s={self.max_duration_s}")
 
 
 def clip_settings(config: BuildConfig) -> ClipSettings:

@@ -1,20 +1,29 @@
 """Streamed decoding: video frames on a constant-rate grid, audio chunks at the model's rate.
 
 Nothing here holds a whole video. `open_video` decodes one frame at a time onto a constant
-frame-rate grid (variable frame rate handled by timestamps); `AudioStream` reads mono int16
-audio chunk by chunk into a buffer the caller trims. `emotf.records.stream` tracks faces on the
-frames; `emotf.records.preprocess` puts them together for the build and for prediction.
+frame-rate grid (variable frame rate handled by timestamps), turned upright by the stream's
+display matrix; `AudioStream` reads mono int16 audio chunk by chunk into a buffer the caller
+trims. `emotf.records.stream` tracks faces on the frames; `emotf.records.preprocess` puts them
+together for the build and for prediction.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from emotf.records.media import MediaError, check_media_file, pcm_to_float, wav_header_shortfall
+from emotf.records.media import (
+    MediaError,
+    check_media_file,
+    frame_to_rgb,
+    orientation_note,
+    pcm_to_float,
+    wav_header_shortfall,
+)
 
 # --------------------------------------------------------------------------------------------
 # Video
@@ -26,12 +35,13 @@ class VideoInfo:
 
     Attributes:
         fps: frame rate of the grid (the stream's average rate: 29.97 for real CREMA-D).
-        width, height: frame size in pixels.
+        width, height: frame size in pixels, as shown (the stream's display matrix applied:
+            a portrait phone video stored landscape is taller than wide here).
         declared_seconds: the container's duration (None when it declares none).
         frames: grid frames yielded so far.
         duplicated, dropped: frames repeated / left out to put a variable-rate stream on the
             constant grid (by timestamps).
-        notes: tolerated problems (a stream that breaks off).
+        notes: tolerated problems (a stream that breaks off) and the display matrix's turn.
     """
 
     fps: float
@@ -46,7 +56,11 @@ class VideoInfo:
 
 
 def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
-    """(VideoInfo, generator of uint8 [H, W, 3] RGB frames on a constant `fps` grid).
+    """(VideoInfo, generator of uint8 [H, W, 3] RGB frames on a constant `fps` grid), upright.
+
+    Each frame is turned as its display matrix says (`emotf.records.media.frame_to_rgb`: phone
+    videos stored landscape and shown portrait), for the build and prediction alike; the first
+    frame is decoded here, so `info.width` / `info.height` are the size shown.
 
     Frame i of the grid is the decoded frame whose timestamp rounds to i / fps (relative to
     the first frame): a constant-rate stream passes through unchanged; a variable-rate one
@@ -56,7 +70,7 @@ def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
 
     Raises:
         MediaError: missing/empty/LFS-pointer file, not a video, no video stream, no frame
-            rate, no decodable frame (the last one from the generator).
+            rate, no decodable frame.
     """
     import av
 
@@ -79,15 +93,30 @@ def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
         container.close()
         raise MediaError(path, "the video stream declares no frame rate")
     declared = container.duration / 1_000_000 if container.duration and container.duration > 0 else None
-    info = VideoInfo(fps, stream.codec_context.width, stream.codec_context.height, declared,
+    # The first frame now: its display matrix gives the size the frames are shown at (a phone's
+    # portrait video is stored landscape), which the face tracker is set up with.
+    decoded = container.decode(stream)
+    try:
+        first = next(decoded, None)
+    except (av.error.FFmpegError, EOFError, ValueError) as error:
+        container.close()
+        raise MediaError(path, f"no decodable video frame ({error})") from None
+    if first is None:
+        container.close()
+        raise MediaError(path, "no video frames (empty or truncated video)")
+    first_rgb = frame_to_rgb(first)
+    info = VideoInfo(fps, first_rgb.shape[1], first_rgb.shape[0], declared,
                      close=container.close)  # for a caller that gives up before decoding
+    note = orientation_note(first)
+    if note:
+        info.notes.append(note)
 
     def frames():
         with container:
             start, last, previous = None, -1, None
             try:
-                for frame in container.decode(stream):
-                    rgb = frame.to_ndarray(format="rgb24")
+                for frame, rgb in itertools.chain([(first, first_rgb)],
+                                                  ((f, frame_to_rgb(f)) for f in decoded)):
                     time = frame.time
                     if time is None:
                         slot = last + 1
@@ -107,11 +136,7 @@ def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
                     info.frames += 1
                     yield rgb
             except (av.error.FFmpegError, EOFError, ValueError) as error:
-                if not info.frames:
-                    raise MediaError(path, f"no decodable video frame ({error})") from None
                 info.notes.append(f"video breaks off after {info.frames} frames ({error}); kept those")
-            if not info.frames:
-                raise MediaError(path, "no video frames (empty or truncated video)")
 
     return info, frames()
 

@@ -160,10 +160,82 @@ def read_manifest(folder) -> dict:
         raise RecordsError(f"{path}: unreadable ({str(error).removeprefix(f'{path}: ')})") from None
     version = manifest.get("manifest_version", 1)
     if version != MANIFEST_VERSION:
-        raise RecordsError(f"{path}: manifest version {version}, this emotf reads "
+        raise RecordsError(f"{path}: manifest version {_shown(version)}, this emotf reads "
                            f"{MANIFEST_VERSION} (no shard checksums): rebuild into a new folder "
                            f"or rerun emotf-build-records with --overwrite")
+    problem = manifest_problem(manifest)
+    if problem:
+        raise RecordsError(f"{path}: not a valid manifest ({problem}): rebuild the folder with "
+                           f"emotf-build-records --overwrite")
     return manifest
+
+
+# What each shard entry of a manifest holds: key -> (type, upper bound for a number).
+# The bounds only refuse nonsense (a 2**70-byte shard); no real build comes near them.
+MAX_SHARD_BYTES = 2**50  # 1 PiB
+MAX_SHARD_CLIPS = 10**9
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _shown(value, limit: int = 40) -> str:
+    """A JSON value for a one-line message, cut to `limit` characters."""
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _count_problem(name: str, value, limit: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"'{name}' must be a whole number. Received: {name}={_shown(value)}"
+    if not 0 <= value <= limit:
+        return f"'{name}' must be in 0..{limit}. Received: {name}={_shown(value)}"
+    return None
+
+
+def shard_entry_problem(entry) -> str | None:
+    """What is wrong with the shape of one manifest (or sidecar) shard entry (None: well formed):
+    {"file": a shard name of this folder (`fold-K-of-N-SSSSS.tfrecord[.gz]`), "fold": K,
+    "clips", "bytes": whole numbers >= 0, "sha256": 64 hex digits}."""
+    if not isinstance(entry, dict):
+        return f"a shard entry must be a JSON object. Received: {_shown(entry)}"
+    missing = [key for key in ("file", "fold", "clips", "bytes", "sha256") if key not in entry]
+    if missing:
+        return f"a shard entry lacks {', '.join(map(repr, missing))}. Received: {_shown(entry, 80)}"
+    name = entry["file"]
+    match = SHARD_RE.match(name) if isinstance(name, str) else None
+    if match is None:  # also refuses paths ('../x'): a manifest names files of its own folder
+        return (f"'file' must be a shard name like fold-0-of-10-00000.tfrecord. "
+                f"Received: file={_shown(name)}")
+    for key, limit in (("fold", max(int(match[2]) - 1, 0)), ("clips", MAX_SHARD_CLIPS),
+                       ("bytes", MAX_SHARD_BYTES)):
+        problem = _count_problem(key, entry[key], limit)
+        if problem:
+            return f"{name}: {problem}"
+    if entry["fold"] != int(match[1]):
+        return f"{name}: 'fold' {entry['fold']} differs from the file name's {int(match[1])}"
+    if not isinstance(entry["sha256"], str) or not _SHA256.match(entry["sha256"]):
+        return f"{name}: 'sha256' must be 64 hex digits. Received: sha256={_shown(entry['sha256'])}"
+    return None
+
+
+def manifest_problem(manifest) -> str | None:
+    """What is wrong with the structure of a manifest's JSON value (None: well formed).
+
+    Checked before anything in it is used, so that a hand-edited or damaged manifest gives one
+    line naming the problem instead of a traceback deep in the check."""
+    if not isinstance(manifest, dict):
+        return f"expected a JSON object. Received: {type(manifest).__name__}"
+    shards = manifest.get("shards")
+    if not isinstance(shards, list):
+        return f"'shards' must be a list of shard entries. Received: shards={_shown(shards)}"
+    seen = set()
+    for entry in shards:
+        problem = shard_entry_problem(entry)
+        if problem:
+            return problem
+        if entry["file"] in seen:
+            return f"{entry['file']} is listed twice"
+        seen.add(entry["file"])
+    return None
 
 
 def verify_records(folder, folds=None) -> list[Problem]:
@@ -194,7 +266,7 @@ def verify_records(folder, folds=None) -> list[Problem]:
         problems.append(Problem(str(folder / MANIFEST), f"record schema version "
                                 f"{manifest.get('schema_version')}, this emotf reads "
                                 f"{keys.SCHEMA_VERSION}: rebuild into a new folder"))
-    listed = {entry["file"]: entry for entry in manifest.get("shards", [])}
+    listed = {entry["file"]: entry for entry in manifest["shards"]}  # checked: read_manifest
     wanted = None if folds is None else {int(k) for k in folds}
     for name, entry in sorted(listed.items()):
         path = folder / name
@@ -241,15 +313,12 @@ def check_records(folder, folds=None, allow_incomplete: bool = False) -> dict:
             f"missing or bad shards; emotf-verify-records {folder} lists them), or pass "
             f"--allow-incomplete to use them anyway")
     clips: dict[str, int] = {}
-    manifest_path = as_path(folder) / MANIFEST
-    if manifest_path.is_file():
-        try:
-            for entry in read_json(manifest_path).get("shards", []):
-                if isinstance(entry, dict):
-                    key = str(entry["fold"])
-                    clips[key] = clips.get(key, 0) + int(entry["clips"])
-        except (ValueError, KeyError, TypeError):
-            pass
+    try:
+        for entry in read_manifest(folder)["shards"]:
+            key = str(entry["fold"])
+            clips[key] = clips.get(key, 0) + entry["clips"]
+    except RecordsError:  # reported above (problems), used anyway with --allow-incomplete
+        pass
     return {"records_verified": not problems, "allow_incomplete": bool(allow_incomplete),
             "records_problems": [str(p) for p in problems], "verify_seconds": seconds,
             "clips_in_manifest": clips}

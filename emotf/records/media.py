@@ -62,6 +62,82 @@ def check_media_file(path: str | Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------------------------
+# Display orientation
+#
+# Phones store video as the sensor reads it (landscape) and say how to show it in the stream's
+# display matrix (FFmpeg's AV_PKT_DATA_DISPLAYMATRIX, MP4/MOV `tkhd`; e.g. a -90 degree rotation
+# for a portrait video). FFmpeg's decoders attach it to every frame as DISPLAYMATRIX side data;
+# `frame_to_rgb` turns each frame the way a player shows it, so the face is upright for MTCNN.
+
+
+def display_matrix(frame) -> np.ndarray | None:
+    """A decoded PyAV frame's display matrix: int32 [9] in FFmpeg's layout (16.16 fixed point,
+    row-vector convention), None when the stream declares none."""
+    try:
+        data = frame.side_data.get("DISPLAYMATRIX")
+    except (AttributeError, KeyError, ValueError):
+        return None
+    if data is None:
+        return None
+    raw = bytes(data)
+    return np.frombuffer(raw, np.int32, count=9).copy() if len(raw) >= 36 else None
+
+
+def orientation(matrix) -> tuple[bool, bool, bool]:
+    """(transpose, flip rows, flip columns) that show a frame as the display matrix says, the
+    nearest quarter turn and mirroring (FFmpeg's `-autorotate` for multiples of 90 degrees).
+
+    The matrix maps a stored pixel (x, y) to (x * a + y * c, x * b + y * d) + translation, with
+    a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4] and y pointing down: a -90 degree
+    rotation (b = 1, c = -1) turns the frame a quarter clockwise (`np.rot90(rgb, -1)`).
+    """
+    a, b, c, d = (float(matrix[i]) for i in (0, 1, 3, 4))
+    if abs(a) + abs(d) >= abs(b) + abs(c):
+        return False, d < 0, a < 0
+    return True, b < 0, c < 0
+
+
+def apply_orientation(rgb: np.ndarray, transform: tuple[bool, bool, bool]) -> np.ndarray:
+    """`rgb` [H, W, C] turned by an `orientation` result (C-contiguous when changed)."""
+    transpose, flip_rows, flip_cols = transform
+    if not (transpose or flip_rows or flip_cols):
+        return rgb
+    out = rgb.transpose(1, 0, 2) if transpose else rgb
+    if flip_rows:
+        out = out[::-1]
+    if flip_cols:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def orientation_note(frame) -> str | None:
+    """A note when the frame's display matrix turns it (None when it does not): what it does,
+    from the stored size to the size shown."""
+    matrix = display_matrix(frame)
+    transform = orientation(matrix) if matrix is not None else (False, False, False)
+    if not any(transform):
+        return None
+    what = {(False, True, True): "rotated 180 degrees",
+            (True, False, True): "rotated 90 degrees clockwise",
+            (True, True, False): "rotated 90 degrees counter-clockwise",
+            (False, False, True): "mirrored left-right",
+            (False, True, False): "mirrored top-bottom",
+            (True, False, False): "rotated 90 degrees counter-clockwise and mirrored",
+            (True, True, True): "rotated 90 degrees clockwise and mirrored"}[transform]
+    width, height = (frame.height, frame.width) if transform[0] else (frame.width, frame.height)
+    return (f"{what} by its display matrix: frames turned as players show them "
+            f"({frame.width}x{frame.height} stored, {width}x{height} shown)")
+
+
+def frame_to_rgb(frame) -> np.ndarray:
+    """A decoded PyAV video frame as uint8 [H, W, 3] RGB, upright: turned as its display matrix
+    says (see `orientation`), so H x W is the size a player shows."""
+    rgb = frame.to_ndarray(format="rgb24")
+    matrix = display_matrix(frame)
+    return rgb if matrix is None else apply_orientation(rgb, orientation(matrix))
+
+
 @dataclass
 class DecodedVideo:
     """Decoded frames of one video.
@@ -103,7 +179,8 @@ def container_duration(path: str | Path) -> float | None:
 
 
 def decode_video(path: str | Path, max_frames: int | None = None) -> DecodedVideo:
-    """Decode every frame of the first video stream to RGB.
+    """Decode every frame of the first video stream to RGB, upright (its display matrix applied:
+    `frame_to_rgb`).
 
     Args:
         path: any container/codec FFmpeg reads (FLV with VP6 or FLV1, MP4, ...).
@@ -134,7 +211,9 @@ def decode_video(path: str | Path, max_frames: int | None = None) -> DecodedVide
         fps = _stream_fps(stream)
         try:
             for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
+                if not frames and orientation_note(frame):
+                    notes.append(orientation_note(frame))
+                frames.append(frame_to_rgb(frame))
                 if max_frames is not None and len(frames) > max_frames:
                     raise MediaError(path, f"more than {max_frames} frames (too long)")
         except (av.error.FFmpegError, EOFError, ValueError) as error:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.configs import Config
+from emotf.bounds import bounded, check_bounds
+from emotf.configs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Config
 from emotf.records.decode import audio_source, open_video
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
 from emotf.records.media import MediaError
@@ -34,6 +35,8 @@ from emotf.storage import is_url
 
 # Video and audio durations further apart than this get a note (a wrong or cut WAV?).
 DURATION_MISMATCH_S = 0.5
+# Longest clip any setting may name (CREMA-D's longest, 1064_IEO_DIS_MD, is about a minute).
+MAX_CLIP_SECONDS = 3600.0
 
 
 class ClipError(ValueError):
@@ -52,17 +55,25 @@ class ClipSettings(Config):
         max_duration_s: the build skips longer clips (prediction streams any length).
     """
 
-    tracker: FaceTrackerConfig = field(default_factory=FaceTrackerConfig)
-    sample_rate: int = 16000
-    min_duration_s: float = 0.5
-    max_duration_s: float = 10.0
+    tracker: FaceTrackerConfig = bounded(
+        default_factory=FaceTrackerConfig, help="face detection, tracking and crop settings")
+    sample_rate: int = bounded(
+        16000, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, help="audio rate in Hz (mono int16)")
+    min_duration_s: float = bounded(
+        0.5, ge=0.0, le=MAX_CLIP_SECONDS, help="shorter video or audio is refused (seconds)")
+    max_duration_s: float = bounded(
+        10.0, gt=0.0, le=MAX_CLIP_SECONDS,
+        help="the build skips longer clips (seconds; prediction streams any length)")
 
     def __post_init__(self):
-        if not 0 <= self.min_duration_s < self.max_duration_s or self.sample_rate <= 0:
+        check_bounds(self)
+        if not isinstance(self.tracker, FaceTrackerConfig):
+            raise ValueError("ClipSettings.tracker must be a FaceTrackerConfig. Received: "
+                             f"tracker={self.tracker!r}")
+        if not self.min_duration_s <= self.max_duration_s:
             raise ValueError(
-                "need 0 <= min_duration_s < max_duration_s and sample_rate > 0. Received: "
-                f"min_duration_s={self.min_duration_s}, max_duration_s={self.max_duration_s}, "
-                f"sample_rate={self.sample_rate}")
+                "ClipSettings.min_duration_s must be at most max_duration_s. Received: "
+                f"min_duration_s={self.min_duration_s}, max_duration_s={self.max_duration_s}")
 
     @property
     def jpeg_quality(self) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotf.records.faces import FaceTracker, pick_face
+from emotf.records.faces import FaceTracker, other_faces, pick_face
 
 # --------------------------------------------------------------------------------------------
 # Faces
@@ -67,7 +67,9 @@ class StreamTracker:
     scales of `FaceTracker.scales`); a missed keyframe is re-detected at full resolution on
     itself and the next `redetect_frames` frames (not past the next keyframe), one at a time
     until one hits. The face followed: the largest at first, then the one overlapping the
-    previous box most (`emotf.records.faces.pick_face`). The boxes do not depend on `batch`.
+    previous box most (`emotf.records.faces.pick_face`); `stats["multi_face_frames"]` counts the
+    detections that saw another face besides it (`emotf.records.faces.other_faces`: a second
+    box on the same face does not count). The boxes do not depend on `batch`.
 
     A batch is detected once its last keyframe and the frames it may re-detect on have
     arrived; detections are then settled up to the newest frame (`known`). A frame's box is
@@ -110,11 +112,11 @@ class StreamTracker:
     # -- detection ---------------------------------------------------------------------------
 
     def _found(self, index: int, candidates: list) -> bool:
-        if len(candidates) > 1:
-            self.stats["multi_face_frames"] += 1
         box = pick_face(candidates, self.previous)
         if box is None:
             return False
+        if other_faces(candidates, box):  # not a second box on the same face
+            self.stats["multi_face_frames"] += 1
         self.previous = box
         value = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2,
                           max(box[2] - box[0], box[3] - box[1])])

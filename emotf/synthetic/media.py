@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 # The head region in skimage's astronaut (rows, cols); the box MTCNN finds there (x0, y0, x1, y1).
 _HEAD_ROWS, _HEAD_COLS = slice(8, 208), slice(148, 308)
 _FACE_IN_SOURCE = np.array([167.0, 57.0, 283.0, 173.0])
+# Width / height of the pasted head (the head region's shape).
+HEAD_ASPECT = (_HEAD_COLS.stop - _HEAD_COLS.start) / (_HEAD_ROWS.stop - _HEAD_ROWS.start)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,16 +43,20 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.configs import Config
+from emotf.bounds import bounded, check_bounds
+from emotf.configs import MAX_SEED, Config
 from emotf.cremad import (
     EMOTIONS,
+    FIRST_ACTOR,
     INTENSITIES,
+    LAST_ACTOR,
     SENTENCES,
     ClipName,
     canonical_folds,
+    load_clip_names,
     parse_clip_name,
 )
-from emotf.synthetic.media import face_boxes, render_audio, render_frames, write_flv, write_wav
+from emotf.synthetic.media import HEAD_ASPECT, face_boxes, render_audio, render_frames, write_flv, write_wav
 
 SAMPLE_FORMAT_VERSION = 1
 VIDEO_DIR, AUDIO_DIR, SAMPLE_JSON = "VideoFlash", "AudioWAV", "sample.json"
@@ -60,6 +64,9 @@ VIDEO_DIR, AUDIO_DIR, SAMPLE_JSON = "VideoFlash", "AudioWAV", "sample.json"
 # Emotion -> cue group per modality (see the module docstring's table).
 VIDEO_GROUP: dict[str, int] = {"ANG": 0, "DIS": 0, "FEA": 1, "HAP": 1, "NEU": 2, "SAD": 2}
 AUDIO_GROUP: dict[str, int] = {"ANG": 0, "SAD": 0, "DIS": 1, "FEA": 1, "HAP": 2, "NEU": 2}
+
+MAX_CLIPS_PER_ACTOR = len(EMOTIONS) * len(SENTENCES)  # 72: each emotion's 12 sentences
+MAX_SECONDS = 60.0  # the longest real CREMA-D clip is about a minute
 
 
 @dataclass(frozen=True)
@@ -81,23 +88,33 @@ class SampleConfig(Config):
         snr_db: (low, high) range of the audio's signal-to-noise ratio in dB.
     """
 
-    num_actors: int = 10
-    clips_per_actor: int = 12
-    seed: int = 0
-    min_duration: float = 1.3
-    max_duration: float = 5.0
-    median_duration: float = 2.5
-    duration_log_sd: float = 0.25
-    fps: float = 30.0
-    width: int = 480
-    height: int = 360
-    sample_rate: int = 16000
-    flv_audio_rate: int = 44100
-    video_bit_rate: int = 1_000_000
-    head_height: int = 140
-    tint: float = 28.0
-    cue_jitter: float = 0.35
-    snr_db: tuple[float, float] = (15.0, 25.0)
+    num_actors: int = bounded(
+        10, ge=1, le=LAST_ACTOR - FIRST_ACTOR + 1, help="actors, spread over the canonical folds")
+    clips_per_actor: int = bounded(
+        12, ge=1, le=MAX_CLIPS_PER_ACTOR, help="clips per actor (emotions cycle so they balance)")
+    seed: int = bounded(0, ge=0, le=MAX_SEED, help="master seed: the same seed, the same clips")
+    min_duration: float = bounded(1.3, gt=0.0, le=MAX_SECONDS, help="shortest clip (seconds)")
+    max_duration: float = bounded(5.0, gt=0.0, le=MAX_SECONDS, help="longest clip (seconds)")
+    median_duration: float = bounded(
+        2.5, gt=0.0, le=MAX_SECONDS, help="median clip duration (seconds; log-normal around it)")
+    duration_log_sd: float = bounded(
+        0.25, ge=0.0, le=3.0, help="sd of the clip durations in log space")
+    fps: float = bounded(30.0, ge=1.0, le=120.0, help="video frame rate")
+    width: int = bounded(480, ge=64, le=4096, help="video width (px, even)")
+    height: int = bounded(360, ge=64, le=4096, help="video height (px, even)")
+    sample_rate: int = bounded(16000, ge=8000, le=96000, help="WAV sample rate (Hz)")
+    flv_audio_rate: int = bounded(
+        44100, choices=(11025, 22050, 44100), help="the FLV's own MP3 track's rate (Hz)")
+    video_bit_rate: int = bounded(
+        1_000_000, ge=10_000, le=100_000_000, help="FLV1 bit rate (bits/s)")
+    head_height: int = bounded(
+        140, ge=24, le=4096, help="height of the pasted head (px; the face box is ~0.58 of it)")
+    tint: float = bounded(
+        28.0, ge=0.0, le=255.0, help="colour tint of the face at cue strength 1 (0..255 scale)")
+    cue_jitter: float = bounded(
+        0.35, ge=0.0, le=2.0, help="sd of the per-clip cue strength (mean 1)")
+    snr_db: tuple[float, float] = bounded(
+        (15.0, 25.0), ge=-20.0, le=80.0, help="(low, high) range of the audio's SNR in dB")
 
     @classmethod
     def tiny(cls, **overrides) -> SampleConfig:
@@ -108,20 +125,22 @@ class SampleConfig(Config):
         return cls(**fields)
 
     def __post_init__(self):
-        if not 1 <= self.num_actors <= 91:
-            raise ValueError(f"num_actors must be in 1..91. Received: num_actors={self.num_actors}")
-        if not 1 <= self.clips_per_actor <= 6 * len(SENTENCES):
+        check_bounds(self)
+        if not self.min_duration <= self.max_duration:
             raise ValueError(
-                f"clips_per_actor must be in 1..{6 * len(SENTENCES)}. "
-                f"Received: clips_per_actor={self.clips_per_actor}"
-            )
-        if not 0 < self.min_duration <= self.max_duration:
+                "SampleConfig.min_duration must be at most max_duration. Received: "
+                f"min_duration={self.min_duration}, max_duration={self.max_duration}")
+        if len(self.snr_db) != 2 or not self.snr_db[0] <= self.snr_db[1]:
+            raise ValueError("SampleConfig.snr_db must be (low, high) with low <= high. "
+                             f"Received: snr_db={self.snr_db!r}")
+        if self.width % 2 or self.height % 2:
+            raise ValueError("SampleConfig.width and height must be even (yuv420p). Received: "
+                             f"width={self.width}, height={self.height}")
+        head_width = round(self.head_height * HEAD_ASPECT)
+        if self.head_height > self.height or head_width > self.width:
             raise ValueError(
-                f"need 0 < min_duration <= max_duration. Received: min_duration="
-                f"{self.min_duration}, max_duration={self.max_duration}"
-            )
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0. Received: seed={self.seed}")
+                f"SampleConfig.head_height must fit the frame: a {head_width}x{self.head_height} "
+                f"head in {self.width}x{self.height}. Received: head_height={self.head_height}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,18 +157,44 @@ def sample_actors(num_actors: int) -> list[int]:
     return order[:num_actors]
 
 
+def _real_clips_by_actor() -> dict[int, set[str]]:
+    """Actor id -> the names of that actor's real CREMA-D clips (`SentenceFilenames.csv`)."""
+    by_actor: dict[int, set[str]] = {}
+    for name in load_clip_names():
+        by_actor.setdefault(parse_clip_name(name).actor_id, set()).add(name)
+    return by_actor
+
+
+def _candidates(actor: int, e: int, real: set[str]) -> list[str]:
+    """The real clips of `actor` with emotion `EMOTIONS[e]`, in the order the sample takes them:
+    the sentences in a rotation that starts at a different sentence per emotion (IEO at level
+    HI, or XX for NEU), then IEO's other levels (MD, LO)."""
+    emotion = EMOTIONS[e]
+    order = [SENTENCES[(k + 2 * e) % len(SENTENCES)] for k in range(len(SENTENCES))]
+    names = [f"{actor}_{s}_{emotion}_{'HI' if s == 'IEO' and emotion != 'NEU' else 'XX'}"
+             for s in order]
+    if emotion != "NEU":
+        names += [f"{actor}_IEO_{emotion}_{level}" for level in ("MD", "LO")]
+    return [n for n in names if n in real]
+
+
 def sample_clip_names(config: SampleConfig) -> list[str]:
-    """The sample's clip ids, sorted. Clip i of an actor has emotion `EMOTIONS[i % 6]` and the
-    (i // 6)-th sentence of a rotation that starts at a different sentence per emotion; levels
-    are XX except for sentence IEO (HI, or XX for NEU), as in the real data."""
+    """The sample's clip ids, sorted: every one a real CREMA-D clip (`SentenceFilenames.csv`,
+    so each has rater votes and a place in the OGM-GE split).
+
+    Clip i of an actor has emotion `EMOTIONS[i % 6]`, and is that emotion's next real clip of
+    the actor in `_candidates`' order: a sentence the actor did not record is skipped (1008 has
+    no WSI, 1002 no neutral TIE, ...). Where the actor has no more clips of that emotion (only
+    neutral runs out: 11 of 12 for five actors, at 72 clips per actor), the next emotion's next
+    clip is taken instead, so every actor still gets `clips_per_actor` distinct clips."""
+    real = _real_clips_by_actor()
     names = []
     for actor in sample_actors(config.num_actors):
+        left = [_candidates(actor, e, real.get(actor, set())) for e in range(len(EMOTIONS))]
         for i in range(config.clips_per_actor):
-            e = i % len(EMOTIONS)
-            sentence = SENTENCES[(i // len(EMOTIONS) + 2 * e) % len(SENTENCES)]
-            emotion = EMOTIONS[e]
-            level = "HI" if sentence == "IEO" and emotion != "NEU" else "XX"
-            names.append(f"{actor}_{sentence}_{emotion}_{level}")
+            e = next(k % len(EMOTIONS) for k in range(i, i + len(EMOTIONS))
+                     if left[k % len(EMOTIONS)])
+            names.append(left[e].pop(0))
     return sorted(names)
 
 

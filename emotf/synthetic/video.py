@@ -39,7 +39,7 @@ def write_face_video(
     path, seconds: float, *, fps: float = 30.0, width: int = 640, height: int = 480,
     head_height: int | None = None, no_face: tuple[tuple[float, float], ...] = (),
     second_face: bool = False, audio: bool = True, vfr: bool = False, sample_rate: int = 16000,
-    video_codec: str | None = None, bit_rate: int = 800_000,
+    video_codec: str | None = None, bit_rate: int = 800_000, display_rotation: int = 0,
 ) -> Path:
     """Write a video; the container follows the suffix (see `CODECS`).
 
@@ -51,11 +51,18 @@ def write_face_video(
         audio: add an audio track (mono, `sample_rate`, the container's audio codec).
         vfr: variable frame rate: every 7th frame is left out (its timestamp skipped) and
             every 11th frame comes 1/3 of a frame early.
+        display_rotation: a display matrix rotating the video by this many degrees
+            counter-clockwise (a multiple of 90; as PyAV's `VideoFrame.rotation` reads it back;
+            MP4/MOV/MKV): the frames are stored turned the other way, so the video plays upright
+            at width x height. -90 is a phone's portrait video, stored landscape.
     """
     import av
 
     from emotf.synthetic.media import _head
 
+    if display_rotation % 90:
+        raise ValueError(f"display_rotation must be a multiple of 90. Received: {display_rotation}")
+    turns = -(display_rotation // 90)  # np.rot90 turns (counter-clockwise) from shown to stored
     path = Path(path)
     vcodec, acodec = CODECS[path.suffix.lower()]
     vcodec = video_codec or vcodec
@@ -72,7 +79,10 @@ def write_face_video(
     tick = rate * sub
     with av.open(str(path), "w", format="flv" if path.suffix.lower() == ".flv" else None) as out:
         video = out.add_stream(vcodec, rate=rate)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        stored_w, stored_h = (height, width) if turns % 2 else (width, height)
+        video.width, video.height, video.pix_fmt = stored_w, stored_h, "yuv420p"
+        if display_rotation % 360:
+            video.set_display_rotation(display_rotation)
         if vfr:
             video.codec_context.time_base = 1 / tick
             video.time_base = 1 / tick
@@ -102,7 +112,8 @@ def write_face_video(
                     _paste(frame, small, small_alpha, x, y)
                 x, y = face_position(t, width, height, head.shape[1], head.shape[0])
                 _paste(frame, head, alpha, x, y)
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(frame, turns)),
+                                            format="rgb24")
             vf.pts = sub * i - (1 if vfr and i % 11 == 5 else 0)
             vf.time_base = 1 / tick
             out.mux(video.encode(vf))

@@ -1,0 +1,230 @@
+"""The SavedModel op check: emotf's own exports pass at every configuration, a model whose graph
+writes a file is refused naming WriteFile and writes nothing, and the allowlist cannot rot.
+
+Regenerate the allowlist (after a TensorFlow/Keras upgrade or an export change) with
+
+    .venv/bin/python tests/test_graph_ops.py --write
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import keras
+import pytest
+import tensorflow as tf
+
+from emotf.configs import ModelConfig, SamplingConfig
+from emotf.export import export_saved_model
+from emotf.graph_ops import (
+    ALLOWLIST_FILE,
+    MAX_SAVED_MODEL_PB_BYTES,
+    UntrustedModelError,
+    check_saved_model_ops,
+    graph_op_sets,
+    load_allowlist,
+    read_saved_model,
+)
+from emotf.model import build_model
+
+N = 2
+
+
+def _tiny(**fields) -> ModelConfig:
+    return ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,),
+                       audio_widths=(4, 8), fc_units=8, **fields)
+
+
+# Every modality, both branch weightings, both normalisations, SpecAugment on and off, and a
+# model exported under a mixed-precision policy: together they cover every op the export uses.
+CONFIGURATIONS = [
+    (dict(modalities="both", branch_weights="shared"), "per_window", None),
+    (dict(modalities="audio", branch_weights="independent", spec_augment=True), "none", None),
+    (dict(modalities="video", branch_weights="independent"), "per_window", None),
+    (dict(modalities="both", branch_weights="independent", spec_augment=True), "none", None),
+    (dict(modalities="audio", branch_weights="shared"), "per_window", "mixed_float16"),
+    (dict(modalities="video", branch_weights="shared", spec_augment=True), "none", None),
+]
+
+
+@contextlib.contextmanager
+def _policy(name):
+    if name is None:
+        yield
+        return
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
+def export_tiny(out_dir, fields, normalization="per_window", policy=None) -> Path:
+    """A tiny emotf export at one configuration (fields of `ModelConfig`)."""
+    keras.utils.set_random_seed(0)
+    sampling = SamplingConfig(num_segments=N, normalization=normalization)
+    with _policy(policy):
+        model = build_model(_tiny(**fields), sampling)
+    return Path(str(export_saved_model(model, sampling, out_dir)))
+
+
+def generate_allowlist() -> dict:
+    """The ops of emotf's export at every one of `CONFIGURATIONS` (the allowlist's content)."""
+    strict, saver = set(), set()
+    with tempfile.TemporaryDirectory(prefix="emotf-ops-") as folder:
+        for i, (fields, normalization, policy) in enumerate(CONFIGURATIONS):
+            saved = export_tiny(Path(folder) / str(i), fields, normalization, policy)
+            s, v = graph_op_sets(read_saved_model(saved))
+            strict |= s
+            saver |= v
+    return {
+        "about": "Ops of emotf's own SavedModel export (emotf.graph_ops); regenerate with "
+                 "`python tests/test_graph_ops.py --write`",
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "serving": sorted(strict),
+        "saver": sorted(saver),
+    }
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return export_tiny(tmp_path_factory.mktemp("export"), dict(modalities="both"))
+
+
+def test_a_fresh_export_passes_and_uses_only_allowlisted_ops(exported):
+    check_saved_model_ops(exported)
+    strict, saver = graph_op_sets(read_saved_model(exported))
+    allowed = load_allowlist()
+    assert strict <= allowed["serving"], sorted(strict - allowed["serving"])
+    assert saver <= allowed["saver"], sorted(saver - allowed["saver"])
+    assert "RFFT" in strict and ("StatelessWhile" in strict or "While" in strict)
+
+
+def test_checkpoint_ops_appear_only_in_the_saver(exported):
+    strict, saver = graph_op_sets(read_saved_model(exported))
+    assert {"SaveV2", "RestoreV2", "MergeV2Checkpoints"} <= saver
+    allowed = load_allowlist()
+    file_ops = {"SaveV2", "RestoreV2", "MergeV2Checkpoints", "WriteFile", "ReadFile",
+                "MatchingFiles", "PyFunc", "EagerPyFunc", "PyFuncStateless", "DeleteFile"}
+    assert not strict & file_ops and not allowed["serving"] & file_ops
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(len(CONFIGURATIONS)))
+def test_every_configuration_passes(tmp_path, index):
+    fields, normalization, policy = CONFIGURATIONS[index]
+    check_saved_model_ops(export_tiny(tmp_path, fields, normalization, policy))
+
+
+def test_the_allowlist_file_is_sorted_and_ships_with_the_package():
+    data = json.loads((resources.files("emotf") / "data" / ALLOWLIST_FILE).read_text())
+    assert data["serving"] == sorted(set(data["serving"]))
+    assert data["saver"] == sorted(set(data["saver"]))
+
+
+class _Writer(tf.Module):
+    """emotf's serving_default signature, whose graph also writes a file."""
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.target = target
+        self.bias = tf.Variable(tf.zeros([6]))
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None, 224, 224, 3], tf.uint8, name="frames"),
+        tf.TensorSpec([None], tf.int32, name="num_frames"),
+        tf.TensorSpec([None], tf.float32, name="fps"),
+        tf.TensorSpec([None, None], tf.float32, name="waveform"),
+        tf.TensorSpec([None], tf.int32, name="num_samples"),
+        tf.TensorSpec([None], tf.int32, name="sample_rate"),
+    ])
+    def serve(self, frames, num_frames, fps, waveform, num_samples, sample_rate):
+        written = tf.io.write_file(self.target, "pwned")
+        with tf.control_dependencies([written]):
+            batch = tf.shape(frames)[0]
+            probabilities = tf.one_hot(tf.fill([batch], 1), 6) + self.bias
+        label = tf.argmax(probabilities, axis=-1)
+        return {"probabilities": probabilities, "scores": probabilities, "label": label}
+
+
+def craft_writer_model(folder: Path, target: Path, metadata_from: Path | None) -> Path:
+    """A SavedModel with emotf's signature (+ a copied `assets.extra/emotf.json`) that writes
+    `target` when served."""
+    module = _Writer(str(target))
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    if metadata_from is not None:
+        (folder / "assets.extra").mkdir()
+        shutil.copy(metadata_from / "assets.extra" / "emotf.json",
+                    folder / "assets.extra" / "emotf.json")
+    return folder
+
+
+def test_a_model_that_writes_a_file_is_refused_naming_writefile(exported, tmp_path):
+    target = tmp_path / "written-by-the-model.txt"
+    crafted = craft_writer_model(tmp_path / "crafted" / "1", target, exported)
+    with pytest.raises(UntrustedModelError) as caught:
+        check_saved_model_ops(crafted)
+    message = str(caught.value)
+    assert "WriteFile (writes files)" in message and str(crafted) in message
+    assert "--trust-model" in message and "\n" not in message
+    assert not target.exists()
+
+
+def test_the_op_in_a_nested_function_is_found(tmp_path):
+    """A WriteFile hidden in a tf.cond branch inside the signature is still found."""
+
+    class Hidden(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([], tf.bool)])
+        def serve(self, flag):
+            return tf.cond(flag, lambda: tf.io.matching_files("/*"), lambda: tf.constant([""]))
+
+    module = Hidden()
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.serve})
+    with pytest.raises(UntrustedModelError, match=r"MatchingFiles \(lists files\)"):
+        check_saved_model_ops(tmp_path / "m")
+
+
+def test_a_writefile_in_the_saver_functions_is_refused_too(exported, tmp_path):
+    """Checkpoint ops are allowed in the saver only; any other file op there is refused."""
+    saved = read_saved_model(exported)
+    for function in saved.meta_graphs[0].graph_def.library.function:
+        if "traced_restore" in function.signature.name:
+            node = function.node_def.add()
+            node.name, node.op = "sneaky", "WriteFile"
+    folder = tmp_path / "m"
+    shutil.copytree(exported, folder)
+    (folder / "saved_model.pb").write_bytes(saved.SerializeToString())
+    with pytest.raises(UntrustedModelError, match=r"WriteFile \(writes files\)"):
+        check_saved_model_ops(folder)
+
+
+@pytest.mark.parametrize("content", [b"not a protobuf \xff\xff\xff", None])
+def test_a_missing_or_garbled_graph_is_one_line(tmp_path, content):
+    if content is not None:
+        (tmp_path / "saved_model.pb").write_bytes(content)
+    with pytest.raises(UntrustedModelError) as caught:
+        check_saved_model_ops(tmp_path)
+    assert "saved_model.pb" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_oversize_graph_is_refused_before_reading(tmp_path):
+    with open(tmp_path / "saved_model.pb", "wb") as f:  # sparse: no disk, no memory
+        f.truncate(MAX_SAVED_MODEL_PB_BYTES + 1)
+    with pytest.raises(UntrustedModelError, match="cap"):
+        check_saved_model_ops(tmp_path)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/test_graph_ops.py --write")
+    path = Path(__file__).resolve().parents[1] / "emotf" / "data" / ALLOWLIST_FILE
+    path.write_text(json.dumps(generate_allowlist(), indent=1) + "\n")
+    print(path)
