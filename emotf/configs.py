@@ -171,7 +171,8 @@ class SamplingConfig(Config):
         problems = []
         if self.window_length < self.frame_length:
             problems.append(
-                f"window of {self.window_length} samples shorter than frame_length="
+                f"window_seconds={self.window_seconds} gives a window of {self.window_length} "
+                f"samples at sample_rate={self.sample_rate}, shorter than frame_length="
                 f"{self.frame_length}"
             )
         if self.fft_length < self.frame_length:
@@ -254,7 +255,8 @@ class ModelConfig(Config):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if len(self.spectrogram_shape) != 2:
             raise ValueError("ModelConfig.spectrogram_shape must be two numbers (time bins, "
-                             f"frequency bins). Received: spectrogram_shape={self.spectrogram_shape}")
+                             "frequency bins). Received: "
+                             f"spectrogram_shape={self.spectrogram_shape}")
         for name in ("video_widths", "audio_widths"):
             if not 1 <= len(getattr(self, name)) <= MAX_BLOCKS:
                 raise ValueError(f"ModelConfig.{name} must give 1 to {MAX_BLOCKS} widths. "
@@ -332,7 +334,8 @@ class TrainConfig(Config):
     """
 
     records: str = bounded("", help="the records folder (emotf-build-records' output)")
-    out: str = bounded("runs/emotf", help="the run folder (the cross-validation folder with --fold all)")
+    out: str = bounded("runs/emotf",
+                       help="the run folder (the cross-validation folder with --fold all)")
     fold: int = bounded(0, ge=0, le=NUM_FOLDS - 1,
                         help="the test fold K of the actor protocol (emotf-train also takes all)")
     epochs: int = bounded(30, ge=1, le=MAX_EPOCHS, help="epochs to train (at most)")

@@ -24,6 +24,16 @@ wait end:
     `PROG: error: <expired()>` (one line naming who did not answer) and ends the process with
     `os._exit(1)`: for a wait in C++ that no exception can stop.
 
+`guarded(seconds, peers, otherwise)`:
+    the same, for a block that holds Python's GIL while it waits in C++ (TensorFlow's
+    multi-worker start-up does: no Python thread runs then, not even the watchdogs above). A
+    small watchdog *process* (this file run as a script, standard library only) is told the
+    signals through the wakeup fd (the C-level handler writes it without the GIL); if the block
+    has not ended `seconds` after it began, or `GRACE_SECONDS` after SIGINT/SIGTERM, it prints
+    the one line and ends this process with SIGKILL (the only signal a process blocked in C++
+    with its handlers replaced cannot ignore). A SIGTERM that TensorFlow's handler takes while
+    it blocks ends the process at the deadline instead.
+
 `silent(peers)` / `wait_for_peers(peers, seconds)`: which of a set of `host:port` addresses
     accept no TCP connection (the peers that "did not answer").
 
@@ -34,10 +44,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -301,3 +313,82 @@ def no_answer(peers: Mapping[str, str], names: list[str], seconds: float) -> str
     """'worker 1 (localhost:12346) did not answer within 30 s' for the `names` among `peers`."""
     who = " and ".join(f"{name} ({peers[name]})" for name in names)
     return f"{who} did not answer within {seconds:g} s"
+
+
+# === A watchdog process, for blocks that hold the GIL ===
+
+_DONE = b"\0"  # written by the guarded process when the block has ended
+
+
+@contextlib.contextmanager
+def guarded(seconds: float, peers: Mapping[str, str], otherwise: str,
+            hint: str = "", grace: float = GRACE_SECONDS) -> Iterator[None]:
+    """The block must end within `seconds`, and SIGINT/SIGTERM must end the process within
+    `grace`, even if the block holds the GIL in C++ (module docstring). On expiry the line is
+    `no_answer` for the `peers` ({name: 'host:port'}) that accept no connection then, plus
+    `hint`, or `otherwise` when every peer answers."""
+    read_end, write_end = os.pipe()
+    order = {"pid": os.getpid(), "seconds": seconds, "grace": grace, "prog": prog(),
+             "peers": dict(peers), "otherwise": otherwise, "hint": hint}
+    try:
+        watcher = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__),
+                                    json.dumps(order)], stdin=read_end, close_fds=True)
+    finally:
+        os.close(read_end)
+    os.set_blocking(write_end, False)
+    main = threading.current_thread() is threading.main_thread()
+    old_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False) if main else None
+    try:
+        yield
+    finally:
+        if old_fd is not None:
+            signal.set_wakeup_fd(old_fd, warn_on_full_buffer=False)
+        with contextlib.suppress(OSError):
+            os.write(write_end, _DONE)
+        os.close(write_end)
+        try:
+            watcher.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            watcher.wait()
+
+
+def _watch_process(order: dict) -> int:
+    """The watchdog process of `guarded`: reads stdin (signal numbers, or `_DONE`)."""
+    pid, prog_name = order["pid"], order["prog"]
+    end = time.monotonic() + order["seconds"]
+    stdin = sys.stdin.buffer.raw
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            names = silent(order["peers"])
+            message = (no_answer(order["peers"], names, order["seconds"]) + order["hint"]
+                       if names else order["otherwise"])
+            line = f"{prog_name}: error: {message}"
+            break
+        ready, _, _ = select.select([stdin], [], [], left)
+        if not ready:
+            continue
+        data = os.read(stdin.fileno(), 64)
+        if not data or _DONE in data:  # the block ended, or the guarded process is gone
+            return 0
+        signums = [b for b in data if b in ENDING_SIGNALS]
+        if signums:  # give the guarded process its grace, as `ending_on_signals` does
+            end = min(end, time.monotonic() + order["grace"])
+            order["otherwise"] = order["hint"] = ""
+            order["peers"] = {}
+            order["signal"] = signums[0]
+    if "signal" in order:
+        line = f"{prog_name}: interrupted (signal {order['signal']}); exiting"
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return 0
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode("utf-8", "replace"))
+        os.kill(pid, signal.SIGKILL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_watch_process(json.loads(sys.argv[1])))

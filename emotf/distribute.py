@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -173,48 +174,78 @@ def make_strategy(name: str = "auto",
     return _STRATEGIES[name]
 
 
-def peer_addresses(environ=None) -> dict[str, str]:
-    """{"worker 1": "host:port", "chief": ...}: the chief and worker tasks of TF_CONFIG other
-    than this process's own ({} without TF_CONFIG)."""
-    text = (os.environ if environ is None else environ).get(TF_CONFIG, "").strip()
-    if not text or read_tf_config(environ) is None:
-        return {}
-    value = json.loads(text)
+def cluster_addresses(environ=None) -> tuple[str, dict[str, str]]:
+    """(this task's 'host:port', {"worker 1": 'host:port', "chief": ...} of the other chief
+    and worker tasks) from TF_CONFIG.
+
+    Raises:
+        ValueError: TF_CONFIG unset or bad (`read_tf_config`).
+    """
+    if read_tf_config(environ) is None:
+        raise ValueError(f"{TF_CONFIG} is not set")
+    value = json.loads((os.environ if environ is None else environ)[TF_CONFIG])
     cluster, task = value["cluster"], value["task"]
     me = (task["type"], task.get("index", 0))
-    return {(kind if kind == "chief" else f"{kind} {i}"): address
-            for kind in WORKER_TASKS for i, address in enumerate(cluster.get(kind, []))
-            if (kind, i) != me}
+    peers = {(kind if kind == "chief" else f"{kind} {i}"): address
+             for kind in WORKER_TASKS for i, address in enumerate(cluster.get(kind, []))
+             if (kind, i) != me}
+    return cluster[me[0]][me[1]], peers
 
 
-def cluster_not_formed(peers: Mapping[str, str], seconds: float) -> str:
-    """The line said when the cluster has not formed within `seconds`: who does not answer."""
-    silent = deadlines.silent(peers)
+def _hint() -> str:
+    return f" (start every task of {TF_CONFIG}, or raise --worker_timeout_seconds)"
+
+
+def rendezvous(timeout_seconds: float, environ=None) -> None:
+    """Wait until every other chief/worker task of TF_CONFIG answers on its port (TCP), while
+    this task's own port answers too, so that every task of the cluster sees every other
+    before any enters TensorFlow's start-up, which waits in C++ and cannot be interrupted.
+    The port is then let go, for TensorFlow's server to take.
+
+    Raises:
+        TimeoutError: one line naming the tasks that did not answer within `timeout_seconds`
+            ("worker 1 (127.0.0.1:12346) did not answer within 30 s ...").
+        RuntimeError: this task's port cannot be listened on (in use).
+    """
+    own, peers = cluster_addresses(environ)
+    port = deadlines.split_host_port(own)[1]
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", port))
+        listener.listen(64)
+    except OSError as error:
+        listener.close()
+        raise RuntimeError(f"{TF_CONFIG}: this task's address {own} cannot be listened on "
+                           f"({error.strerror or error}): another process holds port {port}") from None
+    try:
+        silent = deadlines.wait_for_peers(peers, timeout_seconds)
+    finally:
+        listener.close()
     if silent:
-        return (deadlines.no_answer(peers, silent, seconds) + f" (start every task of "
-                f"{TF_CONFIG}, or raise --worker_timeout_seconds)")
-    return (f"the cluster of {TF_CONFIG} did not form within {seconds:g} s, although every "
-            f"task answers on its port ({', '.join(f'{n} {a}' for n, a in peers.items())}): is "
-            f"each one an emotf-train with the same {TF_CONFIG}?")
+        raise TimeoutError(deadlines.no_answer(peers, silent, timeout_seconds) + _hint())
 
 
 def start_cluster(timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_S) -> tf.distribute.Strategy:
     """This process's `MultiWorkerMirroredStrategy` (cluster from TF_CONFIG), within deadlines.
 
-    TensorFlow starts this task's server, then waits in C++ (no Python exception, signal or
-    KeyboardInterrupt reaches it there) until every task of the cluster has connected. If the
-    strategy is not made within `timeout_seconds`, `emotf.deadlines.deadline` prints one line
-    naming the tasks whose address accepts no connection ("worker 1 (127.0.0.1:12346) did not
-    answer within 30 s") and ends the process (exit status 1). Each collective of the strategy
-    gets the same deadline (`CommunicationOptions(timeout_seconds=...)`). TensorFlow's
+    First `rendezvous`: every task's port must answer within `timeout_seconds` (a Python wait:
+    SIGINT and SIGTERM end it at once). Then TensorFlow starts this task's server and waits in
+    C++, holding the GIL, until every task has connected: `emotf.deadlines.guarded` gives that
+    wait `timeout_seconds` too, after which one line names the tasks that do not answer and the
+    process is ended (SIGKILL from the watchdog process: nothing else reaches it there). Each
+    collective of the strategy gets the same deadline (`CommunicationOptions`). TensorFlow's
     coordination service installs its own SIGTERM handler on the way: emotf's is put back.
     """
-    peers = peer_addresses()
+    rendezvous(timeout_seconds)
+    _, peers = cluster_addresses()
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_seconds)
-    with deadlines.deadline(timeout_seconds, lambda: cluster_not_formed(peers, timeout_seconds)):
+    otherwise = (f"the cluster of {TF_CONFIG} did not form within {timeout_seconds:g} s, although "
+                 f"every task answers on its port: is each one an emotf-train with the same "
+                 f"{TF_CONFIG}?")
+    with deadlines.guarded(timeout_seconds, peers, otherwise, _hint()):
         strategy = _MultiWorkerMirroredStrategy(communication_options=options)
     deadlines.reclaim_signals()
-    strategy.emotf_timeout_seconds = float(timeout_seconds)
     return strategy
 
 

@@ -155,8 +155,8 @@ def strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_ra
                     f"num_samples must be >= {min_samples} (the shortest clip the model was "
                     "built for)", num_samples),
         _assert_all(tf.equal(sample_rate, config.sample_rate),
-                    f"sample_rate must be {config.sample_rate} (the sample rate the model was trained at)",
-                    sample_rate),
+                    f"sample_rate must be {config.sample_rate} (the sample rate the model was "
+                    "trained at)", sample_rate),
         tf.debugging.assert_all_finite(waveform, "waveform must be finite (no NaN or inf)"),
     ]
     return checks

@@ -92,8 +92,33 @@ def save_atomic(save, path, suffix: str) -> StoragePath:
     return path
 
 
+def weights_bytes(model: keras.Model) -> int:
+    """About the size of `model.save_weights`' file: the model's and the optimizer's
+    variables, plus HDF5's bookkeeping (4 KiB a variable, 64 KiB a file, measured generously)."""
+    variables = [*model.weights, *(model.optimizer.variables if model.optimizer else [])]
+    data = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    return data + 4096 * len(variables) + 65536
+
+
+def check_free_space(path, needed: int) -> None:
+    """Refuse to write `needed` bytes into `path`'s folder when its disk has less free (a
+    local path only): HDF5 does not survive a full disk (it crashes the process while closing
+    the file, after a screen of tracebacks), so a weights file is never started on one."""
+    import shutil
+
+    path = as_path(path)
+    if not path.is_local:
+        return
+    path.parent.mkdir()
+    free = shutil.disk_usage(path.parent.local_path()).free
+    if free < needed:
+        raise no_space(path)
+
+
 def save_weights(model: keras.Model, path) -> StoragePath:
-    """`model.save_weights(path)`, atomically (`save_atomic`)."""
+    """`model.save_weights(path)`, atomically (`save_atomic`), never started on a disk without
+    room for it (`check_free_space`): one `OSError` ENOSPC naming `path` instead."""
+    check_free_space(path, int(1.25 * weights_bytes(model)))
     return save_atomic(lambda tmp: model.save_weights(tmp, overwrite=True), path, ".weights.h5")
 
 

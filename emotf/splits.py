@@ -117,10 +117,13 @@ def clip_split_files(split: str) -> tuple[Path, Path]:
         return data_path("ogm_train.csv"), data_path("ogm_test.csv")
     folder = Path(split)
     files = folder / "train.csv", folder / "test.csv"
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
+    try:
+        missing = [f.name for f in files if not f.is_file()]
+    except OSError as error:  # a name too long for the filesystem, ...
+        raise ValueError(f"split: {error.strerror or error}. Received: split={split!r}") from None
+    if missing:  # the folder as repr: one line whatever characters it holds
         raise ValueError(f"split must be {ACTORS!r}, {OGM!r} or a folder with train.csv and "
-                         f"test.csv; missing: {', '.join(missing)}. Received: split={split!r}")
+                         f"test.csv; missing {' and '.join(missing)}. Received: split={split!r}")
     return files
 
 

@@ -17,3 +17,18 @@ def cremad_tables_dir() -> Path:
     if SHARED_CREMAD.is_dir():
         return SHARED_CREMAD
     return Path(__file__).resolve().parents[1] / "emotf" / "data"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fuzz-profile", choices=("ci", "long"), default=None,
+        help="tests/test_fuzz.py: 'ci' (default; a few derandomized examples per field and "
+             "file) or 'long' (many random examples, shrunk on failure); also EMOTF_FUZZ=long. "
+             "See docs/fuzzing.md.")
+
+
+def pytest_configure(config):
+    # Before tests/test_fuzz.py is imported: its hypothesis settings are read at import.
+    profile = config.getoption("--fuzz-profile")
+    if profile:
+        os.environ["EMOTF_FUZZ"] = profile

@@ -291,9 +291,14 @@ class Runner:
         changes = [c for c in _changes(before, after) if c not in logs]
         inside = [c for c in changes if any(_under(c, a) for a in allowed)]
         outside = [c for c in changes if c not in inside]
-        return Outcome(prog, argv, status, rc, _read(case.root / "stdout"),
-                       _read(case.root / "stderr"), seconds, outside,
-                       [c for c in inside if not any(_under(c, a) for a in allowed[-5:])])
+        outcome = Outcome(prog, argv, status, rc, _read(case.root / "stdout"),
+                          _read(case.root / "stderr"), seconds, outside,
+                          [c for c in inside if not any(_under(c, a) for a in allowed[-5:])])
+        # For reading a failure later: what ran and what it did (outside the snapshot).
+        (case.root / "outcome.json").write_text(json.dumps(
+            {**dataclasses.asdict(outcome), "stdout": outcome.stdout[-2000:],
+             "stderr": outcome.stderr[-4000:], "target": target}, indent=1))
+        return outcome
 
 
 def _under(change: str, folder: Path) -> bool:
@@ -567,12 +572,13 @@ def serve(jobs_fd: int, answers_fd: int) -> None:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
             sys.argv = [job["prog"], *job["argv"]]
+            start = time.monotonic()
             rc = _call(job, importlib, traceback)
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
-        _reset_globals()
+        _reset_globals(time.monotonic() - start)
         answers.write(json.dumps({"rc": rc}) + "\n")
         answers.flush()
 
@@ -595,15 +601,24 @@ def _call(job, importlib, traceback) -> int:
     return rc
 
 
-def _reset_globals() -> None:
-    """Undo what one case may leave for the next: Keras' global policy and session."""
+def _reset_globals(seconds: float) -> None:
+    """Undo what one case may leave for the next, so that a case sees what a fresh process
+    would: Keras' global dtype policy, its session (after a case that did real work), and
+    TensorFlow's count of retraced functions (five trainings in one process warn of
+    "retracing", which no user's single run prints)."""
     keras = sys.modules.get("keras")
     if keras is not None:
         try:
             keras.mixed_precision.set_global_policy("float32")
-            keras.backend.clear_session()
+            if seconds > 1.0:
+                keras.backend.clear_session()
         except Exception:  # noqa: BLE001
             pass
+    polymorphic = sys.modules.get(
+        "tensorflow.python.eager.polymorphic_function.polymorphic_function")
+    if polymorphic is not None and hasattr(polymorphic, "_FrequentTracingDetectorManager"):
+        polymorphic._frequent_tracing_detector_manager = (
+            polymorphic._FrequentTracingDetectorManager())
     import warnings
 
     warnings.resetwarnings()

@@ -123,7 +123,8 @@ def test_every_config_checks_its_bounds_at_construction(cls):
         with pytest.raises(ValueError) as error:
             cls(**{**base, f.name: bad})
         line = str(error.value)
-        assert "\n" not in line and f"{f.name}=" in line, (cls.__name__, f.name, line)
+        assert "\n" not in line and f"{cls.__name__}.{f.name}" in line, line
+        assert f"Received: {f.name}=" in line, line
         if kind in (int, float):
             with pytest.raises(ValueError, match="Received"):
                 cls(**{**base, f.name: True})  # a bool is not a number

@@ -83,7 +83,8 @@ def _changed(flags: ConfigFlags, leaf: Leaf, default):
     if annotation is str:
         return f"{default}x", f"{default}x"
     bound = bound_of(leaf.field)
-    step = 1 if annotation is int or typing.get_origin(annotation) is tuple else 0.25
+    # ints step by 2: SampleConfig.width and height must stay even
+    step = 2 if annotation is int or typing.get_origin(annotation) is tuple else 0.25
     for candidate in (step, -step):
         if typing.get_origin(annotation) is tuple:
             value = [v + candidate for v in default]
@@ -399,7 +400,8 @@ BAD_VALUES = [  # (console script, argv, JSON config or None, what the one line 
     ("emotf-train", [], {"model": {"video_widths": [8.5]}}, "ModelConfig.video_widths each element"),
     ("emotf-train", ["--model.num_segments", "0"], None, "ModelConfig.num_segments must be in [1, 64]"),
     ("emotf-train", ["--model.num_segments", "65"], None, "Received: num_segments=65"),
-    ("emotf-train", ["--sampling.window_seconds", "1e-9"], None, "window of 0 samples"),
+    ("emotf-train", ["--sampling.window_seconds", "1e-9"], None,
+     "window_seconds=1e-09 gives a window of 0 samples"),
     ("emotf-train", ["--sampling.window_seconds", "11"], None, "window_seconds must be in (0, 10]"),
     ("emotf-train", ["--learning_rate", "nan"], None, "learning_rate must be a finite number"),
     ("emotf-train", ["--lr", "inf"], None, "learning_rate must be a finite number"),
@@ -466,3 +468,41 @@ def test_a_run_config_written_before_the_deadline_fields_still_loads(tmp_path):
     build_old = BuildConfig(data_dir="d", out_dir="o", workers=1).to_dict()
     del build_old["worker_timeout_seconds"]
     assert BuildConfig.from_dict(build_old).worker_timeout_seconds == 1800.0
+
+
+def test_a_search_begun_before_the_deadline_fields_continues(tmp_path):
+    """A tune_config.json written before `oracle_timeout_seconds` and
+    `train.worker_timeout_seconds` existed does not block continuing the search; nor does
+    changing a deadline (it does not change what a trial means)."""
+    from emotf.storage import write_json
+    from emotf.tune import TuneConfig, check_resume
+
+    out = tmp_path / "search-dir"
+    (out / "search").mkdir(parents=True)
+    config = TuneConfig(out=str(out))
+    old = config.to_dict()
+    del old["oracle_timeout_seconds"], old["train"]["worker_timeout_seconds"]
+    write_json(out / "tune_config.json", {"config": old})
+    check_resume(str(out), config)
+    check_resume(str(out), dataclasses.replace(config, oracle_timeout_seconds=60.0))
+
+
+@pytest.mark.parametrize("content, received", [
+    ("[1, 2]", "expected a JSON dict. Received: list"),
+    ("{bad", "not readable JSON"),
+    (None, "no such file or directory"),
+    ("folder", "is a directory"),
+])
+def test_a_config_file_that_is_not_a_json_object_is_refused_in_one_line(
+        content, received, tmp_path, capsys):
+    path = tmp_path / "given.json"
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    status = _exit_status(train.main, ["--config", str(path), "--out", str(tmp_path / "run")])
+    assert status in (1, 2)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"emotf-train: error: {path}") and err.count("\n") == 0, err
+    assert received in err
+    assert not (tmp_path / "run").exists()

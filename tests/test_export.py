@@ -18,6 +18,7 @@ from emotf.cli.export import main as export_main
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
 from emotf.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.export import export_run, export_saved_model, read_metadata
+from emotf.graph_ops import check_saved_model_ops
 from emotf.model import build_model
 from emotf.pipeline import make_dataset
 from emotf.records.example import ClipRecord, make_example, parse_example
@@ -164,6 +165,7 @@ def test_graph_uses_core_tensorflow_ops_only(exported):
     # Every op is registered by core TensorFlow (tensorflow_io is never imported in tests).
     assert "tensorflow_io" not in sys.modules
     assert [op for op in ops if op_def_registry.get(op) is None] == []
+    check_saved_model_ops(exported)  # and within the allowlist emotf-predict enforces
 
 
 def test_loads_and_runs_in_a_fresh_process_without_emotf(exported, tmp_path):

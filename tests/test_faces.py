@@ -106,3 +106,22 @@ def test_real_mtcnn_finds_the_pasted_face(astronaut_frames):
     cy = (track.boxes[:, 1] + track.boxes[:, 3]) / 2
     assert np.all((cx > 170) & (cx < 290)) and np.all((cy > 110) & (cy < 250))
     assert np.diff(cx).mean() == pytest.approx(2.0, abs=1.0)  # follows the motion
+
+
+@pytest.mark.parametrize("field, value", [
+    ("keyframe_interval", 0), ("keyframe_interval", 10**6), ("margin", -0.1), ("margin", 1e9),
+    ("smoothing", -1.0), ("detect_scale", 0.0), ("detect_scale", 1.5), ("min_confidence", 1.5),
+    ("redetect_frames", -1), ("stages", "all"), ("crop_size", 100000), ("crop_size", 0),
+    ("jpeg_quality", 101), ("max_gap_seconds", 0.0), ("min_face_fraction", 1.0),
+    ("margin", float("nan")), ("crop_size", 224.0), ("keyframe_interval", True),
+])
+def test_config_refuses_out_of_range_values_in_one_line(field, value):
+    import dataclasses
+
+    from emotf.bounds import bound_of
+
+    with pytest.raises(ValueError, match=rf"^FaceTrackerConfig\.{field} ") as error:
+        FaceTrackerConfig(**{field: value})
+    assert "\n" not in str(error.value) and f"{field}=" in str(error.value)
+    for f in dataclasses.fields(FaceTrackerConfig):  # every field declares its bound
+        assert bound_of(f) is not None and bound_of(f).help, f.name

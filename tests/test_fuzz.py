@@ -43,7 +43,7 @@ PROFILES = {
                  phases=(Phase.explicit, Phase.generate, Phase.shrink)),
 }
 FUZZ = settings(**COMMON, **PROFILES[PROFILE])
-FEW = settings(FUZZ, max_examples=1 if not LONG else FUZZ.max_examples // 4)
+FEW = settings(FUZZ, max_examples=1 if not LONG else FUZZ.max_examples)
 
 TINY_MODEL = ["--model.num_segments", "2", "--model.video_stem_width", "4",
               "--model.video_widths", "4", "--model.audio_widths", "4,4", "--model.fc_units", "4"]
@@ -228,6 +228,11 @@ def _leaf_params():
     return params
 
 
+# Commands whose valid run trains or renders media for seconds: in the CI profile their fields
+# get only values that should be refused (or that no bound covers), not in-range ones.
+HEAVY = ("emotf-train", "emotf-tune", "emotf-demo", "emotf-build-records", "emotf-make-sample")
+IN_RANGE = ("inside the bound", "a boolean", "none")
+
 PATH_VALUES = ["", " ", "missing", "\u00e9\u2603 folder", "a" * 300, "file.txt", "-x",
                "\U0001f600/\u202e", "./", "*", "?/[", "~"]
 
@@ -242,6 +247,8 @@ def _value_strategy(command, leaf):
         values = _path_values(leaf, command)
     else:
         values = fz.values_for(leaf)
+    if not LONG and command.prog in HEAVY:  # CI: no full runs on in-range values (see HEAVY)
+        values = [v for v in values if not v.why.startswith(IN_RANGE)] or values
     explicit = st.sampled_from(_rotate(values, key))
     if not LONG:
         return explicit
@@ -291,7 +298,7 @@ def test_every_config_field_refuses_nonsense_in_one_line(command, leaf, runner, 
                                                          request):
     """`--ROOT.FIELD VALUE`: a hostile value for one field, the others cheap and valid."""
 
-    @FUZZ
+    @FEW
     @given(value=_value_strategy(command, leaf))
     def case_for(value):
         case = cases()

@@ -20,7 +20,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from emotf.configs import ModelConfig, SamplingConfig
+from emotf.configs import ModelConfig, SamplingConfig, run_sampling
 from emotf.export import export_saved_model
 from emotf.graph_ops import (
     ALLOWLIST_FILE,
@@ -37,19 +37,28 @@ N = 2
 
 
 def _tiny(**fields) -> ModelConfig:
-    return ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,),
-                       audio_widths=(4, 8), fc_units=8, **fields)
+    return ModelConfig(**{**dict(num_segments=N, video_stem_width=4, video_widths=(8,),
+                                 audio_widths=(4, 8), fc_units=8), **fields})
 
 
-# Every modality, both branch weightings, both normalisations, SpecAugment on and off, and a
-# model exported under a mixed-precision policy: together they cover every op the export uses.
+# Every modality, both branch weightings, both normalisations, SpecAugment on and off, one and
+# several segments, with and without the hidden layer, a window whose spectrogram is resized,
+# a model exported under a mixed-precision policy, and a model whose input is spectrograms
+# (saved before the spectrogram moved into the model: the export computes them in-graph):
+# together they cover every op the export uses. (model fields, sampling fields, policy)
 CONFIGURATIONS = [
-    (dict(modalities="both", branch_weights="shared"), "per_window", None),
-    (dict(modalities="audio", branch_weights="independent", spec_augment=True), "none", None),
-    (dict(modalities="video", branch_weights="independent"), "per_window", None),
-    (dict(modalities="both", branch_weights="independent", spec_augment=True), "none", None),
-    (dict(modalities="audio", branch_weights="shared"), "per_window", "mixed_float16"),
-    (dict(modalities="video", branch_weights="shared", spec_augment=True), "none", None),
+    (dict(modalities="both", branch_weights="shared"), {}, None),
+    (dict(modalities="audio", branch_weights="independent", spec_augment=True),
+     dict(normalization="none"), None),
+    (dict(modalities="video", branch_weights="independent", fc_units=0), {}, None),
+    (dict(modalities="both", branch_weights="independent", spec_augment=True, num_segments=1),
+     dict(normalization="none", window_seconds=1.0, upper_edge_hertz=7000.0), None),
+    (dict(modalities="audio", branch_weights="shared", num_segments=1),
+     dict(window_seconds=0.5), "mixed_float16"),
+    (dict(modalities="video", branch_weights="shared", spec_augment=True),
+     dict(normalization="none"), None),
+    ("spectrograms", {}, None),
+    ("spectrograms", dict(window_seconds=1.0, normalization="none"), None),
 ]
 
 
@@ -66,12 +75,31 @@ def _policy(name):
         keras.config.set_dtype_policy(old)
 
 
-def export_tiny(out_dir, fields, normalization="per_window", policy=None) -> Path:
-    """A tiny emotf export at one configuration (fields of `ModelConfig`)."""
+def _spectrogram_input_model(sampling: SamplingConfig) -> keras.Model:
+    """A model of the earlier kind: inputs frames + spectrograms [B, N, T, F, 1]."""
+    n, t, f = sampling.num_segments, sampling.time_bins, sampling.freq_bins
+    frames = keras.Input((n, sampling.frame_size, sampling.frame_size, 3), dtype="uint8",
+                         name="frames")
+    spectrograms = keras.Input((n, t, f, 1), name="spectrograms")
+    pixels = keras.layers.Reshape((n, -1))(keras.layers.Rescaling(1 / 255)(frames))
+    sound = keras.layers.Reshape((n, t * f))(spectrograms)
+    joined = keras.layers.Concatenate()([pixels, sound])
+    segments = keras.layers.Dense(6, activation="softmax", name="segment_probabilities")(joined)
+    mean = keras.layers.GlobalAveragePooling1D(name="probabilities")(segments)
+    return keras.Model({"frames": frames, "spectrograms": spectrograms},
+                       {"probabilities": mean, "scores": keras.layers.Rescaling(n)(mean),
+                        "segment_probabilities": segments})
+
+
+def export_tiny(out_dir, fields, sampling_fields=None, policy=None) -> Path:
+    """A tiny emotf export at one configuration (`fields` of `ModelConfig`, or
+    "spectrograms" for a model of the earlier kind; `sampling_fields` of `SamplingConfig`)."""
     keras.utils.set_random_seed(0)
-    sampling = SamplingConfig(num_segments=N, normalization=normalization)
+    legacy = fields == "spectrograms"
+    config = _tiny() if legacy else _tiny(**fields)
+    sampling = run_sampling(config, SamplingConfig(**(sampling_fields or {})))
     with _policy(policy):
-        model = build_model(_tiny(**fields), sampling)
+        model = _spectrogram_input_model(sampling) if legacy else build_model(config, sampling)
     return Path(str(export_saved_model(model, sampling, out_dir)))
 
 
@@ -79,8 +107,8 @@ def generate_allowlist() -> dict:
     """The ops of emotf's export at every one of `CONFIGURATIONS` (the allowlist's content)."""
     strict, saver = set(), set()
     with tempfile.TemporaryDirectory(prefix="emotf-ops-") as folder:
-        for i, (fields, normalization, policy) in enumerate(CONFIGURATIONS):
-            saved = export_tiny(Path(folder) / str(i), fields, normalization, policy)
+        for i, (fields, sampling_fields, policy) in enumerate(CONFIGURATIONS):
+            saved = export_tiny(Path(folder) / str(i), fields, sampling_fields, policy)
             s, v = graph_op_sets(read_saved_model(saved))
             strict |= s
             saver |= v
@@ -120,8 +148,8 @@ def test_checkpoint_ops_appear_only_in_the_saver(exported):
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(CONFIGURATIONS)))
 def test_every_configuration_passes(tmp_path, index):
-    fields, normalization, policy = CONFIGURATIONS[index]
-    check_saved_model_ops(export_tiny(tmp_path, fields, normalization, policy))
+    fields, sampling_fields, policy = CONFIGURATIONS[index]
+    check_saved_model_ops(export_tiny(tmp_path, fields, sampling_fields, policy))
 
 
 def test_the_allowlist_file_is_sorted_and_ships_with_the_package():
@@ -176,6 +204,12 @@ def test_a_model_that_writes_a_file_is_refused_naming_writefile(exported, tmp_pa
     assert "WriteFile (writes files)" in message and str(crafted) in message
     assert "--trust-model" in message and "\n" not in message
     assert not target.exists()
+    # What the check prevents: served without it, the model writes its file.
+    served = tf.saved_model.load(str(crafted)).signatures["serving_default"]
+    served(frames=tf.zeros([1, 1, 224, 224, 3], tf.uint8), num_frames=tf.constant([1]),
+           fps=tf.constant([30.0]), waveform=tf.zeros([1, 8000]),
+           num_samples=tf.constant([8000]), sample_rate=tf.constant([16000]))
+    assert target.read_text() == "pwned"
 
 
 def test_the_op_in_a_nested_function_is_found(tmp_path):

@@ -102,3 +102,24 @@ def test_a_refused_clip_leaves_no_video_file_open(tmp_path, monkeypatch):
     with pytest.raises(ClipError, match="over the 0.1 s limit"):
         ClipReader(video, None, ClipSettings(), max_seconds=0.1)
     assert closed == [video]
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"sample_rate": 10**9}, "sample_rate"), ({"sample_rate": 16000.5}, "sample_rate"),
+    ({"min_duration_s": -1.0}, "min_duration_s"), ({"max_duration_s": 0.0}, "max_duration_s"),
+    ({"max_duration_s": float("inf")}, "max_duration_s"),
+    ({"min_duration_s": 5.0, "max_duration_s": 1.0}, "min_duration_s"),
+    ({"tracker": {"crop_size": 100000}}, "crop_size"), ({"tracker": {"stages": "x"}}, "stages"),
+    ({"tracker": "x"}, "tracker"),
+])
+def test_clip_settings_refuse_out_of_range_values_in_one_line(values, field):
+    """The settings a manifest or a SavedModel's metadata carries are checked on reading too."""
+    import dataclasses
+
+    from emotf.bounds import bound_of
+
+    with pytest.raises(ValueError, match=rf"^(ClipSettings|FaceTrackerConfig)\.{field} ") as error:
+        ClipSettings.from_dict(values)
+    assert "\n" not in str(error.value)
+    for f in dataclasses.fields(ClipSettings):
+        assert bound_of(f) is not None and bound_of(f).help, f.name

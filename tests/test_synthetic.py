@@ -81,8 +81,11 @@ def test_default_actors_one_per_fold_and_names_unique():
     assert sorted(emotions.count(e) for e in cremad.EMOTIONS) == [35, 36, 36, 36, 36, 37]
 
 
-@pytest.mark.parametrize("config", [SampleConfig(), SampleConfig.tiny(),
-                                    SampleConfig(num_actors=91, clips_per_actor=72)])
+@pytest.mark.parametrize("config", [
+    SampleConfig(), SampleConfig.tiny(),
+    SampleConfig(num_actors=10, clips_per_actor=36),  # the demo's: had 1002_TIE_NEU_XX, ...
+    SampleConfig(num_actors=91, clips_per_actor=72),
+])
 def test_every_sample_name_is_a_real_cremad_clip_with_votes_and_an_ogm_split_row(
         config, cremad_tables_dir):
     """The sample's names are real CREMA-D clips (not e.g. 1008_WSI_SAD_XX: 1008 has no WSI),
@@ -206,3 +209,42 @@ def test_cli_tiny(tmp_path, capsys):
     assert "wrote 2 clips" in capsys.readouterr().out
     assert len(list((tmp_path / "VideoFlash").glob("*.flv"))) == 2
     assert load_sample_config(tmp_path).seed == 5
+
+
+@pytest.mark.parametrize("field, value", [
+    ("num_actors", 0), ("num_actors", 92), ("clips_per_actor", 73), ("seed", -1),
+    ("min_duration", 0.0), ("max_duration", 1e9), ("fps", 1e-30), ("fps", float("nan")),
+    ("width", 10), ("height", 10**6), ("sample_rate", 0), ("flv_audio_rate", 16000),
+    ("video_bit_rate", 0), ("head_height", 0), ("tint", -1.0), ("cue_jitter", 5.0),
+    ("snr_db", (15.0, 1e9)), ("duration_log_sd", -0.1), ("num_actors", True), ("fps", "30"),
+])
+def test_sample_config_refuses_out_of_range_values_in_one_line(field, value):
+    with pytest.raises(ValueError, match=rf"^SampleConfig\.{field} ") as error:
+        SampleConfig(**{field: value})
+    assert "\n" not in str(error.value) and f"{field}=" in str(error.value)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(min_duration=3.0, max_duration=2.0), "min_duration"),
+    (dict(snr_db=(30.0, 10.0)), "snr_db"), (dict(width=481), "width"),
+    (dict(head_height=400), "head_height"),
+])
+def test_sample_config_refuses_inconsistent_fields(overrides, field):
+    with pytest.raises(ValueError, match=rf"^SampleConfig\.{field} "):
+        SampleConfig(**overrides)
+
+
+def test_every_sample_config_field_declares_its_bound():
+    from emotf.bounds import bound_of
+
+    for f in dataclasses.fields(SampleConfig):
+        assert bound_of(f) is not None and bound_of(f).help, f.name
+
+
+def test_cli_refuses_a_bad_value_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        make_sample_cli.main(["--out", str(tmp_path / "s"), "--fps", "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "SampleConfig.fps must be in [1, 120]" in err[-1]
+    assert not (tmp_path / "s").exists()

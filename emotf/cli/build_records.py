@@ -31,9 +31,6 @@ EPILOG = ("Every BuildConfig field is a flag named by its dotted path: --workers
           "See docs/build_records.md.")
 
 
-STAGES = ("face_and_landmarks_detection", "face_detection_only")  # FaceTrackerConfig.stages
-
-
 def build_flags() -> ConfigFlags:
     from emotf.records.build import BuildConfig
     from emotf.records.faces import FaceTrackerConfig
@@ -49,7 +46,6 @@ def build_flags() -> ConfigFlags:
             "--no-progress": ("progress", False),
             "--no-verify-media": ("verify_media", False),
         },
-        choices={"FaceTrackerConfig.stages": STAGES},
     )
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from emotf.bounds import bound_of, describe
+from emotf.storage import is_url, read_json
 
 NONE_WORDS = ("none", "null")
 
@@ -349,9 +350,9 @@ class ConfigFlags:
         path = getattr(args, "config", None) if self.config_at is not None else None
         if not path:
             return {}
-        values = json.loads(Path(path).read_text())
-        if not isinstance(values, Mapping):
-            raise TypeError(f"{path}: expected a JSON object. Received: {type(values).__name__}")
+        if not is_url(path) and not Path(path).is_file():
+            Path(path).open()  # the OSError naming the file: missing, a folder, unreadable
+        values = read_json(path, expect=dict)  # size-capped (emotf.storage.MAX_JSON_BYTES)
         if isinstance(values.get("config"), Mapping):  # a RUN/config.json as is
             values = values["config"]
         tree: dict = {}
@@ -428,7 +429,8 @@ def _valid_text(f: dataclasses.Field, annotation) -> str:
     if _is_config(annotation):
         return f"a {annotation.__name__}"
     args = typing.get_args(annotation)
-    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    optional = union and type(None) in args
     if optional:
         (annotation,) = [a for a in args if a is not type(None)]
     bound = describe(f)

@@ -90,7 +90,8 @@ class BuildConfig(Config):
     strict: bool = bounded(
         False, help="exit non-zero when anything was skipped")
     fold_seed: int = bounded(
-        0, ge=0, le=MAX_SEED, help="seed of the actors' fold assignment (emotf.cremad.canonical_folds)")
+        0, ge=0, le=MAX_SEED,
+        help="seed of the actors' fold assignment (emotf.cremad.canonical_folds)")
     stratify_by_sex: bool = bounded(
         False, help="balance the actors' sexes over the folds (emotf.cremad.canonical_folds)")
     limit: int | None = bounded(

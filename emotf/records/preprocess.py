@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,11 +83,21 @@ class ClipSettings(Config):
     def from_dict(cls, values: dict | None) -> ClipSettings:
         """From `to_dict()` output; missing keys take the defaults. Unlike every other config
         (`emotf.configs.from_dict`), unknown keys are ignored: this reads the settings another
-        emotf version wrote into a manifest or a SavedModel's metadata."""
-        values = dict(values or {})
+        emotf version wrote into a manifest or a SavedModel's metadata.
+
+        Raises:
+            ValueError: one line naming the field (`ClipSettings.sample_rate`,
+                `FaceTrackerConfig.crop_size`, ...) when a value is out of its bounds.
+        """
+        values = values or {}
+        tracker_values = values.get("tracker") or {} if isinstance(values, Mapping) else None
+        if tracker_values is None:
+            raise ValueError(f"ClipSettings must be a JSON object. Received: {values!r:.200}")
+        if not isinstance(tracker_values, Mapping):
+            raise ValueError("ClipSettings.tracker must be a JSON object. Received: "
+                             f"tracker={tracker_values!r:.200}")
         known = {f.name for f in dataclasses.fields(FaceTrackerConfig)}
-        tracker = FaceTrackerConfig(**{k: v for k, v in (values.get("tracker") or {}).items()
-                                       if k in known})
+        tracker = FaceTrackerConfig(**{k: v for k, v in tracker_values.items() if k in known})
         top = {k: values[k] for k in ("sample_rate", "min_duration_s", "max_duration_s") if k in values}
         return cls(tracker=tracker, **top)
 

@@ -56,7 +56,14 @@ from emotf.cremad import (
     load_clip_names,
     parse_clip_name,
 )
-from emotf.synthetic.media import HEAD_ASPECT, face_boxes, render_audio, render_frames, write_flv, write_wav
+from emotf.synthetic.media import (
+    HEAD_ASPECT,
+    face_boxes,
+    render_audio,
+    render_frames,
+    write_flv,
+    write_wav,
+)
 
 SAMPLE_FORMAT_VERSION = 1
 VIDEO_DIR, AUDIO_DIR, SAMPLE_JSON = "VideoFlash", "AudioWAV", "sample.json"
