@@ -246,6 +246,7 @@ def start_cluster(timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_S) -> tf.distr
     with deadlines.guarded(timeout_seconds, peers, otherwise, _hint()):
         strategy = _MultiWorkerMirroredStrategy(communication_options=options)
     deadlines.reclaim_signals()
+    strategy.emotf_timeout_seconds = float(timeout_seconds)
     return strategy
 
 
@@ -433,4 +434,25 @@ def agree_with_chief(strategy: tf.distribute.Strategy, values: Mapping[str, int]
     """In a multi-worker run, `check_workers_agree` on every worker's `values` (every worker
     raises the same error, so none is left waiting); nothing on one machine."""
     if num_workers(strategy) > 1:
-        check_workers_agree(gather_from_workers(strategy, values), task_names(strategy), where)
+        try:
+            rows = gather_from_workers(strategy, values)
+        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+                tf.errors.CancelledError, tf.errors.AbortedError) as error:
+            raise collective_failed(strategy, error) from None
+        check_workers_agree(rows, task_names(strategy), where)
+
+
+def collective_failed(strategy: tf.distribute.Strategy, error: Exception) -> TimeoutError:
+    """One line for a collective that failed or timed out (`error`): the tasks that accept no
+    connection now, else TensorFlow's first line."""
+    seconds = getattr(strategy, "emotf_timeout_seconds", DEFAULT_WORKER_TIMEOUT_S)
+    try:
+        _, peers = cluster_addresses()
+    except ValueError:
+        peers = {}
+    silent = deadlines.silent(peers)
+    if silent:
+        return TimeoutError(deadlines.no_answer(peers, silent, seconds) + _hint())
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return TimeoutError(f"a collective of the workers did not complete within {seconds:g} s: "
+                        f"{first}")

@@ -40,7 +40,9 @@ Both return: probabilities float32 [B, C] (mean of the segment softmaxes), score
   records), min_clip_seconds and emotf_version (JSON / plain strings).
 
 Only core TensorFlow ops end up in the graph (no tensorflow-io, no py_function): the tests
-check the op list.
+check the op list, and every export is checked against the allowlist `emotf-predict` enforces
+(`emotf.graph_ops`, SECURITY.md), with a one-line warning when this TensorFlow's export uses an
+op the list lacks.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import io
 import json
 import os
 import uuid
+import warnings
 
 import keras
 import tensorflow as tf
@@ -57,6 +60,7 @@ import tensorflow as tf
 import emotf
 from emotf.configs import SamplingConfig
 from emotf.cremad import EMOTION_NAMES, EMOTIONS
+from emotf.graph_ops import UntrustedModelError, check_saved_model_ops
 from emotf.sampling import SPECTROGRAM_FIELDS, sample_clip, spectrogram
 from emotf.serving_metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
@@ -364,14 +368,28 @@ def export_saved_model(
         except BaseException:
             _remove_quietly(final)
             raise
-        return final
-    tmp = out_dir / f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        _write_version(archive, tmp, metadata)
-        os.replace(tmp.local_path(), final.local_path())
-    finally:
-        _remove_quietly(tmp)
+    else:
+        tmp = out_dir / f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            _write_version(archive, tmp, metadata)
+            os.replace(tmp.local_path(), final.local_path())
+        finally:
+            _remove_quietly(tmp)
+    _warn_if_outside_allowlist(final)
     return final
+
+
+def _warn_if_outside_allowlist(saved_model_dir: StoragePath) -> None:
+    """Warn (one line) when this TensorFlow's export uses an op that the allowlist emotf-predict
+    enforces lacks (`emotf.graph_ops`): said now, at export, not as a refusal at predict time."""
+    try:
+        check_saved_model_ops(saved_model_dir)
+    except UntrustedModelError as error:
+        warnings.warn(
+            f"{error}. This TensorFlow {tf.__version__} export uses an op that emotf's allowlist "
+            "lacks: emotf-predict refuses the model without --trust-model until "
+            "emotf/data/serving_ops.json is regenerated (python tests/test_graph_ops.py "
+            "--write)", stacklevel=3)
 
 
 def _write_version(archive: keras.export.ExportArchive, folder: StoragePath, metadata: dict):

@@ -84,13 +84,16 @@ SEARCH_SPACE = {
 }
 MODEL_FIELDS = ("dropout", "fc_units")
 DEFAULT_SEARCH = ("learning_rate", "lr_schedule", "dropout")
-# A continued search may change these: they do not change what a trial means.
+# A continued search may change these: they do not change what a trial means (deadlines
+# included: a search begun before they existed continues with the defaults).
 RESUMABLE_CHANGES = (
     "max_trials",
     "train.out",
     "train.verbose",
     "train.export",
     "train.cache_records",
+    "oracle_timeout_seconds",
+    "train.worker_timeout_seconds",
 )
 
 

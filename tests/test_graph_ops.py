@@ -20,6 +20,7 @@ import keras
 import pytest
 import tensorflow as tf
 
+from emotf import graph_ops
 from emotf.configs import ModelConfig, SamplingConfig, run_sampling
 from emotf.export import export_saved_model
 from emotf.graph_ops import (
@@ -156,6 +157,16 @@ def test_the_allowlist_file_is_sorted_and_ships_with_the_package():
     data = json.loads((resources.files("emotf") / "data" / ALLOWLIST_FILE).read_text())
     assert data["serving"] == sorted(set(data["serving"]))
     assert data["saver"] == sorted(set(data["saver"]))
+
+
+def test_an_export_outside_the_allowlist_warns_at_export_time(tmp_path, monkeypatch):
+    """A TensorFlow whose export uses an op the list lacks: said at export, in one line."""
+    allowed = load_allowlist()
+    monkeypatch.setattr(graph_ops, "load_allowlist",
+                        lambda: {**allowed, "serving": allowed["serving"] - {"RFFT"}})
+    with pytest.warns(UserWarning, match=r"uses RFFT, .*--trust-model.*--write") as caught:
+        export_tiny(tmp_path, dict(modalities="audio"))
+    assert "\n" not in str(caught[0].message)
 
 
 class _Writer(tf.Module):

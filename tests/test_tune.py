@@ -265,7 +265,7 @@ def test_cli_runs_in_process_with_mixed_precision(tmp_path, monkeypatch, capsys)
 @pytest.mark.parametrize(
     "argv, received",
     [
-        (["--search", "learning_rate,width"], "Received: search=['learning_rate', 'width']"),
+        (["--search", "learning_rate,width"], "Received: search=('learning_rate', 'width')"),
         (["--tuner", "grid"], "invalid choice: 'grid'"),
         (["--fold", "all"], "Received: --fold all"),
         (["--strategy", "mirrored"], "one worker per device (--tuner-id"),
@@ -278,7 +278,7 @@ def test_cli_refuses_bad_arguments_naming_them(tmp_path, capsys, argv, received)
 
 
 def test_config_refuses_bad_names():
-    with pytest.raises(ValueError, match=r"Received: search=\['learning_rat'\]"):
+    with pytest.raises(ValueError, match=r"Received: search=\('learning_rat',\)"):
         TuneConfig(search=("learning_rat",))
     with pytest.raises(ValueError, match="Received: tuner='grid'"):
         TuneConfig(tuner="grid")

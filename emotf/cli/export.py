@@ -4,7 +4,10 @@
 
 Writes `DIR/<V>/` (TensorFlow Serving layout; default DIR = RUN/export, V = next integer) and
 prints its path. RUN and DIR may be local or `tf.io.gfile` URLs (`gs://bucket/...`). See
-docs/serving.md for the signatures.
+docs/serving.md for the signatures. The new model's ops are checked against the allowlist that
+`emotf-predict` enforces (`emotf.graph_ops`, SECURITY.md): a TensorFlow whose export uses an op
+the list lacks gets a one-line warning here (`emotf.export.export_saved_model`), not only a
+refusal later at predict time.
 """
 
 from __future__ import annotations
