@@ -20,7 +20,8 @@ inflates to gigabytes) is refused in one line, in milliseconds, with flat memory
 size (`MAX_ARCHIVE_BYTES`), then its end-of-central-directory record (member count
 `MAX_ARCHIVE_MEMBERS`, directory size, no zip64) before `zipfile` parses anything, then every
 member's declared size (`MAX_MEMBER_BYTES`, all together `MAX_TOTAL_BYTES`, `config.json`
-`MAX_CONFIG_BYTES`), and `config.json` is read in chunks that stop at its cap whatever its
+`MAX_CONFIG_BYTES`) and compression ratio (`MAX_COMPRESSION_RATIO`: Keras stores members
+uncompressed), and `config.json` is read in chunks that stop at its cap whatever its
 header declares. Keras reads the members through `zipfile`, which stops at the declared
 sizes checked here.
 """
@@ -46,6 +47,9 @@ MAX_DIRECTORY_BYTES = 1 << 20  # the zip's central directory
 MAX_MEMBER_BYTES = 1 << 30  # any member, uncompressed as declared
 MAX_TOTAL_BYTES = 2 << 30  # all members together, uncompressed as declared
 MAX_CONFIG_BYTES = 16 << 20  # config.json, uncompressed (declared, and as read)
+# Keras stores its members uncompressed (ratio 1); float weights barely compress. A member that
+# inflates past 1 MiB at more than this ratio is a bomb, whatever the caps above allow.
+MAX_COMPRESSION_RATIO = 100
 _CHUNK_BYTES = 1 << 20
 
 # Roots of the modules a genuine emotf model's config may name.
@@ -174,6 +178,11 @@ def _check_members(path: StoragePath, archive: zipfile.ZipFile) -> None:
                 f"{path}: refused to load: member {member.filename!r} inflates to "
                 f"{_mib(member.file_size)} from {_mib(member.compress_size)}, over its "
                 f"{_mib(cap)} cap (a zip bomb? SECURITY.md)")
+        if member.file_size > max(1 << 20, MAX_COMPRESSION_RATIO * member.compress_size):
+            raise ModelLoadError(
+                f"{path}: refused to load: member {member.filename!r} inflates to "
+                f"{_mib(member.file_size)} from {_mib(member.compress_size)}, more than "
+                f"{MAX_COMPRESSION_RATIO}:1 (a zip bomb? SECURITY.md)")
         if total > MAX_TOTAL_BYTES:
             raise ModelLoadError(
                 f"{path}: refused to load: its members inflate to {_mib(total)} or more (at "

@@ -498,7 +498,8 @@ def predict_files(
         batch_size: windows per SavedModel call, at most (calls also stop short of
             `MAX_FRAMES_PER_CALL` frames, to bound memory).
         tracker: `emotf.records.faces.FaceTracker` to reuse.
-        predictor: a `Predictor` to reuse (then `model_dir` and `tracker` are ignored).
+        predictor: a `Predictor` to reuse (then `model_dir`, `tracker` and `trust_model` are
+            ignored).
         window, hop: timeline window and hop in seconds (default: the model's metadata).
         out_dir: also write `<stem>.json`, `<stem>.timeline.csv`, `<stem>.timeline.png` there
             (local or a `tf.io.gfile` URL such as `gs://...`); stems from

@@ -95,9 +95,17 @@ def save_atomic(save, path, suffix: str) -> StoragePath:
 def weights_bytes(model: keras.Model) -> int:
     """About the size of `model.save_weights`' file: the model's and the optimizer's
     variables, plus HDF5's bookkeeping (4 KiB a variable, 64 KiB a file, measured generously)."""
-    variables = [*model.weights, *(model.optimizer.variables if model.optimizer else [])]
-    data = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    optimizer = getattr(model, "optimizer", None)  # none before compile()
+    variables = [*model.weights, *(optimizer.variables if optimizer is not None else [])]
+    data = sum(int(np.prod(v.shape)) * _itemsize(v.dtype) for v in variables)
     return data + 4096 * len(variables) + 65536
+
+
+def _itemsize(dtype) -> int:
+    try:
+        return np.dtype(str(dtype)).itemsize
+    except TypeError:  # a dtype NumPy does not know (bfloat16): at most 8 bytes a value
+        return 8
 
 
 def check_free_space(path, needed: int) -> None:
@@ -191,14 +199,34 @@ def repair_resume_files(run: Run) -> list[str]:
     return said
 
 
+# A training log is one short row an epoch: anything this large is not one (read it never).
+MAX_LOG_BYTES = 64 * 2**20
+
+
+def _log_text(path: StoragePath) -> str:
+    """The log's text, capped (`emotf.storage.FileTooLargeError` naming the file)."""
+    try:
+        return path.read_text(MAX_LOG_BYTES)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a training log ({error})") from None
+
+
 def read_log(path) -> list[dict]:
     """Rows of the CSV log, one per epoch in order (an epoch logged twice - killed after the log
-    row, before the backup, then re-run - keeps its last row)."""
+    row, before the backup, then re-run - keeps its last row).
+
+    Raises:
+        ValueError: naming the file, when it is larger than `MAX_LOG_BYTES` or not a log.
+    """
     path = as_path(path)
     if not path.exists():
         return []
-    rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(io.StringIO(path.read_text()))]
+    text = _log_text(path)
+    try:
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(io.StringIO(text))]
+    except (TypeError, ValueError, csv.Error) as error:
+        raise ValueError(f"{path}: not a training log ({error})") from None
     by_epoch = {int(row.get("epoch", i)): row for i, row in enumerate(rows)}
     return [by_epoch[e] for e in sorted(by_epoch)]
 
@@ -213,7 +241,7 @@ class EpochLog(keras.callbacks.Callback):
         self.path = as_path(path)
 
     def on_epoch_end(self, epoch, logs=None):
-        text = self.path.read_text() if self.path.exists() else ""
+        text = _log_text(self.path) if self.path.exists() else ""
         lines = text.splitlines()
         keys = sorted(logs or {})
         header = ",".join(["epoch", *keys])

@@ -85,18 +85,20 @@ def _deflated_zeros(megabytes: int) -> bytes:
         compressor.flush(zlib.Z_FINISH)
 
 
-def write_zip(path: Path, members: dict[str, tuple[bytes, int, int, int]]) -> Path:
+def write_zip(path: Path, members: dict[str, tuple]) -> Path:
     """A zip written byte by byte: {name: (stored data, compress method, declared uncompressed
-    size, crc)}, so a test can declare any size (zipfile itself would write the true one)."""
+    size, crc[, declared compressed size])}, so a test can declare any size (zipfile itself
+    would write the true ones)."""
     import struct
 
     local, directory = b"", b""
-    for name, (data, method, size, crc) in members.items():
+    for name, (data, method, size, crc, *packed) in members.items():
         encoded = name.encode()
-        header = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0, crc, len(data),
+        packed = packed[0] if packed else len(data)
+        header = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0, crc, packed,
                              size, len(encoded), 0)
         directory += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 0, crc,
-                                 len(data), size, len(encoded), 0, 0, 0, 0, 0, len(local))
+                                 packed, size, len(encoded), 0, 0, 0, 0, 0, len(local))
         directory += encoded
         local += header + encoded + data
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members),

@@ -25,7 +25,8 @@ from emotf.synthetic.video import write_face_video
 from emotf.timeline import MAX_STEM_BYTES
 
 N = 3
-TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8)
+TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8),
+                   fc_units=8)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,8 @@ def loop(tmp_path):
 
 def test_globs_and_folder_walks_never_loop_and_never_repeat_a_file(loop):
     with deadline(30):
-        assert expand_inputs([f"{loop}/**/*.mp4"]) == ([str(loop / "clip.mp4"), str(loop / "x.mp4")], [])
+        assert expand_inputs([f"{loop}/**/*.mp4"]) == (
+            [str(loop / "clip.mp4"), str(loop / "x.mp4")], [])
         assert expand_inputs([loop]) == ([str(loop / "clip.mp4"), str(loop / "sub" / "deep.mkv"),
                                           str(loop / "x.mp4")], [])
         real = loop.parent / "real.mp4"
@@ -144,7 +146,8 @@ def test_patterns_match_what_glob_matches_without_loops(tmp_path, monkeypatch, p
         (tmp_path / name).write_bytes(b"x")
     monkeypatch.chdir(tmp_path)
     for where in ("", f"{tmp_path}/"):
-        expected = sorted(p for p in glob.glob(where + pattern, recursive=True) if os.path.isfile(p))
+        expected = sorted(p for p in glob.glob(where + pattern, recursive=True)
+                          if os.path.isfile(p))
         assert _glob_files(where + pattern) == expected
 
 
@@ -200,7 +203,8 @@ def test_an_output_that_cannot_be_written_is_one_line_for_that_video_only(
 
 def test_out_says_where_the_files_went(saved, video, tmp_path, capsys):
     out = tmp_path / "out"
-    assert predict_main(["--model", str(saved), str(video), "--out", str(out), "--no-progress"]) == 0
+    assert predict_main(["--model", str(saved), str(video), "--out", str(out),
+                         "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert f"{video} -> {out / 'face.json'}, {out / 'face.timeline.csv'}, " \
            f"{out / 'face.timeline.png'}" in err

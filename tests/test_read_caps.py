@@ -84,19 +84,32 @@ def test_a_lying_zip_header_is_refused(tmp_path, declared):
 
 
 def test_a_weights_bomb_and_too_many_members_are_refused_before_reading(tmp_path):
+    config = (b"{}", 0, 2, zlib.crc32(b"{}"))
     weights = zlib.compress(bytes(1 << 20))[2:-4]
-    bomb = write_zip(tmp_path / "weights.keras", {
-        "config.json": (b"{}", 0, 2, zlib.crc32(b"{}")),
-        "model.weights.h5": (weights, 8, model_io.MAX_MEMBER_BYTES + 1, 0),
-    })
-    assert "'model.weights.h5'" in _refused_fast(lambda: check_archive(bomb))
-    total = {f"w{i}": (weights, 8, model_io.MAX_MEMBER_BYTES, 0) for i in range(3)}
-    total["config.json"] = (b"{}", 0, 2, zlib.crc32(b"{}"))
+    bomb = write_zip(tmp_path / "ratio.keras", {
+        "config.json": config, "model.weights.h5": (weights, 8, 500 << 20, 0)})
+    message = _refused_fast(lambda: check_archive(bomb))
+    assert "'model.weights.h5'" in message and "100:1" in message
+    big = write_zip(tmp_path / "member.keras", {
+        "config.json": config,
+        "model.weights.h5": (weights, 8, model_io.MAX_MEMBER_BYTES + 1, 0, 20 << 20)})
+    assert "'model.weights.h5' inflates to 1024.0 MiB" in _refused_fast(lambda: check_archive(big))
+    # Each member within its caps (headers claim 11 MiB compressed), together over the total.
+    total = {f"w{i}": (weights, 8, model_io.MAX_MEMBER_BYTES, 0, 11 << 20) for i in range(3)}
+    total["config.json"] = config
     message = _refused_fast(lambda: check_archive(write_zip(tmp_path / "total.keras", total)))
     assert "in all" in message
     many = {f"m{i}": (b"", 0, 0, 0) for i in range(model_io.MAX_ARCHIVE_MEMBERS + 1)}
     message = _refused_fast(lambda: check_archive(write_zip(tmp_path / "many.keras", many)))
     assert f"{model_io.MAX_ARCHIVE_MEMBERS + 1} members" in message
+
+
+def test_a_genuine_archive_passes_the_caps(tmp_path):
+    from emotf.model import build_model
+
+    path = tmp_path / "model.keras"
+    build_model(TINY).save(str(path))
+    check_archive(path)
 
 
 def test_a_config_nested_too_deep_is_one_line(tmp_path):

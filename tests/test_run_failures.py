@@ -126,3 +126,39 @@ def test_progress_bars_only_on_a_terminal():
     assert fit_verbose(None, io.StringIO()) == 2  # a redirected stdout
     for chosen in (0, 1, 2):
         assert fit_verbose(chosen, Stream(tty=False)) == chosen
+
+
+def test_a_weights_file_is_never_started_on_a_disk_without_room_for_it(tmp_path, monkeypatch):
+    """HDF5 crashes the process (a segfault after screens of tracebacks) when the disk fills
+    while it writes: emotf refuses first, in one OSError naming the file, and writes nothing."""
+    import collections
+    import shutil
+
+    from emotf.model import build_model
+    from emotf.run_state import save_weights, weights_bytes
+
+    model = build_model(MODEL)
+    path = tmp_path / "best.weights.h5"
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9, weights_bytes(model)))
+    with pytest.raises(OSError) as error:
+        save_weights(model, path)
+    assert (error.value.errno, error.value.filename) == (errno.ENOSPC, str(path))
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 0, 10**9))
+    save_weights(model, path)
+    assert weights_problem(path) is None and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("error, full", [
+    (OSError(errno.ENOSPC, "No space left on device"), True),
+    (RuntimeError("Can't decrement id ref count (file write failed: errno = 28, error message = "
+                  "'No space left on device')"), True),
+    (OSError("Unable to synchronously create file (No space left on device)"), True),
+    (OSError(errno.EACCES, "Permission denied"), False),
+    (ValueError("No space left"), False),
+])
+def test_a_full_disk_is_recognised_in_its_wrapped_forms(error, full):
+    from emotf.run_state import is_no_space
+
+    assert is_no_space(error) is full

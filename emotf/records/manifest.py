@@ -34,6 +34,7 @@ MANIFEST = "manifest.json"
 # media checks (docs/build_records.md).
 MANIFEST_VERSION = 2
 SHARD_RE = re.compile(r"^fold-(\d+)-of-(\d+)-(\d+)\.tfrecord(\.gz)?$")
+_CHUNK_BYTES = 1 << 20
 FINISH_HINT = ("finish it by rerunning emotf-build-records with the same arguments (it rebuilds "
                "only the missing or bad shards)")
 
@@ -90,23 +91,29 @@ def scan_shard(path) -> dict:
     Returns {"bytes", "sha256", "records", "problem"}: problem is None, or says where the
     framing breaks off (a truncated file). Gzip shards are hashed but not walked (records None).
     """
-    data = as_path(path).read_bytes()
-    out = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "records": None,
-           "problem": None}
+    path = as_path(path)
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:  # in chunks: a shard may be larger than memory allows
+        while chunk := f.read(_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    out = {"bytes": size, "sha256": digest.hexdigest(), "records": None, "problem": None}
     if str(path).endswith(".gz"):
         return out
     offset, count = 0, 0
-    while offset < len(data):
-        if len(data) - offset < 12:
-            out["problem"] = f"ends inside a record header at byte {offset} (truncated)"
-            break
-        (length,) = struct.unpack_from("<Q", data, offset)
-        end = offset + 12 + length + 4
-        if end > len(data):
-            out["problem"] = (f"record {count + 1} at byte {offset} needs {length} bytes, the "
-                              f"file ends first (truncated)")
-            break
-        offset, count = end, count + 1
+    with path.open("rb") as f:  # the frame headers only, one seek each
+        while offset < size:
+            if size - offset < 12:
+                out["problem"] = f"ends inside a record header at byte {offset} (truncated)"
+                break
+            f.seek(offset)
+            (length,) = struct.unpack("<Q", f.read(8))
+            end = offset + 12 + length + 4
+            if end > size:
+                out["problem"] = (f"record {count + 1} at byte {offset} needs {length} bytes, "
+                                  f"the file ends first (truncated)")
+                break
+            offset, count = end, count + 1
     out["records"] = count
     return out
 

@@ -1,0 +1,110 @@
+"""`emotf.deadlines`: SIGINT/SIGTERM end a command even when another library took the handler
+or the main thread holds the GIL in C++; a guarded wait ends at its deadline with one line
+naming who did not answer. Each case is a small subprocess (standard library and emotf only,
+no TensorFlow): a fraction of a second to start."""
+
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from emotf import deadlines
+
+# A child that announces "ready" on stdout, then waits as argv[1] says: "sleep" (Python),
+# "taken" (Python, after a library replaced the SIGTERM handler), "gil" (in C, GIL held).
+CHILD = textwrap.dedent('''
+    import ctypes, signal, sys, time
+    from emotf import deadlines
+
+    def run(wait, port):
+        if wait == "taken":  # a library replaces the SIGTERM handler (as TensorFlow's does)
+            ctypes.CDLL(None).signal(signal.SIGTERM, signal.SIG_IGN)
+            time.sleep(3 * deadlines.POLL_SECONDS)
+        peers = {"worker 1": f"127.0.0.1:{port}"}
+        with deadlines.guarded(3.0, peers, "every peer answers", grace=1.0) \\
+                if wait == "gil" else deadlines.deadline(60, str):
+            print("ready", flush=True)
+            if wait == "gil":  # blocks in C while holding the GIL (PyDLL keeps it)
+                ctypes.PyDLL(None).sleep(60)
+            else:
+                time.sleep(60)
+
+    try:
+        with deadlines.ending_on_signals("emotf-x", grace=1.0):
+            run(sys.argv[1], int(sys.argv[2]))
+    except deadlines.Interrupted as stop:  # as emotf.cli.command does
+        sys.exit(stop.exit_code)
+''')
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(wait: str, port: int = 9) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", CHILD, wait, str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready", process.communicate(timeout=10)
+    return process
+
+
+def ended(process: subprocess.Popen, within: float) -> tuple[int, str, float]:
+    started = time.monotonic()
+    try:
+        _, err = process.communicate(timeout=within)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, err, time.monotonic() - started
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_python_wait_through_the_normal_path(signum):
+    process = start("sleep")
+    process.send_signal(signum)
+    rc, err, _ = ended(process, within=5)
+    assert rc == 128 + signum  # Interrupted raised in the main thread, not os._exit
+
+
+def test_sigterm_ends_the_process_after_a_library_replaced_its_handler():
+    process = start("taken")
+    process.send_signal(signal.SIGTERM)
+    rc, _, seconds = ended(process, within=5)
+    assert rc == 128 + signal.SIGTERM and seconds < 3
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_wait_that_holds_the_gil_within_the_grace(signum):
+    process = start("gil", closed_port())
+    process.send_signal(signum)
+    rc, err, seconds = ended(process, within=10)
+    assert rc == -signal.SIGKILL and seconds < 3, err
+    assert err.strip().splitlines()[-1] == f"emotf-x: interrupted (signal {signum}); exiting"
+
+
+def test_a_guarded_wait_ends_at_its_deadline_naming_who_did_not_answer():
+    port = closed_port()
+    process = start("gil", port)
+    rc, err, seconds = ended(process, within=15)
+    assert rc == -signal.SIGKILL and seconds < 6, err
+    assert err.strip().splitlines() == [
+        f"emotf-x: error: worker 1 (127.0.0.1:{port}) did not answer within 3 s"]
+
+
+def test_wait_for_peers_names_the_silent_ones_and_returns_at_the_deadline():
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up, down = f"127.0.0.1:{listening.getsockname()[1]}", f"127.0.0.1:{closed_port()}"
+        started = time.monotonic()
+        silent = deadlines.wait_for_peers({"chief": up, "worker 1": down}, seconds=1.0)
+    assert silent == ["worker 1"] and time.monotonic() - started < 3
+    assert deadlines.no_answer({"worker 1": down}, silent, 1.0) == (
+        f"worker 1 ({down}) did not answer within 1 s")
