@@ -6,7 +6,7 @@ A run folder (`emotf-train` for one fold or one test list) holds:
                         "validation", "test"} (fold protocol only), "environment": versions}
     metrics.json        the test part's metrics, written last (a finished run has one)
     model.keras         the chosen model (weights only are ever read: `emotf.model_io`)
-    best.weights.h5     best validation accuracy so far (ModelCheckpoint)
+    best.weights.h5     best validation accuracy so far (`emotf.run_state.BestWeights`)
     backup/             Keras BackupAndRestore (weights, optimizer state, epoch)
     training_log.csv    one row per epoch (CSVLogger)
     calibration.json    the temperature fitted on the validation clips

@@ -144,8 +144,10 @@ def weights_problem(path) -> str | None:
         if isinstance(item, h5py.Dataset):
             item[()]
 
-    try:
-        with h5py.File(io.BytesIO(as_path(path).read_bytes()), "r") as f:
+    path = as_path(path)
+    try:  # a local file is read by HDF5 itself, a URL's bytes whole (a file emotf wrote)
+        source = path.local_path() if path.is_local else io.BytesIO(path.read_bytes(None))
+        with h5py.File(source, "r") as f:
             f.visititems(read)
     except Exception as error:  # noqa: BLE001  (any failure to read it back is the answer)
         text = str(error).strip().splitlines()

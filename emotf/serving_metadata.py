@@ -7,7 +7,10 @@ The folder layout is TensorFlow Serving's, `BASE/<version>/saved_model.pb`, on a
 `assets.extra/emotf.json` tells the client how to prepare a clip: crop size, sample rate,
 window length, shortest clip, tracker settings, temperature. A tampered or corrupted file must
 give a clear error, not a multi-gigabyte allocation (a `crop_size` of 10^5 once asked for
-9 GB) or a silent wrong answer. Every value the client uses is type- and range-checked here.
+9 GB) or a silent wrong answer. Every value the client uses is type- and range-checked here,
+and the file is read with a `MAX_METADATA_BYTES` cap (`emotf.export.read_metadata`). The
+bounds `serving_default` enforces in its graph are declared here too (`SERVING_FPS_RANGE`,
+`min_clip_samples`; SECURITY.md).
 """
 
 from __future__ import annotations

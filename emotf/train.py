@@ -51,8 +51,8 @@ from emotf.precision import precision_policy, resolve_jit_compile
 from emotf.run import CrossValidation, Run
 from emotf.run_data import (
     DatasetFactory,
-    check_records_folder,
     check_clip_split_records,
+    check_records_folder,
     check_run_records,
     clip_ids,
     clips_read,

@@ -12,6 +12,11 @@ keras-tuner (1.4) runs one search over several processes, on one machine or many
 All processes read and write the same search folder (`TuneConfig.out`): a shared filesystem or a
 `gs://` URL (keras-tuner writes its project through `tf.io.gfile`). `TunerRole` is the process's
 part; `keras_tuner_environment` hands it to keras-tuner, which reads only the environment.
+
+A worker waits for the chief's oracle at most `TuneConfig.oracle_timeout_seconds`
+(`--oracle_timeout_seconds`, default 300 s) before its first trial (`wait_for_oracle`): then one
+line names the address that did not answer. keras-tuner's own calls to the oracle wait without
+a deadline (`wait_for_ready`), so this check comes first.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from emotf import deadlines
 from emotf.configs import Config
 
 ENV_TUNER_ID = "KERASTUNER_TUNER_ID"
@@ -119,6 +125,24 @@ class TunerRole(Config):
             return {}
         host, port = split_address(self.oracle_address)
         return {ENV_TUNER_ID: self.tuner_id, ENV_ORACLE_IP: host, ENV_ORACLE_PORT: str(port)}
+
+
+def wait_for_oracle(role: TunerRole, timeout_seconds: float) -> None:
+    """A worker: wait until the chief's oracle accepts a connection at `role.oracle_address`
+    (retried with a backoff); nothing for the chief or a one-process search.
+
+    Raises:
+        TimeoutError: one line naming the oracle's address, when it did not answer within
+            `timeout_seconds`.
+    """
+    if not role.is_worker:
+        return
+    oracle = {"the chief's oracle": role.oracle_address}
+    if deadlines.wait_for_peers(oracle, timeout_seconds):
+        raise TimeoutError(
+            deadlines.no_answer(oracle, list(oracle), timeout_seconds)
+            + f" (start emotf-tune --tuner-id chief --oracle-address {role.oracle_address} "
+            f"first, check the address, or raise --oracle_timeout_seconds)")
 
 
 @contextmanager

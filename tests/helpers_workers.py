@@ -5,6 +5,7 @@ Kept free of TensorFlow so a worker starts in a fraction of a second.
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 from emotf.records.clip_worker import ClipResult, ClipTask
@@ -14,7 +15,8 @@ from emotf.records.clip_worker import ClipResult, ClipTask
 class EchoTask(ClipTask):
     """A `ClipTask` with what `work` should do: `action` "crash" exits the worker at once;
     "crash_first" only the first `crashes` times (counted in the file `marker`); "die_after"
-    exits it 0.2 s after returning (a worker killed while idle, between two clips)."""
+    exits it 0.2 s after returning (a worker killed while idle, between two clips); "hang" sleeps
+    for a minute (a clip stuck in its decoder)."""
 
     action: str | None = None
     marker: str = ""
@@ -35,6 +37,8 @@ def work(task: EchoTask) -> ClipResult:
             with open(task.marker, "a") as f:
                 f.write("x")
             os._exit(1)
+    if task.action == "hang":
+        time.sleep(60)
     if task.action == "die_after":
         threading.Timer(0.2, os._exit, args=(1,)).start()
     return ClipResult(task.clip_id, "ok", stats={"pid": os.getpid()})

@@ -234,3 +234,39 @@ def test_bench_beam_removes_its_temporary_folder_and_keeps_a_work_dir(tmp_path, 
     assert bench.main(["--clips", "2", "--work-dir", str(tmp_path / "kept")])
     assert (tmp_path / "kept" / "data").is_dir()  # --work-dir is kept
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("options, problem", [
+    ("--direct_num_workers=abc", "argument --direct_num_workers: invalid int value: 'abc'"),
+    ("--direct_running_mode=fast", "argument --direct_running_mode: invalid choice: 'fast'"),
+])
+def test_a_bad_beam_option_value_is_one_line_naming_the_option(sample, tmp_path, capsys,
+                                                                options, problem):
+    out = tmp_path / "records"
+    assert main(["--data-dir", str(sample), "--out", str(out), "--runner", "beam", "--no-progress",
+                 f"--beam-options={options}"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"emotf-build-records: error: --beam-options: {problem}"), line
+    assert line.endswith(f"Received: {options!r}") and not out.exists()
+
+
+def test_a_bundle_past_its_deadline_fails_naming_the_shard(tmp_path, monkeypatch):
+    """A clip stuck in its decoder: the bundle (one shard) fails at the deadline with one line
+    naming the shard, instead of holding the Beam worker for ever."""
+    import threading
+
+    from emotf.records import beam_build
+    from emotf.records.faces import FaceTrackerConfig
+
+    stuck = threading.Event()
+    monkeypatch.setattr(beam_build, "process_clip", lambda clip: stuck.wait(60))
+    shard = {"name": "fold-0-of-10-00000", "clips": ["c0", "c1"]}
+    write = beam_build.WriteShard({shard["name"]: shard}, str(tmp_path), {}, "d",
+                                  FaceTrackerConfig(), False, deadline_seconds=0.5)
+    try:
+        with pytest.raises(TimeoutError) as error:
+            list(write.process(shard["name"]))
+    finally:
+        stuck.set()
+    assert str(error.value) == ("shard fold-0-of-10-00000: its 2 clips were not written within "
+                                "0.5 s (--worker_timeout_seconds)")

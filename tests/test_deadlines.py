@@ -28,8 +28,10 @@ CHILD = textwrap.dedent('''
         with deadlines.guarded(3.0, peers, "every peer answers", grace=1.0) \\
                 if wait == "gil" else deadlines.deadline(60, str):
             print("ready", flush=True)
-            if wait == "gil":  # blocks in C while holding the GIL (PyDLL keeps it)
-                ctypes.PyDLL(None).sleep(60)
+            if wait == "gil":  # blocks in C holding the GIL (PyDLL keeps it), deaf to signals
+                mutex = ctypes.create_string_buffer(64)  # zeros: a default glibc mutex
+                ctypes.PyDLL(None).pthread_mutex_lock(mutex)
+                ctypes.PyDLL(None).pthread_mutex_lock(mutex)  # never returns
             else:
                 time.sleep(60)
 
@@ -108,3 +110,23 @@ def test_wait_for_peers_names_the_silent_ones_and_returns_at_the_deadline():
     assert silent == ["worker 1"] and time.monotonic() - started < 3
     assert deadlines.no_answer({"worker 1": down}, silent, 1.0) == (
         f"worker 1 ({down}) did not answer within 1 s")
+
+
+def test_a_clip_past_its_deadline_is_skipped_naming_it_and_the_build_goes_on():
+    """The local build's pool: clip c2 hangs; it is skipped with a reason naming its file and
+    the deadline, the others come back in order (those in flight retried), nothing twice."""
+    import helpers_workers
+
+    from emotf.records.clip_worker import ClipRunner
+    from emotf.records.faces import FaceTrackerConfig
+
+    runner = ClipRunner(FaceTrackerConfig(), 2, 4, work=helpers_workers.work,
+                        initializer=helpers_workers.init, deadline_seconds=2.0)
+    started = time.monotonic()
+    results = list(runner.run(helpers_workers.tasks({2: "hang"}, 6)))
+    assert [r.clip_id for r in results] == [f"c{i}" for i in range(6)]
+    assert [r.status for r in results] == ["ok", "ok", "skipped", "ok", "ok", "ok"]
+    assert results[2].reason == ("not processed within the per-clip deadline of 2 s "
+                                 "(--worker_timeout_seconds): /data/c2.flv skipped, its worker "
+                                 "stopped")
+    assert time.monotonic() - started < 20  # one deadline, not one per retry

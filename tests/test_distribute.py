@@ -8,6 +8,7 @@ and a multi-worker strategy must be set before anything else), each killed in a 
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -404,3 +405,61 @@ def test_a_killed_workers_scratch_folder_is_cleared_at_the_next_start(tmp_path):
     others = {scratch_folder("worker2", "gs://b/run", root=str(tmp_path)),
               scratch_folder("worker1", "gs://b/run2", root=str(tmp_path))}
     assert first not in others and len(others) == 2  # one folder per task and run
+
+
+# === Deadlines: one worker of two started ===
+
+
+def start_alone(cluster_env, tmp_path, *flags) -> tuple[subprocess.Popen, int, int]:
+    """Worker 1 of a two-worker TF_CONFIG on loopback, worker 0 never started; returns the
+    process once its own port answers (its start-up is waiting for worker 0), with both ports."""
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "TF_CPP_MIN_LOG_LEVEL")}
+    env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emotf.cli.train", "--records", str(cluster_env["records"]), *TINY,
+         "--strategy", "multi_worker", "--out", str(tmp_path / "run"), *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", ports[1]), timeout=1).close()
+            return process, *ports
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    pytest.fail(f"worker 1 never listened: {process.communicate()}")
+
+
+def finish(process: subprocess.Popen, within: float) -> tuple[int, list[str], float]:
+    """(exit status, emotf's stderr lines, seconds it took) of a process given `within` s."""
+    started = time.monotonic()
+    try:
+        _, err = process.communicate(timeout=within)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    lines = [line for line in err.splitlines() if line.startswith("emotf-train")]
+    assert "Traceback" not in err, err
+    return process.returncode, lines, time.monotonic() - started
+
+
+def test_a_worker_whose_peer_never_starts_names_it_within_the_deadline(cluster_env, tmp_path):
+    process, missing, _ = start_alone(cluster_env, tmp_path, "--worker_timeout_seconds", "5")
+    rc, lines, seconds = finish(process, within=5 + 20)
+    assert rc == 1 and seconds < 5 + 5
+    assert lines == [f"emotf-train: error: worker 0 (127.0.0.1:{missing}) did not answer within "
+                     "5 s (start every task of TF_CONFIG, or raise --worker_timeout_seconds)"]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_end_a_worker_waiting_for_its_peer(cluster_env, tmp_path, signum):
+    process, _, _ = start_alone(cluster_env, tmp_path, "--worker_timeout_seconds", "600")
+    time.sleep(1)
+    process.send_signal(signum)
+    rc, lines, seconds = finish(process, within=30)
+    assert rc == 128 + signum and seconds < 10
+    assert lines == [f"emotf-train: interrupted (signal {signum})"]

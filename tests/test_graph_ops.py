@@ -251,6 +251,25 @@ def test_a_writefile_in_the_saver_functions_is_refused_too(exported, tmp_path):
         check_saved_model_ops(folder)
 
 
+def test_a_signature_passed_off_as_the_saver_is_checked_strictly(exported, tmp_path):
+    """A saver_def naming the serving call as its restore op does not make the serving
+    function a saver function (where SaveV2 would be allowed)."""
+    saved = read_saved_model(exported)
+    graph = saved.meta_graphs[0].graph_def
+    serve = next(f for f in graph.library.function if f.signature.name.startswith(
+        "__inference_serve_"))
+    node = serve.node_def.add()
+    node.name, node.op = "sneaky", "SaveV2"
+    meta = saved.meta_graphs[0]
+    call = meta.signature_def["serving_default"].outputs["label"].name.split(":")[0]
+    meta.saver_def.restore_op_name = call
+    folder = tmp_path / "m"
+    shutil.copytree(exported, folder)
+    (folder / "saved_model.pb").write_bytes(saved.SerializeToString())
+    with pytest.raises(UntrustedModelError, match=r"SaveV2 \(writes files\)"):
+        check_saved_model_ops(folder)
+
+
 @pytest.mark.parametrize("content", [b"not a protobuf \xff\xff\xff", None])
 def test_a_missing_or_garbled_graph_is_one_line(tmp_path, content):
     if content is not None:

@@ -162,3 +162,20 @@ def test_a_full_disk_is_recognised_in_its_wrapped_forms(error, full):
     from emotf.run_state import is_no_space
 
     assert is_no_space(error) is full
+
+
+def test_a_log_that_is_not_one_is_named(tmp_path, monkeypatch):
+    import emotf.run_state as run_state
+    from emotf.run_state import read_log
+
+    log = tmp_path / "training_log.csv"
+    log.write_bytes(b"epoch,loss\n0,\xff\xfe\n")
+    with pytest.raises(ValueError, match=f"{log}: not a training log"):
+        read_log(log)
+    log.write_text("epoch,loss\n0,abc\n")
+    with pytest.raises(ValueError, match=f"{log}: not a training log"):
+        read_log(log)
+    monkeypatch.setattr(run_state, "MAX_LOG_BYTES", 8)  # larger than a log can be: never read
+    log.write_text("epoch,loss\n0,1.0\n")
+    with pytest.raises(ValueError, match=str(log)):
+        read_log(log)

@@ -201,3 +201,25 @@ def test_keras_tuner_sees_the_role_only_inside_the_search(monkeypatch):
     with keras_tuner_environment(TunerRole()):  # one process: keras-tuner sees no role
         assert [os.environ.get(n) for n in ENV_NAMES] == [None, None, None]
     assert [os.environ.get(n) for n in ENV_NAMES] == ["tuner7", None, None]
+
+
+def test_a_worker_without_its_chief_names_the_oracle_within_the_deadline(tmp_path):
+    """No chief listening: one line naming the oracle's address after --oracle_timeout_seconds,
+    not keras-tuner's silent wait for the oracle (which has no deadline)."""
+    address = f"127.0.0.1:{free_port()}"
+    argv = [*search_argv(tmp_path, tmp_path / "search"), "--tuner-id", "tuner1",
+            "--oracle-address", address, "--oracle_timeout_seconds", "3"]
+    process = subprocess.Popen([sys.executable, "-m", "emotf.cli.tune", *argv], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1 and "Traceback" not in err, err
+    # (TensorFlow's C++ start-up lines, written before emotf can quiet them, left aside)
+    assert [line for line in err.splitlines() if line.startswith("emotf")] == [
+        f"emotf-tune: error: the chief's oracle ({address}) did not answer within 3 s (start "
+        f"emotf-tune --tuner-id chief --oracle-address {address} first, check the address, or "
+        "raise --oracle_timeout_seconds)"]

@@ -20,6 +20,8 @@ writes the trials table and best config at the end) and once per worker with `--
 tuner0`, `tuner1`, ..., all with `--oracle-address HOST:PORT` of the chief
 (= `--distributed.tuner_id`, `--distributed.oracle_address`; or keras-tuner's variables
 KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT, which the flags override).
+A worker whose chief does not answer within `--oracle_timeout_seconds` (default 300 s) stops
+with one line naming the oracle's address.
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     config, role = parse_args(argv)
     from emotf.tune import tune
+    from emotf.tune_distributed import wait_for_oracle
 
+    wait_for_oracle(role, config.oracle_timeout_seconds)  # a worker: its chief must answer
     result = tune(config, role=role)
     if role.is_worker:
         ran = ", ".join(result["trials_run"]) or "none"

@@ -16,14 +16,19 @@ Locally the pipeline runs on the DirectRunner in multi_processing mode with `wor
 Workers on other machines need DATA and OUT on storage they can all reach (`gs://...`):
 `check_options` refuses a local DATA or OUT with any runner but the DirectRunner or
 PrismRunner, and unknown (mistyped) Beam options, before anything is planned or written.
+Each bundle (one shard) must be written within `BuildConfig.worker_timeout_seconds`
+(`--worker_timeout_seconds`, default 1800 s): past it the bundle fails with one line naming the
+shard and the deadline (the runner retries it or fails the job; rerun to resume).
 This module imports Apache Beam; `emotf.records.build.beam_builder` imports it only when asked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import shlex
+import threading
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -33,6 +38,8 @@ from emotf.records.faces import FaceTrackerConfig
 from emotf.records.shards import write_shard
 from emotf.storage import as_path
 
+# `BuildConfig.worker_timeout_seconds`'s default: the most one bundle (one shard) may take.
+DEFAULT_BUNDLE_DEADLINE_S = 1800.0
 # Runners whose workers run on this machine (and so read its folders): Beam's short names,
 # lower case, less "Runner".
 LOCAL_RUNNERS = frozenset({"direct", "bundlebaseddirect", "switchingdirect", "prism"})
@@ -55,13 +62,23 @@ def pipeline_options(workers: int, beam_options: str = "") -> PipelineOptions:
 
 
 def unknown_options(options: PipelineOptions) -> list[str]:
-    """The options among `options`' words that no Beam options class knows ("--runer"), sorted."""
+    """The options among `options`' words that no Beam options class knows ("--runer"), sorted.
+
+    Raises:
+        ValueError: an option's value is not of its type (`--direct_num_workers=abc`): one
+            line naming the option (Beam's argparse would print its 140-line usage and exit).
+    """
     logger = logging.getLogger("apache_beam")
     level = logger.level
     logger.setLevel(logging.ERROR)  # Beam logs "Discarding unparseable args": said below
+    usage = io.StringIO()
     try:
-        known = options.get_all_options()
-        every = options.get_all_options(retain_unknown_options=True)
+        with contextlib.redirect_stderr(usage):
+            known = options.get_all_options()
+            every = options.get_all_options(retain_unknown_options=True)
+    except SystemExit:  # argparse's error(): the usage, then "PROG: error: MESSAGE"
+        lines = usage.getvalue().strip().splitlines() or ["an option Beam cannot parse"]
+        raise ValueError(lines[-1].partition("error: ")[2] or lines[-1]) from None
     finally:
         logger.setLevel(level)
     return sorted(f"--{name}" for name in set(every) - set(known))
@@ -78,10 +95,14 @@ def check_options(config) -> PipelineOptions:
     Raises:
         ValueError (one line): `config.beam_options` is not valid shell syntax, names an
             option Beam does not know (a typo), or names a runner whose workers run elsewhere
-            (not the DirectRunner or PrismRunner) while DATA or OUT is a local folder.
+            (not the DirectRunner or PrismRunner) while DATA or OUT is a local folder, or
+            gives an option a value of the wrong type (`--direct_num_workers=abc`).
     """
     options = pipeline_options(config.workers, config.beam_options)
-    unknown = unknown_options(options)
+    try:
+        unknown = unknown_options(options)
+    except ValueError as error:
+        raise ValueError(f"--beam-options: {error}. Received: {config.beam_options!r}") from None
     if unknown:
         raise ValueError(f"--beam-options: unknown Beam option{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(unknown)} (a typo?). Received: {config.beam_options!r}")
@@ -104,21 +125,41 @@ class WriteShard(beam.DoFn):
         settings, digest: `record_settings` and their hash (into the sidecars).
         tracker: the face tracker settings (one `FaceTracker` per worker process, set up once).
         verify_media: record each clip's media check.
+        deadline_seconds: the most one shard may take (`BuildConfig.worker_timeout_seconds`).
     """
 
     def __init__(self, shards: dict[str, dict], out: str, settings: dict, digest: str,
-                 tracker: FaceTrackerConfig, verify_media: bool):
+                 tracker: FaceTrackerConfig, verify_media: bool,
+                 deadline_seconds: float = DEFAULT_BUNDLE_DEADLINE_S):
         self.shards, self.out = shards, out
         self.settings, self.digest = settings, digest
         self.tracker, self.verify_media = tracker, verify_media
+        self.deadline = deadline_seconds
 
     def setup(self):
         init_worker(self.tracker, True)  # as a local pool worker: one TF/OpenCV thread
 
     def process(self, name: str):
         shard = self.shards[name]
-        write_shard(self.out, shard, map(process_clip, shard["clips"]), self.settings,
-                    self.digest, verify_media=self.verify_media)
+        failed: list[BaseException] = []
+
+        def write():
+            try:
+                write_shard(self.out, shard, map(process_clip, shard["clips"]), self.settings,
+                            self.digest, verify_media=self.verify_media)
+            except BaseException as error:  # noqa: BLE001 (re-raised in the bundle's thread)
+                failed.append(error)
+
+        # In a thread, so that a clip stuck in its decoder cannot hold the bundle past its
+        # deadline (the thread is left behind; the worker process ends with the pipeline).
+        writer = threading.Thread(target=write, daemon=True, name=f"emotf-shard-{name}")
+        writer.start()
+        writer.join(self.deadline)
+        if writer.is_alive():
+            raise TimeoutError(f"shard {name}: its {len(shard['clips'])} clips were not written "
+                               f"within {self.deadline:g} s (--worker_timeout_seconds)")
+        if failed:
+            raise failed[0]
         yield name
 
 
@@ -144,7 +185,8 @@ def run_pipeline(config, out: str, todo: list[dict], settings: dict, digest: str
         return
     options = pipeline_options(min(config.workers, len(todo)), config.beam_options)
     shards = {shard["name"]: shard for shard in todo}
-    write = WriteShard(shards, out, settings, digest, config.tracker, config.verify_media)
+    write = WriteShard(shards, out, settings, digest, config.tracker, config.verify_media,
+                       getattr(config, "worker_timeout_seconds", DEFAULT_BUNDLE_DEADLINE_S))
     with _quiet_direct_runner(options), beam.Pipeline(options=options) as pipeline:
         _ = (pipeline
              | "Shards" >> beam.Create(sorted(shards))

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import multiprocessing
 import os
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +28,7 @@ from pathlib import Path
 from emotf.cremad import ClipNameError, parse_clip_name
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
 from emotf.records.media import MediaError, encode_jpegs
-from emotf.records.pool import broken_pool_exit_codes, start_worker
+from emotf.records.pool import broken_pool_exit_codes, run_with_deadline, start_worker
 from emotf.records.preprocess import ClipError, ClipSettings, read_clip
 from emotf.records.staging import restore_names, staged
 
@@ -220,6 +223,9 @@ def _process_clip(task: ClipTask) -> ClipResult:
 # --------------------------------------------------------------------------------------------
 # Running clips in worker processes
 
+# `BuildConfig.worker_timeout_seconds`'s default: the most one clip may take in a pool worker.
+DEFAULT_CLIP_DEADLINE_S = 1800.0
+
 class ClipRunner:
     """`process_clip` over tasks, results yielded in task order.
 
@@ -231,16 +237,39 @@ class ClipRunner:
     ("worker process died while processing ..."). Clips are never lost or returned twice. `work` and
     `initializer` default to `process_clip` and the FaceTracker setup (tests pass cheap ones);
     `work` takes a `ClipTask` (or a subclass of it) and returns a `ClipResult`.
+
+    A clip that takes longer than `deadline_seconds` in a pool worker
+    (`BuildConfig.worker_timeout_seconds`, `--worker_timeout_seconds`, default 1800 s) ends
+    its worker (`emotf.records.pool.run_with_deadline`) and is skipped at once, its reason
+    naming the clip's file and the deadline; the build goes on (the other clips in flight are
+    retried as after a crash). With one worker the clips run in this process, without one.
     """
 
     def __init__(self, tracker: FaceTrackerConfig, workers: int, ahead: int | None = None, *,
                  work: Callable[[ClipTask], ClipResult] = process_clip,
-                 initializer: Callable[[FaceTrackerConfig, bool], None] = init_worker):
+                 initializer: Callable[[FaceTrackerConfig, bool], None] = init_worker,
+                 deadline_seconds: float | None = DEFAULT_CLIP_DEADLINE_S):
         self.tracker, self.workers = tracker, workers
         self.ahead = ahead or 3 * workers
         self.work, self.initializer = work, initializer
+        self.deadline = deadline_seconds
         self.executor: ProcessPoolExecutor | None = None
         self.procs: dict = {}
+        self.markers: str | None = None  # where a worker notes the clip that overran
+
+    def _marker(self, task: ClipTask) -> str:
+        if self.markers is None:
+            self.markers = tempfile.mkdtemp(prefix="emotf-clip-deadlines-")
+        return os.path.join(self.markers, hashlib.sha256(task.clip_id.encode()).hexdigest()[:32])
+
+    def _overran(self, task: ClipTask) -> ClipResult | None:
+        """The skip of a clip whose worker was ended by its deadline, else None."""
+        if self.markers is None or not os.path.exists(self._marker(task)):
+            return None
+        return ClipResult.skipped(
+            task.clip_id, task.video, f"not processed within the per-clip deadline of "
+            f"{self.deadline:g} s (--worker_timeout_seconds): {task.video} skipped, its worker "
+            f"stopped")
 
     def _start(self) -> None:
         self.executor = ProcessPoolExecutor(
@@ -253,7 +282,8 @@ class ClipRunner:
         if self.executor is None:
             self._start()
         try:
-            future = self.executor.submit(self.work, task)
+            future = self.executor.submit(run_with_deadline, self.work, task, self.deadline,
+                                          self._marker(task))
         except (OSError, ValueError) as error:
             # Python 3.11: a worker that died can close the pool's pipes before the pool is
             # flagged broken; submit, which may spawn a replacement worker, then fails with
@@ -314,6 +344,10 @@ class ClipRunner:
             result, broken = self._outcome(future)
             if broken is None:
                 return result
+            overran = self._overran(task)
+            if overran is not None:
+                self.stop()
+                return overran
             codes = broken_pool_exit_codes(self.executor, self.procs)
             self.stop()
         return ClipResult.skipped(task.clip_id, task.video, f"worker process died while "
@@ -324,7 +358,10 @@ class ClipRunner:
         outcomes = [self._outcome(future) for _, future in batch]
         self.stop()
         for (task, _), (result, broken) in zip(batch, outcomes, strict=True):
-            yield self._alone(task) if broken is not None else result
+            if broken is None:
+                yield result
+            else:
+                yield self._overran(task) or self._alone(task)
 
     def run(self, tasks: Iterable[ClipTask]) -> Iterator[ClipResult]:
         if self.workers == 1:
@@ -360,3 +397,6 @@ class ClipRunner:
                 yield result
         finally:
             self.stop()
+            if self.markers is not None:
+                shutil.rmtree(self.markers, ignore_errors=True)
+                self.markers = None

@@ -1,8 +1,9 @@
 """The worker processes of `emotf.records.clip_worker.ClipRunner`'s pool, clip-agnostic.
 
 `start_worker` is the pool's initializer: it makes the worker exit with its parent (a killed
-build leaves no orphans) before running the real initializer; `broken_pool_exit_codes` says how
-the workers of a broken pool died. Top level, so spawned workers can import it.
+build leaves no orphans) before running the real initializer; `run_with_deadline` runs one task
+in a worker and ends the worker when the task overruns its deadline; `broken_pool_exit_codes`
+says how the workers of a broken pool died. Top level, so spawned workers can import it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 # A pool worker checks this often whether its parent (the build) is still alive.
 PARENT_POLL_S = 0.5
+# The exit status of a worker ended by `run_with_deadline` (EX_TEMPFAIL).
+EXIT_DEADLINE = 75
 
 
 def exit_with_parent(parent: int) -> None:
@@ -32,6 +35,29 @@ def exit_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="emotf-parent-watch").start()
+
+
+def run_with_deadline(work, task, seconds: float | None, marker: str):
+    """In a worker: `work(task)`; if it has not returned after `seconds`, write the file
+    `marker` (how the pool learns which task overran) and end this worker
+    (`os._exit(EXIT_DEADLINE)`): the pool breaks, its other tasks are retried
+    (`emotf.records.clip_worker.ClipRunner`). The clock is a thread of the worker: a task
+    blocked in C code that holds the GIL is ended when it lets go of it."""
+    if seconds is None:
+        return work(task)
+
+    def expire():
+        with open(marker, "w") as f:
+            f.write(str(seconds))
+        os._exit(EXIT_DEADLINE)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        return work(task)
+    finally:
+        timer.cancel()
 
 
 def start_worker(initializer, tracker_config, single_thread: bool, parent: int) -> None:
