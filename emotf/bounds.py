@@ -134,24 +134,34 @@ def _type_problem(value, annotation) -> str | None:
     return None  # nested configs, Any, objects: checked by their owner
 
 
+def check_value(cls, name: str, value) -> None:
+    """Check one `value` for the field `name` of the config dataclass `cls` (its annotation and
+    declared bound), as `check_bounds` does for a whole config: for values read from a file
+    written elsewhere (a SavedModel's metadata) before any config is made of them.
+
+    Raises:
+        ValueError: one line naming `Class.field`, the expected values and the value received.
+    """
+    hints = _hints(cls)
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    where = f"{cls.__name__}.{name}"
+    problem = _type_problem(value, hints.get(name, object))
+    if problem:
+        raise ValueError(f"{where} {problem}. Received: {name}={value!r:.200}")
+    bound = bound_of(f)
+    if bound is None or value is None:
+        return
+    items = value if typing.get_origin(_is_optional(hints.get(name))[1]) is tuple else (value,)
+    for item in items:
+        if not bound.contains(item):
+            raise ValueError(f"{where} must be {bound.describe()}. Received: {name}={value!r:.200}")
+
+
 def check_bounds(config) -> None:
     """Check every field of the config dataclass `config` against its annotation and bound.
 
     Raises:
         ValueError: one line naming `Class.field`, the expected values and the value received.
     """
-    cls = type(config)
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        value = getattr(config, f.name)
-        where = f"{cls.__name__}.{f.name}"
-        problem = _type_problem(value, hints.get(f.name, object))
-        if problem:
-            raise ValueError(f"{where} {problem}. Received: {f.name}={value!r}")
-        bound = bound_of(f)
-        if bound is None or value is None:
-            continue
-        items = value if typing.get_origin(_is_optional(hints.get(f.name))[1]) is tuple else (value,)
-        for item in items:
-            if not bound.contains(item):
-                raise ValueError(f"{where} must be {bound.describe()}. Received: {f.name}={value!r}")
+    for f in dataclasses.fields(config):
+        check_value(type(config), f.name, getattr(config, f.name))

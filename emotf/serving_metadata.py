@@ -15,11 +15,17 @@ bounds `serving_default` enforces in its graph are declared here too (`SERVING_F
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
+from emotf.bounds import check_value
+from emotf.configs import SamplingConfig
 from emotf.cremad import EMOTIONS
+from emotf.records.faces import FaceTrackerConfig
+from emotf.records.preprocess import ClipSettings
 from emotf.storage import StoragePath, as_path, read_json
+from emotf.timeline import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS
 
 METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
 MAX_METADATA_BYTES = 1 << 20  # 1 MiB: emotf writes a few KB (SECURITY.md)
@@ -101,45 +107,41 @@ class MetadataError(ValueError):
     """SavedModel metadata that is missing, malformed or out of range."""
 
 
-# (lowest, highest) accepted; generous around every value emotf can produce.
-SAMPLING_RANGES = {
-    "num_segments": (1, 64),
-    "window_seconds": (0.05, 10.0),
-    "max_offset_seconds": (0.0, 1.0),
-    "sample_rate": (4000, 96000),
-    "frame_size": (8, 1024),
-}
-TRACKER_RANGES = {
-    "keyframe_interval": (1, 1000),
-    "margin": (0.0, 3.0),
-    "smoothing": (0.0, 100.0),
-    "detect_scale": (0.01, 1.0),
-    "min_confidence": (0.0, 1.0),
-    "redetect_frames": (0, 1000),
-    "crop_size": (8, 1024),
-    "jpeg_quality": (1, 100),
-    "max_gap_seconds": (1e-3, 60.0),
-}
+# The configs' own declared bounds (emotf.bounds) check the blocks they wrote into the metadata;
+# these keys must be present in `sampling_config`.
+REQUIRED_SAMPLING = ("num_segments", "window_seconds", "max_offset_seconds", "sample_rate",
+                     "frame_size")
+# Values no config declares: (lowest, highest) accepted.
 TOP_RANGES = {"min_clip_seconds": (0.0, 60.0), "temperature": (1e-3, 1e3)}
-# emotf.records.preprocess.ClipSettings (besides its tracker) and the default timeline.
-CLIP_RANGES = {"sample_rate": (4000, 96000), "min_duration_s": (0.0, 60.0),
-               "max_duration_s": (0.01, 3600.0)}
-TIMELINE_RANGES = {"window_seconds": (0.1, 600.0), "hop_seconds": (0.01, 600.0)}
-INTEGER_KEYS = {"num_segments", "sample_rate", "frame_size", "keyframe_interval",
-                "redetect_frames", "crop_size", "jpeg_quality"}
+# The default timeline of emotf-predict: the bounds of emotf.predict.PredictConfig.
+TIMELINE_RANGES = {"window_seconds": (DEFAULT_MIN_CLIP_SECONDS, MAX_WINDOW_SECONDS),
+                   "hop_seconds": (MIN_HOP_SECONDS, MAX_WINDOW_SECONDS)}
 
 
 def _check_value(where: str, key: str, value, bounds: tuple[float, float]) -> None:
     low, high = bounds
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not is_number or (key in INTEGER_KEYS and float(value) != int(value)):
-        kind = "an integer" if key in INTEGER_KEYS else "a number"
-        raise MetadataError(f"{where}: {key} must be {kind}. Received: {key}={value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MetadataError(f"{where}: {key} must be a number. Received: {key}={value!r:.200}")
     if not math.isfinite(value) or not low <= value <= high:
         raise MetadataError(
             f"{where}: {key}={value!r} is outside [{low}, {high}]: the metadata is corrupted "
             "or was edited; re-export the model with emotf-export"
         )
+
+
+def _check_block(where: str, name: str, block, cls) -> None:
+    """Every key of `block` that is a field of the config `cls`, against that field's declared
+    type and bound (unknown keys are left alone: another emotf version may have written them)."""
+    if not isinstance(block, dict):
+        raise MetadataError(f"{where}: {name} must be an object. Received: {block!r:.200}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key, value in block.items():
+        if key in known and not dataclasses.is_dataclass(getattr(cls, key, None)):
+            try:
+                check_value(cls, key, value)
+            except ValueError as error:
+                raise MetadataError(f"{where}: {name}: {error}: the metadata is corrupted or "
+                                    "was edited; re-export the model with emotf-export") from None
 
 
 def check_metadata(metadata, path) -> dict:
@@ -158,34 +160,21 @@ def check_metadata(metadata, path) -> dict:
     sampling = metadata.get("sampling_config")
     if not isinstance(sampling, dict):
         raise MetadataError(f"{where}: sampling_config missing or not an object")
-    for key, bounds in SAMPLING_RANGES.items():
+    for key in REQUIRED_SAMPLING:
         if key not in sampling:
             raise MetadataError(f"{where}: sampling_config has no {key}")
-        _check_value(where, f"{key}", sampling[key], bounds)
-    tracker = metadata.get("face_tracker") or {}
-    if not isinstance(tracker, dict):
-        raise MetadataError(f"{where}: face_tracker must be an object. Received: {tracker!r}")
-    for key, bounds in TRACKER_RANGES.items():
-        if key in tracker:
-            _check_value(where, key, tracker[key], bounds)
-    if "stages" in tracker and not isinstance(tracker["stages"], str):
-        raise MetadataError(f"{where}: stages must be a string. Received: {tracker['stages']!r}")
+    _check_block(where, "sampling_config", sampling, SamplingConfig)
+    _check_block(where, "face_tracker", metadata.get("face_tracker") or {}, FaceTrackerConfig)
     for key, bounds in TOP_RANGES.items():
         if metadata.get(key) is not None:
             _check_value(where, key, metadata[key], bounds)
-    for name, ranges in (("clip_settings", CLIP_RANGES), ("timeline", TIMELINE_RANGES)):
-        block = metadata.get(name) or {}
-        if not isinstance(block, dict):
-            raise MetadataError(f"{where}: {name} must be an object. Received: {block!r}")
-        for key, bounds in ranges.items():
-            if key in block:
-                _check_value(where, key, block[key], bounds)
-        if name == "clip_settings":
-            inner = block.get("tracker") or {}
-            if not isinstance(inner, dict):
-                raise MetadataError(f"{where}: clip_settings.tracker must be an object. "
-                                    f"Received: {inner!r}")
-            for key, bounds in TRACKER_RANGES.items():
-                if key in inner:
-                    _check_value(where, key, inner[key], bounds)
+    clip = metadata.get("clip_settings") or {}
+    _check_block(where, "clip_settings", clip, ClipSettings)
+    _check_block(where, "clip_settings.tracker", clip.get("tracker") or {}, FaceTrackerConfig)
+    timeline = metadata.get("timeline") or {}
+    if not isinstance(timeline, dict):
+        raise MetadataError(f"{where}: timeline must be an object. Received: {timeline!r:.200}")
+    for key, bounds in TIMELINE_RANGES.items():
+        if key in timeline:
+            _check_value(where, key, timeline[key], bounds)
     return metadata
