@@ -43,6 +43,7 @@ from emotf.serving_metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
     check_metadata,
     metadata_path,
+    min_clip_samples,
     resolve_saved_model,
 )
 from emotf.timeline import (
@@ -275,6 +276,11 @@ class Predictor:
                              f"{self.settings.sample_rate} differs from the model's {self.sample_rate}")
         self.tracker_config = self.settings.tracker
         self.min_seconds = self.settings.min_duration_s
+        # The serving signature refuses less audio than this (its in-graph bound).
+        min_clip_seconds = self.metadata.get("min_clip_seconds")
+        self.min_samples = min_clip_samples(
+            DEFAULT_MIN_CLIP_SECONDS if min_clip_seconds is None else min_clip_seconds,
+            self.sample_rate)
         timeline = self.metadata.get("timeline") or {}
         self.window_seconds = float(timeline.get("window_seconds", DEFAULT_WINDOW_SECONDS))
         self.hop_seconds = float(timeline.get("hop_seconds", DEFAULT_HOP_SECONDS))
@@ -365,6 +371,10 @@ class Predictor:
                 end = reader.audio.total
             pcm = reader.audio.samples(w.first_sample, end)
             timings["load_audio_s"] += time.perf_counter() - t0
+            if len(pcm) < self.min_samples:  # the audio track ended before the video
+                pending.append((w, f"only {len(pcm) / self.sample_rate:.2f} s of audio (the "
+                                   f"model needs {self.min_samples / self.sample_rate:.2f} s)"))
+                return
             pending.append((w, {"frames": np.stack([c for _, c, _ in frames]), "fps": reader.fps,
                                 "pcm16": pcm, "sample_rate": self.sample_rate}))
 

@@ -252,3 +252,24 @@ def test_calibrated_probabilities_follow_the_exported_temperature(setup):
     np.testing.assert_allclose(calibrated, apply_temperature(raw, 2.5)[0], atol=1e-6)
     assert "calibrated_probabilities" not in predict_files(
         None, [video], [_wav(video)], predictor=setup["predictor"])[0]
+
+
+def test_windows_past_the_end_of_a_short_audio_track_are_skipped_with_a_reason(setup, tmp_path):
+    """The serving signature refuses less than the shortest clip's audio (its in-graph bound):
+    windows after the audio track ends are skipped, named, and the others still scored."""
+    import wave
+
+    source = setup["videos"][0]
+    with wave.open(str(_wav(source)), "rb") as full:
+        params, pcm = full.getparams(), full.readframes(int(full.getframerate() * 0.7))
+    audio = tmp_path / "cut.wav"
+    with wave.open(str(audio), "wb") as cut:
+        cut.setparams(params)
+        cut.writeframes(pcm)
+    [result] = predict_files(None, [source], [audio], predictor=setup["predictor"],
+                             window=0.6, hop=0.3)
+    assert "error" not in result, result
+    scored = [w for w in result["timeline"] if w["probabilities"] is not None]
+    skipped = [w for w in result["timeline"] if w["probabilities"] is None]
+    assert scored and all(w["start"] <= 0.7 - 0.5 for w in scored)
+    assert skipped and all("of audio (the model needs 0.50 s)" in w["skipped"] for w in skipped)
