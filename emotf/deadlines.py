@@ -19,20 +19,17 @@ wait end:
     (`sigaction`) within `POLL_SECONDS`. Worker processes (the build's pool, Beam's) end with
     their parent (`emotf.records.pool.exit_with_parent`).
 
-`deadline(seconds, expired)`:
-    a block that must end within `seconds`; if it has not, a watchdog prints
-    `PROG: error: <expired()>` (one line naming who did not answer) and ends the process with
-    `os._exit(1)`: for a wait in C++ that no exception can stop.
-
 `guarded(seconds, peers, otherwise)`:
-    the same, for a block that holds Python's GIL while it waits in C++ (TensorFlow's
-    multi-worker start-up does: no Python thread runs then, not even the watchdogs above). A
-    small watchdog *process* (this file run as a script, standard library only) is told the
-    signals through the wakeup fd (the C-level handler writes it without the GIL); if the block
-    has not ended `seconds` after it began, or `GRACE_SECONDS` after SIGINT/SIGTERM, it prints
-    the one line and ends this process with SIGKILL (the only signal a process blocked in C++
-    with its handlers replaced cannot ignore). A SIGTERM that TensorFlow's handler takes while
-    it blocks ends the process at the deadline instead.
+    a block that must end within `seconds`, for a wait in C++ that holds Python's GIL
+    (TensorFlow's multi-worker start-up does: no Python thread runs then, not even the watchdog
+    above, and no exception can stop it). A small watchdog *process* (this file run as a
+    script, standard library only) is told the signals through the wakeup fd (the C-level
+    handler writes it without the GIL). If the block has not ended `seconds` after it began,
+    or `GRACE_SECONDS` after SIGINT/SIGTERM, it prints one line (`PROG: error: ...` naming
+    the peers that do not answer, or `PROG: interrupted (signal N); exiting`) and ends this
+    process with SIGKILL, the one signal that a process blocked in C++ with its handlers
+    replaced cannot miss. A SIGTERM that TensorFlow's own handler takes during that wait ends
+    the process at the deadline instead.
 
 `silent(peers)` / `wait_for_peers(peers, seconds)`: which of a set of `host:port` addresses
     accept no TCP connection (the peers that "did not answer").
@@ -53,7 +50,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 # How long the main thread has to end by itself after SIGINT/SIGTERM before the process is
@@ -221,6 +218,8 @@ def ending_on_signals(name: str, grace: float = GRACE_SECONDS) -> Iterator[None]
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         if watchdog.received is None:
             watchdog.stop.set()
+            with contextlib.suppress(OSError):
+                writer.send(b"\0")  # wakes the watchdog now, not at its next poll
             if watchdog.thread.is_alive():
                 watchdog.thread.join(timeout=2 * POLL_SECONDS + 1)
             reader.close()
@@ -233,39 +232,10 @@ def ending_on_signals(name: str, grace: float = GRACE_SECONDS) -> Iterator[None]
 def reclaim_signals() -> None:
     """In the main thread, after a library call that may have installed its own SIGINT or
     SIGTERM handler (a TensorFlow multi-worker strategy): emotf's handlers again, now."""
-    if _PROG is None or threading.current_thread() is not threading.main_thread():
+    if _WATCHDOG is None or threading.current_thread() is not threading.main_thread():
         return
-    for signum in ENDING_SIGNALS:
+    for signum in _WATCHDOG.actions:  # those emotf handles (not a signal the caller ignores)
         signal.signal(signum, _raise_interrupted)
-
-
-# === Deadlines ===
-
-
-@contextlib.contextmanager
-def deadline(seconds: float, expired: Callable[[], str], code: int = 1) -> Iterator[None]:
-    """The block must end within `seconds`; if not, print `PROG: error: <expired()>` (one
-    line naming who did not answer; computed then, e.g. by probing the peers) and end the
-    process (`os._exit(code)`). For waits inside C++ (TensorFlow) that no Python exception can
-    interrupt; a block that raises or returns in time disarms it."""
-    done = threading.Event()
-
-    def watch():
-        if done.wait(seconds):
-            return
-        try:
-            message = expired()
-        except Exception as error:  # noqa: BLE001 (the line must be printed whatever happens)
-            message = f"no answer within {seconds:g} s ({type(error).__name__}: {error})"
-        if not done.is_set():
-            _exit_now(f"{prog()}: error: {message}", code)
-
-    thread = threading.Thread(target=watch, daemon=True, name="emotf-deadline")
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
 
 
 # === Peers that answer ===

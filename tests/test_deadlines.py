@@ -17,7 +17,7 @@ from emotf import deadlines
 # A child that announces "ready" on stdout, then waits as argv[1] says: "sleep" (Python),
 # "taken" (Python, after a library replaced the SIGTERM handler), "gil" (in C, GIL held).
 CHILD = textwrap.dedent('''
-    import ctypes, signal, sys, time
+    import contextlib, ctypes, signal, sys, time
     from emotf import deadlines
 
     def run(wait, port):
@@ -26,7 +26,7 @@ CHILD = textwrap.dedent('''
             time.sleep(3 * deadlines.POLL_SECONDS)
         peers = {"worker 1": f"127.0.0.1:{port}"}
         with deadlines.guarded(3.0, peers, "every peer answers", grace=1.0) \\
-                if wait == "gil" else deadlines.deadline(60, str):
+                if wait == "gil" else contextlib.nullcontext():
             print("ready", flush=True)
             if wait == "gil":  # blocks in C holding the GIL (PyDLL keeps it), deaf to signals
                 mutex = ctypes.create_string_buffer(64)  # zeros: a default glibc mutex

@@ -11,6 +11,8 @@ The older names stay: `--batch-size`, `--lr`, `--patience`, `--num-segments`,
 gives defaults; flags override it. `--fold all` runs the 10-fold cross-validation.
 `--strategy {auto,one_device,mirrored,multi_worker}` picks the tf.distribute strategy
 (`emotf.distribute`; multi_worker reads TF_CONFIG); `--batch_size` is per replica.
+`--worker_timeout_seconds` (default 300 s) bounds the multi-worker start-up and each collective:
+a worker that does not answer is named in one line (docs/scaling.md, "Deadlines and signals").
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ on exit. A lock whose process is alive refuses a second build; a lock left by a 
 died (SIGKILL, power loss) is taken over, with a note; the flock makes the takeover safe when
 several builds start at once. Only the pid is recorded, so a folder shared between machines (NFS) is not
 protected across hosts; the lock names the host so that case is at least visible.
+
+Nothing here waits (its deadline is zero, docs/scaling.md "Deadlines and signals"): the flock
+is tried without blocking (`LOCK_NB`) and a contender is refused at once, naming the owner;
+a lock file replaced under us is retried at most 3 times, then refused.
 """
 
 from __future__ import annotations
