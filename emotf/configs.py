@@ -374,8 +374,10 @@ class TrainConfig(Config):
         False, help="train on records whose build skipped clips or shards")
     labels: str = bounded("intended", choices=LABEL_SOURCES,
                           help="intended (the actor's emotion) or perceived (the raters' majority)")
-    verbose: int = bounded(1, choices=VERBOSITIES,
-                           help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+    verbose: int | None = bounded(
+        None, choices=VERBOSITIES,
+        help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch; none: 1 on a "
+             "terminal, 2 when the output is redirected (no progress-bar codes in logs)")
     export: bool = bounded(True, help="export a SavedModel at the end of the run")
     worker_timeout_seconds: float = bounded(
         300.0, gt=0.0, le=MAX_TIMEOUT_SECONDS,

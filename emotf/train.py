@@ -133,15 +133,15 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None,
     time, the chosen epoch, the labels used and how often intended and perceived labels agree
     on the test clips.
 
-    Trains under `strategy` (default: `emotf.distribute.make_strategy(config.strategy)`, made
-    before any other TensorFlow op), with batches of `config.batch_size` clips per replica. In
-    a multi-worker run only the chief writes the run folder and returns the metrics; another
-    worker trains in step with it, writes into a scratch folder it deletes, and returns
+    Trains under `strategy` (default: `emotf.distribute.make_strategy(config.strategy,
+    config.worker_timeout_seconds)`, made before any other TensorFlow op), with batches of
+    `config.batch_size` clips per replica. In a multi-worker run only the chief writes the run
+    folder and returns the metrics; another worker trains in step with it, writes into a scratch folder it deletes, and returns
     {"chief": False, "task": "worker:I", "epochs_run": ...}. Before anything else the workers
     compare their completed epochs and configuration with the chief's and all refuse in one line
     when one differs (`emotf.distribute.agree_with_chief`).
     """
-    strategy = strategy or make_strategy(config.strategy)
+    strategy = strategy or make_strategy(config.strategy, config.worker_timeout_seconds)
     if is_chief(strategy) and Run(config.out).resumable:
         repair_resume_files(Run(config.out))  # before its epoch count is read
     agree_with_chief(strategy, {"config": _config_digest(config),
@@ -312,7 +312,7 @@ def train_all_folds(config: TrainConfig, dataset_fn: DatasetFactory | None = Non
     if config.split != ACTORS:
         raise ValueError(f"--fold all is the actor-independent cross-validation; a clip-level "
                          f"split has one test list: run one fold. Received: split={config.split!r}")
-    strategy = strategy or make_strategy(config.strategy)
+    strategy = strategy or make_strategy(config.strategy, config.worker_timeout_seconds)
     chief = is_chief(strategy)
     cv = CrossValidation(config.out)
     # Every worker must skip the same folds (else they wait on each other): a bit mask of them.

@@ -219,7 +219,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
             initial_epoch=initial_epoch,
             steps_per_epoch=trial.steps_per_epoch or None,
             callbacks=kwargs.get("callbacks", []),
-            verbose=trial.verbose,
+            verbose=fit_verbose(trial.verbose),
         )
 
 
@@ -335,7 +335,8 @@ def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None,
     check_resume(out, config)
     # The shards of the base config's folds against the records' manifest, before any trial
     # (emotf.records.manifest; TrainConfig.allow_incomplete opts out and is recorded below).
-    records_check = check_run_records(config.train, config_split(config.train))
+    records_check = check_run_records(config.train, config_split(config.train),
+                                      dataset_fn or records_dataset)
     records_check.pop("clips_in_manifest", None)
     out.mkdir()
     if not role.is_worker:
@@ -353,11 +354,11 @@ def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None,
     with precision_policy(config.train.precision), keras_tuner_environment(role):
         tuner = make_tuner(config, dataset_fn)
         if role.is_chief:
-            tuner.oracle.verbose = config.train.verbose
+            tuner.oracle.verbose = fit_verbose(config.train.verbose)
             serve_oracle(tuner, role)
         else:
             tuner.search(epochs=config.train.epochs, callbacks=callbacks,
-                         verbose=config.train.verbose)
+                         verbose=fit_verbose(config.train.verbose))
     ran = {"tuner_id": role.tuner_id or "tuner0", "trials_run": getattr(tuner, "trials_run", [])}
     if role.is_worker:
         return ran

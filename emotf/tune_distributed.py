@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from emotf import deadlines
+from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
 
 ENV_TUNER_ID = "KERASTUNER_TUNER_ID"
@@ -67,10 +68,15 @@ class TunerRole(Config):
             every interface) and where the workers reach it. Required with a tuner id.
     """
 
-    tuner_id: str | None = None
-    oracle_address: str | None = None
+    tuner_id: str | None = bounded(
+        None, help="chief (the oracle's process) or tunerN (a worker); none = a search in this "
+                   "process alone")
+    oracle_address: str | None = bounded(
+        None, help="HOST:PORT of the chief's oracle: where the chief listens and the workers "
+                   "reach it")
 
     def __post_init__(self):
+        check_bounds(self)
         if self.tuner_id is None:
             if self.oracle_address is not None:
                 raise ValueError(

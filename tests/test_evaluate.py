@@ -431,3 +431,22 @@ def test_cli_switches_report_extras_off(tmp_path, monkeypatch, capsys):
     assert saved["calibration"] is None and saved["by_group"] is None
     assert saved["humans_same_clips"] is not None and saved["confidence_intervals"] is not None
 
+
+
+@pytest.mark.parametrize("flag, value, problem", [
+    ("--fold", "\uff11", "not an integer: '\uff11'"),  # int() would take a full-width 1
+    ("--fold", "10", "TrainConfig.fold must be in [0, 9]. Received: fold=10"),
+    ("--batch-size", "0", "TrainConfig.batch_size must be in [1, "),
+    ("--batch-size", "1.5", "not an integer: '1.5'"),
+    ("--segments", "1..100000", "ModelConfig.num_segments must be in [1, 64]. Received: "
+                                "num_segments=100000"),
+    ("--segments", "\u0661..\u0662", "expected N >= 1 as 'A..B' or a comma list"),
+])
+def test_cli_numbers_are_refused_outside_the_configs_bounds(flag, value, problem, capsys):
+    """--fold, --batch-size and --segments accept what TrainConfig / ModelConfig accept."""
+    from emotf.cli.evaluate import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--run", "unused", flag, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and problem in err[0], err

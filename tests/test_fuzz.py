@@ -238,6 +238,9 @@ PATH_VALUES = ["", " ", "missing", "\u00e9\u2603 folder", "a" * 300, "file.txt",
 
 
 def _path_values(leaf, command) -> list[Value]:
+    if not LONG and command.prog in HEAVY:  # CI: paths that fail before a run
+        odd = ("", "-x") if leaf.key in command.paths_out else ("", "missing", "-x", "\u2603/[")
+        return [Value(t, False, "an odd path") for t in odd]
     return [Value(t, False, "an odd path") for t in PATH_VALUES]
 
 
@@ -289,8 +292,9 @@ def _random_value(leaf):
         lambda t: Value(t, False, "random text"))
 
 
-def _inside(case: Case, text: str) -> Path:
-    return (case.cwd / text) if text.strip() else case.cwd
+def _inside(case: Case, text: str) -> list[Path]:
+    """Where a relative `--out TEXT` lands (nowhere for a blank one: it must be refused)."""
+    return [case.cwd / text] if text.strip() else []
 
 
 @pytest.mark.parametrize(("command", "leaf"), _leaf_params())
@@ -305,7 +309,7 @@ def test_every_config_field_refuses_nonsense_in_one_line(command, leaf, runner, 
         flag = f"--{command.root}.{leaf.key}"
         allowed = [case.out]
         if leaf.key in command.paths_out:  # a relative folder lands in the cwd: allowed
-            allowed.append(_inside(case, value.text))
+            allowed += _inside(case, value.text)
         outcome = runner.run(command.prog, [*command.base(inputs, case), flag, value.text],
                              case, allowed=allowed, watch=[inputs.root])
         check(outcome, refuse=value.refuse, why=f"{flag} {value.text[:80]!r}: {value.why}")
@@ -322,6 +326,23 @@ INT_BAD = ["0", "-1", "-9999999999", str(10**18), str(10**100), "1.5", "nan", "a
            "\uff11"]
 
 
+def _positive(text: str, kind) -> bool:
+    """Whether argparse's `type=kind` takes `text` (`int("\uff11")` is 1) as a finite number
+    > 0: what --help declares for sizes, counts, versions, window and hop."""
+    try:
+        value = kind(text)
+    except ValueError:
+        return False
+    return value > 0 and value != float("inf")
+
+
+def _fold(text: str) -> bool:
+    try:
+        return 0 <= int(text) <= 9
+    except ValueError:
+        return False
+
+
 def _predict(extra):
     return lambda i, c: ["--model", i.export, i.video, "--out", c.out, "--no-progress", *extra]
 
@@ -330,11 +351,11 @@ HAND_FLAGS = {
     # (prog, base argv builder, flag, values, refuse?) -- refuse: the value is outside what
     # --help declares (a positive window/hop/batch size).
     "predict-window": ("emotf-predict", _predict([]), "--window", FLOAT_BAD,
-                       lambda t: t not in ("1e300",)),
+                       lambda t: not _positive(t, float)),
     "predict-hop": ("emotf-predict", _predict([]), "--hop", FLOAT_BAD,
-                    lambda t: t not in ("1e300",)),
+                    lambda t: not _positive(t, float)),
     "predict-batch-size": ("emotf-predict", _predict([]), "--batch-size", INT_BAD,
-                           lambda t: t not in (str(10**18), str(10**100))),
+                           lambda t: not _positive(t, int)),
     "predict-audio": ("emotf-predict", _predict([]), "--audio",
                       PATH_VALUES + ["/dev/zero", "/dev/null", "/proc/self/status"], None),
     "predict-out": ("emotf-predict", lambda i, c: ["--model", i.export, i.video,
@@ -347,11 +368,10 @@ HAND_FLAGS = {
                       "--model", PATH_VALUES + ["/dev/null", "/"], None),
     "evaluate-fold": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--records", i.records,
                                                       "--out", c.out], "--fold",
-                      INT_BAD + ["10", "99"], lambda t: t != ""),
+                      INT_BAD + ["10", "99"], lambda t: not _fold(t)),
     "evaluate-batch-size": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--records",
                                                             i.records, "--out", c.out],
-                            "--batch-size", INT_BAD, lambda t: t not in (str(10**18),
-                                                                         str(10**100))),
+                            "--batch-size", INT_BAD, lambda t: not _positive(t, int)),
     "evaluate-segments": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--records",
                                                           i.records, "--out", c.out],
                           "--segments", ["0", "-1..3", "1..100000", "3..1", "", "a..b", ",",
@@ -372,7 +392,7 @@ HAND_FLAGS = {
     "evaluate-compare": ("emotf-evaluate", lambda i, c: ["--compare", i.evaluation], "",
                          PATH_VALUES + ["/dev/null", "/dev/zero"], None),
     "export-version": ("emotf-export", lambda i, c: [i.run, "--out", c.out], "--version",
-                       INT_BAD + ["1"], lambda t: t not in ("1", str(10**18), str(10**100))),
+                       INT_BAD + ["1"], lambda t: not _positive(t, int)),
     "export-run": ("emotf-export", lambda i, c: ["--out", c.out], "",
                    PATH_VALUES + ["/dev/null"], None),
     "verify-records": ("emotf-verify-records", lambda i, c: [], "",
@@ -380,8 +400,7 @@ HAND_FLAGS = {
     "make-sample-workers": ("emotf-make-sample", lambda i, c: ["--out", c.out / "s", "--tiny",
                                                                "--num_actors", "1",
                                                                "--clips_per_actor", "1"],
-                            "--workers", INT_BAD, lambda t: t not in (str(10**18),
-                                                                      str(10**100))),
+                            "--workers", INT_BAD, lambda t: not _positive(t, int)),
     "config-file": (None, None, "--config", PATH_VALUES + ["/dev/null", "/dev/zero", "/"],
                     None),
 }
@@ -393,7 +412,8 @@ def test_every_hand_written_flag_refuses_nonsense_in_one_line(name, runner, inpu
     progs = [prog] if prog else [c.prog for c in COMMANDS if c.root != "distributed"]
 
     @FUZZ
-    @given(text=st.sampled_from(_rotate(values, name)), which=st.sampled_from(progs))
+    @given(text=st.sampled_from(_rotate(values, name)),
+           which=st.sampled_from(_rotate(progs, name)))
     def case_for(text, which):
         case = cases()
         if prog is None:  # --config FILE of every command with a config
@@ -401,7 +421,7 @@ def test_every_hand_written_flag_refuses_nonsense_in_one_line(name, runner, inpu
             argv = [*command.base(inputs, case), flag, text]
         else:
             argv = [*base(inputs, case), *([flag] if flag else []), text]
-        allowed = [case.out] + ([_inside(case, text)] if flag == "--out" else [])
+        allowed = [case.out] + (_inside(case, text) if flag == "--out" else [])
         outcome = runner.run(which, argv, case, allowed=allowed, watch=[inputs.root])
         check(outcome, refuse=bool(refuse and refuse(text)), why=f"{flag} {text[:80]!r}")
 
@@ -484,7 +504,7 @@ FILE_TARGETS = {
                                                         "--out", c.out], json=True),
     "evaluate-compare-csv": FileTarget("emotf-evaluate", "evaluation", "predictions.csv",
                                        lambda e, i, c: ["--compare", e, i.evaluation]),
-    "evaluate-compare-report": FileTarget("emotf-evaluate", "evaluation", "report.json",
+    "evaluate-compare-report": FileTarget("emotf-evaluate", "evaluation", "evaluation.json",
                                           lambda e, i, c: ["--compare", e, i.evaluation],
                                           json=True),
     "export-config": FileTarget("emotf-export", "run", "config.json",
@@ -535,15 +555,25 @@ def _resolve(copy: Path, path: str, inputs: Inputs) -> Path:
     return copy / path
 
 
-def _mutation_strategy(json_file: bool):
-    raw = st.tuples(st.just("bytes"), st.sampled_from(fz.MUTATIONS),
-                    st.floats(0, 1, allow_nan=False), st.binary(min_size=1, max_size=64))
+def _mutation_strategy(json_file: bool, salt: int):
+    """(kind, a, b, noise) mutations. Hypothesis starts from its simplest draw (all zeros), so
+    each draw is shifted by `salt` (from the target's name): the first, derandomized examples
+    differ from file to file (one is truncated, another flipped mid-file, ...)."""
+    kinds = list(fz.MUTATIONS)
+    raw = st.tuples(st.integers(0, 3), st.integers(0, 999),
+                    st.binary(min_size=1, max_size=64)).map(
+        lambda t: ("bytes", kinds[(t[0] + salt) % len(kinds)],
+                   ((t[1] + 7 * salt) % 1000) / 1000, bytes([(salt * 37 + 1) % 256]) + t[2]))
     if not json_file:
         return raw
-    hostile = st.tuples(st.just("json"), st.integers(0, 10**6),
-                        st.sampled_from(list(range(len(fz.JSON_HOSTILE))) + ["remove", "deep"]),
-                        st.just(b""))
-    return st.one_of(hostile, raw)
+    choices = list(range(len(fz.JSON_HOSTILE))) + ["remove", "deep"]
+    hostile = st.tuples(st.integers(0, 10**6), st.integers(0, len(choices) - 1)).map(
+        lambda t: ("json", t[0] + salt, choices[(t[1] + salt) % len(choices)], b""))
+    return st.one_of(hostile, raw) if salt % 2 == 0 else st.one_of(raw, hostile)
+
+
+def _salt(name: str) -> int:
+    return sum(map(ord, name))
 
 
 def _mutate(path: Path, mutation):
@@ -573,7 +603,7 @@ def test_every_file_read_survives_random_bytes(name, runner, inputs, cases):
     target = FILE_TARGETS[name]
 
     @FUZZ
-    @given(mutation=_mutation_strategy(target.json))
+    @given(mutation=_mutation_strategy(target.json, _salt(name)))
     def case_for(mutation):
         case = cases()
         copy = case.copy(getattr(inputs, target.copy))
@@ -592,9 +622,10 @@ def test_every_file_read_survives_random_bytes(name, runner, inputs, cases):
 
 @pytest.fixture(scope="session")
 def bomb(inputs, tmp_path_factory):
-    """model.keras whose config.json inflates to 8 GB (a few MB on disk)."""
+    """model.keras whose config.json inflates to 2 GB (9 MB on disk): with TensorFlow's own
+    ~3.4 GB, reading it whole passes the 6 GB cap."""
     return fz.zip_bomb(inputs.run / "model.keras", "config.json",
-                       tmp_path_factory.mktemp("bomb") / "model.keras", inflated_gb=8)
+                       tmp_path_factory.mktemp("bomb") / "model.keras", inflated_gb=2)
 
 
 def _bomb_runs(inputs, case):
@@ -616,7 +647,9 @@ def test_zip_bomb_model_is_refused_in_one_line(which, runner, inputs, cases, bom
     run = case.copy(inputs.run)
     shutil.copy2(bomb, run / "model.keras")
     prog, argv = _bomb_runs(inputs, case)[which]
-    check(runner.run(prog, argv, case, watch=[inputs.root]), refuse=True, why="zip bomb")
+    outcome = runner.run(prog, argv, case, watch=[inputs.root])
+    check(outcome, refuse=True, why="zip bomb")
+    assert "MemoryError" not in outcome.stderr, outcome.describe()  # refused by a cap
 
 
 @pytest.mark.parametrize("name", ["manifest", "config", "metadata", "sidecar"])

@@ -62,21 +62,15 @@ def parse_args(argv=None):
         parser.error(str(error))
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 @command("emotf-build-records")
 def main(argv=None) -> int:
     config = parse_args(argv)
-    import signal
-
     from emotf.records.build import build_records
     from emotf.records.staging import StagingError
     from emotf.storage import as_path
 
-    # SIGTERM: unwind like Ctrl-C (the worker pool is stopped, the lock released).
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM and Ctrl-C unwind through `emotf.cli.command` (emotf.deadlines): the worker
+    # pool is stopped and the lock released.
     try:
         manifest = build_records(config)
     except FileExistsError as error:
@@ -94,8 +88,6 @@ def main(argv=None) -> int:
               "shards are kept: free some space and rerun the same command to resume",
               file=sys.stderr)
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if manifest.get("media_summary"):
         from emotf.records.media_checks import summary_line
 

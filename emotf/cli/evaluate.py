@@ -11,26 +11,60 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from emotf.cli import Parser, command
 
 
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")  # ASCII digits only: int() also takes '１' and '١'
+
+
+def _integer(text: str) -> int:
+    if not _INTEGER.match(text.strip()):
+        raise ValueError(f"not an integer: {text!r}")
+    return int(text)
+
+
+def bounded_int(config: str, name: str):
+    """An argparse `type`: an integer within the bound the field `name` of the config class
+    `config` (in `emotf.configs`) declares, so a flag and the config accept the same values."""
+
+    def parse(text: str) -> int:
+        import emotf.configs
+        from emotf.bounds import check_value
+
+        try:
+            value = _integer(text)
+            check_value(getattr(emotf.configs, config), name, value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+
+    parse.__name__ = f"{config}.{name}"
+    return parse
+
+
 def parse_segments(text: str) -> list[int]:
-    """`"1..10"`, `"1,2,4,8"` or `"10"` -> sorted list of N >= 1."""
+    """`"1..10"`, `"1,2,4,8"` or `"10"` -> sorted list of N, each within ModelConfig.num_segments'
+    declared bound."""
     try:
         if ".." in text:
-            lo, hi = (int(v) for v in text.split("..", 1))
-            values = list(range(lo, hi + 1))
+            ends = [_integer(v) for v in text.split("..", 1)]
         else:
-            values = [int(v) for v in text.split(",") if v.strip()]
+            ends = [_integer(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        values = []
-    if not values or min(values) < 1:
+        ends = []
+    if not ends or (".." in text and ends[0] > ends[1]):
         raise argparse.ArgumentTypeError(
-            f"expected N >= 1 as 'A..B' or a comma list. Received: {text!r}"
-        )
-    return sorted(set(values))
+            f"expected N >= 1 as 'A..B' or a comma list. Received: {text!r}")
+    segments = bounded_int("ModelConfig", "num_segments")
+    try:
+        for n in ends:
+            segments(str(n))
+    except argparse.ArgumentTypeError as error:  # "'0..3': ModelConfig.num_segments must be..."
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+    return list(range(ends[0], ends[1] + 1)) if ".." in text else sorted(set(ends))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--records", help="records folder (default: the one in the run's config)")
     parser.add_argument(
         "--fold",
-        type=int,
+        type=bounded_int("TrainConfig", "fold"),
         action="append",
         help="fold(s) to evaluate on (repeatable; default: the run's test fold)",
     )
@@ -65,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=(),
         help="runs trained with other N, added to the accuracy-vs-N curve",
     )
-    parser.add_argument("--batch-size", type=int, help="evaluation batch size")
+    parser.add_argument("--batch-size", type=bounded_int("TrainConfig", "batch_size"),
+                        help="evaluation batch size")
     parser.add_argument("--labels", choices=("intended", "perceived"),
                         help="score against the file name's emotion or the raters' audio-visual "
                              "majority (emotf.labels; default: the run's)")

@@ -351,7 +351,8 @@ def _write_local(config: BuildConfig, out: StoragePath, todo: list[dict], settin
     bar = tqdm(total=total, desc="emotf-build-records", unit="clip", disable=not config.progress,
                file=sys.stderr)
     workers = min(config.workers, max(1, total))
-    results = ClipRunner(config.tracker, workers).run(t for s in todo for t in s["clips"])
+    results = ClipRunner(config.tracker, workers, deadline_seconds=config.worker_timeout_seconds
+                         ).run(t for s in todo for t in s["clips"])
     try:
         for done, shard in enumerate(todo):
             stop = stop_after_shards is not None and done >= stop_after_shards
