@@ -57,7 +57,7 @@ from emotf.run_data import (
 )
 from emotf.run_state import describe_changes
 from emotf.storage import StoragePath, as_path, read_json, write_json
-from emotf.train import compile_trainer, environment
+from emotf.train import compile_trainer, environment, fit_verbose
 from emotf.tune_distributed import TunerRole, keras_tuner_environment, serve_oracle
 from emotf.tune_outputs import plain_value, write_results
 

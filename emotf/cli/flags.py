@@ -287,8 +287,14 @@ class ConfigFlags:
         if leaf.qualname in self.choices:
             return tuple(self.choices[leaf.qualname])
         bound = bound_of(leaf.field)
-        scalar = leaf.annotation in (bool, int, float, str)
-        return bound.choices if bound is not None and scalar else None
+        if bound is None or bound.choices is None:
+            return None
+        if leaf.annotation in (bool, int, float, str):
+            return bound.choices
+        args = typing.get_args(leaf.annotation)
+        if type(None) in args and len(args) == 2 and args[0] in (bool, int, float, str):
+            return (*bound.choices, None)  # X | None: `none` parses to None
+        return None
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """Add `--config` and one flag per field (grouped by nested config) to `parser`."""
