@@ -39,10 +39,13 @@ class Bound:
     le: float | None = None
     lt: float | None = None
     choices: tuple | None = None
+    nonempty: bool = False
     help: str = ""
 
     def contains(self, value) -> bool:
         if self.choices is not None and value not in self.choices:
+            return False
+        if self.nonempty and isinstance(value, str) and not value.strip():
             return False
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
             if self.ge is not None and not value >= self.ge:
@@ -56,6 +59,8 @@ class Bound:
         return True
 
     def describe(self) -> str:
+        if self.nonempty and self.choices is None and self.ge is self.gt is self.le is self.lt is None:
+            return "a non-empty string"
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) if isinstance(c, str) else str(c)
                                          for c in self.choices)
@@ -71,10 +76,12 @@ def _num(x: float) -> str:
 
 
 def bounded(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None,
-            help: str = "", default_factory=dataclasses.MISSING):
-    """A dataclass field with a declared bound (see the module docstring)."""
+            nonempty: bool = False, help: str = "", default_factory=dataclasses.MISSING):
+    """A dataclass field with a declared bound (see the module docstring); `nonempty`: a string
+    that is not empty or blank (a path: "" would mean the current folder)."""
     bound = Bound(ge=ge, gt=gt, le=le, lt=lt,
-                  choices=tuple(choices) if choices is not None else None, help=help)
+                  choices=tuple(choices) if choices is not None else None, nonempty=nonempty,
+                  help=help)
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={BOUND_KEY: bound})
     return dataclasses.field(default=default, metadata={BOUND_KEY: bound})

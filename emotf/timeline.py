@@ -75,14 +75,17 @@ class WindowPlanner:
 
     Raises:
         ValueError: window or hop not positive finite seconds; TooManyWindowsError when the
-            video passes `MAX_WINDOWS_PER_VIDEO` windows.
+            video passes `max_windows` windows (default `MAX_WINDOWS_PER_VIDEO`).
     """
 
-    def __init__(self, window_s: float, hop_s: float, fps: float, sample_rate: int):
+    def __init__(self, window_s: float, hop_s: float, fps: float, sample_rate: int,
+                 max_windows: int | None = MAX_WINDOWS_PER_VIDEO):
         if not (window_s > 0 and hop_s > 0 and math.isfinite(window_s) and math.isfinite(hop_s)):
             raise ValueError(f"window and hop must be positive seconds. Received: window={window_s}, "
                              f"hop={hop_s}")
         self.window, self.hop, self.fps, self.rate = window_s, hop_s, fps, sample_rate
+        # None: no cap (a live stream that keeps no timeline holds one window's worth at most)
+        self.max_windows = max_windows
         self.k = 0
         self.last_end = 0.0
 
@@ -109,7 +112,7 @@ class WindowPlanner:
             window = self._make(start, start + self.window)
             if window.end_frame > frames:
                 return out
-            if self.k >= MAX_WINDOWS_PER_VIDEO:
+            if self.max_windows is not None and self.k >= self.max_windows:
                 raise too_many_windows(frames / self.fps, self.hop)
             out.append(window)
             self.last_end = window.end
@@ -144,9 +147,11 @@ def planned_windows(duration_s: float, window_s: float, hop_s: float) -> int:
 
 
 def timeline_entry(w: dict, class_codes: list[str]) -> dict:
-    """One window of a result's `timeline`: {"start", "end", "label" (code), "probabilities"
-    {code: p} (6 decimals)}, or label and probabilities null with the `skipped` reason."""
-    entry = {"start": w["start"], "end": w["end"]}
+    """One window (of one face) of a result's `timeline`: {"start", "end", "face_id" (0 when
+    following the largest face; null on a window without any face when tracking every face),
+    "label" (code), "probabilities" {code: p} (6 decimals)}, or label and probabilities null
+    with the `skipped` reason."""
+    entry = {"start": w["start"], "end": w["end"], "face_id": w.get("face_id", 0)}
     if w["probabilities"] is None:
         return {**entry, "probabilities": None, "label": None, "skipped": w["skipped"]}
     return {**entry, "label": class_codes[w["label"]],
@@ -175,8 +180,9 @@ def output_stems(files) -> list[str]:
 
 
 def write_outputs(result: dict, out_dir, class_codes: list[str], stem: str | None = None) -> dict:
-    """`out_dir/<stem>.json`, `<stem>.timeline.csv` and `<stem>.timeline.png` for one video's
-    result (`emotf.predict.predict_files`); a failed video gets its JSON (with `error`) only.
+    """`out_dir/<stem>.json`, `<stem>.timeline.csv` (one row per window and face, with a
+    `face_id` column) and `<stem>.timeline.png` (one panel per face) for one video's result
+    (`emotf.predict.predict_files`); a failed video gets its JSON (with `error`) only.
     `stem`: default `output_stems([result["file"]])[0]` (a long name is shortened).
     Returns {"json": path, "csv": path, "png": path} of what was written. `out_dir` may be
     local or a `tf.io.gfile` URL (`gs://...`; `emotf.storage`); each file is written whole."""
@@ -190,10 +196,12 @@ def write_outputs(result: dict, out_dir, class_codes: list[str], stem: str | Non
         paths["csv"] = out_dir / f"{stem}.timeline.csv"
         text = io.StringIO(newline="")
         writer = csv.writer(text)
-        writer.writerow(["start", "end", "label", *class_codes, "skipped"])
+        writer.writerow(["start", "end", "face_id", "label", *class_codes, "skipped"])
         for w in timeline:
             probs = w["probabilities"] or {}
-            writer.writerow([w["start"], w["end"], w["label"] or "",
+            face_id = w.get("face_id", 0)
+            writer.writerow([w["start"], w["end"], "" if face_id is None else face_id,
+                             w["label"] or "",
                              *[f"{probs[c]:.6f}" if c in probs else "" for c in class_codes],
                              w.get("skipped") or ""])
         write_atomic(paths["csv"], text.getvalue().encode("utf-8"))
@@ -222,16 +230,27 @@ def format_table(results: list[dict]) -> str:
         head += f", audio {result['audio']})" if result.get("audio") else ", audio from the video)"
         lines.append(head)
         timeline = result.get("timeline") or []
+        faces = result.get("faces") or []
         what = f"mean of {len(timeline)} windows" if len(timeline) > 1 else "whole clip"
+        if faces:
+            main = next(f for f in faces if f["face_id"] == result["face_id"])
+            what = f"face {main['face_id']}, mean of its {main['windows']} windows"
         lines.append(f"  label: {result['label_code']} ({result['label_name']}; {what})")
         for code, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
             bar = "#" * round(p * 40)
             lines.append(f"    {code}  {p:6.3f}  {bar}")
+        for face in faces:
+            label = (f"{face['label_code']} ({face['label_name']})" if face["label_code"]
+                     else "no window scored")
+            lines.append(f"  face {face['face_id']}: {label}; {face['windows']} windows scored, "
+                         f"{face['skipped']} skipped, {face['first_s']:.2f}-{face['last_s']:.2f} s")
         if len(timeline) > 1:
             for w in timeline:
                 what = (f"{w['label']} {w['probabilities'][w['label']]:.3f}" if w["label"]
                         else f"skipped: {w['skipped']}")
-                lines.append(f"    {w['start']:8.2f}-{w['end']:<8.2f} {what}")
+                who = "" if not faces else (
+                    "no face  " if w.get("face_id") is None else f"face {w['face_id']:<3d} ")
+                lines.append(f"    {w['start']:8.2f}-{w['end']:<8.2f} {who}{what}")
         for note in result.get("notes", []):
             lines.append(f"  note: {note}")
     return "\n".join(lines)
@@ -255,18 +274,30 @@ def _runs(timeline: list[dict]) -> list[tuple[int, int, str | None]]:
     return runs
 
 
-def timeline_figure(result: dict, class_codes: list[str]):
-    """The matplotlib Figure of `plot_timeline` (the caller closes it)."""
-    import matplotlib
+def face_timelines(result: dict) -> list[tuple[int, list[dict]]]:
+    """(face id, that face's timeline) per face in a result, by id. One face followed (the
+    largest): [(0, the timeline)] as it is. Several faces: each face's entries over every window
+    of the result, a window without an entry of that face skipped as "face not seen"."""
+    timeline = result["timeline"]
+    ids = sorted({w.get("face_id", 0) for w in timeline} - {None})
+    if len(ids) <= 1 and all(w.get("face_id", 0) is not None for w in timeline):
+        return [(ids[0] if ids else 0, timeline)]
+    spans = sorted({(w["start"], w["end"]) for w in timeline})
+    out = []
+    for face_id in ids:
+        mine = {(w["start"], w["end"]): w for w in timeline if w.get("face_id", 0) == face_id}
+        out.append((face_id, [mine.get(span) or {
+            "start": span[0], "end": span[1], "face_id": face_id, "probabilities": None,
+            "label": None, "skipped": "face not seen"} for span in spans]))
+    return out
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _panel(band, ax, timeline: list[dict], class_codes: list[str], colours: dict, title: str,
+           legend: bool) -> list:
+    """Draw one face's probability lines (`ax`) and label band (`band`); returns the band's
+    (text, left, right) run labels, to be thinned once the figure is laid out."""
     import numpy as np
 
-    timeline = result["timeline"]
-    colours = dict(zip(class_codes, plt.get_cmap("tab10").colors))
-    fig, (band, ax) = plt.subplots(2, 1, figsize=(10, 4.8), dpi=PNG_DPI, sharex=True,
-                                   gridspec_kw={"height_ratios": [1, 5]})
     centres = np.array([(w["start"] + w["end"]) / 2 for w in timeline])
     # A skipped window is a NaN: the line breaks there instead of bridging the gap.
     marker = 3 if len(timeline) <= 100 else 1.5
@@ -298,31 +329,62 @@ def timeline_figure(result: dict, class_codes: list[str]):
     band.set_ylabel("label", rotation=0, ha="right", va="center")
     ax.set_ylim(0, 1)
     ax.set_xlim(0, duration)
-    ax.set_xlabel("time (s, window centre)")
     ax.set_ylabel("probability")
-    ax.legend(ncol=len(class_codes), loc="upper center", fontsize=8, frameon=False)
-    title = f"{as_path(result['file']).name}: {result.get('label_code') or ''}"
+    if legend:
+        ax.legend(ncol=len(class_codes), loc="upper center", fontsize=8, frameon=False)
     band.set_title(title + (" (grey: windows skipped, no face)"
                             if any(not w["probabilities"] for w in timeline) else ""), fontsize=10)
+    return texts
+
+
+def timeline_figure(result: dict, class_codes: list[str]):
+    """The matplotlib Figure of `plot_timeline` (the caller closes it): one panel (a label
+    band above the probability lines) per face, in id order (`face_timelines`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    panels = face_timelines(result)
+    colours = dict(zip(class_codes, plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(2 * len(panels), 1, figsize=(10, 4.8 + 3.6 * (len(panels) - 1)),
+                             dpi=PNG_DPI, sharex=True,
+                             gridspec_kw={"height_ratios": [1, 5] * len(panels)})
+    faces = {f["face_id"]: f for f in result.get("faces") or []}
+    name = as_path(result["file"]).name
+    all_texts = []
+    for k, (face_id, timeline) in enumerate(panels):
+        band, ax = axes[2 * k], axes[2 * k + 1]
+        if len(panels) == 1 and not faces:
+            title = f"{name}: {result.get('label_code') or ''}"
+        else:
+            code = (faces.get(face_id) or {}).get("label_code") or ""
+            title = f"{name}, face {face_id}: {code}"
+        all_texts.append((band, _panel(band, ax, timeline, class_codes, colours, title,
+                                       legend=k == 0)))
+    axes[-1].set_xlabel("time (s, window centre)")
     fig.tight_layout()
     # A run's code is written only where it fits inside the run's cells, clear of the last
     # code written: with many short runs most are dropped rather than run together.
     renderer = fig.canvas.get_renderer()
-    last_right = -np.inf
-    for text, left, right in texts:
-        box = text.get_window_extent(renderer)
-        (x0, _), (x1, _) = band.transData.transform([(left, 0), (right, 0)])
-        if box.x0 < x0 or box.x1 > x1 or box.x0 < last_right + 2:
-            text.remove()
-        else:
-            last_right = box.x1
+    for band, texts in all_texts:
+        last_right = -np.inf
+        for text, left, right in texts:
+            box = text.get_window_extent(renderer)
+            (x0, _), (x1, _) = band.transData.transform([(left, 0), (right, 0)])
+            if box.x0 < x0 or box.x1 > x1 or box.x0 < last_right + 2:
+                text.remove()
+            else:
+                last_right = box.x1
     return fig
 
 
 def plot_timeline(result: dict, class_codes: list[str], path) -> None:
     """Probabilities over time (one line and colour per emotion, at each window's centre,
     broken where windows were skipped) and a band with each window's label (coloured as its
-    emotion; a run of windows with the same label has its code written on it when it fits)."""
+    emotion; a run of windows with the same label has its code written on it when it fits);
+    one such panel per face when every face was tracked."""
     fig = timeline_figure(result, class_codes)
     import matplotlib.pyplot as plt
 

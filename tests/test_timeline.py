@@ -80,10 +80,13 @@ def test_timeline_skips_windows_without_a_face_and_writes_the_files(predictor, g
     doc = json.loads((out / "talk.json").read_text())
     assert {"timeline", "label", "probabilities", "notes", "error"} <= set(doc)
     assert doc["error"] is None and len(doc["timeline"]) == 8
-    assert set(doc["timeline"][0]) == {"start", "end", "probabilities", "label"}
-    assert set(doc["timeline"][4]) == {"start", "end", "probabilities", "label", "skipped"}
+    assert set(doc["timeline"][0]) == {"start", "end", "face_id", "probabilities", "label"}
+    assert set(doc["timeline"][4]) == {"start", "end", "face_id", "probabilities", "label",
+                                       "skipped"}
+    assert {w["face_id"] for w in doc["timeline"]} == {0}  # the largest face: always id 0
     rows = list(csv.DictReader((out / "talk.timeline.csv").read_text().splitlines()))
     assert len(rows) == 8 and rows[4]["skipped"] and rows[0]["label"] == timeline[0]["label"]
+    assert {r["face_id"] for r in rows} == {"0"}
     assert float(rows[0]["HAP"]) == pytest.approx(timeline[0]["probabilities"]["HAP"], abs=1e-6)
     assert (out / "talk.timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -221,3 +224,14 @@ def test_the_timeline_plot_stays_readable_and_shows_gaps_as_gaps(n, tmp_path):
         plt.close(fig)
     plot_timeline(result, CODES, tmp_path / "t.png")
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_window_cap_applies_only_where_windows_are_kept():
+    """A video's windows are capped (each one kept in its timeline); a live stream that keeps
+    no timeline (max_windows None) is not."""
+    from emotf.timeline import WindowPlanner
+
+    capped = WindowPlanner(0.5, 0.5, 10.0, 16000, max_windows=3)
+    with pytest.raises(TooManyWindowsError):
+        capped.ready(100)
+    assert len(WindowPlanner(0.5, 0.5, 10.0, 16000, max_windows=None).ready(100)) == 20

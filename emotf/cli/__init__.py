@@ -75,11 +75,19 @@ def describe(error: BaseException) -> str:
         if error.errno == errno.ENOSPC:
             return f"{where}: no space left on device".lstrip(": ")
         return f"{where}: {error.strerror.lower()}".lstrip(": ")
+    if _out_of_memory(error):
+        return ("out of memory: the model, batch or input is too large for this machine "
+                "(reduce --batch_size or the model's widths)")
     text = str(error).strip()
     if isinstance(error, KeyError) and len(error.args) == 1:
         text = f"missing key {error.args[0]!r}"
     line = text.splitlines()[0] if text else type(error).__name__
     return line
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """MemoryError, or TensorFlow's ResourceExhaustedError (named without importing TF)."""
+    return isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError"
 
 
 def command(prog: str):
@@ -108,7 +116,8 @@ def command(prog: str):
             except Exception as error:  # noqa: BLE001  (the one place errors become a line)
                 if debug:
                     raise
-                hint = "" if isinstance(error, (OSError, *USER_ERRORS)) else (
+                expected = isinstance(error, (OSError, *USER_ERRORS)) or _out_of_memory(error)
+                hint = "" if expected else (
                     f" ({type(error).__name__}; rerun with --debug for the traceback)")
                 print(f"{prog}: error: {describe(error)}{hint}", file=sys.stderr)
                 return 1
