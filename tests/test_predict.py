@@ -273,3 +273,25 @@ def test_windows_past_the_end_of_a_short_audio_track_are_skipped_with_a_reason(s
     skipped = [w for w in result["timeline"] if w["probabilities"] is None]
     assert scored and all(w["start"] <= 0.7 - 0.5 for w in scored)
     assert skipped and all("of audio (the model needs 0.50 s)" in w["skipped"] for w in skipped)
+
+
+def test_a_tflite_model_gives_the_savedmodels_timeline(setup, tmp_path):
+    """`--model X.tflite`: the same host-side path (tracker, crops, windows, audio), the model
+    run by LiteRT; every window within the float32 export's 1e-4 of the SavedModel's."""
+    pytest.importorskip("ai_edge_litert")
+    from emotf.litert_convert import export_litert
+
+    tflite = export_litert(setup["model"], SAMPLING, tmp_path / "lite")
+    lite = Predictor(tflite, num_threads=1)
+    assert lite.class_codes == setup["predictor"].class_codes
+    video = setup["videos"][0]
+    kwargs = {"window": 0.6, "hop": 0.3}
+    [got] = predict_files(None, [video], [_wav(video)], predictor=lite, **kwargs)
+    [want] = predict_files(None, [video], [_wav(video)], predictor=setup["predictor"], **kwargs)
+    assert "error" not in got, got
+    assert len(got["timeline"]) == len(want["timeline"]) > 1
+    for g, w in zip(got["timeline"], want["timeline"], strict=True):
+        assert (g["start"], g["end"], g["face_id"]) == (w["start"], w["end"], w["face_id"])
+        np.testing.assert_allclose(list(g["probabilities"].values()),
+                                   list(w["probabilities"].values()), rtol=0, atol=1e-4)
+    assert got["label_code"] == want["label_code"]

@@ -1,7 +1,10 @@
 """`emotf-predict`: emotions over time in raw video files, with an exported SavedModel.
 
     emotf-predict --model DIR INPUT [INPUT ...] [--audio WAV ...] [--window S] [--hop S]
-                  [--out DIR] [--json] [--batch-size 8] [--no-progress] [--trust-model]
+                  [--out DIR] [--json] [--batch-size 8] [--faces largest|all] [--threads N]
+                  [--no-progress] [--trust-model]
+    emotf-predict --model DIR --live SOURCE [--window S] [--hop S] [--faces largest|all]
+                  [--threads N] [--live-timeout 10] [--live-format FMT]
 
 INPUT: video files, folders (searched recursively for video extensions) or glob patterns
 (symbolic link loops are entered once; a file reached twice is predicted once).
@@ -14,11 +17,20 @@ or repeated name is shortened with a hash) and says on stderr where each video's
 A file that fails is reported and the others go on; the exit status is 1 if any failed.
 The model's graph is checked before it is loaded: a SavedModel with file, network or Python
 ops is refused (emotf.graph_ops; SECURITY.md); `--trust-model` skips the check.
+
+`--live SOURCE` (instead of INPUT): `-` (a container stream on standard input, e.g. MPEG-TS from
+ffmpeg), a capture device /dev/videoN or a stream URL (rtsp://, http://, udp://, ...), video and
+audio from one pass; one JSON line per window on stdout as soon as it closes ({"start", "end",
+"face_id", "probabilities", "label"}, or "skipped": the reason), a one-line summary on stderr at
+the end of the stream (exit 0); Ctrl-C / SIGTERM stop it (exit 130 / 143); no data for
+`--live-timeout` seconds, or a source that cannot be read, is one line and exit status 1
+(emotf.live; docs/live.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 
 from emotf.bounds import describe
@@ -27,14 +39,28 @@ from emotf.cli import Parser, command
 
 @command("emotf-predict")
 def main(argv=None) -> int:
-    from emotf.predict import PredictConfig
+    from emotf.predict import FACE_MODES, PredictConfig
 
     bounds = {f.name: describe(f) for f in dataclasses.fields(PredictConfig)}
     parser = Parser(prog="emotf-predict", description=__doc__.split("\n")[0])
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="video files, folders (recursive) or glob patterns")
+    parser.add_argument("--live", default=None, metavar="SOURCE",
+                        help="read a live stream instead of files: '-' (a container stream, e.g. "
+                             "MPEG-TS, on standard input), /dev/videoN, or a URL (rtsp://, "
+                             "http://, udp://, ...); one JSON line per window as it closes")
+    parser.add_argument("--live-timeout", type=float, default=10.0, metavar="S",
+                        help="with --live: end with an error after S seconds without data "
+                             "(default 10)")
+    parser.add_argument("--live-format", default=None, metavar="FMT",
+                        help="with --live: the container format (mpegts, matroska, flv, ...; "
+                             "default: probed)")
+    parser.add_argument("--faces", choices=FACE_MODES, default="largest",
+                        help="follow the largest face (default), or track every face, each with "
+                             "its own timeline (face_id in every entry)")
     parser.add_argument("--model", required=True,
-                        help="SavedModel folder (base or version; local or gs://...)")
+                        help="SavedModel folder (base or version; local or gs://...) or a "
+                             ".tflite file")
     parser.add_argument("--audio", action="append", default=None, metavar="WAV",
                         help="audio file for the video in the same position (repeat per video)")
     parser.add_argument("--window", type=float, default=None, metavar="S",
@@ -49,18 +75,31 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document (a list, one object per video)")
     parser.add_argument("--batch-size", type=int, default=8,
-                        help=f"windows per model call ({bounds['batch_size']})")
+                        help=f"windows per model call ({bounds['batch_size']}; --live scores "
+                             "each window as it closes)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="interpreter threads of a .tflite model (default: LiteRT's; a "
+                             "SavedModel uses TensorFlow's process-wide threads)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--trust-model", action="store_true",
                         help="load the SavedModel without checking its graph's ops: a SavedModel "
                              "is a program, so only for a model you trust (SECURITY.md)")
     args = parser.parse_args(argv)
     try:  # the bounds, declared once on PredictConfig: refused before anything is read
-        config = PredictConfig(window_s=args.window, hop_s=args.hop, batch_size=args.batch_size)
+        config = PredictConfig(window_s=args.window, hop_s=args.hop, batch_size=args.batch_size,
+                               faces=args.faces)
     except ValueError as error:
         parser.error(str(error))
+    if args.threads is not None and not 1 <= args.threads <= 256:
+        parser.error(f"--threads must be 1 to 256. Received: {args.threads}")
+    if args.live is not None:
+        if args.inputs or args.audio or args.out or args.json:
+            parser.error("--live reads one stream: give no INPUT, --audio, --out or --json with it")
+        return _live(parser, args, config)
+    if not args.inputs:
+        parser.error("give INPUT files (or --live SOURCE)")
 
-    from emotf.predict import expand_inputs, predict_files
+    from emotf.predict import Predictor, expand_inputs, predict_files
     from emotf.timeline import format_table, to_json
 
     videos, problems = expand_inputs(args.inputs)
@@ -72,9 +111,11 @@ def main(argv=None) -> int:
     if args.audio is not None and len(args.audio) != len(videos):
         parser.error(f"give --audio once per video: {len(videos)} videos, {len(args.audio)} --audio")
     try:
-        results = predict_files(args.model, videos, args.audio, batch_size=config.batch_size,
+        predictor = Predictor(args.model, trust_model=args.trust_model, num_threads=args.threads)
+        results = predict_files(None, videos, args.audio, predictor=predictor,
+                                batch_size=config.batch_size,
                                 window=config.window_s, hop=config.hop_s, out_dir=args.out,
-                                progress=not args.no_progress, trust_model=args.trust_model)
+                                progress=not args.no_progress, faces=config.faces)
     except (FileNotFoundError, ValueError) as error:
         print(f"emotf-predict: error: {error}", file=sys.stderr)
         return 2
@@ -92,6 +133,41 @@ def main(argv=None) -> int:
         print(f"emotf-predict: {len(failed)} of {len(results)} files failed"
               + (f", {len(problems)} inputs matched nothing" if problems else ""), file=sys.stderr)
         return 1
+    return 0
+
+
+def _live(parser, args, config) -> int:
+    """`--live SOURCE`: JSON lines on stdout, the summary on stderr (emotf.live)."""
+    from emotf.live import LiveRun, predict_live
+    from emotf.predict import ClipError, Predictor
+    from emotf.records.decode import LiveSource
+    from emotf.records.faces import NoFaceError
+    from emotf.records.media import MediaError
+
+    try:
+        source = LiveSource(args.live, timeout_s=args.live_timeout, format=args.live_format)
+    except ValueError as error:
+        parser.error(str(error))
+    # The model is loaded before the source is opened: a pipe's writer waits meanwhile.
+    predictor = Predictor(args.model, trust_model=args.trust_model, num_threads=args.threads)
+    predictor.resolve(config.window_s, config.hop_s, faces=config.faces)
+    run = LiveRun(source.label)
+    try:
+        predict_live(predictor, source, window=config.window_s, hop=config.hop_s,
+                     faces=config.faces, run=run)
+    except (MediaError, NoFaceError, ClipError) as error:
+        run.ended = "stopped by an error"
+        print(f"emotf-predict: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader of the lines went away (`| head -3`): a clean stop
+        run.ended = "standard output closed"
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
+    except KeyboardInterrupt:
+        run.ended = "interrupted"
+        raise
+    finally:
+        print(f"emotf-predict: {run.summary()}", file=sys.stderr, flush=True)
     return 0
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Config
-from emotf.records.decode import audio_source, open_video
+from emotf.records.decode import LiveSource, audio_source, open_live, open_video
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
 from emotf.records.media import MediaError
 from emotf.records.staging import staged
@@ -35,6 +35,9 @@ from emotf.storage import is_url
 
 # Video and audio durations further apart than this get a note (a wrong or cut WAV?).
 DURATION_MISMATCH_S = 0.5
+# Keyframes per detector call on a live source: each window's line waits for its last frame's
+# box, which waits for the batch its keyframe is in (files: `emotf.records.stream.DETECT_BATCH`).
+LIVE_DETECT_BATCH = 1
 # Longest clip any setting may name (CREMA-D's longest, 1064_IEO_DIS_MD, is about a minute).
 MAX_CLIP_SECONDS = 3600.0
 
@@ -120,7 +123,9 @@ class ClipReader:
 
     Args:
         video: any container/codec PyAV reads (a local path, or a URL such as gs://...: copied
-            to a local temporary file, deleted by `close()` or when the reader is collected).
+            to a local temporary file, deleted by `close()` or when the reader is collected),
+            or a `emotf.records.decode.LiveSource` (`-`, /dev/videoN, rtsp://...: read as it
+            comes, video and audio from one pass; `live` is then its `LiveFeed`).
         audio: a WAV (or FLAC, ...) for this video (local or a URL), None for the video's own
             track; an unreadable file falls back to the video's track with a note.
         settings: `ClipSettings`.
@@ -139,9 +144,13 @@ class ClipReader:
 
     def __init__(self, video, audio, settings: ClipSettings, tracker: FaceTracker | None = None,
                  *, max_seconds: float | None = None):
-        self.path = Path(video) if not is_url(video) else video
         self.settings = settings
         self.max_seconds = max_seconds
+        self.live = None  # the `LiveFeed` of a live source
+        if isinstance(video, LiveSource):
+            self._open_live(video, audio, tracker)
+            return
+        self.path = Path(video) if not is_url(video) else video
         staging = contextlib.ExitStack()  # local copies of URL media (emotf.records.staging)
         self.close = weakref.finalize(self, staging.close)
         video_local = staging.enter_context(staged(video))
@@ -164,6 +173,20 @@ class ClipReader:
             raise
         self.tracker = tracker or FaceTracker(settings.tracker)
         self.faces = StreamTracker(self.tracker, self.info.fps, self.info.height, self.info.width)
+
+    def _open_live(self, source: LiveSource, audio, tracker: FaceTracker | None) -> None:
+        """A live source (`emotf.records.decode.LiveSource`): video and audio from one pass over
+        its container; the detector sees one keyframe per call (`LIVE_DETECT_BATCH`)."""
+        if audio is not None:
+            raise ValueError(f"a live source brings its own audio track. Received: audio={audio!r}")
+        self.path = source.label
+        rate = self.settings.sample_rate
+        self.info, self._frames, self.audio, self.live = open_live(source, rate)
+        self.close = weakref.finalize(self, self.live.close)
+        self.notes = []
+        self.tracker = tracker or FaceTracker(self.settings.tracker)
+        self.faces = StreamTracker(self.tracker, self.info.fps, self.info.height, self.info.width,
+                                   batch=LIVE_DETECT_BATCH)
 
     @property
     def fps(self) -> float:
