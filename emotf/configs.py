@@ -206,6 +206,19 @@ BRANCH_WEIGHTS = ("shared", "independent")
 MAX_BLOCKS = 8  # convolution blocks of a branch (each halves the feature map)
 
 
+def min_frame_size(video_blocks: int) -> int:
+    """The smallest face side the video branch can take: its stem (stride 2, then a 2x2
+    max-pool) and `video_blocks` blocks (a 2x2 max-pool each) must leave at least 1x1:
+    ceil(S / 2) >= 2 ** (video_blocks + 1)."""
+    return 2 ** (video_blocks + 2) - 1
+
+
+def min_spectrogram_side(audio_blocks: int) -> int:
+    """The smallest spectrogram side the audio branch can take: `audio_blocks` 2x2 max-pools
+    must leave at least 1x1."""
+    return 2 ** audio_blocks
+
+
 @dataclass(frozen=True)
 class ModelConfig(Config):
     """Architecture of the twin-branch model.
@@ -261,6 +274,19 @@ class ModelConfig(Config):
             if not 1 <= len(getattr(self, name)) <= MAX_BLOCKS:
                 raise ValueError(f"ModelConfig.{name} must give 1 to {MAX_BLOCKS} widths. "
                                  f"Received: {name}={getattr(self, name)}")
+        # Every block ends in a 2x2 max-pool (valid padding: floor(n / 2)), the video stem
+        # also strides by 2 ("same": ceil(n / 2)): a side that reaches 0 cannot be built.
+        if self.uses_video and self.frame_size < min_frame_size(len(self.video_widths)):
+            raise ValueError(
+                f"ModelConfig.frame_size must be at least {min_frame_size(len(self.video_widths))}"
+                f" for the video stem and {len(self.video_widths)} video blocks (each halves the "
+                f"face). Received: frame_size={self.frame_size}")
+        low = min_spectrogram_side(len(self.audio_widths))
+        if self.uses_audio and min(self.spectrogram_shape) < low:
+            raise ValueError(
+                f"ModelConfig.spectrogram_shape must be at least {low}x{low} for "
+                f"{len(self.audio_widths)} audio blocks (each halves both sides). Received: "
+                f"spectrogram_shape={self.spectrogram_shape[0]}x{self.spectrogram_shape[1]}")
 
     @property
     def uses_video(self) -> bool:
@@ -334,7 +360,7 @@ class TrainConfig(Config):
     """
 
     records: str = bounded("", help="the records folder (emotf-build-records' output)")
-    out: str = bounded("runs/emotf",
+    out: str = bounded("runs/emotf", nonempty=True,
                        help="the run folder (the cross-validation folder with --fold all)")
     fold: int = bounded(0, ge=0, le=NUM_FOLDS - 1,
                         help="the test fold K of the actor protocol (emotf-train also takes all)")
@@ -351,7 +377,7 @@ class TrainConfig(Config):
                                 help="factor of each decay of the paper and step schedules")
     validation_folds: int = bounded(1, ge=1, le=NUM_FOLDS - 2,
                                     help="folds after the test fold that validate (actor protocol)")
-    split: str = bounded(ACTORS, help="actors, ogm, or a folder holding train.csv and test.csv")
+    split: str = bounded(ACTORS, nonempty=True, help="actors, ogm, or a folder holding train.csv and test.csv")
     validation_fraction: float = bounded(
         0.1, gt=0.0, lt=1.0,
         help="share of a clip-level split's training clips that validate (emotion-stratified)")

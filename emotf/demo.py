@@ -42,7 +42,7 @@ DEMO_MODEL = ModelConfig(
 class DemoConfig(Config):
     """Sizes of the demo. The defaults run in a few minutes on a 2-core CPU."""
 
-    out: str = bounded("demo_out", help="the demo's folder: sample, records, run, figures")
+    out: str = bounded("demo_out", nonempty=True, help="the demo's folder: sample, records, run, figures")
     num_actors: int = bounded(10, ge=1, le=LAST_ACTOR - FIRST_ACTOR + 1,
                               help="actors of the synthetic sample (CREMA-D has 91)")
     clips_per_actor: int = bounded(36, ge=1, le=len(EMOTIONS) * len(SENTENCES),
@@ -130,7 +130,8 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
             data_dir=str(sample_dir),
             out_dir=str(records_dir),
             **({"workers": config.workers} if config.workers else {}),
-        )
+        ),
+        prog="emotf-demo",
     )
     timings["build_s"] = round(time.time() - start, 1)
 

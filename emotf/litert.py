@@ -70,6 +70,51 @@ def read_litert_metadata(model_path) -> dict:
     return metadata
 
 
+# Ops an emotf flatbuffer must not hold: resource variables (never initialised by a plain
+# interpreter: the NaN of the first conversion) and anything that is not a builtin kernel
+# (custom ops; Select TF ops are custom ops named Flex...).
+FORBIDDEN_BUILTINS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
+
+
+class NotBuiltinError(ValueError):
+    """A flatbuffer with a custom, Select TF (Flex) or variable op."""
+
+
+def flatbuffer_ops(flatbuffer: bytes) -> list[str]:
+    """The sorted op names of a `.tflite` flatbuffer: builtin names (CONV_2D, RFFT2D, ...),
+    custom ops (Select TF ops are custom ops named Flex...) as `custom:<name>`."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # converting without the runtime: TensorFlow's copy of the schema
+        from tensorflow.lite.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    ops = set()
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            ops.add(f"custom:{code.CustomCode().decode()}")
+        else:
+            ops.add(names.get(builtin, str(builtin)))
+    return sorted(ops)
+
+
+def check_builtin_ops(flatbuffer: bytes, where: str = "the converted model") -> list[str]:
+    """The flatbuffer's ops (`flatbuffer_ops`), refusing custom, Flex and variable ops.
+
+    Raises:
+        NotBuiltinError: naming the ops.
+    """
+    ops = flatbuffer_ops(flatbuffer)
+    bad = [op for op in ops if op.startswith("custom:") or op in FORBIDDEN_BUILTINS]
+    if bad:
+        raise NotBuiltinError(f"{where} holds ops that are not builtin kernels or are "
+                              f"variables: {bad}. Received ops: {ops}")
+    return ops
+
+
 def _interpreter_class(path):
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -94,6 +139,7 @@ class LiteRTModel:
     Raises:
         ImportError: ai-edge-litert is not installed (one line saying how to install it).
         FileNotFoundError, MetadataError: the model or its metadata is missing or malformed.
+        NotBuiltinError: the flatbuffer holds a custom, Select TF (Flex) or variable op.
     """
 
     def __init__(self, path, num_threads: int | None = None):
@@ -111,6 +157,7 @@ class LiteRTModel:
             self.sampling.sample_rate)
         # Read through emotf.storage (local, gs://, ram://; size-capped) rather than by path.
         self._flatbuffer = as_path(self.path).read_bytes()
+        check_builtin_ops(self._flatbuffer, self.path)  # what emotf-export writes, nothing else
         self._interpreter = interpreter_class(model_content=self._flatbuffer,
                                               num_threads=num_threads)
         self._runner = self._interpreter.get_signature_runner()

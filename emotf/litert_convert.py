@@ -11,8 +11,9 @@ as they are (`from_concrete_functions` with the model as the trackable object), 
 VAR_HANDLE / READ_VARIABLE ops, and a plain interpreter never initialises those variables:
 the XNNPACK delegate reads uninitialised memory (the NaN for every class of the first attempt,
 DESIGN.md 2026-12) and the reference kernels refuse ("read_variable.cc: variable != nullptr").
-`convert_variables_to_constants_v2` folds the weights into constants first; `check_builtin_ops`
-then refuses any variable op, custom op or Select TF (Flex) op in the result.
+`convert_variables_to_constants_v2` folds the weights into constants first;
+`emotf.litert.check_builtin_ops` then refuses any variable op, custom op or Select TF (Flex)
+op in the result.
 
 Quantization (`quantize`):
     none     float32 (equals the Keras model within 1e-4)
@@ -46,6 +47,7 @@ from emotf.litert import (
     LITERT_FORMAT,
     OUTPUT,
     QUANTIZE_MODES,
+    check_builtin_ops,
     metadata_file,
     read_litert_metadata,
 )
@@ -53,46 +55,7 @@ from emotf.serving_metadata import build_settings
 from emotf.splits import ACTORS
 from emotf.storage import as_path, write_json
 
-# Ops a converted emotf model must not hold: resource variables (never initialised by a plain
-# interpreter: the NaN) and anything that is not a builtin kernel.
-FORBIDDEN_BUILTINS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
 REPRESENTATIVE_CLIPS = 64
-
-
-class NotBuiltinError(ValueError):
-    """A converted flatbuffer with a custom, Select TF (Flex) or variable op."""
-
-
-def flatbuffer_ops(flatbuffer: bytes) -> list[str]:
-    """The sorted op names of a `.tflite` flatbuffer: builtin names (CONV_2D, RFFT2D, ...),
-    custom ops (Select TF ops are custom ops named Flex...) as `custom:<name>`."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = schema.Model.GetRootAsModel(flatbuffer, 0)
-    ops = set()
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            ops.add(f"custom:{code.CustomCode().decode()}")
-        else:
-            ops.add(names.get(builtin, str(builtin)))
-    return sorted(ops)
-
-
-def check_builtin_ops(flatbuffer: bytes) -> list[str]:
-    """The flatbuffer's ops (`flatbuffer_ops`), refusing custom, Flex and variable ops.
-
-    Raises:
-        NotBuiltinError: naming the ops.
-    """
-    ops = flatbuffer_ops(flatbuffer)
-    bad = [op for op in ops if op.startswith("custom:") or op in FORBIDDEN_BUILTINS]
-    if bad:
-        raise NotBuiltinError(f"the converted model holds ops that are not builtin kernels or "
-                              f"are variables: {bad}. Received ops: {ops}")
-    return ops
 
 
 def segment_function(model: keras.Model, config: SamplingConfig):

@@ -132,6 +132,42 @@ def check_records_folder(records) -> None:
                          f"tfrecord): not a records folder written by emotf-build-records")
 
 
+def check_records_settings(config: TrainConfig) -> None:
+    """Refuse, in one line naming the records' value, a config the records cannot feed: an
+    audio rate (`sampling.sample_rate`) or a face crop side (`model.frame_size`, when the model
+    uses video) other than the one the records were built with (their manifest's settings;
+    nothing is resampled or resized on the way). A folder without a readable manifest is left to
+    `emotf.records.manifest.check_records`.
+
+    Raises:
+        ValueError: naming the field, the records' value and the config's.
+    """
+    from emotf.records.manifest import MANIFEST, RecordsError, read_manifest
+
+    if not is_records_folder(config.records) or not (as_path(config.records) / MANIFEST).exists():
+        return
+    try:
+        settings = read_manifest(config.records).get("settings") or {}
+    except (RecordsError, OSError, ValueError):
+        return  # named by check_records
+    if not isinstance(settings, dict):
+        return
+    rate = settings.get("sample_rate")
+    if isinstance(rate, int) and rate != config.sampling.sample_rate:
+        raise ValueError(
+            f"{config.records}: records built at sample_rate={rate} Hz; the config asks for "
+            f"sampling.sample_rate={config.sampling.sample_rate}: pass --sampling.sample_rate "
+            f"{rate}, or rebuild the records with --sample_rate {config.sampling.sample_rate}")
+    tracker = settings.get("tracker")
+    crop = tracker.get("crop_size") if isinstance(tracker, dict) else None
+    if (isinstance(crop, int) and config.model.uses_video
+            and crop != config.model.frame_size):
+        raise ValueError(
+            f"{config.records}: records hold {crop}x{crop} face crops; the config asks for "
+            f"model.frame_size={config.model.frame_size}: pass --model.frame_size {crop}, or "
+            f"rebuild the records with --tracker.crop_size {config.model.frame_size}")
+
+
 def check_run_records(config: TrainConfig, split: RunSplit, dataset_fn=None) -> dict:
     """Before the first epoch: check every shard the run will read (training, validation and
     test folds) against the records' manifest (`emotf.records.manifest.check_records`).
@@ -148,6 +184,7 @@ def check_run_records(config: TrainConfig, split: RunSplit, dataset_fn=None) -> 
         check_records_folder(config.records)
     if not is_records_folder(config.records):
         return {}
+    check_records_settings(config)
     from emotf.records.manifest import check_records
 
     folds = sorted({*split.train.folds, *split.validation.folds, *split.test.folds})

@@ -36,6 +36,7 @@ so OUT must then be on a filesystem they all share (or `gs://`).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -113,7 +114,7 @@ class TuneConfig(Config):
     train: TrainConfig = bounded(
         default_factory=TrainConfig,
         help="the base TrainConfig; each trial overrides the searched fields")
-    out: str = bounded("runs/tune", help="the search folder (see emotf.tune)")
+    out: str = bounded("runs/tune", nonempty=True, help="the search folder (see emotf.tune)")
     max_trials: int = bounded(10, ge=1, le=100_000,
                               help="trials of the random and bayesian tuners (not hyperband)")
     tuner: str = bounded("random", choices=TUNERS, help="random, bayesian or hyperband")
@@ -235,6 +236,24 @@ class _EmotfTuner:
         trial_config(self.hypermodel.config, hp)
         self.oracle.update_space(hp)
 
+    def _try_run_and_update_trial(self, trial, *fit_args, **fit_kwargs):
+        # keras-tuner's own keeps the whole traceback as the trial's message (and prints it
+        # again when too many trials fail in a row): a failed trial is one warning line here,
+        # and its message the error's first line.
+        try:
+            self._run_and_update_trial(trial, *fit_args, **fit_kwargs)
+            trial.status = keras_tuner.engine.trial.TrialStatus.COMPLETED
+            return
+        except Exception as error:
+            if isinstance(error, keras_tuner.errors.FatalError):
+                raise
+            failed = isinstance(error, keras_tuner.errors.FailedTrialError)
+            trial.status = (keras_tuner.engine.trial.TrialStatus.FAILED if failed
+                            else keras_tuner.engine.trial.TrialStatus.INVALID)
+            trial.message = first_line(error)
+            print(f"emotf-tune: warning: trial {trial.trial_id} failed: {trial.message}",
+                  file=sys.stderr, flush=True)
+
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         self.__dict__.setdefault("trials_run", []).append(trial.trial_id)
@@ -250,6 +269,13 @@ class _BayesianOptimization(_EmotfTuner, keras_tuner.BayesianOptimization):
 
 class _Hyperband(_EmotfTuner, keras_tuner.Hyperband):
     pass
+
+
+def first_line(error: BaseException) -> str:
+    """`Type: the first non-empty line of the message` of `error` (a trial's failure)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def make_tuner(config: TuneConfig, dataset_fn: DatasetFactory | None = None) -> keras_tuner.Tuner:
@@ -357,8 +383,18 @@ def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None,
             tuner.oracle.verbose = fit_verbose(config.train.verbose)
             serve_oracle(tuner, role)
         else:
-            tuner.search(epochs=config.train.epochs, callbacks=callbacks,
-                         verbose=fit_verbose(config.train.verbose))
+            try:
+                tuner.search(epochs=config.train.epochs, callbacks=callbacks,
+                             verbose=fit_verbose(config.train.verbose))
+            except RuntimeError as error:
+                if not str(error).startswith("Number of consecutive failures"):
+                    raise
+                # keras-tuner's words, then the last trial's message: one line instead.
+                raise RuntimeError(
+                    f"the search in {out / 'search'} stopped: "
+                    f"{str(error).partition(chr(10))[0].rstrip('.')}; last failure: "
+                    f"{' '.join(str(error).partition(chr(10))[2].split()) or 'unknown'}"
+                ) from None
     ran = {"tuner_id": role.tuner_id or "tuner0", "trials_run": getattr(tuner, "trials_run", [])}
     if role.is_worker:
         return ran

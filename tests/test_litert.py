@@ -15,16 +15,16 @@ from emotf import keys
 from emotf.cli.export import main as export_main
 from emotf.configs import TrainConfig
 from emotf.export import export_saved_model
-from emotf.litert import LITERT_FILE, LiteRTModel, metadata_file, read_litert_metadata
-from emotf.litert_convert import (
+from emotf.litert import (
+    LITERT_FILE,
+    LiteRTModel,
     NotBuiltinError,
     check_builtin_ops,
-    convert,
-    export_litert,
     flatbuffer_ops,
-    representative_segments,
-    segment_function,
+    metadata_file,
+    read_litert_metadata,
 )
+from emotf.litert_convert import convert, export_litert, representative_segments, segment_function
 from emotf.model import build_model
 from emotf.pipeline import make_dataset
 from emotf.predict import Predictor
@@ -106,6 +106,12 @@ def test_weights_left_as_variables_are_refused_and_the_export_has_builtin_ops_on
     assert "READ_VARIABLE" in flatbuffer_ops(unfrozen)
     with pytest.raises(NotBuiltinError, match="READ_VARIABLE"):
         check_builtin_ops(unfrozen)
+    # ... and so does LiteRTModel, before any interpreter runs it.
+    Path(tflite).with_name("unfrozen.tflite").write_bytes(unfrozen)
+    Path(metadata_file(Path(tflite).with_name("unfrozen.tflite"))).write_text(
+        Path(metadata_file(tflite)).read_text())
+    with pytest.raises(NotBuiltinError, match="unfrozen.tflite holds ops"):
+        LiteRTModel(Path(tflite).with_name("unfrozen.tflite"))
     ops = check_builtin_ops(Path(tflite).read_bytes())
     assert {"RFFT2D", "LOG", "CONV_2D", "SOFTMAX"} <= set(ops)
     assert not [op for op in ops if op.startswith("custom:") or "VARIABLE" in op]

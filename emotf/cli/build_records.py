@@ -100,12 +100,23 @@ def main(argv=None) -> int:
         f"manifest: {as_path(config.out_dir) / 'manifest.json'}"
     )
     if manifest["clips_written"] == 0:
-        print("ERROR nothing usable was written", file=sys.stderr)
+        print(f"emotf-build-records: error: nothing usable was written: "
+              f"{_skips(manifest)}", file=sys.stderr)
         return 1
     if config.strict and manifest["clips_skipped"]:
-        print(f"ERROR --strict: {manifest['clips_skipped']} clips skipped", file=sys.stderr)
+        print(f"emotf-build-records: error: --strict: {_skips(manifest)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _skips(manifest: dict) -> str:
+    """ "N clips skipped (first: FILE: reason)" of a manifest."""
+    skipped = manifest.get("skipped") or []
+    text = f"{manifest['clips_skipped']} clips skipped"
+    if skipped:
+        first = skipped[0]
+        text += f" (first: {first.get('path') or first.get('clip_id')}: {first.get('reason')})"
+    return text
 
 
 if __name__ == "__main__":

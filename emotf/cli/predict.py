@@ -13,8 +13,10 @@ build's tracker, its audio taken from the WAV given for it (`--audio` once per v
 same order) or from its own track, and scored over sliding windows (default: the model's
 window, the median training clip, and a 1 s hop); the video's label is the mean of the
 windows'. `--out DIR` writes DIR/<stem>.json, .timeline.csv and .timeline.png per video (a long
-or repeated name is shortened with a hash) and says on stderr where each video's files went.
-A file that fails is reported and the others go on; the exit status is 1 if any failed.
+or repeated name is shortened with a hash) and says on standard output where each video's files
+went. A file that fails is reported in the table (or JSON) and the others go on; standard error
+then gets one line naming the failures (`emotf-predict: error: 1 of 3 videos failed: a.mp4:
+...`) and the exit status is 1.
 The model's graph is checked before it is loaded: a SavedModel with file, network or Python
 ops is refused (emotf.graph_ops; SECURITY.md); `--trust-model` skips the check.
 
@@ -103,11 +105,13 @@ def main(argv=None) -> int:
     from emotf.timeline import format_table, to_json
 
     videos, problems = expand_inputs(args.inputs)
-    for problem in problems:
-        print(f"emotf-predict: {problem}", file=sys.stderr)
-    if not videos:
-        print("emotf-predict: error: no video to predict", file=sys.stderr)
+    if not videos:  # one line: the input's own problem (each matched nothing)
+        more = f" (and {len(problems) - 1} more inputs matched nothing)" if len(problems) > 1 else ""
+        print(f"emotf-predict: error: no video to predict: {problems[0]}{more}" if problems
+              else "emotf-predict: error: no video to predict", file=sys.stderr)
         return 1
+    for problem in problems:  # the others are predicted; the final line counts these
+        print(f"emotf-predict: warning: {problem}", file=sys.stderr)
     if args.audio is not None and len(args.audio) != len(videos):
         parser.error(f"give --audio once per video: {len(videos)} videos, {len(args.audio)} --audio")
     try:
@@ -117,24 +121,48 @@ def main(argv=None) -> int:
                                 window=config.window_s, hop=config.hop_s, out_dir=args.out,
                                 progress=not args.no_progress, faces=config.faces)
     except (FileNotFoundError, ValueError) as error:
-        print(f"emotf-predict: error: {error}", file=sys.stderr)
+        print(f"emotf-predict: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    # Results and where the files went: standard output. Standard error: one line at the end
+    # naming what failed (the rest of each failure is in the table / JSON).
     print(to_json(results) if args.json else format_table(results))
-    for result in results:
-        if result.get("outputs"):
-            print(f"emotf-predict: {result['file']} -> {', '.join(result['outputs'].values())}",
-                  file=sys.stderr)
-    failed = [r for r in results if "error" in r]
-    if args.out is not None:
+    if args.out is not None and not args.json:  # (the JSON has each video's "outputs")
+        for result in results:
+            if result.get("outputs"):
+                print(f"{result['file']} -> {', '.join(result['outputs'].values())}")
         written = sum(len(r.get("outputs") or {}) for r in results)
-        print(f"emotf-predict: wrote {written} files for {len(results)} videos to {args.out}",
-              file=sys.stderr)
-    if failed or problems:
-        print(f"emotf-predict: {len(failed)} of {len(results)} files failed"
-              + (f", {len(problems)} inputs matched nothing" if problems else ""), file=sys.stderr)
+        print(f"wrote {written} files for {len(results)} videos to {args.out}")
+    sys.stdout.flush()
+    line = failure_line(results, problems, "the JSON" if args.json else "the table")
+    if line:
+        print(f"emotf-predict: error: {line}", file=sys.stderr)
         return 1
     return 0
 
+
+def _one_line(error) -> str:
+    """The first non-empty line of an error's text (its type's name when it has none)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def failure_line(results: list[dict], problems: list[str] = (), where: str = "the table"):
+    """One line naming what failed (None when nothing did): the failed videos' count and the
+    first one's problem, e.g. `1 of 3 videos failed: a.mp4: cannot open as video (...)`, with
+    `and K more; see the table` for several; inputs that matched nothing are counted after."""
+    failed = [r for r in results if "error" in r]
+    parts = []
+    if failed:
+        text = f"{len(failed)} of {len(results)} videos failed: {_one_line(failed[0]['error'])}"
+        if len(failed) > 1:
+            text += f" and {len(failed) - 1} more; see {where}"
+        parts.append(text)
+    if problems:
+        n = len(problems)
+        parts.append(f"{n} input{'s' if n > 1 else ''} matched nothing"
+                     + ("" if failed else f": {_one_line(problems[0])}"
+                        + (f" and {n - 1} more" if n > 1 else "")))
+    return "; ".join(parts) or None
 
 def _live(parser, args, config) -> int:
     """`--live SOURCE`: JSON lines on stdout, the summary on stderr (emotf.live)."""

@@ -60,6 +60,7 @@ MANIFEST = records_manifest.MANIFEST
 RUNNERS = ("local", "beam")
 MAX_WORKERS = 1024
 BEAM_MISSING = '--runner beam needs Apache Beam: pip install "emotf[beam]"'
+PROG = "emotf-build-records"  # the console script: the start of every line printed to stderr
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ class BuildConfig(Config):
     """
 
     data_dir: str = bounded(
+        nonempty=True,
         help="folder with `VideoFlash/` and `AudioWAV/` (local, or a URL such as gs://...)")
     out_dir: str = bounded(
+        nonempty=True,
         help="output folder (created; reruns resume in it; local, or a URL such as gs://...)")
     workers: int = bounded(
         default_factory=available_cpus, ge=1, le=MAX_WORKERS,
@@ -237,7 +240,8 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
 # Writing
 
 
-def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> dict:
+def build_records(config: BuildConfig, stop_after_shards: int | None = None,
+                  prog: str = PROG) -> dict:
     """Build (or finish) the shards and write `manifest.json`; return the manifest.
 
     Holds `OUT/build.lock` throughout when OUT is local (a second build into the same folder is
@@ -252,6 +256,8 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
         stop_after_shards: testing hook (local runner): raise `KeyboardInterrupt` before the
             last clip of the next shard once this many shards were completed in this run
             (simulates a kill).
+        prog: the console script whose name starts every line printed to stderr
+            (`PROG: warning: ...`, `PROG: note: ...`).
 
     Returns:
         the manifest dict (see docs/build_records.md), also written to OUT/manifest.json.
@@ -272,9 +278,9 @@ def build_records(config: BuildConfig, stop_after_shards: int | None = None) -> 
     out = as_path(config.out_dir).resolve()
     out.mkdir()
     if not out.is_local:
-        return _build_locked(config, out, stop_after_shards, beam)
+        return _build_locked(config, out, stop_after_shards, beam, prog)
     with hold_lock(out.local_path()):
-        return _build_locked(config, out, stop_after_shards, beam)
+        return _build_locked(config, out, stop_after_shards, beam, prog)
 
 
 def beam_builder():
@@ -292,12 +298,22 @@ def beam_builder():
     return beam_build
 
 
-def _warn(line: str, bar) -> None:
-    (bar.write if bar is not None else print)(line, file=sys.stderr)
+def console_line(line: str, prog: str = PROG) -> str:
+    """`line` ("WARNING X", "NOTE X", as the shard writers word them) as a console line of
+    `prog`: "PROG: warning: X", "PROG: note: X" (every line a console script prints to stderr
+    starts with its name)."""
+    for tag, word in (("WARNING ", "warning"), ("NOTE ", "note"), ("ERROR ", "error")):
+        if line.startswith(tag):
+            return f"{prog}: {word}: {line[len(tag):]}"
+    return line if line.startswith(f"{prog}: ") else f"{prog}: {line}"
+
+
+def _warn(line: str, bar, prog: str = PROG) -> None:
+    (bar.write if bar is not None else print)(console_line(line, prog), file=sys.stderr)
 
 
 def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int | None,
-                  beam) -> dict:
+                  beam, prog: str = PROG) -> dict:
     started = time.time()
     shards, plan_skipped = plan_build(config)
     settings = record_settings(config)
@@ -305,19 +321,19 @@ def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int 
     if config.overwrite:
         removed = clear_outputs(out)
         if removed:
-            print(f"NOTE --overwrite: removed {removed} shard, sidecar and manifest files from "
-                  f"{out}", file=sys.stderr)
+            _warn(f"NOTE --overwrite: removed {removed} shard, sidecar and manifest files "
+                  f"from {out}", None, prog)
     check_out_dir(out, shards, settings)
     for item in plan_skipped:
-        print(f"WARNING {item['path']}: {item['reason']} -> skipped", file=sys.stderr)
+        _warn(f"WARNING {item['path']}: {item['reason']} -> skipped", None, prog)
     todo = []
     for shard in shards:
         state = shard_state(out, shard, digest)
         if state is None:
             continue
         if state:
-            print(f"WARNING {out / (shard['name'] + '.tfrecord')}: {state} -> rebuilt",
-                  file=sys.stderr)
+            _warn(f"WARNING {out / (shard['name'] + '.tfrecord')}: {state} -> rebuilt", None,
+                  prog)
         todo.append(shard)
     (out / MANIFEST).unlink(missing_ok=True)  # written last, once every shard is in place
     clear_temporary(out)  # what an interrupted build left (we hold the folder)
@@ -332,9 +348,9 @@ def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int 
                     f"was not written (a worker failed?); rerun the same command to write the "
                     f"missing shards")
             for line in sidecar_warnings(read_json(path)):
-                print(line, file=sys.stderr)
+                _warn(line, None, prog)
     else:
-        _write_local(config, out, todo, settings, digest, stop_after_shards)
+        _write_local(config, out, todo, settings, digest, stop_after_shards, prog)
     manifest = make_manifest(config, shards, plan_skipped, time.time() - started, settings,
                              clip_settings(config))
     write_json(out / MANIFEST, manifest)
@@ -342,7 +358,7 @@ def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int 
 
 
 def _write_local(config: BuildConfig, out: StoragePath, todo: list[dict], settings: dict,
-                 digest: str, stop_after_shards: int | None) -> None:
+                 digest: str, stop_after_shards: int | None, prog: str = PROG) -> None:
     """The local runner: every clip of `todo` through the worker pool, in plan order, into
     `write_shard` shard by shard (while the pool runs ahead on the next clips)."""
     from tqdm.auto import tqdm
@@ -357,7 +373,7 @@ def _write_local(config: BuildConfig, out: StoragePath, todo: list[dict], settin
         for done, shard in enumerate(todo):
             stop = stop_after_shards is not None and done >= stop_after_shards
             write_shard(out, shard, _take(results, len(shard["clips"]), stop), settings, digest,
-                        verify_media=config.verify_media, warn=lambda line: _warn(line, bar),
+                        verify_media=config.verify_media, warn=lambda line: _warn(line, bar, prog),
                         progress=lambda: bar.update(1))
     finally:
         bar.close()
