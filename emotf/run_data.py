@@ -132,11 +132,12 @@ def check_records_folder(records) -> None:
                          f"tfrecord): not a records folder written by emotf-build-records")
 
 
-def check_records_settings(config: TrainConfig) -> None:
+def check_records_settings(config: TrainConfig, records=None) -> None:
     """Refuse, in one line naming the records' value, a config the records cannot feed: an
     audio rate (`sampling.sample_rate`) or a face crop side (`model.frame_size`, when the model
     uses video) other than the one the records were built with (their manifest's settings;
-    nothing is resampled or resized on the way). A folder without a readable manifest is left to
+    nothing is resampled or resized on the way). `records`: the folder (default
+    `config.records`). A folder without a readable manifest is left to
     `emotf.records.manifest.check_records`.
 
     Raises:
@@ -144,10 +145,11 @@ def check_records_settings(config: TrainConfig) -> None:
     """
     from emotf.records.manifest import MANIFEST, RecordsError, read_manifest
 
-    if not is_records_folder(config.records) or not (as_path(config.records) / MANIFEST).exists():
+    records = records or config.records
+    if not is_records_folder(records) or not (as_path(records) / MANIFEST).exists():
         return
     try:
-        settings = read_manifest(config.records).get("settings") or {}
+        settings = read_manifest(records).get("settings") or {}
     except (RecordsError, OSError, ValueError):
         return  # named by check_records
     if not isinstance(settings, dict):
@@ -155,7 +157,7 @@ def check_records_settings(config: TrainConfig) -> None:
     rate = settings.get("sample_rate")
     if isinstance(rate, int) and rate != config.sampling.sample_rate:
         raise ValueError(
-            f"{config.records}: records built at sample_rate={rate} Hz; the config asks for "
+            f"{records}: records built at sample_rate={rate} Hz; the config asks for "
             f"sampling.sample_rate={config.sampling.sample_rate}: pass --sampling.sample_rate "
             f"{rate}, or rebuild the records with --sample_rate {config.sampling.sample_rate}")
     tracker = settings.get("tracker")
@@ -163,7 +165,7 @@ def check_records_settings(config: TrainConfig) -> None:
     if (isinstance(crop, int) and config.model.uses_video
             and crop != config.model.frame_size):
         raise ValueError(
-            f"{config.records}: records hold {crop}x{crop} face crops; the config asks for "
+            f"{records}: records hold {crop}x{crop} face crops; the config asks for "
             f"model.frame_size={config.model.frame_size}: pass --model.frame_size {crop}, or "
             f"rebuild the records with --tracker.crop_size {config.model.frame_size}")
 

@@ -12,6 +12,7 @@ The table is CREMA-D's, licensed under the Open Database License 1.0 (see
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from emotf.cremad import EMOTIONS, VOTE_LETTERS, data_path, parse_clip_name
 
 MODES: tuple[str, ...] = ("voice", "face", "audio-visual")
 _MODE_OF_DIGIT = {"1": "voice", "2": "face", "3": "audio-visual"}
+MAX_VOTES_BYTES = 64 << 20  # a votes table a user passes: CREMA-D's is about 1 MB
 
 
 @dataclass(frozen=True)
@@ -77,24 +79,69 @@ def load_votes(path: str | Path | None = None) -> VoteTable:
             `numResponses`.
     """
     path = Path(path) if path else data_path("tabulatedVotes.csv")
+    text = _read_capped(path)
+    try:
+        return _parse_votes(path, text)
+    except csv.Error as error:
+        raise ValueError(f"{path}: not a CSV table of votes ({error})") from None
+    except (KeyError, IndexError) as error:
+        raise ValueError(f"{path}: not CREMA-D's tabulatedVotes.csv: no column {error} "
+                         f"(columns: '', fileName, numResponses, "
+                         f"{', '.join(VOTE_LETTERS)})") from None
+    except (TypeError, ValueError) as error:
+        if str(error).startswith(f"{path}: "):
+            raise
+        raise ValueError(f"{path}: not CREMA-D's tabulatedVotes.csv: "
+                         f"{str(error).splitlines()[0] if str(error) else error!r}") from None
+
+
+def _read_capped(path: Path) -> str:
+    """The text of `path`, refused in one line naming it when it holds more than
+    `MAX_VOTES_BYTES` (checked before reading and while reading: a pipe or /dev/zero has no
+    size) or is not text."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the votes table ({error.strerror or error})") from None
+    if size > MAX_VOTES_BYTES:
+        raise ValueError(f"{path}: {size} bytes, more than a votes table may hold "
+                         f"({MAX_VOTES_BYTES >> 20} MiB); CREMA-D's is about 1 MB")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_VOTES_BYTES + 1)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the votes table ({error.strerror or error})") from None
+    if len(data) > MAX_VOTES_BYTES:
+        raise ValueError(f"{path}: more than {MAX_VOTES_BYTES >> 20} MiB, more than a votes "
+                         f"table may hold; CREMA-D's is about 1 MB")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text (UTF-8) CSV table of votes") from None
+
+
+def _parse_votes(path: Path, text: str) -> VoteTable:
     clip_ids, modes, labels, counts = [], [], [], []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            row_id = row[""]
-            mode = _MODE_OF_DIGIT.get(row_id[:1])
-            if mode is None:
-                raise ValueError(f"{path}: row id must start with 1, 2 or 3. Received: {row_id!r}")
-            name = parse_clip_name(row["fileName"])
-            row_counts = [int(row[letter]) for letter in VOTE_LETTERS]
-            if sum(row_counts) != int(row["numResponses"]):
-                raise ValueError(
-                    f"{path}: row {row_id} counts sum to {sum(row_counts)}, "
-                    f"numResponses={row['numResponses']}"
-                )
-            clip_ids.append(name.clip_id)
-            modes.append(mode)
-            labels.append(name.label)
-            counts.append(row_counts)
+    if "\0" in text:
+        raise ValueError(f"{path}: not a text CSV table of votes (holds NUL bytes)")
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        row_id = row[""]
+        if not isinstance(row_id, str):
+            raise ValueError(f"{path}: a row with too few columns")
+        mode = _MODE_OF_DIGIT.get(row_id[:1])
+        if mode is None:
+            raise ValueError(f"{path}: row id must start with 1, 2 or 3. Received: {row_id!r}")
+        name = parse_clip_name(row["fileName"])
+        row_counts = [int(row[letter]) for letter in VOTE_LETTERS]
+        if sum(row_counts) != int(row["numResponses"]):
+            raise ValueError(
+                f"{path}: row {row_id} counts sum to {sum(row_counts)}, "
+                f"numResponses={row['numResponses']}"
+            )
+        clip_ids.append(name.clip_id)
+        modes.append(mode)
+        labels.append(name.label)
+        counts.append(row_counts)
     return VoteTable(
         tuple(clip_ids),
         tuple(modes),

@@ -126,9 +126,48 @@ def _extras(args):
     return ReportExtras(**{name: getattr(args, f"extras_{name}") for name in EXTRAS})
 
 
+def _check_paths(args) -> None:
+    """Every path given, checked before anything is loaded: one line naming the flag and the
+    path (not a NotFoundError from deep inside TensorFlow).
+
+    Raises:
+        ValueError: a path that is missing, or of the wrong kind.
+    """
+    from emotf.storage import as_path
+
+    def exists(flag, path, kind=None):
+        if path is None:
+            return
+        if not str(path).strip():
+            raise ValueError(f"{flag} is empty: give a path")
+        p = as_path(path)
+        if not p.exists():
+            raise ValueError(f"{flag} {path}: no such file or folder")
+        if kind == "dir" and not p.is_dir():
+            raise ValueError(f"{flag} {path}: a file, not a folder")
+        if kind == "file" and p.is_dir():
+            raise ValueError(f"{flag} {path}: a folder, not a file")
+
+    exists("--run", args.run, "dir")
+    exists("--model", args.model)
+    exists("--cv-dir", args.cv_dir, "dir")
+    for path in args.compare or ():
+        exists("--compare", path)
+    for path in args.trained_runs or ():
+        exists("--trained-runs", path, "dir")
+    exists("--votes", args.votes, "file")
+    if args.out is not None and not str(args.out).strip():
+        raise ValueError("--out is empty: give a folder")
+    if args.records is not None:
+        from emotf.run_data import check_records_folder
+
+        check_records_folder(args.records)
+
+
 @command("emotf-evaluate")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _check_paths(args)
     from emotf.votes import load_votes
 
     if args.compare:

@@ -143,11 +143,16 @@ def evaluate_model(
     if dataset_fn is None:
         if not records:
             raise ValueError(f"no records folder given and {run.config_path} names none")
-        if as_path(records).is_dir():  # else the pipeline's error names the folder
-            from emotf.records.manifest import check_records
+        # A missing folder, a file, a folder of something else, records of another audio rate
+        # or crop size: one line before the model is loaded (not a NotFoundError mid-run).
+        from emotf.run_data import check_records_folder, check_records_settings
 
-            records_check = check_records(records, list(part.folds), allow_incomplete)
-            records_check.pop("clips_in_manifest", None)
+        check_records_folder(records)
+        check_records_settings(config, records)
+        from emotf.records.manifest import check_records
+
+        records_check = check_records(records, list(part.folds), allow_incomplete)
+        records_check.pop("clips_in_manifest", None)
         dataset_fn = records_evaluation_dataset(records)
     files = EvaluationDir(out) if out else run.evaluation
     model = run.load_model(path if path.is_file() else None)
