@@ -131,7 +131,33 @@ class TrackedFrame:
     face: bool
 
 
-class StreamTracker:
+class KeyframeQueue:
+    """What both trackers share: grid frames held in order (`buffer`, `max_held`), keyframes
+    every `keyframe_interval` frames queued (`pending`) and detected `batch` at a time once
+    the frames a miss may re-detect on have arrived. Each tracker has its own
+    `_detect_pending` (what a keyframe's boxes mean) and `_emit` (when a frame is final)."""
+
+    def _frame(self, index: int) -> np.ndarray:
+        return self.buffer[index - self.buffer[0][0]][1]
+
+    def push(self, frame: np.ndarray) -> Iterator:
+        """Add the next grid frame; yields the frames whose boxes became final."""
+        index = self.count
+        self.buffer.append((index, frame))
+        self.count += 1
+        self.max_held = max(self.max_held, len(self.buffer))
+        k_int = self.cfg.keyframe_interval
+        if index % k_int == 0:
+            self.pending.append(index)
+        if not self.pending:
+            self.known = index
+        elif (len(self.pending) >= self.batch
+              and index >= self.pending[-1] + min(self.cfg.redetect_frames, k_int - 1)):
+            self._detect_pending()
+        yield from self._emit()
+
+
+class StreamTracker(KeyframeQueue):
     """`FaceTracker`'s keyframe detection + tracking, online: `push` frames, get them back with
     their final box, in order.
 
@@ -201,9 +227,6 @@ class StreamTracker:
         """Frame indices of the detections still held (sorted)."""
         return self.path.index
 
-    def _frame(self, index: int) -> np.ndarray:
-        return self.buffer[index - self.buffer[0][0]][1]
-
     def _detect_pending(self) -> None:
         """One detector call for the pending keyframes, then, in frame order, the face picked
         on each and the re-detections after a miss (the frames are all held)."""
@@ -252,22 +275,6 @@ class StreamTracker:
 
     # -- public ------------------------------------------------------------------------------
 
-    def push(self, frame: np.ndarray) -> Iterator[TrackedFrame]:
-        """Add the next grid frame; yields the frames whose box became final."""
-        index = self.count
-        self.buffer.append((index, frame))
-        self.count += 1
-        self.max_held = max(self.max_held, len(self.buffer))
-        k_int = self.cfg.keyframe_interval
-        if index % k_int == 0:
-            self.pending.append(index)
-        if not self.pending:
-            self.known = index
-        elif (len(self.pending) >= self.batch
-              and index >= self.pending[-1] + min(self.cfg.redetect_frames, k_int - 1)):
-            self._detect_pending()
-        yield from self._emit()
-
     def finish(self) -> Iterator[TrackedFrame]:
         """End of the video: the last frame is a keyframe too; yields the remaining frames."""
         if self.pending:
@@ -308,7 +315,7 @@ class TrackedFaces:
     faces: list[FaceBox]
 
 
-class MultiStreamTracker:
+class MultiStreamTracker(KeyframeQueue):
     """`StreamTracker` for every face: `push` frames, get them back in order with the final box
     of each face on them.
 
@@ -377,9 +384,6 @@ class MultiStreamTracker:
                  max(box[2] - box[0], box[3] - box[1])]))
         return bool(candidates)
 
-    def _frame(self, index: int) -> np.ndarray:
-        return self.buffer[index - self.buffer[0][0]][1]
-
     def _detect_pending(self) -> None:
         keys, self.pending = self.pending, []
         k_int = self.cfg.keyframe_interval
@@ -445,22 +449,6 @@ class MultiStreamTracker:
                 del self.paths[key]  # finished, and out of reach of every frame to come
 
     # -- public ------------------------------------------------------------------------------
-
-    def push(self, frame: np.ndarray) -> Iterator[TrackedFaces]:
-        """Add the next grid frame; yields the frames whose boxes became final."""
-        index = self.count
-        self.buffer.append((index, frame))
-        self.count += 1
-        self.max_held = max(self.max_held, len(self.buffer))
-        k_int = self.cfg.keyframe_interval
-        if index % k_int == 0:
-            self.pending.append(index)
-        if not self.pending:
-            self.known = index
-        elif (len(self.pending) >= self.batch
-              and index >= self.pending[-1] + min(self.cfg.redetect_frames, k_int - 1)):
-            self._detect_pending()
-        yield from self._emit()
 
     def finish(self) -> Iterator[TrackedFaces]:
         """End of the video: the last frame is a keyframe too; yields the remaining frames."""
