@@ -20,12 +20,14 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emotf.cremad import NUM_FOLDS, data_path, parse_clip_name
+from emotf.storage import MAX_TABLE_BYTES, as_path
 
 ACTORS = "actors"
 OGM = "ogm"
@@ -87,25 +89,28 @@ def read_split_csv(path: str | Path) -> list[str]:
         ValueError: naming the file, the row and the problem.
     """
     names, seen = [], set()
-    with open(path, newline="") as f:
-        for row_number, row in enumerate(csv.reader(f), start=1):
-            if not row or not row[0].strip():
-                continue
-            name = row[0].strip()
-            try:
-                clip = parse_clip_name(name)
-            except ValueError as error:
-                raise ValueError(f"{path}, row {row_number}: {error}") from None
-            if name != clip.clip_id:  # records are matched on the bare clip id
-                raise ValueError(f"{path}, row {row_number}: write the bare clip name "
-                                 f"({clip.clip_id}), not a path or file name. Received: {name!r}")
-            if len(row) > 1 and row[1].strip() and row[1].strip() != clip.emotion:
-                raise ValueError(f"{path}, row {row_number}: emotion {row[1].strip()!r} differs "
-                                 f"from the name's {clip.emotion!r}. Received: {row}")
-            if name in seen:
-                raise ValueError(f"{path}, row {row_number}: {name} is listed twice")
-            seen.add(name)
-            names.append(name)
+    try:
+        text = as_path(path).read_text(MAX_TABLE_BYTES)  # FileTooLargeError names the file
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file") from None
+    for row_number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not row or not row[0].strip():
+            continue
+        name = row[0].strip()
+        try:
+            clip = parse_clip_name(name)
+        except ValueError as error:
+            raise ValueError(f"{path}, row {row_number}: {error}") from None
+        if name != clip.clip_id:  # records are matched on the bare clip id
+            raise ValueError(f"{path}, row {row_number}: write the bare clip name "
+                             f"({clip.clip_id}), not a path or file name. Received: {name!r}")
+        if len(row) > 1 and row[1].strip() and row[1].strip() != clip.emotion:
+            raise ValueError(f"{path}, row {row_number}: emotion {row[1].strip()!r} differs "
+                             f"from the name's {clip.emotion!r}. Received: {row}")
+        if name in seen:
+            raise ValueError(f"{path}, row {row_number}: {name} is listed twice")
+        seen.add(name)
+        names.append(name)
     if not names:
         raise ValueError(f"{path}: no clip names")
     return names

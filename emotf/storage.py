@@ -31,6 +31,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 MAX_READ_BYTES = 1 << 30  # 1 GiB: any whole-file read (an emotf model.keras is a few MB)
 MAX_JSON_BYTES = 64 << 20  # 64 MiB: a JSON file (configs, manifests, metadata: KB to a few MB)
+MAX_TABLE_BYTES = 64 << 20  # 64 MiB: a CSV table a user passes (CREMA-D's largest is ~1 MB)
 _CHUNK_BYTES = 1 << 20
 
 

@@ -309,3 +309,20 @@ def test_a_validation_hold_out_of_unbuilt_clips_is_refused_before_training(clip_
     assert not run_split(cfg.split, validation_fraction=0.02).validation.clips & set(built)
     with pytest.raises(ValueError, match="clips of the validation list"):
         train_fold(cfg)
+
+
+@pytest.mark.parametrize("content", ["huge", "binary"])
+def test_a_split_file_is_read_under_a_size_cap_and_as_text(tmp_path, content):
+    """A user's train.csv/test.csv is capped (MAX_TABLE_BYTES, checked before reading) and a
+    binary file is refused naming it, never read whole."""
+    from emotf.splits import read_split_csv
+    from emotf.storage import MAX_TABLE_BYTES
+
+    path = tmp_path / "train.csv"
+    if content == "huge":
+        with open(path, "wb") as f:
+            f.truncate(MAX_TABLE_BYTES + 1)  # sparse: no disk used
+    else:
+        path.write_bytes(b"\xff\xfe\x00" * 100)
+    with pytest.raises(ValueError, match=str(path)):
+        read_split_csv(path)

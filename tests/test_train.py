@@ -268,7 +268,7 @@ def test_cache_records_changes_only_where_records_come_from(tmp_path):
 
     records = tmp_path / "records"
     write_tiny_shards(records)
-    model = ModelConfig(num_segments=2, frame_size=32, spectrogram_shape=(16, 8))
+    model = ModelConfig(num_segments=2, frame_size=32, spectrogram_shape=(16, 8), audio_widths=(4, 4))
     epochs = {}
     for cache in (False, True):
         cfg = config(tmp_path, records=str(records), batch_size=4, model=model,

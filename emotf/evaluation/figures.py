@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from emotf.cremad import EMOTIONS
-from emotf.storage import StoragePath, as_path, write_atomic
+from emotf.storage import MAX_TABLE_BYTES, StoragePath, as_path, write_atomic
 
 __all__ = [
     "ACCURACY_VS_N_FIELDS",
@@ -65,7 +65,7 @@ def read_csv_rows(path) -> list[dict]:
     path = as_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    return list(csv.DictReader(io.StringIO(path.read_text(), newline="")))
+    return list(csv.DictReader(io.StringIO(path.read_text(MAX_TABLE_BYTES), newline="")))
 
 
 def save_figure(fig, path, dpi: int = 100) -> StoragePath:
