@@ -100,6 +100,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     from emotf.export import export_run
     from emotf.predict import predict_files
     from emotf.records.build import BuildConfig, build_records
+    from emotf.records.faces import FaceTrackerConfig
     from emotf.run import Run
     from emotf.storage import as_path, write_json
     from emotf.synthetic.sample import SampleConfig, make_sample
@@ -130,6 +131,9 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
             data_dir=str(sample_dir),
             out_dir=str(records_dir),
             **({"workers": config.workers} if config.workers else {}),
+            # Face crops of the model's own frame size: the run refuses records of another
+            # crop size (emotf.run_data.check_records_settings), nothing resizes them.
+            tracker=FaceTrackerConfig(crop_size=config.model.frame_size),
         ),
         prog="emotf-demo",
     )

@@ -201,6 +201,18 @@ def test_exit_status_strict_and_nothing_written(bad_build, tmp_path, capsys):
                  "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "1001_DFA_ANG_XX.flv: Git LFS pointer" in err and "-> skipped" in err
+    # Every line the console script writes is prefixed (issue 19): skips as warnings, the
+    # failure as one error line naming the count and the first skip.
+    lines = err.splitlines()
+    assert all(line.startswith("emotf-build-records: ") for line in lines), lines
+    assert any(line.startswith("emotf-build-records: warning: ") and "-> skipped" in line
+               for line in lines), lines
+    errors = [line for line in lines if line.startswith("emotf-build-records: error: ")]
+    assert errors[0].startswith("emotf-build-records: error: --strict: "), lines
+    failure = [line for line in errors if "nothing usable" in line]
+    assert len(failure) == 1 and failure[0].startswith(
+        "emotf-build-records: error: nothing usable was written: 1 clips skipped (first: "
+    ) and "1001_DFA_ANG_XX.flv: Git LFS pointer" in failure[0], lines
 
 
 def test_a_dying_worker_skips_its_clip_and_the_build_goes_on(sample, built, tmp_path,

@@ -350,7 +350,8 @@ def test_help_gives_each_fields_default_and_description(capsys):
     assert ("BuildConfig.clips_per_shard (default 64, in [1, 100000]): clips per shard (each "
             "shard holds one fold)") in text
     assert "FaceTrackerConfig.margin (default 0.3" in text and "context around the face" in text
-    assert "BuildConfig.data_dir (required): folder with `VideoFlash/` and `AudioWAV/`" in text
+    assert ("BuildConfig.data_dir (required, a non-empty string): folder with `VideoFlash/` and "
+            "`AudioWAV/`") in text
     assert "BuildConfig.runner (default 'local', one of 'local', 'beam'): local" in text
 
 

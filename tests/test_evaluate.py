@@ -270,6 +270,15 @@ def test_model_with_segments_copies_the_core_and_refuses_independent():
         model_with_segments(trained, 5, tiny_model_config(branch_weights="independent"))
 
 
+def _records_stub(tmp_path):
+    """A folder `check_records_folder` takes for records (one empty shard): the tests' fake
+    dataset factory reads nothing from it; --allow-incomplete lets its manifest check pass."""
+    records = tmp_path / "records"
+    records.mkdir(exist_ok=True)
+    (records / "fold-1-of-10-00000.tfrecord").write_bytes(b"")
+    return records
+
+
 def test_cli_evaluates_a_run_with_accuracy_vs_n(tmp_path, monkeypatch, capsys):
     import emotf.evaluation.evaluate
     from emotf.cli.evaluate import main, parse_segments
@@ -279,13 +288,17 @@ def test_cli_evaluates_a_run_with_accuracy_vs_n(tmp_path, monkeypatch, capsys):
         parse_segments("0..3")
     monkeypatch.setattr(emotf.evaluation.evaluate, "records_evaluation_dataset", lambda records: fake_dataset_fn)
     run = make_run(tmp_path / "run")
+    # --records is checked up front (a records folder: a shard or a manifest), then read by
+    # the fake factory; its (empty) shard is let through by --allow-incomplete.
+    records = _records_stub(tmp_path)
     assert (
         main(
             [
                 "--run",
                 str(run),
                 "--records",
-                "unused",
+                str(records),
+                "--allow-incomplete",
                 "--fold",
                 "1",
                 "--segments",
@@ -424,7 +437,8 @@ def test_cli_switches_report_extras_off(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(emotf.evaluation.evaluate, "records_evaluation_dataset",
                         lambda records: fake_dataset_fn)
     run = make_run(tmp_path / "run")
-    assert main(["--run", str(run), "--records", "unused", "--out", str(tmp_path / "out"),
+    assert main(["--run", str(run), "--records", str(_records_stub(tmp_path)),
+                 "--allow-incomplete", "--out", str(tmp_path / "out"),
                  "--extras.calibration", "false", "--extras.groups", "false"]) == 0
     assert json.loads(capsys.readouterr().out)["ece"] is None
     saved = json.loads((tmp_path / "out" / "evaluation.json").read_text())

@@ -326,3 +326,26 @@ def test_a_search_on_a_gfile_url_writes_nothing_locally(tmp_path, monkeypatch):
     assert (out / "search" / "trial_0" / "checkpoint.weights.h5").is_file()
     assert (out / "tensorboard" / "0").is_dir()
     assert list(tmp_path.iterdir()) == []
+
+
+class BrokenFactory(SpyFactory):
+    """Fails every trial when it fits (the validation data is built only by HyperModel.fit)."""
+
+    def __call__(self, part, training, config, epoch):
+        if not training:
+            raise ValueError("broken validation data\n  File ...\n    more of a traceback")
+        return super().__call__(part, training, config, epoch)
+
+
+@pytest.mark.parametrize("max_trials", [1, 3])
+def test_failed_trials_are_warning_lines_and_no_finished_trial_one_error(tmp_path, capsys,
+                                                                          max_trials):
+    """A failed trial is one `emotf-tune: warning: trial N failed: ...` line (keras-tuner's own
+    handling prints or keeps the whole traceback); a search where no trial finished (or too
+    many failed in a row) ends in one RuntimeError line."""
+    with pytest.raises(RuntimeError) as error:
+        tune(tune_config(tmp_path, max_trials=max_trials), BrokenFactory())
+    assert "\n" not in str(error.value) and "Traceback" not in str(error.value), error.value
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and all(line.startswith("emotf-tune: warning: trial ") for line in err), err
+    assert all(line.endswith("failed: ValueError: broken validation data") for line in err), err

@@ -46,6 +46,33 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false. Received: {text!r}")
 
 
+def int_in(low: int, high: int, what: str = "an integer") -> Callable:
+    """An argparse `type` for a hand-written integer flag: an integer in [low, high], else one
+    line naming the range and the value (no OverflowError from a 19-digit value later)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} in [{low}, {high}]. Received: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} in [{low}, {high}]. Received: {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+def nonempty_path(text: str) -> str:
+    """An argparse `type` for a path flag: refuses "" and blanks (they would mean the current
+    folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, not an empty string")
+    return text
+
+
 def _optional(parse: Callable) -> Callable:
     def parse_or_none(text: str):
         return None if text.lower() in NONE_WORDS else parse(text)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import time
 
 from emotf.cli import Parser, command
-from emotf.cli.flags import ConfigFlags, kebab_aliases
+from emotf.cli.flags import ConfigFlags, int_in, kebab_aliases, nonempty_path
 from emotf.synthetic.sample import SampleConfig, make_sample
+
+MAX_WORKERS = 256  # processes writing clips: far above any machine's use, below an overflow
 
 SAMPLE_FLAGS = ConfigFlags(
     SampleConfig, "sample",
@@ -30,10 +32,11 @@ def parse_config(argv=None):
         "sample.json.",
         allow_abbrev=False,
     )
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, type=nonempty_path, help="output folder")
     parser.add_argument("--tiny", action="store_true", help="start from SampleConfig.tiny(): "
                         "2 actors x 3 short clips")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: auto)")
+    parser.add_argument("--workers", type=int_in(1, MAX_WORKERS, "a number of processes"),
+                        default=None, help=f"processes, 1 to {MAX_WORKERS} (default: auto)")
     SAMPLE_FLAGS.add_to(parser)
     args = parser.parse_args(argv)
     base = {**(SampleConfig.tiny().to_dict() if args.tiny else {}), **SAMPLE_FLAGS.file_values(args)}
