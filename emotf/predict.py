@@ -35,6 +35,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ MAX_BATCH_SIZE = 256
 FACE_MODES = ("largest", "all")
 
 __all__ = ["FACE_MODES", "VIDEO_EXTENSIONS", "ClipError", "PredictConfig", "Predictor", "clip_settings_of",
-           "expand_inputs", "pad_batch", "predict_files", "tracker_config_of"]
+           "expand_inputs", "load_problem", "pad_batch", "predict_files", "tracker_config_of"]
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,12 @@ class Predictor:
             `timeline`: the median training clip and 1 s; 2.5 s and 1 s for older exports).
         audio_window_seconds: the sampler's audio window d (clips shorter are zero-padded).
         last_stats: most frames / samples held while predicting the last video.
+
+    Raises:
+        FileNotFoundError: no SavedModel in `model`.
+        ValueError: bad metadata, a graph refused by the op check (`UntrustedModelError`), or
+            a SavedModel TensorFlow cannot load (a flipped byte, a truncated variables file):
+            one line, `<folder>: cannot load the SavedModel: <problem>` (`load_problem`).
     """
 
     def __init__(self, model, tracker=None, *, trust_model: bool = False,
@@ -324,7 +331,7 @@ class Predictor:
 
             if not trust_model:  # before the graph is loaded: loading can already run ops
                 check_saved_model_ops(str(self.model_dir))
-            self._serve = tf.saved_model.load(str(self.model_dir)).signatures["serving_default"]
+            self._serve = _load_serving(self.model_dir)
         self.face_tracks = face_tracks or FaceTracksConfig()
         self._tracker = tracker
         self.last_stats: dict = {}
@@ -669,6 +676,100 @@ def _every_face(reader: ClipReader, size: int):
     yield from cut(reader.faces.finish())
 
 
+def _load_serving(model_dir):
+    """`serving_default` of the SavedModel in `model_dir`. A damaged SavedModel (a flipped byte
+    or a truncated variables file, a broken graph) raises one ValueError naming the folder and
+    the problem (`load_problem`), not TensorFlow's raw message."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    try:
+        loaded = tf.saved_model.load(str(model_dir))
+    except tf.errors.ResourceExhaustedError:
+        raise  # out of memory: emotf.cli.command says so
+    except (tf.errors.OpError, ValueError, LookupError, TypeError, OSError, RuntimeError,
+            DecodeError) as error:
+        raise ValueError(f"{model_dir}: cannot load the SavedModel: "
+                         f"{load_problem(error, model_dir)}") from error
+    signatures = getattr(loaded, "signatures", None) or {}
+    if "serving_default" not in signatures:
+        raise ValueError(f"{model_dir}: cannot load the SavedModel: it has no serving_default "
+                         f"signature (signatures: {', '.join(sorted(signatures)) or 'none'})")
+    return signatures["serving_default"]
+
+
+_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
+_OP_SUFFIX = re.compile(r"\s*\[Op:[\w:]+\]\s*$")
+
+
+def load_problem(error: BaseException, model_dir=None) -> str:
+    """The first meaningful line of a TensorFlow error raised while loading a SavedModel:
+    `{{function_node ...}}` prefixes and `[Op:...]` suffixes stripped; a checksum mismatch or
+    a short read named by the variables file (relative to `model_dir`)."""
+    line = _tf_line(error)
+    shard = re.search(r"variables shard (\d+)", line)
+    if "checksum does not match" in line.lower() and shard:
+        return f"checksum does not match in {_variables_file(model_dir, int(shard.group(1)))}"
+    if "checksum does not match" in line.lower() or "checksum mismatch" in line.lower():
+        where = "variables/variables.index" if "variables.index" in line else "variables/"
+        return f"checksum does not match in {where} (a damaged file)"
+    if "read less bytes than requested" in line.lower():
+        return (f"{_variables_file(model_dir, 0)} is truncated (read less bytes than "
+                "requested)")
+    if "too short to be an sstable" in line:
+        return "variables/variables.index is truncated (too short to be an sstable)"
+    if line.startswith("Cannot parse file") and "saved_model.pb" in line:
+        return "saved_model.pb is not a SavedModel protobuf (damaged or another file)"
+    if re.search(r"there are 0 MetaGraphs", line):
+        return "saved_model.pb holds no MetaGraph (empty or damaged)"
+    if model_dir is not None:
+        line = line.replace(f"{model_dir}/", "")
+    return line
+
+
+def _tf_line(error: BaseException) -> str:
+    """The first non-empty line of a (TensorFlow) error without `{{function_node ...}}`
+    prefixes and `[Op:...]` suffixes; the error type's name when there is none."""
+    text = getattr(error, "message", None) or str(error)
+    lines = [_OP_SUFFIX.sub("", _FUNCTION_NODE.sub("", line)).strip()
+             for line in str(text).splitlines()]
+    lines = [line for line in lines if line]
+    return lines[0] if lines else type(error).__name__
+
+
+def _variables_file(model_dir, shard: int) -> str:
+    """`variables/variables.data-<shard>-of-<n>`, as found in `model_dir` (n unknown: *)."""
+    name = f"variables.data-{shard:05d}-of-"
+    try:
+        import tensorflow as tf
+
+        found = sorted(tf.io.gfile.glob(f"{model_dir}/variables/{name}*")) if model_dir else []
+    except Exception:  # noqa: BLE001 - only a name for the message
+        found = []
+    return f"variables/{os.path.basename(found[0])}" if found else f"variables/{name}*"
+
+
+def _os_problem(error: OSError, known=None) -> str:
+    """`<file>: <strerror>` of an OSError (just the strerror when the file is `known`)."""
+    name = error.filename
+    if name is None or str(name) == str(known):
+        return error.strerror
+    return f"{name}: {error.strerror}"
+
+
+def _write_problem(error: Exception, out_dir) -> str:
+    """Why `out_dir`'s outputs could not be written, without repeating `out_dir`: an OSError's
+    strerror (with the file, when it is not `out_dir`), TensorFlow's `<path>; <problem>`
+    (`tf.io.gfile`) as `<problem>`."""
+    if isinstance(error, OSError) and error.strerror:
+        return _os_problem(error, out_dir)
+    line = _line(error)
+    for prefix in (f"{out_dir}; ", f"{out_dir}: "):
+        if line.startswith(prefix):
+            return line[len(prefix):]
+    return line
+
+
 def _line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -676,6 +777,10 @@ def _line(error: Exception) -> str:
 
 def _error(video, audio, error: Exception) -> dict:
     text = str(error)
+    if "{{function_node" in text or "[Op:" in text:  # TensorFlow's: its first meaningful line
+        text = _tf_line(error)
+    elif isinstance(error, OSError) and error.strerror and text.startswith("[Errno"):
+        text = _os_problem(error)  # `name: File name too long`, not `[Errno 36] ...: 'name'`
     kind = type(error).__name__
     if kind == "NoFaceError":
         text = f"no face: {text}"
@@ -758,7 +863,7 @@ def predict_files(
             try:
                 result["outputs"] = write_outputs(result, out_dir, predictor.class_codes, stem)
             except Exception as error:  # noqa: BLE001 - a full disk, a bad name: this video only
-                problem = f"cannot write the outputs to {out_dir}: {_line(error)}"
+                problem = f"cannot write the outputs to {out_dir}: {_write_problem(error, out_dir)}"
                 result["error"] = f"{result['error']}; {problem}" if "error" in result \
                     else f"{video}: {problem}"
         results.append(result)

@@ -112,9 +112,12 @@ def test_cli_json_and_exit_status(setup, capsys, tmp_path):
         "anger", "disgust", "fear", "happy", "neutral", "sad")
     bad = tmp_path / "bad.flv"
     bad.write_bytes(b"")
-    assert predict_main(["--model", str(setup["saved"].parent), str(video), str(bad)]) == 1
+    assert predict_main(["--model", str(setup["saved"].parent), str(video), str(bad),
+                         "--no-progress"]) == 1
     captured = capsys.readouterr()
-    assert "empty file" in captured.out and "1 of 2 files failed" in captured.err
+    assert "empty file" in captured.out  # the table names each failure; stderr one line
+    assert captured.err.strip() == (
+        f"emotf-predict: error: 1 of 2 videos failed: {bad}: empty file (0 bytes)")
     with pytest.raises(SystemExit):
         predict_main(["--model", str(setup["saved"]), str(video), str(bad), "--audio", "a.wav"])
 

@@ -198,17 +198,20 @@ def test_an_output_that_cannot_be_written_is_one_line_for_that_video_only(
     assert "No space left on device" in docs[0]["error"] and "\n" not in docs[0]["error"]
     assert docs[0]["label"] is not None  # the prediction itself is kept
     assert docs[1]["error"] is None and os.path.isfile(out / "second.json")
-    assert "1 of 2 files failed" in captured.err
+    assert captured.err.strip() == (
+        f"emotf-predict: error: 1 of 2 videos failed: {docs[0]['error']}")
 
 
 def test_out_says_where_the_files_went(saved, video, tmp_path, capsys):
+    """On standard output: standard error is for the one line naming a failure."""
     out = tmp_path / "out"
     assert predict_main(["--model", str(saved), str(video), "--out", str(out),
                          "--no-progress"]) == 0
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
     assert f"{video} -> {out / 'face.json'}, {out / 'face.timeline.csv'}, " \
-           f"{out / 'face.timeline.png'}" in err
-    assert f"wrote 3 files for 1 videos to {out}" in err
+           f"{out / 'face.timeline.png'}" in captured.out
+    assert f"wrote 3 files for 1 videos to {out}" in captured.out
+    assert captured.err == ""
 
 
 # --- model trust -----------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def test_folders_globs_several_faces_and_one_bad_file(predictor, gap_video, tmp_
     assert "broken.mp4" in docs[0]["error"] and docs[0]["timeline"] == []
     assert docs[1]["error"] is None and len(docs[1]["timeline"]) == 1
     assert any("other faces present" in n and "largest" in n for n in docs[1]["notes"])
-    assert "1 of 2 files failed" in captured.err
+    assert "emotf-predict: error: 1 of 2 videos failed: " in captured.err
 
 
 @pytest.mark.parametrize("window, hop, fps, frames", [

@@ -106,12 +106,11 @@ def main(argv=None) -> int:
 
     videos, problems = expand_inputs(args.inputs)
     if not videos:  # one line: the input's own problem (each matched nothing)
-        more = f" (and {len(problems) - 1} more inputs matched nothing)" if len(problems) > 1 else ""
+        more = (f" (and {len(problems) - 1} more inputs matched nothing)" if len(problems) > 1
+                else "")
         print(f"emotf-predict: error: no video to predict: {problems[0]}{more}" if problems
               else "emotf-predict: error: no video to predict", file=sys.stderr)
         return 1
-    for problem in problems:  # the others are predicted; the final line counts these
-        print(f"emotf-predict: warning: {problem}", file=sys.stderr)
     if args.audio is not None and len(args.audio) != len(videos):
         parser.error(f"give --audio once per video: {len(videos)} videos, {len(args.audio)} --audio")
     try:
@@ -133,7 +132,9 @@ def main(argv=None) -> int:
         written = sum(len(r.get("outputs") or {}) for r in results)
         print(f"wrote {written} files for {len(results)} videos to {args.out}")
     sys.stdout.flush()
-    line = failure_line(results, problems, "the JSON" if args.json else "the table")
+    line, unnamed = failure_line(results, problems, "the JSON" if args.json else "the table")
+    for problem in unnamed:  # inputs that matched nothing, not named by the error line
+        print(f"emotf-predict: warning: {problem}", file=sys.stderr)
     if line:
         print(f"emotf-predict: error: {line}", file=sys.stderr)
         return 1
@@ -146,12 +147,15 @@ def _one_line(error) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def failure_line(results: list[dict], problems: list[str] = (), where: str = "the table"):
-    """One line naming what failed (None when nothing did): the failed videos' count and the
+def failure_line(results: list[dict], problems=(), where: str = "the table"):
+    """(one line naming what failed, or None when nothing did; the inputs that matched nothing
+    that line does not name, for `warning:` lines). The line: the failed videos' count and the
     first one's problem, e.g. `1 of 3 videos failed: a.mp4: cannot open as video (...)`, with
-    `and K more; see the table` for several; inputs that matched nothing are counted after."""
+    `and K more; see the table` for several; then the inputs that matched nothing, counted
+    (named too when no video failed)."""
     failed = [r for r in results if "error" in r]
-    parts = []
+    problems = list(problems)
+    parts, unnamed = [], problems
     if failed:
         text = f"{len(failed)} of {len(results)} videos failed: {_one_line(failed[0]['error'])}"
         if len(failed) > 1:
@@ -159,10 +163,13 @@ def failure_line(results: list[dict], problems: list[str] = (), where: str = "th
         parts.append(text)
     if problems:
         n = len(problems)
-        parts.append(f"{n} input{'s' if n > 1 else ''} matched nothing"
-                     + ("" if failed else f": {_one_line(problems[0])}"
-                        + (f" and {n - 1} more" if n > 1 else "")))
-    return "; ".join(parts) or None
+        text = f"{n} input{'s' if n > 1 else ''} matched nothing"
+        if not failed:
+            text += f": {_one_line(problems[0])}" + (f" and {n - 1} more" if n > 1 else "")
+            unnamed = problems[1:]
+        parts.append(text)
+    return ("; ".join(parts) or None), unnamed
+
 
 def _live(parser, args, config) -> int:
     """`--live SOURCE`: JSON lines on stdout, the summary on stderr (emotf.live)."""
