@@ -21,7 +21,7 @@ from emotf.configs import ModelConfig, SamplingConfig
 from emotf.export import export_saved_model
 from emotf.live import window_line
 from emotf.model import build_model
-from emotf.records.decode import LiveSource, open_live
+from emotf.records.live_source import LiveSource, open_live
 from emotf.records.media import MediaError
 from emotf.synthetic.video import write_face_video
 

@@ -175,7 +175,7 @@ def _live(parser, args, config) -> int:
     """`--live SOURCE`: JSON lines on stdout, the summary on stderr (emotf.live)."""
     from emotf.live import LiveRun, predict_live
     from emotf.predict import ClipError, Predictor
-    from emotf.records.decode import LiveSource
+    from emotf.records.live_source import LiveSource
     from emotf.records.faces import NoFaceError
     from emotf.records.media import MediaError
 

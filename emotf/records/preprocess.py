@@ -26,7 +26,8 @@ import numpy as np
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Config
-from emotf.records.decode import LiveSource, audio_source, open_live, open_video
+from emotf.records.decode import audio_source, open_video
+from emotf.records.live_source import LiveSource, open_live
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
 from emotf.records.media import MediaError
 from emotf.records.staging import staged
@@ -124,7 +125,7 @@ class ClipReader:
     Args:
         video: any container/codec PyAV reads (a local path, or a URL such as gs://...: copied
             to a local temporary file, deleted by `close()` or when the reader is collected),
-            or a `emotf.records.decode.LiveSource` (`-`, /dev/videoN, rtsp://...: read as it
+            or a `emotf.records.live_source.LiveSource` (`-`, /dev/videoN, rtsp://...: read as it
             comes, video and audio from one pass; `live` is then its `LiveFeed`).
         audio: a WAV (or FLAC, ...) for this video (local or a URL), None for the video's own
             track; an unreadable file falls back to the video's track with a note.
@@ -175,7 +176,7 @@ class ClipReader:
         self.faces = StreamTracker(self.tracker, self.info.fps, self.info.height, self.info.width)
 
     def _open_live(self, source: LiveSource, audio, tracker: FaceTracker | None) -> None:
-        """A live source (`emotf.records.decode.LiveSource`): video and audio from one pass over
+        """A live source (`emotf.records.live_source.LiveSource`): video and audio from one pass over
         its container; the detector sees one keyframe per call (`LIVE_DETECT_BATCH`)."""
         if audio is not None:
             raise ValueError(f"a live source brings its own audio track. Received: audio={audio!r}")
