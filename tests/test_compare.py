@@ -62,5 +62,6 @@ def test_only_shared_clips_count_and_bad_pairs_are_refused(tmp_path, capsys):
                       (np.array(LABELS) + 1) % 6, np.eye(6)[np.array(LABELS)])
     with pytest.raises(ValueError, match="different labels"):
         compare_predictions(tmp_path / "a", tmp_path / "c")
-    assert main(["--compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
-    assert "no predictions.csv" in capsys.readouterr().err
+    assert main(["--compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err  # checked before anything is loaded, in one line
+    assert err.count("\n") == 1 and "nowhere: no such file or folder" in err

@@ -85,6 +85,7 @@ def test_sigterm_ends_the_process_after_a_library_replaced_its_handler():
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_a_wait_that_holds_the_gil_within_the_grace(signum):
     process = start("gil", closed_port())
+    time.sleep(0.5)  # "ready" is printed just before the C call: let the child get into it
     process.send_signal(signum)
     rc, err, seconds = ended(process, within=10)
     assert rc == -signal.SIGKILL and seconds < 3, err

@@ -193,6 +193,6 @@ def test_prediction_files_go_to_ram(root):
                      "png": f"{out}/clip.timeline.png"}
     assert read_json(paths["json"])["timeline"] == timeline
     with gfile.GFile(paths["csv"]) as f:
-        assert f.read().splitlines()[1] == "0.0,2.0,ANG,0.900000,0.100000,"
+        assert f.read().splitlines()[1] == "0.0,2.0,0,ANG,0.900000,0.100000,"  # face 0
     with gfile.GFile(paths["png"], "rb") as f:
         assert f.read(8) == PNG_SIGNATURE

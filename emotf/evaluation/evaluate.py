@@ -31,6 +31,7 @@ from emotf.evaluation.figures import json_safe, plot_accuracy_vs_n, plot_trainin
 from emotf.evaluation.metrics import predict_clips
 from emotf.evaluation.summary import ALL_EXTRAS, ReportExtras, summarize_predictions
 from emotf.labels import agreement, check_source, relabel
+from emotf.model_io import check_archive
 from emotf.run import EvaluationDir, Run
 from emotf.run_data import DatasetFactory, as_selection, config_split
 from emotf.splits import ACTORS, SPEAKER_DEPENDENT, Selection, check_fingerprint
@@ -140,6 +141,11 @@ def evaluate_model(
     records, part = _resolve(records, folds, run, config)
     label_source = check_source(labels or config.labels)
     records_check = {}
+    # The model file first (cheap: its zip directory and config.json, nothing loaded): a
+    # crafted or broken archive is refused as such, before anything else is looked at.
+    model_file = path if path.is_file() else run.model_path
+    if model_file.is_file():
+        check_archive(model_file)
     if dataset_fn is None:
         if not records:
             raise ValueError(f"no records folder given and {run.config_path} names none")
