@@ -62,3 +62,16 @@ def hog_the_interpreter(stop: threading.Event, threads: int = 3) -> list[threadi
     for thread in started:
         thread.start()
     return started
+
+
+def ended(process, within: float) -> tuple[int, str, float]:
+    """(exit status, stderr, seconds it took) of a `subprocess.Popen` given `within` seconds;
+    killed (and reaped) when it is still running then."""
+    started = time.monotonic()
+    try:
+        _, err = process.communicate(timeout=within)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, err, time.monotonic() - started

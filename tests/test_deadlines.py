@@ -13,6 +13,7 @@ import time
 import pytest
 
 from emotf import deadlines
+from helpers_workers import ended
 
 # A child that announces "ready" on stdout, then waits as argv[1] says: "sleep" (Python),
 # "taken" (Python, after a library replaced the SIGTERM handler), "gil" (in C, GIL held).
@@ -54,17 +55,6 @@ def start(wait: str, port: int = 9) -> subprocess.Popen:
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "ready", process.communicate(timeout=10)
     return process
-
-
-def ended(process: subprocess.Popen, within: float) -> tuple[int, str, float]:
-    started = time.monotonic()
-    try:
-        _, err = process.communicate(timeout=within)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return process.returncode, err, time.monotonic() - started
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -30,6 +30,7 @@ from emotf.distribute import (
     scratch_folder,
     task_names,
 )
+from helpers_workers import ended
 
 BIG_FOLD, BIG_FOLD_CLIPS = 2, 8  # fold 2 holds 8 clips, the other folds 2
 SENTENCES = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "MTI", "TAI", "TIE", "TSI", "WSI")
@@ -434,16 +435,10 @@ def start_alone(cluster_env, tmp_path, *flags) -> tuple[subprocess.Popen, int, i
 
 def finish(process: subprocess.Popen, within: float) -> tuple[int, list[str], float]:
     """(exit status, emotf's stderr lines, seconds it took) of a process given `within` s."""
-    started = time.monotonic()
-    try:
-        _, err = process.communicate(timeout=within)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    rc, err, seconds = ended(process, within)
     lines = [line for line in err.splitlines() if line.startswith("emotf-train")]
     assert "Traceback" not in err, err
-    return process.returncode, lines, time.monotonic() - started
+    return rc, lines, seconds
 
 
 def test_a_worker_whose_peer_never_starts_names_it_within_the_deadline(cluster_env, tmp_path):

@@ -20,6 +20,7 @@ from emotf.records.face_tracks import FaceAssigner, FaceTracksConfig
 from emotf.records.faces import FaceTracker, FaceTrackerConfig
 from emotf.records.stream import MultiStreamTracker
 from emotf.timeline import face_timelines, format_table, timeline_figure
+from helpers_boxes import BoxDetector, frame
 
 N = 3
 TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8),
@@ -110,28 +111,6 @@ def test_the_settings_are_bounded_where_they_are_declared():
 
 # --------------------------------------------------------------------------------------------
 # The tracker, on frames (a detector stand-in: no MTCNN)
-
-
-class BoxDetector:
-    """MTCNN stand-in: faces given per frame index (painted into pixel [0, 0, :2])."""
-
-    def __init__(self, faces_of):
-        self.faces_of = faces_of
-
-    def detect_faces(self, images, box_format="xyxy"):
-        out = []
-        for image in images:
-            i = int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
-            scale = image.shape[1] / 64
-            out.append([{"box": (np.asarray(b) * scale).tolist(), "confidence": 0.99}
-                        for b in self.faces_of(i)])
-        return out
-
-
-def frame(i):
-    f = np.zeros((48, 64, 3), np.uint8)
-    f[0, 0, 0], f[0, 0, 1] = i % 256, i // 256
-    return f
 
 
 def run(faces_of, num, fps=30.0, config=None):

@@ -8,30 +8,7 @@ from emotf.records.decode import open_video
 from emotf.records.faces import FaceTracker, FaceTrackerConfig
 from emotf.records.stream import StreamTracker
 from emotf.synthetic.video import write_face_video
-
-
-class BoxDetector:
-    """MTCNN stand-in: faces given per frame index (painted into pixel [0, 0, :2])."""
-
-    def __init__(self, faces_of):
-        self.faces_of, self.calls, self.batches = faces_of, [], []
-
-    def detect_faces(self, images, box_format="xyxy"):
-        self.batches.append(len(images))
-        out = []
-        for image in images:
-            i = int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
-            self.calls.append(i)
-            scale = image.shape[1] / 64
-            out.append([{"box": (np.asarray(b) * scale).tolist(), "confidence": 0.99}
-                        for b in self.faces_of(i)])
-        return out
-
-
-def frame(i):
-    f = np.zeros((48, 64, 3), np.uint8)
-    f[0, 0, 0], f[0, 0, 1] = i % 256, i // 256
-    return f
+from helpers_boxes import BoxDetector, frame
 
 
 def run(tracker, num, fps=30.0, batch=None):
