@@ -59,15 +59,26 @@ class Bound:
         return True
 
     def describe(self) -> str:
-        if self.nonempty and self.choices is None and self.ge is self.gt is self.le is self.lt is None:
+        if (
+            self.nonempty
+            and self.choices is None
+            and self.ge is self.gt is self.le is self.lt is None
+        ):
             return "a non-empty string"
         if self.choices is not None:
-            return "one of " + ", ".join(repr(c) if isinstance(c, str) else str(c)
-                                         for c in self.choices)
-        low = f"[{_num(self.ge)}" if self.ge is not None else (
-            f"({_num(self.gt)}" if self.gt is not None else "(-inf")
-        high = f"{_num(self.le)}]" if self.le is not None else (
-            f"{_num(self.lt)})" if self.lt is not None else "inf)")
+            return "one of " + ", ".join(
+                repr(c) if isinstance(c, str) else str(c) for c in self.choices
+            )
+        low = (
+            f"[{_num(self.ge)}"
+            if self.ge is not None
+            else (f"({_num(self.gt)}" if self.gt is not None else "(-inf")
+        )
+        high = (
+            f"{_num(self.le)}]"
+            if self.le is not None
+            else (f"{_num(self.lt)})" if self.lt is not None else "inf)")
+        )
         return f"in {low}, {high}"
 
 
@@ -75,13 +86,29 @@ def _num(x: float) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def bounded(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None,
-            nonempty: bool = False, help: str = "", default_factory=dataclasses.MISSING):
+def bounded(
+    default=dataclasses.MISSING,
+    *,
+    ge=None,
+    gt=None,
+    le=None,
+    lt=None,
+    choices=None,
+    nonempty: bool = False,
+    help: str = "",
+    default_factory=dataclasses.MISSING,
+):
     """A dataclass field with a declared bound (see the module docstring); `nonempty`: a string
     that is not empty or blank (a path: "" would mean the current folder)."""
-    bound = Bound(ge=ge, gt=gt, le=le, lt=lt,
-                  choices=tuple(choices) if choices is not None else None, nonempty=nonempty,
-                  help=help)
+    bound = Bound(
+        ge=ge,
+        gt=gt,
+        le=le,
+        lt=lt,
+        choices=tuple(choices) if choices is not None else None,
+        nonempty=nonempty,
+        help=help,
+    )
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={BOUND_KEY: bound})
     return dataclasses.field(default=default, metadata={BOUND_KEY: bound})

@@ -20,13 +20,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from emotf.bounds import bounded, check_bounds
-from emotf.cremad import NUM_FOLDS
-from emotf.labels import LABEL_SOURCES
-from emotf.splits import ACTORS, OGM, load_clip_split
+from emotf.corpora.cremad import NUM_FOLDS
+from emotf.corpora.labels import LABEL_SOURCES
+from emotf.corpora.splits import ACTORS, OGM, load_clip_split
 
-LR_SCHEDULES = ("paper", "step", "cosine", "constant")  # emotf.schedules implements them
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # emotf.precision
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")  # emotf.distribute
+LR_SCHEDULES = ("paper", "step", "cosine", "constant")  # emotf.training.schedules implements them
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # emotf.training.precision
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")  # emotf.training.distribute
 VERBOSITIES = (0, 1, 2)  # Keras's fit verbosity: silent, progress bar, one line per epoch
 
 # Upper limits shared by several configs: far above any sensible run, low enough that a typo
@@ -122,49 +122,80 @@ class SamplingConfig(Config):
     """
 
     num_segments: int = bounded(
-        10, ge=1, le=MAX_SEGMENTS,
-        help="N, segments per clip (the model's number of twin branches)")
+        10, ge=1, le=MAX_SEGMENTS, help="N, segments per clip (the model's number of twin branches)"
+    )
     window_seconds: float = bounded(
-        1.28, gt=0.0, le=MAX_WINDOW_SECONDS,
-        help="d, audio window length in seconds (paper: 1.28 s)")
+        1.28,
+        gt=0.0,
+        le=MAX_WINDOW_SECONDS,
+        help="d, audio window length in seconds (paper: 1.28 s)",
+    )
     max_offset_seconds: float = bounded(
-        0.01, ge=0.0, le=MAX_WINDOW_SECONDS,
-        help="b: in training the audio centre is drawn uniformly in j/rv +- b")
+        0.01,
+        ge=0.0,
+        le=MAX_WINDOW_SECONDS,
+        help="b: in training the audio centre is drawn uniformly in j/rv +- b",
+    )
     sample_rate: int = bounded(
-        16000, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE,
-        help="audio rate (Hz) the windows are cut at; records of another rate are rejected")
+        16000,
+        ge=MIN_SAMPLE_RATE,
+        le=MAX_SAMPLE_RATE,
+        help="audio rate (Hz) the windows are cut at; records of another rate are rejected",
+    )
     frame_size: int = bounded(
-        224, ge=8, le=MAX_FRAME_SIZE,
-        help="side of the square uint8 face crops (records store 224)")
+        224, ge=8, le=MAX_FRAME_SIZE, help="side of the square uint8 face crops (records store 224)"
+    )
     frame_length: int = bounded(
-        420, ge=8, le=65536,
-        help="STFT window length in samples (420 = 26.25 ms at 16 kHz, Hann window)")
+        420,
+        ge=8,
+        le=65536,
+        help="STFT window length in samples (420 = 26.25 ms at 16 kHz, Hann window)",
+    )
     frame_step: int = bounded(
-        105, ge=1, le=65536,
-        help="STFT hop in samples (105 = 6.56 ms: 192 frames per 1.28 s window)")
+        105,
+        ge=1,
+        le=65536,
+        help="STFT hop in samples (105 = 6.56 ms: 192 frames per 1.28 s window)",
+    )
     fft_length: int = bounded(
-        512, ge=8, le=65536,
-        help="FFT size, at least frame_length (512: 257 linear bins, 31.25 Hz apart at 16 kHz)")
+        512,
+        ge=8,
+        le=65536,
+        help="FFT size, at least frame_length (512: 257 linear bins, 31.25 Hz apart at 16 kHz)",
+    )
     num_mel_bins: int = bounded(
-        120, ge=1, le=MAX_BINS,
-        help="mel bands computed before any frequency resize (120 = output bins)")
+        120,
+        ge=1,
+        le=MAX_BINS,
+        help="mel bands computed before any frequency resize (120 = output bins)",
+    )
     lower_edge_hertz: float = bounded(
-        20.0, ge=0.0, le=MAX_SAMPLE_RATE / 2,
-        help="lowest frequency of the mel filterbank (Hz)")
+        20.0, ge=0.0, le=MAX_SAMPLE_RATE / 2, help="lowest frequency of the mel filterbank (Hz)"
+    )
     upper_edge_hertz: float | None = bounded(
-        None, gt=0.0, le=MAX_SAMPLE_RATE / 2,
+        None,
+        gt=0.0,
+        le=MAX_SAMPLE_RATE / 2,
         help="highest frequency of the mel filterbank (Hz), at most sample_rate / 2; "
-             "none = the Nyquist frequency")
+        "none = the Nyquist frequency",
+    )
     log_offset: float = bounded(
-        1e-6, gt=0.0, le=1.0,
-        help="added to the mel magnitudes before the log (1e-6: a floor of -13.8 nats)")
+        1e-6,
+        gt=0.0,
+        le=1.0,
+        help="added to the mel magnitudes before the log (1e-6: a floor of -13.8 nats)",
+    )
     time_bins: int = bounded(
-        192, ge=1, le=MAX_BINS, help="time bins of the output spectrogram [time, freq, 1]")
+        192, ge=1, le=MAX_BINS, help="time bins of the output spectrogram [time, freq, 1]"
+    )
     freq_bins: int = bounded(
-        120, ge=1, le=MAX_BINS, help="frequency bins of the output spectrogram [time, freq, 1]")
+        120, ge=1, le=MAX_BINS, help="frequency bins of the output spectrogram [time, freq, 1]"
+    )
     normalization: str = bounded(
-        "per_window", choices=NORMALIZATIONS,
-        help="per_window: zero mean, unit variance over each window's spectrogram; none: raw")
+        "per_window",
+        choices=NORMALIZATIONS,
+        help="per_window: zero mean, unit variance over each window's spectrogram; none: raw",
+    )
 
     def __post_init__(self):
         check_bounds(self)
@@ -179,11 +210,14 @@ class SamplingConfig(Config):
             problems.append(f"fft_length={self.fft_length} < frame_length={self.frame_length}")
         upper = self.sample_rate / 2 if self.upper_edge_hertz is None else self.upper_edge_hertz
         if upper > self.sample_rate / 2:
-            problems.append(f"upper_edge_hertz={self.upper_edge_hertz} above the Nyquist "
-                            f"frequency of sample_rate={self.sample_rate}")
+            problems.append(
+                f"upper_edge_hertz={self.upper_edge_hertz} above the Nyquist "
+                f"frequency of sample_rate={self.sample_rate}"
+            )
         if not self.lower_edge_hertz < upper:
-            problems.append(f"lower_edge_hertz={self.lower_edge_hertz} not below the upper "
-                            f"edge {upper}")
+            problems.append(
+                f"lower_edge_hertz={self.lower_edge_hertz} not below the upper edge {upper}"
+            )
         if problems:
             raise ValueError("invalid SamplingConfig. Received: " + "; ".join(problems))
 
@@ -216,7 +250,7 @@ def min_frame_size(video_blocks: int) -> int:
 def min_spectrogram_side(audio_blocks: int) -> int:
     """The smallest spectrogram side the audio branch can take: `audio_blocks` 2x2 max-pools
     must leave at least 1x1."""
-    return 2 ** audio_blocks
+    return 2**audio_blocks
 
 
 @dataclass(frozen=True)
@@ -234,32 +268,51 @@ class ModelConfig(Config):
     """
 
     num_segments: int = bounded(
-        10, ge=1, le=MAX_SEGMENTS, help="N, segments per clip: the number of twin branches")
+        10, ge=1, le=MAX_SEGMENTS, help="N, segments per clip: the number of twin branches"
+    )
     num_classes: int = bounded(6, ge=2, le=1000, help="classes of the softmax classifier")
     frame_size: int = bounded(
-        224, ge=8, le=MAX_FRAME_SIZE, help="side of the square face crops the video branch takes")
+        224, ge=8, le=MAX_FRAME_SIZE, help="side of the square face crops the video branch takes"
+    )
     spectrogram_shape: tuple[int, int] = bounded(
-        (192, 120), ge=1, le=MAX_BINS,
-        help="time bins x frequency bins of the spectrogram the audio branch takes")
+        (192, 120),
+        ge=1,
+        le=MAX_BINS,
+        help="time bins x frequency bins of the spectrogram the audio branch takes",
+    )
     video_stem_width: int = bounded(
-        32, ge=1, le=MAX_WIDTH, help="channels of the video branch's strided 5x5 stem")
+        32, ge=1, le=MAX_WIDTH, help="channels of the video branch's strided 5x5 stem"
+    )
     video_widths: tuple[int, ...] = bounded(
-        (64, 128, 256), ge=1, le=MAX_WIDTH,
-        help="channels of each video block after the stem (one to 8 blocks)")
+        (64, 128, 256),
+        ge=1,
+        le=MAX_WIDTH,
+        help="channels of each video block after the stem (one to 8 blocks)",
+    )
     audio_widths: tuple[int, ...] = bounded(
-        (32, 64, 128, 128), ge=1, le=MAX_WIDTH,
-        help="channels of each audio block (one to 8 blocks)")
+        (32, 64, 128, 128),
+        ge=1,
+        le=MAX_WIDTH,
+        help="channels of each audio block (one to 8 blocks)",
+    )
     fc_units: int = bounded(
-        128, ge=0, le=MAX_WIDTH * 16,
-        help="units of the hidden fusion layer before the classifier (0 = none)")
+        128,
+        ge=0,
+        le=MAX_WIDTH * 16,
+        help="units of the hidden fusion layer before the classifier (0 = none)",
+    )
     dropout: float = bounded(0.5, ge=0.0, lt=1.0, help="dropout rate before the classifier")
     branch_weights: str = bounded(
-        "shared", choices=BRANCH_WEIGHTS,
-        help="shared: one sub-model called N times; independent: N copies")
+        "shared",
+        choices=BRANCH_WEIGHTS,
+        help="shared: one sub-model called N times; independent: N copies",
+    )
     modalities: str = bounded(
-        "both", choices=MODALITIES, help="the inputs the model uses: both, audio or video")
+        "both", choices=MODALITIES, help="the inputs the model uses: both, audio or video"
+    )
     spec_augment: bool = bounded(
-        False, help="mask one time band and one frequency band of every training spectrogram")
+        False, help="mask one time band and one frequency band of every training spectrogram"
+    )
 
     def __post_init__(self):
         check_bounds(self)
@@ -267,26 +320,32 @@ class ModelConfig(Config):
         for name in ("spectrogram_shape", "video_widths", "audio_widths"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if len(self.spectrogram_shape) != 2:
-            raise ValueError("ModelConfig.spectrogram_shape must be two numbers (time bins, "
-                             "frequency bins). Received: "
-                             f"spectrogram_shape={self.spectrogram_shape}")
+            raise ValueError(
+                "ModelConfig.spectrogram_shape must be two numbers (time bins, "
+                "frequency bins). Received: "
+                f"spectrogram_shape={self.spectrogram_shape}"
+            )
         for name in ("video_widths", "audio_widths"):
             if not 1 <= len(getattr(self, name)) <= MAX_BLOCKS:
-                raise ValueError(f"ModelConfig.{name} must give 1 to {MAX_BLOCKS} widths. "
-                                 f"Received: {name}={getattr(self, name)}")
+                raise ValueError(
+                    f"ModelConfig.{name} must give 1 to {MAX_BLOCKS} widths. "
+                    f"Received: {name}={getattr(self, name)}"
+                )
         # Every block ends in a 2x2 max-pool (valid padding: floor(n / 2)), the video stem
         # also strides by 2 ("same": ceil(n / 2)): a side that reaches 0 cannot be built.
         if self.uses_video and self.frame_size < min_frame_size(len(self.video_widths)):
             raise ValueError(
                 f"ModelConfig.frame_size must be at least {min_frame_size(len(self.video_widths))}"
                 f" for the video stem and {len(self.video_widths)} video blocks (each halves the "
-                f"face). Received: frame_size={self.frame_size}")
+                f"face). Received: frame_size={self.frame_size}"
+            )
         low = min_spectrogram_side(len(self.audio_widths))
         if self.uses_audio and min(self.spectrogram_shape) < low:
             raise ValueError(
                 f"ModelConfig.spectrogram_shape must be at least {low}x{low} for "
                 f"{len(self.audio_widths)} audio blocks (each halves both sides). Received: "
-                f"spectrogram_shape={self.spectrogram_shape[0]}x{self.spectrogram_shape[1]}")
+                f"spectrogram_shape={self.spectrogram_shape[0]}x{self.spectrogram_shape[1]}"
+            )
 
     @property
     def uses_video(self) -> bool:
@@ -313,8 +372,10 @@ def run_sampling(model: ModelConfig, sampling) -> SamplingConfig:
     if isinstance(sampling, SamplingConfig):
         return replace(sampling, **shapes)
     if sampling is not None and not isinstance(sampling, Mapping):
-        raise ValueError("TrainConfig.sampling must be a SamplingConfig or a JSON object of its "
-                         f"fields. Received: sampling={sampling!r}")
+        raise ValueError(
+            "TrainConfig.sampling must be a SamplingConfig or a JSON object of its "
+            f"fields. Received: sampling={sampling!r}"
+        )
     values = dict(sampling or {})
     conflicts = {k: v for k, v in values.items() if k in shapes and v != shapes[k]}
     if conflicts:
@@ -348,9 +409,9 @@ class TrainConfig(Config):
     epoch is the same with and without it; later epochs read the records in the first epoch's
     file order (the shuffle buffer still reshuffles them).
     `jit_compile`: XLA-compile the training step (`model.compile(jit_compile=...)`); None =
-    the measured default of the device (`emotf.precision.resolve_jit_compile`: off on the CPU,
+    the measured default of the device (`emotf.training.precision.resolve_jit_compile`: off on the CPU,
     where it was measured slower; docs/training.md).
-    `strategy`: the tf.distribute strategy (`emotf.distribute`): "auto", "one_device",
+    `strategy`: the tf.distribute strategy (`emotf.training.distribute`): "auto", "one_device",
     "mirrored" (the GPUs of one machine) or "multi_worker" (TF_CONFIG). `batch_size` is per
     replica: a step consumes `batch_size` x replicas clips; `learning_rate` is used as given.
     `split`: "actors" (the paper's 10-fold actor-independent protocol, test fold `fold`), "ogm"
@@ -360,66 +421,103 @@ class TrainConfig(Config):
     """
 
     records: str = bounded("", help="the records folder (emotf-build-records' output)")
-    out: str = bounded("runs/emotf", nonempty=True,
-                       help="the run folder (the cross-validation folder with --fold all)")
-    fold: int = bounded(0, ge=0, le=NUM_FOLDS - 1,
-                        help="the test fold K of the actor protocol (emotf-train also takes all)")
+    out: str = bounded(
+        "runs/emotf",
+        nonempty=True,
+        help="the run folder (the cross-validation folder with --fold all)",
+    )
+    fold: int = bounded(
+        0,
+        ge=0,
+        le=NUM_FOLDS - 1,
+        help="the test fold K of the actor protocol (emotf-train also takes all)",
+    )
     epochs: int = bounded(30, ge=1, le=MAX_EPOCHS, help="epochs to train (at most)")
     batch_size: int = bounded(16, ge=1, le=MAX_BATCH_SIZE, help="clips per batch, per replica")
-    learning_rate: float = bounded(1e-3, gt=0.0, le=MAX_LEARNING_RATE,
-                                   help="SGD's (initial) learning rate")
+    learning_rate: float = bounded(
+        1e-3, gt=0.0, le=MAX_LEARNING_RATE, help="SGD's (initial) learning rate"
+    )
     momentum: float = bounded(0.9, ge=0.0, lt=1.0, help="SGD's momentum (0 = plain SGD)")
-    lr_schedule: str = bounded("paper", choices=LR_SCHEDULES,
-                               help="the learning-rate schedule (see the class docstring)")
-    decay_steps: int = bounded(50, ge=1, le=MAX_STEPS,
-                               help="steps between two decays of the paper and step schedules")
-    decay_rate: float = bounded(0.1, gt=0.0, le=1.0,
-                                help="factor of each decay of the paper and step schedules")
-    validation_folds: int = bounded(1, ge=1, le=NUM_FOLDS - 2,
-                                    help="folds after the test fold that validate (actor protocol)")
-    split: str = bounded(ACTORS, nonempty=True, help="actors, ogm, or a folder holding train.csv and test.csv")
+    lr_schedule: str = bounded(
+        "paper", choices=LR_SCHEDULES, help="the learning-rate schedule (see the class docstring)"
+    )
+    decay_steps: int = bounded(
+        50, ge=1, le=MAX_STEPS, help="steps between two decays of the paper and step schedules"
+    )
+    decay_rate: float = bounded(
+        0.1, gt=0.0, le=1.0, help="factor of each decay of the paper and step schedules"
+    )
+    validation_folds: int = bounded(
+        1, ge=1, le=NUM_FOLDS - 2, help="folds after the test fold that validate (actor protocol)"
+    )
+    split: str = bounded(
+        ACTORS, nonempty=True, help="actors, ogm, or a folder holding train.csv and test.csv"
+    )
     validation_fraction: float = bounded(
-        0.1, gt=0.0, lt=1.0,
-        help="share of a clip-level split's training clips that validate (emotion-stratified)")
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        help="share of a clip-level split's training clips that validate (emotion-stratified)",
+    )
     early_stopping_patience: int = bounded(
-        10, ge=0, le=MAX_EPOCHS,
-        help="epochs without a better val_accuracy before training stops (0 = never stop early)")
+        10,
+        ge=0,
+        le=MAX_EPOCHS,
+        help="epochs without a better val_accuracy before training stops (0 = never stop early)",
+    )
     seed: int = bounded(0, ge=0, le=MAX_SEED, help="seed of the weights and of the data order")
-    precision: str = bounded("auto", choices=PRECISIONS,
-                             help="float32 or mixed precision (auto: by the device)")
-    strategy: str = bounded("auto", choices=STRATEGIES,
-                            help="the tf.distribute strategy (multi_worker reads TF_CONFIG)")
+    precision: str = bounded(
+        "auto", choices=PRECISIONS, help="float32 or mixed precision (auto: by the device)"
+    )
+    strategy: str = bounded(
+        "auto", choices=STRATEGIES, help="the tf.distribute strategy (multi_worker reads TF_CONFIG)"
+    )
     jit_compile: bool | None = bounded(
-        None, help="XLA-compile the training step (none = the device's measured default)")
+        None, help="XLA-compile the training step (none = the device's measured default)"
+    )
     deterministic: bool = bounded(True, help="deterministic TensorFlow ops and data order")
     steps_per_epoch: int | None = bounded(
-        None, ge=1, le=MAX_STEPS, help="training batches per epoch (none = all the training clips)")
+        None, ge=1, le=MAX_STEPS, help="training batches per epoch (none = all the training clips)"
+    )
     cache_records: bool = bounded(
-        False, help="keep the serialised records in memory after the first epoch (~0.7 MB a clip)")
+        False, help="keep the serialised records in memory after the first epoch (~0.7 MB a clip)"
+    )
     allow_incomplete: bool = bounded(
-        False, help="train on records whose build skipped clips or shards")
-    labels: str = bounded("intended", choices=LABEL_SOURCES,
-                          help="intended (the actor's emotion) or perceived (the raters' majority)")
+        False, help="train on records whose build skipped clips or shards"
+    )
+    labels: str = bounded(
+        "intended",
+        choices=LABEL_SOURCES,
+        help="intended (the actor's emotion) or perceived (the raters' majority)",
+    )
     verbose: int | None = bounded(
-        None, choices=VERBOSITIES,
+        None,
+        choices=VERBOSITIES,
         help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch; none: 1 on a "
-             "terminal, 2 when the output is redirected (no progress-bar codes in logs)")
+        "terminal, 2 when the output is redirected (no progress-bar codes in logs)",
+    )
     export: bool = bounded(True, help="export a SavedModel at the end of the run")
     worker_timeout_seconds: float = bounded(
-        300.0, gt=0.0, le=MAX_TIMEOUT_SECONDS,
+        300.0,
+        gt=0.0,
+        le=MAX_TIMEOUT_SECONDS,
         help="deadline for multi-worker start-up and each collective; on expiry one line names "
-             "the workers that did not answer")
+        "the workers that did not answer",
+    )
     model: ModelConfig = bounded(ModelConfig(), help="the architecture (ModelConfig)")
     sampling: SamplingConfig = bounded(
-        SamplingConfig(), help="the sampling (SamplingConfig; its shapes come from model)")
+        SamplingConfig(), help="the sampling (SamplingConfig; its shapes come from model)"
+    )
 
     def __post_init__(self):
         check_bounds(self)
         if isinstance(self.model, Mapping):
             object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
         if not isinstance(self.model, ModelConfig):
-            raise ValueError("TrainConfig.model must be a ModelConfig or a JSON object of its "
-                             f"fields. Received: model={self.model!r}")
+            raise ValueError(
+                "TrainConfig.model must be a ModelConfig or a JSON object of its "
+                f"fields. Received: model={self.model!r}"
+            )
         object.__setattr__(self, "sampling", run_sampling(self.model, self.sampling))
         if self.split not in (ACTORS, OGM):  # a folder: kept absolute, so runs find it again
             object.__setattr__(self, "split", str(Path(self.split).resolve()))

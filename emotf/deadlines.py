@@ -1,7 +1,7 @@
 """Deadlines on every wait, and signals that always end a command.
 
 emotf waits on other processes in a few places: the workers of a multi-worker training
-(`emotf.distribute`), the tuning oracle (`emotf.tune_distributed`), the records build's worker
+(`emotf.training.distribute`), the tuning oracle (`emotf.tuning.distributed`), the records build's worker
 processes and Beam workers (`emotf.records`). Some of those waits happen inside TensorFlow's
 C++ runtime, where the main thread never returns to Python: a Python exception, a
 KeyboardInterrupt or a Python signal handler cannot reach it there. Two tools make every such
@@ -167,16 +167,20 @@ class _Watchdog:
                 for signum in (b for b in data if b in ENDING_SIGNALS):
                     if self.received is not None and time.monotonic() - self.since > 0.5:
                         # a second signal (not the echo of the first): no more waiting
-                        _exit_now(f"{self.name}: interrupted again (signal {signum}); exiting",
-                                  128 + signum)
+                        _exit_now(
+                            f"{self.name}: interrupted again (signal {signum}); exiting",
+                            128 + signum,
+                        )
                     self.note(signum)
             if self.stop.is_set():
                 return
             if not self.released:
                 self.reclaim()
             if self.received is not None and time.monotonic() - self.since >= self.grace:
-                _exit_now(f"{self.name}: interrupted (signal {self.received}); exiting",
-                          128 + self.received)
+                _exit_now(
+                    f"{self.name}: interrupted (signal {self.received}); exiting",
+                    128 + self.received,
+                )
 
 
 _WATCHDOG: _Watchdog | None = None
@@ -291,18 +295,33 @@ _DONE = b"\0"  # written by the guarded process when the block has ended
 
 
 @contextlib.contextmanager
-def guarded(seconds: float, peers: Mapping[str, str], otherwise: str,
-            hint: str = "", grace: float = GRACE_SECONDS) -> Iterator[None]:
+def guarded(
+    seconds: float,
+    peers: Mapping[str, str],
+    otherwise: str,
+    hint: str = "",
+    grace: float = GRACE_SECONDS,
+) -> Iterator[None]:
     """The block must end within `seconds`, and SIGINT/SIGTERM must end the process within
     `grace`, even if the block holds the GIL in C++ (module docstring). On expiry the line is
     `no_answer` for the `peers` ({name: 'host:port'}) that accept no connection then, plus
     `hint`, or `otherwise` when every peer answers."""
     read_end, write_end = os.pipe()
-    order = {"pid": os.getpid(), "seconds": seconds, "grace": grace, "prog": prog(),
-             "peers": dict(peers), "otherwise": otherwise, "hint": hint}
+    order = {
+        "pid": os.getpid(),
+        "seconds": seconds,
+        "grace": grace,
+        "prog": prog(),
+        "peers": dict(peers),
+        "otherwise": otherwise,
+        "hint": hint,
+    }
     try:
-        watcher = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__),
-                                    json.dumps(order)], stdin=read_end, close_fds=True)
+        watcher = subprocess.Popen(
+            [sys.executable, "-I", os.path.abspath(__file__), json.dumps(order)],
+            stdin=read_end,
+            close_fds=True,
+        )
     finally:
         os.close(read_end)
     os.set_blocking(write_end, False)
@@ -332,8 +351,11 @@ def _watch_process(order: dict) -> int:
         left = end - time.monotonic()
         if left <= 0:
             names = silent(order["peers"])
-            message = (no_answer(order["peers"], names, order["seconds"]) + order["hint"]
-                       if names else order["otherwise"])
+            message = (
+                no_answer(order["peers"], names, order["seconds"]) + order["hint"]
+                if names
+                else order["otherwise"]
+            )
             line = f"{prog_name}: error: {message}"
             break
         ready, _, _ = select.select([stdin], [], [], left)

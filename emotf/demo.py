@@ -26,7 +26,7 @@ from emotf.configs import (
     Config,
     ModelConfig,
 )
-from emotf.cremad import EMOTIONS, FIRST_ACTOR, LAST_ACTOR, NUM_FOLDS, SENTENCES
+from emotf.corpora.cremad import EMOTIONS, FIRST_ACTOR, LAST_ACTOR, NUM_FOLDS, SENTENCES
 
 DEMO_MODEL = ModelConfig(
     num_segments=4,
@@ -42,31 +42,48 @@ DEMO_MODEL = ModelConfig(
 class DemoConfig(Config):
     """Sizes of the demo. The defaults run in a few minutes on a 2-core CPU."""
 
-    out: str = bounded("demo_out", nonempty=True, help="the demo's folder: sample, records, run, figures")
-    num_actors: int = bounded(10, ge=1, le=LAST_ACTOR - FIRST_ACTOR + 1,
-                              help="actors of the synthetic sample (CREMA-D has 91)")
-    clips_per_actor: int = bounded(36, ge=1, le=len(EMOTIONS) * len(SENTENCES),
-                                   help="clips per actor of the synthetic sample")
+    out: str = bounded(
+        "demo_out", nonempty=True, help="the demo's folder: sample, records, run, figures"
+    )
+    num_actors: int = bounded(
+        10,
+        ge=1,
+        le=LAST_ACTOR - FIRST_ACTOR + 1,
+        help="actors of the synthetic sample (CREMA-D has 91)",
+    )
+    clips_per_actor: int = bounded(
+        36, ge=1, le=len(EMOTIONS) * len(SENTENCES), help="clips per actor of the synthetic sample"
+    )
     fold: int = bounded(0, ge=0, le=NUM_FOLDS - 1, help="the held-out test fold")
     epochs: int = bounded(30, ge=1, le=MAX_EPOCHS, help="epochs to train")
     batch_size: int = bounded(8, ge=1, le=MAX_BATCH_SIZE, help="clips per batch")
-    learning_rate: float = bounded(0.02, gt=0.0, le=MAX_LEARNING_RATE,
-                                   help="initial learning rate (cosine schedule)")
+    learning_rate: float = bounded(
+        0.02, gt=0.0, le=MAX_LEARNING_RATE, help="initial learning rate (cosine schedule)"
+    )
     seed: int = bounded(0, ge=0, le=MAX_SEED, help="seed of the sample, the weights and the data")
-    workers: int | None = bounded(None, ge=1, le=1024,
-                                  help="processes making the sample and building the records "
-                                       "(none = the CPUs this process may use)")
+    workers: int | None = bounded(
+        None,
+        ge=1,
+        le=1024,
+        help="processes making the sample and building the records "
+        "(none = the CPUs this process may use)",
+    )
     model: ModelConfig = bounded(DEMO_MODEL, help="the (small) model of the demo")
-    verbose: int = bounded(2, choices=VERBOSITIES,
-                           help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+    verbose: int = bounded(
+        2,
+        choices=VERBOSITIES,
+        help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch",
+    )
 
     def __post_init__(self):
         check_bounds(self)
         if isinstance(self.model, Mapping):  # from JSON (`from_dict`)
             object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
         if not isinstance(self.model, ModelConfig):
-            raise ValueError("DemoConfig.model must be a ModelConfig or a JSON object of its "
-                             f"fields. Received: model={self.model!r}")
+            raise ValueError(
+                "DemoConfig.model must be a ModelConfig or a JSON object of its "
+                f"fields. Received: model={self.model!r}"
+            )
 
 
 def _step(title: str) -> float:
@@ -77,7 +94,7 @@ def _step(title: str) -> float:
 def held_out_clip(sample_dir, fold: int, num_actors: int | None = None) -> Path:
     """The first video of `sample_dir/VideoFlash` whose actor is in `fold` (the build's default
     fold assignment). Never falls back to a training clip: ValueError when the fold has none."""
-    from emotf.cremad import canonical_folds, parse_clip_name
+    from emotf.corpora.cremad import canonical_folds, parse_clip_name
 
     folds = canonical_folds()
     test_actors = {actor for actor, f in folds.items() if f == fold}
@@ -95,16 +112,16 @@ def held_out_clip(sample_dir, fold: int, num_actors: int | None = None) -> Path:
 def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     """Run the whole chain into `config.out`; returns (and prints) where everything is."""
     from emotf.configs import TrainConfig
-    from emotf.cremad import parse_clip_name
+    from emotf.corpora.cremad import parse_clip_name
     from emotf.evaluation.evaluate import evaluate_model
-    from emotf.export import export_run
-    from emotf.predict import predict_files
     from emotf.records.build import BuildConfig, build_records
     from emotf.records.faces import FaceTrackerConfig
-    from emotf.run import Run
+    from emotf.runs.folder import Run
+    from emotf.serving.export import export_run
+    from emotf.serving.predict import predict_files
     from emotf.storage import as_path, write_json
     from emotf.synthetic.sample import SampleConfig, make_sample
-    from emotf.train import train_fold
+    from emotf.training.train import train_fold
 
     out = Path(config.out)
     sample_dir, records_dir = out / "sample", out / "records"
@@ -132,7 +149,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
             out_dir=str(records_dir),
             **({"workers": config.workers} if config.workers else {}),
             # Face crops of the model's own frame size: the run refuses records of another
-            # crop size (emotf.run_data.check_records_settings), nothing resizes them.
+            # crop size (emotf.runs.data.check_records_settings), nothing resizes them.
             tracker=FaceTrackerConfig(crop_size=config.model.frame_size),
         ),
         prog="emotf-demo",
@@ -195,8 +212,10 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     print("\n== done")
     print(f"sample:        {sample_dir}")
     print(f"records:       {records_dir} (manifest.json)")
-    print(f"training run:  {run_dir} ({run.metrics_path.name}, {run.log_path.name}, "
-          f"{run.tensorboard_dir.name}/)")
+    print(
+        f"training run:  {run_dir} ({run.metrics_path.name}, {run.log_path.name}, "
+        f"{run.tensorboard_dir.name}/)"
+    )
     print(f"SavedModel:    {export_dir}")
     print(
         f"held-out fold {config.fold}: accuracy {100 * metrics['accuracy']:.1f} % on "

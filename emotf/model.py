@@ -48,7 +48,11 @@ class MergeSegments(keras.layers.Layer):
         return ops.reshape(x, (-1,) + tuple(shape[2:]))
 
     def compute_output_shape(self, input_shape):
-        batch = None if input_shape[0] is None or input_shape[1] is None else input_shape[0] * input_shape[1]
+        batch = (
+            None
+            if input_shape[0] is None or input_shape[1] is None
+            else input_shape[0] * input_shape[1]
+        )
         return (batch,) + tuple(input_shape[2:])
 
 
@@ -95,7 +99,9 @@ class SegmentConsensus(keras.layers.Layer):
     def __init__(self, reduction: str = "sum", **kwargs):
         super().__init__(**kwargs)
         if reduction not in ("sum", "mean"):
-            raise ValueError(f"reduction must be 'sum' or 'mean'. Received: reduction={reduction!r}")
+            raise ValueError(
+                f"reduction must be 'sum' or 'mean'. Received: reduction={reduction!r}"
+            )
         self.reduction = reduction
 
     def call(self, x):
@@ -120,7 +126,9 @@ class LogMelSpectrogram(keras.layers.Layer):
     def __init__(self, sampling, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
-        self.sampling = SamplingConfig.from_dict(sampling) if isinstance(sampling, dict) else sampling
+        self.sampling = (
+            SamplingConfig.from_dict(sampling) if isinstance(sampling, dict) else sampling
+        )
 
     def call(self, audio):
         c = self.sampling
@@ -167,8 +175,12 @@ class SpecAugment(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.pop("dtype", None)
-        return {**config, "max_time_mask": self.max_time_mask,
-                "max_freq_mask": self.max_freq_mask, "seed": self.seed}
+        return {
+            **config,
+            "max_time_mask": self.max_time_mask,
+            "max_freq_mask": self.max_freq_mask,
+            "seed": self.seed,
+        }
 
 
 def model_sampling(config: ModelConfig, sampling: SamplingConfig | None = None) -> SamplingConfig:
@@ -187,8 +199,13 @@ def model_sampling(config: ModelConfig, sampling: SamplingConfig | None = None) 
             f"time_bins x freq_bins = {sampling.time_bins} x {sampling.freq_bins}, "
             f"spectrogram_shape={config.spectrogram_shape}"
         )
-    return replace(sampling, num_segments=config.num_segments, frame_size=config.frame_size,
-                   time_bins=t, freq_bins=f)
+    return replace(
+        sampling,
+        num_segments=config.num_segments,
+        frame_size=config.frame_size,
+        time_bins=t,
+        freq_bins=f,
+    )
 
 
 # === Core network (one segment) ===
@@ -221,7 +238,9 @@ def build_core(config: ModelConfig, name: str = "core") -> keras.Model:
             x = _conv_block(x, width, f"video_block{i + 1}")
         features.append(keras.layers.GlobalAveragePooling2D(name="video_gap")(x))
     if config.uses_audio:
-        spec = keras.Input(tuple(config.spectrogram_shape) + (1,), dtype="float32", name="spectrogram")
+        spec = keras.Input(
+            tuple(config.spectrogram_shape) + (1,), dtype="float32", name="spectrogram"
+        )
         inputs["spectrogram"] = spec
         x = spec
         for i, width in enumerate(config.audio_widths):
@@ -239,7 +258,9 @@ def build_core(config: ModelConfig, name: str = "core") -> keras.Model:
 # === Clip model (N twin branches) ===
 
 
-def build_model(config: ModelConfig = ModelConfig(), sampling: SamplingConfig | None = None) -> keras.Model:
+def build_model(
+    config: ModelConfig = ModelConfig(), sampling: SamplingConfig | None = None
+) -> keras.Model:
     """The clip model: N twin cores, one per segment, and the consensus of their softmaxes.
 
     Inputs (dict; both keys are always accepted so one pipeline feeds every ablation, the
@@ -277,20 +298,34 @@ def build_model(config: ModelConfig = ModelConfig(), sampling: SamplingConfig | 
         branch_outputs = []
         for i in range(n):
             core = build_core(config, name=f"core_{i:02d}")
-            branch_in = core_inputs(lambda t, key, i=i: SelectSegment(i, name=f"select_{key}_{i:02d}")(t))
+            branch_in = core_inputs(
+                lambda t, key, i=i: SelectSegment(i, name=f"select_{key}_{i:02d}")(t)
+            )
             out = core(branch_in)
-            branch_outputs.append(keras.layers.Reshape((1, config.num_classes), name=f"branch_{i:02d}", dtype="float32")(out))
+            branch_outputs.append(
+                keras.layers.Reshape(
+                    (1, config.num_classes), name=f"branch_{i:02d}", dtype="float32"
+                )(out)
+            )
         segment_probs = (
             branch_outputs[0]
             if n == 1
-            else keras.layers.Concatenate(axis=1, name="stack_segments", dtype="float32")(branch_outputs)
+            else keras.layers.Concatenate(axis=1, name="stack_segments", dtype="float32")(
+                branch_outputs
+            )
         )
     outputs = {
-        "probabilities": SegmentConsensus("mean", name="probabilities", dtype="float32")(segment_probs),
+        "probabilities": SegmentConsensus("mean", name="probabilities", dtype="float32")(
+            segment_probs
+        ),
         "scores": SegmentConsensus("sum", name="scores", dtype="float32")(segment_probs),
-        "segment_probabilities": keras.layers.Identity(name="segment_probabilities", dtype="float32")(segment_probs),
+        "segment_probabilities": keras.layers.Identity(
+            name="segment_probabilities", dtype="float32"
+        )(segment_probs),
     }
-    return keras.Model(inputs, outputs, name=f"twin_av_{config.branch_weights}_{config.modalities}_n{n}")
+    return keras.Model(
+        inputs, outputs, name=f"twin_av_{config.branch_weights}_{config.modalities}_n{n}"
+    )
 
 
 def model_sampling_config(model: keras.Model) -> SamplingConfig | None:
@@ -324,4 +359,8 @@ def count_flops(config: ModelConfig) -> dict:
         elif isinstance(layer, keras.layers.Dense):
             total += 2 * layer.input.shape[-1] * layer.units
     per_clip = total * config.num_segments
-    return {"per_segment": int(total), "per_clip": int(per_clip), "per_clip_train": int(3 * per_clip)}
+    return {
+        "per_segment": int(total),
+        "per_clip": int(per_clip),
+        "per_clip_train": int(3 * per_clip),
+    }

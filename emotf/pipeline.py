@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 
 import tensorflow as tf
 
@@ -173,10 +174,10 @@ def make_dataset(
         with_metadata: add a third element {"clip_id": string [B], "actor_id": int32 [B],
             "fold": int32 [B]}.
         clip_ids: optional names of the only clips to keep (a clip-level split,
-            `emotf.splits`); the others are dropped after reading only their `clip_id`, before
+            `emotf.corpora.splits`); the others are dropped after reading only their `clip_id`, before
             caching, shuffling and sampling.
         shard: (num_shards, index): read only the files `files[index::num_shards]` (one
-            worker's share in a multi-worker run, `emotf.distribute`); tf.distribute's own
+            worker's share in a multi-worker run, `emotf.training.distribute`); tf.distribute's own
             auto-sharding is then turned off for the dataset (it cannot rewrite this pipeline:
             the zipped per-element seeds are not a file source).
 
@@ -189,8 +190,10 @@ def make_dataset(
     if shard is not None:
         num_shards, index = (int(v) for v in shard)
         if not 0 <= index < num_shards <= len(files):
-            raise ValueError(f"cannot give share {index} of {num_shards} of {len(files)} record "
-                             f"files. Received: shard={shard}")
+            raise ValueError(
+                f"cannot give share {index} of {num_shards} of {len(files)} record "
+                f"files. Received: shard={shard}"
+            )
         files = files[index::num_shards]
     autotune = num_parallel_calls == tf.data.AUTOTUNE
     if num_parallel_calls is None:
@@ -265,3 +268,22 @@ def make_dataset(
     if shard is not None:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.prefetch(tf.data.AUTOTUNE if autotune else 2).with_options(options)
+
+
+def shard_by_data(
+    dataset: tf.data.Dataset, num_files: int | None, workers: int, name: str = "training"
+) -> tf.data.Dataset:
+    """`dataset` with tf.distribute's DATA auto-shard policy: every worker reads every file and
+    keeps its share of each global batch. Used when a dataset cannot be sharded by file: fewer
+    record shards than workers (`num_files`: a one-line warning says so) or data that does not
+    come from record files (`num_files` None: no warning). (Sharding by file: `make_dataset(shard=...)`.)"""
+    if num_files is not None:
+        warnings.warn(
+            f"the {name} data has {num_files} record shard(s) for {workers} workers: "
+            "every worker reads all of them and keeps its share of each batch (data "
+            "sharding); build the records with at least as many shards as workers",
+            stacklevel=2,
+        )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

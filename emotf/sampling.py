@@ -32,6 +32,7 @@ _FRAME_STREAM = 1
 _AUDIO_STREAM = 2
 _AUGMENT_STREAM = 3
 
+
 def _seed(seed) -> tf.Tensor:
     seed = tf.convert_to_tensor(seed)
     if seed.dtype not in (tf.int32, tf.int64):
@@ -138,7 +139,9 @@ def extract_audio_windows(waveform, starts, window_length: int, num_samples=None
     length = tf.constant(window_length, tf.int64)
     # Pad L zeros on both sides of the valid samples; a window starting anywhere in
     # [-L, valid_end] is then one contiguous slice (starts further out read only zeros too).
-    padded = tf.concat([tf.zeros([window_length]), waveform[:valid_end], tf.zeros([window_length])], 0)
+    padded = tf.concat(
+        [tf.zeros([window_length]), waveform[:valid_end], tf.zeros([window_length])], 0
+    )
     offsets = tf.clip_by_value(tf.cast(starts, tf.int64) + length, 0, valid_end + length)
     if starts.shape.rank == 1 and starts.shape[0] is not None:
         # N is static: N strided slices are ~10x cheaper than gathering N*L indices.
@@ -155,13 +158,17 @@ def extract_audio_windows(waveform, starts, window_length: int, num_samples=None
 def _mel_matrix_values(num_mel_bins, num_bins, sample_rate, lower, upper):
     """Non-zero (mel, bin) indices and weights of the transposed mel matrix [mel, bins]."""
     with tf.init_scope():  # computed eagerly once, also when called while tracing
-        dense = tf.signal.linear_to_mel_weight_matrix(
-            num_mel_bins=num_mel_bins,
-            num_spectrogram_bins=num_bins,
-            sample_rate=sample_rate,
-            lower_edge_hertz=lower,
-            upper_edge_hertz=upper,
-        ).numpy().T
+        dense = (
+            tf.signal.linear_to_mel_weight_matrix(
+                num_mel_bins=num_mel_bins,
+                num_spectrogram_bins=num_bins,
+                sample_rate=sample_rate,
+                lower_edge_hertz=lower,
+                upper_edge_hertz=upper,
+            )
+            .numpy()
+            .T
+        )
     indices = np.argwhere(dense != 0).astype(np.int64)  # row-major order, as SparseTensor needs
     return indices, dense[indices[:, 0], indices[:, 1]].astype(np.float32)
 
@@ -192,8 +199,17 @@ def _mel_matrix_dense(config: SamplingConfig) -> tf.Tensor:
 MEL_PRODUCTS = ("sparse", "dense")
 # The SamplingConfig fields that `spectrogram` (and so the model's log_mel layer) depends on.
 SPECTROGRAM_FIELDS = (
-    "sample_rate", "window_seconds", "frame_length", "frame_step", "fft_length", "num_mel_bins",
-    "lower_edge_hertz", "upper_edge_hertz", "log_offset", "time_bins", "freq_bins",
+    "sample_rate",
+    "window_seconds",
+    "frame_length",
+    "frame_step",
+    "fft_length",
+    "num_mel_bins",
+    "lower_edge_hertz",
+    "upper_edge_hertz",
+    "log_offset",
+    "time_bins",
+    "freq_bins",
     "normalization",
 )
 

@@ -136,7 +136,7 @@ class StoragePath:
         base = str(as_path(other)).rstrip("/") + "/"
         if not self._path.startswith(base):
             raise ValueError(f"{self} is not inside {other}")
-        return self._path[len(base):]
+        return self._path[len(base) :]
 
     # === Queries ===
 
@@ -258,7 +258,8 @@ class StoragePath:
     def _too_large(self, size: int, cap: int, prefix: str = "") -> FileTooLargeError:
         return FileTooLargeError(
             f"{self}: refused to read a file of {prefix}{_mib(size)}, over the {_mib(cap)} cap "
-            f"for this file (SECURITY.md). Received: {size} bytes")
+            f"for this file (SECURITY.md). Received: {size} bytes"
+        )
 
     def write_bytes(self, data: bytes) -> int:
         """Replace the file's content with `data`."""
@@ -312,8 +313,9 @@ def write_json(path: str | os.PathLike | StoragePath, value: Any) -> StoragePath
     return write_atomic(path, (json.dumps(value, indent=2, default=str) + "\n").encode("utf-8"))
 
 
-def read_json(path: str | os.PathLike | StoragePath, expect: type = dict,
-              max_bytes: int = MAX_JSON_BYTES):
+def read_json(
+    path: str | os.PathLike | StoragePath, expect: type = dict, max_bytes: int = MAX_JSON_BYTES
+):
     """The JSON value of `path`, a file of at most `max_bytes` (default `MAX_JSON_BYTES`).
 
     Raises:
@@ -340,6 +342,8 @@ def read_json(path: str | os.PathLike | StoragePath, expect: type = dict,
     except RecursionError:  # '[[[[...' : Python's parser gives up on deep nesting
         raise ValueError(f"{path}: not readable JSON (nested too deep)") from None
     if expect is not None and not isinstance(value, expect):
-        raise ValueError(f"{path}: expected a JSON {expect.__name__}. "  # noqa: TRY004 (file content)
-                         f"Received: {type(value).__name__}")
+        raise ValueError(
+            f"{path}: expected a JSON {expect.__name__}. "  # noqa: TRY004 (file content)
+            f"Received: {type(value).__name__}"
+        )
     return value

@@ -21,10 +21,13 @@ def cremad_tables_dir() -> Path:
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--fuzz-profile", choices=("ci", "long"), default=None,
+        "--fuzz-profile",
+        choices=("ci", "long"),
+        default=None,
         help="tests/test_fuzz.py: 'ci' (default; a few derandomized examples per field and "
-             "file) or 'long' (many random examples, shrunk on failure); also EMOTF_FUZZ=long. "
-             "See docs/fuzzing.md.")
+        "file) or 'long' (many random examples, shrunk on failure); also EMOTF_FUZZ=long. "
+        "See docs/fuzzing.md.",
+    )
 
 
 def pytest_configure(config):

@@ -104,10 +104,12 @@ class Outcome:
 
     def describe(self) -> str:
         tail = "\n".join(self.stderr.splitlines()[-15:])
-        return (f"{self.prog} {' '.join(_shell(a) for a in self.argv)}\n"
-                f"  -> {self.status} rc={self.rc} in {self.seconds:.1f} s\n"
-                f"  stderr (last lines):\n{_indent(tail)}\n"
-                f"  stdout (head):\n{_indent(self.stdout[:600])}")
+        return (
+            f"{self.prog} {' '.join(_shell(a) for a in self.argv)}\n"
+            f"  -> {self.status} rc={self.rc} in {self.seconds:.1f} s\n"
+            f"  stderr (last lines):\n{_indent(tail)}\n"
+            f"  stdout (head):\n{_indent(self.stdout[:600])}"
+        )
 
 
 def _indent(text: str) -> str:
@@ -135,8 +137,11 @@ def snapshot(*roots: Path) -> dict[str, tuple]:
                 except OSError:
                     continue
                 kind = "link" if os.path.islink(path) else "dir" if os.path.isdir(path) else "file"
-                seen[path] = (st.st_size if kind == "file" else 0,
-                              st.st_mtime_ns if kind == "file" else 0, kind)
+                seen[path] = (
+                    st.st_size if kind == "file" else 0,
+                    st.st_mtime_ns if kind == "file" else 0,
+                    kind,
+                )
     return seen
 
 
@@ -160,10 +165,18 @@ def _limit_memory():  # preexec_fn of the worker and of fresh processes
 
 def _env(case: Case, extra: dict | None = None) -> dict:
     """A user's shell: no TF_CPP_MIN_LOG_LEVEL (it turns emotf's quiet logs off), no GPU."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "EMOTF_DEBUG", "PYTEST_CURRENT_TEST")}
-    env.update(CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(REPO), HOME=str(case.home),
-               TMPDIR=str(case.tmp), PYTHONDONTWRITEBYTECODE="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_CPP_MIN_LOG_LEVEL", "EMOTF_DEBUG", "PYTEST_CURRENT_TEST")
+    }
+    env.update(
+        CUDA_VISIBLE_DEVICES="",
+        PYTHONPATH=str(REPO),
+        HOME=str(case.home),
+        TMPDIR=str(case.tmp),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     env.update(extra or {})
     return env
 
@@ -186,10 +199,19 @@ class Runner:
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", str(to_worker_r),
-             str(from_worker_w)],
-            pass_fds=(to_worker_r, from_worker_w), cwd=worker_case.cwd, env=_env(worker_case),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--serve",
+                str(to_worker_r),
+                str(from_worker_w),
+            ],
+            pass_fds=(to_worker_r, from_worker_w),
+            cwd=worker_case.cwd,
+            env=_env(worker_case),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             preexec_fn=_limit_memory,
         )
         os.close(to_worker_r)
@@ -244,12 +266,17 @@ class Runner:
 
     def _fresh(self, target: str, argv: list, case: Case, env: dict | None, timeout: float):
         module, function = target.split(":")
-        code = (f"import sys; from {module} import {function} as main; "
-                "sys.exit(main(sys.argv[1:]))")
+        code = f"import sys; from {module} import {function} as main; sys.exit(main(sys.argv[1:]))"
         with open(case.root / "stdout", "wb") as out, open(case.root / "stderr", "wb") as err:
             process = subprocess.Popen(
-                [sys.executable, "-c", code, *argv], cwd=case.cwd, env=_env(case, env),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=_limit_memory)
+                [sys.executable, "-c", code, *argv],
+                cwd=case.cwd,
+                env=_env(case, env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                preexec_fn=_limit_memory,
+            )
             try:
                 rc = process.wait(timeout + self.start_s)
             except subprocess.TimeoutExpired:
@@ -258,9 +285,19 @@ class Runner:
                 return "timeout", None
         return ("crash", rc) if rc < 0 else ("exit", rc)
 
-    def run(self, prog: str, argv: list, case: Case, *, allowed=(), watch=(), env=None,
-            timeout: float | None = None, fresh: bool = False, target: str | None = None
-            ) -> Outcome:
+    def run(
+        self,
+        prog: str,
+        argv: list,
+        case: Case,
+        *,
+        allowed=(),
+        watch=(),
+        env=None,
+        timeout: float | None = None,
+        fresh: bool = False,
+        target: str | None = None,
+    ) -> Outcome:
         """Run `prog argv` in `case` (cwd, TMPDIR, HOME: the case's folders).
 
         Args:
@@ -273,19 +310,31 @@ class Runner:
         argv = [str(a) for a in argv]
         target = target or self.scripts[prog]
         timeout = self.timeout if timeout is None else timeout
-        allowed = [Path(a) for a in (allowed or [case.out])] + [case.tmp] + [
-            case.home / name for name in LIBRARY_CACHES]
+        allowed = (
+            [Path(a) for a in (allowed or [case.out])]
+            + [case.tmp]
+            + [case.home / name for name in LIBRARY_CACHES]
+        )
         roots = [case.root, *map(Path, watch)]
         before = snapshot(*roots)
         start = time.monotonic()
         if fresh:
             status, rc = self._fresh(target, argv, case, env, timeout)
         else:
-            status, rc = self._ask({
-                "target": target, "prog": prog, "argv": argv, "cwd": str(case.cwd),
-                "tmp": str(case.tmp), "home": str(case.home), "env": env or {},
-                "stdout": str(case.root / "stdout"), "stderr": str(case.root / "stderr"),
-            }, timeout)
+            status, rc = self._ask(
+                {
+                    "target": target,
+                    "prog": prog,
+                    "argv": argv,
+                    "cwd": str(case.cwd),
+                    "tmp": str(case.tmp),
+                    "home": str(case.home),
+                    "env": env or {},
+                    "stdout": str(case.root / "stdout"),
+                    "stderr": str(case.root / "stderr"),
+                },
+                timeout,
+            )
         seconds = time.monotonic() - start
         after = snapshot(*roots)
         logs = {str(case.root / "stdout"), str(case.root / "stderr")}
@@ -293,13 +342,29 @@ class Runner:
         # A new folder on the way to an allowed one (`--out new/deeper`) is allowed too.
         inside = [c for c in changes if any(_under(c, a) or _above(c, a) for a in allowed)]
         outside = [c for c in changes if c not in inside]
-        outcome = Outcome(prog, argv, status, rc, _read(case.root / "stdout"),
-                          _read(case.root / "stderr"), seconds, outside,
-                          [c for c in inside if not any(_under(c, a) for a in allowed[-5:])])
+        outcome = Outcome(
+            prog,
+            argv,
+            status,
+            rc,
+            _read(case.root / "stdout"),
+            _read(case.root / "stderr"),
+            seconds,
+            outside,
+            [c for c in inside if not any(_under(c, a) for a in allowed[-5:])],
+        )
         # For reading a failure later: what ran and what it did (outside the snapshot).
-        (case.root / "outcome.json").write_text(json.dumps(
-            {**dataclasses.asdict(outcome), "stdout": outcome.stdout[-2000:],
-             "stderr": outcome.stderr[-4000:], "target": target}, indent=1))
+        (case.root / "outcome.json").write_text(
+            json.dumps(
+                {
+                    **dataclasses.asdict(outcome),
+                    "stdout": outcome.stdout[-2000:],
+                    "stderr": outcome.stderr[-4000:],
+                    "target": target,
+                },
+                indent=1,
+            )
+        )
         return outcome
 
 
@@ -309,8 +374,11 @@ def _under(change: str, folder: Path) -> bool:
 
 
 def _above(change: str, folder: Path) -> bool:
-    return (not change.startswith("(removed) ") and os.path.isdir(change)
-            and str(folder).startswith(change.rstrip(os.sep) + os.sep))
+    return (
+        not change.startswith("(removed) ")
+        and os.path.isdir(change)
+        and str(folder).startswith(change.rstrip(os.sep) + os.sep)
+    )
 
 
 def _read(path: Path) -> str:
@@ -340,24 +408,31 @@ def problems(outcome: Outcome, *, refuse: bool = False) -> list[str]:
     if outcome.status == "timeout":
         found.append("hang: no exit within the time limit")
     elif outcome.status == "crash":
-        found.append(f"crash: the process died (status {outcome.rc}; a signal or the "
-                     f"{MEMORY_GB:g} GB memory cap)")
+        found.append(
+            f"crash: the process died (status {outcome.rc}; a signal or the "
+            f"{MEMORY_GB:g} GB memory cap)"
+        )
     if "Traceback (most recent call last)" in outcome.stderr + outcome.stdout:
         found.append("a traceback")
     if outcome.status == "exit" and outcome.rc not in (0, None):
         lines = [line for line in outcome.stderr.splitlines() if line.strip()]
-        errors = [line for line in lines if not line.startswith(f"{prog}: warning:")
-                  and not PROGRESS_BAR.search(line)]
+        errors = [
+            line
+            for line in lines
+            if not line.startswith(f"{prog}: warning:") and not PROGRESS_BAR.search(line)
+        ]
         if len(errors) != 1:
-            found.append(f"{len(errors)} lines on stderr besides warnings (want one line "
-                         "naming the problem)")
+            found.append(
+                f"{len(errors)} lines on stderr besides warnings (want one line naming the problem)"
+            )
         elif not errors[0].startswith(f"{prog}:"):
             found.append(f"the error line does not start with '{prog}:': {errors[0][:200]!r}")
         elif len(errors[0].split(":", 1)[1].strip()) < 8:
             found.append(f"the error line names no problem: {errors[0]!r}")
         elif CATCH_ALL in errors[0]:
-            found.append(f"an unexpected exception, caught by {prog}'s catch-all: "
-                         f"{errors[0][:300]!r}")
+            found.append(
+                f"an unexpected exception, caught by {prog}'s catch-all: {errors[0][:300]!r}"
+            )
     if outcome.status == "exit" and outcome.rc == 0 and refuse:
         found.append("accepted (exit status 0) a value outside its declared bound")
     if outcome.written:
@@ -380,8 +455,21 @@ class Value:
     why: str
 
 
-EMPTY_AND_ODD = ["", " ", "-", "--", "\u00e9\u00e8\u2603", "\u202e1", "\U0001f600",
-                 "a" * 5000, "-1e-400", "0x10", "1_000", "\u0661\u0662", "\uff11\uff12"]
+EMPTY_AND_ODD = [
+    "",
+    " ",
+    "-",
+    "--",
+    "\u00e9\u00e8\u2603",
+    "\u202e1",
+    "\U0001f600",
+    "a" * 5000,
+    "-1e-400",
+    "0x10",
+    "1_000",
+    "\u0661\u0662",
+    "\uff11\uff12",
+]
 
 
 def _number_text(x) -> str:
@@ -407,30 +495,44 @@ def values_for(leaf) -> list[Value]:
             out += [Value(t, True, "not an integer") for t in ("1.5", "nan", "inf", "1e3", "abc")]
             huge = [10**18, -(10**18), 10**100, 2**31, 2**63]
         else:
-            out += [Value(t, True, "not finite") for t in ("nan", "inf", "-inf", "1e999",
-                                                            "-1e999", "NaN")]
+            out += [
+                Value(t, True, "not finite")
+                for t in ("nan", "inf", "-inf", "1e999", "-1e999", "NaN")
+            ]
             out += [Value("abc", True, "not a number")]
             huge = [1e300, -1e300, 1e-300, 5e-324, 1e-9, -0.0]
         for x in huge + [0, -1]:
             if default is not dataclasses.MISSING and x == default:
                 continue
             refuse = bound is not None and not bound.contains(kind(x))
-            out.append(Value(_number_text(kind(x)), refuse, "outside the bound" if refuse
-                             else "an extreme value (no bound declared)" if bound is None
-                             else "inside the bound"))
+            out.append(
+                Value(
+                    _number_text(kind(x)),
+                    refuse,
+                    "outside the bound"
+                    if refuse
+                    else "an extreme value (no bound declared)"
+                    if bound is None
+                    else "inside the bound",
+                )
+            )
         if bound is not None:
             out += _edges(bound, kind)
     elif kind is str:
         if bound is not None and bound.choices is not None:
-            out += [Value(t, t not in bound.choices, "not a declared choice")
-                    for t in EMPTY_AND_ODD + [str(c).upper() for c in bound.choices]]
+            out += [
+                Value(t, t not in bound.choices, "not a declared choice")
+                for t in EMPTY_AND_ODD + [str(c).upper() for c in bound.choices]
+            ]
         else:
             out += [Value(t, False, "an odd string") for t in EMPTY_AND_ODD]
     elif _is_tuple(kind):
         element = _tuple_element(kind)
         out += [Value(t, True, "not a list of numbers") for t in ("a,b", "1.5,x", "nan,nan")]
-        out += [Value(t, False, "an odd list") for t in ("", ",", "0", "-1,-1", "0,0",
-                                                        "1," * 2000, "99999,99999", "1x1")]
+        out += [
+            Value(t, False, "an odd list")
+            for t in ("", ",", "0", "-1,-1", "0,0", "1," * 2000, "99999,99999", "1x1")
+        ]
         if bound is not None and element in (int, float):
             for x in (0, -1, 10**9):
                 if not bound.contains(element(x)):
@@ -448,15 +550,23 @@ def _edges(bound, kind) -> list[Value]:
         if edge is None or not math.isfinite(edge):
             continue
         upper = edge in (bound.le, bound.lt)
-        candidates = [edge, edge + (step if not upper else -step), edge - step if not upper
-                      else edge + step]
+        candidates = [
+            edge,
+            edge + (step if not upper else -step),
+            edge - step if not upper else edge + step,
+        ]
         for x in candidates:
             x = kind(x) if kind is float or float(x).is_integer() else None
             if x is None:
                 continue
             ok = bound.contains(x)
-            out.append(Value(_number_text(x), not ok, "inside the bound (an edge)" if ok
-                             else "just outside the bound"))
+            out.append(
+                Value(
+                    _number_text(x),
+                    not ok,
+                    "inside the bound (an edge)" if ok else "just outside the bound",
+                )
+            )
     return out
 
 
@@ -485,9 +595,28 @@ def _tuple_element(annotation):
 
 
 # JSON values that fit no field (or every field badly).
-JSON_HOSTILE = [None, True, False, 0, -1, 1.5, 10**30, -(10**30), 1e308, float("nan"),
-                float("inf"), "", "\u0000", "\u202e\U0001f600", "x" * 10000, [], [1, 2], {},
-                {"a": {"b": None}}, "../../../../etc/passwd"]
+JSON_HOSTILE = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1.5,
+    10**30,
+    -(10**30),
+    1e308,
+    float("nan"),
+    float("inf"),
+    "",
+    "\u0000",
+    "\u202e\U0001f600",
+    "x" * 10000,
+    [],
+    [1, 2],
+    {},
+    {"a": {"b": None}},
+    "../../../../etc/passwd",
+]
 
 
 def json_paths(value, prefix=()):
@@ -536,8 +665,11 @@ def mutate_bytes(data: bytes, kind: str, at: float, noise: bytes) -> bytes:
         return data[:cut]
     if kind == "flip":
         noise = noise or b"\xff"
-        return data[:cut] + bytes(a ^ b ^ 0xA5 for a, b in zip(data[cut:cut + len(noise)], noise)) \
-            + data[cut + len(noise):]
+        return (
+            data[:cut]
+            + bytes(a ^ b ^ 0xA5 for a, b in zip(data[cut : cut + len(noise)], noise))
+            + data[cut + len(noise) :]
+        )
     if kind == "random":
         return noise
     if kind == "empty":
@@ -552,8 +684,10 @@ def zip_bomb(template: Path, member: str, target: Path, inflated_gb: float = 2.0
     """A copy of the zip `template` whose `member` inflates to `inflated_gb` GB of spaces
     (~4.5 MB a GB on disk, ~2 s a GB to write), written by streaming deflate."""
     size = int(inflated_gb * 2**30)
-    with zipfile.ZipFile(template) as source, zipfile.ZipFile(
-            target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as out:
+    with (
+        zipfile.ZipFile(template) as source,
+        zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as out,
+    ):
         for info in source.infolist():
             if info.filename != member:
                 out.writestr(info, source.read(info.filename))
@@ -633,10 +767,12 @@ def _reset_globals(seconds: float) -> None:
         except Exception:  # noqa: BLE001
             pass
     polymorphic = sys.modules.get(
-        "tensorflow.python.eager.polymorphic_function.polymorphic_function")
+        "tensorflow.python.eager.polymorphic_function.polymorphic_function"
+    )
     if polymorphic is not None and hasattr(polymorphic, "_FrequentTracingDetectorManager"):
         polymorphic._frequent_tracing_detector_manager = (
-            polymorphic._FrequentTracingDetectorManager())
+            polymorphic._FrequentTracingDetectorManager()
+        )
     import warnings
 
     warnings.resetwarnings()

@@ -17,8 +17,12 @@ class BoxDetector:
             i = int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
             self.calls.append(i)
             scale = image.shape[1] / 64
-            out.append([{"box": (np.asarray(b) * scale).tolist(), "confidence": 0.99}
-                        for b in self.faces_of(i)])
+            out.append(
+                [
+                    {"box": (np.asarray(b) * scale).tolist(), "confidence": 0.99}
+                    for b in self.faces_of(i)
+                ]
+            )
         return out
 
 

@@ -81,8 +81,12 @@ def _deflated_zeros(megabytes: int) -> bytes:
     first = compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
     block = compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
     assert block == compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
-    return first + block * (megabytes - 2) + compressor.compress(bytes(1 << 20)) + \
-        compressor.flush(zlib.Z_FINISH)
+    return (
+        first
+        + block * (megabytes - 2)
+        + compressor.compress(bytes(1 << 20))
+        + compressor.flush(zlib.Z_FINISH)
+    )
 
 
 def write_zip(path: Path, members: dict[str, tuple]) -> Path:
@@ -95,20 +99,41 @@ def write_zip(path: Path, members: dict[str, tuple]) -> Path:
     for name, (data, method, size, crc, *packed) in members.items():
         encoded = name.encode()
         packed = packed[0] if packed else len(data)
-        header = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0, crc, packed,
-                             size, len(encoded), 0)
-        directory += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 0, crc,
-                                 packed, size, len(encoded), 0, 0, 0, 0, 0, len(local))
+        header = struct.pack(
+            "<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0, crc, packed, size, len(encoded), 0
+        )
+        directory += struct.pack(
+            "<4s6H3L5H2L",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            method,
+            0,
+            0,
+            crc,
+            packed,
+            size,
+            len(encoded),
+            0,
+            0,
+            0,
+            0,
+            0,
+            len(local),
+        )
         directory += encoded
         local += header + encoded + data
-    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members),
-                      len(directory), len(local), 0)
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(directory), len(local), 0
+    )
     path.write_bytes(local + directory + end)
     return path
 
 
-def craft_zip_bomb(path: Path, inflated_mib: int = 3000, declared: int | None = None,
-                   template: Path | None = None) -> Path:
+def craft_zip_bomb(
+    path: Path, inflated_mib: int = 3000, declared: int | None = None, template: Path | None = None
+) -> Path:
     """A `.keras` whose `config.json` inflates to `inflated_mib` MiB of zeros (the issue's
     2.9 MB file that inflates to 3 GB). `declared`: the uncompressed size its headers claim
     (default: the true size; smaller: a lying header). With `template` (a genuine `.keras`),
@@ -124,6 +149,10 @@ def craft_zip_bomb(path: Path, inflated_mib: int = 3000, declared: int | None = 
                     data = archive.read(name)
                     members[name] = (data, 0, len(data), zlib.crc32(data))
     true_size = inflated_mib << 20
-    members["config.json"] = (_deflated_zeros(inflated_mib), 8,
-                              true_size if declared is None else declared, 0)
+    members["config.json"] = (
+        _deflated_zeros(inflated_mib),
+        8,
+        true_size if declared is None else declared,
+        0,
+    )
     return write_zip(path, members)

@@ -44,17 +44,27 @@ def frame_index(frames, step: int = 3) -> np.ndarray:
     return np.round(np.asarray(frames)[..., 8, 8, 0] / step).astype(int)
 
 
-def clip_record(i: int, num_frames: int, fold: int = 0, size: int = 16, fps: float = 10.0,
-                rate: int = TINY_RATE) -> ClipRecord:
+def clip_record(
+    i: int, num_frames: int, fold: int = 0, size: int = 16, fps: float = 10.0, rate: int = TINY_RATE
+) -> ClipRecord:
     """Frame k is a flat image of value 3k; audio sample n holds n + 1 (time = n / rate)."""
     frames = [tf.io.encode_jpeg(f, quality=100).numpy() for f in flat_frames(num_frames, size)]
     num_samples = int(num_frames / fps * rate)
     return ClipRecord(
-        clip_id=f"{1001 + i}_DFA_ANG_XX", actor_id=1001 + i, sentence="DFA", emotion="ANG",
-        label=i % 6, intensity="XX", fold=fold, fps=fps, frames_jpeg=frames,
+        clip_id=f"{1001 + i}_DFA_ANG_XX",
+        actor_id=1001 + i,
+        sentence="DFA",
+        emotion="ANG",
+        label=i % 6,
+        intensity="XX",
+        fold=fold,
+        fps=fps,
+        frames_jpeg=frames,
         face_boxes=np.zeros([num_frames, 4], np.float32),
-        face_detected=np.ones([num_frames], np.int64), source_size=(size, size),
-        sample_rate=rate, pcm16=np.arange(1, num_samples + 1, dtype=np.int16),
+        face_detected=np.ones([num_frames], np.int64),
+        source_size=(size, size),
+        sample_rate=rate,
+        pcm16=np.arange(1, num_samples + 1, dtype=np.int16),
     )
 
 
@@ -79,9 +89,15 @@ def first_record(records_dir, fold: int) -> tf.Tensor:
 def sample_parsed(record, config: SamplingConfig, training: bool, seed=(0, 0)):
     """sample_clip on a parse_example dict (its frames, waveform, fps and rate)."""
     return sample_clip(
-        record[keys.VIDEO_FRAMES], record[keys.PARSED_NUM_FRAMES], record[keys.VIDEO_FPS],
-        record[keys.PARSED_WAVEFORM], record[keys.PARSED_NUM_SAMPLES],
-        record[keys.AUDIO_SAMPLE_RATE], config, training, seed,
+        record[keys.VIDEO_FRAMES],
+        record[keys.PARSED_NUM_FRAMES],
+        record[keys.VIDEO_FPS],
+        record[keys.PARSED_WAVEFORM],
+        record[keys.PARSED_NUM_SAMPLES],
+        record[keys.AUDIO_SAMPLE_RATE],
+        config,
+        training,
+        seed,
     )
 
 

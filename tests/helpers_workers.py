@@ -46,9 +46,16 @@ def work(task: EchoTask) -> ClipResult:
 
 def tasks(actions: dict[int, str], count: int) -> list[EchoTask]:
     """`count` tasks named c0, c1, ...; `actions` maps an index to its action."""
-    return [EchoTask(clip_id=f"c{i}", fold=0, video=f"/data/c{i}.flv", audio=f"/data/c{i}.wav",
-                     action=actions.get(i))
-            for i in range(count)]
+    return [
+        EchoTask(
+            clip_id=f"c{i}",
+            fold=0,
+            video=f"/data/c{i}.flv",
+            audio=f"/data/c{i}.wav",
+            action=actions.get(i),
+        )
+        for i in range(count)
+    ]
 
 
 def hog_the_interpreter(stop: threading.Event, threads: int = 3) -> list[threading.Thread]:

@@ -14,7 +14,7 @@ from emotf.demo import DemoConfig
 from emotf.records.build import BuildConfig
 from emotf.records.faces import FaceTrackerConfig
 from emotf.synthetic.sample import SampleConfig
-from emotf.tune import TuneConfig
+from emotf.tuning.search import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,16 +64,19 @@ def test_no_module_imports_itself_through_others():
     assert _cycles(graph) == []
 
 
-@pytest.mark.parametrize("config", [
-    ModelConfig(num_segments=3, video_widths=(8, 16)),
-    SamplingConfig(window_seconds=1.0),
-    TrainConfig(model=ModelConfig(num_segments=3), sampling={"window_seconds": 1.0}, epochs=2),
-    TuneConfig(train=TrainConfig(epochs=1), max_trials=3),
-    FaceTrackerConfig(margin=0.4),
-    BuildConfig(data_dir="d", out_dir="o", workers=1, tracker=FaceTrackerConfig(margin=0.4)),
-    SampleConfig.tiny(num_actors=1, clips_per_actor=2),
-    DemoConfig(),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(num_segments=3, video_widths=(8, 16)),
+        SamplingConfig(window_seconds=1.0),
+        TrainConfig(model=ModelConfig(num_segments=3), sampling={"window_seconds": 1.0}, epochs=2),
+        TuneConfig(train=TrainConfig(epochs=1), max_trials=3),
+        FaceTrackerConfig(margin=0.4),
+        BuildConfig(data_dir="d", out_dir="o", workers=1, tracker=FaceTrackerConfig(margin=0.4)),
+        SampleConfig.tiny(num_actors=1, clips_per_actor=2),
+        DemoConfig(),
+    ],
+)
 def test_every_config_round_trips_and_refuses_unknown_keys(config):
     values = config.to_dict()
     assert type(config).from_dict(values) == config
@@ -82,7 +85,9 @@ def test_every_config_round_trips_and_refuses_unknown_keys(config):
 
 
 def test_train_config_types_and_derives_its_sampling():
-    config = TrainConfig.from_dict({"model": {"num_segments": 4}, "sampling": {"window_seconds": 1.0}})
+    config = TrainConfig.from_dict(
+        {"model": {"num_segments": 4}, "sampling": {"window_seconds": 1.0}}
+    )
     assert isinstance(config.model, ModelConfig) and isinstance(config.sampling, SamplingConfig)
     assert config.sampling.num_segments == 4 and config.sampling.window_seconds == 1.0
     with pytest.raises(ValueError, match="unknown TrainConfig.sampling field 'window_secs'"):

@@ -65,14 +65,26 @@ def _name(cls) -> str:
 
 
 def _base(cls) -> dict:
-    return {f.name: REQUIRED[f.name] for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    return {
+        f.name: REQUIRED[f.name]
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
 
 
 def test_the_walk_finds_the_configs_of_every_layer():
     names = {cls.__name__ for cls in CLASSES}
-    assert {"SamplingConfig", "ModelConfig", "TrainConfig", "TuneConfig", "BuildConfig",
-            "FaceTrackerConfig", "DemoConfig", "SampleConfig", "ReportExtras"} <= names
+    assert {
+        "SamplingConfig",
+        "ModelConfig",
+        "TrainConfig",
+        "TuneConfig",
+        "BuildConfig",
+        "FaceTrackerConfig",
+        "DemoConfig",
+        "SampleConfig",
+        "ReportExtras",
+    } <= names
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=_name)
@@ -112,8 +124,12 @@ def test_every_config_checks_its_bounds_at_construction(cls):
         kind, _ = _plain(annotation)
         if kind is bool:
             bad = 1  # an integer is not a boolean
-        elif (kind in (int, float) and bound is not None and bound.choices is None
-              and (bound.le, bound.lt) != (None, None)):
+        elif (
+            kind in (int, float)
+            and bound is not None
+            and bound.choices is None
+            and (bound.le, bound.lt) != (None, None)
+        ):
             bad = (bound.le if bound.le is not None else bound.lt) * 2 + 1
             bad = int(bad) if kind is int else float(bad)
         elif kind is str and bound is not None and bound.choices:
@@ -138,8 +154,15 @@ def _edges(bound) -> list:
     out = []
     for limit in (bound.ge, bound.gt, bound.le, bound.lt):
         if limit is not None:
-            out += [limit, limit - 1, limit + 1, limit * 0.999, limit * 1.001,
-                    math.nextafter(limit, math.inf), math.nextafter(limit, -math.inf)]
+            out += [
+                limit,
+                limit - 1,
+                limit + 1,
+                limit * 0.999,
+                limit * 1.001,
+                math.nextafter(limit, math.inf),
+                math.nextafter(limit, -math.inf),
+            ]
     return out
 
 
@@ -149,8 +172,10 @@ ANY_VALUE = st.one_of(
     st.integers(-(2**70), 2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
-    st.lists(st.one_of(st.integers(-10, 5000), st.floats(), st.text(max_size=4), st.booleans()),
-             max_size=4),
+    st.lists(
+        st.one_of(st.integers(-10, 5000), st.floats(), st.text(max_size=4), st.booleans()),
+        max_size=4,
+    ),
     st.dictionaries(st.text(max_size=6), st.integers(), max_size=2),
 )
 

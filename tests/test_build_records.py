@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from emotf import keys
 from emotf.cli.build_records import main
-from emotf.cremad import canonical_folds, parse_clip_name
+from emotf.corpora.cremad import canonical_folds, parse_clip_name
 from emotf.records.build import BuildConfig, build_records
 from emotf.records.example import read_records
 from emotf.synthetic.media import render_audio, render_frames
@@ -38,15 +38,21 @@ def records_by_clip(out_dir):
 def serialized_by_clip(files) -> dict[str, bytes]:
     """{clip id: the serialised Example} of shards (local paths or URLs), read by tf.data."""
     raws = [r.numpy() for r in tf.data.TFRecordDataset([str(f) for f in files])]
-    return {tf.train.Example.FromString(raw).features.feature[keys.CLIP_ID]
-            .bytes_list.value[0].decode(): raw for raw in raws}
+    return {
+        tf.train.Example.FromString(raw)
+        .features.feature[keys.CLIP_ID]
+        .bytes_list.value[0]
+        .decode(): raw
+        for raw in raws
+    }
 
 
 @pytest.fixture(scope="module")
 def built(sample, tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
-    manifest = build_records(BuildConfig(str(sample), str(out), workers=1, clips_per_shard=2,
-                                         progress=False))
+    manifest = build_records(
+        BuildConfig(str(sample), str(out), workers=1, clips_per_shard=2, progress=False)
+    )
     return out, manifest
 
 
@@ -71,8 +77,10 @@ def test_every_clip_once_with_labels_folds_frames_audio_and_boxes(sample, built)
         boxes = np.stack([b[:, 1] * w, b[:, 0] * h, b[:, 3] * w, b[:, 2] * h], 1)
         planted = planted_face_boxes(clip_id, TINY)
         assert len(boxes) == len(planted) == len(frames)
-        x0 = np.maximum(boxes[:, 0], planted[:, 0]); x1 = np.minimum(boxes[:, 2], planted[:, 2])
-        y0 = np.maximum(boxes[:, 1], planted[:, 1]); y1 = np.minimum(boxes[:, 3], planted[:, 3])
+        x0 = np.maximum(boxes[:, 0], planted[:, 0])
+        x1 = np.minimum(boxes[:, 2], planted[:, 2])
+        y0 = np.maximum(boxes[:, 1], planted[:, 1])
+        y1 = np.minimum(boxes[:, 3], planted[:, 3])
         covered = (x1 - x0).clip(0) * (y1 - y0).clip(0)
         area = (planted[:, 2] - planted[:, 0]) * (planted[:, 3] - planted[:, 1])
         assert (covered / area).min() > 0.9, clip_id
@@ -95,8 +103,9 @@ def test_resume_after_an_interrupted_build(sample, built, tmp_path):
     assert len(done) == 1 and list(out.glob("*.tmp"))  # one shard complete, one half-written
     first = out / done[0].name.replace(".json", ".tfrecord")
     mtime = first.stat().st_mtime_ns
-    manifest = build_records(BuildConfig(str(sample), str(out), workers=2, clips_per_shard=2,
-                                         progress=False))
+    manifest = build_records(
+        BuildConfig(str(sample), str(out), workers=2, clips_per_shard=2, progress=False)
+    )
     assert first.stat().st_mtime_ns == mtime  # complete shards are not redone
     assert sorted(records_by_clip(out)) == sorted(records_by_clip(built[0]))
     assert manifest["clips_written"] == built[1]["clips_written"]
@@ -104,8 +113,9 @@ def test_resume_after_an_interrupted_build(sample, built, tmp_path):
 
 
 def _clip(name, fps=30.0, seconds=1.4, face=True):
-    config = SampleConfig.tiny(fps=fps, min_duration=seconds, max_duration=seconds,
-                               median_duration=seconds)
+    config = SampleConfig.tiny(
+        fps=fps, min_duration=seconds, max_duration=seconds, median_duration=seconds
+    )
     plan = clip_plan(name, config)
     frames = render_frames(plan, config)
     if not face:
@@ -133,9 +143,9 @@ def bad_build(sample, tmp_path_factory):
     copy_good("1001_DFA_HAP_XX", wav=False)  # stereo 44.1 kHz WAV
     pcm, _ = soundfile.read(sample / "AudioWAV" / f"{good}.wav", dtype="int16")
     import soxr
+
     pcm44 = soxr.resample(pcm.astype(np.float32) / 32768, 16000, 44100)
-    soundfile.write(a / "1001_DFA_HAP_XX.wav", np.stack([pcm44, pcm44], 1), 44100,
-                    subtype="PCM_16")
+    soundfile.write(a / "1001_DFA_HAP_XX.wav", np.stack([pcm44, pcm44], 1), 44100, subtype="PCM_16")
     data_good = (v / "1001_DFA_ANG_XX.flv").read_bytes()
     (v / "1001_DFA_NEU_XX.flv").write_bytes(data_good[:300])  # truncated to nothing
     shutil.copy(a / "1001_DFA_ANG_XX.wav", a / "1001_DFA_NEU_XX.wav")
@@ -143,8 +153,12 @@ def bad_build(sample, tmp_path_factory):
     (v / "1001_IEO_ANG_HI.flv").write_text(LFS)  # LFS pointer
     shutil.copy(a / "1001_DFA_ANG_XX.wav", a / "1001_IEO_ANG_HI.wav")
     copy_good("bad_name")  # unparseable
-    for name, kw in [("1001_IEO_DIS_HI", dict(fps=25.0)), ("1001_IEO_FEA_HI", dict(seconds=1.0)),
-                     ("1001_IEO_HAP_HI", dict(seconds=0.3)), ("1001_IEO_SAD_HI", dict(face=False))]:
+    for name, kw in [
+        ("1001_IEO_DIS_HI", dict(fps=25.0)),
+        ("1001_IEO_FEA_HI", dict(seconds=1.0)),
+        ("1001_IEO_HAP_HI", dict(seconds=0.3)),
+        ("1001_IEO_SAD_HI", dict(face=False)),
+    ]:
         frames, audio, fps = _clip(name, **kw)
         write_video(v / f"{name}.flv", frames, fps)
         soundfile.write(a / f"{name}.wav", audio, 16000, subtype="PCM_16")
@@ -152,30 +166,43 @@ def bad_build(sample, tmp_path_factory):
     frames, _, _ = _clip("1002_DFA_ANG_XX")
     write_video(v / "1002_DFA_ANG_XX.flv", frames, 30.0)
     out = data / "out"
-    code = main(["--data-dir", str(data), "--out", str(out), "--workers", "1",
-                 "--no-progress"])
+    code = main(["--data-dir", str(data), "--out", str(out), "--workers", "1", "--no-progress"])
     return out, json.loads((out / "manifest.json").read_text()), code
 
 
-@pytest.mark.parametrize("path_part, reason", [
-    ("1001_DFA_NEU_XX", "video"), ("1001_DFA_SAD_XX", "empty file"),
-    ("1001_IEO_ANG_HI", "Git LFS pointer"), ("bad_name", "not a CREMA-D clip name"),
-    ("1001_IEO_HAP_HI", "too short"), ("1001_IEO_SAD_HI", "no face"),
-    ("1002_DFA_ANG_XX", "no usable audio"),
-])
+@pytest.mark.parametrize(
+    "path_part, reason",
+    [
+        ("1001_DFA_NEU_XX", "video"),
+        ("1001_DFA_SAD_XX", "empty file"),
+        ("1001_IEO_ANG_HI", "Git LFS pointer"),
+        ("bad_name", "not a CREMA-D clip name"),
+        ("1001_IEO_HAP_HI", "too short"),
+        ("1001_IEO_SAD_HI", "no face"),
+        ("1002_DFA_ANG_XX", "no usable audio"),
+    ],
+)
 def test_bad_inputs_are_skipped_with_a_reason(bad_build, path_part, reason):
     _, manifest, _ = bad_build
-    hits = [s for s in manifest["skipped"] if path_part in s["path"]
-            and not (s["clip_id"] is None and "AudioWAV" in s["path"])]  # bad_name.wav too
+    hits = [
+        s
+        for s in manifest["skipped"]
+        if path_part in s["path"] and not (s["clip_id"] is None and "AudioWAV" in s["path"])
+    ]  # bad_name.wav too
     assert len(hits) == 1 and reason in hits[0]["reason"], manifest["skipped"]
 
 
-@pytest.mark.parametrize("clip_id, note", [
-    ("1001_DFA_DIS_XX", "audio taken from the video's own track"),
-    ("1001_DFA_FEA_XX", "empty audio"), ("1001_DFA_HAP_XX", "downmixed"),
-    ("1001_DFA_HAP_XX", "44100 Hz -> 16000 Hz"), ("1001_IEO_DIS_HI", "25 fps"),
-    ("1001_IEO_FEA_HI", "shorter than the 1.28 s window"),
-])
+@pytest.mark.parametrize(
+    "clip_id, note",
+    [
+        ("1001_DFA_DIS_XX", "audio taken from the video's own track"),
+        ("1001_DFA_FEA_XX", "empty audio"),
+        ("1001_DFA_HAP_XX", "downmixed"),
+        ("1001_DFA_HAP_XX", "44100 Hz -> 16000 Hz"),
+        ("1001_IEO_DIS_HI", "25 fps"),
+        ("1001_IEO_FEA_HI", "shorter than the 1.28 s window"),
+    ],
+)
 def test_usable_odd_inputs_are_kept_with_a_note(bad_build, clip_id, note):
     out, manifest, code = bad_build
     assert code == 0
@@ -192,31 +219,60 @@ def test_usable_odd_inputs_are_kept_with_a_note(bad_build, clip_id, note):
 def test_exit_status_strict_and_nothing_written(bad_build, tmp_path, capsys):
     out, manifest, _ = bad_build
     data = out.parent
-    assert main(["--data-dir", str(data), "--out", str(out), "--workers", "1", "--strict",
-                 "--no-progress"]) == 1  # resumed: nothing to redo, but clips were skipped
+    assert (
+        main(
+            [
+                "--data-dir",
+                str(data),
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+                "--strict",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )  # resumed: nothing to redo, but clips were skipped
     empty = tmp_path / "empty"
     (empty / "VideoFlash").mkdir(parents=True)
     (empty / "VideoFlash" / "1001_DFA_ANG_XX.flv").write_text(LFS)
-    assert main(["--data-dir", str(empty), "--out", str(tmp_path / "o"), "--workers", "1",
-                 "--no-progress"]) == 1
+    assert (
+        main(
+            [
+                "--data-dir",
+                str(empty),
+                "--out",
+                str(tmp_path / "o"),
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "1001_DFA_ANG_XX.flv: Git LFS pointer" in err and "-> skipped" in err
     # Every line the console script writes is prefixed (issue 19): skips as warnings, the
     # failure as one error line naming the count and the first skip.
     lines = err.splitlines()
     assert all(line.startswith("emotf-build-records: ") for line in lines), lines
-    assert any(line.startswith("emotf-build-records: warning: ") and "-> skipped" in line
-               for line in lines), lines
+    assert any(
+        line.startswith("emotf-build-records: warning: ") and "-> skipped" in line for line in lines
+    ), lines
     errors = [line for line in lines if line.startswith("emotf-build-records: error: ")]
     assert errors[0].startswith("emotf-build-records: error: --strict: "), lines
     failure = [line for line in errors if "nothing usable" in line]
-    assert len(failure) == 1 and failure[0].startswith(
-        "emotf-build-records: error: nothing usable was written: 1 clips skipped (first: "
-    ) and "1001_DFA_ANG_XX.flv: Git LFS pointer" in failure[0], lines
+    assert (
+        len(failure) == 1
+        and failure[0].startswith(
+            "emotf-build-records: error: nothing usable was written: 1 clips skipped (first: "
+        )
+        and "1001_DFA_ANG_XX.flv: Git LFS pointer" in failure[0]
+    ), lines
 
 
-def test_a_dying_worker_skips_its_clip_and_the_build_goes_on(sample, built, tmp_path,
-                                                             monkeypatch):
+def test_a_dying_worker_skips_its_clip_and_the_build_goes_on(sample, built, tmp_path, monkeypatch):
     """A worker killed mid-clip (segfault, OOM killer) must not hang or stop the build."""
     from emotf.records.clip_worker import CRASH_ENV
 
@@ -291,8 +347,19 @@ def test_build_from_and_to_tensorflows_ram_filesystem(sample, built):
     copy_clips(sample, names, root / "data")
     out = root / "records"
     try:
-        code = main(["--data-dir", str(root / "data"), "--out", str(out), "--workers", "1",
-                     "--clips-per-shard", "2", "--no-progress"])
+        code = main(
+            [
+                "--data-dir",
+                str(root / "data"),
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+                "--clips-per-shard",
+                "2",
+                "--no-progress",
+            ]
+        )
         assert code == 0
         manifest = read_json(out / "manifest.json")
         assert manifest["clips_written"] == 3 and not manifest["skipped"]
@@ -308,8 +375,9 @@ def test_build_from_and_to_tensorflows_ram_filesystem(sample, built):
         root.rmtree()
 
 
-def test_a_storage_error_while_staging_fails_the_shard_and_a_rerun_resumes(sample, monkeypatch,
-                                                                           capsys):
+def test_a_storage_error_while_staging_fails_the_shard_and_a_rerun_resumes(
+    sample, monkeypatch, capsys
+):
     """Only a missing URL is a clip's skip; a transient storage error (GCS 503) stops the build
     in one line naming the clip, keeps the finished shards, and the rerun writes the rest."""
     import uuid
@@ -321,8 +389,18 @@ def test_a_storage_error_while_staging_fails_the_shard_and_a_rerun_resumes(sampl
     names = sorted(p.stem for p in (sample / "VideoFlash").glob("*.flv"))[:2]
     copy_clips(sample, names, root / "data")
     out = root / "records"
-    argv = ["--data-dir", str(root / "data"), "--out", str(out), "--workers", "1",
-            "--clips-per-shard", "1", "--no-progress", "--no-verify-media"]
+    argv = [
+        "--data-dir",
+        str(root / "data"),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--clips-per-shard",
+        "1",
+        "--no-progress",
+        "--no-verify-media",
+    ]
     first, last = plan_build(BuildConfig(str(root / "data"), str(out), clips_per_shard=1))[0]
     doomed = last["clips"][0].clip_id
     real_copy, staged = StoragePath.copy, []
@@ -343,8 +421,11 @@ def test_a_storage_error_while_staging_fails_the_shard_and_a_rerun_resumes(sampl
         assert (out / f"{first['name']}.json").is_file()  # the finished shard is kept
         assert not (out / f"{last['name']}.json").exists() and not (out / "manifest.json").exists()
         staged.clear()
-        monkeypatch.setattr(StoragePath, "copy", lambda self, target: (
-            staged.append(self.name), real_copy(self, target))[1])
+        monkeypatch.setattr(
+            StoragePath,
+            "copy",
+            lambda self, target: (staged.append(self.name), real_copy(self, target))[1],
+        )
         assert main(argv) == 0
         assert sorted(staged) == [f"{doomed}.flv", f"{doomed}.wav"]  # only the failed shard
         manifest = read_json(out / "manifest.json")

@@ -52,8 +52,9 @@ def test_non_finite_probabilities_are_refused_and_the_report_still_written(tmp_p
     with pytest.raises(ValueError, match="all-zero row"):
         calibration_summary([0, 1], np.zeros((2, 6)))
     with pytest.warns(ReportWarning, match="calibration left out of the report: .*NaN"):
-        report = summarize_predictions(["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"], [0, 5],
-                                       np.full((2, 6), np.nan), tmp_path)
+        report = summarize_predictions(
+            ["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"], [0, 5], np.full((2, 6), np.nan), tmp_path
+        )
     assert report["calibration"] is None and (tmp_path / "evaluation.json").is_file()
 
 

@@ -8,8 +8,8 @@ import typing
 
 import pytest
 
-from emotf.cli import build_records, demo, make_sample, train
 from emotf.bounds import bound_of, describe
+from emotf.cli import build_records, demo, make_sample, train
 from emotf.cli.flags import ConfigFlags, Leaf, leaves
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
 
@@ -103,8 +103,11 @@ def _at(tree: dict, key: str):
 
 def _linked(key: str) -> set[str]:
     """Keys that change with `key` (TrainConfig derives the sampling shapes from the model)."""
-    pairs = {**DERIVED, **{v: k for k, v in DERIVED.items()},
-             "model.spectrogram_shape": "sampling.time_bins sampling.freq_bins"}
+    pairs = {
+        **DERIVED,
+        **{v: k for k, v in DERIVED.items()},
+        "model.spectrogram_shape": "sampling.time_bins sampling.freq_bins",
+    }
     for end, others in pairs.items():
         if key.endswith(end):
             return {key, *(key[: -len(end)] + other for other in others.split())}
@@ -122,8 +125,9 @@ def test_every_field_is_reachable_by_its_dotted_flag_and_round_trips(cli, form, 
         if leaf.qualname in SPECIAL and SPECIAL[leaf.qualname] is None:
             continue
         default = _at(reference, leaf.key)
-        text, expected = _changed(flags, leaf,
-                                  tuple(default) if isinstance(default, list) else default)
+        text, expected = _changed(
+            flags, leaf, tuple(default) if isinstance(default, list) else default
+        )
         flag = f"--{flags.name}.{leaf.key}"
         if form == "short" and f"--{leaf.key}" in flags.flags[leaf.key]:  # not an older alias's
             flag = f"--{leaf.key}"
@@ -137,7 +141,9 @@ def test_every_field_is_reachable_by_its_dotted_flag_and_round_trips(cli, form, 
             if other.key not in _linked(leaf.key):
                 assert _at(got, other.key) == _at(reference, other.key), (cli, argv, other.key)
         checked += 1
-    assert checked == len(flags.leaves) - 2 * any(k.endswith("sampling.time_bins") for k in flags.by_key)
+    assert checked == len(flags.leaves) - 2 * any(
+        k.endswith("sampling.time_bins") for k in flags.by_key
+    )
 
 
 def test_leaves_cover_every_field_of_the_nested_configs():
@@ -149,9 +155,21 @@ def test_leaves_cover_every_field_of_the_nested_configs():
 
 
 def test_types_from_the_annotations():
-    config = _parse_train(["--jit_compile", "none", "--steps_per_epoch", "none",
-                           "--sampling.upper_edge_hertz", "7000", "--model.spectrogram_shape", "96x60",
-                           "--deterministic", "false", "--cache-records"])
+    config = _parse_train(
+        [
+            "--jit_compile",
+            "none",
+            "--steps_per_epoch",
+            "none",
+            "--sampling.upper_edge_hertz",
+            "7000",
+            "--model.spectrogram_shape",
+            "96x60",
+            "--deterministic",
+            "false",
+            "--cache-records",
+        ]
+    )
     assert config.jit_compile is None and config.steps_per_epoch is None
     assert config.sampling.upper_edge_hertz == 7000.0
     assert config.model.spectrogram_shape == (96, 60) and config.sampling.time_bins == 96
@@ -168,7 +186,10 @@ def test_types_from_the_annotations():
         (["--model.num_segments", "two"], "invalid int value: 'two'"),
         (["--sampling.num_segments", "4"], "sampling shapes come from the model config"),
         (["--sampling", "windw_seconds=1.0"], "unknown SamplingConfig field 'windw_seconds'"),
-        (["--model.num_segmnts", "4"], "--model.num_segmnts 4 (did you mean --model.num_segments?)"),
+        (
+            ["--model.num_segmnts", "4"],
+            "--model.num_segmnts 4 (did you mean --model.num_segments?)",
+        ),
         (["--train.epoch", "4"], "--train.epoch 4 (did you mean --train.epochs?)"),
     ],
 )
@@ -196,7 +217,9 @@ def test_a_typo_in_a_config_file_key_fails_naming_it(tmp_path, capsys):
 def test_build_records_typo_fails_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "records"
     with pytest.raises(SystemExit):
-        build_records.main(["--data-dir", str(tmp_path), "--out", str(out), "--tracker.margn", "0.4"])
+        build_records.main(
+            ["--data-dir", str(tmp_path), "--out", str(out), "--tracker.margn", "0.4"]
+        )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--tracker.margn" in err and "--tracker.margin?" in err, err
     assert not out.exists()
@@ -310,8 +333,9 @@ def test_build_records_names_a_missing_required_field(capsys):
 
 
 def test_make_sample_older_flags_and_tiny_preset():
-    config, args = make_sample.parse_config(["--out", "o", "--tiny", "--actors", "1",
-                                             "--clips-per-actor", "2", "--seed", "5"])
+    config, args = make_sample.parse_config(
+        ["--out", "o", "--tiny", "--actors", "1", "--clips-per-actor", "2", "--seed", "5"]
+    )
     assert (config.num_actors, config.clips_per_actor, config.seed) == (1, 2, 5)
     assert config.max_duration == 1.5 and args.out == "o"  # the rest of the tiny preset
     config, _ = make_sample.parse_config(["--out", "o", "--sample.snr_db", "10,20"])
@@ -321,8 +345,22 @@ def test_make_sample_older_flags_and_tiny_preset():
 def test_demo_model_flag_keeps_the_demo_model():
     from emotf.demo import DEMO_MODEL
 
-    config = demo.parse_config(["--model.fc_units", "16", "--actors", "4", "--verbose", "0",
-                                "--clips-per-actor", "3", "--epochs", "2", "--fold", "1"])
+    config = demo.parse_config(
+        [
+            "--model.fc_units",
+            "16",
+            "--actors",
+            "4",
+            "--verbose",
+            "0",
+            "--clips-per-actor",
+            "3",
+            "--epochs",
+            "2",
+            "--fold",
+            "1",
+        ]
+    )
     assert config.model == dataclasses.replace(DEMO_MODEL, fc_units=16)
     assert (config.num_actors, config.verbose, config.clips_per_actor) == (4, 0, 3)
     assert (config.epochs, config.fold) == (2, 1)
@@ -331,9 +369,13 @@ def test_demo_model_flag_keeps_the_demo_model():
 @pytest.mark.parametrize("cli", CLIS)
 def test_help_lists_the_dotted_flags(cli, tmp_path, capsys):
     flags, _ = _clis(tmp_path)[cli]
-    main = {"emotf-train": train.main, "emotf-tune": _tune().main,
-            "emotf-build-records": build_records.main, "emotf-make-sample": make_sample.main,
-            "emotf-demo": demo.main}[cli]
+    main = {
+        "emotf-train": train.main,
+        "emotf-tune": _tune().main,
+        "emotf-build-records": build_records.main,
+        "emotf-make-sample": make_sample.main,
+        "emotf-demo": demo.main,
+    }[cli]
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
@@ -347,16 +389,22 @@ def test_help_gives_each_fields_default_and_description(capsys):
     with pytest.raises(SystemExit):
         build_records.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
-    assert ("BuildConfig.clips_per_shard (default 64, in [1, 100000]): clips per shard (each "
-            "shard holds one fold)") in text
+    assert (
+        "BuildConfig.clips_per_shard (default 64, in [1, 100000]): clips per shard (each "
+        "shard holds one fold)"
+    ) in text
     assert "FaceTrackerConfig.margin (default 0.3" in text and "context around the face" in text
-    assert ("BuildConfig.data_dir (required, a non-empty string): folder with `VideoFlash/` and "
-            "`AudioWAV/`") in text
+    assert (
+        "BuildConfig.data_dir (required, a non-empty string): folder with `VideoFlash/` and "
+        "`AudioWAV/`"
+    ) in text
     assert "BuildConfig.runner (default 'local', one of 'local', 'beam'): local" in text
 
 
 def test_an_alias_naming_no_field_is_refused():
-    with pytest.raises(ValueError, match="alias --lr names no field of TrainConfig: 'learning_rat'"):
+    with pytest.raises(
+        ValueError, match="alias --lr names no field of TrainConfig: 'learning_rat'"
+    ):
         ConfigFlags(TrainConfig, "train", aliases={"--lr": "learning_rat"})
 
 
@@ -364,8 +412,11 @@ def test_an_alias_naming_no_field_is_refused():
 
 
 def _root_flags(tmp_path):
-    return {cli: flags for cli, (flags, _) in _clis(tmp_path).items()
-            if cli in ("emotf-train", "emotf-tune", "emotf-build-records", "emotf-demo")}
+    return {
+        cli: flags
+        for cli, (flags, _) in _clis(tmp_path).items()
+        if cli in ("emotf-train", "emotf-tune", "emotf-build-records", "emotf-demo")
+    }
 
 
 @pytest.mark.parametrize("cli", ["emotf-train", "emotf-tune", "emotf-build-records", "emotf-demo"])
@@ -396,13 +447,32 @@ def _config_file(tmp_path, values) -> str:
 
 BAD_VALUES = [  # (console script, argv, JSON config or None, what the one line names)
     ("emotf-train", ["--epochs", "0"], None, "TrainConfig.epochs must be in [1, 100000]"),
-    ("emotf-train", [], {"epochs": True}, "TrainConfig.epochs must be an integer. Received: epochs=True"),
+    (
+        "emotf-train",
+        [],
+        {"epochs": True},
+        "TrainConfig.epochs must be an integer. Received: epochs=True",
+    ),
     ("emotf-train", [], {"fold": 2.0}, "TrainConfig.fold must be an integer"),
-    ("emotf-train", [], {"model": {"video_widths": [8.5]}}, "ModelConfig.video_widths each element"),
-    ("emotf-train", ["--model.num_segments", "0"], None, "ModelConfig.num_segments must be in [1, 64]"),
+    (
+        "emotf-train",
+        [],
+        {"model": {"video_widths": [8.5]}},
+        "ModelConfig.video_widths each element",
+    ),
+    (
+        "emotf-train",
+        ["--model.num_segments", "0"],
+        None,
+        "ModelConfig.num_segments must be in [1, 64]",
+    ),
     ("emotf-train", ["--model.num_segments", "65"], None, "Received: num_segments=65"),
-    ("emotf-train", ["--sampling.window_seconds", "1e-9"], None,
-     "window_seconds=1e-09 gives a window of 0 samples"),
+    (
+        "emotf-train",
+        ["--sampling.window_seconds", "1e-9"],
+        None,
+        "window_seconds=1e-09 gives a window of 0 samples",
+    ),
     ("emotf-train", ["--sampling.window_seconds", "11"], None, "window_seconds must be in (0, 10]"),
     ("emotf-train", ["--learning_rate", "nan"], None, "learning_rate must be a finite number"),
     ("emotf-train", ["--lr", "inf"], None, "learning_rate must be a finite number"),
@@ -410,16 +480,40 @@ BAD_VALUES = [  # (console script, argv, JSON config or None, what the one line 
     ("emotf-train", ["--momentum", "1"], None, "TrainConfig.momentum must be in [0, 1)"),
     ("emotf-train", ["--fold", "10"], None, "TrainConfig.fold must be in [0, 9]"),
     ("emotf-train", ["--verbose", "3"], None, "invalid choice: 3"),
-    ("emotf-train", ["--worker_timeout_seconds", "0"], None, "worker_timeout_seconds must be in (0, 86400]"),
+    (
+        "emotf-train",
+        ["--worker_timeout_seconds", "0"],
+        None,
+        "worker_timeout_seconds must be in (0, 86400]",
+    ),
     ("emotf-train", ["--sampling.upper_edge_hertz", "9000"], None, "above the Nyquist frequency"),
     ("emotf-tune", ["--max_trials", "0"], None, "TuneConfig.max_trials must be in [1, 100000]"),
-    ("emotf-tune", ["--oracle_timeout_seconds", "inf"], None, "oracle_timeout_seconds must be a finite"),
+    (
+        "emotf-tune",
+        ["--oracle_timeout_seconds", "inf"],
+        None,
+        "oracle_timeout_seconds must be a finite",
+    ),
     ("emotf-tune", [], {"epochs": True}, "TrainConfig.epochs must be an integer"),
     ("emotf-build-records", ["--workers", "0"], None, "BuildConfig.workers must be in [1, 1024]"),
-    ("emotf-build-records", ["--min-duration", "5", "--max-duration", "4"], None,
-     "min_duration_s must be at most max_duration_s"),
-    ("emotf-build-records", ["--worker_timeout_seconds=-1"], None, "worker_timeout_seconds must be in"),
-    ("emotf-build-records", ["--sample_rate", "0"], None, "BuildConfig.sample_rate must be in [1000, 192000]"),
+    (
+        "emotf-build-records",
+        ["--min-duration", "5", "--max-duration", "4"],
+        None,
+        "min_duration_s must be at most max_duration_s",
+    ),
+    (
+        "emotf-build-records",
+        ["--worker_timeout_seconds=-1"],
+        None,
+        "worker_timeout_seconds must be in",
+    ),
+    (
+        "emotf-build-records",
+        ["--sample_rate", "0"],
+        None,
+        "BuildConfig.sample_rate must be in [1000, 192000]",
+    ),
     ("emotf-build-records", [], {"strict": "yes"}, "BuildConfig.strict must be true or false"),
     ("emotf-demo", ["--epochs", "0"], None, "DemoConfig.epochs must be in [1, 100000]"),
     ("emotf-demo", ["--num_actors", "92"], None, "DemoConfig.num_actors must be in [1, 91]"),
@@ -428,16 +522,23 @@ BAD_VALUES = [  # (console script, argv, JSON config or None, what the one line 
 ]
 
 
-@pytest.mark.parametrize("cli, argv, values, received", BAD_VALUES,
-                         ids=[f"{c}:{' '.join(a) or json.dumps(v)}" for c, a, v, _ in BAD_VALUES])
+@pytest.mark.parametrize(
+    "cli, argv, values, received",
+    BAD_VALUES,
+    ids=[f"{c}:{' '.join(a) or json.dumps(v)}" for c, a, v, _ in BAD_VALUES],
+)
 def test_an_out_of_range_value_is_refused_in_one_line_before_anything_is_written(
-        cli, argv, values, received, tmp_path, capsys):
+    cli, argv, values, received, tmp_path, capsys
+):
     out = tmp_path / "out"
     config = ["--config", _config_file(tmp_path, values)] if values is not None else []
     main, required = {
         "emotf-train": (train.main, ["--records", "r", "--out", str(out)]),
         "emotf-tune": (lambda a: _tune().main(a), ["--records", "r", "--out", str(out)]),
-        "emotf-build-records": (build_records.main, ["--data-dir", str(tmp_path), "--out", str(out)]),
+        "emotf-build-records": (
+            build_records.main,
+            ["--data-dir", str(tmp_path), "--out", str(out)],
+        ),
         "emotf-demo": (demo.main, ["--out", str(out)]),
     }[cli]
     assert _exit_status(main, [*required, *config, *argv]) in (1, 2)
@@ -453,7 +554,7 @@ def test_a_run_config_written_before_the_deadline_fields_still_loads(tmp_path):
     before `oracle_timeout_seconds`, a build config before the build's deadline) loads, with the
     new field at its default."""
     from emotf.records.build import BuildConfig
-    from emotf.tune import TuneConfig
+    from emotf.tuning.search import TuneConfig
 
     old = TrainConfig(epochs=5, model=ModelConfig(fc_units=8)).to_dict()
     del old["worker_timeout_seconds"]
@@ -476,7 +577,7 @@ def test_a_search_begun_before_the_deadline_fields_continues(tmp_path):
     `train.worker_timeout_seconds` existed does not block continuing the search; nor does
     changing a deadline (it does not change what a trial means)."""
     from emotf.storage import write_json
-    from emotf.tune import TuneConfig, check_resume
+    from emotf.tuning.search import TuneConfig, check_resume
 
     out = tmp_path / "search-dir"
     (out / "search").mkdir(parents=True)
@@ -488,14 +589,18 @@ def test_a_search_begun_before_the_deadline_fields_continues(tmp_path):
     check_resume(str(out), dataclasses.replace(config, oracle_timeout_seconds=60.0))
 
 
-@pytest.mark.parametrize("content, received", [
-    ("[1, 2]", "expected a JSON dict. Received: list"),
-    ("{bad", "not readable JSON"),
-    (None, "no such file or directory"),
-    ("folder", "is a directory"),
-])
+@pytest.mark.parametrize(
+    "content, received",
+    [
+        ("[1, 2]", "expected a JSON dict. Received: list"),
+        ("{bad", "not readable JSON"),
+        (None, "no such file or directory"),
+        ("folder", "is a directory"),
+    ],
+)
 def test_a_config_file_that_is_not_a_json_object_is_refused_in_one_line(
-        content, received, tmp_path, capsys):
+    content, received, tmp_path, capsys
+):
     path = tmp_path / "given.json"
     if content == "folder":
         path.mkdir()

@@ -20,8 +20,13 @@ from emotf.records.pool import broken_pool_exit_codes
 
 
 def runner(workers: int = 2, ahead: int = 4) -> ClipRunner:
-    return ClipRunner(FaceTrackerConfig(), workers, ahead, work=helpers_workers.work,
-                      initializer=helpers_workers.init)
+    return ClipRunner(
+        FaceTrackerConfig(),
+        workers,
+        ahead,
+        work=helpers_workers.work,
+        initializer=helpers_workers.init,
+    )
 
 
 @pytest.fixture
@@ -60,8 +65,9 @@ def test_results_in_task_order_with_crashing_clips_skipped_and_named(busy_interp
         if i in (2, 5):
             assert result.status == "skipped" and result.clip_id == f"c{i}"
             assert result.path == f"/data/c{i}.flv"
-            assert result.reason == (f"worker process died while processing /data/c{i}.flv "
-                                     "(exit code 1)")
+            assert result.reason == (
+                f"worker process died while processing /data/c{i}.flv (exit code 1)"
+            )
         else:
             assert result == ClipResult(f"c{i}", "ok", stats={"pid": result.stats["pid"]})
             assert result.stats["pid"] != os.getpid()  # ran in a spawned worker
@@ -118,8 +124,9 @@ def test_a_clip_is_skipped_only_when_it_kills_its_worker_alone_twice(tmp_path):
     assert [r.status for r in results] == ["ok", "ok", "ok", "skipped", "ok"]
 
 
-@pytest.mark.parametrize("error", [OSError("handle is closed"),
-                                   ValueError("bad value(s) in fds_to_keep")])
+@pytest.mark.parametrize(
+    "error", [OSError("handle is closed"), ValueError("bad value(s) in fds_to_keep")]
+)
 def test_a_submit_that_finds_the_pipes_closed_loses_nothing(monkeypatch, error):
     """Python 3.11 can raise these from `submit` when a worker has just died (both seen in CI
     under load): it is a broken pool, retried in a fresh one, no clip lost."""

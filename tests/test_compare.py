@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 
 from emotf.cli.evaluate import main
-from emotf.cremad import EMOTIONS
+from emotf.corpora.cremad import EMOTIONS
 from emotf.evaluation.compare import compare_predictions
 from emotf.evaluation.figures import write_predictions
 from emotf.evaluation.stats import paired_difference
 
-CLIPS = [f"{actor}_{s}_{e}_XX" for actor in (1001, 1002, 1003, 1004)
-         for s in ("DFA", "IEO", "TIE") for e in ("ANG", "SAD")]
+CLIPS = [
+    f"{actor}_{s}_{e}_XX"
+    for actor in (1001, 1002, 1003, 1004)
+    for s in ("DFA", "IEO", "TIE")
+    for e in ("ANG", "SAD")
+]
 LABELS = [EMOTIONS.index(c.split("_")[2]) for c in CLIPS]
 
 
@@ -21,8 +25,9 @@ def write_run(folder, right) -> None:
     labels = np.array(LABELS)
     predicted = np.where(right, labels, (labels + 1) % 6)
     (folder / "evaluation").mkdir(parents=True)
-    write_predictions(folder / "evaluation" / "predictions.csv", CLIPS, labels,
-                      np.eye(6)[predicted])
+    write_predictions(
+        folder / "evaluation" / "predictions.csv", CLIPS, labels, np.eye(6)[predicted]
+    )
 
 
 def test_fusion_against_one_modality(tmp_path, capsys):
@@ -51,15 +56,20 @@ def test_only_shared_clips_count_and_bad_pairs_are_refused(tmp_path, capsys):
     write_run(tmp_path / "a", np.ones(24, bool))
     (tmp_path / "b" / "evaluation").mkdir(parents=True)
     labels = np.array(LABELS[:12])
-    write_predictions(tmp_path / "b" / "evaluation" / "predictions.csv", CLIPS[:12], labels,
-                      np.eye(6)[labels])
+    write_predictions(
+        tmp_path / "b" / "evaluation" / "predictions.csv", CLIPS[:12], labels, np.eye(6)[labels]
+    )
     result = compare_predictions(tmp_path / "a", tmp_path / "b")
     assert (result["clips"], result["only_in_a"], result["only_in_b"]) == (12, 12, 0)
     with pytest.raises(FileNotFoundError, match="no predictions.csv"):
         compare_predictions(tmp_path / "a", tmp_path / "nowhere")
     (tmp_path / "c" / "evaluation").mkdir(parents=True)
-    write_predictions(tmp_path / "c" / "evaluation" / "predictions.csv", CLIPS,
-                      (np.array(LABELS) + 1) % 6, np.eye(6)[np.array(LABELS)])
+    write_predictions(
+        tmp_path / "c" / "evaluation" / "predictions.csv",
+        CLIPS,
+        (np.array(LABELS) + 1) % 6,
+        np.eye(6)[np.array(LABELS)],
+    )
     with pytest.raises(ValueError, match="different labels"):
         compare_predictions(tmp_path / "a", tmp_path / "c")
     assert main(["--compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 1

@@ -5,7 +5,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from emotf import cremad
+from emotf.corpora import cremad
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import textwrap
 import time
 
 import pytest
+from helpers_workers import ended
 
 from emotf import deadlines
-from helpers_workers import ended
 
 # A child that announces "ready" on stdout, then waits as argv[1] says: "sleep" (Python),
 # "taken" (Python, after a library replaced the SIGTERM handler), "gil" (in C, GIL held).
-CHILD = textwrap.dedent('''
+CHILD = textwrap.dedent("""
     import contextlib, ctypes, signal, sys, time
     from emotf import deadlines
 
@@ -41,7 +41,7 @@ CHILD = textwrap.dedent('''
             run(sys.argv[1], int(sys.argv[2]))
     except deadlines.Interrupted as stop:  # as emotf.cli.command does
         sys.exit(stop.exit_code)
-''')
+""")
 
 
 def closed_port() -> int:
@@ -51,8 +51,12 @@ def closed_port() -> int:
 
 
 def start(wait: str, port: int = 9) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", CHILD, wait, str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CHILD, wait, str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout.readline().strip() == "ready", process.communicate(timeout=10)
     return process
 
@@ -88,7 +92,8 @@ def test_a_guarded_wait_ends_at_its_deadline_naming_who_did_not_answer():
     rc, err, seconds = ended(process, within=15)
     assert rc == -signal.SIGKILL and seconds < 6, err
     assert err.strip().splitlines() == [
-        f"emotf-x: error: worker 1 (127.0.0.1:{port}) did not answer within 3 s"]
+        f"emotf-x: error: worker 1 (127.0.0.1:{port}) did not answer within 3 s"
+    ]
 
 
 def test_wait_for_peers_names_the_silent_ones_and_returns_at_the_deadline():
@@ -100,7 +105,8 @@ def test_wait_for_peers_names_the_silent_ones_and_returns_at_the_deadline():
         silent = deadlines.wait_for_peers({"chief": up, "worker 1": down}, seconds=1.0)
     assert silent == ["worker 1"] and time.monotonic() - started < 3
     assert deadlines.no_answer({"worker 1": down}, silent, 1.0) == (
-        f"worker 1 ({down}) did not answer within 1 s")
+        f"worker 1 ({down}) did not answer within 1 s"
+    )
 
 
 def test_a_clip_past_its_deadline_is_skipped_naming_it_and_the_build_goes_on():
@@ -111,13 +117,21 @@ def test_a_clip_past_its_deadline_is_skipped_naming_it_and_the_build_goes_on():
     from emotf.records.clip_worker import ClipRunner
     from emotf.records.faces import FaceTrackerConfig
 
-    runner = ClipRunner(FaceTrackerConfig(), 2, 4, work=helpers_workers.work,
-                        initializer=helpers_workers.init, deadline_seconds=2.0)
+    runner = ClipRunner(
+        FaceTrackerConfig(),
+        2,
+        4,
+        work=helpers_workers.work,
+        initializer=helpers_workers.init,
+        deadline_seconds=2.0,
+    )
     started = time.monotonic()
     results = list(runner.run(helpers_workers.tasks({2: "hang"}, 6)))
     assert [r.clip_id for r in results] == [f"c{i}" for i in range(6)]
     assert [r.status for r in results] == ["ok", "ok", "skipped", "ok", "ok", "ok"]
-    assert results[2].reason == ("not processed within the per-clip deadline of 2 s "
-                                 "(--worker_timeout_seconds): /data/c2.flv skipped, its worker "
-                                 "stopped")
+    assert results[2].reason == (
+        "not processed within the per-clip deadline of 2 s "
+        "(--worker_timeout_seconds): /data/c2.flv skipped, its worker "
+        "stopped"
+    )
     assert time.monotonic() - started < 20  # one deadline, not one per retry

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from emotf.cremad import EMOTIONS, canonical_folds, parse_clip_name
+from emotf.corpora.cremad import EMOTIONS, canonical_folds, parse_clip_name
 from emotf.demo import DemoConfig, run_demo
 
 
@@ -26,7 +26,9 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert prediction["label_code"] in EMOTIONS
     assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert {Path(p).name for p in summary["figures"]} >= {"confusion_matrix.png"}
-    assert json.loads((tmp_path / "demo" / "demo_summary.json").read_text())["run"] == summary["run"]
+    assert (
+        json.loads((tmp_path / "demo" / "demo_summary.json").read_text())["run"] == summary["run"]
+    )
     out = capsys.readouterr().out
     assert "held-out fold 0: accuracy" in out and "SavedModel:" in out
 

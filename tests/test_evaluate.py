@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from emotf.cremad import EMOTIONS
+from emotf.corpora.cremad import EMOTIONS
 from emotf.evaluation.evaluate import accuracy_vs_segments, evaluate_model, model_with_segments
 from emotf.evaluation.figures import (
     plot_accuracy_vs_n,
@@ -124,7 +124,7 @@ def test_predictions_round_trip(tmp_path):
 
 
 def test_model_vs_humans_on_real_clips(cremad_tables_dir):
-    from emotf.votes import load_votes
+    from emotf.corpora.votes import load_votes
 
     votes = load_votes(cremad_tables_dir / "tabulatedVotes.csv")
     clips = ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX"]
@@ -286,7 +286,9 @@ def test_cli_evaluates_a_run_with_accuracy_vs_n(tmp_path, monkeypatch, capsys):
     assert parse_segments("1..4") == [1, 2, 3, 4] and parse_segments("8,2,2") == [2, 8]
     with pytest.raises(argparse.ArgumentTypeError, match="0..3"):
         parse_segments("0..3")
-    monkeypatch.setattr(emotf.evaluation.evaluate, "records_evaluation_dataset", lambda records: fake_dataset_fn)
+    monkeypatch.setattr(
+        emotf.evaluation.evaluate, "records_evaluation_dataset", lambda records: fake_dataset_fn
+    )
     run = make_run(tmp_path / "run")
     # --records is checked up front (a records folder: a shard or a manifest), then read by
     # the fake factory; its (empty) shard is let through by --allow-incomplete.
@@ -324,7 +326,7 @@ def write_real_name_shards(out_dir, folds=(0, 1), frame_size=32):
     """Tiny record shards whose clip ids are real CREMA-D names (so humans have votes)."""
     import tensorflow as tf
 
-    from emotf.cremad import parse_clip_name
+    from emotf.corpora.cremad import parse_clip_name
     from emotf.records.example import ClipRecord, make_example
 
     rng = np.random.default_rng(0)
@@ -373,8 +375,9 @@ def test_glue_on_record_shards_through_the_pipeline(tmp_path):
     pytest.importorskip("emotf.pipeline")
     records = write_real_name_shards(tmp_path / "records")
     # Frame size and spectrogram shape come from the model config, as in training.
-    run = make_run(tmp_path / "run", records=records, test_fold=1, num_segments=2,
-                   spectrogram_shape=(96, 60))
+    run = make_run(
+        tmp_path / "run", records=records, test_fold=1, num_segments=2, spectrogram_shape=(96, 60)
+    )
     report = evaluate_model(run)
     predictions = read_predictions(run / "evaluation" / "predictions.csv")
     assert sorted(predictions["clip_ids"]) == [
@@ -394,15 +397,18 @@ def test_report_extras_can_be_switched_off(tmp_path):
 
     clips = ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX", "1002_DFA_SAD_XX"]
     off = ReportExtras(humans=False, groups=False, calibration=False, intervals=False)
-    report = summarize_predictions(clips, [4, 3, 0, 5], np.eye(6)[[4, 4, 0, 5]], tmp_path,
-                                   extras=off)
+    report = summarize_predictions(
+        clips, [4, 3, 0, 5], np.eye(6)[[4, 4, 0, 5]], tmp_path, extras=off
+    )
     for extra in ("humans_same_clips", "by_group", "calibration", "confidence_intervals"):
         assert report[extra] is None, extra
     assert not (tmp_path / "reliability.png").exists()
     assert not (tmp_path / "accuracy_by_group.csv").exists()
     on = summarize_predictions(clips, [4, 3, 0, 5], np.eye(6)[[4, 4, 0, 5]], tmp_path / "on")
-    assert all(on[e] is not None for e in ("humans_same_clips", "by_group", "calibration",
-                                           "confidence_intervals"))
+    assert all(
+        on[e] is not None
+        for e in ("humans_same_clips", "by_group", "calibration", "confidence_intervals")
+    )
 
 
 def test_one_prediction_loop_with_and_without_clip_ids():
@@ -417,7 +423,8 @@ def test_one_prediction_loop_with_and_without_clip_ids():
     labels = np.array([2, 1, 0], np.int32)
     plain = tf.data.Dataset.from_tensor_slices(({"audio": audio}, labels)).batch(2)
     with_ids = tf.data.Dataset.from_tensor_slices(
-        ({"audio": audio}, labels, {"clip_id": ["a", "b", "c"]})).batch(2)
+        ({"audio": audio}, labels, {"clip_id": ["a", "b", "c"]})
+    ).batch(2)
     a, b = predict_clips(model, plain), predict_clips(model, with_ids)
     assert a.clip_ids is None and b.clip_ids == ["a", "b", "c"]
     np.testing.assert_array_equal(a.predicted, [2, 5, 0])
@@ -434,28 +441,49 @@ def test_cli_switches_report_extras_off(tmp_path, monkeypatch, capsys):
     from emotf.evaluation.summary import ReportExtras
 
     assert EXTRAS == tuple(f.name for f in fields(ReportExtras))
-    monkeypatch.setattr(emotf.evaluation.evaluate, "records_evaluation_dataset",
-                        lambda records: fake_dataset_fn)
+    monkeypatch.setattr(
+        emotf.evaluation.evaluate, "records_evaluation_dataset", lambda records: fake_dataset_fn
+    )
     run = make_run(tmp_path / "run")
-    assert main(["--run", str(run), "--records", str(_records_stub(tmp_path)),
-                 "--allow-incomplete", "--out", str(tmp_path / "out"),
-                 "--extras.calibration", "false", "--extras.groups", "false"]) == 0
+    assert (
+        main(
+            [
+                "--run",
+                str(run),
+                "--records",
+                str(_records_stub(tmp_path)),
+                "--allow-incomplete",
+                "--out",
+                str(tmp_path / "out"),
+                "--extras.calibration",
+                "false",
+                "--extras.groups",
+                "false",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["ece"] is None
     saved = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert saved["calibration"] is None and saved["by_group"] is None
     assert saved["humans_same_clips"] is not None and saved["confidence_intervals"] is not None
 
 
-
-@pytest.mark.parametrize("flag, value, problem", [
-    ("--fold", "\uff11", "not an integer: '\uff11'"),  # int() would take a full-width 1
-    ("--fold", "10", "TrainConfig.fold must be in [0, 9]. Received: fold=10"),
-    ("--batch-size", "0", "TrainConfig.batch_size must be in [1, "),
-    ("--batch-size", "1.5", "not an integer: '1.5'"),
-    ("--segments", "1..100000", "ModelConfig.num_segments must be in [1, 64]. Received: "
-                                "num_segments=100000"),
-    ("--segments", "\u0661..\u0662", "expected N >= 1 as 'A..B' or a comma list"),
-])
+@pytest.mark.parametrize(
+    "flag, value, problem",
+    [
+        ("--fold", "\uff11", "not an integer: '\uff11'"),  # int() would take a full-width 1
+        ("--fold", "10", "TrainConfig.fold must be in [0, 9]. Received: fold=10"),
+        ("--batch-size", "0", "TrainConfig.batch_size must be in [1, "),
+        ("--batch-size", "1.5", "not an integer: '1.5'"),
+        (
+            "--segments",
+            "1..100000",
+            "ModelConfig.num_segments must be in [1, 64]. Received: num_segments=100000",
+        ),
+        ("--segments", "\u0661..\u0662", "expected N >= 1 as 'A..B' or a comma list"),
+    ],
+)
 def test_cli_numbers_are_refused_outside_the_configs_bounds(flag, value, problem, capsys):
     """--fold, --batch-size and --segments accept what TrainConfig / ModelConfig accept."""
     from emotf.cli.evaluate import main

@@ -16,14 +16,14 @@ from tensorflow.python.framework import op_def_registry
 from emotf import keys
 from emotf.cli.export import main as export_main
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
-from emotf.cremad import EMOTION_NAMES, EMOTIONS
-from emotf.export import export_run, export_saved_model, read_metadata
-from emotf.graph_ops import check_saved_model_ops
+from emotf.corpora.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.model import build_model
 from emotf.pipeline import make_dataset
 from emotf.records.example import ClipRecord, make_example, parse_example
 from emotf.records.faces import FaceTrackerConfig
-from emotf.serving_metadata import resolve_saved_model
+from emotf.serving.export import export_run, export_saved_model, read_metadata
+from emotf.serving.graph_ops import check_saved_model_ops
+from emotf.serving.metadata import resolve_saved_model
 
 N = 3
 TINY = ModelConfig(
@@ -42,11 +42,20 @@ def _clip(i: int, num_frames: int, fps: float, seconds: float) -> ClipRecord:
         frames.append(tf.io.encode_jpeg(image, quality=90).numpy())
     pcm = (rng.normal(0, 0.1, int(seconds * RATE)) * 32767).clip(-32768, 32767).astype(np.int16)
     return ClipRecord(
-        clip_id=f"{1001 + i}_DFA_ANG_XX", actor_id=1001 + i, sentence="DFA", emotion="ANG",
-        label=i % 6, intensity="XX", fold=0, fps=fps, frames_jpeg=frames,
+        clip_id=f"{1001 + i}_DFA_ANG_XX",
+        actor_id=1001 + i,
+        sentence="DFA",
+        emotion="ANG",
+        label=i % 6,
+        intensity="XX",
+        fold=0,
+        fps=fps,
+        frames_jpeg=frames,
         face_boxes=np.zeros([num_frames, 4], np.float32),
-        face_detected=np.ones([num_frames], np.int64), source_size=(224, 224),
-        sample_rate=RATE, pcm16=pcm,
+        face_detected=np.ones([num_frames], np.int64),
+        source_size=(224, 224),
+        sample_rate=RATE,
+        pcm16=pcm,
     )
 
 
@@ -97,12 +106,18 @@ def _serving_inputs(records_path) -> dict:
 
 
 def test_serving_default_equals_keras_evaluation_on_records(model, exported, records):
-    (features, labels), = list(make_dataset(records, [0], training=False, config=SAMPLING, batch_size=8))
+    ((features, labels),) = list(
+        make_dataset(records, [0], training=False, config=SAMPLING, batch_size=8)
+    )
     expected = model(features, training=False)
     # Segments differ visibly, so a shifted frame or audio window would show.
     assert np.ptp(expected["segment_probabilities"].numpy().reshape(-1, 6), axis=0).max() > 1e-3
-    served = tf.saved_model.load(str(exported)).signatures["serving_default"](**_serving_inputs(records))
-    np.testing.assert_allclose(served["probabilities"], expected["probabilities"], rtol=0, atol=1e-6)
+    served = tf.saved_model.load(str(exported)).signatures["serving_default"](
+        **_serving_inputs(records)
+    )
+    np.testing.assert_allclose(
+        served["probabilities"], expected["probabilities"], rtol=0, atol=1e-6
+    )
     np.testing.assert_allclose(
         served["segment_probabilities"], expected["segment_probabilities"], rtol=0, atol=1e-6
     )
@@ -113,7 +128,9 @@ def test_serving_default_equals_keras_evaluation_on_records(model, exported, rec
     assert [s.decode() for s in served["label_name"].numpy()] == [EMOTION_NAMES[k] for k in label]
     # The segment signature on the pipeline's own sampled segments gives the same again.
     segments = tf.saved_model.load(str(exported)).signatures["predict_segments"](**features)
-    np.testing.assert_allclose(segments["probabilities"], expected["probabilities"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        segments["probabilities"], expected["probabilities"], rtol=0, atol=1e-6
+    )
 
 
 def test_wrong_sample_rate_and_bad_lengths_are_clear_errors(exported, records):
@@ -189,7 +206,11 @@ print("OK")
 """
     env = {**os.environ, "PYTHONPATH": "", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -202,12 +223,22 @@ def test_saved_model_cli_lists_the_signatures(exported):
         pytest.skip("saved_model_cli not installed next to the interpreter")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
-        [cli, "show", "--dir", str(exported), "--all"], env=env, capture_output=True, text=True,
+        [cli, "show", "--dir", str(exported), "--all"],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("serving_default", "predict_segments", "metadata", "num_frames", "sample_rate",
-                 "label_name", "segment_probabilities"):
+    for name in (
+        "serving_default",
+        "predict_segments",
+        "metadata",
+        "num_frames",
+        "sample_rate",
+        "label_name",
+        "segment_probabilities",
+    ):
         assert name in result.stdout
 
 
@@ -219,10 +250,12 @@ def test_versions_and_export_run(model, tmp_path, capsys):
     records = tmp_path / "records"
     records.mkdir()
     tracker = FaceTrackerConfig(margin=0.45, jpeg_quality=75, keyframe_interval=5)
-    (records / "manifest.json").write_text(json.dumps(
-        {"arguments": {"tracker": dataclasses.asdict(tracker), "min_duration_s": 0.7}}
-    ))
-    train_config = TrainConfig(records=str(records), out=str(run), model=TINY, sampling={"max_offset_seconds": 0.02})
+    (records / "manifest.json").write_text(
+        json.dumps({"arguments": {"tracker": dataclasses.asdict(tracker), "min_duration_s": 0.7}})
+    )
+    train_config = TrainConfig(
+        records=str(records), out=str(run), model=TINY, sampling={"max_offset_seconds": 0.02}
+    )
     (run / "config.json").write_text(json.dumps({"config": train_config.to_dict()}))
     first = export_run(run)
     on_disk = read_metadata(first)
@@ -232,7 +265,9 @@ def test_versions_and_export_run(model, tmp_path, capsys):
     assert FaceTrackerConfig(**json.loads(signature["face_tracker"].numpy())) == tracker
     assert float(signature["min_clip_seconds"].numpy()) == pytest.approx(0.7)
     assert first == run / "export" / "1"
-    assert (first / "saved_model.pb").is_file() and (first / "assets.extra" / "emotf.json").is_file()
+    assert (first / "saved_model.pb").is_file() and (
+        first / "assets.extra" / "emotf.json"
+    ).is_file()
     assert not [p for p in (run / "export").iterdir() if p.name.startswith(".")]  # no temp left
     meta = read_metadata(run / "export")
     assert meta["sampling_config"]["max_offset_seconds"] == 0.02  # the run's sampling travels

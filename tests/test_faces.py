@@ -42,7 +42,9 @@ def frames_and_boxes(num=25):
 def test_keyframes_only_and_linear_motion_is_tracked_exactly():
     frames, boxes = frames_and_boxes()
     det = FakeDetector(boxes)
-    cfg = FaceTrackerConfig(keyframe_interval=10, smoothing=0, margin=0.0, detect_scale=1.0, min_face_fraction=0)
+    cfg = FaceTrackerConfig(
+        keyframe_interval=10, smoothing=0, margin=0.0, detect_scale=1.0, min_face_fraction=0
+    )
     track = FaceTracker(cfg, det).track(frames)
     assert det.calls == [0, 10, 20, 24]
     assert track.detected.tolist() == [int(i in (0, 10, 20, 24)) for i in range(25)]
@@ -53,7 +55,9 @@ def test_keyframes_only_and_linear_motion_is_tracked_exactly():
 def test_lost_keyframe_is_redetected_on_the_next_frames():
     frames, boxes = frames_and_boxes()
     det = FakeDetector(boxes, miss={10})
-    track = FaceTracker(FaceTrackerConfig(smoothing=0, margin=0.0, detect_scale=1.0, min_face_fraction=0), det).track(frames)
+    track = FaceTracker(
+        FaceTrackerConfig(smoothing=0, margin=0.0, detect_scale=1.0, min_face_fraction=0), det
+    ).track(frames)
     assert track.detected[10] == 0 and track.detected[11] == 1
     assert track.stats["keyframe_misses"] == 1 and track.stats["redetections"] == 2
     assert box_iou(track.boxes, boxes).min() > 0.97
@@ -95,7 +99,7 @@ def astronaut_frames():
     frames = np.zeros((12, 360, 480, 3), np.uint8)
     frames[..., 1] = 150
     for i in range(12):
-        frames[i, 100:254, 150 + 2 * i:276 + 2 * i] = face
+        frames[i, 100:254, 150 + 2 * i : 276 + 2 * i] = face
     return frames
 
 
@@ -108,13 +112,29 @@ def test_real_mtcnn_finds_the_pasted_face(astronaut_frames):
     assert np.diff(cx).mean() == pytest.approx(2.0, abs=1.0)  # follows the motion
 
 
-@pytest.mark.parametrize("field, value", [
-    ("keyframe_interval", 0), ("keyframe_interval", 10**6), ("margin", -0.1), ("margin", 1e9),
-    ("smoothing", -1.0), ("detect_scale", 0.0), ("detect_scale", 1.5), ("min_confidence", 1.5),
-    ("redetect_frames", -1), ("stages", "all"), ("crop_size", 100000), ("crop_size", 0),
-    ("jpeg_quality", 101), ("max_gap_seconds", 0.0), ("min_face_fraction", 1.0),
-    ("margin", float("nan")), ("crop_size", 224.0), ("keyframe_interval", True),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("keyframe_interval", 0),
+        ("keyframe_interval", 10**6),
+        ("margin", -0.1),
+        ("margin", 1e9),
+        ("smoothing", -1.0),
+        ("detect_scale", 0.0),
+        ("detect_scale", 1.5),
+        ("min_confidence", 1.5),
+        ("redetect_frames", -1),
+        ("stages", "all"),
+        ("crop_size", 100000),
+        ("crop_size", 0),
+        ("jpeg_quality", 101),
+        ("max_gap_seconds", 0.0),
+        ("min_face_fraction", 1.0),
+        ("margin", float("nan")),
+        ("crop_size", 224.0),
+        ("keyframe_interval", True),
+    ],
+)
 def test_config_refuses_out_of_range_values_in_one_line(field, value):
     import dataclasses
 

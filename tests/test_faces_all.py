@@ -10,21 +10,22 @@ import av
 import keras
 import numpy as np
 import pytest
+from helpers_boxes import BoxDetector, frame
 
-import emotf.predict
+import emotf.serving.predict
 from emotf.configs import ModelConfig, SamplingConfig
-from emotf.export import export_saved_model
 from emotf.model import build_model
-from emotf.predict import PredictConfig, Predictor, predict_files
 from emotf.records.face_tracks import FaceAssigner, FaceTracksConfig
 from emotf.records.faces import FaceTracker, FaceTrackerConfig
 from emotf.records.stream import MultiStreamTracker
-from emotf.timeline import face_timelines, format_table, timeline_figure
-from helpers_boxes import BoxDetector, frame
+from emotf.serving.export import export_saved_model
+from emotf.serving.predict import PredictConfig, Predictor, predict_files
+from emotf.serving.timeline import face_timelines, format_table, timeline_figure
 
 N = 3
-TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8),
-                   fc_units=8)
+TINY = ModelConfig(
+    num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8
+)
 CODES = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
 
 # --------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def _paste(frame, head, alpha, x, y):
     if x1 <= x0 or y1 <= y0:
         return
     patch = frame[y0:y1, x0:x1].astype(np.float32)
-    a, part = alpha[y0 - y:y1 - y, x0 - x:x1 - x], head[y0 - y:y1 - y, x0 - x:x1 - x]
+    a, part = alpha[y0 - y : y1 - y, x0 - x : x1 - x], head[y0 - y : y1 - y, x0 - x : x1 - x]
     frame[y0:y1, x0:x1] = (a * part + (1 - a) * patch).astype(np.uint8)
 
 
@@ -258,8 +259,9 @@ def _ids(result) -> set:
 @pytest.fixture(scope="module")
 def result_all(predictor, faces_video, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    [result] = predict_files(None, [faces_video], predictor=predictor, window=1.0, hop=0.5,
-                             out_dir=out, faces="all")
+    [result] = predict_files(
+        None, [faces_video], predictor=predictor, window=1.0, hop=0.5, out_dir=out, faces="all"
+    )
     return result, out
 
 
@@ -291,8 +293,11 @@ def test_two_faces_keep_two_ids_through_the_crossing_and_a_short_absence(result_
     assert stats["windows"] == 11 and stats["entries"] >= 2 * 11 - 4
     # Both faces scored on the windows while both are in the frame (the crossing included).
     for start in (0.0, 1.0, 1.5, 2.0, 5.0):
-        scored = {w["face_id"] for w in result["timeline"]
-                  if w["start"] == start and w["probabilities"] is not None}
+        scored = {
+            w["face_id"]
+            for w in result["timeline"]
+            if w["start"] == start and w["probabilities"] is not None
+        }
         assert scored == {0, 1}, (start, result["timeline"])
     # B (face 1) is away 3.5-4.3 s (partly out from 3.2 s): its windows then are skipped.
     for start in (3.0, 3.5):
@@ -322,8 +327,10 @@ def test_per_face_timelines_in_the_json_the_csv_and_the_png(result_all):
     fig = timeline_figure(result, CODES)
     try:
         assert len(fig.axes) == 4  # a label band and a probability panel per face
-        assert [a.get_title().split(": ")[0].split(", ")[-1] for a in fig.axes[::2]] == \
-            ["face 0", "face 1"]
+        assert [a.get_title().split(": ")[0].split(", ")[-1] for a in fig.axes[::2]] == [
+            "face 0",
+            "face 1",
+        ]
     finally:
         plt.close(fig)
     table = format_table([result])
@@ -332,20 +339,23 @@ def test_per_face_timelines_in_the_json_the_csv_and_the_png(result_all):
 
 def test_a_longer_absence_than_max_gap_gives_a_new_id(saved, faces_video):
     short_memory = Predictor(saved, face_tracks=FaceTracksConfig(max_gap_seconds=0.4))
-    [result] = predict_files(None, [faces_video], predictor=short_memory, window=1.0, hop=0.5,
-                             faces="all")
+    [result] = predict_files(
+        None, [faces_video], predictor=short_memory, window=1.0, hop=0.5, faces="all"
+    )
     assert "error" not in result, result
     assert _ids(result) == {0, 1, 2}
     late = {w["face_id"] for w in result["timeline"] if w["start"] >= 5.0}
     assert 2 in late and len(late) == 2
 
 
-def test_windows_stream_to_a_callback_and_the_timeline_need_not_be_kept(predictor, faces_video,
-                                                                        result_all):
+def test_windows_stream_to_a_callback_and_the_timeline_need_not_be_kept(
+    predictor, faces_video, result_all
+):
     result, _ = result_all
     seen = []
-    streamed = predictor.predict_video(faces_video, window=1.0, hop=0.5, faces="all",
-                                       on_window=seen.append, keep_timeline=False)
+    streamed = predictor.predict_video(
+        faces_video, window=1.0, hop=0.5, faces="all", on_window=seen.append, keep_timeline=False
+    )
     assert streamed["timeline"] == [] and seen == result["timeline"]
     assert streamed["faces"] == result["faces"]
     assert streamed["probabilities"] == result["probabilities"]
@@ -356,12 +366,12 @@ def test_windows_stream_to_a_callback_and_the_timeline_need_not_be_kept(predicto
 
 
 # --------------------------------------------------------------------------------------------
-# The LiteRT hook (emotf.litert.LiteRTModel's interface, faked: no .tflite export needed;
+# The LiteRT hook (emotf.serving.litert.LiteRTModel's interface, faked: no .tflite export needed;
 # tests/test_litert.py runs the real one)
 
 
 def test_a_tflite_path_runs_through_emotf_litert(saved, predictor, monkeypatch, tmp_path):
-    from emotf.export import read_metadata
+    from emotf.serving.export import read_metadata
 
     made = {}
 
@@ -376,13 +386,17 @@ def test_a_tflite_path_runs_through_emotf_litert(saved, predictor, monkeypatch, 
             made["clips"] = made.get("clips", 0) + len(clips)
             return predictor.run_model(clips)
 
-    monkeypatch.setattr(emotf.predict, "LiteRTModel", FakeLiteRT)
+    monkeypatch.setattr(emotf.serving.predict, "LiteRTModel", FakeLiteRT)
     lite = Predictor(tmp_path / "model.tflite", num_threads=2)
     assert made["path"] == tmp_path / "model.tflite" and made["num_threads"] == 2
     assert lite.class_codes == predictor.class_codes
     assert lite.window_seconds == predictor.window_seconds
-    clip = {"frames": np.zeros((8, 224, 224, 3), np.uint8), "fps": 10.0,
-            "pcm16": np.zeros(16000, np.int16), "sample_rate": 16000}
+    clip = {
+        "frames": np.zeros((8, 224, 224, 3), np.uint8),
+        "fps": 10.0,
+        "pcm16": np.zeros(16000, np.int16),
+        "sample_rate": 16000,
+    }
     [a], [b] = lite.run_model([clip]), predictor.run_model([clip])
     np.testing.assert_array_equal(a["probabilities"], b["probabilities"])
     assert made["clips"] == 1

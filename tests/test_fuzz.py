@@ -33,20 +33,32 @@ from tests.fuzz_cases import Case, Value, problems
 
 PROFILE = os.environ.get("EMOTF_FUZZ", "ci")
 LONG = PROFILE == "long"
-COMMON = dict(deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+COMMON = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 PROFILES = {
     # CI: few examples, the same ones on every run (derandomized), no shrinking (a failure is
     # reported with its exact input; shrinking would rerun slow cases).
     "ci": dict(max_examples=2, derandomize=True, phases=(Phase.explicit, Phase.generate)),
-    "long": dict(max_examples=int(os.environ.get("EMOTF_FUZZ_EXAMPLES", 40)), derandomize=False,
-                 phases=(Phase.explicit, Phase.generate, Phase.shrink)),
+    "long": dict(
+        max_examples=int(os.environ.get("EMOTF_FUZZ_EXAMPLES", 40)),
+        derandomize=False,
+        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+    ),
 }
 FUZZ = settings(**COMMON, **PROFILES[PROFILE])
 FEW = settings(FUZZ, max_examples=1 if not LONG else FUZZ.max_examples)
 
-TINY_MODEL = ["--model.num_segments", "2", "--model.video_stem_width", "4",
-              "--model.video_widths", "4", "--model.audio_widths", "4,4", "--model.fc_units", "4"]
+TINY_MODEL = [
+    "--model.num_segments",
+    "2",
+    "--model.video_stem_width",
+    "4",
+    "--model.video_widths",
+    "4",
+    "--model.audio_widths",
+    "4,4",
+    "--model.fc_units",
+    "4",
+]
 SCRIPTS = fz.console_scripts()
 
 
@@ -114,18 +126,56 @@ def _build_inputs(inputs: Inputs, runner, tmp_path_factory):
     def valid(prog, argv, out):
         case = Case(tmp_path_factory.mktemp("fuzz-build"))
         outcome = runner.run(prog, argv, case, allowed=[out], timeout=300)
-        assert outcome.status == "exit" and outcome.rc == 0 and not problems(outcome), \
+        assert outcome.status == "exit" and outcome.rc == 0 and not problems(outcome), (
             outcome.describe()
+        )
 
-    valid("emotf-make-sample", ["--out", inputs.sample, "--tiny", "--num_actors", "3",
-                                "--clips_per_actor", "1", "--workers", "1"], inputs.sample)
-    valid("emotf-build-records", ["--data-dir", inputs.sample, "--out", inputs.records,
-                                  "--workers", "1", "--no-progress"], inputs.records)
-    valid("emotf-train", ["--records", inputs.records, "--fold", "0", "--out", inputs.run,
-                          "--epochs", "1", "--batch-size", "1", "--export", "true",
-                          "--verbose", "0", *TINY_MODEL], inputs.run)
-    valid("emotf-evaluate", ["--run", inputs.run, "--records", inputs.records, "--out",
-                             inputs.evaluation], inputs.evaluation)
+    valid(
+        "emotf-make-sample",
+        [
+            "--out",
+            inputs.sample,
+            "--tiny",
+            "--num_actors",
+            "3",
+            "--clips_per_actor",
+            "1",
+            "--workers",
+            "1",
+        ],
+        inputs.sample,
+    )
+    valid(
+        "emotf-build-records",
+        ["--data-dir", inputs.sample, "--out", inputs.records, "--workers", "1", "--no-progress"],
+        inputs.records,
+    )
+    valid(
+        "emotf-train",
+        [
+            "--records",
+            inputs.records,
+            "--fold",
+            "0",
+            "--out",
+            inputs.run,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "1",
+            "--export",
+            "true",
+            "--verbose",
+            "0",
+            *TINY_MODEL,
+        ],
+        inputs.run,
+    )
+    valid(
+        "emotf-evaluate",
+        ["--run", inputs.run, "--records", inputs.records, "--out", inputs.evaluation],
+        inputs.evaluation,
+    )
     # One clip alone (VideoFlash + AudioWAV) for builds on mutated media.
     for folder in ("VideoFlash", "AudioWAV"):
         (inputs.one_clip / folder).mkdir(parents=True)
@@ -148,8 +198,7 @@ def _transcode_mp4(source: Path, target: Path):
         stream_in = src.streams.video[0]
         rate = Fraction(stream_in.average_rate).limit_denominator(1001)
         stream = dst.add_stream("mpeg4", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = (stream_in.width, stream_in.height,
-                                                       "yuv420p")
+        stream.width, stream.height, stream.pix_fmt = (stream_in.width, stream_in.height, "yuv420p")
         for i, frame in enumerate(src.decode(stream_in)):
             frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
             frame.pts, frame.time_base = i, 1 / rate
@@ -161,8 +210,7 @@ def _transcode_mp4(source: Path, target: Path):
 
 def check(outcome, *, refuse=False, why=""):
     found = problems(outcome, refuse=refuse)
-    assert not found, (f"{'; '.join(found)}{f' [{why}]' if why else ''}\n"
-                       f"{outcome.describe()}")
+    assert not found, f"{'; '.join(found)}{f' [{why}]' if why else ''}\n{outcome.describe()}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,31 +237,101 @@ class Command:
 
 
 def _train_base(i: Inputs, c: Case, prefix=""):
-    return ["--records", i.records, "--fold", "0", "--out", c.out / "run", "--epochs", "1",
-            "--batch-size", "1", "--verbose", "0",
-            *[f"--{prefix}{a[2:]}" if a.startswith("--") else a for a in TINY_MODEL]]
+    return [
+        "--records",
+        i.records,
+        "--fold",
+        "0",
+        "--out",
+        c.out / "run",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1",
+        "--verbose",
+        "0",
+        *[f"--{prefix}{a[2:]}" if a.startswith("--") else a for a in TINY_MODEL],
+    ]
 
 
 COMMANDS = [
-    Command("emotf-train", "emotf.configs:TrainConfig", "train", _train_base,
-            paths_in=("records", "split"), paths_out=("out",)),
-    Command("emotf-tune", "emotf.tune:TuneConfig", "tune",
-            lambda i, c: [*_train_base(i, c, "train."), "--max-trials", "1"],
-            paths_in=("train.records", "train.split"), paths_out=("out", "train.out")),
-    Command("emotf-tune", "emotf.tune_distributed:TunerRole", "distributed",
-            lambda i, c: [*_train_base(i, c, "train."), "--max-trials", "1"]),
-    Command("emotf-build-records", "emotf.records.build:BuildConfig", "build",
-            lambda i, c: ["--data-dir", i.one_clip, "--out", c.out / "records", "--workers",
-                          "1", "--no-progress"],
-            paths_in=("data_dir",), paths_out=("out_dir",)),
-    Command("emotf-make-sample", "emotf.synthetic.sample:SampleConfig", "sample",
-            lambda i, c: ["--out", c.out / "sample", "--tiny", "--num_actors", "1",
-                          "--clips_per_actor", "1", "--workers", "1"]),
-    Command("emotf-demo", "emotf.demo:DemoConfig", "demo",
-            lambda i, c: ["--out", c.out / "demo", "--num_actors", "3", "--clips_per_actor",
-                          "1", "--epochs", "1", "--batch_size", "1", "--workers", "1",
-                          "--verbose", "0", *TINY_MODEL],
-            paths_out=("out",)),
+    Command(
+        "emotf-train",
+        "emotf.configs:TrainConfig",
+        "train",
+        _train_base,
+        paths_in=("records", "split"),
+        paths_out=("out",),
+    ),
+    Command(
+        "emotf-tune",
+        "emotf.tuning.search:TuneConfig",
+        "tune",
+        lambda i, c: [*_train_base(i, c, "train."), "--max-trials", "1"],
+        paths_in=("train.records", "train.split"),
+        paths_out=("out", "train.out"),
+    ),
+    Command(
+        "emotf-tune",
+        "emotf.tuning.distributed:TunerRole",
+        "distributed",
+        lambda i, c: [*_train_base(i, c, "train."), "--max-trials", "1"],
+    ),
+    Command(
+        "emotf-build-records",
+        "emotf.records.build:BuildConfig",
+        "build",
+        lambda i, c: [
+            "--data-dir",
+            i.one_clip,
+            "--out",
+            c.out / "records",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        paths_in=("data_dir",),
+        paths_out=("out_dir",),
+    ),
+    Command(
+        "emotf-make-sample",
+        "emotf.synthetic.sample:SampleConfig",
+        "sample",
+        lambda i, c: [
+            "--out",
+            c.out / "sample",
+            "--tiny",
+            "--num_actors",
+            "1",
+            "--clips_per_actor",
+            "1",
+            "--workers",
+            "1",
+        ],
+    ),
+    Command(
+        "emotf-demo",
+        "emotf.demo:DemoConfig",
+        "demo",
+        lambda i, c: [
+            "--out",
+            c.out / "demo",
+            "--num_actors",
+            "3",
+            "--clips_per_actor",
+            "1",
+            "--epochs",
+            "1",
+            "--batch_size",
+            "1",
+            "--workers",
+            "1",
+            "--verbose",
+            "0",
+            *TINY_MODEL,
+        ],
+        paths_out=("out",),
+    ),
 ]
 
 
@@ -223,8 +341,9 @@ def _leaf_params():
     params = []
     for command in COMMANDS:
         for leaf in leaves(command.cls):
-            params.append(pytest.param(command, leaf, id=f"{command.prog}--{command.root}."
-                                                         f"{leaf.key}"))
+            params.append(
+                pytest.param(command, leaf, id=f"{command.prog}--{command.root}.{leaf.key}")
+            )
     return params
 
 
@@ -233,8 +352,20 @@ def _leaf_params():
 HEAVY = ("emotf-train", "emotf-tune", "emotf-demo", "emotf-build-records", "emotf-make-sample")
 IN_RANGE = ("inside the bound", "a boolean", "none")
 
-PATH_VALUES = ["", " ", "missing", "\u00e9\u2603 folder", "a" * 300, "file.txt", "-x",
-               "\U0001f600/\u202e", "./", "*", "?/[", "~"]
+PATH_VALUES = [
+    "",
+    " ",
+    "missing",
+    "\u00e9\u2603 folder",
+    "a" * 300,
+    "file.txt",
+    "-x",
+    "\U0001f600/\u202e",
+    "./",
+    "*",
+    "?/[",
+    "~",
+]
 
 
 def _path_values(leaf, command) -> list[Value]:
@@ -285,11 +416,35 @@ def _random_value(leaf):
     if kind is float:
         return st.floats(allow_nan=True, allow_infinity=True).map(judged)
     if kind is bool:
-        return st.text(max_size=6).filter(lambda t: "\x00" not in t).map(
-            lambda t: Value(t, t.lower() not in ("1", "0", "true", "false", "yes", "no", "on",
-                                                  "off", "none", "null", ""), "random"))
-    return st.text(max_size=40).filter(lambda t: "\x00" not in t).map(
-        lambda t: Value(t, False, "random text"))
+        return (
+            st.text(max_size=6)
+            .filter(lambda t: "\x00" not in t)
+            .map(
+                lambda t: Value(
+                    t,
+                    t.lower()
+                    not in (
+                        "1",
+                        "0",
+                        "true",
+                        "false",
+                        "yes",
+                        "no",
+                        "on",
+                        "off",
+                        "none",
+                        "null",
+                        "",
+                    ),
+                    "random",
+                )
+            )
+        )
+    return (
+        st.text(max_size=40)
+        .filter(lambda t: "\x00" not in t)
+        .map(lambda t: Value(t, False, "random text"))
+    )
 
 
 def _inside(case: Case, text: str) -> list[Path]:
@@ -309,8 +464,13 @@ def test_every_config_field_refuses_nonsense_in_one_line(command, leaf, runner, 
         allowed = [case.out]
         if leaf.key in command.paths_out:  # a relative folder lands in the cwd: allowed
             allowed += _inside(case, value.text)
-        outcome = runner.run(command.prog, [*command.base(inputs, case), flag, value.text],
-                             case, allowed=allowed, watch=[inputs.root])
+        outcome = runner.run(
+            command.prog,
+            [*command.base(inputs, case), flag, value.text],
+            case,
+            allowed=allowed,
+            watch=[inputs.root],
+        )
         check(outcome, refuse=value.refuse, why=f"{flag} {value.text[:80]!r}: {value.why}")
 
     case_for()
@@ -319,10 +479,22 @@ def test_every_config_field_refuses_nonsense_in_one_line(command, leaf, runner, 
 # ---------------------------------------------------------------------------------------------
 # Hand-written flags (emotf-predict, emotf-evaluate, emotf-export, emotf-verify-records, ...)
 
-FLOAT_BAD = ["nan", "inf", "-inf", "0", "-0", "-1", "1e-9", "1e-300", "1e300", "abc", "",
-             "\u0661", "1e999"]
-INT_BAD = ["0", "-1", "-9999999999", str(10**18), str(10**100), "1.5", "nan", "abc", "",
-           "\uff11"]
+FLOAT_BAD = [
+    "nan",
+    "inf",
+    "-inf",
+    "0",
+    "-0",
+    "-1",
+    "1e-9",
+    "1e-300",
+    "1e300",
+    "abc",
+    "",
+    "\u0661",
+    "1e999",
+]
+INT_BAD = ["0", "-1", "-9999999999", str(10**18), str(10**100), "1.5", "nan", "abc", "", "\uff11"]
 
 
 def _positive(text: str, kind) -> bool:
@@ -357,59 +529,166 @@ def _predict(extra):
 HAND_FLAGS = {
     # (prog, base argv builder, flag, values, refuse?) -- refuse: the value is outside what
     # --help declares (a positive window/hop/batch size).
-    "predict-window": ("emotf-predict", _predict([]), "--window", FLOAT_BAD,
-                       lambda t: not _positive(t, float)),
-    "predict-hop": ("emotf-predict", _predict([]), "--hop", FLOAT_BAD,
-                    lambda t: not _positive(t, float)),
-    "predict-batch-size": ("emotf-predict", _predict([]), "--batch-size", INT_BAD,
-                           lambda t: not _positive(t, int)),
-    "predict-audio": ("emotf-predict", _predict([]), "--audio",
-                      PATH_VALUES + ["/dev/zero", "/dev/null", "/proc/self/status"], None),
-    "predict-out": ("emotf-predict", lambda i, c: ["--model", i.export, i.video,
-                                                   "--no-progress"], "--out",
-                    [p for p in PATH_VALUES if p.strip()], None),
-    "predict-input": ("emotf-predict", lambda i, c: ["--model", i.export, "--out", c.out,
-                                                     "--no-progress"], "",
-                      PATH_VALUES + ["/dev/null", "/dev/zero", "**", "/proc/self/fd/*"], None),
-    "predict-model": ("emotf-predict", lambda i, c: [i.video, "--out", c.out, "--no-progress"],
-                      "--model", PATH_VALUES + ["/dev/null", "/"], None),
-    "evaluate-fold": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--records", i.records,
-                                                      "--out", c.out], "--fold",
-                      INT_BAD + ["10", "99"], lambda t: not _fold(t)),
-    "evaluate-batch-size": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--records",
-                                                            i.records, "--out", c.out],
-                            "--batch-size", INT_BAD, lambda t: not _positive(t, int)),
-    "evaluate-segments": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--records",
-                                                          i.records, "--out", c.out],
-                          "--segments", ["0", "-1..3", "1..100000", "3..1", "", "a..b", ",",
-                                         "1,1,1", str(10**18), "\u0661..\u0662"], None),
-    "evaluate-labels": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--records", i.records,
-                                                        "--out", c.out], "--labels",
-                        ["", "INTENDED", "\u00e9"], lambda t: True),
-    "evaluate-extras": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--records", i.records,
-                                                        "--out", c.out], "--extras.humans",
-                        ["maybe", "", "2"], lambda t: True),
-    "evaluate-votes": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--records", i.records,
-                                                       "--out", c.out], "--votes",
-                       PATH_VALUES + ["/dev/null", "/dev/zero"], None),
-    "evaluate-records": ("emotf-evaluate", lambda i, c: ["--run", i.run, "--out", c.out],
-                         "--records", PATH_VALUES + ["/dev/null"], None),
-    "evaluate-run": ("emotf-evaluate", lambda i, c: ["--out", c.out], "--run",
-                     PATH_VALUES + ["/dev/null", "/"], None),
-    "evaluate-compare": ("emotf-evaluate", lambda i, c: ["--compare", i.evaluation], "",
-                         PATH_VALUES + ["/dev/null", "/dev/zero"], None),
-    "export-version": ("emotf-export", lambda i, c: [i.run, "--out", c.out], "--version",
-                       INT_BAD + ["1"], lambda t: not _at_least(t, 0)),
-    "export-run": ("emotf-export", lambda i, c: ["--out", c.out], "",
-                   PATH_VALUES + ["/dev/null"], None),
-    "verify-records": ("emotf-verify-records", lambda i, c: [], "",
-                       PATH_VALUES + ["/dev/null", "/proc", "/"], None),
-    "make-sample-workers": ("emotf-make-sample", lambda i, c: ["--out", c.out / "s", "--tiny",
-                                                               "--num_actors", "1",
-                                                               "--clips_per_actor", "1"],
-                            "--workers", INT_BAD, lambda t: not _at_least(t, 0)),
-    "config-file": (None, None, "--config", PATH_VALUES + ["/dev/null", "/dev/zero", "/"],
-                    None),
+    "predict-window": (
+        "emotf-predict",
+        _predict([]),
+        "--window",
+        FLOAT_BAD,
+        lambda t: not _positive(t, float),
+    ),
+    "predict-hop": (
+        "emotf-predict",
+        _predict([]),
+        "--hop",
+        FLOAT_BAD,
+        lambda t: not _positive(t, float),
+    ),
+    "predict-batch-size": (
+        "emotf-predict",
+        _predict([]),
+        "--batch-size",
+        INT_BAD,
+        lambda t: not _positive(t, int),
+    ),
+    "predict-audio": (
+        "emotf-predict",
+        _predict([]),
+        "--audio",
+        PATH_VALUES + ["/dev/zero", "/dev/null", "/proc/self/status"],
+        None,
+    ),
+    "predict-out": (
+        "emotf-predict",
+        lambda i, c: ["--model", i.export, i.video, "--no-progress"],
+        "--out",
+        [p for p in PATH_VALUES if p.strip()],
+        None,
+    ),
+    "predict-input": (
+        "emotf-predict",
+        lambda i, c: ["--model", i.export, "--out", c.out, "--no-progress"],
+        "",
+        PATH_VALUES + ["/dev/null", "/dev/zero", "**", "/proc/self/fd/*"],
+        None,
+    ),
+    "predict-model": (
+        "emotf-predict",
+        lambda i, c: [i.video, "--out", c.out, "--no-progress"],
+        "--model",
+        PATH_VALUES + ["/dev/null", "/"],
+        None,
+    ),
+    "evaluate-fold": (
+        "emotf-evaluate",
+        lambda i, c: ["--run", i.run, "--records", i.records, "--out", c.out],
+        "--fold",
+        INT_BAD + ["10", "99"],
+        lambda t: not _fold(t),
+    ),
+    "evaluate-batch-size": (
+        "emotf-evaluate",
+        lambda i, c: ["--run", i.run, "--records", i.records, "--out", c.out],
+        "--batch-size",
+        INT_BAD,
+        lambda t: not _positive(t, int),
+    ),
+    "evaluate-segments": (
+        "emotf-evaluate",
+        lambda i, c: ["--run", i.run, "--records", i.records, "--out", c.out],
+        "--segments",
+        [
+            "0",
+            "-1..3",
+            "1..100000",
+            "3..1",
+            "",
+            "a..b",
+            ",",
+            "1,1,1",
+            str(10**18),
+            "\u0661..\u0662",
+        ],
+        None,
+    ),
+    "evaluate-labels": (
+        "emotf-evaluate",
+        lambda i, c: ["--run", i.run, "--records", i.records, "--out", c.out],
+        "--labels",
+        ["", "INTENDED", "\u00e9"],
+        lambda t: True,
+    ),
+    "evaluate-extras": (
+        "emotf-evaluate",
+        lambda i, c: ["--run", i.run, "--records", i.records, "--out", c.out],
+        "--extras.humans",
+        ["maybe", "", "2"],
+        lambda t: True,
+    ),
+    "evaluate-votes": (
+        "emotf-evaluate",
+        lambda i, c: ["--run", i.run, "--records", i.records, "--out", c.out],
+        "--votes",
+        PATH_VALUES + ["/dev/null", "/dev/zero"],
+        None,
+    ),
+    "evaluate-records": (
+        "emotf-evaluate",
+        lambda i, c: ["--run", i.run, "--out", c.out],
+        "--records",
+        PATH_VALUES + ["/dev/null"],
+        None,
+    ),
+    "evaluate-run": (
+        "emotf-evaluate",
+        lambda i, c: ["--out", c.out],
+        "--run",
+        PATH_VALUES + ["/dev/null", "/"],
+        None,
+    ),
+    "evaluate-compare": (
+        "emotf-evaluate",
+        lambda i, c: ["--compare", i.evaluation],
+        "",
+        PATH_VALUES + ["/dev/null", "/dev/zero"],
+        None,
+    ),
+    "export-version": (
+        "emotf-export",
+        lambda i, c: [i.run, "--out", c.out],
+        "--version",
+        INT_BAD + ["1"],
+        lambda t: not _at_least(t, 0),
+    ),
+    "export-run": (
+        "emotf-export",
+        lambda i, c: ["--out", c.out],
+        "",
+        PATH_VALUES + ["/dev/null"],
+        None,
+    ),
+    "verify-records": (
+        "emotf-verify-records",
+        lambda i, c: [],
+        "",
+        PATH_VALUES + ["/dev/null", "/proc", "/"],
+        None,
+    ),
+    "make-sample-workers": (
+        "emotf-make-sample",
+        lambda i, c: [
+            "--out",
+            c.out / "s",
+            "--tiny",
+            "--num_actors",
+            "1",
+            "--clips_per_actor",
+            "1",
+        ],
+        "--workers",
+        INT_BAD,
+        lambda t: not _at_least(t, 0),
+    ),
+    "config-file": (None, None, "--config", PATH_VALUES + ["/dev/null", "/dev/zero", "/"], None),
 }
 
 
@@ -419,8 +698,7 @@ def test_every_hand_written_flag_refuses_nonsense_in_one_line(name, runner, inpu
     progs = [prog] if prog else [c.prog for c in COMMANDS if c.root != "distributed"]
 
     @FUZZ
-    @given(text=st.sampled_from(_rotate(values, name)),
-           which=st.sampled_from(_rotate(progs, name)))
+    @given(text=st.sampled_from(_rotate(values, name)), which=st.sampled_from(_rotate(progs, name)))
     def case_for(text, which):
         case = cases()
         if prog is None:  # --config FILE of every command with a config
@@ -457,87 +735,202 @@ def _records_files(i: Inputs):
 
 FILE_TARGETS = {
     # emotf-verify-records: the manifest, a shard, its sidecar
-    "verify-manifest": FileTarget("emotf-verify-records", "records", "manifest.json",
-                                  lambda r, i, c: [r], json=True),
-    "verify-shard": FileTarget("emotf-verify-records", "records", "<shard>",
-                               lambda r, i, c: [r]),
-    "verify-sidecar": FileTarget("emotf-verify-records", "records", "<sidecar>",
-                                 lambda r, i, c: [r], json=True),
+    "verify-manifest": FileTarget(
+        "emotf-verify-records", "records", "manifest.json", lambda r, i, c: [r], json=True
+    ),
+    "verify-shard": FileTarget("emotf-verify-records", "records", "<shard>", lambda r, i, c: [r]),
+    "verify-sidecar": FileTarget(
+        "emotf-verify-records", "records", "<sidecar>", lambda r, i, c: [r], json=True
+    ),
     # emotf-train on records
-    "train-manifest": FileTarget("emotf-train", "records", "manifest.json",
-                                 lambda r, i, c: [*_train_base(i, c)[2:], "--records", r],
-                                 json=True),
-    "train-shard": FileTarget("emotf-train", "records", "<shard>",
-                              lambda r, i, c: [*_train_base(i, c)[2:], "--records", r]),
-    "train-split-csv": FileTarget("emotf-train", "split", "train.csv",
-                                  lambda s, i, c: [*_train_base(i, c), "--split", s]),
-    "train-config": FileTarget("emotf-train", "run", "config.json",
-                               lambda r, i, c: [*_train_base(i, c), "--config",
-                                                r / "config.json"], json=True),
-    "tune-manifest": FileTarget("emotf-tune", "records", "manifest.json",
-                                lambda r, i, c: [*_train_base(i, c, "train.")[2:],
-                                                 "--records", r, "--max-trials", "1"],
-                                json=True),
-    "build-config": FileTarget("emotf-build-records", "run", "config.json",
-                               lambda r, i, c: ["--config", r / "config.json", "--data-dir",
-                                                i.one_clip, "--out", c.out / "records"],
-                               json=True),
+    "train-manifest": FileTarget(
+        "emotf-train",
+        "records",
+        "manifest.json",
+        lambda r, i, c: [*_train_base(i, c)[2:], "--records", r],
+        json=True,
+    ),
+    "train-shard": FileTarget(
+        "emotf-train",
+        "records",
+        "<shard>",
+        lambda r, i, c: [*_train_base(i, c)[2:], "--records", r],
+    ),
+    "train-split-csv": FileTarget(
+        "emotf-train", "split", "train.csv", lambda s, i, c: [*_train_base(i, c), "--split", s]
+    ),
+    "train-config": FileTarget(
+        "emotf-train",
+        "run",
+        "config.json",
+        lambda r, i, c: [*_train_base(i, c), "--config", r / "config.json"],
+        json=True,
+    ),
+    "tune-manifest": FileTarget(
+        "emotf-tune",
+        "records",
+        "manifest.json",
+        lambda r, i, c: [*_train_base(i, c, "train.")[2:], "--records", r, "--max-trials", "1"],
+        json=True,
+    ),
+    "build-config": FileTarget(
+        "emotf-build-records",
+        "run",
+        "config.json",
+        lambda r, i, c: [
+            "--config",
+            r / "config.json",
+            "--data-dir",
+            i.one_clip,
+            "--out",
+            c.out / "records",
+        ],
+        json=True,
+    ),
     # emotf-build-records on media
-    "build-flv": FileTarget("emotf-build-records", "one_clip", "<flv>",
-                            lambda d, i, c: ["--data-dir", d, "--out", c.out / "records",
-                                             "--workers", "1", "--no-progress"]),
-    "build-wav": FileTarget("emotf-build-records", "one_clip", "<wav>",
-                            lambda d, i, c: ["--data-dir", d, "--out", c.out / "records",
-                                             "--workers", "1", "--no-progress"]),
+    "build-flv": FileTarget(
+        "emotf-build-records",
+        "one_clip",
+        "<flv>",
+        lambda d, i, c: [
+            "--data-dir",
+            d,
+            "--out",
+            c.out / "records",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+    ),
+    "build-wav": FileTarget(
+        "emotf-build-records",
+        "one_clip",
+        "<wav>",
+        lambda d, i, c: [
+            "--data-dir",
+            d,
+            "--out",
+            c.out / "records",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+    ),
     # a run folder: emotf-evaluate --run, --model, emotf-export
-    "evaluate-run-config": FileTarget("emotf-evaluate", "run", "config.json",
-                                      lambda r, i, c: ["--run", r, "--records", i.records,
-                                                       "--out", c.out], json=True),
-    "evaluate-run-metrics": FileTarget("emotf-evaluate", "run", "metrics.json",
-                                       lambda r, i, c: ["--run", r, "--records", i.records,
-                                                        "--out", c.out], json=True),
-    "evaluate-run-model": FileTarget("emotf-evaluate", "run", "model.keras",
-                                     lambda r, i, c: ["--run", r, "--records", i.records,
-                                                      "--out", c.out]),
-    "evaluate-model-file": FileTarget("emotf-evaluate", "run", "model.keras",
-                                      lambda r, i, c: ["--model", r / "model.keras",
-                                                       "--records", i.records, "--fold", "0",
-                                                       "--out", c.out]),
-    "evaluate-run-weights": FileTarget("emotf-evaluate", "run", "best.weights.h5",
-                                       lambda r, i, c: ["--run", r, "--records", i.records,
-                                                        "--out", c.out]),
-    "evaluate-calibration": FileTarget("emotf-evaluate", "run", "calibration.json",
-                                       lambda r, i, c: ["--run", r, "--records", i.records,
-                                                        "--out", c.out], json=True),
-    "evaluate-compare-csv": FileTarget("emotf-evaluate", "evaluation", "predictions.csv",
-                                       lambda e, i, c: ["--compare", e, i.evaluation]),
-    "evaluate-compare-report": FileTarget("emotf-evaluate", "evaluation", "evaluation.json",
-                                          lambda e, i, c: ["--compare", e, i.evaluation],
-                                          json=True),
-    "export-config": FileTarget("emotf-export", "run", "config.json",
-                                lambda r, i, c: [r, "--out", c.out], json=True),
-    "export-model": FileTarget("emotf-export", "run", "model.keras",
-                               lambda r, i, c: [r, "--out", c.out]),
+    "evaluate-run-config": FileTarget(
+        "emotf-evaluate",
+        "run",
+        "config.json",
+        lambda r, i, c: ["--run", r, "--records", i.records, "--out", c.out],
+        json=True,
+    ),
+    "evaluate-run-metrics": FileTarget(
+        "emotf-evaluate",
+        "run",
+        "metrics.json",
+        lambda r, i, c: ["--run", r, "--records", i.records, "--out", c.out],
+        json=True,
+    ),
+    "evaluate-run-model": FileTarget(
+        "emotf-evaluate",
+        "run",
+        "model.keras",
+        lambda r, i, c: ["--run", r, "--records", i.records, "--out", c.out],
+    ),
+    "evaluate-model-file": FileTarget(
+        "emotf-evaluate",
+        "run",
+        "model.keras",
+        lambda r, i, c: [
+            "--model",
+            r / "model.keras",
+            "--records",
+            i.records,
+            "--fold",
+            "0",
+            "--out",
+            c.out,
+        ],
+    ),
+    "evaluate-run-weights": FileTarget(
+        "emotf-evaluate",
+        "run",
+        "best.weights.h5",
+        lambda r, i, c: ["--run", r, "--records", i.records, "--out", c.out],
+    ),
+    "evaluate-calibration": FileTarget(
+        "emotf-evaluate",
+        "run",
+        "calibration.json",
+        lambda r, i, c: ["--run", r, "--records", i.records, "--out", c.out],
+        json=True,
+    ),
+    "evaluate-compare-csv": FileTarget(
+        "emotf-evaluate",
+        "evaluation",
+        "predictions.csv",
+        lambda e, i, c: ["--compare", e, i.evaluation],
+    ),
+    "evaluate-compare-report": FileTarget(
+        "emotf-evaluate",
+        "evaluation",
+        "evaluation.json",
+        lambda e, i, c: ["--compare", e, i.evaluation],
+        json=True,
+    ),
+    "export-config": FileTarget(
+        "emotf-export", "run", "config.json", lambda r, i, c: [r, "--out", c.out], json=True
+    ),
+    "export-model": FileTarget(
+        "emotf-export", "run", "model.keras", lambda r, i, c: [r, "--out", c.out]
+    ),
     # emotf-predict: the SavedModel, its metadata, the media
-    "predict-saved-model-pb": FileTarget("emotf-predict", "export", "1/saved_model.pb",
-                                         lambda m, i, c: ["--model", m, i.video, "--out", c.out,
-                                                          "--no-progress"]),
-    "predict-variables": FileTarget("emotf-predict", "export",
-                                    "1/variables/variables.data-00000-of-00001",
-                                    lambda m, i, c: ["--model", m, i.video, "--out", c.out,
-                                                     "--no-progress"]),
-    "predict-metadata": FileTarget("emotf-predict", "export", "1/assets.extra/emotf.json",
-                                   lambda m, i, c: ["--model", m, i.video, "--out", c.out,
-                                                    "--no-progress"], json=True),
-    "predict-flv": FileTarget("emotf-predict", "sample", "<flv>",
-                              lambda s, i, c: ["--model", i.export, _flv(s), "--out", c.out,
-                                               "--no-progress"]),
-    "predict-mp4": FileTarget("emotf-predict", "mp4", "",
-                              lambda m, i, c: ["--model", i.export, m, "--audio", i.wav,
-                                               "--out", c.out, "--no-progress"]),
-    "predict-wav": FileTarget("emotf-predict", "sample", "<wav>",
-                              lambda s, i, c: ["--model", i.export, _flv(s), "--audio",
-                                               _wav(s), "--out", c.out, "--no-progress"]),
+    "predict-saved-model-pb": FileTarget(
+        "emotf-predict",
+        "export",
+        "1/saved_model.pb",
+        lambda m, i, c: ["--model", m, i.video, "--out", c.out, "--no-progress"],
+    ),
+    "predict-variables": FileTarget(
+        "emotf-predict",
+        "export",
+        "1/variables/variables.data-00000-of-00001",
+        lambda m, i, c: ["--model", m, i.video, "--out", c.out, "--no-progress"],
+    ),
+    "predict-metadata": FileTarget(
+        "emotf-predict",
+        "export",
+        "1/assets.extra/emotf.json",
+        lambda m, i, c: ["--model", m, i.video, "--out", c.out, "--no-progress"],
+        json=True,
+    ),
+    "predict-flv": FileTarget(
+        "emotf-predict",
+        "sample",
+        "<flv>",
+        lambda s, i, c: ["--model", i.export, _flv(s), "--out", c.out, "--no-progress"],
+    ),
+    "predict-mp4": FileTarget(
+        "emotf-predict",
+        "mp4",
+        "",
+        lambda m, i, c: ["--model", i.export, m, "--audio", i.wav, "--out", c.out, "--no-progress"],
+    ),
+    "predict-wav": FileTarget(
+        "emotf-predict",
+        "sample",
+        "<wav>",
+        lambda s, i, c: [
+            "--model",
+            i.export,
+            _flv(s),
+            "--audio",
+            _wav(s),
+            "--out",
+            c.out,
+            "--no-progress",
+        ],
+    ),
 }
 
 
@@ -567,15 +960,20 @@ def _mutation_strategy(json_file: bool, salt: int):
     each draw is shifted by `salt` (from the target's name): the first, derandomized examples
     differ from file to file (one is truncated, another flipped mid-file, ...)."""
     kinds = list(fz.MUTATIONS)
-    raw = st.tuples(st.integers(0, 3), st.integers(0, 999),
-                    st.binary(min_size=1, max_size=64)).map(
-        lambda t: ("bytes", kinds[(t[0] + salt) % len(kinds)],
-                   ((t[1] + 7 * salt) % 1000) / 1000, bytes([(salt * 37 + 1) % 256]) + t[2]))
+    raw = st.tuples(st.integers(0, 3), st.integers(0, 999), st.binary(min_size=1, max_size=64)).map(
+        lambda t: (
+            "bytes",
+            kinds[(t[0] + salt) % len(kinds)],
+            ((t[1] + 7 * salt) % 1000) / 1000,
+            bytes([(salt * 37 + 1) % 256]) + t[2],
+        )
+    )
     if not json_file:
         return raw
     choices = list(range(len(fz.JSON_HOSTILE))) + ["remove", "deep"]
     hostile = st.tuples(st.integers(0, 10**6), st.integers(0, len(choices) - 1)).map(
-        lambda t: ("json", t[0] + salt, choices[(t[1] + salt) % len(choices)], b""))
+        lambda t: ("json", t[0] + salt, choices[(t[1] + salt) % len(choices)], b"")
+    )
     return st.one_of(hostile, raw) if salt % 2 == 0 else st.one_of(raw, hostile)
 
 
@@ -593,8 +991,11 @@ def _mutate(path: Path, mutation):
     where = paths[a % len(paths)]
     if b == "deep":
         new = json.loads(fz.deep_json(200))
-        path.write_text(fz.json_text(fz.json_replace(value, where, new)).replace(
-            json.dumps(new), fz.deep_json(100_000)))
+        path.write_text(
+            fz.json_text(fz.json_replace(value, where, new)).replace(
+                json.dumps(new), fz.deep_json(100_000)
+            )
+        )
         return f"{list(where)} -> 100000 nested lists"
     if b == "remove" and where:
         path.write_text(fz.json_text(fz.json_replace(value, where, fz.REMOVE)))
@@ -616,8 +1017,13 @@ def test_every_file_read_survives_random_bytes(name, runner, inputs, cases):
         copy = case.copy(getattr(inputs, target.copy))
         victim = _resolve(copy, target.path, inputs)
         how = _mutate(victim, mutation)
-        outcome = runner.run(target.prog, target.argv(copy, inputs, case), case,
-                             allowed=[case.out], watch=[inputs.root])
+        outcome = runner.run(
+            target.prog,
+            target.argv(copy, inputs, case),
+            case,
+            allowed=[case.out],
+            watch=[inputs.root],
+        )
         check(outcome, why=f"{victim.relative_to(case.inputs)}: {how}")
 
     case_for()
@@ -631,24 +1037,40 @@ def test_every_file_read_survives_random_bytes(name, runner, inputs, cases):
 def bomb(inputs, tmp_path_factory):
     """model.keras whose config.json inflates to 2 GB (9 MB on disk): with TensorFlow's own
     ~3.4 GB, reading it whole passes the 6 GB cap."""
-    return fz.zip_bomb(inputs.run / "model.keras", "config.json",
-                       tmp_path_factory.mktemp("bomb") / "model.keras", inflated_gb=2)
+    return fz.zip_bomb(
+        inputs.run / "model.keras",
+        "config.json",
+        tmp_path_factory.mktemp("bomb") / "model.keras",
+        inflated_gb=2,
+    )
 
 
 def _bomb_runs(inputs, case):
     return {
-        "emotf-evaluate --run": ("emotf-evaluate", ["--run", case.inputs / "run", "--records",
-                                                    inputs.records, "--out", case.out]),
-        "emotf-evaluate --model": ("emotf-evaluate", ["--model", case.inputs / "run" /
-                                                      "model.keras", "--records",
-                                                      inputs.records, "--fold", "0", "--out",
-                                                      case.out]),
+        "emotf-evaluate --run": (
+            "emotf-evaluate",
+            ["--run", case.inputs / "run", "--records", inputs.records, "--out", case.out],
+        ),
+        "emotf-evaluate --model": (
+            "emotf-evaluate",
+            [
+                "--model",
+                case.inputs / "run" / "model.keras",
+                "--records",
+                inputs.records,
+                "--fold",
+                "0",
+                "--out",
+                case.out,
+            ],
+        ),
         "emotf-export": ("emotf-export", [case.inputs / "run", "--out", case.out]),
     }
 
 
-@pytest.mark.parametrize("which", ["emotf-evaluate --run", "emotf-evaluate --model",
-                                   "emotf-export"])
+@pytest.mark.parametrize(
+    "which", ["emotf-evaluate --run", "emotf-evaluate --model", "emotf-export"]
+)
 def test_zip_bomb_model_is_refused_in_one_line(which, runner, inputs, cases, bomb):
     case = cases()
     run = case.copy(inputs.run)
@@ -674,9 +1096,11 @@ def test_huge_json_files_are_refused_before_reading(name, runner, inputs, cases)
         victim, prog, argv = copy / "config.json", "emotf-export", [copy, "--out", case.out]
     else:
         copy = case.copy(inputs.export)
-        victim, prog, argv = (copy / "1" / "assets.extra" / "emotf.json", "emotf-predict",
-                              ["--model", copy, inputs.video, "--out", case.out,
-                               "--no-progress"])
+        victim, prog, argv = (
+            copy / "1" / "assets.extra" / "emotf.json",
+            "emotf-predict",
+            ["--model", copy, inputs.video, "--out", case.out, "--no-progress"],
+        )
     with open(victim, "r+b") as f:
         f.seek(0, os.SEEK_END)
         f.truncate(16 * 2**30)
@@ -687,13 +1111,17 @@ def test_huge_json_files_are_refused_before_reading(name, runner, inputs, cases)
 
 def test_every_console_script_is_fuzzed():
     """A new console script needs its cases here (config fields, flags, files)."""
-    covered = {c.prog for c in COMMANDS} | {v[0] for v in HAND_FLAGS.values() if v[0]} | {
-        t.prog for t in FILE_TARGETS.values()}
+    covered = (
+        {c.prog for c in COMMANDS}
+        | {v[0] for v in HAND_FLAGS.values() if v[0]}
+        | {t.prog for t in FILE_TARGETS.values()}
+    )
     assert set(SCRIPTS) <= covered, sorted(set(SCRIPTS) - covered)
 
 
 # ---------------------------------------------------------------------------------------------
 # The harness can fail: the checker flags each kind of misbehaviour of a tiny fake command
+
 
 @pytest.fixture(scope="module")
 def fake_runner(tmp_path_factory):
@@ -702,30 +1130,38 @@ def fake_runner(tmp_path_factory):
     runner.close()
 
 
-@pytest.mark.parametrize(("fake", "fresh", "expected"), [
-    ("good_error", False, None),
-    ("good_success", False, None),
-    ("traceback", False, "a traceback"),
-    ("multiline", False, "2 lines on stderr"),
-    ("silent_failure", False, "0 lines on stderr"),
-    ("unnamed", False, "does not start with"),
-    ("hang", False, "hang"),
-    ("hang_ignoring_signals", True, "hang"),
-    ("write_cwd", False, "wrote outside --out"),
-    ("write_input", False, "wrote outside --out"),
-    ("write_then_refuse", False, "refused only after writing"),
-    ("accept_anything", False, "accepted (exit status 0)"),
-    ("memory_hog", False, "a traceback"),  # MemoryError under the cap, not the machine's RAM
-    ("memory_hog", True, "a traceback"),
-    ("exit_by_signal", True, "crash"),
-])
+@pytest.mark.parametrize(
+    ("fake", "fresh", "expected"),
+    [
+        ("good_error", False, None),
+        ("good_success", False, None),
+        ("traceback", False, "a traceback"),
+        ("multiline", False, "2 lines on stderr"),
+        ("silent_failure", False, "0 lines on stderr"),
+        ("unnamed", False, "does not start with"),
+        ("hang", False, "hang"),
+        ("hang_ignoring_signals", True, "hang"),
+        ("write_cwd", False, "wrote outside --out"),
+        ("write_input", False, "wrote outside --out"),
+        ("write_then_refuse", False, "refused only after writing"),
+        ("accept_anything", False, "accepted (exit status 0)"),
+        ("memory_hog", False, "a traceback"),  # MemoryError under the cap, not the machine's RAM
+        ("memory_hog", True, "a traceback"),
+        ("exit_by_signal", True, "crash"),
+    ],
+)
 def test_harness_flags_misbehaviour(fake, fresh, expected, fake_runner, tmp_path):
     case = Case(tmp_path / "case")
     victim = case.inputs / "input.txt"
     victim.write_text("valid")
-    outcome = fake_runner.run("fake", ["--out", case.out, "--input", victim], case,
-                              target=f"tests.fuzz_cases:fake_{fake}", fresh=fresh,
-                              timeout=3 if "hang" in fake else 30)
+    outcome = fake_runner.run(
+        "fake",
+        ["--out", case.out, "--input", victim],
+        case,
+        target=f"tests.fuzz_cases:fake_{fake}",
+        fresh=fresh,
+        timeout=3 if "hang" in fake else 30,
+    )
     found = problems(outcome, refuse=fake in ("accept_anything", "write_then_refuse"))
     if expected is None:
         assert found == [], outcome.describe()

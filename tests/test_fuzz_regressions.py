@@ -9,22 +9,36 @@ import pytest
 
 from emotf.configs import ModelConfig, TrainConfig, min_frame_size, min_spectrogram_side
 
-
 # === 1. An empty path is refused, not taken for the current folder ===
 
 
-@pytest.mark.parametrize("make, field", [
-    (lambda v: TrainConfig(out=v), "TrainConfig.out"),
-    (lambda v: TrainConfig(split=v), "TrainConfig.split"),
-    (lambda v: __import__("emotf.tune", fromlist=["TuneConfig"]).TuneConfig(out=v),
-     "TuneConfig.out"),
-    (lambda v: __import__("emotf.demo", fromlist=["DemoConfig"]).DemoConfig(out=v),
-     "DemoConfig.out"),
-    (lambda v: __import__("emotf.records.build", fromlist=["BuildConfig"]).BuildConfig(
-        data_dir=v, out_dir="x"), "BuildConfig.data_dir"),
-    (lambda v: __import__("emotf.records.build", fromlist=["BuildConfig"]).BuildConfig(
-        data_dir="x", out_dir=v), "BuildConfig.out_dir"),
-])
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda v: TrainConfig(out=v), "TrainConfig.out"),
+        (lambda v: TrainConfig(split=v), "TrainConfig.split"),
+        (
+            lambda v: __import__("emotf.tuning.search", fromlist=["TuneConfig"]).TuneConfig(out=v),
+            "TuneConfig.out",
+        ),
+        (
+            lambda v: __import__("emotf.demo", fromlist=["DemoConfig"]).DemoConfig(out=v),
+            "DemoConfig.out",
+        ),
+        (
+            lambda v: __import__("emotf.records.build", fromlist=["BuildConfig"]).BuildConfig(
+                data_dir=v, out_dir="x"
+            ),
+            "BuildConfig.data_dir",
+        ),
+        (
+            lambda v: __import__("emotf.records.build", fromlist=["BuildConfig"]).BuildConfig(
+                data_dir="x", out_dir=v
+            ),
+            "BuildConfig.out_dir",
+        ),
+    ],
+)
 @pytest.mark.parametrize("value", ["", "  "])
 def test_empty_output_and_input_paths_are_refused(make, field, value):
     with pytest.raises(ValueError, match=field.replace(".", r"\.") + " must be a non-empty"):
@@ -35,8 +49,7 @@ def test_build_records_empty_data_dir_flag_is_one_line(capsys, tmp_path):
     from emotf.cli.build_records import main
 
     with pytest.raises(SystemExit) as stop:
-        main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "x"),
-              "--build.data_dir", ""])
+        main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "x"), "--build.data_dir", ""])
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "BuildConfig.data_dir" in err[0], err
@@ -67,10 +80,14 @@ def test_the_smallest_accepted_shapes_build(video_blocks, audio_blocks):
     from emotf.model import build_core
 
     side = min_spectrogram_side(audio_blocks)
-    config = ModelConfig(frame_size=max(8, min_frame_size(video_blocks)),
-                         spectrogram_shape=(side, side), video_stem_width=2,
-                         video_widths=(2,) * video_blocks, audio_widths=(2,) * audio_blocks,
-                         fc_units=0)
+    config = ModelConfig(
+        frame_size=max(8, min_frame_size(video_blocks)),
+        spectrogram_shape=(side, side),
+        video_stem_width=2,
+        video_widths=(2,) * video_blocks,
+        audio_widths=(2,) * audio_blocks,
+        fc_units=0,
+    )
     core = build_core(config)
     assert core.output_shape[-1] == config.num_classes
     with pytest.raises(ValueError):  # one less: the pooling runs out of pixels
@@ -83,7 +100,7 @@ def test_the_smallest_accepted_shapes_build(video_blocks, audio_blocks):
 def test_a_failed_trial_is_one_warning_line(capsys):
     import keras_tuner
 
-    from emotf.tune import _EmotfTuner
+    from emotf.tuning.search import _EmotfTuner
 
     def boom(*_args, **_kwargs):
         raise ValueError("first line of the problem\nsecond line\n  File ...")
@@ -111,7 +128,7 @@ def fake_records(tmp_path, monkeypatch):
 
 
 def test_records_of_another_sample_rate_are_refused(fake_records):
-    from emotf.run_data import check_records_settings
+    from emotf.runs.data import check_records_settings
 
     check_records_settings(TrainConfig(records=str(fake_records)))
     config = TrainConfig(records=str(fake_records), sampling={"sample_rate": 8000})
@@ -120,25 +137,29 @@ def test_records_of_another_sample_rate_are_refused(fake_records):
 
 
 def test_records_of_another_crop_size_are_refused(fake_records):
-    from emotf.run_data import check_records_settings
+    from emotf.runs.data import check_records_settings
 
     config = TrainConfig(records=str(fake_records), model={"frame_size": 1023})
     with pytest.raises(ValueError, match=r"224x224 face crops.*model\.frame_size=1023"):
         check_records_settings(config)
     # An audio-only model reads no frames: any frame_size.
-    check_records_settings(TrainConfig(records=str(fake_records),
-                                       model={"frame_size": 1023, "modalities": "audio"}))
+    check_records_settings(
+        TrainConfig(records=str(fake_records), model={"frame_size": 1023, "modalities": "audio"})
+    )
 
 
 # === 4. emotf-evaluate checks its paths up front ===
 
 
-@pytest.mark.parametrize("argv, named", [
-    (["--run", "{tmp}/no run"], "--run"),
-    (["--run", "{tmp}", "--records", "{tmp}/missing folder"], "missing folder"),
-    (["--run", "{tmp}", "--votes", "{tmp}/no.csv"], "--votes"),
-    (["--compare", "{tmp}/a", "{tmp}"], "--compare"),
-])
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--run", "{tmp}/no run"], "--run"),
+        (["--run", "{tmp}", "--records", "{tmp}/missing folder"], "missing folder"),
+        (["--run", "{tmp}", "--votes", "{tmp}/no.csv"], "--votes"),
+        (["--compare", "{tmp}/a", "{tmp}"], "--compare"),
+    ],
+)
 def test_evaluate_refuses_missing_paths_in_one_line(argv, named, tmp_path, capsys):
     from emotf.cli.evaluate import main
 
@@ -175,14 +196,14 @@ def test_make_sample_empty_out_is_refused(capsys):
 
 
 def test_votes_from_an_endless_file_are_refused():
-    from emotf.votes import load_votes
+    from emotf.corpora.votes import load_votes
 
     with pytest.raises(ValueError, match=r"/dev/zero: more than 64 MiB"):
         load_votes("/dev/zero")
 
 
 def test_votes_over_the_cap_are_refused_before_reading(tmp_path, monkeypatch):
-    import emotf.votes as votes
+    import emotf.corpora.votes as votes
 
     path = tmp_path / "votes.csv"
     path.write_text(",fileName,numResponses,A,D,F,H,N,S\n" * 10)
@@ -193,7 +214,7 @@ def test_votes_over_the_cap_are_refused_before_reading(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("text", ["\x00\x01\x02", "a,b\n1,2\n", ",fileName\n1,x\n"])
 def test_votes_that_are_not_a_votes_table_are_one_value_error(text, tmp_path):
-    from emotf.votes import load_votes
+    from emotf.corpora.votes import load_votes
 
     path = tmp_path / "votes.csv"
     path.write_text(text)

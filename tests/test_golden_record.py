@@ -18,13 +18,21 @@ def test_golden_record_parses_to_the_expected_values():
     (serialized,) = list(tf.data.TFRecordDataset(str(GOLDEN / "golden.tfrecord")))
     rec = parse_example(serialized)
     assert int(rec[keys.SCHEMA_VERSION_KEY]) == expected["schema_version"] == keys.SCHEMA_VERSION
-    for key, name in [(keys.CLIP_ID, "clip_id"), (keys.SENTENCE, "sentence"),
-                      (keys.EMOTION, "emotion"), (keys.INTENSITY, "intensity")]:
+    for key, name in [
+        (keys.CLIP_ID, "clip_id"),
+        (keys.SENTENCE, "sentence"),
+        (keys.EMOTION, "emotion"),
+        (keys.INTENSITY, "intensity"),
+    ]:
         assert rec[key].numpy().decode() == expected[name]
-    for key, name in [(keys.ACTOR_ID, "actor_id"), (keys.LABEL, "label"), (keys.FOLD, "fold"),
-                      (keys.AUDIO_SAMPLE_RATE, "sample_rate"),
-                      (keys.PARSED_NUM_FRAMES, "num_frames"),
-                      (keys.PARSED_NUM_SAMPLES, "num_samples")]:
+    for key, name in [
+        (keys.ACTOR_ID, "actor_id"),
+        (keys.LABEL, "label"),
+        (keys.FOLD, "fold"),
+        (keys.AUDIO_SAMPLE_RATE, "sample_rate"),
+        (keys.PARSED_NUM_FRAMES, "num_frames"),
+        (keys.PARSED_NUM_SAMPLES, "num_samples"),
+    ]:
         assert int(rec[key]) == expected[name]
     assert float(rec[keys.VIDEO_FPS]) == expected["fps"]
     assert rec[keys.VIDEO_SOURCE_SIZE].numpy().tolist() == expected["source_size"]

@@ -25,8 +25,9 @@ def test_a_v1_record_from_the_previous_release_parses():
     assert int(rec[keys.PARSED_NUM_SAMPLES]) == expected["num_samples"]
     assert float(rec[keys.VIDEO_FPS]) == expected["fps"]
     assert rec[keys.VIDEO_FACE_DETECTED].numpy().tolist() == expected["face_detected"]
-    np.testing.assert_allclose(rec[keys.VIDEO_FACE_BOXES].numpy()[0], expected["face_boxes_first"],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        rec[keys.VIDEO_FACE_BOXES].numpy()[0], expected["face_boxes_first"], atol=1e-4
+    )
     pcm = tf.io.decode_raw(rec[keys.AUDIO_PCM16], tf.int16).numpy()
     assert hashlib.sha256(pcm.astype("<i2").tobytes()).hexdigest() == expected["pcm16_sha256"]
     frames = [tf.io.decode_jpeg(j).numpy() for j in rec[keys.VIDEO_FRAMES].numpy()]

@@ -20,10 +20,11 @@ import keras
 import pytest
 import tensorflow as tf
 
-from emotf import graph_ops
 from emotf.configs import ModelConfig, SamplingConfig, run_sampling
-from emotf.export import export_saved_model
-from emotf.graph_ops import (
+from emotf.model import build_model
+from emotf.serving import graph_ops
+from emotf.serving.export import export_saved_model
+from emotf.serving.graph_ops import (
     ALLOWLIST_FILE,
     MAX_SAVED_MODEL_PB_BYTES,
     UntrustedModelError,
@@ -32,14 +33,23 @@ from emotf.graph_ops import (
     load_allowlist,
     read_saved_model,
 )
-from emotf.model import build_model
 
 N = 2
 
 
 def _tiny(**fields) -> ModelConfig:
-    return ModelConfig(**{**dict(num_segments=N, video_stem_width=4, video_widths=(8,),
-                                 audio_widths=(4, 8), fc_units=8), **fields})
+    return ModelConfig(
+        **{
+            **dict(
+                num_segments=N,
+                video_stem_width=4,
+                video_widths=(8,),
+                audio_widths=(4, 8),
+                fc_units=8,
+            ),
+            **fields,
+        }
+    )
 
 
 # Every modality, both branch weightings, both normalisations, SpecAugment on and off, one and
@@ -49,15 +59,27 @@ def _tiny(**fields) -> ModelConfig:
 # together they cover every op the export uses. (model fields, sampling fields, policy)
 CONFIGURATIONS = [
     (dict(modalities="both", branch_weights="shared"), {}, None),
-    (dict(modalities="audio", branch_weights="independent", spec_augment=True),
-     dict(normalization="none"), None),
+    (
+        dict(modalities="audio", branch_weights="independent", spec_augment=True),
+        dict(normalization="none"),
+        None,
+    ),
     (dict(modalities="video", branch_weights="independent", fc_units=0), {}, None),
-    (dict(modalities="both", branch_weights="independent", spec_augment=True, num_segments=1),
-     dict(normalization="none", window_seconds=1.0, upper_edge_hertz=7000.0), None),
-    (dict(modalities="audio", branch_weights="shared", num_segments=1),
-     dict(window_seconds=0.5), "mixed_float16"),
-    (dict(modalities="video", branch_weights="shared", spec_augment=True),
-     dict(normalization="none"), None),
+    (
+        dict(modalities="both", branch_weights="independent", spec_augment=True, num_segments=1),
+        dict(normalization="none", window_seconds=1.0, upper_edge_hertz=7000.0),
+        None,
+    ),
+    (
+        dict(modalities="audio", branch_weights="shared", num_segments=1),
+        dict(window_seconds=0.5),
+        "mixed_float16",
+    ),
+    (
+        dict(modalities="video", branch_weights="shared", spec_augment=True),
+        dict(normalization="none"),
+        None,
+    ),
     ("spectrograms", {}, None),
     ("spectrograms", dict(window_seconds=1.0, normalization="none"), None),
 ]
@@ -79,17 +101,23 @@ def _policy(name):
 def _spectrogram_input_model(sampling: SamplingConfig) -> keras.Model:
     """A model of the earlier kind: inputs frames + spectrograms [B, N, T, F, 1]."""
     n, t, f = sampling.num_segments, sampling.time_bins, sampling.freq_bins
-    frames = keras.Input((n, sampling.frame_size, sampling.frame_size, 3), dtype="uint8",
-                         name="frames")
+    frames = keras.Input(
+        (n, sampling.frame_size, sampling.frame_size, 3), dtype="uint8", name="frames"
+    )
     spectrograms = keras.Input((n, t, f, 1), name="spectrograms")
     pixels = keras.layers.Reshape((n, -1))(keras.layers.Rescaling(1 / 255)(frames))
     sound = keras.layers.Reshape((n, t * f))(spectrograms)
     joined = keras.layers.Concatenate()([pixels, sound])
     segments = keras.layers.Dense(6, activation="softmax", name="segment_probabilities")(joined)
     mean = keras.layers.GlobalAveragePooling1D(name="probabilities")(segments)
-    return keras.Model({"frames": frames, "spectrograms": spectrograms},
-                       {"probabilities": mean, "scores": keras.layers.Rescaling(n)(mean),
-                        "segment_probabilities": segments})
+    return keras.Model(
+        {"frames": frames, "spectrograms": spectrograms},
+        {
+            "probabilities": mean,
+            "scores": keras.layers.Rescaling(n)(mean),
+            "segment_probabilities": segments,
+        },
+    )
 
 
 def export_tiny(out_dir, fields, sampling_fields=None, policy=None) -> Path:
@@ -114,8 +142,8 @@ def generate_allowlist() -> dict:
             strict |= s
             saver |= v
     return {
-        "about": "Ops of emotf's own SavedModel export (emotf.graph_ops); regenerate with "
-                 "`python tests/test_graph_ops.py --write`",
+        "about": "Ops of emotf's own SavedModel export (emotf.serving.graph_ops); regenerate with "
+        "`python tests/test_graph_ops.py --write`",
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "serving": sorted(strict),
@@ -141,8 +169,18 @@ def test_checkpoint_ops_appear_only_in_the_saver(exported):
     strict, saver = graph_op_sets(read_saved_model(exported))
     assert {"SaveV2", "RestoreV2", "MergeV2Checkpoints"} <= saver
     allowed = load_allowlist()
-    file_ops = {"SaveV2", "RestoreV2", "MergeV2Checkpoints", "WriteFile", "ReadFile",
-                "MatchingFiles", "PyFunc", "EagerPyFunc", "PyFuncStateless", "DeleteFile"}
+    file_ops = {
+        "SaveV2",
+        "RestoreV2",
+        "MergeV2Checkpoints",
+        "WriteFile",
+        "ReadFile",
+        "MatchingFiles",
+        "PyFunc",
+        "EagerPyFunc",
+        "PyFuncStateless",
+        "DeleteFile",
+    }
     assert not strict & file_ops and not allowed["serving"] & file_ops
 
 
@@ -162,8 +200,9 @@ def test_the_allowlist_file_is_sorted_and_ships_with_the_package():
 def test_an_export_outside_the_allowlist_warns_at_export_time(tmp_path, monkeypatch):
     """A TensorFlow whose export uses an op the list lacks: said at export, in one line."""
     allowed = load_allowlist()
-    monkeypatch.setattr(graph_ops, "load_allowlist",
-                        lambda: {**allowed, "serving": allowed["serving"] - {"RFFT"}})
+    monkeypatch.setattr(
+        graph_ops, "load_allowlist", lambda: {**allowed, "serving": allowed["serving"] - {"RFFT"}}
+    )
     with pytest.warns(UserWarning, match=r"uses RFFT, .*--trust-model.*--write") as caught:
         export_tiny(tmp_path, dict(modalities="audio"))
     assert "\n" not in str(caught[0].message)
@@ -177,14 +216,16 @@ class _Writer(tf.Module):
         self.target = target
         self.bias = tf.Variable(tf.zeros([6]))
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None, 224, 224, 3], tf.uint8, name="frames"),
-        tf.TensorSpec([None], tf.int32, name="num_frames"),
-        tf.TensorSpec([None], tf.float32, name="fps"),
-        tf.TensorSpec([None, None], tf.float32, name="waveform"),
-        tf.TensorSpec([None], tf.int32, name="num_samples"),
-        tf.TensorSpec([None], tf.int32, name="sample_rate"),
-    ])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, 224, 224, 3], tf.uint8, name="frames"),
+            tf.TensorSpec([None], tf.int32, name="num_frames"),
+            tf.TensorSpec([None], tf.float32, name="fps"),
+            tf.TensorSpec([None, None], tf.float32, name="waveform"),
+            tf.TensorSpec([None], tf.int32, name="num_samples"),
+            tf.TensorSpec([None], tf.int32, name="sample_rate"),
+        ]
+    )
     def serve(self, frames, num_frames, fps, waveform, num_samples, sample_rate):
         written = tf.io.write_file(self.target, "pwned")
         with tf.control_dependencies([written]):
@@ -201,8 +242,9 @@ def craft_writer_model(folder: Path, target: Path, metadata_from: Path | None) -
     tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
     if metadata_from is not None:
         (folder / "assets.extra").mkdir()
-        shutil.copy(metadata_from / "assets.extra" / "emotf.json",
-                    folder / "assets.extra" / "emotf.json")
+        shutil.copy(
+            metadata_from / "assets.extra" / "emotf.json", folder / "assets.extra" / "emotf.json"
+        )
     return folder
 
 
@@ -217,9 +259,14 @@ def test_a_model_that_writes_a_file_is_refused_naming_writefile(exported, tmp_pa
     assert not target.exists()
     # What the check prevents: served without it, the model writes its file.
     served = tf.saved_model.load(str(crafted)).signatures["serving_default"]
-    served(frames=tf.zeros([1, 1, 224, 224, 3], tf.uint8), num_frames=tf.constant([1]),
-           fps=tf.constant([30.0]), waveform=tf.zeros([1, 8000]),
-           num_samples=tf.constant([8000]), sample_rate=tf.constant([16000]))
+    served(
+        frames=tf.zeros([1, 1, 224, 224, 3], tf.uint8),
+        num_frames=tf.constant([1]),
+        fps=tf.constant([30.0]),
+        waveform=tf.zeros([1, 8000]),
+        num_samples=tf.constant([8000]),
+        sample_rate=tf.constant([16000]),
+    )
     assert target.read_text() == "pwned"
 
 
@@ -256,8 +303,9 @@ def test_a_signature_passed_off_as_the_saver_is_checked_strictly(exported, tmp_p
     function a saver function (where SaveV2 would be allowed)."""
     saved = read_saved_model(exported)
     graph = saved.meta_graphs[0].graph_def
-    serve = next(f for f in graph.library.function if f.signature.name.startswith(
-        "__inference_serve_"))
+    serve = next(
+        f for f in graph.library.function if f.signature.name.startswith("__inference_serve_")
+    )
     node = serve.node_def.add()
     node.name, node.op = "sneaky", "SaveV2"
     meta = saved.meta_graphs[0]

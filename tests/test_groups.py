@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from emotf.cremad import EMOTIONS, load_clip_names, parse_clip_name
-from emotf.evaluation.summary import ReportWarning, summarize_predictions
+from emotf.corpora.cremad import EMOTIONS, load_clip_names, parse_clip_name
+from emotf.corpora.votes import MODES, load_votes
 from emotf.evaluation.groups import (
     GROUPINGS,
     UNKNOWN,
@@ -17,7 +17,7 @@ from emotf.evaluation.groups import (
     load_demographics,
 )
 from emotf.evaluation.human import human_accuracy
-from emotf.votes import MODES, load_votes
+from emotf.evaluation.summary import ReportWarning, summarize_predictions
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,10 @@ def test_demographics_are_the_datasets_91_actors():
     actors = load_demographics()
     assert len(actors) == 91 and set(actors) == set(range(1001, 1092))
     assert Counter(a["sex"] for a in actors.values()) == {"Male": 48, "Female": 43}
-    assert all(int(a["age"][:2]) % 10 == 0 and a["age"][3:] == str(int(a["age"][:2]) + 9)
-               for a in actors.values())
+    assert all(
+        int(a["age"][:2]) % 10 == 0 and a["age"][3:] == str(int(a["age"][:2]) + 9)
+        for a in actors.values()
+    )
 
 
 def test_intensity_levels_belong_to_one_sentence(corpus):
@@ -77,12 +79,13 @@ def test_model_accuracy_follows_its_mistakes(corpus):
 
 def test_unknown_actors_and_clips_without_votes():
     clips = ["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"]
-    partial = {1001: {"sex": "Male", "age": "50-59", "race": "Caucasian",
-                      "ethnicity": "Not Hispanic"}}
+    partial = {
+        1001: {"sex": "Male", "age": "50-59", "race": "Caucasian", "ethnicity": "Not Hispanic"}
+    }
     assert clip_groups(clips, partial)["sex"] == ["Male", UNKNOWN]
     by_group = accuracy_by_group(clips, [0, 5], [0, 0], votes=load_votes(), demographics=partial)
     assert by_group["sex"][UNKNOWN]["model"] == 0.0 and by_group["sex"]["Male"]["model"] == 1.0
-    from emotf.votes import VoteTable
+    from emotf.corpora.votes import VoteTable
 
     no_votes = VoteTable((), (), np.zeros(0, np.int64), np.zeros((0, 6), np.int64))
     row = accuracy_by_group(clips, [0, 5], [0, 5], votes=no_votes)["sex"]["Male"]
@@ -108,8 +111,12 @@ def test_evaluation_writes_the_table(tmp_path):
     with pytest.warns(ReportWarning) as warned:
         hand_made = summarize_predictions(["clip_a"], [0], np.eye(6)[[0]], tmp_path / "other")
     reasons = [str(w.message) for w in warned]
-    assert any(r.startswith("accuracy by group left out") and "not a CREMA-D clip name" in r
-               for r in reasons)
-    assert any(r.startswith("confidence intervals left out") and "not a CREMA-D clip name" in r
-               for r in reasons)
+    assert any(
+        r.startswith("accuracy by group left out") and "not a CREMA-D clip name" in r
+        for r in reasons
+    )
+    assert any(
+        r.startswith("confidence intervals left out") and "not a CREMA-D clip name" in r
+        for r in reasons
+    )
     assert hand_made["by_group"] is None and hand_made["confidence_intervals"] is None

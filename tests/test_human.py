@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from emotf.cremad import EMOTIONS, data_path
+from emotf.corpora.cremad import EMOTIONS, data_path
+from emotf.corpora.votes import MODES, VoteTable, load_votes
 from emotf.evaluation.human import human_accuracy, human_summary
-from emotf.votes import MODES, VoteTable, load_votes
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,11 @@ import tensorflow as tf
 from emotf import keys
 from emotf.cli.export import main as export_main
 from emotf.configs import TrainConfig
-from emotf.export import export_saved_model
-from emotf.litert import (
+from emotf.model import build_model
+from emotf.pipeline import make_dataset
+from emotf.records.example import make_example, parse_example
+from emotf.serving.export import export_saved_model
+from emotf.serving.litert import (
     LITERT_FILE,
     LiteRTModel,
     NotBuiltinError,
@@ -24,12 +27,14 @@ from emotf.litert import (
     metadata_file,
     read_litert_metadata,
 )
-from emotf.litert_convert import convert, export_litert, representative_segments, segment_function
-from emotf.model import build_model
-from emotf.pipeline import make_dataset
-from emotf.predict import Predictor
-from emotf.records.example import make_example, parse_example
-from emotf.serving_metadata import MetadataError, check_metadata
+from emotf.serving.litert_convert import (
+    convert,
+    export_litert,
+    representative_segments,
+    segment_function,
+)
+from emotf.serving.metadata import MetadataError, check_metadata
+from emotf.serving.predict import Predictor
 from tests.test_export import SAMPLING, TINY, _clip
 
 pytest.importorskip("ai_edge_litert")
@@ -57,16 +62,17 @@ def records(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tflite(model, tmp_path_factory):
-    return export_litert(model, SAMPLING, tmp_path_factory.mktemp("litert"),
-                         model_config=TINY.to_dict())
+    return export_litert(
+        model, SAMPLING, tmp_path_factory.mktemp("litert"), model_config=TINY.to_dict()
+    )
 
 
 def _segments(path) -> list[dict]:
     """Each clip's evaluation-mode segments, as the pipeline samples them."""
-    dataset = make_dataset(str(path), list(range(10)), training=False, config=SAMPLING,
-                           batch_size=1)
-    return [{"frames": f["frames"][0].numpy(), "audio": f["audio"][0].numpy()}
-            for f, _ in dataset]
+    dataset = make_dataset(
+        str(path), list(range(10)), training=False, config=SAMPLING, batch_size=1
+    )
+    return [{"frames": f["frames"][0].numpy(), "audio": f["audio"][0].numpy()} for f, _ in dataset]
 
 
 def _clips(path) -> list[dict]:
@@ -74,19 +80,25 @@ def _clips(path) -> list[dict]:
     clips = []
     for raw in tf.data.TFRecordDataset([str(path)]):
         c = parse_example(raw)
-        clips.append({
-            "frames": np.stack([tf.io.decode_jpeg(j, channels=3, dct_method="INTEGER_ACCURATE")
-                                .numpy() for j in c[keys.VIDEO_FRAMES].numpy()]),
-            "fps": float(c[keys.VIDEO_FPS]),
-            "pcm16": tf.io.decode_raw(c[keys.AUDIO_PCM16], tf.int16).numpy(),
-            "sample_rate": int(c[keys.AUDIO_SAMPLE_RATE]),
-        })
+        clips.append(
+            {
+                "frames": np.stack(
+                    [
+                        tf.io.decode_jpeg(j, channels=3, dct_method="INTEGER_ACCURATE").numpy()
+                        for j in c[keys.VIDEO_FRAMES].numpy()
+                    ]
+                ),
+                "fps": float(c[keys.VIDEO_FPS]),
+                "pcm16": tf.io.decode_raw(c[keys.AUDIO_PCM16], tf.int16).numpy(),
+                "sample_rate": int(c[keys.AUDIO_SAMPLE_RATE]),
+            }
+        )
     return clips
 
 
 @pytest.mark.parametrize("source", ["golden", "synthetic"])
 def test_float32_litert_equals_keras(model, tflite, records, source):
-    # Without frozen weights every probability was NaN (emotf.litert_convert's docstring).
+    # Without frozen weights every probability was NaN (emotf.serving.litert_convert's docstring).
     segments = _segments(GOLDEN if source == "golden" else records)
     runner = Interpreter(model_path=str(tflite)).get_signature_runner()
     worst = 0.0
@@ -102,14 +114,16 @@ def test_weights_left_as_variables_are_refused_and_the_export_has_builtin_ops_on
     # The cause of the NaN: converted unfrozen, the weights are VAR_HANDLE / READ_VARIABLE ops
     # that a plain interpreter never initialises. check_builtin_ops refuses such a model.
     unfrozen = tf.lite.TFLiteConverter.from_concrete_functions(
-        [segment_function(model, SAMPLING)], model).convert()
+        [segment_function(model, SAMPLING)], model
+    ).convert()
     assert "READ_VARIABLE" in flatbuffer_ops(unfrozen)
     with pytest.raises(NotBuiltinError, match="READ_VARIABLE"):
         check_builtin_ops(unfrozen)
     # ... and so does LiteRTModel, before any interpreter runs it.
     Path(tflite).with_name("unfrozen.tflite").write_bytes(unfrozen)
     Path(metadata_file(Path(tflite).with_name("unfrozen.tflite"))).write_text(
-        Path(metadata_file(tflite)).read_text())
+        Path(metadata_file(tflite)).read_text()
+    )
     with pytest.raises(NotBuiltinError, match="unfrozen.tflite holds ops"):
         LiteRTModel(Path(tflite).with_name("unfrozen.tflite"))
     ops = check_builtin_ops(Path(tflite).read_bytes())
@@ -117,22 +131,31 @@ def test_weights_left_as_variables_are_refused_and_the_export_has_builtin_ops_on
     assert not [op for op in ops if op.startswith("custom:") or "VARIABLE" in op]
     assert read_litert_metadata(tflite)["ops"] == ops
     # A Select TF (Flex) op is refused too.
-    flex = tf.function(lambda x: {"y": tf.linalg.det(tf.reshape(x, [2, 2]))},
-                       input_signature=[tf.TensorSpec([4], tf.float32)])
+    flex = tf.function(
+        lambda x: {"y": tf.linalg.det(tf.reshape(x, [2, 2]))},
+        input_signature=[tf.TensorSpec([4], tf.float32)],
+    )
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [flex.get_concrete_function()], tf.Module())
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
-                                           tf.lite.OpsSet.SELECT_TF_OPS]
+        [flex.get_concrete_function()], tf.Module()
+    )
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
     with pytest.raises(NotBuiltinError, match="custom:Flex"):
         check_builtin_ops(converter.convert())
 
 
 @pytest.mark.parametrize("quantize", ["float16", "dynamic", "int8"])
-def test_quantized_variants_convert_with_builtin_ops_and_answer(model, records, quantize,
-                                                                tmp_path):
+def test_quantized_variants_convert_with_builtin_ops_and_answer(model, records, quantize, tmp_path):
     representative = representative_segments(str(records), [0], SAMPLING, count=3)
-    path = export_litert(model, SAMPLING, tmp_path, quantize,
-                         representative=representative if quantize == "int8" else None)
+    path = export_litert(
+        model,
+        SAMPLING,
+        tmp_path,
+        quantize,
+        representative=representative if quantize == "int8" else None,
+    )
     assert read_litert_metadata(path)["quantize"] == quantize
     check_builtin_ops(Path(path).read_bytes())
     runner = Interpreter(model_path=str(path)).get_signature_runner()
@@ -163,8 +186,9 @@ def test_litert_model_answers_like_the_savedmodel_predictor(model, tflite, recor
         assert g["segment_probabilities"].dtype == np.float32
         assert g["segment_probabilities"].shape == e["segment_probabilities"].shape
         np.testing.assert_allclose(g["probabilities"], e["probabilities"], rtol=0, atol=TOLERANCE)
-        np.testing.assert_allclose(g["segment_probabilities"], e["segment_probabilities"],
-                                   rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(
+            g["segment_probabilities"], e["segment_probabilities"], rtol=0, atol=TOLERANCE
+        )
         assert g["label"] == e["label"]
     with pytest.raises(ValueError, match="sample_rate must be 16000"):
         lite.run_model([{**short, "sample_rate": 8000}])
@@ -185,8 +209,10 @@ def test_export_run_cli_writes_model_and_checked_metadata(model, tmp_path, capsy
     assert meta["format"] == "litert" and meta["quantize"] == "none"
     assert meta["sampling_config"]["num_segments"] == TINY.num_segments
     assert meta["inputs"]["audio"]["shape"] == [TINY.num_segments, SAMPLING.window_length]
-    assert sorted(p.name for p in (tmp_path / "lite").iterdir()) == [LITERT_FILE,
-                                                                     LITERT_FILE + ".json"]
+    assert sorted(p.name for p in (tmp_path / "lite").iterdir()) == [
+        LITERT_FILE,
+        LITERT_FILE + ".json",
+    ]
     # int8 needs the run's records; other flag mixes are usage errors.
     assert export_main([str(run), "--format", "litert", "--quantize", "int8"]) == 1
     assert "names no records" in capsys.readouterr().err

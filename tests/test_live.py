@@ -18,18 +18,19 @@ import numpy as np
 import pytest
 
 from emotf.configs import ModelConfig, SamplingConfig
-from emotf.export import export_saved_model
-from emotf.live import window_line
 from emotf.model import build_model
 from emotf.records.live_source import LiveSource, open_live
 from emotf.records.media import MediaError
+from emotf.serving.export import export_saved_model
+from emotf.serving.live import window_line
 from emotf.synthetic.video import write_face_video
 
 ROOT = Path(__file__).resolve().parents[1]
 FEED = ROOT / "tools" / "bench_live.py"
 N = 3
-TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8),
-                   fc_units=8)
+TINY = ModelConfig(
+    num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8
+)
 CODES = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
 WINDOW, HOP = 1.0, 0.5
 
@@ -51,20 +52,43 @@ def _env() -> dict:
 
 
 def _writer(video, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(FEED), "feed", str(video), "--log", str(log)],
-                            stdout=subprocess.PIPE, env=_env())
+    return subprocess.Popen(
+        [sys.executable, str(FEED), "feed", str(video), "--log", str(log)],
+        stdout=subprocess.PIPE,
+        env=_env(),
+    )
 
 
 def _reader(model, stdin, *extra) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "emotf.cli.predict", "--model", str(model), "--live", "-",
-         "--window", str(WINDOW), "--hop", str(HOP), *extra],
-        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        [
+            sys.executable,
+            "-m",
+            "emotf.cli.predict",
+            "--model",
+            str(model),
+            "--live",
+            "-",
+            "--window",
+            str(WINDOW),
+            "--hop",
+            str(HOP),
+            *extra,
+        ],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
 
 
 def _frame_times(log: Path) -> list[float]:
-    return [float(row.split()[1]) for row in log.read_text().splitlines()
-            if row and not row.startswith("start")]
+    return [
+        float(row.split()[1])
+        for row in log.read_text().splitlines()
+        if row and not row.startswith("start")
+    ]
 
 
 def test_lines_arrive_while_the_stream_is_written(setup, tmp_path):
@@ -122,8 +146,10 @@ def test_garbage_on_stdin_is_one_line(setup, tmp_path):
         out, err = reader.communicate(timeout=120)
     assert reader.returncode == 1 and out == ""
     errors = [line for line in err.splitlines() if line.startswith("emotf-predict: error:")]
-    assert errors == ["emotf-predict: error: standard input (-): not a media stream (no "
-                      "container format recognised)"], err
+    assert errors == [
+        "emotf-predict: error: standard input (-): not a media stream (no "
+        "container format recognised)"
+    ], err
 
 
 def test_silent_source_ends_at_its_deadline(setup):
@@ -142,11 +168,14 @@ def test_silent_source_ends_at_its_deadline(setup):
 def test_held_frames_and_audio_stay_bounded(setup):
     """In-process: the same stream through `Predictor.predict_video` with a `LiveSource`; what
     is held does not grow with the stream (compared with the frames streamed)."""
-    from emotf.live import LiveRun, predict_live
-    from emotf.predict import Predictor
+    from emotf.serving.live import LiveRun, predict_live
+    from emotf.serving.predict import Predictor
 
-    writer = subprocess.Popen([sys.executable, str(FEED), "feed", str(setup["video"]),
-                               "--pace", "4"], stdout=subprocess.PIPE, env=_env())
+    writer = subprocess.Popen(
+        [sys.executable, str(FEED), "feed", str(setup["video"]), "--pace", "4"],
+        stdout=subprocess.PIPE,
+        env=_env(),
+    )
     try:
         predictor = Predictor(setup["model"])
         lines = []
@@ -159,8 +188,14 @@ def test_held_frames_and_audio_stay_bounded(setup):
                 pass
 
         run = LiveRun("pipe")
-        predict_live(predictor, LiveSource(f"pipe:{writer.stdout.fileno()}"), window=WINDOW,
-                     hop=HOP, out=Out(), run=run)
+        predict_live(
+            predictor,
+            LiveSource(f"pipe:{writer.stdout.fileno()}"),
+            window=WINDOW,
+            hop=HOP,
+            out=Out(),
+            run=run,
+        )
     finally:
         writer.stdout.close()
         writer.wait(timeout=30)
@@ -171,11 +206,14 @@ def test_held_frames_and_audio_stay_bounded(setup):
     assert stats["max_frames_held"] <= 30
 
 
-@pytest.mark.parametrize("spec, problem", [
-    ("/dev/video99", "no such capture device"),
-    ("udp://127.0.0.1:9", "no data for 0.5 s"),
-    ("http://127.0.0.1:9/stream.ts", "cannot open (Connection refused)"),
-])
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        ("/dev/video99", "no such capture device"),
+        ("udp://127.0.0.1:9", "no data for 0.5 s"),
+        ("http://127.0.0.1:9/stream.ts", "cannot open (Connection refused)"),
+    ],
+)
 def test_bad_sources_name_themselves(spec, problem):
     with pytest.raises(MediaError) as raised:
         open_live(LiveSource(spec, timeout_s=0.5), 16000)
@@ -189,13 +227,30 @@ def test_not_a_live_source_is_refused():
 
 def test_window_line_from_either_entry_form():
     probs = np.array([0.1, 0.1, 0.1, 0.5, 0.1, 0.1])
-    raw = window_line({"start": 0.5, "end": 1.5, "probabilities": probs, "label": 3,
-                       "face_id": 0}, CODES)
-    formatted = window_line({"start": 0.5, "end": 1.5, "face_id": 0, "label": "HAP",
-                             "probabilities": dict(zip(CODES, probs.tolist()))}, CODES)
+    raw = window_line(
+        {"start": 0.5, "end": 1.5, "probabilities": probs, "label": 3, "face_id": 0}, CODES
+    )
+    formatted = window_line(
+        {
+            "start": 0.5,
+            "end": 1.5,
+            "face_id": 0,
+            "label": "HAP",
+            "probabilities": dict(zip(CODES, probs.tolist())),
+        },
+        CODES,
+    )
     assert raw == formatted and raw["label"] == "HAP" and "skipped" not in raw
-    skipped = window_line({"start": 0, "end": 1, "probabilities": None, "label": None,
-                           "skipped": "no face in 25 of 25 frames"}, CODES)
+    skipped = window_line(
+        {
+            "start": 0,
+            "end": 1,
+            "probabilities": None,
+            "label": None,
+            "skipped": "no face in 25 of 25 frames",
+        },
+        CODES,
+    )
     assert skipped["skipped"] == "no face in 25 of 25 frames" and skipped["label"] is None
 
 
@@ -208,8 +263,12 @@ def test_a_url_is_read_in_one_pass_with_the_audio_aligned(setup, tmp_path):
 
     ts = tmp_path / "clip.ts"
     with open(ts, "wb") as out:
-        subprocess.run([sys.executable, str(FEED), "feed", str(setup["video"]), "--pace", "1000",
-                        "--no-wait"], stdout=out, check=True, env=_env())
+        subprocess.run(
+            [sys.executable, str(FEED), "feed", str(setup["video"]), "--pace", "1000", "--no-wait"],
+            stdout=out,
+            check=True,
+            env=_env(),
+        )
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -48,9 +48,14 @@ def test_decode_video_reads_frames_and_the_stream_rate(tmp_path, fps):
     assert video.fps == pytest.approx(fps, rel=1e-3)
 
 
-@pytest.mark.parametrize("content, problem", [
-    (b"", "empty file"), (LFS.encode(), "Git LFS pointer"), (b"garbage" * 20, "video"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", "empty file"),
+        (LFS.encode(), "Git LFS pointer"),
+        (b"garbage" * 20, "video"),
+    ],
+)
 def test_bad_video_files_raise_media_error_naming_file_and_problem(tmp_path, content, problem):
     path = tmp_path / "x.flv"
     path.write_bytes(content)
@@ -126,6 +131,6 @@ def test_integer_pcm_of_any_width_is_scaled_to_its_full_range():
     from emotf.records.media import pcm_to_float
 
     np.testing.assert_allclose(pcm_to_float(np.array([-32768, 0, 16384], np.int16)), [-1, 0, 0.5])
-    np.testing.assert_allclose(pcm_to_float(np.array([-2**31, 2**30], np.int32)), [-1, 0.5])
+    np.testing.assert_allclose(pcm_to_float(np.array([-(2**31), 2**30], np.int32)), [-1, 0.5])
     np.testing.assert_allclose(pcm_to_float(np.array([0, 128, 192], np.uint8)), [-1, 0, 0.5])
     assert pcm_to_float(np.array([0.25], np.float32)).tolist() == [0.25]

@@ -19,9 +19,9 @@ from emotf.model import (
     model_sampling_config,
     training_model,
 )
-from emotf.precision import precision_policy, resolve_jit_compile, resolve_precision
 from emotf.records.example import parse_example
 from emotf.sampling import sample_clip, spectrogram
+from emotf.training.precision import precision_policy, resolve_jit_compile, resolve_precision
 
 N = 3
 
@@ -41,9 +41,16 @@ def tiny_config(**overrides) -> ModelConfig:
 
 
 # Short windows keep the tests fast: 256 samples at 2 kHz, 16 STFT frames, 16 mel bands.
-TINY_SAMPLING = SamplingConfig(sample_rate=2000, window_seconds=0.128, frame_length=32,
-                               frame_step=14, fft_length=32, num_mel_bins=16, time_bins=24,
-                               freq_bins=16)
+TINY_SAMPLING = SamplingConfig(
+    sample_rate=2000,
+    window_seconds=0.128,
+    frame_length=32,
+    frame_step=14,
+    fft_length=32,
+    num_mel_bins=16,
+    time_bins=24,
+    freq_bins=16,
+)
 
 
 def tiny_inputs(config: ModelConfig, batch: int = 2, seed: int = 0) -> dict:
@@ -75,7 +82,9 @@ def test_shared_core_is_one_model_applied_to_each_segment():
     assert seg.shape == (2, N, 6)
     for i in range(N):  # N twin branches: branch i = the core on segment i
         spec = model.get_layer("log_mel")(x["audio"])[:, i]
-        branch = cores[0]({"frame": tf.constant(x["frames"][:, i]), "spectrogram": spec}, training=False)
+        branch = cores[0](
+            {"frame": tf.constant(x["frames"][:, i]), "spectrogram": spec}, training=False
+        )
         np.testing.assert_allclose(seg[:, i], branch.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -95,10 +104,14 @@ def test_outputs_are_sum_and_mean_of_segment_softmaxes(branch_weights):
     np.testing.assert_allclose(seg.sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(out["scores"].numpy(), seg.sum(1), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["probabilities"].numpy(), seg.mean(1), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(out["scores"].numpy().argmax(-1), out["probabilities"].numpy().argmax(-1))
+    np.testing.assert_array_equal(
+        out["scores"].numpy().argmax(-1), out["probabilities"].numpy().argmax(-1)
+    )
 
 
-@pytest.mark.parametrize("modalities, has_video, has_audio", [("audio", False, True), ("video", True, False)])
+@pytest.mark.parametrize(
+    "modalities, has_video, has_audio", [("audio", False, True), ("video", True, False)]
+)
 def test_single_modality_ignores_other_input(modalities, has_video, has_audio):
     config = tiny_config(modalities=modalities)
     model = tiny_model(config)
@@ -111,7 +124,9 @@ def test_single_modality_ignores_other_input(modalities, has_video, has_audio):
     np.testing.assert_allclose(model(x, training=False)["probabilities"].numpy(), y1, rtol=1e-6)
 
 
-@pytest.mark.parametrize("policy, compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
+@pytest.mark.parametrize(
+    "policy, compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")]
+)
 def test_mixed_precision_dtypes(policy, compute):
     config = tiny_config()
     with precision_policy(policy) as name:
@@ -153,10 +168,16 @@ def test_log_mel_layer_equals_spectrogram_on_the_golden_record_audio():
     (serialized,) = list(tf.data.TFRecordDataset(str(GOLDEN)))
     record = parse_example(serialized)
     config = SamplingConfig(num_segments=4)
-    out = sample_clip(record[keys.VIDEO_FRAMES], record[keys.PARSED_NUM_FRAMES],
-                      record[keys.VIDEO_FPS], record[keys.PARSED_WAVEFORM],
-                      record[keys.PARSED_NUM_SAMPLES], record[keys.AUDIO_SAMPLE_RATE], config,
-                      training=False)
+    out = sample_clip(
+        record[keys.VIDEO_FRAMES],
+        record[keys.PARSED_NUM_FRAMES],
+        record[keys.VIDEO_FPS],
+        record[keys.PARSED_WAVEFORM],
+        record[keys.PARSED_NUM_SAMPLES],
+        record[keys.AUDIO_SAMPLE_RATE],
+        config,
+        training=False,
+    )
     windows = out["audio"].numpy()
     assert np.abs(windows).max() > 0.01  # real audio, not padding
     expected = spectrogram(windows, config).numpy()
@@ -165,8 +186,9 @@ def test_log_mel_layer_equals_spectrogram_on_the_golden_record_audio():
     assert got.shape == (1, 4, 192, 120, 1) and got.dtype == np.float32
     np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-5)
     model = build_model(ModelConfig(num_segments=4), config)
-    np.testing.assert_allclose(model.get_layer("log_mel")(windows[None]).numpy()[0], expected,
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        model.get_layer("log_mel")(windows[None]).numpy()[0], expected, rtol=0, atol=1e-5
+    )
     with precision_policy("mixed_bfloat16"):
         mixed = LogMelSpectrogram(config)
     assert mixed.compute_dtype == "float32"

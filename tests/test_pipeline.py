@@ -31,10 +31,12 @@ SMALL = tiny_config(max_offset_seconds=0.02, time_bins=13)
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("records")
-    write_records(folder / "fold-0-of-10-00000.tfrecord",
-                  [clip_record(i, 20 + 3 * i) for i in range(5)])
-    write_records(folder / "fold-1-of-10-00000.tfrecord",
-                  [clip_record(9, 2, fold=1)])  # fewer frames than N
+    write_records(
+        folder / "fold-0-of-10-00000.tfrecord", [clip_record(i, 20 + 3 * i) for i in range(5)]
+    )
+    write_records(
+        folder / "fold-1-of-10-00000.tfrecord", [clip_record(9, 2, fold=1)]
+    )  # fewer frames than N
     write_records(folder / "fold-2-of-10-00000.tfrecord", [clip_record(8, 30, fold=2)])
     return folder
 
@@ -71,11 +73,12 @@ def test_sampled_audio_centre_within_b_of_sampled_frame(records_dir, training):
 
 
 def test_default_shapes_and_dtypes(tmp_path):
-    path = write_records(tmp_path / "fold-3-of-10-00000.tfrecord",
-                         [clip_record(0, 12, 3, size=224, rate=16000)] * 2)
+    path = write_records(
+        tmp_path / "fold-3-of-10-00000.tfrecord", [clip_record(0, 12, 3, size=224, rate=16000)] * 2
+    )
     ds = make_dataset(path, [3], training=True, batch_size=2, seed=1)
     assert ds.element_spec[0]["frames"].shape.as_list() == [2, 10, 224, 224, 3]
-    (features, labels), = _collect(ds)
+    ((features, labels),) = _collect(ds)
     assert features["frames"].dtype == np.uint8 and features["frames"].shape == (2, 10, 224, 224, 3)
     # Raw audio windows: the model computes the spectrograms (emotf.model.LogMelSpectrogram).
     assert set(features) == {"frames", "audio"}
@@ -85,11 +88,19 @@ def test_default_shapes_and_dtypes(tmp_path):
 
 def test_evaluation_is_deterministic_and_filters_folds(records_dir):
     files = record_files(records_dir, [0, 1, 2])  # sorted by name
-    ds = make_dataset(files, [0, 1], training=False, config=SMALL, batch_size=4,
-                      with_metadata=True)
+    ds = make_dataset(files, [0, 1], training=False, config=SMALL, batch_size=4, with_metadata=True)
     first, second = _collect(ds), _collect(ds)
-    again = _collect(make_dataset(records_dir, [0, 1], training=False, config=SMALL,
-                                  batch_size=4, with_metadata=True, seed=99))
+    again = _collect(
+        make_dataset(
+            records_dir,
+            [0, 1],
+            training=False,
+            config=SMALL,
+            batch_size=4,
+            with_metadata=True,
+            seed=99,
+        )
+    )
     for a, b, c in zip(first, second, again):
         tf.nest.map_structure(np.testing.assert_array_equal, a, b)
         tf.nest.map_structure(np.testing.assert_array_equal, a, c)
@@ -110,8 +121,15 @@ def _frames_seen(dataset):
 
 def test_training_repeatable_by_seed_and_varies_by_epoch(records_dir):
     def build(**kwargs):
-        return make_dataset(records_dir, [0], training=True, config=SMALL, batch_size=5,
-                            with_metadata=True, **kwargs)
+        return make_dataset(
+            records_dir,
+            [0],
+            training=True,
+            config=SMALL,
+            batch_size=5,
+            with_metadata=True,
+            **kwargs,
+        )
 
     ds = build(seed=3)
     epoch_a, epoch_b = _frames_seen(ds), _frames_seen(ds)  # iterating again = next epoch
@@ -135,8 +153,15 @@ def test_same_function_eager_and_in_tf_data(records_dir):
 
 
 def test_augment_and_cache_run(records_dir, tmp_path):
-    ds = make_dataset(records_dir, [0], training=True, config=SMALL, batch_size=2,
-                      augment=True, cache=str(tmp_path / "cache"))
+    ds = make_dataset(
+        records_dir,
+        [0],
+        training=True,
+        config=SMALL,
+        batch_size=2,
+        augment=True,
+        cache=str(tmp_path / "cache"),
+    )
     batches = _collect(ds) + _collect(ds)
     assert len(batches) == 4 and batches[0][0]["audio"].shape == (2, 3, 128)
 
@@ -144,10 +169,16 @@ def test_augment_and_cache_run(records_dir, tmp_path):
 def test_parse_example_subset_of_keys(records_dir):
     raw = first_record(records_dir, 2)
     full = parse_example(raw)
-    lean = parse_example(raw, [keys.VIDEO_FRAMES, keys.PARSED_NUM_FRAMES, keys.PARSED_WAVEFORM,
-                               keys.LABEL])
-    assert set(lean) == {keys.SCHEMA_VERSION_KEY, keys.VIDEO_FRAMES, keys.PARSED_NUM_FRAMES,
-                         keys.PARSED_WAVEFORM, keys.LABEL}
+    lean = parse_example(
+        raw, [keys.VIDEO_FRAMES, keys.PARSED_NUM_FRAMES, keys.PARSED_WAVEFORM, keys.LABEL]
+    )
+    assert set(lean) == {
+        keys.SCHEMA_VERSION_KEY,
+        keys.VIDEO_FRAMES,
+        keys.PARSED_NUM_FRAMES,
+        keys.PARSED_WAVEFORM,
+        keys.LABEL,
+    }
     for key in lean:
         np.testing.assert_array_equal(lean[key].numpy(), full[key].numpy())
     assert full[keys.VIDEO_FRAMES].shape == (30,) and full[keys.VIDEO_FACE_BOXES].shape == (30, 4)
@@ -157,7 +188,9 @@ def test_parse_example_subset_of_keys(records_dir):
 
 def test_record_files_and_errors(records_dir):
     assert [p.name for p in record_files(records_dir, [2, 0])] == [
-        "fold-0-of-10-00000.tfrecord", "fold-2-of-10-00000.tfrecord"]
+        "fold-0-of-10-00000.tfrecord",
+        "fold-2-of-10-00000.tfrecord",
+    ]
     with pytest.raises(FileNotFoundError, match="folds \\[7\\]"):
         record_files(records_dir, [7])
     with pytest.raises(ValueError, match="no record files"):
@@ -172,11 +205,14 @@ def test_padded_uint8_batch_through_map_fn_matches_record_path(records_dir):
     frames = np.zeros([3, t_max, 16, 16, 3], np.uint8)
     waves = np.zeros([3, s_max], np.float32)
     for i, c in enumerate(clips):
-        decoded = tf.map_fn(lambda j: tf.io.decode_jpeg(j, channels=3), c[keys.VIDEO_FRAMES],
-                            fn_output_signature=tf.uint8).numpy()
+        decoded = tf.map_fn(
+            lambda j: tf.io.decode_jpeg(j, channels=3),
+            c[keys.VIDEO_FRAMES],
+            fn_output_signature=tf.uint8,
+        ).numpy()
         frames[i, : len(decoded)] = decoded
         waves[i, : int(c[keys.PARSED_NUM_SAMPLES])] = c[keys.PARSED_WAVEFORM].numpy()
-        waves[i, int(c[keys.PARSED_NUM_SAMPLES]):] = 0.5  # padding must not leak in
+        waves[i, int(c[keys.PARSED_NUM_SAMPLES]) :] = 0.5  # padding must not leak in
     counts = tf.constant([int(c[keys.PARSED_NUM_FRAMES]) for c in clips])
     samples = tf.constant([int(c[keys.PARSED_NUM_SAMPLES]) for c in clips])
 
@@ -196,9 +232,10 @@ def test_padded_uint8_batch_through_map_fn_matches_record_path(records_dir):
 
 
 def test_gzip_shards(tmp_path):
-    write_records(tmp_path / "fold-4-of-10-00000.tfrecord.gz", [clip_record(1, 6, fold=4)],
-                  options="GZIP")
-    (features, labels), = _collect(make_dataset(tmp_path, [4], training=False, config=SMALL))
+    write_records(
+        tmp_path / "fold-4-of-10-00000.tfrecord.gz", [clip_record(1, 6, fold=4)], options="GZIP"
+    )
+    ((features, labels),) = _collect(make_dataset(tmp_path, [4], training=False, config=SMALL))
     assert features["frames"].shape == (1, 3, 16, 16, 3) and labels.tolist() == [1]
 
 
@@ -207,8 +244,9 @@ def test_bench_pipeline_reports_cpu_faults_and_ratios_per_mode(capsys):
     spec = importlib.util.spec_from_file_location("bench_pipeline", tool)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    summary = bench.main(["--clips", "8", "--epochs", "1", "--batch-size", "4",
-                          "--shuffle-buffer", "4"])
+    summary = bench.main(
+        ["--clips", "8", "--epochs", "1", "--batch-size", "4", "--shuffle-buffer", "4"]
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert lines[-1] == json.loads(json.dumps(summary))  # the final line is the summary
     assert [line["mode"] for line in lines[:-1]] == ["train", "eval"]
@@ -216,6 +254,7 @@ def test_bench_pipeline_reports_cpu_faults_and_ratios_per_mode(capsys):
     for line in lines[:-1]:
         assert line["cpu_ms_per_clip"] > 0 and line["cpu_ms_per_clip_floor"] > 0
         assert line["over_floor"] == pytest.approx(
-            line["cpu_ms_per_clip"] / line["cpu_ms_per_clip_floor"], abs=0.02)
+            line["cpu_ms_per_clip"] / line["cpu_ms_per_clip_floor"], abs=0.02
+        )
         assert line["minflt_per_clip"] >= 0 and line["minflt_per_clip_floor"] >= 0
         assert 0 <= line["sys_ms_per_clip"] <= line["cpu_ms_per_clip"]

@@ -11,13 +11,13 @@ import pytest
 
 from emotf.cli.predict import main as predict_main
 from emotf.configs import ModelConfig, SamplingConfig
-from emotf.export import export_saved_model
 from emotf.model import build_model
 from emotf.pipeline import make_dataset, record_files
-from emotf.predict import Predictor, predict_files
 from emotf.records.build import BuildConfig, build_records
+from emotf.serving.export import export_saved_model
+from emotf.serving.predict import Predictor, predict_files
+from emotf.serving.timeline import format_table
 from emotf.synthetic.sample import SampleConfig, make_sample
-from emotf.timeline import format_table
 
 N = 3
 TINY = ModelConfig(
@@ -33,7 +33,9 @@ def _write_flv(path, seconds: float, fps: float = 30.0):
         video = out.add_stream("flv", rate=rate)
         video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
         for i in range(int(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(np.full([120, 160, 3], 128, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.full([120, 160, 3], 128, np.uint8), format="rgb24"
+            )
             frame.pts, frame.time_base = i, 1 / rate
             out.mux(video.encode(frame))
         out.mux(video.encode())
@@ -43,12 +45,22 @@ def _write_flv(path, seconds: float, fps: float = 30.0):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
-    videos = make_sample(root / "sample", SampleConfig.tiny(num_actors=1, clips_per_actor=2), workers=1, progress=False)
+    videos = make_sample(
+        root / "sample",
+        SampleConfig.tiny(num_actors=1, clips_per_actor=2),
+        workers=1,
+        progress=False,
+    )
     keras.utils.set_random_seed(3)
     model = build_model(TINY)
     saved = export_saved_model(model, SAMPLING, root / "export")
-    return {"root": root, "videos": videos, "model": model, "saved": saved,
-            "predictor": Predictor(root / "export")}
+    return {
+        "root": root,
+        "videos": videos,
+        "model": model,
+        "saved": saved,
+        "predictor": Predictor(root / "export"),
+    }
 
 
 def _wav(video):
@@ -57,8 +69,14 @@ def _wav(video):
 
 def _record_path_probabilities(model, records) -> dict:
     """clip id -> the Keras model's evaluation-mode probabilities on the built records."""
-    ds = make_dataset(record_files(records, range(10)), range(10), training=False, config=SAMPLING,
-                      batch_size=8, with_metadata=True)
+    ds = make_dataset(
+        record_files(records, range(10)),
+        range(10),
+        training=False,
+        config=SAMPLING,
+        batch_size=8,
+        with_metadata=True,
+    )
     expected = {}
     for features, _, meta in ds:
         probs = model(features, training=False)["probabilities"].numpy()
@@ -71,15 +89,23 @@ def test_predict_matches_the_record_path(setup):
     """Video + WAV through emotf-predict == the same clips built into records, Keras eval mode."""
     videos = setup["videos"]
     records = setup["root"] / "records"
-    build_records(BuildConfig(data_dir=str(setup["root"] / "sample"), out_dir=str(records), workers=1, progress=False))
+    build_records(
+        BuildConfig(
+            data_dir=str(setup["root"] / "sample"), out_dir=str(records), workers=1, progress=False
+        )
+    )
     expected = _record_path_probabilities(setup["model"], records)
     results = predict_files(None, videos, [_wav(v) for v in videos], predictor=setup["predictor"])
     assert len(results) == len(videos) == len(expected)
     for video, result in zip(videos, results):
         assert "error" not in result, result
-        got = np.array([result["probabilities"][c] for c in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")])
+        got = np.array(
+            [result["probabilities"][c] for c in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")]
+        )
         np.testing.assert_allclose(got, expected[video.stem], rtol=0, atol=1e-5)
-        assert result["label_code"] == ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")[int(np.argmax(got))]
+        assert (
+            result["label_code"] == ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")[int(np.argmax(got))]
+        )
         assert np.asarray(result["segment_probabilities"]).shape == (N, 6)
         assert result["timings_s"]["total_s"] > 0
 
@@ -106,18 +132,32 @@ def test_errors_per_file_do_not_stop_the_others(setup, tmp_path):
 
 def test_cli_json_and_exit_status(setup, capsys, tmp_path):
     video = setup["videos"][1]
-    assert predict_main(["--model", str(setup["saved"]), str(video), "--audio", str(_wav(video)), "--json"]) == 0
+    assert (
+        predict_main(
+            ["--model", str(setup["saved"]), str(video), "--audio", str(_wav(video)), "--json"]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out[0]["file"] == str(video) and out[0]["label_name"] in (
-        "anger", "disgust", "fear", "happy", "neutral", "sad")
+        "anger",
+        "disgust",
+        "fear",
+        "happy",
+        "neutral",
+        "sad",
+    )
     bad = tmp_path / "bad.flv"
     bad.write_bytes(b"")
-    assert predict_main(["--model", str(setup["saved"].parent), str(video), str(bad),
-                         "--no-progress"]) == 1
+    assert (
+        predict_main(["--model", str(setup["saved"].parent), str(video), str(bad), "--no-progress"])
+        == 1
+    )
     captured = capsys.readouterr()
     assert "empty file" in captured.out  # the table names each failure; stderr one line
     assert captured.err.strip() == (
-        f"emotf-predict: error: 1 of 2 videos failed: {bad}: empty file (0 bytes)")
+        f"emotf-predict: error: 1 of 2 videos failed: {bad}: empty file (0 bytes)"
+    )
     with pytest.raises(SystemExit):
         predict_main(["--model", str(setup["saved"]), str(video), str(bad), "--audio", "a.wav"])
 
@@ -143,16 +183,18 @@ def test_an_unexpected_crash_on_one_file_does_not_stop_the_others(setup, monkeyp
 
 def test_predictor_crops_faces_as_the_records_were_built(tmp_path):
     """The build's tracker settings and minimum length travel with the model (no skew)."""
-    from emotf.export import export_saved_model, read_metadata
     from emotf.records.faces import FaceTrackerConfig
-    from emotf.serving_metadata import build_settings
+    from emotf.serving.export import export_saved_model, read_metadata
+    from emotf.serving.metadata import build_settings
 
     records = tmp_path / "records"
     records.mkdir()
     tracker = FaceTrackerConfig(margin=0.45, jpeg_quality=80, keyframe_interval=7)
     arguments = {"tracker": dataclasses.asdict(tracker), "min_duration_s": 0.8}
     (records / "manifest.json").write_text(json.dumps({"arguments": arguments}))
-    saved = export_saved_model(build_model(TINY), SAMPLING, tmp_path / "export", records_dir=records)
+    saved = export_saved_model(
+        build_model(TINY), SAMPLING, tmp_path / "export", records_dir=records
+    )
     assert read_metadata(saved)["face_tracker"]["margin"] == 0.45
     assert build_settings(records)["face_tracker"] == dataclasses.asdict(tracker)
     predictor = Predictor(saved)
@@ -172,8 +214,15 @@ def test_predict_matches_records_built_with_non_default_tracker_settings(setup, 
 
     tracker = FaceTrackerConfig(margin=0.6, jpeg_quality=60)
     records = tmp_path / "records"
-    build_records(BuildConfig(data_dir=str(setup["root"] / "sample"), out_dir=str(records), workers=1,
-                              progress=False, tracker=tracker))
+    build_records(
+        BuildConfig(
+            data_dir=str(setup["root"] / "sample"),
+            out_dir=str(records),
+            workers=1,
+            progress=False,
+            tracker=tracker,
+        )
+    )
     saved = export_saved_model(setup["model"], SAMPLING, tmp_path / "export", records_dir=records)
     expected = _record_path_probabilities(setup["model"], records)
     videos = setup["videos"]
@@ -221,13 +270,15 @@ def test_a_clip_shorter_than_the_window_is_zero_padded_with_a_note(setup, tmp_pa
     [result] = predict_files(None, [short], [audio], predictor=setup["predictor"])
     assert "error" not in result, result
     assert result["duration_s"] == pytest.approx(1.0, abs=0.05)
-    assert any("shorter than the 1.28 s window" in n and "zero-padded, as in training" in n
-               for n in result["notes"])
+    assert any(
+        "shorter than the 1.28 s window" in n and "zero-padded, as in training" in n
+        for n in result["notes"]
+    )
 
 
 def test_the_demo_never_calls_a_training_clip_held_out(tmp_path):
     """emotf.demo's predict step: a clip of the test fold, or a clear error (no fallback)."""
-    from emotf.cremad import canonical_folds
+    from emotf.corpora.cremad import canonical_folds
     from emotf.demo import held_out_clip
 
     folds = canonical_folds()
@@ -244,8 +295,9 @@ def test_the_demo_never_calls_a_training_clip_held_out(tmp_path):
 def test_calibrated_probabilities_follow_the_exported_temperature(setup):
     from emotf.evaluation.calibration import apply_temperature
 
-    saved = export_saved_model(setup["model"], SAMPLING, setup["root"] / "export-t",
-                               extra_metadata={"temperature": 2.5})
+    saved = export_saved_model(
+        setup["model"], SAMPLING, setup["root"] / "export-t", extra_metadata={"temperature": 2.5}
+    )
     predictor = Predictor(saved.parent)
     video = setup["videos"][0]
     [result] = predict_files(None, [video], [_wav(video)], predictor=predictor)
@@ -253,8 +305,10 @@ def test_calibrated_probabilities_follow_the_exported_temperature(setup):
     raw = np.array([[result["probabilities"][c] for c in codes]])
     calibrated = np.array([result["calibrated_probabilities"][c] for c in codes])
     np.testing.assert_allclose(calibrated, apply_temperature(raw, 2.5)[0], atol=1e-6)
-    assert "calibrated_probabilities" not in predict_files(
-        None, [video], [_wav(video)], predictor=setup["predictor"])[0]
+    assert (
+        "calibrated_probabilities"
+        not in predict_files(None, [video], [_wav(video)], predictor=setup["predictor"])[0]
+    )
 
 
 def test_windows_past_the_end_of_a_short_audio_track_are_skipped_with_a_reason(setup, tmp_path):
@@ -269,8 +323,9 @@ def test_windows_past_the_end_of_a_short_audio_track_are_skipped_with_a_reason(s
     with wave.open(str(audio), "wb") as cut:
         cut.setparams(params)
         cut.writeframes(pcm)
-    [result] = predict_files(None, [source], [audio], predictor=setup["predictor"],
-                             window=0.6, hop=0.3)
+    [result] = predict_files(
+        None, [source], [audio], predictor=setup["predictor"], window=0.6, hop=0.3
+    )
     assert "error" not in result, result
     scored = [w for w in result["timeline"] if w["probabilities"] is not None]
     skipped = [w for w in result["timeline"] if w["probabilities"] is None]
@@ -282,7 +337,7 @@ def test_a_tflite_model_gives_the_savedmodels_timeline(setup, tmp_path):
     """`--model X.tflite`: the same host-side path (tracker, crops, windows, audio), the model
     run by LiteRT; every window within the float32 export's 1e-4 of the SavedModel's."""
     pytest.importorskip("ai_edge_litert")
-    from emotf.litert_convert import export_litert
+    from emotf.serving.litert_convert import export_litert
 
     tflite = export_litert(setup["model"], SAMPLING, tmp_path / "lite")
     lite = Predictor(tflite, num_threads=1)
@@ -295,6 +350,7 @@ def test_a_tflite_model_gives_the_savedmodels_timeline(setup, tmp_path):
     assert len(got["timeline"]) == len(want["timeline"]) > 1
     for g, w in zip(got["timeline"], want["timeline"], strict=True):
         assert (g["start"], g["end"], g["face_id"]) == (w["start"], w["end"], w["face_id"])
-        np.testing.assert_allclose(list(g["probabilities"].values()),
-                                   list(w["probabilities"].values()), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(
+            list(g["probabilities"].values()), list(w["probabilities"].values()), rtol=0, atol=1e-4
+        )
     assert got["label_code"] == want["label_code"]

@@ -13,14 +13,15 @@ import tensorflow as tf
 from emotf.cli.predict import failure_line
 from emotf.cli.predict import main as predict_main
 from emotf.configs import ModelConfig, SamplingConfig
-from emotf.export import export_saved_model
 from emotf.model import build_model
-from emotf.predict import Predictor, load_problem
+from emotf.serving.export import export_saved_model
+from emotf.serving.predict import Predictor, load_problem
 from emotf.synthetic.video import write_face_video
 
 N = 2
-TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(4,), audio_widths=(4, 4),
-                   fc_units=4)
+TINY = ModelConfig(
+    num_segments=N, video_stem_width=4, video_widths=(4,), audio_widths=(4, 4), fc_units=4
+)
 DATA = "variables/variables.data-00000-of-00001"
 
 
@@ -34,8 +35,9 @@ def saved(tmp_path_factory):
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     """1 s with a face: one whole-clip window."""
-    return write_face_video(tmp_path_factory.mktemp("video") / "face.mkv", 1.0, fps=10,
-                            width=240, height=180)
+    return write_face_video(
+        tmp_path_factory.mktemp("video") / "face.mkv", 1.0, fps=10, width=240, height=180
+    )
 
 
 def _run(capsys, argv) -> tuple[int, str, list[str]]:
@@ -45,8 +47,11 @@ def _run(capsys, argv) -> tuple[int, str, list[str]]:
     lines = [line for line in captured.err.splitlines() if line.strip()]
     assert all(line.startswith("emotf-predict: ") for line in lines), lines
     assert "Traceback" not in captured.err + captured.out
-    return code, captured.out, [line for line in lines if not line.startswith(
-        "emotf-predict: warning: ")]
+    return (
+        code,
+        captured.out,
+        [line for line in lines if not line.startswith("emotf-predict: warning: ")],
+    )
 
 
 def _garbage(path, data=b"\x8f\x01\xfe"):
@@ -62,8 +67,10 @@ def test_a_bad_video_is_one_line_naming_it_and_the_others_go_on(saved, video, tm
     out = tmp_path / "out"
     code, stdout, errors = _run(capsys, ["--model", saved, bad, video, "--out", out])
     assert code == 1
-    assert errors == [f"emotf-predict: error: 1 of 2 videos failed: {bad}: cannot open as video "
-                      + errors[0].split("cannot open as video ", 1)[1]], errors
+    assert errors == [
+        f"emotf-predict: error: 1 of 2 videos failed: {bad}: cannot open as video "
+        + errors[0].split("cannot open as video ", 1)[1]
+    ], errors
     assert "label:" in stdout and "ERROR" in stdout  # the good video was predicted
     assert f"{video} -> {out / 'face.json'}" in stdout
     assert f"wrote 4 files for 2 videos to {out}" in stdout
@@ -76,8 +83,9 @@ def test_several_failures_name_the_first_and_count_the_rest(saved, video, tmp_pa
     assert code == 1 and len(errors) == 1, errors
     assert errors[0].startswith(f"emotf-predict: error: 2 of 3 videos failed: {bad}: ")
     assert errors[0].endswith(" and 1 more; see the table")
-    code, stdout, errors = _run(capsys, ["--model", saved, bad, video, worse, "--json",
-                                         "--out", tmp_path / "out"])
+    code, stdout, errors = _run(
+        capsys, ["--model", saved, bad, video, worse, "--json", "--out", tmp_path / "out"]
+    )
     assert code == 1 and len(errors) == 1 and errors[0].endswith("and 1 more; see the JSON")
     docs = json.loads(stdout)  # stdout stays one JSON document (outputs are in it)
     assert [bool(d["error"]) for d in docs] == [True, False, True]
@@ -104,8 +112,10 @@ def test_an_out_folder_with_a_long_name_is_one_line(saved, video, tmp_path, caps
     out = tmp_path / ("o" * 300)
     code, stdout, errors = _run(capsys, ["--model", saved, video, "--out", out])
     assert code == 1 and len(errors) == 1, errors
-    assert errors[0] == (f"emotf-predict: error: 1 of 1 videos failed: {video}: cannot write "
-                         f"the outputs to {out}: File name too long")
+    assert errors[0] == (
+        f"emotf-predict: error: 1 of 1 videos failed: {video}: cannot write "
+        f"the outputs to {out}: File name too long"
+    )
     assert "ERROR" in stdout and f"wrote 0 files for 1 videos to {out}" in stdout
 
 
@@ -115,32 +125,41 @@ def test_a_folder_without_video_is_one_line(saved, tmp_path, capsys, monkeypatch
     code, _, errors = _run(capsys, ["--model", saved, "./"])
     assert code == 1
     assert len(errors) == 1 and errors[0].startswith(
-        "emotf-predict: error: no video to predict: ./: no video files in the folder"), errors
+        "emotf-predict: error: no video to predict: ./: no video files in the folder"
+    ), errors
     code, _, errors = _run(capsys, ["--model", saved, "none*.mp4", "./"])
     assert code == 1 and errors == [
         "emotf-predict: error: no video to predict: none*.mp4: no file matches the pattern "
-        "(and 1 more inputs matched nothing)"], errors
+        "(and 1 more inputs matched nothing)"
+    ], errors
 
 
 def test_an_input_that_matches_nothing_beside_a_good_video(saved, video, tmp_path, capsys):
     pattern = str(tmp_path / "none*.mp4")
     code, stdout, errors = _run(capsys, ["--model", saved, video, pattern])
     assert code == 1 and "label:" in stdout
-    assert errors == [f"emotf-predict: error: 1 input matched nothing: {pattern}: no file "
-                      "matches the pattern"], errors
+    assert errors == [
+        f"emotf-predict: error: 1 input matched nothing: {pattern}: no file matches the pattern"
+    ], errors
 
 
 def test_failure_line():
     ok = {"file": "g.mp4", "label": 0}
     bad = [{"file": f"{c}.mp4", "error": f"{c}.mp4: cannot open as video (x)\nmore"} for c in "ab"]
     assert failure_line([ok], []) == (None, [])
-    assert failure_line([ok, bad[0]]) == ("1 of 2 videos failed: a.mp4: cannot open as video (x)",
-                                          [])
+    assert failure_line([ok, bad[0]]) == (
+        "1 of 2 videos failed: a.mp4: cannot open as video (x)",
+        [],
+    )
     assert failure_line([bad[0], ok, bad[1]], ["p*: no file matches the pattern"], "the JSON") == (
         "2 of 3 videos failed: a.mp4: cannot open as video (x) and 1 more; see the JSON; "
-        "1 input matched nothing", ["p*: no file matches the pattern"])
-    assert failure_line([ok], ["p*: x", "q*: y"]) == ("2 inputs matched nothing: p*: x and 1 more",
-                                                      ["q*: y"])
+        "1 input matched nothing",
+        ["p*: no file matches the pattern"],
+    )
+    assert failure_line([ok], ["p*: x", "q*: y"]) == (
+        "2 inputs matched nothing: p*: x and 1 more",
+        ["q*: y"],
+    )
 
 
 # --- defect 3: a damaged SavedModel ---------------------------------------------------------
@@ -163,13 +182,19 @@ def _flip(data: bytearray) -> bytes:
 
 DAMAGE = {
     "flipped": ((DATA, _flip), f"checksum does not match in {DATA}"),
-    "truncated": ((DATA, lambda d: bytes(d[: len(d) // 2])),
-                  f"{DATA} is truncated (read less bytes than requested)"),
+    "truncated": (
+        (DATA, lambda d: bytes(d[: len(d) // 2])),
+        f"{DATA} is truncated (read less bytes than requested)",
+    ),
     "emptied": ((DATA, lambda d: b""), f"{DATA} is truncated"),
-    "index-flipped": (("variables/variables.index", _flip),
-                      "checksum does not match in variables/variables.index"),
-    "index-emptied": (("variables/variables.index", lambda d: b""),
-                      "variables/variables.index is truncated"),
+    "index-flipped": (
+        ("variables/variables.index", _flip),
+        "checksum does not match in variables/variables.index",
+    ),
+    "index-emptied": (
+        ("variables/variables.index", lambda d: b""),
+        "variables/variables.index is truncated",
+    ),
 }
 
 
@@ -187,12 +212,15 @@ def test_a_damaged_savedmodel_is_one_line_naming_it(saved, video, tmp_path, caps
         assert code == 2 and errors == [f"emotf-predict: error: {message}"], errors
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"", "saved_model.pb holds no MetaGraph"),
-    (b"\x8f\x01\xfe" * 50, "saved_model.pb is not a SavedModel protobuf"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "saved_model.pb holds no MetaGraph"),
+        (b"\x8f\x01\xfe" * 50, "saved_model.pb is not a SavedModel protobuf"),
+    ],
+)
 def test_a_damaged_graph_loaded_on_trust_is_one_line(saved, tmp_path, content, expected):
-    """(Without --trust-model the graph check reads saved_model.pb first: emotf.graph_ops.)"""
+    """(Without --trust-model the graph check reads saved_model.pb first: emotf.serving.graph_ops.)"""
     model = tmp_path / "model"
     shutil.copytree(saved, model)
     (model / "saved_model.pb").write_bytes(content)
@@ -202,13 +230,20 @@ def test_a_damaged_graph_loaded_on_trust_is_one_line(saved, tmp_path, content, e
 
 def test_load_problem_keeps_the_first_meaningful_line():
     error = tf.errors.InvalidArgumentError(
-        None, None, "{{function_node __wrapped__Foo_device_/job:localhost/replica:0/task:0/"
-                    "device:CPU:0}} Something is wrong: x [Op:Foo]\n\tdetails")
+        None,
+        None,
+        "{{function_node __wrapped__Foo_device_/job:localhost/replica:0/task:0/"
+        "device:CPU:0}} Something is wrong: x [Op:Foo]\n\tdetails",
+    )
     assert load_problem(error) == "Something is wrong: x"
     assert load_problem(ValueError("")) == "ValueError"
     shard = tf.errors.DataLossError(
-        None, None, "{{function_node __wrapped__RestoreV2_dtypes_49}} TensorBundle at "
-                    "m/1/variables/variables shard 0 (576 bytes): Checksum does not match: "
-                    "stored 1 vs. calculated on the restored bytes 2 [Op:RestoreV2]")
-    assert load_problem(shard, None) == ("checksum does not match in "
-                                         "variables/variables.data-00000-of-*")
+        None,
+        None,
+        "{{function_node __wrapped__RestoreV2_dtypes_49}} TensorBundle at "
+        "m/1/variables/variables shard 0 (576 bytes): Checksum does not match: "
+        "stored 1 vs. calculated on the restored bytes 2 [Op:RestoreV2]",
+    )
+    assert load_problem(shard, None) == (
+        "checksum does not match in variables/variables.data-00000-of-*"
+    )

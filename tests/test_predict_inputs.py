@@ -13,20 +13,21 @@ import keras
 import pytest
 import tensorflow as tf
 
-import emotf.predict
-import emotf.timeline
+import emotf.serving.predict
+import emotf.serving.timeline
 from emotf.cli.predict import main as predict_main
 from emotf.configs import ModelConfig, SamplingConfig
-from emotf.export import export_saved_model
-from emotf.graph_ops import UntrustedModelError
 from emotf.model import build_model
-from emotf.predict import Predictor, _glob_files, expand_inputs, predict_files
+from emotf.serving.export import export_saved_model
+from emotf.serving.graph_ops import UntrustedModelError
+from emotf.serving.predict import Predictor, _glob_files, expand_inputs, predict_files
+from emotf.serving.timeline import MAX_STEM_BYTES
 from emotf.synthetic.video import write_face_video
-from emotf.timeline import MAX_STEM_BYTES
 
 N = 3
-TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8),
-                   fc_units=8)
+TINY = ModelConfig(
+    num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,9 @@ def predictor(saved):
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     """1 s with a face: one whole-clip window."""
-    return write_face_video(tmp_path_factory.mktemp("video") / "face.mkv", 1.0, fps=10,
-                            width=240, height=180)
+    return write_face_video(
+        tmp_path_factory.mktemp("video") / "face.mkv", 1.0, fps=10, width=240, height=180
+    )
 
 
 class Overrun(Exception):
@@ -55,6 +57,7 @@ class Overrun(Exception):
 @contextlib.contextmanager
 def deadline(seconds: int):
     """Overrun when the block runs longer (a symlink loop once never ended)."""
+
     def expire(*_):
         raise Overrun(f"still running after {seconds} s")
 
@@ -70,13 +73,21 @@ def deadline(seconds: int):
 # --- bounds ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flags, field", [
-    (["--window", "1e-9"], "window_s"), (["--window", "0.4"], "window_s"),
-    (["--window", "1e9"], "window_s"), (["--hop", "1e-9"], "hop_s"), (["--hop", "0.01"], "hop_s"),
-    (["--hop", "nan"], "hop_s"), (["--batch-size", "0"], "batch_size"),
-])
-def test_out_of_bounds_settings_are_refused_in_one_line_before_anything(tmp_path, capsys, flags,
-                                                                       field):
+@pytest.mark.parametrize(
+    "flags, field",
+    [
+        (["--window", "1e-9"], "window_s"),
+        (["--window", "0.4"], "window_s"),
+        (["--window", "1e9"], "window_s"),
+        (["--hop", "1e-9"], "hop_s"),
+        (["--hop", "0.01"], "hop_s"),
+        (["--hop", "nan"], "hop_s"),
+        (["--batch-size", "0"], "batch_size"),
+    ],
+)
+def test_out_of_bounds_settings_are_refused_in_one_line_before_anything(
+    tmp_path, capsys, flags, field
+):
     """Refused by the bounds declared on PredictConfig, before the model is even looked for."""
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as stopped:
@@ -96,8 +107,8 @@ def test_the_library_refuses_the_same_settings_before_any_video(predictor, video
 
 
 def test_too_many_windows_for_a_video_are_refused_before_decoding(predictor, tmp_path, monkeypatch):
-    monkeypatch.setattr(emotf.predict, "MAX_WINDOWS_PER_VIDEO", 10)
-    monkeypatch.setattr(emotf.timeline, "MAX_WINDOWS_PER_VIDEO", 10)
+    monkeypatch.setattr(emotf.serving.predict, "MAX_WINDOWS_PER_VIDEO", 10)
+    monkeypatch.setattr(emotf.serving.timeline, "MAX_WINDOWS_PER_VIDEO", 10)
     monkeypatch.setattr(predictor.tracker, "detect", lambda *a, **k: pytest.fail("decoded"))
     long = write_face_video(tmp_path / "long.mkv", 3.0, fps=10, width=240, height=180)
     [result] = predict_files(None, [long], predictor=predictor, window=0.5, hop=0.1)
@@ -129,25 +140,51 @@ def loop(tmp_path):
 def test_globs_and_folder_walks_never_loop_and_never_repeat_a_file(loop):
     with deadline(30):
         assert expand_inputs([f"{loop}/**/*.mp4"]) == (
-            [str(loop / "clip.mp4"), str(loop / "x.mp4")], [])
-        assert expand_inputs([loop]) == ([str(loop / "clip.mp4"), str(loop / "sub" / "deep.mkv"),
-                                          str(loop / "x.mp4")], [])
+            [str(loop / "clip.mp4"), str(loop / "x.mp4")],
+            [],
+        )
+        assert expand_inputs([loop]) == (
+            [str(loop / "clip.mp4"), str(loop / "sub" / "deep.mkv"), str(loop / "x.mp4")],
+            [],
+        )
         real = loop.parent / "real.mp4"
         assert expand_inputs([real, loop / "y.mp4", f"{loop}/*.mp4", loop / "clip.mp4"]) == (
-            [str(real), str(loop / "clip.mp4")], [])
+            [str(real), str(loop / "clip.mp4")],
+            [],
+        )
 
 
-@pytest.mark.parametrize("pattern", ["d/*.mp4", "d/**/*.mp4", "**/*.mp4", "d/*/x?.mp4",
-                                     "d/[ab]*.mp4", "d/**", "d/**/e/*", "*/.h*", "none/*.mp4"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "d/*.mp4",
+        "d/**/*.mp4",
+        "**/*.mp4",
+        "d/*/x?.mp4",
+        "d/[ab]*.mp4",
+        "d/**",
+        "d/**/e/*",
+        "*/.h*",
+        "none/*.mp4",
+    ],
+)
 def test_patterns_match_what_glob_matches_without_loops(tmp_path, monkeypatch, pattern):
-    for name in ("d/a.mp4", "d/b.mkv", "d/.h.mp4", "d/e/x1.mp4", "d/e/f/x2.mp4", "d/.g/x3.mp4",
-                 "top.mp4"):
+    for name in (
+        "d/a.mp4",
+        "d/b.mkv",
+        "d/.h.mp4",
+        "d/e/x1.mp4",
+        "d/e/f/x2.mp4",
+        "d/.g/x3.mp4",
+        "top.mp4",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     monkeypatch.chdir(tmp_path)
     for where in ("", f"{tmp_path}/"):
-        expected = sorted(p for p in glob.glob(where + pattern, recursive=True)
-                          if os.path.isfile(p))
+        expected = sorted(
+            p for p in glob.glob(where + pattern, recursive=True) if os.path.isfile(p)
+        )
         assert _glob_files(where + pattern) == expected
 
 
@@ -155,7 +192,8 @@ def test_patterns_match_what_glob_matches_without_loops(tmp_path, monkeypatch, p
 
 
 def test_long_and_repeated_names_get_safe_unique_outputs_and_the_batch_goes_on(
-        predictor, video, tmp_path):
+    predictor, video, tmp_path
+):
     """A 240-character name once aborted the batch ("file name too long"); a/clip and b/clip
     wrote over each other."""
     long = tmp_path / ("n" * 236 + ".mkv")
@@ -176,21 +214,32 @@ def test_long_and_repeated_names_get_safe_unique_outputs_and_the_batch_goes_on(
 
 
 def test_an_output_that_cannot_be_written_is_one_line_for_that_video_only(
-        saved, video, tmp_path, monkeypatch, capsys):
+    saved, video, tmp_path, monkeypatch, capsys
+):
     first, second = tmp_path / "first.mkv", tmp_path / "second.mkv"
     shutil.copy(video, first)
     shutil.copy(video, second)
-    write_outputs = emotf.predict.write_outputs
+    write_outputs = emotf.serving.predict.write_outputs
 
     def full_disk(result, out_dir, codes, stem=None):
         if result["file"] == str(first):
             raise OSError(errno.ENOSPC, "No space left on device", f"{out_dir}/first.json")
         return write_outputs(result, out_dir, codes, stem)
 
-    monkeypatch.setattr(emotf.predict, "write_outputs", full_disk)
+    monkeypatch.setattr(emotf.serving.predict, "write_outputs", full_disk)
     out = tmp_path / "out"
-    code = predict_main(["--model", str(saved), str(first), str(second), "--out", str(out),
-                         "--json", "--no-progress"])
+    code = predict_main(
+        [
+            "--model",
+            str(saved),
+            str(first),
+            str(second),
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert code == 1
     captured = capsys.readouterr()
     docs = json.loads(captured.out)
@@ -199,17 +248,21 @@ def test_an_output_that_cannot_be_written_is_one_line_for_that_video_only(
     assert docs[0]["label"] is not None  # the prediction itself is kept
     assert docs[1]["error"] is None and os.path.isfile(out / "second.json")
     assert captured.err.strip() == (
-        f"emotf-predict: error: 1 of 2 videos failed: {docs[0]['error']}")
+        f"emotf-predict: error: 1 of 2 videos failed: {docs[0]['error']}"
+    )
 
 
 def test_out_says_where_the_files_went(saved, video, tmp_path, capsys):
     """On standard output: standard error is for the one line naming a failure."""
     out = tmp_path / "out"
-    assert predict_main(["--model", str(saved), str(video), "--out", str(out),
-                         "--no-progress"]) == 0
+    assert (
+        predict_main(["--model", str(saved), str(video), "--out", str(out), "--no-progress"]) == 0
+    )
     captured = capsys.readouterr()
-    assert f"{video} -> {out / 'face.json'}, {out / 'face.timeline.csv'}, " \
-           f"{out / 'face.timeline.png'}" in captured.out
+    assert (
+        f"{video} -> {out / 'face.json'}, {out / 'face.timeline.csv'}, "
+        f"{out / 'face.timeline.png'}" in captured.out
+    )
     assert f"wrote 3 files for 1 videos to {out}" in captured.out
     assert captured.err == ""
 
@@ -224,19 +277,24 @@ class _Writer(tf.Module):
         super().__init__()
         self.target = target
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="frames"),
-        tf.TensorSpec([None], tf.int32, name="num_frames"),
-        tf.TensorSpec([None], tf.float32, name="fps"),
-        tf.TensorSpec([None, None], tf.float32, name="waveform"),
-        tf.TensorSpec([None], tf.int32, name="num_samples"),
-        tf.TensorSpec([None], tf.int32, name="sample_rate"),
-    ])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="frames"),
+            tf.TensorSpec([None], tf.int32, name="num_frames"),
+            tf.TensorSpec([None], tf.float32, name="fps"),
+            tf.TensorSpec([None, None], tf.float32, name="waveform"),
+            tf.TensorSpec([None], tf.int32, name="num_samples"),
+            tf.TensorSpec([None], tf.int32, name="sample_rate"),
+        ]
+    )
     def serve(self, frames, num_frames, fps, waveform, num_samples, sample_rate):
         with tf.control_dependencies([tf.io.write_file(self.target, "pwned")]):
             probabilities = tf.one_hot(tf.fill(tf.shape(num_frames), 3), 6)
-        return {"probabilities": probabilities, "label": tf.argmax(probabilities, axis=-1),
-                "segment_probabilities": tf.tile(probabilities[:, None], [1, N, 1])}
+        return {
+            "probabilities": probabilities,
+            "label": tf.argmax(probabilities, axis=-1),
+            "segment_probabilities": tf.tile(probabilities[:, None], [1, N, 1]),
+        }
 
 
 @pytest.fixture

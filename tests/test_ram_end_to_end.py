@@ -9,16 +9,25 @@ import pytest
 import tensorflow as tf
 
 from emotf.cli import build_records, train
-from emotf.run import Run
+from emotf.runs.folder import Run
 from emotf.storage import as_path, read_json
 from emotf.synthetic.sample import SampleConfig, make_sample
 from tests.test_export import _serving_inputs
 
 # Three actors: one each in folds 0 (test), 1 (validation) and 2 (training).
 SAMPLE = SampleConfig.tiny(num_actors=3, clips_per_actor=2)
-TINY_MODEL = ["--model.num_segments", "2", "--model.video_stem_width", "4",
-              "--model.video_widths", "4", "--model.audio_widths", "4,4",
-              "--model.fc_units", "4"]
+TINY_MODEL = [
+    "--model.num_segments",
+    "2",
+    "--model.video_stem_width",
+    "4",
+    "--model.video_widths",
+    "4",
+    "--model.audio_widths",
+    "4,4",
+    "--model.fc_units",
+    "4",
+]
 
 
 @pytest.fixture
@@ -31,14 +40,45 @@ def ram_root():
 def test_build_train_export_load_on_ram(tmp_path, ram_root):
     make_sample(tmp_path / "sample", SAMPLE)
     records, run_dir = ram_root / "records", ram_root / "run"
-    assert build_records.main(["--data-dir", str(tmp_path / "sample"), "--out", str(records),
-                               "--workers", "1", "--no-progress"]) == 0
+    assert (
+        build_records.main(
+            [
+                "--data-dir",
+                str(tmp_path / "sample"),
+                "--out",
+                str(records),
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     manifest = read_json(records / "manifest.json")
     assert manifest["clips_written"] == 6 and sorted(manifest["folds"]) == ["0", "1", "2"]
 
-    assert train.main(["--records", str(records), "--fold", "0", "--out", str(run_dir),
-                       "--epochs", "1", "--batch-size", "2", "--export", "true",
-                       "--verbose", "0", *TINY_MODEL]) == 0
+    assert (
+        train.main(
+            [
+                "--records",
+                str(records),
+                "--fold",
+                "0",
+                "--out",
+                str(run_dir),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--export",
+                "true",
+                "--verbose",
+                "0",
+                *TINY_MODEL,
+            ]
+        )
+        == 0
+    )
     run = Run(run_dir)
     metrics = run.read_metrics()
     assert metrics["num_clips"] == 2 and metrics["epochs_run"] == 1

@@ -11,17 +11,19 @@ import zlib
 
 import pytest
 
-from emotf import model_io, storage
+from emotf import storage
 from emotf.cli.export import main as export_main
 from emotf.configs import ModelConfig, TrainConfig
-from emotf.export import read_metadata
-from emotf.model_io import ModelLoadError, check_archive, load_model_file, load_run_model
-from emotf.serving_metadata import MAX_METADATA_BYTES
+from emotf.runs import model_io
+from emotf.runs.model_io import ModelLoadError, check_archive, load_model_file, load_run_model
+from emotf.serving.export import read_metadata
+from emotf.serving.metadata import MAX_METADATA_BYTES
 from emotf.storage import FileTooLargeError, as_path, read_json
 from tests.helpers_crafted import craft_zip_bomb, write_zip
 
-TINY = ModelConfig(num_segments=2, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8),
-                   fc_units=8)
+TINY = ModelConfig(
+    num_segments=2, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8
+)
 FAST_SECONDS = 3.0  # the bomb ran for a minute and reached 4 GB
 FLAT_BYTES = 32 << 20
 
@@ -53,8 +55,9 @@ def bomb(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("loader", [check_archive, load_model_file,
-                                    lambda p: load_run_model(p, TINY)])
+@pytest.mark.parametrize(
+    "loader", [check_archive, load_model_file, lambda p: load_run_model(p, TINY)]
+)
 def test_a_zip_bomb_is_refused_quickly_with_flat_memory(bomb, loader):
     message = _refused_fast(lambda: loader(bomb))
     assert str(bomb) in message and "'config.json'" in message and "zip bomb" in message
@@ -86,13 +89,19 @@ def test_a_lying_zip_header_is_refused(tmp_path, declared):
 def test_a_weights_bomb_and_too_many_members_are_refused_before_reading(tmp_path):
     config = (b"{}", 0, 2, zlib.crc32(b"{}"))
     weights = zlib.compress(bytes(1 << 20))[2:-4]
-    bomb = write_zip(tmp_path / "ratio.keras", {
-        "config.json": config, "model.weights.h5": (weights, 8, 500 << 20, 0)})
+    bomb = write_zip(
+        tmp_path / "ratio.keras",
+        {"config.json": config, "model.weights.h5": (weights, 8, 500 << 20, 0)},
+    )
     message = _refused_fast(lambda: check_archive(bomb))
     assert "'model.weights.h5'" in message and "100:1" in message
-    big = write_zip(tmp_path / "member.keras", {
-        "config.json": config,
-        "model.weights.h5": (weights, 8, model_io.MAX_MEMBER_BYTES + 1, 0, 20 << 20)})
+    big = write_zip(
+        tmp_path / "member.keras",
+        {
+            "config.json": config,
+            "model.weights.h5": (weights, 8, model_io.MAX_MEMBER_BYTES + 1, 0, 20 << 20),
+        },
+    )
     assert "'model.weights.h5' inflates to 1024.0 MiB" in _refused_fast(lambda: check_archive(big))
     # Each member within its caps (headers claim 11 MiB compressed), together over the total.
     total = {f"w{i}": (weights, 8, model_io.MAX_MEMBER_BYTES, 0, 11 << 20) for i in range(3)}

@@ -5,7 +5,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -56,7 +55,10 @@ def test_manifest_lists_every_shard_with_clips_bytes_sha256_and_the_settings(bui
     for entry in manifest["shards"]:
         scan = scan_shard(out / entry["file"])
         assert (scan["bytes"], scan["sha256"], scan["records"]) == (
-            entry["bytes"], entry["sha256"], entry["clips"])
+            entry["bytes"],
+            entry["sha256"],
+            entry["clips"],
+        )
     assert sum(e["clips"] for e in manifest["shards"]) == manifest["clips_written"] == 6
     settings = manifest["settings"]
     assert settings["tracker"]["jpeg_quality"] == 90 and settings["sample_rate"] == 16000
@@ -76,8 +78,9 @@ def test_rerun_with_other_settings_is_refused_naming_each_change(sample, copy):
     assert "tracker.margin: 0.3 -> 0.6" in message and "tracker.jpeg_quality: 90 -> 60" in message
     assert "--overwrite" in message and "new --out" in message
     assert {p.name: p.stat().st_mtime_ns for p in copy.iterdir()} == before  # nothing touched
-    manifest = build_records(cfg(sample, copy, overwrite=True,
-                                 tracker=FaceTrackerConfig(margin=0.6, jpeg_quality=60)))
+    manifest = build_records(
+        cfg(sample, copy, overwrite=True, tracker=FaceTrackerConfig(margin=0.6, jpeg_quality=60))
+    )
     assert manifest["settings"]["tracker"]["margin"] == 0.6 and verify_records(copy) == []
     assert manifest["clips_written"] == 6
 
@@ -113,11 +116,16 @@ def damage(out, how):
     return victim
 
 
-@pytest.mark.parametrize("how, problem", [
-    ("truncated", "truncated"), ("bit flip", "SHA-256 differs"),
-    ("missing", "listed in the manifest but missing"), ("unlisted", "not listed in the manifest"),
-    ("no manifest", "missing: the build did not finish"),
-])
+@pytest.mark.parametrize(
+    "how, problem",
+    [
+        ("truncated", "truncated"),
+        ("bit flip", "SHA-256 differs"),
+        ("missing", "listed in the manifest but missing"),
+        ("unlisted", "not listed in the manifest"),
+        ("no manifest", "missing: the build did not finish"),
+    ],
+)
 def test_verify_names_every_bad_shard_and_training_refuses(copy, capsys, how, problem):
     assert verify_main([str(copy)]) == 0
     assert "intact" in capsys.readouterr().out
@@ -188,7 +196,7 @@ def _contend(folder, results, release):
         with hold(folder):
             results.put("got")
             release.wait(timeout=60)  # held until every contender has tried (a slow start
-    except FileExistsError:           # after the build would take a *free* lock, rightly)
+    except FileExistsError:  # after the build would take a *free* lock, rightly)
         results.put("refused")
 
 
@@ -203,8 +211,7 @@ def test_builds_racing_for_a_stale_lock_never_both_take_it(tmp_path):
         folder.mkdir()
         (folder / "build.lock").write_text(json.dumps({"pid": 2**22 + 7, "host": "h"}))
         results, release = fork.Queue(), fork.Event()
-        procs = [fork.Process(target=_contend, args=(folder, results, release))
-                 for _ in range(6)]
+        procs = [fork.Process(target=_contend, args=(folder, results, release)) for _ in range(6)]
         for proc in procs:
             proc.start()
         try:
@@ -233,29 +240,37 @@ def _sealed_folder(folder):
 
 
 def _entry(**changes):
-    entry = {"file": "fold-0-of-10-00000.tfrecord", "fold": 0, "clips": 3, "bytes": 54,
-             "sha256": "0" * 64}
+    entry = {
+        "file": "fold-0-of-10-00000.tfrecord",
+        "fold": 0,
+        "clips": 3,
+        "bytes": 54,
+        "sha256": "0" * 64,
+    }
     return {k: v for k, v in {**entry, **changes}.items() if v is not ...}
 
 
-@pytest.mark.parametrize("shards, problem", [
-    ([1, 2], "a shard entry must be a JSON object. Received: 1"),
-    ("fold-0-of-10-00000.tfrecord", "'shards' must be a list"),
-    (None, "'shards' must be a list of shard entries. Received: shards=null"),
-    (..., "'shards' must be a list"),
-    ([_entry(sha256=...)], "a shard entry lacks 'sha256'"),
-    ([_entry(clips="3")], "'clips' must be a whole number. Received: clips='3'"),
-    ([_entry(clips=True)], "'clips' must be a whole number"),
-    ([_entry(bytes=10**30)], "'bytes' must be in 0..1125899906842624"),
-    ([_entry(clips=-1)], "'clips' must be in 0..1000000000"),
-    ([_entry(bytes=1e400)], "'bytes' must be a whole number. Received: bytes=Infinity"),
-    ([_entry(fold=12)], "'fold' must be in 0..9"),
-    ([_entry(fold=1)], "'fold' 1 differs from the file name's 0"),
-    ([_entry(file="../../etc/passwd")], "'file' must be a shard name"),
-    ([_entry(file=["x"])], "'file' must be a shard name"),
-    ([_entry(sha256="zz")], "'sha256' must be 64 hex digits"),
-    ([_entry(), _entry()], "fold-0-of-10-00000.tfrecord is listed twice"),
-])
+@pytest.mark.parametrize(
+    "shards, problem",
+    [
+        ([1, 2], "a shard entry must be a JSON object. Received: 1"),
+        ("fold-0-of-10-00000.tfrecord", "'shards' must be a list"),
+        (None, "'shards' must be a list of shard entries. Received: shards=null"),
+        (..., "'shards' must be a list"),
+        ([_entry(sha256=...)], "a shard entry lacks 'sha256'"),
+        ([_entry(clips="3")], "'clips' must be a whole number. Received: clips='3'"),
+        ([_entry(clips=True)], "'clips' must be a whole number"),
+        ([_entry(bytes=10**30)], "'bytes' must be in 0..1125899906842624"),
+        ([_entry(clips=-1)], "'clips' must be in 0..1000000000"),
+        ([_entry(bytes=1e400)], "'bytes' must be a whole number. Received: bytes=Infinity"),
+        ([_entry(fold=12)], "'fold' must be in 0..9"),
+        ([_entry(fold=1)], "'fold' 1 differs from the file name's 0"),
+        ([_entry(file="../../etc/passwd")], "'file' must be a shard name"),
+        ([_entry(file=["x"])], "'file' must be a shard name"),
+        ([_entry(sha256="zz")], "'sha256' must be 64 hex digits"),
+        ([_entry(), _entry()], "fold-0-of-10-00000.tfrecord is listed twice"),
+    ],
+)
 def test_a_malformed_manifest_is_one_line_naming_it(tmp_path, capsys, shards, problem):
     folder = tmp_path / "records"
     manifest = _sealed_folder(folder)
@@ -274,8 +289,9 @@ def test_a_malformed_manifest_is_one_line_naming_it(tmp_path, capsys, shards, pr
         check_records(folder)
 
 
-@pytest.mark.parametrize("text", ["[1, 2]", "null", "\"shards\"", "{\"manifest_version\": [2]}",
-                                  "{", "\xff\xfe"])
+@pytest.mark.parametrize(
+    "text", ["[1, 2]", "null", '"shards"', '{"manifest_version": [2]}', "{", "\xff\xfe"]
+)
 def test_a_manifest_of_another_json_shape_is_one_line(tmp_path, capsys, text):
     folder = tmp_path / "records"
     _sealed_folder(folder)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_evaluate import assert_valid_png, fake_dataset_fn, make_run
 
-from emotf.cremad import EMOTIONS
+from emotf.corpora.cremad import EMOTIONS
 from emotf.evaluation.figures import plot_accuracy_vs_n, write_predictions
 from emotf.evaluation.reports import PAPER_REPORTED, cv_report
 
@@ -54,8 +54,8 @@ def two_fold_run(tmp_path):
 
 
 def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
+    from emotf.corpora.votes import load_votes
     from emotf.evaluation.human import human_accuracy
-    from emotf.votes import load_votes
 
     votes = load_votes(cremad_tables_dir / "tabulatedVotes.csv")
     md_path, json_path = cv_report(two_fold_run, votes=votes)
@@ -68,14 +68,13 @@ def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
     assert summary["per_fold"][1]["human_accuracy_same_clips"] == pytest.approx(expected)
     assert summary["pooled"]["num_examples"] == 8
     # Which labels were scored, and how often intended and perceived labels agree (issue 12).
-    from emotf.labels import agreement
+    from emotf.corpora.labels import agreement
 
     assert summary["labels"] == "intended"
     pooled_agreement = agreement(FOLD_CLIPS[0] + FOLD_CLIPS[1])
     assert summary["label_agreement"] == {**pooled_agreement, "folds_counted": 2}
     assert summary["per_fold"][0]["label_agreement"] == agreement(FOLD_CLIPS[0])
-    assert (f"agree on {pooled_agreement['agree']} of the 8 evaluated clips"
-            in md_path.read_text())
+    assert f"agree on {pooled_agreement['agree']} of the 8 evaluated clips" in md_path.read_text()
     assert [r["accuracy_percent"] for r in summary["reported_in_the_paper"]] == [
         68.4,
         63.6,
@@ -89,15 +88,18 @@ def test_report_renders_for_two_folds(two_fold_run, cremad_tables_dir):
     by_group = summary["pooled"]["by_group"]
     assert by_group["sex"]["Male"]["model"] == 0.75 and by_group["sex"]["Female"]["model"] == 0.5
     assert by_group["intensity"]["LO"] == {
-        "num_clips": 1, "model": 1.0,
-        **human_accuracy(votes, ["1001_IEO_HAP_LO"])}
+        "num_clips": 1,
+        "model": 1.0,
+        **human_accuracy(votes, ["1001_IEO_HAP_LO"]),
+    }
     assert (two_fold_run / "figures" / "accuracy_by_group.csv").is_file()
 
     intervals = summary["pooled"]["confidence_intervals"]
     assert intervals["actors"] == 2 and intervals["model"]["estimate"] == pytest.approx(0.625)
     assert intervals["model"]["low"] <= 0.625 <= intervals["model"]["high"]
     assert intervals["humans"]["voice"]["estimate"] == pytest.approx(
-        human_accuracy(votes, FOLD_CLIPS[0] + FOLD_CLIPS[1])["voice"])
+        human_accuracy(votes, FOLD_CLIPS[0] + FOLD_CLIPS[1])["voice"]
+    )
 
     md = md_path.read_text()
     assert "62.5 ± 17.7" in md
@@ -177,8 +179,9 @@ def test_cli_cv_report_takes_the_records_from_the_runs(tmp_path, monkeypatch, re
     assert main(["--cv-dir", str(cv)]) == 0
     assert asked == [str(records)] * 2
     summary = json.loads((cv / "cv_report.json").read_text())
-    assert all(f["human_accuracy_same_clips"]["audio-visual"] is not None
-               for f in summary["per_fold"])
+    assert all(
+        f["human_accuracy_same_clips"]["audio-visual"] is not None for f in summary["per_fold"]
+    )
     assert not [w for w in recwarn if "human raters" in str(w.message)]
 
 
@@ -200,8 +203,10 @@ def test_cli_cv_report_says_why_human_rows_are_missing(tmp_path, capsys):
         warnings.showwarning = to_stderr
         assert main(["--cv-dir", str(cv)]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if "human raters" in line]
-    assert lines == [f"emotf-evaluate: warning: human raters left out of the report: no per-clip "
-                     f"predictions for folds 0, 1 (the records their config.json names, {gone}, "
-                     f"are gone: pass --records)"]
+    assert lines == [
+        f"emotf-evaluate: warning: human raters left out of the report: no per-clip "
+        f"predictions for folds 0, 1 (the records their config.json names, {gone}, "
+        f"are gone: pass --records)"
+    ]
     summary = json.loads((cv / "cv_report.json").read_text())
     assert all(f["human_accuracy_same_clips"]["audio-visual"] is None for f in summary["per_fold"])

@@ -36,13 +36,16 @@ def _write_mp4(path, stored, degrees, hflip=False, num=3):
     return path
 
 
-@pytest.mark.parametrize("degrees, hflip, shown", [
-    (-90, False, lambda x: np.rot90(x, -1)),  # a phone's portrait video: a quarter clockwise
-    (90, False, lambda x: np.rot90(x, 1)),
-    (180, False, lambda x: np.rot90(x, 2)),
-    (0, True, lambda x: x[:, ::-1]),
-    (90, True, lambda x: np.rot90(x, 1)[:, ::-1]),
-])
+@pytest.mark.parametrize(
+    "degrees, hflip, shown",
+    [
+        (-90, False, lambda x: np.rot90(x, -1)),  # a phone's portrait video: a quarter clockwise
+        (90, False, lambda x: np.rot90(x, 1)),
+        (180, False, lambda x: np.rot90(x, 2)),
+        (0, True, lambda x: x[:, ::-1]),
+        (90, True, lambda x: np.rot90(x, 1)[:, ::-1]),
+    ],
+)
 def test_frames_are_turned_as_the_display_matrix_says(tmp_path, degrees, hflip, shown):
     import av
 
@@ -80,8 +83,9 @@ def test_a_portrait_phone_video_is_read_upright_and_its_face_found(tmp_path):
     from emotf.records.preprocess import ClipSettings, read_clip
 
     upright = write_face_video(tmp_path / "upright.mp4", 1.0, fps=10, width=180, height=320)
-    phone = write_face_video(tmp_path / "phone.mp4", 1.0, fps=10, width=180, height=320,
-                             display_rotation=-90)
+    phone = write_face_video(
+        tmp_path / "phone.mp4", 1.0, fps=10, width=180, height=320, display_rotation=-90
+    )
     with av.open(str(phone)) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (320, 180)

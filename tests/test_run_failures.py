@@ -11,18 +11,38 @@ from test_train import MODEL, FakeFactory, config, write_tiny_shards
 
 from emotf.cli.train import main as train_main
 from emotf.configs import ModelConfig, TrainConfig
-from emotf.run import Run
-from emotf.run_state import read_log, weights_problem
-from emotf.train import fit_verbose, train_all_folds, train_fold
+from emotf.runs.folder import Run
+from emotf.training.run_state import read_log, weights_problem
+from emotf.training.train import fit_verbose, train_all_folds, train_fold
 
 
 def cli_args(tmp_path, out, records="unused", epochs=3):
     cfg_file = tmp_path / "cfg.json"
-    cfg_file.write_text(json.dumps({
-        "model": MODEL.to_dict(), "batch_size": 8, "learning_rate": 0.05, "lr_schedule": "constant",
-        "early_stopping_patience": 0, "export": False, "verbose": 0}))
-    return ["--records", str(records), "--fold", "3", "--out", str(out), "--config", str(cfg_file),
-            "--epochs", str(epochs)]
+    cfg_file.write_text(
+        json.dumps(
+            {
+                "model": MODEL.to_dict(),
+                "batch_size": 8,
+                "learning_rate": 0.05,
+                "lr_schedule": "constant",
+                "early_stopping_patience": 0,
+                "export": False,
+                "verbose": 0,
+            }
+        )
+    )
+    return [
+        "--records",
+        str(records),
+        "--fold",
+        "3",
+        "--out",
+        str(out),
+        "--config",
+        str(cfg_file),
+        "--epochs",
+        str(epochs),
+    ]
 
 
 def weights_files(folder):
@@ -31,7 +51,7 @@ def weights_files(folder):
 
 
 def test_a_full_disk_ends_in_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, capsys):
-    import emotf.train as train_module
+    import emotf.training.train as train_module
 
     monkeypatch.setattr(train_module, "records_dataset", FakeFactory())
     real_save = keras.Model.save_weights
@@ -88,9 +108,11 @@ def test_the_records_are_checked_before_anything_is_written(tmp_path, capsys):
     a_file.write_text("not records")
     empty = tmp_path / "empty"
     empty.mkdir()
-    for records, problem in ((tmp_path / "missing", "no such records folder"),
-                             (a_file, "a file, not a records folder"),
-                             (empty, "neither a manifest.json nor a record shard")):
+    for records, problem in (
+        (tmp_path / "missing", "no such records folder"),
+        (a_file, "a file, not a records folder"),
+        (empty, "neither a manifest.json nor a record shard"),
+    ):
         assert train_main(cli_args(tmp_path, out, records, epochs=1)) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"emotf-train: error: {records}: {problem}" + err[0].split(problem, 1)[1]]
@@ -102,10 +124,17 @@ def test_the_records_are_checked_before_anything_is_written(tmp_path, capsys):
     # The corrected rerun into the same --out is a fresh run (no "another configuration").
     records = tmp_path / "records"
     write_tiny_shards(records)
-    model = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
-                        audio_widths=(4, 4), fc_units=4)
-    metrics = train_fold(config(tmp_path, records=str(records), epochs=1, batch_size=4,
-                                model=model))
+    model = ModelConfig(
+        num_segments=2,
+        frame_size=32,
+        video_stem_width=4,
+        video_widths=(4,),
+        audio_widths=(4, 4),
+        fc_units=4,
+    )
+    metrics = train_fold(
+        config(tmp_path, records=str(records), epochs=1, batch_size=4, model=model)
+    )
     assert metrics["epochs_run"] == 1 and metrics["records_verified"]
 
 
@@ -135,7 +164,7 @@ def test_a_weights_file_is_never_started_on_a_disk_without_room_for_it(tmp_path,
     import shutil
 
     from emotf.model import build_model
-    from emotf.run_state import save_weights, weights_bytes
+    from emotf.training.run_state import save_weights, weights_bytes
 
     model = build_model(MODEL)
     path = tmp_path / "best.weights.h5"
@@ -150,23 +179,31 @@ def test_a_weights_file_is_never_started_on_a_disk_without_room_for_it(tmp_path,
     assert weights_problem(path) is None and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
-@pytest.mark.parametrize("error, full", [
-    (OSError(errno.ENOSPC, "No space left on device"), True),
-    (RuntimeError("Can't decrement id ref count (file write failed: errno = 28, error message = "
-                  "'No space left on device')"), True),
-    (OSError("Unable to synchronously create file (No space left on device)"), True),
-    (OSError(errno.EACCES, "Permission denied"), False),
-    (ValueError("No space left"), False),
-])
+@pytest.mark.parametrize(
+    "error, full",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), True),
+        (
+            RuntimeError(
+                "Can't decrement id ref count (file write failed: errno = 28, error message = "
+                "'No space left on device')"
+            ),
+            True,
+        ),
+        (OSError("Unable to synchronously create file (No space left on device)"), True),
+        (OSError(errno.EACCES, "Permission denied"), False),
+        (ValueError("No space left"), False),
+    ],
+)
 def test_a_full_disk_is_recognised_in_its_wrapped_forms(error, full):
-    from emotf.run_state import is_no_space
+    from emotf.training.run_state import is_no_space
 
     assert is_no_space(error) is full
 
 
 def test_a_log_that_is_not_one_is_named(tmp_path, monkeypatch):
-    import emotf.run_state as run_state
-    from emotf.run_state import read_log
+    import emotf.training.run_state as run_state
+    from emotf.training.run_state import read_log
 
     log = tmp_path / "training_log.csv"
     log.write_bytes(b"epoch,loss\n0,\xff\xfe\n")

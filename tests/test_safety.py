@@ -17,13 +17,13 @@ from emotf.cli.export import main as export_main
 from emotf.cli.predict import main as predict_main
 from emotf.cli.train import main as train_main
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
-from emotf.export import export_saved_model
 from emotf.model import build_model
-from emotf.model_io import ModelLoadError, check_archive, load_model_file, load_run_model
-from emotf.predict import Predictor
-from emotf.run import Run
-from emotf.serving_metadata import METADATA_FILE, MetadataError, resolve_saved_model
-from emotf.tune import tune
+from emotf.runs.folder import Run
+from emotf.runs.model_io import ModelLoadError, check_archive, load_model_file, load_run_model
+from emotf.serving.export import export_saved_model
+from emotf.serving.metadata import METADATA_FILE, MetadataError, resolve_saved_model
+from emotf.serving.predict import Predictor
+from emotf.tuning.search import tune
 from tests.helpers_crafted import craft_keras_file
 from tests.test_train import FakeFactory
 from tests.test_tune import tune_config
@@ -41,8 +41,9 @@ def _run_folder(path, model_config=TINY, crafted_marker=None, sampling=None):
     keras.utils.set_random_seed(0)
     model = build_model(model_config)
     model.save(str(path / "model.keras"))
-    config = TrainConfig(records=str(path / "records"), out=str(path), model=model_config,
-                         sampling=sampling or {})
+    config = TrainConfig(
+        records=str(path / "records"), out=str(path), model=model_config, sampling=sampling or {}
+    )
     (path / "config.json").write_text(json.dumps({"config": config.to_dict()}))
     if crafted_marker is not None:
         genuine = path / "genuine.keras"
@@ -65,8 +66,12 @@ def test_every_loader_refuses_the_crafted_model_and_runs_nothing(tmp_path, capsy
     run, _ = _run_folder(tmp_path / "run", crafted_marker=marker)
     bare = craft_keras_file(tmp_path / "bare.keras", marker)
 
-    for load in (lambda: Run(run).load_model(), lambda: load_model_file(bare),
-                 lambda: load_run_model(bare), lambda: check_archive(run / "model.keras")):
+    for load in (
+        lambda: Run(run).load_model(),
+        lambda: load_model_file(bare),
+        lambda: load_run_model(bare),
+        lambda: check_archive(run / "model.keras"),
+    ):
         with pytest.raises(ModelLoadError, match="refused to load: its config names"):
             load()
     capsys.readouterr()
@@ -129,22 +134,29 @@ def test_a_model_file_that_does_not_fit_the_run_config_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     keras.utils.set_random_seed(3)
-    return export_saved_model(build_model(TINY), SamplingConfig(num_segments=N),
-                              tmp_path_factory.mktemp("export") / "emotf")
+    return export_saved_model(
+        build_model(TINY),
+        SamplingConfig(num_segments=N),
+        tmp_path_factory.mktemp("export") / "emotf",
+    )
 
 
-@pytest.mark.parametrize("where, key, value", [
-    ("face_tracker", "crop_size", 100_000),
-    ("face_tracker", "jpeg_quality", 0),
-    ("face_tracker", "margin", float("nan")),
-    ("sampling_config", "sample_rate", "16000"),
-    ("sampling_config", "window_seconds", 1e9),
-    ("sampling_config", "num_segments", 2.5),
-    (None, "min_clip_seconds", -1),
-    (None, "temperature", float("inf")),
-])
-def test_tampered_serving_metadata_is_refused_naming_the_value(exported, tmp_path, capsys, where, key,
-                                                                value):
+@pytest.mark.parametrize(
+    "where, key, value",
+    [
+        ("face_tracker", "crop_size", 100_000),
+        ("face_tracker", "jpeg_quality", 0),
+        ("face_tracker", "margin", float("nan")),
+        ("sampling_config", "sample_rate", "16000"),
+        ("sampling_config", "window_seconds", 1e9),
+        ("sampling_config", "num_segments", 2.5),
+        (None, "min_clip_seconds", -1),
+        (None, "temperature", float("inf")),
+    ],
+)
+def test_tampered_serving_metadata_is_refused_naming_the_value(
+    exported, tmp_path, capsys, where, key, value
+):
     copy = tmp_path / "model" / "1"
     import shutil
 
@@ -168,12 +180,28 @@ def test_untampered_metadata_is_accepted(exported):
 
 
 def test_cli_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
-    assert train_main(["--config", str(tmp_path / "missing.json"), "--fold", "0",
-                       "--out", str(tmp_path / "o")]) == 1
+    assert (
+        train_main(
+            [
+                "--config",
+                str(tmp_path / "missing.json"),
+                "--fold",
+                "0",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
-    assert err.strip() == f"emotf-train: error: {tmp_path / 'missing.json'}: no such file or directory"
-    for flag, value, name in (("--batch-size", "0", "batch_size"), ("--epochs", "0", "epochs"),
-                              ("--batch-size", "-4", "batch_size")):
+    assert (
+        err.strip() == f"emotf-train: error: {tmp_path / 'missing.json'}: no such file or directory"
+    )
+    for flag, value, name in (
+        ("--batch-size", "0", "batch_size"),
+        ("--epochs", "0", "epochs"),
+        ("--batch-size", "-4", "batch_size"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             train_main(["--records", "r", "--fold", "0", "--out", str(tmp_path / "o"), flag, value])
         assert exit_info.value.code == 2
@@ -190,7 +218,9 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(emotf.records.build, "build_records", full_disk)
     data = tmp_path / "data"
     data.mkdir()
-    assert build_main(["--data-dir", str(data), "--out", str(tmp_path / "out"), "--workers", "1"]) == 1
+    assert (
+        build_main(["--data-dir", str(data), "--out", str(tmp_path / "out"), "--workers", "1"]) == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "x.tfrecord: no space left on device" in err
     assert "finished shards are kept" in err and "rerun" in err
@@ -201,14 +231,23 @@ def test_console_scripts_are_quiet_and_debug_shows_the_traceback(tmp_path):
     script = "from emotf.cli.export import main; import sys; sys.exit(main())"
     env_run = lambda *args: subprocess.run(  # noqa: E731
         [sys.executable, "-c", script, str(tmp_path / "nothing"), *args],
-        capture_output=True, text=True, timeout=120,
-        env={k: v for k, v in __import__("os").environ.items() if not k.startswith(("TF_CPP", "EMOTF"))},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            k: v
+            for k, v in __import__("os").environ.items()
+            if not k.startswith(("TF_CPP", "EMOTF"))
+        },
     )
     quiet = env_run()
     assert quiet.returncode == 1
     lines = quiet.stderr.strip().splitlines()
     assert len(lines) == 1, quiet.stderr
-    assert lines[0].startswith("emotf-export: error: ") and "not a finished emotf-train run" in lines[0]
+    assert (
+        lines[0].startswith("emotf-export: error: ")
+        and "not a finished emotf-train run" in lines[0]
+    )
     debug = env_run("--debug")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     verbose = env_run("--verbose")

@@ -173,9 +173,9 @@ def test_sample_clip_uint8_and_jpeg_agree_and_eager_equals_tf_function(decoded_c
     args = dict(num_frames=9, fps=5.0, waveform=wave, num_samples=2000, sample_rate=1000)
     eager = sample_clip(frames, config=SMALL, training=True, seed=[5, 6], **args)
     from_jpeg = sample_clip(jpegs, config=SMALL, training=True, seed=[5, 6], **args)
-    graph = tf.function(
-        lambda f, s: sample_clip(f, config=SMALL, training=True, seed=s, **args)
-    )(frames, tf.constant([5, 6]))
+    graph = tf.function(lambda f, s: sample_clip(f, config=SMALL, training=True, seed=s, **args))(
+        frames, tf.constant([5, 6])
+    )
     for key in ("frame_indices", "audio_starts", "audio", "frames"):
         np.testing.assert_allclose(eager[key].numpy(), graph[key].numpy(), atol=1e-5)
     np.testing.assert_array_equal(eager["frame_indices"], from_jpeg["frame_indices"])
@@ -213,8 +213,7 @@ def test_dense_and_sparse_mel_agree_and_dense_compiles_with_xla():
 def test_augment_is_seeded_and_keeps_shapes(decoded_clip):
     frames, wave = decoded_clip
     frames[:, :, :8] = 0  # left half dark so a flip is visible
-    out = sample_clip(frames, 9, 5.0, wave, 2000, 1000, SMALL, True, [1, 1],
-                      with_spectrograms=True)
+    out = sample_clip(frames, 9, 5.0, wave, 2000, 1000, SMALL, True, [1, 1], with_spectrograms=True)
     a = [augment_clip(out, [s, 0]) for s in range(8)]
     b = augment_clip(out, [3, 0])
     np.testing.assert_array_equal(a[3]["spectrograms"], b["spectrograms"])
@@ -236,11 +235,21 @@ def test_config_round_trip_and_validation():
 def test_spectrogram_sparse_mel_matches_dense_reference(config):
     """The sparse mel product equals the documented dense formula (numpy reference)."""
     windows = np.random.default_rng(1).normal(0, 0.3, [3, config.window_length]).astype(np.float32)
-    stft = tf.signal.stft(windows, config.frame_length, config.frame_step, config.fft_length,
-                          window_fn=tf.signal.hann_window, pad_end=False).numpy()
+    stft = tf.signal.stft(
+        windows,
+        config.frame_length,
+        config.frame_step,
+        config.fft_length,
+        window_fn=tf.signal.hann_window,
+        pad_end=False,
+    ).numpy()
     mel = tf.signal.linear_to_mel_weight_matrix(
-        config.num_mel_bins, config.fft_length // 2 + 1, config.sample_rate,
-        config.lower_edge_hertz, config.upper_edge_hertz or config.sample_rate / 2).numpy()
+        config.num_mel_bins,
+        config.fft_length // 2 + 1,
+        config.sample_rate,
+        config.lower_edge_hertz,
+        config.upper_edge_hertz or config.sample_rate / 2,
+    ).numpy()
     logmel = np.log(np.abs(stft).astype(np.float64) @ mel + config.log_offset)[..., None]
     got = spectrogram(windows, config).numpy()
     if logmel.shape[1:3] != (config.time_bins, config.freq_bins):

@@ -10,12 +10,14 @@ import keras
 import pytest
 
 from emotf.configs import ModelConfig, SamplingConfig
-from emotf.export import export_saved_model
 from emotf.model import build_model
-from emotf.serving_metadata import DEFAULT_MIN_CLIP_SECONDS, min_clip_samples
+from emotf.serving.export import export_saved_model
+from emotf.serving.metadata import DEFAULT_MIN_CLIP_SECONDS, min_clip_samples
 
 N = 3
-TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8)
+TINY = ModelConfig(
+    num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8
+)
 SAMPLING = SamplingConfig(num_segments=N)
 
 SCRIPT = r"""
@@ -84,9 +86,15 @@ def report(tmp_path_factory):
     keras.utils.set_random_seed(2)
     saved = export_saved_model(build_model(TINY), SAMPLING, tmp_path_factory.mktemp("export"))
     env = {**os.environ, "PYTHONPATH": "", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(saved), str(SAMPLING.window_length)],
-                            cwd=tmp_path_factory.mktemp("cwd"), env=env, capture_output=True,
-                            text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(saved), str(SAMPLING.window_length)],
+        cwd=tmp_path_factory.mktemp("cwd"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -112,27 +120,36 @@ def test_the_shortest_clip_is_the_builds_not_a_retyped_number():
     assert min_clip_samples(0.7, 16000) == 11200 and min_clip_samples(0.0, 16000) == 1
 
 
-@pytest.mark.parametrize(("case", "says"), [
-    ("nan_audio", "waveform must be finite"),
-    ("inf_audio", "waveform must be finite"),
-    ("fps_zero", "fps must be in [1, 1000] frames per second. Received:] [30 0]"),
-    ("fps_negative", "fps must be in [1, 1000]"),
-    ("fps_tiny", "fps must be in [1, 1000] frames per second. Received:] [30 1e-30]"),
-    ("fps_huge", "fps must be in [1, 1000]"),
-    ("num_samples_zero", "num_samples must be >= 8000 (the shortest clip the model was built "
-                         "for). Received:] [24000 0]"),
-    ("num_samples_short", "num_samples must be >= 8000"),
-    ("num_frames_zero", "num_frames must be >= 1"),
-    ("sample_rate_other", "sample_rate must be 16000 (the sample rate the model was trained at). "
-                          "Received:] [16000 44100]"),
-    ("fps_nan", "fps must be finite"),
-    ("fps_inf", "fps must be finite"),
-    ("batch_fps", "batch size of fps differs from that of frames"),
-    ("batch_waveform", "batch size of waveform differs from that of frames"),
-    ("batch_sample_rate", "batch size of sample_rate differs from that of frames"),
-    ("segments_nan", "audio must be finite"),
-    ("segments_batch", "batch size of audio differs from that of frames"),
-])
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("nan_audio", "waveform must be finite"),
+        ("inf_audio", "waveform must be finite"),
+        ("fps_zero", "fps must be in [1, 1000] frames per second. Received:] [30 0]"),
+        ("fps_negative", "fps must be in [1, 1000]"),
+        ("fps_tiny", "fps must be in [1, 1000] frames per second. Received:] [30 1e-30]"),
+        ("fps_huge", "fps must be in [1, 1000]"),
+        (
+            "num_samples_zero",
+            "num_samples must be >= 8000 (the shortest clip the model was built "
+            "for). Received:] [24000 0]",
+        ),
+        ("num_samples_short", "num_samples must be >= 8000"),
+        ("num_frames_zero", "num_frames must be >= 1"),
+        (
+            "sample_rate_other",
+            "sample_rate must be 16000 (the sample rate the model was trained at). "
+            "Received:] [16000 44100]",
+        ),
+        ("fps_nan", "fps must be finite"),
+        ("fps_inf", "fps must be finite"),
+        ("batch_fps", "batch size of fps differs from that of frames"),
+        ("batch_waveform", "batch size of waveform differs from that of frames"),
+        ("batch_sample_rate", "batch size of sample_rate differs from that of frames"),
+        ("segments_nan", "audio must be finite"),
+        ("segments_batch", "batch size of audio differs from that of frames"),
+    ],
+)
 def test_bad_inputs_are_refused_naming_the_input(report, case, says):
     assert not report[case].startswith("ok"), (case, report[case])
     assert says in report[case], (case, report[case])

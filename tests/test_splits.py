@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from emotf.configs import ModelConfig, TrainConfig
-from emotf.cremad import EMOTIONS, SENTENCES, load_clip_names, parse_clip_name
-from emotf.splits import (
+from emotf.corpora.cremad import EMOTIONS, SENTENCES, load_clip_names, parse_clip_name
+from emotf.corpora.splits import (
     ACTORS,
     OGM,
     SPEAKER_DEPENDENT,
@@ -21,10 +21,16 @@ from emotf.splits import (
     run_split,
     split_folds,
 )
-from emotf.train import train_all_folds, train_fold
+from emotf.training.train import train_all_folds, train_fold
 
-TINY_MODEL = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
-                         audio_widths=(4, 4), fc_units=4)
+TINY_MODEL = ModelConfig(
+    num_segments=2,
+    frame_size=32,
+    video_stem_width=4,
+    video_widths=(4,),
+    audio_widths=(4, 4),
+    fc_units=4,
+)
 
 
 def test_the_ogm_split_is_the_whole_corpus_and_speaker_dependent():
@@ -68,8 +74,17 @@ def write_split(folder, train, test, emotions=None):
     return folder
 
 
-@pytest.mark.parametrize("problem", ["missing test.csv", "bad name", "emotion differs",
-                                     "in both lists", "listed twice", "a file name"])
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "missing test.csv",
+        "bad name",
+        "emotion differs",
+        "in both lists",
+        "listed twice",
+        "a file name",
+    ],
+)
 def test_a_bad_split_folder_is_refused_naming_the_file_and_row(tmp_path, problem):
     train, test = ["1001_DFA_ANG_XX", "1001_DFA_SAD_XX"], ["1002_DFA_ANG_XX"]
     emotions = {}
@@ -89,10 +104,14 @@ def test_a_bad_split_folder_is_refused_naming_the_file_and_row(tmp_path, problem
     with pytest.raises(ValueError) as error:
         TrainConfig(split=str(folder))
     message = str(error.value)
-    expected = {"missing test.csv": "test.csv", "bad name": "train.csv, row 3",
-                "emotion differs": "train.csv, row 2", "in both lists": "1001_DFA_ANG_XX",
-                "listed twice": "train.csv, row 3",
-                "a file name": "test.csv, row 2: write the bare clip name"}[problem]
+    expected = {
+        "missing test.csv": "test.csv",
+        "bad name": "train.csv, row 3",
+        "emotion differs": "train.csv, row 2",
+        "in both lists": "1001_DFA_ANG_XX",
+        "listed twice": "train.csv, row 3",
+        "a file name": "test.csv, row 2: write the bare clip name",
+    }[problem]
     assert expected in message and str(folder) in message
 
 
@@ -118,16 +137,32 @@ def write_named_shards(out_dir, clips_per_fold=3, frame_size=32):
                 name = f"{1001 + fold}_{SENTENCES[c]}_{emotion}_XX"
                 labels[name] = EMOTIONS.index(emotion)
                 t = 12
-                frames = [tf.io.encode_jpeg(rng.integers(0, 256, (frame_size, frame_size, 3),
-                                                         dtype=np.uint8)).numpy()
-                          for _ in range(t)]
-                writer.write(make_example(ClipRecord(
-                    clip_id=name, actor_id=1001 + fold, sentence=SENTENCES[c], emotion=emotion,
-                    label=labels[name], intensity="XX", fold=fold, fps=10.0, frames_jpeg=frames,
-                    face_boxes=np.zeros((t, 4), np.float32), face_detected=np.ones(t, np.int64),
-                    source_size=(360, 480), sample_rate=16000,
-                    pcm16=rng.normal(0, 3000, 24000).astype(np.int16),
-                )).SerializeToString())
+                frames = [
+                    tf.io.encode_jpeg(
+                        rng.integers(0, 256, (frame_size, frame_size, 3), dtype=np.uint8)
+                    ).numpy()
+                    for _ in range(t)
+                ]
+                writer.write(
+                    make_example(
+                        ClipRecord(
+                            clip_id=name,
+                            actor_id=1001 + fold,
+                            sentence=SENTENCES[c],
+                            emotion=emotion,
+                            label=labels[name],
+                            intensity="XX",
+                            fold=fold,
+                            fps=10.0,
+                            frames_jpeg=frames,
+                            face_boxes=np.zeros((t, 4), np.float32),
+                            face_detected=np.ones(t, np.int64),
+                            source_size=(360, 480),
+                            sample_rate=16000,
+                            pcm16=rng.normal(0, 3000, 24000).astype(np.int16),
+                        )
+                    ).SerializeToString()
+                )
     from emotf.records.manifest import seal_records
 
     seal_records(out_dir)  # a manifest, as emotf-build-records writes (training checks it)
@@ -151,8 +186,16 @@ def test_make_dataset_keeps_only_the_listed_clips(clip_split_records):
 
     root, labels, _, _, test = clip_split_records
     sampling = SamplingConfig(num_segments=2, frame_size=32, time_bins=16, freq_bins=8)
-    ds = make_dataset(root / "records", range(10), training=True, config=sampling,
-                      batch_size=2, drop_remainder=False, with_metadata=True, clip_ids=test)
+    ds = make_dataset(
+        root / "records",
+        range(10),
+        training=True,
+        config=sampling,
+        batch_size=2,
+        drop_remainder=False,
+        with_metadata=True,
+        clip_ids=test,
+    )
     served = [c.decode() for _, _, meta in ds for c in meta["clip_id"].numpy()]
     assert sorted(served) == sorted(test)
     for _, label, meta in ds:
@@ -160,11 +203,12 @@ def test_make_dataset_keeps_only_the_listed_clips(clip_split_records):
             assert labels[name.decode()] == y
 
 
-def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_split_records,
-                                                                         tmp_path):
+def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(
+    clip_split_records, tmp_path
+):
     from emotf.evaluation.evaluate import evaluate_model
     from emotf.pipeline import make_dataset
-    from emotf.run_data import records_dataset
+    from emotf.runs.data import records_dataset
 
     root, _, split_dir, train, test = clip_split_records
     served = []
@@ -173,9 +217,19 @@ def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_sp
         served.append((training, None if part.clips is None else set(part.clips)))
         return records_dataset(part, training, config, epoch)
 
-    cfg = TrainConfig(records=str(root / "records"), out=str(tmp_path / "run"), split=str(split_dir),
-                      validation_fraction=0.25, epochs=2, batch_size=4, lr_schedule="constant",
-                      learning_rate=0.01, verbose=0, export=False, model=TINY_MODEL)
+    cfg = TrainConfig(
+        records=str(root / "records"),
+        out=str(tmp_path / "run"),
+        split=str(split_dir),
+        validation_fraction=0.25,
+        epochs=2,
+        batch_size=4,
+        lr_schedule="constant",
+        learning_rate=0.01,
+        verbose=0,
+        export=False,
+        model=TINY_MODEL,
+    )
     metrics = train_fold(cfg, spy)
     train_part, val_part, test_part = served
     assert train_part[0] and not val_part[0] and not test_part[0]
@@ -184,7 +238,11 @@ def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_sp
     assert train_part[1] | val_part[1] == set(train) and len(val_part[1]) == 6
     assert metrics["fold"] is None and metrics["protocol"] == SPEAKER_DEPENDENT
     assert metrics["split"] == str(split_dir) and metrics["num_clips"] == len(test) == 6
-    assert (metrics["train_clips"], metrics["validation_clips"], metrics["test_clips"]) == (18, 6, 6)
+    assert (metrics["train_clips"], metrics["validation_clips"], metrics["test_clips"]) == (
+        18,
+        6,
+        6,
+    )
     assert metrics["steps_per_epoch"] == 18 // 4
     assert metrics["clips_in_records"] == {"train": 18, "validation": 6, "test": 6}
     run_config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -201,8 +259,14 @@ def test_training_on_a_clip_split_never_serves_test_clips_and_reports_it(clip_sp
     from emotf.evaluation.metrics import clip_metrics
 
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
-    ds = make_dataset(root / "records", range(10), training=False, config=cfg.sampling,
-                      batch_size=4, clip_ids=test)
+    ds = make_dataset(
+        root / "records",
+        range(10),
+        training=False,
+        config=cfg.sampling,
+        batch_size=4,
+        clip_ids=test,
+    )
     labels = np.concatenate([y for _, y in ds])
     probs = np.concatenate([model.predict(x, verbose=0)["probabilities"] for x, _ in ds])
     assert clip_metrics(labels, probs)["accuracy"] == metrics["accuracy"]
@@ -212,8 +276,9 @@ def test_cli_flags_select_the_split(tmp_path, clip_split_records):
     from emotf.cli.train import build_parser, resolve_config
 
     _, _, split_dir, _, _ = clip_split_records
-    args = build_parser().parse_args(["--records", "r", "--split", str(split_dir),
-                                      "--validation-fraction", "0.2"])
+    args = build_parser().parse_args(
+        ["--records", "r", "--split", str(split_dir), "--validation-fraction", "0.2"]
+    )
     config, run_all = resolve_config(args)
     assert config.split == str(split_dir) and config.validation_fraction == 0.2 and not run_all
     args = build_parser().parse_args(["--records", "r", "--split", "ogm"])
@@ -231,8 +296,8 @@ def test_hold_out_validation_without_enough_clips_to_stratify():
 
 
 def test_tuning_on_a_clip_split_never_reads_the_test_list(clip_split_records, tmp_path):
-    from emotf.run_data import records_dataset
-    from emotf.tune import TuneConfig, tune
+    from emotf.runs.data import records_dataset
+    from emotf.tuning.search import TuneConfig, tune
 
     root, _, split_dir, train, test = clip_split_records
     served = []
@@ -241,11 +306,20 @@ def test_tuning_on_a_clip_split_never_reads_the_test_list(clip_split_records, tm
         served.append(set(part.clips))
         return records_dataset(part, training, config, epoch)
 
-    base = TrainConfig(records=str(root / "records"), split=str(split_dir),
-                       validation_fraction=0.25, epochs=1, batch_size=4, verbose=0, export=False,
-                       model=TINY_MODEL)
-    tune(TuneConfig(train=base, out=str(tmp_path / "tune"), max_trials=2,
-                    search=("learning_rate",)), spy)
+    base = TrainConfig(
+        records=str(root / "records"),
+        split=str(split_dir),
+        validation_fraction=0.25,
+        epochs=1,
+        batch_size=4,
+        verbose=0,
+        export=False,
+        model=TINY_MODEL,
+    )
+    tune(
+        TuneConfig(train=base, out=str(tmp_path / "tune"), max_trials=2, search=("learning_rate",)),
+        spy,
+    )
     assert served and set().union(*served) == set(train)  # training + validation, never test
     best = json.loads((tmp_path / "tune" / "best_config.json").read_text())
     assert best["tuning"]["test_clips_never_read"] == len(test)
@@ -255,9 +329,16 @@ def test_tuning_on_a_clip_split_never_reads_the_test_list(clip_split_records, tm
 def test_a_test_list_with_no_built_clip_is_refused_before_training(clip_split_records, tmp_path):
     root, _, _, train, _ = clip_split_records
     split_dir = write_split(tmp_path / "split", train, ["1090_DFA_ANG_XX", "1091_DFA_SAD_XX"])
-    cfg = TrainConfig(records=str(root / "records"), out=str(tmp_path / "run"),
-                      split=str(split_dir), epochs=1, batch_size=4, verbose=0, export=False,
-                      model=TINY_MODEL)
+    cfg = TrainConfig(
+        records=str(root / "records"),
+        out=str(tmp_path / "run"),
+        split=str(split_dir),
+        epochs=1,
+        batch_size=4,
+        verbose=0,
+        export=False,
+        model=TINY_MODEL,
+    )
     with pytest.raises(ValueError, match="none of the 2 clips of the test list"):
         train_fold(cfg)
     assert not (tmp_path / "run" / "training_log.csv").exists()
@@ -271,15 +352,24 @@ def test_cli_refuses_fold_all_with_a_clip_level_split(capsys):
     assert "a clip-level split has one test list" in capsys.readouterr().err
 
 
-def test_a_split_edited_after_a_run_is_refused_on_resume_and_evaluation(clip_split_records,
-                                                                        tmp_path):
+def test_a_split_edited_after_a_run_is_refused_on_resume_and_evaluation(
+    clip_split_records, tmp_path
+):
     from emotf.evaluation.evaluate import evaluate_model
 
     root, _, _, train, test = clip_split_records
     split_dir = write_split(tmp_path / "split", train, test)
-    cfg = TrainConfig(records=str(root / "records"), out=str(tmp_path / "run"),
-                      split=str(split_dir), validation_fraction=0.25, epochs=1, batch_size=4,
-                      verbose=0, export=False, model=TINY_MODEL)
+    cfg = TrainConfig(
+        records=str(root / "records"),
+        out=str(tmp_path / "run"),
+        split=str(split_dir),
+        validation_fraction=0.25,
+        epochs=1,
+        batch_size=4,
+        verbose=0,
+        export=False,
+        model=TINY_MODEL,
+    )
     train_fold(cfg)
     with pytest.raises(ValueError, match="its folds hold training clips"):
         evaluate_model(tmp_path / "run", folds=[0])
@@ -296,16 +386,29 @@ def test_a_folder_split_is_kept_as_an_absolute_path(clip_split_records, monkeypa
     assert TrainConfig(split="split").split == str(split_dir.resolve())
 
 
-def test_a_validation_hold_out_of_unbuilt_clips_is_refused_before_training(clip_split_records,
-                                                                          tmp_path):
+def test_a_validation_hold_out_of_unbuilt_clips_is_refused_before_training(
+    clip_split_records, tmp_path
+):
     root, labels, _, _, test = clip_split_records
     built = [n for n in sorted(labels) if n not in test][:4]
-    unbuilt = [f"{actor}_{sentence}_{emotion}_XX" for actor in range(1050, 1091)
-               for sentence in ("IEO", "TIE") for emotion in ("ANG", "SAD")]
+    unbuilt = [
+        f"{actor}_{sentence}_{emotion}_XX"
+        for actor in range(1050, 1091)
+        for sentence in ("IEO", "TIE")
+        for emotion in ("ANG", "SAD")
+    ]
     split_dir = write_split(tmp_path / "split", built + unbuilt, test)
-    cfg = TrainConfig(records=str(root / "records"), out=str(tmp_path / "run"),
-                      split=str(split_dir), validation_fraction=0.02, epochs=1, batch_size=2,
-                      verbose=0, export=False, model=TINY_MODEL)
+    cfg = TrainConfig(
+        records=str(root / "records"),
+        out=str(tmp_path / "run"),
+        split=str(split_dir),
+        validation_fraction=0.02,
+        epochs=1,
+        batch_size=2,
+        verbose=0,
+        export=False,
+        model=TINY_MODEL,
+    )
     assert not run_split(cfg.split, validation_fraction=0.02).validation.clips & set(built)
     with pytest.raises(ValueError, match="clips of the validation list"):
         train_fold(cfg)
@@ -315,7 +418,7 @@ def test_a_validation_hold_out_of_unbuilt_clips_is_refused_before_training(clip_
 def test_a_split_file_is_read_under_a_size_cap_and_as_text(tmp_path, content):
     """A user's train.csv/test.csv is capped (MAX_TABLE_BYTES, checked before reading) and a
     binary file is refused naming it, never read whole."""
-    from emotf.splits import read_split_csv
+    from emotf.corpora.splits import read_split_csv
     from emotf.storage import MAX_TABLE_BYTES
 
     path = tmp_path / "train.csv"

@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 
-from emotf.cremad import EMOTIONS, INTENSITIES, SENTENCES, load_clip_names, parse_clip_name
+from emotf.corpora.cremad import EMOTIONS, INTENSITIES, SENTENCES, load_clip_names, parse_clip_name
+from emotf.corpora.votes import MODES, VoteTable, load_votes
 from emotf.evaluation.human import human_accuracy
 from emotf.evaluation.stats import actor_intervals
-from emotf.votes import MODES, VoteTable, load_votes
 
 
 def clips_of(actors: int, per_actor: int) -> list[str]:

@@ -22,7 +22,10 @@ def test_names_and_joins():
     assert str(as_path("ram://a").parent) == "ram://"
     assert is_url(p) and not is_url("/tmp/x") and as_path("/tmp/x").is_local
     assert p.relative_to("gs://bucket/runs") == "fold-0/model.keras"
-    assert [str(q) for q in sorted([as_path("ram://b"), as_path("ram://a")])] == ["ram://a", "ram://b"]
+    assert [str(q) for q in sorted([as_path("ram://b"), as_path("ram://a")])] == [
+        "ram://a",
+        "ram://b",
+    ]
     with pytest.raises(ValueError, match="not inside"):
         p.relative_to("gs://other")
     with pytest.raises(ValueError, match="not a local path"):

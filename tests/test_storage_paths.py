@@ -19,13 +19,13 @@ from emotf.evaluation.compare import compare_predictions
 from emotf.evaluation.evaluate import accuracy_vs_segments, evaluate_model
 from emotf.evaluation.figures import read_predictions
 from emotf.evaluation.reports import cv_report
-from emotf.export import export_run, read_metadata
-from emotf.model_io import ModelLoadError, check_archive, load_model_file, load_run_model
-from emotf.predict import Predictor
-from emotf.run import Run
-from emotf.serving_metadata import model_versions, resolve_saved_model
+from emotf.runs.folder import Run
+from emotf.runs.model_io import ModelLoadError, check_archive, load_model_file, load_run_model
+from emotf.serving.export import export_run, read_metadata
+from emotf.serving.metadata import model_versions, resolve_saved_model
+from emotf.serving.predict import Predictor
+from emotf.serving.timeline import write_outputs
 from emotf.storage import read_json
-from emotf.timeline import write_outputs
 from tests.helpers_crafted import craft_keras_file
 from tests.test_evaluate import CLIPS, PNG_SIGNATURE, fake_dataset_fn, make_run
 
@@ -35,8 +35,11 @@ gfile = tf.io.gfile
 def copy_tree(local, url: str) -> str:
     """Copy a local folder into `url`, recursively, with `tf.io.gfile` (as `gsutil cp -r`)."""
     for folder, _, names in os.walk(local):
-        target = url + ("/" + os.path.relpath(folder, local).replace(os.sep, "/")
-                        if folder != str(local) else "")
+        target = url + (
+            "/" + os.path.relpath(folder, local).replace(os.sep, "/")
+            if folder != str(local)
+            else ""
+        )
         gfile.makedirs(target)
         for name in names:
             gfile.copy(os.path.join(folder, name), f"{target}/{name}", overwrite=True)
@@ -45,8 +48,9 @@ def copy_tree(local, url: str) -> str:
 
 def files_under(url: str) -> set[str]:
     """Every file under `url`, relative to it."""
-    return {f"{folder}/{name}"[len(url) + 1:] for folder, _, names in gfile.walk(url)
-            for name in names}
+    return {
+        f"{folder}/{name}"[len(url) + 1 :] for folder, _, names in gfile.walk(url) for name in names
+    }
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +83,11 @@ def test_export_to_ram_serves_what_the_local_export_serves(runs, tmp_path, capsy
     # The whole SavedModel with its metadata, no temporary folder left, and nothing written
     # to a local path named like the URL.
     assert [name.rstrip("/") for name in gfile.listdir(f"{url}/export")] == ["1"]
-    assert {"saved_model.pb", "assets.extra/emotf.json", "variables/variables.index"} \
-        <= files_under(str(version))
+    assert {
+        "saved_model.pb",
+        "assets.extra/emotf.json",
+        "variables/variables.index",
+    } <= files_under(str(version))
     assert not os.path.exists("ram:") and not os.path.exists(str(version))
     metadata, local_metadata = read_metadata(f"{url}/export"), read_metadata(local_version)
     assert metadata["run"] == url and local_metadata["run"] == str(local.resolve())
@@ -91,11 +98,18 @@ def test_export_to_ram_serves_what_the_local_export_serves(runs, tmp_path, capsy
     predictor = Predictor(f"{url}/export")
     assert predictor.model_dir == version and predictor.sample_rate == 16000
     rng = np.random.default_rng(0)
-    clips = [{"frames": rng.integers(0, 256, [t, 32, 32, 3]).astype(np.uint8), "fps": fps,
-              "sample_rate": 16000, "pcm16": rng.integers(-3000, 3000, s).astype(np.int16)}
-             for t, fps, s in ((20, 25.0, 24000), (14, 30.0, 19000))]
-    for out, expected in zip(predictor.run_model(clips), Predictor(local_version).run_model(clips),
-                             strict=True):
+    clips = [
+        {
+            "frames": rng.integers(0, 256, [t, 32, 32, 3]).astype(np.uint8),
+            "fps": fps,
+            "sample_rate": 16000,
+            "pcm16": rng.integers(-3000, 3000, s).astype(np.int16),
+        }
+        for t, fps, s in ((20, 25.0, 24000), (14, 30.0, 19000))
+    ]
+    for out, expected in zip(
+        predictor.run_model(clips), Predictor(local_version).run_model(clips), strict=True
+    ):
         assert out["label"] == expected["label"]
         for key in ("probabilities", "segment_probabilities"):
             np.testing.assert_array_equal(out[key], expected[key])
@@ -116,9 +130,15 @@ def test_evaluate_on_ram_writes_its_files_there(runs, root, tmp_path):
     expected = evaluate_model(local, out=tmp_path / "evaluation", dataset_fn=fake_dataset_fn)
     report = evaluate_model(url, dataset_fn=fake_dataset_fn)
     out = f"{url}/evaluation"
-    assert {"evaluation.json", "predictions.csv", "confusion_matrix.csv", "confusion_matrix.png",
-            "reliability.png", "training_curves.png", "accuracy_by_group.csv"} \
-        <= files_under(out)
+    assert {
+        "evaluation.json",
+        "predictions.csv",
+        "confusion_matrix.csv",
+        "confusion_matrix.png",
+        "reliability.png",
+        "training_curves.png",
+        "accuracy_by_group.csv",
+    } <= files_under(out)
     for png in ("confusion_matrix.png", "reliability.png", "training_curves.png"):
         with gfile.GFile(f"{out}/{png}", "rb") as f:
             assert f.read(8) == PNG_SIGNATURE
@@ -130,7 +150,8 @@ def test_evaluate_on_ram_writes_its_files_there(runs, root, tmp_path):
     assert predictions["clip_ids"] == CLIPS
     np.testing.assert_array_equal(
         predictions["probabilities"],
-        read_predictions(tmp_path / "evaluation" / "predictions.csv")["probabilities"])
+        read_predictions(tmp_path / "evaluation" / "predictions.csv")["probabilities"],
+    )
     assert compare_predictions(url, tmp_path / "evaluation")["only_in_a"] == 0
 
     rows = accuracy_vs_segments(url, segments=[1, 2], dataset_fn=fake_dataset_fn)
@@ -167,9 +188,13 @@ def test_a_crafted_model_on_ram_is_refused_and_runs_nothing(runs, root, tmp_path
     gfile.makedirs(url)
     gfile.copy(str(local / "config.json"), f"{url}/config.json")
     gfile.copy(str(crafted), f"{url}/model.keras")
-    for load in (lambda: Run(url).load_model(), lambda: load_model_file(f"{url}/model.keras"),
-                 lambda: load_run_model(f"{url}/model.keras"),
-                 lambda: check_archive(f"{url}/model.keras"), lambda: export_run(url)):
+    for load in (
+        lambda: Run(url).load_model(),
+        lambda: load_model_file(f"{url}/model.keras"),
+        lambda: load_run_model(f"{url}/model.keras"),
+        lambda: check_archive(f"{url}/model.keras"),
+        lambda: export_run(url),
+    ):
         with pytest.raises(ModelLoadError, match=f"{url}/model.keras: refused to load"):
             load()
     assert not marker.exists() and not gfile.exists(f"{url}/export")
@@ -182,15 +207,24 @@ def test_a_crafted_model_on_ram_is_refused_and_runs_nothing(runs, root, tmp_path
 
 
 def test_prediction_files_go_to_ram(root):
-    timeline = [{"start": 0.0, "end": 2.0, "label": "ANG",
-                 "probabilities": {"ANG": 0.9, "HAP": 0.1}},
-                {"start": 1.0, "end": 3.0, "label": None, "probabilities": None,
-                 "skipped": "no face in 50 of 50 frames"}]
+    timeline = [
+        {"start": 0.0, "end": 2.0, "label": "ANG", "probabilities": {"ANG": 0.9, "HAP": 0.1}},
+        {
+            "start": 1.0,
+            "end": 3.0,
+            "label": None,
+            "probabilities": None,
+            "skipped": "no face in 50 of 50 frames",
+        },
+    ]
     result = {"file": "/videos/clip.mp4", "label_code": "ANG", "timeline": timeline}
     out = f"{root}/predictions"
     paths = write_outputs(result, out, ["ANG", "HAP"])
-    assert paths == {"json": f"{out}/clip.json", "csv": f"{out}/clip.timeline.csv",
-                     "png": f"{out}/clip.timeline.png"}
+    assert paths == {
+        "json": f"{out}/clip.json",
+        "csv": f"{out}/clip.timeline.csv",
+        "png": f"{out}/clip.timeline.png",
+    }
     assert read_json(paths["json"])["timeline"] == timeline
     with gfile.GFile(paths["csv"]) as f:
         assert f.read().splitlines()[1] == "0.0,2.0,0,ANG,0.900000,0.100000,"  # face 0

@@ -3,12 +3,12 @@ several-faces rule, equal to the whole-clip tracker), containers and variable fr
 
 import numpy as np
 import pytest
+from helpers_boxes import BoxDetector, frame
 
 from emotf.records.decode import open_video
 from emotf.records.faces import FaceTracker, FaceTrackerConfig
 from emotf.records.stream import StreamTracker
 from emotf.synthetic.video import write_face_video
-from helpers_boxes import BoxDetector, frame
 
 
 def run(tracker, num, fps=30.0, batch=None):
@@ -37,7 +37,7 @@ def test_frames_held_do_not_grow_with_video_length():
     gap = 15  # 0.5 s at 30 fps
     assert stream.max_held <= bound + 2 * gap
     faces = np.array([t.face for t in out])
-    assert not faces[300 + gap + 2: 600 - gap - 2].any() and faces[:300].all()
+    assert not faces[300 + gap + 2 : 600 - gap - 2].any() and faces[:300].all()
     assert len(stream.det_index) < 10  # old detections are forgotten
 
 
@@ -50,8 +50,12 @@ def test_keyframes_are_detected_in_batches_with_the_same_boxes():
     for batch in (1, 3, 4):
         det = BoxDetector(gappy)
         stream, out = run(FaceTracker(cfg, det), 203, batch=batch)
-        results[batch] = (np.stack([t.box for t in out]), [t.detected for t in out],
-                          [t.face for t in out], sorted(det.calls))
+        results[batch] = (
+            np.stack([t.box for t in out]),
+            [t.detected for t in out],
+            [t.face for t in out],
+            sorted(det.calls),
+        )
         assert max(det.batches) == batch and stream.stats["keyframes"] == 22  # 0, 10, ... 200, 202
     for batch in (3, 4):
         np.testing.assert_array_equal(results[batch][0], results[1][0])
@@ -86,6 +90,7 @@ def test_equals_the_whole_clip_tracker_when_the_face_is_found():
 
 def test_several_faces_follows_the_largest_consistently():
     """Largest face first; followed by overlap even when the other one grows larger later."""
+
     def faces(i):
         big = (4 + i * 0.1, 10, 24 + i * 0.1, 32)  # 20x22, drifting right
         side = 8 + 0.2 * i  # the other face grows past it after ~65 frames (never touching)
@@ -132,7 +137,9 @@ def test_no_other_faces_note_on_a_one_face_synthetic_clip(tmp_path, mtcnn_tracke
     write_flv(video, render_frames(plan, config), render_audio(plan, config), config)
     seen = []
     detect = mtcnn_tracker.detect
-    mtcnn_tracker.detect = lambda frames, scale=1.0: seen.extend(out := detect(frames, scale)) or out
+    mtcnn_tracker.detect = lambda frames, scale=1.0: (
+        seen.extend(out := detect(frames, scale)) or out
+    )
     try:
         clip = read_clip(video, None, ClipSettings(), mtcnn_tracker)
     finally:
@@ -145,8 +152,9 @@ def test_no_other_faces_note_on_a_one_face_synthetic_clip(tmp_path, mtcnn_tracke
 def test_two_faces_side_by_side_give_the_other_faces_note(tmp_path, mtcnn_tracker):
     from emotf.records.preprocess import ClipSettings, read_clip
 
-    video = write_face_video(tmp_path / "two.mp4", 1.0, fps=10, width=320, height=180,
-                             second_face=True)
+    video = write_face_video(
+        tmp_path / "two.mp4", 1.0, fps=10, width=320, height=180, second_face=True
+    )
     clip = read_clip(video, None, ClipSettings(), mtcnn_tracker)
     assert any("other faces present" in note for note in clip.notes), clip.notes
 

@@ -9,8 +9,8 @@ import wave
 import numpy as np
 import pytest
 
-from emotf import cremad
 from emotf.cli import make_sample as make_sample_cli
+from emotf.corpora import cremad
 from emotf.synthetic.media import render_frames
 from emotf.synthetic.sample import (
     AUDIO_GROUP,
@@ -81,27 +81,35 @@ def test_default_actors_one_per_fold_and_names_unique():
     assert sorted(emotions.count(e) for e in cremad.EMOTIONS) == [35, 36, 36, 36, 36, 37]
 
 
-@pytest.mark.parametrize("config", [
-    SampleConfig(), SampleConfig.tiny(),
-    SampleConfig(num_actors=10, clips_per_actor=36),  # the demo's: had 1002_TIE_NEU_XX, ...
-    SampleConfig(num_actors=91, clips_per_actor=72),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        SampleConfig(),
+        SampleConfig.tiny(),
+        SampleConfig(num_actors=10, clips_per_actor=36),  # the demo's: had 1002_TIE_NEU_XX, ...
+        SampleConfig(num_actors=91, clips_per_actor=72),
+    ],
+)
 def test_every_sample_name_is_a_real_cremad_clip_with_votes_and_an_ogm_split_row(
-        config, cremad_tables_dir):
+    config, cremad_tables_dir
+):
     """The sample's names are real CREMA-D clips (not e.g. 1008_WSI_SAD_XX: 1008 has no WSI),
     so the demo finds their rater votes and the OGM-GE split keeps them."""
     from pathlib import Path
 
-    from emotf.splits import read_split_csv
-    from emotf.votes import load_votes
+    from emotf.corpora.splits import read_split_csv
+    from emotf.corpora.votes import load_votes
 
     names = sample_clip_names(config)
     assert len(set(names)) == len(names) == config.num_actors * config.clips_per_actor
     real = set(cremad.load_clip_names(cremad_tables_dir / "SentenceFilenames.csv"))
     assert sorted(set(names) - real) == []
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "ogm-split"
-    split = ([shared / "train.csv", shared / "test.csv"] if shared.is_dir()
-             else [cremad.data_path("ogm_train.csv"), cremad.data_path("ogm_test.csv")])
+    split = (
+        [shared / "train.csv", shared / "test.csv"]
+        if shared.is_dir()
+        else [cremad.data_path("ogm_train.csv"), cremad.data_path("ogm_test.csv")]
+    )
     ogm = {name for path in split for name in read_split_csv(path)}
     assert sorted(set(names) - ogm) == []
     votes = load_votes(cremad_tables_dir / "tabulatedVotes.csv")
@@ -169,11 +177,13 @@ def test_face_moves_smoothly():
 
 @pytest.mark.parametrize("group", [0, 1, 2])
 def test_video_cue_tints_the_face_by_group(group):
-    plan = dataclasses.replace(clip_plan("1001_DFA_ANG_XX", TINY), num_frames=1,
-                               light=(1.0, 0.0, 0.0, 0.0))
+    plan = dataclasses.replace(
+        clip_plan("1001_DFA_ANG_XX", TINY), num_frames=1, light=(1.0, 0.0, 0.0, 0.0)
+    )
     plain = render_frames(dataclasses.replace(plan, video_strength=0.0), TINY)[0]
-    tinted = render_frames(dataclasses.replace(plan, video_group=group, video_strength=1.0),
-                           TINY)[0]
+    tinted = render_frames(dataclasses.replace(plan, video_group=group, video_strength=1.0), TINY)[
+        0
+    ]
     x0, y0, x1, y1 = planted_face_boxes(plan.name, TINY)[0].astype(int)
     diff = (tinted[y0:y1, x0:x1].astype(float) - plain[y0:y1, x0:x1]).reshape(-1, 3).mean(0)
     assert np.argmax(diff) == group
@@ -204,31 +214,67 @@ def test_audio_cue_pitch_follows_group(sample):
 
 
 def test_cli_tiny(tmp_path, capsys):
-    assert make_sample_cli.main(["--out", str(tmp_path), "--tiny", "--actors", "1",
-                                 "--clips-per-actor", "2", "--seed", "5"]) == 0
+    assert (
+        make_sample_cli.main(
+            [
+                "--out",
+                str(tmp_path),
+                "--tiny",
+                "--actors",
+                "1",
+                "--clips-per-actor",
+                "2",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert "wrote 2 clips" in capsys.readouterr().out
     assert len(list((tmp_path / "VideoFlash").glob("*.flv"))) == 2
     assert load_sample_config(tmp_path).seed == 5
 
 
-@pytest.mark.parametrize("field, value", [
-    ("num_actors", 0), ("num_actors", 92), ("clips_per_actor", 73), ("seed", -1),
-    ("min_duration", 0.0), ("max_duration", 1e9), ("fps", 1e-30), ("fps", float("nan")),
-    ("width", 10), ("height", 10**6), ("sample_rate", 0), ("flv_audio_rate", 16000),
-    ("video_bit_rate", 0), ("head_height", 0), ("tint", -1.0), ("cue_jitter", 5.0),
-    ("snr_db", (15.0, 1e9)), ("duration_log_sd", -0.1), ("num_actors", True), ("fps", "30"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("num_actors", 0),
+        ("num_actors", 92),
+        ("clips_per_actor", 73),
+        ("seed", -1),
+        ("min_duration", 0.0),
+        ("max_duration", 1e9),
+        ("fps", 1e-30),
+        ("fps", float("nan")),
+        ("width", 10),
+        ("height", 10**6),
+        ("sample_rate", 0),
+        ("flv_audio_rate", 16000),
+        ("video_bit_rate", 0),
+        ("head_height", 0),
+        ("tint", -1.0),
+        ("cue_jitter", 5.0),
+        ("snr_db", (15.0, 1e9)),
+        ("duration_log_sd", -0.1),
+        ("num_actors", True),
+        ("fps", "30"),
+    ],
+)
 def test_sample_config_refuses_out_of_range_values_in_one_line(field, value):
     with pytest.raises(ValueError, match=rf"^SampleConfig\.{field} ") as error:
         SampleConfig(**{field: value})
     assert "\n" not in str(error.value) and f"{field}=" in str(error.value)
 
 
-@pytest.mark.parametrize("overrides, field", [
-    (dict(min_duration=3.0, max_duration=2.0), "min_duration"),
-    (dict(snr_db=(30.0, 10.0)), "snr_db"), (dict(width=481), "width"),
-    (dict(head_height=400), "head_height"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(min_duration=3.0, max_duration=2.0), "min_duration"),
+        (dict(snr_db=(30.0, 10.0)), "snr_db"),
+        (dict(width=481), "width"),
+        (dict(head_height=400), "head_height"),
+    ],
+)
 def test_sample_config_refuses_inconsistent_fields(overrides, field):
     with pytest.raises(ValueError, match=rf"^SampleConfig\.{field} "):
         SampleConfig(**overrides)

@@ -11,20 +11,22 @@ import pytest
 
 from emotf.cli.predict import main as predict_main
 from emotf.configs import ModelConfig, SamplingConfig
-from emotf.export import export_saved_model
 from emotf.model import build_model
-from emotf.predict import Predictor, expand_inputs, predict_files
-from emotf.synthetic.video import write_face_video
-from emotf.timeline import (
+from emotf.serving.export import export_saved_model
+from emotf.serving.predict import Predictor, expand_inputs, predict_files
+from emotf.serving.timeline import (
     TooManyWindowsError,
     WindowPlanner,
     planned_windows,
     plot_timeline,
     timeline_figure,
 )
+from emotf.synthetic.video import write_face_video
 
 N = 3
-TINY = ModelConfig(num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8)
+TINY = ModelConfig(
+    num_segments=N, video_stem_width=4, video_widths=(8,), audio_widths=(4, 8), fc_units=8
+)
 CODES = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
 
 
@@ -39,8 +41,14 @@ def predictor(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gap_video(tmp_path_factory):
     """9 s, no face from 3.5 s to 6.5 s."""
-    return write_face_video(tmp_path_factory.mktemp("videos") / "talk.mp4", 9.0, fps=12,
-                            width=240, height=180, no_face=((3.5, 6.5),))
+    return write_face_video(
+        tmp_path_factory.mktemp("videos") / "talk.mp4",
+        9.0,
+        fps=12,
+        width=240,
+        height=180,
+        no_face=((3.5, 6.5),),
+    )
 
 
 def test_window_plan_covers_the_video_and_a_short_clip_is_one_window():
@@ -57,8 +65,9 @@ def test_window_plan_covers_the_video_and_a_short_clip_is_one_window():
 
 
 def test_timeline_skips_windows_without_a_face_and_writes_the_files(predictor, gap_video, tmp_path):
-    [result] = predict_files(None, [gap_video], predictor=predictor, window=2.0, hop=1.0,
-                             out_dir=tmp_path / "out")
+    [result] = predict_files(
+        None, [gap_video], predictor=predictor, window=2.0, hop=1.0, out_dir=tmp_path / "out"
+    )
     assert "error" not in result, result
     timeline = result["timeline"]
     assert [(w["start"], w["end"]) for w in timeline] == [(k, k + 2.0) for k in range(8)]
@@ -72,7 +81,9 @@ def test_timeline_skips_windows_without_a_face_and_writes_the_files(predictor, g
         assert sum(w["probabilities"].values()) == pytest.approx(1, abs=1e-5)
         assert w["label"] == max(w["probabilities"], key=w["probabilities"].get)
     mean = np.mean([[w["probabilities"][c] for c in CODES] for w in scored], axis=0)
-    np.testing.assert_allclose([result["probabilities"][c] for c in CODES], mean / mean.sum(), atol=1e-5)
+    np.testing.assert_allclose(
+        [result["probabilities"][c] for c in CODES], mean / mean.sum(), atol=1e-5
+    )
     assert result["label_code"] == CODES[int(np.argmax(mean))]
     assert any(f"{len(skipped)} of 8 windows skipped" in n for n in result["notes"])
     # The files: JSON with the documented keys, one CSV row per window, a PNG.
@@ -81,8 +92,14 @@ def test_timeline_skips_windows_without_a_face_and_writes_the_files(predictor, g
     assert {"timeline", "label", "probabilities", "notes", "error"} <= set(doc)
     assert doc["error"] is None and len(doc["timeline"]) == 8
     assert set(doc["timeline"][0]) == {"start", "end", "face_id", "probabilities", "label"}
-    assert set(doc["timeline"][4]) == {"start", "end", "face_id", "probabilities", "label",
-                                       "skipped"}
+    assert set(doc["timeline"][4]) == {
+        "start",
+        "end",
+        "face_id",
+        "probabilities",
+        "label",
+        "skipped",
+    }
     assert {w["face_id"] for w in doc["timeline"]} == {0}  # the largest face: always id 0
     rows = list(csv.DictReader((out / "talk.timeline.csv").read_text().splitlines()))
     assert len(rows) == 8 and rows[4]["skipped"] and rows[0]["label"] == timeline[0]["label"]
@@ -96,7 +113,9 @@ def test_memory_held_does_not_grow_with_video_length(predictor, tmp_path):
     for an 8 s and a 24 s video (counts, not timing)."""
     held = {}
     for seconds in (8, 24):
-        video = write_face_video(tmp_path / f"v{seconds}.mkv", seconds, fps=10, width=240, height=180)
+        video = write_face_video(
+            tmp_path / f"v{seconds}.mkv", seconds, fps=10, width=240, height=180
+        )
         [result] = predict_files(None, [video], predictor=predictor, window=2.0, hop=1.0)
         assert "error" not in result, result
         held[seconds] = dict(predictor.last_stats)
@@ -113,15 +132,25 @@ def test_memory_held_does_not_grow_with_video_length(predictor, tmp_path):
 def test_folders_globs_several_faces_and_one_bad_file(predictor, gap_video, tmp_path, capsys):
     folder = tmp_path / "in"
     (folder / "sub").mkdir(parents=True)
-    two = write_face_video(folder / "sub" / "two.mkv", 3.0, fps=10, width=320, height=180,
-                           second_face=True)
+    two = write_face_video(
+        folder / "sub" / "two.mkv", 3.0, fps=10, width=320, height=180, second_face=True
+    )
     (folder / "broken.mp4").write_bytes(b"\x00" * 100)
     (folder / "readme.txt").write_text("not a video")
     videos, problems = expand_inputs([folder, str(tmp_path / "none*.mp4")])
     assert videos == [str(folder / "broken.mp4"), str(two)]
     assert problems == [f"{tmp_path / 'none*.mp4'}: no file matches the pattern"]
-    code = predict_main(["--model", str(predictor.model_dir), str(folder), "--json", "--window", "5",
-                         "--no-progress"])
+    code = predict_main(
+        [
+            "--model",
+            str(predictor.model_dir),
+            str(folder),
+            "--json",
+            "--window",
+            "5",
+            "--no-progress",
+        ]
+    )
     assert code == 1
     captured = capsys.readouterr()
     docs = json.loads(captured.out)
@@ -132,12 +161,18 @@ def test_folders_globs_several_faces_and_one_bad_file(predictor, gap_video, tmp_
     assert "emotf-predict: error: 1 of 2 videos failed: " in captured.err
 
 
-@pytest.mark.parametrize("window, hop, fps, frames", [
-    (2.5, 1.0, 30.0, 90), (2.0, 1.5, 10.0, 42), (0.5, 0.04, 25.0, 77), (3.0, 0.7, 29.97, 100),
-    (2.0, 3.0, 10.0, 55),
-])
+@pytest.mark.parametrize(
+    "window, hop, fps, frames",
+    [
+        (2.5, 1.0, 30.0, 90),
+        (2.0, 1.5, 10.0, 42),
+        (0.5, 0.04, 25.0, 77),
+        (3.0, 0.7, 29.97, 100),
+        (2.0, 3.0, 10.0, 55),
+    ],
+)
 def test_frames_and_samples_are_kept_until_no_window_can_need_them(window, hop, fps, frames):
-    """Replays emotf.predict's loop: windows planned after frame n may only need what was kept
+    """Replays emotf.serving.predict's loop: windows planned after frame n may only need what was kept
     after frame n - 1 (the end-of-video window too), and at most a window of frames is held."""
     plan = WindowPlanner(window, hop, fps, 16000)
     kept_frame = kept_sample = 0
@@ -152,8 +187,9 @@ def test_frames_and_samples_are_kept_until_no_window_can_need_them(window, hop, 
 
 
 @pytest.mark.parametrize("seconds, window, hop", [(3.0, 2.5, 1.0), (4.2, 2.0, 1.5)])
-def test_each_window_reports_the_span_the_model_saw(predictor, tmp_path, monkeypatch, seconds,
-                                                     window, hop):
+def test_each_window_reports_the_span_the_model_saw(
+    predictor, tmp_path, monkeypatch, seconds, window, hop
+):
     """The frames and audio samples given to the model for each window are exactly those of
     its reported [start, end) (the end-of-video window lost its first frames and audio once)."""
     fps, rate = 10, 16000
@@ -229,7 +265,7 @@ def test_the_timeline_plot_stays_readable_and_shows_gaps_as_gaps(n, tmp_path):
 def test_the_window_cap_applies_only_where_windows_are_kept():
     """A video's windows are capped (each one kept in its timeline); a live stream that keeps
     no timeline (max_windows None) is not."""
-    from emotf.timeline import WindowPlanner
+    from emotf.serving.timeline import WindowPlanner
 
     capped = WindowPlanner(0.5, 0.5, 10.0, 16000, max_windows=3)
     with pytest.raises(TooManyWindowsError):

@@ -8,15 +8,21 @@ import tensorflow as tf
 
 from emotf.cli.train import main as train_main
 from emotf.configs import ModelConfig, TrainConfig
-from emotf.schedules import StaircaseDecay
-from emotf.splits import Selection, split_folds
-from emotf.train import train_all_folds, train_fold
+from emotf.corpora.splits import Selection, split_folds
+from emotf.training.schedules import StaircaseDecay
+from emotf.training.train import train_all_folds, train_fold
 
 N, CLIPS_PER_FOLD = 2, 12
 WINDOW = 20480  # samples per audio window of the default SamplingConfig (1.28 s at 16 kHz)
 MODEL = ModelConfig(
-    num_segments=N, frame_size=16, spectrogram_shape=(16, 8), video_stem_width=4,
-    video_widths=(8,), audio_widths=(4, 8), fc_units=8, dropout=0.0,
+    num_segments=N,
+    frame_size=16,
+    spectrogram_shape=(16, 8),
+    video_stem_width=4,
+    video_widths=(8,),
+    audio_widths=(4, 8),
+    fc_units=8,
+    dropout=0.0,
 )
 
 
@@ -30,9 +36,16 @@ def fake_data(num_folds=10, seed=0):
     t = np.arange(WINDOW) / 16000.0
     tone = np.sin(2 * np.pi * (300 + 400 * labels[:, None, None]) * t[None, None, :])
     audio = (0.3 * tone + rng.normal(0, 0.05, (n, N, WINDOW))).astype("float32")
-    frames = np.clip(rng.normal(40 * labels[:, None, None, None, None], 20, (n, N, 16, 16, 3)), 0, 255)
-    return {"frames": frames.astype("uint8"), "audio": audio, "labels": labels,
-            "folds": folds, "actors": 1000 + folds}
+    frames = np.clip(
+        rng.normal(40 * labels[:, None, None, None, None], 20, (n, N, 16, 16, 3)), 0, 255
+    )
+    return {
+        "frames": frames.astype("uint8"),
+        "audio": audio,
+        "labels": labels,
+        "folds": folds,
+        "actors": 1000 + folds,
+    }
 
 
 class FakeFactory:
@@ -58,9 +71,18 @@ class FakeFactory:
 
 
 def config(tmp_path, **overrides) -> TrainConfig:
-    values = dict(out=str(tmp_path / "run"), fold=3, epochs=3, batch_size=8, learning_rate=0.05,
-                  lr_schedule="constant", verbose=0, model=MODEL, early_stopping_patience=0,
-                  export=False)
+    values = dict(
+        out=str(tmp_path / "run"),
+        fold=3,
+        epochs=3,
+        batch_size=8,
+        learning_rate=0.05,
+        lr_schedule="constant",
+        verbose=0,
+        model=MODEL,
+        early_stopping_patience=0,
+        export=False,
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -81,10 +103,18 @@ def test_training_reduces_loss_and_writes_run(tmp_path):
     assert len(loss) == 4 and loss[-1] < loss[0]
     for name in ("config.json", "metrics.json", "best.weights.h5", "model.keras", "tensorboard"):
         assert (run / name).exists(), name
-    assert set(metrics) >= {"accuracy", "per_class", "confusion_matrix", "parameters", "wall_time_s"}
+    assert set(metrics) >= {
+        "accuracy",
+        "per_class",
+        "confusion_matrix",
+        "parameters",
+        "wall_time_s",
+    }
     assert np.sum(metrics["confusion_matrix"]) == CLIPS_PER_FOLD
     resolved = json.loads((run / "config.json").read_text())
-    assert resolved["config"]["model"]["num_segments"] == N and "tensorflow" in resolved["environment"]
+    assert (
+        resolved["config"]["model"]["num_segments"] == N and "tensorflow" in resolved["environment"]
+    )
     # Temperature fitted on the validation fold (12 clips), reported with the test ECE.
     calibration = json.loads((run / "calibration.json").read_text())
     assert calibration["clips"] == CLIPS_PER_FOLD and calibration["temperature"] > 0
@@ -96,14 +126,18 @@ def test_training_reduces_loss_and_writes_run(tmp_path):
 def test_reported_fold_actors_never_trained_or_validated_on(tmp_path):
     factory = FakeFactory()
     train_fold(config(tmp_path, epochs=1, fold=7), factory)
-    (train_on, _, train_actors), (_, val_folds, val_actors), (_, test_folds, test_actors) = factory.served
+    (train_on, _, train_actors), (_, val_folds, val_actors), (_, test_folds, test_actors) = (
+        factory.served
+    )
     assert train_on and test_folds == [7]
     assert not test_actors & (train_actors | val_actors)
     assert not train_actors & val_actors
 
 
 def test_resume_continues_from_saved_epoch(tmp_path):
-    full = train_fold(config(tmp_path / "a", epochs=3, lr_schedule="paper", decay_steps=2), FakeFactory())
+    full = train_fold(
+        config(tmp_path / "a", epochs=3, lr_schedule="paper", decay_steps=2), FakeFactory()
+    )
     # Same run killed after epoch 2 (simulated by asking for 2 epochs), then resumed to 3.
     cfg = config(tmp_path / "b", epochs=3, lr_schedule="paper", decay_steps=2)
     train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())
@@ -148,17 +182,45 @@ def test_all_folds_summary_and_cli(tmp_path, monkeypatch):
     assert saved["per_fold"][0]["wall_time_s"] > 0 and saved["config"]["epochs"] == 1
     assert not (tmp_path / "run" / "cv_summary.json").exists()
 
-    import emotf.train as train_module
+    import emotf.training.train as train_module
+
     monkeypatch.setattr(train_module, "records_dataset", FakeFactory())
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps({"model": MODEL.to_dict(), "epochs": 5, "verbose": 0}))
     out = tmp_path / "cli"
-    assert train_main(["--records", "unused", "--fold", "2", "--out", str(out), "--config", str(cfg_file),
-                       "--epochs", "1", "--lr-schedule", "cosine", "--branch-weights", "independent",
-                       "--cache-records", "true"]) == 0
+    assert (
+        train_main(
+            [
+                "--records",
+                "unused",
+                "--fold",
+                "2",
+                "--out",
+                str(out),
+                "--config",
+                str(cfg_file),
+                "--epochs",
+                "1",
+                "--lr-schedule",
+                "cosine",
+                "--branch-weights",
+                "independent",
+                "--cache-records",
+                "true",
+            ]
+        )
+        == 0
+    )
     resolved = json.loads((out / "config.json").read_text())["config"]
-    assert resolved["epochs"] == 1 and resolved["lr_schedule"] == "cosine" and resolved["cache_records"]
-    assert resolved["model"]["branch_weights"] == "independent" and resolved["model"]["frame_size"] == 16
+    assert (
+        resolved["epochs"] == 1
+        and resolved["lr_schedule"] == "cosine"
+        and resolved["cache_records"]
+    )
+    assert (
+        resolved["model"]["branch_weights"] == "independent"
+        and resolved["model"]["frame_size"] == 16
+    )
     with pytest.raises(SystemExit):
         train_main(["--fold", "12", "--out", str(out)])
 
@@ -175,13 +237,26 @@ def write_tiny_shards(out_dir, frame_size=32, clips_per_fold=2):
         with tf.io.TFRecordWriter(str(path)) as writer:
             for c in range(clips_per_fold):
                 t = 20
-                frames = [tf.io.encode_jpeg(rng.integers(0, 256, (frame_size, frame_size, 3), dtype=np.uint8)).numpy()
-                          for _ in range(t)]
+                frames = [
+                    tf.io.encode_jpeg(
+                        rng.integers(0, 256, (frame_size, frame_size, 3), dtype=np.uint8)
+                    ).numpy()
+                    for _ in range(t)
+                ]
                 clip = ClipRecord(
-                    clip_id=f"{1001 + fold}_DFA_ANG_XX", actor_id=1001 + fold, sentence="DFA", emotion="ANG",
-                    label=(fold + c) % 6, intensity="XX", fold=fold, fps=10.0, frames_jpeg=frames,
-                    face_boxes=np.zeros((t, 4), np.float32), face_detected=np.ones(t, np.int64),
-                    source_size=(360, 480), sample_rate=16000,
+                    clip_id=f"{1001 + fold}_DFA_ANG_XX",
+                    actor_id=1001 + fold,
+                    sentence="DFA",
+                    emotion="ANG",
+                    label=(fold + c) % 6,
+                    intensity="XX",
+                    fold=fold,
+                    fps=10.0,
+                    frames_jpeg=frames,
+                    face_boxes=np.zeros((t, 4), np.float32),
+                    face_detected=np.ones(t, np.int64),
+                    source_size=(360, 480),
+                    sample_rate=16000,
                     pcm16=(rng.normal(0, 3000, 32000)).astype(np.int16),
                 )
                 writer.write(make_example(clip).SerializeToString())
@@ -191,22 +266,28 @@ def write_tiny_shards(out_dir, frame_size=32, clips_per_fold=2):
 def test_train_fold_on_record_shards(tmp_path):
     records = tmp_path / "records"
     write_tiny_shards(records)
-    model = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
-                        audio_widths=(4, 4), fc_units=4)
+    model = ModelConfig(
+        num_segments=2,
+        frame_size=32,
+        video_stem_width=4,
+        video_widths=(4,),
+        audio_widths=(4, 4),
+        fc_units=4,
+    )
     cfg = config(tmp_path, records=str(records), epochs=2, batch_size=4, model=model, export=True)
     metrics = train_fold(cfg)  # the default factory: emotf.pipeline.make_dataset
     assert metrics["num_clips"] == 2 and metrics["steps_per_epoch"] == 8 * 2 // 4
     assert metrics["epochs_run"] == 2
     # The test fold's two records share one clip id (write_tiny_shards): counted once.
-    from emotf.labels import agreement
+    from emotf.corpora.labels import agreement
 
     assert metrics["labels"] == "intended"
     assert metrics["label_agreement"] == agreement([f"{1001 + cfg.fold}_DFA_ANG_XX"])
     # The saved model is the one that was scored, and the run was exported for serving.
     import keras
 
-    from emotf.pipeline import make_dataset
     from emotf.evaluation.metrics import clip_metrics
+    from emotf.pipeline import make_dataset
 
     reloaded = keras.models.load_model(tmp_path / "run" / "model.keras")
     test = make_dataset(records, [cfg.fold], training=False, config=cfg.sampling, batch_size=4)
@@ -222,12 +303,24 @@ def test_train_fold_on_record_shards(tmp_path):
 def test_same_seed_repeats_a_run_on_the_cpu(tmp_path):
     records = tmp_path / "records"
     write_tiny_shards(records)
-    model = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
-                        audio_widths=(4, 4), fc_units=4)
+    model = ModelConfig(
+        num_segments=2,
+        frame_size=32,
+        video_stem_width=4,
+        video_widths=(4,),
+        audio_widths=(4, 4),
+        fc_units=4,
+    )
     logs = []
     for name in ("a", "b"):
-        cfg = config(tmp_path, records=str(records), epochs=2, batch_size=4, model=model,
-                     out=str(tmp_path / name))
+        cfg = config(
+            tmp_path,
+            records=str(records),
+            epochs=2,
+            batch_size=4,
+            model=model,
+            out=str(tmp_path / name),
+        )
         train_fold(cfg)
         logs.append((tmp_path / name / "training_log.csv").read_text())
     assert logs[0] == logs[1]
@@ -250,8 +343,14 @@ def test_fold_actors_are_disjoint_through_the_real_pipeline(tmp_path, monkeypatc
         return dataset.map(lambda inputs, labels, meta: (inputs, labels))
 
     monkeypatch.setattr(emotf.pipeline, "make_dataset", spy)
-    model = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
-                        audio_widths=(4, 4), fc_units=4)
+    model = ModelConfig(
+        num_segments=2,
+        frame_size=32,
+        video_stem_width=4,
+        video_widths=(4,),
+        audio_widths=(4, 4),
+        fc_units=4,
+    )
     cfg = config(tmp_path, records=str(records), epochs=1, batch_size=4, model=model, fold=3)
     train_fold(cfg)
     train = set().union(*(a for training, _, a in served if training))
@@ -264,20 +363,34 @@ def test_fold_actors_are_disjoint_through_the_real_pipeline(tmp_path, monkeypatc
 def test_cache_records_changes_only_where_records_come_from(tmp_path):
     """Epoch 1 is identical with and without cache_records; a cached epoch 2 still draws new
     samples of the same clips (the cache keeps epoch 1's file order; the buffer reshuffles)."""
-    from emotf.run_data import records_dataset
+    from emotf.runs.data import records_dataset
 
     records = tmp_path / "records"
     write_tiny_shards(records)
-    model = ModelConfig(num_segments=2, frame_size=32, spectrogram_shape=(16, 8), audio_widths=(4, 4))
+    model = ModelConfig(
+        num_segments=2, frame_size=32, spectrogram_shape=(16, 8), audio_widths=(4, 4)
+    )
     epochs = {}
     for cache in (False, True):
-        cfg = config(tmp_path, records=str(records), batch_size=4, model=model,
-                     cache_records=cache, sampling={"window_seconds": 0.128, "frame_length": 64,
-                                                    "frame_step": 16, "fft_length": 64,
-                                                    "num_mel_bins": 8})
+        cfg = config(
+            tmp_path,
+            records=str(records),
+            batch_size=4,
+            model=model,
+            cache_records=cache,
+            sampling={
+                "window_seconds": 0.128,
+                "frame_length": 64,
+                "frame_step": 16,
+                "fft_length": 64,
+                "num_mel_bins": 8,
+            },
+        )
         dataset = records_dataset(Selection((0, 1, 2, 4)), True, cfg, 0)
-        epochs[cache] = [[(x["frames"].numpy(), x["audio"].numpy(), y.numpy())
-                          for x, y in dataset] for _ in range(2)]
+        epochs[cache] = [
+            [(x["frames"].numpy(), x["audio"].numpy(), y.numpy()) for x, y in dataset]
+            for _ in range(2)
+        ]
     for cached, read in zip(epochs[True][0], epochs[False][0]):
         for a, b in zip(cached, read):
             np.testing.assert_array_equal(a, b)
@@ -288,7 +401,7 @@ def test_cache_records_changes_only_where_records_come_from(tmp_path):
 
 
 def test_log_keeps_one_row_per_epoch(tmp_path):
-    from emotf.run_state import read_log
+    from emotf.training.run_state import read_log
 
     log = tmp_path / "training_log.csv"
     log.write_text("epoch,loss,val_accuracy\n0,2.0,0.1\n1,1.5,0.2\n1,1.4,0.3\n2,1.0,0.5\n")
@@ -300,26 +413,45 @@ def test_resume_refuses_another_configuration(tmp_path):
     cfg = config(tmp_path, epochs=1)
     train_fold(cfg, FakeFactory())
     with pytest.raises(ValueError, match="learning_rate: 0.05 -> 0.01"):
-        train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2, "learning_rate": 0.01}),
-                   FakeFactory())
+        train_fold(
+            TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2, "learning_rate": 0.01}),
+            FakeFactory(),
+        )
     # Another replica count (more GPUs or workers) changes the global batch mid-run: refused,
     # both counts named. (config.json records them; a run recorded without them is not checked.)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["environment"]["distribution"] == {"replicas": 1, "global_batch_size": cfg.batch_size}
-    (tmp_path / "run" / "config.json").write_text(json.dumps(
-        {**saved, "environment": {**saved["environment"],
-                                  "distribution": {"replicas": 2, "global_batch_size": 2 * cfg.batch_size}}}))
+    assert saved["environment"]["distribution"] == {
+        "replicas": 1,
+        "global_batch_size": cfg.batch_size,
+    }
+    (tmp_path / "run" / "config.json").write_text(
+        json.dumps(
+            {
+                **saved,
+                "environment": {
+                    **saved["environment"],
+                    "distribution": {"replicas": 2, "global_batch_size": 2 * cfg.batch_size},
+                },
+            }
+        )
+    )
     with pytest.raises(ValueError) as error:
         train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())
     assert str(error.value) == (
         f"{tmp_path / 'run'} holds a resumable run trained with 2 replica(s) (global batch "
         f"{2 * cfg.batch_size}); this start has 1 (global batch {cfg.batch_size}): resume with 2 "
-        "replica(s) (the same GPUs and workers), or use a new --out")
+        "replica(s) (the same GPUs and workers), or use a new --out"
+    )
     # More epochs with the same settings resume fine, also from a run made before a field
     # existed (it takes its default): a config.json without `strategy` (nor the distribution).
     del saved["config"]["strategy"], saved["environment"]["distribution"]
     (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
-    assert train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())["epochs_run"] == 2
+    assert (
+        train_fold(TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}), FakeFactory())[
+            "epochs_run"
+        ]
+        == 2
+    )
 
 
 def test_sampling_shapes_conflicting_with_the_model_are_refused():
@@ -332,9 +464,9 @@ def test_sampling_shapes_conflicting_with_the_model_are_refused():
 def test_train_fold_reads_and_writes_through_gfile_urls(tmp_path):
     """Records and run folder on TensorFlow's in-memory filesystem (ram://), as on gs://: the
     run folder is complete and resumable there (log, backup, best weights, model, metrics)."""
-    from emotf.run import Run
-    from emotf.run_state import read_log
+    from emotf.runs.folder import Run
     from emotf.storage import as_path
+    from emotf.training.run_state import read_log
 
     local = tmp_path / "records"
     write_tiny_shards(local)
@@ -342,15 +474,29 @@ def test_train_fold_reads_and_writes_through_gfile_urls(tmp_path):
     records.mkdir()
     for file in as_path(local).iterdir():
         file.copy(records / file.name)
-    model = ModelConfig(num_segments=2, frame_size=32, spectrogram_shape=(16, 8), video_stem_width=4,
-                        video_widths=(4,), audio_widths=(4, 4), fc_units=4)
+    model = ModelConfig(
+        num_segments=2,
+        frame_size=32,
+        spectrogram_shape=(16, 8),
+        video_stem_width=4,
+        video_widths=(4,),
+        audio_widths=(4, 4),
+        fc_units=4,
+    )
     out = f"ram://{tmp_path.name}/run"
-    metrics = train_fold(config(tmp_path, records=str(records), out=out, epochs=1, batch_size=4, model=model))
+    metrics = train_fold(
+        config(tmp_path, records=str(records), out=out, epochs=1, batch_size=4, model=model)
+    )
     run = Run(out)
     assert run.read_metrics()["accuracy"] == metrics["accuracy"] and metrics["epochs_run"] == 1
     assert [row["epoch"] for row in read_log(run.log_path)] == [0] and run.completed_epochs() == 1
-    for path in (run.config_path, run.model_path, run.best_weights_path, run.calibration_path,
-                 run.tensorboard_dir):
+    for path in (
+        run.config_path,
+        run.model_path,
+        run.best_weights_path,
+        run.calibration_path,
+        run.tensorboard_dir,
+    ):
         assert path.exists(), path
     assert not (tmp_path / "run").exists()
     assert run.load_model().count_params() == metrics["parameters"]

@@ -10,7 +10,7 @@ from emotf.cli.train import build_parser as train_parser
 from emotf.cli.train import resolve_config
 from emotf.cli.tune import main as tune_main
 from emotf.configs import ModelConfig
-from emotf.tune import EmotfHyperModel, TuneConfig, make_tuner, trial_config, tune
+from emotf.tuning.search import EmotfHyperModel, TuneConfig, make_tuner, trial_config, tune
 from tests.test_train import MODEL, FakeFactory, config, write_tiny_shards
 
 TEST_FOLD, VALIDATION_FOLD = 3, 4
@@ -102,8 +102,9 @@ def test_the_same_seed_proposes_the_same_trials(tmp_path, seed):
     for name in ("a", "b"):
         train = config(tmp_path, epochs=1, fold=TEST_FOLD, seed=seed)
         result = tune(tune_config(tmp_path, train=train, out=str(tmp_path / name)), FakeFactory())
-        proposals.append(sorted(json.dumps(t["hyperparameters"], sort_keys=True)
-                                for t in result["trials"]))
+        proposals.append(
+            sorted(json.dumps(t["hyperparameters"], sort_keys=True) for t in result["trials"])
+        )
     assert proposals[0] == proposals[1]
 
 
@@ -155,7 +156,7 @@ def test_interrupted_search_continues_without_redoing_finished_trials(tmp_path):
 
 
 def test_default_factory_reads_no_test_fold_file(tmp_path, monkeypatch):
-    """Through emotf.train.records_dataset: every record file opened is a training or
+    """Through emotf.training.train.records_dataset: every record file opened is a training or
     validation fold's (make_dataset and the clip counts go through record_files)."""
     import emotf.pipeline
 
@@ -203,18 +204,18 @@ def test_hyperband_continuation_fits_from_its_initial_epoch(tmp_path):
 
 
 def test_cli_runs_in_process_with_mixed_precision(tmp_path, monkeypatch, capsys):
-    import emotf.tune
+    import emotf.tuning.search
 
     factory = SpyFactory()
-    monkeypatch.setattr(emotf.tune, "records_dataset", factory)
-    real_build_model = emotf.tune.build_model
+    monkeypatch.setattr(emotf.tuning.search, "records_dataset", factory)
+    real_build_model = emotf.tuning.search.build_model
     policies = []
 
     def spy(model_config, *args):  # the policy in force when a trial's model is built
         policies.append(keras.mixed_precision.global_policy().name)
         return real_build_model(model_config, *args)
 
-    monkeypatch.setattr(emotf.tune, "build_model", spy)
+    monkeypatch.setattr(emotf.tuning.search, "build_model", spy)
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(
         json.dumps(
@@ -338,8 +339,9 @@ class BrokenFactory(SpyFactory):
 
 
 @pytest.mark.parametrize("max_trials", [1, 3])
-def test_failed_trials_are_warning_lines_and_no_finished_trial_one_error(tmp_path, capsys,
-                                                                          max_trials):
+def test_failed_trials_are_warning_lines_and_no_finished_trial_one_error(
+    tmp_path, capsys, max_trials
+):
     """A failed trial is one `emotf-tune: warning: trial N failed: ...` line (keras-tuner's own
     handling prints or keeps the whole traceback); a search where no trial finished (or too
     many failed in a row) ends in one RuntimeError line."""

@@ -16,8 +16,8 @@ from emotf.cli.tune import main as tune_main
 from emotf.cli.tune import parse_config
 from emotf.configs import ModelConfig
 from emotf.storage import read_json
-from emotf.tune import tune
-from emotf.tune_distributed import TunerRole, serve_oracle
+from emotf.tuning.distributed import TunerRole, serve_oracle
+from emotf.tuning.search import tune
 from tests.test_train import config, write_tiny_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,20 +39,38 @@ def search_argv(tmp_path: Path, out: Path) -> list[str]:
     records = tmp_path / "records"
     if not records.exists():
         write_tiny_shards(records)
-    model = ModelConfig(num_segments=2, frame_size=32, video_stem_width=4, video_widths=(4,),
-                        audio_widths=(4, 4), fc_units=4)
+    model = ModelConfig(
+        num_segments=2,
+        frame_size=32,
+        video_stem_width=4,
+        video_widths=(4,),
+        audio_widths=(4, 4),
+        fc_units=4,
+    )
     train = config(tmp_path, records=str(records), epochs=1, batch_size=4, model=model)
     cfg = tmp_path / "train.json"
     cfg.write_text(json.dumps(train.to_dict()))
-    return ["--config", str(cfg), "--out", str(out), "--max-trials", str(MAX_TRIALS),
-            "--search", "learning_rate,dropout"]
+    return [
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--max-trials",
+        str(MAX_TRIALS),
+        "--search",
+        "learning_rate,dropout",
+    ]
 
 
 def spawn(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
     with log.open("w") as f:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "emotf.cli.tune", *argv], cwd=ROOT,
-                                stdout=f, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})})
+        return subprocess.Popen(
+            [sys.executable, "-m", "emotf.cli.tune", *argv],
+            cwd=ROOT,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +85,22 @@ def searches(tmp_path_factory):
     procs = {}
     start = time.monotonic()
     try:
-        procs["chief"] = spawn([*argv, "--tuner-id", "chief", "--oracle-address", address],
-                               logs["chief"])
+        procs["chief"] = spawn(
+            [*argv, "--tuner-id", "chief", "--oracle-address", address], logs["chief"]
+        )
         host, port = address.split(":")
-        procs["tuner1"] = spawn(argv, logs["tuner1"], env={
-            "KERASTUNER_TUNER_ID": "tuner1", "KERASTUNER_ORACLE_IP": host,
-            "KERASTUNER_ORACLE_PORT": port})
-        procs["tuner2"] = spawn([*argv, "--tuner-id", "tuner2", "--oracle-address", address],
-                                logs["tuner2"])
+        procs["tuner1"] = spawn(
+            argv,
+            logs["tuner1"],
+            env={
+                "KERASTUNER_TUNER_ID": "tuner1",
+                "KERASTUNER_ORACLE_IP": host,
+                "KERASTUNER_ORACLE_PORT": port,
+            },
+        )
+        procs["tuner2"] = spawn(
+            [*argv, "--tuner-id", "tuner2", "--oracle-address", address], logs["tuner2"]
+        )
         for name, proc in procs.items():
             left = TIMEOUT_S - (time.monotonic() - start)
             assert proc.wait(timeout=max(left, 1)) == 0, logs[name].read_text()[-3000:]
@@ -87,8 +113,10 @@ def searches(tmp_path_factory):
     start = time.monotonic()
     serial = tune(parse_config(search_argv(tmp, tmp / "serial")))
     serial_s = time.monotonic() - start
-    print(f"\nchief + 2 workers {distributed_s:.1f} s (3 processes, TensorFlow imports included); "
-          f"serial in-process {serial_s:.1f} s")
+    print(
+        f"\nchief + 2 workers {distributed_s:.1f} s (3 processes, TensorFlow imports included); "
+        f"serial in-process {serial_s:.1f} s"
+    )
     return out, {name: log.read_text() for name, log in logs.items()}, serial, argv
 
 
@@ -106,8 +134,9 @@ def test_every_trial_runs_exactly_once(searches):
     # Each worker's own account: disjoint, together every trial.
     ran = {}
     for worker in WORKERS:
-        (line,) = re.findall(rf"^{worker}: trials run: (.*) \(the chief", logs[worker],
-                            re.MULTILINE)
+        (line,) = re.findall(
+            rf"^{worker}: trials run: (.*) \(the chief", logs[worker], re.MULTILINE
+        )
         ran[worker] = [] if line == "none" else line.split(", ")
     assert sorted(ran["tuner1"] + ran["tuner2"]) == ids
     # One training per trial: one TensorBoard event file per trial's training run.
@@ -140,20 +169,43 @@ def test_a_finished_distributed_search_continues_in_one_process(searches):
     assert again["trials_run"] == [] and again["trials"] == table
 
 
-@pytest.mark.parametrize("argv, env, message", [
-    (["--tuner-id", "tuner1"], {}, "worker tuner1 needs the chief's address: give --oracle-address"),
-    (["--tuner-id", "chief"], {}, "the chief needs the address to listen on"),
-    (["--tuner-id", "worker1", "--oracle-address", "127.0.0.1:5000"], {},
-     "must be 'chief' or 'tunerN' (tuner0, tuner1, ...). Received: 'worker1'"),
-    (["--tuner-id", "tuner0", "--oracle-address", "127.0.0.1:99999"], {},
-     "a port in 1..65535. Received: '127.0.0.1:99999'"),
-    (["--tuner-id", "tuner0", "--oracle-address", "localhost"], {}, "Received: 'localhost'"),
-    (["--oracle-address", "127.0.0.1:5000"], {}, "an oracle address needs a tuner id"),
-    ([], {"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_IP": "127.0.0.1"},
-     "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT go together"),
-    ([], {"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_IP": "127.0.0.1",
-          "KERASTUNER_ORACLE_PORT": "http"}, "Received: '127.0.0.1:http'"),
-])
+@pytest.mark.parametrize(
+    "argv, env, message",
+    [
+        (
+            ["--tuner-id", "tuner1"],
+            {},
+            "worker tuner1 needs the chief's address: give --oracle-address",
+        ),
+        (["--tuner-id", "chief"], {}, "the chief needs the address to listen on"),
+        (
+            ["--tuner-id", "worker1", "--oracle-address", "127.0.0.1:5000"],
+            {},
+            "must be 'chief' or 'tunerN' (tuner0, tuner1, ...). Received: 'worker1'",
+        ),
+        (
+            ["--tuner-id", "tuner0", "--oracle-address", "127.0.0.1:99999"],
+            {},
+            "a port in 1..65535. Received: '127.0.0.1:99999'",
+        ),
+        (["--tuner-id", "tuner0", "--oracle-address", "localhost"], {}, "Received: 'localhost'"),
+        (["--oracle-address", "127.0.0.1:5000"], {}, "an oracle address needs a tuner id"),
+        (
+            [],
+            {"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_IP": "127.0.0.1"},
+            "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT go together",
+        ),
+        (
+            [],
+            {
+                "KERASTUNER_TUNER_ID": "tuner0",
+                "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                "KERASTUNER_ORACLE_PORT": "http",
+            },
+            "Received: '127.0.0.1:http'",
+        ),
+    ],
+)
 def test_a_bad_role_is_one_line_naming_it(tmp_path, monkeypatch, capsys, argv, env, message):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -164,14 +216,20 @@ def test_a_bad_role_is_one_line_naming_it(tmp_path, monkeypatch, capsys, argv, e
 
 
 def test_flags_override_keras_tuners_variables():
-    env = {"KERASTUNER_TUNER_ID": "tuner3", "KERASTUNER_ORACLE_IP": "10.0.0.1",
-           "KERASTUNER_ORACLE_PORT": "8000"}
+    env = {
+        "KERASTUNER_TUNER_ID": "tuner3",
+        "KERASTUNER_ORACLE_IP": "10.0.0.1",
+        "KERASTUNER_ORACLE_PORT": "8000",
+    }
     assert TunerRole.from_environ(env) == TunerRole("tuner3", "10.0.0.1:8000")
-    role = TunerRole.from_environ({**env, "KERASTUNER_ORACLE_PORT": "x"},
-                                  tuner_id="chief", oracle_address="[::1]:9000")
+    role = TunerRole.from_environ(
+        {**env, "KERASTUNER_ORACLE_PORT": "x"}, tuner_id="chief", oracle_address="[::1]:9000"
+    )
     assert role.is_chief and role.environ() == {
-        "KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "[::1]",
-        "KERASTUNER_ORACLE_PORT": "9000"}
+        "KERASTUNER_TUNER_ID": "chief",
+        "KERASTUNER_ORACLE_IP": "[::1]",
+        "KERASTUNER_ORACLE_PORT": "9000",
+    }
     assert not TunerRole.from_environ({}).distributed
 
 
@@ -191,7 +249,7 @@ def test_a_chief_refuses_an_address_it_cannot_listen_on():
 
 
 def test_keras_tuner_sees_the_role_only_inside_the_search(monkeypatch):
-    from emotf.tune_distributed import ENV_NAMES, keras_tuner_environment
+    from emotf.tuning.distributed import ENV_NAMES, keras_tuner_environment
 
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner7")
     monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
@@ -207,10 +265,22 @@ def test_a_worker_without_its_chief_names_the_oracle_within_the_deadline(tmp_pat
     """No chief listening: one line naming the oracle's address after --oracle_timeout_seconds,
     not keras-tuner's silent wait for the oracle (which has no deadline)."""
     address = f"127.0.0.1:{free_port()}"
-    argv = [*search_argv(tmp_path, tmp_path / "search"), "--tuner-id", "tuner1",
-            "--oracle-address", address, "--oracle_timeout_seconds", "3"]
-    process = subprocess.Popen([sys.executable, "-m", "emotf.cli.tune", *argv], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argv = [
+        *search_argv(tmp_path, tmp_path / "search"),
+        "--tuner-id",
+        "tuner1",
+        "--oracle-address",
+        address,
+        "--oracle_timeout_seconds",
+        "3",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emotf.cli.tune", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _, err = process.communicate(timeout=90)
     finally:
@@ -222,4 +292,5 @@ def test_a_worker_without_its_chief_names_the_oracle_within_the_deadline(tmp_pat
     assert [line for line in err.splitlines() if line.startswith("emotf")] == [
         f"emotf-tune: error: the chief's oracle ({address}) did not answer within 3 s (start "
         f"emotf-tune --tuner-id chief --oracle-address {address} first, check the address, or "
-        "raise --oracle_timeout_seconds)"]
+        "raise --oracle_timeout_seconds)"
+    ]

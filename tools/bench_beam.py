@@ -29,27 +29,42 @@ def _build(data: Path, out: Path, runner: str, workers: int, clips_per_shard: in
     from emotf.records.build import BuildConfig, build_records
 
     start = time.perf_counter()
-    manifest = build_records(BuildConfig(
-        data_dir=str(data), out_dir=str(out), workers=workers, clips_per_shard=clips_per_shard,
-        progress=False, runner=runner))
+    manifest = build_records(
+        BuildConfig(
+            data_dir=str(data),
+            out_dir=str(out),
+            workers=workers,
+            clips_per_shard=clips_per_shard,
+            progress=False,
+            runner=runner,
+        )
+    )
     return time.perf_counter() - start, manifest
 
 
 def _same_shards(a: Path, b: Path) -> bool:
     names = sorted(p.name for p in a.glob("fold-*"))
     return names == sorted(p.name for p in b.glob("fold-*")) and all(
-        filecmp.cmp(a / n, b / n, shallow=False) for n in names)
+        filecmp.cmp(a / n, b / n, shallow=False) for n in names
+    )
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clips", type=int, default=24, help="synthetic clips to build")
     p.add_argument("--workers", type=int, default=2, help="processes, for both builders")
-    p.add_argument("--clips-per-shard", type=int, default=64,
-                   help="shard size (Beam's unit of work is a shard)")
+    p.add_argument(
+        "--clips-per-shard",
+        type=int,
+        default=64,
+        help="shard size (Beam's unit of work is a shard)",
+    )
     p.add_argument("--repeats", type=int, default=1, help="builds per runner (median reported)")
-    p.add_argument("--work-dir", default=None,
-                   help="keep data and builds here (default: a temporary folder, removed after)")
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="keep data and builds here (default: a temporary folder, removed after)",
+    )
     args = p.parse_args(argv)
 
     if args.work_dir:  # kept
@@ -61,8 +76,14 @@ def main(argv=None) -> dict:
 def _bench(args: argparse.Namespace, work: Path) -> dict:
     from emotf.synthetic.sample import SampleConfig, make_sample
 
-    sample = SampleConfig(num_actors=min(args.clips, 91), clips_per_actor=-(-args.clips // 91),
-                          min_duration=2.3, max_duration=2.7, median_duration=2.5, seed=1)
+    sample = SampleConfig(
+        num_actors=min(args.clips, 91),
+        clips_per_actor=-(-args.clips // 91),
+        min_duration=2.3,
+        max_duration=2.7,
+        median_duration=2.5,
+        seed=1,
+    )
     make_sample(work / "data", sample)
     seconds: dict[str, list[float]] = {"local": [], "beam": []}
     manifests = {}
@@ -70,8 +91,9 @@ def _bench(args: argparse.Namespace, work: Path) -> dict:
         order = ("local", "beam") if repeat % 2 == 0 else ("beam", "local")
         for runner in order:
             out = work / f"{runner}-{repeat}"
-            took, manifests[runner] = _build(work / "data", out, runner, args.workers,
-                                             args.clips_per_shard)
+            took, manifests[runner] = _build(
+                work / "data", out, runner, args.workers, args.clips_per_shard
+            )
             seconds[runner].append(took)
             print(f"{runner:>5} build {repeat + 1}: {took:7.1f} s", flush=True)
     same = _same_shards(work / "local-0", work / "beam-0")
@@ -79,18 +101,27 @@ def _bench(args: argparse.Namespace, work: Path) -> dict:
     frames = manifests["local"]["frames_written"]
     shards = len(manifests["local"]["shards"])
     print()
-    print(f"{manifests['local']['clips_written']} clips, {frames} frames, {shards} shards, "
-          f"{args.workers} workers, cpus {os.cpu_count()}")
+    print(
+        f"{manifests['local']['clips_written']} clips, {frames} frames, {shards} shards, "
+        f"{args.workers} workers, cpus {os.cpu_count()}"
+    )
     print(f"| runner | seconds (median of {args.repeats}) | frames/s |")
     print("|---|---|---|")
     for runner, took in (("local", local_s), ("beam (DirectRunner)", beam_s)):
         print(f"| {runner} | {took:.1f} | {frames / took:.1f} |")
     print(f"ratio Beam / local: {beam_s / local_s:.2f}; shards byte-identical: {same}")
-    result = {"clips": manifests["local"]["clips_written"], "frames": frames, "shards": shards,
-              "workers": args.workers, "repeats": args.repeats,
-              "local_s": round(local_s, 2), "beam_s": round(beam_s, 2),
-              "ratio_beam_over_local": round(beam_s / local_s, 3), "same_shards": same,
-              "all_seconds": {k: [round(v, 2) for v in vs] for k, vs in seconds.items()}}
+    result = {
+        "clips": manifests["local"]["clips_written"],
+        "frames": frames,
+        "shards": shards,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "local_s": round(local_s, 2),
+        "beam_s": round(beam_s, 2),
+        "ratio_beam_over_local": round(beam_s / local_s, 3),
+        "same_shards": same,
+        "all_seconds": {k: [round(v, 2) for v in vs] for k, vs in seconds.items()},
+    }
     print(json.dumps(result))
     return result
 

@@ -27,8 +27,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clips", type=int, default=24, help="synthetic clips the tool builds")
-    p.add_argument("--naive-clips", type=int, default=6,
-                   help="of those, clips the naive baseline processes (it is ~20x slower)")
+    p.add_argument(
+        "--naive-clips",
+        type=int,
+        default=6,
+        help="of those, clips the naive baseline processes (it is ~20x slower)",
+    )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--keyframe-interval", type=int, default=None)
     p.add_argument("--detect-scale", type=float, default=None)
@@ -52,18 +56,36 @@ def main(argv=None) -> dict:
     from emotf.synthetic.sample import SampleConfig, make_sample
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="emotf-bench-"))
-    sample = SampleConfig(num_actors=min(args.clips, 91), clips_per_actor=-(-args.clips // 91), min_duration=2.3,
-                          max_duration=2.7, median_duration=2.5, seed=1)
+    sample = SampleConfig(
+        num_actors=min(args.clips, 91),
+        clips_per_actor=-(-args.clips // 91),
+        min_duration=2.3,
+        max_duration=2.7,
+        median_duration=2.5,
+        seed=1,
+    )
     videos = make_sample(work / "data", sample)
-    overrides = {k: v for k, v in (("keyframe_interval", args.keyframe_interval),
-                                   ("detect_scale", args.detect_scale)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("keyframe_interval", args.keyframe_interval),
+            ("detect_scale", args.detect_scale),
+        )
+        if v is not None
+    }
     tracker_config = FaceTrackerConfig(**overrides)
 
     # --- the tool, end to end ---
     start = time.perf_counter()
-    manifest = build_records(BuildConfig(
-        data_dir=str(work / "data"), out_dir=str(work / "records"), workers=args.workers,
-        tracker=tracker_config, progress=False))
+    manifest = build_records(
+        BuildConfig(
+            data_dir=str(work / "data"),
+            out_dir=str(work / "records"),
+            workers=args.workers,
+            tracker=tracker_config,
+            progress=False,
+        )
+    )
     tool_s = time.perf_counter() - start
     tool_frames = manifest["frames_written"]
     tool_boxes = {}
@@ -71,13 +93,15 @@ def main(argv=None) -> dict:
         h, w = rec[keys.VIDEO_SOURCE_SIZE].numpy()
         b = rec[keys.VIDEO_FACE_BOXES].numpy().astype(np.float64)  # ymin xmin ymax xmax
         tool_boxes[rec[keys.CLIP_ID].numpy().decode()] = np.stack(
-            [b[:, 1] * w, b[:, 0] * h, b[:, 3] * w, b[:, 2] * h], axis=1)
+            [b[:, 1] * w, b[:, 0] * h, b[:, 3] * w, b[:, 2] * h], axis=1
+        )
 
     # --- naive: MTCNN on every full-resolution frame, one process ---
     import mtcnn
 
-    naive = FaceTracker(FaceTrackerConfig(min_confidence=tracker_config.min_confidence),
-                        detector=mtcnn.MTCNN())
+    naive = FaceTracker(
+        FaceTrackerConfig(min_confidence=tracker_config.min_confidence), detector=mtcnn.MTCNN()
+    )
     naive.detect([np.zeros((360, 480, 3), np.uint8)])  # load weights outside the timing
     start = time.perf_counter()
     naive_frames, ious = 0, []
@@ -96,15 +120,21 @@ def main(argv=None) -> dict:
     naive_s = time.perf_counter() - start
     ious = np.concatenate(ious)
     result = {
-        "clips": len(videos), "frames": tool_frames, "naive_clips": args.naive_clips,
-        "naive_frames": naive_frames, "workers": args.workers,
-        "cpu_count": os.cpu_count(), "tracker": dict(vars(tracker_config)),
+        "clips": len(videos),
+        "frames": tool_frames,
+        "naive_clips": args.naive_clips,
+        "naive_frames": naive_frames,
+        "workers": args.workers,
+        "cpu_count": os.cpu_count(),
+        "tracker": dict(vars(tracker_config)),
         "tool_frames_per_s": round(tool_frames / tool_s, 1),
         "naive_frames_per_s": round(naive_frames / naive_s, 1),
         "ratio": round((tool_frames / tool_s) / (naive_frames / naive_s), 2),
-        "mean_iou": round(float(ious.mean()), 4), "min_iou": round(float(ious.min()), 4),
+        "mean_iou": round(float(ious.mean()), 4),
+        "min_iou": round(float(ious.min()), 4),
         "tool_detection_rate": round(manifest["detector"]["detection_rate"], 4),
-        "tool_s": round(tool_s, 2), "naive_s": round(naive_s, 2),
+        "tool_s": round(tool_s, 2),
+        "naive_s": round(naive_s, 2),
     }
     print(json.dumps(result))
     return result

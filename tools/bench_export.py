@@ -8,8 +8,8 @@
    validation fold 1, --epochs epochs): `--model tiny` is emotf-demo's CPU-sized model
    (`emotf.demo.DEMO_MODEL`, N = 4), `--model default` is `ModelConfig()` (N = 3, the paper-sized
    widths; slower). With --run, that run and its records' test fold are used instead.
-2. Exports the run as a SavedModel (`emotf.export.export_run`) and as LiteRT with each
-   quantization (`emotf.litert_convert.export_run_litert`; int8 calibrates on 64 clips of the
+2. Exports the run as a SavedModel (`emotf.serving.export.export_run`) and as LiteRT with each
+   quantization (`emotf.serving.litert_convert.export_run_litert`; int8 calibrates on 64 clips of the
    records).
 3. Per variant: size on disk; latency per clip at batch 1 (one clip's N sampled segments in,
    its segment probabilities out; the host-side sampling is left out, it is the same code for
@@ -50,7 +50,7 @@ def make_run(work: Path, model: str, actors: int, clips: int, epochs: int) -> Pa
     from emotf.demo import DEMO_MODEL
     from emotf.records.build import BuildConfig, build_records
     from emotf.synthetic.sample import SampleConfig, make_sample
-    from emotf.train import train_fold
+    from emotf.training.train import train_fold
 
     sample, records, run = work / "sample", work / "records", work / f"run-{model}"
     if not (sample / "sample.json").exists():
@@ -58,28 +58,41 @@ def make_run(work: Path, model: str, actors: int, clips: int, epochs: int) -> Pa
     if not (records / "manifest.json").exists():
         build_records(BuildConfig(data_dir=str(sample), out_dir=str(records)))
     if not (run / "model.keras").exists():
-        train_fold(TrainConfig(
-            records=str(records), out=str(run), fold=0, epochs=epochs, batch_size=8,
-            learning_rate=0.02, lr_schedule="cosine", early_stopping_patience=0, seed=0,
-            precision="float32", verbose=0,
-            model=DEMO_MODEL if model == "tiny" else ModelConfig()))
+        train_fold(
+            TrainConfig(
+                records=str(records),
+                out=str(run),
+                fold=0,
+                epochs=epochs,
+                batch_size=8,
+                learning_rate=0.02,
+                lr_schedule="cosine",
+                early_stopping_patience=0,
+                seed=0,
+                precision="float32",
+                verbose=0,
+                model=DEMO_MODEL if model == "tiny" else ModelConfig(),
+            )
+        )
     return run
 
 
 def held_out_segments(run_dir: Path) -> tuple[list[dict], list[int]]:
     """The test fold's clips as evaluation-mode segments ({"frames", "audio"}) and labels."""
     from emotf.pipeline import make_dataset
-    from emotf.run import Run
+    from emotf.runs.folder import Run
 
     run = Run(run_dir)
     config = run.train_config()
     fold = run.test_fold()
     fold = config.fold if fold is None else fold
     segments, labels = [], []
-    for features, label in make_dataset(config.records, [fold], training=False,
-                                        config=config.sampling, batch_size=1):
-        segments.append({"frames": features["frames"][0].numpy(),
-                         "audio": features["audio"][0].numpy()})
+    for features, label in make_dataset(
+        config.records, [fold], training=False, config=config.sampling, batch_size=1
+    ):
+        segments.append(
+            {"frames": features["frames"][0].numpy(), "audio": features["audio"][0].numpy()}
+        )
         labels.append(int(label[0]))
     return segments, labels
 
@@ -128,8 +141,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per latency")
     parser.add_argument("--out", help="JSON file (default WORK/bench_export.json)")
-    parser.add_argument("--_savedmodel-latency", nargs=3, dest="sm_latency",
-                        help=argparse.SUPPRESS)  # internal: SAVED THREADS SEGMENTS.npz
+    parser.add_argument(
+        "--_savedmodel-latency", nargs=3, dest="sm_latency", help=argparse.SUPPRESS
+    )  # internal: SAVED THREADS SEGMENTS.npz
     args = parser.parse_args(argv)
     if args.sm_latency:
         saved, threads, segments_file = args.sm_latency
@@ -138,21 +152,27 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from emotf.export import export_run
-    from emotf.litert_convert import export_run_litert
-    from emotf.run import Run
+    from emotf.runs.folder import Run
+    from emotf.serving.export import export_run
+    from emotf.serving.litert_convert import export_run_litert
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    run_dir = Path(args.run) if args.run else make_run(work, args.model, args.actors, args.clips,
-                                                       args.epochs)
+    run_dir = (
+        Path(args.run)
+        if args.run
+        else make_run(work, args.model, args.actors, args.clips, args.epochs)
+    )
     prepared_s = time.time() - started
     segments, labels = held_out_segments(run_dir)
     keras_model = Run(run_dir).load_model()
-    keras_probs = np.stack([
-        keras_model({k: v[None] for k, v in s.items()}, training=False)["probabilities"][0]
-        for s in segments])
+    keras_probs = np.stack(
+        [
+            keras_model({k: v[None] for k, v in s.items()}, training=False)["probabilities"][0]
+            for s in segments
+        ]
+    )
     np.savez(work / "segment.npz", **segments[0])
 
     exports = {"savedmodel": export_run(run_dir, work / "export")}
@@ -167,15 +187,30 @@ def main(argv=None) -> int:
             import tensorflow as tf
 
             serve = tf.saved_model.load(str(path)).signatures["predict_segments"]
-            probs = np.stack([serve(frames=tf.constant(s["frames"][None]),
-                                    audio=tf.constant(s["audio"][None]))["probabilities"][0]
-                              for s in segments])
+            probs = np.stack(
+                [
+                    serve(
+                        frames=tf.constant(s["frames"][None]), audio=tf.constant(s["audio"][None])
+                    )["probabilities"][0]
+                    for s in segments
+                ]
+            )
             for threads in (1, 2):
                 out = subprocess.run(
-                    [sys.executable, __file__, "--repeats", str(args.repeats),
-                     "--_savedmodel-latency", str(path), str(threads),
-                     str(work / "segment.npz")],
-                    check=True, capture_output=True, text=True)
+                    [
+                        sys.executable,
+                        __file__,
+                        "--repeats",
+                        str(args.repeats),
+                        "--_savedmodel-latency",
+                        str(path),
+                        str(threads),
+                        str(work / "segment.npz"),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 times = json.loads(out.stdout.strip().splitlines()[-1])
                 row[f"latency_ms_{threads}_threads"] = 1e3 * statistics.median(times)
         else:
@@ -191,26 +226,36 @@ def main(argv=None) -> int:
         results[variant] = row
 
     report = {
-        "run": str(run_dir), "model": args.model if not args.run else "run",
-        "held_out_clips": len(labels), "repeats": args.repeats,
+        "run": str(run_dir),
+        "model": args.model if not args.run else "run",
+        "held_out_clips": len(labels),
+        "repeats": args.repeats,
         "keras_held_out_accuracy": float(np.mean(np.argmax(keras_probs, -1) == np.array(labels))),
         "num_segments": int(segments[0]["frames"].shape[0]),
-        "cpus": os.cpu_count(), "load_average": os.getloadavg(),
-        "prepare_s": round(prepared_s, 1), "total_s": round(time.time() - started, 1),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "prepare_s": round(prepared_s, 1),
+        "total_s": round(time.time() - started, 1),
         "variants": results,
     }
     out = Path(args.out) if args.out else work / "bench_export.json"
     out.write_text(json.dumps(report, indent=1))
-    print(f"| variant | size (KB) | ms/clip, 1 thread | ms/clip, 2 threads | held-out accuracy "
-          f"| max abs diff vs Keras |\n|---|---|---|---|---|---|")
+    print(
+        f"| variant | size (KB) | ms/clip, 1 thread | ms/clip, 2 threads | held-out accuracy "
+        f"| max abs diff vs Keras |\n|---|---|---|---|---|---|"
+    )
     for variant, row in results.items():
         name = "SavedModel" if variant == "savedmodel" else f"LiteRT {variant}"
-        print(f"| {name} | {row['size_bytes'] / 1024:.0f} | {row['latency_ms_1_threads']:.2f} "
-              f"| {row['latency_ms_2_threads']:.2f} | {row['held_out_accuracy']:.3f} "
-              f"| {row['max_abs_diff_vs_keras']:.2e} |")
-    print(f"({len(labels)} held-out clips, Keras accuracy {report['keras_held_out_accuracy']:.3f};"
-          f" load average {report['load_average'][0]:.2f} on {report['cpus']} CPUs; "
-          f"{report['total_s']:.0f} s)")
+        print(
+            f"| {name} | {row['size_bytes'] / 1024:.0f} | {row['latency_ms_1_threads']:.2f} "
+            f"| {row['latency_ms_2_threads']:.2f} | {row['held_out_accuracy']:.3f} "
+            f"| {row['max_abs_diff_vs_keras']:.2e} |"
+        )
+    print(
+        f"({len(labels)} held-out clips, Keras accuracy {report['keras_held_out_accuracy']:.3f};"
+        f" load average {report['load_average'][0]:.2f} on {report['cpus']} CPUs; "
+        f"{report['total_s']:.0f} s)"
+    )
     print(json.dumps(report))
     return 0
 

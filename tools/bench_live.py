@@ -70,8 +70,16 @@ def _wait_drained(fd: int, seconds: float = 300.0) -> None:
         time.sleep(0.01)
 
 
-def feed(video, out, *, pace: float = 1.0, log=None, sample_rate: int = 16000,
-         width: int | None = None, wait_reader: bool = True) -> int:
+def feed(
+    video,
+    out,
+    *,
+    pace: float = 1.0,
+    log=None,
+    sample_rate: int = 16000,
+    width: int | None = None,
+    wait_reader: bool = True,
+) -> int:
     """Write `video` as MPEG-TS (H.264 + AAC, interleaved frame by frame) to the binary file
     object `out`, at `pace` x real time; one line per frame `index wall_time` to `log`.
 
@@ -98,8 +106,11 @@ def feed(video, out, *, pace: float = 1.0, log=None, sample_rate: int = 16000,
     sound = container.add_stream("aac", rate=sample_rate)
     sound.layout = "mono"
     written, sent_samples = 0, 0
-    waiting = wait_reader and not os.isatty(out.fileno()) and stat.S_ISFIFO(
-        os.fstat(out.fileno()).st_mode)
+    waiting = (
+        wait_reader
+        and not os.isatty(out.fileno())
+        and stat.S_ISFIFO(os.fstat(out.fileno()).st_mode)
+    )
     start = time.monotonic()
     if log is not None and not waiting:
         log.write(f"start {start:.6f}\n")
@@ -155,14 +166,28 @@ def bench(model, video, *, window=None, hop=None, pace: float = 1.0, extra=()) -
     with tempfile.TemporaryDirectory(prefix="emotf-bench-live-") as tmp:
         log_path = Path(tmp) / "frames.log"
         predict = [sys.executable, "-m", "emotf.cli.predict", "--model", str(model), "--live", "-"]
-        predict += [a for flag, v in (("--window", window), ("--hop", hop)) if v is not None
-                    for a in (flag, str(v))] + list(extra)
+        predict += [
+            a
+            for flag, v in (("--window", window), ("--hop", hop))
+            if v is not None
+            for a in (flag, str(v))
+        ] + list(extra)
         writer = subprocess.Popen(
-            [sys.executable, __file__, "feed", str(video), "--pace", str(pace), "--log",
-             str(log_path)],
-            stdout=subprocess.PIPE)
-        reader = subprocess.Popen(predict, stdin=writer.stdout, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                __file__,
+                "feed",
+                str(video),
+                "--pace",
+                str(pace),
+                "--log",
+                str(log_path),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        reader = subprocess.Popen(
+            predict, stdin=writer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         writer.stdout.close()  # the reader's copy is the only one: its exit ends the writer
         arrivals, lines = [], []
         cpu_at_first_frame: list[float] = []
@@ -208,7 +233,9 @@ def bench(model, video, *, window=None, hop=None, pace: float = 1.0, extra=()) -
     stream_s = len(written) / fps
     cpu = cpu_end - (cpu_at_first_frame[0] if cpu_at_first_frame else 0.0)
     return {
-        "windows": len(lines), "scored": len(latencies), "stream_s": round(stream_s, 2),
+        "windows": len(lines),
+        "scored": len(latencies),
+        "stream_s": round(stream_s, 2),
         "latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
         "latency_p95_s": round(_percentile(latencies, 95), 3),
         "latency_max_s": round(max(latencies), 3) if latencies else None,
@@ -216,7 +243,8 @@ def bench(model, video, *, window=None, hop=None, pace: float = 1.0, extra=()) -
         "first_line_after_s": round(arrivals[0] - (clock or min(written.values())), 3),
         "last_line_after_end_s": round(arrivals[-1] - max(written.values()), 3),
         "summary": err.strip().splitlines()[-1] if err.strip() else "",
-        "load_average": os.getloadavg(), "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "cpus": os.cpu_count(),
     }
 
 
@@ -228,14 +256,22 @@ def main(argv=None) -> int:
         parser.add_argument("--pace", type=float, default=1.0)
         parser.add_argument("--log", default=None)
         parser.add_argument("--width", type=int, default=None)
-        parser.add_argument("--no-wait", action="store_true",
-                            help="start the clock at once, not when the reader takes the "
-                                 "first bytes")
+        parser.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="start the clock at once, not when the reader takes the first bytes",
+        )
         args = parser.parse_args(argv[1:])
         log = open(args.log, "w") if args.log else None  # noqa: SIM115 - closed below
         try:
-            feed(args.video, sys.stdout.buffer, pace=args.pace, log=log, width=args.width,
-                 wait_reader=not args.no_wait)
+            feed(
+                args.video,
+                sys.stdout.buffer,
+                pace=args.pace,
+                log=log,
+                width=args.width,
+                wait_reader=not args.no_wait,
+            )
         finally:
             if log is not None:
                 log.close()
@@ -255,10 +291,12 @@ def main(argv=None) -> int:
         if video is None:
             from emotf.synthetic.video import write_face_video
 
-            video = write_face_video(Path(tmp) / "live.mp4", args.seconds, fps=25.0,
-                                     width=args.width, height=args.height)
-        result = bench(args.model, video, window=args.window, hop=args.hop, pace=args.pace,
-                       extra=extra)
+            video = write_face_video(
+                Path(tmp) / "live.mp4", args.seconds, fps=25.0, width=args.width, height=args.height
+            )
+        result = bench(
+            args.model, video, window=args.window, hop=args.hop, pace=args.pace, extra=extra
+        )
     print(json.dumps(result, indent=1))
     return 0
 

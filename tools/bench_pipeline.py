@@ -71,17 +71,32 @@ def write_records(path: Path, clips: int, frames: int = 75, samples: int = 40000
             t = np.arange(samples) / 16000.0
             audio = 0.3 * np.sin(2 * np.pi * (150 + 10 * i) * t) + rng.normal(0, 0.05, samples)
             clip = ClipRecord(
-                clip_id=f"{1001 + i % 91}_DFA_ANG_XX", actor_id=1001 + i % 91, sentence="DFA",
-                emotion="ANG", label=i % 6, intensity="XX", fold=0, fps=30000 / 1001,
-                frames_jpeg=base, face_boxes=np.zeros([frames, 4], np.float32),
-                face_detected=np.ones([frames], np.int64), source_size=(360, 480),
-                sample_rate=16000, pcm16=(audio * 32767).astype(np.int16),
+                clip_id=f"{1001 + i % 91}_DFA_ANG_XX",
+                actor_id=1001 + i % 91,
+                sentence="DFA",
+                emotion="ANG",
+                label=i % 6,
+                intensity="XX",
+                fold=0,
+                fps=30000 / 1001,
+                frames_jpeg=base,
+                face_boxes=np.zeros([frames, 4], np.float32),
+                face_detected=np.ones([frames], np.int64),
+                source_size=(360, 480),
+                sample_rate=16000,
+                pcm16=(audio * 32767).astype(np.int16),
             )
             writer.write(make_example(clip).SerializeToString())
 
 
-def python_generator(path: Path, config: SamplingConfig, batch_size: int, seed: int,
-                     training: bool = True, records: list[bytes] | None = None):
+def python_generator(
+    path: Path,
+    config: SamplingConfig,
+    batch_size: int,
+    seed: int,
+    training: bool = True,
+    records: list[bytes] | None = None,
+):
     """The baseline: parse, sample, decode N JPEGs (PIL), log-mel (librosa), batch.
 
     Reads `records` (serialised Examples in memory) when given, else the file at `path`.
@@ -91,13 +106,19 @@ def python_generator(path: Path, config: SamplingConfig, batch_size: int, seed: 
 
     rng = np.random.default_rng(seed)
     mel_basis = librosa.filters.mel(
-        sr=config.sample_rate, n_fft=config.fft_length, n_mels=config.num_mel_bins,
-        fmin=config.lower_edge_hertz, fmax=config.upper_edge_hertz or config.sample_rate / 2,
-        htk=True, norm=None,
+        sr=config.sample_rate,
+        n_fft=config.fft_length,
+        n_mels=config.num_mel_bins,
+        fmin=config.lower_edge_hertz,
+        fmax=config.upper_edge_hertz or config.sample_rate / 2,
+        htk=True,
+        norm=None,
     )
     n, length = config.num_segments, config.window_length
     frames_b, specs_b, labels_b = [], [], []
-    source = records if records is not None else tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    source = (
+        records if records is not None else tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    )
     for raw in source:
         feat = tf.train.Example.FromString(raw).features.feature
         jpegs = feat[keys.VIDEO_FRAMES].bytes_list.value
@@ -116,29 +137,38 @@ def python_generator(path: Path, config: SamplingConfig, batch_size: int, seed: 
             centres = j / fps
         starts = np.ceil(config.sample_rate * (centres - config.window_seconds / 2)).astype(int)
         padded = np.pad(wave, (length, length))
-        frames = np.stack(
-            [np.asarray(Image.open(io.BytesIO(jpegs[i])).convert("RGB")) for i in j]
-        )
+        frames = np.stack([np.asarray(Image.open(io.BytesIO(jpegs[i])).convert("RGB")) for i in j])
         specs = []
         for s in starts:
             lo_s = int(np.clip(s + length, 0, len(padded) - length))
-            window = padded[lo_s:lo_s + length]
-            mag = np.abs(librosa.stft(
-                window, n_fft=config.fft_length, hop_length=config.frame_step,
-                win_length=config.frame_length, window="hann", center=False,
-            ))
+            window = padded[lo_s : lo_s + length]
+            mag = np.abs(
+                librosa.stft(
+                    window,
+                    n_fft=config.fft_length,
+                    hop_length=config.frame_step,
+                    win_length=config.frame_length,
+                    window="hann",
+                    center=False,
+                )
+            )
             logmel = np.log(mel_basis @ mag + config.log_offset).T  # [time, mel]
             if logmel.shape != (config.time_bins, config.freq_bins):
-                logmel = np.asarray(Image.fromarray(logmel).resize(
-                    (config.freq_bins, config.time_bins), Image.BILINEAR))
+                logmel = np.asarray(
+                    Image.fromarray(logmel).resize(
+                        (config.freq_bins, config.time_bins), Image.BILINEAR
+                    )
+                )
             logmel = (logmel - logmel.mean()) / np.sqrt(logmel.var() + 1e-6)
             specs.append(logmel[..., None].astype(np.float32))
         frames_b.append(frames)
         specs_b.append(np.stack(specs))
         labels_b.append(feat[keys.LABEL].int64_list.value[0])
         if len(labels_b) == batch_size:
-            yield {"frames": np.stack(frames_b), "spectrograms": np.stack(specs_b)}, np.array(
-                labels_b, np.int32)
+            yield (
+                {"frames": np.stack(frames_b), "spectrograms": np.stack(specs_b)},
+                np.array(labels_b, np.int32),
+            )
             frames_b, specs_b, labels_b = [], [], []
 
 
@@ -159,8 +189,9 @@ def _epoch(make_iter) -> np.ndarray:
     clips, wall, cpu, sys_faults = 0, time.perf_counter(), _cpu_seconds(), _sys_and_faults()
     for features, _labels in make_iter():
         clips += features["frames"].shape[0]
-    return np.array([time.perf_counter() - wall, _cpu_seconds() - cpu, clips,
-                     *(_sys_and_faults() - sys_faults)])
+    return np.array(
+        [time.perf_counter() - wall, _cpu_seconds() - cpu, clips, *(_sys_and_faults() - sys_faults)]
+    )
 
 
 def _time_alternating(iters: dict, epochs: int) -> dict:
@@ -199,7 +230,9 @@ def floor_dataset(path: Path, config: SamplingConfig, batch_size: int) -> tf.dat
         waves.append(rec[keys.PARSED_WAVEFORM].numpy())
         starts.append(st.numpy())
     labels = np.zeros(len(jpegs), np.int32)
-    ds = tf.data.Dataset.from_tensor_slices((np.stack(jpegs), np.stack(waves), np.stack(starts), labels))
+    ds = tf.data.Dataset.from_tensor_slices(
+        (np.stack(jpegs), np.stack(waves), np.stack(starts), labels)
+    )
     every = tf.range(config.num_segments)
 
     def decode_and_slice(jpeg, wave, start, label):
@@ -220,12 +253,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--mode", choices=("train", "eval", "both"), default="both")
-    parser.add_argument("--cache", action="store_true",
-                        help="records in memory (make_dataset cache=True; generator: a list)")
-    parser.add_argument("--generator", action="store_true",
-                        help="also time the one-thread Python generator (numpy/PIL/librosa)")
-    parser.add_argument("--shuffle-buffer", type=int, default=512,
-                        help="make_dataset(shuffle_buffer=) in training mode (library default 512)")
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="records in memory (make_dataset cache=True; generator: a list)",
+    )
+    parser.add_argument(
+        "--generator",
+        action="store_true",
+        help="also time the one-thread Python generator (numpy/PIL/librosa)",
+    )
+    parser.add_argument(
+        "--shuffle-buffer",
+        type=int,
+        default=512,
+        help="make_dataset(shuffle_buffer=) in training mode (library default 512)",
+    )
     args = parser.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     config = SamplingConfig()
@@ -241,13 +284,21 @@ def main(argv=None) -> dict:
         floor = floor_dataset(path, config, args.batch_size)
         for mode in modes:
             training = mode == "train"
-            dataset = make_dataset(path, [0], training=training, config=config,
-                                   batch_size=args.batch_size, seed=0, cache=args.cache,
-                                   shuffle_buffer=args.shuffle_buffer)
+            dataset = make_dataset(
+                path,
+                [0],
+                training=training,
+                config=config,
+                batch_size=args.batch_size,
+                seed=0,
+                cache=args.cache,
+                shuffle_buffer=args.shuffle_buffer,
+            )
             iters = {"pipeline": lambda: dataset, "floor": lambda: floor}
             if args.generator:
                 iters["generator"] = lambda: python_generator(
-                    path, config, args.batch_size, 0, training, in_memory)
+                    path, config, args.batch_size, 0, training, in_memory
+                )
             totals = _time_alternating(iters, args.epochs)
             results.append(_result(mode, totals, cores, args, size_mb))
             print(json.dumps(results[-1]), flush=True)
@@ -255,10 +306,19 @@ def main(argv=None) -> dict:
     floors = [r["cpu_ms_per_clip_floor"] for r in results]
     summary["cpu_ms_per_clip_floor"] = round(float(np.mean(floors)), 2)
     for r in results:
-        summary[f"{r['mode']}_over_floor"] = round(r["cpu_ms_per_clip"] / summary["cpu_ms_per_clip_floor"], 2)
+        summary[f"{r['mode']}_over_floor"] = round(
+            r["cpu_ms_per_clip"] / summary["cpu_ms_per_clip_floor"], 2
+        )
         summary[f"clips_per_s_{r['mode']}"] = r["pipeline_clips_per_s"]
-    summary.update(cores=cores, clips=args.clips, epochs=args.epochs, batch_size=args.batch_size,
-                   cache=args.cache, shuffle_buffer=args.shuffle_buffer, record_mb=round(size_mb, 1))
+    summary.update(
+        cores=cores,
+        clips=args.clips,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        cache=args.cache,
+        shuffle_buffer=args.shuffle_buffer,
+        record_mb=round(size_mb, 1),
+    )
     print(json.dumps(summary), flush=True)
     return summary
 
@@ -288,11 +348,17 @@ def _result(mode, totals, cores, args, size_mb) -> dict:
         "cores": cores,
     }
     (out["sys_ms_per_clip"], out["minflt_per_clip"]) = _sys_ms_and_faults(totals["pipeline"])
-    (out["sys_ms_per_clip_floor"], out["minflt_per_clip_floor"]) = _sys_ms_and_faults(totals["floor"])
+    (out["sys_ms_per_clip_floor"], out["minflt_per_clip_floor"]) = _sys_ms_and_faults(
+        totals["floor"]
+    )
     if "generator" in totals:
         gen_rate, gen_ms = _rate(totals["generator"])
-        out.update(generator_clips_per_s=round(gen_rate, 1), generator_cpu_ms_per_clip=round(gen_ms, 2),
-                   ratio=round(pipe_rate / gen_rate, 2), cpu_ratio=round(gen_ms / pipe_ms, 2))
+        out.update(
+            generator_clips_per_s=round(gen_rate, 1),
+            generator_cpu_ms_per_clip=round(gen_ms, 2),
+            ratio=round(pipe_rate / gen_rate, 2),
+            cpu_ratio=round(gen_ms / pipe_ms, 2),
+        )
     return out
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from emotf.predict import Predictor, predict_files
+from emotf.serving.predict import Predictor, predict_files
 predictor = Predictor(sys.argv[1])
 _ = predictor.tracker.detector  # MTCNN loaded before the clock starts
 start = time.perf_counter()
@@ -40,8 +40,11 @@ print(json.dumps({"wall_s": wall, "error": result.get("error"), "duration_s": re
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="60x640x480,600x640x480,30x1920x1080",
-                        help="comma-separated SECONDSxWIDTHxHEIGHT")
+    parser.add_argument(
+        "--sizes",
+        default="60x640x480,600x640x480,30x1920x1080",
+        help="comma-separated SECONDSxWIDTHxHEIGHT",
+    )
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--out", default=None, help="keep videos and model here")
     args = parser.parse_args(argv)
@@ -49,8 +52,8 @@ def main(argv=None) -> int:
     import keras
 
     from emotf.configs import ModelConfig, SamplingConfig
-    from emotf.export import export_saved_model
     from emotf.model import build_model
+    from emotf.serving.export import export_saved_model
     from emotf.synthetic.video import write_face_video
 
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_predict-"))
@@ -59,32 +62,59 @@ def main(argv=None) -> int:
     keras.utils.set_random_seed(0)
     model_dir = root / "model"
     if not model_dir.exists():
-        export_saved_model(build_model(config), SamplingConfig(num_segments=config.num_segments), model_dir)
-    report = {"cpu_count": os.cpu_count(), "fps": args.fps, "model": {
-        "num_segments": config.num_segments, "weights": "random (speed and memory only)"},
-        "videos": {}}
+        export_saved_model(
+            build_model(config), SamplingConfig(num_segments=config.num_segments), model_dir
+        )
+    report = {
+        "cpu_count": os.cpu_count(),
+        "fps": args.fps,
+        "model": {"num_segments": config.num_segments, "weights": "random (speed and memory only)"},
+        "videos": {},
+    }
     for size in args.sizes.split(","):
         seconds, width, height = (float(v) for v in size.lower().split("x"))
         name = f"{int(seconds)}s_{int(width)}x{int(height)}"
         video = root / f"{name}.mp4"
         if not video.exists():
             start = time.perf_counter()
-            write_face_video(video, seconds, fps=args.fps, width=int(width), height=int(height),
-                             bit_rate=int(2_000_000 * width * height / (640 * 480)))
-            print(f"wrote {video} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(model_dir), str(video)],
-                              capture_output=True, text=True, check=False)
+            write_face_video(
+                video,
+                seconds,
+                fps=args.fps,
+                width=int(width),
+                height=int(height),
+                bit_rate=int(2_000_000 * width * height / (640 * 480)),
+            )
+            print(
+                f"wrote {video} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True
+            )
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(model_dir), str(video)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             return 1
         child = json.loads(proc.stdout.strip().splitlines()[-1])
         peak = child["peak_rss_kb"]  # KiB: that child's own peak (ru_maxrss of RUSAGE_SELF)
-        row = {"seconds": seconds, "width": int(width), "height": int(height),
-               "peak_rss_mb": round(peak / 1024, 1), "wall_s": round(child["wall_s"], 1),
-               "rtf": round(child["wall_s"] / seconds, 3), "windows": child["windows"],
-               "held": child["held"], "timings_s": child["timings_s"], "error": child["error"]}
+        row = {
+            "seconds": seconds,
+            "width": int(width),
+            "height": int(height),
+            "peak_rss_mb": round(peak / 1024, 1),
+            "wall_s": round(child["wall_s"], 1),
+            "rtf": round(child["wall_s"] / seconds, 3),
+            "windows": child["windows"],
+            "held": child["held"],
+            "timings_s": child["timings_s"],
+            "error": child["error"],
+        }
         report["videos"][name] = row
-        print(f"{name}: peak {row['peak_rss_mb']} MB, RTF {row['rtf']}", file=sys.stderr, flush=True)
+        print(
+            f"{name}: peak {row['peak_rss_mb']} MB, RTF {row['rtf']}", file=sys.stderr, flush=True
+        )
     rows = report["videos"]
     small = [r for r in rows.values() if (r["width"], r["height"]) == (640, 480)]
     if len(small) >= 2:

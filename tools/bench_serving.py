@@ -3,12 +3,12 @@
     python tools/bench_serving.py [--repeats 10] [--clips 4] [--seconds 2.5] [--json-only]
 
 1. Builds the full-size default model (`ModelConfig()`, N = 10; random weights: latency does
-   not depend on the weights) and exports it with `emotf.export.export_saved_model` into a
+   not depend on the weights) and exports it with `emotf.serving.export.export_saved_model` into a
    temporary folder.
 2. `serving_default` latency on 2.5 s clips (75 face crops at 30 fps + 40,000 samples at
    16 kHz): per call at batch 1 (p50, p95 over `--repeats` calls after a warm-up) and per clip
    at batch 16 (call time / 16).
-3. `emotf-predict` end to end (`emotf.predict.predict_files`, one clip per call, model and
+3. `emotf-predict` end to end (`emotf.serving.predict.predict_files`, one clip per call, model and
    MTCNN already loaded): decode FLV + WAV, face tracking and crops, JPEG round trip, the
    SavedModel; per clip time / clip duration = real-time factor (< 1: faster than real time).
    Clips come from `emotf.synthetic.sample.make_sample` (480x360 FLV1, 30 fps).
@@ -38,8 +38,12 @@ def _percentiles(values):
     def pick(q):
         return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
-    return {"p50": round(statistics.median(values), 4), "p95": round(pick(0.95), 4),
-            "min": round(values[0], 4), "n": len(values)}
+    return {
+        "p50": round(statistics.median(values), 4),
+        "p95": round(pick(0.95), 4),
+        "min": round(values[0], 4),
+        "n": len(values),
+    }
 
 
 def main(argv=None) -> int:
@@ -56,9 +60,9 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from emotf.configs import ModelConfig, SamplingConfig
-    from emotf.export import export_saved_model
     from emotf.model import build_model
-    from emotf.predict import Predictor, predict_files
+    from emotf.serving.export import export_saved_model
+    from emotf.serving.predict import Predictor, predict_files
     from emotf.synthetic.sample import SampleConfig, make_sample
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_serving_"))
@@ -72,11 +76,18 @@ def main(argv=None) -> int:
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
     model = build_model(config)
-    saved = export_saved_model(model, SamplingConfig(num_segments=config.num_segments),
-                               work / "model", model_config=config.to_dict())
+    saved = export_saved_model(
+        model,
+        SamplingConfig(num_segments=config.num_segments),
+        work / "model",
+        model_config=config.to_dict(),
+    )
     report["export_s"] = round(time.perf_counter() - start, 2)
-    report["model"] = {"num_segments": config.num_segments, "parameters": int(model.count_params()),
-                       "weights": "random (latency only)"}
+    report["model"] = {
+        "num_segments": config.num_segments,
+        "parameters": int(model.count_params()),
+        "weights": "random (latency only)",
+    }
     del model
     print(f"exported {saved} in {report['export_s']} s", flush=True)
 
@@ -87,7 +98,9 @@ def main(argv=None) -> int:
 
     def batch(b):
         return {
-            "frames": tf.constant(rng.integers(0, 256, [b, frames_per_clip, 224, 224, 3], dtype=np.uint8)),
+            "frames": tf.constant(
+                rng.integers(0, 256, [b, frames_per_clip, 224, 224, 3], dtype=np.uint8)
+            ),
             "num_frames": tf.fill([b], frames_per_clip),
             "fps": tf.fill([b], fps),
             "waveform": tf.constant(rng.normal(0, 0.1, [b, samples_per_clip]).astype(np.float32)),
@@ -97,7 +110,9 @@ def main(argv=None) -> int:
 
     for size, repeats in ((1, args.repeats), (16, args.batch16_repeats)):
         inputs = batch(size)
-        serve(**inputs)["probabilities"].numpy()  # warm-up (first call traces nothing, but allocates)
+        serve(**inputs)[
+            "probabilities"
+        ].numpy()  # warm-up (first call traces nothing, but allocates)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -105,17 +120,26 @@ def main(argv=None) -> int:
             times.append(time.perf_counter() - start)
         per_clip = [t / size for t in times]
         report[f"savedmodel_batch{size}_per_clip_s"] = _percentiles(per_clip)
-        print(f"SavedModel batch {size:2d}: per clip p50 {report[f'savedmodel_batch{size}_per_clip_s']['p50']:.3f} s, "
-              f"p95 {report[f'savedmodel_batch{size}_per_clip_s']['p95']:.3f} s", flush=True)
+        print(
+            f"SavedModel batch {size:2d}: per clip p50 {report[f'savedmodel_batch{size}_per_clip_s']['p50']:.3f} s, "
+            f"p95 {report[f'savedmodel_batch{size}_per_clip_s']['p95']:.3f} s",
+            flush=True,
+        )
         del inputs
 
     # emotf-predict end to end on synthetic FLV + WAV clips of the same duration.
     sample_dir = work / "sample"
     videos = make_sample(
         sample_dir,
-        SampleConfig(num_actors=1, clips_per_actor=args.clips + 1, min_duration=args.seconds,
-                     max_duration=args.seconds, median_duration=args.seconds),
-        workers=1, progress=False,
+        SampleConfig(
+            num_actors=1,
+            clips_per_actor=args.clips + 1,
+            min_duration=args.seconds,
+            max_duration=args.seconds,
+            median_duration=args.seconds,
+        ),
+        workers=1,
+        progress=False,
     )
     predictor = Predictor(saved.parent)
     wav = lambda v: sample_dir / "AudioWAV" / f"{v.stem}.wav"  # noqa: E731
@@ -128,13 +152,24 @@ def main(argv=None) -> int:
         if "error" in result:
             print(f"{video.name}: {result['error']}", file=sys.stderr)
             continue
-        rows.append({"clip": video.name, "duration_s": result["duration_s"], "wall_s": round(wall, 3),
-                     "rtf": round(wall / result["duration_s"], 3), **result["timings_s"]})
-        print(f"emotf-predict {video.name}: {wall:.2f} s for {result['duration_s']:.2f} s "
-              f"(RTF {wall / result['duration_s']:.2f}; decode {result['timings_s']['decode_video_s']:.2f}, "
-              f"audio {result['timings_s']['load_audio_s']:.2f}, faces {result['timings_s']['faces_s']:.2f}, "
-              f"model {result['timings_s']['model_s']:.2f})", flush=True)
+        rows.append(
+            {
+                "clip": video.name,
+                "duration_s": result["duration_s"],
+                "wall_s": round(wall, 3),
+                "rtf": round(wall / result["duration_s"], 3),
+                **result["timings_s"],
+            }
+        )
+        print(
+            f"emotf-predict {video.name}: {wall:.2f} s for {result['duration_s']:.2f} s "
+            f"(RTF {wall / result['duration_s']:.2f}; decode {result['timings_s']['decode_video_s']:.2f}, "
+            f"audio {result['timings_s']['load_audio_s']:.2f}, faces {result['timings_s']['faces_s']:.2f}, "
+            f"model {result['timings_s']['model_s']:.2f})",
+            flush=True,
+        )
     if rows:
+
         def stage(key):
             return round(statistics.median(r[key] for r in rows), 3)
 
@@ -143,7 +178,9 @@ def main(argv=None) -> int:
             "median_wall_s": stage("wall_s"),
             "median_rtf": stage("rtf"),
             "max_rtf": max(r["rtf"] for r in rows),
-            "median_stage_s": {k: stage(k) for k in ("decode_video_s", "load_audio_s", "faces_s", "model_s")},
+            "median_stage_s": {
+                k: stage(k) for k in ("decode_video_s", "load_audio_s", "faces_s", "model_s")
+            },
         }
     print(json.dumps(report))
     return 0

@@ -24,23 +24,33 @@ from pathlib import Path
 BENCHMARKS = {
     "build_records": (
         ["bench_build_records.py", "--clips", "12", "--naive-clips", "3", "--workers", "2"],
-        {"tool frames/s": "tool_frames_per_s", "naive frames/s": "naive_frames_per_s",
-         "ratio": "ratio", "mean IoU": "mean_iou"},
+        {
+            "tool frames/s": "tool_frames_per_s",
+            "naive frames/s": "naive_frames_per_s",
+            "ratio": "ratio",
+            "mean IoU": "mean_iou",
+        },
     ),
     "pipeline": (
         ["bench_pipeline.py", "--clips", "128", "--epochs", "2", "--mode", "train"],
-        {"pipeline clips/CPU-s": "pipeline_clips_per_cpu_s",
-         "pipeline clips/s": "pipeline_clips_per_s"},
+        {
+            "pipeline clips/CPU-s": "pipeline_clips_per_cpu_s",
+            "pipeline clips/s": "pipeline_clips_per_s",
+        },
     ),
     "train": (
         ["bench_train.py", "--precisions", "float32,mixed_bfloat16", "--steps", "3"],
-        {"float32 clips/s": "results[precision=float32].clips_per_s",
-         "mixed_bfloat16 clips/s": "results[precision=mixed_bfloat16].clips_per_s"},
+        {
+            "float32 clips/s": "results[precision=float32].clips_per_s",
+            "mixed_bfloat16 clips/s": "results[precision=mixed_bfloat16].clips_per_s",
+        },
     ),
     "serving": (
         ["bench_serving.py", "--repeats", "10", "--clips", "2"],
-        {"SavedModel p50 s per clip, batch 1": "savedmodel_batch1_per_clip_s.p50",
-         "emotf-predict real-time factor (median)": "median_rtf"},
+        {
+            "SavedModel p50 s per clip, batch 1": "savedmodel_batch1_per_clip_s.p50",
+            "emotf-predict real-time factor (median)": "median_rtf",
+        },
     ),
 }
 
@@ -80,11 +90,19 @@ def _find(values, key: str):
     return None
 
 
-def run_tool(python: str, code: Path, args: list[str], timeout: int) -> tuple[dict | None, float, str]:
+def run_tool(
+    python: str, code: Path, args: list[str], timeout: int
+) -> tuple[dict | None, float, str]:
     env = {**os.environ, "PYTHONPATH": str(code), "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.perf_counter()
-    proc = subprocess.run([python, str(code / "tools" / args[0]), *args[1:]], cwd=code, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [python, str(code / "tools" / args[0]), *args[1:]],
+        cwd=code,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     wall = time.perf_counter() - start
     for line in reversed(proc.stdout.strip().splitlines()):
         if line.startswith("{"):
@@ -96,10 +114,17 @@ def run_tool(python: str, code: Path, args: list[str], timeout: int) -> tuple[di
 
 
 def stack_versions(python: str) -> dict:
-    script = ("import json, numpy, tensorflow as tf, keras; print(json.dumps({'tensorflow': "
-              "tf.__version__, 'keras': keras.__version__, 'numpy': numpy.__version__}))")
-    out = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    script = (
+        "import json, numpy, tensorflow as tf, keras; print(json.dumps({'tensorflow': "
+        "tf.__version__, 'keras': keras.__version__, 'numpy': numpy.__version__}))"
+    )
+    out = subprocess.run(
+        [python, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -112,8 +137,11 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=1800)
     args = parser.parse_args(argv)
     code = Path(args.code).resolve()
-    result = {"code": str(code), "stacks": {"old": stack_versions(args.old),
-                                            "new": stack_versions(args.new)}, "figures": {}}
+    result = {
+        "code": str(code),
+        "stacks": {"old": stack_versions(args.old), "new": stack_versions(args.new)},
+        "figures": {},
+    }
     rows = []
     for name in args.only.split(","):
         tool_args, figures = BENCHMARKS[name]
@@ -121,14 +149,22 @@ def main(argv=None) -> int:
         for side in ("old", "new"):
             values, wall, error = run_tool(getattr(args, side), code, tool_args, args.timeout)
             outputs[side] = values
-            print(f"{name} on {side}: {wall:.0f} s{'' if values else ' FAILED: ' + error}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{name} on {side}: {wall:.0f} s{'' if values else ' FAILED: ' + error}",
+                file=sys.stderr,
+                flush=True,
+            )
         for label, key in figures.items():
             old, new = (_find(outputs[s], key) if outputs[s] else None for s in ("old", "new"))
-            ratio = new / old if isinstance(old, (int, float)) and isinstance(new, (int, float)) and old else None
+            ratio = (
+                new / old
+                if isinstance(old, (int, float)) and isinstance(new, (int, float)) and old
+                else None
+            )
             result["figures"][f"{name}: {label}"] = {"old": old, "new": new, "new_over_old": ratio}
-            rows.append(f"| {name} | {label} | {old} | {new} | "
-                        f"{'' if ratio is None else f'{ratio:.2f}'} |")
+            rows.append(
+                f"| {name} | {label} | {old} | {new} | {'' if ratio is None else f'{ratio:.2f}'} |"
+            )
     print("| benchmark | figure | old stack | new stack | new / old |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))

@@ -26,11 +26,17 @@ import tensorflow as tf  # noqa: E402
 
 from emotf.configs import ModelConfig
 from emotf.model import build_model, count_flops, model_sampling, training_model
-from emotf.precision import precision_policy  # noqa: E402
+from emotf.training.precision import precision_policy  # noqa: E402
 
 
-def bench(config: ModelConfig, precision: str, batch: int, steps: int, warmup: int,
-          jit_compile: bool = False) -> dict:
+def bench(
+    config: ModelConfig,
+    precision: str,
+    batch: int,
+    steps: int,
+    warmup: int,
+    jit_compile: bool = False,
+) -> dict:
     rng = np.random.default_rng(0)
     n, s = config.num_segments, config.frame_size
     length = model_sampling(config).window_length

@@ -19,7 +19,7 @@ import json
 
 import numpy as np
 
-from emotf.cremad import EMOTIONS, INTENSITIES, SENTENCES
+from emotf.corpora.cremad import EMOTIONS, INTENSITIES, SENTENCES
 from emotf.evaluation.stats import actor_intervals
 
 

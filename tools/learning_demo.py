@@ -7,7 +7,7 @@
    planted so that each modality alone tells only a pair of emotions (~1/2 accuracy at best)
    and the two together tell all six.
 2. `emotf.records.build.build_records` on it (skipped with --records DIR).
-3. `emotf.train.train_fold` three times (modalities both / audio / video), test fold(s) --folds,
+3. `emotf.training.train.train_fold` three times (modalities both / audio / video), test fold(s) --folds,
    with a small CPU-sized model: N=4 segments, widths video 8 | 16,32, audio 8,16,32, fc 32,
    SGD momentum 0.9 with a cosine schedule from lr 0.02, batch 8. Validation = the next fold
    (its actor held out of training); the reported fold is looked at once.
@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from emotf.configs import TrainConfig
 from emotf.demo import DEMO_MODEL, DemoConfig  # noqa: E402
-from emotf.train import train_fold  # noqa: E402
+from emotf.training.train import train_fold  # noqa: E402
 
 
 def build_demo_records(work: Path) -> Path:
@@ -38,8 +38,12 @@ def build_demo_records(work: Path) -> Path:
     sample, records = work / "sample", work / "records"
     if not (sample / "sample.json").exists():
         demo = DemoConfig()  # the same sample as emotf-demo
-        make_sample(sample, SampleConfig(num_actors=demo.num_actors,
-                                         clips_per_actor=demo.clips_per_actor, seed=demo.seed))
+        make_sample(
+            sample,
+            SampleConfig(
+                num_actors=demo.num_actors, clips_per_actor=demo.clips_per_actor, seed=demo.seed
+            ),
+        )
     if not (records / "manifest.json").exists():
         build_records(BuildConfig(data_dir=str(sample), out_dir=str(records)))
     return records
@@ -79,12 +83,25 @@ def main(argv=None) -> int:
             accs.append(train_fold(config)["accuracy"])
         accuracies[modalities] = sum(accs) / len(accs)
         seconds[modalities] = round(time.time() - start, 1)
-        print(f"{modalities:>5}: held-out-fold accuracy {100 * accuracies[modalities]:.1f} % "
-              f"(folds {folds}, {seconds[modalities]:.0f} s)")
-    print(f"chance: {100 / 6:.1f} %; both beats audio and video: "
-          f"{accuracies['both'] > max(accuracies['audio'], accuracies['video'])}")
-    print(json.dumps({"accuracy": accuracies, "seconds": seconds, "folds": folds, "epochs": args.epochs,
-                      "model": DEMO_MODEL.to_dict()}))
+        print(
+            f"{modalities:>5}: held-out-fold accuracy {100 * accuracies[modalities]:.1f} % "
+            f"(folds {folds}, {seconds[modalities]:.0f} s)"
+        )
+    print(
+        f"chance: {100 / 6:.1f} %; both beats audio and video: "
+        f"{accuracies['both'] > max(accuracies['audio'], accuracies['video'])}"
+    )
+    print(
+        json.dumps(
+            {
+                "accuracy": accuracies,
+                "seconds": seconds,
+                "folds": folds,
+                "epochs": args.epochs,
+                "model": DEMO_MODEL.to_dict(),
+            }
+        )
+    )
     return 0
 
 

@@ -40,7 +40,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
-            unknown = [t.split("=")[0] for t in message[len(prefix):].split() if t.startswith("-")]
+            unknown = [t.split("=")[0] for t in message[len(prefix) :].split() if t.startswith("-")]
             for flag in unknown[:1]:
                 close = difflib.get_close_matches(flag, self._option_string_actions, n=1)
                 if close:
@@ -76,8 +76,10 @@ def describe(error: BaseException) -> str:
             return f"{where}: no space left on device".lstrip(": ")
         return f"{where}: {error.strerror.lower()}".lstrip(": ")
     if _out_of_memory(error):
-        return ("out of memory: the model, batch or input is too large for this machine "
-                "(reduce --batch_size or the model's widths)")
+        return (
+            "out of memory: the model, batch or input is too large for this machine "
+            "(reduce --batch_size or the model's widths)"
+        )
     text = str(error).strip()
     if isinstance(error, KeyError) and len(error.args) == 1:
         text = f"missing key {error.args[0]!r}"
@@ -103,7 +105,8 @@ def command(prog: str):
                 warnings.filterwarnings("ignore", module="keras")
             # Warnings (e.g. a report extra left out, and why) as one line each, no source.
             warnings.formatwarning = lambda message, category, *_args, **_kw: (
-                f"{prog}: warning: {message}\n")
+                f"{prog}: warning: {message}\n"
+            )
             try:
                 with ending_on_signals(prog):
                     return main(argv)
@@ -117,8 +120,11 @@ def command(prog: str):
                 if debug:
                     raise
                 expected = isinstance(error, (OSError, *USER_ERRORS)) or _out_of_memory(error)
-                hint = "" if expected else (
-                    f" ({type(error).__name__}; rerun with --debug for the traceback)")
+                hint = (
+                    ""
+                    if expected
+                    else (f" ({type(error).__name__}; rerun with --debug for the traceback)")
+                )
                 print(f"{prog}: error: {describe(error)}{hint}", file=sys.stderr)
                 return 1
 

@@ -25,10 +25,12 @@ import sys
 from emotf.cli import Parser, command
 from emotf.cli.flags import ConfigFlags, kebab_aliases
 
-EPILOG = ("Every BuildConfig field is a flag named by its dotted path: --workers 2 (= "
-          "--build.workers 2), --tracker.margin 0.4, --sample_rate 16000, --strict; the older "
-          "names stay (--data-dir, --out, --margin, --jpeg-quality, --no-progress, ...). "
-          "See docs/build_records.md.")
+EPILOG = (
+    "Every BuildConfig field is a flag named by its dotted path: --workers 2 (= "
+    "--build.workers 2), --tracker.margin 0.4, --sample_rate 16000, --strict; the older "
+    "names stay (--data-dir, --out, --margin, --jpeg-quality, --no-progress, ...). "
+    "See docs/build_records.md."
+)
 
 
 def build_flags() -> ConfigFlags:
@@ -36,7 +38,8 @@ def build_flags() -> ConfigFlags:
     from emotf.records.faces import FaceTrackerConfig
 
     return ConfigFlags(
-        BuildConfig, "build",
+        BuildConfig,
+        "build",
         aliases={
             **kebab_aliases(BuildConfig),
             **kebab_aliases(FaceTrackerConfig, "tracker."),
@@ -52,8 +55,12 @@ def build_flags() -> ConfigFlags:
 def parse_args(argv=None):
     """The `BuildConfig` of the command line (`--config FILE.json`, then the flags)."""
     flags = build_flags()
-    parser = Parser(prog="emotf-build-records", description=__doc__.split("\n")[0],
-                    epilog=EPILOG, allow_abbrev=False)
+    parser = Parser(
+        prog="emotf-build-records",
+        description=__doc__.split("\n")[0],
+        epilog=EPILOG,
+        allow_abbrev=False,
+    )
     flags.add_to(parser)
     args = parser.parse_args(argv)
     try:
@@ -77,16 +84,21 @@ def main(argv=None) -> int:
         print(f"emotf-build-records: error: {error}", file=sys.stderr)
         return 1
     except StagingError as error:  # storage failed (not the clip): the shard is not written
-        print(f"emotf-build-records: error: {error}; the finished shards are kept: rerun the "
-              f"same command to resume", file=sys.stderr)
+        print(
+            f"emotf-build-records: error: {error}; the finished shards are kept: rerun the "
+            f"same command to resume",
+            file=sys.stderr,
+        )
         return 1
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
         where = error.filename or config.out_dir
-        print(f"emotf-build-records: error: {where}: no space left on device; the finished "
-              "shards are kept: free some space and rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            f"emotf-build-records: error: {where}: no space left on device; the finished "
+            "shards are kept: free some space and rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 1
     if manifest.get("media_summary"):
         from emotf.records.media_checks import summary_line
@@ -100,8 +112,10 @@ def main(argv=None) -> int:
         f"manifest: {as_path(config.out_dir) / 'manifest.json'}"
     )
     if manifest["clips_written"] == 0:
-        print(f"emotf-build-records: error: nothing usable was written: "
-              f"{_skips(manifest)}", file=sys.stderr)
+        print(
+            f"emotf-build-records: error: nothing usable was written: {_skips(manifest)}",
+            file=sys.stderr,
+        )
         return 1
     if config.strict and manifest["clips_skipped"]:
         print(f"emotf-build-records: error: --strict: {_skips(manifest)}", file=sys.stderr)

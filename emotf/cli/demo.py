@@ -13,9 +13,13 @@ from emotf.configs import ModelConfig
 from emotf.demo import DemoConfig, run_demo
 
 DEMO_FLAGS = ConfigFlags(
-    DemoConfig, "demo",
-    aliases={**kebab_aliases(DemoConfig), **kebab_aliases(ModelConfig, "model."),
-             "--actors": "num_actors"},
+    DemoConfig,
+    "demo",
+    aliases={
+        **kebab_aliases(DemoConfig),
+        **kebab_aliases(ModelConfig, "model."),
+        "--actors": "num_actors",
+    },
 )
 
 

@@ -16,7 +16,6 @@ import sys
 
 from emotf.cli import Parser, command
 
-
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")  # ASCII digits only: int() also takes '１' and '١'
 
 
@@ -57,7 +56,8 @@ def parse_segments(text: str) -> list[int]:
         ends = []
     if not ends or (".." in text and ends[0] > ends[1]):
         raise argparse.ArgumentTypeError(
-            f"expected N >= 1 as 'A..B' or a comma list. Received: {text!r}")
+            f"expected N >= 1 as 'A..B' or a comma list. Received: {text!r}"
+        )
     segments = bounded_int("ModelConfig", "num_segments")
     try:
         for n in ends:
@@ -77,9 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--run", help="a run folder of emotf-train (model.keras, config.json)")
     target.add_argument("--model", help="a model.keras file or the folder holding it")
     target.add_argument("--cv-dir", help="an emotf-train --fold all folder: write the CV report")
-    target.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                        help="two evaluated runs (or their predictions.csv): A minus B on the "
-                             "clips both scored, with a t interval over actors")
+    target.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="two evaluated runs (or their predictions.csv): A minus B on the "
+        "clips both scored, with a t interval over actors",
+    )
     parser.add_argument("--records", help="records folder (default: the one in the run's config)")
     parser.add_argument(
         "--fold",
@@ -99,20 +103,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=(),
         help="runs trained with other N, added to the accuracy-vs-N curve",
     )
-    parser.add_argument("--batch-size", type=bounded_int("TrainConfig", "batch_size"),
-                        help="evaluation batch size")
-    parser.add_argument("--labels", choices=("intended", "perceived"),
-                        help="score against the file name's emotion or the raters' audio-visual "
-                             "majority (emotf.labels; default: the run's)")
-    parser.add_argument("--allow-incomplete", action="store_true",
-                        help="evaluate records that fail the manifest check anyway (recorded)")
+    parser.add_argument(
+        "--batch-size", type=bounded_int("TrainConfig", "batch_size"), help="evaluation batch size"
+    )
+    parser.add_argument(
+        "--labels",
+        choices=("intended", "perceived"),
+        help="score against the file name's emotion or the raters' audio-visual "
+        "majority (emotf.corpora.labels; default: the run's)",
+    )
+    parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="evaluate records that fail the manifest check anyway (recorded)",
+    )
     parser.add_argument("--votes", help="CREMA-D tabulatedVotes.csv (default: the shipped copy)")
     from emotf.cli.flags import parse_bool
 
     for name in EXTRAS:  # emotf.evaluation.summary.ReportExtras, each on by default
-        parser.add_argument(f"--extras.{name}", dest=f"extras_{name}", type=parse_bool,
-                            default=True, metavar="BOOL",
-                            help=f"report extra '{name}' (default: true)")
+        parser.add_argument(
+            f"--extras.{name}",
+            dest=f"extras_{name}",
+            type=parse_bool,
+            default=True,
+            metavar="BOOL",
+            help=f"report extra '{name}' (default: true)",
+        )
     return parser
 
 
@@ -159,7 +175,7 @@ def _check_paths(args) -> None:
     if args.out is not None and not str(args.out).strip():
         raise ValueError("--out is empty: give a folder")
     if args.records is not None:
-        from emotf.run_data import check_records_folder
+        from emotf.runs.data import check_records_folder
 
         check_records_folder(args.records)
 
@@ -168,7 +184,7 @@ def _check_paths(args) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_paths(args)
-    from emotf.votes import load_votes
+    from emotf.corpora.votes import load_votes
 
     if args.compare:
         from emotf.evaluation.compare import compare_predictions
@@ -185,8 +201,14 @@ def main(argv=None) -> int:
 
         # Folds without predictions are evaluated on --records, else on the records their
         # config.json names (a warning says when neither exists: human rows stay n/a).
-        md_path, json_path = cv_report(args.cv_dir, args.out, votes=votes, records=args.records,
-                                       evaluate=True, extras=_extras(args))
+        md_path, json_path = cv_report(
+            args.cv_dir,
+            args.out,
+            votes=votes,
+            records=args.records,
+            evaluate=True,
+            extras=_extras(args),
+        )
         print(f"wrote {md_path} and {json_path}")
         return 0
 
@@ -194,8 +216,15 @@ def main(argv=None) -> int:
 
     target = args.run or args.model
     report = evaluate_model(
-        target, args.records, args.fold, args.out, batch_size=args.batch_size, votes=votes,
-        labels=args.labels, allow_incomplete=args.allow_incomplete, extras=_extras(args),
+        target,
+        args.records,
+        args.fold,
+        args.out,
+        batch_size=args.batch_size,
+        votes=votes,
+        labels=args.labels,
+        allow_incomplete=args.allow_incomplete,
+        extras=_extras(args),
     )
     summary = {
         "accuracy": report["accuracy"],
@@ -203,8 +232,10 @@ def main(argv=None) -> int:
         "folds": report["folds"],
         "num_segments": report["num_segments"],
         **{key: report[key] for key in ("split", "protocol") if key in report},
-        "accuracy_95ci": [((report.get("confidence_intervals") or {}).get("model") or {}).get(k)
-                          for k in ("low", "high")],
+        "accuracy_95ci": [
+            ((report.get("confidence_intervals") or {}).get("model") or {}).get(k)
+            for k in ("low", "high")
+        ],
         "ece": (report.get("calibration") or {}).get("ece"),
     }
     if args.segments:

@@ -7,14 +7,14 @@ as a LiteRT (TensorFlow Lite) flatbuffer.
 SavedModel (the default): writes `DIR/<V>/` (TensorFlow Serving layout; default DIR =
 RUN/export, V = next integer) and prints its path. RUN and DIR may be local or `tf.io.gfile`
 URLs (`gs://bucket/...`). See docs/serving.md for the signatures. The new model's ops are
-checked against the allowlist that `emotf-predict` enforces (`emotf.graph_ops`, SECURITY.md):
+checked against the allowlist that `emotf-predict` enforces (`emotf.serving.graph_ops`, SECURITY.md):
 a TensorFlow whose export uses an op the list lacks gets a one-line warning here
-(`emotf.export.export_saved_model`), not only a refusal later at predict time.
+(`emotf.serving.export.export_saved_model`), not only a refusal later at predict time.
 
 LiteRT: writes `DIR/emotf.tflite` (default DIR = RUN/litert), the per-segment model with the
 log-mel spectrogram inside, builtin ops only, and `DIR/emotf.tflite.json` (the metadata), and
 prints the model's path; `emotf-predict --model DIR/emotf.tflite` runs it. int8 calibrates on
-clips of the run's records. See docs/litert.md (`emotf.litert_convert`).
+clips of the run's records. See docs/litert.md (`emotf.serving.litert_convert`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 
 from emotf.cli import Parser, command
-from emotf.litert import QUANTIZE_MODES  # no TensorFlow import: --help stays fast
+from emotf.serving.litert import QUANTIZE_MODES  # no TensorFlow import: --help stays fast
 
 FORMATS = ("savedmodel", "litert")
 
@@ -31,26 +31,36 @@ FORMATS = ("savedmodel", "litert")
 def main(argv=None) -> int:
     parser = Parser(prog="emotf-export", description=__doc__.split("\n")[0])
     parser.add_argument("run", help="emotf-train run folder (holds model.keras and config.json)")
-    parser.add_argument("--format", choices=FORMATS, default="savedmodel",
-                        help="savedmodel (default) or litert (a .tflite flatbuffer)")
-    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default=None,
-                        help="litert only: none (float32, default), float16, dynamic or int8")
-    parser.add_argument("--out", default=None,
-                        help="model base folder (default: RUN/export; RUN/litert for litert)")
-    parser.add_argument("--version", type=int, default=None,
-                        help="savedmodel only: version number (default: next)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="savedmodel",
+        help="savedmodel (default) or litert (a .tflite flatbuffer)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        default=None,
+        help="litert only: none (float32, default), float16, dynamic or int8",
+    )
+    parser.add_argument(
+        "--out", default=None, help="model base folder (default: RUN/export; RUN/litert for litert)"
+    )
+    parser.add_argument(
+        "--version", type=int, default=None, help="savedmodel only: version number (default: next)"
+    )
     args = parser.parse_args(argv)
     if args.format == "litert":
         if args.version is not None:
             parser.error("--version applies to --format savedmodel only")
-        from emotf.litert_convert import export_run_litert
+        from emotf.serving.litert_convert import export_run_litert
 
         print(export_run_litert(args.run, args.out, args.quantize or "none"))
         return 0
     if args.quantize is not None:
         parser.error("--quantize applies to --format litert only")
 
-    from emotf.export import export_run
+    from emotf.serving.export import export_run
 
     print(export_run(args.run, args.out, args.version))  # errors: one line (emotf.cli.command)
     return 0

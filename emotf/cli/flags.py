@@ -55,10 +55,12 @@ def int_in(low: int, high: int, what: str = "an integer") -> Callable:
             value = int(text.strip(), 10)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected {what} in [{low}, {high}]. Received: {text!r}") from None
+                f"expected {what} in [{low}, {high}]. Received: {text!r}"
+            ) from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"expected {what} in [{low}, {high}]. Received: {text!r}")
+                f"expected {what} in [{low}, {high}]. Received: {text!r}"
+            )
         return value
 
     parse.__name__ = what
@@ -248,8 +250,10 @@ class _KeyValue(argparse.Action):
         leaf = self.fields.get(key)
         if leaf is None:
             owner = next(iter(self.fields.values())).owner.__name__
-            parser.error(f"unknown {owner} field {key!r} in {option_string} {text}. "
-                         f"Known fields: {sorted(self.fields)}")
+            parser.error(
+                f"unknown {owner} field {key!r} in {option_string} {text}. "
+                f"Known fields: {sorted(self.fields)}"
+            )
         try:
             setattr(namespace, leaf.key, flag_type(leaf.annotation)(value))
         except (ValueError, argparse.ArgumentTypeError) as error:
@@ -276,8 +280,18 @@ class ConfigFlags:
             `emotf-tune`, whose file is a TrainConfig); None = no `--config`.
     """
 
-    def __init__(self, cls, name: str, *, promote=(), aliases=None, keyvalue=None, choices=None,
-                 types=None, config_at: str | None = ""):
+    def __init__(
+        self,
+        cls,
+        name: str,
+        *,
+        promote=(),
+        aliases=None,
+        keyvalue=None,
+        choices=None,
+        types=None,
+        config_at: str | None = "",
+    ):
         self.cls, self.name = cls, name
         self.leaves = leaves(cls)
         self.by_key = {leaf.key: leaf for leaf in self.leaves}
@@ -326,12 +340,16 @@ class ConfigFlags:
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """Add `--config` and one flag per field (grouped by nested config) to `parser`."""
         if parser.usage is None:  # argparse's would list every flag (see --help for them)
-            parser.usage = f"%(prog)s [options] [--config FILE.json] [--{self.name}.FIELD VALUE ...]"
+            parser.usage = (
+                f"%(prog)s [options] [--config FILE.json] [--{self.name}.FIELD VALUE ...]"
+            )
         if self.config_at is not None:
             where = f"{self.config_at} " if self.config_at else ""
-            parser.add_argument("--config", metavar="FILE.json",
-                                help=f"JSON file of {where}config fields: defaults that the "
-                                     "flags override")
+            parser.add_argument(
+                "--config",
+                metavar="FILE.json",
+                help=f"JSON file of {where}config fields: defaults that the flags override",
+            )
         groups = {}
         aliases_of: dict[str, list[str]] = {}
         for flag, target in self.aliases.items():
@@ -341,12 +359,14 @@ class ConfigFlags:
             group_name = ".".join((self.name, *leaf.path[:-1]))
             if group_name not in groups:
                 groups[group_name] = parser.add_argument_group(
-                    f"{leaf.owner.__name__} (--{group_name}.FIELD)")
+                    f"{leaf.owner.__name__} (--{group_name}.FIELD)"
+                )
             parse = self.types.get(leaf.qualname) or flag_type(leaf.annotation)
             bare_true = parse is parse_bool
             choices = self.choices_of(leaf)
             groups[group_name].add_argument(
-                *self.flags[leaf.key], *aliases_of.get(leaf.key, []),
+                *self.flags[leaf.key],
+                *aliases_of.get(leaf.key, []),
                 dest=leaf.key,
                 type=parse,
                 choices=choices,
@@ -358,15 +378,28 @@ class ConfigFlags:
         for flag, target in self.aliases.items():
             if isinstance(target, tuple):
                 key, constant = target
-                parser.add_argument(flag, dest=key, action="store_const", const=constant,
-                                    default=argparse.SUPPRESS,
-                                    help=f"--{self.name}.{key} {json.dumps(constant)}")
+                parser.add_argument(
+                    flag,
+                    dest=key,
+                    action="store_const",
+                    const=constant,
+                    default=argparse.SUPPRESS,
+                    help=f"--{self.name}.{key} {json.dumps(constant)}",
+                )
         for flag, prefix in self.keyvalue.items():
-            fields = {leaf.path[-1]: leaf for leaf in self.leaves
-                      if leaf.path[:-1] == tuple(prefix.split("."))}
-            parser.add_argument(flag, action=_KeyValue, fields=fields, default=argparse.SUPPRESS,
-                                metavar="KEY=VALUE",
-                                help=f"= --{self.name}.{prefix}.KEY VALUE (older syntax, repeatable)")
+            fields = {
+                leaf.path[-1]: leaf
+                for leaf in self.leaves
+                if leaf.path[:-1] == tuple(prefix.split("."))
+            }
+            parser.add_argument(
+                flag,
+                action=_KeyValue,
+                fields=fields,
+                default=argparse.SUPPRESS,
+                metavar="KEY=VALUE",
+                help=f"= --{self.name}.{prefix}.KEY VALUE (older syntax, repeatable)",
+            )
 
     def given(self, args: argparse.Namespace) -> dict:
         """{dotted key: value} of the flags given on the command line."""
@@ -396,13 +429,19 @@ class ConfigFlags:
 
     def build(self, values: Mapping):
         """`cls.from_dict(values)`, required fields named as flags when missing."""
-        missing = [f.name for f in dataclasses.fields(self.cls)
-                   if _default(f) is dataclasses.MISSING and f.name not in values]
+        missing = [
+            f.name
+            for f in dataclasses.fields(self.cls)
+            if _default(f) is dataclasses.MISSING and f.name not in values
+        ]
         if missing:
-            named = [" / ".join([*self.flags[key], *(a for a, t in self.aliases.items() if t == key)])
-                     for key in missing]
-            raise ValueError(f"{self.cls.__name__} needs {', '.join(missing)}: give "
-                             f"{'; '.join(named)}")
+            named = [
+                " / ".join([*self.flags[key], *(a for a, t in self.aliases.items() if t == key)])
+                for key in missing
+            ]
+            raise ValueError(
+                f"{self.cls.__name__} needs {', '.join(missing)}: give {'; '.join(named)}"
+            )
         return self.cls.from_dict(values)
 
 
@@ -438,8 +477,11 @@ def _default_text(f: dataclasses.Field) -> str:
     value = f.default
     if dataclasses.is_dataclass(value):  # a nested config: only what differs from its class's
         base = type(value)()
-        changed = {g.name: getattr(value, g.name) for g in dataclasses.fields(value)
-                   if getattr(value, g.name) != getattr(base, g.name)}
+        changed = {
+            g.name: getattr(value, g.name)
+            for g in dataclasses.fields(value)
+            if getattr(value, g.name) != getattr(base, g.name)
+        }
         return f"{type(value).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
     return json.dumps(list(value) if isinstance(value, tuple) else value)
 
@@ -451,8 +493,10 @@ def field_table(cls) -> str:
     for f in dataclasses.fields(cls):
         annotation = hints[f.name]
         kind = annotation.__name__ if _is_config(annotation) else str(f.type)
-        rows.append(f"| `{f.name}` | `{_cell(kind)}` | `{_cell(_default_text(f))}` | "
-                    f"{_cell(_valid_text(f, annotation))} | {_cell(field_help(cls, f))} |")
+        rows.append(
+            f"| `{f.name}` | `{_cell(kind)}` | `{_cell(_default_text(f))}` | "
+            f"{_cell(_valid_text(f, annotation))} | {_cell(field_help(cls, f))} |"
+        )
     return "\n".join(rows)
 
 
@@ -478,5 +522,9 @@ def _valid_text(f: dataclasses.Field, annotation) -> str:
 
 def config_tables(classes) -> str:
     """`field_table` of each class of `classes`, under a heading naming it and its module."""
-    return "\n\n".join(f"### {cls.__name__} (`{cls.__module__}`)\n\n{field_table(cls)}"
-                       for cls in classes) + "\n"
+    return (
+        "\n\n".join(
+            f"### {cls.__name__} (`{cls.__module__}`)\n\n{field_table(cls)}" for cls in classes
+        )
+        + "\n"
+    )

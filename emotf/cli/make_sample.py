@@ -19,7 +19,8 @@ from emotf.synthetic.sample import SampleConfig, make_sample
 MAX_WORKERS = 256  # processes writing clips: far above any machine's use, below an overflow
 
 SAMPLE_FLAGS = ConfigFlags(
-    SampleConfig, "sample",
+    SampleConfig,
+    "sample",
     aliases={**kebab_aliases(SampleConfig), "--actors": "num_actors"},
 )
 
@@ -33,13 +34,23 @@ def parse_config(argv=None):
         allow_abbrev=False,
     )
     parser.add_argument("--out", required=True, type=nonempty_path, help="output folder")
-    parser.add_argument("--tiny", action="store_true", help="start from SampleConfig.tiny(): "
-                        "2 actors x 3 short clips")
-    parser.add_argument("--workers", type=int_in(1, MAX_WORKERS, "a number of processes"),
-                        default=None, help=f"processes, 1 to {MAX_WORKERS} (default: auto)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="start from SampleConfig.tiny(): 2 actors x 3 short clips",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int_in(1, MAX_WORKERS, "a number of processes"),
+        default=None,
+        help=f"processes, 1 to {MAX_WORKERS} (default: auto)",
+    )
     SAMPLE_FLAGS.add_to(parser)
     args = parser.parse_args(argv)
-    base = {**(SampleConfig.tiny().to_dict() if args.tiny else {}), **SAMPLE_FLAGS.file_values(args)}
+    base = {
+        **(SampleConfig.tiny().to_dict() if args.tiny else {}),
+        **SAMPLE_FLAGS.file_values(args),
+    }
     try:
         config = SAMPLE_FLAGS.build(SAMPLE_FLAGS.values(args, base=base))
     except (ValueError, TypeError) as error:
@@ -52,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     config, args = parse_config(argv)
     start = time.perf_counter()
     paths = make_sample(args.out, config, workers=args.workers)
-    print(f"wrote {len(paths)} clips ({config.num_actors} actors) to {args.out} "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {len(paths)} clips ({config.num_actors} actors) to {args.out} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     return 0
 
 

@@ -18,7 +18,7 @@ went. A file that fails is reported in the table (or JSON) and the others go on;
 then gets one line naming the failures (`emotf-predict: error: 1 of 3 videos failed: a.mp4:
 ...`) and the exit status is 1.
 The model's graph is checked before it is loaded: a SavedModel with file, network or Python
-ops is refused (emotf.graph_ops; SECURITY.md); `--trust-model` skips the check.
+ops is refused (emotf.serving.graph_ops; SECURITY.md); `--trust-model` skips the check.
 
 `--live SOURCE` (instead of INPUT): `-` (a container stream on standard input, e.g. MPEG-TS from
 ffmpeg), a capture device /dev/videoN or a stream URL (rtsp://, http://, udp://, ...), video and
@@ -26,7 +26,7 @@ audio from one pass; one JSON line per window on stdout as soon as it closes ({"
 "face_id", "probabilities", "label"}, or "skipped": the reason), a one-line summary on stderr at
 the end of the stream (exit 0); Ctrl-C / SIGTERM stop it (exit 130 / 143); no data for
 `--live-timeout` seconds, or a source that cannot be read, is one line and exit status 1
-(emotf.live; docs/live.md).
+(emotf.serving.live; docs/live.md).
 """
 
 from __future__ import annotations
@@ -41,55 +41,107 @@ from emotf.cli import Parser, command
 
 @command("emotf-predict")
 def main(argv=None) -> int:
-    from emotf.predict import FACE_MODES, PredictConfig
+    from emotf.serving.predict import FACE_MODES, PredictConfig
 
     bounds = {f.name: describe(f) for f in dataclasses.fields(PredictConfig)}
     parser = Parser(prog="emotf-predict", description=__doc__.split("\n")[0])
-    parser.add_argument("inputs", nargs="*", metavar="INPUT",
-                        help="video files, folders (recursive) or glob patterns")
-    parser.add_argument("--live", default=None, metavar="SOURCE",
-                        help="read a live stream instead of files: '-' (a container stream, e.g. "
-                             "MPEG-TS, on standard input), /dev/videoN, or a URL (rtsp://, "
-                             "http://, udp://, ...); one JSON line per window as it closes")
-    parser.add_argument("--live-timeout", type=float, default=10.0, metavar="S",
-                        help="with --live: end with an error after S seconds without data "
-                             "(default 10)")
-    parser.add_argument("--live-format", default=None, metavar="FMT",
-                        help="with --live: the container format (mpegts, matroska, flv, ...; "
-                             "default: probed)")
-    parser.add_argument("--faces", choices=FACE_MODES, default="largest",
-                        help="follow the largest face (default), or track every face, each with "
-                             "its own timeline (face_id in every entry)")
-    parser.add_argument("--model", required=True,
-                        help="SavedModel folder (base or version; local or gs://...) or a "
-                             ".tflite file")
-    parser.add_argument("--audio", action="append", default=None, metavar="WAV",
-                        help="audio file for the video in the same position (repeat per video)")
-    parser.add_argument("--window", type=float, default=None, metavar="S",
-                        help="window length in seconds (default: the model's, the median "
-                             f"training clip; {bounds['window_s']})")
-    parser.add_argument("--hop", type=float, default=None, metavar="S",
-                        help="seconds between window starts (default: the model's, 1 s; "
-                             f"{bounds['hop_s']})")
-    parser.add_argument("--out", default=None, metavar="DIR",
-                        help="write <stem>.json, <stem>.timeline.csv, <stem>.timeline.png here "
-                             "(local or gs://...)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON document (a list, one object per video)")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help=f"windows per model call ({bounds['batch_size']}; --live scores "
-                             "each window as it closes)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="interpreter threads of a .tflite model (default: LiteRT's; a "
-                             "SavedModel uses TensorFlow's process-wide threads)")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="video files, folders (recursive) or glob patterns",
+    )
+    parser.add_argument(
+        "--live",
+        default=None,
+        metavar="SOURCE",
+        help="read a live stream instead of files: '-' (a container stream, e.g. "
+        "MPEG-TS, on standard input), /dev/videoN, or a URL (rtsp://, "
+        "http://, udp://, ...); one JSON line per window as it closes",
+    )
+    parser.add_argument(
+        "--live-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="with --live: end with an error after S seconds without data (default 10)",
+    )
+    parser.add_argument(
+        "--live-format",
+        default=None,
+        metavar="FMT",
+        help="with --live: the container format (mpegts, matroska, flv, ...; default: probed)",
+    )
+    parser.add_argument(
+        "--faces",
+        choices=FACE_MODES,
+        default="largest",
+        help="follow the largest face (default), or track every face, each with "
+        "its own timeline (face_id in every entry)",
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="SavedModel folder (base or version; local or gs://...) or a .tflite file",
+    )
+    parser.add_argument(
+        "--audio",
+        action="append",
+        default=None,
+        metavar="WAV",
+        help="audio file for the video in the same position (repeat per video)",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        metavar="S",
+        help="window length in seconds (default: the model's, the median "
+        f"training clip; {bounds['window_s']})",
+    )
+    parser.add_argument(
+        "--hop",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"seconds between window starts (default: the model's, 1 s; {bounds['hop_s']})",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="write <stem>.json, <stem>.timeline.csv, <stem>.timeline.png here (local or gs://...)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document (a list, one object per video)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help=f"windows per model call ({bounds['batch_size']}; --live scores "
+        "each window as it closes)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="interpreter threads of a .tflite model (default: LiteRT's; a "
+        "SavedModel uses TensorFlow's process-wide threads)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--trust-model", action="store_true",
-                        help="load the SavedModel without checking its graph's ops: a SavedModel "
-                             "is a program, so only for a model you trust (SECURITY.md)")
+    parser.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="load the SavedModel without checking its graph's ops: a SavedModel "
+        "is a program, so only for a model you trust (SECURITY.md)",
+    )
     args = parser.parse_args(argv)
     try:  # the bounds, declared once on PredictConfig: refused before anything is read
-        config = PredictConfig(window_s=args.window, hop_s=args.hop, batch_size=args.batch_size,
-                               faces=args.faces)
+        config = PredictConfig(
+            window_s=args.window, hop_s=args.hop, batch_size=args.batch_size, faces=args.faces
+        )
     except ValueError as error:
         parser.error(str(error))
     if args.threads is not None and not 1 <= args.threads <= 256:
@@ -101,24 +153,39 @@ def main(argv=None) -> int:
     if not args.inputs:
         parser.error("give INPUT files (or --live SOURCE)")
 
-    from emotf.predict import Predictor, expand_inputs, predict_files
-    from emotf.timeline import format_table, to_json
+    from emotf.serving.predict import Predictor, expand_inputs, predict_files
+    from emotf.serving.timeline import format_table, to_json
 
     videos, problems = expand_inputs(args.inputs)
     if not videos:  # one line: the input's own problem (each matched nothing)
-        more = (f" (and {len(problems) - 1} more inputs matched nothing)" if len(problems) > 1
-                else "")
-        print(f"emotf-predict: error: no video to predict: {problems[0]}{more}" if problems
-              else "emotf-predict: error: no video to predict", file=sys.stderr)
+        more = (
+            f" (and {len(problems) - 1} more inputs matched nothing)" if len(problems) > 1 else ""
+        )
+        print(
+            f"emotf-predict: error: no video to predict: {problems[0]}{more}"
+            if problems
+            else "emotf-predict: error: no video to predict",
+            file=sys.stderr,
+        )
         return 1
     if args.audio is not None and len(args.audio) != len(videos):
-        parser.error(f"give --audio once per video: {len(videos)} videos, {len(args.audio)} --audio")
+        parser.error(
+            f"give --audio once per video: {len(videos)} videos, {len(args.audio)} --audio"
+        )
     try:
         predictor = Predictor(args.model, trust_model=args.trust_model, num_threads=args.threads)
-        results = predict_files(None, videos, args.audio, predictor=predictor,
-                                batch_size=config.batch_size,
-                                window=config.window_s, hop=config.hop_s, out_dir=args.out,
-                                progress=not args.no_progress, faces=config.faces)
+        results = predict_files(
+            None,
+            videos,
+            args.audio,
+            predictor=predictor,
+            batch_size=config.batch_size,
+            window=config.window_s,
+            hop=config.hop_s,
+            out_dir=args.out,
+            progress=not args.no_progress,
+            faces=config.faces,
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"emotf-predict: error: {_one_line(error)}", file=sys.stderr)
         return 2
@@ -172,12 +239,12 @@ def failure_line(results: list[dict], problems=(), where: str = "the table"):
 
 
 def _live(parser, args, config) -> int:
-    """`--live SOURCE`: JSON lines on stdout, the summary on stderr (emotf.live)."""
-    from emotf.live import LiveRun, predict_live
-    from emotf.predict import ClipError, Predictor
-    from emotf.records.live_source import LiveSource
+    """`--live SOURCE`: JSON lines on stdout, the summary on stderr (emotf.serving.live)."""
     from emotf.records.faces import NoFaceError
+    from emotf.records.live_source import LiveSource
     from emotf.records.media import MediaError
+    from emotf.serving.live import LiveRun, predict_live
+    from emotf.serving.predict import ClipError, Predictor
 
     try:
         source = LiveSource(args.live, timeout_s=args.live_timeout, format=args.live_format)
@@ -188,8 +255,9 @@ def _live(parser, args, config) -> int:
     predictor.resolve(config.window_s, config.hop_s, faces=config.faces)
     run = LiveRun(source.label)
     try:
-        predict_live(predictor, source, window=config.window_s, hop=config.hop_s,
-                     faces=config.faces, run=run)
+        predict_live(
+            predictor, source, window=config.window_s, hop=config.hop_s, faces=config.faces, run=run
+        )
     except (MediaError, NoFaceError, ClipError) as error:
         run.ended = "stopped by an error"
         print(f"emotf-predict: error: {error}", file=sys.stderr)

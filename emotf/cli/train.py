@@ -10,7 +10,7 @@ The older names stay: `--batch-size`, `--lr`, `--patience`, `--num-segments`,
 `--sampling KEY=VALUE`, ... A JSON config file (a TrainConfig, or a RUN/config.json as is)
 gives defaults; flags override it. `--fold all` runs the 10-fold cross-validation.
 `--strategy {auto,one_device,mirrored,multi_worker}` picks the tf.distribute strategy
-(`emotf.distribute`; multi_worker reads TF_CONFIG); `--batch_size` is per replica.
+(`emotf.training.distribute`; multi_worker reads TF_CONFIG); `--batch_size` is per replica.
 `--worker_timeout_seconds` (default 300 s) bounds the multi-worker start-up and each collective:
 a worker that does not answer is named in one line (docs/scaling.md, "Deadlines and signals").
 """
@@ -45,7 +45,10 @@ def train_aliases(prefix: str = "") -> dict:
 
 
 TRAIN_FLAGS = ConfigFlags(
-    TrainConfig, "train", aliases=train_aliases(), keyvalue={"--sampling": "sampling"},
+    TrainConfig,
+    "train",
+    aliases=train_aliases(),
+    keyvalue={"--sampling": "sampling"},
     types={"TrainConfig.fold": fold_or_all},
 )
 
@@ -62,8 +65,10 @@ def train_values(values: dict) -> tuple[dict, bool]:
     run_all = str(values.get("fold", 0)) == ALL_FOLDS
     if run_all:
         if values.get("split", "actors") != "actors":
-            raise ValueError("--fold all is the actor-independent cross-validation; a clip-level "
-                             f"split has one test list. Received: --split {values['split']}")
+            raise ValueError(
+                "--fold all is the actor-independent cross-validation; a clip-level "
+                f"split has one test list. Received: --split {values['split']}"
+            )
         values["fold"] = 0
     return values, run_all
 
@@ -74,8 +79,9 @@ def resolve_config(args: argparse.Namespace):
     # TrainConfig derives the sampling shapes from `model`: a file's copies of them (a
     # RUN/config.json has them) must not contradict a --model.* flag.
     if isinstance(file_values.get("sampling"), dict):
-        file_values["sampling"] = {k: v for k, v in file_values["sampling"].items()
-                                   if k not in DERIVED_SAMPLING}
+        file_values["sampling"] = {
+            k: v for k, v in file_values["sampling"].items() if k not in DERIVED_SAMPLING
+        }
     values, run_all = train_values(TRAIN_FLAGS.values(args, base=file_values))
     return TRAIN_FLAGS.build(values), run_all
 
@@ -93,26 +99,35 @@ def parse_config(argv=None):
 @command("emotf-train")
 def main(argv=None) -> int:
     config, run_all = parse_config(argv)
-    from emotf.run import CrossValidation, Run
-    from emotf.train import train_all_folds, train_fold
+    from emotf.runs.folder import CrossValidation, Run
+    from emotf.training.train import train_all_folds, train_fold
 
     if run_all:
         summary = train_all_folds(config)
         if summary.get("chief") is False:  # a non-chief worker of a multi-worker run
             print(f"worker: trained folds {summary['folds']}; the chief writes {config.out}")
             return 0
-        print(f"cross-validation: {100 * summary['mean_accuracy']:.1f} % +- {100 * summary['std_accuracy']:.1f} "
-              f"over {summary['num_folds']} folds -> {CrossValidation(config.out).report_md}")
+        print(
+            f"cross-validation: {100 * summary['mean_accuracy']:.1f} % +- {100 * summary['std_accuracy']:.1f} "
+            f"over {summary['num_folds']} folds -> {CrossValidation(config.out).report_md}"
+        )
     else:
         metrics = train_fold(config)
         if metrics.get("chief") is False:
-            print(f"{metrics['task']}: trained {metrics['epochs_run']} epochs; "
-                  f"the chief writes {Run(config.out).path}")
+            print(
+                f"{metrics['task']}: trained {metrics['epochs_run']} epochs; "
+                f"the chief writes {Run(config.out).path}"
+            )
             return 0
-        where = (f"fold {metrics['fold']}" if metrics["fold"] is not None else
-                 f"split {metrics['split']} test list (speaker-dependent)")
-        print(f"{where}: accuracy {100 * metrics['accuracy']:.1f} % "
-              f"({metrics['num_clips']} clips) -> {Run(config.out).metrics_path}")
+        where = (
+            f"fold {metrics['fold']}"
+            if metrics["fold"] is not None
+            else f"split {metrics['split']} test list (speaker-dependent)"
+        )
+        print(
+            f"{where}: accuracy {100 * metrics['accuracy']:.1f} % "
+            f"({metrics['num_clips']} clips) -> {Run(config.out).metrics_path}"
+        )
     return 0
 
 

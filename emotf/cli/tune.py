@@ -5,7 +5,7 @@
                [--config FILE.json] [--FIELD VALUE ...]
                [--tuner-id chief|tunerN --oracle-address HOST:PORT]
 
-Every field of `emotf.tune.TuneConfig` is a flag named by its dotted path (`--tune.max_trials`,
+Every field of `emotf.tuning.search.TuneConfig` is a flag named by its dotted path (`--tune.max_trials`,
 `--max_trials`, `--tune.seed`); its base `train` config takes every `emotf-train` flag
 (`--epochs`, `--model.fc_units`, `--sampling.window_seconds`, `--batch-size`, ...; also as
 `--train.epochs`), and `--config` is a TrainConfig file. `--seed` is the training seed, as in
@@ -35,10 +35,13 @@ from emotf.cli.train import ALL_FOLDS, DERIVED_SAMPLING, fold_or_all, train_alia
 
 
 def tune_flags() -> ConfigFlags:
-    from emotf.tune import TUNERS, TuneConfig
+    from emotf.tuning.search import TUNERS, TuneConfig
 
     return ConfigFlags(
-        TuneConfig, "tune", promote=("train",), keyvalue={"--sampling": "train.sampling"},
+        TuneConfig,
+        "tune",
+        promote=("train",),
+        keyvalue={"--sampling": "train.sampling"},
         aliases={
             **train_aliases("train."),
             "--out": "out",
@@ -52,17 +55,19 @@ def tune_flags() -> ConfigFlags:
 
 
 def role_flags() -> ConfigFlags:
-    from emotf.tune_distributed import TunerRole
+    from emotf.tuning.distributed import TunerRole
 
     return ConfigFlags(
-        TunerRole, "distributed",
+        TunerRole,
+        "distributed",
         aliases={"--tuner-id": "tuner_id", "--oracle-address": "oracle_address"},
         config_at=None,
     )
 
 
-def build_parser(flags: ConfigFlags | None = None,
-                 roles: ConfigFlags | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    flags: ConfigFlags | None = None, roles: ConfigFlags | None = None
+) -> argparse.ArgumentParser:
     parser = Parser(prog="emotf-tune", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     (flags or tune_flags()).add_to(parser)
     (roles or role_flags()).add_to(parser)
@@ -78,8 +83,8 @@ def parse_args(argv=None):
     """The `TuneConfig` and `TunerRole` of a command line; a bad flag or value (a role from
     the flags over keras-tuner's variables), or a changed search in the same folder, exits
     (status 2)."""
-    from emotf.tune import check_resume
-    from emotf.tune_distributed import TunerRole
+    from emotf.tuning.distributed import TunerRole
+    from emotf.tuning.search import check_resume
 
     flags, roles = tune_flags(), role_flags()
     parser = build_parser(flags, roles)
@@ -110,15 +115,17 @@ def parse_args(argv=None):
 @command("emotf-tune")
 def main(argv=None) -> int:
     config, role = parse_args(argv)
-    from emotf.tune import tune
-    from emotf.tune_distributed import wait_for_oracle
+    from emotf.tuning.distributed import wait_for_oracle
+    from emotf.tuning.search import tune
 
     wait_for_oracle(role, config.oracle_timeout_seconds)  # a worker: its chief must answer
     result = tune(config, role=role)
     if role.is_worker:
         ran = ", ".join(result["trials_run"]) or "none"
-        print(f"{role.tuner_id}: trials run: {ran} (the chief writes the trials table and "
-              f"best_config.json in {config.out})")
+        print(
+            f"{role.tuner_id}: trials run: {ran} (the chief writes the trials table and "
+            f"best_config.json in {config.out})"
+        )
         return 0
     print(
         f"best val_accuracy {100 * result['best_val_accuracy']:.1f} % "

@@ -19,8 +19,9 @@ from emotf.cli import Parser, command
 @command("emotf-verify-records")
 def main(argv=None) -> int:
     p = Parser(prog="emotf-verify-records", description=__doc__.split("\n")[0])
-    p.add_argument("records", help="records folder written by emotf-build-records (local or a "
-                   "URL: gs://...)")
+    p.add_argument(
+        "records", help="records folder written by emotf-build-records (local or a URL: gs://...)"
+    )
     args = p.parse_args(argv)
     import time
 
@@ -38,14 +39,18 @@ def main(argv=None) -> int:
         if unusable:  # no manifest to check shards against: its problem is the one line
             print(f"emotf-verify-records: error: {unusable[0]}", file=sys.stderr)
         else:
-            print(f"emotf-verify-records: {args.records}: {len(problems)} problem(s); rerun "
-                  f"emotf-build-records with the same arguments to rebuild the bad shards",
-                  file=sys.stderr)
+            print(
+                f"emotf-verify-records: {args.records}: {len(problems)} problem(s); rerun "
+                f"emotf-build-records with the same arguments to rebuild the bad shards",
+                file=sys.stderr,
+            )
         return 1
     shards = read_manifest(args.records)["shards"]  # its structure checked by verify_records
-    print(f"emotf-verify-records: {args.records}: intact ({len(shards)} shards, "
-          f"{sum(s['clips'] for s in shards)} clips, "
-          f"{sum(s['bytes'] for s in shards) / 1e6:.1f} MB checked in {seconds:.2f} s)")
+    print(
+        f"emotf-verify-records: {args.records}: intact ({len(shards)} shards, "
+        f"{sum(s['clips'] for s in shards)} clips, "
+        f"{sum(s['bytes'] for s in shards) / 1e6:.1f} MB checked in {seconds:.2f} s)"
+    )
     return 0
 
 

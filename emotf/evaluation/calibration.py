@@ -27,11 +27,15 @@ def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
     labels = np.asarray(labels, np.int64)
     probabilities = np.asarray(probabilities, np.float64)
     if probabilities.ndim != 2 or len(labels) != len(probabilities) or not len(labels):
-        raise ValueError(f"need probabilities [M, C] and M labels, M > 0. Received: "
-                         f"{probabilities.shape} probabilities, {labels.shape} labels")
+        raise ValueError(
+            f"need probabilities [M, C] and M labels, M > 0. Received: "
+            f"{probabilities.shape} probabilities, {labels.shape} labels"
+        )
     if not np.isfinite(probabilities).all() or (probabilities.sum(axis=1) <= 0).any():
-        raise ValueError("probabilities hold NaN, inf or an all-zero row (a diverged model?): "
-                         "no calibration to measure")
+        raise ValueError(
+            "probabilities hold NaN, inf or an all-zero row (a diverged model?): "
+            "no calibration to measure"
+        )
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -40,8 +44,13 @@ def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
     for b in range(bins):
         members = which == b
         count = int(members.sum())
-        row = {"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
-               "confidence": None, "accuracy": None}
+        row = {
+            "low": float(edges[b]),
+            "high": float(edges[b + 1]),
+            "count": count,
+            "confidence": None,
+            "accuracy": None,
+        }
         if count:
             row["confidence"] = float(confidence[members].mean())
             row["accuracy"] = float(correct[members].mean())
@@ -54,8 +63,13 @@ def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
         "ece": float(ece),
         "mce": float(mce),
         # Rows renormalised for the log loss: float32 softmax means sum to 1 only within ~1e-7.
-        "log_loss": float(log_loss(labels, probabilities / probabilities.sum(1, keepdims=True),
-                                   labels=range(probabilities.shape[1]))),
+        "log_loss": float(
+            log_loss(
+                labels,
+                probabilities / probabilities.sum(1, keepdims=True),
+                labels=range(probabilities.shape[1]),
+            )
+        ),
         "brier": float(np.mean(np.sum((probabilities - one_hot) ** 2, axis=1))),
         "mean_confidence": float(confidence.mean()),
         "accuracy": float(correct.mean()),
@@ -71,19 +85,33 @@ def plot_reliability(summary: dict, path, title: str = "") -> StoragePath:
     import matplotlib.pyplot as plt
 
     rows = [r for r in summary["bins"] if r["count"]]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1]})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
     width = summary["bins"][0]["high"] - summary["bins"][0]["low"]
-    top.bar([r["low"] for r in rows], [r["accuracy"] for r in rows], width=width, align="edge",
-            edgecolor="black", alpha=0.7, label="accuracy")
+    top.bar(
+        [r["low"] for r in rows],
+        [r["accuracy"] for r in rows],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        alpha=0.7,
+        label="accuracy",
+    )
     top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1)
     top.legend(loc="upper left")
     heading = f"reliability, ECE {100 * summary['ece']:.1f} %"
     top.set_title("\n".join(textwrap.wrap(title, 60) + [heading]), fontsize=9)
-    bottom.bar([r["low"] for r in rows], [r["count"] for r in rows], width=width, align="edge",
-               edgecolor="black", color="grey")
+    bottom.bar(
+        [r["low"] for r in rows],
+        [r["count"] for r in rows],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        color="grey",
+    )
     bottom.set_xlabel("confidence (top probability)")
     bottom.set_ylabel("clips")
     bottom.set_xlim(0, 1)
@@ -131,5 +159,10 @@ def temperature_record(labels, probabilities) -> dict:
         after = calibration_summary(labels, apply_temperature(probabilities, temperature))["ece"]
     except ValueError as err:
         return {"temperature": None, "error": str(err)}
-    return {"temperature": temperature, "fitted_on": "validation clips",
-            "clips": int(len(labels)), "ece_before": before, "ece_after": after}
+    return {
+        "temperature": temperature,
+        "fitted_on": "validation clips",
+        "clips": int(len(labels)),
+        "ece_before": before,
+        "ece_after": after,
+    }

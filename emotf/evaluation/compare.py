@@ -12,7 +12,7 @@ import numpy as np
 
 from emotf.evaluation.figures import read_predictions
 from emotf.evaluation.stats import paired_difference
-from emotf.run import EvaluationDir, Run
+from emotf.runs.folder import EvaluationDir, Run
 from emotf.storage import StoragePath, as_path
 
 
@@ -23,8 +23,10 @@ def predictions_file(path) -> StoragePath:
     for candidate in (path, EvaluationDir(path).predictions, Run(path).evaluation.predictions):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"no predictions.csv in {path} (run `emotf-evaluate --run` on it "
-                            f"first). Received: {str(path)!r}")
+    raise FileNotFoundError(
+        f"no predictions.csv in {path} (run `emotf-evaluate --run` on it "
+        f"first). Received: {str(path)!r}"
+    )
 
 
 def compare_predictions(path_a, path_b, level: float = 0.95) -> dict:
@@ -34,16 +36,23 @@ def compare_predictions(path_a, path_b, level: float = 0.95) -> dict:
     index_b = {c: i for i, c in enumerate(b["clip_ids"])}
     common = [c for c in a["clip_ids"] if c in index_b]
     if not common:
-        raise ValueError(f"{files[0]} and {files[1]} share no clip: compare runs evaluated on "
-                         f"the same test clips")
+        raise ValueError(
+            f"{files[0]} and {files[1]} share no clip: compare runs evaluated on "
+            f"the same test clips"
+        )
     index_a = {c: i for i, c in enumerate(a["clip_ids"])}
     rows_a = [index_a[c] for c in common]
     rows_b = [index_b[c] for c in common]
     labels_a, labels_b = a["labels"][rows_a], b["labels"][rows_b]
     if not np.array_equal(labels_a, labels_b):
         raise ValueError(f"{files[0]} and {files[1]} give different labels to the same clips")
-    result = paired_difference(common, a["predicted"][rows_a] == labels_a,
-                               b["predicted"][rows_b] == labels_b, level=level)
-    return {"file_a": str(files[0]), "file_b": str(files[1]),
-            "only_in_a": len(a["clip_ids"]) - len(common),
-            "only_in_b": len(b["clip_ids"]) - len(common), **result}
+    result = paired_difference(
+        common, a["predicted"][rows_a] == labels_a, b["predicted"][rows_b] == labels_b, level=level
+    )
+    return {
+        "file_a": str(files[0]),
+        "file_b": str(files[1]),
+        "only_in_a": len(a["clip_ids"]) - len(common),
+        "only_in_b": len(b["clip_ids"]) - len(common),
+        **result,
+    }

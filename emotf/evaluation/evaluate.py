@@ -27,19 +27,19 @@ from dataclasses import replace
 import numpy as np
 
 from emotf.configs import TrainConfig
+from emotf.corpora.labels import agreement, check_source, relabel
+from emotf.corpora.splits import ACTORS, SPEAKER_DEPENDENT, Selection, check_fingerprint
 from emotf.evaluation.figures import json_safe, plot_accuracy_vs_n, plot_training_curves
 from emotf.evaluation.metrics import predict_clips
 from emotf.evaluation.summary import ALL_EXTRAS, ReportExtras, summarize_predictions
-from emotf.labels import agreement, check_source, relabel
-from emotf.model_io import check_archive
-from emotf.run import EvaluationDir, Run
-from emotf.run_data import DatasetFactory, as_selection, config_split
-from emotf.splits import ACTORS, SPEAKER_DEPENDENT, Selection, check_fingerprint
+from emotf.runs.data import DatasetFactory, as_selection, config_split
+from emotf.runs.folder import EvaluationDir, Run
+from emotf.runs.model_io import check_archive
 from emotf.storage import as_path, write_json
 
 # === Glue: a run's saved model + the records ===
 #
-# Evaluation datasets come from an `emotf.run_data.DatasetFactory` called as
+# Evaluation datasets come from an `emotf.runs.data.DatasetFactory` called as
 # `dataset_fn(part, False, config, 0)`, where `config` is the run's TrainConfig with the batch
 # size, labels and number of segments N of this evaluation; its batches carry the clip ids:
 # (inputs dict, labels int32 [B], {"clip_id": string [B]}).
@@ -48,14 +48,20 @@ from emotf.storage import as_path, write_json
 def records_evaluation_dataset(records) -> DatasetFactory:
     """The default evaluation factory: `emotf.pipeline.make_dataset(records, ...,
     training=False, with_metadata=True)` with the config's sampling (the run's, with its N),
-    relabelled with `config.labels` (`emotf.labels`)."""
+    relabelled with `config.labels` (`emotf.corpora.labels`)."""
 
     def dataset_fn(part: Selection, training: bool, config: TrainConfig, epoch: int):
         from emotf.pipeline import make_dataset
 
-        dataset = make_dataset(records, list(part.folds), training=False, config=config.sampling,
-                               batch_size=config.batch_size, with_metadata=True,
-                               clip_ids=part.clips)
+        dataset = make_dataset(
+            records,
+            list(part.folds),
+            training=False,
+            config=config.sampling,
+            batch_size=config.batch_size,
+            with_metadata=True,
+            clip_ids=part.clips,
+        )
         return relabel(dataset, config.labels)
 
     return dataset_fn
@@ -77,9 +83,11 @@ def _resolve(records, folds, run: Run, config: TrainConfig) -> tuple[str, Select
     records = records or config.records
     if config.split != ACTORS:
         if folds is not None:  # folds of a clip-level run hold its training clips
-            raise ValueError(f"this run used the clip-level split {config.split!r}: its "
-                             f"folds hold training clips; evaluate it on its test list (no "
-                             f"fold). Received: folds={folds}")
+            raise ValueError(
+                f"this run used the clip-level split {config.split!r}: its "
+                f"folds hold training clips; evaluate it on its test list (no "
+                f"fold). Received: folds={folds}"
+            )
         split = config_split(config)
         check_fingerprint(split, run.recorded_split(), "the model")
         return records, split.test
@@ -99,8 +107,9 @@ def _describe(part: Selection, config: TrainConfig) -> str:
 def _clip_predictions(model, dataset):
     predictions = predict_clips(model, dataset)
     if predictions.clip_ids is None:
-        raise ValueError("an evaluation dataset must carry clip ids: (inputs, labels, "
-                         "{'clip_id': ...}) batches")
+        raise ValueError(
+            "an evaluation dataset must carry clip ids: (inputs, labels, {'clip_id': ...}) batches"
+        )
     return predictions
 
 
@@ -121,13 +130,13 @@ def evaluate_model(
     """Evaluate a saved model on the clips of some folds and write the report files.
 
     Args:
-        model_dir_or_run: a run folder (`emotf.run.Run`) or a model file.
+        model_dir_or_run: a run folder (`emotf.runs.folder.Run`) or a model file.
         records: records folder; default: the one in the run's config.
         folds: fold index or list; default: the run's test fold.
         out: output folder; default the run's `evaluation/`.
         dataset_fn: an evaluation `DatasetFactory` (see above; tests inject tiny datasets).
         curves: also plot the run's training log when it has one.
-        labels: "intended" or "perceived" (`emotf.labels`); default: the run's.
+        labels: "intended" or "perceived" (`emotf.corpora.labels`); default: the run's.
         allow_incomplete: evaluate records that fail the manifest check (`emotf.records.manifest`)
             anyway; the problems are recorded in the report.
         extras: which report extras to compute (`emotf.evaluation.summary.ReportExtras`).
@@ -151,7 +160,7 @@ def evaluate_model(
             raise ValueError(f"no records folder given and {run.config_path} names none")
         # A missing folder, a file, a folder of something else, records of another audio rate
         # or crop size: one line before the model is loaded (not a NotFoundError mid-run).
-        from emotf.run_data import check_records_folder, check_records_settings
+        from emotf.runs.data import check_records_folder, check_records_settings
 
         check_records_folder(records)
         check_records_settings(config, records)
@@ -163,22 +172,36 @@ def evaluate_model(
     files = EvaluationDir(out) if out else run.evaluation
     model = run.load_model(path if path.is_file() else None)
     num_segments = int(model.inputs[0].shape[1])
-    eval_config = with_segments(config, num_segments, batch_size=batch_size or config.batch_size,
-                                labels=label_source)
+    eval_config = with_segments(
+        config, num_segments, batch_size=batch_size or config.batch_size, labels=label_source
+    )
     predictions = _clip_predictions(model, dataset_fn(part, False, eval_config, 0))
     title = f"{_describe(part, config)}, N={num_segments}"
-    report = summarize_predictions(predictions.clip_ids, predictions.labels,
-                                   predictions.probabilities, files.path, votes=votes,
-                                   title=title, extras=extras)
-    report.update({"folds": list(part.folds), "num_segments": num_segments,
-                   "model": str(path), "labels": label_source,
-                   "label_agreement": agreement(predictions.clip_ids),
-                   **records_check})
+    report = summarize_predictions(
+        predictions.clip_ids,
+        predictions.labels,
+        predictions.probabilities,
+        files.path,
+        votes=votes,
+        title=title,
+        extras=extras,
+    )
+    report.update(
+        {
+            "folds": list(part.folds),
+            "num_segments": num_segments,
+            "model": str(path),
+            "labels": label_source,
+            "label_agreement": agreement(predictions.clip_ids),
+            **records_check,
+        }
+    )
     if part.clips is not None:
         report.update({"split": config.split, "protocol": SPEAKER_DEPENDENT})
     if curves and run.log_path.is_file():
-        plot_training_curves(run.log_path, files.training_curves_png,
-                             title=f"training curves ({run.path.name})")
+        plot_training_curves(
+            run.log_path, files.training_curves_png, title=f"training curves ({run.path.name})"
+        )
     write_json(files.report, json_safe(report))
     return report
 
@@ -208,8 +231,9 @@ def model_with_segments(trained, num_segments: int, model_config):
     if "core" not in names:
         raise ValueError(f"the saved model has no shared 'core' sub-model. Layers: {sorted(names)}")
     # The same spectrogram layer settings as the trained model (emotf.model.LogMelSpectrogram).
-    model = build_model(replace(model_config, num_segments=int(num_segments)),
-                        model_sampling_config(trained))
+    model = build_model(
+        replace(model_config, num_segments=int(num_segments)), model_sampling_config(trained)
+    )
     model.get_layer("core").set_weights(trained.get_layer("core").get_weights())
     return model
 
@@ -241,8 +265,12 @@ def accuracy_vs_segments(
 
     def row(source, n, model, eval_config):
         predictions = predict_clips(model, dataset_fn(part, False, eval_config, 0))
-        return {"source": source, "n": int(n), "num_examples": int(predictions.labels.size),
-                "accuracy": float(np.mean(predictions.labels == predictions.predicted))}
+        return {
+            "source": source,
+            "n": int(n),
+            "num_examples": int(predictions.labels.size),
+            "accuracy": float(np.mean(predictions.labels == predictions.predicted)),
+        }
 
     source = f"trained with N={config.model.num_segments}, evaluated with N"
     for n in segments:
@@ -253,9 +281,19 @@ def accuracy_vs_segments(
         other_model = other_run.load_model(other if as_path(other).is_file() else None)
         n = int(other_model.inputs[0].shape[1])
         other_config = other_run.train_config() if other_run.has_config() else config
-        rows.append(row("trained and evaluated with N", n, other_model,
-                        with_segments(other_config, n, batch_size=batch)))
+        rows.append(
+            row(
+                "trained and evaluated with N",
+                n,
+                other_model,
+                with_segments(other_config, n, batch_size=batch),
+            )
+        )
     files = EvaluationDir(out) if out else run.evaluation
-    plot_accuracy_vs_n(rows, files.accuracy_vs_n_csv, files.accuracy_vs_n_png,
-                       title=f"accuracy vs N ({_describe(part, config)})")
+    plot_accuracy_vs_n(
+        rows,
+        files.accuracy_vs_n_csv,
+        files.accuracy_vs_n_png,
+        title=f"accuracy vs N ({_describe(part, config)})",
+    )
     return rows

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from emotf.cremad import EMOTIONS
+from emotf.corpora.cremad import EMOTIONS
 from emotf.storage import MAX_TABLE_BYTES, StoragePath, as_path, write_atomic
 
 __all__ = [

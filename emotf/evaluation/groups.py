@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.cremad import INTENSITIES, data_path, parse_clip_name
+from emotf.corpora.cremad import INTENSITIES, data_path, parse_clip_name
 
 GROUPINGS: tuple[str, ...] = ("sex", "age", "race", "ethnicity", "intensity", "sentence")
 UNKNOWN = "not in VideoDemographics.csv"
@@ -29,8 +29,10 @@ def load_demographics(path: str | Path | None = None) -> dict[int, dict[str, str
     for row in read_csv_rows(path if path else data_path("VideoDemographics.csv")):
         decade = int(row["Age"]) // 10 * 10
         actors[int(row["ActorID"])] = {
-            "sex": row["Sex"], "age": f"{decade}-{decade + 9}",
-            "race": row["Race"], "ethnicity": row["Ethnicity"],
+            "sex": row["Sex"],
+            "age": f"{decade}-{decade + 9}",
+            "race": row["Race"],
+            "ethnicity": row["Ethnicity"],
         }
     return actors
 
@@ -55,8 +57,8 @@ def accuracy_by_group(clip_ids, y_true, y_pred, votes=None, demographics=None) -
     Groups are sorted by name (intensity: LO, MD, HI, XX); a human accuracy is None where the
     vote table lacks the clips (clips outside CREMA-D) or has no responses.
     """
+    from emotf.corpora.votes import load_votes
     from emotf.evaluation.human import human_accuracy
-    from emotf.votes import load_votes
 
     votes = load_votes() if votes is None else votes
     clip_ids = [str(c) for c in clip_ids]
@@ -96,6 +98,15 @@ def write_group_table(path, by_group: dict) -> None:
         writer.writeheader()
         for grouping, table in by_group.items():
             for group, row in table.items():
-                writer.writerow({"grouping": grouping, "group": group, **{
-                    k: "" if row[k] is None else (f"{row[k]:.6f}" if k != "num_clips" else row[k])
-                    for k in GROUP_FIELDS[2:]}})
+                writer.writerow(
+                    {
+                        "grouping": grouping,
+                        "group": group,
+                        **{
+                            k: ""
+                            if row[k] is None
+                            else (f"{row[k]:.6f}" if k != "num_clips" else row[k])
+                            for k in GROUP_FIELDS[2:]
+                        },
+                    }
+                )

@@ -9,15 +9,15 @@ rated by 12 people weighs more than one rated by 8). On the whole table this giv
 40.0%, face 57.4%, audio-visual 63.1%; the dataset paper reports 40.9 / 58.2 / 63.6 on its
 own counting (it also filtered raters), so small differences are expected.
 
-The votes are read by `emotf.votes`.
+The votes are read by `emotf.corpora.votes`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from emotf.cremad import EMOTIONS
-from emotf.votes import MODES, VoteTable
+from emotf.corpora.cremad import EMOTIONS
+from emotf.corpora.votes import MODES, VoteTable
 
 
 def _accuracy(labels: np.ndarray, counts: np.ndarray) -> float:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotf.cremad import EMOTIONS
-from emotf.votes import MODES
+from emotf.corpora.cremad import EMOTIONS
+from emotf.corpora.votes import MODES
 
 
 def _pct(value, digits: int = 1) -> str:
@@ -23,15 +23,17 @@ def _pct_pm(mean, std) -> str:
 
 
 def _interval_text(intervals: dict | None) -> str:
-    """" (95 % CI a-b %; emotf minus human AV d points, CI a to b; k actors)" or ""."""
+    """ " (95 % CI a-b %; emotf minus human AV d points, CI a to b; k actors)" or ""."""
     if not intervals or "model" not in intervals or intervals["model"]["low"] is None:
         return ""
     m = intervals["model"]
     text = f" (95 % CI {_pct(m['low'])}-{_pct(m['high'])} %"
     diff = (intervals.get("model_minus_humans") or {}).get("audio-visual")
     if diff and diff["low"] is not None:
-        text += (f"; emotf minus human audio-visual {_pct(diff['estimate'])} points, 95 % CI "
-                 f"{_pct(diff['low'])} to {_pct(diff['high'])}")
+        text += (
+            f"; emotf minus human audio-visual {_pct(diff['estimate'])} points, 95 % CI "
+            f"{_pct(diff['low'])} to {_pct(diff['high'])}"
+        )
     return text + f"; t interval over {intervals['actors']} actors)"
 
 
@@ -65,15 +67,20 @@ def _seconds(value) -> str:
 def _labels_text(summary: dict) -> str:
     """Which labels were scored, and how often intended and perceived labels agree."""
     labels = summary.get("labels")
-    names = {"intended": "intended (the file name's emotion)",
-             "perceived": "perceived (the raters' audio-visual majority)"}
+    names = {
+        "intended": "intended (the file name's emotion)",
+        "perceived": "perceived (the raters' audio-visual majority)",
+    }
     text = f"Labels: {names.get(labels, _text(labels))}."
     agree = summary.get("label_agreement")
     if agree and agree.get("rate") is not None:
         missing = agree.get("without_votes") or 0
-        text += (f" Intended and perceived labels agree on {agree['agree']} of the "
-                 f"{agree['clips']} evaluated clips ({_pct(agree['rate'])} %"
-                 + (f"; {missing} without votes" if missing else "") + ").")
+        text += (
+            f" Intended and perceived labels agree on {agree['agree']} of the "
+            f"{agree['clips']} evaluated clips ({_pct(agree['rate'])} %"
+            + (f"; {missing} without votes" if missing else "")
+            + ")."
+        )
     else:
         text += " Agreement of intended and perceived labels: n/a (no evaluated clip ids)."
     return text

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotf.cremad import EMOTIONS
+from emotf.corpora.cremad import EMOTIONS
 
 MODEL_INPUTS = ("frames", "audio", "spectrograms")
 
@@ -74,8 +74,11 @@ def predict_clips(model, dataset) -> Predictions:
         clip_ids += ids or []
     if not labels:
         raise ValueError("the evaluation dataset is empty (no clips of these folds?)")
-    return Predictions(np.concatenate(labels).astype(np.int64), np.concatenate(probs),
-                       clip_ids if with_ids else None)
+    return Predictions(
+        np.concatenate(labels).astype(np.int64),
+        np.concatenate(probs),
+        clip_ids if with_ids else None,
+    )
 
 
 def clip_metrics(labels, probabilities, class_names=EMOTIONS) -> dict:
@@ -141,7 +144,7 @@ def classification_report_dict(y_true, y_pred, class_names=EMOTIONS) -> dict:
 
 
 def mean_std(values) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1, as `emotf.train`'s CV summary) of the
+    """Mean and sample standard deviation (ddof=1, as `emotf.training.train`'s CV summary) of the
     finite values; std is 0 for one value, both NaN for none."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
     if v.size == 0:

@@ -1,12 +1,12 @@
 """Cross-validation report in the shape of the paper's Table I (Markdown + JSON + figures).
 
-`cv_report(CV_DIR)` reads an `emotf-train --fold all` folder (`emotf.run.CrossValidation`):
+`cv_report(CV_DIR)` reads an `emotf-train --fold all` folder (`emotf.runs.folder.CrossValidation`):
 each `fold-K/` run's metrics (test-fold accuracy, labels, label agreement, wall time), config
 (N) and training log, and, when `emotf-evaluate` has run on it, its evaluation folder's
 per-clip predictions (needed for the human baseline on the same clips, the pooled confusion
 matrix and the pooled extras) and accuracy-vs-N rows. It writes the one CV summary,
 `cv_report.md`, `cv_report.json` and `figures/*.png`, into `out` (default CV_DIR):
-`emotf.train.train_all_folds` writes it after the folds, `emotf-evaluate --cv-dir` rewrites it.
+`emotf.training.train.train_all_folds` writes it after the folds, `emotf-evaluate --cv-dir` rewrites it.
 With `records` (or `evaluate=True` and the records named in the runs' config), folds without
 predictions are evaluated first. The pooled extras follow `ReportExtras`; one that cannot be
 computed is left out with a printed `ReportWarning`.
@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotf.cremad import EMOTIONS
+from emotf.corpora.cremad import EMOTIONS
+from emotf.corpora.labels import agreement
+from emotf.corpora.votes import MODES, load_votes
 from emotf.evaluation.evaluate import evaluate_model
 from emotf.evaluation.figures import (
     json_safe,
@@ -40,10 +42,8 @@ from emotf.evaluation.summary import (
     group_table,
     report_warning,
 )
-from emotf.labels import agreement
-from emotf.run import CrossValidation, Run
+from emotf.runs.folder import CrossValidation, Run
 from emotf.storage import StoragePath, as_path, read_json, write_atomic, write_json
-from emotf.votes import MODES, load_votes
 
 # Accuracies (%) on CREMA-D reported in the paper's Table I (10-fold CV), for reference only.
 PAPER_REPORTED: tuple[tuple[str, float], ...] = (
@@ -80,8 +80,15 @@ def _why_not_evaluated(run: Run, records, evaluate: bool, dataset_fn) -> str | N
     return None
 
 
-def collect_folds(cv_dir, *, votes, records=None, evaluate: bool = False, dataset_fn=None,
-                  extras: ReportExtras = ALL_EXTRAS) -> list[dict]:
+def collect_folds(
+    cv_dir,
+    *,
+    votes,
+    records=None,
+    evaluate: bool = False,
+    dataset_fn=None,
+    extras: ReportExtras = ALL_EXTRAS,
+) -> list[dict]:
     """Per-fold facts: accuracy, labels, clip ids and predictions, label agreement, human
     accuracy on the same clips.
 
@@ -106,7 +113,8 @@ def collect_folds(cv_dir, *, votes, records=None, evaluate: bool = False, datase
             "num_segments": _num_segments(run),
             "best_epoch": metrics.get("best_epoch"),
             "wall_time_s": metrics.get("wall_time_s"),
-            "labels": metrics.get("labels") or (run.train_config().labels if run.has_config() else None),
+            "labels": metrics.get("labels")
+            or (run.train_config().labels if run.has_config() else None),
             "label_agreement": metrics.get("label_agreement"),
             "predictions": None,
             "humans": {mode: None for mode in MODES},
@@ -134,9 +142,14 @@ def collect_folds(cv_dir, *, votes, records=None, evaluate: bool = False, datase
         fold["accuracy_vs_n"] = read_accuracy_vs_n(accuracy_vs_n) if accuracy_vs_n else []
         folds.append(fold)
     if unscored and extras.humans:
-        report_warning("human raters", "no per-clip predictions for " + "; ".join(
-            f"fold{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))} ({why})"
-            for why, ks in unscored.items()))
+        report_warning(
+            "human raters",
+            "no per-clip predictions for "
+            + "; ".join(
+                f"fold{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))} ({why})"
+                for why, ks in unscored.items()
+            ),
+        )
     return folds
 
 
@@ -147,8 +160,11 @@ def pooled_agreement(folds) -> dict | None:
     if not counted:
         return None
     total = {key: sum(a[key] for a in counted) for key in ("clips", "agree", "without_votes")}
-    return {**total, "rate": total["agree"] / total["clips"] if total["clips"] else None,
-            "folds_counted": len(counted)}
+    return {
+        **total,
+        "rate": total["agree"] / total["clips"] if total["clips"] else None,
+        "folds_counted": len(counted),
+    }
 
 
 def _mean_accuracy_vs_n(folds) -> list[dict]:
@@ -168,15 +184,23 @@ def _mean_accuracy_vs_n(folds) -> list[dict]:
     ]
 
 
-def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = False,
-              dataset_fn=None, extras: ReportExtras = ALL_EXTRAS,
-              config: dict | None = None) -> tuple[StoragePath, StoragePath]:
+def cv_report(
+    cv_dir,
+    out=None,
+    *,
+    votes=None,
+    records=None,
+    evaluate: bool = False,
+    dataset_fn=None,
+    extras: ReportExtras = ALL_EXTRAS,
+    config: dict | None = None,
+) -> tuple[StoragePath, StoragePath]:
     """Render the one cross-validation summary of an `emotf-train --fold all` folder.
 
     Args:
         cv_dir: the parent folder holding `fold-K/` runs (local or a `tf.io.gfile` URL).
         out: where to write `cv_report.md`, `cv_report.json` and `figures/` (default cv_dir).
-        votes: an `emotf.votes.VoteTable` (default: the shipped vote table).
+        votes: an `emotf.corpora.votes.VoteTable` (default: the shipped vote table).
         records / evaluate / dataset_fn: evaluate folds that have no predictions yet
             (see `emotf.evaluation.evaluate.evaluate_model`).
         extras: which pooled extras to compute (`ReportExtras`).
@@ -193,10 +217,18 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
     figures = target.figures_dir
     pooled_files = CrossValidation.figure_files(figures)
     votes = votes if votes is not None else load_votes()
-    folds = collect_folds(cv_dir, votes=votes, records=records, evaluate=evaluate,
-                          dataset_fn=dataset_fn, extras=extras)
+    folds = collect_folds(
+        cv_dir,
+        votes=votes,
+        records=records,
+        evaluate=evaluate,
+        dataset_fn=dataset_fn,
+        extras=extras,
+    )
     if not folds:
-        raise FileNotFoundError(f"no finished fold-K run (metrics.json or predictions) under {cv_dir}")
+        raise FileNotFoundError(
+            f"no finished fold-K run (metrics.json or predictions) under {cv_dir}"
+        )
 
     mean, std = mean_std([f["accuracy"] for f in folds])
     segments = sorted({f["num_segments"] for f in folds if f["num_segments"] is not None})
@@ -220,15 +252,29 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
                 pooled["humans"] = human_accuracy(votes, clip_ids, by_class=True)
             except KeyError as err:
                 report_warning("pooled human raters", f"a clip has no votes ({err})")
-        write_confusion_matrix(pooled["confusion_matrix"], EMOTIONS, pooled_files.confusion_csv,
-                               pooled_files.confusion_png,
-                               title=f"pooled over {len(with_predictions)} test folds")
+        write_confusion_matrix(
+            pooled["confusion_matrix"],
+            EMOTIONS,
+            pooled_files.confusion_csv,
+            pooled_files.confusion_png,
+            title=f"pooled over {len(with_predictions)} test folds",
+        )
         figure_links["confusion_matrix"] = link(pooled_files.confusion_png)
         pooled["confidence_intervals"] = (
-            accuracy_intervals(clip_ids, labels, predicted, votes) if extras.intervals else None)
-        pooled["by_group"] = (group_table(clip_ids, labels, predicted, votes,
-                                          pooled_files.by_group_csv, "pooled accuracy by group")
-                              if extras.groups else None)
+            accuracy_intervals(clip_ids, labels, predicted, votes) if extras.intervals else None
+        )
+        pooled["by_group"] = (
+            group_table(
+                clip_ids,
+                labels,
+                predicted,
+                votes,
+                pooled_files.by_group_csv,
+                "pooled accuracy by group",
+            )
+            if extras.groups
+            else None
+        )
     for fold in folds:
         log = fold["run"].log_path
         if log.is_file():
@@ -237,7 +283,9 @@ def cv_report(cv_dir, out=None, *, votes=None, records=None, evaluate: bool = Fa
             figure_links[f"training_curves_fold_{fold['fold']}"] = link(png)
     curve_rows = _mean_accuracy_vs_n(folds)
     if curve_rows:
-        plot_accuracy_vs_n(curve_rows, pooled_files.accuracy_vs_n_csv, pooled_files.accuracy_vs_n_png)
+        plot_accuracy_vs_n(
+            curve_rows, pooled_files.accuracy_vs_n_csv, pooled_files.accuracy_vs_n_png
+        )
         figure_links["accuracy_vs_n"] = link(pooled_files.accuracy_vs_n_png)
 
     label_sources = sorted({f["labels"] for f in folds if f["labels"]})

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotf.cremad import parse_clip_name
+from emotf.corpora.cremad import parse_clip_name
 
-METHOD = ("t interval (k - 1 df) on the actor-clustered, linearised standard error of the "
-          "ratio accuracy")
+METHOD = (
+    "t interval (k - 1 df) on the actor-clustered, linearised standard error of the ratio accuracy"
+)
 
 
-def _interval(estimate: float, residuals: np.ndarray, level: float,
-              bounds: tuple[float, float] = (0.0, 1.0)) -> dict:
+def _interval(
+    estimate: float, residuals: np.ndarray, level: float, bounds: tuple[float, float] = (0.0, 1.0)
+) -> dict:
     """estimate +- t * SE, clipped to `bounds` (an accuracy stays in [0, 1]); `residuals` are
     the per-actor linearised terms already divided by the ratio's denominator total."""
     from scipy import stats
@@ -54,7 +56,7 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
     Args:
         clip_ids: M distinct CREMA-D clip names (the actor is read from the name).
         correct: bool [M], the model right on each clip.
-        votes: an `emotf.votes.VoteTable` holding every clip, or None for no human intervals.
+        votes: an `emotf.corpora.votes.VoteTable` holding every clip, or None for no human intervals.
         level: two-sided confidence level.
 
     Returns:
@@ -65,20 +67,25 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
     clip_ids = [str(c) for c in clip_ids]
     correct = np.asarray(correct, bool)
     if correct.shape != (len(clip_ids),) or not clip_ids:
-        raise ValueError(f"need one `correct` value per clip and at least one clip. Received: "
-                         f"{correct.size} values for {len(clip_ids)} clips")
+        raise ValueError(
+            f"need one `correct` value per clip and at least one clip. Received: "
+            f"{correct.size} values for {len(clip_ids)} clips"
+        )
     if len(set(clip_ids)) != len(clip_ids):
-        raise ValueError("clip ids repeat: the model and the raters would not be scored on the "
-                         "same clips")
+        raise ValueError(
+            "clip ids repeat: the model and the raters would not be scored on the same clips"
+        )
     actors = np.array([parse_clip_name(c).actor_id for c in clip_ids])
     unique, index = np.unique(actors, return_inverse=True)
     k = len(unique)
-    model, model_res = _ratio(np.bincount(index, weights=correct, minlength=k),
-                              np.bincount(index, minlength=k).astype(float))
+    model, model_res = _ratio(
+        np.bincount(index, weights=correct, minlength=k),
+        np.bincount(index, minlength=k).astype(float),
+    )
     out = {"method": METHOD, "actors": k, "model": _interval(model, model_res, level)}
     if votes is None:
         return out
-    from emotf.votes import MODES
+    from emotf.corpora.votes import MODES
 
     table = votes.select(clip_ids)
     actor_of = dict(zip(clip_ids, index, strict=True))
@@ -89,11 +96,14 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
     out["humans"], out["model_minus_humans"] = {}, {}
     for mode in MODES:
         m = modes == mode
-        human, human_res = _ratio(np.bincount(rows[m], weights=right[m], minlength=k),
-                                  np.bincount(rows[m], weights=responses[m], minlength=k))
+        human, human_res = _ratio(
+            np.bincount(rows[m], weights=right[m], minlength=k),
+            np.bincount(rows[m], weights=responses[m], minlength=k),
+        )
         out["humans"][mode] = _interval(human, human_res, level)
-        out["model_minus_humans"][mode] = _interval(model - human, model_res - human_res,
-                                                    level, bounds=(-1.0, 1.0))
+        out["model_minus_humans"][mode] = _interval(
+            model - human, model_res - human_res, level, bounds=(-1.0, 1.0)
+        )
     return out
 
 
@@ -108,8 +118,10 @@ def paired_difference(clip_ids, correct_a, correct_b, *, level: float = 0.95) ->
     clip_ids = [str(c) for c in clip_ids]
     a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     if a.shape != (len(clip_ids),) or b.shape != a.shape or not clip_ids:
-        raise ValueError(f"need one value per clip from each model and at least one clip. "
-                         f"Received: {a.size} and {b.size} values for {len(clip_ids)} clips")
+        raise ValueError(
+            f"need one value per clip from each model and at least one clip. "
+            f"Received: {a.size} and {b.size} values for {len(clip_ids)} clips"
+        )
     if len(set(clip_ids)) != len(clip_ids):
         raise ValueError("clip ids repeat")
     actors = np.array([parse_clip_name(c).actor_id for c in clip_ids])
@@ -119,8 +131,12 @@ def paired_difference(clip_ids, correct_a, correct_b, *, level: float = 0.95) ->
     est_a, res_a = _ratio(np.bincount(index, weights=a, minlength=k), clips)
     est_b, res_b = _ratio(np.bincount(index, weights=b, minlength=k), clips)
     return {
-        "method": METHOD, "actors": k, "clips": len(clip_ids),
-        "a": _interval(est_a, res_a, level), "b": _interval(est_b, res_b, level),
+        "method": METHOD,
+        "actors": k,
+        "clips": len(clip_ids),
+        "a": _interval(est_a, res_a, level),
+        "b": _interval(est_b, res_b, level),
         "a_minus_b": _interval(est_a - est_b, res_a - res_b, level, bounds=(-1.0, 1.0)),
-        "only_a_right": int(np.sum(a & ~b)), "only_b_right": int(np.sum(b & ~a)),
+        "only_a_right": int(np.sum(a & ~b)),
+        "only_b_right": int(np.sum(b & ~a)),
     }

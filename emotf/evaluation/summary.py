@@ -1,6 +1,6 @@
 """The evaluation report from predictions in hand: metrics, files, and the report extras.
 
-`summarize_predictions` writes an evaluation folder (`emotf.run.EvaluationDir`) and returns
+`summarize_predictions` writes an evaluation folder (`emotf.runs.folder.EvaluationDir`) and returns
 the `evaluation.json` dict. The extras (`ReportExtras`: human raters on the same clips,
 accuracy by actor group, calibration, actor-clustered intervals) are each on by default and
 can be switched off; an extra that cannot be computed (clip names outside CREMA-D, clips
@@ -17,10 +17,10 @@ import numpy as np
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
-from emotf.cremad import EMOTIONS
+from emotf.corpora.cremad import EMOTIONS
 from emotf.evaluation.figures import json_safe, write_confusion_matrix, write_predictions
 from emotf.evaluation.metrics import clip_metrics
-from emotf.run import EvaluationDir
+from emotf.runs.folder import EvaluationDir
 from emotf.storage import write_json
 
 
@@ -37,13 +37,15 @@ class ReportExtras(Config):
     """Which extras an evaluation report (and the CV report) computes; all on by default."""
 
     humans: bool = bounded(
-        True, help="CREMA-D raters' accuracy on the same clips (emotf.evaluation.human)")
+        True, help="CREMA-D raters' accuracy on the same clips (emotf.evaluation.human)"
+    )
     groups: bool = bounded(
-        True, help="accuracy by actor sex, age band and clip intensity (emotf.evaluation.groups)")
+        True, help="accuracy by actor sex, age band and clip intensity (emotf.evaluation.groups)"
+    )
     calibration: bool = bounded(
-        True, help="ECE and reliability diagram (emotf.evaluation.calibration)")
-    intervals: bool = bounded(
-        True, help="actor-clustered t intervals (emotf.evaluation.stats)")
+        True, help="ECE and reliability diagram (emotf.evaluation.calibration)"
+    )
+    intervals: bool = bounded(True, help="actor-clustered t intervals (emotf.evaluation.stats)")
 
     def __post_init__(self):
         check_bounds(self)
@@ -65,8 +67,8 @@ def model_vs_humans(clip_ids, y_true, y_pred, votes=None) -> dict:
     Raises:
         KeyError: a clip has no votes in the table.
     """
+    from emotf.corpora.votes import load_votes
     from emotf.evaluation.human import human_accuracy
-    from emotf.votes import load_votes
 
     votes = votes if votes is not None else load_votes()
     y_true = np.asarray(y_true, np.int64)
@@ -103,8 +105,8 @@ def accuracy_intervals(clip_ids, labels, predicted, votes=None) -> dict | None:
     Returns None (with a `ReportWarning`) for names that are not CREMA-D clip names or
     repeated clips; the model's interval only (with a warning) when some clips have no votes.
     """
+    from emotf.corpora.votes import load_votes
     from emotf.evaluation.stats import actor_intervals
-    from emotf.votes import load_votes
 
     correct = np.asarray(labels) == np.asarray(predicted)
     try:
@@ -118,8 +120,9 @@ def accuracy_intervals(clip_ids, labels, predicted, votes=None) -> dict | None:
         return None
 
 
-def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, title="",
-                          extras: ReportExtras = ALL_EXTRAS) -> dict:
+def summarize_predictions(
+    clip_ids, labels, probabilities, out, *, votes=None, title="", extras: ReportExtras = ALL_EXTRAS
+) -> dict:
     """Everything `evaluate_model` writes, from predictions already in hand (no model needed).
 
     Writes predictions.csv, confusion_matrix.csv/png, evaluation.json and, with the extras,
@@ -134,8 +137,9 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
     predicted = np.argmax(probabilities, axis=-1)
     write_predictions(files.predictions, clip_ids, labels, probabilities)
     report = clip_metrics(labels, probabilities)
-    write_confusion_matrix(report["confusion_matrix"], EMOTIONS, files.confusion_csv,
-                           files.confusion_png, title=title)
+    write_confusion_matrix(
+        report["confusion_matrix"], EMOTIONS, files.confusion_csv, files.confusion_png, title=title
+    )
     report["humans_same_clips"] = None
     if extras.humans:
         try:
@@ -143,7 +147,8 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
         except KeyError as err:  # clips outside CREMA-D (e.g. hand-made test names)
             report_warning("human raters on the same clips", f"a clip has no votes ({err})")
     report["confidence_intervals"] = (
-        accuracy_intervals(clip_ids, labels, predicted, votes) if extras.intervals else None)
+        accuracy_intervals(clip_ids, labels, predicted, votes) if extras.intervals else None
+    )
     report["calibration"] = None
     if extras.calibration:
         from emotf.evaluation.calibration import calibration_summary, plot_reliability
@@ -153,7 +158,10 @@ def summarize_predictions(clip_ids, labels, probabilities, out, *, votes=None, t
             plot_reliability(report["calibration"], files.reliability_png, title=title)
         except ValueError as err:  # non-finite probabilities
             report_warning("calibration", err)
-    report["by_group"] = (group_table(clip_ids, labels, predicted, votes, files.by_group_csv,
-                                      "accuracy by group") if extras.groups else None)
+    report["by_group"] = (
+        group_table(clip_ids, labels, predicted, votes, files.by_group_csv, "accuracy by group")
+        if extras.groups
+        else None
+    )
     write_json(files.report, json_safe(report))
     return report

@@ -56,8 +56,12 @@ def pipeline_options(workers: int, beam_options: str = "") -> PipelineOptions:
         user = shlex.split(beam_options or "")
     except ValueError as error:
         raise ValueError(f"--beam-options: {error}. Received: {beam_options!r}") from None
-    defaults = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                f"--direct_num_workers={workers}", "--default_sdk_harness_log_level=ERROR"]
+    defaults = [
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        f"--direct_num_workers={workers}",
+        "--default_sdk_harness_log_level=ERROR",
+    ]
     return PipelineOptions(defaults + user)
 
 
@@ -104,15 +108,19 @@ def check_options(config) -> PipelineOptions:
     except ValueError as error:
         raise ValueError(f"--beam-options: {error}. Received: {config.beam_options!r}") from None
     if unknown:
-        raise ValueError(f"--beam-options: unknown Beam option{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(unknown)} (a typo?). Received: {config.beam_options!r}")
+        raise ValueError(
+            f"--beam-options: unknown Beam option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)} (a typo?). Received: {config.beam_options!r}"
+        )
     runner = runner_name(options)
     if runner.lower().removesuffix("runner") not in LOCAL_RUNNERS:
         for flag, folder in (("--data-dir", config.data_dir), ("--out", config.out_dir)):
             if as_path(folder).is_local:
-                raise ValueError(f"{flag} {folder}: workers of {runner} (--beam-options) cannot "
-                                 f"read the local folder {folder}: put it on gs:// (storage "
-                                 f"every worker reaches)")
+                raise ValueError(
+                    f"{flag} {folder}: workers of {runner} (--beam-options) cannot "
+                    f"read the local folder {folder}: put it on gs:// (storage "
+                    f"every worker reaches)"
+                )
     return options
 
 
@@ -128,9 +136,16 @@ class WriteShard(beam.DoFn):
         deadline_seconds: the most one shard may take (`BuildConfig.worker_timeout_seconds`).
     """
 
-    def __init__(self, shards: dict[str, dict], out: str, settings: dict, digest: str,
-                 tracker: FaceTrackerConfig, verify_media: bool,
-                 deadline_seconds: float = DEFAULT_BUNDLE_DEADLINE_S):
+    def __init__(
+        self,
+        shards: dict[str, dict],
+        out: str,
+        settings: dict,
+        digest: str,
+        tracker: FaceTrackerConfig,
+        verify_media: bool,
+        deadline_seconds: float = DEFAULT_BUNDLE_DEADLINE_S,
+    ):
         self.shards, self.out = shards, out
         self.settings, self.digest = settings, digest
         self.tracker, self.verify_media = tracker, verify_media
@@ -145,8 +160,14 @@ class WriteShard(beam.DoFn):
 
         def write():
             try:
-                write_shard(self.out, shard, map(process_clip, shard["clips"]), self.settings,
-                            self.digest, verify_media=self.verify_media)
+                write_shard(
+                    self.out,
+                    shard,
+                    map(process_clip, shard["clips"]),
+                    self.settings,
+                    self.digest,
+                    verify_media=self.verify_media,
+                )
             except BaseException as error:  # noqa: BLE001 (re-raised in the bundle's thread)
                 failed.append(error)
 
@@ -156,8 +177,10 @@ class WriteShard(beam.DoFn):
         writer.start()
         writer.join(self.deadline)
         if writer.is_alive():
-            raise TimeoutError(f"shard {name}: its {len(shard['clips'])} clips were not written "
-                               f"within {self.deadline:g} s (--worker_timeout_seconds)")
+            raise TimeoutError(
+                f"shard {name}: its {len(shard['clips'])} clips were not written "
+                f"within {self.deadline:g} s (--worker_timeout_seconds)"
+            )
         if failed:
             raise failed[0]
         yield name
@@ -185,10 +208,19 @@ def run_pipeline(config, out: str, todo: list[dict], settings: dict, digest: str
         return
     options = pipeline_options(min(config.workers, len(todo)), config.beam_options)
     shards = {shard["name"]: shard for shard in todo}
-    write = WriteShard(shards, out, settings, digest, config.tracker, config.verify_media,
-                       getattr(config, "worker_timeout_seconds", DEFAULT_BUNDLE_DEADLINE_S))
+    write = WriteShard(
+        shards,
+        out,
+        settings,
+        digest,
+        config.tracker,
+        config.verify_media,
+        getattr(config, "worker_timeout_seconds", DEFAULT_BUNDLE_DEADLINE_S),
+    )
     with _quiet_direct_runner(options), beam.Pipeline(options=options) as pipeline:
-        _ = (pipeline
-             | "Shards" >> beam.Create(sorted(shards))
-             | "Spread" >> beam.Reshuffle()
-             | "WriteShard" >> beam.ParDo(write))
+        _ = (
+            pipeline
+            | "Shards" >> beam.Create(sorted(shards))
+            | "Spread" >> beam.Reshuffle()
+            | "WriteShard" >> beam.ParDo(write)
+        )

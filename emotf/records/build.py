@@ -42,7 +42,7 @@ from emotf.configs import (
     MIN_SAMPLE_RATE,
     Config,
 )
-from emotf.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
+from emotf.corpora.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 from emotf.records import manifest as records_manifest
 from emotf.records.clip_worker import ClipResult, ClipRunner, ClipTask
 from emotf.records.faces import FaceTrackerConfig
@@ -80,71 +80,109 @@ class BuildConfig(Config):
 
     data_dir: str = bounded(
         nonempty=True,
-        help="folder with `VideoFlash/` and `AudioWAV/` (local, or a URL such as gs://...)")
+        help="folder with `VideoFlash/` and `AudioWAV/` (local, or a URL such as gs://...)",
+    )
     out_dir: str = bounded(
         nonempty=True,
-        help="output folder (created; reruns resume in it; local, or a URL such as gs://...)")
+        help="output folder (created; reruns resume in it; local, or a URL such as gs://...)",
+    )
     workers: int = bounded(
-        default_factory=available_cpus, ge=1, le=MAX_WORKERS,
+        default_factory=available_cpus,
+        ge=1,
+        le=MAX_WORKERS,
         help="clip-processing processes (default: the CPUs this process may use; 1 = in this "
-             "process)")
+        "process)",
+    )
     clips_per_shard: int = bounded(
-        64, ge=1, le=100_000, help="clips per shard (each shard holds one fold)")
-    strict: bool = bounded(
-        False, help="exit non-zero when anything was skipped")
+        64, ge=1, le=100_000, help="clips per shard (each shard holds one fold)"
+    )
+    strict: bool = bounded(False, help="exit non-zero when anything was skipped")
     fold_seed: int = bounded(
-        0, ge=0, le=MAX_SEED,
-        help="seed of the actors' fold assignment (emotf.cremad.canonical_folds)")
+        0,
+        ge=0,
+        le=MAX_SEED,
+        help="seed of the actors' fold assignment (emotf.corpora.cremad.canonical_folds)",
+    )
     stratify_by_sex: bool = bounded(
-        False, help="balance the actors' sexes over the folds (emotf.cremad.canonical_folds)")
+        False,
+        help="balance the actors' sexes over the folds (emotf.corpora.cremad.canonical_folds)",
+    )
     limit: int | None = bounded(
-        None, ge=1, le=10_000_000, help="only the first `limit` clips by name (smoke runs)")
+        None, ge=1, le=10_000_000, help="only the first `limit` clips by name (smoke runs)"
+    )
     tracker: FaceTrackerConfig = bounded(
-        FaceTrackerConfig(), help="face detection, tracking and crop settings")
+        FaceTrackerConfig(), help="face detection, tracking and crop settings"
+    )
     min_duration_s: float = bounded(
-        0.5, ge=0.0, le=MAX_CLIP_SECONDS,
-        help="clips shorter than this (audio or video, seconds) are skipped")
+        0.5,
+        ge=0.0,
+        le=MAX_CLIP_SECONDS,
+        help="clips shorter than this (audio or video, seconds) are skipped",
+    )
     max_duration_s: float = bounded(
-        10.0, gt=0.0, le=MAX_CLIP_SECONDS,
-        help="clips longer than this (audio or video, seconds) are skipped")
+        10.0,
+        gt=0.0,
+        le=MAX_CLIP_SECONDS,
+        help="clips longer than this (audio or video, seconds) are skipped",
+    )
     sample_rate: int = bounded(
-        keys.AUDIO_SAMPLE_RATE_HZ, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE,
-        help="audio rate stored (Hz)")
+        keys.AUDIO_SAMPLE_RATE_HZ,
+        ge=MIN_SAMPLE_RATE,
+        le=MAX_SAMPLE_RATE,
+        help="audio rate stored (Hz)",
+    )
     progress: bool = bounded(True, help="show a tqdm progress bar")
     overwrite: bool = bounded(
-        False, help="delete the folder's shards, sidecars and manifest first (a rebuild with "
-                    "other settings); otherwise such a rerun is refused")
+        False,
+        help="delete the folder's shards, sidecars and manifest first (a rebuild with "
+        "other settings); otherwise such a rerun is refused",
+    )
     verify_media: bool = bounded(
-        True, help="check each clip's FLV and WAV against the official CREMA-D checksums")
+        True, help="check each clip's FLV and WAV against the official CREMA-D checksums"
+    )
     runner: str = bounded(
-        "local", choices=RUNNERS,
+        "local",
+        choices=RUNNERS,
         help="local (a pool of worker processes) or beam (an Apache Beam pipeline, one element "
-             'per shard; needs pip install "emotf[beam]")')
+        'per shard; needs pip install "emotf[beam]")',
+    )
     beam_options: str = bounded(
-        "", help='Beam pipeline options for runner beam, as shell words ("--runner=... ...")')
+        "", help='Beam pipeline options for runner beam, as shell words ("--runner=... ...")'
+    )
     worker_timeout_seconds: float = bounded(
-        1800.0, gt=0.0, le=MAX_TIMEOUT_SECONDS,
+        1800.0,
+        gt=0.0,
+        le=MAX_TIMEOUT_SECONDS,
         help="deadline for one clip (local workers) or one shard bundle (Beam) before it is "
-             "reported and skipped/failed")
+        "reported and skipped/failed",
+    )
 
     def __post_init__(self):
         check_bounds(self)
         if isinstance(self.tracker, Mapping):
             object.__setattr__(self, "tracker", FaceTrackerConfig.from_dict(self.tracker))
         if not isinstance(self.tracker, FaceTrackerConfig):
-            raise ValueError("BuildConfig.tracker must be a FaceTrackerConfig or a JSON object of "
-                             f"its fields. Received: tracker={self.tracker!r}")
+            raise ValueError(
+                "BuildConfig.tracker must be a FaceTrackerConfig or a JSON object of "
+                f"its fields. Received: tracker={self.tracker!r}"
+            )
         if not self.min_duration_s <= self.max_duration_s:
-            raise ValueError("BuildConfig.min_duration_s must be at most max_duration_s. Received: "
-                             f"min_duration_s={self.min_duration_s}, "
-                             f"max_duration_s={self.max_duration_s}")
+            raise ValueError(
+                "BuildConfig.min_duration_s must be at most max_duration_s. Received: "
+                f"min_duration_s={self.min_duration_s}, "
+                f"max_duration_s={self.max_duration_s}"
+            )
 
 
 def clip_settings(config: BuildConfig) -> ClipSettings:
     """The clip-preprocessing settings of a build (`emotf.records.preprocess`, shared with
     emotf-predict): written into the manifest as `clip_settings` and copied into the model."""
-    return ClipSettings(tracker=config.tracker, sample_rate=config.sample_rate,
-                        min_duration_s=config.min_duration_s, max_duration_s=config.max_duration_s)
+    return ClipSettings(
+        tracker=config.tracker,
+        sample_rate=config.sample_rate,
+        min_duration_s=config.min_duration_s,
+        max_duration_s=config.max_duration_s,
+    )
 
 
 def record_settings(config: BuildConfig) -> dict:
@@ -191,8 +229,10 @@ def _clip_files(folder: StoragePath, ext: str, skipped: list[dict]) -> dict[str,
                 if clip_id == stem and clip_id not in found:
                     found[clip_id] = path
                     continue
-                reason = (f"file name is not exactly {clip_id}{ext} (a copy or backup?); only "
-                          f"{folder / (clip_id + ext)} is read for clip {clip_id}")
+                reason = (
+                    f"file name is not exactly {clip_id}{ext} (a copy or backup?); only "
+                    f"{folder / (clip_id + ext)} is read for clip {clip_id}"
+                )
         skipped.append({"path": str(path), "reason": reason})
     return found
 
@@ -210,8 +250,12 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
     clips = []
     for clip_id in sorted(set(videos) | set(audios)):
         if clip_id not in videos:
-            skipped.append({"path": str(data / VIDEO_DIR / f"{clip_id}{VIDEO_EXT}"),
-                            "reason": "video file missing (audio only)"})
+            skipped.append(
+                {
+                    "path": str(data / VIDEO_DIR / f"{clip_id}{VIDEO_EXT}"),
+                    "reason": "video file missing (audio only)",
+                }
+            )
             continue
         paths = {"video": videos[clip_id]}
         if clip_id in audios:
@@ -225,12 +269,18 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
         in_fold = [c for c in clips if c[0] == fold]
         for index, start in enumerate(range(0, len(in_fold), config.clips_per_shard)):
             tasks = [
-                ClipTask(clip_id=clip_id, fold=fold, video=str(paths["video"]),
-                         audio=str(paths.get("audio", data / AUDIO_DIR / f"{clip_id}{AUDIO_EXT}")),
-                         sample_rate=config.sample_rate, min_duration_s=config.min_duration_s,
-                         max_duration_s=config.max_duration_s, tracker=config.tracker,
-                         verify_media=config.verify_media)
-                for _, clip_id, paths in in_fold[start:start + config.clips_per_shard]
+                ClipTask(
+                    clip_id=clip_id,
+                    fold=fold,
+                    video=str(paths["video"]),
+                    audio=str(paths.get("audio", data / AUDIO_DIR / f"{clip_id}{AUDIO_EXT}")),
+                    sample_rate=config.sample_rate,
+                    min_duration_s=config.min_duration_s,
+                    max_duration_s=config.max_duration_s,
+                    tracker=config.tracker,
+                    verify_media=config.verify_media,
+                )
+                for _, clip_id, paths in in_fold[start : start + config.clips_per_shard]
             ]
             shards.append({"name": shard_name(fold, index), "fold": fold, "clips": tasks})
     return shards, skipped
@@ -240,8 +290,9 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
 # Writing
 
 
-def build_records(config: BuildConfig, stop_after_shards: int | None = None,
-                  prog: str = PROG) -> dict:
+def build_records(
+    config: BuildConfig, stop_after_shards: int | None = None, prog: str = PROG
+) -> dict:
     """Build (or finish) the shards and write `manifest.json`; return the manifest.
 
     Holds `OUT/build.lock` throughout when OUT is local (a second build into the same folder is
@@ -304,7 +355,7 @@ def console_line(line: str, prog: str = PROG) -> str:
     starts with its name)."""
     for tag, word in (("WARNING ", "warning"), ("NOTE ", "note"), ("ERROR ", "error")):
         if line.startswith(tag):
-            return f"{prog}: {word}: {line[len(tag):]}"
+            return f"{prog}: {word}: {line[len(tag) :]}"
     return line if line.startswith(f"{prog}: ") else f"{prog}: {line}"
 
 
@@ -312,8 +363,9 @@ def _warn(line: str, bar, prog: str = PROG) -> None:
     (bar.write if bar is not None else print)(console_line(line, prog), file=sys.stderr)
 
 
-def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int | None,
-                  beam, prog: str = PROG) -> dict:
+def _build_locked(
+    config: BuildConfig, out: StoragePath, stop_after_shards: int | None, beam, prog: str = PROG
+) -> dict:
     started = time.time()
     shards, plan_skipped = plan_build(config)
     settings = record_settings(config)
@@ -321,8 +373,11 @@ def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int 
     if config.overwrite:
         removed = clear_outputs(out)
         if removed:
-            _warn(f"NOTE --overwrite: removed {removed} shard, sidecar and manifest files "
-                  f"from {out}", None, prog)
+            _warn(
+                f"NOTE --overwrite: removed {removed} shard, sidecar and manifest files from {out}",
+                None,
+                prog,
+            )
     check_out_dir(out, shards, settings)
     for item in plan_skipped:
         _warn(f"WARNING {item['path']}: {item['reason']} -> skipped", None, prog)
@@ -332,8 +387,7 @@ def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int 
         if state is None:
             continue
         if state:
-            _warn(f"WARNING {out / (shard['name'] + '.tfrecord')}: {state} -> rebuilt", None,
-                  prog)
+            _warn(f"WARNING {out / (shard['name'] + '.tfrecord')}: {state} -> rebuilt", None, prog)
         todo.append(shard)
     (out / MANIFEST).unlink(missing_ok=True)  # written last, once every shard is in place
     clear_temporary(out)  # what an interrupted build left (we hold the folder)
@@ -346,35 +400,57 @@ def _build_locked(config: BuildConfig, out: StoragePath, stop_after_shards: int 
                 raise RuntimeError(
                     f"{path}: missing after the Beam pipeline finished: shard {shard['name']} "
                     f"was not written (a worker failed?); rerun the same command to write the "
-                    f"missing shards")
+                    f"missing shards"
+                )
             for line in sidecar_warnings(read_json(path)):
                 _warn(line, None, prog)
     else:
         _write_local(config, out, todo, settings, digest, stop_after_shards, prog)
-    manifest = make_manifest(config, shards, plan_skipped, time.time() - started, settings,
-                             clip_settings(config))
+    manifest = make_manifest(
+        config, shards, plan_skipped, time.time() - started, settings, clip_settings(config)
+    )
     write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def _write_local(config: BuildConfig, out: StoragePath, todo: list[dict], settings: dict,
-                 digest: str, stop_after_shards: int | None, prog: str = PROG) -> None:
+def _write_local(
+    config: BuildConfig,
+    out: StoragePath,
+    todo: list[dict],
+    settings: dict,
+    digest: str,
+    stop_after_shards: int | None,
+    prog: str = PROG,
+) -> None:
     """The local runner: every clip of `todo` through the worker pool, in plan order, into
     `write_shard` shard by shard (while the pool runs ahead on the next clips)."""
     from tqdm.auto import tqdm
 
     total = sum(len(s["clips"]) for s in todo)
-    bar = tqdm(total=total, desc="emotf-build-records", unit="clip", disable=not config.progress,
-               file=sys.stderr)
+    bar = tqdm(
+        total=total,
+        desc="emotf-build-records",
+        unit="clip",
+        disable=not config.progress,
+        file=sys.stderr,
+    )
     workers = min(config.workers, max(1, total))
-    results = ClipRunner(config.tracker, workers, deadline_seconds=config.worker_timeout_seconds
-                         ).run(t for s in todo for t in s["clips"])
+    results = ClipRunner(
+        config.tracker, workers, deadline_seconds=config.worker_timeout_seconds
+    ).run(t for s in todo for t in s["clips"])
     try:
         for done, shard in enumerate(todo):
             stop = stop_after_shards is not None and done >= stop_after_shards
-            write_shard(out, shard, _take(results, len(shard["clips"]), stop), settings, digest,
-                        verify_media=config.verify_media, warn=lambda line: _warn(line, bar, prog),
-                        progress=lambda: bar.update(1))
+            write_shard(
+                out,
+                shard,
+                _take(results, len(shard["clips"]), stop),
+                settings,
+                digest,
+                verify_media=config.verify_media,
+                warn=lambda line: _warn(line, bar, prog),
+                progress=lambda: bar.update(1),
+            )
     finally:
         bar.close()
         results.close()  # stops the worker pool

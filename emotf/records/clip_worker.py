@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emotf.cremad import ClipNameError, parse_clip_name
+from emotf.corpora.cremad import ClipNameError, parse_clip_name
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
 from emotf.records.media import MediaError, encode_jpegs
 from emotf.records.pool import broken_pool_exit_codes, run_with_deadline, start_worker
@@ -111,7 +111,7 @@ def init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None:
             tf.config.threading.set_intra_op_parallelism_threads(1)
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # TensorFlow already running in this process (a Beam worker
-            pass              # in the driver's process): keep its threads
+            pass  # in the driver's process): keep its threads
         try:
             import cv2
 
@@ -184,9 +184,12 @@ def _process_clip(task: ClipTask) -> ClipResult:
     try:
         name = parse_clip_name(clip_id)
         # The one preprocessing contract (emotf.records.preprocess), shared with emotf-predict.
-        settings = ClipSettings(tracker=task.tracker, sample_rate=task.sample_rate,
-                                min_duration_s=task.min_duration_s,
-                                max_duration_s=task.max_duration_s)
+        settings = ClipSettings(
+            tracker=task.tracker,
+            sample_rate=task.sample_rate,
+            min_duration_s=task.min_duration_s,
+            max_duration_s=task.max_duration_s,
+        )
         tracker = _TRACKER or FaceTracker(task.tracker)
         try:
             clip = read_clip(video_path, audio_path, settings, tracker, window_seconds=window_s)
@@ -194,28 +197,43 @@ def _process_clip(task: ClipTask) -> ClipResult:
             return _skip(video_path, str(error).removeprefix(f"{video_path}: "), notes)
         notes += [n if n.startswith(str(audio_path)) else f"{video_path}: {n}" for n in clip.notes]
         if abs(clip.fps - 30000 / 1001) > 0.1 and abs(clip.fps - 30.0) > 0.1:
-            notes.append(f"{video_path}: video at {clip.fps:g} fps (not 30): kept, the record "
-                         f"stores the stream's rate")
+            notes.append(
+                f"{video_path}: video at {clip.fps:g} fps (not 30): kept, the record "
+                f"stores the stream's rate"
+            )
         record = ClipRecord(
-            clip_id=name.clip_id, actor_id=name.actor_id, sentence=name.sentence,
-            emotion=name.emotion, label=name.label, intensity=name.intensity,
-            fold=task.fold, fps=clip.fps,
+            clip_id=name.clip_id,
+            actor_id=name.actor_id,
+            sentence=name.sentence,
+            emotion=name.emotion,
+            label=name.label,
+            intensity=name.intensity,
+            fold=task.fold,
+            fps=clip.fps,
             frames_jpeg=encode_jpegs(clip.crops, settings.jpeg_quality),
             face_boxes=normalized_boxes(clip.boxes, *clip.source_size),
-            face_detected=clip.detected, source_size=clip.source_size,
-            sample_rate=task.sample_rate, pcm16=clip.pcm16,
+            face_detected=clip.detected,
+            source_size=clip.source_size,
+            sample_rate=task.sample_rate,
+            pcm16=clip.pcm16,
         )
-        stats = dict(clip.stats, frames=len(clip.crops),
-                     frames_detected=int(clip.detected.sum()))
+        stats = dict(clip.stats, frames=len(clip.crops), frames_detected=int(clip.detected.sum()))
         # deterministic: map keys sorted, so the bytes do not depend on the process (a local
         # worker and a Beam worker write the same Example).
         example = make_example(record).SerializeToString(deterministic=True)
-        return ClipResult(clip_id, "ok", example=example,
-                          num_frames=len(clip.crops), num_samples=len(clip.pcm16), stats=stats,
-                          notes=notes)
+        return ClipResult(
+            clip_id,
+            "ok",
+            example=example,
+            num_frames=len(clip.crops),
+            num_samples=len(clip.pcm16),
+            stats=stats,
+            notes=notes,
+        )
     except (MediaError, ClipNameError) as error:
-        return _skip(getattr(error, "path", video_path), getattr(error, "problem", str(error)),
-                     notes)
+        return _skip(
+            getattr(error, "path", video_path), getattr(error, "problem", str(error)), notes
+        )
     except Exception as error:  # noqa: BLE001 (never let one clip stop the build)
         return _skip(video_path, f"unexpected error: {type(error).__name__}: {error}", notes)
 
@@ -225,6 +243,7 @@ def _process_clip(task: ClipTask) -> ClipResult:
 
 # `BuildConfig.worker_timeout_seconds`'s default: the most one clip may take in a pool worker.
 DEFAULT_CLIP_DEADLINE_S = 1800.0
+
 
 class ClipRunner:
     """`process_clip` over tasks, results yielded in task order.
@@ -245,10 +264,16 @@ class ClipRunner:
     retried as after a crash). With one worker the clips run in this process, without one.
     """
 
-    def __init__(self, tracker: FaceTrackerConfig, workers: int, ahead: int | None = None, *,
-                 work: Callable[[ClipTask], ClipResult] = process_clip,
-                 initializer: Callable[[FaceTrackerConfig, bool], None] = init_worker,
-                 deadline_seconds: float | None = DEFAULT_CLIP_DEADLINE_S):
+    def __init__(
+        self,
+        tracker: FaceTrackerConfig,
+        workers: int,
+        ahead: int | None = None,
+        *,
+        work: Callable[[ClipTask], ClipResult] = process_clip,
+        initializer: Callable[[FaceTrackerConfig, bool], None] = init_worker,
+        deadline_seconds: float | None = DEFAULT_CLIP_DEADLINE_S,
+    ):
         self.tracker, self.workers = tracker, workers
         self.ahead = ahead or 3 * workers
         self.work, self.initializer = work, initializer
@@ -267,29 +292,37 @@ class ClipRunner:
         if self.markers is None or not os.path.exists(self._marker(task)):
             return None
         return ClipResult.skipped(
-            task.clip_id, task.video, f"not processed within the per-clip deadline of "
+            task.clip_id,
+            task.video,
+            f"not processed within the per-clip deadline of "
             f"{self.deadline:g} s (--worker_timeout_seconds): {task.video} skipped, its worker "
-            f"stopped")
+            f"stopped",
+        )
 
     def _start(self) -> None:
         self.executor = ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"),  # TF: no fork
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),  # TF: no fork
             initializer=start_worker,
-            initargs=(self.initializer, self.tracker, True, os.getpid()))
+            initargs=(self.initializer, self.tracker, True, os.getpid()),
+        )
         self.procs = {}
 
     def _submit(self, task: ClipTask):
         if self.executor is None:
             self._start()
         try:
-            future = self.executor.submit(run_with_deadline, self.work, task, self.deadline,
-                                          self._marker(task))
+            future = self.executor.submit(
+                run_with_deadline, self.work, task, self.deadline, self._marker(task)
+            )
         except (OSError, ValueError) as error:
             # Python 3.11: a worker that died can close the pool's pipes before the pool is
             # flagged broken; submit, which may spawn a replacement worker, then fails with
             # OSError "handle is closed" or ValueError "bad value(s) in fds_to_keep". Same
             # case as BrokenProcessPool (both seen in CI under load).
-            raise BrokenProcessPool(f"the pool broke while a clip was submitted ({error})") from error
+            raise BrokenProcessPool(
+                f"the pool broke while a clip was submitted ({error})"
+            ) from error
         self.procs.update(getattr(self.executor, "_processes", None) or {})
         return future
 
@@ -324,8 +357,11 @@ class ClipRunner:
             except TimeoutError:
                 executor = self.executor
                 manager = getattr(executor, "_executor_manager_thread", None)
-                if (getattr(executor, "_broken", False) and not future.done()
-                        and (manager is None or not manager.is_alive())):
+                if (
+                    getattr(executor, "_broken", False)
+                    and not future.done()
+                    and (manager is None or not manager.is_alive())
+                ):
                     return None, BrokenProcessPool("the pool broke as this clip was submitted")
 
     def _alone(self, task: ClipTask, attempts: int = 2) -> ClipResult:
@@ -350,8 +386,11 @@ class ClipRunner:
                 return overran
             codes = broken_pool_exit_codes(self.executor, self.procs)
             self.stop()
-        return ClipResult.skipped(task.clip_id, task.video, f"worker process died while "
-                                  f"processing {task.video} (exit code {codes})")
+        return ClipResult.skipped(
+            task.clip_id,
+            task.video,
+            f"worker process died while processing {task.video} (exit code {codes})",
+        )
 
     def _sort_out(self, batch: list) -> Iterator[ClipResult]:
         """Results of a batch whose pool broke: finished clips as they are, the others alone."""

@@ -92,7 +92,9 @@ def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     if fps is None:
         container.close()
         raise MediaError(path, "the video stream declares no frame rate")
-    declared = container.duration / 1_000_000 if container.duration and container.duration > 0 else None
+    declared = (
+        container.duration / 1_000_000 if container.duration and container.duration > 0 else None
+    )
     # The first frame now: its display matrix gives the size the frames are shown at (a phone's
     # portrait video is stored landscape), which the face tracker is set up with.
     decoded = container.decode(stream)
@@ -105,8 +107,9 @@ def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
         container.close()
         raise MediaError(path, "no video frames (empty or truncated video)")
     first_rgb = frame_to_rgb(first)
-    info = VideoInfo(fps, first_rgb.shape[1], first_rgb.shape[0], declared,
-                     close=container.close)  # for a caller that gives up before decoding
+    info = VideoInfo(
+        fps, first_rgb.shape[1], first_rgb.shape[0], declared, close=container.close
+    )  # for a caller that gives up before decoding
     note = orientation_note(first)
     if note:
         info.notes.append(note)
@@ -114,11 +117,16 @@ def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     def frames():
         with container:
             try:
-                yield from on_grid(itertools.chain([(first.time, first_rgb)],
-                                                   ((f.time, frame_to_rgb(f)) for f in decoded)),
-                                   info)
+                yield from on_grid(
+                    itertools.chain(
+                        [(first.time, first_rgb)], ((f.time, frame_to_rgb(f)) for f in decoded)
+                    ),
+                    info,
+                )
             except (av.error.FFmpegError, EOFError, ValueError) as error:
-                info.notes.append(f"video breaks off after {info.frames} frames ({error}); kept those")
+                info.notes.append(
+                    f"video breaks off after {info.frames} frames ({error}); kept those"
+                )
 
     return info, frames()
 
@@ -179,8 +187,9 @@ class AudioStream:
         self._resampler = None
 
     @classmethod
-    def from_chunks(cls, name: str, chunks: Iterator[np.ndarray], source_rate: int,
-                    channels: int, rate: int) -> AudioStream:
+    def from_chunks(
+        cls, name: str, chunks: Iterator[np.ndarray], source_rate: int, channels: int, rate: int
+    ) -> AudioStream:
         """An AudioStream over float32 [n, channels] chunks at `source_rate` (a live source's
         track, `LiveFeed.audio_chunks`); `name` is what its errors name."""
         stream = cls.__new__(cls)
@@ -235,8 +244,10 @@ class AudioStream:
             raise MediaError(self.path, "no audio track")
         stream = container.streams.audio[0]
         self.source_rate, self.channels = stream.rate, stream.channels
-        self.notes.append(f"audio from the {stream.codec_context.name} track ({stream.rate} Hz, "
-                          f"{stream.channels} ch)")
+        self.notes.append(
+            f"audio from the {stream.codec_context.name} track ({stream.rate} Hz, "
+            f"{stream.channels} ch)"
+        )
 
         def chunks():
             got = False
@@ -244,7 +255,11 @@ class AudioStream:
                 try:
                     for frame in container.decode(stream):
                         data = pcm_to_float(frame.to_ndarray())
-                        data = data.T if frame.format.is_planar else data.reshape(-1, len(frame.layout.channels))
+                        data = (
+                            data.T
+                            if frame.format.is_planar
+                            else data.reshape(-1, len(frame.layout.channels))
+                        )
                         got = got or len(data) > 0
                         yield data.astype(np.float32)
                 except (av.error.FFmpegError, EOFError, ValueError) as error:
@@ -262,7 +277,9 @@ class AudioStream:
             import soxr
 
             if self._resampler is None:
-                self._resampler = soxr.ResampleStream(self.source_rate, self.rate, 1, dtype="float32")
+                self._resampler = soxr.ResampleStream(
+                    self.source_rate, self.rate, 1, dtype="float32"
+                )
             mono = self._resampler.resample_chunk(mono.astype(np.float32), last=last)
         return np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16)
 
@@ -292,7 +309,7 @@ class AudioStream:
         """int16 samples [start, end) (fewer at the end of the audio)."""
         self.read_until(end)
         start, end = max(start, self.offset), min(end, self.total)
-        return self.buffer[start - self.offset: max(start, end) - self.offset].copy()
+        return self.buffer[start - self.offset : max(start, end) - self.offset].copy()
 
     def drop_before(self, n: int) -> None:
         if n > self.offset:
@@ -317,8 +334,12 @@ def audio_source(video: Path, audio: Path | None, rate: int) -> tuple[AudioStrea
         stream.read_until(1)
     except MediaError as error:
         if audio is None:
-            raise MediaError(video, f"no audio: {error.problem} (pass a WAV with --audio)") from None
-        raise MediaError(audio, f"no usable audio ({first.problem}; video track: {error.problem})") from None
+            raise MediaError(
+                video, f"no audio: {error.problem} (pass a WAV with --audio)"
+            ) from None
+        raise MediaError(
+            audio, f"no usable audio ({first.problem}; video track: {error.problem})"
+        ) from None
     if audio is not None:
         notes.append(f"{audio}: {first.problem}; audio taken from the video's own track")
     return stream, notes

@@ -47,22 +47,34 @@ class FaceTracksConfig(Config):
     """How detections become faces with stable ids (`emotf-predict --faces all`)."""
 
     min_iou: float = bounded(
-        0.3, gt=0.0, le=1.0,
-        help="a box continues the track whose predicted box it overlaps by at least this IoU")
+        0.3,
+        gt=0.0,
+        le=1.0,
+        help="a box continues the track whose predicted box it overlaps by at least this IoU",
+    )
     max_gap_seconds: float = bounded(
-        2.0, ge=0.0, le=60.0,
+        2.0,
+        ge=0.0,
+        le=60.0,
         help="a face lost for at most this long gets its id back when it returns near where it "
-             "was lost; after longer, a new id")
+        "was lost; after longer, a new id",
+    )
     max_shift: float = bounded(
-        1.5, ge=0.0, le=20.0,
+        1.5,
+        ge=0.0,
+        le=20.0,
         help="re-identification: the returning box's centre at most this many box sides from "
-             "the lost face's last (or predicted) centre")
+        "the lost face's last (or predicted) centre",
+    )
     max_size_ratio: float = bounded(
-        1.6, ge=1.0, le=10.0,
-        help="re-identification: the returning box's side within this factor of the lost one's")
+        1.6,
+        ge=1.0,
+        le=10.0,
+        help="re-identification: the returning box's side within this factor of the lost one's",
+    )
     min_detections: int = bounded(
-        2, ge=1, le=10,
-        help="detections (on consecutive keyframes) before a new face gets an id")
+        2, ge=1, le=10, help="detections (on consecutive keyframes) before a new face gets an id"
+    )
     max_faces: int = bounded(8, ge=1, le=64, help="most faces tracked at once (largest first)")
 
     def __post_init__(self):
@@ -72,8 +84,9 @@ class FaceTracksConfig(Config):
 def box_value(box) -> np.ndarray:
     """(centre x, centre y, side) of a box (x0, y0, x1, y1): side = the longer edge."""
     box = np.asarray(box, np.float64)
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2,
-                     max(box[2] - box[0], box[3] - box[1])])
+    return np.array(
+        [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, max(box[2] - box[0], box[3] - box[1])]
+    )
 
 
 @dataclass
@@ -148,10 +161,14 @@ class FaceAssigner:
         free_boxes = set(range(len(boxes)))
         # 1. overlap with the predicted boxes, highest IoU first
         if boxes and tracks:
-            ious = box_iou(np.stack(boxes)[:, None, :],
-                           np.stack([t.predicted(index) for t in tracks])[None, :, :])
-            for b, t in sorted(np.argwhere(ious >= cfg.min_iou).tolist(),
-                               key=lambda bt: (-ious[bt[0], bt[1]], bt[0], bt[1])):
+            ious = box_iou(
+                np.stack(boxes)[:, None, :],
+                np.stack([t.predicted(index) for t in tracks])[None, :, :],
+            )
+            for b, t in sorted(
+                np.argwhere(ious >= cfg.min_iou).tolist(),
+                key=lambda bt: (-ious[bt[0], bt[1]], bt[0], bt[1]),
+            ):
                 if b in free_boxes and t in free_tracks:
                     out[b] = tracks[t]
                     free_boxes.discard(b)
@@ -162,8 +179,10 @@ class FaceAssigner:
         already = [t.box for t in self.tracks if t.last == index]
         matched = already + [boxes[b] for b in range(len(boxes)) if out[b] is not None]
         for b in sorted(free_boxes):
-            if matched and np.max(box_overlap(np.stack(matched), boxes[b][None])) \
-                    >= SAME_FACE_OVERLAP:
+            if (
+                matched
+                and np.max(box_overlap(np.stack(matched), boxes[b][None])) >= SAME_FACE_OVERLAP
+            ):
                 free_boxes.discard(b)
         pairs = []
         for b in free_boxes:

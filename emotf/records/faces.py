@@ -65,29 +65,47 @@ class FaceTrackerConfig(Config):
     """
 
     keyframe_interval: int = bounded(
-        10, ge=1, le=1000, help="detect on every k-th frame (1 = every frame, no tracking)")
+        10, ge=1, le=1000, help="detect on every k-th frame (1 = every frame, no tracking)"
+    )
     margin: float = bounded(
-        0.3, ge=0.0, le=3.0, help="context around the face: the crop's side is "
-                                  "max(face w, face h) x (1 + margin)")
+        0.3,
+        ge=0.0,
+        le=3.0,
+        help="context around the face: the crop's side is max(face w, face h) x (1 + margin)",
+    )
     smoothing: float = bounded(
-        1.5, ge=0.0, le=100.0, help="Gaussian smoothing of the box track, sd in frames (0 = none)")
+        1.5, ge=0.0, le=100.0, help="Gaussian smoothing of the box track, sd in frames (0 = none)"
+    )
     detect_scale: float = bounded(
-        0.5, gt=0.0, le=1.0, help="keyframes are downscaled by at least this before detection")
+        0.5, gt=0.0, le=1.0, help="keyframes are downscaled by at least this before detection"
+    )
     min_confidence: float = bounded(
-        0.9, ge=0.0, le=1.0, help="MTCNN confidence below which a candidate is ignored")
+        0.9, ge=0.0, le=1.0, help="MTCNN confidence below which a candidate is ignored"
+    )
     redetect_frames: int = bounded(
-        3, ge=0, le=1000, help="frames after a missed keyframe tried one by one (full size)")
+        3, ge=0, le=1000, help="frames after a missed keyframe tried one by one (full size)"
+    )
     stages: str = bounded(
-        "face_and_landmarks_detection", choices=MTCNN_STAGES,
-        help="MTCNN stages: P+R+O nets (tighter boxes) or P+R nets")
+        "face_and_landmarks_detection",
+        choices=MTCNN_STAGES,
+        help="MTCNN stages: P+R+O nets (tighter boxes) or P+R nets",
+    )
     crop_size: int = bounded(224, ge=8, le=1024, help="side of the square face crops (px)")
     jpeg_quality: int = bounded(90, ge=1, le=100, help="JPEG quality of the stored crops")
     max_gap_seconds: float = bounded(
-        0.5, gt=0.0, le=60.0, help="farthest a detection is interpolated (x2) or carried; "
-                                   "frames farther from any are without a face")
+        0.5,
+        gt=0.0,
+        le=60.0,
+        help="farthest a detection is interpolated (x2) or carried; "
+        "frames farther from any are without a face",
+    )
     min_face_fraction: float = bounded(
-        1 / 12, ge=0.0, lt=1.0, help="smallest face searched for, as a fraction of the frame's "
-                                     "shorter side (0 = detect_scale only)")
+        1 / 12,
+        ge=0.0,
+        lt=1.0,
+        help="smallest face searched for, as a fraction of the frame's "
+        "shorter side (0 = detect_scale only)",
+    )
 
     def __post_init__(self):
         check_bounds(self)
@@ -253,8 +271,10 @@ class FaceTracker:
         smallest = self.config.min_face_fraction * min(height, width)
         if smallest <= 0:
             return self.config.detect_scale, 1.0
-        return (min(self.config.detect_scale, MTCNN_MIN_FACE / smallest),
-                min(1.0, 2 * MTCNN_MIN_FACE / smallest))
+        return (
+            min(self.config.detect_scale, MTCNN_MIN_FACE / smallest),
+            min(1.0, 2 * MTCNN_MIN_FACE / smallest),
+        )
 
     def detect(self, frames: list[np.ndarray], scale: float = 1.0) -> list[list[tuple]]:
         """Run MTCNN on frames uint8 [H, W, 3] (one batched call) after resizing by `scale`.
@@ -305,8 +325,13 @@ class FaceTracker:
         keys = list(range(0, num, cfg.keyframe_interval))
         if keys[-1] != num - 1:
             keys.append(num - 1)
-        stats = dict(detector_images=len(keys), keyframes=len(keys), keyframe_misses=0,
-                     redetections=0, full_scans=0)
+        stats = dict(
+            detector_images=len(keys),
+            keyframes=len(keys),
+            keyframe_misses=0,
+            redetections=0,
+            full_scans=0,
+        )
         raw = np.full((num, 4), np.nan)
         scale, rescale = self.scales(*frames.shape[1:3])
         found = self.detect([frames[k] for k in keys], scale)
@@ -333,7 +358,7 @@ class FaceTracker:
             stats["full_scans"] = 1
             rest = [j for j in range(num) if not np.isfinite(raw[j]).all()]
             for start in range(0, len(rest), 16):
-                chunk = rest[start:start + 16]
+                chunk = rest[start : start + 16]
                 stats["detector_images"] += len(chunk)
                 for j, candidates in zip(chunk, self.detect([frames[j] for j in chunk], rescale)):
                     box = pick_face(candidates, None)
@@ -365,8 +390,12 @@ def crop_faces(frames: np.ndarray, boxes: np.ndarray, size: int = 224) -> np.nda
         sy = size / max(y1 - y0, 1e-6)
         matrix = np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]], np.float64)
         out[i] = cv2.warpAffine(
-            frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
+            frame,
+            matrix,
+            (size, size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0),
         )
     return out
 

@@ -28,8 +28,19 @@ from emotf.records.media import MediaError, frame_to_rgb, pcm_to_float
 # every wait has a deadline (`LiveSource.timeout_s`), however the source stalls.
 
 # URL schemes read as live streams (FFmpeg's protocols; `pipe:N` is file descriptor N).
-LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "udp", "tcp", "http", "https",
-                "pipe")
+LIVE_SCHEMES = (
+    "rtsp",
+    "rtsps",
+    "rtmp",
+    "rtmps",
+    "rtp",
+    "srt",
+    "udp",
+    "tcp",
+    "http",
+    "https",
+    "pipe",
+)
 # Probe at most this much before the first frame (FFmpeg's defaults, 5 MB and 5 s, are a
 # start-up delay of up to 5 s on a live stream).
 LIVE_PROBE = {"probesize": "1000000", "analyzeduration": "1000000"}
@@ -67,12 +78,15 @@ class LiveSource:
         if not isinstance(self.spec, str) or not self.spec:
             raise ValueError(f"a live source is '-', /dev/videoN or a URL. Received: {self.spec!r}")
         if self.kind is None:
-            raise ValueError(f"a live source is '-' (standard input), /dev/videoN or a stream "
-                             f"URL ({', '.join(s + '://' for s in LIVE_SCHEMES[:-1])}). "
-                             f"Received: {self.spec!r}")
+            raise ValueError(
+                f"a live source is '-' (standard input), /dev/videoN or a stream "
+                f"URL ({', '.join(s + '://' for s in LIVE_SCHEMES[:-1])}). "
+                f"Received: {self.spec!r}"
+            )
         if not 0.1 <= float(self.timeout_s) <= 3600:
-            raise ValueError(f"the live timeout must be 0.1 to 3600 seconds. Received: "
-                             f"timeout={self.timeout_s}")
+            raise ValueError(
+                f"the live timeout must be 0.1 to 3600 seconds. Received: timeout={self.timeout_s}"
+            )
 
     @property
     def kind(self) -> str | None:
@@ -93,8 +107,10 @@ class LiveSource:
         return self.spec
 
 
-_PIPE_RECIPE = ("ffmpeg -f v4l2 -i /dev/video0 -f alsa -i default -c:v libx264 -preset ultrafast "
-                "-tune zerolatency -c:a aac -f mpegts - | emotf-predict --model M --live -")
+_PIPE_RECIPE = (
+    "ffmpeg -f v4l2 -i /dev/video0 -f alsa -i default -c:v libx264 -preset ultrafast "
+    "-tune zerolatency -c:a aac -f mpegts - | emotf-predict --model M --live -"
+)
 
 
 def _open_live_container(source: LiveSource):
@@ -107,14 +123,18 @@ def _open_live_container(source: LiveSource):
         if not Path(source.spec).exists():
             raise MediaError(name, "no such capture device")
         if "v4l2" not in av.formats_available and "video4linux2" not in av.formats_available:
-            raise MediaError(name, "this PyAV build reads no capture devices (no v4l2), and a "
-                                   "webcam has no sound: pipe camera and microphone in as one "
-                                   f"stream: {_PIPE_RECIPE}")
+            raise MediaError(
+                name,
+                "this PyAV build reads no capture devices (no v4l2), and a "
+                "webcam has no sound: pipe camera and microphone in as one "
+                f"stream: {_PIPE_RECIPE}",
+            )
     url = "pipe:0" if kind == "stdin" else source.spec
     fmt = source.format or ("v4l2" if kind == "device" else None)
     try:
-        return av.open(url, format=fmt, options=options,
-                       timeout=(source.timeout_s, source.timeout_s))
+        return av.open(
+            url, format=fmt, options=options, timeout=(source.timeout_s, source.timeout_s)
+        )
     except av.error.ExitError:
         raise MediaError(name, f"no data for {source.timeout_s:g} s") from None
     except (av.error.FFmpegError, OSError, ValueError) as error:
@@ -187,19 +207,36 @@ class LiveFeed:
         if not container.streams.video:
             raise MediaError(name, "no video stream")
         if not container.streams.audio:
-            raise MediaError(name, "no audio track (the model needs the speech too: send one "
-                                   f"stream with both, e.g. {_PIPE_RECIPE})")
+            raise MediaError(
+                name,
+                "no audio track (the model needs the speech too: send one "
+                f"stream with both, e.g. {_PIPE_RECIPE})",
+            )
         video, audio = container.streams.video[0], container.streams.audio[0]
         video.thread_type = "SLICE"  # frame threads would hold frames back (latency)
-        fps = next((float(r) for r in (video.average_rate, video.guessed_rate, video.base_rate)
-                    if r is not None and 0 < float(r) <= 240), None)
+        fps = next(
+            (
+                float(r)
+                for r in (video.average_rate, video.guessed_rate, video.base_rate)
+                if r is not None and 0 < float(r) <= 240
+            ),
+            None,
+        )
         if fps is None:
             raise MediaError(name, "the video stream declares no frame rate")
         if not audio.rate or not audio.channels:
             raise MediaError(name, "the audio track declares no sample rate")
-        if not self._put(("open", {"fps": fps, "audio_rate": audio.rate,
-                                   "channels": audio.channels, "codecs": (
-                                       video.codec_context.name, audio.codec_context.name)})):
+        if not self._put(
+            (
+                "open",
+                {
+                    "fps": fps,
+                    "audio_rate": audio.rate,
+                    "channels": audio.channels,
+                    "codecs": (video.codec_context.name, audio.codec_context.name),
+                },
+            )
+        ):
             return
         start = None  # the first video frame's time: audio is aligned to it
         early: list = []  # audio decoded before the first video frame: (time, chunk)
@@ -240,8 +277,11 @@ class LiveFeed:
                             return
                         continue
                     data = pcm_to_float(frame.to_ndarray())
-                    data = data.T if frame.format.is_planar else data.reshape(
-                        -1, len(frame.layout.channels))
+                    data = (
+                        data.T
+                        if frame.format.is_planar
+                        else data.reshape(-1, len(frame.layout.channels))
+                    )
                     data = data.astype(np.float32)
                     if start is not None:
                         if not place(frame.time, data):
@@ -249,8 +289,9 @@ class LiveFeed:
                         continue
                     early.append((frame.time, data))
                     if sum(len(d) for _, d in early) > LIVE_MAX_SKEW_S * audio.rate:
-                        raise MediaError(name, f"no video frame in the first "
-                                               f"{LIVE_MAX_SKEW_S:g} s of audio")
+                        raise MediaError(
+                            name, f"no video frame in the first {LIVE_MAX_SKEW_S:g} s of audio"
+                        )
         except av.error.ExitError:
             raise MediaError(name, f"no data for {self.source.timeout_s:g} s") from None
         except (av.error.FFmpegError, OSError) as error:
@@ -280,8 +321,9 @@ class LiveFeed:
                 if not self.thread.is_alive() and self.queue.empty():
                     return ("end", None)
                 if time.monotonic() > deadline:
-                    raise MediaError(self.source.label,
-                                     f"no data for {self.source.timeout_s:g} s") from None
+                    raise MediaError(
+                        self.source.label, f"no data for {self.source.timeout_s:g} s"
+                    ) from None
 
     def _pump(self) -> None:
         """Take one item from the thread and hold it on its side; raise its error."""
@@ -308,8 +350,10 @@ class LiveFeed:
         self.stats["max_audio_held_s"] = max(self.stats["max_audio_held_s"], round(held, 3))
         a, v = self.last_audio_time, self.last_video_time
         name = self.source.label
-        if self.video_held and (self.held_bytes > LIVE_MAX_HELD_BYTES
-                                or (a is not None and v is not None and v - a > LIVE_MAX_SKEW_S)):
+        if self.video_held and (
+            self.held_bytes > LIVE_MAX_HELD_BYTES
+            or (a is not None and v is not None and v - a > LIVE_MAX_SKEW_S)
+        ):
             raise MediaError(name, f"the audio lags the video by more than {LIVE_MAX_SKEW_S:g} s")
         if a is not None and v is not None and a - v > LIVE_MAX_SKEW_S:
             raise MediaError(name, f"the video lags the audio by more than {LIVE_MAX_SKEW_S:g} s")
@@ -341,8 +385,9 @@ class LiveFeed:
         self.ended = True
 
 
-def open_live(source: LiveSource, rate: int) -> tuple[VideoInfo, Iterator[np.ndarray],
-                                                     AudioStream, LiveFeed]:
+def open_live(
+    source: LiveSource, rate: int
+) -> tuple[VideoInfo, Iterator[np.ndarray], AudioStream, LiveFeed]:
     """(VideoInfo, grid frames, AudioStream at `rate`, the LiveFeed) of a live source, read in
     one pass (see `LiveFeed`). The first frame is waited for here, as `open_video` does, so
     `info.width` / `info.height` are known.
@@ -364,9 +409,12 @@ def open_live(source: LiveSource, rate: int) -> tuple[VideoInfo, Iterator[np.nda
         raise
     rgb = first[1]
     info = VideoInfo(opened["fps"], rgb.shape[1], rgb.shape[0], None, close=feed.close)
-    info.notes.append(f"live {source.label}: {opened['codecs'][0]} video at {opened['fps']:g} "
-                      f"fps, {opened['codecs'][1]} audio ({opened['audio_rate']} Hz, "
-                      f"{opened['channels']} ch)")
-    audio = AudioStream.from_chunks(source.label, feed.audio_chunks(), opened["audio_rate"],
-                                    opened["channels"], rate)
+    info.notes.append(
+        f"live {source.label}: {opened['codecs'][0]} video at {opened['fps']:g} "
+        f"fps, {opened['codecs'][1]} audio ({opened['audio_rate']} Hz, "
+        f"{opened['channels']} ch)"
+    )
+    audio = AudioStream.from_chunks(
+        source.label, feed.audio_chunks(), opened["audio_rate"], opened["channels"], rate
+    )
     return info, on_grid(itertools.chain([first], timed), info), audio, feed

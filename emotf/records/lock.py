@@ -79,8 +79,13 @@ def hold(folder: str | Path):
         FileExistsError: a live process holds the lock (the message names its pid).
     """
     path = Path(folder) / LOCK
-    mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    mine = json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    )
     for _ in range(3):
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
@@ -101,8 +106,10 @@ def hold(folder: str | Path):
             os.close(fd)
             _refuse(path, folder, info)
         if pid is not None and pid != os.getpid():
-            print(f"NOTE {path}: stale lock of pid {pid} (no longer running) taken over",
-                  file=sys.stderr)
+            print(
+                f"NOTE {path}: stale lock of pid {pid} (no longer running) taken over",
+                file=sys.stderr,
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, mine.encode(), 0)
         break

@@ -35,8 +35,10 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 2
 SHARD_RE = re.compile(r"^fold-(\d+)-of-(\d+)-(\d+)\.tfrecord(\.gz)?$")
 _CHUNK_BYTES = 1 << 20
-FINISH_HINT = ("finish it by rerunning emotf-build-records with the same arguments (it rebuilds "
-               "only the missing or bad shards)")
+FINISH_HINT = (
+    "finish it by rerunning emotf-build-records with the same arguments (it rebuilds "
+    "only the missing or bad shards)"
+)
 
 
 class RecordsError(ValueError):
@@ -74,11 +76,14 @@ def _flat(values: dict, prefix: str = "") -> dict:
 
 
 def settings_changes(old: dict, new: dict) -> list[str]:
-    """"name: old -> new" for every setting that differs (nested names joined by dots)."""
+    """ "name: old -> new" for every setting that differs (nested names joined by dots)."""
     old, new = _flat(old), _flat(new)
     missing = object()
-    return [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}"
-            for k in sorted(set(old) | set(new)) if old.get(k, missing) != new.get(k, missing)]
+    return [
+        f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k, missing) != new.get(k, missing)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,8 +115,10 @@ def scan_shard(path) -> dict:
             (length,) = struct.unpack("<Q", f.read(8))
             end = offset + 12 + length + 4
             if end > size:
-                out["problem"] = (f"record {count + 1} at byte {offset} needs {length} bytes, "
-                                  f"the file ends first (truncated)")
+                out["problem"] = (
+                    f"record {count + 1} at byte {offset} needs {length} bytes, "
+                    f"the file ends first (truncated)"
+                )
                 break
             offset, count = end, count + 1
     out["records"] = count
@@ -121,8 +128,13 @@ def scan_shard(path) -> dict:
 def shard_entry(path, fold: int, clips: int) -> dict:
     """What the manifest and the sidecar record of one shard file."""
     scan = scan_shard(path)
-    return {"file": as_path(path).name, "fold": int(fold), "clips": int(clips),
-            "bytes": scan["bytes"], "sha256": scan["sha256"]}
+    return {
+        "file": as_path(path).name,
+        "fold": int(fold),
+        "clips": int(clips),
+        "bytes": scan["bytes"],
+        "sha256": scan["sha256"],
+    }
 
 
 def shard_problem(path, entry: dict) -> str | None:
@@ -132,8 +144,10 @@ def shard_problem(path, entry: dict) -> str | None:
         return "listed in the manifest but missing"
     scan = scan_shard(path)
     if scan["bytes"] != entry.get("bytes"):
-        return (f"{scan['bytes']} bytes, the manifest says {entry.get('bytes')} "
-                f"({'truncated' if scan['bytes'] < (entry.get('bytes') or 0) else 'changed'})")
+        return (
+            f"{scan['bytes']} bytes, the manifest says {entry.get('bytes')} "
+            f"({'truncated' if scan['bytes'] < (entry.get('bytes') or 0) else 'changed'})"
+        )
     if scan["sha256"] != entry.get("sha256"):
         return "SHA-256 differs from the manifest's (corrupted since it was written)"
     if scan["problem"]:
@@ -159,21 +173,27 @@ def read_manifest(folder) -> dict:
     """
     path = as_path(folder) / MANIFEST
     if not path.is_file():
-        raise RecordsError(f"{path}: missing: the build did not finish (or {folder} was not "
-                           f"written by emotf-build-records)")
+        raise RecordsError(
+            f"{path}: missing: the build did not finish (or {folder} was not "
+            f"written by emotf-build-records)"
+        )
     try:
         manifest = read_json(path)
     except (ValueError, OSError) as error:
         raise RecordsError(f"{path}: unreadable ({str(error).removeprefix(f'{path}: ')})") from None
     version = manifest.get("manifest_version", 1)
     if version != MANIFEST_VERSION:
-        raise RecordsError(f"{path}: manifest version {_shown(version)}, this emotf reads "
-                           f"{MANIFEST_VERSION} (no shard checksums): rebuild into a new folder "
-                           f"or rerun emotf-build-records with --overwrite")
+        raise RecordsError(
+            f"{path}: manifest version {_shown(version)}, this emotf reads "
+            f"{MANIFEST_VERSION} (no shard checksums): rebuild into a new folder "
+            f"or rerun emotf-build-records with --overwrite"
+        )
     problem = manifest_problem(manifest)
     if problem:
-        raise RecordsError(f"{path}: not a valid manifest ({problem}): rebuild the folder with "
-                           f"emotf-build-records --overwrite")
+        raise RecordsError(
+            f"{path}: not a valid manifest ({problem}): rebuild the folder with "
+            f"emotf-build-records --overwrite"
+        )
     return manifest
 
 
@@ -187,7 +207,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 def _shown(value, limit: int = 40) -> str:
     """A JSON value for a one-line message, cut to `limit` characters."""
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _count_problem(name: str, value, limit: int) -> str | None:
@@ -210,10 +230,15 @@ def shard_entry_problem(entry) -> str | None:
     name = entry["file"]
     match = SHARD_RE.match(name) if isinstance(name, str) else None
     if match is None:  # also refuses paths ('../x'): a manifest names files of its own folder
-        return (f"'file' must be a shard name like fold-0-of-10-00000.tfrecord. "
-                f"Received: file={_shown(name)}")
-    for key, limit in (("fold", max(int(match[2]) - 1, 0)), ("clips", MAX_SHARD_CLIPS),
-                       ("bytes", MAX_SHARD_BYTES)):
+        return (
+            f"'file' must be a shard name like fold-0-of-10-00000.tfrecord. "
+            f"Received: file={_shown(name)}"
+        )
+    for key, limit in (
+        ("fold", max(int(match[2]) - 1, 0)),
+        ("clips", MAX_SHARD_CLIPS),
+        ("bytes", MAX_SHARD_BYTES),
+    ):
         problem = _count_problem(key, entry[key], limit)
         if problem:
             return f"{name}: {problem}"
@@ -262,17 +287,26 @@ def verify_records(folder, folds=None) -> list[Problem]:
     problems = []
     owner = live_owner(folder.local_path()) if folder.is_local else None  # no lock on a URL
     if owner is not None:
-        problems.append(Problem(str(folder / "build.lock"),
-                                f"a build (pid {owner}) is writing this folder right now"))
+        problems.append(
+            Problem(
+                str(folder / "build.lock"),
+                f"a build (pid {owner}) is writing this folder right now",
+            )
+        )
     try:
         manifest = read_manifest(folder)
     except RecordsError as error:
         file, _, problem = str(error).partition(": ")
         return problems + [Problem(file, problem)]
     if manifest.get("schema_version") != keys.SCHEMA_VERSION:
-        problems.append(Problem(str(folder / MANIFEST), f"record schema version "
-                                f"{manifest.get('schema_version')}, this emotf reads "
-                                f"{keys.SCHEMA_VERSION}: rebuild into a new folder"))
+        problems.append(
+            Problem(
+                str(folder / MANIFEST),
+                f"record schema version "
+                f"{manifest.get('schema_version')}, this emotf reads "
+                f"{keys.SCHEMA_VERSION}: rebuild into a new folder",
+            )
+        )
     listed = {entry["file"]: entry for entry in manifest["shards"]}  # checked: read_manifest
     wanted = None if folds is None else {int(k) for k in folds}
     for name, entry in sorted(listed.items()):
@@ -284,8 +318,13 @@ def verify_records(folder, folds=None) -> list[Problem]:
             problems.append(Problem(str(path), problem))
     for path in shards_on_disk(folder):
         if path.name not in listed:
-            problems.append(Problem(str(path), "on disk but not listed in the manifest (left "
-                                    "over from another or an unfinished build?)"))
+            problems.append(
+                Problem(
+                    str(path),
+                    "on disk but not listed in the manifest (left "
+                    "over from another or an unfinished build?)",
+                )
+            )
     for sidecar in folder.glob("fold-*-of-*.json"):
         try:
             version = read_json(sidecar).get("schema_version")
@@ -293,8 +332,13 @@ def verify_records(folder, folds=None) -> list[Problem]:
             problems.append(Problem(str(sidecar), "unreadable sidecar"))
             continue
         if version != keys.SCHEMA_VERSION:
-            problems.append(Problem(str(sidecar), f"written for record schema version {version}, "
-                                    f"this emotf reads {keys.SCHEMA_VERSION}"))
+            problems.append(
+                Problem(
+                    str(sidecar),
+                    f"written for record schema version {version}, "
+                    f"this emotf reads {keys.SCHEMA_VERSION}",
+                )
+            )
     return problems
 
 
@@ -318,7 +362,8 @@ def check_records(folder, folds=None, allow_incomplete: bool = False) -> dict:
             f"{folder}: records incomplete or damaged ({len(problems)} problem(s)): {shown}{more}. "
             f"To finish: rerun emotf-build-records with the same arguments (it rebuilds only the "
             f"missing or bad shards; emotf-verify-records {folder} lists them), or pass "
-            f"--allow-incomplete to use them anyway")
+            f"--allow-incomplete to use them anyway"
+        )
     clips: dict[str, int] = {}
     try:
         for entry in read_manifest(folder)["shards"]:
@@ -326,9 +371,13 @@ def check_records(folder, folds=None, allow_incomplete: bool = False) -> dict:
             clips[key] = clips.get(key, 0) + entry["clips"]
     except RecordsError:  # reported above (problems), used anyway with --allow-incomplete
         pass
-    return {"records_verified": not problems, "allow_incomplete": bool(allow_incomplete),
-            "records_problems": [str(p) for p in problems], "verify_seconds": seconds,
-            "clips_in_manifest": clips}
+    return {
+        "records_verified": not problems,
+        "allow_incomplete": bool(allow_incomplete),
+        "records_problems": [str(p) for p in problems],
+        "verify_seconds": seconds,
+        "clips_in_manifest": clips,
+    }
 
 
 def seal_records(folder, settings: dict | None = None) -> dict:
@@ -341,14 +390,24 @@ def seal_records(folder, settings: dict | None = None) -> dict:
     shards = []
     for path in shards_on_disk(folder):
         scan = scan_shard(path)
-        shards.append({"file": path.name, "fold": int(SHARD_RE.match(path.name)[1]),
-                       "clips": scan["records"] or 0, "bytes": scan["bytes"],
-                       "sha256": scan["sha256"]})
+        shards.append(
+            {
+                "file": path.name,
+                "fold": int(SHARD_RE.match(path.name)[1]),
+                "clips": scan["records"] or 0,
+                "bytes": scan["bytes"],
+                "sha256": scan["sha256"],
+            }
+        )
     settings = settings or {"schema_version": keys.SCHEMA_VERSION}
-    manifest = {"tool": "emotf.records.manifest.seal_records", "manifest_version": MANIFEST_VERSION,
-                "schema_version": keys.SCHEMA_VERSION, "settings": settings,
-                "settings_hash": settings_hash(settings), "shards": shards,
-                "clips_written": sum(s["clips"] for s in shards)}
+    manifest = {
+        "tool": "emotf.records.manifest.seal_records",
+        "manifest_version": MANIFEST_VERSION,
+        "schema_version": keys.SCHEMA_VERSION,
+        "settings": settings,
+        "settings_hash": settings_hash(settings),
+        "shards": shards,
+        "clips_written": sum(s["clips"] for s in shards),
+    }
     write_json(folder / MANIFEST, manifest)
     return manifest
-

@@ -118,16 +118,20 @@ def orientation_note(frame) -> str | None:
     transform = orientation(matrix) if matrix is not None else (False, False, False)
     if not any(transform):
         return None
-    what = {(False, True, True): "rotated 180 degrees",
-            (True, False, True): "rotated 90 degrees clockwise",
-            (True, True, False): "rotated 90 degrees counter-clockwise",
-            (False, False, True): "mirrored left-right",
-            (False, True, False): "mirrored top-bottom",
-            (True, False, False): "rotated 90 degrees counter-clockwise and mirrored",
-            (True, True, True): "rotated 90 degrees clockwise and mirrored"}[transform]
+    what = {
+        (False, True, True): "rotated 180 degrees",
+        (True, False, True): "rotated 90 degrees clockwise",
+        (True, True, False): "rotated 90 degrees counter-clockwise",
+        (False, False, True): "mirrored left-right",
+        (False, True, False): "mirrored top-bottom",
+        (True, False, False): "rotated 90 degrees counter-clockwise and mirrored",
+        (True, True, True): "rotated 90 degrees clockwise and mirrored",
+    }[transform]
     width, height = (frame.height, frame.width) if transform[0] else (frame.width, frame.height)
-    return (f"{what} by its display matrix: frames turned as players show them "
-            f"({frame.width}x{frame.height} stored, {width}x{height} shown)")
+    return (
+        f"{what} by its display matrix: frames turned as players show them "
+        f"({frame.width}x{frame.height} stored, {width}x{height} shown)"
+    )
 
 
 def frame_to_rgb(frame) -> np.ndarray:
@@ -276,10 +280,14 @@ def wav_header_shortfall(path: str | Path) -> str | None:
                     if chunk_size in (0, 0xFFFFFFFF) or chunk_size <= held:
                         return None
                     if block_align:
-                        return (f"WAV header promises {chunk_size // block_align} samples, the "
-                                f"file holds {held // block_align} (truncated): kept those")
-                    return (f"WAV header promises {chunk_size} data bytes, the file holds "
-                            f"{held} (truncated): kept those")
+                        return (
+                            f"WAV header promises {chunk_size // block_align} samples, the "
+                            f"file holds {held // block_align} (truncated): kept those"
+                        )
+                    return (
+                        f"WAV header promises {chunk_size} data bytes, the file holds "
+                        f"{held} (truncated): kept those"
+                    )
                 f.seek(chunk_size + (chunk_size & 1), 1)
     except OSError:
         return None

@@ -22,7 +22,7 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
-from emotf.cremad import data_path
+from emotf.corpora.cremad import data_path
 
 VERIFIED, DIFFERS, UNKNOWN, MISSING = "verified", "differs", "unknown", "missing"
 STATUSES = (VERIFIED, DIFFERS, UNKNOWN, MISSING)
@@ -31,15 +31,27 @@ STATUSES = (VERIFIED, DIFFERS, UNKNOWN, MISSING)
 # build does with each. "skip": skipped before decoding, with the reason. "note": decoded under
 # the ordinary rules (docs/build_records.md), with the fact added as a note.
 KNOWN_BAD: dict[str, tuple[str, str]] = {
-    "1064_IEO_DIS_MD": ("skip", "known bad clip (CREMA-D README): the FLV (8.5 MB) is one minute "
-                                "holding every emotional display of the sentence under one label"),
-    "1076_MTI_SAD_XX": ("skip", "known bad clip (CREMA-D README): FLV and WAV show an error "
-                                "picture, have no audio and are very short"),
-    "1076_MTI_NEU_XX": ("note", "known problem clip (CREMA-D README): the FLV is near-empty "
-                                "(35 kB) and has no audio track; audio comes from its WAV, "
-                                "which is fine"),
-    "1064_TIE_SAD_XX": ("note", "known problem clip (CREMA-D README): the FLV declares no "
-                                "duration; decoded frame by frame under the frame cap"),
+    "1064_IEO_DIS_MD": (
+        "skip",
+        "known bad clip (CREMA-D README): the FLV (8.5 MB) is one minute "
+        "holding every emotional display of the sentence under one label",
+    ),
+    "1076_MTI_SAD_XX": (
+        "skip",
+        "known bad clip (CREMA-D README): FLV and WAV show an error "
+        "picture, have no audio and are very short",
+    ),
+    "1076_MTI_NEU_XX": (
+        "note",
+        "known problem clip (CREMA-D README): the FLV is near-empty "
+        "(35 kB) and has no audio track; audio comes from its WAV, "
+        "which is fine",
+    ),
+    "1064_TIE_SAD_XX": (
+        "note",
+        "known problem clip (CREMA-D README): the FLV declares no "
+        "duration; decoded frame by frame under the frame cap",
+    ),
 }
 
 
@@ -76,8 +88,10 @@ def check_file(path: str | Path, official_name: str, table: dict | None = None) 
 
 def check_clip(clip_id: str, video: str | Path, audio: str | Path) -> dict[str, str]:
     """{"video": status, "audio": status} of a clip's FLV and WAV."""
-    return {"video": check_file(video, f"VideoFlash/{clip_id}.flv"),
-            "audio": check_file(audio, f"AudioWAV/{clip_id}.wav")}
+    return {
+        "video": check_file(video, f"VideoFlash/{clip_id}.flv"),
+        "audio": check_file(audio, f"AudioWAV/{clip_id}.wav"),
+    }
 
 
 def summarize(media_checks: dict[str, dict[str, str]]) -> dict[str, dict[str, int]]:
@@ -95,6 +109,8 @@ def summary_line(summary: dict[str, dict[str, int]]) -> str:
     parts = []
     for kind in ("video", "audio"):
         c = summary[kind]
-        parts.append(f"{kind} {c[VERIFIED]} verified, {c[DIFFERS]} differ, {c[UNKNOWN]} "
-                     f"unknown, {c[MISSING]} missing")
+        parts.append(
+            f"{kind} {c[VERIFIED]} verified, {c[DIFFERS]} differ, {c[UNKNOWN]} "
+            f"unknown, {c[MISSING]} missing"
+        )
     return "media checks against the official CREMA-D checksums: " + "; ".join(parts)

@@ -29,6 +29,7 @@ def exit_with_parent(parent: int) -> None:
     prctl(PR_SET_PDEATHSIG): that fires when the *thread* that spawned the worker exits, and
     pools are started from whatever thread consumes the results.
     """
+
     def watch():
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_S)
@@ -78,6 +79,9 @@ def broken_pool_exit_codes(executor: ProcessPoolExecutor | None, procs: dict) ->
         manager.join(timeout=30)
     for proc in procs.values():
         proc.join(timeout=10)  # the executor terminates the survivors of a broken pool
-    codes = [p.exitcode for p in procs.values()
-             if p.exitcode is not None and p.exitcode != -signal.SIGTERM]
+    codes = [
+        p.exitcode
+        for p in procs.values()
+        if p.exitcode is not None and p.exitcode != -signal.SIGTERM
+    ]
     return ", ".join(map(str, codes)) if codes else "unknown"

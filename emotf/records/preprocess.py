@@ -27,8 +27,8 @@ import numpy as np
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Config
 from emotf.records.decode import audio_source, open_video
-from emotf.records.live_source import LiveSource, open_live
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
+from emotf.records.live_source import LiveSource, open_live
 from emotf.records.media import MediaError
 from emotf.records.staging import staged
 from emotf.records.stream import StreamTracker
@@ -60,24 +60,33 @@ class ClipSettings(Config):
     """
 
     tracker: FaceTrackerConfig = bounded(
-        default_factory=FaceTrackerConfig, help="face detection, tracking and crop settings")
+        default_factory=FaceTrackerConfig, help="face detection, tracking and crop settings"
+    )
     sample_rate: int = bounded(
-        16000, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, help="audio rate in Hz (mono int16)")
+        16000, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, help="audio rate in Hz (mono int16)"
+    )
     min_duration_s: float = bounded(
-        0.5, ge=0.0, le=MAX_CLIP_SECONDS, help="shorter video or audio is refused (seconds)")
+        0.5, ge=0.0, le=MAX_CLIP_SECONDS, help="shorter video or audio is refused (seconds)"
+    )
     max_duration_s: float = bounded(
-        10.0, gt=0.0, le=MAX_CLIP_SECONDS,
-        help="the build skips longer clips (seconds; prediction streams any length)")
+        10.0,
+        gt=0.0,
+        le=MAX_CLIP_SECONDS,
+        help="the build skips longer clips (seconds; prediction streams any length)",
+    )
 
     def __post_init__(self):
         check_bounds(self)
         if not isinstance(self.tracker, FaceTrackerConfig):
-            raise ValueError("ClipSettings.tracker must be a FaceTrackerConfig. Received: "
-                             f"tracker={self.tracker!r}")
+            raise ValueError(
+                "ClipSettings.tracker must be a FaceTrackerConfig. Received: "
+                f"tracker={self.tracker!r}"
+            )
         if not self.min_duration_s <= self.max_duration_s:
             raise ValueError(
                 "ClipSettings.min_duration_s must be at most max_duration_s. Received: "
-                f"min_duration_s={self.min_duration_s}, max_duration_s={self.max_duration_s}")
+                f"min_duration_s={self.min_duration_s}, max_duration_s={self.max_duration_s}"
+            )
 
     @property
     def jpeg_quality(self) -> int:
@@ -98,11 +107,15 @@ class ClipSettings(Config):
         if tracker_values is None:
             raise ValueError(f"ClipSettings must be a JSON object. Received: {values!r:.200}")
         if not isinstance(tracker_values, Mapping):
-            raise ValueError("ClipSettings.tracker must be a JSON object. Received: "
-                             f"tracker={tracker_values!r:.200}")
+            raise ValueError(
+                "ClipSettings.tracker must be a JSON object. Received: "
+                f"tracker={tracker_values!r:.200}"
+            )
         known = {f.name for f in dataclasses.fields(FaceTrackerConfig)}
         tracker = FaceTrackerConfig(**{k: v for k, v in tracker_values.items() if k in known})
-        top = {k: values[k] for k in ("sample_rate", "min_duration_s", "max_duration_s") if k in values}
+        top = {
+            k: values[k] for k in ("sample_rate", "min_duration_s", "max_duration_s") if k in values
+        }
         return cls(tracker=tracker, **top)
 
 
@@ -143,8 +156,15 @@ class ClipReader:
         MediaError: unreadable video, no usable audio.
     """
 
-    def __init__(self, video, audio, settings: ClipSettings, tracker: FaceTracker | None = None,
-                 *, max_seconds: float | None = None):
+    def __init__(
+        self,
+        video,
+        audio,
+        settings: ClipSettings,
+        tracker: FaceTracker | None = None,
+        *,
+        max_seconds: float | None = None,
+    ):
         self.settings = settings
         self.max_seconds = max_seconds
         self.live = None  # the `LiveFeed` of a live source
@@ -163,11 +183,13 @@ class ClipReader:
             raise
         try:
             if max_seconds is not None and (self.info.declared_seconds or 0) > max_seconds:
-                raise ClipError(f"{video}: clip is {self.info.declared_seconds:.1f} s long, "
-                                f"over the {max_seconds:g} s limit")
-            self.audio, self.notes = audio_source(Path(video_local),
-                                                  Path(audio_local) if audio else None,
-                                                  settings.sample_rate)
+                raise ClipError(
+                    f"{video}: clip is {self.info.declared_seconds:.1f} s long, "
+                    f"over the {max_seconds:g} s limit"
+                )
+            self.audio, self.notes = audio_source(
+                Path(video_local), Path(audio_local) if audio else None, settings.sample_rate
+            )
         except BaseException:
             self.info.close()  # the frames generator never started: its `with` never ran
             self.close()
@@ -186,8 +208,9 @@ class ClipReader:
         self.close = weakref.finalize(self, self.live.close)
         self.notes = []
         self.tracker = tracker or FaceTracker(self.settings.tracker)
-        self.faces = StreamTracker(self.tracker, self.info.fps, self.info.height, self.info.width,
-                                   batch=LIVE_DETECT_BATCH)
+        self.faces = StreamTracker(
+            self.tracker, self.info.fps, self.info.height, self.info.width, batch=LIVE_DETECT_BATCH
+        )
 
     @property
     def fps(self) -> float:
@@ -215,16 +238,22 @@ class ClipReader:
         info, stats = self.info, self.faces.stats
         notes = list(self.notes) + list(info.notes) + list(self.audio.notes)
         if info.duplicated or info.dropped:
-            notes.append(f"variable frame rate: put on a constant {info.fps:g} fps grid by "
-                         f"timestamps ({info.duplicated} frames repeated, {info.dropped} dropped)")
+            notes.append(
+                f"variable frame rate: put on a constant {info.fps:g} fps grid by "
+                f"timestamps ({info.duplicated} frames repeated, {info.dropped} dropped)"
+            )
         if stats["multi_face_frames"]:
-            notes.append(f"other faces present ({stats['multi_face_frames']} of "
-                         f"{stats['detector_images']} detections saw more than one): followed the "
-                         "largest face, tracked by overlap")
+            notes.append(
+                f"other faces present ({stats['multi_face_frames']} of "
+                f"{stats['detector_images']} detections saw more than one): followed the "
+                "largest face, tracked by overlap"
+            )
         video_s, audio_s = info.frames / info.fps, self.audio.total / self.settings.sample_rate
         if self.audio.ended and abs(video_s - audio_s) > DURATION_MISMATCH_S:
-            notes.append(f"video {video_s:.2f} s and audio {audio_s:.2f} s differ by more than "
-                         f"{DURATION_MISMATCH_S:g} s (wrong or cut audio?): kept")
+            notes.append(
+                f"video {video_s:.2f} s and audio {audio_s:.2f} s differ by more than "
+                f"{DURATION_MISMATCH_S:g} s (wrong or cut audio?): kept"
+            )
         return notes
 
     def check_lengths(self, window_seconds: float | None = None) -> list[str]:
@@ -232,17 +261,22 @@ class ClipReader:
         than the sampler's audio window (zero-padded, as in training). Reads the audio to the
         end of the video (or of the audio)."""
         video_s = self.info.frames / self.fps
-        self.audio.read_until(int(np.ceil(max(video_s, self.settings.min_duration_s)
-                                           * self.settings.sample_rate)) + 1)
+        self.audio.read_until(
+            int(np.ceil(max(video_s, self.settings.min_duration_s) * self.settings.sample_rate)) + 1
+        )
         audio_s = self.audio.total / self.settings.sample_rate
         shortest = min(video_s, audio_s)
         if shortest < self.settings.min_duration_s:
-            raise ClipError(f"{self.path}: clip too short (video {video_s:.2f} s, audio "
-                            f"{audio_s:.2f} s); the records keep clips of at least "
-                            f"{self.settings.min_duration_s:g} s")
+            raise ClipError(
+                f"{self.path}: clip too short (video {video_s:.2f} s, audio "
+                f"{audio_s:.2f} s); the records keep clips of at least "
+                f"{self.settings.min_duration_s:g} s"
+            )
         if window_seconds is not None and shortest < window_seconds:
-            note = (f"shorter than the {window_seconds:g} s window (video {video_s:.2f} s, "
-                    f"audio {audio_s:.2f} s): zero-padded, as in training")
+            note = (
+                f"shorter than the {window_seconds:g} s window (video {video_s:.2f} s, "
+                f"audio {audio_s:.2f} s): zero-padded, as in training"
+            )
             return [note]
         return []
 
@@ -267,8 +301,14 @@ class Clip:
     stats: dict = field(default_factory=dict)
 
 
-def read_clip(video, audio, settings: ClipSettings, tracker: FaceTracker | None = None, *,
-              window_seconds: float | None = None) -> Clip:
+def read_clip(
+    video,
+    audio,
+    settings: ClipSettings,
+    tracker: FaceTracker | None = None,
+    *,
+    window_seconds: float | None = None,
+) -> Clip:
     """Read a whole clip (at most `settings.max_duration_s`): `emotf-build-records`' input.
 
     Raises:
@@ -280,8 +320,9 @@ def read_clip(video, audio, settings: ClipSettings, tracker: FaceTracker | None 
     reader.audio.read_until(None)
     audio_s = reader.audio.total / settings.sample_rate
     if audio_s > settings.max_duration_s:
-        raise ClipError(f"{video}: clip is {audio_s:.1f} s long, over the "
-                        f"{settings.max_duration_s:g} s limit")
+        raise ClipError(
+            f"{video}: clip is {audio_s:.1f} s long, over the {settings.max_duration_s:g} s limit"
+        )
     if not any(item.detected for item in items):
         raise NoFaceError(f"no face in any of the {len(items)} frames")
     stats = dict(reader.faces.stats)
@@ -290,9 +331,13 @@ def read_clip(video, audio, settings: ClipSettings, tracker: FaceTracker | None 
         crops=np.stack([item.crop for item in items]),
         boxes=np.stack([item.box for item in items]).astype(np.float32),
         detected=np.array([item.detected for item in items], np.int8),
-        fps=reader.fps, pcm16=reader.audio.samples(0, reader.audio.total),
-        sample_rate=settings.sample_rate, source_size=(reader.info.height, reader.info.width),
-        notes=final_notes, stats=stats)
+        fps=reader.fps,
+        pcm16=reader.audio.samples(0, reader.audio.total),
+        sample_rate=settings.sample_rate,
+        source_size=(reader.info.height, reader.info.width),
+        notes=final_notes,
+        stats=stats,
+    )
 
 
 def jpeg_round_trip(crops: np.ndarray, quality: int) -> np.ndarray:
@@ -304,9 +349,23 @@ def jpeg_round_trip(crops: np.ndarray, quality: int) -> np.ndarray:
 
     if not len(crops):
         return crops
-    return np.stack([tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy()
-                     for jpeg in encode_jpegs(crops, quality)])
+    return np.stack(
+        [
+            tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy()
+            for jpeg in encode_jpegs(crops, quality)
+        ]
+    )
 
 
-__all__ = ["DURATION_MISMATCH_S", "Clip", "ClipError", "ClipReader", "ClipSettings", "Crop",
-           "MediaError", "NoFaceError", "jpeg_round_trip", "read_clip"]
+__all__ = [
+    "DURATION_MISMATCH_S",
+    "Clip",
+    "ClipError",
+    "ClipReader",
+    "ClipSettings",
+    "Crop",
+    "MediaError",
+    "NoFaceError",
+    "jpeg_round_trip",
+    "read_clip",
+]

@@ -38,8 +38,7 @@ def shard_state(out, shard: dict, settings_hash: str) -> str | None:
         return "plans other clips"
     if side.get("settings_hash") != settings_hash or "entry" not in side:
         return "built with other settings"
-    return records_manifest.shard_problem(as_path(out) / f"{shard['name']}.tfrecord",
-                                          side["entry"])
+    return records_manifest.shard_problem(as_path(out) / f"{shard['name']}.tfrecord", side["entry"])
 
 
 def clear_temporary(out) -> int:
@@ -68,8 +67,10 @@ def clear_outputs(out) -> int:
 def check_out_dir(out, shards: list[dict], settings: dict) -> None:
     """Refuse to mix into OUT shards of another plan (clips, seed, shard size), of other
     settings that change record content, or of another record schema."""
-    how = ("Use a new --out, or rerun with --overwrite to rebuild this folder from scratch with "
-           "the new settings")
+    how = (
+        "Use a new --out, or rerun with --overwrite to rebuild this folder from scratch with "
+        "the new settings"
+    )
     out = as_path(out)
     manifest_path = out / MANIFEST
     old = _json_or_none(manifest_path)
@@ -83,18 +84,22 @@ def check_out_dir(out, shards: list[dict], settings: dict) -> None:
         if version != keys.SCHEMA_VERSION:
             raise FileExistsError(
                 f"{sidecar}: written for record schema version {version}; this emotf writes "
-                f"{keys.SCHEMA_VERSION}. {how}.")
+                f"{keys.SCHEMA_VERSION}. {how}."
+            )
     recorded = [(str(manifest_path), old.get("settings"))] if old and "settings" in old else []
     recorded += [(str(sidecar), side.get("settings")) for sidecar, side in sides]
     for where, previous in recorded:
         if previous is None:
-            raise FileExistsError(f"{where}: written by an older emotf-build-records that did not "
-                                  f"record its settings. {how}.")
+            raise FileExistsError(
+                f"{where}: written by an older emotf-build-records that did not "
+                f"record its settings. {how}."
+            )
         changes = records_manifest.settings_changes(previous, settings)
         if changes:
             raise FileExistsError(
                 f"{out} was built with other settings that change the records ({where}): "
-                f"{'; '.join(changes)}. {how}.")
+                f"{'; '.join(changes)}. {how}."
+            )
     names = {s["name"] for s in shards}
     for path in out.glob("fold-*-of-*"):
         stem = path.name.split(".")[0]
@@ -106,5 +111,6 @@ def check_out_dir(out, shards: list[dict], settings: dict) -> None:
     for shard in shards:
         side = read_sidecar(out, shard)
         if side is not None and side.get("planned") != [t.clip_id for t in shard["clips"]]:
-            raise FileExistsError(f"{out / (shard['name'] + '.json')} plans other clips than "
-                                  f"this build. {how}.")
+            raise FileExistsError(
+                f"{out / (shard['name'] + '.json')} plans other clips than this build. {how}."
+            )

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from emotf import keys
-from emotf.cremad import parse_clip_name
+from emotf.corpora.cremad import parse_clip_name
 from emotf.records.clip_worker import ClipResult, ClipTask
 from emotf.records.manifest import shard_entry
 from emotf.records.staging import staged
@@ -48,9 +48,17 @@ def media_check(task: ClipTask) -> dict:
         return {"video": "unreadable", "audio": "unreadable"}
 
 
-def write_shard(out, shard: dict, results: Iterable[ClipResult], settings: dict, digest: str,
-                *, verify_media: bool, warn: Callable[[str], None] | None = None,
-                progress: Callable[[], None] | None = None) -> dict:
+def write_shard(
+    out,
+    shard: dict,
+    results: Iterable[ClipResult],
+    settings: dict,
+    digest: str,
+    *,
+    verify_media: bool,
+    warn: Callable[[str], None] | None = None,
+    progress: Callable[[], None] | None = None,
+) -> dict:
     """Write one planned shard from its clips' results and return its sidecar.
 
     Args:
@@ -76,8 +84,9 @@ def write_shard(out, shard: dict, results: Iterable[ClipResult], settings: dict,
     with tf.io.TFRecordWriter(str(tmp)) as writer:
         for task, result in zip(tasks, results, strict=True):
             if result.clip_id != task.clip_id:
-                raise RuntimeError(f"{final}: result of clip {result.clip_id} where the plan "
-                                   f"has {task.clip_id}")
+                raise RuntimeError(
+                    f"{final}: result of clip {result.clip_id} where the plan has {task.clip_id}"
+                )
             for note in result.notes:
                 if warn:
                     warn(f"WARNING {note}")
@@ -86,15 +95,21 @@ def write_shard(out, shard: dict, results: Iterable[ClipResult], settings: dict,
                 media[task.clip_id] = result.media or media_check(task)
             if result.ok:
                 writer.write(result.example)
-                written.append({"clip_id": task.clip_id,
-                                "label": parse_clip_name(task.clip_id).label,
-                                "frames": result.num_frames, "samples": result.num_samples})
+                written.append(
+                    {
+                        "clip_id": task.clip_id,
+                        "label": parse_clip_name(task.clip_id).label,
+                        "frames": result.num_frames,
+                        "samples": result.num_samples,
+                    }
+                )
                 stats.update(result.stats)
             else:
                 if warn:
                     warn(f"WARNING {result.path}: {result.reason} -> skipped")
-                skipped.append({"clip_id": task.clip_id, "path": result.path,
-                                "reason": result.reason})
+                skipped.append(
+                    {"clip_id": task.clip_id, "path": result.path, "reason": result.reason}
+                )
             if progress:
                 progress()
     if tmp.is_local:
@@ -102,11 +117,17 @@ def write_shard(out, shard: dict, results: Iterable[ClipResult], settings: dict,
             os.fsync(f.fileno())
     tmp.replace(final)
     sidecar = {
-        "shard": final.name, "fold": shard["fold"],
+        "shard": final.name,
+        "fold": shard["fold"],
         "planned": [t.clip_id for t in tasks],
-        "written": written, "skipped": skipped, "notes": notes,
-        "detector": dict(stats), "schema_version": keys.SCHEMA_VERSION,
-        "settings": settings, "settings_hash": digest, "media_checks": media,
+        "written": written,
+        "skipped": skipped,
+        "notes": notes,
+        "detector": dict(stats),
+        "schema_version": keys.SCHEMA_VERSION,
+        "settings": settings,
+        "settings_hash": digest,
+        "media_checks": media,
         "entry": shard_entry(final, shard["fold"], len(written)),
     }
     write_json(sidecar_path(out, shard["name"]), sidecar)
@@ -117,6 +138,6 @@ def sidecar_warnings(sidecar: dict) -> list[str]:
     """The "WARNING ..." lines `write_shard` reports for a shard, from its sidecar (notes first,
     then skips: the order of a shard whose clips are all skipped or noted; the Beam driver prints
     them after the pipeline, since its workers' consoles may be elsewhere)."""
-    return ([f"WARNING {note}" for note in sidecar.get("notes", [])]
-            + [f"WARNING {s['path']}: {s['reason']} -> skipped"
-               for s in sidecar.get("skipped", [])])
+    return [f"WARNING {note}" for note in sidecar.get("notes", [])] + [
+        f"WARNING {s['path']}: {s['reason']} -> skipped" for s in sidecar.get("skipped", [])
+    ]

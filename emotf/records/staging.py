@@ -64,8 +64,9 @@ def _copy(source, local: Path) -> None:
         return  # missing: the decoders say so, the clip is skipped
     except (tf.errors.OpError, OSError) as error:
         detail = " ".join(str(error).split()) or "no message"
-        raise StagingError(f"{source}: cannot copy to a local file ({type(error).__name__}: "
-                           f"{detail})") from None
+        raise StagingError(
+            f"{source}: cannot copy to a local file ({type(error).__name__}: {detail})"
+        ) from None
 
 
 def restore_names(text: str, names: dict[str, str]) -> str:

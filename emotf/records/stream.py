@@ -101,14 +101,17 @@ class BoxSmoother:
     def box(self, path: BoxPath, t: int, last: int, default=None) -> np.ndarray:
         """float32 [4] square box (x0, y0, x1, y1) of frame t (frames 0..last exist)."""
         if self.radius:
-            values = [path.value_at(min(max(s, 0), last), default)[0]
-                      for s in range(t - self.radius, t + self.radius + 1)]
+            values = [
+                path.value_at(min(max(s, 0), last), default)[0]
+                for s in range(t - self.radius, t + self.radius + 1)
+            ]
             centre = np.tensordot(self.kernel, np.stack(values), axes=1)
         else:
             centre = path.value_at(t, default)[0]
         half = centre[2] * (1 + self.margin) / 2
-        return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half],
-                        np.float32)
+        return np.array(
+            [centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half], np.float32
+        )
 
 
 @dataclass
@@ -151,8 +154,9 @@ class KeyframeQueue:
             self.pending.append(index)
         if not self.pending:
             self.known = index
-        elif (len(self.pending) >= self.batch
-              and index >= self.pending[-1] + min(self.cfg.redetect_frames, k_int - 1)):
+        elif len(self.pending) >= self.batch and index >= self.pending[-1] + min(
+            self.cfg.redetect_frames, k_int - 1
+        ):
             self._detect_pending()
         yield from self._emit()
 
@@ -183,11 +187,14 @@ class StreamTracker(KeyframeQueue):
     2 * gap more while none is (`max_held` records the most).
     """
 
-    def __init__(self, tracker: FaceTracker, fps: float, height: int, width: int,
-                 batch: int | None = None):
+    def __init__(
+        self, tracker: FaceTracker, fps: float, height: int, width: int, batch: int | None = None
+    ):
         cfg = tracker.config
         self.tracker, self.cfg = tracker, cfg
-        self.batch = detect_batch(height, width, cfg.keyframe_interval) if batch is None else int(batch)
+        self.batch = (
+            detect_batch(height, width, cfg.keyframe_interval) if batch is None else int(batch)
+        )
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1. Received: batch={batch}")
         self.scale, self.redetect_scale = tracker.scales(height, width)
@@ -205,9 +212,19 @@ class StreamTracker(KeyframeQueue):
         self.next_out = 0
         self.ended = False
         self.max_held = 0
-        self.stats = {k: 0 for k in ("detector_images", "keyframes", "keyframe_misses",
-                                     "redetections", "multi_face_frames", "frames",
-                                     "frames_detected", "frames_without_face")}
+        self.stats = {
+            k: 0
+            for k in (
+                "detector_images",
+                "keyframes",
+                "keyframe_misses",
+                "redetections",
+                "multi_face_frames",
+                "frames",
+                "frames_detected",
+                "frames_without_face",
+            )
+        }
 
     # -- detection ---------------------------------------------------------------------------
 
@@ -218,8 +235,16 @@ class StreamTracker(KeyframeQueue):
         if other_faces(candidates, box):  # not a second box on the same face
             self.stats["multi_face_frames"] += 1
         self.previous = box
-        self.path.add(index, np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2,
-                                       max(box[2] - box[0], box[3] - box[1])]))
+        self.path.add(
+            index,
+            np.array(
+                [
+                    (box[0] + box[2]) / 2,
+                    (box[1] + box[3]) / 2,
+                    max(box[2] - box[0], box[3] - box[1]),
+                ]
+            ),
+        )
         return True
 
     @property
@@ -259,7 +284,9 @@ class StreamTracker(KeyframeQueue):
     def _emit(self) -> Iterator[TrackedFrame]:
         while self.buffer:
             t = self.next_out
-            if not self.ended and (t + self.radius > self.known or not self._final(t + self.radius)):
+            if not self.ended and (
+                t + self.radius > self.known or not self._final(t + self.radius)
+            ):
                 return
             box = self.smoother.box(self.path, t, self.count - 1, self.centre_value)
             face = self.path.value_at(t, self.centre_value)[1]
@@ -345,11 +372,20 @@ class MultiStreamTracker(KeyframeQueue):
             `dropped`, and `most_faces` (the most faces on one frame).
     """
 
-    def __init__(self, tracker: FaceTracker, fps: float, height: int, width: int,
-                 config: FaceTracksConfig | None = None, batch: int | None = None):
+    def __init__(
+        self,
+        tracker: FaceTracker,
+        fps: float,
+        height: int,
+        width: int,
+        config: FaceTracksConfig | None = None,
+        batch: int | None = None,
+    ):
         cfg = tracker.config
         self.tracker, self.cfg = tracker, cfg
-        self.batch = detect_batch(height, width, cfg.keyframe_interval) if batch is None else int(batch)
+        self.batch = (
+            detect_batch(height, width, cfg.keyframe_interval) if batch is None else int(batch)
+        )
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1. Received: batch={batch}")
         self.scale, self.redetect_scale = tracker.scales(height, width)
@@ -365,9 +401,20 @@ class MultiStreamTracker(KeyframeQueue):
         self.next_out = 0
         self.ended = False
         self.max_held = 0
-        self.counts = {k: 0 for k in ("detector_images", "keyframes", "keyframe_misses",
-                                     "redetections", "multi_face_frames", "frames",
-                                     "frames_detected", "frames_without_face", "most_faces")}
+        self.counts = {
+            k: 0
+            for k in (
+                "detector_images",
+                "keyframes",
+                "keyframe_misses",
+                "redetections",
+                "multi_face_frames",
+                "frames",
+                "frames_detected",
+                "frames_without_face",
+                "most_faces",
+            )
+        }
 
     # -- detection ---------------------------------------------------------------------------
 
@@ -379,9 +426,16 @@ class MultiStreamTracker(KeyframeQueue):
                 continue
             if track.key not in self.paths:
                 self.paths[track.key] = (track, BoxPath(self.gap))
-            self.paths[track.key][1].add(index, np.array(
-                [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2,
-                 max(box[2] - box[0], box[3] - box[1])]))
+            self.paths[track.key][1].add(
+                index,
+                np.array(
+                    [
+                        (box[0] + box[2]) / 2,
+                        (box[1] + box[3]) / 2,
+                        max(box[2] - box[0], box[3] - box[1]),
+                    ]
+                ),
+            )
         return bool(candidates)
 
     def _detect_pending(self) -> None:
@@ -401,8 +455,9 @@ class MultiStreamTracker(KeyframeQueue):
             for j in range(key, stop):  # a face lost: full resolution, frame by frame
                 self.counts["redetections"] += 1
                 self.counts["detector_images"] += 1
-                any_face |= self._assign(j, self.tracker.detect([self._frame(j)],
-                                                                self.redetect_scale)[0])
+                any_face |= self._assign(
+                    j, self.tracker.detect([self._frame(j)], self.redetect_scale)[0]
+                )
                 if any_face and all(t.last >= key for t in expected):
                     break
             self._end_keyframe(key)
@@ -418,8 +473,9 @@ class MultiStreamTracker(KeyframeQueue):
         if self.ended:
             return True
         horizon = t + self.radius + 2 * self.gap
-        return self.known >= horizon and all(track.first > horizon
-                                             for track in self.assigner.tentative())
+        return self.known >= horizon and all(
+            track.first > horizon for track in self.assigner.tentative()
+        )
 
     def _emit(self) -> Iterator[TrackedFaces]:
         while self.buffer and self._ready(self.next_out):
@@ -428,8 +484,13 @@ class MultiStreamTracker(KeyframeQueue):
             for track, path in self.paths.values():
                 if track.face_id is None or not path.value_at(t)[1]:
                     continue
-                faces.append(FaceBox(track.face_id, self.smoother.box(path, t, self.count - 1),
-                                     int(path.detected(t))))
+                faces.append(
+                    FaceBox(
+                        track.face_id,
+                        self.smoother.box(path, t, self.count - 1),
+                        int(path.detected(t)),
+                    )
+                )
             faces.sort(key=lambda f: f.face_id)
             index, frame = self.buffer.popleft()
             self.counts["frames"] += 1
@@ -455,8 +516,11 @@ class MultiStreamTracker(KeyframeQueue):
         if self.pending:
             self._detect_pending()
         last = self.count - 1
-        if self.count and last % self.cfg.keyframe_interval != 0 and \
-                not any(path.detected(last) for _, path in self.paths.values()):
+        if (
+            self.count
+            and last % self.cfg.keyframe_interval != 0
+            and not any(path.detected(last) for _, path in self.paths.values())
+        ):
             self.pending = [last]
             self._detect_pending()
         for track in self.assigner.tentative():  # never confirmed: not a face

@@ -22,8 +22,14 @@ if TYPE_CHECKING:
     from emotf.records.build import BuildConfig
 
 
-def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[dict],
-                  seconds: float, settings: dict, clip_settings: ClipSettings) -> dict:
+def make_manifest(
+    config: BuildConfig,
+    shards: list[dict],
+    plan_skipped: list[dict],
+    seconds: float,
+    settings: dict,
+    clip_settings: ClipSettings,
+) -> dict:
     """Aggregate the shards' sidecars into the manifest (layout: docs/build_records.md).
 
     Args:
@@ -33,7 +39,7 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
         seconds: how long this run took.
         settings: `record_settings(config)`; clip_settings: `clip_settings(config)`.
     """
-    from emotf.cremad import EMOTIONS
+    from emotf.corpora.cremad import EMOTIONS
     from emotf.records.media_checks import summarize
 
     out = as_path(config.out_dir).resolve()
@@ -45,14 +51,18 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
     for shard in shards:
         side = read_json(sidecar_path(out, shard["name"]))
         entries.append(side["entry"])
-        fold = per_fold.setdefault(str(shard["fold"]), {
-            "clips": 0, "frames": 0, "shards": [], "classes": {e: 0 for e in EMOTIONS}})
+        fold = per_fold.setdefault(
+            str(shard["fold"]),
+            {"clips": 0, "frames": 0, "shards": [], "classes": {e: 0 for e in EMOTIONS}},
+        )
         fold["shards"].append(side["shard"])
         written_clips.setdefault(side["shard"], []).extend(side["written"])
         for clip in side["written"]:
             if clip["clip_id"] in seen:  # the plan has one task per clip id: never expected
-                raise RuntimeError(f"{out}: clip {clip['clip_id']} written twice (in "
-                                   f"{seen[clip['clip_id']]} and {side['shard']})")
+                raise RuntimeError(
+                    f"{out}: clip {clip['clip_id']} written twice (in "
+                    f"{seen[clip['clip_id']]} and {side['shard']})"
+                )
             seen[clip["clip_id"]] = side["shard"]
             fold["clips"] += 1
             fold["frames"] += clip["frames"]
@@ -62,16 +72,27 @@ def make_manifest(config: BuildConfig, shards: list[dict], plan_skipped: list[di
         detector.update(side["detector"])
         media.update(side.get("media_checks", {}))
     # Audio seconds of the written clips: the median is emotf-predict's default window.
-    durations = sorted(c["samples"] / config.sample_rate for fold in written_clips.values()
-                       for c in fold)
-    clip_seconds = ({"count": len(durations), "min": round(durations[0], 4),
-                     "median": round(float(np.median(durations)), 4),
-                     "max": round(durations[-1], 4)} if durations else None)
+    durations = sorted(
+        c["samples"] / config.sample_rate for fold in written_clips.values() for c in fold
+    )
+    clip_seconds = (
+        {
+            "count": len(durations),
+            "min": round(durations[0], 4),
+            "median": round(float(np.median(durations)), 4),
+            "max": round(durations[-1], 4),
+        }
+        if durations
+        else None
+    )
     frames = detector.get("frames", 0)
     detector_stats = dict(detector)
-    detector_stats["detection_rate"] = detector.get("detector_images", 0) / frames if frames else 0.0
+    detector_stats["detection_rate"] = (
+        detector.get("detector_images", 0) / frames if frames else 0.0
+    )
     detector_stats["frames_detected_fraction"] = (
-        detector.get("frames_detected", 0) / frames if frames else 0.0)
+        detector.get("frames_detected", 0) / frames if frames else 0.0
+    )
     classes = Counter()
     for fold in per_fold.values():
         classes.update(fold["classes"])

@@ -102,7 +102,7 @@ def render_frames(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
     frames = np.empty((plan.num_frames, config.height, config.width, 3), np.uint8)
     for i, (x, y) in enumerate(_head_positions(plan, config)):
         frame = bg.astype(np.int16) + noise[i % len(noise)]
-        patch = frame[y:y + h, x:x + w]
+        patch = frame[y : y + h, x : x + w]
         patch[:] = alpha * face + (1.0 - alpha) * patch
         np.clip(frame, 0, 255, out=frame)
         frames[i] = frame
@@ -124,13 +124,15 @@ def render_audio(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
     rng = np.random.default_rng([plan.noise_seed, 1])
     t = np.arange(plan.num_samples) / sr
     ph = rng.uniform(0, 2 * np.pi, size=4)
-    f0 = plan.f0_hz * np.exp(0.08 * np.sin(2 * np.pi * 0.6 * t + ph[0])
-                             + 0.04 * np.sin(2 * np.pi * 1.7 * t + ph[1]))
+    f0 = plan.f0_hz * np.exp(
+        0.08 * np.sin(2 * np.pi * 0.6 * t + ph[0]) + 0.04 * np.sin(2 * np.pi * 1.7 * t + ph[1])
+    )
     phase = 2 * np.pi * np.cumsum(f0) / sr
     k = np.arange(1, max(2, int(4000 // (plan.f0_hz * 1.2))) + 1)
     fk = k * plan.f0_hz
-    amps = k ** -plan.tilt * (1 + 1.5 * np.exp(-((fk - 600) / 250) ** 2)
-                              + 0.8 * np.exp(-((fk - 1700) / 350) ** 2))
+    amps = k**-plan.tilt * (
+        1 + 1.5 * np.exp(-(((fk - 600) / 250) ** 2)) + 0.8 * np.exp(-(((fk - 1700) / 350) ** 2))
+    )
     offsets = rng.uniform(0, 2 * np.pi, size=len(k))
     voiced = (amps[:, None] * np.sin(k[:, None] * phase[None, :] + offsets[:, None])).sum(0)
     rate = plan.syllable_rate_hz * (1 + 0.15 * np.sin(2 * np.pi * 0.5 * t + ph[2]))
@@ -184,8 +186,9 @@ def write_flv(path: Path, frames: np.ndarray, pcm: np.ndarray, config: SampleCon
         out.mux(video.encode())
         chunk = config.sample_rate // 10
         for start in range(0, len(pcm), chunk):
-            frame = av.AudioFrame.from_ndarray(pcm[None, start:start + chunk], format="s16",
-                                               layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                pcm[None, start : start + chunk], format="s16", layout="mono"
+            )
             frame.sample_rate = config.sample_rate
             frame.pts = start
             frame.time_base = Fraction(1, config.sample_rate)

@@ -45,7 +45,7 @@ import numpy as np
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SEED, Config
-from emotf.cremad import (
+from emotf.corpora.cremad import (
     EMOTIONS,
     FIRST_ACTOR,
     INTENSITIES,
@@ -96,38 +96,49 @@ class SampleConfig(Config):
     """
 
     num_actors: int = bounded(
-        10, ge=1, le=LAST_ACTOR - FIRST_ACTOR + 1, help="actors, spread over the canonical folds")
+        10, ge=1, le=LAST_ACTOR - FIRST_ACTOR + 1, help="actors, spread over the canonical folds"
+    )
     clips_per_actor: int = bounded(
-        12, ge=1, le=MAX_CLIPS_PER_ACTOR, help="clips per actor (emotions cycle so they balance)")
+        12, ge=1, le=MAX_CLIPS_PER_ACTOR, help="clips per actor (emotions cycle so they balance)"
+    )
     seed: int = bounded(0, ge=0, le=MAX_SEED, help="master seed: the same seed, the same clips")
     min_duration: float = bounded(1.3, gt=0.0, le=MAX_SECONDS, help="shortest clip (seconds)")
     max_duration: float = bounded(5.0, gt=0.0, le=MAX_SECONDS, help="longest clip (seconds)")
     median_duration: float = bounded(
-        2.5, gt=0.0, le=MAX_SECONDS, help="median clip duration (seconds; log-normal around it)")
+        2.5, gt=0.0, le=MAX_SECONDS, help="median clip duration (seconds; log-normal around it)"
+    )
     duration_log_sd: float = bounded(
-        0.25, ge=0.0, le=3.0, help="sd of the clip durations in log space")
+        0.25, ge=0.0, le=3.0, help="sd of the clip durations in log space"
+    )
     fps: float = bounded(30.0, ge=1.0, le=120.0, help="video frame rate")
     width: int = bounded(480, ge=64, le=4096, help="video width (px, even)")
     height: int = bounded(360, ge=64, le=4096, help="video height (px, even)")
     sample_rate: int = bounded(16000, ge=8000, le=96000, help="WAV sample rate (Hz)")
     flv_audio_rate: int = bounded(
-        44100, choices=(11025, 22050, 44100), help="the FLV's own MP3 track's rate (Hz)")
+        44100, choices=(11025, 22050, 44100), help="the FLV's own MP3 track's rate (Hz)"
+    )
     video_bit_rate: int = bounded(
-        1_000_000, ge=10_000, le=100_000_000, help="FLV1 bit rate (bits/s)")
+        1_000_000, ge=10_000, le=100_000_000, help="FLV1 bit rate (bits/s)"
+    )
     head_height: int = bounded(
-        140, ge=24, le=4096, help="height of the pasted head (px; the face box is ~0.58 of it)")
+        140, ge=24, le=4096, help="height of the pasted head (px; the face box is ~0.58 of it)"
+    )
     tint: float = bounded(
-        28.0, ge=0.0, le=255.0, help="colour tint of the face at cue strength 1 (0..255 scale)")
+        28.0, ge=0.0, le=255.0, help="colour tint of the face at cue strength 1 (0..255 scale)"
+    )
     cue_jitter: float = bounded(
-        0.35, ge=0.0, le=2.0, help="sd of the per-clip cue strength (mean 1)")
+        0.35, ge=0.0, le=2.0, help="sd of the per-clip cue strength (mean 1)"
+    )
     snr_db: tuple[float, float] = bounded(
-        (15.0, 25.0), ge=-20.0, le=80.0, help="(low, high) range of the audio's SNR in dB")
+        (15.0, 25.0), ge=-20.0, le=80.0, help="(low, high) range of the audio's SNR in dB"
+    )
 
     @classmethod
     def tiny(cls, **overrides) -> SampleConfig:
         """A preset for tests: 2 actors x 3 clips of 1.3-1.5 s (about a second to make)."""
-        fields = dict(num_actors=2, clips_per_actor=3, min_duration=1.3, max_duration=1.5,
-                      median_duration=1.4)
+        fields = dict(
+            num_actors=2, clips_per_actor=3, min_duration=1.3, max_duration=1.5, median_duration=1.4
+        )
         fields.update(overrides)
         return cls(**fields)
 
@@ -136,18 +147,24 @@ class SampleConfig(Config):
         if not self.min_duration <= self.max_duration:
             raise ValueError(
                 "SampleConfig.min_duration must be at most max_duration. Received: "
-                f"min_duration={self.min_duration}, max_duration={self.max_duration}")
+                f"min_duration={self.min_duration}, max_duration={self.max_duration}"
+            )
         if len(self.snr_db) != 2 or not self.snr_db[0] <= self.snr_db[1]:
-            raise ValueError("SampleConfig.snr_db must be (low, high) with low <= high. "
-                             f"Received: snr_db={self.snr_db!r}")
+            raise ValueError(
+                "SampleConfig.snr_db must be (low, high) with low <= high. "
+                f"Received: snr_db={self.snr_db!r}"
+            )
         if self.width % 2 or self.height % 2:
-            raise ValueError("SampleConfig.width and height must be even (yuv420p). Received: "
-                             f"width={self.width}, height={self.height}")
+            raise ValueError(
+                "SampleConfig.width and height must be even (yuv420p). Received: "
+                f"width={self.width}, height={self.height}"
+            )
         head_width = round(self.head_height * HEAD_ASPECT)
         if self.head_height > self.height or head_width > self.width:
             raise ValueError(
                 f"SampleConfig.head_height must fit the frame: a {head_width}x{self.head_height} "
-                f"head in {self.width}x{self.height}. Received: head_height={self.head_height}")
+                f"head in {self.width}x{self.height}. Received: head_height={self.head_height}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,8 +195,9 @@ def _candidates(actor: int, e: int, real: set[str]) -> list[str]:
     HI, or XX for NEU), then IEO's other levels (MD, LO)."""
     emotion = EMOTIONS[e]
     order = [SENTENCES[(k + 2 * e) % len(SENTENCES)] for k in range(len(SENTENCES))]
-    names = [f"{actor}_{s}_{emotion}_{'HI' if s == 'IEO' and emotion != 'NEU' else 'XX'}"
-             for s in order]
+    names = [
+        f"{actor}_{s}_{emotion}_{'HI' if s == 'IEO' and emotion != 'NEU' else 'XX'}" for s in order
+    ]
     if emotion != "NEU":
         names += [f"{actor}_IEO_{emotion}_{level}" for level in ("MD", "LO")]
     return [n for n in names if n in real]
@@ -199,8 +217,9 @@ def sample_clip_names(config: SampleConfig) -> list[str]:
     for actor in sample_actors(config.num_actors):
         left = [_candidates(actor, e, real.get(actor, set())) for e in range(len(EMOTIONS))]
         for i in range(config.clips_per_actor):
-            e = next(k % len(EMOTIONS) for k in range(i, i + len(EMOTIONS))
-                     if left[k % len(EMOTIONS)])
+            e = next(
+                k % len(EMOTIONS) for k in range(i, i + len(EMOTIONS)) if left[k % len(EMOTIONS)]
+            )
             names.append(left[e].pop(0))
     return sorted(names)
 
@@ -231,8 +250,13 @@ class ClipPlan:
 
 
 def _clip_rng(config: SampleConfig, name: ClipName) -> np.random.Generator:
-    key = [config.seed, name.actor_id, SENTENCES.index(name.sentence), name.label,
-           INTENSITIES.index(name.intensity)]
+    key = [
+        config.seed,
+        name.actor_id,
+        SENTENCES.index(name.sentence),
+        name.label,
+        INTENSITIES.index(name.intensity),
+    ]
     return np.random.default_rng(key)
 
 
@@ -240,20 +264,28 @@ def clip_plan(clip: str | Path | ClipName, config: SampleConfig) -> ClipPlan:
     """The random parameters of one clip (a name, a media path or a parsed `ClipName`)."""
     name = clip if isinstance(clip, ClipName) else parse_clip_name(clip)
     rng = _clip_rng(config, name)
-    duration = float(np.clip(
-        np.exp(rng.normal(np.log(config.median_duration), config.duration_log_sd)),
-        config.min_duration, config.max_duration,
-    ))
+    duration = float(
+        np.clip(
+            np.exp(rng.normal(np.log(config.median_duration), config.duration_log_sd)),
+            config.min_duration,
+            config.max_duration,
+        )
+    )
     num_frames = max(1, int(round(duration * config.fps)))
     num_samples = int(round(duration * config.sample_rate))
     strengths = np.clip(rng.normal(1.0, config.cue_jitter, size=2), 0.0, 2.0)
     w, h = config.width, config.height
     motion = (
-        rng.uniform(0.42, 0.58) * w, rng.uniform(0.42, 0.55) * h,  # centre
-        rng.uniform(8, 22), rng.uniform(3, 10),  # amplitudes (px)
-        rng.uniform(2.5, 4.5), rng.uniform(2.0, 4.0),  # periods (s)
-        rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi),  # phases
-        rng.uniform(-6, 6), rng.uniform(-3, 3),  # drift (px/s)
+        rng.uniform(0.42, 0.58) * w,
+        rng.uniform(0.42, 0.55) * h,  # centre
+        rng.uniform(8, 22),
+        rng.uniform(3, 10),  # amplitudes (px)
+        rng.uniform(2.5, 4.5),
+        rng.uniform(2.0, 4.0),  # periods (s)
+        rng.uniform(0, 2 * np.pi),
+        rng.uniform(0, 2 * np.pi),  # phases
+        rng.uniform(-6, 6),
+        rng.uniform(-3, 3),  # drift (px/s)
     )
     light = (float(rng.uniform(0.9, 1.1)), *rng.normal(0.0, 10.0, size=3).tolist())
     audio_group = AUDIO_GROUP[name.emotion]
@@ -344,8 +376,12 @@ def make_sample(
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if many else 1
     jobs = [(str(out_dir), name, config) for name in names]
-    bar = dict(total=len(jobs), desc="emotf-make-sample", unit="clip",
-               disable=not (many if progress is None else progress))
+    bar = dict(
+        total=len(jobs),
+        desc="emotf-make-sample",
+        unit="clip",
+        disable=not (many if progress is None else progress),
+    )
     if workers > 1:
         # spawn, not fork: the caller may hold TensorFlow or OpenCV threads.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -16,19 +16,24 @@ import numpy as np
 
 # container suffix -> (video codec, audio codec)
 CODECS = {
-    ".mp4": ("libx264", "aac"), ".mov": ("libx264", "aac"), ".mkv": ("libx264", "aac"),
-    ".webm": ("libvpx-vp9", "libopus"), ".avi": ("mpeg4", "mp3"), ".flv": ("flv", "mp3"),
+    ".mp4": ("libx264", "aac"),
+    ".mov": ("libx264", "aac"),
+    ".mkv": ("libx264", "aac"),
+    ".webm": ("libvpx-vp9", "libopus"),
+    ".avi": ("mpeg4", "mp3"),
+    ".flv": ("flv", "mp3"),
 }
 
 
 def _paste(frame: np.ndarray, head: np.ndarray, alpha: np.ndarray, x: int, y: int) -> None:
     h, w = head.shape[:2]
-    patch = frame[y:y + h, x:x + w].astype(np.float32)
-    frame[y:y + h, x:x + w] = (alpha * head + (1 - alpha) * patch).astype(np.uint8)
+    patch = frame[y : y + h, x : x + w].astype(np.float32)
+    frame[y : y + h, x : x + w] = (alpha * head + (1 - alpha) * patch).astype(np.uint8)
 
 
-def face_position(t: float, width: int, height: int, head_w: int, head_h: int,
-                  phase: float = 0.0) -> tuple[int, int]:
+def face_position(
+    t: float, width: int, height: int, head_w: int, head_h: int, phase: float = 0.0
+) -> tuple[int, int]:
     """Top-left corner of a head drifting on a slow ellipse (a few px per frame)."""
     x = (width - head_w) * (0.5 + 0.3 * np.sin(2 * np.pi * t / 7.0 + phase))
     y = (height - head_h) * (0.5 + 0.25 * np.sin(2 * np.pi * t / 5.0 + phase))
@@ -36,10 +41,21 @@ def face_position(t: float, width: int, height: int, head_w: int, head_h: int,
 
 
 def write_face_video(
-    path, seconds: float, *, fps: float = 30.0, width: int = 640, height: int = 480,
-    head_height: int | None = None, no_face: tuple[tuple[float, float], ...] = (),
-    second_face: bool = False, audio: bool = True, vfr: bool = False, sample_rate: int = 16000,
-    video_codec: str | None = None, bit_rate: int = 800_000, display_rotation: int = 0,
+    path,
+    seconds: float,
+    *,
+    fps: float = 30.0,
+    width: int = 640,
+    height: int = 480,
+    head_height: int | None = None,
+    no_face: tuple[tuple[float, float], ...] = (),
+    second_face: bool = False,
+    audio: bool = True,
+    vfr: bool = False,
+    sample_rate: int = 16000,
+    video_codec: str | None = None,
+    bit_rate: int = 800_000,
+    display_rotation: int = 0,
 ) -> Path:
     """Write a video; the container follows the suffix (see `CODECS`).
 
@@ -112,8 +128,9 @@ def write_face_video(
                     _paste(frame, small, small_alpha, x, y)
                 x, y = face_position(t, width, height, head.shape[1], head.shape[0])
                 _paste(frame, head, alpha, x, y)
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(frame, turns)),
-                                            format="rgb24")
+            vf = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(np.rot90(frame, turns)), format="rgb24"
+            )
             vf.pts = sub * i - (1 if vfr and i % 11 == 5 else 0)
             vf.time_base = 1 / tick
             out.mux(video.encode(vf))
@@ -124,7 +141,9 @@ def write_face_video(
             for start in range(0, int(seconds * arate), chunk):
                 t = (start + np.arange(chunk)) / arate
                 on = (np.sin(2 * np.pi * 3.0 * t) > -0.3).astype(np.float32)
-                wave = on * sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 540), 1))
+                wave = on * sum(
+                    np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 540), 1)
+                )
                 wave = 0.2 * wave + 0.01 * rng.standard_normal(chunk)
                 pcm = np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16)[None]
                 frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")

@@ -3,7 +3,7 @@
     export_litert(model, sampling_config, out_dir, quantize=...) -> out_dir/emotf.tflite
     export_run_litert(RUN, out_dir=None, quantize="none")        -> RUN/litert/emotf.tflite
 
-The flatbuffer is the per-segment model of one clip (inputs and outputs: `emotf.litert`);
+The flatbuffer is the per-segment model of one clip (inputs and outputs: `emotf.serving.litert`);
 `emotf.tflite.json` beside it is the SavedModel's metadata plus `format` and `quantize`.
 
 Why the weights are frozen first: a Keras 3 model's weights are resource variables. Converted
@@ -12,7 +12,7 @@ VAR_HANDLE / READ_VARIABLE ops, and a plain interpreter never initialises those 
 the XNNPACK delegate reads uninitialised memory (the NaN for every class of the first attempt,
 DESIGN.md 2026-12) and the reference kernels refuse ("read_variable.cc: variable != nullptr").
 `convert_variables_to_constants_v2` folds the weights into constants first;
-`emotf.litert.check_builtin_ops` then refuses any variable op, custom op or Select TF (Flex)
+`emotf.serving.litert.check_builtin_ops` then refuses any variable op, custom op or Select TF (Flex)
 op in the result.
 
 Quantization (`quantize`):
@@ -38,9 +38,10 @@ import tensorflow as tf
 
 import emotf
 from emotf.configs import SamplingConfig
-from emotf.cremad import EMOTION_NAMES, EMOTIONS, NUM_FOLDS
-from emotf.export import audio_input
-from emotf.litert import (
+from emotf.corpora.cremad import EMOTION_NAMES, EMOTIONS, NUM_FOLDS
+from emotf.corpora.splits import ACTORS
+from emotf.serving.export import audio_input
+from emotf.serving.litert import (
     INPUT_AUDIO,
     INPUT_FRAMES,
     LITERT_FILE,
@@ -51,8 +52,7 @@ from emotf.litert import (
     metadata_file,
     read_litert_metadata,
 )
-from emotf.serving_metadata import build_settings
-from emotf.splits import ACTORS
+from emotf.serving.metadata import build_settings
 from emotf.storage import as_path, write_json
 
 REPRESENTATIVE_CLIPS = 64
@@ -63,14 +63,18 @@ def segment_function(model: keras.Model, config: SamplingConfig):
     frames uint8 [N, S, S, 3], audio float32 [N, L] -> {"segment_probabilities": float32
     [N, C]} (the Keras model on a batch of one clip; shared or independent branch weights)."""
     if audio_input(model) != "audio":
-        raise ValueError("LiteRT export needs a model whose input is raw audio windows (the "
-                         "log_mel layer inside). Received: a model with spectrogram inputs")
+        raise ValueError(
+            "LiteRT export needs a model whose input is raw audio windows (the "
+            "log_mel layer inside). Received: a model with spectrogram inputs"
+        )
     n, size, length = config.num_segments, config.frame_size, config.window_length
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([n, size, size, 3], tf.uint8, name=INPUT_FRAMES),
-        tf.TensorSpec([n, length], tf.float32, name=INPUT_AUDIO),
-    ])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([n, size, size, 3], tf.uint8, name=INPUT_FRAMES),
+            tf.TensorSpec([n, length], tf.float32, name=INPUT_AUDIO),
+        ]
+    )
     def segments(frames, audio):
         out = model({"frames": frames[None], "audio": audio[None]}, training=False)
         return {OUTPUT: tf.cast(out["segment_probabilities"][0], tf.float32)}
@@ -78,8 +82,9 @@ def segment_function(model: keras.Model, config: SamplingConfig):
     return segments.get_concrete_function()
 
 
-def representative_segments(records, folds, config: SamplingConfig,
-                            count: int = REPRESENTATIVE_CLIPS):
+def representative_segments(
+    records, folds, config: SamplingConfig, count: int = REPRESENTATIVE_CLIPS
+):
     """A representative dataset for int8 calibration: a callable yielding
     {"frames": uint8 [N, S, S, 3], "audio": float32 [N, L]} for the first `count` clips of
     `records` in `folds` (evaluation-mode sampling, `emotf.pipeline.make_dataset`)."""
@@ -88,18 +93,21 @@ def representative_segments(records, folds, config: SamplingConfig,
     def generate():
         dataset = make_dataset(records, folds, training=False, config=config, batch_size=1)
         for features, _ in dataset.take(count):
-            yield {INPUT_FRAMES: features["frames"][0].numpy(),
-                   INPUT_AUDIO: features["audio"][0].numpy()}
+            yield {
+                INPUT_FRAMES: features["frames"][0].numpy(),
+                INPUT_AUDIO: features["audio"][0].numpy(),
+            }
 
     return generate
 
 
-def convert(model: keras.Model, config: SamplingConfig, quantize: str = "none",
-            representative=None) -> bytes:
+def convert(
+    model: keras.Model, config: SamplingConfig, quantize: str = "none", representative=None
+) -> bytes:
     """The `.tflite` flatbuffer of `segment_function(model, config)`, builtin ops only.
 
     Args:
-        quantize: one of `emotf.litert.QUANTIZE_MODES`.
+        quantize: one of `emotf.serving.litert.QUANTIZE_MODES`.
         representative: for int8, a callable yielding input dicts (`representative_segments`).
 
     Raises:
@@ -125,7 +133,8 @@ def convert(model: keras.Model, config: SamplingConfig, quantize: str = "none",
 
     def converter(optimize: bool):
         result = tf.lite.TFLiteConverter.from_concrete_functions(
-            [named.get_concrete_function()], tf.Module())
+            [named.get_concrete_function()], tf.Module()
+        )
         result.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if optimize:
             result.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -157,8 +166,10 @@ def _int8_float_spectrogram(converter, representative) -> bytes:
     with the spectrogram in float32, by 0.006."""
     from ai_edge_litert.interpreter import Interpreter
 
-    names = [t["name"] for t in
-             Interpreter(model_content=converter(False).convert()).get_tensor_details()]
+    names = [
+        t["name"]
+        for t in Interpreter(model_content=converter(False).convert()).get_tensor_details()
+    ]
     spectrogram = [name for name in names if _LOG_MEL_TENSOR.search(name)]
     int8 = converter(True)
     int8.representative_dataset = representative
@@ -166,20 +177,32 @@ def _int8_float_spectrogram(converter, representative) -> bytes:
         return int8.convert()
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=spectrogram)
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=int8, debug_dataset=representative, debug_options=options)
+        converter=int8, debug_dataset=representative, debug_options=options
+    )
     return debugger.get_nondebug_quantized_model()
 
 
-def litert_metadata(sampling_config: SamplingConfig, quantize: str, *, model_config=None,
-                    records_dir=None, extra_metadata=None, ops=()) -> dict:
+def litert_metadata(
+    sampling_config: SamplingConfig,
+    quantize: str,
+    *,
+    model_config=None,
+    records_dir=None,
+    extra_metadata=None,
+    ops=(),
+) -> dict:
     """`emotf.tflite.json`: the keys of the SavedModel's `assets.extra/emotf.json`
-    (`emotf.export.export_saved_model`) with `format: "litert"`, `quantize`, the flatbuffer's
+    (`emotf.serving.export.export_saved_model`) with `format: "litert"`, `quantize`, the flatbuffer's
     inputs / output and its ops."""
     n, size = sampling_config.num_segments, sampling_config.frame_size
-    build = {**build_settings(records_dir), **{
-        k: v for k, v in (extra_metadata or {}).items()
-        if k in ("face_tracker", "min_clip_seconds", "clip_settings", "timeline")
-    }}
+    build = {
+        **build_settings(records_dir),
+        **{
+            k: v
+            for k, v in (extra_metadata or {}).items()
+            if k in ("face_tracker", "min_clip_seconds", "clip_settings", "timeline")
+        },
+    }
     return {
         "format": LITERT_FORMAT,
         "quantize": quantize,
@@ -187,9 +210,10 @@ def litert_metadata(sampling_config: SamplingConfig, quantize: str, *, model_con
         "class_names": list(EMOTION_NAMES),
         "sampling_config": sampling_config.to_dict(),
         "model_config": model_config or {},
-        "inputs": {INPUT_FRAMES: {"dtype": "uint8", "shape": [n, size, size, 3]},
-                   INPUT_AUDIO: {"dtype": "float32",
-                                 "shape": [n, sampling_config.window_length]}},
+        "inputs": {
+            INPUT_FRAMES: {"dtype": "uint8", "shape": [n, size, size, 3]},
+            INPUT_AUDIO: {"dtype": "float32", "shape": [n, sampling_config.window_length]},
+        },
         "outputs": {OUTPUT: {"dtype": "float32", "shape": [n, len(EMOTIONS)]}},
         "ops": list(ops),
         "emotf_version": emotf.__version__,
@@ -200,20 +224,32 @@ def litert_metadata(sampling_config: SamplingConfig, quantize: str, *, model_con
     }
 
 
-def export_litert(model: keras.Model, sampling_config: SamplingConfig, out_dir,
-                  quantize: str = "none", *, model_config: dict | None = None,
-                  extra_metadata: dict | None = None, records_dir=None,
-                  representative=None):
+def export_litert(
+    model: keras.Model,
+    sampling_config: SamplingConfig,
+    out_dir,
+    quantize: str = "none",
+    *,
+    model_config: dict | None = None,
+    extra_metadata: dict | None = None,
+    records_dir=None,
+    representative=None,
+):
     """Write `out_dir/emotf.tflite` and `out_dir/emotf.tflite.json` (each to a temporary name,
     then renamed into place; the model first, so a reader that waits for the metadata sees a
     whole pair). An existing pair is replaced. Returns the `.tflite` path (a StoragePath).
 
-    Args: as `emotf.export.export_saved_model`, plus `quantize` and `representative` (`convert`).
+    Args: as `emotf.serving.export.export_saved_model`, plus `quantize` and `representative` (`convert`).
     """
     flatbuffer = convert(model, sampling_config, quantize, representative)
-    metadata = litert_metadata(sampling_config, quantize, model_config=model_config,
-                               records_dir=records_dir, extra_metadata=extra_metadata,
-                               ops=check_builtin_ops(flatbuffer))
+    metadata = litert_metadata(
+        sampling_config,
+        quantize,
+        model_config=model_config,
+        records_dir=records_dir,
+        extra_metadata=extra_metadata,
+        ops=check_builtin_ops(flatbuffer),
+    )
     out_dir = as_path(out_dir)
     out_dir.mkdir()
     final = out_dir / LITERT_FILE
@@ -229,27 +265,30 @@ def export_litert(model: keras.Model, sampling_config: SamplingConfig, out_dir,
     return final
 
 
-def export_run_litert(run_dir, out_dir=None, quantize: str = "none",
-                      representative_clips: int = REPRESENTATIVE_CLIPS):
+def export_run_litert(
+    run_dir, out_dir=None, quantize: str = "none", representative_clips: int = REPRESENTATIVE_CLIPS
+):
     """Export a training run folder as LiteRT (its model, config, temperature, records).
 
     Args:
         run_dir: an `emotf-train` run folder.
         out_dir: where `emotf.tflite` goes (default `RUN/litert`).
-        quantize: one of `emotf.litert.QUANTIZE_MODES`; int8 calibrates on the first
+        quantize: one of `emotf.serving.litert.QUANTIZE_MODES`; int8 calibrates on the first
             `representative_clips` clips of the run's records outside its test fold (a
             clip-level split's test clips are not excluded: they are not a fold).
 
     Returns:
         The `.tflite` path.
     """
-    from emotf.run import Run
+    from emotf.runs.folder import Run
 
     run = Run(run_dir)
     for path in (run.model_path, run.config_path):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: not a finished emotf-train run. "
-                                    f"Received: run_dir={str(run_dir)!r}")
+            raise FileNotFoundError(
+                f"{path} not found: not a finished emotf-train run. "
+                f"Received: run_dir={str(run_dir)!r}"
+            )
     train_config = run.train_config()
     model = run.load_model()
     representative = None
@@ -262,14 +301,20 @@ def export_run_litert(run_dir, out_dir=None, quantize: str = "none",
             test_fold = train_config.fold
         folds = [k for k in range(NUM_FOLDS) if k != test_fold]
         representative = representative_segments(
-            train_config.records, folds, train_config.sampling, representative_clips)
+            train_config.records, folds, train_config.sampling, representative_clips
+        )
     return export_litert(
-        model, train_config.sampling,
-        out_dir if out_dir is not None else run.path / "litert", quantize,
+        model,
+        train_config.sampling,
+        out_dir if out_dir is not None else run.path / "litert",
+        quantize,
         model_config=train_config.model.to_dict(),
-        extra_metadata={"run": str(run.path.resolve()), "split": train_config.split,
-                        "fold": train_config.fold if train_config.split == "actors" else None,
-                        "temperature": run.temperature()},
+        extra_metadata={
+            "run": str(run.path.resolve()),
+            "split": train_config.split,
+            "fold": train_config.fold if train_config.split == "actors" else None,
+            "temperature": run.temperature(),
+        },
         records_dir=train_config.records,
         representative=representative,
     )

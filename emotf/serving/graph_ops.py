@@ -37,32 +37,93 @@ ALLOWLIST_FILE = "serving_ops.json"  # emotf/data/
 # Ops named with what they can do: the wording of a refusal (whether listed here or not, any
 # op outside the allowlist is refused).
 DANGEROUS_OPS = {
-    **dict.fromkeys(("WriteFile", "Save", "SaveV2", "SaveSlices", "MergeV2Checkpoints",
-                     "DeleteFile", "RecursivelyCreateDir", "CreateSummaryFileWriter",
-                     "WriteSummary", "WriteScalarSummary", "WriteAudioSummary",
-                     "WriteImageSummary", "WriteHistogramSummary", "WriteGraphSummary",
-                     "WriteRawProtoSummary", "ImportEvent", "FlushSummaryWriter",
-                     "CreateSummaryDbWriter", "DatasetToTFRecord",
-                     "ExperimentalDatasetToTFRecord", "SaveDataset", "SaveDatasetV2",
-                     "DumpMemory"), "writes files"),
-    **dict.fromkeys(("ReadFile", "Restore", "RestoreV2", "RestoreSlice", "ImmutableConst",
-                     "TFRecordDataset", "TFRecordDatasetV2", "FixedLengthRecordDataset",
-                     "FixedLengthRecordDatasetV2", "TextLineDataset", "LoadDataset",
-                     "FixedLengthRecordReader", "FixedLengthRecordReaderV2", "TextLineReader",
-                     "TextLineReaderV2", "TFRecordReader", "TFRecordReaderV2",
-                     "WholeFileReader", "WholeFileReaderV2", "InitializeTableFromTextFile",
-                     "InitializeTableFromTextFileV2", "LoadAndRemapMatrix",
-                     "GenerateVocabRemapping", "DecodeProtoV2", "FileSystemSetConfiguration",
-                     "IsFile"), "reads files"),
-    **dict.fromkeys(("MatchingFiles", "MatchingFilesDataset", "ExperimentalMatchingFilesDataset"),
-                    "lists files"),
+    **dict.fromkeys(
+        (
+            "WriteFile",
+            "Save",
+            "SaveV2",
+            "SaveSlices",
+            "MergeV2Checkpoints",
+            "DeleteFile",
+            "RecursivelyCreateDir",
+            "CreateSummaryFileWriter",
+            "WriteSummary",
+            "WriteScalarSummary",
+            "WriteAudioSummary",
+            "WriteImageSummary",
+            "WriteHistogramSummary",
+            "WriteGraphSummary",
+            "WriteRawProtoSummary",
+            "ImportEvent",
+            "FlushSummaryWriter",
+            "CreateSummaryDbWriter",
+            "DatasetToTFRecord",
+            "ExperimentalDatasetToTFRecord",
+            "SaveDataset",
+            "SaveDatasetV2",
+            "DumpMemory",
+        ),
+        "writes files",
+    ),
+    **dict.fromkeys(
+        (
+            "ReadFile",
+            "Restore",
+            "RestoreV2",
+            "RestoreSlice",
+            "ImmutableConst",
+            "TFRecordDataset",
+            "TFRecordDatasetV2",
+            "FixedLengthRecordDataset",
+            "FixedLengthRecordDatasetV2",
+            "TextLineDataset",
+            "LoadDataset",
+            "FixedLengthRecordReader",
+            "FixedLengthRecordReaderV2",
+            "TextLineReader",
+            "TextLineReaderV2",
+            "TFRecordReader",
+            "TFRecordReaderV2",
+            "WholeFileReader",
+            "WholeFileReaderV2",
+            "InitializeTableFromTextFile",
+            "InitializeTableFromTextFileV2",
+            "LoadAndRemapMatrix",
+            "GenerateVocabRemapping",
+            "DecodeProtoV2",
+            "FileSystemSetConfiguration",
+            "IsFile",
+        ),
+        "reads files",
+    ),
+    **dict.fromkeys(
+        ("MatchingFiles", "MatchingFilesDataset", "ExperimentalMatchingFilesDataset"), "lists files"
+    ),
     **dict.fromkeys(("PyFunc", "PyFuncStateless", "EagerPyFunc"), "runs Python"),
-    **dict.fromkeys(("RpcCall", "RpcClient", "RpcServer", "RpcServerStart",
-                     "RpcServerRegister", "RpcCheckStatus", "RpcGetValue", "CollectiveGather",
-                     "CollectiveReduce", "CollectiveBcastSend", "CollectiveBcastRecv",
-                     "DataServiceDataset", "DataServiceDatasetV2", "DataServiceDatasetV3",
-                     "DataServiceDatasetV4", "_Send", "_Recv", "_HostSend", "_HostRecv"),
-                    "uses the network"),
+    **dict.fromkeys(
+        (
+            "RpcCall",
+            "RpcClient",
+            "RpcServer",
+            "RpcServerStart",
+            "RpcServerRegister",
+            "RpcCheckStatus",
+            "RpcGetValue",
+            "CollectiveGather",
+            "CollectiveReduce",
+            "CollectiveBcastSend",
+            "CollectiveBcastRecv",
+            "DataServiceDataset",
+            "DataServiceDatasetV2",
+            "DataServiceDatasetV3",
+            "DataServiceDatasetV4",
+            "_Send",
+            "_Recv",
+            "_HostSend",
+            "_HostRecv",
+        ),
+        "uses the network",
+    ),
 }
 
 
@@ -98,7 +159,8 @@ def read_saved_model(saved_model_dir):
         saved_model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as error:
         raise UntrustedModelError(
-            f"{path}: not a SavedModel protobuf ({type(error).__name__})") from None
+            f"{path}: not a SavedModel protobuf ({type(error).__name__})"
+        ) from None
     return saved_model
 
 
@@ -142,14 +204,21 @@ def graph_op_sets(saved_model) -> tuple[set[str], set[str]]:
         # What a loader runs or hands out is strict even if the saver_def also names it: the
         # nodes of every signature (TF1 loaders, TF Serving), the collections' ops (the main
         # op) and every concrete function of the object graph (tf.saved_model.load).
-        served = {tensor.name.split(":")[0].lstrip("^")
-                  for signature in meta_graph.signature_def.values()
-                  for tensor in (*signature.inputs.values(), *signature.outputs.values())}
-        served |= {name.split(":")[0].lstrip("^")
-                   for collection in meta_graph.collection_def.values()
-                   for name in collection.node_list.value}
-        saver_nodes = {name.split(":")[0].lstrip("^") for name in (
-            saver_def.save_tensor_name, saver_def.restore_op_name) if name} - served
+        served = {
+            tensor.name.split(":")[0].lstrip("^")
+            for signature in meta_graph.signature_def.values()
+            for tensor in (*signature.inputs.values(), *signature.outputs.values())
+        }
+        served |= {
+            name.split(":")[0].lstrip("^")
+            for collection in meta_graph.collection_def.values()
+            for name in collection.node_list.value
+        }
+        saver_nodes = {
+            name.split(":")[0].lstrip("^")
+            for name in (saver_def.save_tensor_name, saver_def.restore_op_name)
+            if name
+        } - served
         saver_roots = set()
         other_roots = set(meta_graph.object_graph_def.concrete_functions.keys())
         for node in graph.node:

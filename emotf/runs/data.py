@@ -1,9 +1,9 @@
 """The data side of a training run: the dataset factory seam, the run's split, sizes for Keras.
 
 Every dataset comes from a `DatasetFactory`, called with one fixed signature:
-`dataset_fn(part, training, config, epoch)` (`part` an `emotf.splits.Selection`: its folds,
+`dataset_fn(part, training, config, epoch)` (`part` an `emotf.corpora.splits.Selection`: its folds,
 and for a clip-level split the clip names to serve). `records_dataset` is the default, over
-the record shards of `config.records`. `emotf.train` and `emotf.tune` build their datasets
+the record shards of `config.records`. `emotf.training.train` and `emotf.tuning.search` build their datasets
 through `fit_datasets`; `emotf.evaluation.evaluate` calls its factories the same way.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from emotf import keys
-from emotf.distribute import shard_by_data
-from emotf.splits import RunSplit, Selection, run_split
+from emotf.corpora.splits import RunSplit, Selection, run_split
+from emotf.pipeline import shard_by_data
 from emotf.storage import as_path
 
 if TYPE_CHECKING:
@@ -42,8 +42,9 @@ class DatasetFactory(Protocol):
         add a third item, {"clip_id": string [B]} (`emotf.evaluation.metrics.predict_clips`).
     """
 
-    def __call__(self, part: Selection, training: bool, config: TrainConfig,
-                 epoch: int) -> tf.data.Dataset: ...
+    def __call__(
+        self, part: Selection, training: bool, config: TrainConfig, epoch: int
+    ) -> tf.data.Dataset: ...
 
 
 def as_selection(part) -> Selection:
@@ -68,18 +69,25 @@ def _stamp(file: str) -> tuple[str, int]:
 
 def config_split(config: TrainConfig) -> RunSplit:
     """The training, validation and test selections of a run's config."""
-    return run_split(config.split, config.fold, config.validation_folds,
-                     config.validation_fraction, config.seed)
+    return run_split(
+        config.split, config.fold, config.validation_folds, config.validation_fraction, config.seed
+    )
 
 
-def records_dataset(part: Selection, training: bool, config: TrainConfig,
-                    epoch: int, *, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+def records_dataset(
+    part: Selection,
+    training: bool,
+    config: TrainConfig,
+    epoch: int,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> tf.data.Dataset:
     """The default `DatasetFactory`: `emotf.pipeline.make_dataset` on the shards of `part`'s
     folds in `config.records` (only the clips of `part.clips`, when given).
 
     `epoch` is the first epoch the dataset serves (non-zero when a run resumes), so a resumed
     run draws fresh samples instead of replaying epoch 0's.
-    With `config.labels` = "perceived" the labels are the raters' majority (`emotf.labels`).
+    With `config.labels` = "perceived" the labels are the raters' majority (`emotf.corpora.labels`).
     `shard` (num_shards, index): only that share of the shard files (`make_dataset`).
     """
     from emotf.pipeline import make_dataset
@@ -100,7 +108,7 @@ def records_dataset(part: Selection, training: bool, config: TrainConfig,
     )
     if labels == "intended":
         return dataset
-    from emotf.labels import relabel
+    from emotf.corpora.labels import relabel
 
     return relabel(dataset, labels).map(lambda inputs, label, meta: (inputs, label))
 
@@ -118,18 +126,24 @@ def check_records_folder(records) -> None:
     from emotf.records.manifest import MANIFEST, shards_on_disk
 
     if not records:
-        raise ValueError("no records folder given: pass --records, the folder "
-                         "emotf-build-records wrote")
+        raise ValueError(
+            "no records folder given: pass --records, the folder emotf-build-records wrote"
+        )
     path = as_path(records)
     if not path.exists():
-        raise ValueError(f"{path}: no such records folder (--records names the folder "
-                         f"emotf-build-records wrote)")
+        raise ValueError(
+            f"{path}: no such records folder (--records names the folder emotf-build-records wrote)"
+        )
     if not path.is_dir():
-        raise ValueError(f"{path}: a file, not a records folder (--records names the folder "
-                         f"emotf-build-records wrote)")
+        raise ValueError(
+            f"{path}: a file, not a records folder (--records names the folder "
+            f"emotf-build-records wrote)"
+        )
     if not (path / MANIFEST).exists() and not shards_on_disk(path):
-        raise ValueError(f"{path}: neither a {MANIFEST} nor a record shard (fold-K-of-10-*."
-                         f"tfrecord): not a records folder written by emotf-build-records")
+        raise ValueError(
+            f"{path}: neither a {MANIFEST} nor a record shard (fold-K-of-10-*."
+            f"tfrecord): not a records folder written by emotf-build-records"
+        )
 
 
 def check_records_settings(config: TrainConfig, records=None) -> None:
@@ -159,15 +173,16 @@ def check_records_settings(config: TrainConfig, records=None) -> None:
         raise ValueError(
             f"{records}: records built at sample_rate={rate} Hz; the config asks for "
             f"sampling.sample_rate={config.sampling.sample_rate}: pass --sampling.sample_rate "
-            f"{rate}, or rebuild the records with --sample_rate {config.sampling.sample_rate}")
+            f"{rate}, or rebuild the records with --sample_rate {config.sampling.sample_rate}"
+        )
     tracker = settings.get("tracker")
     crop = tracker.get("crop_size") if isinstance(tracker, dict) else None
-    if (isinstance(crop, int) and config.model.uses_video
-            and crop != config.model.frame_size):
+    if isinstance(crop, int) and config.model.uses_video and crop != config.model.frame_size:
         raise ValueError(
             f"{records}: records hold {crop}x{crop} face crops; the config asks for "
             f"model.frame_size={config.model.frame_size}: pass --model.frame_size {crop}, or "
-            f"rebuild the records with --tracker.crop_size {config.model.frame_size}")
+            f"rebuild the records with --tracker.crop_size {config.model.frame_size}"
+        )
 
 
 def check_run_records(config: TrainConfig, split: RunSplit, dataset_fn=None) -> dict:
@@ -199,15 +214,22 @@ def clips_read(config: TrainConfig, split: RunSplit, test_clips: int, checked: d
     for the same folds (equal on an intact folder)."""
     if not is_records_folder(config.records):
         return {}
-    read = {"train": count_clips(config.records, split.train),
-            "validation": count_clips(config.records, split.validation), "test": int(test_clips)}
+    read = {
+        "train": count_clips(config.records, split.train),
+        "validation": count_clips(config.records, split.validation),
+        "test": int(test_clips),
+    }
     out = {"clips_read": read}
     listed = checked.get("clips_in_manifest")
     if listed and not split.clip_level:
         out["clips_in_manifest"] = {
             name: sum(listed.get(str(k), 0) for k in part.folds)
-            for name, part in (("train", split.train), ("validation", split.validation),
-                               ("test", split.test))}
+            for name, part in (
+                ("train", split.train),
+                ("validation", split.validation),
+                ("test", split.test),
+            )
+        }
     return out
 
 
@@ -245,18 +267,24 @@ def _clip_ids_in(stamped_files: tuple) -> frozenset[str]:
     spec = {keys.CLIP_ID: tf.io.FixedLenFeature([], tf.string)}
     ds = tf.data.TFRecordDataset(files, compression_type=compression).map(
         lambda s: tf.io.parse_single_example(s, spec)[keys.CLIP_ID],
-        num_parallel_calls=tf.data.AUTOTUNE)
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     return frozenset(name.decode() for name in ds.as_numpy_iterator())
 
 
 def check_clip_split_records(records, split: RunSplit) -> None:
     """Refuse a clip-level split whose test, training or validation part has no clip in
     `records` (a validation hold-out of unbuilt names would leave nothing to pick epochs on)."""
-    for name, part in (("test", split.test), ("training", split.train),
-                       ("validation", split.validation)):
+    for name, part in (
+        ("test", split.test),
+        ("training", split.train),
+        ("validation", split.validation),
+    ):
         if count_clips(records, part) == 0:
-            raise ValueError(f"none of the {len(part.clips)} clips of the {name} list of split "
-                             f"{split.name!r} is in the records of {records}")
+            raise ValueError(
+                f"none of the {len(part.clips)} clips of the {name} list of split "
+                f"{split.name!r} is in the records of {records}"
+            )
 
 
 def num_batches(dataset: tf.data.Dataset, config: TrainConfig, part) -> int:
@@ -284,12 +312,20 @@ def _describe(part) -> str:
     return f"({len(selection.clips)} listed clips)"
 
 
-def fit_datasets(dataset_fn: DatasetFactory, config: TrainConfig, train_part: Selection,
-                 val_part: Selection, epoch: int = 0, *, workers: int = 1, worker: int = 0):
+def fit_datasets(
+    dataset_fn: DatasetFactory,
+    config: TrainConfig,
+    train_part: Selection,
+    val_part: Selection,
+    epoch: int = 0,
+    *,
+    workers: int = 1,
+    worker: int = 0,
+):
     """(training dataset, validation dataset, steps per epoch) ready for `keras.Model.fit`.
 
     Batches hold `config.batch_size` clips: a distributed run passes the global batch
-    (`emotf.distribute.global_batch_size`). Sizes are made known to Keras (exact progress bars;
+    (`emotf.training.distribute.global_batch_size`). Sizes are made known to Keras (exact progress bars;
     the end of the data is not taken for an interruption, no "ran out of data" warning); with
     `steps_per_epoch` set the training data repeats.
 
@@ -303,8 +339,11 @@ def fit_datasets(dataset_fn: DatasetFactory, config: TrainConfig, train_part: Se
     if workers > 1:
         train_ds, val_ds = (
             _worker_dataset(dataset_fn, part, training, config, epoch, workers, worker, name)
-            for part, training, name in ((train_part, True, "training"),
-                                         (val_part, False, "validation")))
+            for part, training, name in (
+                (train_part, True, "training"),
+                (val_part, False, "validation"),
+            )
+        )
     else:
         train_ds = dataset_fn(train_part, True, config, epoch)
         val_ds = dataset_fn(val_part, False, config, epoch)

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from emotf.configs import TrainConfig
 
 
-
 @keras.saving.register_keras_serializable(package="emotf")
 class StaircaseDecay(keras.optimizers.schedules.LearningRateSchedule):
     """lr * rate ** floor(s / decay_steps); s = step mod restart_steps when restart_steps > 0.
@@ -51,9 +50,13 @@ def make_schedule(config: "TrainConfig", steps_per_epoch: int):
     """The learning rate (schedule or float) of `config.lr_schedule` for `steps_per_epoch`."""
     lr = config.learning_rate
     if config.lr_schedule == "paper":
-        return StaircaseDecay(lr, config.decay_steps, config.decay_rate, restart_steps=steps_per_epoch)
+        return StaircaseDecay(
+            lr, config.decay_steps, config.decay_rate, restart_steps=steps_per_epoch
+        )
     if config.lr_schedule == "step":
         return StaircaseDecay(lr, config.decay_steps, config.decay_rate)
     if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, steps_per_epoch * config.epochs))
+        return keras.optimizers.schedules.CosineDecay(
+            lr, decay_steps=max(1, steps_per_epoch * config.epochs)
+        )
     return lr

@@ -3,7 +3,7 @@
     video (+ WAV) --emotf.records.preprocess.ClipReader--> face crops as frames arrive (the build's
                   code and settings: `clip_settings` in the model's metadata), audio on demand
                   --JPEG round trip at the records' quality (what training saw)
-                  --emotf.timeline windows (window / hop seconds)--> serving_default per window
+                  --emotf.serving.timeline windows (window / hop seconds)--> serving_default per window
                   --> a timeline of window probabilities; the video: their mean and its label
 
 Memory is bounded at any length and resolution: only the frames whose face box is not final
@@ -23,9 +23,9 @@ stream of any length.
 
 Settings are bounded where they are declared (`PredictConfig`): a window of at least the
 shortest clip a model accepts (0.5 s) and at most 60 s, a hop of at least 0.04 s (at most 25
-windows per second of video), `emotf.timeline.MAX_WINDOWS_PER_VIDEO` windows per video at most.
+windows per second of video), `emotf.serving.timeline.MAX_WINDOWS_PER_VIDEO` windows per video at most.
 A SavedModel's graph is checked against the ops emotf's own export uses before it is loaded
-(`emotf.graph_ops.check_saved_model_ops`; `trust_model=True` skips the check).
+(`emotf.serving.graph_ops.check_saved_model_ops`; `trust_model=True` skips the check).
 Inputs: folder walks and glob patterns never follow a symbolic link into a loop and never
 yield one file twice (compared by real path).
 """
@@ -45,21 +45,21 @@ import numpy as np
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
-from emotf.export import read_metadata
-from emotf.graph_ops import check_saved_model_ops
-from emotf.litert import LiteRTModel
 from emotf.records.face_tracks import FaceTracksConfig
 from emotf.records.faces import crop_faces
 from emotf.records.preprocess import ClipError, ClipReader, ClipSettings, jpeg_round_trip
 from emotf.records.stream import MultiStreamTracker
-from emotf.serving_metadata import (
+from emotf.serving.export import read_metadata
+from emotf.serving.graph_ops import check_saved_model_ops
+from emotf.serving.litert import LiteRTModel
+from emotf.serving.metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
     check_metadata,
     metadata_path,
     min_clip_samples,
     resolve_saved_model,
 )
-from emotf.timeline import (
+from emotf.serving.timeline import (
     DEFAULT_HOP_SECONDS,
     DEFAULT_WINDOW_SECONDS,
     MAX_WINDOW_SECONDS,
@@ -76,8 +76,21 @@ from emotf.timeline import (
 
 # Extensions `expand_inputs` picks up in folders (any container PyAV reads; files named
 # explicitly are tried whatever their extension).
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg",
-                    ".ts", ".wmv", ".3gp", ".ogv")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".flv",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+)
 # Show a progress bar over windows for videos with more windows than this.
 LONG_VIDEO_WINDOWS = 30
 # Frames per SavedModel call (beyond one window): the call's memory grows with the frames it is
@@ -88,8 +101,19 @@ MAX_BATCH_SIZE = 256
 # Whose emotions: the largest face (followed over time), or every face (docs/faces.md).
 FACE_MODES = ("largest", "all")
 
-__all__ = ["FACE_MODES", "VIDEO_EXTENSIONS", "ClipError", "PredictConfig", "Predictor", "clip_settings_of",
-           "expand_inputs", "load_problem", "pad_batch", "predict_files", "tracker_config_of"]
+__all__ = [
+    "FACE_MODES",
+    "VIDEO_EXTENSIONS",
+    "ClipError",
+    "PredictConfig",
+    "Predictor",
+    "clip_settings_of",
+    "expand_inputs",
+    "load_problem",
+    "pad_batch",
+    "predict_files",
+    "tracker_config_of",
+]
 
 
 @dataclass(frozen=True)
@@ -103,16 +127,24 @@ class PredictConfig(Config):
     """
 
     window_s: float | None = bounded(
-        None, ge=DEFAULT_MIN_CLIP_SECONDS, le=MAX_WINDOW_SECONDS,
-        help="window length in seconds, at least the shortest clip a model accepts")
+        None,
+        ge=DEFAULT_MIN_CLIP_SECONDS,
+        le=MAX_WINDOW_SECONDS,
+        help="window length in seconds, at least the shortest clip a model accepts",
+    )
     hop_s: float | None = bounded(
-        None, ge=MIN_HOP_SECONDS, le=MAX_WINDOW_SECONDS,
-        help="seconds between window starts (at most 1 / 0.04 = 25 windows per second)")
+        None,
+        ge=MIN_HOP_SECONDS,
+        le=MAX_WINDOW_SECONDS,
+        help="seconds between window starts (at most 1 / 0.04 = 25 windows per second)",
+    )
     batch_size: int = bounded(8, ge=1, le=MAX_BATCH_SIZE, help="windows per model call, at most")
     faces: str = bounded(
-        "largest", choices=FACE_MODES,
+        "largest",
+        choices=FACE_MODES,
         help="largest: the largest face, followed over time; all: every face tracked with a "
-             "stable id, each with its own timeline (the audio shared)")
+        "stable id, each with its own timeline (the audio shared)",
+    )
 
     def __post_init__(self):
         check_bounds(self)
@@ -124,11 +156,13 @@ def clip_settings_of(metadata: dict) -> ClipSettings:
     `face_tracker` and `min_clip_seconds`; the build's defaults without records."""
     if metadata.get("clip_settings"):
         return ClipSettings.from_dict(metadata["clip_settings"])
-    return ClipSettings.from_dict({
-        "tracker": metadata.get("face_tracker") or {},
-        "min_duration_s": float(metadata.get("min_clip_seconds", DEFAULT_MIN_CLIP_SECONDS)),
-        "sample_rate": int(metadata["sampling_config"]["sample_rate"]),
-    })
+    return ClipSettings.from_dict(
+        {
+            "tracker": metadata.get("face_tracker") or {},
+            "min_duration_s": float(metadata.get("min_clip_seconds", DEFAULT_MIN_CLIP_SECONDS)),
+            "sample_rate": int(metadata["sampling_config"]["sample_rate"]),
+        }
+    )
 
 
 def tracker_config_of(metadata: dict):
@@ -148,9 +182,12 @@ def _walk_videos(folder: str) -> list[str]:
         entered.add(_real(root))
         dirs[:] = sorted(d for d in dirs if _real(os.path.join(root, d)) not in entered)
         entered.update(_real(os.path.join(root, d)) for d in dirs)
-        found += [os.path.join(root, f) for f in files
-                  if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS
-                  and os.path.isfile(os.path.join(root, f))]
+        found += [
+            os.path.join(root, f)
+            for f in files
+            if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS
+            and os.path.isfile(os.path.join(root, f))
+        ]
     return sorted(found)
 
 
@@ -221,8 +258,10 @@ def expand_inputs(inputs) -> tuple[list[str], list[str]]:
         if path.is_dir():
             found = _walk_videos(item)
             if not found:
-                problems.append(f"{item}: no video files in the folder (looked for "
-                                f"{', '.join(VIDEO_EXTENSIONS)})")
+                problems.append(
+                    f"{item}: no video files in the folder (looked for "
+                    f"{', '.join(VIDEO_EXTENSIONS)})"
+                )
             for p in found:
                 add(p)
         elif not path.exists() and glob.has_magic(item):
@@ -248,7 +287,9 @@ def pad_batch(clips: list[dict]) -> dict:
     waves = np.zeros([len(clips), s_max], np.float32)
     for i, c in enumerate(clips):
         frames[i, : len(c["frames"])] = c["frames"]
-        waves[i, : len(c["pcm16"])] = c["pcm16"].astype(np.float32) / 32768.0  # as records.parse_example
+        waves[i, : len(c["pcm16"])] = (
+            c["pcm16"].astype(np.float32) / 32768.0
+        )  # as records.parse_example
     return {
         "frames": tf.constant(frames),
         "num_frames": tf.constant([len(c["frames"]) for c in clips], tf.int32),
@@ -266,13 +307,13 @@ class Predictor:
     Args:
         model: a SavedModel version folder or the base folder (latest version is used), local
             or on any filesystem `tf.io.gfile` knows (`gs://...`; `emotf.storage`); or a path
-            ending in `.tflite`: run with `emotf.litert.LiteRTModel` (its metadata, its
+            ending in `.tflite`: run with `emotf.serving.litert.LiteRTModel` (its metadata, its
             `run_model`), the host-side preprocessing here unchanged.
         tracker: an `emotf.records.faces.FaceTracker`; default: one with the tracker settings the
             training records were built with (`clip_settings` in the metadata).
         trust_model: load the SavedModel without checking its graph's ops (a SavedModel is a
             program: only for models from a source you trust). Default: refuse a graph with
-            an op emotf's own export does not use (`emotf.graph_ops.UntrustedModelError`).
+            an op emotf's own export does not use (`emotf.serving.graph_ops.UntrustedModelError`).
             A `.tflite` holds builtin ops only and is not checked here.
         num_threads: interpreter threads of a `.tflite` model (None: LiteRT's default);
             ignored for a SavedModel (TensorFlow's threads are process-wide settings).
@@ -294,19 +335,27 @@ class Predictor:
             one line, `<folder>: cannot load the SavedModel: <problem>` (`load_problem`).
     """
 
-    def __init__(self, model, tracker=None, *, trust_model: bool = False,
-                 num_threads: int | None = None, face_tracks=None):
+    def __init__(
+        self,
+        model,
+        tracker=None,
+        *,
+        trust_model: bool = False,
+        num_threads: int | None = None,
+        face_tracks=None,
+    ):
         self._litert = None
         if str(model).endswith(".tflite"):
-            # (emotf.litert imports the LiteRT interpreter, the optional `emotf[litert]`
+            # (emotf.serving.litert imports the LiteRT interpreter, the optional `emotf[litert]`
             # extra, only when a model is opened: a SavedModel user need not install it.)
             self._litert = LiteRTModel(model, num_threads=num_threads)
             self.model_dir = model
             self.metadata = self._litert.metadata  # checked by LiteRTModel
         else:
             self.model_dir = resolve_saved_model(model)
-            self.metadata = check_metadata(read_metadata(self.model_dir),
-                                           metadata_path(self.model_dir))
+            self.metadata = check_metadata(
+                read_metadata(self.model_dir), metadata_path(self.model_dir)
+            )
         self.class_codes = list(self.metadata["class_codes"])
         self.class_names = list(self.metadata["class_names"])
         sampling = self.metadata["sampling_config"]
@@ -314,21 +363,22 @@ class Predictor:
         self.audio_window_seconds = float(sampling["window_seconds"])
         self.settings = clip_settings_of(self.metadata)
         if self.settings.sample_rate != self.sample_rate:
-            raise ValueError(f"{self.model_dir}: clip_settings.sample_rate "
-                             f"{self.settings.sample_rate} differs from the model's {self.sample_rate}")
+            raise ValueError(
+                f"{self.model_dir}: clip_settings.sample_rate "
+                f"{self.settings.sample_rate} differs from the model's {self.sample_rate}"
+            )
         self.tracker_config = self.settings.tracker
         self.min_seconds = self.settings.min_duration_s
         # The serving signature refuses less audio than this (its in-graph bound).
         min_clip_seconds = self.metadata.get("min_clip_seconds")
         self.min_samples = min_clip_samples(
             DEFAULT_MIN_CLIP_SECONDS if min_clip_seconds is None else min_clip_seconds,
-            self.sample_rate)
+            self.sample_rate,
+        )
         timeline = self.metadata.get("timeline") or {}
         self.window_seconds = float(timeline.get("window_seconds", DEFAULT_WINDOW_SECONDS))
         self.hop_seconds = float(timeline.get("hop_seconds", DEFAULT_HOP_SECONDS))
         if self._litert is None:
-            import tensorflow as tf
-
             if not trust_model:  # before the graph is loaded: loading can already run ops
                 check_saved_model_ops(str(self.model_dir))
             self._serve = _load_serving(self.model_dir)
@@ -344,8 +394,9 @@ class Predictor:
             self._tracker = FaceTracker(self.tracker_config)
         return self._tracker
 
-    def resolve(self, window=None, hop=None, batch_size: int = 8,
-                faces: str = "largest") -> PredictConfig:
+    def resolve(
+        self, window=None, hop=None, batch_size: int = 8, faces: str = "largest"
+    ) -> PredictConfig:
         """The bounded `PredictConfig` of these settings, None window / hop replaced by the
         model's (also bounded: its metadata may say anything in range).
 
@@ -355,11 +406,16 @@ class Predictor:
         """
         config = PredictConfig(
             window_s=self.window_seconds if window is None else window,
-            hop_s=self.hop_seconds if hop is None else hop, batch_size=batch_size, faces=faces)
+            hop_s=self.hop_seconds if hop is None else hop,
+            batch_size=batch_size,
+            faces=faces,
+        )
         if config.window_s < self.min_seconds:
-            raise ValueError(f"the window must be at least the shortest clip this model was "
-                             f"trained on ({self.min_seconds:g} s). Received: "
-                             f"window={config.window_s:g}")
+            raise ValueError(
+                f"the window must be at least the shortest clip this model was "
+                f"trained on ({self.min_seconds:g} s). Received: "
+                f"window={config.window_s:g}"
+            )
         return config
 
     def run_model(self, clips: list[dict]) -> list[dict]:
@@ -369,8 +425,14 @@ class Predictor:
         out = self._serve(**pad_batch(clips))
         probs, segs = out["probabilities"].numpy(), out["segment_probabilities"].numpy()
         labels = out["label"].numpy()
-        return [{"label": int(labels[i]), "probabilities": probs[i].astype(np.float64),
-                 "segment_probabilities": segs[i]} for i in range(len(clips))]
+        return [
+            {
+                "label": int(labels[i]),
+                "probabilities": probs[i].astype(np.float64),
+                "segment_probabilities": segs[i],
+            }
+            for i in range(len(clips))
+        ]
 
     def _summary(self, sums: np.ndarray, count: int) -> dict:
         """label / label_code / label_name / probabilities (and calibrated_probabilities) of
@@ -379,8 +441,12 @@ class Predictor:
         mean = mean / mean.sum()
         k = int(np.argmax(mean))
         codes = self.class_codes
-        out = {"label": k, "label_code": codes[k], "label_name": self.class_names[k],
-               "probabilities": {c: float(p) for c, p in zip(codes, mean)}}
+        out = {
+            "label": k,
+            "label_code": codes[k],
+            "label_name": self.class_names[k],
+            "probabilities": {c: float(p) for c, p in zip(codes, mean)},
+        }
         temperature = self.metadata.get("temperature")
         if temperature is not None:  # the run's validation-fitted temperature
             from emotf.evaluation.calibration import apply_temperature
@@ -389,9 +455,19 @@ class Predictor:
             out["calibrated_probabilities"] = {c: float(p) for c, p in zip(codes, scaled)}
         return out
 
-    def predict_video(self, video, audio=None, *, window: float | None = None,
-                      hop: float | None = None, batch_size: int = 8, progress: bool = False,
-                      faces: str = "largest", on_window=None, keep_timeline: bool = True) -> dict:
+    def predict_video(
+        self,
+        video,
+        audio=None,
+        *,
+        window: float | None = None,
+        hop: float | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+        faces: str = "largest",
+        on_window=None,
+        keep_timeline: bool = True,
+    ) -> dict:
         """One video's timeline and summary (see `predict_files` for the result's keys).
 
         Args:
@@ -399,7 +475,7 @@ class Predictor:
                 is 0); "all": every face tracked with a stable id
                 (`emotf.records.stream.MultiStreamTracker`, `self.face_tracks`), each with its
                 own timeline over the same windows, the audio shared by all.
-            on_window: called with each timeline entry (the JSON form: `emotf.timeline.
+            on_window: called with each timeline entry (the JSON form: `emotf.serving.timeline.
                 timeline_entry`, skipped ones included) as soon as its window is scored.
             keep_timeline: False: no timeline is accumulated (the result's `timeline` is
                 empty; the summary comes from running sums), for streams of any length.
@@ -419,13 +495,23 @@ class Predictor:
         if every_face:
             # the same detector batching as the one-face tracker it replaces (1 on a live
             # source, where a batch would hold lines back)
-            reader.faces = MultiStreamTracker(self.tracker, reader.fps, reader.info.height,
-                                              reader.info.width, self.face_tracks,
-                                              batch=reader.faces.batch)
+            reader.faces = MultiStreamTracker(
+                self.tracker,
+                reader.fps,
+                reader.info.height,
+                reader.info.width,
+                self.face_tracks,
+                batch=reader.faces.batch,
+            )
         timings["decode_video_s"] += time.perf_counter() - start
         # Without a timeline nothing grows with the windows: a live stream may run for days.
-        planner = WindowPlanner(window, hop, reader.fps, self.sample_rate,
-                                MAX_WINDOWS_PER_VIDEO if keep_timeline else None)
+        planner = WindowPlanner(
+            window,
+            hop,
+            reader.fps,
+            self.sample_rate,
+            MAX_WINDOWS_PER_VIDEO if keep_timeline else None,
+        )
         quality = self.settings.jpeg_quality
         codes = self.class_codes
         # face id -> (index, crop after the JPEG round trip, face) of the open windows' frames
@@ -460,15 +546,18 @@ class Predictor:
             pcm = reader.audio.samples(w.first_sample, end)
             timings["load_audio_s"] += time.perf_counter() - t0
             if len(pcm) < self.min_samples:  # the audio track ended before the video
-                return (f"only {len(pcm) / self.sample_rate:.2f} s of audio (the model needs "
-                        f"{self.min_samples / self.sample_rate:.2f} s)")
+                return (
+                    f"only {len(pcm) / self.sample_rate:.2f} s of audio (the model needs "
+                    f"{self.min_samples / self.sample_rate:.2f} s)"
+                )
             return pcm
 
         def gather(w) -> None:
             faces_in = []  # (face id, frames [T, S, S, 3]) to score, or (face id, reason)
             if not every_face:
-                frames = [item for item in held.get(0, ())
-                          if w.first_frame <= item[0] < w.end_frame]
+                frames = [
+                    item for item in held.get(0, ()) if w.first_frame <= item[0] < w.end_frame
+                ]
                 missing = sum(not face for _, _, face in frames)
                 if len(frames) - missing < MIN_FACE_FRACTION * len(frames) or not frames:
                     faces_in.append((0, f"no face in {missing} of {len(frames)} frames"))
@@ -477,8 +566,9 @@ class Predictor:
             else:
                 n = w.end_frame - w.first_frame
                 for face_id in sorted(held):
-                    frames = [item for item in held[face_id]
-                              if w.first_frame <= item[0] < w.end_frame]
+                    frames = [
+                        item for item in held[face_id] if w.first_frame <= item[0] < w.end_frame
+                    ]
                     if not frames:
                         continue
                     if len(frames) < MIN_FACE_FRACTION * n:
@@ -493,9 +583,16 @@ class Predictor:
                 pcm = audio_of(w)  # one read: the audio is shared by every face
             for i, (face_id, clip) in enumerate(faces_in):
                 if not isinstance(clip, str):
-                    clip = pcm if isinstance(pcm, str) else {
-                        "frames": clip, "fps": reader.fps, "pcm16": pcm,
-                        "sample_rate": self.sample_rate}
+                    clip = (
+                        pcm
+                        if isinstance(pcm, str)
+                        else {
+                            "frames": clip,
+                            "fps": reader.fps,
+                            "pcm16": pcm,
+                            "sample_rate": self.sample_rate,
+                        }
+                    )
                 pending.append((w, face_id, clip, i == 0))
 
         def record(entry: dict) -> None:
@@ -525,8 +622,11 @@ class Predictor:
                 entry = {"start": w.start, "end": w.end, "face_id": face_id}
                 if isinstance(clip, dict):
                     out = next(outputs)
-                    entry.update(probabilities=out["probabilities"], label=out["label"],
-                                 segment_probabilities=out["segment_probabilities"])
+                    entry.update(
+                        probabilities=out["probabilities"],
+                        label=out["label"],
+                        segment_probabilities=out["segment_probabilities"],
+                    )
                 else:
                     entry.update(probabilities=None, label=None, skipped=clip)
                 if first:
@@ -593,14 +693,20 @@ class Predictor:
         reader.audio.read_until(None)
         notes = reader.final_notes() + notes
         # (decode time is inside faces_s: frames are decoded as the tracker asks for them)
-        self.last_stats = {"max_frames_held": reader.faces.max_held, "max_crops_held": max_crops,
-                           "max_audio_samples_held": reader.audio.max_held,
-                           "frames": num_frames, "windows": totals["windows"],
-                           "entries": totals["entries"]}
+        self.last_stats = {
+            "max_frames_held": reader.faces.max_held,
+            "max_crops_held": max_crops,
+            "max_audio_samples_held": reader.audio.max_held,
+            "frames": num_frames,
+            "windows": totals["windows"],
+            "entries": totals["entries"],
+        }
         if not totals["scored"]:
-            raise NoFaceError(f"no window with a face: faces in fewer than "
-                              f"{MIN_FACE_FRACTION:.0%} of the frames of each of the "
-                              f"{totals['windows']} windows")
+            raise NoFaceError(
+                f"no window with a face: faces in fewer than "
+                f"{MIN_FACE_FRACTION:.0%} of the frames of each of the "
+                f"{totals['windows']} windows"
+            )
         skipped = totals["entries"] - totals["scored"]
         if every_face:
             ids = sorted(counts)
@@ -608,14 +714,18 @@ class Predictor:
             main = max(scored_ids, key=lambda i: (counts[i][0], -i))
             summary = self._summary(sums[main], counts[main][0])
             stats = reader.faces.stats
-            notes.append(f"{len(ids)} faces with windows (ids {', '.join(map(str, ids))}); "
-                         f"the audio is shared by all faces; label: face {main}, the one scored "
-                         f"in the most windows")
+            notes.append(
+                f"{len(ids)} faces with windows (ids {', '.join(map(str, ids))}); "
+                f"the audio is shared by all faces; label: face {main}, the one scored "
+                f"in the most windows"
+            )
             if stats.get("reidentified"):
                 notes.append(f"{stats['reidentified']} returns of a lost face given its id back")
             if skipped:
-                notes.append(f"{skipped} of {totals['entries']} window entries skipped "
-                             "(face in too few frames, or no face)")
+                notes.append(
+                    f"{skipped} of {totals['entries']} window entries skipped "
+                    "(face in too few frames, or no face)"
+                )
         else:
             summary = self._summary(sums[0], counts[0][0])
             if skipped:
@@ -623,17 +733,32 @@ class Predictor:
         result = {
             **{k: v for k, v in summary.items() if k != "calibrated_probabilities"},
             "duration_s": round(num_frames / reader.fps, 3),
-            "window_s": window, "hop_s": hop,
+            "window_s": window,
+            "hop_s": hop,
             "timeline": [timeline_entry(w, codes) for w in timeline],
         }
         if every_face:
             result["face_id"] = main
             result["faces"] = [
-                {"face_id": i, **(self._summary(sums[i], counts[i][0]) if counts[i][0] else
-                                  {"label": None, "label_code": None, "label_name": None,
-                                   "probabilities": None}),
-                 "windows": counts[i][0], "skipped": counts[i][1],
-                 "first_s": spans[i][0], "last_s": spans[i][1]} for i in ids]
+                {
+                    "face_id": i,
+                    **(
+                        self._summary(sums[i], counts[i][0])
+                        if counts[i][0]
+                        else {
+                            "label": None,
+                            "label_code": None,
+                            "label_name": None,
+                            "probabilities": None,
+                        }
+                    ),
+                    "windows": counts[i][0],
+                    "skipped": counts[i][1],
+                    "first_s": spans[i][0],
+                    "last_s": spans[i][1],
+                }
+                for i in ids
+            ]
         if totals["entries"] == 1 and only[0]["probabilities"] is not None:
             result["segment_probabilities"] = only[0]["segment_probabilities"].round(6).tolist()
         if "calibrated_probabilities" in summary:
@@ -659,14 +784,16 @@ def _fill(frames: list[tuple], first: int, end: int) -> np.ndarray:
 def _every_face(reader: ClipReader, size: int):
     """(frame index, [(face id, crop uint8 [S, S, 3], True)]) for every frame of `reader`, whose
     `faces` is a `MultiStreamTracker`, each as soon as its boxes are final."""
+
     def cut(items):
         for item in items:
             if not item.faces:
                 yield item.index, []
                 continue
             boxes = np.stack([f.box for f in item.faces])
-            crops = crop_faces(np.broadcast_to(item.frame, (len(boxes), *item.frame.shape)),
-                               boxes, size)
+            crops = crop_faces(
+                np.broadcast_to(item.frame, (len(boxes), *item.frame.shape)), boxes, size
+            )
             yield item.index, [(f.face_id, crop, True) for f, crop in zip(item.faces, crops)]
 
     # ClipReader.crops() cuts one box per frame; its frame stream is read here directly (a
@@ -687,14 +814,24 @@ def _load_serving(model_dir):
         loaded = tf.saved_model.load(str(model_dir))
     except tf.errors.ResourceExhaustedError:
         raise  # out of memory: emotf.cli.command says so
-    except (tf.errors.OpError, ValueError, LookupError, TypeError, OSError, RuntimeError,
-            DecodeError) as error:
-        raise ValueError(f"{model_dir}: cannot load the SavedModel: "
-                         f"{load_problem(error, model_dir)}") from error
+    except (
+        tf.errors.OpError,
+        ValueError,
+        LookupError,
+        TypeError,
+        OSError,
+        RuntimeError,
+        DecodeError,
+    ) as error:
+        raise ValueError(
+            f"{model_dir}: cannot load the SavedModel: {load_problem(error, model_dir)}"
+        ) from error
     signatures = getattr(loaded, "signatures", None) or {}
     if "serving_default" not in signatures:
-        raise ValueError(f"{model_dir}: cannot load the SavedModel: it has no serving_default "
-                         f"signature (signatures: {', '.join(sorted(signatures)) or 'none'})")
+        raise ValueError(
+            f"{model_dir}: cannot load the SavedModel: it has no serving_default "
+            f"signature (signatures: {', '.join(sorted(signatures)) or 'none'})"
+        )
     return signatures["serving_default"]
 
 
@@ -714,8 +851,7 @@ def load_problem(error: BaseException, model_dir=None) -> str:
         where = "variables/variables.index" if "variables.index" in line else "variables/"
         return f"checksum does not match in {where} (a damaged file)"
     if "read less bytes than requested" in line.lower():
-        return (f"{_variables_file(model_dir, 0)} is truncated (read less bytes than "
-                "requested)")
+        return f"{_variables_file(model_dir, 0)} is truncated (read less bytes than requested)"
     if "too short to be an sstable" in line:
         return "variables/variables.index is truncated (too short to be an sstable)"
     if line.startswith("Cannot parse file") and "saved_model.pb" in line:
@@ -731,8 +867,9 @@ def _tf_line(error: BaseException) -> str:
     """The first non-empty line of a (TensorFlow) error without `{{function_node ...}}`
     prefixes and `[Op:...]` suffixes; the error type's name when there is none."""
     text = getattr(error, "message", None) or str(error)
-    lines = [_OP_SUFFIX.sub("", _FUNCTION_NODE.sub("", line)).strip()
-             for line in str(text).splitlines()]
+    lines = [
+        _OP_SUFFIX.sub("", _FUNCTION_NODE.sub("", line)).strip() for line in str(text).splitlines()
+    ]
     lines = [line for line in lines if line]
     return lines[0] if lines else type(error).__name__
 
@@ -766,7 +903,7 @@ def _write_problem(error: Exception, out_dir) -> str:
     line = _line(error)
     for prefix in (f"{out_dir}; ", f"{out_dir}: "):
         if line.startswith(prefix):
-            return line[len(prefix):]
+            return line[len(prefix) :]
     return line
 
 
@@ -792,9 +929,19 @@ def _error(video, audio, error: Exception) -> dict:
 
 
 def predict_files(
-    model_dir, videos, audios=None, *, batch_size: int = 8, tracker=None, predictor=None,
-    window: float | None = None, hop: float | None = None, out_dir=None, progress: bool = False,
-    trust_model: bool = False, faces: str = "largest",
+    model_dir,
+    videos,
+    audios=None,
+    *,
+    batch_size: int = 8,
+    tracker=None,
+    predictor=None,
+    window: float | None = None,
+    hop: float | None = None,
+    out_dir=None,
+    progress: bool = False,
+    trust_model: bool = False,
+    faces: str = "largest",
 ) -> list[dict]:
     """Predict each video; one result dict per video, in order.
 
@@ -810,7 +957,7 @@ def predict_files(
         window, hop: timeline window and hop in seconds (default: the model's metadata).
         out_dir: also write `<stem>.json`, `<stem>.timeline.csv`, `<stem>.timeline.png` there
             (local or a `tf.io.gfile` URL such as `gs://...`); stems from
-            `emotf.timeline.output_stems`: long or repeated names are shortened with a hash.
+            `emotf.serving.timeline.output_stems`: long or repeated names are shortened with a hash.
         progress: tqdm progress bars over files and, for long videos, over windows.
         trust_model: skip the check of the SavedModel's ops (see `Predictor`).
         faces: "largest" (the largest face, followed over time) or "all" (every face tracked
@@ -854,9 +1001,19 @@ def predict_files(
         pairs = tqdm(pairs, desc="emotf-predict", unit="file")
     for video, audio, stem in pairs:
         try:
-            result = {"file": video, "audio": audio, **predictor.predict_video(
-                video, audio, window=window, hop=hop, batch_size=batch_size, progress=progress,
-                faces=faces)}
+            result = {
+                "file": video,
+                "audio": audio,
+                **predictor.predict_video(
+                    video,
+                    audio,
+                    window=window,
+                    hop=hop,
+                    batch_size=batch_size,
+                    progress=progress,
+                    faces=faces,
+                ),
+            }
         except Exception as error:  # noqa: BLE001 - one bad file never stops the others
             result = _error(video, audio, error)
         if out_dir is not None:
@@ -864,7 +1021,8 @@ def predict_files(
                 result["outputs"] = write_outputs(result, out_dir, predictor.class_codes, stem)
             except Exception as error:  # noqa: BLE001 - a full disk, a bad name: this video only
                 problem = f"cannot write the outputs to {out_dir}: {_write_problem(error, out_dir)}"
-                result["error"] = f"{result['error']}; {problem}" if "error" in result \
-                    else f"{video}: {problem}"
+                result["error"] = (
+                    f"{result['error']}; {problem}" if "error" in result else f"{video}: {problem}"
+                )
         results.append(result)
     return results

@@ -15,7 +15,7 @@ unreadable weights file left by an older release is named in one warning line an
 
 In a multi-worker run only the chief writes the run folder: a non-chief worker's callbacks
 write into its own scratch folder (deleted after each save) and restore from the chief's
-backup (`emotf.distribute`).
+backup (`emotf.training.distribute`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from emotf.run import Run
+from emotf.runs.folder import Run
 from emotf.storage import StoragePath, as_path, read_json, write_atomic, write_json
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ def is_no_space(error: BaseException) -> bool:
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:
             return True
         if isinstance(error, (OSError, RuntimeError)) and (
-                "No space left" in str(error) or "errno = 28" in str(error)):
+            "No space left" in str(error) or "errno = 28" in str(error)
+        ):
             return True
         error = error.__cause__ or error.__context__
     return False
@@ -225,8 +226,10 @@ def read_log(path) -> list[dict]:
         return []
     text = _log_text(path)
     try:
-        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                for row in csv.DictReader(io.StringIO(text))]
+        rows = [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(io.StringIO(text))
+        ]
     except (TypeError, ValueError, csv.Error) as error:
         raise ValueError(f"{path}: not a training log ({error})") from None
     by_epoch = {int(row.get("epoch", i)): row for i, row in enumerate(rows)}
@@ -288,14 +291,21 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_train_begin(logs)
         values = [row[self.monitor] for row in self._history if self.monitor in row]
         if values:
-            best_epoch = int(np.argmax(values) if self.monitor_op == np.greater else np.argmin(values))
+            best_epoch = int(
+                np.argmax(values) if self.monitor_op == np.greater else np.argmin(values)
+            )
             self.best, self.best_epoch = values[best_epoch], best_epoch
             self.wait = len(values) - 1 - best_epoch
 
 
 # Fields a resumed run may change: they do not alter what the saved state means.
 RESUMABLE_CHANGES = (
-    "epochs", "verbose", "export", "out", "early_stopping_patience", "cache_records"
+    "epochs",
+    "verbose",
+    "export",
+    "out",
+    "early_stopping_patience",
+    "cache_records",
 )
 
 
@@ -305,7 +315,9 @@ def describe_changes(old: dict, new: dict, allowed=()) -> str:
     `new` goes through JSON first, as the stored `old` did (tuples become lists).
     """
     new = json.loads(json.dumps(new))
-    changed = sorted(k for k in set(old) | set(new) if k not in allowed and old.get(k) != new.get(k))
+    changed = sorted(
+        k for k in set(old) | set(new) if k not in allowed and old.get(k) != new.get(k)
+    )
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
 
 
@@ -328,7 +340,7 @@ def check_resume_config(run: Run, config: "TrainConfig") -> None:
 def check_resume_distribution(run: Run, replicas: int, global_batch_size: int) -> None:
     """Refuse to resume a run folder's backup with another replica count (GPUs, workers): the
     global batch, the steps per epoch and the schedule's meaning would change mid-run. The run's
-    values are in config.json (`environment.distribution`, written by `emotf.train`); a run
+    values are in config.json (`environment.distribution`, written by `emotf.training.train`); a run
     recorded before they were is not checked.
 
     Raises:
@@ -400,14 +412,21 @@ def training_callbacks(run: Run, config: "TrainConfig", scratch: StoragePath | N
     history = read_log(run.log_path)
     # The best so far counts only while its weights are there (`repair_resume_files` may
     # have removed an unreadable best.weights.h5): else the next epoch is saved.
-    best_val = max((row["val_accuracy"] for row in history if "val_accuracy" in row),
-                   default=None) if run.best_weights_path.is_file() else None
+    best_val = (
+        max((row["val_accuracy"] for row in history if "val_accuracy" in row), default=None)
+        if run.best_weights_path.is_file()
+        else None
+    )
     # The CSV log is written before the backup: a kill between the two re-runs an epoch that is
     # already logged (`read_log` keeps its last row) instead of losing a row.
     callbacks = [
         EpochLog(log_path),
-        WorkerBackupAndRestore(writes.backup_dir, restore_dir=run.backup_dir,
-                               scratch=scratch is not None, delete_checkpoint=False),
+        WorkerBackupAndRestore(
+            writes.backup_dir,
+            restore_dir=run.backup_dir,
+            scratch=scratch is not None,
+            delete_checkpoint=False,
+        ),
         BestWeights(writes.best_weights_path, "val_accuracy", best_val),
         keras.callbacks.TensorBoard(str(writes.tensorboard_dir), profile_batch=0),
     ]

@@ -1,7 +1,7 @@
 """Which clips a run trains, validates and tests on.
 
 Two protocols:
-    actors   the paper's: 10-fold actor-independent cross-validation (`emotf.cremad` folds;
+    actors   the paper's: 10-fold actor-independent cross-validation (`emotf.corpora.cremad` folds;
              test fold K, validation = the next folds, training = the rest). Default.
     clips    a fixed clip-level split read from `train.csv` and `test.csv` (rows
              `<clip name>,<EMO>`): "ogm" is the random split of the OGM-GE family of papers
@@ -26,13 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.cremad import NUM_FOLDS, data_path, parse_clip_name
+from emotf.corpora.cremad import NUM_FOLDS, data_path, parse_clip_name
 from emotf.storage import MAX_TABLE_BYTES, as_path
 
 ACTORS = "actors"
 OGM = "ogm"
-SPEAKER_DEPENDENT = ("speaker-dependent (clip-level random split: every actor is in training "
-                     "and test; not comparable with actor-independent results)")
+SPEAKER_DEPENDENT = (
+    "speaker-dependent (clip-level random split: every actor is in training "
+    "and test; not comparable with actor-independent results)"
+)
 ACTOR_INDEPENDENT = "actor-independent (10-fold cross-validation, no actor in two folds)"
 
 
@@ -65,14 +67,22 @@ class RunSplit:
         """JSON-ready: folds for the actor protocol, clip counts for a clip-level split, and
         the `split_fingerprint` of the parts."""
         if not self.clip_level:
-            return {"name": self.name, "protocol": self.protocol,
-                    "train": list(self.train.folds), "validation": list(self.validation.folds),
-                    "test": self.test.folds[0], "fingerprint": split_fingerprint(self)}
-        return {"name": self.name, "protocol": self.protocol,
+            return {
+                "name": self.name,
+                "protocol": self.protocol,
+                "train": list(self.train.folds),
+                "validation": list(self.validation.folds),
+                "test": self.test.folds[0],
                 "fingerprint": split_fingerprint(self),
-                "train_clips": len(self.train.clips),
-                "validation_clips": len(self.validation.clips),
-                "test_clips": len(self.test.clips)}
+            }
+        return {
+            "name": self.name,
+            "protocol": self.protocol,
+            "fingerprint": split_fingerprint(self),
+            "train_clips": len(self.train.clips),
+            "validation_clips": len(self.validation.clips),
+            "test_clips": len(self.test.clips),
+        }
 
 
 def split_folds(fold: int, validation_folds: int = 1, num_folds: int = NUM_FOLDS):
@@ -102,11 +112,15 @@ def read_split_csv(path: str | Path) -> list[str]:
         except ValueError as error:
             raise ValueError(f"{path}, row {row_number}: {error}") from None
         if name != clip.clip_id:  # records are matched on the bare clip id
-            raise ValueError(f"{path}, row {row_number}: write the bare clip name "
-                             f"({clip.clip_id}), not a path or file name. Received: {name!r}")
+            raise ValueError(
+                f"{path}, row {row_number}: write the bare clip name "
+                f"({clip.clip_id}), not a path or file name. Received: {name!r}"
+            )
         if len(row) > 1 and row[1].strip() and row[1].strip() != clip.emotion:
-            raise ValueError(f"{path}, row {row_number}: emotion {row[1].strip()!r} differs "
-                             f"from the name's {clip.emotion!r}. Received: {row}")
+            raise ValueError(
+                f"{path}, row {row_number}: emotion {row[1].strip()!r} differs "
+                f"from the name's {clip.emotion!r}. Received: {row}"
+            )
         if name in seen:
             raise ValueError(f"{path}, row {row_number}: {name} is listed twice")
         seen.add(name)
@@ -127,8 +141,10 @@ def clip_split_files(split: str) -> tuple[Path, Path]:
     except OSError as error:  # a name too long for the filesystem, ...
         raise ValueError(f"split: {error.strerror or error}. Received: split={split!r}") from None
     if missing:  # the folder as repr: one line whatever characters it holds
-        raise ValueError(f"split must be {ACTORS!r}, {OGM!r} or a folder with train.csv and "
-                         f"test.csv; missing {' and '.join(missing)}. Received: split={split!r}")
+        raise ValueError(
+            f"split must be {ACTORS!r}, {OGM!r} or a folder with train.csv and "
+            f"test.csv; missing {' and '.join(missing)}. Received: split={split!r}"
+        )
     return files
 
 
@@ -147,14 +163,17 @@ def _read_split(train_file: str, test_file: str, *_mtimes) -> tuple[tuple, tuple
     train, test = read_split_csv(train_file), read_split_csv(test_file)
     both = sorted(set(train) & set(test))
     if both:
-        raise ValueError(f"{len(both)} clips are in both {train_file} (row "
-                         f"{train.index(both[0]) + 1}) and {test_file} (row "
-                         f"{test.index(both[0]) + 1}), e.g. {both[:3]}")
+        raise ValueError(
+            f"{len(both)} clips are in both {train_file} (row "
+            f"{train.index(both[0]) + 1}) and {test_file} (row "
+            f"{test.index(both[0]) + 1}), e.g. {both[:3]}"
+        )
     return tuple(train), tuple(test)
 
 
-def hold_out_validation(names: list[str], fraction: float,
-                        seed: int) -> tuple[list[str], list[str]]:
+def hold_out_validation(
+    names: list[str], fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """(training, validation): a seeded `fraction` of `names`, stratified by emotion.
 
     round(fraction * len(names)) clips (at least 1, at most all but 1), shared among the
@@ -164,8 +183,9 @@ def hold_out_validation(names: list[str], fraction: float,
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1). Received: {fraction}")
     if len(names) < 2:
-        raise ValueError(f"a validation hold-out needs at least 2 training clips. "
-                         f"Received: {names}")
+        raise ValueError(
+            f"a validation hold-out needs at least 2 training clips. Received: {names}"
+        )
     by_emotion: dict[str, list[str]] = {}
     for name in sorted(set(names)):
         by_emotion.setdefault(parse_clip_name(name).emotion, []).append(name)
@@ -195,26 +215,41 @@ def split_fingerprint(split: RunSplit) -> str:
     return digest.hexdigest()
 
 
-def run_split(split: str, fold: int = 0, validation_folds: int = 1,
-              validation_fraction: float = 0.1, seed: int = 0) -> RunSplit:
+def run_split(
+    split: str,
+    fold: int = 0,
+    validation_folds: int = 1,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+) -> RunSplit:
     """The selections of one run under protocol `split` ("actors", "ogm" or a folder)."""
     if split == ACTORS:
         train, val, test = split_folds(fold, validation_folds)
-        return RunSplit(ACTORS, Selection(tuple(train)), Selection(tuple(val)),
-                        Selection((test,)), ACTOR_INDEPENDENT)
+        return RunSplit(
+            ACTORS,
+            Selection(tuple(train)),
+            Selection(tuple(val)),
+            Selection((test,)),
+            ACTOR_INDEPENDENT,
+        )
     train_names, test_names = load_clip_split(split)
     train_names, val_names = hold_out_validation(train_names, validation_fraction, seed)
     every_fold = tuple(range(NUM_FOLDS))
-    return RunSplit(split, Selection(every_fold, frozenset(train_names)),
-                    Selection(every_fold, frozenset(val_names)),
-                    Selection(every_fold, frozenset(test_names)), SPEAKER_DEPENDENT)
-
+    return RunSplit(
+        split,
+        Selection(every_fold, frozenset(train_names)),
+        Selection(every_fold, frozenset(val_names)),
+        Selection(every_fold, frozenset(test_names)),
+        SPEAKER_DEPENDENT,
+    )
 
 
 def check_fingerprint(split: RunSplit, recorded: dict | None, where: str) -> None:
     """Refuse to go on when a run folder's recorded split (config.json "split") has other clips
     than `split` now (a split file edited between a kill and a resume, say)."""
     if recorded and recorded.get("fingerprint") not in (None, split_fingerprint(split)):
-        raise ValueError(f"the clips of split {split.name!r} differ from the ones {where} was "
-                         f"run on (its config.json fingerprint); were train.csv/test.csv "
-                         f"edited? Restore them, or use another run folder")
+        raise ValueError(
+            f"the clips of split {split.name!r} differ from the ones {where} was "
+            f"run on (its config.json fingerprint); were train.csv/test.csv "
+            f"edited? Restore them, or use another run folder"
+        )

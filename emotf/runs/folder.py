@@ -5,8 +5,8 @@ A run folder (`emotf-train` for one fold or one test list) holds:
     config.json         {"config": TrainConfig, "split": split summary, "folds": {"train",
                         "validation", "test"} (fold protocol only), "environment": versions}
     metrics.json        the test part's metrics, written last (a finished run has one)
-    model.keras         the chosen model (weights only are ever read: `emotf.model_io`)
-    best.weights.h5     best validation accuracy so far (`emotf.run_state.BestWeights`)
+    model.keras         the chosen model (weights only are ever read: `emotf.runs.model_io`)
+    best.weights.h5     best validation accuracy so far (`emotf.training.run_state.BestWeights`)
     backup/             Keras BackupAndRestore (weights, optimizer state, epoch)
     training_log.csv    one row per epoch (CSVLogger)
     calibration.json    the temperature fitted on the validation clips
@@ -190,10 +190,12 @@ class Run:
         try:
             return TrainConfig.from_dict(self.config_values())
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{self.config_path}: not a valid emotf run config ({error})") from None
+            raise ValueError(
+                f"{self.config_path}: not a valid emotf run config ({error})"
+            ) from None
 
     def recorded_split(self) -> dict | None:
-        """The split summary with its fingerprint, as recorded (`emotf.splits.RunSplit.summary`)."""
+        """The split summary with its fingerprint, as recorded (`emotf.corpora.splits.RunSplit.summary`)."""
         return self.record().get("split")
 
     def test_fold(self) -> int | None:
@@ -201,8 +203,9 @@ class Run:
         test = (self.record().get("folds") or {}).get("test")
         return None if test is None else int(test)
 
-    def write_config(self, config: TrainConfig, split_summary: dict, environment: dict,
-                     folds: dict | None = None) -> StoragePath:
+    def write_config(
+        self, config: TrainConfig, split_summary: dict, environment: dict, folds: dict | None = None
+    ) -> StoragePath:
         """Write `config.json`: the resolved config, the split (and folds), the versions."""
         parts = {"config": config.to_dict(), "split": split_summary}
         if folds is not None:
@@ -232,10 +235,10 @@ class Run:
 
     def load_model(self, model_file=None):
         """The trained model, rebuilt from the run's `ModelConfig` with the weights of
-        `model_file` (default `model.keras`) only (`emotf.model_io.load_run_model`); a model
+        `model_file` (default `model.keras`) only (`emotf.runs.model_io.load_run_model`); a model
         file without a config.json beside it loads with `safe_mode=True`. Never runs code
         from the file."""
-        from emotf.model_io import ModelLoadError, load_run_model
+        from emotf.runs.model_io import ModelLoadError, load_run_model
 
         model_file = as_path(model_file) if model_file is not None else self.model_path
         if not self.has_config():
@@ -263,8 +266,11 @@ class CrossValidation:
         """(fold, run) of every `fold-K` sub-folder, sorted by K."""
         if not self.path.is_dir():
             return []
-        found = [(int(m[1]), Run(p)) for p in self.path.iterdir()
-                 if (m := _FOLD_DIR.match(p.name)) and p.is_dir()]
+        found = [
+            (int(m[1]), Run(p))
+            for p in self.path.iterdir()
+            if (m := _FOLD_DIR.match(p.name)) and p.is_dir()
+        ]
         return sorted(found, key=lambda item: item[0])
 
     @property

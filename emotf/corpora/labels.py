@@ -3,7 +3,7 @@
     intended    the emotion in the file name (what the actor was asked to show): the paper's
                 labels and the default. The records store it (`label`).
     perceived   the raters' majority among the audio-visual responses of CREMA-D's
-                `tabulatedVotes.csv` (rows whose id starts with 3; `emotf.votes.load_votes`).
+                `tabulatedVotes.csv` (rows whose id starts with 3; `emotf.corpora.votes.load_votes`).
 
 Tie rule (420 of the 7,442 clips have a tied audio-visual majority): when the intended emotion
 is among the tied ones it wins (332 clips), otherwise the first tied emotion in `EMOTIONS`
@@ -22,7 +22,7 @@ import functools
 
 import numpy as np
 
-from emotf.cremad import parse_clip_name
+from emotf.corpora.cremad import parse_clip_name
 
 INTENDED, PERCEIVED = "intended", "perceived"
 LABEL_SOURCES = (INTENDED, PERCEIVED)
@@ -44,12 +44,13 @@ def majority(counts, intended: int) -> int:
 @functools.lru_cache(maxsize=2)
 def perceived_labels(votes_path: str | None = None) -> dict[str, int]:
     """{clip id: perceived label index} for every clip with audio-visual votes."""
-    from emotf.votes import load_votes
+    from emotf.corpora.votes import load_votes
 
     votes = load_votes(votes_path)
     out = {}
-    for clip_id, mode, label, counts in zip(votes.clip_ids, votes.modes, votes.labels,
-                                            votes.counts, strict=True):
+    for clip_id, mode, label, counts in zip(
+        votes.clip_ids, votes.modes, votes.labels, votes.counts, strict=True
+    ):
         if mode == "audio-visual" and counts.sum() > 0:
             out[clip_id] = majority(counts, label)
     return out
@@ -72,9 +73,12 @@ def agreement(clip_ids, table: dict[str, int] | None = None) -> dict:
     table = perceived_labels() if table is None else table
     ids = sorted({str(c) for c in clip_ids})
     agree = sum(parse_clip_name(c).label == table.get(c, parse_clip_name(c).label) for c in ids)
-    return {"clips": len(ids), "agree": int(agree),
-            "rate": agree / len(ids) if ids else None,
-            "without_votes": sum(c not in table for c in ids)}
+    return {
+        "clips": len(ids),
+        "agree": int(agree),
+        "rate": agree / len(ids) if ids else None,
+        "without_votes": sum(c not in table for c in ids),
+    }
 
 
 def relabel(dataset, labels: str):
@@ -87,14 +91,14 @@ def relabel(dataset, labels: str):
     table = perceived_labels()
     names = sorted(table)
     lookup = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(names, tf.string),
-                                            tf.constant([table[n] for n in names], tf.int32)),
-        default_value=-1)
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(names, tf.string), tf.constant([table[n] for n in names], tf.int32)
+        ),
+        default_value=-1,
+    )
 
     def swap(inputs, label, meta):
         found = lookup.lookup(meta["clip_id"])
         return inputs, tf.where(found >= 0, found, tf.cast(label, tf.int32)), meta
 
     return dataset.map(swap)
-
-

@@ -25,7 +25,9 @@ JIT_COMPILE_DEFAULTS = {"CPU": False, "GPU": False}
 def resolve_precision(precision: str = "auto") -> str:
     """`auto` -> `mixed_float16` if a GPU is visible, else `float32`; other names pass through."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={precision!r}")
+        raise ValueError(
+            f"precision must be one of {PRECISIONS}. Received: precision={precision!r}"
+        )
     if precision == "auto":
         return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     return precision
@@ -37,7 +39,9 @@ def resolve_jit_compile(jit_compile: bool | None = None) -> bool:
         kind = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
         return JIT_COMPILE_DEFAULTS[kind]
     if not isinstance(jit_compile, bool):
-        raise TypeError(f"jit_compile must be True, False or None. Received: jit_compile={jit_compile!r}")
+        raise TypeError(
+            f"jit_compile must be True, False or None. Received: jit_compile={jit_compile!r}"
+        )
     return jit_compile
 
 

@@ -9,7 +9,7 @@ exactly what the records store. A window's frames are the grid frames i with i /
 reports is the span the model is given: frames and audio are freed only once no window still
 to come (the end window included) can need them.
 
-Bounds (`emotf.predict.PredictConfig` declares them on its fields): a window is at least the
+Bounds (`emotf.serving.predict.PredictConfig` declares them on its fields): a window is at least the
 shortest clip a model accepts (`DEFAULT_MIN_CLIP_SECONDS`, 0.5 s) and at most
 `MAX_WINDOW_SECONDS`; the hop at least `MIN_HOP_SECONDS`, so a video gets at most
 `1 / MIN_HOP_SECONDS` = 25 windows per second of its length, plus one, and never more than
@@ -66,7 +66,8 @@ class TooManyWindowsError(ValueError):
 def too_many_windows(duration_s: float, hop_s: float) -> TooManyWindowsError:
     return TooManyWindowsError(
         f"{duration_s:.1f} s at a {hop_s:g} s hop would be more than {MAX_WINDOWS_PER_VIDEO} "
-        f"windows (the most per video): use a longer --hop")
+        f"windows (the most per video): use a longer --hop"
+    )
 
 
 class WindowPlanner:
@@ -78,11 +79,18 @@ class WindowPlanner:
             video passes `max_windows` windows (default `MAX_WINDOWS_PER_VIDEO`).
     """
 
-    def __init__(self, window_s: float, hop_s: float, fps: float, sample_rate: int,
-                 max_windows: int | None = MAX_WINDOWS_PER_VIDEO):
+    def __init__(
+        self,
+        window_s: float,
+        hop_s: float,
+        fps: float,
+        sample_rate: int,
+        max_windows: int | None = MAX_WINDOWS_PER_VIDEO,
+    ):
         if not (window_s > 0 and hop_s > 0 and math.isfinite(window_s) and math.isfinite(hop_s)):
-            raise ValueError(f"window and hop must be positive seconds. Received: window={window_s}, "
-                             f"hop={hop_s}")
+            raise ValueError(
+                f"window and hop must be positive seconds. Received: window={window_s}, hop={hop_s}"
+            )
         self.window, self.hop, self.fps, self.rate = window_s, hop_s, fps, sample_rate
         # None: no cap (a live stream that keeps no timeline holds one window's worth at most)
         self.max_windows = max_windows
@@ -92,8 +100,14 @@ class WindowPlanner:
     def _make(self, start: float, end: float) -> Window:
         first = math.ceil(start * self.fps - 1e-6)
         stop = math.ceil(end * self.fps - 1e-6)
-        return Window(round(start, 6), round(end, 6), first, max(stop, first + 1),
-                      round(start * self.rate), round(end * self.rate))
+        return Window(
+            round(start, 6),
+            round(end, 6),
+            first,
+            max(stop, first + 1),
+            round(start * self.rate),
+            round(end * self.rate),
+        )
 
     def keep_from(self, frames: int) -> tuple[int, int]:
         """(first frame, first sample) that any window still to come can need, once `frames`
@@ -128,8 +142,16 @@ class WindowPlanner:
         if duration - self.last_end > 0.5 / self.fps:
             start = duration - self.window
             window = self._make(start, duration)
-            out.append(Window(window.start, window.end, window.first_frame, frames,
-                              window.first_sample, window.end_sample))
+            out.append(
+                Window(
+                    window.start,
+                    window.end,
+                    window.first_frame,
+                    frames,
+                    window.first_sample,
+                    window.end_sample,
+                )
+            )
         return out
 
 
@@ -154,9 +176,11 @@ def timeline_entry(w: dict, class_codes: list[str]) -> dict:
     entry = {"start": w["start"], "end": w["end"], "face_id": w.get("face_id", 0)}
     if w["probabilities"] is None:
         return {**entry, "probabilities": None, "label": None, "skipped": w["skipped"]}
-    return {**entry, "label": class_codes[w["label"]],
-            "probabilities": {c: round(float(p), 6)
-                              for c, p in zip(class_codes, w["probabilities"])}}
+    return {
+        **entry,
+        "label": class_codes[w["label"]],
+        "probabilities": {c: round(float(p), 6) for c, p in zip(class_codes, w["probabilities"])},
+    }
 
 
 def output_stems(files) -> list[str]:
@@ -182,7 +206,7 @@ def output_stems(files) -> list[str]:
 def write_outputs(result: dict, out_dir, class_codes: list[str], stem: str | None = None) -> dict:
     """`out_dir/<stem>.json`, `<stem>.timeline.csv` (one row per window and face, with a
     `face_id` column) and `<stem>.timeline.png` (one panel per face) for one video's result
-    (`emotf.predict.predict_files`); a failed video gets its JSON (with `error`) only.
+    (`emotf.serving.predict.predict_files`); a failed video gets its JSON (with `error`) only.
     `stem`: default `output_stems([result["file"]])[0]` (a long name is shortened).
     Returns {"json": path, "csv": path, "png": path} of what was written. `out_dir` may be
     local or a `tf.io.gfile` URL (`gs://...`; `emotf.storage`); each file is written whole."""
@@ -200,10 +224,16 @@ def write_outputs(result: dict, out_dir, class_codes: list[str], stem: str | Non
         for w in timeline:
             probs = w["probabilities"] or {}
             face_id = w.get("face_id", 0)
-            writer.writerow([w["start"], w["end"], "" if face_id is None else face_id,
-                             w["label"] or "",
-                             *[f"{probs[c]:.6f}" if c in probs else "" for c in class_codes],
-                             w.get("skipped") or ""])
+            writer.writerow(
+                [
+                    w["start"],
+                    w["end"],
+                    "" if face_id is None else face_id,
+                    w["label"] or "",
+                    *[f"{probs[c]:.6f}" if c in probs else "" for c in class_codes],
+                    w.get("skipped") or "",
+                ]
+            )
         write_atomic(paths["csv"], text.getvalue().encode("utf-8"))
         paths["png"] = out_dir / f"{stem}.timeline.png"
         plot_timeline(result, class_codes, paths["png"])
@@ -213,8 +243,14 @@ def write_outputs(result: dict, out_dir, class_codes: list[str], stem: str | Non
 def document(result: dict) -> dict:
     """A result as written to files and `--json`: always the keys `file`, `timeline`, `label`,
     `probabilities`, `notes`, `error` (null on success; on failure the others are empty)."""
-    base = {"file": result["file"], "timeline": [], "label": None, "probabilities": None,
-            "notes": [], "error": None}
+    base = {
+        "file": result["file"],
+        "timeline": [],
+        "label": None,
+        "probabilities": None,
+        "notes": [],
+        "error": None,
+    }
     return {**base, **result}
 
 
@@ -240,16 +276,27 @@ def format_table(results: list[dict]) -> str:
             bar = "#" * round(p * 40)
             lines.append(f"    {code}  {p:6.3f}  {bar}")
         for face in faces:
-            label = (f"{face['label_code']} ({face['label_name']})" if face["label_code"]
-                     else "no window scored")
-            lines.append(f"  face {face['face_id']}: {label}; {face['windows']} windows scored, "
-                         f"{face['skipped']} skipped, {face['first_s']:.2f}-{face['last_s']:.2f} s")
+            label = (
+                f"{face['label_code']} ({face['label_name']})"
+                if face["label_code"]
+                else "no window scored"
+            )
+            lines.append(
+                f"  face {face['face_id']}: {label}; {face['windows']} windows scored, "
+                f"{face['skipped']} skipped, {face['first_s']:.2f}-{face['last_s']:.2f} s"
+            )
         if len(timeline) > 1:
             for w in timeline:
-                what = (f"{w['label']} {w['probabilities'][w['label']]:.3f}" if w["label"]
-                        else f"skipped: {w['skipped']}")
-                who = "" if not faces else (
-                    "no face  " if w.get("face_id") is None else f"face {w['face_id']:<3d} ")
+                what = (
+                    f"{w['label']} {w['probabilities'][w['label']]:.3f}"
+                    if w["label"]
+                    else f"skipped: {w['skipped']}"
+                )
+                who = (
+                    ""
+                    if not faces
+                    else ("no face  " if w.get("face_id") is None else f"face {w['face_id']:<3d} ")
+                )
                 lines.append(f"    {w['start']:8.2f}-{w['end']:<8.2f} {who}{what}")
         for note in result.get("notes", []):
             lines.append(f"  note: {note}")
@@ -286,14 +333,29 @@ def face_timelines(result: dict) -> list[tuple[int, list[dict]]]:
     out = []
     for face_id in ids:
         mine = {(w["start"], w["end"]): w for w in timeline if w.get("face_id", 0) == face_id}
-        out.append((face_id, [mine.get(span) or {
-            "start": span[0], "end": span[1], "face_id": face_id, "probabilities": None,
-            "label": None, "skipped": "face not seen"} for span in spans]))
+        out.append(
+            (
+                face_id,
+                [
+                    mine.get(span)
+                    or {
+                        "start": span[0],
+                        "end": span[1],
+                        "face_id": face_id,
+                        "probabilities": None,
+                        "label": None,
+                        "skipped": "face not seen",
+                    }
+                    for span in spans
+                ],
+            )
+        )
     return out
 
 
-def _panel(band, ax, timeline: list[dict], class_codes: list[str], colours: dict, title: str,
-           legend: bool) -> list:
+def _panel(
+    band, ax, timeline: list[dict], class_codes: list[str], colours: dict, title: str, legend: bool
+) -> list:
     """Draw one face's probability lines (`ax`) and label band (`band`); returns the band's
     (text, left, right) run labels, to be thinned once the figure is laid out."""
     import numpy as np
@@ -309,8 +371,13 @@ def _panel(band, ax, timeline: list[dict], class_codes: list[str], colours: dict
     # closer than a hop to the one before: cells of a fixed width would overlap).
     if len(timeline) > 1:
         middles = (centres[:-1] + centres[1:]) / 2
-        edges = np.concatenate([[max(timeline[0]["start"], 2 * centres[0] - middles[0])], middles,
-                                [min(duration, 2 * centres[-1] - middles[-1])]])
+        edges = np.concatenate(
+            [
+                [max(timeline[0]["start"], 2 * centres[0] - middles[0])],
+                middles,
+                [min(duration, 2 * centres[-1] - middles[-1])],
+            ]
+        )
     else:
         edges = np.array([timeline[0]["start"], timeline[0]["end"]])
     texts, runs = [], _runs(timeline)
@@ -318,12 +385,25 @@ def _panel(band, ax, timeline: list[dict], class_codes: list[str], colours: dict
     for first, stop, label in runs:
         left, width = edges[first], edges[stop] - edges[first]
         if label is None:
-            band.barh(0, width, left=left, color="lightgrey", hatch="//", edgecolor="white",
-                      linewidth=edge)
+            band.barh(
+                0,
+                width,
+                left=left,
+                color="lightgrey",
+                hatch="//",
+                edgecolor="white",
+                linewidth=edge,
+            )
         else:
             band.barh(0, width, left=left, color=colours[label], edgecolor="white", linewidth=edge)
-        text = band.text(left + width / 2, 0, label or "skip", ha="center", va="center",
-                         fontsize=8 if label else 7)
+        text = band.text(
+            left + width / 2,
+            0,
+            label or "skip",
+            ha="center",
+            va="center",
+            fontsize=8 if label else 7,
+        )
         texts.append((text, left, left + width))
     band.set_yticks([])
     band.set_ylabel("label", rotation=0, ha="right", va="center")
@@ -332,8 +412,15 @@ def _panel(band, ax, timeline: list[dict], class_codes: list[str], colours: dict
     ax.set_ylabel("probability")
     if legend:
         ax.legend(ncol=len(class_codes), loc="upper center", fontsize=8, frameon=False)
-    band.set_title(title + (" (grey: windows skipped, no face)"
-                            if any(not w["probabilities"] for w in timeline) else ""), fontsize=10)
+    band.set_title(
+        title
+        + (
+            " (grey: windows skipped, no face)"
+            if any(not w["probabilities"] for w in timeline)
+            else ""
+        ),
+        fontsize=10,
+    )
     return texts
 
 
@@ -348,9 +435,14 @@ def timeline_figure(result: dict, class_codes: list[str]):
 
     panels = face_timelines(result)
     colours = dict(zip(class_codes, plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(2 * len(panels), 1, figsize=(10, 4.8 + 3.6 * (len(panels) - 1)),
-                             dpi=PNG_DPI, sharex=True,
-                             gridspec_kw={"height_ratios": [1, 5] * len(panels)})
+    fig, axes = plt.subplots(
+        2 * len(panels),
+        1,
+        figsize=(10, 4.8 + 3.6 * (len(panels) - 1)),
+        dpi=PNG_DPI,
+        sharex=True,
+        gridspec_kw={"height_ratios": [1, 5] * len(panels)},
+    )
     faces = {f["face_id"]: f for f in result.get("faces") or []}
     name = as_path(result["file"]).name
     all_texts = []
@@ -361,8 +453,9 @@ def timeline_figure(result: dict, class_codes: list[str]):
         else:
             code = (faces.get(face_id) or {}).get("label_code") or ""
             title = f"{name}, face {face_id}: {code}"
-        all_texts.append((band, _panel(band, ax, timeline, class_codes, colours, title,
-                                       legend=k == 0)))
+        all_texts.append(
+            (band, _panel(band, ax, timeline, class_codes, colours, title, legend=k == 0))
+        )
     axes[-1].set_xlabel("time (s, window centre)")
     fig.tight_layout()
     # A run's code is written only where it fits inside the run's cells, clear of the last

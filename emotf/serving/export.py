@@ -41,7 +41,7 @@ Both return: probabilities float32 [B, C] (mean of the segment softmaxes), score
 
 Only core TensorFlow ops end up in the graph (no tensorflow-io, no py_function): the tests
 check the op list, and every export is checked against the allowlist `emotf-predict` enforces
-(`emotf.graph_ops`, SECURITY.md), with a one-line warning when this TensorFlow's export uses an
+(`emotf.serving.graph_ops`, SECURITY.md), with a one-line warning when this TensorFlow's export uses an
 op the list lacks.
 """
 
@@ -59,10 +59,10 @@ import tensorflow as tf
 
 import emotf
 from emotf.configs import SamplingConfig
-from emotf.cremad import EMOTION_NAMES, EMOTIONS
-from emotf.graph_ops import UntrustedModelError, check_saved_model_ops
+from emotf.corpora.cremad import EMOTION_NAMES, EMOTIONS
 from emotf.sampling import SPECTROGRAM_FIELDS, sample_clip, spectrogram
-from emotf.serving_metadata import (
+from emotf.serving.graph_ops import UntrustedModelError, check_saved_model_ops
+from emotf.serving.metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
     MAX_METADATA_BYTES,
     METADATA_FILE,
@@ -78,12 +78,12 @@ from emotf.storage import StoragePath, as_path, read_json, write_json
 def read_metadata(saved_model_dir) -> dict:
     """The `assets.extra/emotf.json` of an exported model (resolves version folders), read
     with a `MAX_METADATA_BYTES` cap; its values are checked by
-    `emotf.serving_metadata.check_metadata`."""
+    `emotf.serving.metadata.check_metadata`."""
     return read_json(metadata_path(saved_model_dir), expect=None, max_bytes=MAX_METADATA_BYTES)
 
 
 def audio_input(model: keras.Model) -> str:
-    """"audio" (raw windows [B, N, L]; the model computes the spectrograms) or "spectrograms"
+    """ "audio" (raw windows [B, N, L]; the model computes the spectrograms) or "spectrograms"
     (a model saved before that change: [B, N, T, F, 1])."""
     names = set(model.input) if isinstance(model.input, dict) else set()
     return "spectrograms" if "spectrograms" in names else "audio"
@@ -109,8 +109,11 @@ def _check_model(model: keras.Model, config: SamplingConfig) -> None:
     names = {layer.name for layer in model.layers}
     if "log_mel" in names:
         trained = model.get_layer("log_mel").sampling
-        differ = {k: (getattr(trained, k), getattr(config, k)) for k in SPECTROGRAM_FIELDS
-                  if getattr(trained, k) != getattr(config, k)}
+        differ = {
+            k: (getattr(trained, k), getattr(config, k))
+            for k in SPECTROGRAM_FIELDS
+            if getattr(trained, k) != getattr(config, k)
+        }
         if differ:
             raise ValueError(
                 "the model's log_mel layer was built for other spectrogram settings than the "
@@ -120,47 +123,72 @@ def _check_model(model: keras.Model, config: SamplingConfig) -> None:
 
 def _same_batch(first, other, first_name: str, other_name: str):
     return tf.debugging.assert_equal(
-        tf.shape(other)[0], tf.shape(first)[0],
-        message=f"batch size of {other_name} differs from that of {first_name}")
+        tf.shape(other)[0],
+        tf.shape(first)[0],
+        message=f"batch size of {other_name} differs from that of {first_name}",
+    )
 
 
 def _assert_all(condition, message: str, value):
     """One Assert whose error names the input and shows the values received."""
-    return tf.debugging.Assert(tf.reduce_all(condition), [message + ". Received:", value],
-                               summarize=16)
+    return tf.debugging.Assert(
+        tf.reduce_all(condition), [message + ". Received:", value], summarize=16
+    )
 
 
-def strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate,
-                       config: SamplingConfig, min_samples: int) -> list:
+def strict_clip_checks(
+    frames,
+    num_frames,
+    fps,
+    waveform,
+    num_samples,
+    sample_rate,
+    config: SamplingConfig,
+    min_samples: int,
+) -> list:
     """Run-time refusals of `serving_default` inputs, each naming the input and showing the
     values received: every input's batch size equals `frames`'; `fps` finite and within
     `SERVING_FPS_RANGE`; `num_frames` >= 1; `num_samples` >= `min_samples` (the shortest clip
     the records' build accepts, `serving_metadata.min_clip_samples`); `sample_rate` equal to
     `config.sample_rate`; `waveform` finite.
     Core ops only: Assert, CheckNumerics, IsFinite, comparisons (the allowlist of
-    `emotf.graph_ops`). Ranks are checked by `tf.ensure_shape` in the endpoints (a signature
+    `emotf.serving.graph_ops`). Ranks are checked by `tf.ensure_shape` in the endpoints (a signature
     of a loaded SavedModel accepts a tensor of another rank, and grappler folds an Assert on
     the rank into a constant; EnsureShape names the input)."""
-    named = {"num_frames": num_frames, "fps": fps, "waveform": waveform,
-             "num_samples": num_samples, "sample_rate": sample_rate}
+    named = {
+        "num_frames": num_frames,
+        "fps": fps,
+        "waveform": waveform,
+        "num_samples": num_samples,
+        "sample_rate": sample_rate,
+    }
     checks = [_same_batch(frames, value, "frames", name) for name, value in named.items()]
     low, high = SERVING_FPS_RANGE
-    finite_fps = tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(fps)), True,
-                                           message="fps must be finite (no NaN or inf)")
+    finite_fps = tf.debugging.assert_equal(
+        tf.reduce_all(tf.math.is_finite(fps)), True, message="fps must be finite (no NaN or inf)"
+    )
     with tf.control_dependencies([finite_fps]):  # a NaN is named as such, not as out of range
-        fps_in_range = _assert_all((fps >= low) & (fps <= high),
-                                   f"fps must be in [{low:g}, {high:g}] frames per second", fps)
+        fps_in_range = _assert_all(
+            (fps >= low) & (fps <= high),
+            f"fps must be in [{low:g}, {high:g}] frames per second",
+            fps,
+        )
     checks += [
         finite_fps,
         fps_in_range,
-        _assert_all(num_frames >= 1, "num_frames must be >= 1 (a clip needs at least one frame)",
-                    num_frames),
-        _assert_all(num_samples >= min_samples,
-                    f"num_samples must be >= {min_samples} (the shortest clip the model was "
-                    "built for)", num_samples),
-        _assert_all(tf.equal(sample_rate, config.sample_rate),
-                    f"sample_rate must be {config.sample_rate} (the sample rate the model was "
-                    "trained at)", sample_rate),
+        _assert_all(
+            num_frames >= 1, "num_frames must be >= 1 (a clip needs at least one frame)", num_frames
+        ),
+        _assert_all(
+            num_samples >= min_samples,
+            f"num_samples must be >= {min_samples} (the shortest clip the model was built for)",
+            num_samples,
+        ),
+        _assert_all(
+            tf.equal(sample_rate, config.sample_rate),
+            f"sample_rate must be {config.sample_rate} (the sample rate the model was trained at)",
+            sample_rate,
+        ),
         tf.debugging.assert_all_finite(waveform, "waveform must be finite (no NaN or inf)"),
     ]
     return checks
@@ -218,17 +246,27 @@ def build_archive(
         # at run time, naming the input.
         frames = tf.ensure_shape(tf.identity(frames, name="frames"), [None, None, size, size, 3])
         num_frames, fps, num_samples, sample_rate = (
-            tf.ensure_shape(tf.identity(x, name=name), [None]) for x, name in (
-                (num_frames, "num_frames"), (fps, "fps"), (num_samples, "num_samples"),
-                (sample_rate, "sample_rate")))
+            tf.ensure_shape(tf.identity(x, name=name), [None])
+            for x, name in (
+                (num_frames, "num_frames"),
+                (fps, "fps"),
+                (num_samples, "num_samples"),
+                (sample_rate, "sample_rate"),
+            )
+        )
         waveform = tf.ensure_shape(tf.identity(waveform, name="waveform"), [None, None])
         codes, names = tf.constant(codes_list), tf.constant(names_list)
         t, s = tf.shape(frames)[1], tf.shape(waveform)[1]
         checks = [
-            tf.debugging.assert_less_equal(num_frames, t, message="num_frames exceeds the padded frames axis"),
-            tf.debugging.assert_less_equal(num_samples, s, message="num_samples exceeds the padded waveform axis"),
-            *strict_clip_checks(frames, num_frames, fps, waveform, num_samples, sample_rate,
-                                config, min_samples),
+            tf.debugging.assert_less_equal(
+                num_frames, t, message="num_frames exceeds the padded frames axis"
+            ),
+            tf.debugging.assert_less_equal(
+                num_samples, s, message="num_samples exceeds the padded waveform axis"
+            ),
+            *strict_clip_checks(
+                frames, num_frames, fps, waveform, num_samples, sample_rate, config, min_samples
+            ),
         ]
         with tf.control_dependencies(checks):
             frames, fps, waveform = tf.identity(frames), tf.identity(fps), tf.identity(waveform)
@@ -237,8 +275,14 @@ def build_archive(
             # Index the batch inside the loop (map_fn over the tensors themselves would first
             # copy the whole padded frames batch into a TensorList: ~2x slower at batch 16).
             sampled = sample_clip(
-                frames[i], num_frames[i], fps[i], waveform[i], num_samples[i], sample_rate[i],
-                config, training=False,
+                frames[i],
+                num_frames[i],
+                fps[i],
+                waveform[i],
+                num_samples[i],
+                sample_rate[i],
+                config,
+                training=False,
             )
             audio = spectrogram(sampled["audio"], config) if legacy else sampled["audio"]
             return sampled["frames"], audio
@@ -268,10 +312,14 @@ def build_archive(
 
     def segments(frames, audio):
         audio_name = "spectrograms" if legacy else "audio"
-        with tf.control_dependencies([
-            _same_batch(frames, audio, "frames", audio_name),
-            tf.debugging.assert_all_finite(audio, f"{audio_name} must be finite (no NaN or inf)"),
-        ]):
+        with tf.control_dependencies(
+            [
+                _same_batch(frames, audio, "frames", audio_name),
+                tf.debugging.assert_all_finite(
+                    audio, f"{audio_name} must be finite (no NaN or inf)"
+                ),
+            ]
+        ):
             frames, audio = tf.identity(frames), tf.identity(audio)
         audio = tf.ensure_shape(tf.identity(audio, name=audio_name), [None, n, *audio_shape])
         return _outputs(model, frames, audio, tf.constant(codes_list), tf.constant(names_list))
@@ -281,8 +329,9 @@ def build_archive(
         segments,
         input_signature=[
             tf.TensorSpec([None, n, size, size, 3], tf.uint8, name="frames"),
-            tf.TensorSpec([None, n, *audio_shape], tf.float32,
-                          name="spectrograms" if legacy else "audio"),
+            tf.TensorSpec(
+                [None, n, *audio_shape], tf.float32, name="spectrograms" if legacy else "audio"
+            ),
         ],
     )
 
@@ -341,10 +390,14 @@ def export_saved_model(
     final = out_dir / str(version)
     if final.exists():
         raise FileExistsError(f"model version {final} already exists. Received: version={version}")
-    build = {**build_settings(records_dir), **{
-        k: v for k, v in (extra_metadata or {}).items()
-        if k in ("face_tracker", "min_clip_seconds", "clip_settings", "timeline")
-    }}
+    build = {
+        **build_settings(records_dir),
+        **{
+            k: v
+            for k, v in (extra_metadata or {}).items()
+            if k in ("face_tracker", "min_clip_seconds", "clip_settings", "timeline")
+        },
+    }
     archive = build_archive(model, sampling_config, model_config=model_config, build=build)
     metadata = {
         "format": "emotf-savedmodel-1",
@@ -381,7 +434,7 @@ def export_saved_model(
 
 def _warn_if_outside_allowlist(saved_model_dir: StoragePath) -> None:
     """Warn (one line) when this TensorFlow's export uses an op that the allowlist emotf-predict
-    enforces lacks (`emotf.graph_ops`): said now, at export, not as a refusal at predict time."""
+    enforces lacks (`emotf.serving.graph_ops`): said now, at export, not as a refusal at predict time."""
     try:
         check_saved_model_ops(saved_model_dir)
     except UntrustedModelError as error:
@@ -389,7 +442,9 @@ def _warn_if_outside_allowlist(saved_model_dir: StoragePath) -> None:
             f"{error}. This TensorFlow {tf.__version__} export uses an op that emotf's allowlist "
             "lacks: emotf-predict refuses the model without --trust-model until "
             "emotf/data/serving_ops.json is regenerated (python tests/test_graph_ops.py "
-            "--write)", stacklevel=3)
+            "--write)",
+            stacklevel=3,
+        )
 
 
 def _write_version(archive: keras.export.ExportArchive, folder: StoragePath, metadata: dict):
@@ -406,7 +461,7 @@ def _remove_quietly(folder: StoragePath) -> None:
 
 
 def export_run(run_dir, out_dir=None, version: int | None = None) -> StoragePath:
-    """Export a training run folder (`emotf.run.Run`: its model, config and temperature).
+    """Export a training run folder (`emotf.runs.folder.Run`: its model, config and temperature).
 
     Args:
         run_dir: an `emotf-train` run folder.
@@ -416,12 +471,14 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> StoragePath
     Returns:
         The new version folder, e.g. `RUN/export/1`.
     """
-    from emotf.run import Run
+    from emotf.runs.folder import Run
 
     run = Run(run_dir)
     for path in (run.model_path, run.config_path):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: not a finished emotf-train run. Received: run_dir={str(run_dir)!r}")
+            raise FileNotFoundError(
+                f"{path} not found: not a finished emotf-train run. Received: run_dir={str(run_dir)!r}"
+            )
     train_config = run.train_config()
     model = run.load_model()
     return export_saved_model(
@@ -430,11 +487,13 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> StoragePath
         out_dir if out_dir is not None else run.export_dir,
         version,
         model_config=train_config.model.to_dict(),
-        extra_metadata={"run": str(run.path.resolve()), "split": train_config.split,
-                        "fold": train_config.fold if train_config.split == "actors" else None,
-                        # clients get calibrated probabilities as p^(1/T) renormalised
-                        # (`emotf.evaluation.calibration`)
-                        "temperature": run.temperature()},
+        extra_metadata={
+            "run": str(run.path.resolve()),
+            "split": train_config.split,
+            "fold": train_config.fold if train_config.split == "actors" else None,
+            # clients get calibrated probabilities as p^(1/T) renormalised
+            # (`emotf.evaluation.calibration`)
+            "temperature": run.temperature(),
+        },
         records_dir=train_config.records,
     )
-

@@ -7,7 +7,7 @@ Python (advisory GHSA-48g7-3x6r-xfhp: Keras <= 3.8 ran a `Lambda` whose function
 
 1. reads `config.json` as plain JSON first and refuses any archive that names a module
    outside Keras/emotf, or any `Lambda` layer (an emotf model has none);
-2. for a run's model, rebuilds it from the run's validated `ModelConfig` (`emotf.run.Run`
+2. for a run's model, rebuilds it from the run's validated `ModelConfig` (`emotf.runs.folder.Run`
    reads it) and loads the weights only (the archive's config is never deserialised);
 3. for a bare `.keras` file, loads with `safe_mode=True`, explicitly.
 
@@ -94,35 +94,47 @@ def _check_bytes(path: StoragePath) -> bytes | None:
     try:
         size = path.size()
         if size > MAX_ARCHIVE_BYTES:
-            raise ModelLoadError(f"{path}: refused to load a model file of {_mib(size)}, over "
-                                 f"the {_mib(MAX_ARCHIVE_BYTES)} cap (SECURITY.md)")
+            raise ModelLoadError(
+                f"{path}: refused to load a model file of {_mib(size)}, over "
+                f"the {_mib(MAX_ARCHIVE_BYTES)} cap (SECURITY.md)"
+            )
         data = None if path.is_local else path.read_bytes(MAX_ARCHIVE_BYTES)
     except ModelLoadError:
         raise
     except Exception as error:  # noqa: BLE001 (tf.errors.OpError of the filesystem, too large)
         raise ModelLoadError(f"{path}: cannot read the model file ({_first_line(error)})") from None
     try:
-        with (open(path.local_path(), "rb") if data is None else io.BytesIO(data)) as file:
+        with open(path.local_path(), "rb") if data is None else io.BytesIO(data) as file:
             _check_directory(path, file)
             with zipfile.ZipFile(file) as archive:
                 _check_members(path, archive)
-                config = json.loads(_read_member(path, archive, "config.json",
-                                                 MAX_CONFIG_BYTES))
+                config = json.loads(_read_member(path, archive, "config.json", MAX_CONFIG_BYTES))
     except ModelLoadError:
         raise
     except RecursionError:  # '[[[[...': nested deeper than Python's parser goes
-        raise ModelLoadError(f"{path}: not a Keras model archive (config.json nested too "
-                             "deep)") from None
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError, RuntimeError,
-            NotImplementedError, zlib.error, lzma.LZMAError) as error:  # a corrupt or
+        raise ModelLoadError(
+            f"{path}: not a Keras model archive (config.json nested too deep)"
+        ) from None
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        OSError,
+        ValueError,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+        zlib.error,
+        lzma.LZMAError,
+    ) as error:  # a corrupt or
         # encrypted member, an unsupported compression method
         raise ModelLoadError(f"{path}: not a Keras model archive ({_first_line(error)})") from None
     found: list[str] = []
     try:
         _walk(config, found)
     except RecursionError:
-        raise ModelLoadError(f"{path}: refused to load: its config.json is nested deeper than "
-                             "any Keras model's") from None
+        raise ModelLoadError(
+            f"{path}: refused to load: its config.json is nested deeper than any Keras model's"
+        ) from None
     if found:
         raise ModelLoadError(
             f"{path}: refused to load: its config names {', '.join(found[:3])}"
@@ -147,19 +159,22 @@ def _check_directory(path: StoragePath, file) -> None:
     file.seek(size - tail_size)
     tail = file.read(tail_size)
     at = len(tail) - _EOCD.size
-    if tail[at:at + 4] != _EOCD_SIGNATURE:
+    if tail[at : at + 4] != _EOCD_SIGNATURE:
         at = tail.rfind(_EOCD_SIGNATURE)
     if at < 0 or len(tail) - at < _EOCD.size:
         raise ModelLoadError(f"{path}: not a Keras model archive (no zip directory)")
-    _, _, _, _, entries, directory, _, _ = _EOCD.unpack(tail[at:at + _EOCD.size])
-    if at >= 20 and tail[at - 20:at - 16] == _ZIP64_LOCATOR:
-        raise ModelLoadError(f"{path}: refused to load: a zip64 archive (over 2 GiB or 65535 "
-                             "members), which no emotf model is")
+    _, _, _, _, entries, directory, _, _ = _EOCD.unpack(tail[at : at + _EOCD.size])
+    if at >= 20 and tail[at - 20 : at - 16] == _ZIP64_LOCATOR:
+        raise ModelLoadError(
+            f"{path}: refused to load: a zip64 archive (over 2 GiB or 65535 "
+            "members), which no emotf model is"
+        )
     if entries > MAX_ARCHIVE_MEMBERS or directory > MAX_DIRECTORY_BYTES:
         raise ModelLoadError(
             f"{path}: refused to load: its zip directory lists {entries} members in "
             f"{directory} bytes, over the caps of {MAX_ARCHIVE_MEMBERS} members and "
-            f"{_mib(MAX_DIRECTORY_BYTES)} (SECURITY.md)")
+            f"{_mib(MAX_DIRECTORY_BYTES)} (SECURITY.md)"
+        )
     file.seek(0)
 
 
@@ -167,8 +182,10 @@ def _check_members(path: StoragePath, archive: zipfile.ZipFile) -> None:
     """Refuse an archive whose members declare more than the caps, before reading any."""
     members = archive.infolist()
     if len(members) > MAX_ARCHIVE_MEMBERS:
-        raise ModelLoadError(f"{path}: refused to load: {len(members)} archive members, over "
-                             f"the cap of {MAX_ARCHIVE_MEMBERS} (SECURITY.md)")
+        raise ModelLoadError(
+            f"{path}: refused to load: {len(members)} archive members, over "
+            f"the cap of {MAX_ARCHIVE_MEMBERS} (SECURITY.md)"
+        )
     total = 0
     for member in members:
         cap = MAX_CONFIG_BYTES if member.filename == "config.json" else MAX_MEMBER_BYTES
@@ -177,17 +194,20 @@ def _check_members(path: StoragePath, archive: zipfile.ZipFile) -> None:
             raise ModelLoadError(
                 f"{path}: refused to load: member {member.filename!r} inflates to "
                 f"{_mib(member.file_size)} from {_mib(member.compress_size)}, over its "
-                f"{_mib(cap)} cap (a zip bomb? SECURITY.md)")
+                f"{_mib(cap)} cap (a zip bomb? SECURITY.md)"
+            )
         if member.file_size > max(1 << 20, MAX_COMPRESSION_RATIO * member.compress_size):
             raise ModelLoadError(
                 f"{path}: refused to load: member {member.filename!r} inflates to "
                 f"{_mib(member.file_size)} from {_mib(member.compress_size)}, more than "
-                f"{MAX_COMPRESSION_RATIO}:1 (a zip bomb? SECURITY.md)")
+                f"{MAX_COMPRESSION_RATIO}:1 (a zip bomb? SECURITY.md)"
+            )
         if total > MAX_TOTAL_BYTES:
             raise ModelLoadError(
                 f"{path}: refused to load: its members inflate to {_mib(total)} or more (at "
                 f"member {member.filename!r}), over the {_mib(MAX_TOTAL_BYTES)} cap in all "
-                "(a zip bomb? SECURITY.md)")
+                "(a zip bomb? SECURITY.md)"
+            )
 
 
 def _read_member(path: StoragePath, archive: zipfile.ZipFile, name: str, cap: int) -> bytes:
@@ -197,8 +217,10 @@ def _read_member(path: StoragePath, archive: zipfile.ZipFile, name: str, cap: in
         while chunk := member.read(min(_CHUNK_BYTES, cap + 1 - total)):
             total += len(chunk)
             if total > cap:
-                raise ModelLoadError(f"{path}: refused to load: member {name!r} inflates past "
-                                     f"the {_mib(cap)} cap (SECURITY.md)")
+                raise ModelLoadError(
+                    f"{path}: refused to load: member {name!r} inflates past "
+                    f"the {_mib(cap)} cap (SECURITY.md)"
+                )
             chunks.append(chunk)
     return b"".join(chunks)
 
@@ -260,7 +282,7 @@ def load_weights_into(model_config, path, sampling=None):
 def load_run_model(model_file, model_config=None, sampling=None):
     """A saved emotf model: rebuilt from `model_config` (+ the run's `SamplingConfig`) with the
     file's weights only, or, without a config, the bare file with `safe_mode=True`. The run
-    folder's layout (where `model_file` and the configs live) is `emotf.run.Run`'s business.
+    folder's layout (where `model_file` and the configs live) is `emotf.runs.folder.Run`'s business.
     """
     path = as_path(model_file)
     if not path.is_file():

@@ -3,7 +3,7 @@
 The table has one row per clip and presentation mode. The row id's first digit is the mode
 (1 voice only, 2 face only, 3 audio-visual); columns `A D F H N S` count the raters' responses
 for each emotion. The intended emotion is the one in the clip's file name. Used by the
-perceived labels (`emotf.labels`) and the human baseline (`emotf.evaluation.human`).
+perceived labels (`emotf.corpora.labels`) and the human baseline (`emotf.evaluation.human`).
 
 The table is CREMA-D's, licensed under the Open Database License 1.0 (see
 `emotf/data/README.md` for the attribution); emotf ships an unchanged copy.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.cremad import EMOTIONS, VOTE_LETTERS, data_path, parse_clip_name
+from emotf.corpora.cremad import EMOTIONS, VOTE_LETTERS, data_path, parse_clip_name
 
 MODES: tuple[str, ...] = ("voice", "face", "audio-visual")
 _MODE_OF_DIGIT = {"1": "voice", "2": "face", "3": "audio-visual"}
@@ -85,14 +85,18 @@ def load_votes(path: str | Path | None = None) -> VoteTable:
     except csv.Error as error:
         raise ValueError(f"{path}: not a CSV table of votes ({error})") from None
     except (KeyError, IndexError) as error:
-        raise ValueError(f"{path}: not CREMA-D's tabulatedVotes.csv: no column {error} "
-                         f"(columns: '', fileName, numResponses, "
-                         f"{', '.join(VOTE_LETTERS)})") from None
+        raise ValueError(
+            f"{path}: not CREMA-D's tabulatedVotes.csv: no column {error} "
+            f"(columns: '', fileName, numResponses, "
+            f"{', '.join(VOTE_LETTERS)})"
+        ) from None
     except (TypeError, ValueError) as error:
         if str(error).startswith(f"{path}: "):
             raise
-        raise ValueError(f"{path}: not CREMA-D's tabulatedVotes.csv: "
-                         f"{str(error).splitlines()[0] if str(error) else error!r}") from None
+        raise ValueError(
+            f"{path}: not CREMA-D's tabulatedVotes.csv: "
+            f"{str(error).splitlines()[0] if str(error) else error!r}"
+        ) from None
 
 
 def _read_capped(path: Path) -> str:
@@ -102,18 +106,26 @@ def _read_capped(path: Path) -> str:
     try:
         size = path.stat().st_size
     except OSError as error:
-        raise ValueError(f"{path}: cannot read the votes table ({error.strerror or error})") from None
+        raise ValueError(
+            f"{path}: cannot read the votes table ({error.strerror or error})"
+        ) from None
     if size > MAX_VOTES_BYTES:
-        raise ValueError(f"{path}: {size} bytes, more than a votes table may hold "
-                         f"({MAX_VOTES_BYTES >> 20} MiB); CREMA-D's is about 1 MB")
+        raise ValueError(
+            f"{path}: {size} bytes, more than a votes table may hold "
+            f"({MAX_VOTES_BYTES >> 20} MiB); CREMA-D's is about 1 MB"
+        )
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_VOTES_BYTES + 1)
     except OSError as error:
-        raise ValueError(f"{path}: cannot read the votes table ({error.strerror or error})") from None
+        raise ValueError(
+            f"{path}: cannot read the votes table ({error.strerror or error})"
+        ) from None
     if len(data) > MAX_VOTES_BYTES:
-        raise ValueError(f"{path}: more than {MAX_VOTES_BYTES >> 20} MiB, more than a votes "
-                         f"table may hold; CREMA-D's is about 1 MB")
+        raise ValueError(
+            f"{path}: more than {MAX_VOTES_BYTES >> 20} MiB, more than a votes "
+            f"table may hold; CREMA-D's is about 1 MB"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

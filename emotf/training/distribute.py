@@ -37,7 +37,6 @@ import json
 import os
 import socket
 import tempfile
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +64,9 @@ class ClusterTask:
 
     @property
     def is_chief(self) -> bool:
-        return self.task_type == "chief" or (self.task_type == "worker" and self.task_id == 0
-                                             and not self.has_chief)
+        return self.task_type == "chief" or (
+            self.task_type == "worker" and self.task_id == 0 and not self.has_chief
+        )
 
 
 def read_tf_config(environ=None) -> ClusterTask | None:
@@ -80,9 +80,11 @@ def read_tf_config(environ=None) -> ClusterTask | None:
         return None
 
     def bad(problem: str):
-        return ValueError(f"{TF_CONFIG}: {problem}. Expected e.g. "
-                          '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
-                          '"task": {"type": "worker", "index": 0}}')
+        return ValueError(
+            f"{TF_CONFIG}: {problem}. Expected e.g. "
+            '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
 
     try:
         value = json.loads(text)
@@ -93,8 +95,10 @@ def read_tf_config(environ=None) -> ClusterTask | None:
     cluster, task = value["cluster"], value.get("task")
     for name, addresses in cluster.items():
         if not isinstance(addresses, list) or not all(map(is_host_port, addresses)):
-            raise bad(f"cluster {name!r} must be a list of 'host:port' strings (a host and a port "
-                      f"1..65535). Received: {addresses!r}")
+            raise bad(
+                f"cluster {name!r} must be a list of 'host:port' strings (a host and a port "
+                f"1..65535). Received: {addresses!r}"
+            )
     if not isinstance(task, dict) or "type" not in task:
         raise bad("no 'task' object with a 'type' and an 'index'")
     task_type, index = task["type"], task.get("index", 0)
@@ -102,8 +106,11 @@ def read_tf_config(environ=None) -> ClusterTask | None:
         raise bad(f"task type {task_type!r} cannot train (one of {WORKER_TASKS})")
     if task_type not in cluster:
         raise bad(f"task type {task_type!r} is not in the cluster {sorted(cluster)}")
-    if isinstance(index, bool) or not isinstance(index, int) \
-            or not 0 <= index < len(cluster[task_type]):
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, int)
+        or not 0 <= index < len(cluster[task_type])
+    ):
         raise bad(f"task index {index!r} outside 0..{len(cluster[task_type]) - 1} of {task_type!r}")
     if len(cluster.get("chief", [])) > 1:
         raise bad(f"at most one chief. Received: {cluster['chief']!r}")
@@ -117,8 +124,9 @@ def is_host_port(address) -> bool:
     if not isinstance(address, str):
         return False
     host, colon, port = address.rpartition(":")
-    return bool(colon and host.strip() and port.isascii() and port.isdigit()
-                and 1 <= int(port) <= 65535)
+    return bool(
+        colon and host.strip() and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+    )
 
 
 def resolve_strategy(name: str, task: ClusterTask | None, num_gpus: int) -> str:
@@ -135,21 +143,26 @@ def resolve_strategy(name: str, task: ClusterTask | None, num_gpus: int) -> str:
             return "multi_worker"
         return "mirrored" if num_gpus > 1 else "one_device"
     if name == "multi_worker" and task is None:
-        raise ValueError(f"--strategy multi_worker reads the cluster from {TF_CONFIG}, which is "
-                         "not set (docs/training.md, 'Distributed training')")
+        raise ValueError(
+            f"--strategy multi_worker reads the cluster from {TF_CONFIG}, which is "
+            "not set (docs/training.md, 'Distributed training')"
+        )
     if name in ("one_device", "mirrored") and task is not None and task.num_workers > 1:
-        raise ValueError(f"{TF_CONFIG} names {task.num_workers} chief/worker tasks but --strategy "
-                         f"{name} trains each process alone (every process would be the chief and "
-                         "write the run folder): use --strategy multi_worker (or auto), or unset "
-                         f"{TF_CONFIG}")
+        raise ValueError(
+            f"{TF_CONFIG} names {task.num_workers} chief/worker tasks but --strategy "
+            f"{name} trains each process alone (every process would be the chief and "
+            "write the run folder): use --strategy multi_worker (or auto), or unset "
+            f"{TF_CONFIG}"
+        )
     return name
 
 
 _STRATEGIES: dict[str, tf.distribute.Strategy] = {}
 
 
-def make_strategy(name: str = "auto",
-                  timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_S) -> tf.distribute.Strategy:
+def make_strategy(
+    name: str = "auto", timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_S
+) -> tf.distribute.Strategy:
     """The strategy of `--strategy name`; one per process (TensorFlow allows one multi-worker
     strategy per program: create it before any other TensorFlow op), so a second call with
     the same name returns the first one's strategy, whatever its `timeout_seconds`.
@@ -186,9 +199,12 @@ def cluster_addresses(environ=None) -> tuple[str, dict[str, str]]:
     value = json.loads((os.environ if environ is None else environ)[TF_CONFIG])
     cluster, task = value["cluster"], value["task"]
     me = (task["type"], task.get("index", 0))
-    peers = {(kind if kind == "chief" else f"{kind} {i}"): address
-             for kind in WORKER_TASKS for i, address in enumerate(cluster.get(kind, []))
-             if (kind, i) != me}
+    peers = {
+        (kind if kind == "chief" else f"{kind} {i}"): address
+        for kind in WORKER_TASKS
+        for i, address in enumerate(cluster.get(kind, []))
+        if (kind, i) != me
+    }
     return cluster[me[0]][me[1]], peers
 
 
@@ -216,8 +232,10 @@ def rendezvous(timeout_seconds: float, environ=None) -> None:
         listener.listen(64)
     except OSError as error:
         listener.close()
-        raise RuntimeError(f"{TF_CONFIG}: this task's address {own} cannot be listened on "
-                           f"({error.strerror or error}): another process holds port {port}") from None
+        raise RuntimeError(
+            f"{TF_CONFIG}: this task's address {own} cannot be listened on "
+            f"({error.strerror or error}): another process holds port {port}"
+        ) from None
     try:
         silent = deadlines.wait_for_peers(peers, timeout_seconds)
     finally:
@@ -240,9 +258,11 @@ def start_cluster(timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_S) -> tf.distr
     rendezvous(timeout_seconds)
     _, peers = cluster_addresses()
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_seconds)
-    otherwise = (f"the cluster of {TF_CONFIG} did not form within {timeout_seconds:g} s, although "
-                 f"every task answers on its port: is each one an emotf-train with the same "
-                 f"{TF_CONFIG}?")
+    otherwise = (
+        f"the cluster of {TF_CONFIG} did not form within {timeout_seconds:g} s, although "
+        f"every task answers on its port: is each one an emotf-train with the same "
+        f"{TF_CONFIG}?"
+    )
     with deadlines.guarded(timeout_seconds, peers, otherwise, _hint()):
         strategy = _MultiWorkerMirroredStrategy(communication_options=options)
     deadlines.reclaim_signals()
@@ -262,8 +282,11 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
     def reduce(self, reduce_op, value, axis):
         parts = getattr(value, "values", (value,))
-        if axis is not None and getattr(parts[0], "shape", None) is not None \
-                and parts[0].shape.rank == 0:
+        if (
+            axis is not None
+            and getattr(parts[0], "shape", None) is not None
+            and parts[0].shape.rank == 0
+        ):
             axis = None
         return super().reduce(reduce_op, value, axis)
 
@@ -318,23 +341,6 @@ def scratch_folder(task: str, run_path, root: str | None = None) -> StoragePath:
         path.rmtree()
     path.mkdir()
     return path
-
-
-def shard_by_data(dataset: tf.data.Dataset, num_files: int | None, workers: int,
-                  name: str = "training") -> tf.data.Dataset:
-    """`dataset` with tf.distribute's DATA auto-shard policy: every worker reads every file and
-    keeps its share of each global batch. Used when a dataset cannot be sharded by file: fewer
-    record shards than workers (`num_files`: a one-line warning says so) or data that does not
-    come from record files (`num_files` None: no warning). (Sharding by file is done in the
-    pipeline itself: `emotf.pipeline.make_dataset(shard=...)`.)"""
-    if num_files is not None:
-        warnings.warn(f"the {name} data has {num_files} record shard(s) for {workers} workers: "
-                      "every worker reads all of them and keeps its share of each batch (data "
-                      "sharding); build the records with at least as many shards as workers",
-                      stacklevel=2)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
 
 
 def worker_index(strategy: tf.distribute.Strategy) -> int:
@@ -400,11 +406,11 @@ def gather_from_workers(strategy: tf.distribute.Strategy, values: Mapping[str, i
 # What a value differing from the chief's means, and what to do (`check_workers_agree`).
 DISAGREEMENTS = {
     "config": "{task} runs another configuration than the chief (flags, config file): start "
-              "every worker with the same command",
+    "every worker with the same command",
     "completed_epochs": "{task} sees {value} completed epochs in {where}, the chief {chief}: the "
-                        "run folder must be on storage every worker reads (gs:// or NFS)",
+    "run folder must be on storage every worker reads (gs:// or NFS)",
     "finished_folds": "{task} sees the finished folds {value} in {where}, the chief {chief}: the "
-                      "folder must be on storage every worker reads (gs:// or NFS)",
+    "folder must be on storage every worker reads (gs:// or NFS)",
 }
 
 
@@ -422,8 +428,12 @@ def check_workers_agree(rows: list[dict], tasks: list[str], where) -> None:
         for task, row in zip(tasks[1:], rows[1:]):
             if key in chief and row.get(key) != chief[key]:
                 show = _folds if key == "finished_folds" else (lambda v: v)
-                raise ValueError("workers disagree: " + message.format(
-                    task=task, value=show(row.get(key)), chief=show(chief[key]), where=where))
+                raise ValueError(
+                    "workers disagree: "
+                    + message.format(
+                        task=task, value=show(row.get(key)), chief=show(chief[key]), where=where
+                    )
+                )
 
 
 def _folds(mask: int) -> list[int]:
@@ -436,8 +446,12 @@ def agree_with_chief(strategy: tf.distribute.Strategy, values: Mapping[str, int]
     if num_workers(strategy) > 1:
         try:
             rows = gather_from_workers(strategy, values)
-        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
-                tf.errors.CancelledError, tf.errors.AbortedError) as error:
+        except (
+            tf.errors.DeadlineExceededError,
+            tf.errors.UnavailableError,
+            tf.errors.CancelledError,
+            tf.errors.AbortedError,
+        ) as error:
             raise collective_failed(strategy, error) from None
         check_workers_agree(rows, task_names(strategy), where)
 
@@ -454,5 +468,6 @@ def collective_failed(strategy: tf.distribute.Strategy, error: Exception) -> Tim
     if silent:
         return TimeoutError(deadlines.no_answer(peers, silent, seconds) + _hint())
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return TimeoutError(f"a collective of the workers did not complete within {seconds:g} s: "
-                        f"{first}")
+    return TimeoutError(
+        f"a collective of the workers did not complete within {seconds:g} s: {first}"
+    )

@@ -8,11 +8,11 @@ Protocol (user-independent 10-fold cross-validation; folds never share an actor)
     training folds               the rest.
 Nothing (epoch, model, hyper-parameter) is selected on fold K. `split` = "ogm" (or a folder of
 train.csv/test.csv) runs a clip-level split instead, speaker-dependent, for comparison with
-papers that report on it (`emotf.splits`).
+papers that report on it (`emotf.corpora.splits`).
 
-The run folder (`emotf.run.Run`) holds the resolved config, the resumable state (backup/,
+The run folder (`emotf.runs.folder.Run`) holds the resolved config, the resumable state (backup/,
 the CSV log, the best weights), the chosen model, the validation temperature and the test
-metrics; `--fold all` writes `fold-K/` runs and one CV summary (`emotf.run.CrossValidation`,
+metrics; `--fold all` writes `fold-K/` runs and one CV summary (`emotf.runs.folder.CrossValidation`,
 `emotf.evaluation.reports.cv_report`).
 """
 
@@ -27,29 +27,16 @@ import numpy as np
 import tensorflow as tf
 
 import emotf
-from emotf import run_data
 from emotf.configs import TrainConfig
-from emotf.cremad import EMOTIONS, NUM_FOLDS
-from emotf.distribute import (
-    agree_with_chief,
-    build_for_fit,
-    config_digest,
-    global_batch_size,
-    is_chief,
-    make_strategy,
-    num_workers,
-    strategy_name,
-    worker_index,
-    worker_scratch,
-)
+from emotf.corpora.cremad import EMOTIONS, NUM_FOLDS
+from emotf.corpora.labels import agreement
+from emotf.corpora.splits import ACTORS, check_fingerprint
 from emotf.evaluation.calibration import apply_temperature, calibration_summary, temperature_record
 from emotf.evaluation.metrics import clip_metrics, predict_clips
 from emotf.evaluation.reports import cv_report
-from emotf.labels import agreement
 from emotf.model import build_model, training_model
-from emotf.precision import precision_policy, resolve_jit_compile
-from emotf.run import CrossValidation, Run
-from emotf.run_data import (
+from emotf.runs import data as run_data
+from emotf.runs.data import (
     DatasetFactory,
     check_clip_split_records,
     check_records_folder,
@@ -62,7 +49,22 @@ from emotf.run_data import (
     is_records_folder,
     records_dataset,
 )
-from emotf.run_state import (
+from emotf.runs.folder import CrossValidation, Run
+from emotf.storage import read_json
+from emotf.training.distribute import (
+    agree_with_chief,
+    build_for_fit,
+    config_digest,
+    global_batch_size,
+    is_chief,
+    make_strategy,
+    num_workers,
+    strategy_name,
+    worker_index,
+    worker_scratch,
+)
+from emotf.training.precision import precision_policy, resolve_jit_compile
+from emotf.training.run_state import (
     check_resume_config,
     check_resume_distribution,
     read_log,
@@ -70,9 +72,7 @@ from emotf.run_state import (
     save_model,
     training_callbacks,
 )
-from emotf.schedules import make_schedule
-from emotf.splits import ACTORS, check_fingerprint
-from emotf.storage import read_json
+from emotf.training.schedules import make_schedule
 
 # === Training ===
 
@@ -112,7 +112,9 @@ def compile_trainer(trainer: keras.Model, config: TrainConfig, steps_per_epoch: 
     trial): SGD with momentum on `make_schedule(config, steps_per_epoch)`, sparse cross-entropy
     on the mean of the segment softmaxes, an `accuracy` metric, XLA per `config.jit_compile`."""
     trainer.compile(
-        optimizer=keras.optimizers.SGD(make_schedule(config, steps_per_epoch), momentum=config.momentum),
+        optimizer=keras.optimizers.SGD(
+            make_schedule(config, steps_per_epoch), momentum=config.momentum
+        ),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=resolve_jit_compile(config.jit_compile),
@@ -124,8 +126,11 @@ def _class_names(num_classes: int) -> list[str]:
     return list(EMOTIONS) if num_classes == len(EMOTIONS) else [str(c) for c in range(num_classes)]
 
 
-def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None,
-               strategy: tf.distribute.Strategy | None = None) -> dict:
+def train_fold(
+    config: TrainConfig,
+    dataset_fn: DatasetFactory | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Train on the training folds, pick the epoch on the validation folds, test on `config.fold`.
 
     Resumes from the run's backup when present. Returns (and writes to the run's metrics) the
@@ -133,19 +138,22 @@ def train_fold(config: TrainConfig, dataset_fn: DatasetFactory | None = None,
     time, the chosen epoch, the labels used and how often intended and perceived labels agree
     on the test clips.
 
-    Trains under `strategy` (default: `emotf.distribute.make_strategy(config.strategy,
+    Trains under `strategy` (default: `emotf.training.distribute.make_strategy(config.strategy,
     config.worker_timeout_seconds)`, made before any other TensorFlow op), with batches of
     `config.batch_size` clips per replica. In a multi-worker run only the chief writes the run
     folder and returns the metrics; another worker trains in step with it, writes into a scratch folder it deletes, and returns
     {"chief": False, "task": "worker:I", "epochs_run": ...}. Before anything else the workers
     compare their completed epochs and configuration with the chief's and all refuse in one line
-    when one differs (`emotf.distribute.agree_with_chief`).
+    when one differs (`emotf.training.distribute.agree_with_chief`).
     """
     strategy = strategy or make_strategy(config.strategy, config.worker_timeout_seconds)
     if is_chief(strategy) and Run(config.out).resumable:
         repair_resume_files(Run(config.out))  # before its epoch count is read
-    agree_with_chief(strategy, {"config": _config_digest(config),
-                                "completed_epochs": Run(config.out).completed_epochs()}, config.out)
+    agree_with_chief(
+        strategy,
+        {"config": _config_digest(config), "completed_epochs": Run(config.out).completed_epochs()},
+        config.out,
+    )
     if is_chief(strategy):
         return _train_fold(config, dataset_fn or records_dataset, strategy, None)
     scratch = worker_scratch(strategy, config.out)
@@ -163,7 +171,9 @@ WORKER_LOCAL_FIELDS = ("verbose", "export", "strategy")
 
 def _config_digest(config: TrainConfig) -> int:
     """`config_digest` of the fields every worker must share (all but `WORKER_LOCAL_FIELDS`)."""
-    return config_digest({k: v for k, v in config.to_dict().items() if k not in WORKER_LOCAL_FIELDS})
+    return config_digest(
+        {k: v for k, v in config.to_dict().items() if k not in WORKER_LOCAL_FIELDS}
+    )
 
 
 def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scratch) -> dict:
@@ -179,14 +189,21 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
     workers = num_workers(strategy)
     # Batches of the global batch: tf.distribute splits each across the replicas.
     global_batch = global_batch_size(config.batch_size, strategy)
-    distribution = {"replicas": int(strategy.num_replicas_in_sync), "global_batch_size": global_batch}
+    distribution = {
+        "replicas": int(strategy.num_replicas_in_sync),
+        "global_batch_size": global_batch,
+    }
     check_resume_distribution(run, **distribution)
     if run.has_config():
         check_fingerprint(split, run.recorded_split(), str(run.path))
     if chief:
         run.path.mkdir()
         # The folds, where `emotf-evaluate` looks for the test fold (fold protocol only).
-        folds = None if split.clip_level else {key: summary[key] for key in ("train", "validation", "test")}
+        folds = (
+            None
+            if split.clip_level
+            else {key: summary[key] for key in ("train", "validation", "test")}
+        )
         run.write_config(config, summary, environment(distribution), folds)
 
     keras.utils.set_random_seed(config.seed)
@@ -201,7 +218,12 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
     with precision_policy(config.precision) as policy:
         first_epoch = run.completed_epochs()
         train_ds, val_ds, steps = fit_datasets(
-            dataset_fn, data_config, split.train, split.validation, first_epoch, workers=workers,
+            dataset_fn,
+            data_config,
+            split.train,
+            split.validation,
+            first_epoch,
+            workers=workers,
             worker=worker_index(strategy),
         )
         with strategy.scope():
@@ -218,16 +240,23 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
         )
         if not chief:
             task = strategy.cluster_resolver
-            return {"chief": False, "task": f"{task.task_type}:{task.task_id}",
-                    "epochs_run": len(read_log(run.log_path))}
+            return {
+                "chief": False,
+                "task": f"{task.task_type}:{task.task_id}",
+                "epochs_run": len(read_log(run.log_path)),
+            }
         log = read_log(run.log_path)
         if run.best_weights_path.exists():
             trainer.load_weights(str(run.best_weights_path))
         save_model(model, run.model_path)
         # Temperature scaling for the served probabilities, fitted on the validation clips (all
         # of them: a multi-worker val_ds holds this worker's share of the files).
-        validation = predict_clips(model, val_ds if workers <= 1 else
-                                   dataset_fn(split.validation, False, data_config, first_epoch))
+        validation = predict_clips(
+            model,
+            val_ds
+            if workers <= 1
+            else dataset_fn(split.validation, False, data_config, first_epoch),
+        )
         calibration = temperature_record(validation.labels, validation.probabilities)
         run.write_calibration(calibration)
         # The one look at the test fold (or test list).
@@ -241,9 +270,11 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
         "num_clips": int(len(y_true)),
         "split": split.name,
         "protocol": split.protocol,
-        **({key: summary[key] for key in ("train_clips", "validation_clips", "test_clips")}
-           if split.clip_level else
-           {"validation_folds": summary["validation"], "training_folds": summary["train"]}),
+        **(
+            {key: summary[key] for key in ("train_clips", "validation_clips", "test_clips")}
+            if split.clip_level
+            else {"validation_folds": summary["validation"], "training_folds": summary["train"]}
+        ),
         "best_epoch": int(log[int(np.nanargmax(val_acc))]["epoch"]) + 1 if val_acc else None,
         "best_validation_accuracy": float(np.nanmax(val_acc)) if val_acc else None,
         "epochs_run": len(log),
@@ -261,11 +292,14 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
     if split.clip_level and is_records_folder(config.records):
         metrics["clips_in_records"] = {  # the lists' clips that were built (the rest: skipped)
             name: count_clips(config.records, part)
-            for name, part in (("train", split.train), ("validation", split.validation),
-                               ("test", split.test))
+            for name, part in (
+                ("train", split.train),
+                ("validation", split.validation),
+                ("test", split.test),
+            )
         }
     if config.export:
-        from emotf.export import export_run
+        from emotf.serving.export import export_run
 
         metrics["saved_model"] = str(export_run(run.path))
     run.write_metrics(metrics)
@@ -274,13 +308,18 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
 
 def _distribution(strategy: tf.distribute.Strategy, config: TrainConfig, global_batch: int) -> dict:
     """metrics.json's record of how the run was distributed (the learning rate is never scaled)."""
-    return {"strategy": strategy_name(strategy), "replicas": int(strategy.num_replicas_in_sync),
-            "workers": num_workers(strategy), "batch_size_per_replica": int(config.batch_size),
-            "global_batch_size": int(global_batch), "learning_rate": float(config.learning_rate)}
+    return {
+        "strategy": strategy_name(strategy),
+        "replicas": int(strategy.num_replicas_in_sync),
+        "workers": num_workers(strategy),
+        "batch_size_per_replica": int(config.batch_size),
+        "global_batch_size": int(global_batch),
+        "learning_rate": float(config.learning_rate),
+    }
 
 
 def _label_agreement(config: TrainConfig, part, test_clip_ids) -> dict:
-    """metrics.json's "label_agreement" (`emotf.labels.agreement`) on the test clips: their
+    """metrics.json's "label_agreement" (`emotf.corpora.labels.agreement`) on the test clips: their
     ids from the factory's metadata, else read from the records; {} without either."""
     if test_clip_ids is None and is_records_folder(config.records):
         test_clip_ids = clip_ids(config.records, part)
@@ -299,10 +338,14 @@ def _test_calibration(y_true, probs, temperature) -> dict:
     return out
 
 
-def train_all_folds(config: TrainConfig, dataset_fn: DatasetFactory | None = None,
-                    folds=None, strategy: tf.distribute.Strategy | None = None) -> dict:
+def train_all_folds(
+    config: TrainConfig,
+    dataset_fn: DatasetFactory | None = None,
+    folds=None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Run `train_fold` for each fold into the `fold-K/` runs of `config.out`
-    (`emotf.run.CrossValidation`), then write the one CV summary (`cv_report.json` / `.md`,
+    (`emotf.runs.folder.CrossValidation`), then write the one CV summary (`cv_report.json` / `.md`,
     `emotf.evaluation.reports.cv_report`) from what the folds hold.
 
     Folds that have finished (their metrics exist) are not retrained (a killed sweep resumes).
@@ -310,15 +353,18 @@ def train_all_folds(config: TrainConfig, dataset_fn: DatasetFactory | None = Non
     run writes nothing and returns {"chief": False, "folds": [...]}).
     """
     if config.split != ACTORS:
-        raise ValueError(f"--fold all is the actor-independent cross-validation; a clip-level "
-                         f"split has one test list: run one fold. Received: split={config.split!r}")
+        raise ValueError(
+            f"--fold all is the actor-independent cross-validation; a clip-level "
+            f"split has one test list: run one fold. Received: split={config.split!r}"
+        )
     strategy = strategy or make_strategy(config.strategy, config.worker_timeout_seconds)
     chief = is_chief(strategy)
     cv = CrossValidation(config.out)
     # Every worker must skip the same folds (else they wait on each other): a bit mask of them.
     finished = sum(1 << k for k in range(NUM_FOLDS) if cv.fold(k).finished)
-    agree_with_chief(strategy, {"config": _config_digest(config), "finished_folds": finished},
-                     cv.path)
+    agree_with_chief(
+        strategy, {"config": _config_digest(config), "finished_folds": finished}, cv.path
+    )
     if (dataset_fn or records_dataset) is run_data.records_dataset:
         check_records_folder(config.records)  # before the CV folder is made
     if chief:

@@ -1,6 +1,6 @@
 """Hyperparameter search with keras-tuner on one fold's validation folds (`emotf-tune`).
 
-Protocol (the same split as `emotf.train.train_fold`): for test fold K, every trial trains on
+Protocol (the same split as `emotf.training.train.train_fold`): for test fold K, every trial trains on
 the training folds of `split_folds(K, validation_folds)` and is scored by its best-epoch
 `val_accuracy` on the validation folds (by default fold K+1). **The test fold K is never read**
 (no dataset, no record file, no clip count): choose here, then report with
@@ -24,11 +24,11 @@ OUT holds:
                         unfinished trials last.
     best_config.json    the best trial as a full `TrainConfig` (`{"config": ..., "tuning": ...}`,
                         the `RUN/config.json` layout that `emotf-train --config` reads).
-                        These two are written by `emotf.tune_outputs`.
+                        These two are written by `emotf.tuning.outputs`.
 
 OUT may be a local folder or any `tf.io.gfile` URL (`gs://...`; `ram://...` in the tests): every
 file here and keras-tuner's project go through `emotf.storage` / `tf.io.gfile`. A search may run
-over several processes or machines (keras-tuner's chief/worker mode, `emotf.tune_distributed`):
+over several processes or machines (keras-tuner's chief/worker mode, `emotf.tuning.distributed`):
 the chief serves the oracle and alone writes `tune_config.json`, the trials table and
 `best_config.json`; the workers write their own trials' files under `search/` and `tensorboard/`,
 so OUT must then be on a filesystem they all share (or `gs://`).
@@ -47,8 +47,7 @@ import tensorflow as tf
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SEED, MAX_TIMEOUT_SECONDS, Config, TrainConfig
 from emotf.model import build_model, training_model
-from emotf.precision import precision_policy, resolve_precision
-from emotf.run_data import (
+from emotf.runs.data import (
     DatasetFactory,
     check_run_records,
     config_split,
@@ -56,11 +55,12 @@ from emotf.run_data import (
     num_batches,
     records_dataset,
 )
-from emotf.run_state import describe_changes
 from emotf.storage import StoragePath, as_path, read_json, write_json
-from emotf.train import compile_trainer, environment, fit_verbose
-from emotf.tune_distributed import TunerRole, keras_tuner_environment, serve_oracle
-from emotf.tune_outputs import plain_value, write_results
+from emotf.training.precision import precision_policy, resolve_precision
+from emotf.training.run_state import describe_changes
+from emotf.training.train import compile_trainer, environment, fit_verbose
+from emotf.tuning.distributed import TunerRole, keras_tuner_environment, serve_oracle
+from emotf.tuning.outputs import plain_value, write_results
 
 TUNERS = ("random", "bayesian", "hyperband")
 
@@ -113,20 +113,32 @@ class TuneConfig(Config):
 
     train: TrainConfig = bounded(
         default_factory=TrainConfig,
-        help="the base TrainConfig; each trial overrides the searched fields")
-    out: str = bounded("runs/tune", nonempty=True, help="the search folder (see emotf.tune)")
-    max_trials: int = bounded(10, ge=1, le=100_000,
-                              help="trials of the random and bayesian tuners (not hyperband)")
+        help="the base TrainConfig; each trial overrides the searched fields",
+    )
+    out: str = bounded(
+        "runs/tune", nonempty=True, help="the search folder (see emotf.tuning.search)"
+    )
+    max_trials: int = bounded(
+        10, ge=1, le=100_000, help="trials of the random and bayesian tuners (not hyperband)"
+    )
     tuner: str = bounded("random", choices=TUNERS, help="random, bayesian or hyperband")
     search: tuple[str, ...] = bounded(
-        DEFAULT_SEARCH, choices=tuple(SEARCH_SPACE),
-        help="the hyperparameters searched, each once (names of SEARCH_SPACE)")
+        DEFAULT_SEARCH,
+        choices=tuple(SEARCH_SPACE),
+        help="the hyperparameters searched, each once (names of SEARCH_SPACE)",
+    )
     seed: int | None = bounded(
-        None, ge=0, le=MAX_SEED,
-        help="seed of the tuner's draws (which hyperparameters are tried); none = train.seed")
+        None,
+        ge=0,
+        le=MAX_SEED,
+        help="seed of the tuner's draws (which hyperparameters are tried); none = train.seed",
+    )
     oracle_timeout_seconds: float = bounded(
-        300.0, gt=0.0, le=MAX_TIMEOUT_SECONDS,
-        help="how long a tuning worker waits for the chief's oracle")
+        300.0,
+        gt=0.0,
+        le=MAX_TIMEOUT_SECONDS,
+        help="how long a tuning worker waits for the chief's oracle",
+    )
 
     def __post_init__(self):
         if isinstance(self.search, str):  # "a,b" in Python: the flag's syntax
@@ -137,8 +149,10 @@ class TuneConfig(Config):
         if isinstance(self.train, Mapping):
             object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
         if not isinstance(self.train, TrainConfig):
-            raise ValueError("TuneConfig.train must be a TrainConfig or a JSON object of its "
-                             f"fields. Received: train={self.train!r}")
+            raise ValueError(
+                "TuneConfig.train must be a TrainConfig or a JSON object of its "
+                f"fields. Received: train={self.train!r}"
+            )
         object.__setattr__(self, "search", tuple(self.search))
         if not self.search or len(set(self.search)) != len(self.search):
             raise ValueError(
@@ -149,12 +163,12 @@ class TuneConfig(Config):
             raise ValueError(
                 "trials train on one device each; spread a search over GPUs or machines with "
                 "one worker per device (--tuner-id tunerN --oracle-address HOST:PORT, "
-                f"docs/tuning.md). Received: strategy={self.train.strategy!r}")
+                f"docs/tuning.md). Received: strategy={self.train.strategy!r}"
+            )
 
     @property
     def tuner_seed(self) -> int:
         return self.train.seed if self.seed is None else self.seed
-
 
 
 def trial_config(config: TuneConfig, hp: keras_tuner.HyperParameters) -> TrainConfig:
@@ -166,11 +180,11 @@ def trial_config(config: TuneConfig, hp: keras_tuner.HyperParameters) -> TrainCo
 
 
 class EmotfHyperModel(keras_tuner.HyperModel):
-    """Builds and fits the twin-branch model for one trial, as `emotf.train.train_fold` does.
+    """Builds and fits the twin-branch model for one trial, as `emotf.training.train.train_fold` does.
 
-    `build(hp)` compiles `training_model(build_model(...))` with `emotf.train.compile_trainer`
+    `build(hp)` compiles `training_model(build_model(...))` with `emotf.training.train.compile_trainer`
     (as `emotf-train` does). `fit(hp, model, ...)` builds the trial's datasets with `dataset_fn`
-    (an `emotf.run_data.DatasetFactory`; default `emotf.run_data.records_dataset`) for the
+    (an `emotf.runs.data.DatasetFactory`; default `emotf.runs.data.records_dataset`) for the
     training and validation parts only, and fits with
     the tuner's callbacks (checkpoint of the best epoch, TensorBoard, reporting to the oracle).
     """
@@ -248,11 +262,17 @@ class _EmotfTuner:
             if isinstance(error, keras_tuner.errors.FatalError):
                 raise
             failed = isinstance(error, keras_tuner.errors.FailedTrialError)
-            trial.status = (keras_tuner.engine.trial.TrialStatus.FAILED if failed
-                            else keras_tuner.engine.trial.TrialStatus.INVALID)
+            trial.status = (
+                keras_tuner.engine.trial.TrialStatus.FAILED
+                if failed
+                else keras_tuner.engine.trial.TrialStatus.INVALID
+            )
             trial.message = first_line(error)
-            print(f"emotf-tune: warning: trial {trial.trial_id} failed: {trial.message}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"emotf-tune: warning: trial {trial.trial_id} failed: {trial.message}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -281,7 +301,7 @@ def first_line(error: BaseException) -> str:
 def make_tuner(config: TuneConfig, dataset_fn: DatasetFactory | None = None) -> keras_tuner.Tuner:
     """The keras-tuner tuner of `config.tuner` over `EmotfHyperModel`; reloads `out/search`.
 
-    Made under `emotf.tune_distributed.keras_tuner_environment`, it is the chief's tuner (the
+    Made under `emotf.tuning.distributed.keras_tuner_environment`, it is the chief's tuner (the
     oracle), or a worker's (its oracle a gRPC client of the chief's), as keras-tuner reads it.
     """
     common = {
@@ -305,8 +325,11 @@ def make_tuner(config: TuneConfig, dataset_fn: DatasetFactory | None = None) -> 
     else:
         tuner = _Hyperband(max_epochs=config.train.epochs, factor=3, **common)
     oracle = tuner.oracle  # a worker's is a client of the chief's, which holds the state
-    if (isinstance(oracle, keras_tuner.Oracle) and not oracle.trials
-            and (as_path(config.out) / "search" / "oracle.json").exists()):
+    if (
+        isinstance(oracle, keras_tuner.Oracle)
+        and not oracle.trials
+        and (as_path(config.out) / "search" / "oracle.json").exists()
+    ):
         # keras-tuner reloads the oracle only when it finds this tuner id's own file
         # (search/tuner0.json of a one-process search, search/chief.json of a distributed
         # one); a search begun under the other id would otherwise restart at trial 0 over it.
@@ -340,12 +363,13 @@ def check_resume(out: str | StoragePath, config: TuneConfig) -> None:
         )
 
 
-def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None,
-         role: TunerRole | None = None) -> dict:
+def tune(
+    config: TuneConfig, dataset_fn: DatasetFactory | None = None, role: TunerRole | None = None
+) -> dict:
     """Run (or continue) the search in `config.out`; write the trials and the best config.
 
     Scores are validation-fold accuracies only: `dataset_fn` (default
-    `emotf.run_data.records_dataset`) is never asked for the test fold `config.train.fold`.
+    `emotf.runs.data.records_dataset`) is never asked for the test fold `config.train.fold`.
 
     `role` (default: keras-tuner's variables, `TunerRole.from_environ()`, which keras-tuner
     would obey anyway) makes this process one of a distributed search: the chief serves the
@@ -361,13 +385,15 @@ def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None,
     check_resume(out, config)
     # The shards of the base config's folds against the records' manifest, before any trial
     # (emotf.records.manifest; TrainConfig.allow_incomplete opts out and is recorded below).
-    records_check = check_run_records(config.train, config_split(config.train),
-                                      dataset_fn or records_dataset)
+    records_check = check_run_records(
+        config.train, config_split(config.train), dataset_fn or records_dataset
+    )
     records_check.pop("clips_in_manifest", None)
     out.mkdir()
     if not role.is_worker:
-        write_json(out / "tune_config.json",
-                   {"config": config.to_dict(), "environment": environment()})
+        write_json(
+            out / "tune_config.json", {"config": config.to_dict(), "environment": environment()}
+        )
     if config.train.deterministic and not tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()  # as train_fold: CPU only, process-wide
 
@@ -384,8 +410,11 @@ def tune(config: TuneConfig, dataset_fn: DatasetFactory | None = None,
             serve_oracle(tuner, role)
         else:
             try:
-                tuner.search(epochs=config.train.epochs, callbacks=callbacks,
-                             verbose=fit_verbose(config.train.verbose))
+                tuner.search(
+                    epochs=config.train.epochs,
+                    callbacks=callbacks,
+                    verbose=fit_verbose(config.train.verbose),
+                )
             except RuntimeError as error:
                 if not str(error).startswith("Number of consecutive failures"):
                     raise

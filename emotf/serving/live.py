@@ -35,19 +35,29 @@ def window_line(entry: dict, class_codes: list[str]) -> dict:
     """One window's JSON line from a timeline entry (probabilities as an array or {code: p};
     label as an index or a code): {"start", "end", "face_id", "probabilities" {code: p} (6
     decimals), "label" code}, or probabilities and label null and "skipped": the reason."""
-    line = {"start": round(float(entry["start"]), 6), "end": round(float(entry["end"]), 6),
-            "face_id": entry.get("face_id")}
+    line = {
+        "start": round(float(entry["start"]), 6),
+        "end": round(float(entry["end"]), 6),
+        "face_id": entry.get("face_id"),
+    }
     probs = entry.get("probabilities")
     if probs is None:
-        return {**line, "probabilities": None, "label": None,
-                "skipped": entry.get("skipped") or "not scored"}
+        return {
+            **line,
+            "probabilities": None,
+            "label": None,
+            "skipped": entry.get("skipped") or "not scored",
+        }
     if not isinstance(probs, dict):
         probs = dict(zip(class_codes, np.asarray(probs, np.float64).tolist()))
     label = entry.get("label")
     if isinstance(label, (int, np.integer)):
         label = class_codes[int(label)]
-    return {**line, "probabilities": {c: round(float(p), 6) for c, p in probs.items()},
-            "label": label}
+    return {
+        **line,
+        "probabilities": {c: round(float(p), 6) for c, p in probs.items()},
+        "label": label,
+    }
 
 
 @dataclass
@@ -66,15 +76,24 @@ class LiveRun:
     def summary(self) -> str:
         took = time.monotonic() - self.started
         held = ", ".join(f"{k} {v}" for k, v in self.stats.items() if k.startswith("max_"))
-        return (f"live {self.source}: {self.lines} windows ({self.skipped} skipped) over "
-                f"{self.stream_s:.1f} s of stream in {took:.1f} s; {self.ended or 'stopped'}"
-                + (f"; most held: {held}" if held else ""))
+        return (
+            f"live {self.source}: {self.lines} windows ({self.skipped} skipped) over "
+            f"{self.stream_s:.1f} s of stream in {took:.1f} s; {self.ended or 'stopped'}"
+            + (f"; most held: {held}" if held else "")
+        )
 
 
-def predict_live(predictor, source: LiveSource, *, window: float | None = None,
-                 hop: float | None = None, faces: str = "largest", out=None,
-                 run: LiveRun | None = None) -> LiveRun:
-    """Score `source` window by window with `predictor` (an `emotf.predict.Predictor`), writing
+def predict_live(
+    predictor,
+    source: LiveSource,
+    *,
+    window: float | None = None,
+    hop: float | None = None,
+    faces: str = "largest",
+    out=None,
+    run: LiveRun | None = None,
+) -> LiveRun:
+    """Score `source` window by window with `predictor` (an `emotf.serving.predict.Predictor`), writing
     one JSON line per window to `out` (default: standard output) as each closes.
 
     Returns the `LiveRun` (pass `run` to read it even when this raises: lines so far, stats).
@@ -98,8 +117,15 @@ def predict_live(predictor, source: LiveSource, *, window: float | None = None,
         run.stream_s = max(run.stream_s, line["end"])
 
     try:
-        result = predictor.predict_video(source, window=window, hop=hop, batch_size=1,
-                                         faces=faces, on_window=emit, keep_timeline=False)
+        result = predictor.predict_video(
+            source,
+            window=window,
+            hop=hop,
+            batch_size=1,
+            faces=faces,
+            on_window=emit,
+            keep_timeline=False,
+        )
         run.stream_s = max(run.stream_s, float(result.get("duration_s") or 0.0))
         run.ended = f"end of stream, mean label {result.get('label_code')}"
     finally:

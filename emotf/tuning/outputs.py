@@ -1,4 +1,4 @@
-"""A finished search's outputs in OUT (`emotf.tune`): the trials table and the best config.
+"""A finished search's outputs in OUT (`emotf.tuning.search`): the trials table and the best config.
 
     trials.json / .csv  every trial: id, status, best val_accuracy, its epoch, epochs trained,
                         the Hyperband trial it continues, hyperparameters; best first,
@@ -21,8 +21,8 @@ import keras_tuner
 
 from emotf.storage import StoragePath, as_path, write_atomic, write_json
 
-if TYPE_CHECKING:  # the search's config; emotf.tune imports this module
-    from emotf.tune import TuneConfig
+if TYPE_CHECKING:  # the search's config; emotf.tuning.search imports this module
+    from emotf.tuning.search import TuneConfig
 
 
 def plain_value(value):
@@ -73,9 +73,9 @@ def _write_csv(path: StoragePath, rows: list[dict], search) -> None:
 
 def write_results(tuner: keras_tuner.Tuner, config: TuneConfig, records_check: dict) -> dict:
     """Write trials.json / .csv and best_config.json of the finished search (the oracle's
-    process only: it holds every trial); return them (see `emotf.tune.tune`).
+    process only: it holds every trial); return them (see `emotf.tuning.search.tune`).
 
-    `tuner.hypermodel` is the search's `emotf.tune.EmotfHyperModel` (its `trial_config` gives
+    `tuner.hypermodel` is the search's `emotf.tuning.search.EmotfHyperModel` (its `trial_config` gives
     the best trial's TrainConfig, its `split` what best_config.json says of the split)."""
     out = as_path(config.out)
     rows = trial_rows(tuner, config.search)

@@ -8,7 +8,7 @@ The folder layout is TensorFlow Serving's, `BASE/<version>/saved_model.pb`, on a
 window length, shortest clip, tracker settings, temperature. A tampered or corrupted file must
 give a clear error, not a multi-gigabyte allocation (a `crop_size` of 10^5 once asked for
 9 GB) or a silent wrong answer. Every value the client uses is type- and range-checked here,
-and the file is read with a `MAX_METADATA_BYTES` cap (`emotf.export.read_metadata`). The
+and the file is read with a `MAX_METADATA_BYTES` cap (`emotf.serving.export.read_metadata`). The
 bounds `serving_default` enforces in its graph are declared here too (`SERVING_FPS_RANGE`,
 `min_clip_samples`; SECURITY.md).
 """
@@ -21,16 +21,16 @@ import re
 
 from emotf.bounds import check_value
 from emotf.configs import SamplingConfig
-from emotf.cremad import EMOTIONS
+from emotf.corpora.cremad import EMOTIONS
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.preprocess import ClipSettings
+from emotf.serving.timeline import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS
 from emotf.storage import StoragePath, as_path, read_json
-from emotf.timeline import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS
 
 METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
 MAX_METADATA_BYTES = 1 << 20  # 1 MiB: emotf writes a few KB (SECURITY.md)
 DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.records.build.BuildConfig.min_duration_s
-# The frame rates `serving_default` accepts (checked in-graph; emotf.export).
+# The frame rates `serving_default` accepts (checked in-graph; emotf.serving.export).
 SERVING_FPS_RANGE = (1.0, 1000.0)
 _VERSION_RE = re.compile(r"^\d+$")
 
@@ -40,8 +40,9 @@ def model_versions(out_dir) -> list[int]:
     out_dir = as_path(out_dir)
     if not out_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in out_dir.iterdir()
-                  if _VERSION_RE.match(p.name) and p.is_dir())
+    return sorted(
+        int(p.name) for p in out_dir.iterdir() if _VERSION_RE.match(p.name) and p.is_dir()
+    )
 
 
 def resolve_saved_model(path) -> StoragePath:
@@ -109,13 +110,20 @@ class MetadataError(ValueError):
 
 # The configs' own declared bounds (emotf.bounds) check the blocks they wrote into the metadata;
 # these keys must be present in `sampling_config`.
-REQUIRED_SAMPLING = ("num_segments", "window_seconds", "max_offset_seconds", "sample_rate",
-                     "frame_size")
+REQUIRED_SAMPLING = (
+    "num_segments",
+    "window_seconds",
+    "max_offset_seconds",
+    "sample_rate",
+    "frame_size",
+)
 # Values no config declares: (lowest, highest) accepted.
 TOP_RANGES = {"min_clip_seconds": (0.0, 60.0), "temperature": (1e-3, 1e3)}
-# The default timeline of emotf-predict: the bounds of emotf.predict.PredictConfig.
-TIMELINE_RANGES = {"window_seconds": (DEFAULT_MIN_CLIP_SECONDS, MAX_WINDOW_SECONDS),
-                   "hop_seconds": (MIN_HOP_SECONDS, MAX_WINDOW_SECONDS)}
+# The default timeline of emotf-predict: the bounds of emotf.serving.predict.PredictConfig.
+TIMELINE_RANGES = {
+    "window_seconds": (DEFAULT_MIN_CLIP_SECONDS, MAX_WINDOW_SECONDS),
+    "hop_seconds": (MIN_HOP_SECONDS, MAX_WINDOW_SECONDS),
+}
 
 
 def _check_value(where: str, key: str, value, bounds: tuple[float, float]) -> None:
@@ -140,8 +148,10 @@ def _check_block(where: str, name: str, block, cls) -> None:
             try:
                 check_value(cls, key, value)
             except ValueError as error:
-                raise MetadataError(f"{where}: {name}: {error}: the metadata is corrupted or "
-                                    "was edited; re-export the model with emotf-export") from None
+                raise MetadataError(
+                    f"{where}: {name}: {error}: the metadata is corrupted or "
+                    "was edited; re-export the model with emotf-export"
+                ) from None
 
 
 def check_metadata(metadata, path) -> dict:
@@ -154,8 +164,11 @@ def check_metadata(metadata, path) -> dict:
     if not isinstance(metadata, dict):
         raise MetadataError(f"{where}: expected a JSON object. Received: {type(metadata).__name__}")
     codes = metadata.get("class_codes")
-    if list(codes or []) != list(EMOTIONS) or not isinstance(metadata.get("class_names"), list) \
-            or len(metadata["class_names"]) != len(EMOTIONS):
+    if (
+        list(codes or []) != list(EMOTIONS)
+        or not isinstance(metadata.get("class_names"), list)
+        or len(metadata["class_names"]) != len(EMOTIONS)
+    ):
         raise MetadataError(f"{where}: class_codes must be {list(EMOTIONS)}. Received: {codes!r}")
     sampling = metadata.get("sampling_config")
     if not isinstance(sampling, dict):

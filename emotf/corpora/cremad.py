@@ -24,7 +24,18 @@ EMOTION_NAMES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral"
 # Single-letter codes used by CREMA-D's vote tables, in the same order as EMOTIONS.
 VOTE_LETTERS: tuple[str, ...] = ("A", "D", "F", "H", "N", "S")
 SENTENCES: tuple[str, ...] = (
-    "IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI",
+    "IEO",
+    "TIE",
+    "IOM",
+    "IWW",
+    "TAI",
+    "MTI",
+    "IWL",
+    "ITH",
+    "DFA",
+    "ITS",
+    "TSI",
+    "WSI",
 )
 INTENSITIES: tuple[str, ...] = ("LO", "MD", "HI", "XX")
 FIRST_ACTOR, LAST_ACTOR = 1001, 1091
@@ -134,7 +145,9 @@ def assign_folds(
         missing = [a for a in actors if a not in sexes]
         if missing:
             raise ValueError(f"no sex known for actors {missing} in the demographics table")
-        groups = [[a for a in actors if sexes[a] == s] for s in sorted(set(sexes[a] for a in actors))]
+        groups = [
+            [a for a in actors if sexes[a] == s] for s in sorted(set(sexes[a] for a in actors))
+        ]
     else:
         groups = [actors]
     order = [a for group in groups for a in rng.permutation(group).tolist()]

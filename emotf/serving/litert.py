@@ -2,7 +2,7 @@
 uses for `--model X.tflite`.
 
     emotf-export RUN --format litert  ->  DIR/emotf.tflite + DIR/emotf.tflite.json
-                                          (`emotf.litert_convert`)
+                                          (`emotf.serving.litert_convert`)
 
 The flatbuffer is the *per-segment* model of one clip, N = `sampling_config.num_segments`:
 
@@ -20,7 +20,7 @@ tf.data pipeline and the SavedModel's `serving_default` run: one code path.
 `emotf.tflite.json` beside the model holds the SavedModel's `emotf.json` metadata (class
 codes and names, sampling config with N, window length, sample rate and frame size, clip
 settings, tracker, timeline, temperature) plus `format: "litert"` and `quantize`; it is read
-with a `MAX_METADATA_BYTES` cap and checked by `emotf.serving_metadata.check_metadata`.
+with a `MAX_METADATA_BYTES` cap and checked by `emotf.serving.metadata.check_metadata`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from emotf.configs import SamplingConfig
-from emotf.serving_metadata import (
+from emotf.serving.metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
     MAX_METADATA_BYTES,
     SERVING_FPS_RANGE,
@@ -43,10 +43,9 @@ from emotf.storage import as_path, read_json
 LITERT_FILE = "emotf.tflite"
 LITERT_FORMAT = "litert"
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
-# Signature names inside the flatbuffer (`emotf.litert_convert.segment_function`).
+# Signature names inside the flatbuffer (`emotf.serving.litert_convert.segment_function`).
 INPUT_FRAMES, INPUT_AUDIO, OUTPUT = "frames", "audio", "segment_probabilities"
-MISSING_RUNTIME = ('emotf-predict: --model {path} needs ai-edge-litert: '
-                   'pip install "emotf[litert]"')
+MISSING_RUNTIME = 'emotf-predict: --model {path} needs ai-edge-litert: pip install "emotf[litert]"'
 
 
 def metadata_file(model_path) -> str:
@@ -65,8 +64,9 @@ def read_litert_metadata(model_path) -> dict:
     path = metadata_file(model_path)
     metadata = check_metadata(read_json(path, expect=None, max_bytes=MAX_METADATA_BYTES), path)
     if metadata.get("format") != LITERT_FORMAT:
-        raise MetadataError(f"{path}: not a LiteRT export's metadata. Received: "
-                            f"format={metadata.get('format')!r}")
+        raise MetadataError(
+            f"{path}: not a LiteRT export's metadata. Received: format={metadata.get('format')!r}"
+        )
     return metadata
 
 
@@ -110,8 +110,10 @@ def check_builtin_ops(flatbuffer: bytes, where: str = "the converted model") -> 
     ops = flatbuffer_ops(flatbuffer)
     bad = [op for op in ops if op.startswith("custom:") or op in FORBIDDEN_BUILTINS]
     if bad:
-        raise NotBuiltinError(f"{where} holds ops that are not builtin kernels or are "
-                              f"variables: {bad}. Received ops: {ops}")
+        raise NotBuiltinError(
+            f"{where} holds ops that are not builtin kernels or are "
+            f"variables: {bad}. Received ops: {ops}"
+        )
     return ops
 
 
@@ -124,7 +126,7 @@ def _interpreter_class(path):
 
 
 class LiteRTModel:
-    """An `emotf.tflite` export and its metadata, answering like `emotf.predict.Predictor`'s
+    """An `emotf.tflite` export and its metadata, answering like `emotf.serving.predict.Predictor`'s
     SavedModel (float32 export: within 1e-4 of the Keras model; tests/test_litert.py).
 
     Args:
@@ -154,22 +156,33 @@ class LiteRTModel:
         min_seconds = self.metadata.get("min_clip_seconds")
         self.min_samples = min_clip_samples(
             DEFAULT_MIN_CLIP_SECONDS if min_seconds is None else min_seconds,
-            self.sampling.sample_rate)
+            self.sampling.sample_rate,
+        )
         # Read through emotf.storage (local, gs://, ram://; size-capped) rather than by path.
         self._flatbuffer = as_path(self.path).read_bytes()
         check_builtin_ops(self._flatbuffer, self.path)  # what emotf-export writes, nothing else
-        self._interpreter = interpreter_class(model_content=self._flatbuffer,
-                                              num_threads=num_threads)
+        self._interpreter = interpreter_class(
+            model_content=self._flatbuffer, num_threads=num_threads
+        )
         self._runner = self._interpreter.get_signature_runner()
-        n, size, length = (self.sampling.num_segments, self.sampling.frame_size,
-                           self.sampling.window_length)
-        want = {INPUT_FRAMES: ((n, size, size, 3), np.uint8),
-                INPUT_AUDIO: ((n, length), np.float32)}
-        got = {name: (tuple(int(d) for d in detail["shape"]), detail["dtype"])
-               for name, detail in self._runner.get_input_details().items()}
+        n, size, length = (
+            self.sampling.num_segments,
+            self.sampling.frame_size,
+            self.sampling.window_length,
+        )
+        want = {
+            INPUT_FRAMES: ((n, size, size, 3), np.uint8),
+            INPUT_AUDIO: ((n, length), np.float32),
+        }
+        got = {
+            name: (tuple(int(d) for d in detail["shape"]), detail["dtype"])
+            for name, detail in self._runner.get_input_details().items()
+        }
         if got != want:
-            raise MetadataError(f"{self.path}: the model's inputs do not match its metadata. "
-                                f"Received: {got}; the metadata gives {want}")
+            raise MetadataError(
+                f"{self.path}: the model's inputs do not match its metadata. "
+                f"Received: {got}; the metadata gives {want}"
+            )
         self._sample = None
 
     def _sampler(self):
@@ -183,8 +196,16 @@ class LiteRTModel:
 
             @tf.function(reduce_retracing=True)
             def sample(frames, num_frames, fps, waveform, num_samples, sample_rate):
-                out = sample_clip(frames, num_frames, fps, waveform, num_samples, sample_rate,
-                                  config, training=False)
+                out = sample_clip(
+                    frames,
+                    num_frames,
+                    fps,
+                    waveform,
+                    num_samples,
+                    sample_rate,
+                    config,
+                    training=False,
+                )
                 return out["frames"], out["audio"]
 
             self._sample = sample
@@ -194,22 +215,34 @@ class LiteRTModel:
         """The bounds the SavedModel's `serving_default` enforces in its graph."""
         config, frames = self.sampling, clip["frames"]
         size = config.frame_size
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (size, size, 3) \
-                or len(frames) < 1:
-            raise ValueError(f"clip {i}: frames must be uint8 [T>=1, {size}, {size}, 3]. "
-                             f"Received: {frames.dtype} {frames.shape}")
+        if (
+            frames.dtype != np.uint8
+            or frames.ndim != 4
+            or frames.shape[1:] != (size, size, 3)
+            or len(frames) < 1
+        ):
+            raise ValueError(
+                f"clip {i}: frames must be uint8 [T>=1, {size}, {size}, 3]. "
+                f"Received: {frames.dtype} {frames.shape}"
+            )
         low, high = SERVING_FPS_RANGE
         fps = float(np.float32(clip["fps"]))
         if not math.isfinite(fps) or not low <= fps <= high:
-            raise ValueError(f"clip {i}: fps must be in [{low:g}, {high:g}] frames per second. "
-                             f"Received: fps={clip['fps']!r}")
+            raise ValueError(
+                f"clip {i}: fps must be in [{low:g}, {high:g}] frames per second. "
+                f"Received: fps={clip['fps']!r}"
+            )
         if int(clip["sample_rate"]) != config.sample_rate:
-            raise ValueError(f"clip {i}: sample_rate must be {config.sample_rate} (the sample "
-                             f"rate the model was trained at). Received: {clip['sample_rate']}")
+            raise ValueError(
+                f"clip {i}: sample_rate must be {config.sample_rate} (the sample "
+                f"rate the model was trained at). Received: {clip['sample_rate']}"
+            )
         if len(clip["pcm16"]) < self.min_samples:
-            raise ValueError(f"clip {i}: num_samples must be >= {self.min_samples} (the "
-                             f"shortest clip the model was built for). Received: "
-                             f"{len(clip['pcm16'])}")
+            raise ValueError(
+                f"clip {i}: num_samples must be >= {self.min_samples} (the "
+                f"shortest clip the model was built for). Received: "
+                f"{len(clip['pcm16'])}"
+            )
 
     def run_model(self, clips: list[dict]) -> list[dict]:
         """Probabilities, segment probabilities and label per clip.
@@ -229,17 +262,24 @@ class LiteRTModel:
         for i, clip in enumerate(clips):
             self._check_clip(i, clip)
             pcm = np.asarray(clip["pcm16"])
-            # The SavedModel's inputs, as emotf.predict.pad_batch builds them: float32 fps,
+            # The SavedModel's inputs, as emotf.serving.predict.pad_batch builds them: float32 fps,
             # pcm16 / 32768 as float32 (emotf.records.parse_example).
             frames, audio = sample(
-                tf.constant(clip["frames"]), tf.constant(len(clip["frames"]), tf.int32),
+                tf.constant(clip["frames"]),
+                tf.constant(len(clip["frames"]), tf.int32),
                 tf.constant(clip["fps"], tf.float32),
                 tf.constant(pcm.astype(np.float32) / 32768.0),
-                tf.constant(len(pcm), tf.int32), tf.constant(clip["sample_rate"], tf.int32))
+                tf.constant(len(pcm), tf.int32),
+                tf.constant(clip["sample_rate"], tf.int32),
+            )
             out = self._runner(**{INPUT_FRAMES: frames.numpy(), INPUT_AUDIO: audio.numpy()})
             segments = np.asarray(out[OUTPUT], np.float32)
             probabilities = segments.mean(axis=0, dtype=np.float32)
-            results.append({"label": int(np.argmax(probabilities)),
-                            "probabilities": probabilities.astype(np.float64),
-                            "segment_probabilities": segments})
+            results.append(
+                {
+                    "label": int(np.argmax(probabilities)),
+                    "probabilities": probabilities.astype(np.float64),
+                    "segment_probabilities": segments,
+                }
+            )
         return results

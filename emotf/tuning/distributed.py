@@ -5,7 +5,7 @@ keras-tuner (1.4) runs one search over several processes, on one machine or many
     chief    KERASTUNER_TUNER_ID=chief: holds the oracle (the one object that draws the
              hyperparameters and records the scores) behind a gRPC server on
              KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT; trains nothing; blocks until the
-             search is over, then writes the trials table and best_config.json (emotf.tune).
+             search is over, then writes the trials table and best_config.json (emotf.tuning.search).
     workers  KERASTUNER_TUNER_ID=tuner0, tuner1, ...: ask the chief for a trial, train it, report
              its score, ask again, until the chief answers that no trial is left.
 
@@ -69,11 +69,14 @@ class TunerRole(Config):
     """
 
     tuner_id: str | None = bounded(
-        None, help="chief (the oracle's process) or tunerN (a worker); none = a search in this "
-                   "process alone")
+        None,
+        help="chief (the oracle's process) or tunerN (a worker); none = a search in this "
+        "process alone",
+    )
     oracle_address: str | None = bounded(
-        None, help="HOST:PORT of the chief's oracle: where the chief listens and the workers "
-                   "reach it")
+        None,
+        help="HOST:PORT of the chief's oracle: where the chief listens and the workers reach it",
+    )
 
     def __post_init__(self):
         check_bounds(self)
@@ -91,8 +94,11 @@ class TunerRole(Config):
                 f"Received: {self.tuner_id!r}"
             )
         if self.oracle_address is None:
-            who = "the chief needs the address to listen on" if self.is_chief else (
-                f"worker {self.tuner_id} needs the chief's address")
+            who = (
+                "the chief needs the address to listen on"
+                if self.is_chief
+                else (f"worker {self.tuner_id} needs the chief's address")
+            )
             raise ValueError(f"{who}: give {_ADDRESS_HOW}")
         split_address(self.oracle_address)
 
@@ -148,7 +154,8 @@ def wait_for_oracle(role: TunerRole, timeout_seconds: float) -> None:
         raise TimeoutError(
             deadlines.no_answer(oracle, list(oracle), timeout_seconds)
             + f" (start emotf-tune --tuner-id chief --oracle-address {role.oracle_address} "
-            f"first, check the address, or raise --oracle_timeout_seconds)")
+            f"first, check the address, or raise --oracle_timeout_seconds)"
+        )
 
 
 @contextmanager
@@ -169,8 +176,9 @@ def keras_tuner_environment(role: TunerRole) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def serve_oracle(tuner, role: TunerRole, poll_seconds: float = 0.2,
-                 grace_seconds: float = 5.0) -> None:
+def serve_oracle(
+    tuner, role: TunerRole, poll_seconds: float = 0.2, grace_seconds: float = 5.0
+) -> None:
     """The chief: serve `tuner.oracle` on `role.oracle_address` until the search is over.
 
     keras-tuner's own chief loop (`Tuner.search` under KERASTUNER_TUNER_ID=chief) is this one
@@ -192,8 +200,9 @@ def serve_oracle(tuner, role: TunerRole, poll_seconds: float = 0.2,
     tuner.save()  # oracle.json and chief.json, as keras-tuner's chief does before serving
     # One call at a time (as keras-tuner's); no SO_REUSEPORT, which would let a second chief
     # bind the same port and share the workers' calls with the first.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1),
-                         options=[("grpc.so_reuseport", 0)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)]
+    )
     servicer = OracleServicer(tuner.oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     try:
