@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 
 import os as _os
 
-if _os.environ.get("EMOTF_QUIET_TF") == "1":  # set by the console scripts for their workers
-    from emotf.quiet import import_tensorflow_quietly as _quiet
+from emotf.quiet import QUIET_ENV as _QUIET_ENV
+from emotf.quiet import import_tensorflow_quietly as _import_tensorflow_quietly
 
-    _quiet()
+if _os.environ.get(_QUIET_ENV) == "1":  # set by the console scripts for their workers
+    _import_tensorflow_quietly()

@@ -48,13 +48,15 @@ class Bound:
         if self.nonempty and isinstance(value, str) and not value.strip():
             return False
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            if self.ge is not None and not value >= self.ge:
+            # numpy scalars too; integers stay exact (numbers.Real only declares < and <=).
+            number = int(value) if isinstance(value, numbers.Integral) else float(value)
+            if self.ge is not None and not number >= self.ge:
                 return False
-            if self.gt is not None and not value > self.gt:
+            if self.gt is not None and not number > self.gt:
                 return False
-            if self.le is not None and not value <= self.le:
+            if self.le is not None and not number <= self.le:
                 return False
-            if self.lt is not None and not value < self.lt:
+            if self.lt is not None and not number < self.lt:
                 return False
         return True
 
@@ -134,7 +136,7 @@ def _is_optional(annotation) -> tuple[bool, object]:
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
         inner = [a for a in args if a is not type(None)]
-        return True, inner[0] if len(inner) == 1 else typing.Union[tuple(inner)]
+        return True, inner[0] if len(inner) == 1 else typing.Union[tuple(inner)]  # noqa: UP007 (a runtime Union of several types)
     return False, annotation
 
 

@@ -1,7 +1,9 @@
 """Typed, validated configuration: the bottom layer every other module reads.
 
 `ModelConfig` (architecture), `SamplingConfig` (segments, audio windows, spectrograms) and
-`TrainConfig` (one `emotf-train` run, holding the other two) live here, with one generic
+`TrainConfig` (one `emotf-train` run: the flat union of its sections `TaskConfig`, which holds
+the other two, `TrainerConfig` and `RuntimeConfig`) live here, with `model_sampling` (the one
+derivation of a model's sampling), and with one generic
 `to_dict` / `from_dict` that every config dataclass of emotf uses (`Config`): nested configs
 become nested dicts, tuples become lists, and unknown keys are refused with the key named.
 Every field declares its valid values once, where it is declared (`emotf.bounds.bounded`:
@@ -14,6 +16,7 @@ refused), so a typo in a flag or a JSON file fails in one line before anything i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -356,24 +359,43 @@ class ModelConfig(Config):
         return self.modalities in ("both", "audio")
 
 
-def run_sampling(model: ModelConfig, sampling) -> SamplingConfig:
-    """The `SamplingConfig` of a run: `sampling` (a dict of fields, or a config) with N, frame
-    size and spectrogram shape taken from `model` (one source of truth for the shapes).
+# === Model -> sampling (the one derivation) ===
 
-    Raises:
-        ValueError: a dict gives a shape field that disagrees with `model`.
-    """
-    shapes = {
+
+# Fields of `SamplingConfig` that come from the `ModelConfig` (its input shapes).
+SAMPLING_SHAPES = ("num_segments", "frame_size", "time_bins", "freq_bins")
+
+
+def model_shapes(model: ModelConfig) -> dict:
+    """{`SAMPLING_SHAPES` field: its value} as `model` takes its inputs."""
+    return {
         "num_segments": model.num_segments,
         "frame_size": model.frame_size,
         "time_bins": model.spectrogram_shape[0],
         "freq_bins": model.spectrogram_shape[1],
     }
+
+
+def model_sampling(
+    model: ModelConfig,
+    sampling: SamplingConfig | Mapping | None = None,
+    name: str = "sampling",
+) -> SamplingConfig:
+    """The `SamplingConfig` of the inputs `model` takes (the one place that derives it):
+    `sampling`'s settings (a config, a dict of its fields, or None for the defaults) with N,
+    frame size and spectrogram shape (`SAMPLING_SHAPES`) from `model`. A config's shape fields
+    are replaced; a dict's must agree with `model` (flags and JSON may repeat them).
+
+    Raises:
+        ValueError: a dict gives a shape field that disagrees with `model`, or an unknown field;
+            `sampling` is neither a config, a dict nor None (`name` names it).
+    """
+    shapes = model_shapes(model)
     if isinstance(sampling, SamplingConfig):
         return replace(sampling, **shapes)
     if sampling is not None and not isinstance(sampling, Mapping):
         raise ValueError(
-            "TrainConfig.sampling must be a SamplingConfig or a JSON object of its "
+            f"{name} must be a SamplingConfig or a JSON object of its "
             f"fields. Received: sampling={sampling!r}"
         )
     values = dict(sampling or {})
@@ -383,15 +405,94 @@ def run_sampling(model: ModelConfig, sampling) -> SamplingConfig:
             "sampling shapes come from the model config (--num-segments, --frame-size, "
             f"--spectrogram-shape), which gives {shapes}. Received: sampling={conflicts}"
         )
-    return from_dict(SamplingConfig, {**values, **shapes}, "TrainConfig.sampling")
+    return from_dict(SamplingConfig, {**values, **shapes}, name)
 
 
-# === One training run ===
+def _model_and_sampling(owner: str, model, sampling) -> tuple[ModelConfig, SamplingConfig]:
+    """`owner`'s `model` (a config or a dict of its fields) and its `sampling`, whose shapes are
+    always the model's (a given SamplingConfig's are replaced, a dict's must agree)."""
+    if isinstance(model, Mapping):
+        model = ModelConfig.from_dict(model)
+    if not isinstance(model, ModelConfig):
+        raise ValueError(
+            f"{owner}.model must be a ModelConfig or a JSON object of its "
+            f"fields. Received: model={model!r}"
+        )
+    return model, model_sampling(model, sampling, f"{owner}.sampling")
+
+
+# === One training run: what it learns (task), how (trainer), where and how it runs (runtime) ===
 
 
 @dataclass(frozen=True)
-class TrainConfig(Config):
-    """Everything one `emotf-train` run depends on (flags map onto these fields).
+class TaskConfig(Config):
+    """What a run learns from and into: the records, labels and split, the model and its
+    sampling (`emotf.training.task.Task` builds the datasets, model, loss and metrics of it).
+
+    `split`: "actors" (the paper's 10-fold actor-independent protocol, test fold `fold`), "ogm"
+    (the OGM-GE papers' random clip-level split, speaker-dependent) or a folder holding
+    train.csv and test.csv; a clip-level split validates on a seeded, emotion-stratified
+    `validation_fraction` of its training clips and ignores `fold` and `validation_folds`.
+    `sampling`: given as a dict (flags, JSON) its shape fields (`num_segments`, `frame_size`,
+    `time_bins`, `freq_bins`) are derived from `model` (`model_sampling`), and a given one that
+    disagrees is refused at construction.
+    `cache_records` keeps the serialised records in memory after the first epoch (about 0.7 MB
+    per CREMA-D clip, ~4.5 GB for the training folds): later epochs skip reading and the page
+    faults of a large shuffle buffer (~1 ms of CPU per clip less, docs/sampling.md). The first
+    epoch is the same with and without it; later epochs read the records in the first epoch's
+    file order (the shuffle buffer still reshuffles them).
+    """
+
+    records: str = bounded("", help="the records folder (emotf-build-records' output)")
+    fold: int = bounded(
+        0,
+        ge=0,
+        le=NUM_FOLDS - 1,
+        help="the test fold K of the actor protocol (emotf-train also takes all)",
+    )
+    validation_folds: int = bounded(
+        1, ge=1, le=NUM_FOLDS - 2, help="folds after the test fold that validate (actor protocol)"
+    )
+    split: str = bounded(
+        ACTORS, nonempty=True, help="actors, ogm, or a folder holding train.csv and test.csv"
+    )
+    validation_fraction: float = bounded(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        help="share of a clip-level split's training clips that validate (emotion-stratified)",
+    )
+    seed: int = bounded(0, ge=0, le=MAX_SEED, help="seed of the weights and of the data order")
+    cache_records: bool = bounded(
+        False, help="keep the serialised records in memory after the first epoch (~0.7 MB a clip)"
+    )
+    allow_incomplete: bool = bounded(
+        False, help="train on records whose build skipped clips or shards"
+    )
+    labels: str = bounded(
+        "intended",
+        choices=LABEL_SOURCES,
+        help="intended (the actor's emotion) or perceived (the raters' majority)",
+    )
+    model: ModelConfig = bounded(ModelConfig(), help="the architecture (ModelConfig)")
+    sampling: SamplingConfig = bounded(
+        SamplingConfig(), help="the sampling (SamplingConfig; its shapes come from model)"
+    )
+
+    def __post_init__(self):
+        check_bounds(self)
+        model, sampling = _model_and_sampling("TaskConfig", self.model, self.sampling)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "sampling", sampling)
+        if self.split not in (ACTORS, OGM):  # a folder: kept absolute, so runs find it again
+            object.__setattr__(self, "split", str(Path(self.split).resolve()))
+        if self.split != ACTORS:
+            load_clip_split(self.split)  # a ValueError naming the file and the problem
+
+
+@dataclass(frozen=True)
+class TrainerConfig(Config):
+    """How a run trains: optimiser, learning-rate schedule, epochs, batch and precision.
 
     `lr_schedule`:
         `paper`    learning_rate * decay_rate ** floor(s / decay_steps) with s the step *within the
@@ -400,38 +501,13 @@ class TrainConfig(Config):
         `cosine`   cosine decay from learning_rate to 0 over all training steps (the saner
                    alternative: no dead tail after the first 100-150 steps of each epoch);
         `constant` learning_rate throughout.
-    `sampling`: the run's `SamplingConfig`; given as a dict (flags, JSON) its shape fields
-    (`num_segments`, `frame_size`, `time_bins`, `freq_bins`) are derived from `model`, and a
-    given one that disagrees is refused at construction.
-    `cache_records` keeps the serialised records in memory after the first epoch (about 0.7 MB
-    per CREMA-D clip, ~4.5 GB for the training folds): later epochs skip reading and the page
-    faults of a large shuffle buffer (~1 ms of CPU per clip less, docs/sampling.md). The first
-    epoch is the same with and without it; later epochs read the records in the first epoch's
-    file order (the shuffle buffer still reshuffles them).
-    `jit_compile`: XLA-compile the training step (`model.compile(jit_compile=...)`); None =
-    the measured default of the device (`emotf.training.precision.resolve_jit_compile`: off on the CPU,
-    where it was measured slower; docs/training.md).
-    `strategy`: the tf.distribute strategy (`emotf.training.distribute`): "auto", "one_device",
-    "mirrored" (the GPUs of one machine) or "multi_worker" (TF_CONFIG). `batch_size` is per
-    replica: a step consumes `batch_size` x replicas clips; `learning_rate` is used as given.
-    `split`: "actors" (the paper's 10-fold actor-independent protocol, test fold `fold`), "ogm"
-    (the OGM-GE papers' random clip-level split, speaker-dependent) or a folder holding
-    train.csv and test.csv; a clip-level split validates on a seeded, emotion-stratified
-    `validation_fraction` of its training clips and ignores `fold` and `validation_folds`.
+    `batch_size` is per replica: a step consumes `batch_size` x replicas clips; `learning_rate`
+    is used as given.
+    `jit_compile`: XLA-compile the training step (`model.compile(jit_compile=...)`); None = the
+    measured default of the device (`emotf.training.precision.resolve_jit_compile`: off on the
+    CPU, where it was measured slower; docs/training.md).
     """
 
-    records: str = bounded("", help="the records folder (emotf-build-records' output)")
-    out: str = bounded(
-        "runs/emotf",
-        nonempty=True,
-        help="the run folder (the cross-validation folder with --fold all)",
-    )
-    fold: int = bounded(
-        0,
-        ge=0,
-        le=NUM_FOLDS - 1,
-        help="the test fold K of the actor protocol (emotf-train also takes all)",
-    )
     epochs: int = bounded(30, ge=1, le=MAX_EPOCHS, help="epochs to train (at most)")
     batch_size: int = bounded(16, ge=1, le=MAX_BATCH_SIZE, help="clips per batch, per replica")
     learning_rate: float = bounded(
@@ -447,49 +523,44 @@ class TrainConfig(Config):
     decay_rate: float = bounded(
         0.1, gt=0.0, le=1.0, help="factor of each decay of the paper and step schedules"
     )
-    validation_folds: int = bounded(
-        1, ge=1, le=NUM_FOLDS - 2, help="folds after the test fold that validate (actor protocol)"
-    )
-    split: str = bounded(
-        ACTORS, nonempty=True, help="actors, ogm, or a folder holding train.csv and test.csv"
-    )
-    validation_fraction: float = bounded(
-        0.1,
-        gt=0.0,
-        lt=1.0,
-        help="share of a clip-level split's training clips that validate (emotion-stratified)",
-    )
     early_stopping_patience: int = bounded(
         10,
         ge=0,
         le=MAX_EPOCHS,
         help="epochs without a better val_accuracy before training stops (0 = never stop early)",
     )
-    seed: int = bounded(0, ge=0, le=MAX_SEED, help="seed of the weights and of the data order")
+    steps_per_epoch: int | None = bounded(
+        None, ge=1, le=MAX_STEPS, help="training batches per epoch (none = all the training clips)"
+    )
     precision: str = bounded(
         "auto", choices=PRECISIONS, help="float32 or mixed precision (auto: by the device)"
-    )
-    strategy: str = bounded(
-        "auto", choices=STRATEGIES, help="the tf.distribute strategy (multi_worker reads TF_CONFIG)"
     )
     jit_compile: bool | None = bounded(
         None, help="XLA-compile the training step (none = the device's measured default)"
     )
+
+    def __post_init__(self):
+        check_bounds(self)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(Config):
+    """Where and how a run executes: its folder, the tf.distribute strategy, determinism,
+    verbosity, the export at the end and the multi-worker deadlines.
+
+    `strategy`: the tf.distribute strategy (`emotf.training.distribute`): "auto", "one_device",
+    "mirrored" (the GPUs of one machine) or "multi_worker" (TF_CONFIG).
+    """
+
+    out: str = bounded(
+        "runs/emotf",
+        nonempty=True,
+        help="the run folder (the cross-validation folder with --fold all)",
+    )
+    strategy: str = bounded(
+        "auto", choices=STRATEGIES, help="the tf.distribute strategy (multi_worker reads TF_CONFIG)"
+    )
     deterministic: bool = bounded(True, help="deterministic TensorFlow ops and data order")
-    steps_per_epoch: int | None = bounded(
-        None, ge=1, le=MAX_STEPS, help="training batches per epoch (none = all the training clips)"
-    )
-    cache_records: bool = bounded(
-        False, help="keep the serialised records in memory after the first epoch (~0.7 MB a clip)"
-    )
-    allow_incomplete: bool = bounded(
-        False, help="train on records whose build skipped clips or shards"
-    )
-    labels: str = bounded(
-        "intended",
-        choices=LABEL_SOURCES,
-        help="intended (the actor's emotion) or perceived (the raters' majority)",
-    )
     verbose: int | None = bounded(
         None,
         choices=VERBOSITIES,
@@ -504,22 +575,102 @@ class TrainConfig(Config):
         help="deadline for multi-worker start-up and each collective; on expiry one line names "
         "the workers that did not answer",
     )
-    model: ModelConfig = bounded(ModelConfig(), help="the architecture (ModelConfig)")
-    sampling: SamplingConfig = bounded(
-        SamplingConfig(), help="the sampling (SamplingConfig; its shapes come from model)"
-    )
 
     def __post_init__(self):
         check_bounds(self)
-        if isinstance(self.model, Mapping):
-            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
-        if not isinstance(self.model, ModelConfig):
-            raise ValueError(
-                "TrainConfig.model must be a ModelConfig or a JSON object of its "
-                f"fields. Received: model={self.model!r}"
-            )
-        object.__setattr__(self, "sampling", run_sampling(self.model, self.sampling))
-        if self.split not in (ACTORS, OGM):  # a folder: kept absolute, so runs find it again
-            object.__setattr__(self, "split", str(Path(self.split).resolve()))
-        if self.split != ACTORS:
-            load_clip_split(self.split)  # a ValueError naming the file and the problem
+
+
+# TrainConfig's sections: each of its fields is declared once, in one of them.
+SECTIONS = {"task": TaskConfig, "trainer": TrainerConfig, "runtime": RuntimeConfig}
+
+
+def _declared_in(section: type, name: str):
+    """A field of `TrainConfig` as `section` declares it (the same default, bound and help)."""
+    f = {f.name: f for f in fields(section)}[name]
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
+    return dataclasses.field(default=f.default, metadata=f.metadata)
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Everything one `emotf-train` run depends on: the flat, user-facing union of its three
+    sections, `task` (`TaskConfig`: records, labels, split, model, sampling), `trainer`
+    (`TrainerConfig`: optimiser, schedule, epochs, batch, precision) and `runtime`
+    (`RuntimeConfig`: folder, strategy, verbosity, deadlines).
+
+    Every field is declared (default, bound, help) once, in its section; here it keeps its flat
+    name, so flags (`--epochs`, `--model.fc_units`), JSON files and `RUN/config.json` stay one
+    flat object (`to_dict()` / `from_dict()`), and `config.epochs` reads as
+    `config.trainer.epochs`. `from_sections(task, trainer, runtime)` builds one from its parts.
+    """
+
+    SECTIONS = SECTIONS  # a class attribute, not a field: {section name: its config class}
+
+    records: str = _declared_in(TaskConfig, "records")
+    out: str = _declared_in(RuntimeConfig, "out")
+    fold: int = _declared_in(TaskConfig, "fold")
+    epochs: int = _declared_in(TrainerConfig, "epochs")
+    batch_size: int = _declared_in(TrainerConfig, "batch_size")
+    learning_rate: float = _declared_in(TrainerConfig, "learning_rate")
+    momentum: float = _declared_in(TrainerConfig, "momentum")
+    lr_schedule: str = _declared_in(TrainerConfig, "lr_schedule")
+    decay_steps: int = _declared_in(TrainerConfig, "decay_steps")
+    decay_rate: float = _declared_in(TrainerConfig, "decay_rate")
+    validation_folds: int = _declared_in(TaskConfig, "validation_folds")
+    split: str = _declared_in(TaskConfig, "split")
+    validation_fraction: float = _declared_in(TaskConfig, "validation_fraction")
+    early_stopping_patience: int = _declared_in(TrainerConfig, "early_stopping_patience")
+    seed: int = _declared_in(TaskConfig, "seed")
+    precision: str = _declared_in(TrainerConfig, "precision")
+    strategy: str = _declared_in(RuntimeConfig, "strategy")
+    jit_compile: bool | None = _declared_in(TrainerConfig, "jit_compile")
+    deterministic: bool = _declared_in(RuntimeConfig, "deterministic")
+    steps_per_epoch: int | None = _declared_in(TrainerConfig, "steps_per_epoch")
+    cache_records: bool = _declared_in(TaskConfig, "cache_records")
+    allow_incomplete: bool = _declared_in(TaskConfig, "allow_incomplete")
+    labels: str = _declared_in(TaskConfig, "labels")
+    verbose: int | None = _declared_in(RuntimeConfig, "verbose")
+    export: bool = _declared_in(RuntimeConfig, "export")
+    worker_timeout_seconds: float = _declared_in(RuntimeConfig, "worker_timeout_seconds")
+    model: ModelConfig = _declared_in(TaskConfig, "model")
+    sampling: SamplingConfig = _declared_in(TaskConfig, "sampling")
+
+    def __post_init__(self):
+        check_bounds(self)  # errors name TrainConfig.FIELD, as the flags and files give them
+        model, sampling = _model_and_sampling("TrainConfig", self.model, self.sampling)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "sampling", sampling)
+        # The task section checks the split (a folder made absolute): made now, kept.
+        object.__setattr__(self, "split", self.task.split)
+
+    def _section(self, cls):
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
+
+    @functools.cached_property
+    def task(self) -> TaskConfig:
+        """What the run learns from and into (records, labels, split, model, sampling)."""
+        return self._section(TaskConfig)
+
+    @functools.cached_property
+    def trainer(self) -> TrainerConfig:
+        """How it trains (optimiser, schedule, epochs, batch, precision)."""
+        return self._section(TrainerConfig)
+
+    @functools.cached_property
+    def runtime(self) -> RuntimeConfig:
+        """Where and how it runs (folder, strategy, verbosity, deadlines)."""
+        return self._section(RuntimeConfig)
+
+    @classmethod
+    def from_sections(
+        cls,
+        task: TaskConfig | None = None,
+        trainer: TrainerConfig | None = None,
+        runtime: RuntimeConfig | None = None,
+    ) -> TrainConfig:
+        """The TrainConfig of three sections (each defaults to its class's defaults)."""
+        values = {}
+        for part in (task or TaskConfig(), trainer or TrainerConfig(), runtime or RuntimeConfig()):
+            values.update({f.name: getattr(part, f.name) for f in fields(part)})
+        return cls(**values)

@@ -1,9 +1,9 @@
 """Deadlines on every wait, and signals that always end a command.
 
 emotf waits on other processes in a few places: the workers of a multi-worker training
-(`emotf.training.distribute`), the tuning oracle (`emotf.tuning.distributed`), the records build's worker
-processes and Beam workers (`emotf.records`). Some of those waits happen inside TensorFlow's
-C++ runtime, where the main thread never returns to Python: a Python exception, a
+(`emotf.training.distribute`), the tuning oracle (`emotf.tuning.distributed`), the records
+build's worker processes and Beam workers (`emotf.records`). Some of those waits happen inside
+TensorFlow's C++ runtime, where the main thread never returns to Python: a Python exception, a
 KeyboardInterrupt or a Python signal handler cannot reach it there. Two tools make every such
 wait end:
 
@@ -346,7 +346,7 @@ def _watch_process(order: dict) -> int:
     """The watchdog process of `guarded`: reads stdin (signal numbers, or `_DONE`)."""
     pid, prog_name = order["pid"], order["prog"]
     end = time.monotonic() + order["seconds"]
-    stdin = sys.stdin.buffer.raw
+    stdin = sys.stdin.fileno()
     while True:
         left = end - time.monotonic()
         if left <= 0:
@@ -361,7 +361,7 @@ def _watch_process(order: dict) -> int:
         ready, _, _ = select.select([stdin], [], [], left)
         if not ready:
             continue
-        data = os.read(stdin.fileno(), 64)
+        data = os.read(stdin, 64)
         if not data or _DONE in data:  # the block ended, or the guarded process is gone
             return 0
         signums = [b for b in data if b in ENDING_SIGNALS]

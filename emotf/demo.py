@@ -114,8 +114,10 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     from emotf.configs import TrainConfig
     from emotf.corpora.cremad import parse_clip_name
     from emotf.evaluation.evaluate import evaluate_model
-    from emotf.records.build import BuildConfig, build_records
+    from emotf.records.build import build_records
+    from emotf.records.config import BuildConfig
     from emotf.records.faces import FaceTrackerConfig
+    from emotf.records.folder import RecordsFolder
     from emotf.runs.folder import Run
     from emotf.serving.export import export_run
     from emotf.serving.predict import predict_files
@@ -211,7 +213,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     write_json(out / "demo_summary.json", summary)
     print("\n== done")
     print(f"sample:        {sample_dir}")
-    print(f"records:       {records_dir} (manifest.json)")
+    print(f"records:       {records_dir} ({RecordsFolder.MANIFEST})")
     print(
         f"training run:  {run_dir} ({run.metrics_path.name}, {run.log_path.name}, "
         f"{run.tensorboard_dir.name}/)"

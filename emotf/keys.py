@@ -1,6 +1,7 @@
 """TFRecord keys of the emotf clip schema: the only place a key string is typed.
 
-`tfrecords_spec/SPEC.md` mirrors this module as a table; bump SCHEMA_VERSION (and the
+Each stored key is declared as a feature (kind, dtype, shape, meaning) once, in
+`emotf.records.schema`; `tfrecords_spec/SPEC.md` shows that table. Bump SCHEMA_VERSION (and the
 changelog there) on any incompatible change.
 """
 

@@ -27,13 +27,11 @@ Outputs (all float32, also under mixed precision):
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import keras
 import tensorflow as tf
 from keras import ops
 
-from emotf.configs import ModelConfig, SamplingConfig
+from emotf.configs import ModelConfig, SamplingConfig, model_sampling
 from emotf.sampling import spectrogram, spectrogram_masks
 
 # === Segment layers (serialisable, so saved models reload without custom code paths) ===
@@ -183,31 +181,6 @@ class SpecAugment(keras.layers.Layer):
         }
 
 
-def model_sampling(config: ModelConfig, sampling: SamplingConfig | None = None) -> SamplingConfig:
-    """The `SamplingConfig` whose spectrograms the model computes: `sampling` (default:
-    `SamplingConfig()` with `config.spectrogram_shape`) with N and frame size from `config`.
-
-    Raises:
-        ValueError: `sampling` gives another spectrogram shape than `config`.
-    """
-    t, f = config.spectrogram_shape
-    if sampling is None:
-        sampling = SamplingConfig(time_bins=t, freq_bins=f)
-    if (sampling.time_bins, sampling.freq_bins) != (t, f):
-        raise ValueError(
-            f"the sampling config's spectrogram shape differs from the model's. Received: "
-            f"time_bins x freq_bins = {sampling.time_bins} x {sampling.freq_bins}, "
-            f"spectrogram_shape={config.spectrogram_shape}"
-        )
-    return replace(
-        sampling,
-        num_segments=config.num_segments,
-        frame_size=config.frame_size,
-        time_bins=t,
-        freq_bins=f,
-    )
-
-
 # === Core network (one segment) ===
 
 
@@ -267,12 +240,19 @@ def build_model(
     unused modality is ignored): `frames` uint8 [B, N, S, S, 3], `audio` float32 [B, N, L]
     (L = `sampling.window_length`, 20480 by default), turned into [B, N, T, F, 1] log-mel
     spectrograms by the `log_mel` layer (STFT/mel settings from `sampling`, default
-    `SamplingConfig()`; its shape fields follow `config`, see `model_sampling`).
+    `SamplingConfig()`; its shape fields follow `config`: `emotf.configs.model_sampling`).
     Outputs (dict, float32): `probabilities` [B, C] (mean of segment softmaxes, train on this),
     `scores` [B, C] (their sum), `segment_probabilities` [B, N, C].
     """
     n = config.num_segments
     frames = keras.Input((n, config.frame_size, config.frame_size, 3), dtype="uint8", name="frames")
+    given = None if sampling is None else (sampling.time_bins, sampling.freq_bins)
+    if given is not None and given != config.spectrogram_shape:
+        raise ValueError(
+            f"the sampling config's spectrogram shape differs from the model's. Received: "
+            f"time_bins x freq_bins = {sampling.time_bins} x {sampling.freq_bins}, "
+            f"spectrogram_shape={config.spectrogram_shape}"
+        )
     audio_config = model_sampling(config, sampling)
     audio = keras.Input((n, audio_config.window_length), dtype="float32", name="audio")
     inputs = {"frames": frames, "audio": audio}

@@ -21,7 +21,6 @@ that rebuilds the dataset each epoch passes `epoch=e` instead.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 
 import tensorflow as tf
@@ -29,11 +28,12 @@ import tensorflow as tf
 from emotf import keys
 from emotf.configs import SamplingConfig
 from emotf.records.example import parse_example
+from emotf.records.folder import RecordsFolder
+from emotf.records.schema import FEATURE_SPEC
 from emotf.sampling import augment_clip, sample_clip
 from emotf.storage import StoragePath, as_path
 from emotf.system import available_cpus
 
-_SHARD_RE = re.compile(r"^fold-(\d+)-of-(\d+)-(\d+)\.tfrecord(\.gz)?$")
 _KEEP = (
     keys.VIDEO_FRAMES,
     keys.PARSED_NUM_FRAMES,
@@ -48,18 +48,14 @@ _METADATA = (keys.CLIP_ID, keys.ACTOR_ID)
 
 
 def record_files(records_dir, folds) -> list[StoragePath]:
-    """Shards `fold-K-of-10-SSSSS.tfrecord[.gz]` of the given folds in `records_dir` (a local
-    folder, `gs://...`, `ram://...`: `emotf.storage`), sorted.
+    """Shards (`emotf.records.folder.RecordsFolder.shards`) of the given folds in `records_dir`
+    (a local folder, `gs://...`, `ram://...`: `emotf.storage`), sorted.
 
     Raises:
         FileNotFoundError: no shard of these folds in the folder.
     """
     folds = {int(f) for f in folds}
-    found = []
-    for path in as_path(records_dir).iterdir():
-        match = _SHARD_RE.match(path.name)
-        if match and int(match[1]) in folds:
-            found.append(path)
+    found = RecordsFolder(records_dir).shards(folds)
     if not found:
         raise FileNotFoundError(
             f"no record shards of folds {sorted(folds)} in {records_dir}. "
@@ -93,7 +89,7 @@ def clip_filter(clip_ids):
         tf.lookup.KeyValueTensorInitializer(tf.constant(names), tf.ones([len(names)], tf.int32)),
         default_value=0,
     )
-    spec = {keys.CLIP_ID: tf.io.FixedLenFeature([], tf.string)}
+    spec = {keys.CLIP_ID: FEATURE_SPEC[keys.CLIP_ID]}
 
     @tf.autograph.experimental.do_not_convert
     def keep(serialized):
@@ -174,8 +170,8 @@ def make_dataset(
         with_metadata: add a third element {"clip_id": string [B], "actor_id": int32 [B],
             "fold": int32 [B]}.
         clip_ids: optional names of the only clips to keep (a clip-level split,
-            `emotf.corpora.splits`); the others are dropped after reading only their `clip_id`, before
-            caching, shuffling and sampling.
+            `emotf.corpora.splits`); the others are dropped after reading only their
+            `clip_id`, before caching, shuffling and sampling.
         shard: (num_shards, index): read only the files `files[index::num_shards]` (one
             worker's share in a multi-worker run, `emotf.training.distribute`); tf.distribute's own
             auto-sharding is then turned off for the dataset (it cannot rewrite this pipeline:
@@ -276,7 +272,8 @@ def shard_by_data(
     """`dataset` with tf.distribute's DATA auto-shard policy: every worker reads every file and
     keeps its share of each global batch. Used when a dataset cannot be sharded by file: fewer
     record shards than workers (`num_files`: a one-line warning says so) or data that does not
-    come from record files (`num_files` None: no warning). (Sharding by file: `make_dataset(shard=...)`.)"""
+    come from record files (`num_files` None: no warning). (Sharding by file:
+    `make_dataset(shard=...)`.)"""
     if num_files is not None:
         warnings.warn(
             f"the {name} data has {num_files} record shard(s) for {workers} workers: "

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
+import absl.logging
+
 QUIET_ENV = "EMOTF_QUIET_TF"
 
 
@@ -35,11 +37,10 @@ def import_tensorflow_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
+        # Here, not at the top: this import is the one whose stderr is silenced.
         import tensorflow  # noqa: F401
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-    import absl.logging
-
     absl.logging.set_verbosity(absl.logging.ERROR)

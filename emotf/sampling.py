@@ -97,8 +97,8 @@ def audio_window_starts(
     Returns:
         (centres, starts): float64 [N] centres in seconds and int32 [N] first sample indices
         ceil(ra (c - d/2)), evaluated as ceil(j ra / rv - ra d / 2 + ra b v - 1e-6) in float64
-        (v = 0 in evaluation; see docs/sampling.md, "Start rounding"). Starts may be negative or past the clip's end: the window is then
-        zero padded by `extract_audio_windows`.
+        (v = 0 in evaluation; see docs/sampling.md, "Start rounding"). Starts may be negative
+        or past the clip's end: the window is then zero padded by `extract_audio_windows`.
     """
     j = tf.cast(frame_indices, tf.float64)
     # dtype_hint keeps Python floats in float64; record values arrive as float32 / int64.

@@ -44,6 +44,10 @@ def _mib(size: int) -> str:
 
 
 def _gfile():
+    """`tf.io.gfile`."""
+    # TensorFlow imported on first I/O only: emotf.configs imports this module (through
+    # emotf.corpora.splits), and the records build's worker processes import emotf.configs
+    # without needing TensorFlow (seconds per worker).
     import tensorflow as tf
 
     return tf.io.gfile
@@ -53,6 +57,7 @@ class StoragePath:
     """A path on any filesystem `tf.io.gfile` knows; the parts of pathlib emotf uses."""
 
     __slots__ = ("_path",)
+    _path: str
 
     def __init__(self, path: str | os.PathLike | StoragePath):
         text = path._path if isinstance(path, StoragePath) else os.fspath(path)
@@ -314,7 +319,9 @@ def write_json(path: str | os.PathLike | StoragePath, value: Any) -> StoragePath
 
 
 def read_json(
-    path: str | os.PathLike | StoragePath, expect: type = dict, max_bytes: int = MAX_JSON_BYTES
+    path: str | os.PathLike | StoragePath,
+    expect: type | None = dict,
+    max_bytes: int = MAX_JSON_BYTES,
 ):
     """The JSON value of `path`, a file of at most `max_bytes` (default `MAX_JSON_BYTES`).
 

@@ -546,7 +546,7 @@ def _edges(bound, kind) -> list[Value]:
     """In-range edges of a numeric bound and the values just outside them."""
     out = []
     step = 1 if kind is int else 1e-6
-    for edge, inside in ((bound.ge, True), (bound.gt, False), (bound.le, True), (bound.lt, False)):
+    for edge, _inside in ((bound.ge, True), (bound.gt, False), (bound.le, True), (bound.lt, False)):
         if edge is None or not math.isfinite(edge):
             continue
         upper = edge in (bound.le, bound.lt)
@@ -667,7 +667,7 @@ def mutate_bytes(data: bytes, kind: str, at: float, noise: bytes) -> bytes:
         noise = noise or b"\xff"
         return (
             data[:cut]
-            + bytes(a ^ b ^ 0xA5 for a, b in zip(data[cut : cut + len(noise)], noise))
+            + bytes(a ^ b ^ 0xA5 for a, b in zip(data[cut : cut + len(noise)], noise, strict=False))
             + data[cut + len(noise) :]
         )
     if kind == "random":

@@ -11,7 +11,7 @@ import pytest
 
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
 from emotf.demo import DemoConfig
-from emotf.records.build import BuildConfig
+from emotf.records.config import BuildConfig
 from emotf.records.faces import FaceTrackerConfig
 from emotf.synthetic.sample import SampleConfig
 from emotf.tuning.search import TuneConfig

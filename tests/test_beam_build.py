@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from emotf import keys
 from emotf.cli.build_records import main
-from emotf.records.build import BuildConfig, build_records
+from emotf.records.build import build_records
+from emotf.records.config import BuildConfig
 from emotf.synthetic.sample import SampleConfig, make_sample
 
 pytest.importorskip("apache_beam")
@@ -152,7 +153,7 @@ def test_without_apache_beam_the_build_says_what_to_install(sample, tmp_path, mo
 
 def test_runner_and_beam_options_are_flags_and_no_record_setting():
     from emotf.cli.build_records import parse_args
-    from emotf.records.build import record_settings
+    from emotf.records.config import record_settings
 
     parsed = parse_args(
         [

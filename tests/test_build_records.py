@@ -12,7 +12,8 @@ import tensorflow as tf
 from emotf import keys
 from emotf.cli.build_records import main
 from emotf.corpora.cremad import canonical_folds, parse_clip_name
-from emotf.records.build import BuildConfig, build_records
+from emotf.records.build import build_records
+from emotf.records.config import BuildConfig
 from emotf.records.example import read_records
 from emotf.synthetic.media import render_audio, render_frames
 from emotf.synthetic.sample import SampleConfig, clip_plan, make_sample, planted_face_boxes
@@ -32,7 +33,7 @@ def records_by_clip(out_dir):
     recs = list(read_records(sorted(out_dir.glob("*.tfrecord"))))
     ids = [r[keys.CLIP_ID].numpy().decode() for r in recs]
     assert len(ids) == len(set(ids)), f"clip written twice: {ids}"
-    return dict(zip(ids, recs))
+    return dict(zip(ids, recs, strict=True))
 
 
 def serialized_by_clip(files) -> dict[str, bytes]:

@@ -553,7 +553,7 @@ def test_a_run_config_written_before_the_deadline_fields_still_loads(tmp_path):
     """A RUN/config.json of the release before `worker_timeout_seconds` (and a tune_config.json
     before `oracle_timeout_seconds`, a build config before the build's deadline) loads, with the
     new field at its default."""
-    from emotf.records.build import BuildConfig
+    from emotf.records.config import BuildConfig
     from emotf.tuning.search import TuneConfig
 
     old = TrainConfig(epochs=5, model=ModelConfig(fc_units=8)).to_dict()

@@ -255,7 +255,7 @@ def test_model_with_segments_copies_the_core_and_refuses_independent():
     trained = build_model(tiny_model_config())
     five = model_with_segments(trained, 5, tiny_model_config())
     assert five.inputs[0].shape[1] == 5
-    for a, b in zip(trained.get_layer("core").weights, five.get_layer("core").weights):
+    for a, b in zip(trained.get_layer("core").weights, five.get_layer("core").weights, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     same = model_with_segments(trained, 3, tiny_model_config())
     rng = np.random.default_rng(0)

@@ -20,7 +20,8 @@ from emotf.records.faces import FaceTracker, FaceTrackerConfig
 from emotf.records.stream import MultiStreamTracker
 from emotf.serving.export import export_saved_model
 from emotf.serving.predict import PredictConfig, Predictor, predict_files
-from emotf.serving.timeline import face_timelines, format_table, timeline_figure
+from emotf.serving.console import format_table
+from emotf.serving.timeline_plot import face_timelines, timeline_figure
 
 N = 3
 TINY = ModelConfig(

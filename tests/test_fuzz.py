@@ -279,7 +279,7 @@ COMMANDS = [
     ),
     Command(
         "emotf-build-records",
-        "emotf.records.build:BuildConfig",
+        "emotf.records.config:BuildConfig",
         "build",
         lambda i, c: [
             "--data-dir",

@@ -26,13 +26,13 @@ from emotf.configs import ModelConfig, TrainConfig, min_frame_size, min_spectrog
             "DemoConfig.out",
         ),
         (
-            lambda v: __import__("emotf.records.build", fromlist=["BuildConfig"]).BuildConfig(
+            lambda v: __import__("emotf.records.config", fromlist=["BuildConfig"]).BuildConfig(
                 data_dir=v, out_dir="x"
             ),
             "BuildConfig.data_dir",
         ),
         (
-            lambda v: __import__("emotf.records.build", fromlist=["BuildConfig"]).BuildConfig(
+            lambda v: __import__("emotf.records.config", fromlist=["BuildConfig"]).BuildConfig(
                 data_dir="x", out_dir=v
             ),
             "BuildConfig.out_dir",

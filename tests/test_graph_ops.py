@@ -20,7 +20,8 @@ import keras
 import pytest
 import tensorflow as tf
 
-from emotf.configs import ModelConfig, SamplingConfig, run_sampling
+from emotf.configs import ModelConfig, SamplingConfig
+from emotf.configs import model_sampling as run_sampling
 from emotf.model import build_model
 from emotf.serving import graph_ops
 from emotf.serving.export import export_saved_model

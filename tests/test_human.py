@@ -38,7 +38,8 @@ def test_per_class_accuracy_weights_classes_by_responses(votes):
         assert set(per[mode]) == {"all", *EMOTIONS}
         rows = np.asarray(votes.modes) == mode
         totals = [votes.counts[rows & (votes.labels == k)].sum() for k in range(6)]
-        weighted = sum(per[mode][e] * t for e, t in zip(EMOTIONS, totals)) / sum(totals)
+        pairs = zip(EMOTIONS, totals, strict=True)
+        weighted = sum(per[mode][e] * t for e, t in pairs) / sum(totals)
         assert math.isclose(weighted, per[mode]["all"], rel_tol=1e-12)
     # Faces give away happiness; voices give away neutrality (known CREMA-D pattern).
     assert max(EMOTIONS, key=lambda e: per["face"][e]) == "HAP"

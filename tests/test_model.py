@@ -8,14 +8,13 @@ import pytest
 import tensorflow as tf
 
 from emotf import keys
-from emotf.configs import ModelConfig, SamplingConfig
+from emotf.configs import ModelConfig, SamplingConfig, model_sampling
 from emotf.model import (
     LogMelSpectrogram,
     SpecAugment,
     build_core,
     build_model,
     count_flops,
-    model_sampling,
     model_sampling_config,
     training_model,
 )

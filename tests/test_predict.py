@@ -13,10 +13,11 @@ from emotf.cli.predict import main as predict_main
 from emotf.configs import ModelConfig, SamplingConfig
 from emotf.model import build_model
 from emotf.pipeline import make_dataset, record_files
-from emotf.records.build import BuildConfig, build_records
+from emotf.records.build import build_records
+from emotf.records.config import BuildConfig
 from emotf.serving.export import export_saved_model
 from emotf.serving.predict import Predictor, predict_files
-from emotf.serving.timeline import format_table
+from emotf.serving.console import format_table
 from emotf.synthetic.sample import SampleConfig, make_sample
 
 N = 3

@@ -15,7 +15,8 @@ from emotf.cli.predict import main as predict_main
 from emotf.configs import ModelConfig, SamplingConfig
 from emotf.model import build_model
 from emotf.serving.export import export_saved_model
-from emotf.serving.predict import Predictor, load_problem
+from emotf.serving.predict import Predictor
+from emotf.serving.saved_model import load_problem
 from emotf.synthetic.video import write_face_video
 
 N = 2

@@ -20,8 +20,9 @@ from emotf.configs import ModelConfig, SamplingConfig
 from emotf.model import build_model
 from emotf.serving.export import export_saved_model
 from emotf.serving.graph_ops import UntrustedModelError
-from emotf.serving.predict import Predictor, _glob_files, expand_inputs, predict_files
-from emotf.serving.timeline import MAX_STEM_BYTES
+from emotf.serving.inputs import _glob_files, expand_inputs
+from emotf.serving.outputs import MAX_STEM_BYTES
+from emotf.serving.predict import Predictor, predict_files
 from emotf.synthetic.video import write_face_video
 
 N = 3

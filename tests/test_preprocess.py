@@ -10,7 +10,8 @@ import tensorflow as tf
 from emotf import keys
 from emotf.configs import ModelConfig, SamplingConfig
 from emotf.model import build_model
-from emotf.records.build import BuildConfig, build_records
+from emotf.records.build import build_records
+from emotf.records.config import BuildConfig
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.preprocess import ClipSettings
 from emotf.serving.export import export_saved_model, read_metadata

@@ -82,7 +82,7 @@ def test_index_math_properties(p):
         # Against rational arithmetic on the same float inputs: equal unless ra (c - d/2) lies
         # within the 1e-6-sample rounding tolerance of an integer.
         fr, fd = Fraction(p["fps"]), Fraction(d)
-        for k, start in zip(j, starts):
+        for k, start in zip(j, starts, strict=True):
             exact = int(k) * ra / fr - ra * fd / 2
             if abs(exact - round(exact)) > Fraction(1, 10**5):
                 assert start == math.ceil(exact), (k, start, exact)

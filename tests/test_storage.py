@@ -1,4 +1,5 @@
-"""emotf.storage: pathlib-like paths over tf.io.gfile, local and on TensorFlow's ram:// filesystem."""
+"""emotf.storage: pathlib-like paths over tf.io.gfile, local and on TensorFlow's ram://
+filesystem."""
 
 import uuid
 

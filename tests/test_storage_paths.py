@@ -23,8 +23,8 @@ from emotf.runs.folder import Run
 from emotf.runs.model_io import ModelLoadError, check_archive, load_model_file, load_run_model
 from emotf.serving.export import export_run, read_metadata
 from emotf.serving.metadata import model_versions, resolve_saved_model
+from emotf.serving.outputs import write_outputs
 from emotf.serving.predict import Predictor
-from emotf.serving.timeline import write_outputs
 from emotf.storage import read_json
 from tests.helpers_crafted import craft_keras_file
 from tests.test_evaluate import CLIPS, PNG_SIGNATURE, fake_dataset_fn, make_run

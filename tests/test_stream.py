@@ -22,7 +22,10 @@ def run(tracker, num, fps=30.0, batch=None):
 
 def test_frames_held_do_not_grow_with_video_length():
     cfg = FaceTrackerConfig(detect_scale=1.0)
-    one = lambda i: [(10 + i % 20, 10, 30 + i % 20, 30)]
+
+    def one(i):
+        return [(10 + i % 20, 10, 30 + i % 20, 30)]
+
     short, _ = run(FaceTracker(cfg, BoxDetector(one)), 300)
     long, out_long = run(FaceTracker(cfg, BoxDetector(one)), 6000)
     assert [t.index for t in out_long] == list(range(6000))
@@ -32,7 +35,10 @@ def test_frames_held_do_not_grow_with_video_length():
     bound = 4 * cfg.keyframe_interval + cfg.redetect_frames + radius + 1
     assert long.max_held == short.max_held <= bound
     # Without a face for long stretches: still bounded (2 gaps more), frames flagged.
-    gappy = lambda i: [] if (i // 300) % 2 else [(10, 10, 30, 30)]
+
+    def gappy(i):
+        return [] if (i // 300) % 2 else [(10, 10, 30, 30)]
+
     stream, out = run(FaceTracker(cfg, BoxDetector(gappy)), 6000)
     gap = 15  # 0.5 s at 30 fps
     assert stream.max_held <= bound + 2 * gap
@@ -44,7 +50,10 @@ def test_frames_held_do_not_grow_with_video_length():
 def test_keyframes_are_detected_in_batches_with_the_same_boxes():
     """Batching keyframes changes only how many images go to MTCNN per call, not the boxes,
     also when keyframes are lost and re-detected one frame at a time."""
-    gappy = lambda i: [] if 40 <= i < 75 or i in (110, 111) else [(10 + i % 7, 10, 30, 32)]
+
+    def gappy(i):
+        return [] if 40 <= i < 75 or i in (110, 111) else [(10 + i % 7, 10, 30, 32)]
+
     cfg = FaceTrackerConfig(detect_scale=1.0)
     results = {}
     for batch in (1, 3, 4):
@@ -80,7 +89,10 @@ def test_large_frames_are_detected_downscaled():
 def test_equals_the_whole_clip_tracker_when_the_face_is_found():
     rng = np.random.default_rng(1)
     path = np.cumsum(rng.normal(0, 1.5, size=(95, 2)), axis=0) + 20
-    faces = lambda i: [(path[i, 0], path[i, 1], path[i, 0] + 18, path[i, 1] + 20)]
+
+    def faces(i):
+        return [(path[i, 0], path[i, 1], path[i, 0] + 18, path[i, 1] + 20)]
+
     cfg = FaceTrackerConfig(detect_scale=1.0)
     _, out = run(FaceTracker(cfg, BoxDetector(faces)), 95)
     whole = FaceTracker(cfg, BoxDetector(faces)).track(np.stack([frame(i) for i in range(95)]))

@@ -114,7 +114,7 @@ def test_every_sample_name_is_a_real_cremad_clip_with_votes_and_an_ogm_split_row
     assert sorted(set(names) - ogm) == []
     votes = load_votes(cremad_tables_dir / "tabulatedVotes.csv")
     for mode in ("voice", "face", "audio-visual"):
-        voted = {c for c, m in zip(votes.clip_ids, votes.modes) if m == mode}
+        voted = {c for c, m in zip(votes.clip_ids, votes.modes, strict=True) if m == mode}
         assert sorted(set(names) - voted) == [], mode
 
 

@@ -13,14 +13,10 @@ from emotf.cli.predict import main as predict_main
 from emotf.configs import ModelConfig, SamplingConfig
 from emotf.model import build_model
 from emotf.serving.export import export_saved_model
-from emotf.serving.predict import Predictor, expand_inputs, predict_files
-from emotf.serving.timeline import (
-    TooManyWindowsError,
-    WindowPlanner,
-    planned_windows,
-    plot_timeline,
-    timeline_figure,
-)
+from emotf.serving.inputs import expand_inputs
+from emotf.serving.predict import Predictor, predict_files
+from emotf.serving.timeline import TooManyWindowsError, WindowPlanner, planned_windows
+from emotf.serving.timeline_plot import plot_timeline, timeline_figure
 from emotf.synthetic.video import write_face_video
 
 N = 3

@@ -204,18 +204,19 @@ def test_hyperband_continuation_fits_from_its_initial_epoch(tmp_path):
 
 
 def test_cli_runs_in_process_with_mixed_precision(tmp_path, monkeypatch, capsys):
+    import emotf.training.task
     import emotf.tuning.search
 
     factory = SpyFactory()
     monkeypatch.setattr(emotf.tuning.search, "records_dataset", factory)
-    real_build_model = emotf.tuning.search.build_model
+    real_build_model = emotf.training.task.build_model
     policies = []
 
     def spy(model_config, *args):  # the policy in force when a trial's model is built
         policies.append(keras.mixed_precision.global_policy().name)
         return real_build_model(model_config, *args)
 
-    monkeypatch.setattr(emotf.tuning.search, "build_model", spy)
+    monkeypatch.setattr(emotf.training.task, "build_model", spy)
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(
         json.dumps(

@@ -25,7 +25,8 @@ def main() -> None:
     import soundfile
 
     from emotf import keys
-    from emotf.records.build import BuildConfig, build_records
+    from emotf.records.build import build_records
+    from emotf.records.config import BuildConfig
     from emotf.records.faces import FaceTrackerConfig
     from emotf.records.example import read_records
     from emotf.synthetic.sample import SampleConfig, make_sample

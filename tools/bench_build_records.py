@@ -5,11 +5,11 @@
 Makes synthetic clips (480x360, 30 fps, ~2.5 s; emotf.synthetic.sample), then in one run:
   * tool:  `emotf.records.build.build_records` (keyframe MTCNN + tracking, `--workers` processes),
            end to end: decode, detect, crop, JPEG, audio, shards, manifest;
-  * naive: on the first `--naive-clips` of them, one process, MTCNN (default `mtcnn.MTCNN()`) on every full-resolution frame, plus the
-           same decode, crop and JPEG encode.
-Prints a final JSON line: both throughputs (frames/s, the tool's including its worker start-up), their ratio, and the mean IoU of the
-tool's boxes (read back from its records) against the naive per-frame boxes made square with
-the same margin.
+  * naive: on the first `--naive-clips` of them, one process, MTCNN (default `mtcnn.MTCNN()`)
+           on every full-resolution frame, plus the same decode, crop and JPEG encode.
+Prints a final JSON line: both throughputs (frames/s, the tool's including its worker
+start-up), their ratio, and the mean IoU of the tool's boxes (read back from its records)
+against the naive per-frame boxes made square with the same margin.
 """
 
 from __future__ import annotations

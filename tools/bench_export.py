@@ -9,8 +9,8 @@
    (`emotf.demo.DEMO_MODEL`, N = 4), `--model default` is `ModelConfig()` (N = 3, the paper-sized
    widths; slower). With --run, that run and its records' test fold are used instead.
 2. Exports the run as a SavedModel (`emotf.serving.export.export_run`) and as LiteRT with each
-   quantization (`emotf.serving.litert_convert.export_run_litert`; int8 calibrates on 64 clips of the
-   records).
+   quantization (`emotf.serving.litert_convert.export_run_litert`; int8 calibrates on 64 clips
+   of the records).
 3. Per variant: size on disk; latency per clip at batch 1 (one clip's N sampled segments in,
    its segment probabilities out; the host-side sampling is left out, it is the same code for
    every variant) on 1 and 2 threads, median of K calls after 3 warm-up calls (the SavedModel's
@@ -241,8 +241,8 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else work / "bench_export.json"
     out.write_text(json.dumps(report, indent=1))
     print(
-        f"| variant | size (KB) | ms/clip, 1 thread | ms/clip, 2 threads | held-out accuracy "
-        f"| max abs diff vs Keras |\n|---|---|---|---|---|---|"
+        "| variant | size (KB) | ms/clip, 1 thread | ms/clip, 2 threads | held-out accuracy "
+        "| max abs diff vs Keras |\n|---|---|---|---|---|---|"
     )
     for variant, row in results.items():
         name = "SavedModel" if variant == "savedmodel" else f"LiteRT {variant}"

@@ -294,9 +294,10 @@ def main(argv=None) -> dict:
                 cache=args.cache,
                 shuffle_buffer=args.shuffle_buffer,
             )
-            iters = {"pipeline": lambda: dataset, "floor": lambda: floor}
+            # Each iterator factory binds this mode's dataset and flag (B023).
+            iters = {"pipeline": lambda dataset=dataset: dataset, "floor": lambda: floor}
             if args.generator:
-                iters["generator"] = lambda: python_generator(
+                iters["generator"] = lambda training=training: python_generator(
                     path, config, args.batch_size, 0, training, in_memory
                 )
             totals = _time_alternating(iters, args.epochs)

@@ -119,10 +119,10 @@ def main(argv=None) -> int:
             serve(**inputs)["probabilities"].numpy()
             times.append(time.perf_counter() - start)
         per_clip = [t / size for t in times]
-        report[f"savedmodel_batch{size}_per_clip_s"] = _percentiles(per_clip)
+        quantiles = report[f"savedmodel_batch{size}_per_clip_s"] = _percentiles(per_clip)
         print(
-            f"SavedModel batch {size:2d}: per clip p50 {report[f'savedmodel_batch{size}_per_clip_s']['p50']:.3f} s, "
-            f"p95 {report[f'savedmodel_batch{size}_per_clip_s']['p95']:.3f} s",
+            f"SavedModel batch {size:2d}: per clip p50 {quantiles['p50']:.3f} s, "
+            f"p95 {quantiles['p95']:.3f} s",
             flush=True,
         )
         del inputs
@@ -152,20 +152,21 @@ def main(argv=None) -> int:
         if "error" in result:
             print(f"{video.name}: {result['error']}", file=sys.stderr)
             continue
+        timings = result["timings_s"]
         rows.append(
             {
                 "clip": video.name,
                 "duration_s": result["duration_s"],
                 "wall_s": round(wall, 3),
                 "rtf": round(wall / result["duration_s"], 3),
-                **result["timings_s"],
+                **timings,
             }
         )
         print(
             f"emotf-predict {video.name}: {wall:.2f} s for {result['duration_s']:.2f} s "
-            f"(RTF {wall / result['duration_s']:.2f}; decode {result['timings_s']['decode_video_s']:.2f}, "
-            f"audio {result['timings_s']['load_audio_s']:.2f}, faces {result['timings_s']['faces_s']:.2f}, "
-            f"model {result['timings_s']['model_s']:.2f})",
+            f"(RTF {wall / result['duration_s']:.2f}; decode {timings['decode_video_s']:.2f}, "
+            f"audio {timings['load_audio_s']:.2f}, faces {timings['faces_s']:.2f}, "
+            f"model {timings['model_s']:.2f})",
             flush=True,
         )
     if rows:

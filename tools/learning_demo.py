@@ -2,15 +2,15 @@
 
     python tools/learning_demo.py [--work DIR] [--records DIR] [--folds 0] [--epochs 30]
 
-1. `emotf.synthetic.sample.make_sample`: the `emotf-demo` sample, 10 actors x 36 clips (one actor per
-   fold), seed 0. Its cues are
-   planted so that each modality alone tells only a pair of emotions (~1/2 accuracy at best)
-   and the two together tell all six.
+1. `emotf.synthetic.sample.make_sample`: the `emotf-demo` sample, 10 actors x 36 clips (one
+   actor per fold), seed 0. Its cues are planted so that each modality alone tells only a pair
+   of emotions (~1/2 accuracy at best) and the two together tell all six.
 2. `emotf.records.build.build_records` on it (skipped with --records DIR).
-3. `emotf.training.train.train_fold` three times (modalities both / audio / video), test fold(s) --folds,
-   with a small CPU-sized model: N=4 segments, widths video 8 | 16,32, audio 8,16,32, fc 32,
-   SGD momentum 0.9 with a cosine schedule from lr 0.02, batch 8. Validation = the next fold
-   (its actor held out of training); the reported fold is looked at once.
+3. `emotf.training.train.train_fold` three times (modalities both / audio / video), test
+   fold(s) --folds, with a small CPU-sized model: N=4 segments, widths video 8 | 16,32,
+   audio 8,16,32, fc 32, SGD momentum 0.9 with a cosine schedule from lr 0.02, batch 8.
+   Validation = the next fold (its actor held out of training); the reported fold is looked at
+   once.
 Prints the held-out-fold accuracies (chance = 1/6) and, last, one JSON line.
 """
 

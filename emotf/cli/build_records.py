@@ -34,7 +34,7 @@ EPILOG = (
 
 
 def build_flags() -> ConfigFlags:
-    from emotf.records.build import BuildConfig
+    from emotf.records.config import BuildConfig
     from emotf.records.faces import FaceTrackerConfig
 
     return ConfigFlags(
@@ -73,8 +73,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     config = parse_args(argv)
     from emotf.records.build import build_records
+    from emotf.records.folder import RecordsFolder
     from emotf.records.staging import StagingError
-    from emotf.storage import as_path
 
     # SIGTERM and Ctrl-C unwind through `emotf.cli.command` (emotf.deadlines): the worker
     # pool is stopped and the lock released.
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         f"emotf-build-records: {manifest['clips_written']} clips ({manifest['frames_written']} "
         f"frames) written in {len(manifest['shards'])} shards, {manifest['clips_skipped']} "
         f"skipped; detector ran on {det['detection_rate']:.1%} of frames; "
-        f"manifest: {as_path(config.out_dir) / 'manifest.json'}"
+        f"manifest: {RecordsFolder(config.out_dir).manifest_path}"
     )
     if manifest["clips_written"] == 0:
         print(

@@ -10,11 +10,22 @@ emotf-evaluate --compare RUN_A RUN_B              # A minus B on the same clips,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
 
+import emotf.configs
+from emotf.bounds import check_value
 from emotf.cli import Parser, command
+from emotf.cli.flags import parse_bool
+from emotf.corpora.votes import load_votes
+from emotf.evaluation.compare import compare_predictions
+from emotf.evaluation.evaluate import accuracy_vs_segments, evaluate_model
+from emotf.evaluation.reports import cv_report
+from emotf.evaluation.summary import ReportExtras
+from emotf.runs.data import check_records_folder
+from emotf.storage import as_path
 
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")  # ASCII digits only: int() also takes '１' and '١'
 
@@ -30,9 +41,6 @@ def bounded_int(config: str, name: str):
     `config` (in `emotf.configs`) declares, so a flag and the config accept the same values."""
 
     def parse(text: str) -> int:
-        import emotf.configs
-        from emotf.bounds import check_value
-
         try:
             value = _integer(text)
             check_value(getattr(emotf.configs, config), name, value)
@@ -118,8 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate records that fail the manifest check anyway (recorded)",
     )
     parser.add_argument("--votes", help="CREMA-D tabulatedVotes.csv (default: the shipped copy)")
-    from emotf.cli.flags import parse_bool
-
     for name in EXTRAS:  # emotf.evaluation.summary.ReportExtras, each on by default
         parser.add_argument(
             f"--extras.{name}",
@@ -132,13 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The fields of emotf.evaluation.summary.ReportExtras (tested equal), without importing it here.
-EXTRAS = ("humans", "groups", "calibration", "intervals")
+# The fields of emotf.evaluation.summary.ReportExtras, each a --extras.NAME flag.
+EXTRAS = tuple(f.name for f in dataclasses.fields(ReportExtras))
 
 
-def _extras(args):
-    from emotf.evaluation.summary import ReportExtras
-
+def _extras(args) -> ReportExtras:
     return ReportExtras(**{name: getattr(args, f"extras_{name}") for name in EXTRAS})
 
 
@@ -149,7 +153,6 @@ def _check_paths(args) -> None:
     Raises:
         ValueError: a path that is missing, or of the wrong kind.
     """
-    from emotf.storage import as_path
 
     def exists(flag, path, kind=None):
         if path is None:
@@ -175,8 +178,6 @@ def _check_paths(args) -> None:
     if args.out is not None and not str(args.out).strip():
         raise ValueError("--out is empty: give a folder")
     if args.records is not None:
-        from emotf.runs.data import check_records_folder
-
         check_records_folder(args.records)
 
 
@@ -184,11 +185,7 @@ def _check_paths(args) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_paths(args)
-    from emotf.corpora.votes import load_votes
-
     if args.compare:
-        from emotf.evaluation.compare import compare_predictions
-
         try:
             print(json.dumps(compare_predictions(*args.compare), indent=1))
         except (FileNotFoundError, ValueError) as error:
@@ -197,8 +194,6 @@ def main(argv=None) -> int:
         return 0
     votes = load_votes(args.votes)
     if args.cv_dir:
-        from emotf.evaluation.reports import cv_report
-
         # Folds without predictions are evaluated on --records, else on the records their
         # config.json names (a warning says when neither exists: human rows stay n/a).
         md_path, json_path = cv_report(
@@ -211,8 +206,6 @@ def main(argv=None) -> int:
         )
         print(f"wrote {md_path} and {json_path}")
         return 0
-
-    from emotf.evaluation.evaluate import accuracy_vs_segments, evaluate_model
 
     target = args.run or args.model
     report = evaluate_model(
@@ -239,8 +232,6 @@ def main(argv=None) -> int:
         "ece": (report.get("calibration") or {}).get("ece"),
     }
     if args.segments:
-        from emotf.storage import as_path
-
         run = as_path(target) if as_path(target).is_dir() else as_path(target).parent
         rows = accuracy_vs_segments(
             run,

@@ -520,11 +520,28 @@ def _valid_text(f: dataclasses.Field, annotation) -> str:
     return f"{text} or none" if optional else text
 
 
+def sections_text(cls) -> str:
+    """For a config made of sections (`cls.SECTIONS`: {name: config class}, each field declared
+    in one of them, `emotf.configs.TrainConfig`): which section declares which field."""
+    lines = [
+        "Every field of its sections, under its own name (flags, JSON files and "
+        "`RUN/config.json` are flat); each is described in its section's table:",
+        "",
+    ]
+    for name, section in cls.SECTIONS.items():
+        names = ", ".join(f"`{f.name}`" for f in dataclasses.fields(section))
+        lines.append(f"- `{name}` ({section.__name__}): {names}")
+    return "\n".join(lines)
+
+
 def config_tables(classes) -> str:
-    """`field_table` of each class of `classes`, under a heading naming it and its module."""
+    """`field_table` of each class of `classes` (`sections_text` for a config made of
+    sections), under a heading naming it and its module."""
     return (
         "\n\n".join(
-            f"### {cls.__name__} (`{cls.__module__}`)\n\n{field_table(cls)}" for cls in classes
+            f"### {cls.__name__} (`{cls.__module__}`)\n\n"
+            + (sections_text(cls) if hasattr(cls, "SECTIONS") else field_table(cls))
+            for cls in classes
         )
         + "\n"
     )

@@ -4,7 +4,7 @@
                   [--out DIR] [--json] [--batch-size 8] [--faces largest|all] [--threads N]
                   [--no-progress] [--trust-model]
     emotf-predict --model DIR --live SOURCE [--window S] [--hop S] [--faces largest|all]
-                  [--threads N] [--live-timeout 10] [--live-format FMT]
+                  [--threads N] [--live-timeout 10] [--live-format FMT] [--live-audio DEVICE]
 
 INPUT: video files, folders (searched recursively for video extensions) or glob patterns
 (symbolic link loops are entered once; a file reached twice is predicted once).
@@ -21,12 +21,13 @@ The model's graph is checked before it is loaded: a SavedModel with file, networ
 ops is refused (emotf.serving.graph_ops; SECURITY.md); `--trust-model` skips the check.
 
 `--live SOURCE` (instead of INPUT): `-` (a container stream on standard input, e.g. MPEG-TS from
-ffmpeg), a capture device /dev/videoN or a stream URL (rtsp://, http://, udp://, ...), video and
-audio from one pass; one JSON line per window on stdout as soon as it closes ({"start", "end",
-"face_id", "probabilities", "label"}, or "skipped": the reason), a one-line summary on stderr at
-the end of the stream (exit 0); Ctrl-C / SIGTERM stop it (exit 130 / 143); no data for
-`--live-timeout` seconds, or a source that cannot be read, is one line and exit status 1
-(emotf.serving.live; docs/live.md).
+ffmpeg), a capture device /dev/videoN (read with the microphone `--live-audio`, an ALSA device,
+through the system ffmpeg: emotf.records.capture) or a stream URL (rtsp://, http://, udp://,
+...), video and audio from one pass; one JSON line per window on stdout as soon as it closes
+({"start", "end", "face_id", "probabilities", "label"}, or "skipped": the reason), a one-line
+summary on stderr at the end of the stream (exit 0); Ctrl-C / SIGTERM stop it (exit 130 /
+143); no data for `--live-timeout` seconds, or a source that cannot be read, is one line and
+exit status 1 (emotf.serving.live; docs/live.md).
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ def main(argv=None) -> int:
         default=None,
         metavar="FMT",
         help="with --live: the container format (mpegts, matroska, flv, ...; default: probed)",
+    )
+    parser.add_argument(
+        "--live-audio",
+        default=None,
+        metavar="DEVICE",
+        help="with --live /dev/videoN: the microphone, an ALSA capture device (default: "
+        "'default'; hw:1,0, plughw:CARD=..., ...); the model needs the speech, so 'none' "
+        "is refused",
     )
     parser.add_argument(
         "--faces",
@@ -150,11 +159,14 @@ def main(argv=None) -> int:
         if args.inputs or args.audio or args.out or args.json:
             parser.error("--live reads one stream: give no INPUT, --audio, --out or --json with it")
         return _live(parser, args, config)
+    if args.live_audio is not None:
+        parser.error("--live-audio is for --live /dev/videoN")
     if not args.inputs:
         parser.error("give INPUT files (or --live SOURCE)")
 
-    from emotf.serving.predict import Predictor, expand_inputs, predict_files
-    from emotf.serving.timeline import format_table, to_json
+    from emotf.serving.console import format_table, to_json
+    from emotf.serving.inputs import expand_inputs
+    from emotf.serving.predict import Predictor, predict_files
 
     videos, problems = expand_inputs(args.inputs)
     if not videos:  # one line: the input's own problem (each matched nothing)
@@ -246,11 +258,20 @@ def _live(parser, args, config) -> int:
     from emotf.serving.live import LiveRun, predict_live
     from emotf.serving.predict import ClipError, Predictor
 
+    microphone = {} if args.live_audio is None else {"microphone": args.live_audio}
     try:
-        source = LiveSource(args.live, timeout_s=args.live_timeout, format=args.live_format)
+        source = LiveSource(
+            args.live, timeout_s=args.live_timeout, format=args.live_format, **microphone
+        )
     except ValueError as error:
         parser.error(str(error))
-    # The model is loaded before the source is opened: a pipe's writer waits meanwhile.
+    try:  # a capture device that cannot be read, no ffmpeg: before the model is loaded
+        source.check()
+    except MediaError as error:
+        print(f"emotf-predict: error: {error}", file=sys.stderr)
+        return 1
+    # The model is loaded before the source is opened: a pipe's writer waits meanwhile, and a
+    # capture device's ffmpeg starts once the model is ready.
     predictor = Predictor(args.model, trust_model=args.trust_model, num_threads=args.threads)
     predictor.resolve(config.window_s, config.hop_s, faces=config.faces)
     run = LiveRun(source.label)

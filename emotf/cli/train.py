@@ -22,11 +22,9 @@ import sys
 
 from emotf.cli import Parser, command
 from emotf.cli.flags import ConfigFlags, kebab_aliases
-from emotf.configs import ModelConfig, TrainConfig
+from emotf.configs import SAMPLING_SHAPES, ModelConfig, TrainConfig
 
 ALL_FOLDS = "all"
-# Shape fields of `sampling` that TrainConfig derives from `model`.
-DERIVED_SAMPLING = ("num_segments", "frame_size", "time_bins", "freq_bins")
 
 
 def fold_or_all(text: str):
@@ -80,7 +78,7 @@ def resolve_config(args: argparse.Namespace):
     # RUN/config.json has them) must not contradict a --model.* flag.
     if isinstance(file_values.get("sampling"), dict):
         file_values["sampling"] = {
-            k: v for k, v in file_values["sampling"].items() if k not in DERIVED_SAMPLING
+            k: v for k, v in file_values["sampling"].items() if k not in SAMPLING_SHAPES
         }
     values, run_all = train_values(TRAIN_FLAGS.values(args, base=file_values))
     return TRAIN_FLAGS.build(values), run_all
@@ -108,7 +106,8 @@ def main(argv=None) -> int:
             print(f"worker: trained folds {summary['folds']}; the chief writes {config.out}")
             return 0
         print(
-            f"cross-validation: {100 * summary['mean_accuracy']:.1f} % +- {100 * summary['std_accuracy']:.1f} "
+            f"cross-validation: {100 * summary['mean_accuracy']:.1f} % "
+            f"+- {100 * summary['std_accuracy']:.1f} "
             f"over {summary['num_folds']} folds -> {CrossValidation(config.out).report_md}"
         )
     else:

@@ -5,13 +5,13 @@
                [--config FILE.json] [--FIELD VALUE ...]
                [--tuner-id chief|tunerN --oracle-address HOST:PORT]
 
-Every field of `emotf.tuning.search.TuneConfig` is a flag named by its dotted path (`--tune.max_trials`,
-`--max_trials`, `--tune.seed`); its base `train` config takes every `emotf-train` flag
-(`--epochs`, `--model.fc_units`, `--sampling.window_seconds`, `--batch-size`, ...; also as
-`--train.epochs`), and `--config` is a TrainConfig file. `--seed` is the training seed, as in
-emotf-train; `--tuner-seed` (= `--tune.seed`) the seed of the hyperparameter draws.
-`--epochs` is the epochs per trial (Hyperband: the most epochs of a trial). Fold K is never
-read. Re-run the same command to continue an interrupted search. Then:
+Every field of `emotf.tuning.config.TuneConfig` is a flag named by its dotted path
+(`--tune.max_trials`, `--max_trials`, `--tune.seed`); its base `train` config takes every
+`emotf-train` flag (`--epochs`, `--model.fc_units`, `--sampling.window_seconds`,
+`--batch-size`, ...; also as `--train.epochs`), and `--config` is a TrainConfig file. `--seed`
+is the training seed, as in emotf-train; `--tuner-seed` (= `--tune.seed`) the seed of the
+hyperparameter draws. `--epochs` is the epochs per trial (Hyperband: the most epochs of a
+trial). Fold K is never read. Re-run the same command to continue an interrupted search. Then:
 `emotf-train --config DIR/best_config.json` (see docs/tuning.md).
 
 Distributed search (keras-tuner's chief/worker mode): the same command, with the same DIR on a
@@ -31,12 +31,12 @@ import sys
 
 from emotf.cli import Parser, command
 from emotf.cli.flags import ConfigFlags
-from emotf.cli.train import ALL_FOLDS, DERIVED_SAMPLING, fold_or_all, train_aliases
+from emotf.cli.train import ALL_FOLDS, fold_or_all, train_aliases
+from emotf.configs import SAMPLING_SHAPES
+from emotf.tuning.config import TUNERS, TuneConfig
 
 
 def tune_flags() -> ConfigFlags:
-    from emotf.tuning.search import TUNERS, TuneConfig
-
     return ConfigFlags(
         TuneConfig,
         "tune",
@@ -96,7 +96,7 @@ def parse_args(argv=None):
     base = flags.file_values(args)
     sampling = base.get("train", {}).get("sampling")
     if isinstance(sampling, dict):  # derived from the model (see emotf.cli.train)
-        base["train"]["sampling"] = {k: v for k, v in sampling.items() if k not in DERIVED_SAMPLING}
+        base["train"]["sampling"] = {k: v for k, v in sampling.items() if k not in SAMPLING_SHAPES}
     values = flags.values(args, base=base)
     if str(values.get("train", {}).get("fold")) == ALL_FOLDS:
         parser.error(

@@ -25,8 +25,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import time
 
-    from emotf.records.manifest import MANIFEST, read_manifest, verify_records
-    from emotf.storage import as_path
+    from emotf.records.folder import RecordsFolder
+    from emotf.records.manifest import read_manifest, verify_records
 
     start = time.perf_counter()
     problems = verify_records(args.records)
@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     for problem in problems:
         print(f"BAD {problem}")
     if problems:
-        folder = as_path(args.records)
-        unusable = [p for p in problems if p.file in (str(folder), str(folder / MANIFEST))]
+        folder = RecordsFolder(args.records)
+        unusable = [p for p in problems if p.file in (str(folder.path), str(folder.manifest_path))]
         if unusable:  # no manifest to check shards against: its problem is the one line
             print(f"emotf-verify-records: error: {unusable[0]}", file=sys.stderr)
         else:

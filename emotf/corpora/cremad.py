@@ -3,9 +3,9 @@
 Clip names follow `ActorID_Sentence_Emotion_Level`, e.g. `1001_DFA_ANG_XX`. Parsing is strict:
 a name that does not match raises `ClipNameError` naming the input; nothing is guessed.
 
-Folds: actors are shuffled with a fixed seed (optionally within each sex: females, then males) and dealt
-round-robin into `n_folds` folds, so every fold holds `len(actors) // n_folds` or one more
-actor (and, when stratified, the sexes are balanced to within one actor per fold). No actor is
+Folds: actors are shuffled with a fixed seed (optionally within each sex: females, then males)
+and dealt round-robin into `n_folds` folds, so every fold holds `len(actors) // n_folds` or one
+more actor (and, when stratified, the sexes are balanced to within one actor per fold). No actor is
 in two folds; the assignment depends only on the actor set, the seed and the stratify flag.
 """
 

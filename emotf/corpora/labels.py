@@ -3,7 +3,8 @@
     intended    the emotion in the file name (what the actor was asked to show): the paper's
                 labels and the default. The records store it (`label`).
     perceived   the raters' majority among the audio-visual responses of CREMA-D's
-                `tabulatedVotes.csv` (rows whose id starts with 3; `emotf.corpora.votes.load_votes`).
+                `tabulatedVotes.csv` (rows whose id starts with 3;
+                `emotf.corpora.votes.load_votes`).
 
 Tie rule (420 of the 7,442 clips have a tied audio-visual majority): when the intended emotion
 is among the tied ones it wins (332 clips), otherwise the first tied emotion in `EMOTIONS`
@@ -23,6 +24,7 @@ import functools
 import numpy as np
 
 from emotf.corpora.cremad import parse_clip_name
+from emotf.corpora.votes import load_votes
 
 INTENDED, PERCEIVED = "intended", "perceived"
 LABEL_SOURCES = (INTENDED, PERCEIVED)
@@ -44,8 +46,6 @@ def majority(counts, intended: int) -> int:
 @functools.lru_cache(maxsize=2)
 def perceived_labels(votes_path: str | None = None) -> dict[str, int]:
     """{clip id: perceived label index} for every clip with audio-visual votes."""
-    from emotf.corpora.votes import load_votes
-
     votes = load_votes(votes_path)
     out = {}
     for clip_id, mode, label, counts in zip(
@@ -84,6 +84,8 @@ def agreement(clip_ids, table: dict[str, int] | None = None) -> dict:
 def relabel(dataset, labels: str):
     """A dataset of (inputs, label, meta) with `label` replaced by the clip's label under
     `labels` (looked up by meta["clip_id"] in a static table; unknown clips keep theirs)."""
+    # TensorFlow imported here only: emotf.configs imports this module, and the records build's
+    # worker processes import emotf.configs without needing TensorFlow (seconds per worker).
     import tensorflow as tf
 
     if check_source(labels) == INTENDED:

@@ -75,13 +75,14 @@ class RunSplit:
                 "test": self.test.folds[0],
                 "fingerprint": split_fingerprint(self),
             }
+        # Clip-level: each part's clips (`Selection.__len__`).
         return {
             "name": self.name,
             "protocol": self.protocol,
             "fingerprint": split_fingerprint(self),
-            "train_clips": len(self.train.clips),
-            "validation_clips": len(self.validation.clips),
-            "test_clips": len(self.test.clips),
+            "train_clips": len(self.train),
+            "validation_clips": len(self.validation),
+            "test_clips": len(self.test),
         }
 
 

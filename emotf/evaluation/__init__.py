@@ -1,1 +1,2 @@
-"""Evaluation: metrics, figures, reports, human raters, groups, intervals, calibration, comparisons."""
+"""Evaluation: metrics, figures, reports, human raters, groups, intervals, calibration,
+comparisons."""

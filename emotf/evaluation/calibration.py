@@ -8,7 +8,10 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.metrics import log_loss
 
+from emotf.evaluation.figures import pyplot, save_figure
 from emotf.storage import StoragePath
 
 
@@ -22,8 +25,6 @@ def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
          "mean_confidence", "accuracy", "bins": [{"low", "high", "count", "confidence",
          "accuracy"}] (confidence and accuracy None for an empty bin)}.
     """
-    from sklearn.metrics import log_loss
-
     labels = np.asarray(labels, np.int64)
     probabilities = np.asarray(probabilities, np.float64)
     if probabilities.ndim != 2 or len(labels) != len(probabilities) or not len(labels):
@@ -44,7 +45,7 @@ def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
     for b in range(bins):
         members = which == b
         count = int(members.sum())
-        row = {
+        row: dict[str, float | int | None] = {
             "low": float(edges[b]),
             "high": float(edges[b + 1]),
             "count": count,
@@ -52,9 +53,10 @@ def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
             "accuracy": None,
         }
         if count:
-            row["confidence"] = float(confidence[members].mean())
-            row["accuracy"] = float(correct[members].mean())
-            gap = abs(row["accuracy"] - row["confidence"])
+            mean_confidence = float(confidence[members].mean())
+            accuracy = float(correct[members].mean())
+            row["confidence"], row["accuracy"] = mean_confidence, accuracy
+            gap = abs(accuracy - mean_confidence)
             ece += gap * count / len(labels)
             mce = max(mce, gap)
         rows.append(row)
@@ -79,11 +81,7 @@ def calibration_summary(labels, probabilities, bins: int = 10) -> dict:
 
 def plot_reliability(summary: dict, path, title: str = "") -> StoragePath:
     """Reliability diagram: accuracy per confidence bin against the diagonal, clip counts below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = [r for r in summary["bins"] if r["count"]]
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
@@ -116,8 +114,6 @@ def plot_reliability(summary: dict, path, title: str = "") -> StoragePath:
     bottom.set_ylabel("clips")
     bottom.set_xlim(0, 1)
     fig.tight_layout()
-    from emotf.evaluation.figures import save_figure
-
     return save_figure(fig, path)
 
 
@@ -134,8 +130,6 @@ def apply_temperature(probabilities, temperature: float) -> np.ndarray:
 def fit_temperature(labels, probabilities) -> float:
     """The temperature T in [e^-4, e^4] that minimises the log loss of `apply_temperature`
     on held-out clips (Guo et al., 2017, "On Calibration of Modern Neural Networks")."""
-    from scipy.optimize import minimize_scalar
-
     labels = np.asarray(labels, np.int64)
     log_p = np.log(np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0))
     if not np.isfinite(log_p).all() or len(labels) != len(log_p) or not len(labels):

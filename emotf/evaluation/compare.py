@@ -2,8 +2,9 @@
 
 Reads the `predictions.csv` that `emotf-evaluate` wrote for each (a run folder, its
 `evaluation/` folder or the file itself), keeps the clips both scored, and reports each
-accuracy and A minus B with t intervals over actors (`emotf.evaluation.stats.paired_difference`): e.g.
-fusion against audio alone, trained on the same folds.
+accuracy and A minus B with t intervals over actors
+(`emotf.evaluation.stats.paired_difference`): e.g. fusion against audio alone, trained on the
+same folds.
 """
 
 from __future__ import annotations

@@ -26,13 +26,22 @@ from dataclasses import replace
 
 import numpy as np
 
+from emotf import pipeline
 from emotf.configs import TrainConfig
 from emotf.corpora.labels import agreement, check_source, relabel
 from emotf.corpora.splits import ACTORS, SPEAKER_DEPENDENT, Selection, check_fingerprint
 from emotf.evaluation.figures import json_safe, plot_accuracy_vs_n, plot_training_curves
 from emotf.evaluation.metrics import predict_clips
 from emotf.evaluation.summary import ALL_EXTRAS, ReportExtras, summarize_predictions
-from emotf.runs.data import DatasetFactory, as_selection, config_split
+from emotf.model import build_model, model_sampling_config
+from emotf.records.manifest import check_records
+from emotf.runs.data import (
+    DatasetFactory,
+    as_selection,
+    check_records_folder,
+    check_records_settings,
+    config_split,
+)
 from emotf.runs.folder import EvaluationDir, Run
 from emotf.runs.model_io import check_archive
 from emotf.storage import as_path, write_json
@@ -51,9 +60,7 @@ def records_evaluation_dataset(records) -> DatasetFactory:
     relabelled with `config.labels` (`emotf.corpora.labels`)."""
 
     def dataset_fn(part: Selection, training: bool, config: TrainConfig, epoch: int):
-        from emotf.pipeline import make_dataset
-
-        dataset = make_dataset(
+        dataset = pipeline.make_dataset(
             records,
             list(part.folds),
             training=False,
@@ -160,12 +167,8 @@ def evaluate_model(
             raise ValueError(f"no records folder given and {run.config_path} names none")
         # A missing folder, a file, a folder of something else, records of another audio rate
         # or crop size: one line before the model is loaded (not a NotFoundError mid-run).
-        from emotf.runs.data import check_records_folder, check_records_settings
-
         check_records_folder(records)
         check_records_settings(config, records)
-        from emotf.records.manifest import check_records
-
         records_check = check_records(records, list(part.folds), allow_incomplete)
         records_check.pop("clips_in_manifest", None)
         dataset_fn = records_evaluation_dataset(records)
@@ -216,10 +219,6 @@ def model_with_segments(trained, num_segments: int, model_config):
     Raises:
         ValueError: the run's branch weights are independent, or the core is missing.
     """
-    from dataclasses import replace
-
-    from emotf.model import build_model, model_sampling_config
-
     if model_config.branch_weights != "shared":
         raise ValueError(
             "accuracy vs N at inference needs shared branch weights: with independent weights "

@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 
-def _pyplot():
+def pyplot():
+    """`matplotlib.pyplot` on the non-interactive Agg backend."""
+    # matplotlib is imported only to draw: pyplot is slow to import and picks a backend.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,11 +72,9 @@ def read_csv_rows(path) -> list[dict]:
 
 def save_figure(fig, path, dpi: int = 100) -> StoragePath:
     """Write a matplotlib figure as a PNG (whole, `write_atomic`) and close it."""
-    import matplotlib.pyplot as plt
-
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=dpi)
-    plt.close(fig)
+    pyplot().close(fig)
     return write_atomic(path, png.getvalue())
 
 
@@ -101,7 +101,7 @@ def write_confusion_matrix(
     with open_csv(csv_path) as f:
         writer = csv.writer(f)
         writer.writerow(["true\\predicted", *names])
-        for name, row in zip(names, cm):
+        for name, row in zip(names, cm, strict=True):
             writer.writerow([name, *row.tolist()])
     if png_path is None:
         return
@@ -113,7 +113,7 @@ def write_confusion_matrix(
         else:
             shown = cm.astype(np.float64)
     shown = np.nan_to_num(shown)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(names), 0.8 + 0.9 * len(names)))
     image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, shown.max()))
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -159,7 +159,7 @@ def plot_training_curves(csv_log, png_path, title: str = "") -> None:
     """
     log = read_training_log(csv_log)
     epochs = np.asarray(log.get("epoch", range(len(next(iter(log.values()))))), np.float64) + 1
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     panels = (
         ("loss", ("loss", "val_loss")),
@@ -173,7 +173,7 @@ def plot_training_curves(csv_log, png_path, title: str = "") -> None:
             ),
         ),
     )
-    for ax, (label, keys) in zip(axes, panels):
+    for ax, (label, keys) in zip(axes, panels, strict=True):
         for key in keys:
             if key in log:
                 ax.plot(
@@ -218,7 +218,7 @@ def plot_accuracy_vs_n(rows, csv_path, png_path, title: str = "") -> None:
         writer = csv.DictWriter(f, fieldnames=ACCURACY_VS_N_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for source in dict.fromkeys(r["source"] for r in rows):
         part = [r for r in rows if r["source"] == source]
@@ -269,7 +269,7 @@ def write_predictions(path, clip_ids, labels, probabilities) -> None:
     with open_csv(path) as f:
         writer = csv.writer(f)
         writer.writerow(PREDICTION_FIELDS)
-        for clip, label, probs in zip(clip_ids, labels, probabilities):
+        for clip, label, probs in zip(clip_ids, labels, probabilities, strict=True):
             writer.writerow(
                 [
                     clip,

@@ -3,7 +3,8 @@ own `VideoDemographics.csv`), the clip's sentence and intensity, model and human
 side on the same clips of each group.
 
 `emotf-evaluate` writes the result to `evaluation.json` ("by_group") and
-`accuracy_by_group.csv`. Human accuracy is correct responses / all responses (`emotf.evaluation.human`).
+`accuracy_by_group.csv`. Human accuracy is correct responses / all responses
+(`emotf.evaluation.human`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from emotf.corpora.cremad import INTENSITIES, data_path, parse_clip_name
+from emotf.corpora.votes import load_votes
+from emotf.evaluation.figures import open_csv, read_csv_rows
+from emotf.evaluation.human import human_accuracy
 
 GROUPINGS: tuple[str, ...] = ("sex", "age", "race", "ethnicity", "intensity", "sentence")
 UNKNOWN = "not in VideoDemographics.csv"
@@ -23,8 +27,6 @@ GROUP_FIELDS = ("grouping", "group", "num_clips", "model", "voice", "face", "aud
 def load_demographics(path: str | Path | None = None) -> dict[int, dict[str, str]]:
     """Actor id -> {"sex", "age" (decade band, e.g. "20-29"), "race", "ethnicity"} from
     `VideoDemographics.csv` (the shipped copy by default)."""
-    from emotf.evaluation.figures import read_csv_rows
-
     actors = {}
     for row in read_csv_rows(path if path else data_path("VideoDemographics.csv")):
         decade = int(row["Age"]) // 10 * 10
@@ -57,15 +59,12 @@ def accuracy_by_group(clip_ids, y_true, y_pred, votes=None, demographics=None) -
     Groups are sorted by name (intensity: LO, MD, HI, XX); a human accuracy is None where the
     vote table lacks the clips (clips outside CREMA-D) or has no responses.
     """
-    from emotf.corpora.votes import load_votes
-    from emotf.evaluation.human import human_accuracy
-
     votes = load_votes() if votes is None else votes
     clip_ids = [str(c) for c in clip_ids]
     correct = np.asarray(y_true, np.int64) == np.asarray(y_pred, np.int64)
     out: dict[str, dict] = {}
-    for grouping, labels in clip_groups(clip_ids, demographics).items():
-        labels = np.asarray(labels)
+    for grouping, names in clip_groups(clip_ids, demographics).items():
+        labels = np.asarray(names)
         table = {}
         order = {level: i for i, level in enumerate(INTENSITIES)} if grouping == "intensity" else {}
         for group in sorted(set(labels.tolist()), key=lambda g: (order.get(g, 0), g)):
@@ -91,8 +90,6 @@ def _finite(value) -> float | None:
 def write_group_table(path, by_group: dict) -> None:
     """`accuracy_by_group.csv`: one row per (grouping, group), accuracies as fractions
     (any `emotf.storage` path, written whole)."""
-    from emotf.evaluation.figures import open_csv
-
     with open_csv(path) as f:
         writer = csv.DictWriter(f, fieldnames=GROUP_FIELDS)
         writer.writeheader()

@@ -14,6 +14,8 @@ The votes are read by `emotf.corpora.votes`.
 
 from __future__ import annotations
 
+from typing import Any, Literal, overload
+
 import numpy as np
 
 from emotf.corpora.cremad import EMOTIONS
@@ -25,6 +27,24 @@ def _accuracy(labels: np.ndarray, counts: np.ndarray) -> float:
     if total == 0:
         return float("nan")
     return float(counts[np.arange(len(labels)), labels].sum() / total)
+
+
+@overload
+def human_accuracy(
+    votes: VoteTable, clip_ids=None, by_class: Literal[False] = False
+) -> dict[str, float]: ...
+
+
+@overload
+def human_accuracy(
+    votes: VoteTable, clip_ids=None, *, by_class: Literal[True]
+) -> dict[str, dict[str, float]]: ...
+
+
+@overload
+def human_accuracy(
+    votes: VoteTable, clip_ids=None, by_class: bool = False
+) -> dict[str, float] | dict[str, dict[str, float]]: ...
 
 
 def human_accuracy(
@@ -46,7 +66,7 @@ def human_accuracy(
     """
     table = votes if clip_ids is None else votes.select(clip_ids)
     modes = np.asarray(table.modes)
-    out = {}
+    out: dict[str, Any] = {}
     for mode in MODES:
         rows = modes == mode
         labels, counts = table.labels[rows], table.counts[rows]

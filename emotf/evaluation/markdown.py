@@ -71,7 +71,7 @@ def _labels_text(summary: dict) -> str:
         "intended": "intended (the file name's emotion)",
         "perceived": "perceived (the raters' audio-visual majority)",
     }
-    text = f"Labels: {names.get(labels, _text(labels))}."
+    text = f"Labels: {names.get(str(labels), _text(labels))}."
     agree = summary.get("label_agreement")
     if agree and agree.get("rate") is not None:
         missing = agree.get("without_votes") or 0
@@ -129,7 +129,8 @@ def render_markdown(summary: dict) -> str:
         "",
         "## Per fold",
         "",
-        "| fold | clips | N | best epoch | wall time (s) | emotf (%) | human voice (%) | human face (%) | human AV (%) |",
+        "| fold | clips | N | best epoch | wall time (s) | emotf (%) "
+        "| human voice (%) | human face (%) | human AV (%) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for fold in summary["per_fold"]:
@@ -153,7 +154,8 @@ def render_markdown(summary: dict) -> str:
                 "responses / all responses."
             ),
             "",
-            "| class | clips | emotf precision | emotf recall | emotf F1 | human voice | human face | human AV |",
+            "| class | clips | emotf precision | emotf recall | emotf F1 "
+            "| human voice | human face | human AV |",
             "|---|---|---|---|---|---|---|---|",
         ]
         humans = pooled.get("humans") or {}

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from emotf.corpora.cremad import EMOTIONS
 
@@ -60,7 +61,9 @@ def predict_clips(model, dataset) -> Predictions:
     Raises:
         ValueError: the dataset is empty, or only some of its batches carry clip ids.
     """
-    clip_ids, labels, probs = [], [], []
+    clip_ids: list[str] = []
+    labels: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
     with_ids = None
     for element in dataset:
         inputs, y, ids = _split_element(element)
@@ -100,8 +103,6 @@ def classification_report_dict(y_true, y_pred, class_names=EMOTIONS) -> dict:
         "support"}}, "macro_avg": {...}, "weighted_avg": {...}, "class_names": [...],
         "confusion_matrix": C x C list of ints (rows true, columns predicted)}.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
     y_true = np.asarray(y_true, np.int64).reshape(-1)
     y_pred = np.asarray(y_pred, np.int64).reshape(-1)
     if y_true.shape != y_pred.shape:

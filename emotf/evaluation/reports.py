@@ -6,14 +6,15 @@ each `fold-K/` run's metrics (test-fold accuracy, labels, label agreement, wall 
 per-clip predictions (needed for the human baseline on the same clips, the pooled confusion
 matrix and the pooled extras) and accuracy-vs-N rows. It writes the one CV summary,
 `cv_report.md`, `cv_report.json` and `figures/*.png`, into `out` (default CV_DIR):
-`emotf.training.train.train_all_folds` writes it after the folds, `emotf-evaluate --cv-dir` rewrites it.
+`emotf.training.train.train_all_folds` writes it after the folds, `emotf-evaluate --cv-dir`
+rewrites it.
 With `records` (or `evaluate=True` and the records named in the runs' config), folds without
 predictions are evaluated first. The pooled extras follow `ReportExtras`; one that cannot be
 computed is left out with a printed `ReportWarning`.
 
 The human baseline is CREMA-D's crowd-sourced votes on the clips with the same ids (see
-`emotf.evaluation.human`): on the synthetic sample those ids are real CREMA-D names, so the human figures
-are the real clips' votes while the model saw generated media.
+`emotf.evaluation.human`): on the synthetic sample those ids are real CREMA-D names, so the
+human figures are the real clips' votes while the model saw generated media.
 """
 
 from __future__ import annotations

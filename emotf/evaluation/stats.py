@@ -15,9 +15,13 @@ accuracy 96 % of the time with 9 actors, where a percentile bootstrap over actor
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from scipy import stats
 
 from emotf.corpora.cremad import parse_clip_name
+from emotf.corpora.votes import MODES
 
 METHOD = (
     "t interval (k - 1 df) on the actor-clustered, linearised standard error of the ratio accuracy"
@@ -29,8 +33,6 @@ def _interval(
 ) -> dict:
     """estimate +- t * SE, clipped to `bounds` (an accuracy stays in [0, 1]); `residuals` are
     the per-actor linearised terms already divided by the ratio's denominator total."""
-    from scipy import stats
-
     k = len(residuals)
     out = {"estimate": estimate, "low": None, "high": None, "level": level}
     if k < 2 or not np.isfinite(estimate):
@@ -56,7 +58,8 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
     Args:
         clip_ids: M distinct CREMA-D clip names (the actor is read from the name).
         correct: bool [M], the model right on each clip.
-        votes: an `emotf.corpora.votes.VoteTable` holding every clip, or None for no human intervals.
+        votes: an `emotf.corpora.votes.VoteTable` holding every clip, or None for no human
+            intervals.
         level: two-sided confidence level.
 
     Returns:
@@ -82,11 +85,13 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
         np.bincount(index, weights=correct, minlength=k),
         np.bincount(index, minlength=k).astype(float),
     )
-    out = {"method": METHOD, "actors": k, "model": _interval(model, model_res, level)}
+    out: dict[str, Any] = {
+        "method": METHOD,
+        "actors": k,
+        "model": _interval(model, model_res, level),
+    }
     if votes is None:
         return out
-    from emotf.corpora.votes import MODES
-
     table = votes.select(clip_ids)
     actor_of = dict(zip(clip_ids, index, strict=True))
     rows = np.array([actor_of[c] for c in table.clip_ids], dtype=np.int64)

@@ -18,8 +18,13 @@ import numpy as np
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
 from emotf.corpora.cremad import EMOTIONS
+from emotf.corpora.votes import load_votes
+from emotf.evaluation.calibration import calibration_summary, plot_reliability
 from emotf.evaluation.figures import json_safe, write_confusion_matrix, write_predictions
+from emotf.evaluation.groups import accuracy_by_group, write_group_table
+from emotf.evaluation.human import human_accuracy
 from emotf.evaluation.metrics import clip_metrics
+from emotf.evaluation.stats import actor_intervals
 from emotf.runs.folder import EvaluationDir
 from emotf.storage import write_json
 
@@ -67,9 +72,6 @@ def model_vs_humans(clip_ids, y_true, y_pred, votes=None) -> dict:
     Raises:
         KeyError: a clip has no votes in the table.
     """
-    from emotf.corpora.votes import load_votes
-    from emotf.evaluation.human import human_accuracy
-
     votes = votes if votes is not None else load_votes()
     y_true = np.asarray(y_true, np.int64)
     y_pred = np.asarray(y_pred, np.int64)
@@ -87,8 +89,6 @@ def model_vs_humans(clip_ids, y_true, y_pred, votes=None) -> dict:
 def group_table(clip_ids, labels, predicted, votes, csv_path, what: str) -> dict | None:
     """Accuracy by actor group and clip intensity (model and raters), also written to
     `csv_path`; None, with a `ReportWarning` naming `what`, for names that are not CREMA-D's."""
-    from emotf.evaluation.groups import accuracy_by_group, write_group_table
-
     try:
         table = accuracy_by_group(clip_ids, labels, predicted, votes)
     except ValueError as err:  # names that are not CREMA-D clip names
@@ -105,9 +105,6 @@ def accuracy_intervals(clip_ids, labels, predicted, votes=None) -> dict | None:
     Returns None (with a `ReportWarning`) for names that are not CREMA-D clip names or
     repeated clips; the model's interval only (with a warning) when some clips have no votes.
     """
-    from emotf.corpora.votes import load_votes
-    from emotf.evaluation.stats import actor_intervals
-
     correct = np.asarray(labels) == np.asarray(predicted)
     try:
         try:
@@ -151,8 +148,6 @@ def summarize_predictions(
     )
     report["calibration"] = None
     if extras.calibration:
-        from emotf.evaluation.calibration import calibration_summary, plot_reliability
-
         try:
             report["calibration"] = calibration_summary(labels, probabilities)
             plot_reliability(report["calibration"], files.reliability_png, title=title)

@@ -2,7 +2,7 @@
 
 Layout read: `DATA/VideoFlash/<clip>.flv` and `DATA/AudioWAV/<clip>.wav`. Layout written::
 
-    OUT/fold-K-of-10-SSSSS.tfrecord   one Example per clip (emotf.records.example), clips of fold K only
+    OUT/fold-K-of-10-SSSSS.tfrecord   one Example per clip (emotf.records.example), fold K only
     OUT/fold-K-of-10-SSSSS.json       sidecar: the shard's planned clips, clips written,
                                       skipped clips with reasons, notes, detector statistics
     OUT/manifest.json                 written last: everything aggregated, the settings
@@ -16,12 +16,15 @@ name and renamed into place; its sidecar is written (also atomically) after that
 complete iff its sidecar exists and the file still has the size and SHA-256 the sidecar
 recorded. A rerun skips complete shards and rebuilds the others (missing, truncated, corrupted):
 no clip is lost or written twice. A rerun with settings that change record content is refused,
-naming each change (`--overwrite` starts the folder afresh). The bad-input policy is documented in docs/build_records.md.
-The per-clip work (decode, track faces, encode one Example) and the worker pool that runs it
-live in `emotf.records.clip_worker`, the shard writer in `emotf.records.shards`; this module
-plans, runs the clips (the local worker pool, or an Apache Beam pipeline with `runner="beam"`:
-`emotf.records.beam_build`, the same per-clip function and shard writer) and writes the
-manifest (the sidecars aggregated by `emotf.records.summary`). DATA and OUT may be local folders or URLs (`gs://...`, `emotf.storage`).
+naming each change (`--overwrite` starts the folder afresh). The bad-input policy is documented
+in docs/build_records.md; the file names live in `emotf.records.folder`, the arguments
+(`BuildConfig`) in `emotf.records.config`. The per-clip work (decode, track faces, encode one
+Example) and the worker pool that runs it live in `emotf.records.clip_worker`, the shard writer
+in `emotf.records.shards`; this module plans, runs the clips (the local worker pool, or an
+Apache Beam pipeline with `runner="beam"`: `emotf.records.beam_build`, the same per-clip
+function and shard writer) and has the manifest written (the sidecars aggregated by
+`emotf.records.manifest_writer`). DATA and OUT may be local folders or URLs (`gs://...`,
+`emotf.storage`).
 """
 
 from __future__ import annotations
@@ -29,180 +32,28 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from emotf import keys
-from emotf.bounds import bounded, check_bounds
-from emotf.configs import (
-    MAX_SAMPLE_RATE,
-    MAX_SEED,
-    MAX_TIMEOUT_SECONDS,
-    MIN_SAMPLE_RATE,
-    Config,
-)
 from emotf.corpora.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 from emotf.records import manifest as records_manifest
 from emotf.records.clip_worker import ClipResult, ClipRunner, ClipTask
-from emotf.records.faces import FaceTrackerConfig
+from emotf.records.config import BuildConfig, clip_settings, record_settings
+from emotf.records.folder import RecordsFolder
 from emotf.records.lock import hold as hold_lock
-from emotf.records.preprocess import MAX_CLIP_SECONDS, ClipSettings
+from emotf.records.manifest_writer import write_manifest
 from emotf.records.resume import check_out_dir, clear_outputs, clear_temporary, shard_state
-from emotf.records.shards import sidecar_path, sidecar_warnings, write_shard
-from emotf.records.summary import make_manifest
-from emotf.storage import StoragePath, as_path, read_json, write_json
-from emotf.system import available_cpus
+from emotf.records.shards import sidecar_warnings, write_shard
+from emotf.storage import StoragePath, as_path, read_json
 
 VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
 VIDEO_EXT, AUDIO_EXT = ".flv", ".wav"
-MANIFEST = records_manifest.MANIFEST
-RUNNERS = ("local", "beam")
-MAX_WORKERS = 1024
 BEAM_MISSING = '--runner beam needs Apache Beam: pip install "emotf[beam]"'
 PROG = "emotf-build-records"  # the console script: the start of every line printed to stderr
 
 
-@dataclass(frozen=True)
-class BuildConfig(Config):
-    """Arguments of one build (flags of `emotf-build-records` map onto these fields; each
-    field's description is its `help`).
-
-    `workers` defaults to the CPUs this process may run on (`os.sched_getaffinity`, else
-    `os.cpu_count()`); 1 runs the clips in this process; with `runner="beam"` it is the
-    DirectRunner's worker processes. `max_duration_s` skips e.g. 1064_IEO_DIS_MD, one minute of
-    every emotion under one label. `verify_media` costs ~0.1 % of build time
-    (docs/build_records.md). Either runner finishes the other's folder: `runner` is not a
-    record setting. `beam_options` are shell words (e.g. "--runner=DataflowRunner --project=P
-    --region=R --temp_location=gs://B/tmp") that override the local default (DirectRunner,
-    multi_processing, `workers` processes).
-    """
-
-    data_dir: str = bounded(
-        nonempty=True,
-        help="folder with `VideoFlash/` and `AudioWAV/` (local, or a URL such as gs://...)",
-    )
-    out_dir: str = bounded(
-        nonempty=True,
-        help="output folder (created; reruns resume in it; local, or a URL such as gs://...)",
-    )
-    workers: int = bounded(
-        default_factory=available_cpus,
-        ge=1,
-        le=MAX_WORKERS,
-        help="clip-processing processes (default: the CPUs this process may use; 1 = in this "
-        "process)",
-    )
-    clips_per_shard: int = bounded(
-        64, ge=1, le=100_000, help="clips per shard (each shard holds one fold)"
-    )
-    strict: bool = bounded(False, help="exit non-zero when anything was skipped")
-    fold_seed: int = bounded(
-        0,
-        ge=0,
-        le=MAX_SEED,
-        help="seed of the actors' fold assignment (emotf.corpora.cremad.canonical_folds)",
-    )
-    stratify_by_sex: bool = bounded(
-        False,
-        help="balance the actors' sexes over the folds (emotf.corpora.cremad.canonical_folds)",
-    )
-    limit: int | None = bounded(
-        None, ge=1, le=10_000_000, help="only the first `limit` clips by name (smoke runs)"
-    )
-    tracker: FaceTrackerConfig = bounded(
-        FaceTrackerConfig(), help="face detection, tracking and crop settings"
-    )
-    min_duration_s: float = bounded(
-        0.5,
-        ge=0.0,
-        le=MAX_CLIP_SECONDS,
-        help="clips shorter than this (audio or video, seconds) are skipped",
-    )
-    max_duration_s: float = bounded(
-        10.0,
-        gt=0.0,
-        le=MAX_CLIP_SECONDS,
-        help="clips longer than this (audio or video, seconds) are skipped",
-    )
-    sample_rate: int = bounded(
-        keys.AUDIO_SAMPLE_RATE_HZ,
-        ge=MIN_SAMPLE_RATE,
-        le=MAX_SAMPLE_RATE,
-        help="audio rate stored (Hz)",
-    )
-    progress: bool = bounded(True, help="show a tqdm progress bar")
-    overwrite: bool = bounded(
-        False,
-        help="delete the folder's shards, sidecars and manifest first (a rebuild with "
-        "other settings); otherwise such a rerun is refused",
-    )
-    verify_media: bool = bounded(
-        True, help="check each clip's FLV and WAV against the official CREMA-D checksums"
-    )
-    runner: str = bounded(
-        "local",
-        choices=RUNNERS,
-        help="local (a pool of worker processes) or beam (an Apache Beam pipeline, one element "
-        'per shard; needs pip install "emotf[beam]")',
-    )
-    beam_options: str = bounded(
-        "", help='Beam pipeline options for runner beam, as shell words ("--runner=... ...")'
-    )
-    worker_timeout_seconds: float = bounded(
-        1800.0,
-        gt=0.0,
-        le=MAX_TIMEOUT_SECONDS,
-        help="deadline for one clip (local workers) or one shard bundle (Beam) before it is "
-        "reported and skipped/failed",
-    )
-
-    def __post_init__(self):
-        check_bounds(self)
-        if isinstance(self.tracker, Mapping):
-            object.__setattr__(self, "tracker", FaceTrackerConfig.from_dict(self.tracker))
-        if not isinstance(self.tracker, FaceTrackerConfig):
-            raise ValueError(
-                "BuildConfig.tracker must be a FaceTrackerConfig or a JSON object of "
-                f"its fields. Received: tracker={self.tracker!r}"
-            )
-        if not self.min_duration_s <= self.max_duration_s:
-            raise ValueError(
-                "BuildConfig.min_duration_s must be at most max_duration_s. Received: "
-                f"min_duration_s={self.min_duration_s}, "
-                f"max_duration_s={self.max_duration_s}"
-            )
-
-
-def clip_settings(config: BuildConfig) -> ClipSettings:
-    """The clip-preprocessing settings of a build (`emotf.records.preprocess`, shared with
-    emotf-predict): written into the manifest as `clip_settings` and copied into the model."""
-    return ClipSettings(
-        tracker=config.tracker,
-        sample_rate=config.sample_rate,
-        min_duration_s=config.min_duration_s,
-        max_duration_s=config.max_duration_s,
-    )
-
-
-def record_settings(config: BuildConfig) -> dict:
-    """The settings that change what a record holds (its bytes, its fold, which clips pass):
-    recorded with their hash in every sidecar and the manifest; a rerun must match them.
-    The preprocessing part is exactly `clip_settings(config).to_dict()`."""
-    return {
-        "schema_version": keys.SCHEMA_VERSION,
-        **clip_settings(config).to_dict(),
-        "fold_seed": config.fold_seed,
-        "stratify_by_sex": config.stratify_by_sex,
-    }
-
-
 # --------------------------------------------------------------------------------------------
 # The plan
-
-
-def shard_name(fold: int, index: int) -> str:
-    return f"fold-{fold}-of-{NUM_FOLDS}-{index:05d}"
 
 
 def _clip_files(folder: StoragePath, ext: str, skipped: list[dict]) -> dict[str, StoragePath]:
@@ -247,6 +98,7 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
     videos = _clip_files(data / VIDEO_DIR, VIDEO_EXT, skipped)
     audios = _clip_files(data / AUDIO_DIR, AUDIO_EXT, skipped)
     folds = canonical_folds(config.fold_seed, config.stratify_by_sex)
+    settings = clip_settings(config)  # one object, carried by every task to its worker
     clips = []
     for clip_id in sorted(set(videos) | set(audios)):
         if clip_id not in videos:
@@ -274,15 +126,13 @@ def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
                     fold=fold,
                     video=str(paths["video"]),
                     audio=str(paths.get("audio", data / AUDIO_DIR / f"{clip_id}{AUDIO_EXT}")),
-                    sample_rate=config.sample_rate,
-                    min_duration_s=config.min_duration_s,
-                    max_duration_s=config.max_duration_s,
-                    tracker=config.tracker,
+                    settings=settings,
                     verify_media=config.verify_media,
                 )
                 for _, clip_id, paths in in_fold[start : start + config.clips_per_shard]
             ]
-            shards.append({"name": shard_name(fold, index), "fold": fold, "clips": tasks})
+            name = RecordsFolder.shard_name(fold, index)
+            shards.append({"name": name, "fold": fold, "clips": tasks})
     return shards, skipped
 
 
@@ -367,6 +217,7 @@ def _build_locked(
     config: BuildConfig, out: StoragePath, stop_after_shards: int | None, beam, prog: str = PROG
 ) -> dict:
     started = time.time()
+    folder = RecordsFolder(out)
     shards, plan_skipped = plan_build(config)
     settings = record_settings(config)
     digest = records_manifest.settings_hash(settings)
@@ -387,15 +238,16 @@ def _build_locked(
         if state is None:
             continue
         if state:
-            _warn(f"WARNING {out / (shard['name'] + '.tfrecord')}: {state} -> rebuilt", None, prog)
+            path = folder.shard_path(shard["name"])
+            _warn(f"WARNING {path}: {state} -> rebuilt", None, prog)
         todo.append(shard)
-    (out / MANIFEST).unlink(missing_ok=True)  # written last, once every shard is in place
+    folder.manifest_path.unlink(missing_ok=True)  # written last, once every shard is in place
     clear_temporary(out)  # what an interrupted build left (we hold the folder)
     if beam is not None:
         beam.run_pipeline(config, str(out), todo, settings, digest)
         clear_temporary(out)  # what failed or retried bundles left (their shards are redone)
         for shard in todo:
-            path = sidecar_path(out, shard["name"])
+            path = folder.sidecar_path(shard["name"])
             if not path.is_file():
                 raise RuntimeError(
                     f"{path}: missing after the Beam pipeline finished: shard {shard['name']} "
@@ -406,11 +258,7 @@ def _build_locked(
                 _warn(line, None, prog)
     else:
         _write_local(config, out, todo, settings, digest, stop_after_shards, prog)
-    manifest = make_manifest(
-        config, shards, plan_skipped, time.time() - started, settings, clip_settings(config)
-    )
-    write_json(out / MANIFEST, manifest)
-    return manifest
+    return write_manifest(config, shards, plan_skipped, time.time() - started)
 
 
 def _write_local(

@@ -44,8 +44,8 @@ class ClipTask:
         clip_id: the CREMA-D clip id (the file stem).
         fold: the fold the record goes to.
         video, audio: the clip's FLV and WAV paths (the WAV may not exist).
-        sample_rate, min_duration_s, max_duration_s, tracker: the record settings
-            (`emotf.records.preprocess.ClipSettings`).
+        settings: how the clip becomes a record: the build's one `ClipSettings`
+            (`emotf.records.config.clip_settings`).
         verify_media: also check both files against the official checksums.
     """
 
@@ -53,10 +53,7 @@ class ClipTask:
     fold: int
     video: str
     audio: str
-    sample_rate: int = 16000
-    min_duration_s: float = 0.0
-    max_duration_s: float | None = None
-    tracker: FaceTrackerConfig = field(default_factory=FaceTrackerConfig)
+    settings: ClipSettings = field(default_factory=ClipSettings)
     verify_media: bool = False
 
 
@@ -184,13 +181,8 @@ def _process_clip(task: ClipTask) -> ClipResult:
     try:
         name = parse_clip_name(clip_id)
         # The one preprocessing contract (emotf.records.preprocess), shared with emotf-predict.
-        settings = ClipSettings(
-            tracker=task.tracker,
-            sample_rate=task.sample_rate,
-            min_duration_s=task.min_duration_s,
-            max_duration_s=task.max_duration_s,
-        )
-        tracker = _TRACKER or FaceTracker(task.tracker)
+        settings = task.settings
+        tracker = _TRACKER or FaceTracker(settings.tracker)
         try:
             clip = read_clip(video_path, audio_path, settings, tracker, window_seconds=window_s)
         except (NoFaceError, ClipError) as error:
@@ -214,7 +206,7 @@ def _process_clip(task: ClipTask) -> ClipResult:
             face_boxes=normalized_boxes(clip.boxes, *clip.source_size),
             face_detected=clip.detected,
             source_size=clip.source_size,
-            sample_rate=task.sample_rate,
+            sample_rate=settings.sample_rate,
             pcm16=clip.pcm16,
         )
         stats = dict(clip.stats, frames=len(clip.crops), frames_detected=int(clip.detected.sum()))

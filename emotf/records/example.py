@@ -1,6 +1,7 @@
 """Write and parse emotf clip records (one `tf.train.Example` per clip).
 
-The layout is documented in `tfrecords_spec/SPEC.md`; key strings live in `emotf.keys`.
+The layout is declared once in `emotf.records.schema` (shown in `tfrecords_spec/SPEC.md`; key
+strings live in `emotf.keys`).
 `make_example` is a pure function (arrays in, Example out); file I/O and sharding live in
 `emotf.records.build`. `parse_example` is the one public parser used by the pipeline, the
 evaluation and the tests.
@@ -14,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from emotf import keys
+from emotf.records import schema
+from emotf.records.schema import FEATURE_SPEC
 
 
 @dataclass(frozen=True)
@@ -45,20 +48,8 @@ class ClipRecord:
     pcm16: np.ndarray
 
 
-def _bytes(values) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
-
-
-def _ints(values) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-
-
-def _floats(values) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
-
-
 def make_example(clip: ClipRecord) -> tf.train.Example:
-    """Serialise a clip into a `tf.train.Example` following the spec."""
+    """Serialise a clip into a `tf.train.Example` following the schema (`emotf.records.schema`)."""
     num_frames = len(clip.frames_jpeg)
     boxes = np.asarray(clip.face_boxes, np.float32).reshape(-1, 4)
     detected = np.asarray(clip.face_detected).reshape(-1)
@@ -73,43 +64,25 @@ def make_example(clip: ClipRecord) -> tf.train.Example:
             f"{clip.clip_id}: pcm16 must be 1-D int16. Received: dtype={pcm.dtype}, "
             f"shape={pcm.shape}"
         )
-    feature = {
-        keys.SCHEMA_VERSION_KEY: _ints([keys.SCHEMA_VERSION]),
-        keys.CLIP_ID: _bytes([clip.clip_id.encode()]),
-        keys.ACTOR_ID: _ints([clip.actor_id]),
-        keys.SENTENCE: _bytes([clip.sentence.encode()]),
-        keys.EMOTION: _bytes([clip.emotion.encode()]),
-        keys.LABEL: _ints([clip.label]),
-        keys.INTENSITY: _bytes([clip.intensity.encode()]),
-        keys.FOLD: _ints([clip.fold]),
-        keys.VIDEO_FPS: _floats([clip.fps]),
-        keys.VIDEO_FRAMES: _bytes(clip.frames_jpeg),
-        keys.VIDEO_FACE_BOXES: _floats(boxes.reshape(-1)),
-        keys.VIDEO_FACE_DETECTED: _ints(detected),
-        keys.VIDEO_SOURCE_SIZE: _ints(clip.source_size),
-        keys.AUDIO_SAMPLE_RATE: _ints([clip.sample_rate]),
-        keys.AUDIO_PCM16: _bytes([pcm.astype("<i2").tobytes()]),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-FEATURE_SPEC = {
-    keys.SCHEMA_VERSION_KEY: tf.io.FixedLenFeature([], tf.int64),
-    keys.CLIP_ID: tf.io.FixedLenFeature([], tf.string),
-    keys.ACTOR_ID: tf.io.FixedLenFeature([], tf.int64),
-    keys.SENTENCE: tf.io.FixedLenFeature([], tf.string),
-    keys.EMOTION: tf.io.FixedLenFeature([], tf.string),
-    keys.LABEL: tf.io.FixedLenFeature([], tf.int64),
-    keys.INTENSITY: tf.io.FixedLenFeature([], tf.string),
-    keys.FOLD: tf.io.FixedLenFeature([], tf.int64),
-    keys.VIDEO_FPS: tf.io.FixedLenFeature([], tf.float32),
-    keys.VIDEO_FRAMES: tf.io.VarLenFeature(tf.string),
-    keys.VIDEO_FACE_BOXES: tf.io.VarLenFeature(tf.float32),
-    keys.VIDEO_FACE_DETECTED: tf.io.VarLenFeature(tf.int64),
-    keys.VIDEO_SOURCE_SIZE: tf.io.FixedLenFeature([2], tf.int64),
-    keys.AUDIO_SAMPLE_RATE: tf.io.FixedLenFeature([], tf.int64),
-    keys.AUDIO_PCM16: tf.io.FixedLenFeature([], tf.string),
-}
+    return schema.encode(
+        {
+            keys.SCHEMA_VERSION_KEY: keys.SCHEMA_VERSION,
+            keys.CLIP_ID: clip.clip_id,
+            keys.ACTOR_ID: clip.actor_id,
+            keys.SENTENCE: clip.sentence,
+            keys.EMOTION: clip.emotion,
+            keys.LABEL: clip.label,
+            keys.INTENSITY: clip.intensity,
+            keys.FOLD: clip.fold,
+            keys.VIDEO_FPS: clip.fps,
+            keys.VIDEO_FRAMES: clip.frames_jpeg,
+            keys.VIDEO_FACE_BOXES: boxes,
+            keys.VIDEO_FACE_DETECTED: detected,
+            keys.VIDEO_SOURCE_SIZE: clip.source_size,
+            keys.AUDIO_SAMPLE_RATE: clip.sample_rate,
+            keys.AUDIO_PCM16: pcm.astype("<i2").tobytes(),
+        }
+    )
 
 
 # Parsed (derived) keys and the stored key each one is computed from.
@@ -164,7 +137,9 @@ def parse_example(serialized: tf.Tensor, keys_to_parse=None) -> dict[str, tf.Ten
     version_ok = tf.debugging.assert_equal(
         parsed[keys.SCHEMA_VERSION_KEY],
         tf.constant(keys.SCHEMA_VERSION, tf.int64),
-        message=f"record schema_version differs from the version emotf reads ({keys.SCHEMA_VERSION})",
+        message=(
+            f"record schema_version differs from the version emotf reads ({keys.SCHEMA_VERSION})"
+        ),
     )
     out = {}
     for key, value in parsed.items():
@@ -172,8 +147,10 @@ def parse_example(serialized: tf.Tensor, keys_to_parse=None) -> dict[str, tf.Ten
             value = value.to_tensor()
         if key in wanted or key == keys.SCHEMA_VERSION_KEY:
             out[key] = value
-    if keys.VIDEO_FACE_BOXES in out:
-        out[keys.VIDEO_FACE_BOXES] = tf.reshape(out[keys.VIDEO_FACE_BOXES], [-1, 4])
+    for key in list(out):  # a sequence of items of more than one value: [T, *item_shape]
+        feature = schema.BY_KEY.get(key)
+        if feature is not None and feature.kind == "sequence" and feature.item_shape:
+            out[key] = tf.reshape(out[key], [-1, *feature.item_shape])
     if keys.PARSED_NUM_FRAMES in wanted:
         out[keys.PARSED_NUM_FRAMES] = tf.shape(parsed[keys.VIDEO_FRAMES])[0]
     if keys.PARSED_WAVEFORM in wanted or keys.PARSED_NUM_SAMPLES in wanted:

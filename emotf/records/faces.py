@@ -360,7 +360,9 @@ class FaceTracker:
             for start in range(0, len(rest), 16):
                 chunk = rest[start : start + 16]
                 stats["detector_images"] += len(chunk)
-                for j, candidates in zip(chunk, self.detect([frames[j] for j in chunk], rescale)):
+                for j, candidates in zip(
+                    chunk, self.detect([frames[j] for j in chunk], rescale), strict=True
+                ):
                     box = pick_face(candidates, None)
                     if box is not None:
                         raw[j] = box
@@ -385,7 +387,9 @@ def crop_faces(frames: np.ndarray, boxes: np.ndarray, size: int = 224) -> np.nda
     import cv2
 
     out = np.empty((len(frames), size, size, 3), np.uint8)
-    for i, (frame, (x0, y0, x1, y1)) in enumerate(zip(frames, np.asarray(boxes, np.float64))):
+    for i, (frame, (x0, y0, x1, y1)) in enumerate(
+        zip(frames, np.asarray(boxes, np.float64), strict=True)
+    ):
         sx = size / max(x1 - x0, 1e-6)
         sy = size / max(y1 - y0, 1e-6)
         matrix = np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]], np.float64)

@@ -2,6 +2,8 @@
 capture device `/dev/videoN` or a stream URL, demuxed in one pass (video and audio) on a
 thread, every wait with a deadline. `ClipReader` (`emotf.records.preprocess`) opens them with
 `open_live`, so a stream goes through the same frame grid, face tracker and windows as a file.
+A capture device is read through the system `ffmpeg` (camera and microphone muxed to MPEG-TS
+in a child process: `emotf.records.capture`), whose output is demuxed like standard input.
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from emotf.records.capture import (
+    DEFAULT_MICROPHONE,
+    Capture,
+    check_device,
+    find_ffmpeg,
+    microphone_problem,
+)
 from emotf.records.decode import AudioStream, VideoInfo, on_grid
 from emotf.records.media import MediaError, frame_to_rgb, pcm_to_float
 
@@ -65,14 +73,18 @@ class LiveSource:
 
     Attributes:
         spec: what the user gave.
-        timeout_s: the longest wait for data (opening included) before the stream ends with
-            an error naming the source.
+        timeout_s: the longest wait for data (opening included; a capture device's first
+            packet) before the stream ends with an error naming the source.
         format: the container format to expect (`mpegts`, `matroska`, ...); None: probed.
+            None for a capture device (ffmpeg sends MPEG-TS).
+        microphone: the ALSA device a capture device is read with (`default`; "none" is
+            refused: the model needs the speech); only for a capture device.
     """
 
     spec: str
     timeout_s: float = 10.0
     format: str | None = None
+    microphone: str = DEFAULT_MICROPHONE
 
     def __post_init__(self):
         if not isinstance(self.spec, str) or not self.spec:
@@ -86,6 +98,20 @@ class LiveSource:
         if not 0.1 <= float(self.timeout_s) <= 3600:
             raise ValueError(
                 f"the live timeout must be 0.1 to 3600 seconds. Received: timeout={self.timeout_s}"
+            )
+        if self.kind == "device":
+            problem = microphone_problem(self.microphone)
+            if problem:
+                raise ValueError(problem)
+            if self.format is not None:
+                raise ValueError(
+                    "a capture device is read through ffmpeg as MPEG-TS: give it no container "
+                    f"format. Received: format={self.format!r}"
+                )
+        elif self.microphone != DEFAULT_MICROPHONE:
+            raise ValueError(
+                "a microphone is for a capture device (/dev/videoN) only: '-' and URLs bring "
+                f"their own audio track. Received: microphone={self.microphone!r}"
             )
 
     @property
@@ -106,31 +132,32 @@ class LiveSource:
     def __str__(self) -> str:
         return self.spec
 
+    def check(self) -> None:
+        """Refuse now, before anything starts, a capture device that cannot be read: not a
+        capture device, or no `ffmpeg` to read it (MediaError naming the source). Other
+        sources are checked when opened."""
+        if self.kind == "device":
+            check_device(self.spec)
+            find_ffmpeg(self.spec)
+
 
 _PIPE_RECIPE = (
-    "ffmpeg -f v4l2 -i /dev/video0 -f alsa -i default -c:v libx264 -preset ultrafast "
-    "-tune zerolatency -c:a aac -f mpegts - | emotf-predict --model M --live -"
+    "ffmpeg -re -i talk.mp4 -c:v libx264 -preset ultrafast -tune zerolatency -c:a aac "
+    "-f mpegts - | emotf-predict --model M --live -"
 )
 
 
-def _open_live_container(source: LiveSource):
-    """The opened container (in the demux thread). Raises MediaError naming the source."""
+def _open_live_container(source: LiveSource, fd: int | None = None):
+    """The opened container (in the demux thread): standard input, file descriptor `fd` (a
+    capture child's MPEG-TS output) or the URL. Raises MediaError naming the source."""
     import av
 
     options = dict(LIVE_PROBE)
-    kind, name = source.kind, source.label
-    if kind == "device":
-        if not Path(source.spec).exists():
-            raise MediaError(name, "no such capture device")
-        if "v4l2" not in av.formats_available and "video4linux2" not in av.formats_available:
-            raise MediaError(
-                name,
-                "this PyAV build reads no capture devices (no v4l2), and a "
-                "webcam has no sound: pipe camera and microphone in as one "
-                f"stream: {_PIPE_RECIPE}",
-            )
-    url = "pipe:0" if kind == "stdin" else source.spec
-    fmt = source.format or ("v4l2" if kind == "device" else None)
+    name = source.label
+    if fd is not None:
+        url, fmt = f"pipe:{fd}", "mpegts"
+    else:
+        url, fmt = ("pipe:0" if source.kind == "stdin" else source.spec), source.format
     try:
         return av.open(
             url, format=fmt, options=options, timeout=(source.timeout_s, source.timeout_s)
@@ -153,9 +180,14 @@ class LiveFeed:
     sample 0 and grid frame 0 are the same instant, as in a file. Items of the other kind met
     on the way are held (bounded: `LIVE_MAX_SKEW_S`, `LIVE_MAX_HELD_BYTES`).
 
+    A capture device is read from its `ffmpeg` child (`emotf.records.capture.Capture`),
+    started by `wait_open` and stopped by `close`; when the child fails, the error is its own
+    (exit status and standard error, one line), not the stream's.
+
     Attributes:
         stats: "max_video_held" / "max_audio_held_s" (items held by the router),
             "packets_dropped" (undecodable packets skipped: a lossy network).
+        capture: the capture child of a device (None for other sources).
     """
 
     def __init__(self, source: LiveSource):
@@ -172,6 +204,8 @@ class LiveFeed:
         self.audio_rate = 0  # set once open
         self.last_video_time = self.last_audio_time = None
         self.stats = {"max_video_held": 0, "max_audio_held_s": 0.0, "packets_dropped": 0}
+        self.capture: Capture | None = None
+        self._fd: int | None = None  # the capture child's output
         self.thread = threading.Thread(target=self._run, daemon=True, name="emotf-live-demux")
 
     # -- the demux thread --------------------------------------------------------------------
@@ -189,7 +223,7 @@ class LiveFeed:
 
     def _run(self) -> None:
         try:
-            container = _open_live_container(self.source)
+            container = _open_live_container(self.source, self._fd)
         except BaseException as error:  # noqa: BLE001 - handed to the main thread
             self._put(("error", error))
             return
@@ -301,14 +335,24 @@ class LiveFeed:
     # -- the main thread ---------------------------------------------------------------------
 
     def wait_open(self) -> dict:
-        """Start the thread; the stream's parameters once it is open. Raises MediaError."""
+        """Start the capture child (a device) and the thread; the stream's parameters once it
+        is open. Raises MediaError."""
+        if self.source.kind == "device":
+            self.capture = Capture(self.source.spec, self.source.microphone)
+            self._fd = self.capture.start()
         self.thread.start()
         kind, payload = self._take()
         if kind == "error":
-            raise payload
+            raise self._child_failure() or payload
         if kind != "open":
-            raise MediaError(self.source.label, "the stream ended before it started")
+            raise self._child_failure() or MediaError(
+                self.source.label, "the stream ended before it started"
+            )
         return payload
+
+    def _child_failure(self) -> MediaError | None:
+        """The capture child's failure, when it failed (see `Capture.failure`)."""
+        return self.capture.failure() if self.capture is not None else None
 
     def _take(self):
         import queue
@@ -330,9 +374,12 @@ class LiveFeed:
         kind, payload = self._take()
         if kind == "error":
             self.ended = True
-            raise payload
+            raise self._child_failure() or payload
         if kind in ("end", "open"):
             self.ended = kind == "end"
+            failure = self._child_failure() if self.ended else None
+            if failure is not None:  # a device unplugged, ffmpeg killed: not a normal end
+                raise failure
             return
         t, data = payload
         if kind == "video":
@@ -379,10 +426,16 @@ class LiveFeed:
                 self._pump()
 
     def close(self) -> None:
-        """Stop the thread (it closes the container); a thread blocked in a read that never
-        returns is a daemon: it ends with the process."""
+        """Stop the thread (it closes the container) and the capture child; a thread blocked
+        in a read that never returns is a daemon: it ends with the process."""
         self.stop.set()
         self.ended = True
+        if self.capture is not None:
+            self.capture.stop()  # its output ends: the thread's read returns
+            if self.thread.is_alive():
+                self.thread.join(timeout=_POLL_S * 5)
+            if not self.thread.is_alive():
+                self.capture.close_output()
 
 
 def open_live(

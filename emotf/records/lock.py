@@ -3,8 +3,8 @@
 `hold(out)` takes an exclusive `flock` on the lock file, writes its pid into it and removes it
 on exit. A lock whose process is alive refuses a second build; a lock left by a process that
 died (SIGKILL, power loss) is taken over, with a note; the flock makes the takeover safe when
-several builds start at once. Only the pid is recorded, so a folder shared between machines (NFS) is not
-protected across hosts; the lock names the host so that case is at least visible.
+several builds start at once. Only the pid is recorded, so a folder shared between machines
+(NFS) is not protected across hosts; the lock names the host so that case is at least visible.
 
 Nothing here waits (its deadline is zero, docs/scaling.md "Deadlines and signals"): the flock
 is tried without blocking (`LOCK_NB`) and a contender is refused at once, naming the owner;
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-LOCK = "build.lock"
+from emotf.records.folder import RecordsFolder
 
 
 def _alive(pid: int) -> bool:
@@ -44,7 +44,7 @@ def _alive(pid: int) -> bool:
 def read_lock(folder: str | Path) -> dict | None:
     """The lock's content ({"pid", "host", "started"}), or None when there is no lock."""
     try:
-        text = (Path(folder) / LOCK).read_text()
+        text = (Path(folder) / RecordsFolder.LOCK).read_text()
     except FileNotFoundError:
         return None
     except OSError:
@@ -78,7 +78,7 @@ def hold(folder: str | Path):
     Raises:
         FileExistsError: a live process holds the lock (the message names its pid).
     """
-    path = Path(folder) / LOCK
+    path = Path(folder) / RecordsFolder.LOCK
     mine = json.dumps(
         {
             "pid": os.getpid(),

@@ -27,13 +27,13 @@ import time
 from dataclasses import dataclass
 
 from emotf import keys
-from emotf.storage import StoragePath, as_path, read_json, write_json
+from emotf.records.folder import RecordsFolder
+from emotf.records.lock import live_owner
+from emotf.storage import as_path, read_json, write_json
 
-MANIFEST = "manifest.json"
-# Layout of manifest.json itself (not of the records): 2 added settings, shard checksums and
+# Layout of the manifest itself (not of the records): 2 added settings, shard checksums and
 # media checks (docs/build_records.md).
 MANIFEST_VERSION = 2
-SHARD_RE = re.compile(r"^fold-(\d+)-of-(\d+)-(\d+)\.tfrecord(\.gz)?$")
 _CHUNK_BYTES = 1 << 20
 FINISH_HINT = (
     "finish it by rerunning emotf-build-records with the same arguments (it rebuilds "
@@ -157,10 +157,6 @@ def shard_problem(path, entry: dict) -> str | None:
     return None
 
 
-def shards_on_disk(folder) -> list[StoragePath]:
-    return [p for p in as_path(folder).iterdir() if SHARD_RE.match(p.name)]
-
-
 # --------------------------------------------------------------------------------------------
 # Checking a folder
 
@@ -171,7 +167,7 @@ def read_manifest(folder) -> dict:
     Raises:
         RecordsError: missing, unreadable, or of another layout version.
     """
-    path = as_path(folder) / MANIFEST
+    path = RecordsFolder(folder).manifest_path
     if not path.is_file():
         raise RecordsError(
             f"{path}: missing: the build did not finish (or {folder} was not "
@@ -220,7 +216,7 @@ def _count_problem(name: str, value, limit: int) -> str | None:
 
 def shard_entry_problem(entry) -> str | None:
     """What is wrong with the shape of one manifest (or sidecar) shard entry (None: well formed):
-    {"file": a shard name of this folder (`fold-K-of-N-SSSSS.tfrecord[.gz]`), "fold": K,
+    {"file": a shard name of this folder (`RecordsFolder.SHARD_RE`), "fold": K,
     "clips", "bytes": whole numbers >= 0, "sha256": 64 hex digits}."""
     if not isinstance(entry, dict):
         return f"a shard entry must be a JSON object. Received: {_shown(entry)}"
@@ -228,22 +224,20 @@ def shard_entry_problem(entry) -> str | None:
     if missing:
         return f"a shard entry lacks {', '.join(map(repr, missing))}. Received: {_shown(entry, 80)}"
     name = entry["file"]
-    match = SHARD_RE.match(name) if isinstance(name, str) else None
-    if match is None:  # also refuses paths ('../x'): a manifest names files of its own folder
-        return (
-            f"'file' must be a shard name like fold-0-of-10-00000.tfrecord. "
-            f"Received: file={_shown(name)}"
-        )
+    fold = RecordsFolder.shard_fold(name)
+    if fold is None:  # also refuses paths ('../x'): a manifest names files of its own folder
+        example = RecordsFolder.shard_file(RecordsFolder.shard_name(0, 0))
+        return f"'file' must be a shard name like {example}. Received: file={_shown(name)}"
     for key, limit in (
-        ("fold", max(int(match[2]) - 1, 0)),
+        ("fold", max(RecordsFolder.shard_folds(name) - 1, 0)),
         ("clips", MAX_SHARD_CLIPS),
         ("bytes", MAX_SHARD_BYTES),
     ):
         problem = _count_problem(key, entry[key], limit)
         if problem:
             return f"{name}: {problem}"
-    if entry["fold"] != int(match[1]):
-        return f"{name}: 'fold' {entry['fold']} differs from the file name's {int(match[1])}"
+    if entry["fold"] != fold:
+        return f"{name}: 'fold' {entry['fold']} differs from the file name's {fold}"
     if not isinstance(entry["sha256"], str) or not _SHA256.match(entry["sha256"]):
         return f"{name}: 'sha256' must be 64 hex digits. Received: sha256={_shown(entry['sha256'])}"
     return None
@@ -279,9 +273,8 @@ def verify_records(folder, folds=None) -> list[Problem]:
             (listed-but-missing, unlisted) and the sidecars' schema versions are always checked
             for the whole folder.
     """
-    from emotf.records.lock import live_owner
-
-    folder = as_path(folder)
+    records = RecordsFolder(folder)
+    folder = records.path
     if not folder.is_dir():
         return [Problem(str(folder), "not a folder")]
     problems = []
@@ -289,7 +282,7 @@ def verify_records(folder, folds=None) -> list[Problem]:
     if owner is not None:
         problems.append(
             Problem(
-                str(folder / "build.lock"),
+                str(records.lock_path),
                 f"a build (pid {owner}) is writing this folder right now",
             )
         )
@@ -301,7 +294,7 @@ def verify_records(folder, folds=None) -> list[Problem]:
     if manifest.get("schema_version") != keys.SCHEMA_VERSION:
         problems.append(
             Problem(
-                str(folder / MANIFEST),
+                str(records.manifest_path),
                 f"record schema version "
                 f"{manifest.get('schema_version')}, this emotf reads "
                 f"{keys.SCHEMA_VERSION}: rebuild into a new folder",
@@ -316,7 +309,7 @@ def verify_records(folder, folds=None) -> list[Problem]:
         problem = shard_problem(path, entry)
         if problem:
             problems.append(Problem(str(path), problem))
-    for path in shards_on_disk(folder):
+    for path in records.shards():
         if path.name not in listed:
             problems.append(
                 Problem(
@@ -325,7 +318,7 @@ def verify_records(folder, folds=None) -> list[Problem]:
                     "over from another or an unfinished build?)",
                 )
             )
-    for sidecar in folder.glob("fold-*-of-*.json"):
+    for sidecar in records.sidecars():
         try:
             version = read_json(sidecar).get("schema_version")
         except (ValueError, OSError):
@@ -386,14 +379,14 @@ def seal_records(folder, settings: dict | None = None) -> dict:
 
     Returns the manifest written. Use only on shards you wrote yourself: sealing trusts them.
     """
-    folder = as_path(folder)
+    records = RecordsFolder(folder)
     shards = []
-    for path in shards_on_disk(folder):
+    for path in records.shards():
         scan = scan_shard(path)
         shards.append(
             {
                 "file": path.name,
-                "fold": int(SHARD_RE.match(path.name)[1]),
+                "fold": RecordsFolder.shard_fold(path.name),
                 "clips": scan["records"] or 0,
                 "bytes": scan["bytes"],
                 "sha256": scan["sha256"],
@@ -409,5 +402,5 @@ def seal_records(folder, settings: dict | None = None) -> dict:
         "shards": shards,
         "clips_written": sum(s["clips"] for s in shards),
     }
-    write_json(folder / MANIFEST, manifest)
+    write_json(records.manifest_path, manifest)
     return manifest

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotf import keys
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Config
 from emotf.records.decode import audio_source, open_video
@@ -41,6 +42,10 @@ DURATION_MISMATCH_S = 0.5
 LIVE_DETECT_BATCH = 1
 # Longest clip any setting may name (CREMA-D's longest, 1064_IEO_DIS_MD, is about a minute).
 MAX_CLIP_SECONDS = 3600.0
+# The shortest clip the records keep (and so the shortest a model accepts: emotf.serving).
+MIN_CLIP_SECONDS = 0.5
+# The longest clip the build keeps by default.
+DEFAULT_MAX_CLIP_SECONDS = 10.0
 
 
 class ClipError(ValueError):
@@ -63,13 +68,19 @@ class ClipSettings(Config):
         default_factory=FaceTrackerConfig, help="face detection, tracking and crop settings"
     )
     sample_rate: int = bounded(
-        16000, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, help="audio rate in Hz (mono int16)"
+        keys.AUDIO_SAMPLE_RATE_HZ,
+        ge=MIN_SAMPLE_RATE,
+        le=MAX_SAMPLE_RATE,
+        help="audio rate in Hz (mono int16)",
     )
     min_duration_s: float = bounded(
-        0.5, ge=0.0, le=MAX_CLIP_SECONDS, help="shorter video or audio is refused (seconds)"
+        MIN_CLIP_SECONDS,
+        ge=0.0,
+        le=MAX_CLIP_SECONDS,
+        help="shorter video or audio is refused (seconds)",
     )
     max_duration_s: float = bounded(
-        10.0,
+        DEFAULT_MAX_CLIP_SECONDS,
         gt=0.0,
         le=MAX_CLIP_SECONDS,
         help="the build skips longer clips (seconds; prediction streams any length)",
@@ -198,8 +209,8 @@ class ClipReader:
         self.faces = StreamTracker(self.tracker, self.info.fps, self.info.height, self.info.width)
 
     def _open_live(self, source: LiveSource, audio, tracker: FaceTracker | None) -> None:
-        """A live source (`emotf.records.live_source.LiveSource`): video and audio from one pass over
-        its container; the detector sees one keyframe per call (`LIVE_DETECT_BATCH`)."""
+        """A live source (`emotf.records.live_source.LiveSource`): video and audio from one pass
+        over its container; the detector sees one keyframe per call (`LIVE_DETECT_BATCH`)."""
         if audio is not None:
             raise ValueError(f"a live source brings its own audio track. Received: audio={audio!r}")
         self.path = source.label

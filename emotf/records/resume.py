@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from emotf import keys
 from emotf.records import manifest as records_manifest
-from emotf.storage import StoragePath, as_path, read_json
-
-MANIFEST = records_manifest.MANIFEST
+from emotf.records.folder import RecordsFolder
+from emotf.storage import StoragePath, read_json
 
 
 def _json_or_none(path: StoragePath) -> dict | None:
@@ -24,8 +23,8 @@ def _json_or_none(path: StoragePath) -> dict | None:
 
 
 def read_sidecar(out, shard: dict) -> dict | None:
-    """A shard's sidecar (`fold-K-of-10-SSSSS.json`), None when missing or unreadable."""
-    return _json_or_none(as_path(out) / f"{shard['name']}.json")
+    """A shard's sidecar, None when missing or unreadable."""
+    return _json_or_none(RecordsFolder(out).sidecar_path(shard["name"]))
 
 
 def shard_state(out, shard: dict, settings_hash: str) -> str | None:
@@ -38,27 +37,23 @@ def shard_state(out, shard: dict, settings_hash: str) -> str | None:
         return "plans other clips"
     if side.get("settings_hash") != settings_hash or "entry" not in side:
         return "built with other settings"
-    return records_manifest.shard_problem(as_path(out) / f"{shard['name']}.tfrecord", side["entry"])
+    return records_manifest.shard_problem(
+        RecordsFolder(out).shard_path(shard["name"]), side["entry"]
+    )
 
 
 def clear_temporary(out) -> int:
-    """Delete the temporary files an interrupted build left (`emotf.records.shards.TMP_PATTERNS`,
-    and the `manifest.json.tmp` of older versions)."""
-    from emotf.records.shards import TMP_PATTERNS
-
-    out = as_path(out)
-    doomed = {p for pattern in (*TMP_PATTERNS, f"{MANIFEST}.tmp") for p in out.glob(pattern)}
-    for path in sorted(doomed, key=str):
+    """Delete the temporary files an interrupted build left (`RecordsFolder.temporaries`)."""
+    doomed = RecordsFolder(out).temporaries()
+    for path in doomed:
         path.unlink(missing_ok=True)
     return len(doomed)
 
 
 def clear_outputs(out) -> int:
     """Delete the folder's shards, sidecars, temporary files and manifest (--overwrite)."""
-    out = as_path(out)
     removed = clear_temporary(out)
-    doomed = [p for p in out.glob("fold-*-of-*") if p.is_file()]
-    doomed += [p for p in (out / MANIFEST,) if p.is_file()]
+    doomed = RecordsFolder(out).build_outputs()
     for path in doomed:
         path.unlink()
     return removed + len(doomed)
@@ -71,11 +66,12 @@ def check_out_dir(out, shards: list[dict], settings: dict) -> None:
         "Use a new --out, or rerun with --overwrite to rebuild this folder from scratch with "
         "the new settings"
     )
-    out = as_path(out)
-    manifest_path = out / MANIFEST
+    folder = RecordsFolder(out)
+    out = folder.path
+    manifest_path = folder.manifest_path
     old = _json_or_none(manifest_path)
     sides = []
-    for sidecar in out.glob("fold-*-of-*.json"):
+    for sidecar in folder.sidecars():
         side = _json_or_none(sidecar)
         if side is not None:  # a garbled sidecar: its shard is rebuilt
             sides.append((sidecar, side))
@@ -101,9 +97,8 @@ def check_out_dir(out, shards: list[dict], settings: dict) -> None:
                 f"{'; '.join(changes)}. {how}."
             )
     names = {s["name"] for s in shards}
-    for path in out.glob("fold-*-of-*"):
-        stem = path.name.split(".")[0]
-        if path.suffix in (".tfrecord", ".json") and stem not in names:
+    for stem, path in folder.plan_files():
+        if stem not in names:
             raise FileExistsError(
                 f"{out} holds {path.name}, which this build's plan does not contain (another "
                 f"clip set, --fold-seed or --clips-per-shard?). {how}."
@@ -112,5 +107,5 @@ def check_out_dir(out, shards: list[dict], settings: dict) -> None:
         side = read_sidecar(out, shard)
         if side is not None and side.get("planned") != [t.clip_id for t in shard["clips"]]:
             raise FileExistsError(
-                f"{out / (shard['name'] + '.json')} plans other clips than this build. {how}."
+                f"{folder.sidecar_path(shard['name'])} plans other clips than this build. {how}."
             )

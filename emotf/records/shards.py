@@ -12,28 +12,16 @@ before the sidecar vouches for them.
 from __future__ import annotations
 
 import os
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 from emotf import keys
 from emotf.corpora.cremad import parse_clip_name
 from emotf.records.clip_worker import ClipResult, ClipTask
+from emotf.records.folder import RecordsFolder
 from emotf.records.manifest import shard_entry
 from emotf.records.staging import staged
-from emotf.storage import StoragePath, as_path, write_json
-
-# Temporary files of a build: `fold-K-of-10-SSSSS.tfrecord.<hex>.tmp` (this module) and the
-# `.NAME.<hex>.tmp` of `emotf.storage.write_atomic` (sidecars, the manifest).
-TMP_PATTERNS = ("fold-*-of-*.tmp", ".fold-*-of-*.tmp", ".manifest.json.*.tmp")
-
-
-def sidecar_path(out, name: str) -> StoragePath:
-    return as_path(out) / f"{name}.json"
-
-
-def shard_path(out, name: str) -> StoragePath:
-    return as_path(out) / f"{name}.tfrecord"
+from emotf.storage import write_json
 
 
 def media_check(task: ClipTask) -> dict:
@@ -76,10 +64,10 @@ def write_shard(
     """
     import tensorflow as tf
 
-    out = as_path(out)
+    folder = RecordsFolder(out)
     tasks = shard["clips"]
-    final = shard_path(out, shard["name"])
-    tmp = out / f"{final.name}.{uuid.uuid4().hex[:8]}.tmp"
+    final = folder.shard_path(shard["name"])
+    tmp = folder.shard_temporary(shard["name"])
     written, skipped, notes, stats, media = [], [], [], Counter(), {}
     with tf.io.TFRecordWriter(str(tmp)) as writer:
         for task, result in zip(tasks, results, strict=True):
@@ -130,7 +118,7 @@ def write_shard(
         "media_checks": media,
         "entry": shard_entry(final, shard["fold"], len(written)),
     }
-    write_json(sidecar_path(out, shard["name"]), sidecar)
+    write_json(folder.sidecar_path(shard["name"]), sidecar)
     return sidecar
 
 

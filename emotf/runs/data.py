@@ -123,7 +123,7 @@ def check_records_folder(records) -> None:
     Raises:
         ValueError: naming `records` and the problem.
     """
-    from emotf.records.manifest import MANIFEST, shards_on_disk
+    from emotf.records.folder import RecordsFolder
 
     if not records:
         raise ValueError(
@@ -139,10 +139,11 @@ def check_records_folder(records) -> None:
             f"{path}: a file, not a records folder (--records names the folder "
             f"emotf-build-records wrote)"
         )
-    if not (path / MANIFEST).exists() and not shards_on_disk(path):
+    folder = RecordsFolder(path)
+    if not folder.manifest_path.exists() and not folder.shards():
         raise ValueError(
-            f"{path}: neither a {MANIFEST} nor a record shard (fold-K-of-10-*."
-            f"tfrecord): not a records folder written by emotf-build-records"
+            f"{path}: neither a {folder.MANIFEST} nor a record shard ({folder.SHARD_FORM}): "
+            f"not a records folder written by emotf-build-records"
         )
 
 
@@ -157,10 +158,11 @@ def check_records_settings(config: TrainConfig, records=None) -> None:
     Raises:
         ValueError: naming the field, the records' value and the config's.
     """
-    from emotf.records.manifest import MANIFEST, RecordsError, read_manifest
+    from emotf.records.folder import RecordsFolder
+    from emotf.records.manifest import RecordsError, read_manifest
 
     records = records or config.records
-    if not is_records_folder(records) or not (as_path(records) / MANIFEST).exists():
+    if not is_records_folder(records) or not RecordsFolder(records).manifest_path.exists():
         return
     try:
         settings = read_manifest(records).get("settings") or {}

@@ -21,23 +21,25 @@ Every other module asks these objects for paths instead of typing the names.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
 from emotf.configs import TrainConfig
+from emotf.runs.model_io import ModelLoadError, load_run_model
 from emotf.storage import StoragePath, as_path, read_json, write_json
 
 _FOLD_DIR = re.compile(r"^fold-(\d+)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class EvaluationDir:
     """The files `emotf-evaluate` writes into one folder (by default `RUN/evaluation/`)."""
 
     path: StoragePath
 
-    def __post_init__(self):
-        object.__setattr__(self, "path", as_path(self.path))
+    def __init__(self, path: str | os.PathLike | StoragePath) -> None:
+        object.__setattr__(self, "path", as_path(path))
 
     @property
     def report(self) -> StoragePath:
@@ -76,14 +78,14 @@ class EvaluationDir:
         return self.path / "accuracy_vs_n.png"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Run:
     """One `emotf-train` run folder: its paths, its config and metrics, its model."""
 
     path: StoragePath
 
-    def __post_init__(self):
-        object.__setattr__(self, "path", as_path(self.path))
+    def __init__(self, path: str | os.PathLike | StoragePath) -> None:
+        object.__setattr__(self, "path", as_path(path))
 
     @classmethod
     def of(cls, run_or_model) -> Run:
@@ -195,7 +197,8 @@ class Run:
             ) from None
 
     def recorded_split(self) -> dict | None:
-        """The split summary with its fingerprint, as recorded (`emotf.corpora.splits.RunSplit.summary`)."""
+        """The split summary with its fingerprint, as recorded
+        (`emotf.corpora.splits.RunSplit.summary`)."""
         return self.record().get("split")
 
     def test_fold(self) -> int | None:
@@ -238,8 +241,6 @@ class Run:
         `model_file` (default `model.keras`) only (`emotf.runs.model_io.load_run_model`); a model
         file without a config.json beside it loads with `safe_mode=True`. Never runs code
         from the file."""
-        from emotf.runs.model_io import ModelLoadError, load_run_model
-
         model_file = as_path(model_file) if model_file is not None else self.model_path
         if not self.has_config():
             return load_run_model(model_file)
@@ -250,14 +251,14 @@ class Run:
         return load_run_model(model_file, config.model, config.sampling)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CrossValidation:
     """An `emotf-train --fold all` folder: `fold-K/` runs and the one CV summary."""
 
     path: StoragePath
 
-    def __post_init__(self):
-        object.__setattr__(self, "path", as_path(self.path))
+    def __init__(self, path: str | os.PathLike | StoragePath) -> None:
+        object.__setattr__(self, "path", as_path(path))
 
     def fold(self, k: int) -> Run:
         return Run(self.path / f"fold-{int(k)}")

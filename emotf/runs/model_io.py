@@ -38,6 +38,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import keras
+
+from emotf.model import build_model  # importing emotf.model registers its serialisable layers
 from emotf.storage import StoragePath, as_path
 
 # Caps on a model archive (an emotf model.keras is a few MB; its config.json ~100 KB).
@@ -245,10 +248,6 @@ def _checked_local(path: StoragePath):
 
 def load_model_file(path):
     """Load a bare `.keras` file (uncompiled) after `check_archive`, with `safe_mode=True`."""
-    import keras
-
-    import emotf.model  # noqa: F401  (registers emotf's serialisable layers)
-
     path = as_path(path)
     with _checked_local(path) as local:
         try:
@@ -265,8 +264,6 @@ def load_weights_into(model_config, path, sampling=None):
     The archive's `config.json` is checked (`check_archive`) but never deserialised: the
     architecture comes from the validated `ModelConfig`, the file gives arrays only.
     """
-    from emotf.model import build_model
-
     path = as_path(path)
     with _checked_local(path) as local:
         model = build_model(model_config, sampling)

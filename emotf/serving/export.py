@@ -41,8 +41,8 @@ Both return: probabilities float32 [B, C] (mean of the segment softmaxes), score
 
 Only core TensorFlow ops end up in the graph (no tensorflow-io, no py_function): the tests
 check the op list, and every export is checked against the allowlist `emotf-predict` enforces
-(`emotf.serving.graph_ops`, SECURITY.md), with a one-line warning when this TensorFlow's export uses an
-op the list lacks.
+(`emotf.serving.graph_ops`, SECURITY.md), with a one-line warning when this TensorFlow's export
+uses an op the list lacks.
 """
 
 from __future__ import annotations
@@ -434,7 +434,8 @@ def export_saved_model(
 
 def _warn_if_outside_allowlist(saved_model_dir: StoragePath) -> None:
     """Warn (one line) when this TensorFlow's export uses an op that the allowlist emotf-predict
-    enforces lacks (`emotf.serving.graph_ops`): said now, at export, not as a refusal at predict time."""
+    enforces lacks (`emotf.serving.graph_ops`): said now, at export, not as a refusal at predict
+    time."""
     try:
         check_saved_model_ops(saved_model_dir)
     except UntrustedModelError as error:
@@ -477,7 +478,8 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> StoragePath
     for path in (run.model_path, run.config_path):
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found: not a finished emotf-train run. Received: run_dir={str(run_dir)!r}"
+                f"{path} not found: not a finished emotf-train run. "
+                f"Received: run_dir={str(run_dir)!r}"
             )
     train_config = run.train_config()
     model = run.load_model()

@@ -192,8 +192,8 @@ def litert_metadata(
     ops=(),
 ) -> dict:
     """`emotf.tflite.json`: the keys of the SavedModel's `assets.extra/emotf.json`
-    (`emotf.serving.export.export_saved_model`) with `format: "litert"`, `quantize`, the flatbuffer's
-    inputs / output and its ops."""
+    (`emotf.serving.export.export_saved_model`) with `format: "litert"`, `quantize`, the
+    flatbuffer's inputs / output and its ops."""
     n, size = sampling_config.num_segments, sampling_config.frame_size
     build = {
         **build_settings(records_dir),
@@ -239,7 +239,8 @@ def export_litert(
     then renamed into place; the model first, so a reader that waits for the metadata sees a
     whole pair). An existing pair is replaced. Returns the `.tflite` path (a StoragePath).
 
-    Args: as `emotf.serving.export.export_saved_model`, plus `quantize` and `representative` (`convert`).
+    Args: as `emotf.serving.export.export_saved_model`, plus `quantize` and `representative`
+        (`convert`).
     """
     flatbuffer = convert(model, sampling_config, quantize, representative)
     metadata = litert_metadata(

@@ -49,7 +49,7 @@ def window_line(entry: dict, class_codes: list[str]) -> dict:
             "skipped": entry.get("skipped") or "not scored",
         }
     if not isinstance(probs, dict):
-        probs = dict(zip(class_codes, np.asarray(probs, np.float64).tolist()))
+        probs = dict(zip(class_codes, np.asarray(probs, np.float64).tolist(), strict=True))
     label = entry.get("label")
     if isinstance(label, (int, np.integer)):
         label = class_codes[int(label)]
@@ -93,8 +93,8 @@ def predict_live(
     out=None,
     run: LiveRun | None = None,
 ) -> LiveRun:
-    """Score `source` window by window with `predictor` (an `emotf.serving.predict.Predictor`), writing
-    one JSON line per window to `out` (default: standard output) as each closes.
+    """Score `source` window by window with `predictor` (an `emotf.serving.predict.Predictor`),
+    writing one JSON line per window to `out` (default: standard output) as each closes.
 
     Returns the `LiveRun` (pass `run` to read it even when this raises: lines so far, stats).
 

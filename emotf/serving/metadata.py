@@ -23,13 +23,15 @@ from emotf.bounds import check_value
 from emotf.configs import SamplingConfig
 from emotf.corpora.cremad import EMOTIONS
 from emotf.records.faces import FaceTrackerConfig
-from emotf.records.preprocess import ClipSettings
+from emotf.records.folder import RecordsFolder
+from emotf.records.preprocess import MIN_CLIP_SECONDS, ClipSettings
 from emotf.serving.timeline import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS
 from emotf.storage import StoragePath, as_path, read_json
 
 METADATA_FILE = "emotf.json"  # under <version>/assets.extra/
 MAX_METADATA_BYTES = 1 << 20  # 1 MiB: emotf writes a few KB (SECURITY.md)
-DEFAULT_MIN_CLIP_SECONDS = 0.5  # emotf.records.build.BuildConfig.min_duration_s
+# The shortest clip of a model whose metadata does not say (the build's default).
+DEFAULT_MIN_CLIP_SECONDS = MIN_CLIP_SECONDS
 # The frame rates `serving_default` accepts (checked in-graph; emotf.serving.export).
 SERVING_FPS_RANGE = (1.0, 1000.0)
 _VERSION_RE = re.compile(r"^\d+$")
@@ -67,34 +69,65 @@ def metadata_path(saved_model_dir) -> StoragePath:
 
 
 def build_settings(records_dir) -> dict:
-    """How the run's records were built, for `emotf-predict` to crop faces the same way.
+    """How the run's records were built, for `emotf-predict` to prepare clips the same way.
 
-    Returns `{"face_tracker": FaceTrackerConfig fields, "min_clip_seconds": float,
-    "clip_settings": the manifest's `emotf.records.preprocess.ClipSettings` (verbatim), "timeline":
-    {"window_seconds": median clip seconds, "hop_seconds": 1.0}}` from the records'
-    `manifest.json` (what it holds; empty when there is none: predict uses the defaults).
+    Returns `{"clip_settings": ClipSettings.to_dict() of the records' manifest, "face_tracker":
+    its tracker, "min_clip_seconds": its min_duration_s, "timeline": {"window_seconds": median
+    clip seconds, "hop_seconds": 1.0}}` from the records' manifest (what it holds; empty when
+    there is none: predict uses the defaults). `face_tracker` and `min_clip_seconds` are the
+    `clip_settings` values that `serving_default` and older clips read; they are derived here
+    from the one `ClipSettings`, never read separately. A manifest written before
+    `clip_settings` existed gives its build arguments (the same fields).
+
+    Raises:
+        ValueError: the manifest's clip settings are out of their bounds (naming the field).
     """
     if not records_dir:
         return {}
-    manifest = as_path(records_dir)
-    if manifest.is_local:
-        manifest = as_path(manifest.local_path().expanduser())
-    manifest = manifest / "manifest.json"
+    folder = as_path(records_dir)
+    if folder.is_local:
+        folder = as_path(folder.local_path().expanduser())
+    manifest = RecordsFolder(folder).manifest_path
     if not manifest.is_file():
         return {}
     content = read_json(manifest)  # the records' manifest: read_json's default cap
-    arguments = content.get("arguments", {})
     settings = {}
-    if "tracker" in arguments:
-        settings["face_tracker"] = arguments["tracker"]
-    if "min_duration_s" in arguments:
-        settings["min_clip_seconds"] = float(arguments["min_duration_s"])
-    if content.get("clip_settings"):  # emotf.records.preprocess.ClipSettings, copied verbatim
-        settings["clip_settings"] = content["clip_settings"]
+    clip = _manifest_clip_settings(content)
+    if clip is not None:
+        settings["clip_settings"] = clip.to_dict()
+        settings["face_tracker"] = clip.tracker.to_dict()
+        settings["min_clip_seconds"] = float(clip.min_duration_s)
     median = (content.get("clip_seconds") or {}).get("median")
     if median:  # emotf-predict's default timeline: the median training clip, 1 s hop
         settings["timeline"] = {"window_seconds": float(median), "hop_seconds": 1.0}
     return settings
+
+
+def _manifest_clip_settings(manifest: dict) -> ClipSettings | None:
+    """The `ClipSettings` a manifest records (`clip_settings`; before that existed, the same
+    fields among its build `arguments`), None when it records neither (a sealed folder)."""
+    if manifest.get("clip_settings"):
+        return ClipSettings.from_dict(manifest["clip_settings"])
+    arguments = manifest.get("arguments")
+    fields = {f.name for f in dataclasses.fields(ClipSettings)}
+    if isinstance(arguments, dict) and fields & set(arguments):
+        return ClipSettings.from_dict(arguments)  # unknown keys (the other arguments) ignored
+    return None
+
+
+def clip_settings_of(metadata: dict) -> ClipSettings:
+    """The `ClipSettings` the training records were built with: the metadata's
+    `clip_settings` (`build_settings`); for older exports, from `face_tracker` and
+    `min_clip_seconds`; the build's defaults without records."""
+    if metadata.get("clip_settings"):
+        return ClipSettings.from_dict(metadata["clip_settings"])
+    return ClipSettings.from_dict(
+        {
+            "tracker": metadata.get("face_tracker") or {},
+            "min_duration_s": float(metadata.get("min_clip_seconds", DEFAULT_MIN_CLIP_SECONDS)),
+            "sample_rate": int(metadata["sampling_config"]["sample_rate"]),
+        }
+    )
 
 
 def min_clip_samples(min_clip_seconds: float, sample_rate: int) -> int:

@@ -3,7 +3,8 @@
     video (+ WAV) --emotf.records.preprocess.ClipReader--> face crops as frames arrive (the build's
                   code and settings: `clip_settings` in the model's metadata), audio on demand
                   --JPEG round trip at the records' quality (what training saw)
-                  --emotf.serving.timeline windows (window / hop seconds)--> serving_default per window
+                  --emotf.serving.timeline windows (window / hop seconds)--> serving_default
+                    per window
                   --> a timeline of window probabilities; the video: their mean and its label
 
 Memory is bounded at any length and resolution: only the frames whose face box is not final
@@ -23,19 +24,17 @@ stream of any length.
 
 Settings are bounded where they are declared (`PredictConfig`): a window of at least the
 shortest clip a model accepts (0.5 s) and at most 60 s, a hop of at least 0.04 s (at most 25
-windows per second of video), `emotf.serving.timeline.MAX_WINDOWS_PER_VIDEO` windows per video at most.
+windows per second of video), `emotf.serving.timeline.MAX_WINDOWS_PER_VIDEO` windows per video
+at most.
 A SavedModel's graph is checked against the ops emotf's own export uses before it is loaded
 (`emotf.serving.graph_ops.check_saved_model_ops`; `trust_model=True` skips the check).
-Inputs: folder walks and glob patterns never follow a symbolic link into a loop and never
-yield one file twice (compared by real path).
+
+Which files are read: `emotf.serving.inputs.expand_inputs`; the files written per video:
+`emotf.serving.outputs.write_outputs`; the printed table: `emotf.serving.console`.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import glob
-import os
-import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
 from emotf.records.face_tracks import FaceTracksConfig
 from emotf.records.faces import crop_faces
-from emotf.records.preprocess import ClipError, ClipReader, ClipSettings, jpeg_round_trip
+from emotf.records.preprocess import ClipError, ClipReader, jpeg_round_trip
 from emotf.records.stream import MultiStreamTracker
 from emotf.serving.export import read_metadata
 from emotf.serving.graph_ops import check_saved_model_ops
@@ -55,10 +54,13 @@ from emotf.serving.litert import LiteRTModel
 from emotf.serving.metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
     check_metadata,
+    clip_settings_of,
     metadata_path,
     min_clip_samples,
     resolve_saved_model,
 )
+from emotf.serving.outputs import output_stems, timeline_entry, write_outputs
+from emotf.serving.saved_model import load_serving, tf_error_line
 from emotf.serving.timeline import (
     DEFAULT_HOP_SECONDS,
     DEFAULT_WINDOW_SECONDS,
@@ -67,30 +69,10 @@ from emotf.serving.timeline import (
     MIN_FACE_FRACTION,
     MIN_HOP_SECONDS,
     WindowPlanner,
-    output_stems,
     planned_windows,
-    timeline_entry,
     too_many_windows,
-    write_outputs,
 )
 
-# Extensions `expand_inputs` picks up in folders (any container PyAV reads; files named
-# explicitly are tried whatever their extension).
-VIDEO_EXTENSIONS = (
-    ".mp4",
-    ".m4v",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".flv",
-    ".mpg",
-    ".mpeg",
-    ".ts",
-    ".wmv",
-    ".3gp",
-    ".ogv",
-)
 # Show a progress bar over windows for videos with more windows than this.
 LONG_VIDEO_WINDOWS = 30
 # Frames per SavedModel call (beyond one window): the call's memory grows with the frames it is
@@ -103,16 +85,11 @@ FACE_MODES = ("largest", "all")
 
 __all__ = [
     "FACE_MODES",
-    "VIDEO_EXTENSIONS",
     "ClipError",
     "PredictConfig",
     "Predictor",
-    "clip_settings_of",
-    "expand_inputs",
-    "load_problem",
     "pad_batch",
     "predict_files",
-    "tracker_config_of",
 ]
 
 
@@ -148,131 +125,6 @@ class PredictConfig(Config):
 
     def __post_init__(self):
         check_bounds(self)
-
-
-def clip_settings_of(metadata: dict) -> ClipSettings:
-    """The `ClipSettings` the training records were built with: the metadata's
-    `clip_settings` (copied verbatim from the records' manifest); for older exports, from
-    `face_tracker` and `min_clip_seconds`; the build's defaults without records."""
-    if metadata.get("clip_settings"):
-        return ClipSettings.from_dict(metadata["clip_settings"])
-    return ClipSettings.from_dict(
-        {
-            "tracker": metadata.get("face_tracker") or {},
-            "min_duration_s": float(metadata.get("min_clip_seconds", DEFAULT_MIN_CLIP_SECONDS)),
-            "sample_rate": int(metadata["sampling_config"]["sample_rate"]),
-        }
-    )
-
-
-def tracker_config_of(metadata: dict):
-    """The `FaceTrackerConfig` of `clip_settings_of(metadata)`."""
-    return clip_settings_of(metadata).tracker
-
-
-def _real(path: str) -> str:
-    return os.path.realpath(path)
-
-
-def _walk_videos(folder: str) -> list[str]:
-    """Video files under `folder`, sorted. Symbolic links to folders are followed, but a folder
-    (by its real path) is entered once: a link loop ends there."""
-    found, entered = [], set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        entered.add(_real(root))
-        dirs[:] = sorted(d for d in dirs if _real(os.path.join(root, d)) not in entered)
-        entered.update(_real(os.path.join(root, d)) for d in dirs)
-        found += [
-            os.path.join(root, f)
-            for f in files
-            if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS
-            and os.path.isfile(os.path.join(root, f))
-        ]
-    return sorted(found)
-
-
-def _glob_files(pattern: str) -> list[str]:
-    """Files matching `pattern` (glob syntax; `**` = any number of folders), sorted. Like
-    `glob.glob(recursive=True)` (hidden names only matched by a pattern that starts with a
-    dot), but each folder is searched once per pattern part, by real path: link loops end."""
-    parts = pattern.split(os.sep)
-    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
-    root = os.sep.join(parts[:fixed]) if fixed else ""
-    if fixed == 1 and parts[0] == "":
-        root = os.sep
-    found, done = [], set()
-
-    def listing(folder: str) -> list[str]:
-        try:
-            return sorted(os.listdir(folder or os.curdir))
-        except OSError:
-            return []
-
-    def search(folder: str, rest: list[str]) -> None:
-        key = (_real(folder or os.curdir), len(rest))
-        if key in done:
-            return
-        done.add(key)
-        head, tail = rest[0], rest[1:]
-        if head == "**":
-            if tail:
-                search(folder, tail)
-            for name in listing(folder):
-                path = os.path.join(folder, name)
-                if not name.startswith(".") and os.path.isdir(path):
-                    search(path, rest)
-                elif not tail and not name.startswith(".") and os.path.isfile(path):
-                    found.append(path)
-            return
-        for name in listing(folder):
-            if name.startswith(".") and not head.startswith("."):
-                continue
-            if fnmatch.fnmatchcase(name, head):
-                path = os.path.join(folder, name)
-                if not tail and os.path.isfile(path):
-                    found.append(path)
-                elif tail and os.path.isdir(path):
-                    search(path, tail)
-
-    if os.path.isdir(root or os.curdir):
-        search(root, [p for p in parts[fixed:] if p])
-    return sorted(found)
-
-
-def expand_inputs(inputs) -> tuple[list[str], list[str]]:
-    """Files, folders (searched recursively for `VIDEO_EXTENSIONS`, sorted) and glob patterns
-    -> (video paths in order, without repeats; problems: one line per input that matched
-    nothing). A path that does not exist and is no pattern stays in the list: it gets its own
-    "file not found" error. A file reached twice (named twice, by a link, through a link to a
-    folder) is kept once, where it first appears; symbolic link loops are entered once."""
-    videos, problems, seen = [], [], set()
-
-    def add(path: str):
-        key = _real(path)
-        if key not in seen:
-            seen.add(key)
-            videos.append(path)
-
-    for item in map(str, inputs):
-        path = Path(item)
-        if path.is_dir():
-            found = _walk_videos(item)
-            if not found:
-                problems.append(
-                    f"{item}: no video files in the folder (looked for "
-                    f"{', '.join(VIDEO_EXTENSIONS)})"
-                )
-            for p in found:
-                add(p)
-        elif not path.exists() and glob.has_magic(item):
-            found = _glob_files(item)
-            if not found:
-                problems.append(f"{item}: no file matches the pattern")
-            for p in found:
-                add(p)
-        else:
-            add(item)
-    return videos, problems
 
 
 def pad_batch(clips: list[dict]) -> dict:
@@ -381,7 +233,7 @@ class Predictor:
         if self._litert is None:
             if not trust_model:  # before the graph is loaded: loading can already run ops
                 check_saved_model_ops(str(self.model_dir))
-            self._serve = _load_serving(self.model_dir)
+            self._serve = load_serving(self.model_dir)
         self.face_tracks = face_tracks or FaceTracksConfig()
         self._tracker = tracker
         self.last_stats: dict = {}
@@ -445,14 +297,16 @@ class Predictor:
             "label": k,
             "label_code": codes[k],
             "label_name": self.class_names[k],
-            "probabilities": {c: float(p) for c, p in zip(codes, mean)},
+            "probabilities": {c: float(p) for c, p in zip(codes, mean, strict=True)},
         }
         temperature = self.metadata.get("temperature")
         if temperature is not None:  # the run's validation-fitted temperature
             from emotf.evaluation.calibration import apply_temperature
 
             scaled = apply_temperature(mean[None], float(temperature))[0]
-            out["calibrated_probabilities"] = {c: float(p) for c, p in zip(codes, scaled)}
+            out["calibrated_probabilities"] = {
+                c: float(p) for c, p in zip(codes, scaled, strict=True)
+            }
         return out
 
     def predict_video(
@@ -475,7 +329,7 @@ class Predictor:
                 is 0); "all": every face tracked with a stable id
                 (`emotf.records.stream.MultiStreamTracker`, `self.face_tracks`), each with its
                 own timeline over the same windows, the audio shared by all.
-            on_window: called with each timeline entry (the JSON form: `emotf.serving.timeline.
+            on_window: called with each timeline entry (the JSON form: `emotf.serving.outputs.
                 timeline_entry`, skipped ones included) as soon as its window is scored.
             keep_timeline: False: no timeline is accumulated (the result's `timeline` is
                 empty; the summary comes from running sums), for streams of any length.
@@ -674,7 +528,7 @@ class Predictor:
                 if quality and crops:
                     crops = jpeg_round_trip(np.stack(crops), quality)
                 timings["faces_s"] += time.perf_counter() - t0
-                for (face_id, _, face), crop in zip(found, crops):
+                for (face_id, _, face), crop in zip(found, crops, strict=True):
                     held.setdefault(face_id, deque()).append((index, crop, face))
                 max_crops = max(max_crops, sum(len(crops) for crops in held.values()))
                 for w in planner.ready(index + 1):
@@ -687,11 +541,15 @@ class Predictor:
             for w in planner.finish(num_frames):
                 add(w)
             flush()
+        except BaseException:
+            reader.close()  # now, not when collected: a live source's thread and child end
+            raise
         finally:
             if bar is not None:
                 bar.close()
         reader.audio.read_until(None)
         notes = reader.final_notes() + notes
+        reader.close()
         # (decode time is inside faces_s: frames are decoded as the tracker asks for them)
         self.last_stats = {
             "max_frames_held": reader.faces.max_held,
@@ -794,96 +652,16 @@ def _every_face(reader: ClipReader, size: int):
             crops = crop_faces(
                 np.broadcast_to(item.frame, (len(boxes), *item.frame.shape)), boxes, size
             )
-            yield item.index, [(f.face_id, crop, True) for f, crop in zip(item.faces, crops)]
+            yield (
+                item.index,
+                [(f.face_id, crop, True) for f, crop in zip(item.faces, crops, strict=True)],
+            )
 
     # ClipReader.crops() cuts one box per frame; its frame stream is read here directly (a
     # public `ClipReader.frames()` would be the cleaner seam: emotf.records.preprocess).
     for frame in reader._frames:
         yield from cut(reader.faces.push(frame))
     yield from cut(reader.faces.finish())
-
-
-def _load_serving(model_dir):
-    """`serving_default` of the SavedModel in `model_dir`. A damaged SavedModel (a flipped byte
-    or a truncated variables file, a broken graph) raises one ValueError naming the folder and
-    the problem (`load_problem`), not TensorFlow's raw message."""
-    import tensorflow as tf
-    from google.protobuf.message import DecodeError
-
-    try:
-        loaded = tf.saved_model.load(str(model_dir))
-    except tf.errors.ResourceExhaustedError:
-        raise  # out of memory: emotf.cli.command says so
-    except (
-        tf.errors.OpError,
-        ValueError,
-        LookupError,
-        TypeError,
-        OSError,
-        RuntimeError,
-        DecodeError,
-    ) as error:
-        raise ValueError(
-            f"{model_dir}: cannot load the SavedModel: {load_problem(error, model_dir)}"
-        ) from error
-    signatures = getattr(loaded, "signatures", None) or {}
-    if "serving_default" not in signatures:
-        raise ValueError(
-            f"{model_dir}: cannot load the SavedModel: it has no serving_default "
-            f"signature (signatures: {', '.join(sorted(signatures)) or 'none'})"
-        )
-    return signatures["serving_default"]
-
-
-_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
-_OP_SUFFIX = re.compile(r"\s*\[Op:[\w:]+\]\s*$")
-
-
-def load_problem(error: BaseException, model_dir=None) -> str:
-    """The first meaningful line of a TensorFlow error raised while loading a SavedModel:
-    `{{function_node ...}}` prefixes and `[Op:...]` suffixes stripped; a checksum mismatch or
-    a short read named by the variables file (relative to `model_dir`)."""
-    line = _tf_line(error)
-    shard = re.search(r"variables shard (\d+)", line)
-    if "checksum does not match" in line.lower() and shard:
-        return f"checksum does not match in {_variables_file(model_dir, int(shard.group(1)))}"
-    if "checksum does not match" in line.lower() or "checksum mismatch" in line.lower():
-        where = "variables/variables.index" if "variables.index" in line else "variables/"
-        return f"checksum does not match in {where} (a damaged file)"
-    if "read less bytes than requested" in line.lower():
-        return f"{_variables_file(model_dir, 0)} is truncated (read less bytes than requested)"
-    if "too short to be an sstable" in line:
-        return "variables/variables.index is truncated (too short to be an sstable)"
-    if line.startswith("Cannot parse file") and "saved_model.pb" in line:
-        return "saved_model.pb is not a SavedModel protobuf (damaged or another file)"
-    if re.search(r"there are 0 MetaGraphs", line):
-        return "saved_model.pb holds no MetaGraph (empty or damaged)"
-    if model_dir is not None:
-        line = line.replace(f"{model_dir}/", "")
-    return line
-
-
-def _tf_line(error: BaseException) -> str:
-    """The first non-empty line of a (TensorFlow) error without `{{function_node ...}}`
-    prefixes and `[Op:...]` suffixes; the error type's name when there is none."""
-    text = getattr(error, "message", None) or str(error)
-    lines = [
-        _OP_SUFFIX.sub("", _FUNCTION_NODE.sub("", line)).strip() for line in str(text).splitlines()
-    ]
-    lines = [line for line in lines if line]
-    return lines[0] if lines else type(error).__name__
-
-
-def _variables_file(model_dir, shard: int) -> str:
-    """`variables/variables.data-<shard>-of-<n>`, as found in `model_dir` (n unknown: *)."""
-    name = f"variables.data-{shard:05d}-of-"
-    try:
-        import tensorflow as tf
-
-        found = sorted(tf.io.gfile.glob(f"{model_dir}/variables/{name}*")) if model_dir else []
-    except Exception:  # noqa: BLE001 - only a name for the message
-        found = []
-    return f"variables/{os.path.basename(found[0])}" if found else f"variables/{name}*"
 
 
 def _os_problem(error: OSError, known=None) -> str:
@@ -915,7 +693,7 @@ def _line(error: Exception) -> str:
 def _error(video, audio, error: Exception) -> dict:
     text = str(error)
     if "{{function_node" in text or "[Op:" in text:  # TensorFlow's: its first meaningful line
-        text = _tf_line(error)
+        text = tf_error_line(error)
     elif isinstance(error, OSError) and error.strerror and text.startswith("[Errno"):
         text = _os_problem(error)  # `name: File name too long`, not `[Errno 36] ...: 'name'`
     kind = type(error).__name__
@@ -957,7 +735,7 @@ def predict_files(
         window, hop: timeline window and hop in seconds (default: the model's metadata).
         out_dir: also write `<stem>.json`, `<stem>.timeline.csv`, `<stem>.timeline.png` there
             (local or a `tf.io.gfile` URL such as `gs://...`); stems from
-            `emotf.serving.timeline.output_stems`: long or repeated names are shortened with a hash.
+            `emotf.serving.outputs.output_stems`: long or repeated names are shortened with a hash.
         progress: tqdm progress bars over files and, for long videos, over windows.
         trust_model: skip the check of the SavedModel's ops (see `Predictor`).
         faces: "largest" (the largest face, followed over time) or "all" (every face tracked
@@ -994,7 +772,7 @@ def predict_files(
     predictor.resolve(window, hop, batch_size, faces)
     stems = output_stems(videos) if out_dir is not None else [None] * len(videos)
     results = []
-    pairs = list(zip(videos, audios, stems))
+    pairs = list(zip(videos, audios, stems, strict=True))
     if progress and len(pairs) > 1:
         from tqdm.auto import tqdm
 

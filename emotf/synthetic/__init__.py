@@ -1,1 +1,2 @@
-"""The synthetic CREMA-D sample: clip plans (`sample`), rendered media (`media`), long videos (`video`)."""
+"""The synthetic CREMA-D sample: its config and clip plans (`config`), the clips (`sample`),
+rendered media (`media`), long videos (`video`)."""

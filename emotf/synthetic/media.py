@@ -6,9 +6,8 @@ frame) over a textured green-screen background with per-frame pixel noise; the f
 clip's colour tint. Audio: a speech-like harmonic series with the clip's pitch, spectral tilt
 and syllable rate. Files: 16-bit mono WAV; FLV with FLV1 video and MP3 (or AAC) audio.
 
-Renderers take a clip's `ClipPlan` and the `SampleConfig` (from `emotf.synthetic.sample`, imported
-for type hints only) and draw only from generators seeded by the plan, so output is a function
-of the plan and config.
+Renderers take a clip's `ClipPlan` and the `SampleConfig` (both from `emotf.synthetic.config`)
+and draw only from generators seeded by the plan, so output is a function of the plan and config.
 """
 
 from __future__ import annotations
@@ -17,19 +16,13 @@ import wave
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import av
+import cv2
 import numpy as np
+from skimage import data
 
-if TYPE_CHECKING:
-    from emotf.synthetic.sample import ClipPlan, SampleConfig
-
-# The head region in skimage's astronaut (rows, cols); the box MTCNN finds there (x0, y0, x1, y1).
-_HEAD_ROWS, _HEAD_COLS = slice(8, 208), slice(148, 308)
-_FACE_IN_SOURCE = np.array([167.0, 57.0, 283.0, 173.0])
-# Width / height of the pasted head (the head region's shape).
-HEAD_ASPECT = (_HEAD_COLS.stop - _HEAD_COLS.start) / (_HEAD_ROWS.stop - _HEAD_ROWS.start)
-
+from emotf.synthetic.config import FACE_IN_SOURCE, HEAD_COLS, HEAD_ROWS, ClipPlan, SampleConfig
 
 # ---------------------------------------------------------------------------------------------
 # Video
@@ -38,18 +31,15 @@ HEAD_ASPECT = (_HEAD_COLS.stop - _HEAD_COLS.start) / (_HEAD_ROWS.stop - _HEAD_RO
 @lru_cache(maxsize=4)
 def _head(head_height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(head RGB float32 [h,w,3], soft elliptical alpha [h,w,1], face box in head coords)."""
-    import cv2
-    from skimage import data
-
-    src = data.astronaut()[_HEAD_ROWS, _HEAD_COLS]
+    src = data.astronaut()[HEAD_ROWS, HEAD_COLS]
     scale = head_height / src.shape[0]
     w = int(round(src.shape[1] * scale))
     head = cv2.resize(src, (w, head_height), interpolation=cv2.INTER_AREA).astype(np.float32)
     yy, xx = np.mgrid[0:head_height, 0:w]
     r = np.hypot((xx - (w - 1) / 2) / (w / 2), (yy - (head_height - 1) / 2) / (head_height / 2))
     alpha = np.clip((1.0 - r) / 0.12, 0.0, 1.0)[..., None].astype(np.float32)
-    offset = np.array([_HEAD_COLS.start, _HEAD_ROWS.start] * 2, dtype=np.float64)
-    return head, alpha, (_FACE_IN_SOURCE - offset) * scale
+    offset = np.array([HEAD_COLS.start, HEAD_ROWS.start] * 2, dtype=np.float64)
+    return head, alpha, (FACE_IN_SOURCE - offset) * scale
 
 
 def _head_positions(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
@@ -78,8 +68,6 @@ def face_boxes(plan: ClipPlan, config: SampleConfig) -> np.ndarray:
 
 def _background(config: SampleConfig, rng: np.random.Generator) -> np.ndarray:
     """A green-screen background with smooth blotches: uint8 [H, W, 3]."""
-    import cv2
-
     coarse = rng.normal(0.0, 1.0, size=(9, 12, 3)).astype(np.float32)
     texture = cv2.resize(coarse, (config.width, config.height), interpolation=cv2.INTER_CUBIC)
     base = np.array([45.0, 160.0, 70.0]) + rng.normal(0.0, 8.0, size=3)
@@ -166,8 +154,6 @@ def write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
 def write_flv(path: Path, frames: np.ndarray, pcm: np.ndarray, config: SampleConfig) -> None:
     """FLV with FLV1 video at `config.fps` and MP3 (AAC if MP3 is missing) audio, resampled
     by FFmpeg from `config.sample_rate` to `config.flv_audio_rate`."""
-    import av
-
     rate = Fraction(config.fps).limit_denominator(1001)
     with av.open(str(path), "w", format="flv") as out:
         video = out.add_stream("flv", rate=rate)
@@ -186,11 +172,11 @@ def write_flv(path: Path, frames: np.ndarray, pcm: np.ndarray, config: SampleCon
         out.mux(video.encode())
         chunk = config.sample_rate // 10
         for start in range(0, len(pcm), chunk):
-            frame = av.AudioFrame.from_ndarray(
+            aframe = av.AudioFrame.from_ndarray(
                 pcm[None, start : start + chunk], format="s16", layout="mono"
             )
-            frame.sample_rate = config.sample_rate
-            frame.pts = start
-            frame.time_base = Fraction(1, config.sample_rate)
-            out.mux(audio.encode(frame))
+            aframe.sample_rate = config.sample_rate
+            aframe.pts = start
+            aframe.time_base = Fraction(1, config.sample_rate)
+            out.mux(audio.encode(aframe))
         out.mux(audio.encode())

@@ -12,7 +12,10 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
+
+from emotf.synthetic.media import _head
 
 # container suffix -> (video codec, audio codec)
 CODECS = {
@@ -41,7 +44,7 @@ def face_position(
 
 
 def write_face_video(
-    path,
+    path: str | Path,
     seconds: float,
     *,
     fps: float = 30.0,
@@ -72,10 +75,6 @@ def write_face_video(
             MP4/MOV/MKV): the frames are stored turned the other way, so the video plays upright
             at width x height. -90 is a phone's portrait video, stored landscape.
     """
-    import av
-
-    from emotf.synthetic.media import _head
-
     if display_rotation % 90:
         raise ValueError(f"display_rotation must be a multiple of 90. Received: {display_rotation}")
     turns = -(display_rotation // 90)  # np.rot90 turns (counter-clockwise) from shown to stored
@@ -95,6 +94,8 @@ def write_face_video(
     tick = rate * sub
     with av.open(str(path), "w", format="flv" if path.suffix.lower() == ".flv" else None) as out:
         video = out.add_stream(vcodec, rate=rate)
+        if not isinstance(video, av.VideoStream):
+            raise ValueError(f"video_codec must name a video codec. Received: {vcodec!r}")
         stored_w, stored_h = (height, width) if turns % 2 else (width, height)
         video.width, video.height, video.pix_fmt = stored_w, stored_h, "yuv420p"
         if display_rotation % 360:
@@ -109,12 +110,15 @@ def write_face_video(
             video.codec_context.max_b_frames = 0  # AVI keeps no timestamps for B-frames
         if vcodec == "libvpx-vp9":
             video.options = {"deadline": "realtime", "cpu-used": "8"}
-        sound = None
+        sound: av.AudioStream | None = None
         if audio:
             # Opus runs at 48 kHz, MP3 in FLV at 44.1 kHz (as real CREMA-D's FLVs).
             arate = {"libopus": 48000}.get(acodec, 44100 if vcodec == "flv" else sample_rate)
-            sound = out.add_stream(acodec, rate=arate)
-            sound.layout = "mono"
+            stream = out.add_stream(acodec, rate=arate)
+            if not isinstance(stream, av.AudioStream):
+                raise ValueError(f"{acodec!r} is not an audio codec")
+            stream.layout = "mono"
+            sound = stream
         rng = np.random.default_rng(0)
         for i in range(num):
             t = i / fps
@@ -124,7 +128,7 @@ def write_face_video(
             frame[::8, ::8] += rng.integers(0, 6, frame[::8, ::8].shape, dtype=np.uint8)
             if not any(a <= t < b for a, b in no_face):
                 if second_face:
-                    x, y = face_position(t, width, height, *small.shape[1::-1], phase=2.5)
+                    x, y = face_position(t, width, height, small.shape[1], small.shape[0], 2.5)
                     _paste(frame, small, small_alpha, x, y)
                 x, y = face_position(t, width, height, head.shape[1], head.shape[0])
                 _paste(frame, head, alpha, x, y)
@@ -136,19 +140,20 @@ def write_face_video(
             out.mux(video.encode(vf))
         out.mux(video.encode())
         if sound is not None:
-            arate = sound.rate
-            chunk = arate // 10
-            for start in range(0, int(seconds * arate), chunk):
-                t = (start + np.arange(chunk)) / arate
-                on = (np.sin(2 * np.pi * 3.0 * t) > -0.3).astype(np.float32)
-                wave = on * sum(
-                    np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 540), 1)
+            srate = int(sound.rate)
+            chunk = srate // 10
+            for start in range(0, int(seconds * srate), chunk):
+                ts = (start + np.arange(chunk)) / srate
+                on = (np.sin(2 * np.pi * 3.0 * ts) > -0.3).astype(np.float32)
+                tones = sum(
+                    np.sin(2 * np.pi * f * ts) / k for k, f in enumerate((180, 360, 540), 1)
                 )
-                wave = 0.2 * wave + 0.01 * rng.standard_normal(chunk)
+                wave = 0.2 * on * tones + 0.01 * rng.standard_normal(chunk)
                 pcm = np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16)[None]
-                frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = arate, start, Fraction(1, arate)
-                for packet in sound.encode(frame):
+                aframe = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+                aframe.sample_rate, aframe.pts = srate, start
+                aframe.time_base = Fraction(1, srate)
+                for packet in sound.encode(aframe):
                     out.mux(packet)
             out.mux(sound.encode())
     return path

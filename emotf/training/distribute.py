@@ -276,8 +276,9 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     Keras 3.15 reduces each step's metric values (scalars, one per replica) across workers with
     `strategy.reduce("MEAN", value, axis=0)`, which TensorFlow refuses for a scalar ("Invalid
     reduction dimension 0 for input with 0 dimensions": found here with Keras 3.15.1 and TF
-    2.21; keras-team/keras#20585 reports that Keras 3's fit fails under this strategy). The mean over the replicas is what Keras means, and what it
-    computes on one machine (`tf.reduce_mean` of the replicas' values).
+    2.21; keras-team/keras#20585 reports that Keras 3's fit fails under this strategy). The
+    mean over the replicas is what Keras means, and what it computes on one machine
+    (`tf.reduce_mean` of the replicas' values).
     """
 
     def reduce(self, reduce_op, value, axis):
@@ -399,7 +400,7 @@ def gather_from_workers(strategy: tf.distribute.Strategy, values: Mapping[str, i
     keys = sorted(values)
     row = tf.constant([[worker_index(strategy), *(int(values[k]) for k in keys)]], tf.int64)
     gathered = strategy.gather(strategy.run(lambda: tf.identity(row)), axis=0).numpy()
-    by_worker = {int(r[0]): dict(zip(keys, map(int, r[1:]))) for r in gathered}
+    by_worker = {int(r[0]): dict(zip(keys, map(int, r[1:]), strict=True)) for r in gathered}
     return [by_worker[i] for i in sorted(by_worker)]
 
 
@@ -425,7 +426,7 @@ def check_workers_agree(rows: list[dict], tasks: list[str], where) -> None:
     """
     chief = rows[0]
     for key, message in DISAGREEMENTS.items():
-        for task, row in zip(tasks[1:], rows[1:]):
+        for task, row in zip(tasks[1:], rows[1:], strict=False):
             if key in chief and row.get(key) != chief[key]:
                 show = _folds if key == "finished_folds" else (lambda v: v)
                 raise ValueError(

@@ -2,9 +2,9 @@
 
 A killed `emotf-train` run restarts from `RUN/backup/` (Keras `BackupAndRestore`); the CSV log
 is written before the backup, early stopping's patience is rebuilt from the log, and a run
-folder refuses a resume under another configuration or another replica count. Every file goes through `emotf.storage`
-(`tf.io.gfile`), so a run folder on gs:// or ram:// works; the CSV log is rewritten whole
-(atomically) each epoch, as object stores cannot append.
+folder refuses a resume under another configuration or another replica count. Every file goes
+through `emotf.storage` (`tf.io.gfile`), so a run folder on gs:// or ram:// works; the CSV log
+is rewritten whole (atomically) each epoch, as object stores cannot append.
 
 Every weights file (the backup's, `best.weights.h5`, `model.keras`) is written to a temporary
 name beside it and then renamed into place (`save_atomic`), so a kill or a full disk never
@@ -27,17 +27,13 @@ import io
 import json
 import uuid
 import warnings
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
+from emotf.configs import TrainConfig
 from emotf.runs.folder import Run
 from emotf.storage import StoragePath, as_path, read_json, write_atomic, write_json
-
-if TYPE_CHECKING:
-    from emotf.configs import TrainConfig
-
 
 # === Writing weights: atomically, a full disk named ===
 
@@ -321,7 +317,7 @@ def describe_changes(old: dict, new: dict, allowed=()) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
 
 
-def check_resume_config(run: Run, config: "TrainConfig") -> None:
+def check_resume_config(run: Run, config: TrainConfig) -> None:
     """Refuse to resume a run folder with a different configuration (it would mix two runs)."""
     if not run.resumable or not run.has_config():
         return
@@ -398,7 +394,7 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
             as_path(self.backup_dir).rmtree()
 
 
-def training_callbacks(run: Run, config: "TrainConfig", scratch: StoragePath | None = None) -> list:
+def training_callbacks(run: Run, config: TrainConfig, scratch: StoragePath | None = None) -> list:
     """CSV log, BackupAndRestore, best-weights checkpoint, TensorBoard, early stopping.
 
     `scratch` (a non-chief worker of a multi-worker run): every callback writes under this

@@ -1,4 +1,4 @@
-"""Learning-rate schedules of `emotf-train` (`TrainConfig.lr_schedule`).
+"""Learning-rate schedules of `emotf-train` (`TrainerConfig.lr_schedule`).
 
 `paper` restarts the staircase every epoch (the paper's literal schedule), `step` runs it on the
 global step, `cosine` decays to 0 over the run, `constant` keeps the rate. All depend only on
@@ -7,13 +7,10 @@ the optimizer's iteration counter, which checkpoints hold, so a resumed run cont
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import keras
 from keras import ops
 
-if TYPE_CHECKING:
-    from emotf.configs import TrainConfig
+from emotf.configs import TrainConfig, TrainerConfig
 
 
 @keras.saving.register_keras_serializable(package="emotf")
@@ -46,8 +43,9 @@ class StaircaseDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def make_schedule(config: "TrainConfig", steps_per_epoch: int):
-    """The learning rate (schedule or float) of `config.lr_schedule` for `steps_per_epoch`."""
+def make_schedule(config: TrainerConfig | TrainConfig, steps_per_epoch: int):
+    """The learning rate (schedule or float) of `config.lr_schedule` for `steps_per_epoch`
+    (a `TrainerConfig`, or the `TrainConfig` holding one)."""
     lr = config.learning_rate
     if config.lr_schedule == "paper":
         return StaircaseDecay(

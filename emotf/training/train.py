@@ -28,27 +28,13 @@ import tensorflow as tf
 
 import emotf
 from emotf.configs import TrainConfig
-from emotf.corpora.cremad import EMOTIONS, NUM_FOLDS
-from emotf.corpora.labels import agreement
+from emotf.corpora.cremad import NUM_FOLDS
 from emotf.corpora.splits import ACTORS, check_fingerprint
 from emotf.evaluation.calibration import apply_temperature, calibration_summary, temperature_record
 from emotf.evaluation.metrics import clip_metrics, predict_clips
 from emotf.evaluation.reports import cv_report
-from emotf.model import build_model, training_model
 from emotf.runs import data as run_data
-from emotf.runs.data import (
-    DatasetFactory,
-    check_clip_split_records,
-    check_records_folder,
-    check_run_records,
-    clip_ids,
-    clips_read,
-    config_split,
-    count_clips,
-    fit_datasets,
-    is_records_folder,
-    records_dataset,
-)
+from emotf.runs.data import DatasetFactory, check_records_folder, records_dataset
 from emotf.runs.folder import CrossValidation, Run
 from emotf.storage import read_json
 from emotf.training.distribute import (
@@ -63,7 +49,7 @@ from emotf.training.distribute import (
     worker_index,
     worker_scratch,
 )
-from emotf.training.precision import precision_policy, resolve_jit_compile
+from emotf.training.precision import precision_policy
 from emotf.training.run_state import (
     check_resume_config,
     check_resume_distribution,
@@ -72,7 +58,7 @@ from emotf.training.run_state import (
     save_model,
     training_callbacks,
 )
-from emotf.training.schedules import make_schedule
+from emotf.training.task import Task
 
 # === Training ===
 
@@ -107,25 +93,6 @@ def fit_verbose(verbose, stream=None) -> int:
     return int(verbose)
 
 
-def compile_trainer(trainer: keras.Model, config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """Compile the training model as every emotf run does (`emotf-train` and each `emotf-tune`
-    trial): SGD with momentum on `make_schedule(config, steps_per_epoch)`, sparse cross-entropy
-    on the mean of the segment softmaxes, an `accuracy` metric, XLA per `config.jit_compile`."""
-    trainer.compile(
-        optimizer=keras.optimizers.SGD(
-            make_schedule(config, steps_per_epoch), momentum=config.momentum
-        ),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=resolve_jit_compile(config.jit_compile),
-    )
-    return trainer
-
-
-def _class_names(num_classes: int) -> list[str]:
-    return list(EMOTIONS) if num_classes == len(EMOTIONS) else [str(c) for c in range(num_classes)]
-
-
 def train_fold(
     config: TrainConfig,
     dataset_fn: DatasetFactory | None = None,
@@ -141,10 +108,11 @@ def train_fold(
     Trains under `strategy` (default: `emotf.training.distribute.make_strategy(config.strategy,
     config.worker_timeout_seconds)`, made before any other TensorFlow op), with batches of
     `config.batch_size` clips per replica. In a multi-worker run only the chief writes the run
-    folder and returns the metrics; another worker trains in step with it, writes into a scratch folder it deletes, and returns
-    {"chief": False, "task": "worker:I", "epochs_run": ...}. Before anything else the workers
-    compare their completed epochs and configuration with the chief's and all refuse in one line
-    when one differs (`emotf.training.distribute.agree_with_chief`).
+    folder and returns the metrics; another worker trains in step with it, writes into a scratch
+    folder it deletes, and returns {"chief": False, "task": "worker:I", "epochs_run": ...}.
+    Before anything else the workers compare their completed epochs and configuration with the
+    chief's and all refuse in one line when one differs
+    (`emotf.training.distribute.agree_with_chief`).
     """
     strategy = strategy or make_strategy(config.strategy, config.worker_timeout_seconds)
     if is_chief(strategy) and Run(config.out).resumable:
@@ -180,11 +148,11 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
     chief = scratch is None
     run = Run(config.out)
     start = time.time()
-    split = config_split(config)
-    summary = split.summary()
-    # Every shard this run reads (train, validation, test) against the records' manifest,
-    # before anything is written or trained (emotf.records.manifest; --allow-incomplete opts out).
-    records_check = check_run_records(config, split, dataset_fn)
+    task = Task(config, dataset_fn)
+    # Every shard this run reads (train, validation, test) against the records' manifest, and a
+    # clip-level split's lists against the records, before anything is written or trained
+    # (emotf.records.manifest; --allow-incomplete opts out of the first).
+    records_check = task.check_records()
     check_resume_config(run, config)
     workers = num_workers(strategy)
     # Batches of the global batch: tf.distribute splits each across the replicas.
@@ -195,16 +163,12 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
     }
     check_resume_distribution(run, **distribution)
     if run.has_config():
-        check_fingerprint(split, run.recorded_split(), str(run.path))
+        check_fingerprint(task.split, run.recorded_split(), str(run.path))
     if chief:
         run.path.mkdir()
-        # The folds, where `emotf-evaluate` looks for the test fold (fold protocol only).
-        folds = (
-            None
-            if split.clip_level
-            else {key: summary[key] for key in ("train", "validation", "test")}
+        run.write_config(
+            config, task.split.summary(), environment(distribution), task.folds_record()
         )
-        run.write_config(config, summary, environment(distribution), folds)
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic and not tf.config.list_physical_devices("GPU"):
@@ -212,23 +176,14 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
         # not bit-repeatable anyway (cuDNN autotuning), so it only applies on the CPU.
         tf.config.experimental.enable_op_determinism()
 
-    if split.clip_level and is_records_folder(config.records):
-        check_clip_split_records(config.records, split)  # before any training
-    data_config = replace(config, batch_size=global_batch)
     with precision_policy(config.precision) as policy:
         first_epoch = run.completed_epochs()
-        train_ds, val_ds, steps = fit_datasets(
-            dataset_fn,
-            data_config,
-            split.train,
-            split.validation,
-            first_epoch,
-            workers=workers,
-            worker=worker_index(strategy),
+        train_ds, val_ds, steps = task.fit_datasets(
+            first_epoch, global_batch, workers=workers, worker=worker_index(strategy)
         )
         with strategy.scope():
-            model = build_model(config.model, config.sampling)
-            trainer = compile_trainer(training_model(model), config, steps)
+            model = task.build_model()
+            trainer = task.compile(task.training_model(model), steps)
         build_for_fit(trainer, train_ds)
         trainer.fit(
             train_ds,
@@ -239,42 +194,31 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
             verbose=fit_verbose(config.verbose),
         )
         if not chief:
-            task = strategy.cluster_resolver
+            task_id = strategy.cluster_resolver
             return {
                 "chief": False,
-                "task": f"{task.task_type}:{task.task_id}",
+                "task": f"{task_id.task_type}:{task_id.task_id}",
                 "epochs_run": len(read_log(run.log_path)),
             }
         log = read_log(run.log_path)
         if run.best_weights_path.exists():
             trainer.load_weights(str(run.best_weights_path))
         save_model(model, run.model_path)
-        # Temperature scaling for the served probabilities, fitted on the validation clips (all
-        # of them: a multi-worker val_ds holds this worker's share of the files).
+        # Temperature scaling for the served probabilities, fitted on the validation clips.
         validation = predict_clips(
-            model,
-            val_ds
-            if workers <= 1
-            else dataset_fn(split.validation, False, data_config, first_epoch),
+            model, task.all_validation_data(val_ds, global_batch, first_epoch, workers)
         )
         calibration = temperature_record(validation.labels, validation.probabilities)
         run.write_calibration(calibration)
         # The one look at the test fold (or test list).
-        test = predict_clips(model, dataset_fn(split.test, False, config, 0))
+        test = predict_clips(model, task.test_data())
         y_true, probs = test.labels, test.probabilities
 
     val_acc = [row.get("val_accuracy", float("nan")) for row in log]
     metrics = {
-        "fold": None if split.clip_level else summary["test"],
-        **clip_metrics(y_true, probs, _class_names(config.model.num_classes)),
+        **task.split_metrics(),
+        **clip_metrics(y_true, probs, task.class_names()),
         "num_clips": int(len(y_true)),
-        "split": split.name,
-        "protocol": split.protocol,
-        **(
-            {key: summary[key] for key in ("train_clips", "validation_clips", "test_clips")}
-            if split.clip_level
-            else {"validation_folds": summary["validation"], "training_folds": summary["train"]}
-        ),
         "best_epoch": int(log[int(np.nanargmax(val_acc))]["epoch"]) + 1 if val_acc else None,
         "best_validation_accuracy": float(np.nanmax(val_acc)) if val_acc else None,
         "epochs_run": len(log),
@@ -283,21 +227,9 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
         "parameters": int(model.count_params()),
         "precision": policy,
         "wall_time_s": round(time.time() - start, 2),
-        "labels": config.labels,
-        **_label_agreement(config, split.test, test.clip_ids),
-        **{k: v for k, v in records_check.items() if k != "clips_in_manifest"},
-        **clips_read(config, split, len(y_true), records_check),
+        **task.data_metrics(len(y_true), test.clip_ids, records_check),
         **_test_calibration(y_true, probs, calibration.get("temperature")),
     }
-    if split.clip_level and is_records_folder(config.records):
-        metrics["clips_in_records"] = {  # the lists' clips that were built (the rest: skipped)
-            name: count_clips(config.records, part)
-            for name, part in (
-                ("train", split.train),
-                ("validation", split.validation),
-                ("test", split.test),
-            )
-        }
     if config.export:
         from emotf.serving.export import export_run
 
@@ -316,14 +248,6 @@ def _distribution(strategy: tf.distribute.Strategy, config: TrainConfig, global_
         "global_batch_size": int(global_batch),
         "learning_rate": float(config.learning_rate),
     }
-
-
-def _label_agreement(config: TrainConfig, part, test_clip_ids) -> dict:
-    """metrics.json's "label_agreement" (`emotf.corpora.labels.agreement`) on the test clips: their
-    ids from the factory's metadata, else read from the records; {} without either."""
-    if test_clip_ids is None and is_records_folder(config.records):
-        test_clip_ids = clip_ids(config.records, part)
-    return {} if test_clip_ids is None else {"label_agreement": agreement(test_clip_ids)}
 
 
 def _test_calibration(y_true, probs, temperature) -> dict:

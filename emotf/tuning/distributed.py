@@ -5,7 +5,8 @@ keras-tuner (1.4) runs one search over several processes, on one machine or many
     chief    KERASTUNER_TUNER_ID=chief: holds the oracle (the one object that draws the
              hyperparameters and records the scores) behind a gRPC server on
              KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT; trains nothing; blocks until the
-             search is over, then writes the trials table and best_config.json (emotf.tuning.search).
+             search is over, then writes the trials table and best_config.json
+             (emotf.tuning.search).
     workers  KERASTUNER_TUNER_ID=tuner0, tuner1, ...: ask the chief for a trial, train it, report
              its score, ask again, until the chief answers that no trial is left.
 

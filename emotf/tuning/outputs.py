@@ -15,14 +15,11 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import keras_tuner
 
 from emotf.storage import StoragePath, as_path, write_atomic, write_json
-
-if TYPE_CHECKING:  # the search's config; emotf.tuning.search imports this module
-    from emotf.tuning.search import TuneConfig
+from emotf.tuning.config import TuneConfig
 
 
 def plain_value(value):
@@ -75,8 +72,9 @@ def write_results(tuner: keras_tuner.Tuner, config: TuneConfig, records_check: d
     """Write trials.json / .csv and best_config.json of the finished search (the oracle's
     process only: it holds every trial); return them (see `emotf.tuning.search.tune`).
 
-    `tuner.hypermodel` is the search's `emotf.tuning.search.EmotfHyperModel` (its `trial_config` gives
-    the best trial's TrainConfig, its `split` what best_config.json says of the split)."""
+    `tuner.hypermodel` is the search's `emotf.tuning.search.EmotfHyperModel` (its
+    `trial_config` gives the best trial's TrainConfig, its `split` what best_config.json says of
+    the split)."""
     out = as_path(config.out)
     rows = trial_rows(tuner, config.search)
     write_json(out / "trials.json", rows)

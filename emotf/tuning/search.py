@@ -1,7 +1,7 @@
 """Hyperparameter search with keras-tuner on one fold's validation folds (`emotf-tune`).
 
-Protocol (the same split as `emotf.training.train.train_fold`): for test fold K, every trial trains on
-the training folds of `split_folds(K, validation_folds)` and is scored by its best-epoch
+Protocol (the same split as `emotf.training.train.train_fold`): for test fold K, every trial
+trains on the training folds of `split_folds(K, validation_folds)` and is scored by its best-epoch
 `val_accuracy` on the validation folds (by default fold K+1). **The test fold K is never read**
 (no dataset, no record file, no clip count): choose here, then report with
 `emotf-train --config OUT/best_config.json`, which trains once more and tests on fold K. Under a
@@ -37,54 +37,23 @@ so OUT must then be on a filesystem they all share (or `gs://`).
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import keras
 import keras_tuner
 import tensorflow as tf
 
-from emotf.bounds import bounded, check_bounds
-from emotf.configs import MAX_SEED, MAX_TIMEOUT_SECONDS, Config, TrainConfig
-from emotf.model import build_model, training_model
-from emotf.runs.data import (
-    DatasetFactory,
-    check_run_records,
-    config_split,
-    fit_datasets,
-    num_batches,
-    records_dataset,
-)
+from emotf.configs import TrainConfig
+from emotf.runs.data import DatasetFactory, records_dataset
 from emotf.storage import StoragePath, as_path, read_json, write_json
 from emotf.training.precision import precision_policy, resolve_precision
 from emotf.training.run_state import describe_changes
-from emotf.training.train import compile_trainer, environment, fit_verbose
+from emotf.training.task import Task
+from emotf.training.train import environment, fit_verbose
+from emotf.tuning.config import MODEL_FIELDS, SEARCH_SPACE, TuneConfig
 from emotf.tuning.distributed import TunerRole, keras_tuner_environment, serve_oracle
 from emotf.tuning.outputs import plain_value, write_results
 
-TUNERS = ("random", "bayesian", "hyperband")
-
-
-# What can be searched: name -> how keras-tuner draws it. Names are TrainConfig fields, or
-# ModelConfig fields (MODEL_FIELDS). The optimiser knobs the paper fixes by hand (SGD, lr 1e-3
-# with a per-epoch staircase, momentum 0.9, batch 16) and the head's capacity/regularisation.
-# Widths and N are left out on purpose: they change the model's cost, not only its fit.
-SEARCH_SPACE = {
-    # log-uniform: SGD's useful rates span three decades (1e-3 is the paper's, cosine wants ~1e-2)
-    "learning_rate": lambda hp: hp.Float("learning_rate", 1e-4, 1e-1, sampling="log"),
-    # `step` is left out: it stops training after a few hundred steps (docs/training.md)
-    "lr_schedule": lambda hp: hp.Choice("lr_schedule", ["paper", "cosine", "constant"]),
-    # 0 = plain SGD; the effective step is lr / (1 - momentum)
-    "momentum": lambda hp: hp.Choice("momentum", [0.0, 0.5, 0.9, 0.95]),
-    # also sets the steps per epoch, so the paper schedule's shape changes with it
-    "batch_size": lambda hp: hp.Choice("batch_size", [8, 16, 32]),
-    # before the FC layer; the paper's 0.5 is in the middle
-    "dropout": lambda hp: hp.Float("dropout", 0.0, 0.6, step=0.1),
-    # 0 = the softmax classifier is the only FC layer (the paper's literal reading)
-    "fc_units": lambda hp: hp.Choice("fc_units", [0, 64, 128, 256]),
-}
-MODEL_FIELDS = ("dropout", "fc_units")
-DEFAULT_SEARCH = ("learning_rate", "lr_schedule", "dropout")
 # A continued search may change these: they do not change what a trial means (deadlines
 # included: a search begun before they existed continues with the defaults).
 RESUMABLE_CHANGES = (
@@ -98,79 +67,6 @@ RESUMABLE_CHANGES = (
 )
 
 
-@dataclass(frozen=True)
-class TuneConfig(Config):
-    """One hyperparameter search (`emotf-tune` flags map onto these fields; each field's
-    description is its `help`).
-
-    `train` is the base `TrainConfig` (records, fold, epochs per trial, model, sampling,
-    precision, seed, early-stopping patience); each trial overrides the searched fields.
-    `max_trials` is ignored by Hyperband: one Hyperband iteration with
-    `max_epochs = train.epochs`, factor 3. The bayesian tuner (a Gaussian process) draws the
-    first third of the trials, at least 2, at random. Weights and data use `train.seed` in
-    every trial; `seed` only chooses which hyperparameters are tried.
-    """
-
-    train: TrainConfig = bounded(
-        default_factory=TrainConfig,
-        help="the base TrainConfig; each trial overrides the searched fields",
-    )
-    out: str = bounded(
-        "runs/tune", nonempty=True, help="the search folder (see emotf.tuning.search)"
-    )
-    max_trials: int = bounded(
-        10, ge=1, le=100_000, help="trials of the random and bayesian tuners (not hyperband)"
-    )
-    tuner: str = bounded("random", choices=TUNERS, help="random, bayesian or hyperband")
-    search: tuple[str, ...] = bounded(
-        DEFAULT_SEARCH,
-        choices=tuple(SEARCH_SPACE),
-        help="the hyperparameters searched, each once (names of SEARCH_SPACE)",
-    )
-    seed: int | None = bounded(
-        None,
-        ge=0,
-        le=MAX_SEED,
-        help="seed of the tuner's draws (which hyperparameters are tried); none = train.seed",
-    )
-    oracle_timeout_seconds: float = bounded(
-        300.0,
-        gt=0.0,
-        le=MAX_TIMEOUT_SECONDS,
-        help="how long a tuning worker waits for the chief's oracle",
-    )
-
-    def __post_init__(self):
-        if isinstance(self.search, str):  # "a,b" in Python: the flag's syntax
-            object.__setattr__(
-                self, "search", tuple(s.strip() for s in self.search.split(",") if s.strip())
-            )
-        check_bounds(self)
-        if isinstance(self.train, Mapping):
-            object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
-        if not isinstance(self.train, TrainConfig):
-            raise ValueError(
-                "TuneConfig.train must be a TrainConfig or a JSON object of its "
-                f"fields. Received: train={self.train!r}"
-            )
-        object.__setattr__(self, "search", tuple(self.search))
-        if not self.search or len(set(self.search)) != len(self.search):
-            raise ValueError(
-                f"search must name one or more of {list(SEARCH_SPACE)}, each once. "
-                f"Received: search={list(self.search)}"
-            )
-        if self.train.strategy not in ("auto", "one_device"):
-            raise ValueError(
-                "trials train on one device each; spread a search over GPUs or machines with "
-                "one worker per device (--tuner-id tunerN --oracle-address HOST:PORT, "
-                f"docs/tuning.md). Received: strategy={self.train.strategy!r}"
-            )
-
-    @property
-    def tuner_seed(self) -> int:
-        return self.train.seed if self.seed is None else self.seed
-
-
 def trial_config(config: TuneConfig, hp: keras_tuner.HyperParameters) -> TrainConfig:
     """The base TrainConfig with the searched fields drawn from `hp` (registered on first use)."""
     values = {name: plain_value(SEARCH_SPACE[name](hp)) for name in config.search}
@@ -180,20 +76,20 @@ def trial_config(config: TuneConfig, hp: keras_tuner.HyperParameters) -> TrainCo
 
 
 class EmotfHyperModel(keras_tuner.HyperModel):
-    """Builds and fits the twin-branch model for one trial, as `emotf.training.train.train_fold` does.
-
-    `build(hp)` compiles `training_model(build_model(...))` with `emotf.training.train.compile_trainer`
-    (as `emotf-train` does). `fit(hp, model, ...)` builds the trial's datasets with `dataset_fn`
-    (an `emotf.runs.data.DatasetFactory`; default `emotf.runs.data.records_dataset`) for the
-    training and validation parts only, and fits with
+    """Builds and fits the twin-branch model for one trial, as `emotf.training.train.train_fold`
+    does: through the trial's `emotf.training.task.Task` (the base config's, with the searched
+    fields drawn), which builds the model, compiles it (loss, metrics, optimiser) and makes the
+    datasets with `dataset_fn` (an `emotf.runs.data.DatasetFactory`; default
+    `emotf.runs.data.records_dataset`) for the training and validation parts only. `fit` uses
     the tuner's callbacks (checkpoint of the best epoch, TensorBoard, reporting to the oracle).
     """
 
     def __init__(self, config: TuneConfig, dataset_fn: DatasetFactory | None = None):
         super().__init__(name="emotf")
         self.config = config
-        self.dataset_fn = dataset_fn or records_dataset
-        self.split = config_split(config.train)  # the test part is never served
+        self.task = Task(config.train, dataset_fn or records_dataset)
+        self.dataset_fn = self.task.dataset_fn
+        self.split = self.task.split  # the test part is never served
         self.policy = resolve_precision(config.train.precision)
         self._steps: dict[int, int] = {}  # batch size -> training batches per epoch
 
@@ -201,32 +97,34 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         """The trial's TrainConfig: `trial_config(self.config, hp)`."""
         return trial_config(self.config, hp)
 
+    def trial_task(self, hp: keras_tuner.HyperParameters) -> Task:
+        """The trial's Task: the base one's data source and split, the trial's config."""
+        return self.task.with_config(trial_config(self.config, hp))
+
     def steps_per_epoch(self, trial: TrainConfig) -> int:
         """Training batches per epoch for the trial's batch size (counted once per size)."""
         if trial.steps_per_epoch:
             return trial.steps_per_epoch
         if trial.batch_size not in self._steps:
-            dataset = self.dataset_fn(self.split.train, True, trial, 0)
-            self._steps[trial.batch_size] = num_batches(dataset, trial, self.split.train)
+            self._steps[trial.batch_size] = self.task.with_config(trial).count_steps()
         return self._steps[trial.batch_size]
 
     def build(self, hp):
-        trial = trial_config(self.config, hp)
+        task = self.trial_task(hp)
         # keras-tuner calls keras.backend.clear_session() before every build, which also resets
         # the global dtype policy: set it again, or mixed precision would silently be lost.
         keras.mixed_precision.set_global_policy(self.policy)
-        keras.utils.set_random_seed(trial.seed)
-        trainer = training_model(build_model(trial.model, trial.sampling))
-        return compile_trainer(trainer, trial, self.steps_per_epoch(trial))
+        keras.utils.set_random_seed(task.config.seed)
+        trainer = task.training_model(task.build_model())
+        return task.compile(trainer, self.steps_per_epoch(task.config))
 
     def fit(self, hp, model, *args, **kwargs):
         """Train one trial. `kwargs` from keras-tuner: `callbacks`, `epochs` and (Hyperband,
         continuing a trial) `initial_epoch`, which is also passed to the factory as its `epoch`."""
-        trial = trial_config(self.config, hp)
+        task = self.trial_task(hp)
+        trial = task.config
         initial_epoch = int(kwargs.get("initial_epoch", 0))
-        train_ds, val_ds, _ = fit_datasets(
-            self.dataset_fn, trial, self.split.train, self.split.validation, initial_epoch
-        )
+        train_ds, val_ds, _ = task.fit_datasets(initial_epoch)
         return model.fit(
             train_ds,
             validation_data=val_ds,
@@ -385,9 +283,8 @@ def tune(
     check_resume(out, config)
     # The shards of the base config's folds against the records' manifest, before any trial
     # (emotf.records.manifest; TrainConfig.allow_incomplete opts out and is recorded below).
-    records_check = check_run_records(
-        config.train, config_split(config.train), dataset_fn or records_dataset
-    )
+    task = Task(config.train, dataset_fn or records_dataset)
+    records_check = task.check_records(clip_lists=False)  # the test list is never read
     records_check.pop("clips_in_manifest", None)
     out.mkdir()
     if not role.is_worker:

@@ -1,55 +1,60 @@
-"""The manifest of a finished build: every shard's sidecar aggregated into `OUT/manifest.json`.
+"""Writing the manifest of a finished build: every shard's sidecar aggregated into it.
 
-`emotf.records.build` writes the shards and their sidecars, then this manifest, last
-(layout: docs/build_records.md; reading and checking it: `emotf.records.manifest`).
+`emotf.records.build` writes the shards and their sidecars, then, last, the manifest with
+`write_manifest` (layout: docs/build_records.md; reading and checking it:
+`emotf.records.manifest`; its file name: `emotf.records.folder.RecordsFolder`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emotf import __version__, keys
+from emotf.corpora.cremad import EMOTIONS
+from emotf.records.config import BuildConfig, clip_settings, record_settings
+from emotf.records.folder import RecordsFolder
 from emotf.records.manifest import MANIFEST_VERSION, settings_hash
-from emotf.records.preprocess import ClipSettings
-from emotf.records.shards import sidecar_path
-from emotf.storage import as_path, read_json
+from emotf.records.media_checks import summarize
+from emotf.storage import as_path, read_json, write_json
 
-if TYPE_CHECKING:
-    from emotf.records.build import BuildConfig
+
+def write_manifest(
+    config: BuildConfig, shards: list[dict], plan_skipped: list[dict], seconds: float
+) -> dict:
+    """Write the manifest of a finished build into its folder; return it.
+
+    Args: as `make_manifest`.
+    """
+    manifest = make_manifest(config, shards, plan_skipped, seconds)
+    write_json(RecordsFolder(as_path(config.out_dir).resolve()).manifest_path, manifest)
+    return manifest
 
 
 def make_manifest(
-    config: BuildConfig,
-    shards: list[dict],
-    plan_skipped: list[dict],
-    seconds: float,
-    settings: dict,
-    clip_settings: ClipSettings,
+    config: BuildConfig, shards: list[dict], plan_skipped: list[dict], seconds: float
 ) -> dict:
     """Aggregate the shards' sidecars into the manifest (layout: docs/build_records.md).
 
     Args:
-        config: the build's `BuildConfig` (written as `arguments`).
+        config: the build's `BuildConfig` (written as `arguments`; its `record_settings` and
+            `clip_settings` as `settings` and `clip_settings`).
         shards: the whole plan (`plan_build`), every shard complete with its sidecar.
         plan_skipped: the files the plan skipped.
         seconds: how long this run took.
-        settings: `record_settings(config)`; clip_settings: `clip_settings(config)`.
     """
-    from emotf.corpora.cremad import EMOTIONS
-    from emotf.records.media_checks import summarize
-
-    out = as_path(config.out_dir).resolve()
+    settings = record_settings(config)
+    folder = RecordsFolder(as_path(config.out_dir).resolve())
+    out = folder.path
     per_fold: dict[str, dict] = {}
     skipped = [dict(item, clip_id=None) for item in plan_skipped]
     notes: list[str] = []
     detector = Counter()
     entries, media, seen, written_clips = [], {}, {}, {}
     for shard in shards:
-        side = read_json(sidecar_path(out, shard["name"]))
+        side = read_json(folder.sidecar_path(shard["name"]))
         entries.append(side["entry"])
         fold = per_fold.setdefault(
             str(shard["fold"]),
@@ -104,7 +109,7 @@ def make_manifest(
         "schema_version": keys.SCHEMA_VERSION,
         "settings": settings,
         "settings_hash": settings_hash(settings),
-        "clip_settings": clip_settings.to_dict(),
+        "clip_settings": clip_settings(config).to_dict(),
         "clip_seconds": clip_seconds,
         "arguments": args,
         "clips_written": sum(f["clips"] for f in per_fold.values()),

@@ -1,0 +1,162 @@
+"""The arguments of a records build (`BuildConfig`) and the settings they fix.
+
+`clip_settings(config)` is the one `emotf.records.preprocess.ClipSettings` of a build: it goes
+with every `emotf.records.clip_worker.ClipTask` to the workers, into the manifest
+(`clip_settings`), and from there into the SavedModel metadata (`emotf.serving.metadata`).
+`record_settings(config)` are the settings that change what a record holds: fingerprinted in
+every sidecar and the manifest (`emotf.records.manifest.settings_hash`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from emotf import keys
+from emotf.bounds import bounded, check_bounds
+from emotf.configs import MAX_SAMPLE_RATE, MAX_SEED, MAX_TIMEOUT_SECONDS, MIN_SAMPLE_RATE, Config
+from emotf.records.faces import FaceTrackerConfig
+from emotf.records.preprocess import (
+    DEFAULT_MAX_CLIP_SECONDS,
+    MAX_CLIP_SECONDS,
+    MIN_CLIP_SECONDS,
+    ClipSettings,
+)
+from emotf.system import available_cpus
+
+RUNNERS = ("local", "beam")
+MAX_WORKERS = 1024
+
+
+@dataclass(frozen=True)
+class BuildConfig(Config):
+    """Arguments of one build (flags of `emotf-build-records` map onto these fields; each
+    field's description is its `help`).
+
+    `workers` defaults to the CPUs this process may run on (`os.sched_getaffinity`, else
+    `os.cpu_count()`); 1 runs the clips in this process; with `runner="beam"` it is the
+    DirectRunner's worker processes. `max_duration_s` skips e.g. 1064_IEO_DIS_MD, one minute of
+    every emotion under one label. `verify_media` costs ~0.1 % of build time
+    (docs/build_records.md). Either runner finishes the other's folder: `runner` is not a
+    record setting. `beam_options` are shell words (e.g. "--runner=DataflowRunner --project=P
+    --region=R --temp_location=gs://B/tmp") that override the local default (DirectRunner,
+    multi_processing, `workers` processes).
+    """
+
+    data_dir: str = bounded(
+        nonempty=True,
+        help="folder with `VideoFlash/` and `AudioWAV/` (local, or a URL such as gs://...)",
+    )
+    out_dir: str = bounded(
+        nonempty=True,
+        help="output folder (created; reruns resume in it; local, or a URL such as gs://...)",
+    )
+    workers: int = bounded(
+        default_factory=available_cpus,
+        ge=1,
+        le=MAX_WORKERS,
+        help="clip-processing processes (default: the CPUs this process may use; 1 = in this "
+        "process)",
+    )
+    clips_per_shard: int = bounded(
+        64, ge=1, le=100_000, help="clips per shard (each shard holds one fold)"
+    )
+    strict: bool = bounded(False, help="exit non-zero when anything was skipped")
+    fold_seed: int = bounded(
+        0,
+        ge=0,
+        le=MAX_SEED,
+        help="seed of the actors' fold assignment (emotf.corpora.cremad.canonical_folds)",
+    )
+    stratify_by_sex: bool = bounded(
+        False,
+        help="balance the actors' sexes over the folds (emotf.corpora.cremad.canonical_folds)",
+    )
+    limit: int | None = bounded(
+        None, ge=1, le=10_000_000, help="only the first `limit` clips by name (smoke runs)"
+    )
+    tracker: FaceTrackerConfig = bounded(
+        FaceTrackerConfig(), help="face detection, tracking and crop settings"
+    )
+    min_duration_s: float = bounded(
+        MIN_CLIP_SECONDS,
+        ge=0.0,
+        le=MAX_CLIP_SECONDS,
+        help="clips shorter than this (audio or video, seconds) are skipped",
+    )
+    max_duration_s: float = bounded(
+        DEFAULT_MAX_CLIP_SECONDS,
+        gt=0.0,
+        le=MAX_CLIP_SECONDS,
+        help="clips longer than this (audio or video, seconds) are skipped",
+    )
+    sample_rate: int = bounded(
+        keys.AUDIO_SAMPLE_RATE_HZ,
+        ge=MIN_SAMPLE_RATE,
+        le=MAX_SAMPLE_RATE,
+        help="audio rate stored (Hz)",
+    )
+    progress: bool = bounded(True, help="show a tqdm progress bar")
+    overwrite: bool = bounded(
+        False,
+        help="delete the folder's shards, sidecars and manifest first (a rebuild with "
+        "other settings); otherwise such a rerun is refused",
+    )
+    verify_media: bool = bounded(
+        True, help="check each clip's FLV and WAV against the official CREMA-D checksums"
+    )
+    runner: str = bounded(
+        "local",
+        choices=RUNNERS,
+        help="local (a pool of worker processes) or beam (an Apache Beam pipeline, one element "
+        'per shard; needs pip install "emotf[beam]")',
+    )
+    beam_options: str = bounded(
+        "", help='Beam pipeline options for runner beam, as shell words ("--runner=... ...")'
+    )
+    worker_timeout_seconds: float = bounded(
+        1800.0,
+        gt=0.0,
+        le=MAX_TIMEOUT_SECONDS,
+        help="deadline for one clip (local workers) or one shard bundle (Beam) before it is "
+        "reported and skipped/failed",
+    )
+
+    def __post_init__(self):
+        check_bounds(self)
+        if isinstance(self.tracker, Mapping):
+            object.__setattr__(self, "tracker", FaceTrackerConfig.from_dict(self.tracker))
+        if not isinstance(self.tracker, FaceTrackerConfig):
+            raise ValueError(
+                "BuildConfig.tracker must be a FaceTrackerConfig or a JSON object of "
+                f"its fields. Received: tracker={self.tracker!r}"
+            )
+        if not self.min_duration_s <= self.max_duration_s:
+            raise ValueError(
+                "BuildConfig.min_duration_s must be at most max_duration_s. Received: "
+                f"min_duration_s={self.min_duration_s}, "
+                f"max_duration_s={self.max_duration_s}"
+            )
+
+
+def clip_settings(config: BuildConfig) -> ClipSettings:
+    """The clip-preprocessing settings of a build (`emotf.records.preprocess`, shared with
+    emotf-predict): written into the manifest as `clip_settings` and copied into the model."""
+    return ClipSettings(
+        tracker=config.tracker,
+        sample_rate=config.sample_rate,
+        min_duration_s=config.min_duration_s,
+        max_duration_s=config.max_duration_s,
+    )
+
+
+def record_settings(config: BuildConfig) -> dict:
+    """The settings that change what a record holds (its bytes, its fold, which clips pass):
+    recorded with their hash in every sidecar and the manifest; a rerun must match them.
+    The preprocessing part is exactly `clip_settings(config).to_dict()`."""
+    return {
+        "schema_version": keys.SCHEMA_VERSION,
+        **clip_settings(config).to_dict(),
+        "fold_seed": config.fold_seed,
+        "stratify_by_sex": config.stratify_by_sex,
+    }
