@@ -18,9 +18,9 @@ from emotf.model import build_model
 from emotf.records.face_tracks import FaceAssigner, FaceTracksConfig
 from emotf.records.faces import FaceTracker, FaceTrackerConfig
 from emotf.records.stream import MultiStreamTracker
+from emotf.serving.console import format_table
 from emotf.serving.export import export_saved_model
 from emotf.serving.predict import PredictConfig, Predictor, predict_files
-from emotf.serving.console import format_table
 from emotf.serving.timeline_plot import face_timelines, timeline_figure
 
 N = 3

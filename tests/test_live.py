@@ -236,7 +236,7 @@ def test_window_line_from_either_entry_form():
             "end": 1.5,
             "face_id": 0,
             "label": "HAP",
-            "probabilities": dict(zip(CODES, probs.tolist())),
+            "probabilities": dict(zip(CODES, probs.tolist(), strict=True)),
         },
         CODES,
     )

@@ -15,9 +15,9 @@ from emotf.model import build_model
 from emotf.pipeline import make_dataset, record_files
 from emotf.records.build import build_records
 from emotf.records.config import BuildConfig
+from emotf.serving.console import format_table
 from emotf.serving.export import export_saved_model
 from emotf.serving.predict import Predictor, predict_files
-from emotf.serving.console import format_table
 from emotf.synthetic.sample import SampleConfig, make_sample
 
 N = 3
@@ -81,7 +81,7 @@ def _record_path_probabilities(model, records) -> dict:
     expected = {}
     for features, _, meta in ds:
         probs = model(features, training=False)["probabilities"].numpy()
-        for clip_id, p in zip(meta["clip_id"].numpy(), probs):
+        for clip_id, p in zip(meta["clip_id"].numpy(), probs, strict=True):
             expected[clip_id.decode()] = p
     return expected
 
@@ -98,7 +98,7 @@ def test_predict_matches_the_record_path(setup):
     expected = _record_path_probabilities(setup["model"], records)
     results = predict_files(None, videos, [_wav(v) for v in videos], predictor=setup["predictor"])
     assert len(results) == len(videos) == len(expected)
-    for video, result in zip(videos, results):
+    for video, result in zip(videos, results, strict=True):
         assert "error" not in result, result
         got = np.array(
             [result["probabilities"][c] for c in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")]
@@ -236,7 +236,7 @@ def test_predict_matches_records_built_with_non_default_tracker_settings(setup, 
     default = predict_files(None, videos, [_wav(v) for v in videos], predictor=setup["predictor"])
     codes = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
     differs = False
-    for video, result, other in zip(videos, results, default):
+    for video, result, other in zip(videos, results, default, strict=True):
         assert "error" not in result, result
         got = np.array([result["probabilities"][c] for c in codes])
         np.testing.assert_allclose(got, expected[video.stem], rtol=0, atol=1e-5)

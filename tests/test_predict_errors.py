@@ -221,7 +221,8 @@ def test_a_damaged_savedmodel_is_one_line_naming_it(saved, video, tmp_path, caps
     ],
 )
 def test_a_damaged_graph_loaded_on_trust_is_one_line(saved, tmp_path, content, expected):
-    """(Without --trust-model the graph check reads saved_model.pb first: emotf.serving.graph_ops.)"""
+    """(Without --trust-model the graph check reads saved_model.pb first:
+    emotf.serving.graph_ops.)"""
     model = tmp_path / "model"
     shutil.copytree(saved, model)
     (model / "saved_model.pb").write_bytes(content)

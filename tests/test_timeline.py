@@ -168,8 +168,8 @@ def test_folders_globs_several_faces_and_one_bad_file(predictor, gap_video, tmp_
     ],
 )
 def test_frames_and_samples_are_kept_until_no_window_can_need_them(window, hop, fps, frames):
-    """Replays emotf.serving.predict's loop: windows planned after frame n may only need what was kept
-    after frame n - 1 (the end-of-video window too), and at most a window of frames is held."""
+    """Replays emotf.serving.predict's loop: windows planned after frame n may only need what was
+    kept after frame n - 1 (the end-of-video window too), and at most a window of frames is held."""
     plan = WindowPlanner(window, hop, fps, 16000)
     kept_frame = kept_sample = 0
     for n in range(1, frames + 1):
@@ -202,7 +202,7 @@ def test_each_window_reports_the_span_the_model_saw(
     timeline = result["timeline"]
     assert timeline[-1]["end"] == seconds and all(w["probabilities"] for w in timeline)
     assert len(fed) == len(timeline)
-    for w, (frames, samples) in zip(timeline, fed):
+    for w, (frames, samples) in zip(timeline, fed, strict=True):
         span = (w["start"], w["end"])
         assert frames == math.ceil(w["end"] * fps - 1e-6) - math.ceil(w["start"] * fps - 1e-6), span
         assert frames == round((w["end"] - w["start"]) * fps), span
@@ -227,7 +227,7 @@ def _long_result(n: int, gap: tuple[int, int]) -> dict:
             w.update(probabilities=None, label=None, skipped="no face in 20 of 20 frames")
         else:
             p = rng.dirichlet(np.ones(len(CODES)))
-            w.update(probabilities=dict(zip(CODES, p)), label=CODES[int(np.argmax(p))])
+            w.update(probabilities=dict(zip(CODES, p, strict=True)), label=CODES[int(np.argmax(p))])
         timeline.append(w)
     return {"file": "long.mp4", "label_code": "HAP", "timeline": timeline}
 
@@ -244,9 +244,13 @@ def test_the_timeline_plot_stays_readable_and_shows_gaps_as_gaps(n, tmp_path):
         renderer = fig.canvas.get_renderer()
         boxes = sorted((t.get_window_extent(renderer) for t in band.texts), key=lambda b: b.x0)
         assert 1 <= len(boxes) <= 60
-        assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), "label codes overlap"
+        assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:], strict=False)), (
+            "label codes overlap"
+        )
         cells = sorted((p.get_x(), p.get_x() + p.get_width()) for p in band.patches)
-        assert all(a[1] <= b[0] + 1e-9 for a, b in zip(cells, cells[1:])), "cells overlap"
+        assert all(a[1] <= b[0] + 1e-9 for a, b in zip(cells, cells[1:], strict=False)), (
+            "cells overlap"
+        )
         skipped = np.array([w["probabilities"] is None for w in result["timeline"]])
         assert len(ax.lines) == len(CODES)
         for line in ax.lines:  # a NaN per skipped window: no line across the gap

@@ -225,7 +225,7 @@ def bench(model, video, *, window=None, hop=None, pace: float = 1.0, extra=()) -
     info.close()
     fps = info.fps
     latencies = []
-    for line, arrived in zip(lines, arrivals):
+    for line, arrived in zip(lines, arrivals, strict=True):
         if line.get("skipped"):
             continue
         last = min(int(np.ceil(line["end"] * fps - 1e-6)) - 1, max(written))

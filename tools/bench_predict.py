@@ -31,7 +31,8 @@ _ = predictor.tracker.detector  # MTCNN loaded before the clock starts
 start = time.perf_counter()
 [result] = predict_files(None, [sys.argv[2]], predictor=predictor)
 wall = time.perf_counter() - start
-print(json.dumps({"wall_s": wall, "error": result.get("error"), "duration_s": result.get("duration_s"),
+print(json.dumps({"wall_s": wall, "error": result.get("error"),
+                  "duration_s": result.get("duration_s"),
                   "windows": len(result.get("timeline") or []), "held": predictor.last_stats,
                   "timings_s": result.get("timings_s"),
                   "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
