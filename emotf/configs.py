@@ -23,13 +23,18 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from emotf.bounds import bounded, check_bounds
-from emotf.corpora.cremad import NUM_FOLDS
+from emotf.corpora.base import MAX_FOLDS
+from emotf.corpora.info import CREMAD_INFO, MAX_CLASSES
 from emotf.corpora.labels import LABEL_SOURCES
 from emotf.corpora.splits import ACTORS, OGM, load_clip_split
+from emotf.storage import is_url
 
 LR_SCHEDULES = ("paper", "step", "cosine", "constant")  # emotf.training.schedules implements them
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # emotf.training.precision
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")  # emotf.training.distribute
+# What `init_from` leaves untrained: no layer, the layers of one branch of `emotf.model`
+# (`emotf.model.BRANCH_PREFIXES`), or of both (the fusion and classifier still train).
+FREEZE_CHOICES = ("none", "video", "audio", "both-branches")
 VERBOSITIES = (0, 1, 2)  # Keras's fit verbosity: silent, progress bar, one line per epoch
 
 # Upper limits shared by several configs: far above any sensible run, low enough that a typo
@@ -273,7 +278,13 @@ class ModelConfig(Config):
     num_segments: int = bounded(
         10, ge=1, le=MAX_SEGMENTS, help="N, segments per clip: the number of twin branches"
     )
-    num_classes: int = bounded(6, ge=2, le=1000, help="classes of the softmax classifier")
+    num_classes: int | None = bounded(
+        None,
+        ge=2,
+        le=MAX_CLASSES,
+        help="classes of the softmax classifier; none = the records' classes (training reads "
+        "them from the records' manifest; a model built without records has CREMA-D's 6)",
+    )
     frame_size: int = bounded(
         224, ge=8, le=MAX_FRAME_SIZE, help="side of the square face crops the video branch takes"
     )
@@ -349,6 +360,11 @@ class ModelConfig(Config):
                 f"{len(self.audio_widths)} audio blocks (each halves both sides). Received: "
                 f"spectrogram_shape={self.spectrogram_shape[0]}x{self.spectrogram_shape[1]}"
             )
+
+    @property
+    def output_classes(self) -> int:
+        """The classifier's size: `num_classes`, else CREMA-D's 6 (a model sized by no records)."""
+        return self.num_classes if self.num_classes is not None else CREMAD_INFO.num_classes
 
     @property
     def uses_video(self) -> bool:
@@ -441,17 +457,27 @@ class TaskConfig(Config):
     faults of a large shuffle buffer (~1 ms of CPU per clip less, docs/sampling.md). The first
     epoch is the same with and without it; later epochs read the records in the first epoch's
     file order (the shuffle buffer still reshuffles them).
+    `model.num_classes` none (the default) takes the records' class count (their manifest's
+    corpus, `emotf.corpora.info.CorpusInfo`); `fold` and `validation_folds` are checked against
+    the records' folds when the run starts (`emotf.training.corpus`).
+    `init_from` fine-tunes: the model starts from the weights of a run or an exported model
+    (`emotf.training.finetune`), `freeze` keeps some of its branch layers as loaded.
     """
 
     records: str = bounded("", help="the records folder (emotf-build-records' output)")
     fold: int = bounded(
         0,
         ge=0,
-        le=NUM_FOLDS - 1,
-        help="the test fold K of the actor protocol (emotf-train also takes all)",
+        le=MAX_FOLDS - 1,
+        help="the test fold K of the actor protocol, below the records' fold count (checked when "
+        "the run starts; emotf-train also takes all)",
     )
     validation_folds: int = bounded(
-        1, ge=1, le=NUM_FOLDS - 2, help="folds after the test fold that validate (actor protocol)"
+        1,
+        ge=1,
+        le=MAX_FOLDS - 2,
+        help="folds after the test fold that validate (actor protocol; at most the records' "
+        "fold count less 2)",
     )
     split: str = bounded(
         ACTORS, nonempty=True, help="actors, ogm, or a folder holding train.csv and test.csv"
@@ -478,9 +504,26 @@ class TaskConfig(Config):
     sampling: SamplingConfig = bounded(
         SamplingConfig(), help="the sampling (SamplingConfig; its shapes come from model)"
     )
+    init_from: str = bounded(
+        "",
+        help="fine-tune: a run folder (its model, else its best checkpoint) or an "
+        "emotf-export SavedModel folder whose weights start the model (layers of the same name "
+        "and shapes; the classifier only for the same class list); '' = random weights",
+    )
+    freeze: str = bounded(
+        "none",
+        choices=FREEZE_CHOICES,
+        help="with init_from: branch layers left untrained (video, audio or both-branches: "
+        "the fusion and classifier still train)",
+    )
 
     def __post_init__(self):
         check_bounds(self)
+        if self.freeze != "none" and not self.init_from:
+            raise ValueError(
+                f"TaskConfig.freeze={self.freeze!r} keeps branch layers as init_from loaded "
+                "them: give init_from (a run or SavedModel folder) too"
+            )
         model, sampling = _model_and_sampling("TaskConfig", self.model, self.sampling)
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "sampling", sampling)
@@ -488,6 +531,8 @@ class TaskConfig(Config):
             object.__setattr__(self, "split", str(Path(self.split).resolve()))
         if self.split != ACTORS:
             load_clip_split(self.split)  # a ValueError naming the file and the problem
+        if self.init_from and not is_url(self.init_from):  # absolute: a resume finds it again
+            object.__setattr__(self, "init_from", str(Path(self.init_from).resolve()))
 
 
 @dataclass(frozen=True)
@@ -635,14 +680,17 @@ class TrainConfig(Config):
     worker_timeout_seconds: float = _declared_in(RuntimeConfig, "worker_timeout_seconds")
     model: ModelConfig = _declared_in(TaskConfig, "model")
     sampling: SamplingConfig = _declared_in(TaskConfig, "sampling")
+    init_from: str = _declared_in(TaskConfig, "init_from")
+    freeze: str = _declared_in(TaskConfig, "freeze")
 
     def __post_init__(self):
         check_bounds(self)  # errors name TrainConfig.FIELD, as the flags and files give them
         model, sampling = _model_and_sampling("TrainConfig", self.model, self.sampling)
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "sampling", sampling)
-        # The task section checks the split (a folder made absolute): made now, kept.
+        # The task section checks the split and init_from (folders made absolute): made now, kept.
         object.__setattr__(self, "split", self.task.split)
+        object.__setattr__(self, "init_from", self.task.init_from)
 
     def _section(self, cls):
         return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from emotf.bounds import bounded, check_bounds
@@ -122,7 +122,8 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     from emotf.serving.export import export_run
     from emotf.serving.predict import predict_files
     from emotf.storage import as_path, write_json
-    from emotf.synthetic.sample import SampleConfig, make_sample
+    from emotf.synthetic.config import SampleConfig
+    from emotf.synthetic.sample import make_sample
     from emotf.training.train import train_fold
 
     out = Path(config.out)
@@ -145,17 +146,16 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     timings["sample_s"] = round(time.time() - start, 1)
 
     start = _step(f"2/6 emotf-build-records -> {records_dir}")
-    build_records(
-        BuildConfig(
-            data_dir=str(sample_dir),
-            out_dir=str(records_dir),
-            **({"workers": config.workers} if config.workers else {}),
-            # Face crops of the model's own frame size: the run refuses records of another
-            # crop size (emotf.runs.data.check_records_settings), nothing resizes them.
-            tracker=FaceTrackerConfig(crop_size=config.model.frame_size),
-        ),
-        prog="emotf-demo",
+    build = BuildConfig(
+        data_dir=str(sample_dir),
+        out_dir=str(records_dir),
+        # Face crops of the model's own frame size: the run refuses records of another
+        # crop size (emotf.runs.data.check_records_settings), nothing resizes them.
+        tracker=FaceTrackerConfig(crop_size=config.model.frame_size),
     )
+    if config.workers:
+        build = replace(build, workers=config.workers)
+    build_records(build, prog="emotf-demo")
     timings["build_s"] = round(time.time() - start, 1)
 
     start = _step(f"3/6 emotf-train --fold {config.fold} -> {run_dir}")

@@ -183,6 +183,13 @@ class SpecAugment(keras.layers.Layer):
 
 # === Core network (one segment) ===
 
+# The layer groups of a core (`build_core` names every layer of a branch with its prefix):
+# the video branch (`video_rescale`, `video_stem_*`, `video_block<i>_*`, `video_gap`), the audio
+# branch (`audio_block<i>_*`, `audio_gap`); then the fusion (`fusion`, `dropout`, `fc`) and the
+# classifier (`classifier`, `softmax`).
+BRANCH_PREFIXES = {"video": "video_", "audio": "audio_"}
+CLASSIFIER = "classifier"
+
 
 def _conv_block(x, width: int, name: str, *, kernel: int = 3, strides: int = 1):
     x = keras.layers.Conv2D(
@@ -223,7 +230,7 @@ def build_core(config: ModelConfig, name: str = "core") -> keras.Model:
     x = keras.layers.Dropout(config.dropout, name="dropout")(x)
     if config.fc_units > 0:
         x = keras.layers.Dense(config.fc_units, activation="relu", name="fc")(x)
-    logits = keras.layers.Dense(config.num_classes, dtype="float32", name="classifier")(x)
+    logits = keras.layers.Dense(config.output_classes, dtype="float32", name=CLASSIFIER)(x)
     probs = keras.layers.Activation("softmax", dtype="float32", name="softmax")(logits)
     return keras.Model(inputs, probs, name=name)
 
@@ -246,8 +253,9 @@ def build_model(
     """
     n = config.num_segments
     frames = keras.Input((n, config.frame_size, config.frame_size, 3), dtype="uint8", name="frames")
-    given = None if sampling is None else (sampling.time_bins, sampling.freq_bins)
-    if given is not None and given != config.spectrogram_shape:
+    if sampling is not None and (sampling.time_bins, sampling.freq_bins) != tuple(
+        config.spectrogram_shape
+    ):
         raise ValueError(
             f"the sampling config's spectrogram shape differs from the model's. Received: "
             f"time_bins x freq_bins = {sampling.time_bins} x {sampling.freq_bins}, "
@@ -284,7 +292,7 @@ def build_model(
             out = core(branch_in)
             branch_outputs.append(
                 keras.layers.Reshape(
-                    (1, config.num_classes), name=f"branch_{i:02d}", dtype="float32"
+                    (1, config.output_classes), name=f"branch_{i:02d}", dtype="float32"
                 )(out)
             )
         segment_probs = (
@@ -306,6 +314,30 @@ def build_model(
     return keras.Model(
         inputs, outputs, name=f"twin_av_{config.branch_weights}_{config.modalities}_n{n}"
     )
+
+
+def named_layers(model: keras.Model, prefix: str = "") -> dict[str, keras.layers.Layer]:
+    """Every layer of `model` by its path (`core/video_stem_conv`; the layers of nested models
+    such as the cores too, under the nested model's name), in build order."""
+    found: dict[str, keras.layers.Layer] = {}
+    for layer in model.layers:
+        path = f"{prefix}{layer.name}"
+        if isinstance(layer, keras.Model):
+            found.update(named_layers(layer, f"{path}/"))
+        else:
+            found[path] = layer
+    return found
+
+
+def branch_layers(model: keras.Model, branch: str) -> list[keras.layers.Layer]:
+    """The layers of the `branch` ("video" or "audio": `BRANCH_PREFIXES`) in every core of
+    `model` (one shared core, or the N independent ones)."""
+    prefix = BRANCH_PREFIXES[branch]
+    return [
+        layer
+        for path, layer in named_layers(model).items()
+        if path.rpartition("/")[2].startswith(prefix)
+    ]
 
 
 def model_sampling_config(model: keras.Model) -> SamplingConfig | None:

@@ -65,15 +65,16 @@ def record_files(records_dir, folds) -> list[StoragePath]:
 
 
 def _resolve(files_or_dir, folds) -> tuple[list[str], str]:
+    given: list
     if isinstance(files_or_dir, (str, os.PathLike)) and as_path(files_or_dir).is_dir():
-        files = record_files(files_or_dir, folds)
+        given = record_files(files_or_dir, folds)
     elif isinstance(files_or_dir, (str, os.PathLike)):
-        files = [files_or_dir]
+        given = [files_or_dir]
     else:
-        files = list(files_or_dir)
-    if not files:
+        given = list(files_or_dir)
+    if not given:
         raise ValueError(f"no record files given. Received: files_or_dir={files_or_dir!r}")
-    files = [str(f) for f in files]
+    files = [str(f) for f in given]
     gz = {f.endswith(".gz") for f in files}
     if len(gz) > 1:
         raise ValueError(f"mix of gzip and plain record files. Received: {files}")
@@ -136,7 +137,7 @@ def make_dataset(
     """Batches of sampled segments from record shards.
 
     Args:
-        files_or_dir: a folder of `fold-K-of-10-*.tfrecord[.gz]` shards (globbed by fold), one
+        files_or_dir: a folder of `fold-K-of-N-*.tfrecord[.gz]` shards (globbed by fold), one
             file, or a list of files (all gzip or all plain); local or any `tf.io.gfile` URL.
         folds: folds to keep; records of other folds are filtered out even if their files
             are given.

@@ -14,7 +14,7 @@ from emotf.demo import DemoConfig
 from emotf.records.config import BuildConfig
 from emotf.records.faces import FaceTrackerConfig
 from emotf.synthetic.sample import SampleConfig
-from emotf.tuning.search import TuneConfig
+from emotf.tuning.config import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,6 +5,7 @@ import pytest
 from sklearn.metrics import log_loss
 from test_evaluate import assert_valid_png
 
+from emotf.corpora.info import CREMAD_INFO
 from emotf.evaluation.calibration import calibration_summary, plot_reliability
 
 
@@ -53,7 +54,11 @@ def test_non_finite_probabilities_are_refused_and_the_report_still_written(tmp_p
         calibration_summary([0, 1], np.zeros((2, 6)))
     with pytest.warns(ReportWarning, match="calibration left out of the report: .*NaN"):
         report = summarize_predictions(
-            ["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"], [0, 5], np.full((2, 6), np.nan), tmp_path
+            ["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"],
+            [0, 5],
+            np.full((2, 6), np.nan),
+            tmp_path,
+            corpus=CREMAD_INFO,
         )
     assert report["calibration"] is None and (tmp_path / "evaluation.json").is_file()
 

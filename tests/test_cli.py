@@ -554,7 +554,7 @@ def test_a_run_config_written_before_the_deadline_fields_still_loads(tmp_path):
     before `oracle_timeout_seconds`, a build config before the build's deadline) loads, with the
     new field at its default."""
     from emotf.records.config import BuildConfig
-    from emotf.tuning.search import TuneConfig
+    from emotf.tuning.config import TuneConfig
 
     old = TrainConfig(epochs=5, model=ModelConfig(fc_units=8)).to_dict()
     del old["worker_timeout_seconds"]
@@ -577,7 +577,8 @@ def test_a_search_begun_before_the_deadline_fields_continues(tmp_path):
     `train.worker_timeout_seconds` existed does not block continuing the search; nor does
     changing a deadline (it does not change what a trial means)."""
     from emotf.storage import write_json
-    from emotf.tuning.search import TuneConfig, check_resume
+    from emotf.tuning.config import TuneConfig
+    from emotf.tuning.search import check_resume
 
     out = tmp_path / "search-dir"
     (out / "search").mkdir(parents=True)

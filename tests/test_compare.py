@@ -26,7 +26,7 @@ def write_run(folder, right) -> None:
     predicted = np.where(right, labels, (labels + 1) % 6)
     (folder / "evaluation").mkdir(parents=True)
     write_predictions(
-        folder / "evaluation" / "predictions.csv", CLIPS, labels, np.eye(6)[predicted]
+        folder / "evaluation" / "predictions.csv", CLIPS, labels, np.eye(6)[predicted], EMOTIONS
     )
 
 
@@ -57,7 +57,11 @@ def test_only_shared_clips_count_and_bad_pairs_are_refused(tmp_path, capsys):
     (tmp_path / "b" / "evaluation").mkdir(parents=True)
     labels = np.array(LABELS[:12])
     write_predictions(
-        tmp_path / "b" / "evaluation" / "predictions.csv", CLIPS[:12], labels, np.eye(6)[labels]
+        tmp_path / "b" / "evaluation" / "predictions.csv",
+        CLIPS[:12],
+        labels,
+        np.eye(6)[labels],
+        EMOTIONS,
     )
     result = compare_predictions(tmp_path / "a", tmp_path / "b")
     assert (result["clips"], result["only_in_a"], result["only_in_b"]) == (12, 12, 0)
@@ -69,6 +73,7 @@ def test_only_shared_clips_count_and_bad_pairs_are_refused(tmp_path, capsys):
         CLIPS,
         (np.array(LABELS) + 1) % 6,
         np.eye(6)[np.array(LABELS)],
+        EMOTIONS,
     )
     with pytest.raises(ValueError, match="different labels"):
         compare_predictions(tmp_path / "a", tmp_path / "c")

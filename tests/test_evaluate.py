@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from emotf.corpora.base import MAX_FOLDS
 from emotf.corpora.cremad import EMOTIONS
+from emotf.corpora.info import CREMAD_INFO
 from emotf.evaluation.evaluate import accuracy_vs_segments, evaluate_model, model_with_segments
 from emotf.evaluation.figures import (
     plot_accuracy_vs_n,
@@ -115,7 +117,7 @@ def test_accuracy_vs_n_files(tmp_path):
 
 def test_predictions_round_trip(tmp_path):
     probs = np.eye(6)[[0, 3, 5]] * 0.9 + 0.1 / 6
-    write_predictions(tmp_path / "p.csv", ["a", "b", "c"], [0, 2, 5], probs)
+    write_predictions(tmp_path / "p.csv", ["a", "b", "c"], [0, 2, 5], probs, EMOTIONS)
     back = read_predictions(tmp_path / "p.csv")
     assert back["clip_ids"] == ["a", "b", "c"]
     assert back["labels"].tolist() == [0, 2, 5]
@@ -140,7 +142,7 @@ def test_model_vs_humans_on_real_clips(cremad_tables_dir):
 def test_summarize_predictions_writes_everything(tmp_path):
     clips = ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX", "1002_DFA_SAD_XX"]
     probs = np.eye(6)[[4, 4, 0, 5]]
-    report = summarize_predictions(clips, [4, 3, 0, 5], probs, tmp_path)
+    report = summarize_predictions(clips, [4, 3, 0, 5], probs, tmp_path, corpus=CREMAD_INFO)
     assert report["accuracy"] == pytest.approx(0.75)
     for name in ("predictions.csv", "confusion_matrix.csv", "evaluation.json"):
         assert (tmp_path / name).is_file()
@@ -398,13 +400,15 @@ def test_report_extras_can_be_switched_off(tmp_path):
     clips = ["1001_IEO_NEU_XX", "1001_IEO_HAP_LO", "1001_DFA_ANG_XX", "1002_DFA_SAD_XX"]
     off = ReportExtras(humans=False, groups=False, calibration=False, intervals=False)
     report = summarize_predictions(
-        clips, [4, 3, 0, 5], np.eye(6)[[4, 4, 0, 5]], tmp_path, extras=off
+        clips, [4, 3, 0, 5], np.eye(6)[[4, 4, 0, 5]], tmp_path, corpus=CREMAD_INFO, extras=off
     )
     for extra in ("humans_same_clips", "by_group", "calibration", "confidence_intervals"):
         assert report[extra] is None, extra
     assert not (tmp_path / "reliability.png").exists()
     assert not (tmp_path / "accuracy_by_group.csv").exists()
-    on = summarize_predictions(clips, [4, 3, 0, 5], np.eye(6)[[4, 4, 0, 5]], tmp_path / "on")
+    on = summarize_predictions(
+        clips, [4, 3, 0, 5], np.eye(6)[[4, 4, 0, 5]], tmp_path / "on", corpus=CREMAD_INFO
+    )
     assert all(
         on[e] is not None
         for e in ("humans_same_clips", "by_group", "calibration", "confidence_intervals")
@@ -473,7 +477,11 @@ def test_cli_switches_report_extras_off(tmp_path, monkeypatch, capsys):
     "flag, value, problem",
     [
         ("--fold", "\uff11", "not an integer: '\uff11'"),  # int() would take a full-width 1
-        ("--fold", "10", "TrainConfig.fold must be in [0, 9]. Received: fold=10"),
+        (  # the config's bound: any corpus's folds (emotf.corpora.base.MAX_FOLDS)
+            "--fold",
+            str(MAX_FOLDS),
+            f"TrainConfig.fold must be in [0, {MAX_FOLDS - 1}]. Received: fold={MAX_FOLDS}",
+        ),
         ("--batch-size", "0", "TrainConfig.batch_size must be in [1, "),
         ("--batch-size", "1.5", "not an integer: '1.5'"),
         (

@@ -191,7 +191,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 m = tf.saved_model.load({str(exported)!r})
-assert set(m.signatures) == {{"serving_default", "predict_segments", "metadata"}}, list(m.signatures)
+names = set(m.signatures)
+assert names == {{"serving_default", "predict_segments", "metadata"}}, names
 out = m.signatures["serving_default"](
     frames=tf.zeros([2, 50, 224, 224, 3], tf.uint8), num_frames=tf.constant([50, 40]),
     fps=tf.constant([30.0, 25.0]), waveform=tf.random.normal([2, 30000]) * 0.1,

@@ -18,7 +18,7 @@ from emotf.configs import ModelConfig, TrainConfig, min_frame_size, min_spectrog
         (lambda v: TrainConfig(out=v), "TrainConfig.out"),
         (lambda v: TrainConfig(split=v), "TrainConfig.split"),
         (
-            lambda v: __import__("emotf.tuning.search", fromlist=["TuneConfig"]).TuneConfig(out=v),
+            lambda v: __import__("emotf.tuning.config", fromlist=["TuneConfig"]).TuneConfig(out=v),
             "TuneConfig.out",
         ),
         (

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emotf.corpora.cremad import EMOTIONS, load_clip_names, parse_clip_name
+from emotf.corpora.info import CREMAD_INFO
 from emotf.corpora.votes import MODES, load_votes
 from emotf.evaluation.groups import (
     GROUPINGS,
@@ -96,7 +97,7 @@ def test_evaluation_writes_the_table(tmp_path):
     clips = ["1001_DFA_ANG_XX", "1002_DFA_SAD_XX", "1003_IEO_HAP_HI", "1004_IEO_ANG_LO"]
     labels = [0, 5, 3, 0]
     probabilities = np.eye(6)[[0, 5, 3, 1]]  # the last clip wrong
-    report = summarize_predictions(clips, labels, probabilities, tmp_path)
+    report = summarize_predictions(clips, labels, probabilities, tmp_path, corpus=CREMAD_INFO)
     with open(tmp_path / "accuracy_by_group.csv") as f:
         rows = {(r["grouping"], r["group"]): r for r in csv.DictReader(f)}
     assert float(rows[("intensity", "LO")]["model"]) == 0.0
@@ -109,7 +110,9 @@ def test_evaluation_writes_the_table(tmp_path):
     assert intervals["model"]["low"] < 0.75 < intervals["model"]["high"]
     assert set(intervals["model_minus_humans"]) == {"voice", "face", "audio-visual"}
     with pytest.warns(ReportWarning) as warned:
-        hand_made = summarize_predictions(["clip_a"], [0], np.eye(6)[[0]], tmp_path / "other")
+        hand_made = summarize_predictions(
+            ["clip_a"], [0], np.eye(6)[[0]], tmp_path / "other", corpus=CREMAD_INFO
+        )
     reasons = [str(w.message) for w in warned]
     assert any(
         r.startswith("accuracy by group left out") and "not a CREMA-D clip name" in r

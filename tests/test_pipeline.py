@@ -101,7 +101,7 @@ def test_evaluation_is_deterministic_and_filters_folds(records_dir):
             seed=99,
         )
     )
-    for a, b, c in zip(first, second, again):
+    for a, b, c in zip(first, second, again, strict=True):
         tf.nest.map_structure(np.testing.assert_array_equal, a, b)
         tf.nest.map_structure(np.testing.assert_array_equal, a, c)
     folds = np.concatenate([m["fold"] for _, _, m in first])
@@ -114,7 +114,7 @@ def _frames_seen(dataset):
     seen = {}
     for features, _, meta in dataset:
         j = frame_index(features["frames"])
-        for clip_id, row in zip(meta["clip_id"].numpy(), j):
+        for clip_id, row in zip(meta["clip_id"].numpy(), j, strict=True):
             seen[clip_id] = tuple(row)
     return seen
 

@@ -28,7 +28,7 @@ def two_fold_run(tmp_path):
         labels = [EMOTIONS.index(c.split("_")[2]) for c in clips]
         predicted = labels[:3] + [(labels[3] + 1) % 6] if k == 0 else labels[:2] + [0, 0]
         write_predictions(
-            run / "evaluation" / "predictions.csv", clips, labels, np.eye(6)[predicted]
+            run / "evaluation" / "predictions.csv", clips, labels, np.eye(6)[predicted], EMOTIONS
         )
         accuracy = float(np.mean(np.array(labels) == np.array(predicted)))
         (run / "metrics.json").write_text(

@@ -297,7 +297,8 @@ def test_hold_out_validation_without_enough_clips_to_stratify():
 
 def test_tuning_on_a_clip_split_never_reads_the_test_list(clip_split_records, tmp_path):
     from emotf.runs.data import records_dataset
-    from emotf.tuning.search import TuneConfig, tune
+    from emotf.tuning.config import TuneConfig
+    from emotf.tuning.search import tune
 
     root, _, split_dir, train, test = clip_split_records
     served = []

@@ -16,7 +16,8 @@ from emotf.corpora.cremad import EMOTIONS
 from emotf.corpora.splits import OGM
 from emotf.training.task import Task
 from emotf.training.train import train_fold
-from emotf.tuning.search import EmotfHyperModel, TuneConfig
+from emotf.tuning.config import TuneConfig
+from emotf.tuning.search import EmotfHyperModel
 
 N, CLIPS_PER_FOLD, WINDOW = 2, 6, 800  # 800 samples: a 0.05 s window at 16 kHz
 MODEL = ModelConfig(

@@ -10,7 +10,8 @@ from emotf.cli.train import build_parser as train_parser
 from emotf.cli.train import resolve_config
 from emotf.cli.tune import main as tune_main
 from emotf.configs import ModelConfig
-from emotf.tuning.search import EmotfHyperModel, TuneConfig, make_tuner, trial_config, tune
+from emotf.tuning.config import TuneConfig
+from emotf.tuning.search import EmotfHyperModel, make_tuner, trial_config, tune
 from tests.test_train import MODEL, FakeFactory, config, write_tiny_shards
 
 TEST_FOLD, VALIDATION_FOLD = 3, 4

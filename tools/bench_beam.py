@@ -26,7 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _build(data: Path, out: Path, runner: str, workers: int, clips_per_shard: int) -> tuple:
-    from emotf.records.build import BuildConfig, build_records
+    from emotf.records.build import build_records
+    from emotf.records.config import BuildConfig
 
     start = time.perf_counter()
     manifest = build_records(
@@ -74,7 +75,8 @@ def main(argv=None) -> dict:
 
 
 def _bench(args: argparse.Namespace, work: Path) -> dict:
-    from emotf.synthetic.sample import SampleConfig, make_sample
+    from emotf.synthetic.config import SampleConfig
+    from emotf.synthetic.sample import make_sample
 
     sample = SampleConfig(
         num_actors=min(args.clips, 91),

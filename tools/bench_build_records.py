@@ -42,7 +42,8 @@ def main(argv=None) -> dict:
     import numpy as np
 
     from emotf import keys
-    from emotf.records.build import BuildConfig, build_records
+    from emotf.records.build import build_records
+    from emotf.records.config import BuildConfig
     from emotf.records.example import read_records
     from emotf.records.faces import (
         FaceTracker,
@@ -53,7 +54,8 @@ def main(argv=None) -> dict:
         pick_face,
     )
     from emotf.records.media import decode_video, encode_jpegs
-    from emotf.synthetic.sample import SampleConfig, make_sample
+    from emotf.synthetic.config import SampleConfig
+    from emotf.synthetic.sample import make_sample
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="emotf-bench-"))
     sample = SampleConfig(

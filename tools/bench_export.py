@@ -48,8 +48,10 @@ def make_run(work: Path, model: str, actors: int, clips: int, epochs: int) -> Pa
     """A synthetic sample -> records -> a trained run under `work` (each step reused)."""
     from emotf.configs import ModelConfig, TrainConfig
     from emotf.demo import DEMO_MODEL
-    from emotf.records.build import BuildConfig, build_records
-    from emotf.synthetic.sample import SampleConfig, make_sample
+    from emotf.records.build import build_records
+    from emotf.records.config import BuildConfig
+    from emotf.synthetic.config import SampleConfig
+    from emotf.synthetic.sample import make_sample
     from emotf.training.train import train_fold
 
     sample, records, run = work / "sample", work / "records", work / f"run-{model}"

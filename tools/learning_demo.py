@@ -32,8 +32,10 @@ from emotf.training.train import train_fold  # noqa: E402
 
 def build_demo_records(work: Path) -> Path:
     """Synthetic sample -> record shards under `work` (reused when already built)."""
-    from emotf.records.build import BuildConfig, build_records
-    from emotf.synthetic.sample import SampleConfig, make_sample
+    from emotf.records.build import build_records
+    from emotf.records.config import BuildConfig
+    from emotf.synthetic.config import SampleConfig
+    from emotf.synthetic.sample import make_sample
 
     sample, records = work / "sample", work / "records"
     if not (sample / "sample.json").exists():

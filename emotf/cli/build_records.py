@@ -1,7 +1,12 @@
-"""`emotf-build-records`: CREMA-D folder -> versioned TFRecord shards + manifest.json.
+"""`emotf-build-records`: a corpus -> versioned TFRecord shards + manifest.json.
 
     emotf-build-records --data-dir CREMA-D --out records/ [--workers 2] [--strict]
+    emotf-build-records --corpus ravdess --data-dir RAVDESS --out records/ [--num-folds 6]
+    emotf-build-records --corpus csv --data-dir clips.csv --out records/ [--classes a,b,c]
     emotf-build-records --data-dir CREMA-D --out records/ --runner beam [--beam-options="..."]
+
+`--corpus` (cremad, the default; ravdess; csv) says how `--data-dir` is read: docs/corpora.md
+(for csv, `--data-dir` is the CSV file, or a folder with one sub-folder per class).
 
 Rerun the same command after an interruption to finish the remaining shards. Exit status 1 when
 no clip was written, or (with --strict) when any clip was skipped. See docs/build_records.md.
@@ -72,6 +77,7 @@ def parse_args(argv=None):
 @command("emotf-build-records")
 def main(argv=None) -> int:
     config = parse_args(argv)
+    from emotf.corpora.base import CorpusError
     from emotf.records.build import build_records
     from emotf.records.folder import RecordsFolder
     from emotf.records.staging import StagingError
@@ -80,6 +86,9 @@ def main(argv=None) -> int:
     # pool is stopped and the lock released.
     try:
         manifest = build_records(config)
+    except CorpusError as error:  # DATA of another layout: one line naming what was expected
+        print(f"emotf-build-records: error: {error}", file=sys.stderr)
+        return 1
     except FileExistsError as error:
         print(f"emotf-build-records: error: {error}", file=sys.stderr)
         return 1

@@ -25,6 +25,7 @@ from emotf.evaluation.evaluate import accuracy_vs_segments, evaluate_model
 from emotf.evaluation.reports import cv_report
 from emotf.evaluation.summary import ReportExtras
 from emotf.runs.data import check_records_folder
+from emotf.runs.folder import CONFIG_FILE, MODEL_FILE, PREDICTIONS_FILE
 from emotf.storage import as_path
 
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")  # ASCII digits only: int() also takes '１' and '١'
@@ -82,14 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--run", help="a run folder of emotf-train (model.keras, config.json)")
-    target.add_argument("--model", help="a model.keras file or the folder holding it")
+    target.add_argument("--run", help=f"a run folder of emotf-train ({MODEL_FILE}, {CONFIG_FILE})")
+    target.add_argument("--model", help=f"a {MODEL_FILE} file or the folder holding it")
     target.add_argument("--cv-dir", help="an emotf-train --fold all folder: write the CV report")
     target.add_argument(
         "--compare",
         nargs=2,
         metavar=("A", "B"),
-        help="two evaluated runs (or their predictions.csv): A minus B on the "
+        help=f"two evaluated runs (or their {PREDICTIONS_FILE}): A minus B on the "
         "clips both scored, with a t interval over actors",
     )
     parser.add_argument("--records", help="records folder (default: the one in the run's config)")

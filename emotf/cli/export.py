@@ -6,10 +6,12 @@ as a LiteRT (TensorFlow Lite) flatbuffer.
 
 SavedModel (the default): writes `DIR/<V>/` (TensorFlow Serving layout; default DIR =
 RUN/export, V = next integer) and prints its path. RUN and DIR may be local or `tf.io.gfile`
-URLs (`gs://bucket/...`). See docs/serving.md for the signatures. The new model's ops are
-checked against the allowlist that `emotf-predict` enforces (`emotf.serving.graph_ops`, SECURITY.md):
-a TensorFlow whose export uses an op the list lacks gets a one-line warning here
-(`emotf.serving.export.export_saved_model`), not only a refusal later at predict time.
+URLs (`gs://bucket/...`). See docs/serving.md for the signatures. The model's classes are the
+run's corpus (its `metrics.json`, else its records' manifest; CREMA-D for older runs). The new
+model's ops are checked against the allowlist that `emotf-predict` enforces
+(`emotf.serving.graph_ops`, SECURITY.md): a TensorFlow whose export uses an op the list lacks
+gets a one-line warning here (`emotf.serving.export.export_saved_model`), not only a refusal
+later at predict time.
 
 LiteRT: writes `DIR/emotf.tflite` (default DIR = RUN/litert), the per-segment model with the
 log-mel spectrogram inside, builtin ops only, and `DIR/emotf.tflite.json` (the metadata), and
@@ -30,7 +32,8 @@ FORMATS = ("savedmodel", "litert")
 @command("emotf-export")
 def main(argv=None) -> int:
     parser = Parser(prog="emotf-export", description=__doc__.split("\n")[0])
-    parser.add_argument("run", help="emotf-train run folder (holds model.keras and config.json)")
+    # (the run's file names are emotf.runs.folder's; importing it here would load Keras)
+    parser.add_argument("run", help="a finished emotf-train run folder (its model and config)")
     parser.add_argument(
         "--format",
         choices=FORMATS,

@@ -31,8 +31,11 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from emotf.bounds import bound_of, describe
+from emotf.configs import Config
+from emotf.runs.folder import CONFIG_FILE
 from emotf.storage import is_url, read_json
 
 NONE_WORDS = ("none", "null")
@@ -213,7 +216,7 @@ def kebab_aliases(cls, prefix: str = "") -> dict[str, str]:
 def _put(tree: dict, path: tuple[str, ...], value) -> None:
     for name in path[:-1]:
         node = tree.get(name)
-        if dataclasses.is_dataclass(node):
+        if isinstance(node, Config):
             node = node.to_dict()
         tree[name] = node = dict(node) if isinstance(node, Mapping) else {}
         tree = node
@@ -232,7 +235,7 @@ def _fill_nested_defaults(cls, tree: dict) -> dict:
             continue
         node = _fill_nested_defaults(hints[f.name], dict(node))
         default = _default(f)
-        if dataclasses.is_dataclass(default) and default != hints[f.name]():
+        if isinstance(default, Config) and default != hints[f.name]():
             node = {**default.to_dict(), **node}
         tree[f.name] = node
     return tree
@@ -362,7 +365,7 @@ class ConfigFlags:
                     f"{leaf.owner.__name__} (--{group_name}.FIELD)"
                 )
             parse = self.types.get(leaf.qualname) or flag_type(leaf.annotation)
-            bare_true = parse is parse_bool
+            bare_true: dict[str, Any] = {"nargs": "?", "const": True} if parse is parse_bool else {}
             choices = self.choices_of(leaf)
             groups[group_name].add_argument(
                 *self.flags[leaf.key],
@@ -373,7 +376,7 @@ class ConfigFlags:
                 default=argparse.SUPPRESS,
                 metavar=None if choices else _metavar(leaf.annotation),
                 help=self.help_line(leaf),
-                **({"nargs": "?", "const": True} if bare_true else {}),
+                **bare_true,
             )
         for flag, target in self.aliases.items():
             if isinstance(target, tuple):
@@ -452,13 +455,14 @@ def config_classes() -> list[type]:
     """Every config dataclass of emotf (subclasses of `emotf.configs.Config`), found by importing
     every module of the package, sorted by module and name."""
     import emotf
-    from emotf.configs import Config
 
     for module in pkgutil.walk_packages(emotf.__path__, "emotf."):
         importlib.import_module(module.name)
-    found, todo = set(), [Config]
+    found: set[type] = set()
+    todo: list[type] = [Config]
     while todo:
-        for sub in todo.pop().__subclasses__():
+        subclasses: list[type] = todo.pop().__subclasses__()
+        for sub in subclasses:
             todo.append(sub)
             if dataclasses.is_dataclass(sub) and sub.__module__.startswith("emotf."):
                 found.add(sub)
@@ -471,15 +475,15 @@ def _cell(text: str) -> str:
 
 def _default_text(f: dataclasses.Field) -> str:
     if f.default_factory is not dataclasses.MISSING:
-        return f"{f.default_factory.__name__}()"
+        return f"{getattr(f.default_factory, '__name__', 'factory')}()"
     if f.default is dataclasses.MISSING:
         return "required"
     value = f.default
-    if dataclasses.is_dataclass(value):  # a nested config: only what differs from its class's
+    if isinstance(value, Config):  # a nested config: only what differs from its class's
         base = type(value)()
         changed = {
             g.name: getattr(value, g.name)
-            for g in dataclasses.fields(value)
+            for g in dataclasses.fields(typing.cast(Any, value))
             if getattr(value, g.name) != getattr(base, g.name)
         }
         return f"{type(value).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
@@ -525,7 +529,7 @@ def sections_text(cls) -> str:
     in one of them, `emotf.configs.TrainConfig`): which section declares which field."""
     lines = [
         "Every field of its sections, under its own name (flags, JSON files and "
-        "`RUN/config.json` are flat); each is described in its section's table:",
+        f"`RUN/{CONFIG_FILE}` are flat); each is described in its section's table:",
         "",
     ]
     for name, section in cls.SECTIONS.items():

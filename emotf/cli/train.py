@@ -1,4 +1,4 @@
-"""`emotf-train`: train/evaluate on one cross-validation fold, or on all ten.
+"""`emotf-train`: train/evaluate on one cross-validation fold, or on all of them.
 
     emotf-train --records R --fold K --out RUN [--config FILE.json] [--FIELD VALUE ...]
     emotf-train --records R --fold all --out RUNS
@@ -8,7 +8,12 @@ Every field of `emotf.configs.TrainConfig` is a flag named by its dotted path (g
 `--model.video_widths 64,128,256`, `--sampling.window_seconds 1.28`, `--jit_compile none`.
 The older names stay: `--batch-size`, `--lr`, `--patience`, `--num-segments`,
 `--sampling KEY=VALUE`, ... A JSON config file (a TrainConfig, or a RUN/config.json as is)
-gives defaults; flags override it. `--fold all` runs the 10-fold cross-validation.
+gives defaults; flags override it. `--fold all` runs the cross-validation over every fold of the
+records (10 for CREMA-D). The classifier has the records' classes (their manifest's corpus);
+`--fold` and `--validation_folds` are checked against the records' folds.
+`--init-from RUN|EXPORT` fine-tunes: the model starts from that run's (or `emotf-export`
+SavedModel's) weights, layers of the same name and shapes, the classifier re-initialised for
+another class list; `--freeze video|audio|both-branches` keeps those branch layers as loaded.
 `--strategy {auto,one_device,mirrored,multi_worker}` picks the tf.distribute strategy
 (`emotf.training.distribute`; multi_worker reads TF_CONFIG); `--batch_size` is per replica.
 `--worker_timeout_seconds` (default 300 s) bounds the multi-worker start-up and each collective:
@@ -23,12 +28,13 @@ import sys
 from emotf.cli import Parser, command
 from emotf.cli.flags import ConfigFlags, kebab_aliases
 from emotf.configs import SAMPLING_SHAPES, ModelConfig, TrainConfig
+from emotf.training.corpus import check_config
 
 ALL_FOLDS = "all"
 
 
 def fold_or_all(text: str):
-    """A test fold number, or 'all' (the 10-fold cross-validation)."""
+    """A test fold number, or 'all' (the cross-validation over every fold of the records)."""
     return ALL_FOLDS if text == ALL_FOLDS else int(text)
 
 
@@ -81,7 +87,9 @@ def resolve_config(args: argparse.Namespace):
             k: v for k, v in file_values["sampling"].items() if k not in SAMPLING_SHAPES
         }
     values, run_all = train_values(TRAIN_FLAGS.values(args, base=file_values))
-    return TRAIN_FLAGS.build(values), run_all
+    config = TRAIN_FLAGS.build(values)
+    check_config(config)  # the class count and folds against the records' corpus
+    return config, run_all
 
 
 def parse_config(argv=None):

@@ -33,6 +33,7 @@ from emotf.cli import Parser, command
 from emotf.cli.flags import ConfigFlags
 from emotf.cli.train import ALL_FOLDS, fold_or_all, train_aliases
 from emotf.configs import SAMPLING_SHAPES
+from emotf.training.corpus import check_config
 from emotf.tuning.config import TUNERS, TuneConfig
 
 
@@ -106,6 +107,7 @@ def parse_args(argv=None):
         parser.error("--out DIR (the search folder) is required")
     try:
         config = flags.build(values)
+        check_config(config.train)  # the class count and folds against the records' corpus
         check_resume(config.out, config)  # a changed search: a usage error, not a crash
     except (ValueError, TypeError) as error:
         parser.error(str(error))

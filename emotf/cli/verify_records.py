@@ -6,6 +6,8 @@ Checks the folder against its manifest.json (written last by emotf-build-records
 shard present with its size, SHA-256 and record count; no unlisted shard; sidecars of this
 record schema; no live build holding the folder. Exit status 0 when intact, 1 otherwise, with
 one line per bad file. Rerunning the build with the same arguments rebuilds only the bad shards.
+An intact folder's summary names its corpus, classes and folds (the manifest's `corpus`; CREMA-D
+for folders built before corpora existed).
 The folder may be local or a URL (`gs://...`, through tf.io.gfile).
 """
 
@@ -25,6 +27,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import time
 
+    from emotf.corpora.info import CorpusInfo
     from emotf.records.folder import RecordsFolder
     from emotf.records.manifest import read_manifest, verify_records
 
@@ -45,11 +48,17 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
         return 1
-    shards = read_manifest(args.records)["shards"]  # its structure checked by verify_records
+    manifest = read_manifest(args.records)  # its structure checked by verify_records
+    shards = manifest["shards"]
+    info = CorpusInfo.of(manifest)  # checked by read_manifest; CREMA-D when absent
     print(
         f"emotf-verify-records: {args.records}: intact ({len(shards)} shards, "
         f"{sum(s['clips'] for s in shards)} clips, "
         f"{sum(s['bytes'] for s in shards) / 1e6:.1f} MB checked in {seconds:.2f} s)"
+    )
+    print(
+        f"emotf-verify-records: {args.records}: corpus {info.name}, {info.num_folds} folds, "
+        f"{info.num_classes} classes: {', '.join(info.class_codes)}"
     )
     return 0
 

@@ -1,8 +1,9 @@
 """Which clips a run trains, validates and tests on.
 
 Two protocols:
-    actors   the paper's: 10-fold actor-independent cross-validation (`emotf.corpora.cremad` folds;
-             test fold K, validation = the next folds, training = the rest). Default.
+    actors   the paper's: K-fold actor-independent cross-validation over the records' folds
+             (K from the records' `emotf.corpora.info.CorpusInfo`: CREMA-D's 10, RAVDESS 6 by
+             default; test fold K, validation = the next folds, training = the rest). Default.
     clips    a fixed clip-level split read from `train.csv` and `test.csv` (rows
              `<clip name>,<EMO>`): "ogm" is the random split of the OGM-GE family of papers
              (OGM-GE, PMR, AGM, MMPareto, ...; shipped in `emotf/data/ogm_*.csv`), or a folder
@@ -10,7 +11,8 @@ Two protocols:
              and not comparable with the actor-independent protocol: offered only to compare
              with numbers reported on that split. The validation clips (for picking the epoch)
              are a seeded, emotion-stratified `validation_fraction` of the training list; the
-             test list is looked at once, at the end, as in the fold protocol.
+             test list is looked at once, at the end, as in the fold protocol. The lists hold
+             CREMA-D clip names: clip-level splits are CREMA-D's only.
 
 A part of a split is a `Selection`: record folds plus, for clip-level splits, the clip names.
 """
@@ -26,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emotf.corpora.cremad import NUM_FOLDS, data_path, parse_clip_name
+from emotf.corpora.cremad import data_path, parse_clip_name
+from emotf.corpora.info import CREMAD_INFO
 from emotf.storage import MAX_TABLE_BYTES, as_path
 
 ACTORS = "actors"
@@ -35,7 +38,14 @@ SPEAKER_DEPENDENT = (
     "speaker-dependent (clip-level random split: every actor is in training "
     "and test; not comparable with actor-independent results)"
 )
-ACTOR_INDEPENDENT = "actor-independent (10-fold cross-validation, no actor in two folds)"
+
+
+def actor_independent(num_folds: int) -> str:
+    """How a run's summary describes the actor protocol over `num_folds` folds."""
+    return f"actor-independent ({num_folds}-fold cross-validation, no actor in two folds)"
+
+
+ACTOR_INDEPENDENT = actor_independent(CREMAD_INFO.num_folds)
 
 
 @dataclass(frozen=True)
@@ -86,8 +96,24 @@ class RunSplit:
         }
 
 
-def split_folds(fold: int, validation_folds: int = 1, num_folds: int = NUM_FOLDS):
-    """(training folds, validation folds, test fold): validation = the next folds after `fold`."""
+def split_folds(fold: int, validation_folds: int = 1, num_folds: int = CREMAD_INFO.num_folds):
+    """(training folds, validation folds, test fold) of `num_folds` folds: validation = the
+    `validation_folds` folds after `fold` (cyclically), training = the rest.
+
+    Raises:
+        ValueError: one line, for a fold outside 0..num_folds-1 or validation folds that leave
+            no training fold.
+    """
+    if not 2 < num_folds or not 0 <= fold < num_folds:
+        raise ValueError(
+            f"fold must be in 0..{num_folds - 1} (the records have {num_folds} folds; the "
+            f"actor protocol needs at least 3). Received: fold={fold}"
+        )
+    if not 1 <= validation_folds <= num_folds - 2:
+        raise ValueError(
+            f"validation_folds must be in 1..{num_folds - 2} with {num_folds} folds (one tests, "
+            f"at least one trains). Received: validation_folds={validation_folds}"
+        )
     val = [(fold + 1 + i) % num_folds for i in range(validation_folds)]
     train = [k for k in range(num_folds) if k != fold and k not in val]
     return train, val, fold
@@ -222,20 +248,28 @@ def run_split(
     validation_folds: int = 1,
     validation_fraction: float = 0.1,
     seed: int = 0,
+    num_folds: int = CREMAD_INFO.num_folds,
 ) -> RunSplit:
-    """The selections of one run under protocol `split` ("actors", "ogm" or a folder)."""
+    """The selections of one run under protocol `split` ("actors", "ogm" or a folder), over
+    records of `num_folds` folds (the records' `CorpusInfo.num_folds`; CREMA-D's 10 by
+    default). Clip-level splits list CREMA-D clip names: refused for records of other folds."""
     if split == ACTORS:
-        train, val, test = split_folds(fold, validation_folds)
+        train, val, test = split_folds(fold, validation_folds, num_folds)
         return RunSplit(
             ACTORS,
             Selection(tuple(train)),
             Selection(tuple(val)),
             Selection((test,)),
-            ACTOR_INDEPENDENT,
+            actor_independent(num_folds),
+        )
+    if num_folds != CREMAD_INFO.num_folds:
+        raise ValueError(
+            f"split {split!r} is a clip-level split of CREMA-D clip names; these records have "
+            f"{num_folds} folds (another corpus): use split={ACTORS!r}"
         )
     train_names, test_names = load_clip_split(split)
     train_names, val_names = hold_out_validation(train_names, validation_fraction, seed)
-    every_fold = tuple(range(NUM_FOLDS))
+    every_fold = tuple(range(num_folds))
     return RunSplit(
         split,
         Selection(every_fold, frozenset(train_names)),
@@ -251,6 +285,6 @@ def check_fingerprint(split: RunSplit, recorded: dict | None, where: str) -> Non
     if recorded and recorded.get("fingerprint") not in (None, split_fingerprint(split)):
         raise ValueError(
             f"the clips of split {split.name!r} differ from the ones {where} was "
-            f"run on (its config.json fingerprint); were train.csv/test.csv "
+            f"run on (the fingerprint its run folder recorded); were train.csv/test.csv "
             f"edited? Restore them, or use another run folder"
         )

@@ -1,6 +1,7 @@
 """How far the model's probabilities can be trusted: expected calibration error, log loss,
-Brier score and a reliability diagram, on the top-label confidence (the largest of the six
-probabilities, the mean of the N segment softmaxes that the SavedModel serves).
+Brier score and a reliability diagram, on the top-label confidence (the largest of the C class
+probabilities, the mean of the N segment softmaxes that the SavedModel serves). Any number of
+classes: nothing here depends on the corpus.
 """
 
 from __future__ import annotations

@@ -9,15 +9,18 @@ and writes next to the run (`RUN/evaluation/`) or to `out`:
                            (`emotf.evaluation.metrics.clip_metrics`), the labels used and how
                            often intended and perceived labels agree, and the report extras
                            (`emotf.evaluation.summary.ReportExtras`)
-    predictions.csv        clip_id, label, predicted, p_ANG .. p_SAD (mean of the N softmaxes)
+    predictions.csv        clip_id, label, predicted, p_<class> per class (CREMA-D: p_ANG ..
+                           p_SAD; the mean of the N softmaxes); for another corpus also
+                           actor_id (the records')
     confusion_matrix.csv   counts, rows = true class, columns = predicted class
     confusion_matrix.png   row-normalised colours, counts and row percentages in the cells
     training_curves.png    from RUN/training_log.csv when present
     accuracy_vs_n.csv/png  with `accuracy_vs_segments`
 
-Figures use matplotlib's Agg backend (no screen needed). Runs, model files and the output
-folder may be local or on any filesystem `tf.io.gfile` knows (`gs://`, `ram://`;
-`emotf.storage`).
+The classes are the run's corpus's (`emotf.runs.folder.Run.corpus`: `metrics.json`'s `corpus`,
+else the records manifest's, else CREMA-D). Figures use matplotlib's Agg backend (no screen
+needed). Runs, model files and the output folder may be local or on any filesystem
+`tf.io.gfile` knows (`gs://`, `ram://`; `emotf.storage`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import numpy as np
 
 from emotf import pipeline
 from emotf.configs import TrainConfig
-from emotf.corpora.labels import agreement, check_source, relabel
+from emotf.corpora.info import CorpusInfo
+from emotf.corpora.labels import PERCEIVED, agreement, check_source, relabel
 from emotf.corpora.splits import ACTORS, SPEAKER_DEPENDENT, Selection, check_fingerprint
 from emotf.evaluation.figures import json_safe, plot_accuracy_vs_n, plot_training_curves
 from emotf.evaluation.metrics import predict_clips
@@ -111,13 +115,29 @@ def _describe(part: Selection, config: TrainConfig) -> str:
     return f"folds {list(part.folds)}"
 
 
-def _clip_predictions(model, dataset):
+def _clip_predictions(model, dataset, corpus: CorpusInfo):
     predictions = predict_clips(model, dataset)
     if predictions.clip_ids is None:
         raise ValueError(
             "an evaluation dataset must carry clip ids: (inputs, labels, {'clip_id': ...}) batches"
         )
+    width = predictions.probabilities.shape[-1]
+    if width != corpus.num_classes:
+        raise ValueError(
+            f"the model scores {width} classes, corpus {corpus.name!r} has "
+            f"{corpus.num_classes} ({list(corpus.class_codes)}): a model of another corpus?"
+        )
     return predictions
+
+
+def _check_labels(label_source: str, corpus: CorpusInfo) -> str:
+    """Perceived labels are the raters' majority: CREMA-D's votes only."""
+    if label_source == PERCEIVED and not corpus.has_rater_votes:
+        raise ValueError(
+            f"labels={PERCEIVED!r} needs rater votes; corpus {corpus.name!r} has none "
+            "(CREMA-D's only): use labels='intended'"
+        )
+    return label_source
 
 
 def evaluate_model(
@@ -162,6 +182,8 @@ def evaluate_model(
     model_file = path if path.is_file() else run.model_path
     if model_file.is_file():
         check_archive(model_file)
+    corpus = run.corpus(records or None)
+    _check_labels(label_source, corpus)
     if dataset_fn is None:
         if not records:
             raise ValueError(f"no records folder given and {run.config_path} names none")
@@ -178,13 +200,15 @@ def evaluate_model(
     eval_config = with_segments(
         config, num_segments, batch_size=batch_size or config.batch_size, labels=label_source
     )
-    predictions = _clip_predictions(model, dataset_fn(part, False, eval_config, 0))
+    predictions = _clip_predictions(model, dataset_fn(part, False, eval_config, 0), corpus)
     title = f"{_describe(part, config)}, N={num_segments}"
     report = summarize_predictions(
         predictions.clip_ids,
         predictions.labels,
         predictions.probabilities,
         files.path,
+        corpus=corpus,
+        actor_ids=predictions.actor_ids,
         votes=votes,
         title=title,
         extras=extras,
@@ -195,7 +219,7 @@ def evaluate_model(
             "num_segments": num_segments,
             "model": str(path),
             "labels": label_source,
-            "label_agreement": agreement(predictions.clip_ids),
+            "label_agreement": agreement(predictions.clip_ids) if corpus.has_rater_votes else None,
             **records_check,
         }
     )

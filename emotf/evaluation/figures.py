@@ -16,19 +16,20 @@ import contextlib
 import csv
 import io
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-from emotf.corpora.cremad import EMOTIONS
 from emotf.storage import MAX_TABLE_BYTES, StoragePath, as_path, write_atomic
 
 __all__ = [
     "ACCURACY_VS_N_FIELDS",
-    "PREDICTION_FIELDS",
+    "ACTOR_FIELD",
     "json_safe",
     "open_csv",
     "plot_accuracy_vs_n",
     "plot_training_curves",
+    "prediction_fields",
     "read_accuracy_vs_n",
     "read_csv_rows",
     "read_predictions",
@@ -249,32 +250,58 @@ def read_accuracy_vs_n(csv_path) -> list[dict]:
     return rows
 
 
-PREDICTION_FIELDS = ("clip_id", "label", "predicted") + tuple(f"p_{e}" for e in EMOTIONS)
+PROBABILITY_PREFIX = "p_"
+ACTOR_FIELD = "actor_id"
 
 
-def write_predictions(path, clip_ids, labels, probabilities) -> None:
+def prediction_fields(class_codes: Sequence[str], with_actors: bool = False) -> tuple[str, ...]:
+    """The header of `predictions.csv`: clip_id[, actor_id], label, predicted, then one
+    probability column `p_<code>` per class, in label order (CREMA-D: p_ANG .. p_SAD)."""
+    actor = (ACTOR_FIELD,) if with_actors else ()
+    probabilities = tuple(f"{PROBABILITY_PREFIX}{code}" for code in class_codes)
+    return ("clip_id", *actor, "label", "predicted", *probabilities)
+
+
+def write_predictions(
+    path, clip_ids, labels, probabilities, class_codes: Sequence[str], actor_ids=None
+) -> None:
     """One row per clip: clip_id, true label, predicted label (argmax), class probabilities.
 
     Args:
-        clip_ids: M strings; labels: int [M]; probabilities: float [M, 6] (rows of the
-            model's `probabilities` output, the mean of the N segment softmaxes).
+        clip_ids: M strings; labels: int [M] indices into `class_codes`; probabilities: float
+            [M, C] (rows of the model's `probabilities` output, the mean of the N segment
+            softmaxes); class_codes: the C class codes (`CorpusInfo.class_codes`).
+        actor_ids: int [M], each clip's actor (speaker) id, written as an `actor_id` column;
+            None (CREMA-D: the clip name holds the actor) writes none.
     """
+    codes = list(class_codes)
     probabilities = np.asarray(probabilities, np.float64)
     labels = np.asarray(labels, np.int64).reshape(-1)
-    if probabilities.shape != (len(clip_ids), len(EMOTIONS)) or labels.shape[0] != len(clip_ids):
+    m = len(clip_ids)
+    actors = None if actor_ids is None else np.asarray(actor_ids, np.int64).reshape(-1)
+    if (
+        probabilities.shape != (m, len(codes))
+        or labels.shape[0] != m
+        or (actors is not None and actors.shape[0] != m)
+    ):
         raise ValueError(
-            f"need M clip ids, M labels and [M, {len(EMOTIONS)}] probabilities. Received: "
-            f"{len(clip_ids)}, {labels.shape[0]}, {probabilities.shape}"
+            f"need M clip ids, M labels (and actor ids) and [M, {len(codes)}] probabilities "
+            f"(one column per class {codes}). Received: {m}, {labels.shape[0]}, "
+            f"{probabilities.shape}"
         )
+    if labels.size and not 0 <= labels.min() <= labels.max() < len(codes):
+        raise ValueError(f"labels must index the {len(codes)} classes {codes}")
     with open_csv(path) as f:
         writer = csv.writer(f)
-        writer.writerow(PREDICTION_FIELDS)
-        for clip, label, probs in zip(clip_ids, labels, probabilities, strict=True):
+        writer.writerow(prediction_fields(codes, actors is not None))
+        for i, (clip, label, probs) in enumerate(zip(clip_ids, labels, probabilities, strict=True)):
+            actor = [int(actors[i])] if actors is not None else []
             writer.writerow(
                 [
                     clip,
-                    EMOTIONS[label],
-                    EMOTIONS[int(np.argmax(probs))],
+                    *actor,
+                    codes[label],
+                    codes[int(np.argmax(probs))],
                     *(f"{p:.6f}" for p in probs),
                 ]
             )
@@ -282,16 +309,48 @@ def write_predictions(path, clip_ids, labels, probabilities) -> None:
 
 def read_predictions(path) -> dict:
     """`predictions.csv` back as {"clip_ids": [M], "labels": int [M], "predicted": int [M],
-    "probabilities": float [M, 6]}."""
+    "probabilities": float [M, C], "class_codes": the C codes of its `p_<code>` columns in
+    order, "actor_ids": int [M] or None (no `actor_id` column)}.
+
+    Raises:
+        ValueError: naming the file, for a header without clip_id/label/predicted or with
+            fewer than two `p_<code>` columns, or a row whose label is not one of the codes.
+    """
     rows = read_csv_rows(path)
+    header = list(rows[0]) if rows else _header(path)
+    codes = tuple(f[len(PROBABILITY_PREFIX) :] for f in header if f.startswith(PROBABILITY_PREFIX))
+    missing = [f for f in ("clip_id", "label", "predicted") if f not in header]
+    if missing or len(codes) < 2:
+        raise ValueError(
+            f"{path}: not a predictions file of emotf-evaluate (header {header[:8]}: needs "
+            f"clip_id, label, predicted and a p_<class> column per class)"
+        )
+    index = {code: k for k, code in enumerate(codes)}
+
+    def class_index(row: dict, field: str) -> int:
+        if row[field] not in index:
+            raise ValueError(f"{path}: {field} {row[field]!r} is not one of {list(codes)}")
+        return index[row[field]]
+
+    with_actors = ACTOR_FIELD in header
     return {
         "clip_ids": [r["clip_id"] for r in rows],
-        "labels": np.asarray([EMOTIONS.index(r["label"]) for r in rows], np.int64),
-        "predicted": np.asarray([EMOTIONS.index(r["predicted"]) for r in rows], np.int64),
+        "labels": np.asarray([class_index(r, "label") for r in rows], np.int64),
+        "predicted": np.asarray([class_index(r, "predicted") for r in rows], np.int64),
         "probabilities": np.asarray(
-            [[float(r[f"p_{e}"]) for e in EMOTIONS] for r in rows], np.float64
-        ).reshape(-1, len(EMOTIONS)),
+            [[float(r[f"{PROBABILITY_PREFIX}{c}"]) for c in codes] for r in rows], np.float64
+        ).reshape(-1, len(codes)),
+        "class_codes": codes,
+        "actor_ids": np.asarray([int(r[ACTOR_FIELD]) for r in rows], np.int64)
+        if with_actors
+        else None,
     }
+
+
+def _header(path) -> list[str]:
+    """The header row of a CSV file without data rows."""
+    text = as_path(path).read_text(MAX_TABLE_BYTES)
+    return next(csv.reader(io.StringIO(text, newline="")), [])
 
 
 def json_safe(value):

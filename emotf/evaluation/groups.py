@@ -4,7 +4,9 @@ side on the same clips of each group.
 
 `emotf-evaluate` writes the result to `evaluation.json` ("by_group") and
 `accuracy_by_group.csv`. Human accuracy is correct responses / all responses
-(`emotf.evaluation.human`).
+(`emotf.evaluation.human`). CREMA-D only (the groups come from its clip names and
+demographics): for another corpus the report leaves the table out with one line
+(`emotf.evaluation.summary.corpus_notes`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
-"""The Markdown of the cross-validation summary (`emotf.evaluation.reports.cv_report`)."""
+"""The Markdown of the cross-validation summary (`emotf.evaluation.reports.cv_report`).
+
+The classes, and whether there are human-rater rows, come from the summary's `corpus`
+(`emotf.corpora.info.CorpusInfo`; CREMA-D for a summary without one).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from emotf.corpora.cremad import EMOTIONS
+from emotf.corpora.info import CorpusInfo
 from emotf.corpora.votes import MODES
+from emotf.runs.folder import BY_GROUP_CSV, FIGURES_DIR
 
 
 def _pct(value, digits: int = 1) -> str:
@@ -46,7 +51,7 @@ def _group_lines(by_group: dict | None) -> list[str]:
         "## By actor and by intensity, pooled over the test folds (same clips)",
         "",
         "Actors' sex and age from CREMA-D's VideoDemographics.csv; intensity from the clip "
-        "name (LO/MD/HI only for sentence IEO). All groupings: figures/accuracy_by_group.csv.",
+        f"name (LO/MD/HI only for sentence IEO). All groupings: {FIGURES_DIR}/{BY_GROUP_CSV}.",
         "",
         "| grouping | group | clips | emotf | human voice | human face | human AV |",
         "|---|---|---|---|---|---|---|",
@@ -64,13 +69,24 @@ def _seconds(value) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
 
-def _labels_text(summary: dict) -> str:
+def _corpus_text(corpus: CorpusInfo) -> str:
+    """ "Corpus: `name`, C classes: ANG (anger), ..." (a name only where it is not the code)."""
+    classes = ", ".join(
+        code if name == code else f"{code} ({name})"
+        for code, name in zip(corpus.class_codes, corpus.class_names, strict=True)
+    )
+    return f"Corpus: `{corpus.name}`, {corpus.num_classes} classes: {classes}."
+
+
+def _labels_text(summary: dict, corpus: CorpusInfo) -> str:
     """Which labels were scored, and how often intended and perceived labels agree."""
     labels = summary.get("labels")
     names = {
         "intended": "intended (the file name's emotion)",
         "perceived": "perceived (the raters' audio-visual majority)",
     }
+    if not corpus.has_rater_votes:  # no perceived labels to compare with
+        return f"Labels: {_text(labels)} (the corpus's own)."
     text = f"Labels: {names.get(str(labels), _text(labels))}."
     agree = summary.get("label_agreement")
     if agree and agree.get("rate") is not None:
@@ -88,6 +104,8 @@ def _labels_text(summary: dict) -> str:
 
 def render_markdown(summary: dict) -> str:
     """The Markdown report from `cv_report`'s summary dict (figures linked relatively)."""
+    corpus = CorpusInfo.of(summary)
+    raters = corpus.has_rater_votes
     n_used = ", ".join(map(str, summary["num_segments"])) or "n/a"
     k = summary["num_folds"]
     lines = [
@@ -95,9 +113,11 @@ def render_markdown(summary: dict) -> str:
         "",
         f"Source: `{summary['cv_dir']}`; {k} test folds; segments per clip N = {n_used}.",
         "",
-        _labels_text(summary),
+        _corpus_text(corpus),
         "",
-        "## Accuracy (Table I)",
+        _labels_text(summary, corpus),
+        "",
+        "## Accuracy (Table I)" if summary["reported_in_the_paper"] else "## Accuracy",
         "",
         "| method | accuracy (%) | clips / notes |",
         "|---|---|---|",
@@ -112,8 +132,8 @@ def render_markdown(summary: dict) -> str:
         f"**{_pct_pm(summary['mean_accuracy'], summary['std_accuracy'])}** | "
         f"N={n_used}, sample std |"
     )
-    human = summary["human_accuracy_same_clips_mean_std"]
-    for mode in reversed(MODES):
+    human = summary["human_accuracy_same_clips_mean_std"] or {}
+    for mode in reversed(MODES if raters else ()):
         v = human[mode]
         mean = v["mean"] if v["mean"] is not None else float("nan")
         lines.append(
@@ -125,21 +145,25 @@ def render_markdown(summary: dict) -> str:
             f"| {item['method']} — reported in the paper | {item['accuracy_percent']:.1f} | "
             "paper's Table I, not measured here |"
         )
+    human_heads = "| human voice (%) | human face (%) | human AV (%) " if raters else ""
     lines += [
         "",
         "## Per fold",
         "",
-        "| fold | clips | N | best epoch | wall time (s) | emotf (%) "
-        "| human voice (%) | human face (%) | human AV (%) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| fold | clips | N | best epoch | wall time (s) | emotf (%) {human_heads}|",
+        "|---|---|---|---|---|---|" + ("---|---|---|" if raters else ""),
     ]
     for fold in summary["per_fold"]:
-        h = fold["human_accuracy_same_clips"]
+        h = fold["human_accuracy_same_clips"] or {}
+        human_cells = (
+            f" {_pct(h.get('voice'))} | {_pct(h.get('face'))} | {_pct(h.get('audio-visual'))} |"
+            if raters
+            else ""
+        )
         lines.append(
             f"| {fold['fold']} | {_text(fold['num_clips'])} | {_text(fold['num_segments'])} | "
             f"{_text(fold['best_epoch'])} | {_seconds(fold.get('wall_time_s'))} | "
-            f"{_pct(fold['accuracy'])} | {_pct(h['voice'])} | "
-            f"{_pct(h['face'])} | {_pct(h['audio-visual'])} |"
+            f"{_pct(fold['accuracy'])} |{human_cells}"
         )
     pooled = summary.get("pooled")
     if pooled:
@@ -150,21 +174,21 @@ def render_markdown(summary: dict) -> str:
             (
                 f"Pooled accuracy {_pct(pooled['accuracy'])} % on {pooled['num_examples']} clips"
                 f"{_interval_text(pooled.get('confidence_intervals'))}. "
-                "emotf per-class accuracy is its recall on that class; human accuracy is correct "
-                "responses / all responses."
+                "emotf per-class accuracy is its recall on that class"
+                + ("; human accuracy is correct responses / all responses." if raters else ".")
             ),
             "",
-            "| class | clips | emotf precision | emotf recall | emotf F1 "
-            "| human voice | human face | human AV |",
-            "|---|---|---|---|---|---|---|---|",
+            "| class | clips | emotf precision | emotf recall | emotf F1 |"
+            + (" human voice | human face | human AV |" if raters else ""),
+            "|---|---|---|---|---|" + ("---|---|---|" if raters else ""),
         ]
         humans = pooled.get("humans") or {}
-        for name in EMOTIONS:
+        for name in corpus.class_codes:
             c = pooled["per_class"][name]
             h = [_pct(humans.get(m, {}).get(name)) for m in MODES]
             lines.append(
                 f"| {name} | {c['support']} | {_pct(c['precision'])} | {_pct(c['recall'])} | "
-                f"{_pct(c['f1'])} | {' | '.join(h)} |"
+                f"{_pct(c['f1'])} |" + (f" {' | '.join(h)} |" if raters else "")
             )
         lines += _group_lines(pooled.get("by_group"))
     figures = summary["figures"]
@@ -177,17 +201,18 @@ def render_markdown(summary: dict) -> str:
         for key, link in figures.items():
             title = titles.get(key) or f"Training curves, fold {key.rsplit('_', 1)[-1]}"
             lines += [f"### {title}", "", f"![{title}]({link})", ""]
-    lines += [
-        "## Notes",
-        "",
-        f"- {summary['note']}",
-        (
+    lines += ["## Notes", ""]
+    lines += [f"- {note}" for note in (summary.get("notes") or [])]
+    if summary.get("note"):
+        lines.append(f"- {summary['note']}")
+    if summary["reported_in_the_paper"]:
+        lines.append(
             '- The figures marked "reported in the paper" are quoted for reference; they were '
             "not reproduced here."
-        ),
-        (
+        )
+    if raters:
+        lines.append(
             "- Human baseline data: CREMA-D (Cao et al., 2014), Open Database License 1.0 "
             "(see emotf/data/README.md)."
-        ),
-    ]
+        )
     return "\n".join(lines) + "\n"

@@ -3,18 +3,18 @@
 `predict_clips(model, dataset)` runs a model over a dataset of (inputs, labels) or
 (inputs, labels, metadata) batches; `clip_metrics(labels, probabilities)` is what
 `emotf-train` writes into `metrics.json` and `emotf-evaluate` into `evaluation.json`
-(`classification_report_dict` of the argmax predictions).
+(`classification_report_dict` of the argmax predictions). Class names are always given by
+the caller: the run's `emotf.corpora.info.CorpusInfo.class_codes`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-from emotf.corpora.cremad import EMOTIONS
 
 MODEL_INPUTS = ("frames", "audio", "spectrograms")
 
@@ -28,11 +28,14 @@ class Predictions:
         probabilities: float32 [M, C], the model's `probabilities` output (mean of the N
             segment softmaxes).
         clip_ids: M clip names when the dataset carries them (metadata), else None.
+        actor_ids: int64 [M], the records' actor (speaker) ids when the metadata carries them
+            (`emotf.pipeline.make_dataset(..., with_metadata=True)`), else None.
     """
 
     labels: np.ndarray
     probabilities: np.ndarray
     clip_ids: list[str] | None = None
+    actor_ids: np.ndarray | None = None
 
     @property
     def predicted(self) -> np.ndarray:
@@ -40,19 +43,22 @@ class Predictions:
 
 
 def _split_element(element):
-    """(model inputs, labels [B], clip ids or None) of a dataset element: (inputs, labels) or
-    (inputs, labels, metadata), the metadata a clip-id string tensor or a dict with "clip_id"."""
+    """(model inputs, labels [B], clip ids or None, actor ids or None) of a dataset element:
+    (inputs, labels) or (inputs, labels, metadata), the metadata a clip-id string tensor or a
+    dict with "clip_id" (and "actor_id")."""
     inputs, labels, *rest = element
-    ids = None
+    ids = actors = None
     if rest:
         meta = rest[0]
         if isinstance(meta, dict):
             if "clip_id" not in meta:
                 raise ValueError(f"dataset metadata has no clip_id. Received keys: {sorted(meta)}")
+            if "actor_id" in meta:
+                actors = np.asarray(meta["actor_id"], np.int64).reshape(-1)
             meta = meta["clip_id"]
         ids = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(meta).reshape(-1)]
     model_inputs = {k: v for k, v in inputs.items() if k in MODEL_INPUTS}
-    return model_inputs, np.asarray(labels).reshape(-1), ids
+    return model_inputs, np.asarray(labels).reshape(-1), ids, actors
 
 
 def predict_clips(model, dataset) -> Predictions:
@@ -64,13 +70,16 @@ def predict_clips(model, dataset) -> Predictions:
     clip_ids: list[str] = []
     labels: list[np.ndarray] = []
     probs: list[np.ndarray] = []
-    with_ids = None
+    actors: list[np.ndarray] = []
+    with_ids = with_actors = None
     for element in dataset:
-        inputs, y, ids = _split_element(element)
+        inputs, y, ids, batch_actors = _split_element(element)
         if with_ids is None:
-            with_ids = ids is not None
-        elif with_ids != (ids is not None):
-            raise ValueError("some dataset batches carry clip ids and others do not")
+            with_ids, with_actors = ids is not None, batch_actors is not None
+        elif with_ids != (ids is not None) or with_actors != (batch_actors is not None):
+            raise ValueError("some dataset batches carry clip (or actor) ids and others do not")
+        if batch_actors is not None:
+            actors.append(batch_actors)
         out = model(inputs, training=False)
         probs.append(np.asarray(out["probabilities"] if isinstance(out, dict) else out, np.float32))
         labels.append(y)
@@ -81,16 +90,24 @@ def predict_clips(model, dataset) -> Predictions:
         np.concatenate(labels).astype(np.int64),
         np.concatenate(probs),
         clip_ids if with_ids else None,
+        np.concatenate(actors) if with_actors else None,
     )
 
 
-def clip_metrics(labels, probabilities, class_names=EMOTIONS) -> dict:
+def clip_metrics(labels, probabilities, class_names: Sequence[str] | None = None) -> dict:
     """The metrics dict of `metrics.json` and `evaluation.json`: `classification_report_dict`
-    of the argmax of `probabilities` (float [M, C]) against `labels` (int [M])."""
-    return classification_report_dict(labels, np.argmax(np.asarray(probabilities), -1), class_names)
+    of the argmax of `probabilities` (float [M, C]) against `labels` (int [M]).
+
+    class_names: the C class codes (`CorpusInfo.class_codes`); None names the classes by their
+        index ("0", "1", ...).
+    """
+    probabilities = np.asarray(probabilities)
+    if class_names is None:
+        class_names = [str(k) for k in range(probabilities.shape[-1])]
+    return classification_report_dict(labels, np.argmax(probabilities, -1), class_names)
 
 
-def classification_report_dict(y_true, y_pred, class_names=EMOTIONS) -> dict:
+def classification_report_dict(y_true, y_pred, class_names: Sequence[str]) -> dict:
     """Accuracy, per-class precision/recall/F1/support and the confusion matrix.
 
     Args:

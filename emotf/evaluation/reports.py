@@ -12,16 +12,19 @@ With `records` (or `evaluate=True` and the records named in the runs' config), f
 predictions are evaluated first. The pooled extras follow `ReportExtras`; one that cannot be
 computed is left out with a printed `ReportWarning`.
 
+The classes are the runs' corpus's (`emotf.runs.folder.Run.corpus`; every fold must agree).
 The human baseline is CREMA-D's crowd-sourced votes on the clips with the same ids (see
 `emotf.evaluation.human`): on the synthetic sample those ids are real CREMA-D names, so the
-human figures are the real clips' votes while the model saw generated media.
+human figures are the real clips' votes while the model saw generated media. For another corpus
+the human rows, the groups and the paper's figures are absent, and the report's notes say so
+in one line each (`emotf.evaluation.summary.corpus_notes`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from emotf.corpora.cremad import EMOTIONS
+from emotf.corpora.info import CorpusInfo
 from emotf.corpora.labels import agreement
 from emotf.corpora.votes import MODES, load_votes
 from emotf.evaluation.evaluate import evaluate_model
@@ -40,10 +43,18 @@ from emotf.evaluation.summary import (
     ALL_EXTRAS,
     ReportExtras,
     accuracy_intervals,
+    corpus_notes,
     group_table,
+    is_cremad,
     report_warning,
 )
-from emotf.runs.folder import CrossValidation, Run
+from emotf.runs.folder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    CrossValidation,
+    Run,
+)
 from emotf.storage import StoragePath, as_path, read_json, write_atomic, write_json
 
 # Accuracies (%) on CREMA-D reported in the paper's Table I (10-fold CV), for reference only.
@@ -75,23 +86,42 @@ def _why_not_evaluated(run: Run, records, evaluate: bool, dataset_fn) -> str | N
         return "not evaluated (emotf-evaluate --cv-dir evaluates them)"
     named = run.config_values().get("records")
     if not named or not isinstance(named, str):
-        return "their config.json names no records folder: pass --records"
+        return f"their {CONFIG_FILE} names no records folder: pass --records"
     if not as_path(named).is_dir():
-        return f"the records their config.json names, {named}, are gone: pass --records"
+        return f"the records their {CONFIG_FILE} names, {named}, are gone: pass --records"
     return None
+
+
+def cv_corpus(cv_dir, records=None) -> CorpusInfo:
+    """The corpus of the folds of `cv_dir` (`Run.corpus` of each; CREMA-D without any).
+
+    Raises:
+        ValueError: two folds of different classes.
+    """
+    found: dict[CorpusInfo, int] = {}
+    for k, run in CrossValidation(cv_dir).folds():
+        found.setdefault(run.corpus(records), k)
+    if len(found) > 1:
+        (a, ka), (b, kb) = list(found.items())[:2]
+        raise ValueError(
+            f"{cv_dir}: fold {ka} is of corpus {a.name!r} {list(a.class_codes)}, fold {kb} of "
+            f"{b.name!r} {list(b.class_codes)}: one report pools folds of one corpus"
+        )
+    return next(iter(found), Run(cv_dir).corpus(records))
 
 
 def collect_folds(
     cv_dir,
     *,
     votes,
+    corpus: CorpusInfo,
     records=None,
     evaluate: bool = False,
     dataset_fn=None,
     extras: ReportExtras = ALL_EXTRAS,
 ) -> list[dict]:
     """Per-fold facts: accuracy, labels, clip ids and predictions, label agreement, human
-    accuracy on the same clips.
+    accuracy on the same clips (`corpus` with rater votes only).
 
     A fold without predictions is evaluated first with `records`, `dataset_fn` or (with
     `evaluate`) the records its config.json names, when they still exist. Human accuracy needs
@@ -118,18 +148,24 @@ def collect_folds(
             or (run.train_config().labels if run.has_config() else None),
             "label_agreement": metrics.get("label_agreement"),
             "predictions": None,
-            "humans": {mode: None for mode in MODES},
+            "humans": {mode: None for mode in MODES} if corpus.has_rater_votes else None,
         }
         accuracy = metrics.get("accuracy")
         num_clips = metrics.get("num_clips")
         if predictions_path is not None:
             predictions = read_predictions(predictions_path)
+            if predictions["class_codes"] != corpus.class_codes:
+                raise ValueError(
+                    f"{predictions_path}: classes {list(predictions['class_codes'])}, the "
+                    f"runs' corpus {corpus.name!r} has {list(corpus.class_codes)}"
+                )
             fold["predictions"] = predictions
             if accuracy is None:
                 accuracy = float(np.mean(predictions["labels"] == predictions["predicted"]))
             num_clips = len(predictions["clip_ids"])
-            fold["label_agreement"] = agreement(predictions["clip_ids"])
-            if extras.humans:
+            if corpus.has_rater_votes:
+                fold["label_agreement"] = agreement(predictions["clip_ids"])
+            if extras.humans and corpus.has_rater_votes:
                 try:
                     fold["humans"] = human_accuracy(votes, predictions["clip_ids"])
                 except KeyError as err:  # clip ids outside CREMA-D
@@ -142,7 +178,7 @@ def collect_folds(
         accuracy_vs_n = run.find_evaluation_file(run.evaluation.accuracy_vs_n_csv.name)
         fold["accuracy_vs_n"] = read_accuracy_vs_n(accuracy_vs_n) if accuracy_vs_n else []
         folds.append(fold)
-    if unscored and extras.humans:
+    if unscored and extras.humans and corpus.has_rater_votes:
         report_warning(
             "human raters",
             "no per-clip predictions for "
@@ -201,7 +237,8 @@ def cv_report(
     Args:
         cv_dir: the parent folder holding `fold-K/` runs (local or a `tf.io.gfile` URL).
         out: where to write `cv_report.md`, `cv_report.json` and `figures/` (default cv_dir).
-        votes: an `emotf.corpora.votes.VoteTable` (default: the shipped vote table).
+        votes: an `emotf.corpora.votes.VoteTable` (default: the shipped vote table; read for
+            a corpus with rater votes only).
         records / evaluate / dataset_fn: evaluate folds that have no predictions yet
             (see `emotf.evaluation.evaluate.evaluate_model`).
         extras: which pooled extras to compute (`ReportExtras`).
@@ -212,15 +249,20 @@ def cv_report(
 
     Raises:
         FileNotFoundError: no finished fold (metrics.json or predictions.csv) under cv_dir.
+        ValueError: folds of different corpora.
     """
     cv_dir = as_path(cv_dir)
     target = CrossValidation(out if out else cv_dir)
     figures = target.figures_dir
     pooled_files = CrossValidation.figure_files(figures)
-    votes = votes if votes is not None else load_votes()
+    corpus = cv_corpus(cv_dir, records)
+    raters = corpus.has_rater_votes
+    if raters:
+        votes = votes if votes is not None else load_votes()
     folds = collect_folds(
         cv_dir,
         votes=votes,
+        corpus=corpus,
         records=records,
         evaluate=evaluate,
         dataset_fn=dataset_fn,
@@ -228,12 +270,12 @@ def cv_report(
     )
     if not folds:
         raise FileNotFoundError(
-            f"no finished fold-K run (metrics.json or predictions) under {cv_dir}"
+            f"no finished fold-K run ({METRICS_FILE} or {PREDICTIONS_FILE}) under {cv_dir}"
         )
 
     mean, std = mean_std([f["accuracy"] for f in folds])
     segments = sorted({f["num_segments"] for f in folds if f["num_segments"] is not None})
-    human_mean = {m: mean_std([f["humans"][m] for f in folds]) for m in MODES}
+    human_mean = {m: mean_std([f["humans"][m] for f in folds]) for m in MODES} if raters else None
     figure_links: dict[str, str] = {}
 
     def link(path: StoragePath) -> str:
@@ -246,23 +288,27 @@ def cv_report(
         clip_ids = [c for f in with_predictions for c in f["predictions"]["clip_ids"]]
         labels = np.concatenate([f["predictions"]["labels"] for f in with_predictions])
         predicted = np.concatenate([f["predictions"]["predicted"] for f in with_predictions])
-        pooled = classification_report_dict(labels, predicted, EMOTIONS)
+        actor_lists = [f["predictions"]["actor_ids"] for f in with_predictions]
+        actors = np.concatenate(actor_lists) if all(a is not None for a in actor_lists) else None
+        pooled = classification_report_dict(labels, predicted, corpus.class_codes)
         pooled["humans"] = None
-        if extras.humans:
+        if extras.humans and raters:
             try:
                 pooled["humans"] = human_accuracy(votes, clip_ids, by_class=True)
             except KeyError as err:
                 report_warning("pooled human raters", f"a clip has no votes ({err})")
         write_confusion_matrix(
             pooled["confusion_matrix"],
-            EMOTIONS,
+            corpus.class_codes,
             pooled_files.confusion_csv,
             pooled_files.confusion_png,
             title=f"pooled over {len(with_predictions)} test folds",
         )
         figure_links["confusion_matrix"] = link(pooled_files.confusion_png)
         pooled["confidence_intervals"] = (
-            accuracy_intervals(clip_ids, labels, predicted, votes) if extras.intervals else None
+            accuracy_intervals(clip_ids, labels, predicted, votes, corpus=corpus, actors=actors)
+            if extras.intervals
+            else None
         )
         pooled["by_group"] = (
             group_table(
@@ -273,7 +319,7 @@ def cv_report(
                 pooled_files.by_group_csv,
                 "pooled accuracy by group",
             )
-            if extras.groups
+            if extras.groups and is_cremad(corpus)
             else None
         )
     for fold in folds:
@@ -294,6 +340,7 @@ def cv_report(
         config = folds[0]["run"].config_values()
     summary = {
         "cv_dir": str(cv_dir),
+        "corpus": corpus.to_dict(),
         "num_folds": len(folds),
         "num_segments": segments,
         "labels": label_sources[0] if len(label_sources) == 1 else label_sources or None,
@@ -317,14 +364,22 @@ def cv_report(
         ],
         "human_accuracy_same_clips_mean_std": {
             m: {"mean": v[0], "std": v[1]} for m, v in human_mean.items()
-        },
+        }
+        if human_mean is not None
+        else None,
         "pooled": pooled,
-        "reported_in_the_paper": [{"method": m, "accuracy_percent": a} for m, a in PAPER_REPORTED],
+        # The paper's figures are CREMA-D's.
+        "reported_in_the_paper": [{"method": m, "accuracy_percent": a} for m, a in PAPER_REPORTED]
+        if is_cremad(corpus)
+        else [],
         "figures": figure_links,
         "config": config,
         "note": "Human figures are CREMA-D's crowd-sourced votes on the clips with these ids "
         "(correct responses / all responses); on a synthetic sample they are the real "
-        "clips' votes, not ratings of the generated media.",
+        "clips' votes, not ratings of the generated media."
+        if raters
+        else None,
+        "notes": corpus_notes(corpus, extras),
     }
     json_path = write_json(target.report_json, json_safe(summary))
     write_atomic(target.report_md, render_markdown(summary).encode("utf-8"))

@@ -11,6 +11,9 @@ and "model minus raters" uses the per-actor difference of the two linearised ter
 accounts for the clips they share. In simulation (docs/evaluation.md) this held the true
 accuracy 96 % of the time with 9 actors, where a percentile bootstrap over actors held it 92 %
 (`tools/interval_coverage.py`).
+
+The actor of each clip is given (`actors`: the records' actor ids, as `predictions.csv` keeps
+them for corpora other than CREMA-D), or read from a CREMA-D clip name.
 """
 
 from __future__ import annotations
@@ -52,11 +55,29 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, np.ndarray]:
     return estimate, (num - estimate * den) / total
 
 
-def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> dict:
+def clip_actors(clip_ids: list[str], actors=None) -> np.ndarray:
+    """The actor of each clip: `actors` (int [M]) when given, else read from CREMA-D names.
+
+    Raises:
+        ValueError: `actors` of another length, or (without `actors`) a name that is not a
+            CREMA-D clip name.
+    """
+    if actors is None:
+        return np.array([parse_clip_name(c).actor_id for c in clip_ids])
+    actors = np.asarray(actors).reshape(-1)
+    if actors.shape[0] != len(clip_ids):
+        raise ValueError(
+            f"need one actor per clip. Received: {actors.shape[0]} actors for {len(clip_ids)} clips"
+        )
+    return actors
+
+
+def actor_intervals(clip_ids, correct, votes=None, *, actors=None, level: float = 0.95) -> dict:
     """Intervals for the model's accuracy, the raters' per mode, and model minus raters.
 
     Args:
-        clip_ids: M distinct CREMA-D clip names (the actor is read from the name).
+        clip_ids: M distinct clip names.
+        actors: the M clips' actor ids; None reads them from CREMA-D clip names.
         correct: bool [M], the model right on each clip.
         votes: an `emotf.corpora.votes.VoteTable` holding every clip, or None for no human
             intervals.
@@ -78,8 +99,7 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
         raise ValueError(
             "clip ids repeat: the model and the raters would not be scored on the same clips"
         )
-    actors = np.array([parse_clip_name(c).actor_id for c in clip_ids])
-    unique, index = np.unique(actors, return_inverse=True)
+    unique, index = np.unique(clip_actors(clip_ids, actors), return_inverse=True)
     k = len(unique)
     model, model_res = _ratio(
         np.bincount(index, weights=correct, minlength=k),
@@ -112,9 +132,10 @@ def actor_intervals(clip_ids, correct, votes=None, *, level: float = 0.95) -> di
     return out
 
 
-def paired_difference(clip_ids, correct_a, correct_b, *, level: float = 0.95) -> dict:
+def paired_difference(clip_ids, correct_a, correct_b, *, actors=None, level: float = 0.95) -> dict:
     """Two models scored on the same clips: each accuracy and A minus B with t intervals over
-    actors (per-actor differences, so the shared clips cancel as they should).
+    actors (per-actor differences, so the shared clips cancel as they should). `actors`: the
+    clips' actor ids (None: read from CREMA-D clip names).
 
     Returns:
         {"method", "actors", "clips", "a", "b", "a_minus_b": {"estimate", "low", "high",
@@ -129,8 +150,7 @@ def paired_difference(clip_ids, correct_a, correct_b, *, level: float = 0.95) ->
         )
     if len(set(clip_ids)) != len(clip_ids):
         raise ValueError("clip ids repeat")
-    actors = np.array([parse_clip_name(c).actor_id for c in clip_ids])
-    _, index = np.unique(actors, return_inverse=True)
+    _, index = np.unique(clip_actors(clip_ids, actors), return_inverse=True)
     k = int(index.max()) + 1
     clips = np.bincount(index, minlength=k).astype(float)
     est_a, res_a = _ratio(np.bincount(index, weights=a, minlength=k), clips)

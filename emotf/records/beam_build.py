@@ -203,7 +203,7 @@ def _quiet_direct_runner(options: PipelineOptions):
 
 def run_pipeline(config, out: str, todo: list[dict], settings: dict, digest: str) -> None:
     """Write the shards `todo` (plan_build shards) into `out` with a Beam pipeline and wait for
-    it. `config` is the `BuildConfig` (workers, tracker, verify_media, beam_options)."""
+    it. `config` is the `BuildConfig` (workers, tracker, checks_media, beam_options)."""
     if not todo:
         return
     options = pipeline_options(min(config.workers, len(todo)), config.beam_options)
@@ -214,7 +214,7 @@ def run_pipeline(config, out: str, todo: list[dict], settings: dict, digest: str
         settings,
         digest,
         config.tracker,
-        config.verify_media,
+        config.checks_media,
         getattr(config, "worker_timeout_seconds", DEFAULT_BUNDLE_DEADLINE_S),
     )
     with _quiet_direct_runner(options), beam.Pipeline(options=options) as pipeline:

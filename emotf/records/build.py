@@ -1,30 +1,32 @@
-"""Build versioned TFRecord shards from a CREMA-D folder: parallel, resumable, never silent.
+"""Build versioned TFRecord shards from a corpus: parallel, resumable, never silent.
 
-Layout read: `DATA/VideoFlash/<clip>.flv` and `DATA/AudioWAV/<clip>.wav`. Layout written::
+Layout read: the corpus's (`BuildConfig.corpus`, docs/corpora.md): CREMA-D's
+`DATA/VideoFlash/<clip>.flv` and `DATA/AudioWAV/<clip>.wav`, RAVDESS's `DATA/Actor_NN/*.mp4`, or
+a CSV corpus. Layout written (N: the corpus's folds, CREMA-D 10)::
 
-    OUT/fold-K-of-10-SSSSS.tfrecord   one Example per clip (emotf.records.example), fold K only
-    OUT/fold-K-of-10-SSSSS.json       sidecar: the shard's planned clips, clips written,
+    OUT/fold-K-of-N-SSSSS.tfrecord    one Example per clip (emotf.records.example), fold K only
+    OUT/fold-K-of-N-SSSSS.json        sidecar: the shard's planned clips, clips written,
                                       skipped clips with reasons, notes, detector statistics
     OUT/manifest.json                 written last: everything aggregated, the settings
                                       fingerprint, every shard's clips/bytes/SHA-256, media checks
     OUT/build.lock                    while a build runs: its pid (one build per folder;
                                       local folders only: object stores have no lock)
 
-The plan (clips sorted by fold then name, cut into shards of `clips_per_shard`) is a pure
-function of the clip names, the fold seed and the shard size. A shard is written to a temporary
-name and renamed into place; its sidecar is written (also atomically) after that, so a shard is
-complete iff its sidecar exists and the file still has the size and SHA-256 the sidecar
-recorded. A rerun skips complete shards and rebuilds the others (missing, truncated, corrupted):
-no clip is lost or written twice. A rerun with settings that change record content is refused,
-naming each change (`--overwrite` starts the folder afresh). The bad-input policy is documented
-in docs/build_records.md; the file names live in `emotf.records.folder`, the arguments
-(`BuildConfig`) in `emotf.records.config`. The per-clip work (decode, track faces, encode one
-Example) and the worker pool that runs it live in `emotf.records.clip_worker`, the shard writer
-in `emotf.records.shards`; this module plans, runs the clips (the local worker pool, or an
-Apache Beam pipeline with `runner="beam"`: `emotf.records.beam_build`, the same per-clip
-function and shard writer) and has the manifest written (the sidecars aggregated by
-`emotf.records.manifest_writer`). DATA and OUT may be local folders or URLs (`gs://...`,
-`emotf.storage`).
+The plan (`emotf.records.plan`: clips sorted by fold then name, cut into shards of
+`clips_per_shard`) is a pure function of the corpus's clips, its options and the shard size. A
+shard is written to a temporary name and renamed into place; its sidecar is written (also
+atomically) after that, so a shard is complete iff its sidecar exists and the file still has the
+size and SHA-256 the sidecar recorded. A rerun skips complete shards and rebuilds the others
+(missing, truncated, corrupted): no clip is lost or written twice. A rerun with settings that
+change record content is refused, naming each change (`--overwrite` starts the folder afresh).
+The bad-input policy is documented in docs/build_records.md; the file names live in
+`emotf.records.folder`, the arguments (`BuildConfig`) in `emotf.records.config`. The per-clip
+work (decode, track faces, encode one Example) and the worker pool that runs it live in
+`emotf.records.clip_worker`, the shard writer in `emotf.records.shards`; this module plans, runs
+the clips (the local worker pool, or an Apache Beam pipeline with `runner="beam"`:
+`emotf.records.beam_build`, the same per-clip function and shard writer) and has the manifest
+written (the sidecars aggregated by `emotf.records.manifest_writer`). DATA and OUT may be local
+folders or URLs (`gs://...`, `emotf.storage`).
 """
 
 from __future__ import annotations
@@ -33,21 +35,18 @@ import itertools
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import PurePosixPath
 
-from emotf.corpora.cremad import NUM_FOLDS, ClipNameError, canonical_folds, parse_clip_name
 from emotf.records import manifest as records_manifest
-from emotf.records.clip_worker import ClipResult, ClipRunner, ClipTask
-from emotf.records.config import BuildConfig, clip_settings, record_settings
+from emotf.records.clip_worker import ClipResult, ClipRunner
+from emotf.records.config import BuildConfig, record_settings
 from emotf.records.folder import RecordsFolder
 from emotf.records.lock import hold as hold_lock
 from emotf.records.manifest_writer import write_manifest
+from emotf.records.plan import BuildPlan, make_plan
 from emotf.records.resume import check_out_dir, clear_outputs, clear_temporary, shard_state
 from emotf.records.shards import sidecar_warnings, write_shard
 from emotf.storage import StoragePath, as_path, read_json
 
-VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
-VIDEO_EXT, AUDIO_EXT = ".flv", ".wav"
 BEAM_MISSING = '--runner beam needs Apache Beam: pip install "emotf[beam]"'
 PROG = "emotf-build-records"  # the console script: the start of every line printed to stderr
 
@@ -56,84 +55,17 @@ PROG = "emotf-build-records"  # the console script: the start of every line prin
 # The plan
 
 
-def _clip_files(folder: StoragePath, ext: str, skipped: list[dict]) -> dict[str, StoragePath]:
-    """{clip id: path} of the files named exactly `<CREMA-D clip id><ext>`; everything else in
-    the folder (backups, `name (1).flv`, other extensions) goes to `skipped` with the reason.
-    (In a URL folder, entries are not asked whether they are files: one request each.)"""
-    found: dict[str, StoragePath] = {}
-    if not folder.is_dir():
-        return found
-    for path in folder.iterdir():
-        name = path.name
-        if path.is_local and not path.local_path().is_file():
-            reason = "not a regular file"
-        elif not name.endswith(ext):
-            suffixes = "".join(PurePosixPath(name).suffixes)
-            reason = f"not a {ext} file (extension {suffixes or 'none'!s})"
-        else:
-            stem = name[: -len(ext)]
-            try:
-                clip_id = parse_clip_name(stem).clip_id
-            except ClipNameError as error:
-                reason = str(error)
-            else:
-                if clip_id == stem and clip_id not in found:
-                    found[clip_id] = path
-                    continue
-                reason = (
-                    f"file name is not exactly {clip_id}{ext} (a copy or backup?); only "
-                    f"{folder / (clip_id + ext)} is read for clip {clip_id}"
-                )
-        skipped.append({"path": str(path), "reason": reason})
-    return found
-
-
 def plan_build(config: BuildConfig) -> tuple[list[dict], list[dict]]:
-    """(shards, skipped): shards in write order, each {name, fold, clips: [ClipTask...]}; skipped
-    holds files that are not `<clip id>.flv` / `<clip id>.wav` exactly, and WAVs without video.
-    One task per clip id, whatever else lies in the folders. Deterministic for a given folder
-    and config."""
-    data = as_path(config.data_dir)
-    skipped: list[dict] = []
-    videos = _clip_files(data / VIDEO_DIR, VIDEO_EXT, skipped)
-    audios = _clip_files(data / AUDIO_DIR, AUDIO_EXT, skipped)
-    folds = canonical_folds(config.fold_seed, config.stratify_by_sex)
-    settings = clip_settings(config)  # one object, carried by every task to its worker
-    clips = []
-    for clip_id in sorted(set(videos) | set(audios)):
-        if clip_id not in videos:
-            skipped.append(
-                {
-                    "path": str(data / VIDEO_DIR / f"{clip_id}{VIDEO_EXT}"),
-                    "reason": "video file missing (audio only)",
-                }
-            )
-            continue
-        paths = {"video": videos[clip_id]}
-        if clip_id in audios:
-            paths["audio"] = audios[clip_id]
-        clips.append((folds[parse_clip_name(clip_id).actor_id], clip_id, paths))
-    if config.limit is not None:
-        clips = sorted(clips, key=lambda c: c[1])[: config.limit]
-    clips.sort(key=lambda c: (c[0], c[1]))
-    shards: list[dict] = []
-    for fold in range(NUM_FOLDS):
-        in_fold = [c for c in clips if c[0] == fold]
-        for index, start in enumerate(range(0, len(in_fold), config.clips_per_shard)):
-            tasks = [
-                ClipTask(
-                    clip_id=clip_id,
-                    fold=fold,
-                    video=str(paths["video"]),
-                    audio=str(paths.get("audio", data / AUDIO_DIR / f"{clip_id}{AUDIO_EXT}")),
-                    settings=settings,
-                    verify_media=config.verify_media,
-                )
-                for _, clip_id, paths in in_fold[start : start + config.clips_per_shard]
-            ]
-            name = RecordsFolder.shard_name(fold, index)
-            shards.append({"name": name, "fold": fold, "clips": tasks})
-    return shards, skipped
+    """(shards, skipped) of `emotf.records.plan.make_plan`: shards in write order, each
+    {name, fold, clips: [ClipTask...]}; skipped the files the corpus passed over, with the
+    reason (for CREMA-D: files not named `<clip id>.flv` / `<clip id>.wav` exactly, and WAVs
+    without video). One task per clip id. Deterministic for a given folder and config.
+
+    Raises:
+        emotf.corpora.base.CorpusError: `config.data_dir` does not match the corpus's layout.
+    """
+    plan = make_plan(config)
+    return plan.shards, plan.skipped
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,6 +96,8 @@ def build_records(
         the manifest dict (see docs/build_records.md), also written to OUT/manifest.json.
 
     Raises:
+        emotf.corpora.base.CorpusError: DATA does not match the corpus's layout, or holds no
+            usable clip (one line naming what was expected); nothing is written.
         FileExistsError: OUT holds another plan's shards, shards of other settings or record
             schema (without `overwrite`), or another live build holds its lock.
         RuntimeError: `runner="beam"` without Apache Beam installed (one line: what to
@@ -176,12 +110,13 @@ def build_records(
     beam = beam_builder() if config.runner == "beam" else None
     if beam is not None:
         beam.check_options(config)  # typos, local folders for remote workers: before anything
+    plan = make_plan(config)  # a DATA of another layout is refused before OUT is made
     out = as_path(config.out_dir).resolve()
     out.mkdir()
     if not out.is_local:
-        return _build_locked(config, out, stop_after_shards, beam, prog)
+        return _build_locked(config, plan, out, stop_after_shards, beam, prog)
     with hold_lock(out.local_path()):
-        return _build_locked(config, out, stop_after_shards, beam, prog)
+        return _build_locked(config, plan, out, stop_after_shards, beam, prog)
 
 
 def beam_builder():
@@ -214,11 +149,16 @@ def _warn(line: str, bar, prog: str = PROG) -> None:
 
 
 def _build_locked(
-    config: BuildConfig, out: StoragePath, stop_after_shards: int | None, beam, prog: str = PROG
+    config: BuildConfig,
+    plan: BuildPlan,
+    out: StoragePath,
+    stop_after_shards: int | None,
+    beam,
+    prog: str = PROG,
 ) -> dict:
     started = time.time()
     folder = RecordsFolder(out)
-    shards, plan_skipped = plan_build(config)
+    shards, plan_skipped = plan.shards, plan.skipped
     settings = record_settings(config)
     digest = records_manifest.settings_hash(settings)
     if config.overwrite:
@@ -231,7 +171,8 @@ def _build_locked(
             )
     check_out_dir(out, shards, settings)
     for item in plan_skipped:
-        _warn(f"WARNING {item['path']}: {item['reason']} -> skipped", None, prog)
+        row = f" row {item['row']}" if "row" in item else ""
+        _warn(f"WARNING {item['path']}{row}: {item['reason']} -> skipped", None, prog)
     todo = []
     for shard in shards:
         state = shard_state(out, shard, digest)
@@ -258,7 +199,7 @@ def _build_locked(
                 _warn(line, None, prog)
     else:
         _write_local(config, out, todo, settings, digest, stop_after_shards, prog)
-    return write_manifest(config, shards, plan_skipped, time.time() - started)
+    return write_manifest(config, plan, time.time() - started)
 
 
 def _write_local(
@@ -295,7 +236,7 @@ def _write_local(
                 _take(results, len(shard["clips"]), stop),
                 settings,
                 digest,
-                verify_media=config.verify_media,
+                verify_media=config.checks_media,
                 warn=lambda line: _warn(line, bar, prog),
                 progress=lambda: bar.update(1),
             )

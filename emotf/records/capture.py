@@ -146,7 +146,7 @@ class Capture:
         check_device(self.device)
         argv = capture_argv(self.device, self.microphone, find_ffmpeg(self.device))
         try:
-            self.process = subprocess.Popen(
+            process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -155,16 +155,21 @@ class Capture:
             )
         except OSError as error:
             raise MediaError(self.device, f"cannot start ffmpeg ({error.strerror})") from None
+        self.process = process
         self._reader = threading.Thread(
             target=self._drain, daemon=True, name="emotf-capture-stderr"
         )
         self._reader.start()
-        return self.process.stdout.fileno()
+        assert process.stdout is not None  # stdout=PIPE
+        return process.stdout.fileno()
 
     def _drain(self) -> None:
         """Read the child's standard error to its end (a full pipe would stall it), keeping
         the last `STDERR_LINES` lines."""
-        for raw in self.process.stderr:
+        process = self.process
+        if process is None or process.stderr is None:
+            return
+        for raw in process.stderr:
             line = _LOG_PREFIX.sub("", raw.decode("utf-8", "replace")).strip()
             if line:
                 self._tail.append(line)

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -37,24 +37,57 @@ from emotf.records.staging import restore_names, staged
 
 
 @dataclass(frozen=True)
+class ClipLabels:
+    """What a clip's record says about it besides its media (`emotf.records.example.ClipRecord`):
+    the speaker's number, the sentence (statement) code, the class code (`emotion`), its index
+    in the corpus's class order (`label`) and the intensity ("" when the corpus has none)."""
+
+    actor_id: int
+    sentence: str
+    emotion: str
+    label: int
+    intensity: str
+
+    @classmethod
+    def of_cremad(cls, clip_id: str) -> ClipLabels:
+        """The labels a CREMA-D clip id spells (`1001_DFA_ANG_XX`).
+
+        Raises:
+            ClipNameError: not a CREMA-D clip name.
+        """
+        name = parse_clip_name(clip_id)
+        return cls(name.actor_id, name.sentence, name.emotion, name.label, name.intensity)
+
+
+@dataclass(frozen=True)
 class ClipTask:
     """One planned clip: what a worker needs to turn it into a record.
 
     Attributes:
-        clip_id: the CREMA-D clip id (the file stem).
+        clip_id: the corpus's clip id (CREMA-D: the file stem).
         fold: the fold the record goes to.
-        video, audio: the clip's FLV and WAV paths (the WAV may not exist).
+        video: the clip's video path.
+        audio: its separate audio path (CREMA-D: the WAV, which may not exist), or None: the
+            video's own audio track.
         settings: how the clip becomes a record: the build's one `ClipSettings`
             (`emotf.records.config.clip_settings`).
-        verify_media: also check both files against the official checksums.
+        verify_media: also check both files against the official CREMA-D checksums.
+        labels: the record's labels; None: those the CREMA-D clip id spells.
+        corpus: the corpus's name (CREMA-D's known bad clips are looked up for "cremad" only).
     """
 
     clip_id: str
     fold: int
     video: str
-    audio: str
+    audio: str | None
     settings: ClipSettings = field(default_factory=ClipSettings)
     verify_media: bool = False
+    labels: ClipLabels | None = None
+    corpus: str = "cremad"
+
+    def record_labels(self) -> ClipLabels:
+        """`labels`, or those of the CREMA-D clip id (raises `ClipNameError` if it is none)."""
+        return self.labels if self.labels is not None else ClipLabels.of_cremad(self.clip_id)
 
 
 @dataclass
@@ -135,10 +168,12 @@ def process_clip(task: ClipTask) -> ClipResult:
     with contextlib.ExitStack() as stack:
         # A missing URL stages as a missing file (skipped below, as a local one would be);
         # any other storage error raises StagingError: the shard fails, the clip is not lost.
-        video = stack.enter_context(staged(task.video))
-        audio = stack.enter_context(staged(task.audio))
+        video = str(stack.enter_context(staged(task.video)))
+        audio = None if task.audio is None else str(stack.enter_context(staged(task.audio)))
         result = _process_staged(dataclasses.replace(task, video=video, audio=audio))
-    names = {video: task.video, audio: task.audio}
+    names = {video: task.video}
+    if audio is not None and task.audio is not None:
+        names[audio] = task.audio
     result.path = restore_names(result.path, names)
     result.reason = restore_names(result.reason, names)
     result.notes = [restore_names(note, names) for note in result.notes]
@@ -151,7 +186,7 @@ def _process_staged(task: ClipTask) -> ClipResult:
         from emotf.records.media_checks import check_clip
 
         try:
-            result.media = check_clip(task.clip_id, task.video, task.audio)
+            result.media = check_clip(task.clip_id, task.video, task.audio or task.video)
         except OSError as error:  # unreadable file: say so, never stop the build
             result.notes.append(f"{task.video}: media check failed ({error})")
     return result
@@ -163,7 +198,8 @@ def _process_clip(task: ClipTask) -> ClipResult:
 
     window_s = SamplingConfig.window_seconds  # the sampler's default audio window (d)
 
-    clip_id, video_path, audio_path = task.clip_id, Path(task.video), Path(task.audio)
+    clip_id, video_path = task.clip_id, Path(task.video)
+    audio_path = video_path if task.audio is None else Path(task.audio)  # None: its own track
 
     def _skip(path, problem: str, notes: list[str]) -> ClipResult:
         return ClipResult.skipped(clip_id, path, problem, notes)
@@ -173,13 +209,13 @@ def _process_clip(task: ClipTask) -> ClipResult:
     notes: list[str] = []
     from emotf.records.media_checks import KNOWN_BAD
 
-    action, fact = KNOWN_BAD.get(clip_id, (None, None))
+    action, fact = KNOWN_BAD.get(clip_id, ("", "")) if task.corpus == "cremad" else ("", "")
     if action == "skip":
         return _skip(video_path, fact, notes)
     if action == "note":
         notes.append(f"{video_path}: {fact}")
     try:
-        name = parse_clip_name(clip_id)
+        labels = task.record_labels()
         # The one preprocessing contract (emotf.records.preprocess), shared with emotf-predict.
         settings = task.settings
         tracker = _TRACKER or FaceTracker(settings.tracker)
@@ -194,12 +230,12 @@ def _process_clip(task: ClipTask) -> ClipResult:
                 f"stores the stream's rate"
             )
         record = ClipRecord(
-            clip_id=name.clip_id,
-            actor_id=name.actor_id,
-            sentence=name.sentence,
-            emotion=name.emotion,
-            label=name.label,
-            intensity=name.intensity,
+            clip_id=clip_id,
+            actor_id=labels.actor_id,
+            sentence=labels.sentence,
+            emotion=labels.emotion,
+            label=labels.label,
+            intensity=labels.intensity,
             fold=task.fold,
             fps=clip.fps,
             frames_jpeg=encode_jpegs(clip.crops, settings.jpeg_quality),
@@ -303,6 +339,7 @@ class ClipRunner:
     def _submit(self, task: ClipTask):
         if self.executor is None:
             self._start()
+        assert self.executor is not None  # set by _start
         try:
             future = self.executor.submit(
                 run_with_deadline, self.work, task, self.deadline, self._marker(task)
@@ -370,7 +407,7 @@ class ClipRunner:
                 self.stop()
                 future = self._submit(task)
             result, broken = self._outcome(future)
-            if broken is None:
+            if result is not None:
                 return result
             overran = self._overran(task)
             if overran is not None:
@@ -388,13 +425,13 @@ class ClipRunner:
         """Results of a batch whose pool broke: finished clips as they are, the others alone."""
         outcomes = [self._outcome(future) for _, future in batch]
         self.stop()
-        for (task, _), (result, broken) in zip(batch, outcomes, strict=True):
-            if broken is None:
+        for (task, _), (result, _broken) in zip(batch, outcomes, strict=True):
+            if result is not None:
                 yield result
             else:
                 yield self._overran(task) or self._alone(task)
 
-    def run(self, tasks: Iterable[ClipTask]) -> Iterator[ClipResult]:
+    def run(self, tasks: Iterable[ClipTask]) -> Generator[ClipResult, None, None]:
         if self.workers == 1:
             self.initializer(self.tracker, False)
             yield from map(self.work, tasks)
@@ -418,8 +455,8 @@ class ClipRunner:
                         break  # the batch in flight is sorted out below
                 if not pending:
                     return
-                result, broken = self._outcome(pending[0][1])
-                if broken is not None:
+                result, _broken = self._outcome(pending[0][1])
+                if result is None:  # the pool broke
                     batch = list(pending)
                     pending.clear()
                     yield from self._sort_out(batch)

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from emotf import keys
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MAX_SEED, MAX_TIMEOUT_SECONDS, MIN_SAMPLE_RATE, Config
+from emotf.corpora import ravdess, table
+from emotf.corpora.base import MAX_FOLDS
+from emotf.corpora.cremad import NUM_FOLDS as CREMAD_FOLDS
+from emotf.corpora.registry import CORPORA
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.preprocess import (
     DEFAULT_MAX_CLIP_SECONDS,
@@ -26,12 +30,22 @@ from emotf.system import available_cpus
 
 RUNNERS = ("local", "beam")
 MAX_WORKERS = 1024
+CREMAD = "cremad"
+# Folds when `num_folds` is not given: CREMA-D's canonical 10 (its only choice), RAVDESS's 6
+# blocks of 4 actors, a CSV's own `fold` column or else 5 balanced speaker folds.
+DEFAULT_FOLDS = {CREMAD: CREMAD_FOLDS, ravdess.NAME: ravdess.DEFAULT_FOLDS, table.NAME: None}
 
 
 @dataclass(frozen=True)
 class BuildConfig(Config):
     """Arguments of one build (flags of `emotf-build-records` map onto these fields; each
     field's description is its `help`).
+
+    `corpus` picks the reader of `data_dir` (`emotf.corpora.registry.open_corpus`, layouts in
+    docs/corpora.md): cremad (`VideoFlash/`, `AudioWAV/`), ravdess (`Actor_NN/`), csv (a CSV
+    file, or a folder with one sub-folder per class). `num_folds` None is the corpus's default
+    (`DEFAULT_FOLDS`); `fold_seed` and `stratify_by_sex` are CREMA-D's, `classes` and
+    `speaker_from` the csv corpus's: set for another corpus they are refused.
 
     `workers` defaults to the CPUs this process may run on (`os.sched_getaffinity`, else
     `os.cpu_count()`); 1 runs the clips in this process; with `runner="beam"` it is the
@@ -45,11 +59,34 @@ class BuildConfig(Config):
 
     data_dir: str = bounded(
         nonempty=True,
-        help="folder with `VideoFlash/` and `AudioWAV/` (local, or a URL such as gs://...)",
+        help="the corpus: a CREMA-D folder (`VideoFlash/`, `AudioWAV/`), a RAVDESS folder "
+        "(`Actor_NN/`), or for csv a CSV file or a folder per class (local, or a URL such as "
+        "gs://...)",
     )
     out_dir: str = bounded(
         nonempty=True,
         help="output folder (created; reruns resume in it; local, or a URL such as gs://...)",
+    )
+    corpus: str = bounded(
+        CREMAD, choices=CORPORA, help="the corpus layout of --data-dir (docs/corpora.md)"
+    )
+    classes: tuple[str, ...] | None = bounded(
+        None,
+        nonempty=True,
+        help="csv: the class names in label order, comma-separated (default: the labels "
+        "found, sorted)",
+    )
+    num_folds: int | None = bounded(
+        None,
+        ge=2,
+        le=MAX_FOLDS,
+        help=f"speaker-independent folds (default: cremad {CREMAD_FOLDS}, its only choice; "
+        f"ravdess {ravdess.DEFAULT_FOLDS}; csv its fold column, else {table.DEFAULT_FOLDS})",
+    )
+    speaker_from: str = bounded(
+        "clip",
+        choices=table.SPEAKER_FROM,
+        help="csv folder form: where the speaker comes from (clip, parent, stem-prefix)",
     )
     workers: int = bounded(
         default_factory=available_cpus,
@@ -123,7 +160,10 @@ class BuildConfig(Config):
     )
 
     def __post_init__(self):
+        if isinstance(self.classes, list):
+            object.__setattr__(self, "classes", tuple(self.classes))
         check_bounds(self)
+        self._check_corpus_options()
         if isinstance(self.tracker, Mapping):
             object.__setattr__(self, "tracker", FaceTrackerConfig.from_dict(self.tracker))
         if not isinstance(self.tracker, FaceTrackerConfig):
@@ -137,6 +177,43 @@ class BuildConfig(Config):
                 f"min_duration_s={self.min_duration_s}, "
                 f"max_duration_s={self.max_duration_s}"
             )
+
+    def _check_corpus_options(self) -> None:
+        """Refuse, in one line, an option the chosen corpus does not take."""
+        given = []
+        if self.corpus != CREMAD:
+            given += [f"fold_seed={self.fold_seed}"] if self.fold_seed else []
+            given += ["stratify_by_sex=True"] if self.stratify_by_sex else []
+        if self.corpus != table.NAME:
+            given += [f"classes={','.join(self.classes)}"] if self.classes is not None else []
+            given += [f"speaker_from={self.speaker_from}"] if self.speaker_from != "clip" else []
+        if given:
+            raise ValueError(
+                f"BuildConfig: {', '.join(given)} do not apply to corpus {self.corpus} "
+                "(fold_seed and stratify_by_sex: cremad; classes and speaker_from: csv)"
+            )
+        if self.corpus == CREMAD and self.num_folds not in (None, CREMAD_FOLDS):
+            raise ValueError(
+                f"BuildConfig.num_folds: CREMA-D has its {CREMAD_FOLDS} canonical actor folds "
+                f"only. Received: num_folds={self.num_folds}"
+            )
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"BuildConfig.classes repeats a name. Received: {self.classes}")
+
+    @property
+    def checks_media(self) -> bool:
+        """Check each clip against the official CREMA-D checksums (`verify_media`, CREMA-D
+        only: other corpora have no official list here)."""
+        return self.verify_media and self.corpus == CREMAD
+
+    def corpus_options(self) -> dict:
+        """The options of `open_corpus(self.corpus, self.data_dir, **options)`."""
+        if self.corpus == CREMAD:
+            return {"fold_seed": self.fold_seed, "stratify_by_sex": self.stratify_by_sex}
+        options: dict = {} if self.num_folds is None else {"folds": self.num_folds}
+        if self.corpus == table.NAME:
+            options.update(classes=self.classes, speaker_from=self.speaker_from)
+        return options
 
 
 def clip_settings(config: BuildConfig) -> ClipSettings:
@@ -153,10 +230,18 @@ def clip_settings(config: BuildConfig) -> ClipSettings:
 def record_settings(config: BuildConfig) -> dict:
     """The settings that change what a record holds (its bytes, its fold, which clips pass):
     recorded with their hash in every sidecar and the manifest; a rerun must match them.
-    The preprocessing part is exactly `clip_settings(config).to_dict()`."""
-    return {
+    The preprocessing part is exactly `clip_settings(config).to_dict()`. Another corpus than
+    CREMA-D adds its name and options (CREMA-D's settings, and so their hash, are those of
+    builds before corpora existed)."""
+    settings = {
         "schema_version": keys.SCHEMA_VERSION,
         **clip_settings(config).to_dict(),
         "fold_seed": config.fold_seed,
         "stratify_by_sex": config.stratify_by_sex,
     }
+    if config.corpus != CREMAD:
+        settings["corpus"] = config.corpus
+        settings["corpus_options"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in config.corpus_options().items()
+        }
+    return settings

@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from emotf.records.media import (
     pcm_to_float,
     wav_header_shortfall,
 )
+
+if TYPE_CHECKING:
+    import soxr
 
 # --------------------------------------------------------------------------------------------
 # Video
@@ -172,7 +176,7 @@ class AudioStream:
     BLOCK = 16384
 
     def __init__(self, path, rate: int):
-        self.path = check_media_file(path)
+        self.path: Path | str = check_media_file(path)  # str: a live source's name
         self._start(rate)
         self._chunks = self._open()
 
@@ -184,7 +188,7 @@ class AudioStream:
         self.total = 0
         self.ended = False
         self.max_held = 0
-        self._resampler = None
+        self._resampler: soxr.ResampleStream | None = None  # made on the first chunk
 
     @classmethod
     def from_chunks(
@@ -201,7 +205,7 @@ class AudioStream:
 
     def _open(self) -> Iterator[np.ndarray]:
         """Generator of float32 [n, channels] chunks; sets self.source_rate, channels."""
-        if self.path.suffix.lower() in (".wav", ".flac", ".ogg", ".aiff", ".aif"):
+        if Path(self.path).suffix.lower() in (".wav", ".flac", ".ogg", ".aiff", ".aif"):
             return self._open_soundfile()
         return self._open_av()
 

@@ -216,15 +216,15 @@ class FaceAssigner:
             self.next_key += 1
             self.tracks.append(track)
             out[b] = track
-        for b, track in enumerate(out):
-            if track is None:
+        for b, found in enumerate(out):
+            if found is None:
                 continue
-            if track.face_id is not None and track.missed:
+            if found.face_id is not None and found.missed:
                 self.stats["reidentified"] += 1
-            track.update(index, boxes[b])
-            track.missed = False
-            if track.face_id is None and track.hits >= cfg.min_detections:
-                track.face_id = self.next_id
+            found.update(index, boxes[b])
+            found.missed = False
+            if found.face_id is None and found.hits >= cfg.min_detections:
+                found.face_id = self.next_id
                 self.next_id += 1
                 self.stats["faces"] += 1
         return out

@@ -2,9 +2,10 @@
 
 A records folder (`emotf-build-records --out OUT`) holds:
 
-    fold-K-of-10-SSSSS.tfrecord    one Example per clip, clips of fold K only (`.tfrecord.gz`
-                                   is read too); SSSSS numbers the shards of a fold
-    fold-K-of-10-SSSSS.json        the shard's sidecar, written after the shard is in place
+    fold-K-of-N-SSSSS.tfrecord     one Example per clip, clips of fold K (of the corpus's N
+                                   folds: CREMA-D 10) only (`.tfrecord.gz` is read too);
+                                   SSSSS numbers the shards of a fold
+    fold-K-of-N-SSSSS.json         the shard's sidecar, written after the shard is in place
     manifest.json                  written last: every shard with its checksum, the settings
     build.lock                     while a local build writes the folder: its pid
     *.tmp                          temporaries an interrupted build left (`temporaries`)
@@ -20,13 +21,15 @@ import uuid
 from dataclasses import dataclass
 from typing import ClassVar
 
-from emotf.corpora.cremad import NUM_FOLDS
+from emotf.corpora.info import CREMAD_INFO
 from emotf.storage import StoragePath, as_path
 
 _SHARD_SUFFIX = ".tfrecord"
 _SIDECAR_SUFFIX = ".json"
 # Every shard and sidecar name starts so (shards, sidecars and a shard's temporary file).
 _BUILD_FILES = "fold-*-of-*"
+# Folds of a shard name when none is given: CREMA-D's 10 (the records before corpora existed).
+DEFAULT_NUM_FOLDS = CREMAD_INFO.num_folds
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class RecordsFolder:
         r"^fold-(\d+)-of-(\d+)-(\d+)\.tfrecord(\.gz)?$"
     )
     # How messages spell a shard's name.
-    SHARD_FORM: ClassVar[str] = f"fold-K-of-{NUM_FOLDS}-SSSSS{_SHARD_SUFFIX}"
+    SHARD_FORM: ClassVar[str] = f"fold-K-of-N-SSSSS{_SHARD_SUFFIX}"
     # Temporaries of a build: a shard's `NAME.tfrecord.<hex>.tmp` (`shard_temporary`) and the
     # `.NAME.<hex>.tmp` of `emotf.storage.write_atomic` (sidecars, the manifest); older
     # versions wrote `manifest.json.tmp`.
@@ -59,8 +62,9 @@ class RecordsFolder:
     # === Names ===
 
     @staticmethod
-    def shard_name(fold: int, index: int, num_folds: int = NUM_FOLDS) -> str:
-        """The name of shard `index` of fold `fold` (no suffix): `fold-K-of-10-SSSSS`."""
+    def shard_name(fold: int, index: int, num_folds: int = DEFAULT_NUM_FOLDS) -> str:
+        """The name of shard `index` of fold `fold` of `num_folds` (no suffix):
+        `fold-K-of-N-SSSSS`."""
         return f"fold-{int(fold)}-of-{int(num_folds)}-{int(index):05d}"
 
     @classmethod

@@ -154,6 +154,7 @@ def _open_live_container(source: LiveSource, fd: int | None = None):
 
     options = dict(LIVE_PROBE)
     name = source.label
+    fmt: str | None
     if fd is not None:
         url, fmt = f"pipe:{fd}", "mpegts"
     else:

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from emotf import keys
+from emotf.corpora.info import CorpusInfo, CorpusInfoError
 from emotf.records.folder import RecordsFolder
 from emotf.records.lock import live_owner
 from emotf.storage import as_path, read_json, write_json
@@ -229,7 +230,7 @@ def shard_entry_problem(entry) -> str | None:
         example = RecordsFolder.shard_file(RecordsFolder.shard_name(0, 0))
         return f"'file' must be a shard name like {example}. Received: file={_shown(name)}"
     for key, limit in (
-        ("fold", max(RecordsFolder.shard_folds(name) - 1, 0)),
+        ("fold", max((RecordsFolder.shard_folds(name) or 0) - 1, 0)),
         ("clips", MAX_SHARD_CLIPS),
         ("bytes", MAX_SHARD_BYTES),
     ):
@@ -250,6 +251,10 @@ def manifest_problem(manifest) -> str | None:
     line naming the problem instead of a traceback deep in the check."""
     if not isinstance(manifest, dict):
         return f"expected a JSON object. Received: {type(manifest).__name__}"
+    try:
+        info = CorpusInfo.of(manifest)  # absent: CREMA-D (built before corpora existed)
+    except CorpusInfoError as error:
+        return str(error)
     shards = manifest.get("shards")
     if not isinstance(shards, list):
         return f"'shards' must be a list of shard entries. Received: shards={_shown(shards)}"
@@ -258,6 +263,12 @@ def manifest_problem(manifest) -> str | None:
         problem = shard_entry_problem(entry)
         if problem:
             return problem
+        folds = RecordsFolder.shard_folds(entry["file"])
+        if manifest.get("corpus") is not None and folds != info.num_folds:
+            return (
+                f"{entry['file']}: a shard of {folds} folds, but corpus.num_folds is "
+                f"{info.num_folds}"
+            )
         if entry["file"] in seen:
             return f"{entry['file']} is listed twice"
         seen.add(entry["file"])
@@ -306,9 +317,9 @@ def verify_records(folder, folds=None) -> list[Problem]:
         path = folder / name
         if wanted is not None and entry["fold"] not in wanted and path.is_file():
             continue
-        problem = shard_problem(path, entry)
-        if problem:
-            problems.append(Problem(str(path), problem))
+        fault = shard_problem(path, entry)
+        if fault:
+            problems.append(Problem(str(path), fault))
     for path in records.shards():
         if path.name not in listed:
             problems.append(

@@ -215,8 +215,9 @@ def decode_video(path: str | Path, max_frames: int | None = None) -> DecodedVide
         fps = _stream_fps(stream)
         try:
             for frame in container.decode(stream):
-                if not frames and orientation_note(frame):
-                    notes.append(orientation_note(frame))
+                note = orientation_note(frame) if not frames else None
+                if note:
+                    notes.append(note)
                 frames.append(frame_to_rgb(frame))
                 if max_frames is not None and len(frames) > max_frames:
                     raise MediaError(path, f"more than {max_frames} frames (too long)")

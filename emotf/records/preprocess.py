@@ -29,7 +29,7 @@ from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Config
 from emotf.records.decode import audio_source, open_video
 from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
-from emotf.records.live_source import LiveSource, open_live
+from emotf.records.live_source import LiveFeed, LiveSource, open_live
 from emotf.records.media import MediaError
 from emotf.records.staging import staged
 from emotf.records.stream import StreamTracker
@@ -178,7 +178,7 @@ class ClipReader:
     ):
         self.settings = settings
         self.max_seconds = max_seconds
-        self.live = None  # the `LiveFeed` of a live source
+        self.live: LiveFeed | None = None  # the `LiveFeed` of a live source
         if isinstance(video, LiveSource):
             self._open_live(video, audio, tracker)
             return
@@ -199,7 +199,9 @@ class ClipReader:
                     f"over the {max_seconds:g} s limit"
                 )
             self.audio, self.notes = audio_source(
-                Path(video_local), Path(audio_local) if audio else None, settings.sample_rate
+                Path(video_local),
+                Path(audio_local) if audio_local is not None else None,
+                settings.sample_rate,
             )
         except BaseException:
             self.info.close()  # the frames generator never started: its `with` never ran
@@ -215,8 +217,9 @@ class ClipReader:
             raise ValueError(f"a live source brings its own audio track. Received: audio={audio!r}")
         self.path = source.label
         rate = self.settings.sample_rate
-        self.info, self._frames, self.audio, self.live = open_live(source, rate)
-        self.close = weakref.finalize(self, self.live.close)
+        self.info, self._frames, self.audio, live = open_live(source, rate)
+        self.live = live
+        self.close = weakref.finalize(self, live.close)
         self.notes = []
         self.tracker = tracker or FaceTracker(self.settings.tracker)
         self.faces = StreamTracker(

@@ -13,8 +13,9 @@ feature holds one item per video frame (T items, each of `Feature.item_shape`), 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import tensorflow as tf
 
@@ -22,7 +23,7 @@ from emotf import keys
 
 KINDS = ("context", "sequence")
 # Spec dtype name -> (tf dtype, tf.train.Feature field, its list type, how a value is stored).
-_DTYPES = {
+_DTYPES: dict[str, tuple[tf.DType, str, Any, Callable[[Any], Any]]] = {
     "int64": (tf.int64, "int64_list", tf.train.Int64List, int),
     "float32": (tf.float32, "float_list", tf.train.FloatList, float),
     "bytes": (
@@ -91,19 +92,49 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     # --- clip identity and labels ---
     Feature(keys.SCHEMA_VERSION_KEY, "context", "int64", (), "record layout version"),
-    Feature(keys.CLIP_ID, "context", "bytes", (), "`ActorID_SENT_EMO_LVL`, e.g. `1001_DFA_ANG_XX`"),
-    Feature(keys.ACTOR_ID, "context", "int64", (), "actor 1001..1091"),
-    Feature(keys.SENTENCE, "context", "bytes", (), "one of the 12 sentence codes"),
-    Feature(keys.EMOTION, "context", "bytes", (), "ANG DIS FEA HAP NEU SAD"),
+    Feature(
+        keys.CLIP_ID,
+        "context",
+        "bytes",
+        (),
+        "the corpus's clip id, e.g. `1001_DFA_ANG_XX` (CREMA-D)",
+    ),
+    Feature(
+        keys.ACTOR_ID,
+        "context",
+        "int64",
+        (),
+        "speaker number: CREMA-D 1001..1091, RAVDESS 1..24, csv 1 + index in sorted speakers",
+    ),
+    Feature(
+        keys.SENTENCE,
+        "context",
+        "bytes",
+        (),
+        "sentence code (CREMA-D: 12), statement (RAVDESS: kids, dogs), or empty",
+    ),
+    Feature(
+        keys.EMOTION,
+        "context",
+        "bytes",
+        (),
+        "class code, one of the manifest's `corpus.class_codes` (CREMA-D: ANG DIS FEA HAP NEU SAD)",
+    ),
     Feature(
         keys.LABEL,
         "context",
         "int64",
         (),
-        "index of `emotion` in `emotf.corpora.cremad.EMOTIONS`",
+        "index of `emotion` in the manifest's `corpus.class_codes`",
     ),
-    Feature(keys.INTENSITY, "context", "bytes", (), "LO MD HI XX"),
-    Feature(keys.FOLD, "context", "int64", (), "cross-validation fold"),
+    Feature(
+        keys.INTENSITY,
+        "context",
+        "bytes",
+        (),
+        "intensity group (CREMA-D: LO MD HI XX; RAVDESS: normal, strong), or empty",
+    ),
+    Feature(keys.FOLD, "context", "int64", (), "speaker-independent cross-validation fold"),
     # --- video: face crops, one per source frame ---
     Feature(keys.VIDEO_FPS, "context", "float32", (), "frame rate read from the source stream"),
     Feature(

@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from emotf import keys
-from emotf.corpora.cremad import parse_clip_name
 from emotf.records.clip_worker import ClipResult, ClipTask
 from emotf.records.folder import RecordsFolder
 from emotf.records.manifest import shard_entry
@@ -30,8 +29,8 @@ def media_check(task: ClipTask) -> dict:
     from emotf.records.media_checks import check_clip
 
     try:
-        with staged(task.video) as video, staged(task.audio) as audio:
-            return check_clip(task.clip_id, video, audio)
+        with staged(task.video) as video, staged(task.audio or task.video) as audio:
+            return check_clip(task.clip_id, str(video), str(audio))
     except OSError:
         return {"video": "unreadable", "audio": "unreadable"}
 
@@ -68,7 +67,11 @@ def write_shard(
     tasks = shard["clips"]
     final = folder.shard_path(shard["name"])
     tmp = folder.shard_temporary(shard["name"])
-    written, skipped, notes, stats, media = [], [], [], Counter(), {}
+    written: list[dict] = []
+    skipped: list[dict] = []
+    notes: list[str] = []
+    stats: Counter[str] = Counter()
+    media: dict[str, dict] = {}
     with tf.io.TFRecordWriter(str(tmp)) as writer:
         for task, result in zip(tasks, results, strict=True):
             if result.clip_id != task.clip_id:
@@ -86,7 +89,7 @@ def write_shard(
                 written.append(
                     {
                         "clip_id": task.clip_id,
-                        "label": parse_clip_name(task.clip_id).label,
+                        "label": task.record_labels().label,
                         "frames": result.num_frames,
                         "samples": result.num_samples,
                     }

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emotf.records.face_tracks import FaceAssigner, FaceTracksConfig
-from emotf.records.faces import FaceTracker, other_faces, pick_face
+from emotf.records.faces import FaceTracker, FaceTrackerConfig, other_faces, pick_face
 
 # --------------------------------------------------------------------------------------------
 # Faces
@@ -68,7 +68,10 @@ class BoxPath:
             return self.value[near[0][1]], True
         if a is not None:
             return self.value[a], False
-        return (default if default is not None or b is None else self.value[b]), False
+        fallback = default if default is not None or b is None else self.value[b]
+        if fallback is None:
+            raise ValueError("a box path without detections needs a default value")
+        return fallback, False
 
     def detected(self, s: int) -> bool:
         j = bisect.bisect_left(self.index, s)
@@ -139,6 +142,20 @@ class KeyframeQueue:
     every `keyframe_interval` frames queued (`pending`) and detected `batch` at a time once
     the frames a miss may re-detect on have arrived. Each tracker has its own
     `_detect_pending` (what a keyframe's boxes mean) and `_emit` (when a frame is final)."""
+
+    cfg: FaceTrackerConfig
+    batch: int  # keyframes per detector call
+    buffer: deque  # (index, frame) not yet emitted
+    pending: list[int]  # keyframes waiting for one batched detector call
+    known: int  # detections are settled for frames <= known
+    count: int  # frames pushed
+    max_held: int  # most frames held in `buffer`
+
+    def _detect_pending(self) -> None:
+        raise NotImplementedError
+
+    def _emit(self) -> Iterator:
+        raise NotImplementedError
 
     def _frame(self, index: int) -> np.ndarray:
         return self.buffer[index - self.buffer[0][0]][1]
@@ -258,7 +275,7 @@ class StreamTracker(KeyframeQueue):
         keys, self.pending = self.pending, []
         k_int = self.cfg.keyframe_interval
         found = self.tracker.detect([self._frame(k) for k in keys], self.scale)
-        for key, candidates in zip(keys, found):
+        for key, candidates in zip(keys, found, strict=True):
             self.stats["keyframes"] += 1
             self.stats["detector_images"] += 1
             if self._found(key, candidates):
@@ -421,7 +438,7 @@ class MultiStreamTracker(KeyframeQueue):
     def _assign(self, index: int, candidates: list) -> bool:
         """Give the boxes found on frame `index` to their faces; True when there was any."""
         tracks = self.assigner.assign(index, [box for box, _ in candidates])
-        for (box, _), track in zip(candidates, tracks):
+        for (box, _), track in zip(candidates, tracks, strict=True):
             if track is None:
                 continue
             if track.key not in self.paths:
@@ -442,7 +459,7 @@ class MultiStreamTracker(KeyframeQueue):
         keys, self.pending = self.pending, []
         k_int = self.cfg.keyframe_interval
         found = self.tracker.detect([self._frame(k) for k in keys], self.scale)
-        for key, candidates in zip(keys, found):
+        for key, candidates in zip(keys, found, strict=True):
             self.counts["keyframes"] += 1
             self.counts["detector_images"] += 1
             expected = [t for t in self.assigner.tracks if t.face_id is not None and not t.missed]
@@ -504,7 +521,7 @@ class MultiStreamTracker(KeyframeQueue):
     def _prune(self) -> None:
         keep_from = self.next_out - self.radius - 2 * self.gap - 1
         live = {track.key for track in self.assigner.tracks}
-        for key, (track, path) in list(self.paths.items()):
+        for key, (_track, path) in list(self.paths.items()):
             path.prune(keep_from)
             if key not in live and path.index[-1] + self.gap + self.radius < self.next_out:
                 del self.paths[key]  # finished, and out of reach of every frame to come

@@ -1,10 +1,11 @@
 """The data side of a training run: the dataset factory seam, the run's split, sizes for Keras.
 
 Every dataset comes from a `DatasetFactory`, called with one fixed signature:
-`dataset_fn(part, training, config, epoch)` (`part` an `emotf.corpora.splits.Selection`: its folds,
-and for a clip-level split the clip names to serve). `records_dataset` is the default, over
-the record shards of `config.records`. `emotf.training.train` and `emotf.tuning.search` build their datasets
-through `fit_datasets`; `emotf.evaluation.evaluate` calls its factories the same way.
+`dataset_fn(part, training, config, epoch)` (`part` an `emotf.corpora.splits.Selection`: its
+folds, and for a clip-level split the clip names to serve). `records_dataset` is the default,
+over the record shards of `config.records`. `emotf.training.train` and `emotf.tuning.search`
+build their datasets through `fit_datasets`; `emotf.evaluation.evaluate` calls its factories
+the same way.
 """
 
 from __future__ import annotations
@@ -196,8 +197,8 @@ def check_run_records(config: TrainConfig, split: RunSplit, dataset_fn=None) -> 
     a folder is checked.
 
     Returns the entries for metrics.json ({} when `config.records` is not a folder, i.e. a
-    custom dataset factory). Raises `emotf.records.manifest.RecordsError` naming every problem unless
-    `config.allow_incomplete`.
+    custom dataset factory). Raises `emotf.records.manifest.RecordsError` naming every problem
+    unless `config.allow_incomplete`.
     """
     if dataset_fn is records_dataset:
         check_records_folder(config.records)
@@ -284,7 +285,7 @@ def check_clip_split_records(records, split: RunSplit) -> None:
     ):
         if count_clips(records, part) == 0:
             raise ValueError(
-                f"none of the {len(part.clips)} clips of the {name} list of split "
+                f"none of the {len(part.clips or ())} clips of the {name} list of split "
                 f"{split.name!r} is in the records of {records}"
             )
 
@@ -300,8 +301,8 @@ def num_batches(dataset: tf.data.Dataset, config: TrainConfig, part) -> int:
         clips = count_clips(config.records, part)
         if clips < config.batch_size:  # training batches drop the remainder
             raise ValueError(
-                f"the training part {_describe(part)} of {config.records} holds {clips} clips, fewer "
-                f"than one batch. Received: batch_size={config.batch_size}"
+                f"the training part {_describe(part)} of {config.records} holds {clips} clips, "
+                f"fewer than one batch. Received: batch_size={config.batch_size}"
             )
         return clips // config.batch_size
     return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
@@ -327,9 +328,9 @@ def fit_datasets(
     """(training dataset, validation dataset, steps per epoch) ready for `keras.Model.fit`.
 
     Batches hold `config.batch_size` clips: a distributed run passes the global batch
-    (`emotf.training.distribute.global_batch_size`). Sizes are made known to Keras (exact progress bars;
-    the end of the data is not taken for an interruption, no "ran out of data" warning); with
-    `steps_per_epoch` set the training data repeats.
+    (`emotf.training.distribute.global_batch_size`). Sizes are made known to Keras (exact
+    progress bars; the end of the data is not taken for an interruption, no "ran out of data"
+    warning); with `steps_per_epoch` set the training data repeats.
 
     Multi-worker (`workers` > 1, this process being worker number `worker`): each dataset is
     sharded by record file when it reads at least as many shard files as there are workers

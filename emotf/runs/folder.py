@@ -16,7 +16,12 @@ A run folder (`emotf-train` for one fold or one test list) holds:
 
 A cross-validation folder (`emotf-train --fold all`) holds `fold-K/` runs and one summary:
 `cv_report.json`, `cv_report.md` and `figures/` (`emotf.evaluation.reports.cv_report`).
-Every other module asks these objects for paths instead of typing the names.
+Every other module asks these objects for paths (or the name constants below, for messages
+and help texts) instead of typing the names.
+
+`Run.corpus` is where evaluation learns the run's classes (`emotf.corpora.info.CorpusInfo`):
+the `corpus` block of `metrics.json`, else of the records' manifest, else CREMA-D (runs and
+records written before corpora existed).
 """
 
 from __future__ import annotations
@@ -26,10 +31,36 @@ import re
 from dataclasses import dataclass
 
 from emotf.configs import TrainConfig
+from emotf.corpora.info import CORPUS_KEY, CREMAD_INFO, CorpusInfo, CorpusInfoError
+from emotf.records.folder import RecordsFolder
 from emotf.runs.model_io import ModelLoadError, load_run_model
 from emotf.storage import StoragePath, as_path, read_json, write_json
 
 _FOLD_DIR = re.compile(r"^fold-(\d+)$")
+
+# The file names of a run folder, for messages and help texts (paths: the objects below).
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.keras"
+BEST_WEIGHTS_FILE = "best.weights.h5"
+LOG_FILE = "training_log.csv"
+CALIBRATION_FILE = "calibration.json"
+BACKUP_METADATA_FILE = "training_metadata.json"  # Keras BackupAndRestore's, in backup/
+EVALUATION_DIR = "evaluation"
+# An evaluation folder's (`EvaluationDir`) and a CV folder's `figures/` (the pooled files).
+REPORT_FILE = "evaluation.json"
+PREDICTIONS_FILE = "predictions.csv"
+CONFUSION_CSV = "confusion_matrix.csv"
+CONFUSION_PNG = "confusion_matrix.png"
+RELIABILITY_PNG = "reliability.png"
+BY_GROUP_CSV = "accuracy_by_group.csv"
+TRAINING_CURVES_PNG = "training_curves.png"
+ACCURACY_VS_N_CSV = "accuracy_vs_n.csv"
+ACCURACY_VS_N_PNG = "accuracy_vs_n.png"
+# A cross-validation folder's summary.
+CV_REPORT_JSON = "cv_report.json"
+CV_REPORT_MD = "cv_report.md"
+FIGURES_DIR = "figures"
 
 
 @dataclass(frozen=True, init=False)
@@ -43,39 +74,39 @@ class EvaluationDir:
 
     @property
     def report(self) -> StoragePath:
-        return self.path / "evaluation.json"
+        return self.path / REPORT_FILE
 
     @property
     def predictions(self) -> StoragePath:
-        return self.path / "predictions.csv"
+        return self.path / PREDICTIONS_FILE
 
     @property
     def confusion_csv(self) -> StoragePath:
-        return self.path / "confusion_matrix.csv"
+        return self.path / CONFUSION_CSV
 
     @property
     def confusion_png(self) -> StoragePath:
-        return self.path / "confusion_matrix.png"
+        return self.path / CONFUSION_PNG
 
     @property
     def reliability_png(self) -> StoragePath:
-        return self.path / "reliability.png"
+        return self.path / RELIABILITY_PNG
 
     @property
     def by_group_csv(self) -> StoragePath:
-        return self.path / "accuracy_by_group.csv"
+        return self.path / BY_GROUP_CSV
 
     @property
     def training_curves_png(self) -> StoragePath:
-        return self.path / "training_curves.png"
+        return self.path / TRAINING_CURVES_PNG
 
     @property
     def accuracy_vs_n_csv(self) -> StoragePath:
-        return self.path / "accuracy_vs_n.csv"
+        return self.path / ACCURACY_VS_N_CSV
 
     @property
     def accuracy_vs_n_png(self) -> StoragePath:
-        return self.path / "accuracy_vs_n.png"
+        return self.path / ACCURACY_VS_N_PNG
 
 
 @dataclass(frozen=True, init=False)
@@ -97,19 +128,19 @@ class Run:
 
     @property
     def config_path(self) -> StoragePath:
-        return self.path / "config.json"
+        return self.path / CONFIG_FILE
 
     @property
     def metrics_path(self) -> StoragePath:
-        return self.path / "metrics.json"
+        return self.path / METRICS_FILE
 
     @property
     def model_path(self) -> StoragePath:
-        return self.path / "model.keras"
+        return self.path / MODEL_FILE
 
     @property
     def best_weights_path(self) -> StoragePath:
-        return self.path / "best.weights.h5"
+        return self.path / BEST_WEIGHTS_FILE
 
     @property
     def backup_dir(self) -> StoragePath:
@@ -118,15 +149,15 @@ class Run:
     @property
     def backup_metadata_path(self) -> StoragePath:
         """Keras BackupAndRestore's record of the last completed epoch."""
-        return self.backup_dir / "training_metadata.json"
+        return self.backup_dir / BACKUP_METADATA_FILE
 
     @property
     def log_path(self) -> StoragePath:
-        return self.path / "training_log.csv"
+        return self.path / LOG_FILE
 
     @property
     def calibration_path(self) -> StoragePath:
-        return self.path / "calibration.json"
+        return self.path / CALIBRATION_FILE
 
     @property
     def tensorboard_dir(self) -> StoragePath:
@@ -134,7 +165,7 @@ class Run:
 
     @property
     def evaluation(self) -> EvaluationDir:
-        return EvaluationDir(self.path / "evaluation")
+        return EvaluationDir(self.path / EVALUATION_DIR)
 
     @property
     def export_dir(self) -> StoragePath:
@@ -234,6 +265,44 @@ class Run:
             return None
         return read_json(self.calibration_path).get("temperature")
 
+    # === The corpus ===
+
+    def corpus(self, records=None) -> CorpusInfo:
+        """The run's classes and folds: `metrics.json`'s `corpus` block (what training saw),
+        else that of the records' manifest (`records`, default the ones config.json names),
+        else CREMA-D (`CREMAD_INFO`: runs and records written before corpora existed).
+
+        Raises:
+            ValueError: one line naming the file, when a `corpus` block is not valid, or when the
+                run's and the records' classes differ (the model scores other classes).
+        """
+        trained = self._corpus_block(self.metrics_path)
+        if records is None:
+            named = self.config_values().get("records") if self.has_config() else None
+            records = named if isinstance(named, str) and named else None
+        manifest = RecordsFolder(as_path(records)).manifest_path if records else None
+        stored = self._corpus_block(manifest) if manifest is not None else None
+        if trained is not None and stored is not None and trained.class_codes != stored.class_codes:
+            raise ValueError(
+                f"{manifest}: the records hold the classes {list(stored.class_codes)} of corpus "
+                f"{stored.name!r}, the run was trained on {list(trained.class_codes)} of "
+                f"{trained.name!r} ({self.metrics_path}): evaluate it on records of its corpus"
+            )
+        return trained or stored or CREMAD_INFO
+
+    @staticmethod
+    def _corpus_block(path: StoragePath | None) -> CorpusInfo | None:
+        """The `CorpusInfo` of a JSON file's `corpus` key; None without the file or the key."""
+        if path is None or not path.is_file():
+            return None
+        data = read_json(path)
+        if data.get(CORPUS_KEY) is None:
+            return None
+        try:
+            return CorpusInfo.of(data)
+        except CorpusInfoError as error:
+            raise ValueError(f"{path}: {error}") from None
+
     # === The model ===
 
     def load_model(self, model_file=None):
@@ -276,15 +345,15 @@ class CrossValidation:
 
     @property
     def report_json(self) -> StoragePath:
-        return self.path / "cv_report.json"
+        return self.path / CV_REPORT_JSON
 
     @property
     def report_md(self) -> StoragePath:
-        return self.path / "cv_report.md"
+        return self.path / CV_REPORT_MD
 
     @property
     def figures_dir(self) -> StoragePath:
-        return self.path / "figures"
+        return self.path / FIGURES_DIR
 
     @staticmethod
     def figure_files(figures_dir) -> EvaluationDir:

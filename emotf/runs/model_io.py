@@ -241,7 +241,8 @@ def _checked_local(path: StoragePath):
         yield str(path)
         return
     with tempfile.TemporaryDirectory(prefix="emotf-model-") as folder:
-        local = Path(folder) / (path.name if path.suffix == ".keras" else "model.keras")
+        # Keras loads a `.keras` name only: a copy of another name gets one.
+        local = Path(folder) / (path.name if path.suffix == ".keras" else "checked.keras")
         local.write_bytes(data)
         yield str(local)
 

@@ -13,7 +13,8 @@ __all__ = ["format_table", "to_json"]
 
 def format_table(results: list[dict]) -> str:
     """Human-readable (`emotf-predict` without `--json`): one block per file with the label, a
-    probability table and, for several windows, one line per window."""
+    probability table (one row per class code of the model, most probable first) and, for
+    several windows, one line per window."""
     lines = []
     for result in results:
         if "error" in result:
@@ -29,9 +30,10 @@ def format_table(results: list[dict]) -> str:
             main = next(f for f in faces if f["face_id"] == result["face_id"])
             what = f"face {main['face_id']}, mean of its {main['windows']} windows"
         lines.append(f"  label: {result['label_code']} ({result['label_name']}; {what})")
+        width = max(map(len, result["probabilities"]), default=0)
         for code, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
             bar = "#" * round(p * 40)
-            lines.append(f"    {code}  {p:6.3f}  {bar}")
+            lines.append(f"    {code:<{width}}  {p:6.3f}  {bar}")
         for face in faces:
             label = (
                 f"{face['label_code']} ({face['label_name']})"

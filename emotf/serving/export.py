@@ -4,7 +4,9 @@
     export_run(RUN)                                        -> RUN/export/<version>/
 
 The layout is TensorFlow Serving's: `out_dir/<version>/saved_model.pb` + `variables/`, plus
-`assets.extra/emotf.json` (class names, sampling and model configs, emotf/TF versions). A
+`assets.extra/emotf.json` (class codes and names, the corpus, sampling and model configs,
+emotf/TF versions). The classes are the run's corpus (`emotf.corpora.info.CorpusInfo`: its
+`metrics.json`, else its records' manifest, else CREMA-D for runs older than corpora). A
 version is written to a hidden temporary folder and renamed into place, so a server watching
 `out_dir` never sees half a model. `out_dir` may be on any filesystem `tf.io.gfile` knows
 (`gs://bucket/models/emotf`, `ram://`; `emotf.storage`): there, where folders cannot be
@@ -34,10 +36,11 @@ Signatures (see docs/serving.md; `saved_model_cli show --dir out_dir/1 --all` li
   `serving_default` computes them in-graph with `emotf.sampling.spectrogram`.
 Both return: probabilities float32 [B, C] (mean of the segment softmaxes), scores float32
   [B, C] (their sum), segment_probabilities float32 [B, N, C], label int64 [B], label_code
-  string [B] (ANG, ...), label_name string [B] (anger, ...).
-`metadata` - no inputs: class_codes string [C], class_names string [C], sampling_config,
-  model_config, face_tracker (the records' FaceTrackerConfig, "{}" when exported without
-  records), min_clip_seconds and emotf_version (JSON / plain strings).
+  string [B] (the class code: ANG, ... for CREMA-D), label_name string [B] (anger, ...).
+`metadata` - no inputs: class_codes string [C], class_names string [C], corpus (the
+  `CorpusInfo.to_dict()` JSON), sampling_config, model_config, face_tracker (the records'
+  FaceTrackerConfig, "{}" when exported without records), min_clip_seconds and
+  emotf_version (JSON / plain strings).
 
 Only core TensorFlow ops end up in the graph (no tensorflow-io, no py_function): the tests
 check the op list, and every export is checked against the allowlist `emotf-predict` enforces
@@ -53,13 +56,15 @@ import json
 import os
 import uuid
 import warnings
+from collections.abc import Mapping
 
 import keras
 import tensorflow as tf
 
 import emotf
-from emotf.configs import SamplingConfig
-from emotf.corpora.cremad import EMOTION_NAMES, EMOTIONS
+from emotf.configs import SAMPLING_SHAPES, ModelConfig, SamplingConfig, model_sampling
+from emotf.corpora.info import CORPUS_KEY, CREMAD_INFO, CorpusInfo, CorpusInfoError
+from emotf.runs.folder import Run
 from emotf.sampling import SPECTROGRAM_FIELDS, sample_clip, spectrogram
 from emotf.serving.graph_ops import UntrustedModelError, check_saved_model_ops
 from emotf.serving.metadata import (
@@ -71,6 +76,7 @@ from emotf.serving.metadata import (
     metadata_path,
     min_clip_samples,
     model_versions,
+    records_corpus,
 )
 from emotf.storage import StoragePath, as_path, read_json, write_json
 
@@ -89,7 +95,55 @@ def audio_input(model: keras.Model) -> str:
     return "spectrograms" if "spectrograms" in names else "audio"
 
 
-def _check_model(model: keras.Model, config: SamplingConfig) -> None:
+def run_corpus(run: Run, records_dir=None) -> CorpusInfo:
+    """The corpus a run was trained on: its `metrics.json`'s `corpus` block, else its records'
+    manifest's (`records_dir`), else CREMA-D (runs and records older than corpora).
+
+    Raises:
+        ValueError: a malformed `corpus` block (naming the file).
+    """
+    if run.finished:
+        metrics = run.read_metrics()
+        if isinstance(metrics, dict) and metrics.get(CORPUS_KEY) is not None:
+            try:
+                return CorpusInfo.of(metrics)
+            except CorpusInfoError as error:
+                raise ValueError(f"{run.metrics_path}: {error}") from None
+    return records_corpus(records_dir)
+
+
+def check_classes(model: keras.Model, corpus: CorpusInfo) -> None:
+    """The model's output width must be the corpus's number of classes (one line otherwise)."""
+    num_classes = int(model.output["probabilities"].shape[-1])
+    if num_classes != corpus.num_classes:
+        raise ValueError(
+            f"the model has {num_classes} classes but the corpus {corpus.name!r} has "
+            f"{corpus.num_classes}. Received: class_codes={list(corpus.class_codes)}"
+        )
+
+
+def _check_model(
+    model: keras.Model, config: SamplingConfig, model_config: ModelConfig | Mapping | None = None
+) -> None:
+    if model_config is not None:
+        # The shapes the model config gives its inputs (`emotf.configs.model_sampling`, the
+        # one derivation) must be the exported sampling config's.
+        built: ModelConfig = (
+            model_config
+            if isinstance(model_config, ModelConfig)
+            else ModelConfig.from_dict(model_config)
+        )
+        expected = model_sampling(built, config)
+        differ = {
+            k: (getattr(config, k), getattr(expected, k))
+            for k in SAMPLING_SHAPES
+            if getattr(config, k) != getattr(expected, k)
+        }
+        if differ:
+            raise ValueError(
+                "the sampling config's shapes do not match the model config's. Received "
+                f"(sampling config, model config): {differ}"
+            )
     inputs = model.input if isinstance(model.input, dict) else {}
     kind = audio_input(model)
     shapes = {k: tuple(inputs[k].shape) if k in inputs else None for k in ("frames", kind)}
@@ -211,26 +265,22 @@ def _outputs(model: keras.Model, frames, audio, codes, names) -> dict:
 def build_archive(
     model: keras.Model,
     sampling_config: SamplingConfig,
-    class_codes=EMOTIONS,
-    class_names=EMOTION_NAMES,
+    corpus: CorpusInfo = CREMAD_INFO,
     model_config: dict | None = None,
     build: dict | None = None,
 ) -> keras.export.ExportArchive:
     """The `ExportArchive` with the `serving_default`, `predict_segments` and `metadata`
-    endpoints (not yet written; `export_saved_model` writes it). `build`: `build_settings()`
-    of the training records (face tracker config, minimum clip length)."""
+    endpoints (not yet written; `export_saved_model` writes it). `corpus`: the classes, in
+    the model's output order; `build`: `build_settings()` of the training records (face
+    tracker config, minimum clip length)."""
     config = sampling_config
-    _check_model(model, config)
-    num_classes = int(model.output["probabilities"].shape[-1])
-    if len(class_codes) != num_classes or len(class_names) != num_classes:
-        raise ValueError(
-            f"{num_classes} model classes but {len(class_codes)} class codes and "
-            f"{len(class_names)} class names. Received: {class_codes}, {class_names}"
-        )
+    _check_model(model, config, model_config or None)
+    check_classes(model, corpus)
     n, size = config.num_segments, config.frame_size
     legacy = audio_input(model) == "spectrograms"
     audio_shape = (config.time_bins, config.freq_bins, 1) if legacy else (config.window_length,)
-    codes_list, names_list = [str(c) for c in class_codes], [str(c) for c in class_names]
+    codes_list, names_list = list(corpus.class_codes), list(corpus.class_names)
+    corpus_json = json.dumps(corpus.to_dict(), sort_keys=True)
     sampling_json = json.dumps(config.to_dict(), sort_keys=True)
     model_json = json.dumps(model_config or {}, sort_keys=True)
     build = build or {}
@@ -339,6 +389,7 @@ def build_archive(
         return {
             "class_codes": tf.constant(codes_list),
             "class_names": tf.constant(names_list),
+            "corpus": tf.constant(corpus_json),
             "sampling_config": tf.constant(sampling_json),
             "model_config": tf.constant(model_json),
             "face_tracker": tf.constant(tracker_json),
@@ -359,6 +410,7 @@ def export_saved_model(
     model_config: dict | None = None,
     extra_metadata: dict | None = None,
     records_dir=None,
+    corpus: CorpusInfo | None = None,
 ) -> StoragePath:
     """Write `model` with in-graph preprocessing as `out_dir/<version>/` (TF Serving layout).
 
@@ -375,6 +427,8 @@ def export_saved_model(
             and minimum clip length are stored (`face_tracker`, `min_clip_seconds`) so that
             `emotf-predict` crops faces exactly as the build did. None or no manifest: the
             build's defaults apply at predict time.
+        corpus: the classes the model was trained on (its output order); default: the
+            records' manifest's corpus (`records_dir`), CREMA-D without one.
 
     Returns:
         The version folder (load it with `tf.saved_model.load`).
@@ -398,11 +452,13 @@ def export_saved_model(
             if k in ("face_tracker", "min_clip_seconds", "clip_settings", "timeline")
         },
     }
-    archive = build_archive(model, sampling_config, model_config=model_config, build=build)
+    corpus = corpus if corpus is not None else records_corpus(records_dir)
+    archive = build_archive(model, sampling_config, corpus, model_config=model_config, build=build)
     metadata = {
         "format": "emotf-savedmodel-1",
-        "class_codes": list(EMOTIONS),
-        "class_names": list(EMOTION_NAMES),
+        "class_codes": list(corpus.class_codes),
+        "class_names": list(corpus.class_names),
+        CORPUS_KEY: corpus.to_dict(),
         "sampling_config": sampling_config.to_dict(),
         "model_config": model_config or {},
         "signatures": ["serving_default", "predict_segments", "metadata"],
@@ -462,7 +518,8 @@ def _remove_quietly(folder: StoragePath) -> None:
 
 
 def export_run(run_dir, out_dir=None, version: int | None = None) -> StoragePath:
-    """Export a training run folder (`emotf.runs.folder.Run`: its model, config and temperature).
+    """Export a training run folder (`emotf.runs.folder.Run`: its model, config, temperature
+    and corpus: `run_corpus`).
 
     Args:
         run_dir: an `emotf-train` run folder.
@@ -472,15 +529,7 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> StoragePath
     Returns:
         The new version folder, e.g. `RUN/export/1`.
     """
-    from emotf.runs.folder import Run
-
-    run = Run(run_dir)
-    for path in (run.model_path, run.config_path):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found: not a finished emotf-train run. "
-                f"Received: run_dir={str(run_dir)!r}"
-            )
+    run = finished_run(run_dir)
     train_config = run.train_config()
     model = run.load_model()
     return export_saved_model(
@@ -498,4 +547,18 @@ def export_run(run_dir, out_dir=None, version: int | None = None) -> StoragePath
             "temperature": run.temperature(),
         },
         records_dir=train_config.records,
+        corpus=run_corpus(run, train_config.records),
     )
+
+
+def finished_run(run_dir) -> Run:
+    """The `Run` of `run_dir`, which must hold a model and a config (FileNotFoundError naming
+    the missing file otherwise)."""
+    run = Run(run_dir)
+    for path in (run.model_path, run.config_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: not a finished emotf-train run. "
+                f"Received: run_dir={str(run_dir)!r}"
+            )
+    return run

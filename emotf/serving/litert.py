@@ -36,6 +36,7 @@ from emotf.serving.metadata import (
     SERVING_FPS_RANGE,
     MetadataError,
     check_metadata,
+    metadata_corpus,
     min_clip_samples,
 )
 from emotf.storage import as_path, read_json
@@ -135,7 +136,8 @@ class LiteRTModel:
         num_threads: interpreter threads (None: LiteRT's default).
 
     Attributes:
-        metadata: the checked metadata dict; `class_codes`, `class_names`: from it.
+        metadata: the checked metadata dict; `corpus` (`CorpusInfo`), `class_codes`,
+            `class_names`: its classes, in the model's output order.
         sampling: the `SamplingConfig` the model was trained with (N, window length, rate).
 
     Raises:
@@ -150,8 +152,9 @@ class LiteRTModel:
         if not as_path(self.path).is_file():
             raise FileNotFoundError(f"{self.path}: no such file")
         self.metadata = read_litert_metadata(self.path)
-        self.class_codes = list(self.metadata["class_codes"])
-        self.class_names = list(self.metadata["class_names"])
+        self.corpus = metadata_corpus(self.metadata, metadata_file(self.path))
+        self.class_codes = list(self.corpus.class_codes)
+        self.class_names = list(self.corpus.class_names)
         self.sampling = SamplingConfig.from_dict(self.metadata["sampling_config"])
         min_seconds = self.metadata.get("min_clip_seconds")
         self.min_samples = min_clip_samples(
@@ -182,6 +185,13 @@ class LiteRTModel:
             raise MetadataError(
                 f"{self.path}: the model's inputs do not match its metadata. "
                 f"Received: {got}; the metadata gives {want}"
+            )
+        output = tuple(int(d) for d in self._runner.get_output_details()[OUTPUT]["shape"])
+        if output != (n, len(self.class_codes)):
+            raise MetadataError(
+                f"{self.path}: the model's output does not match its metadata's "
+                f"{len(self.class_codes)} classes. Received: {OUTPUT} shape {list(output)}; the "
+                f"metadata gives {[n, len(self.class_codes)]}"
             )
         self._sample = None
 

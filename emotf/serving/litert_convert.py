@@ -38,9 +38,9 @@ import tensorflow as tf
 
 import emotf
 from emotf.configs import SamplingConfig
-from emotf.corpora.cremad import EMOTION_NAMES, EMOTIONS, NUM_FOLDS
+from emotf.corpora.info import CORPUS_KEY, CorpusInfo
 from emotf.corpora.splits import ACTORS
-from emotf.serving.export import audio_input
+from emotf.serving.export import audio_input, check_classes, finished_run, run_corpus
 from emotf.serving.litert import (
     INPUT_AUDIO,
     INPUT_FRAMES,
@@ -52,7 +52,7 @@ from emotf.serving.litert import (
     metadata_file,
     read_litert_metadata,
 )
-from emotf.serving.metadata import build_settings
+from emotf.serving.metadata import build_settings, records_corpus
 from emotf.storage import as_path, write_json
 
 REPRESENTATIVE_CLIPS = 64
@@ -190,10 +190,13 @@ def litert_metadata(
     records_dir=None,
     extra_metadata=None,
     ops=(),
+    corpus: CorpusInfo | None = None,
 ) -> dict:
     """`emotf.tflite.json`: the keys of the SavedModel's `assets.extra/emotf.json`
     (`emotf.serving.export.export_saved_model`) with `format: "litert"`, `quantize`, the
-    flatbuffer's inputs / output and its ops."""
+    flatbuffer's inputs / output and its ops. `corpus`: the model's classes (default: the
+    records' manifest's corpus, CREMA-D without one)."""
+    corpus = corpus if corpus is not None else records_corpus(records_dir)
     n, size = sampling_config.num_segments, sampling_config.frame_size
     build = {
         **build_settings(records_dir),
@@ -206,15 +209,16 @@ def litert_metadata(
     return {
         "format": LITERT_FORMAT,
         "quantize": quantize,
-        "class_codes": list(EMOTIONS),
-        "class_names": list(EMOTION_NAMES),
+        "class_codes": list(corpus.class_codes),
+        "class_names": list(corpus.class_names),
+        CORPUS_KEY: corpus.to_dict(),
         "sampling_config": sampling_config.to_dict(),
         "model_config": model_config or {},
         "inputs": {
             INPUT_FRAMES: {"dtype": "uint8", "shape": [n, size, size, 3]},
             INPUT_AUDIO: {"dtype": "float32", "shape": [n, sampling_config.window_length]},
         },
-        "outputs": {OUTPUT: {"dtype": "float32", "shape": [n, len(EMOTIONS)]}},
+        "outputs": {OUTPUT: {"dtype": "float32", "shape": [n, corpus.num_classes]}},
         "ops": list(ops),
         "emotf_version": emotf.__version__,
         "tensorflow_version": tf.__version__,
@@ -234,6 +238,7 @@ def export_litert(
     extra_metadata: dict | None = None,
     records_dir=None,
     representative=None,
+    corpus: CorpusInfo | None = None,
 ):
     """Write `out_dir/emotf.tflite` and `out_dir/emotf.tflite.json` (each to a temporary name,
     then renamed into place; the model first, so a reader that waits for the metadata sees a
@@ -242,6 +247,8 @@ def export_litert(
     Args: as `emotf.serving.export.export_saved_model`, plus `quantize` and `representative`
         (`convert`).
     """
+    corpus = corpus if corpus is not None else records_corpus(records_dir)
+    check_classes(model, corpus)
     flatbuffer = convert(model, sampling_config, quantize, representative)
     metadata = litert_metadata(
         sampling_config,
@@ -250,6 +257,7 @@ def export_litert(
         records_dir=records_dir,
         extra_metadata=extra_metadata,
         ops=check_builtin_ops(flatbuffer),
+        corpus=corpus,
     )
     out_dir = as_path(out_dir)
     out_dir.mkdir()
@@ -269,7 +277,8 @@ def export_litert(
 def export_run_litert(
     run_dir, out_dir=None, quantize: str = "none", representative_clips: int = REPRESENTATIVE_CLIPS
 ):
-    """Export a training run folder as LiteRT (its model, config, temperature, records).
+    """Export a training run folder as LiteRT (its model, config, temperature, records and
+    corpus: `emotf.serving.export.run_corpus`).
 
     Args:
         run_dir: an `emotf-train` run folder.
@@ -281,16 +290,9 @@ def export_run_litert(
     Returns:
         The `.tflite` path.
     """
-    from emotf.runs.folder import Run
-
-    run = Run(run_dir)
-    for path in (run.model_path, run.config_path):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found: not a finished emotf-train run. "
-                f"Received: run_dir={str(run_dir)!r}"
-            )
+    run = finished_run(run_dir)
     train_config = run.train_config()
+    corpus = run_corpus(run, train_config.records)
     model = run.load_model()
     representative = None
     if quantize == "int8":
@@ -300,7 +302,7 @@ def export_run_litert(
         test_fold = run.test_fold()
         if test_fold is None and train_config.split == ACTORS:
             test_fold = train_config.fold
-        folds = [k for k in range(NUM_FOLDS) if k != test_fold]
+        folds = [k for k in range(corpus.num_folds) if k != test_fold]
         representative = representative_segments(
             train_config.records, folds, train_config.sampling, representative_clips
         )
@@ -318,4 +320,5 @@ def export_run_litert(
         },
         records_dir=train_config.records,
         representative=representative,
+        corpus=corpus,
     )

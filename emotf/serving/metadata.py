@@ -7,7 +7,8 @@ The folder layout is TensorFlow Serving's, `BASE/<version>/saved_model.pb`, on a
 `assets.extra/emotf.json` tells the client how to prepare a clip: crop size, sample rate,
 window length, shortest clip, tracker settings, temperature. A tampered or corrupted file must
 give a clear error, not a multi-gigabyte allocation (a `crop_size` of 10^5 once asked for
-9 GB) or a silent wrong answer. Every value the client uses is type- and range-checked here,
+9 GB) or a silent wrong answer. Every value the client uses is type- and range-checked here
+(the classes too: `metadata_corpus`, any corpus's, agreeing with the `corpus` block),
 and the file is read with a `MAX_METADATA_BYTES` cap (`emotf.serving.export.read_metadata`). The
 bounds `serving_default` enforces in its graph are declared here too (`SERVING_FPS_RANGE`,
 `min_clip_samples`; SECURITY.md).
@@ -21,7 +22,7 @@ import re
 
 from emotf.bounds import check_value
 from emotf.configs import SamplingConfig
-from emotf.corpora.cremad import EMOTIONS
+from emotf.corpora.info import CORPUS_KEY, CorpusInfo, CorpusInfoError
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.folder import RecordsFolder
 from emotf.records.preprocess import MIN_CLIP_SECONDS, ClipSettings
@@ -82,16 +83,10 @@ def build_settings(records_dir) -> dict:
     Raises:
         ValueError: the manifest's clip settings are out of their bounds (naming the field).
     """
-    if not records_dir:
+    content = _read_manifest(records_dir)
+    if content is None:
         return {}
-    folder = as_path(records_dir)
-    if folder.is_local:
-        folder = as_path(folder.local_path().expanduser())
-    manifest = RecordsFolder(folder).manifest_path
-    if not manifest.is_file():
-        return {}
-    content = read_json(manifest)  # the records' manifest: read_json's default cap
-    settings = {}
+    settings: dict[str, object] = {}
     clip = _manifest_clip_settings(content)
     if clip is not None:
         settings["clip_settings"] = clip.to_dict()
@@ -101,6 +96,37 @@ def build_settings(records_dir) -> dict:
     if median:  # emotf-predict's default timeline: the median training clip, 1 s hop
         settings["timeline"] = {"window_seconds": float(median), "hop_seconds": 1.0}
     return settings
+
+
+def records_corpus(records_dir) -> CorpusInfo:
+    """The `CorpusInfo` of the records' manifest (its `corpus` block); CREMA-D for records
+    built before corpora existed, and when there is no records folder or manifest.
+
+    Raises:
+        ValueError: the manifest's `corpus` block is malformed (naming the manifest).
+    """
+    content = _read_manifest(records_dir)
+    try:
+        return CorpusInfo.of(content)
+    except CorpusInfoError as error:
+        raise ValueError(f"{_manifest_path(records_dir)}: {error}") from None
+
+
+def _manifest_path(records_dir) -> StoragePath:
+    folder = as_path(records_dir)
+    if folder.is_local:
+        folder = as_path(folder.local_path().expanduser())
+    return RecordsFolder(folder).manifest_path
+
+
+def _read_manifest(records_dir) -> dict | None:
+    """The records' `manifest.json` (read_json's default cap); None without records or one."""
+    if not records_dir:
+        return None
+    manifest = _manifest_path(records_dir)
+    if not manifest.is_file():
+        return None
+    return read_json(manifest)
 
 
 def _manifest_clip_settings(manifest: dict) -> ClipSettings | None:
@@ -187,6 +213,42 @@ def _check_block(where: str, name: str, block, cls) -> None:
                 ) from None
 
 
+def metadata_corpus(metadata: dict, path) -> CorpusInfo:
+    """The classes of a model's metadata as a `CorpusInfo`: its `class_codes` and `class_names`
+    (2 to 1000 distinct codes, a name each), which must agree with its `corpus` block. An
+    export written before corpora existed has no such block: CREMA-D's name and folds, its
+    own classes.
+
+    Raises:
+        MetadataError: naming the file and the problem.
+    """
+    where = str(as_path(path))
+    codes, names = metadata.get("class_codes"), metadata.get("class_names")
+    if not isinstance(codes, list) or not isinstance(names, list):
+        raise MetadataError(
+            f"{where}: class_codes and class_names must be lists. "
+            f"Received: class_codes={codes!r:.200}, class_names={names!r:.200}"
+        )
+    try:
+        declared = CorpusInfo.of(metadata)
+        info = CorpusInfo(declared.name, tuple(codes), tuple(names), declared.num_folds)
+    except CorpusInfoError as error:
+        raise MetadataError(
+            f"{where}: {error}: the metadata is corrupted or was edited; re-export the model "
+            "with emotf-export"
+        ) from None
+    if metadata.get(CORPUS_KEY) is not None and (info.class_codes, info.class_names) != (
+        declared.class_codes,
+        declared.class_names,
+    ):
+        raise MetadataError(
+            f"{where}: class_codes / class_names differ from the corpus block's. Received: "
+            f"{list(info.class_codes)} / {list(info.class_names)}; corpus: "
+            f"{list(declared.class_codes)} / {list(declared.class_names)}"
+        )
+    return info
+
+
 def check_metadata(metadata, path) -> dict:
     """Validate a SavedModel's emotf metadata; returns it unchanged.
 
@@ -196,13 +258,7 @@ def check_metadata(metadata, path) -> dict:
     where = str(as_path(path))
     if not isinstance(metadata, dict):
         raise MetadataError(f"{where}: expected a JSON object. Received: {type(metadata).__name__}")
-    codes = metadata.get("class_codes")
-    if (
-        list(codes or []) != list(EMOTIONS)
-        or not isinstance(metadata.get("class_names"), list)
-        or len(metadata["class_names"]) != len(EMOTIONS)
-    ):
-        raise MetadataError(f"{where}: class_codes must be {list(EMOTIONS)}. Received: {codes!r}")
+    metadata_corpus(metadata, path)
     sampling = metadata.get("sampling_config")
     if not isinstance(sampling, dict):
         raise MetadataError(f"{where}: sampling_config missing or not an object")

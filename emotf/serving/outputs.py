@@ -15,7 +15,18 @@ from emotf.storage import as_path, write_atomic, write_json
 # Output stems under `--out` are at most this many UTF-8 bytes (a file name is at most 255).
 MAX_STEM_BYTES = 120
 
-__all__ = ["MAX_STEM_BYTES", "document", "output_stems", "timeline_entry", "write_outputs"]
+# The columns of `<stem>.timeline.csv` besides one probability column per class.
+CSV_COLUMNS = ("start", "end", "face_id", "label", "skipped")
+
+__all__ = [
+    "CSV_COLUMNS",
+    "MAX_STEM_BYTES",
+    "document",
+    "output_stems",
+    "probability_columns",
+    "timeline_entry",
+    "write_outputs",
+]
 
 
 def timeline_entry(w: dict, class_codes: list[str]) -> dict:
@@ -55,9 +66,22 @@ def output_stems(files) -> list[str]:
     return stems
 
 
+def probability_columns(class_codes: list[str]) -> list[str]:
+    """The CSV column of each class's probability: its code (CREMA-D: `ANG`, ...), or `p_` +
+    the code where the code is one of the other columns' names (a class called `label`)."""
+    columns: list[str] = []
+    for code in class_codes:
+        column = code
+        while column in CSV_COLUMNS or (column != code and column in class_codes):
+            column = f"p_{column}"
+        columns.append(column)
+    return columns
+
+
 def write_outputs(result: dict, out_dir, class_codes: list[str], stem: str | None = None) -> dict:
     """`out_dir/<stem>.json`, `<stem>.timeline.csv` (one row per window and face, with a
-    `face_id` column) and `<stem>.timeline.png` (one panel per face) for one video's result
+    `face_id` column and a probability column per class: `probability_columns`) and
+    `<stem>.timeline.png` (one panel per face) for one video's result
     (`emotf.serving.predict.predict_files`); a failed video gets its JSON (with `error`) only.
     `stem`: default `output_stems([result["file"]])[0]` (a long name is shortened).
     Returns {"json": path, "csv": path, "png": path} of what was written. `out_dir` may be
@@ -72,7 +96,8 @@ def write_outputs(result: dict, out_dir, class_codes: list[str], stem: str | Non
         paths["csv"] = out_dir / f"{stem}.timeline.csv"
         text = io.StringIO(newline="")
         writer = csv.writer(text)
-        writer.writerow(["start", "end", "face_id", "label", *class_codes, "skipped"])
+        start, end, face, label, skipped = CSV_COLUMNS
+        writer.writerow([start, end, face, label, *probability_columns(class_codes), skipped])
         for w in timeline:
             probs = w["probabilities"] or {}
             face_id = w.get("face_id", 0)

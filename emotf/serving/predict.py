@@ -55,6 +55,7 @@ from emotf.serving.metadata import (
     DEFAULT_MIN_CLIP_SECONDS,
     check_metadata,
     clip_settings_of,
+    metadata_corpus,
     metadata_path,
     min_clip_samples,
     resolve_saved_model,
@@ -208,8 +209,11 @@ class Predictor:
             self.metadata = check_metadata(
                 read_metadata(self.model_dir), metadata_path(self.model_dir)
             )
-        self.class_codes = list(self.metadata["class_codes"])
-        self.class_names = list(self.metadata["class_names"])
+        # The classes, in the model's output order: its metadata's (`corpus`; CREMA-D's for
+        # exports older than corpora).
+        self.corpus = metadata_corpus(self.metadata, self.model_dir)
+        self.class_codes = list(self.corpus.class_codes)
+        self.class_names = list(self.corpus.class_names)
         sampling = self.metadata["sampling_config"]
         self.sample_rate = int(sampling["sample_rate"])
         self.audio_window_seconds = float(sampling["window_seconds"])
@@ -234,6 +238,12 @@ class Predictor:
             if not trust_model:  # before the graph is loaded: loading can already run ops
                 check_saved_model_ops(str(self.model_dir))
             self._serve = load_serving(self.model_dir)
+            width = self._serve.structured_outputs["probabilities"].shape[-1]
+            if width is not None and width != len(self.class_codes):
+                raise ValueError(
+                    f"{self.model_dir}: the model gives {width} probabilities but its metadata "
+                    f"names {len(self.class_codes)} classes: {self.class_codes}"
+                )
         self.face_tracks = face_tracks or FaceTracksConfig()
         self._tracker = tracker
         self.last_stats: dict = {}
@@ -256,17 +266,18 @@ class Predictor:
             ValueError: naming the value out of bounds, or a window shorter than the shortest
                 clip this model was trained on.
         """
+        window_s = self.window_seconds if window is None else window
         config = PredictConfig(
-            window_s=self.window_seconds if window is None else window,
+            window_s=window_s,
             hop_s=self.hop_seconds if hop is None else hop,
             batch_size=batch_size,
             faces=faces,
         )
-        if config.window_s < self.min_seconds:
+        if window_s < self.min_seconds:
             raise ValueError(
                 f"the window must be at least the shortest clip this model was "
                 f"trained on ({self.min_seconds:g} s). Received: "
-                f"window={config.window_s:g}"
+                f"window={window_s:g}"
             )
         return config
 
@@ -340,6 +351,7 @@ class Predictor:
         from emotf.records.faces import NoFaceError
 
         config = self.resolve(window, hop, batch_size, faces)
+        assert config.window_s is not None and config.hop_s is not None  # resolve fills them
         window, hop, batch_size = float(config.window_s), float(config.hop_s), config.batch_size
         every_face = config.faces == "all"
         timings = dict.fromkeys(("decode_video_s", "load_audio_s", "faces_s", "model_s"), 0.0)
@@ -349,7 +361,8 @@ class Predictor:
         if every_face:
             # the same detector batching as the one-face tracker it replaces (1 on a live
             # source, where a batch would hold lines back)
-            reader.faces = MultiStreamTracker(
+            # (duck-typed: a MultiStreamTracker answers ClipReader as its StreamTracker does)
+            reader.faces = MultiStreamTracker(  # type: ignore[assignment]
                 self.tracker,
                 reader.fps,
                 reader.info.height,
@@ -407,7 +420,8 @@ class Predictor:
             return pcm
 
         def gather(w) -> None:
-            faces_in = []  # (face id, frames [T, S, S, 3]) to score, or (face id, reason)
+            # (face id, frames [T, S, S, 3]) to score, or (face id, reason)
+            faces_in: list[tuple[int | None, np.ndarray | str]] = []
             if not every_face:
                 frames = [
                     item for item in held.get(0, ()) if w.first_frame <= item[0] < w.end_frame
@@ -435,19 +449,20 @@ class Predictor:
             pcm = None
             if any(not isinstance(clip, str) for _, clip in faces_in):
                 pcm = audio_of(w)  # one read: the audio is shared by every face
-            for i, (face_id, clip) in enumerate(faces_in):
-                if not isinstance(clip, str):
-                    clip = (
-                        pcm
-                        if isinstance(pcm, str)
-                        else {
-                            "frames": clip,
-                            "fps": reader.fps,
-                            "pcm16": pcm,
-                            "sample_rate": self.sample_rate,
-                        }
-                    )
-                pending.append((w, face_id, clip, i == 0))
+            for i, (who, clip) in enumerate(faces_in):
+                queued: dict | str = (
+                    clip
+                    if isinstance(clip, str)
+                    else pcm
+                    if isinstance(pcm, str)
+                    else {
+                        "frames": clip,
+                        "fps": reader.fps,
+                        "pcm16": pcm,
+                        "sample_rate": self.sample_rate,
+                    }
+                )
+                pending.append((w, who, queued, i == 0))
 
         def record(entry: dict) -> None:
             face_id = entry["face_id"]
@@ -524,9 +539,8 @@ class Predictor:
                     break
                 index, found = item
                 t0 = time.perf_counter()
-                crops = [crop for _, crop, _ in found]
-                if quality and crops:
-                    crops = jpeg_round_trip(np.stack(crops), quality)
+                cut = [crop for _, crop, _ in found]
+                crops = jpeg_round_trip(np.stack(cut), quality) if quality and cut else cut
                 timings["faces_s"] += time.perf_counter() - t0
                 for (face_id, _, face), crop in zip(found, crops, strict=True):
                     held.setdefault(face_id, deque()).append((index, crop, face))
@@ -668,7 +682,7 @@ def _os_problem(error: OSError, known=None) -> str:
     """`<file>: <strerror>` of an OSError (just the strerror when the file is `known`)."""
     name = error.filename
     if name is None or str(name) == str(known):
-        return error.strerror
+        return error.strerror or str(error)
     return f"{name}: {error.strerror}"
 
 

@@ -115,7 +115,7 @@ class WindowPlanner:
 
     def ready(self, frames: int) -> list[Window]:
         """Windows whose frames have all arrived (`frames` grid frames so far)."""
-        out = []
+        out: list[Window] = []
         while True:
             start = self.k * self.hop
             window = self._make(start, start + self.window)

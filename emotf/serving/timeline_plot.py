@@ -1,5 +1,6 @@
 """The timeline figure of a prediction (`<stem>.timeline.png` under `--out`): per face, a band of
-window labels above the probability of each emotion over time.
+window labels above the probability of each class over time (the model's class codes, from its
+metadata).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import numpy as np
 from emotf.storage import as_path, write_atomic
 
 PNG_DPI = 110
+# The legend's columns at most (a model may have up to 1000 classes: emotf.corpora.info).
+MAX_LEGEND_COLUMNS = 10
 
-__all__ = ["PNG_DPI", "face_timelines", "plot_timeline", "timeline_figure"]
+__all__ = ["PNG_DPI", "class_colours", "face_timelines", "plot_timeline", "timeline_figure"]
 
 
 def _runs(timeline: list[dict]) -> list[tuple[int, int, str | None]]:
     """(first, last + 1, label or None when skipped) of each run of consecutive windows with
     the same label."""
-    runs = []
+    runs: list[tuple[int, int, str | None]] = []
     for i, w in enumerate(timeline):
         label = w["label"] if w["probabilities"] else None
         if runs and runs[-1][2] == label:
@@ -116,7 +119,12 @@ def _panel(
     ax.set_xlim(0, duration)
     ax.set_ylabel("probability")
     if legend:
-        ax.legend(ncol=len(class_codes), loc="upper center", fontsize=8, frameon=False)
+        ax.legend(
+            ncol=min(len(class_codes), MAX_LEGEND_COLUMNS),
+            loc="upper center",
+            fontsize=8,
+            frameon=False,
+        )
     band.set_title(
         title
         + (
@@ -129,6 +137,15 @@ def _panel(
     return texts
 
 
+def class_colours(class_codes: list[str]) -> dict:
+    """A colour per class code: tab10's in order (tab20's beyond 10 classes, repeating
+    beyond 20)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if len(class_codes) <= 10 else "tab20"]
+    return {code: cmap(i % cmap.N) for i, code in enumerate(class_codes)}
+
+
 def timeline_figure(result: dict, class_codes: list[str]):
     """The matplotlib Figure of `plot_timeline` (the caller closes it): one panel (a label
     band above the probability lines) per face, in id order (`face_timelines`)."""
@@ -138,7 +155,7 @@ def timeline_figure(result: dict, class_codes: list[str]):
     import matplotlib.pyplot as plt
 
     panels = face_timelines(result)
-    colours = dict(zip(class_codes, plt.get_cmap("tab10").colors, strict=False))
+    colours = class_colours(class_codes)
     fig, axes = plt.subplots(
         2 * len(panels),
         1,
@@ -164,11 +181,10 @@ def timeline_figure(result: dict, class_codes: list[str]):
     fig.tight_layout()
     # A run's code is written only where it fits inside the run's cells, clear of the last
     # code written: with many short runs most are dropped rather than run together.
-    renderer = fig.canvas.get_renderer()
     for band, texts in all_texts:
         last_right = -np.inf
         for text, left, right in texts:
-            box = text.get_window_extent(renderer)
+            box = text.get_window_extent()  # (the figure's renderer)
             (x0, _), (x1, _) = band.transData.transform([(left, 0), (right, 0)])
             if box.x0 < x0 or box.x1 > x1 or box.x0 < last_right + 2:
                 text.remove()
@@ -178,9 +194,9 @@ def timeline_figure(result: dict, class_codes: list[str]):
 
 
 def plot_timeline(result: dict, class_codes: list[str], path) -> None:
-    """Probabilities over time (one line and colour per emotion, at each window's centre,
+    """Probabilities over time (one line and colour per class, at each window's centre,
     broken where windows were skipped) and a band with each window's label (coloured as its
-    emotion; a run of windows with the same label has its code written on it when it fits);
+    class; a run of windows with the same label has its code written on it when it fits);
     one such panel per face when every face was tracked."""
     fig = timeline_figure(result, class_codes)
     import matplotlib.pyplot as plt

@@ -428,13 +428,20 @@ def check_workers_agree(rows: list[dict], tasks: list[str], where) -> None:
     for key, message in DISAGREEMENTS.items():
         for task, row in zip(tasks[1:], rows[1:], strict=False):
             if key in chief and row.get(key) != chief[key]:
-                show = _folds if key == "finished_folds" else (lambda v: v)
                 raise ValueError(
                     "workers disagree: "
                     + message.format(
-                        task=task, value=show(row.get(key)), chief=show(chief[key]), where=where
+                        task=task,
+                        value=_shown(key, row.get(key)),
+                        chief=_shown(key, chief[key]),
+                        where=where,
                     )
                 )
+
+
+def _shown(key: str, value):
+    """A value of `check_workers_agree` as the message shows it (a fold mask as its folds)."""
+    return _folds(value) if key == "finished_folds" and isinstance(value, int) else value
 
 
 def _folds(mask: int) -> list[int]:

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 from emotf.configs import TrainConfig
-from emotf.runs.folder import Run
+from emotf.runs.folder import BACKUP_METADATA_FILE, Run
 from emotf.storage import StoragePath, as_path, read_json, write_atomic, write_json
 
 # === Writing weights: atomically, a full disk named ===
@@ -42,15 +42,16 @@ def is_no_space(error: BaseException) -> bool:
     """Is `error` (or what caused it) a full disk? errno ENOSPC, or h5py's and TensorFlow's
     wrapped forms (an OSError or RuntimeError whose message says "No space left")."""
     seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError) and link.errno == errno.ENOSPC:
             return True
-        if isinstance(error, (OSError, RuntimeError)) and (
-            "No space left" in str(error) or "errno = 28" in str(error)
+        if isinstance(link, (OSError, RuntimeError)) and (
+            "No space left" in str(link) or "errno = 28" in str(link)
         ):
             return True
-        error = error.__cause__ or error.__context__
+        link = link.__cause__ or link.__context__
     return False
 
 
@@ -371,7 +372,7 @@ class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _use_dir(self, folder: str) -> None:
         self.backup_dir = folder
         self._weights_path = str(as_path(folder) / "latest.weights.h5")
-        self._training_metadata_path = str(as_path(folder) / "training_metadata.json")
+        self._training_metadata_path = str(as_path(folder) / BACKUP_METADATA_FILE)
         self._prev_weights_path = f"{self._weights_path}.bkp"
         self._prev_training_metadata_path = f"{self._training_metadata_path}.bkp"
 

@@ -6,6 +6,11 @@ and the compiled optimiser (`config.trainer`). `emotf-train` (`emotf.training.tr
 and the workers of a multi-worker run alike) and every `emotf-tune` trial
 (`emotf.tuning.search`) build through it, so a trial trains exactly as a run does.
 
+The corpus comes from the records (`emotf.training.corpus`): `Task.corpus` sizes the classifier
+(`config.model.num_classes` is resolved to its class count), names the classes
+(`class_names`), bounds the folds and is copied into metrics.json (`corpus_metrics`).
+`init_from` (fine-tuning, `emotf.training.finetune`) starts the model from another's weights.
+
 The branches on the kind of split (test folds, or a clip-level test list) and on the data
 source (a records folder, or a custom factory) live here: `check_records` before anything is
 written, and the data side of metrics.json (`split_metrics`, `data_metrics`).
@@ -19,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from emotf.configs import TrainConfig
-from emotf.corpora.cremad import EMOTIONS
+from emotf.corpora.info import CORPUS_KEY, CorpusInfo
 from emotf.corpora.labels import agreement
 from emotf.corpora.splits import RunSplit
 from emotf.model import build_model, training_model
@@ -29,13 +34,14 @@ from emotf.runs.data import (
     check_run_records,
     clip_ids,
     clips_read,
-    config_split,
     count_clips,
     fit_datasets,
     is_records_folder,
     num_batches,
     records_dataset,
 )
+from emotf.training import finetune
+from emotf.training.corpus import check_folds, corpus_split, run_corpus, sized_config
 from emotf.training.precision import resolve_jit_compile
 from emotf.training.schedules import make_schedule
 
@@ -45,10 +51,17 @@ class Task:
 
     Args:
         config: the run's (or the trial's) `TrainConfig`; the factory receives it (with the
-            batch size of the call) for every dataset.
+            batch size of the call and `model.num_classes` set to the corpus's) for every
+            dataset.
         dataset_fn: where the data comes from (default `emotf.runs.data.records_dataset`).
-        split: the run's split, when already made (`config_split(config)` otherwise): a
+        split: the run's split, when already made (else made over the corpus's folds): a
             search's trials share their base config's.
+        corpus: the run's corpus, when already read (else `emotf.training.corpus.run_corpus`:
+            the records' manifest).
+
+    Raises:
+        ValueError: one line: a `model.num_classes` other than the records' class count, a fold
+            or validation fold count the records' folds cannot give.
     """
 
     def __init__(
@@ -56,14 +69,17 @@ class Task:
         config: TrainConfig,
         dataset_fn: DatasetFactory | None = None,
         split: RunSplit | None = None,
+        corpus: CorpusInfo | None = None,
     ):
-        self.config = config
+        self.corpus = corpus if corpus is not None else run_corpus(config)
+        self.config = sized_config(config, self.corpus)
+        check_folds(self.config, self.corpus)
         self.dataset_fn = dataset_fn or records_dataset
-        self.split = split if split is not None else config_split(config)
+        self.split = split if split is not None else corpus_split(self.config, self.corpus)
 
     def with_config(self, config: TrainConfig) -> Task:
-        """The same data source and split under another config (a tuning trial's)."""
-        return Task(config, self.dataset_fn, self.split)
+        """The same data source, corpus and split under another config (a tuning trial's)."""
+        return Task(config, self.dataset_fn, self.split, self.corpus)
 
     @property
     def reads_records(self) -> bool:
@@ -137,8 +153,21 @@ class Task:
     # === Model, loss, metrics, optimiser ===
 
     def build_model(self) -> keras.Model:
-        """The twin-branch model of `config.model` and `config.sampling` (its dict outputs)."""
+        """The twin-branch model of `config.model` and `config.sampling` (its dict outputs),
+        with the corpus's classes."""
         return build_model(self.config.model, self.config.sampling)
+
+    def init_source(self) -> finetune.Source | None:
+        """The model `config.init_from` names (None without one): read before the run's model
+        is built (`emotf.training.finetune.open_source`)."""
+        return finetune.open_source(self.config.init_from) if self.config.init_from else None
+
+    def initialise(self, model: keras.Model, source: finetune.Source | None) -> dict | None:
+        """Start `model` from `source`'s matching layers and freeze `config.freeze`'s branches
+        (before compiling); metrics.json's "init_from" record (None without a source)."""
+        if source is None:
+            return None
+        return finetune.initialise(model, source, self.corpus, self.config.freeze)
 
     def training_model(self, model: keras.Model) -> keras.Model:
         """The view of `model` that is fitted: its `probabilities` output only."""
@@ -171,8 +200,13 @@ class Task:
         return trainer
 
     def class_names(self) -> list[str]:
-        n = self.config.model.num_classes
-        return list(EMOTIONS) if n == len(EMOTIONS) else [str(c) for c in range(n)]
+        """The corpus's class codes, in label order (the metrics' and reports' names)."""
+        return list(self.corpus.class_codes)
+
+    def corpus_metrics(self) -> dict:
+        """metrics.json's "corpus" (`CorpusInfo.to_dict`): export, evaluation and predict read
+        the class names from it."""
+        return {CORPUS_KEY: self.corpus.to_dict()}
 
     # === What metrics.json and config.json say of the data ===
 

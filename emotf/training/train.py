@@ -1,6 +1,7 @@
 """Train and evaluate the twin-branch model on one cross-validation fold, or on all of them.
 
-Protocol (user-independent 10-fold cross-validation; folds never share an actor):
+Protocol (user-independent cross-validation over the records' folds, 10 for CREMA-D; folds never
+share an actor):
     test fold  K                 evaluated once, at the end, with the chosen weights;
     validation folds             `validation_folds` of the other folds (the next ones after K,
                                  cyclically): their actors are held out of training and pick the
@@ -28,7 +29,6 @@ import tensorflow as tf
 
 import emotf
 from emotf.configs import TrainConfig
-from emotf.corpora.cremad import NUM_FOLDS
 from emotf.corpora.splits import ACTORS, check_fingerprint
 from emotf.evaluation.calibration import apply_temperature, calibration_summary, temperature_record
 from emotf.evaluation.metrics import clip_metrics, predict_clips
@@ -37,6 +37,7 @@ from emotf.runs import data as run_data
 from emotf.runs.data import DatasetFactory, check_records_folder, records_dataset
 from emotf.runs.folder import CrossValidation, Run
 from emotf.storage import read_json
+from emotf.training.corpus import run_corpus
 from emotf.training.distribute import (
     agree_with_chief,
     build_for_fit,
@@ -149,6 +150,7 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
     run = Run(config.out)
     start = time.time()
     task = Task(config, dataset_fn)
+    config = task.config  # model.num_classes: the corpus's (config.json records it)
     # Every shard this run reads (train, validation, test) against the records' manifest, and a
     # clip-level split's lists against the records, before anything is written or trained
     # (emotf.records.manifest; --allow-incomplete opts out of the first).
@@ -181,9 +183,12 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
         train_ds, val_ds, steps = task.fit_datasets(
             first_epoch, global_batch, workers=workers, worker=worker_index(strategy)
         )
+        source = task.init_source()  # fine-tuning: read before the run's model is built
         with strategy.scope():
             model = task.build_model()
+            init_from = task.initialise(model, source)
             trainer = task.compile(task.training_model(model), steps)
+        del source
         build_for_fit(trainer, train_ds)
         trainer.fit(
             train_ds,
@@ -217,6 +222,7 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
     val_acc = [row.get("val_accuracy", float("nan")) for row in log]
     metrics = {
         **task.split_metrics(),
+        **task.corpus_metrics(),
         **clip_metrics(y_true, probs, task.class_names()),
         "num_clips": int(len(y_true)),
         "best_epoch": int(log[int(np.nanargmax(val_acc))]["epoch"]) + 1 if val_acc else None,
@@ -229,6 +235,7 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
         "wall_time_s": round(time.time() - start, 2),
         **task.data_metrics(len(y_true), test.clip_ids, records_check),
         **_test_calibration(y_true, probs, calibration.get("temperature")),
+        **({"init_from": init_from} if init_from is not None else {}),
     }
     if config.export:
         from emotf.serving.export import export_run
@@ -268,7 +275,8 @@ def train_all_folds(
     folds=None,
     strategy: tf.distribute.Strategy | None = None,
 ) -> dict:
-    """Run `train_fold` for each fold into the `fold-K/` runs of `config.out`
+    """Run `train_fold` for each fold of the records (`folds`: default all of the corpus's,
+    `emotf.training.corpus.run_corpus`) into the `fold-K/` runs of `config.out`
     (`emotf.runs.folder.CrossValidation`), then write the one CV summary (`cv_report.json` / `.md`,
     `emotf.evaluation.reports.cv_report`) from what the folds hold.
 
@@ -284,17 +292,18 @@ def train_all_folds(
     strategy = strategy or make_strategy(config.strategy, config.worker_timeout_seconds)
     chief = is_chief(strategy)
     cv = CrossValidation(config.out)
+    if (dataset_fn or records_dataset) is run_data.records_dataset:
+        check_records_folder(config.records)  # before its corpus is read
+    num_folds = run_corpus(config).num_folds
     # Every worker must skip the same folds (else they wait on each other): a bit mask of them.
-    finished = sum(1 << k for k in range(NUM_FOLDS) if cv.fold(k).finished)
+    finished = sum(1 << k for k in range(num_folds) if cv.fold(k).finished)
     agree_with_chief(
         strategy, {"config": _config_digest(config), "finished_folds": finished}, cv.path
     )
-    if (dataset_fn or records_dataset) is run_data.records_dataset:
-        check_records_folder(config.records)  # before the CV folder is made
     if chief:
-        cv.path.mkdir()
+        cv.path.mkdir()  # after the records folder is checked
     trained = []
-    for k in folds if folds is not None else range(NUM_FOLDS):
+    for k in folds if folds is not None else range(num_folds):
         run = cv.fold(k)
         if not run.finished:
             train_fold(replace(config, fold=k, out=str(run.path)), dataset_fn, strategy)

@@ -134,10 +134,11 @@ class TunerRole(Config):
 
     def environ(self) -> dict[str, str]:
         """keras-tuner's variables for this role ({} for a search in one process)."""
-        if not self.distributed:
+        tuner_id, address = self.tuner_id, self.oracle_address
+        if tuner_id is None or address is None:  # a distributed role has both (__post_init__)
             return {}
-        host, port = split_address(self.oracle_address)
-        return {ENV_TUNER_ID: self.tuner_id, ENV_ORACLE_IP: host, ENV_ORACLE_PORT: str(port)}
+        host, port = split_address(address)
+        return {ENV_TUNER_ID: tuner_id, ENV_ORACLE_IP: host, ENV_ORACLE_PORT: str(port)}
 
 
 def wait_for_oracle(role: TunerRole, timeout_seconds: float) -> None:
@@ -148,9 +149,10 @@ def wait_for_oracle(role: TunerRole, timeout_seconds: float) -> None:
         TimeoutError: one line naming the oracle's address, when it did not answer within
             `timeout_seconds`.
     """
-    if not role.is_worker:
+    address = role.oracle_address
+    if not role.is_worker or address is None:  # a worker has an address (TunerRole checks it)
         return
-    oracle = {"the chief's oracle": role.oracle_address}
+    oracle = {"the chief's oracle": address}
     if deadlines.wait_for_peers(oracle, timeout_seconds):
         raise TimeoutError(
             deadlines.no_answer(oracle, list(oracle), timeout_seconds)

@@ -74,7 +74,7 @@ def write_results(tuner: keras_tuner.Tuner, config: TuneConfig, records_check: d
 
     `tuner.hypermodel` is the search's `emotf.tuning.search.EmotfHyperModel` (its
     `trial_config` gives the best trial's TrainConfig, its `split` what best_config.json says of
-    the split)."""
+    the split, its `task.corpus` the records' corpus, recorded as "corpus")."""
     out = as_path(config.out)
     rows = trial_rows(tuner, config.search)
     write_json(out / "trials.json", rows)
@@ -98,6 +98,7 @@ def write_results(tuner: keras_tuner.Tuner, config: TuneConfig, records_check: d
                     for k in ("trial_id", "val_accuracy", "best_epoch", "hyperparameters")
                 },
                 **_split_record(tuner.hypermodel.split),
+                **tuner.hypermodel.task.corpus_metrics(),
                 "tuner": config.tuner,
                 "labels": config.train.labels,
                 **records_check,

@@ -94,8 +94,9 @@ class EmotfHyperModel(keras_tuner.HyperModel):
         self._steps: dict[int, int] = {}  # batch size -> training batches per epoch
 
     def trial_config(self, hp: keras_tuner.HyperParameters) -> TrainConfig:
-        """The trial's TrainConfig: `trial_config(self.config, hp)`."""
-        return trial_config(self.config, hp)
+        """The trial's TrainConfig: `trial_config(self.config, hp)`, its classifier sized by the
+        records' corpus (`emotf.training.task.Task`)."""
+        return self.trial_task(hp).config
 
     def trial_task(self, hp: keras_tuner.HyperParameters) -> Task:
         """The trial's Task: the base one's data source and split, the trial's config."""
