@@ -27,7 +27,6 @@ from emotf.corpora.base import MAX_FOLDS
 from emotf.corpora.info import CREMAD_INFO, MAX_CLASSES
 from emotf.corpora.labels import LABEL_SOURCES
 from emotf.corpora.splits import ACTORS, OGM, load_clip_split
-from emotf.storage import is_url
 
 LR_SCHEDULES = ("paper", "step", "cosine", "constant")  # emotf.training.schedules implements them
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # emotf.training.precision
@@ -514,16 +513,11 @@ class TaskConfig(Config):
         "none",
         choices=FREEZE_CHOICES,
         help="with init_from: branch layers left untrained (video, audio or both-branches: "
-        "the fusion and classifier still train)",
+        "the fusion and classifier still train); refused without init_from",
     )
 
     def __post_init__(self):
         check_bounds(self)
-        if self.freeze != "none" and not self.init_from:
-            raise ValueError(
-                f"TaskConfig.freeze={self.freeze!r} keeps branch layers as init_from loaded "
-                "them: give init_from (a run or SavedModel folder) too"
-            )
         model, sampling = _model_and_sampling("TaskConfig", self.model, self.sampling)
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "sampling", sampling)
@@ -531,8 +525,6 @@ class TaskConfig(Config):
             object.__setattr__(self, "split", str(Path(self.split).resolve()))
         if self.split != ACTORS:
             load_clip_split(self.split)  # a ValueError naming the file and the problem
-        if self.init_from and not is_url(self.init_from):  # absolute: a resume finds it again
-            object.__setattr__(self, "init_from", str(Path(self.init_from).resolve()))
 
 
 @dataclass(frozen=True)
@@ -688,9 +680,8 @@ class TrainConfig(Config):
         model, sampling = _model_and_sampling("TrainConfig", self.model, self.sampling)
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "sampling", sampling)
-        # The task section checks the split and init_from (folders made absolute): made now, kept.
+        # The task section checks the split (a folder made absolute): made now, kept.
         object.__setattr__(self, "split", self.task.split)
-        object.__setattr__(self, "init_from", self.task.init_from)
 
     def _section(self, cls):
         return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})

@@ -26,7 +26,9 @@ from emotf.configs import (
     Config,
     ModelConfig,
 )
-from emotf.corpora.cremad import EMOTIONS, FIRST_ACTOR, LAST_ACTOR, NUM_FOLDS, SENTENCES
+from emotf.corpora.cremad import FIRST_ACTOR, LAST_ACTOR
+from emotf.corpora.info import CREMAD_INFO
+from emotf.synthetic.config import MAX_CLIPS_PER_ACTOR
 
 DEMO_MODEL = ModelConfig(
     num_segments=4,
@@ -52,9 +54,9 @@ class DemoConfig(Config):
         help="actors of the synthetic sample (CREMA-D has 91)",
     )
     clips_per_actor: int = bounded(
-        36, ge=1, le=len(EMOTIONS) * len(SENTENCES), help="clips per actor of the synthetic sample"
+        36, ge=1, le=MAX_CLIPS_PER_ACTOR, help="clips per actor of the synthetic sample"
     )
-    fold: int = bounded(0, ge=0, le=NUM_FOLDS - 1, help="the held-out test fold")
+    fold: int = bounded(0, ge=0, le=CREMAD_INFO.num_folds - 1, help="the held-out test fold")
     epochs: int = bounded(30, ge=1, le=MAX_EPOCHS, help="epochs to train")
     batch_size: int = bounded(8, ge=1, le=MAX_BATCH_SIZE, help="clips per batch")
     learning_rate: float = bounded(

@@ -13,6 +13,7 @@ from emotf import keys
 from emotf.cli.build_records import main
 from emotf.cli.verify_records import main as verify_main
 from emotf.configs import SamplingConfig
+from emotf.corpora.base import CorpusError
 from emotf.corpora.info import CorpusInfo
 from emotf.corpora.ravdess import (
     EMOTIONS,
@@ -24,6 +25,7 @@ from emotf.corpora.ravdess import (
 from emotf.pipeline import make_dataset
 from emotf.records.config import BuildConfig
 from emotf.records.example import read_records
+from emotf.records.plan import make_plan
 from emotf.synthetic.ravdess import RavdessSampleConfig, make_ravdess_sample
 
 TINY = RavdessSampleConfig.tiny()  # actors 01 and 06, 3 full-AV speech clips each
@@ -271,24 +273,47 @@ def test_a_folder_of_another_layout_is_one_line_naming_the_expected_one(
 @pytest.mark.parametrize(
     "fields, problem",
     [
-        (dict(num_folds=6), "CREMA-D has its 10 canonical actor folds only"),
-        (dict(corpus="ravdess", classes=("a", "b")), "do not apply to corpus ravdess"),
-        (dict(corpus="csv", fold_seed=3), "fold_seed=3 do not apply to corpus csv"),
-        (dict(corpus="ravdess", speaker_from="parent"), "speaker_from=parent do not apply"),
-        (dict(corpus="csv", classes=("a", "a")), "repeats a name"),
-        (dict(corpus="csv", num_folds=1), "num_folds"),
-        (dict(corpus="nope"), "corpus"),
+        (dict(num_folds=6), "cremad: CremadOptions.folds must be one of 10. Received: folds=6"),
+        (dict(corpus="ravdess", classes=("a", "b")), "ravdess: unknown options ['classes']"),
+        (dict(corpus="csv", fold_seed=3), "csv: unknown options ['fold_seed', 'stratify_by_sex']"),
+        (dict(corpus="ravdess", speaker_from="parent"), "ravdess: unknown options ['speaker_f"),
+        (dict(corpus="csv", classes=("a", "a")), "csv: TableOptions.classes repeats a name"),
+        (dict(corpus="ravdess", num_folds=30), "ravdess: RavdessOptions.folds must be in [1, 24]"),
     ],
 )
-def test_options_a_corpus_does_not_take_are_refused(fields, problem):
+def test_options_a_corpus_does_not_take_are_refused_before_anything_is_written(
+    fields, problem, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    with pytest.raises(CorpusError) as error:
+        make_plan(BuildConfig(str(tmp_path), str(out), **fields))
+    assert str(error.value).startswith(problem)
+    assert build("--data-dir", str(tmp_path), "--out", str(out), *_flags(fields)) == 1
+    assert capsys.readouterr().err == f"emotf-build-records: error: {error.value}\n"
+    assert not out.exists()
+
+
+def _flags(fields: dict) -> list[str]:
+    return [
+        text
+        for key, value in fields.items()
+        for text in (f"--{key}", ",".join(value) if isinstance(value, tuple) else str(value))
+    ]
+
+
+@pytest.mark.parametrize(
+    "fields, problem",
+    [(dict(corpus="csv", num_folds=1), "num_folds"), (dict(corpus="x"), "corpus")],
+)
+def test_out_of_bounds_build_options_are_refused(fields, problem):
     with pytest.raises(ValueError, match=problem):
         BuildConfig("data", "out", **fields)
 
 
-def test_corpus_options_reach_the_corpus(tmp_path):
+def test_corpus_options_reach_the_corpus():
     assert BuildConfig("d", "o").corpus_options() == {"fold_seed": 0, "stratify_by_sex": False}
     assert BuildConfig("d", "o", corpus="ravdess", num_folds=3).corpus_options() == {"folds": 3}
-    options = BuildConfig("d", "o", corpus="csv", classes=("b", "a")).corpus_options()
+    options = BuildConfig("d", "o", corpus="csv", classes=["b", "a"]).corpus_options()
     assert options == {"classes": ("b", "a"), "speaker_from": "clip"}
     assert not BuildConfig("d", "o", corpus="ravdess").checks_media
     assert BuildConfig("d", "o").checks_media

@@ -293,3 +293,12 @@ def test_versions_and_export_run(model, tmp_path, capsys):
 def test_mismatched_sampling_config_is_rejected(model, tmp_path):
     with pytest.raises(ValueError, match="do not match the sampling config"):
         export_saved_model(model, SamplingConfig(num_segments=N + 1), tmp_path)
+
+
+def test_a_sampling_config_other_than_the_model_configs_is_refused(model, tmp_path):
+    """The expected shapes come from the model config (`emotf.configs.model_sampling`)."""
+    with pytest.raises(ValueError, match="do not match the model config's.*'num_segments'"):
+        export_saved_model(
+            model, SamplingConfig(num_segments=N + 1), tmp_path, model_config=TINY.to_dict()
+        )
+    assert not list(tmp_path.iterdir())  # refused before anything is written

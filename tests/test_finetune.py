@@ -123,6 +123,8 @@ def test_the_records_size_the_classifier_and_bound_the_folds(ravdess_records, tm
         Task(config(ravdess_records, tmp_path / "run", fold=6))
     with pytest.raises(ValueError, match=r"validation_folds must be in \[1, 4\]"):
         Task(config(ravdess_records, tmp_path / "run", validation_folds=5))
+    with pytest.raises(ValueError, match="labels='perceived' takes CREMA-D's rater votes"):
+        Task(config(ravdess_records, tmp_path / "run", labels="perceived"))
 
 
 def test_fold_all_runs_every_fold_of_the_records(ravdess_records, tmp_path, monkeypatch):
@@ -217,7 +219,7 @@ def test_init_from_refuses_in_one_line(ravdess_records, tmp_path):
             config(ravdess_records, tmp_path / "r", init_from=str(tmp_path / "empty"))
         ).init_source()
     with pytest.raises(ValueError, match="give init_from"):
-        config(ravdess_records, tmp_path / "r", freeze="audio")
+        Task(config(ravdess_records, tmp_path / "r", freeze="audio"))
     audio_only = build_model(ModelConfig(**{**MODEL.to_dict(), "modalities": "audio"}))
     with pytest.raises(ValueError, match="no video branch"):
         freeze_branches(audio_only, "both-branches")

@@ -17,7 +17,7 @@ from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MAX_SEED, MAX_TIMEOUT_SECONDS, MIN_SAMPLE_RATE, Config
 from emotf.corpora import ravdess, table
 from emotf.corpora.base import MAX_FOLDS
-from emotf.corpora.cremad import NUM_FOLDS as CREMAD_FOLDS
+from emotf.corpora.info import CREMAD_INFO
 from emotf.corpora.registry import CORPORA
 from emotf.records.faces import FaceTrackerConfig
 from emotf.records.preprocess import (
@@ -30,7 +30,8 @@ from emotf.system import available_cpus
 
 RUNNERS = ("local", "beam")
 MAX_WORKERS = 1024
-CREMAD = "cremad"
+CREMAD = CREMAD_INFO.name
+CREMAD_FOLDS = CREMAD_INFO.num_folds
 # Folds when `num_folds` is not given: CREMA-D's canonical 10 (its only choice), RAVDESS's 6
 # blocks of 4 actors, a CSV's own `fold` column or else 5 balanced speaker folds.
 DEFAULT_FOLDS = {CREMAD: CREMAD_FOLDS, ravdess.NAME: ravdess.DEFAULT_FOLDS, table.NAME: None}
@@ -45,7 +46,8 @@ class BuildConfig(Config):
     docs/corpora.md): cremad (`VideoFlash/`, `AudioWAV/`), ravdess (`Actor_NN/`), csv (a CSV
     file, or a folder with one sub-folder per class). `num_folds` None is the corpus's default
     (`DEFAULT_FOLDS`); `fold_seed` and `stratify_by_sex` are CREMA-D's, `classes` and
-    `speaker_from` the csv corpus's: set for another corpus they are refused.
+    `speaker_from` the csv corpus's: set for another corpus, the corpus refuses them when the
+    build opens it (`corpus_options`: one line, before anything is written).
 
     `workers` defaults to the CPUs this process may run on (`os.sched_getaffinity`, else
     `os.cpu_count()`); 1 runs the clips in this process; with `runner="beam"` it is the
@@ -59,9 +61,8 @@ class BuildConfig(Config):
 
     data_dir: str = bounded(
         nonempty=True,
-        help="the corpus: a CREMA-D folder (`VideoFlash/`, `AudioWAV/`), a RAVDESS folder "
-        "(`Actor_NN/`), or for csv a CSV file or a folder per class (local, or a URL such as "
-        "gs://...)",
+        help="folder with `VideoFlash/` and `AudioWAV/` (cremad), with `Actor_NN/` (ravdess), "
+        "or for csv a CSV file or a folder per class (local, or a URL such as gs://...)",
     )
     out_dir: str = bounded(
         nonempty=True,
@@ -103,11 +104,12 @@ class BuildConfig(Config):
         0,
         ge=0,
         le=MAX_SEED,
-        help="seed of the actors' fold assignment (emotf.corpora.cremad.canonical_folds)",
+        help="cremad: seed of the actors' fold assignment (emotf.corpora.cremad.canonical_folds)",
     )
     stratify_by_sex: bool = bounded(
         False,
-        help="balance the actors' sexes over the folds (emotf.corpora.cremad.canonical_folds)",
+        help="cremad: balance the actors' sexes over the folds "
+        "(emotf.corpora.cremad.canonical_folds)",
     )
     limit: int | None = bounded(
         None, ge=1, le=10_000_000, help="only the first `limit` clips by name (smoke runs)"
@@ -163,7 +165,6 @@ class BuildConfig(Config):
         if isinstance(self.classes, list):
             object.__setattr__(self, "classes", tuple(self.classes))
         check_bounds(self)
-        self._check_corpus_options()
         if isinstance(self.tracker, Mapping):
             object.__setattr__(self, "tracker", FaceTrackerConfig.from_dict(self.tracker))
         if not isinstance(self.tracker, FaceTrackerConfig):
@@ -178,28 +179,6 @@ class BuildConfig(Config):
                 f"max_duration_s={self.max_duration_s}"
             )
 
-    def _check_corpus_options(self) -> None:
-        """Refuse, in one line, an option the chosen corpus does not take."""
-        given = []
-        if self.corpus != CREMAD:
-            given += [f"fold_seed={self.fold_seed}"] if self.fold_seed else []
-            given += ["stratify_by_sex=True"] if self.stratify_by_sex else []
-        if self.corpus != table.NAME:
-            given += [f"classes={','.join(self.classes)}"] if self.classes is not None else []
-            given += [f"speaker_from={self.speaker_from}"] if self.speaker_from != "clip" else []
-        if given:
-            raise ValueError(
-                f"BuildConfig: {', '.join(given)} do not apply to corpus {self.corpus} "
-                "(fold_seed and stratify_by_sex: cremad; classes and speaker_from: csv)"
-            )
-        if self.corpus == CREMAD and self.num_folds not in (None, CREMAD_FOLDS):
-            raise ValueError(
-                f"BuildConfig.num_folds: CREMA-D has its {CREMAD_FOLDS} canonical actor folds "
-                f"only. Received: num_folds={self.num_folds}"
-            )
-        if self.classes is not None and len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"BuildConfig.classes repeats a name. Received: {self.classes}")
-
     @property
     def checks_media(self) -> bool:
         """Check each clip against the official CREMA-D checksums (`verify_media`, CREMA-D
@@ -207,12 +186,17 @@ class BuildConfig(Config):
         return self.verify_media and self.corpus == CREMAD
 
     def corpus_options(self) -> dict:
-        """The options of `open_corpus(self.corpus, self.data_dir, **options)`."""
-        if self.corpus == CREMAD:
-            return {"fold_seed": self.fold_seed, "stratify_by_sex": self.stratify_by_sex}
+        """The options of `open_corpus(self.corpus, self.data_dir, **options)`: each option of
+        the chosen corpus, and any other one set to other than its default, so that the corpus
+        refuses it in one line (`emotf.corpora.base.build_options`: "ravdess: unknown options
+        ['classes'] ...")."""
         options: dict = {} if self.num_folds is None else {"folds": self.num_folds}
-        if self.corpus == table.NAME:
-            options.update(classes=self.classes, speaker_from=self.speaker_from)
+        if self.corpus == CREMAD or self.fold_seed or self.stratify_by_sex:
+            options.update(fold_seed=self.fold_seed, stratify_by_sex=self.stratify_by_sex)
+        if self.corpus == table.NAME or self.classes is not None:
+            options["classes"] = self.classes
+        if self.corpus == table.NAME or self.speaker_from != "clip":
+            options["speaker_from"] = self.speaker_from
         return options
 
 

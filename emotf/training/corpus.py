@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from emotf.configs import TrainConfig
 from emotf.corpora.info import CREMAD_INFO, CorpusInfo, CorpusInfoError
+from emotf.corpora.labels import INTENDED
 from emotf.corpora.splits import ACTORS, RunSplit, run_split
 from emotf.records.folder import RecordsFolder
 from emotf.records.manifest import RecordsError, read_manifest
@@ -106,6 +107,16 @@ def check_folds(config: TrainConfig, info: CorpusInfo) -> None:
         )
 
 
+def check_labels(config: TrainConfig, info: CorpusInfo) -> None:
+    """Refuse, in one line, perceived labels for a corpus without rater votes (they are the
+    CREMA-D raters' majority, `emotf.corpora.labels`)."""
+    if config.labels != INTENDED and not info.has_rater_votes:
+        raise ValueError(
+            f"TrainConfig.labels={config.labels!r} takes CREMA-D's rater votes; the records of "
+            f"{info.name} have none: use labels={INTENDED!r}"
+        )
+
+
 def corpus_split(config: TrainConfig, info: CorpusInfo) -> RunSplit:
     """The training, validation and test selections of `config` over the corpus's folds."""
     return run_split(
@@ -120,12 +131,14 @@ def corpus_split(config: TrainConfig, info: CorpusInfo) -> RunSplit:
 
 def check_config(config: TrainConfig) -> CorpusInfo:
     """The run's corpus (`run_corpus`), once `config` is checked against it: its class count
-    (`sized_config`) and folds (`check_folds`). `emotf-train` and `emotf-tune` call it while
-    parsing, so that such a mistake is a usage error, before anything is written.
+    (`sized_config`), folds (`check_folds`) and labels (`check_labels`). `emotf-train` and
+    `emotf-tune` call it while parsing, so that such a mistake is a usage error, before anything
+    is written.
 
     Raises:
         ValueError: one line naming the field, the records' value and the config's.
     """
     info = run_corpus(config)
     check_folds(sized_config(config, info), info)
+    check_labels(config, info)
     return info

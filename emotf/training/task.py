@@ -41,7 +41,13 @@ from emotf.runs.data import (
     records_dataset,
 )
 from emotf.training import finetune
-from emotf.training.corpus import check_folds, corpus_split, run_corpus, sized_config
+from emotf.training.corpus import (
+    check_folds,
+    check_labels,
+    corpus_split,
+    run_corpus,
+    sized_config,
+)
 from emotf.training.precision import resolve_jit_compile
 from emotf.training.schedules import make_schedule
 
@@ -61,7 +67,8 @@ class Task:
 
     Raises:
         ValueError: one line: a `model.num_classes` other than the records' class count, a fold
-            or validation fold count the records' folds cannot give.
+            or validation fold count the records' folds cannot give, perceived labels for a
+            corpus without rater votes, `freeze` without `init_from`.
     """
 
     def __init__(
@@ -71,9 +78,15 @@ class Task:
         split: RunSplit | None = None,
         corpus: CorpusInfo | None = None,
     ):
+        if config.freeze != "none" and not config.init_from:
+            raise ValueError(
+                f"TrainConfig.freeze={config.freeze!r} keeps branch layers as init_from loaded "
+                "them: give init_from (a run or SavedModel folder) too"
+            )
         self.corpus = corpus if corpus is not None else run_corpus(config)
         self.config = sized_config(config, self.corpus)
         check_folds(self.config, self.corpus)
+        check_labels(self.config, self.corpus)
         self.dataset_fn = dataset_fn or records_dataset
         self.split = split if split is not None else corpus_split(self.config, self.corpus)
 
@@ -256,7 +269,10 @@ class Task:
 
     def _label_agreement(self, test_clip_ids) -> dict:
         """ "label_agreement" (`emotf.corpora.labels.agreement`) on the test clips: their ids
-        from the factory's metadata, else read from the records; {} without either."""
+        from the factory's metadata, else read from the records; {} without either, and for a
+        corpus without rater votes (CREMA-D's only)."""
+        if not self.corpus.has_rater_votes:
+            return {}
         if test_clip_ids is None and self.reads_records:
             test_clip_ids = clip_ids(self.config.records, self.split.test)
         return {} if test_clip_ids is None else {"label_agreement": agreement(test_clip_ids)}
