@@ -21,6 +21,7 @@ SPECIAL = {  # values a generic rule cannot choose
     "TrainConfig.split": "ogm",
     "TrainConfig.strategy": "one_device",
     "BuildConfig.runner": "beam",
+    "BuildConfig.classes": "calm,tense",
     "TuneConfig.search": "momentum,dropout",
     "SamplingConfig.time_bins": None,  # derived from model.spectrogram_shape: tested there
     "SamplingConfig.freq_bins": None,

@@ -9,11 +9,12 @@ tools/bench_finetune.py measures what fine-tuning gains over training from scrat
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from emotf.configs import ModelConfig, TrainConfig
+from emotf.configs import FREEZE_CHOICES, ModelConfig, TrainConfig
 from emotf.corpora.ravdess import EMOTIONS as RAVDESS_CODES
 from emotf.model import branch_layers, build_model, named_layers
 from emotf.records.build import build_records
@@ -23,7 +24,7 @@ from emotf.runs.folder import Run
 from emotf.runs.model_io import ModelLoadError
 from emotf.synthetic.ravdess import RavdessSampleConfig, make_ravdess_sample
 from emotf.synthetic.sample import SampleConfig, make_sample
-from emotf.training.finetune import freeze_branches
+from emotf.training.finetune import FROZEN_BRANCHES, freeze_branches
 from emotf.training.task import Task
 from emotf.training.train import train_all_folds, train_fold
 
@@ -208,6 +209,21 @@ def test_init_from_an_exported_saved_model(source, ravdess_records, tmp_path):
         assert same(weights(model, path), weights(original, path)), path
 
 
+def test_init_from_an_unfinished_run_takes_its_best_checkpoint(source, ravdess_records, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    for name in ("config.json", "best.weights.h5"):  # no model.keras, no metrics.json yet
+        shutil.copy(source / name, unfinished / name)
+    task = Task(config(ravdess_records, tmp_path / "run", init_from=str(unfinished)))
+    init = task.init_source()
+    assert init.kind == "checkpoint" and init.corpus.name == "cremad"  # the records' corpus
+    model = task.build_model()
+    task.initialise(model, init)
+    original = Run(source).load_model()  # model.keras holds the best epoch's weights
+    for path in (VIDEO, AUDIO, "core/fc"):
+        assert same(weights(model, path), weights(original, path)), path
+
+
 def test_init_from_refuses_in_one_line(ravdess_records, tmp_path):
     with pytest.raises(ModelLoadError, match="no such run or SavedModel folder"):
         Task(
@@ -224,6 +240,7 @@ def test_init_from_refuses_in_one_line(ravdess_records, tmp_path):
     with pytest.raises(ValueError, match="no video branch"):
         freeze_branches(audio_only, "both-branches")
     both = build_model(MODEL)
+    assert set(FROZEN_BRANCHES) == set(FREEZE_CHOICES)
     assert freeze_branches(both, "both-branches") == ["video", "audio"]
     assert {layer.name for layer in named_layers(both).values() if not layer.trainable} == {
         layer.name for b in ("video", "audio") for layer in branch_layers(both, b)

@@ -44,7 +44,7 @@ def bench(
         "frames": tf.constant(rng.integers(0, 256, (batch, n, s, s, 3), dtype=np.uint8)),
         "audio": tf.constant(rng.normal(0, 0.1, (batch, n, length)).astype("float32")),
     }
-    y = tf.constant(rng.integers(0, config.num_classes, batch).astype("int32"))
+    y = tf.constant(rng.integers(0, config.output_classes, batch).astype("int32"))
     keras.utils.set_random_seed(0)
     with precision_policy(precision) as policy:
         model = build_model(config)

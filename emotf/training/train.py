@@ -102,9 +102,11 @@ def train_fold(
     """Train on the training folds, pick the epoch on the validation folds, test on `config.fold`.
 
     Resumes from the run's backup when present. Returns (and writes to the run's metrics) the
-    test-fold metrics (`emotf.evaluation.metrics.clip_metrics`) plus parameter count, wall
-    time, the chosen epoch, the labels used and how often intended and perceived labels agree
-    on the test clips.
+    test-fold metrics (`emotf.evaluation.metrics.clip_metrics`, over the records' classes) plus
+    the records' corpus (`corpus`), parameter count, wall time, the chosen epoch, the labels
+    used, how often intended and perceived labels agree on the test clips (CREMA-D) and, when
+    the model started from another's weights (`config.init_from`,
+    `emotf.training.finetune`), where they came from (`init_from`).
 
     Trains under `strategy` (default: `emotf.training.distribute.make_strategy(config.strategy,
     config.worker_timeout_seconds)`, made before any other TensorFlow op), with batches of
