@@ -154,8 +154,19 @@ def test_a_csv_corpus_of_custom_labels_runs_the_whole_chain(tmp_path, ravdess_sa
     video = sorted(ravdess_sample.glob("Actor_*/01-01-*.mp4"))[0]
     _chain(
         tmp_path,
-        ["--corpus", "csv", "--data-dir", str(table), "--classes", ",".join(CUSTOM)],
+        [
+            "--corpus",
+            "csv",
+            "--data-dir",
+            str(table),
+            "--classes",
+            ",".join(CUSTOM),
+            "--num-folds",
+            "3",
+        ],
         CUSTOM,
         video,
         capsys,
     )
+    skipped = read_json(tmp_path / "records" / "manifest.json")["skipped"]
+    assert any("missing.mp4" in json.dumps(s) and "row" in json.dumps(s) for s in skipped), skipped

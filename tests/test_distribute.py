@@ -192,7 +192,7 @@ class Processes:
 
 
 def wait_ok(processes, logs: list[Path]):
-    for process, log in zip(processes, logs):
+    for process, log in zip(processes, logs, strict=True):
         assert process.wait(timeout=TIMEOUT) == 0, log.read_text()[-3000:]
 
 
@@ -358,10 +358,13 @@ def test_two_workers_killed_after_epoch_1_resume_and_match_one_process(
     for key in one:
         np.testing.assert_allclose(two[key], one[key], atol=1e-6, err_msg=key)
     rows = [
-        [dict(zip(lines[0].split(","), map(float, row.split(",")))) for row in lines[1:]]
+        [
+            dict(zip(lines[0].split(","), map(float, row.split(",")), strict=True))
+            for row in lines[1:]
+        ]
         for lines in ((mirrored_run / "training_log.csv").read_text().splitlines(), log)
     ]
-    for a, b in zip(*rows):
+    for a, b in zip(*rows, strict=False):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6) and a["accuracy"] == b["accuracy"]
 
 

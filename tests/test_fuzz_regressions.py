@@ -89,7 +89,7 @@ def test_the_smallest_accepted_shapes_build(video_blocks, audio_blocks):
         fc_units=0,
     )
     core = build_core(config)
-    assert core.output_shape[-1] == config.num_classes
+    assert core.output_shape[-1] == config.output_classes
     with pytest.raises(ValueError):  # one less: the pooling runs out of pixels
         ModelConfig(**{**config.to_dict(), "spectrogram_shape": (side - 1, side)})
 

@@ -391,8 +391,8 @@ def test_cache_records_changes_only_where_records_come_from(tmp_path):
             [(x["frames"].numpy(), x["audio"].numpy(), y.numpy()) for x, y in dataset]
             for _ in range(2)
         ]
-    for cached, read in zip(epochs[True][0], epochs[False][0]):
-        for a, b in zip(cached, read):
+    for cached, read in zip(epochs[True][0], epochs[False][0], strict=False):
+        for a, b in zip(cached, read, strict=False):
             np.testing.assert_array_equal(a, b)
     first, second = epochs[True]
     assert not np.array_equal(first[0][0], second[0][0])
