@@ -116,9 +116,9 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     from emotf.configs import TrainConfig
     from emotf.corpora.cremad import parse_clip_name
     from emotf.evaluation.evaluate import evaluate_model
+    from emotf.media.faces import FaceTrackerConfig
     from emotf.records.build import build_records
     from emotf.records.config import BuildConfig
-    from emotf.records.faces import FaceTrackerConfig
     from emotf.records.folder import RecordsFolder
     from emotf.runs.folder import Run
     from emotf.serving.export import export_run

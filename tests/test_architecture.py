@@ -11,8 +11,8 @@ import pytest
 
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
 from emotf.demo import DemoConfig
+from emotf.media.faces import FaceTrackerConfig
 from emotf.records.config import BuildConfig
-from emotf.records.faces import FaceTrackerConfig
 from emotf.synthetic.sample import SampleConfig
 from emotf.tuning.config import TuneConfig
 

@@ -362,8 +362,8 @@ def test_a_bundle_past_its_deadline_fails_naming_the_shard(tmp_path, monkeypatch
     naming the shard, instead of holding the Beam worker for ever."""
     import threading
 
+    from emotf.media.faces import FaceTrackerConfig
     from emotf.records import beam_build
-    from emotf.records.faces import FaceTrackerConfig
 
     stuck = threading.Event()
     monkeypatch.setattr(beam_build, "process_clip", lambda clip: stuck.wait(60))

@@ -14,8 +14,8 @@ from dataclasses import replace
 import helpers_workers
 import pytest
 
+from emotf.media.faces import FaceTrackerConfig
 from emotf.records.clip_worker import ClipResult, ClipRunner
-from emotf.records.faces import FaceTrackerConfig
 from emotf.records.pool import broken_pool_exit_codes
 
 

@@ -114,8 +114,8 @@ def test_a_clip_past_its_deadline_is_skipped_naming_it_and_the_build_goes_on():
     the deadline, the others come back in order (those in flight retried), nothing twice."""
     import helpers_workers
 
+    from emotf.media.faces import FaceTrackerConfig
     from emotf.records.clip_worker import ClipRunner
-    from emotf.records.faces import FaceTrackerConfig
 
     runner = ClipRunner(
         FaceTrackerConfig(),

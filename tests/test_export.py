@@ -17,10 +17,10 @@ from emotf import keys
 from emotf.cli.export import main as export_main
 from emotf.configs import ModelConfig, SamplingConfig, TrainConfig
 from emotf.corpora.cremad import EMOTION_NAMES, EMOTIONS
+from emotf.media.faces import FaceTrackerConfig
 from emotf.model import build_model
 from emotf.pipeline import make_dataset
 from emotf.records.example import ClipRecord, make_example, parse_example
-from emotf.records.faces import FaceTrackerConfig
 from emotf.serving.export import export_run, export_saved_model, read_metadata
 from emotf.serving.graph_ops import check_saved_model_ops
 from emotf.serving.metadata import resolve_saved_model

@@ -1,9 +1,9 @@
-"""emotf.records.faces: keyframe detection + tracking, square boxes, crops."""
+"""emotf.media.faces: keyframe detection + tracking, square boxes, crops."""
 
 import numpy as np
 import pytest
 
-from emotf.records.faces import (
+from emotf.media.faces import (
     FaceTracker,
     FaceTrackerConfig,
     NoFaceError,

@@ -14,10 +14,10 @@ from helpers_boxes import BoxDetector, frame
 
 import emotf.serving.predict
 from emotf.configs import ModelConfig, SamplingConfig
+from emotf.media.face_tracks import FaceAssigner, FaceTracksConfig
+from emotf.media.faces import FaceTracker, FaceTrackerConfig
+from emotf.media.stream import MultiStreamTracker
 from emotf.model import build_model
-from emotf.records.face_tracks import FaceAssigner, FaceTracksConfig
-from emotf.records.faces import FaceTracker, FaceTrackerConfig
-from emotf.records.stream import MultiStreamTracker
 from emotf.serving.console import format_table
 from emotf.serving.export import export_saved_model
 from emotf.serving.predict import PredictConfig, Predictor, predict_files
@@ -269,7 +269,7 @@ def result_all(predictor, faces_video, tmp_path_factory):
 def test_each_face_keeps_its_id_on_every_frame_with_mtcnn(predictor, faces_video):
     """A (centre ~95 px down) is face 0 and B (~145 px) face 1 on every frame they are on:
     before, during and after the crossing, and after B's return."""
-    from emotf.records.decode import open_video
+    from emotf.media.decode import open_video
 
     info, frames = open_video(faces_video)
     stream = MultiStreamTracker(predictor.tracker, info.fps, info.height, info.width)

@@ -16,10 +16,10 @@ import pytest
 
 from emotf.configs import FREEZE_CHOICES, ModelConfig, TrainConfig
 from emotf.corpora.ravdess import EMOTIONS as RAVDESS_CODES
+from emotf.media.faces import FaceTrackerConfig
 from emotf.model import branch_layers, build_model, named_layers
 from emotf.records.build import build_records
 from emotf.records.config import BuildConfig
-from emotf.records.faces import FaceTrackerConfig
 from emotf.runs.folder import Run
 from emotf.runs.model_io import ModelLoadError
 from emotf.synthetic.ravdess import RavdessSampleConfig, make_ravdess_sample

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from emotf.configs import ModelConfig, SamplingConfig
+from emotf.media.files import MediaError
+from emotf.media.live_source import LiveSource, open_live
 from emotf.model import build_model
-from emotf.records.live_source import LiveSource, open_live
-from emotf.records.media import MediaError
 from emotf.serving.export import export_saved_model
 from emotf.serving.live import window_line
 from emotf.synthetic.video import write_face_video

@@ -22,10 +22,10 @@ import pytest
 
 from emotf.cli.predict import main as predict_main
 from emotf.configs import ModelConfig, SamplingConfig
+from emotf.media.capture import capture_argv
+from emotf.media.files import MediaError
+from emotf.media.live_source import LiveSource
 from emotf.model import build_model
-from emotf.records.capture import capture_argv
-from emotf.records.live_source import LiveSource
-from emotf.records.media import MediaError
 from emotf.serving.export import export_saved_model
 from emotf.synthetic.video import write_face_video
 

@@ -1,4 +1,4 @@
-"""emotf.records.media: decoding video and audio, and the checks that name file and problem."""
+"""emotf.media.files: decoding video and audio, and the checks that name file and problem."""
 
 from fractions import Fraction
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from emotf.records.media import MediaError, decode_video, encode_jpegs, is_lfs_pointer, load_audio
+from emotf.media.files import MediaError, decode_video, encode_jpegs, is_lfs_pointer, load_audio
 
 LFS = "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"
 
@@ -124,11 +124,11 @@ def test_encode_jpegs_round_trip():
 
 
 def test_integer_pcm_of_any_width_is_scaled_to_its_full_range():
-    """PyAV hands s16, s32 or u8 samples to both decoders (emotf.records.media and .decode):
+    """PyAV hands s16, s32 or u8 samples to both decoders (emotf.media.files and .decode):
     each is scaled by its own range (an s32 track once came through unscaled)."""
     import numpy as np
 
-    from emotf.records.media import pcm_to_float
+    from emotf.media.files import pcm_to_float
 
     np.testing.assert_allclose(pcm_to_float(np.array([-32768, 0, 16384], np.int16)), [-1, 0, 0.5])
     np.testing.assert_allclose(pcm_to_float(np.array([-(2**31), 2**30], np.int32)), [-1, 0.5])

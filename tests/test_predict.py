@@ -184,7 +184,7 @@ def test_an_unexpected_crash_on_one_file_does_not_stop_the_others(setup, monkeyp
 
 def test_predictor_crops_faces_as_the_records_were_built(tmp_path):
     """The build's tracker settings and minimum length travel with the model (no skew)."""
-    from emotf.records.faces import FaceTrackerConfig
+    from emotf.media.faces import FaceTrackerConfig
     from emotf.serving.export import export_saved_model, read_metadata
     from emotf.serving.metadata import build_settings
 
@@ -211,7 +211,7 @@ def test_predictor_crops_faces_as_the_records_were_built(tmp_path):
 def test_predict_matches_records_built_with_non_default_tracker_settings(setup, tmp_path):
     """Records built with another margin and JPEG quality: emotf-predict on the model exported
     from them gives the record path's numbers (it would not with the default tracker)."""
-    from emotf.records.faces import FaceTrackerConfig
+    from emotf.media.faces import FaceTrackerConfig
 
     tracker = FaceTrackerConfig(margin=0.6, jpeg_quality=60)
     records = tmp_path / "records"
@@ -249,7 +249,7 @@ def test_a_clip_shorter_than_the_window_is_zero_padded_with_a_note(setup, tmp_pa
     """Like the build (keeps clips from 0.5 s; real CREMA-D has 1.27 s clips): not refused."""
     import wave
 
-    from emotf.records.media import decode_video
+    from emotf.media.files import decode_video
 
     source = setup["videos"][0]
     frames = decode_video(source).frames[:30]  # 1.0 s at 30 fps

@@ -9,11 +9,11 @@ import tensorflow as tf
 
 from emotf import keys
 from emotf.configs import ModelConfig, SamplingConfig
+from emotf.media.faces import FaceTrackerConfig
+from emotf.media.preprocess import ClipSettings
 from emotf.model import build_model
 from emotf.records.build import build_records
 from emotf.records.config import BuildConfig
-from emotf.records.faces import FaceTrackerConfig
-from emotf.records.preprocess import ClipSettings
 from emotf.serving.export import export_saved_model, read_metadata
 from emotf.serving.metadata import MetadataError, check_metadata
 from emotf.serving.predict import Predictor, predict_files
@@ -115,8 +115,8 @@ def test_metadata_checks_cover_the_new_settings():
 def test_a_refused_clip_leaves_no_video_file_open(tmp_path, monkeypatch):
     """ClipReader gives up before decoding (too long, no usable audio): the container that
     `open_video` opened is closed at once, not whenever the garbage collector runs."""
-    import emotf.records.decode as decode
-    from emotf.records.preprocess import ClipError, ClipReader
+    import emotf.media.decode as decode
+    from emotf.media.preprocess import ClipError, ClipReader
 
     closed = []
     real_open = decode.open_video
@@ -127,7 +127,7 @@ def test_a_refused_clip_leaves_no_video_file_open(tmp_path, monkeypatch):
         info.close = lambda: (closed.append(path), real_close())
         return info, frames
 
-    import emotf.records.preprocess as preprocess
+    import emotf.media.preprocess as preprocess
 
     monkeypatch.setattr(preprocess, "open_video", spy_open)
     [video] = make_sample(

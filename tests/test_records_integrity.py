@@ -10,9 +10,9 @@ import pytest
 
 from emotf import keys
 from emotf.cli.verify_records import main as verify_main
+from emotf.media.faces import FaceTrackerConfig
 from emotf.records.build import build_records, plan_build
 from emotf.records.config import BuildConfig
-from emotf.records.faces import FaceTrackerConfig
 from emotf.records.manifest import (
     MANIFEST_VERSION,
     RecordsError,

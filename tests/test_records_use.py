@@ -176,7 +176,7 @@ def test_killing_the_build_process_leaves_no_worker_behind(tmp_path, sig):
         f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
         "import helpers_workers\n"
         "from emotf.records.clip_worker import ClipRunner\n"
-        "from emotf.records.faces import FaceTrackerConfig\n"
+        "from emotf.media.faces import FaceTrackerConfig\n"
         "if __name__ == '__main__':\n"
         "    runner = ClipRunner(FaceTrackerConfig(), 2, work=helpers_workers.work,\n"
         "                        initializer=helpers_workers.init, ahead=8)\n"

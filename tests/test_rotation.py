@@ -6,8 +6,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from emotf.records.decode import open_video
-from emotf.records.media import decode_video, display_matrix
+from emotf.media.decode import open_video
+from emotf.media.files import decode_video, display_matrix
 from emotf.synthetic.video import write_face_video
 
 
@@ -80,7 +80,7 @@ def test_a_portrait_phone_video_is_read_upright_and_its_face_found(tmp_path):
     finds the face (before: "no face in any of the 10 frames")."""
     import av
 
-    from emotf.records.preprocess import ClipSettings, read_clip
+    from emotf.media.preprocess import ClipSettings, read_clip
 
     upright = write_face_video(tmp_path / "upright.mp4", 1.0, fps=10, width=180, height=320)
     phone = write_face_video(

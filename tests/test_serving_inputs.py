@@ -113,7 +113,7 @@ def test_good_inputs_still_answer(report):
 
 
 def test_the_shortest_clip_is_the_builds_not_a_retyped_number():
-    from emotf.records.preprocess import ClipSettings
+    from emotf.media.preprocess import ClipSettings
 
     assert DEFAULT_MIN_CLIP_SECONDS == ClipSettings().min_duration_s
     assert min_clip_samples(DEFAULT_MIN_CLIP_SECONDS, SAMPLING.sample_rate) == 8000

@@ -3,10 +3,10 @@
 
 import pytest
 
+from emotf.media.faces import FaceTrackerConfig
+from emotf.media.preprocess import MIN_CLIP_SECONDS, ClipSettings
 from emotf.records.config import BuildConfig, clip_settings
-from emotf.records.faces import FaceTrackerConfig
 from emotf.records.folder import RecordsFolder
-from emotf.records.preprocess import MIN_CLIP_SECONDS, ClipSettings
 from emotf.serving.metadata import DEFAULT_MIN_CLIP_SECONDS, build_settings, clip_settings_of
 from emotf.storage import write_json
 

@@ -1,13 +1,13 @@
-"""emotf.records.stream: frames on a constant grid, the online face tracker (bounded memory, the
+"""emotf.media.stream: frames on a constant grid, the online face tracker (bounded memory, the
 several-faces rule, equal to the whole-clip tracker), containers and variable frame rate."""
 
 import numpy as np
 import pytest
 from helpers_boxes import BoxDetector, frame
 
-from emotf.records.decode import open_video
-from emotf.records.faces import FaceTracker, FaceTrackerConfig
-from emotf.records.stream import StreamTracker
+from emotf.media.decode import open_video
+from emotf.media.faces import FaceTracker, FaceTrackerConfig
+from emotf.media.stream import StreamTracker
 from emotf.synthetic.video import write_face_video
 
 
@@ -139,7 +139,7 @@ def mtcnn_tracker():
 def test_no_other_faces_note_on_a_one_face_synthetic_clip(tmp_path, mtcnn_tracker):
     """A clip of the synthetic sample where real MTCNN sees a second box on the one face (at
     frame 10): no "other faces present" note (it had one before)."""
-    from emotf.records.preprocess import ClipSettings, read_clip
+    from emotf.media.preprocess import ClipSettings, read_clip
     from emotf.synthetic.media import render_audio, render_frames, write_flv
     from emotf.synthetic.sample import SampleConfig, clip_plan
 
@@ -162,7 +162,7 @@ def test_no_other_faces_note_on_a_one_face_synthetic_clip(tmp_path, mtcnn_tracke
 
 
 def test_two_faces_side_by_side_give_the_other_faces_note(tmp_path, mtcnn_tracker):
-    from emotf.records.preprocess import ClipSettings, read_clip
+    from emotf.media.preprocess import ClipSettings, read_clip
 
     video = write_face_video(
         tmp_path / "two.mp4", 1.0, fps=10, width=320, height=180, second_face=True
@@ -193,7 +193,7 @@ def test_a_clip_on_a_url_is_read_from_a_local_copy_deleted_after(tmp_path):
     import tempfile
     import uuid
 
-    from emotf.records.preprocess import ClipReader, ClipSettings
+    from emotf.media.preprocess import ClipReader, ClipSettings
     from emotf.storage import as_path
 
     local = write_face_video(tmp_path / "v.mp4", 1.0, fps=15, width=96, height=64)

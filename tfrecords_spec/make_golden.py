@@ -27,7 +27,7 @@ def main() -> None:
     from emotf import keys
     from emotf.records.build import build_records
     from emotf.records.config import BuildConfig
-    from emotf.records.faces import FaceTrackerConfig
+    from emotf.media.faces import FaceTrackerConfig
     from emotf.records.example import read_records
     from emotf.synthetic.sample import SampleConfig, make_sample
 

@@ -42,10 +42,7 @@ def main(argv=None) -> dict:
     import numpy as np
 
     from emotf import keys
-    from emotf.records.build import build_records
-    from emotf.records.config import BuildConfig
-    from emotf.records.example import read_records
-    from emotf.records.faces import (
+    from emotf.media.faces import (
         FaceTracker,
         FaceTrackerConfig,
         box_iou,
@@ -53,7 +50,10 @@ def main(argv=None) -> dict:
         crop_faces,
         pick_face,
     )
-    from emotf.records.media import decode_video, encode_jpegs
+    from emotf.media.files import decode_video, encode_jpegs
+    from emotf.records.build import build_records
+    from emotf.records.config import BuildConfig
+    from emotf.records.example import read_records
     from emotf.synthetic.config import SampleConfig
     from emotf.synthetic.sample import make_sample
 

@@ -29,9 +29,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from emotf.configs import ModelConfig, TrainConfig  # noqa: E402
+from emotf.media.faces import FaceTrackerConfig  # noqa: E402
 from emotf.records.build import build_records  # noqa: E402
 from emotf.records.config import BuildConfig  # noqa: E402
-from emotf.records.faces import FaceTrackerConfig  # noqa: E402
 from emotf.records.folder import RecordsFolder  # noqa: E402
 from emotf.synthetic.ravdess import RavdessSampleConfig, make_ravdess_sample  # noqa: E402
 from emotf.synthetic.sample import SampleConfig, make_sample  # noqa: E402

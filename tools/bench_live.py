@@ -3,7 +3,7 @@
     python tools/bench_live.py --model DIR [--video FILE | --seconds 60] [--window S --hop S]
     python tools/bench_live.py feed VIDEO [--pace 1.0] [--log FILE] > stream.ts   (the writer alone)
 
-The writer (`feed`, run as its own process) decodes VIDEO (`emotf.records.decode`: frames on the
+The writer (`feed`, run as its own process) decodes VIDEO (`emotf.media.decode`: frames on the
 constant-rate grid, audio at 16 kHz) and re-encodes it as MPEG-TS (H.264 `ultrafast` /
 `zerolatency`, AAC) on its standard output, frame by frame, each frame (with the audio up to its
 end) written and flushed no earlier than its stream time after the start: a camera, as a pipe
@@ -89,7 +89,7 @@ def feed(
     goes away (BrokenPipeError) ends the feed."""
     import av
 
-    from emotf.records.decode import AudioStream, open_video
+    from emotf.media.decode import AudioStream, open_video
 
     info, frames = open_video(video)
     audio = AudioStream(video, sample_rate)
@@ -219,7 +219,7 @@ def bench(model, video, *, window=None, hop=None, pace: float = 1.0, extra=()) -
                 written[int(i)] = float(t)
     if reader.returncode != 0 or not lines:
         raise SystemExit(f"emotf-predict --live exited {reader.returncode}:\n{err[-2000:]}")
-    from emotf.records.decode import open_video
+    from emotf.media.decode import open_video
 
     info, _ = open_video(video)
     info.close()

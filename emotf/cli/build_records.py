@@ -39,8 +39,8 @@ EPILOG = (
 
 
 def build_flags() -> ConfigFlags:
+    from emotf.media.faces import FaceTrackerConfig
     from emotf.records.config import BuildConfig
-    from emotf.records.faces import FaceTrackerConfig
 
     return ConfigFlags(
         BuildConfig,
@@ -78,9 +78,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     config = parse_args(argv)
     from emotf.corpora.base import CorpusError
+    from emotf.media.staging import StagingError
     from emotf.records.build import build_records
     from emotf.records.folder import RecordsFolder
-    from emotf.records.staging import StagingError
 
     # SIGTERM and Ctrl-C unwind through `emotf.cli.command` (emotf.deadlines): the worker
     # pool is stopped and the lock released.

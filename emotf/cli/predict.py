@@ -22,7 +22,7 @@ ops is refused (emotf.serving.graph_ops; SECURITY.md); `--trust-model` skips the
 
 `--live SOURCE` (instead of INPUT): `-` (a container stream on standard input, e.g. MPEG-TS from
 ffmpeg), a capture device /dev/videoN (read with the microphone `--live-audio`, an ALSA device,
-through the system ffmpeg: emotf.records.capture) or a stream URL (rtsp://, http://, udp://,
+through the system ffmpeg: emotf.media.capture) or a stream URL (rtsp://, http://, udp://,
 ...), video and audio from one pass; one JSON line per window on stdout as soon as it closes
 ({"start", "end", "face_id", "probabilities", "label"}, or "skipped": the reason), a one-line
 summary on stderr at the end of the stream (exit 0); Ctrl-C / SIGTERM stop it (exit 130 /
@@ -252,9 +252,9 @@ def failure_line(results: list[dict], problems=(), where: str = "the table"):
 
 def _live(parser, args, config) -> int:
     """`--live SOURCE`: JSON lines on stdout, the summary on stderr (emotf.serving.live)."""
-    from emotf.records.faces import NoFaceError
-    from emotf.records.live_source import LiveSource
-    from emotf.records.media import MediaError
+    from emotf.media.faces import NoFaceError
+    from emotf.media.files import MediaError
+    from emotf.media.live_source import LiveSource
     from emotf.serving.live import LiveRun, predict_live
     from emotf.serving.predict import ClipError, Predictor
 

@@ -33,8 +33,8 @@ import threading
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from emotf.media.faces import FaceTrackerConfig
 from emotf.records.clip_worker import init_worker, process_clip
-from emotf.records.faces import FaceTrackerConfig
 from emotf.records.shards import write_shard
 from emotf.storage import as_path
 

@@ -104,7 +104,7 @@ def build_records(
             install), or a shard's sidecar missing after the Beam pipeline finished.
         ValueError: `beam_options` unknown to Beam, or naming a remote runner while DATA or
             OUT is local (`emotf.records.beam_build.check_options`).
-        emotf.records.staging.StagingError: a storage error (not a missing file) while
+        emotf.media.staging.StagingError: a storage error (not a missing file) while
             copying a URL clip: the shard is not written, a rerun resumes.
     """
     beam = beam_builder() if config.runner == "beam" else None

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotf.corpora.cremad import ClipNameError, parse_clip_name
-from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
-from emotf.records.media import MediaError, encode_jpegs
+from emotf.media.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
+from emotf.media.files import MediaError, encode_jpegs
+from emotf.media.preprocess import ClipError, ClipSettings, read_clip
+from emotf.media.staging import restore_names, staged
 from emotf.records.pool import broken_pool_exit_codes, run_with_deadline, start_worker
-from emotf.records.preprocess import ClipError, ClipSettings, read_clip
-from emotf.records.staging import restore_names, staged
 
 # --------------------------------------------------------------------------------------------
 # The seam between the build and its workers
@@ -158,11 +158,11 @@ def process_clip(task: ClipTask) -> ClipResult:
     `stats`, `notes`; or status "skipped" with `path` and `reason`. With `task.verify_media`
     the result also holds `media` = {"video": status, "audio": status}
     (`emotf.records.media_checks`). Never raises for bad input. Video and audio on a URL
-    (`gs://...`) are decoded from temporary local copies (`emotf.records.staging`); messages
+    (`gs://...`) are decoded from temporary local copies (`emotf.media.staging`); messages
     name the URL.
 
     Raises:
-        emotf.records.staging.StagingError: a URL could not be copied for another reason than
+        emotf.media.staging.StagingError: a URL could not be copied for another reason than
             its absence (a transient storage error): not the clip's fault, so no skip.
     """
     with contextlib.ExitStack() as stack:
@@ -216,7 +216,7 @@ def _process_clip(task: ClipTask) -> ClipResult:
         notes.append(f"{video_path}: {fact}")
     try:
         labels = task.record_labels()
-        # The one preprocessing contract (emotf.records.preprocess), shared with emotf-predict.
+        # The one preprocessing contract (emotf.media.preprocess), shared with emotf-predict.
         settings = task.settings
         tracker = _TRACKER or FaceTracker(settings.tracker)
         try:

@@ -1,6 +1,6 @@
 """The arguments of a records build (`BuildConfig`) and the settings they fix.
 
-`clip_settings(config)` is the one `emotf.records.preprocess.ClipSettings` of a build: it goes
+`clip_settings(config)` is the one `emotf.media.preprocess.ClipSettings` of a build: it goes
 with every `emotf.records.clip_worker.ClipTask` to the workers, into the manifest
 (`clip_settings`), and from there into the SavedModel metadata (`emotf.serving.metadata`).
 `record_settings(config)` are the settings that change what a record holds: fingerprinted in
@@ -19,8 +19,8 @@ from emotf.corpora import ravdess, table
 from emotf.corpora.base import MAX_FOLDS
 from emotf.corpora.info import CREMAD_INFO
 from emotf.corpora.registry import CORPORA
-from emotf.records.faces import FaceTrackerConfig
-from emotf.records.preprocess import (
+from emotf.media.faces import FaceTrackerConfig
+from emotf.media.preprocess import (
     DEFAULT_MAX_CLIP_SECONDS,
     MAX_CLIP_SECONDS,
     MIN_CLIP_SECONDS,
@@ -201,7 +201,7 @@ class BuildConfig(Config):
 
 
 def clip_settings(config: BuildConfig) -> ClipSettings:
-    """The clip-preprocessing settings of a build (`emotf.records.preprocess`, shared with
+    """The clip-preprocessing settings of a build (`emotf.media.preprocess`, shared with
     emotf-predict): written into the manifest as `clip_settings` and copied into the model."""
     return ClipSettings(
         tracker=config.tracker,

@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from emotf import keys
+from emotf.media.staging import staged
 from emotf.records.clip_worker import ClipResult, ClipTask
 from emotf.records.folder import RecordsFolder
 from emotf.records.manifest import shard_entry
-from emotf.records.staging import staged
 from emotf.storage import write_json
 
 

@@ -1,7 +1,7 @@
 """Emotions in a live stream: one JSON line per window as it closes (`emotf-predict --live`).
 
     source (`-`: a container stream on standard input; /dev/videoN; rtsp:// http:// udp:// ...)
-      --emotf.records.live_source.LiveFeed (one pass: a thread demuxes video AND audio, bounded)
+      --emotf.media.live_source.LiveFeed (one pass: a thread demuxes video AND audio, bounded)
       --Predictor.predict_video (the same code path as files: ClipReader, tracker, windows)
       --on_window--> {"start", "end", "face_id", "probabilities": {code: p}, "label": code}
                      (a skipped window: probabilities and label null, "skipped": reason)
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emotf.records.live_source import LiveSource
+from emotf.media.live_source import LiveSource
 
 __all__ = ["LiveRun", "predict_live", "window_line"]
 

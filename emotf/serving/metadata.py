@@ -23,9 +23,9 @@ import re
 from emotf.bounds import check_value
 from emotf.configs import SamplingConfig
 from emotf.corpora.info import CORPUS_KEY, CorpusInfo, CorpusInfoError
-from emotf.records.faces import FaceTrackerConfig
+from emotf.media.faces import FaceTrackerConfig
+from emotf.media.preprocess import MIN_CLIP_SECONDS, ClipSettings
 from emotf.records.folder import RecordsFolder
-from emotf.records.preprocess import MIN_CLIP_SECONDS, ClipSettings
 from emotf.serving.timeline import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS
 from emotf.storage import StoragePath, as_path, read_json
 

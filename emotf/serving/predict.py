@@ -1,6 +1,6 @@
 """Predict emotions of raw video files with an exported SavedModel or `.tflite` (`emotf-predict`).
 
-    video (+ WAV) --emotf.records.preprocess.ClipReader--> face crops as frames arrive (the build's
+    video (+ WAV) --emotf.media.preprocess.ClipReader--> face crops as frames arrive (the build's
                   code and settings: `clip_settings` in the model's metadata), audio on demand
                   --JPEG round trip at the records' quality (what training saw)
                   --emotf.serving.timeline windows (window / hop seconds)--> serving_default
@@ -15,8 +15,8 @@ too short) gets an `error` entry and the others go on; a window without a face i
 its reason while the others get answers.
 
 Faces (`faces`): "largest" follows the largest face (every timeline entry's `face_id` is 0);
-"all" tracks every face with a stable id (`emotf.records.stream.MultiStreamTracker`,
-`emotf.records.face_tracks`) and scores each face on the same windows, with the one audio track
+"all" tracks every face with a stable id (`emotf.media.stream.MultiStreamTracker`,
+`emotf.media.face_tracks`) and scores each face on the same windows, with the one audio track
 shared by all of them: one entry per window and face (docs/faces.md). Crops are held per face
 for the open windows only. `on_window` gets each entry as soon as it is scored, and
 `keep_timeline=False` keeps no timeline (the summary from running sums): flat memory on a
@@ -44,10 +44,10 @@ import numpy as np
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
-from emotf.records.face_tracks import FaceTracksConfig
-from emotf.records.faces import crop_faces
-from emotf.records.preprocess import ClipError, ClipReader, jpeg_round_trip
-from emotf.records.stream import MultiStreamTracker
+from emotf.media.face_tracks import FaceTracksConfig
+from emotf.media.faces import crop_faces
+from emotf.media.preprocess import ClipError, ClipReader, jpeg_round_trip
+from emotf.media.stream import MultiStreamTracker
 from emotf.serving.export import read_metadata
 from emotf.serving.graph_ops import check_saved_model_ops
 from emotf.serving.litert import LiteRTModel
@@ -162,7 +162,7 @@ class Predictor:
             or on any filesystem `tf.io.gfile` knows (`gs://...`; `emotf.storage`); or a path
             ending in `.tflite`: run with `emotf.serving.litert.LiteRTModel` (its metadata, its
             `run_model`), the host-side preprocessing here unchanged.
-        tracker: an `emotf.records.faces.FaceTracker`; default: one with the tracker settings the
+        tracker: an `emotf.media.faces.FaceTracker`; default: one with the tracker settings the
             training records were built with (`clip_settings` in the metadata).
         trust_model: load the SavedModel without checking its graph's ops (a SavedModel is a
             program: only for models from a source you trust). Default: refuse a graph with
@@ -170,7 +170,7 @@ class Predictor:
             A `.tflite` holds builtin ops only and is not checked here.
         num_threads: interpreter threads of a `.tflite` model (None: LiteRT's default);
             ignored for a SavedModel (TensorFlow's threads are process-wide settings).
-        face_tracks: `emotf.records.face_tracks.FaceTracksConfig` for `faces="all"` (default:
+        face_tracks: `emotf.media.face_tracks.FaceTracksConfig` for `faces="all"` (default:
             its defaults).
 
     Attributes:
@@ -251,7 +251,7 @@ class Predictor:
     @property
     def tracker(self):
         if self._tracker is None:
-            from emotf.records.faces import FaceTracker
+            from emotf.media.faces import FaceTracker
 
             self._tracker = FaceTracker(self.tracker_config)
         return self._tracker
@@ -338,7 +338,7 @@ class Predictor:
         Args:
             faces: "largest": the largest face, followed over time (every entry's `face_id`
                 is 0); "all": every face tracked with a stable id
-                (`emotf.records.stream.MultiStreamTracker`, `self.face_tracks`), each with its
+                (`emotf.media.stream.MultiStreamTracker`, `self.face_tracks`), each with its
                 own timeline over the same windows, the audio shared by all.
             on_window: called with each timeline entry (the JSON form: `emotf.serving.outputs.
                 timeline_entry`, skipped ones included) as soon as its window is scored.
@@ -348,7 +348,7 @@ class Predictor:
         Raises:
             MediaError, ClipError, NoFaceError: the video cannot be predicted.
         """
-        from emotf.records.faces import NoFaceError
+        from emotf.media.faces import NoFaceError
 
         config = self.resolve(window, hop, batch_size, faces)
         assert config.window_s is not None and config.hop_s is not None  # resolve fills them
@@ -672,7 +672,7 @@ def _every_face(reader: ClipReader, size: int):
             )
 
     # ClipReader.crops() cuts one box per frame; its frame stream is read here directly (a
-    # public `ClipReader.frames()` would be the cleaner seam: emotf.records.preprocess).
+    # public `ClipReader.frames()` would be the cleaner seam: emotf.media.preprocess).
     for frame in reader._frames:
         yield from cut(reader.faces.push(frame))
     yield from cut(reader.faces.finish())
@@ -743,7 +743,7 @@ def predict_files(
         audios: None (use each video's own track) or one WAV path (or None) per video.
         batch_size: windows per SavedModel call, at most (calls also stop short of
             `MAX_FRAMES_PER_CALL` frames, to bound memory).
-        tracker: `emotf.records.faces.FaceTracker` to reuse.
+        tracker: `emotf.media.faces.FaceTracker` to reuse.
         predictor: a `Predictor` to reuse (then `model_dir`, `tracker` and `trust_model` are
             ignored).
         window, hop: timeline window and hop in seconds (default: the model's metadata).

@@ -1,6 +1,6 @@
 """Capture devices for `emotf-predict --live /dev/videoN`: the camera and a microphone read by
 the system `ffmpeg` in a child process, muxed to MPEG-TS on its standard output, which the live
-demuxer (`emotf.records.live_source.LiveFeed`) reads like any other stream:
+demuxer (`emotf.media.live_source.LiveFeed`) reads like any other stream:
 
     ffmpeg -hide_banner -nostdin -loglevel error -f v4l2 -thread_queue_size 512 -i /dev/videoN
         -f alsa -thread_queue_size 512 -i MICROPHONE -map 0:v:0 -map 1:a:0 -c:v libx264
@@ -28,7 +28,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
-from emotf.records.media import MediaError
+from emotf.media.files import MediaError
 
 # The microphone when none is named (ALSA's default capture device); NO_MICROPHONE refused: the
 # model needs the speech, and emotf has no silent-audio mode.

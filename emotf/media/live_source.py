@@ -1,9 +1,9 @@
 """Live sources for `emotf-predict --live`: `-` (a container stream on standard input), a
 capture device `/dev/videoN` or a stream URL, demuxed in one pass (video and audio) on a
-thread, every wait with a deadline. `ClipReader` (`emotf.records.preprocess`) opens them with
+thread, every wait with a deadline. `ClipReader` (`emotf.media.preprocess`) opens them with
 `open_live`, so a stream goes through the same frame grid, face tracker and windows as a file.
 A capture device is read through the system `ffmpeg` (camera and microphone muxed to MPEG-TS
-in a child process: `emotf.records.capture`), whose output is demuxed like standard input.
+in a child process: `emotf.media.capture`), whose output is demuxed like standard input.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotf.records.capture import (
+from emotf.media.capture import (
     DEFAULT_MICROPHONE,
     Capture,
     check_device,
     find_ffmpeg,
     microphone_problem,
 )
-from emotf.records.decode import AudioStream, VideoInfo, on_grid
-from emotf.records.media import MediaError, frame_to_rgb, pcm_to_float
+from emotf.media.decode import AudioStream, VideoInfo, on_grid
+from emotf.media.files import MediaError, frame_to_rgb, pcm_to_float
 
 # Live sources
 #
@@ -181,7 +181,7 @@ class LiveFeed:
     sample 0 and grid frame 0 are the same instant, as in a file. Items of the other kind met
     on the way are held (bounded: `LIVE_MAX_SKEW_S`, `LIVE_MAX_HELD_BYTES`).
 
-    A capture device is read from its `ffmpeg` child (`emotf.records.capture.Capture`),
+    A capture device is read from its `ffmpeg` child (`emotf.media.capture.Capture`),
     started by `wait_open` and stopped by `close`; when the child fails, the error is its own
     (exit status and standard error, one line), not the stream's.
 

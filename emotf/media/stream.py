@@ -1,7 +1,7 @@
-"""The online face tracker of streamed video (frames from `emotf.records.decode`).
+"""The online face tracker of streamed video (frames from `emotf.media.decode`).
 
 `StreamTracker` holds only the frames whose face box is not final yet (bounded: see its
-docstring). `emotf.records.preprocess` puts decoding and tracking together for
+docstring). `emotf.media.preprocess` puts decoding and tracking together for
 `emotf-build-records` and `emotf-predict` alike.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotf.records.face_tracks import FaceAssigner, FaceTracksConfig
-from emotf.records.faces import FaceTracker, FaceTrackerConfig, other_faces, pick_face
+from emotf.media.face_tracks import FaceAssigner, FaceTracksConfig
+from emotf.media.faces import FaceTracker, FaceTrackerConfig, other_faces, pick_face
 
 # --------------------------------------------------------------------------------------------
 # Faces
@@ -91,7 +91,7 @@ class BoxPath:
 
 class BoxSmoother:
     """The Gaussian smoothing over `smoothing` frames (edge-padded at both ends of the clip)
-    and the square margin, as `emotf.records.faces.boxes_from_detections`."""
+    and the square margin, as `emotf.media.faces.boxes_from_detections`."""
 
     def __init__(self, smoothing: float, margin: float):
         self.margin = margin
@@ -187,13 +187,13 @@ class StreamTracker(KeyframeQueue):
     (gap = `max_gap_seconds` in frames); otherwise the nearer of a, b within `gap` is carried;
     a frame with neither within reach gets `face=False` (box: a's, else the frame's centre
     square). Then the Gaussian smoothing over `smoothing` frames (edge-padded at both ends of
-    the clip) and the square margin, as `emotf.records.faces.boxes_from_detections`. Keyframes every
+    the clip) and the square margin, as `emotf.media.faces.boxes_from_detections`. Keyframes every
     `keyframe_interval` frames and the last frame, `batch` of them per detector call (at the
     scales of `FaceTracker.scales`); a missed keyframe is re-detected at full resolution on
     itself and the next `redetect_frames` frames (not past the next keyframe), one at a time
     until one hits. The face followed: the largest at first, then the one overlapping the
-    previous box most (`emotf.records.faces.pick_face`); `stats["multi_face_frames"]` counts the
-    detections that saw another face besides it (`emotf.records.faces.other_faces`: a second
+    previous box most (`emotf.media.faces.pick_face`); `stats["multi_face_frames"]` counts the
+    detections that saw another face besides it (`emotf.media.faces.other_faces`: a second
     box on the same face does not count). The boxes do not depend on `batch`.
 
     A batch is detected once its last keyframe and the frames it may re-detect on have
@@ -341,7 +341,7 @@ class StreamTracker(KeyframeQueue):
 
 @dataclass
 class FaceBox:
-    """One face on one frame: its id (`emotf.records.face_tracks`), its final box float32 [4]
+    """One face on one frame: its id (`emotf.media.face_tracks`), its final box float32 [4]
     (square, margin included) and whether the detector found it on this frame (0/1)."""
 
     face_id: int
@@ -365,7 +365,7 @@ class MultiStreamTracker(KeyframeQueue):
 
     Detection is the single-face tracker's (keyframes every `keyframe_interval` frames and the
     last frame, `batch` per MTCNN call, at the same scales; the same detector): each keyframe's
-    boxes go to `emotf.records.face_tracks.FaceAssigner`, which says which face each box is.
+    boxes go to `emotf.media.face_tracks.FaceAssigner`, which says which face each box is.
     A keyframe where a face seen on the keyframe before is missing, or where there is no face
     at all, is re-detected at full resolution on itself and the next `redetect_frames` frames
     (not past the next keyframe) until every such face is found again. Each face's boxes per

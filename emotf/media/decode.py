@@ -3,7 +3,7 @@
 Nothing here holds a whole video. `open_video` decodes one frame at a time onto a constant
 frame-rate grid (variable frame rate handled by timestamps), turned upright by the stream's
 display matrix; `AudioStream` reads mono int16 audio chunk by chunk into a buffer the caller
-trims. `emotf.records.stream` tracks faces on the frames; `emotf.records.preprocess` puts them
+trims. `emotf.media.stream` tracks faces on the frames; `emotf.media.preprocess` puts them
 together for the build and for prediction.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emotf.records.media import (
+from emotf.media.files import (
     MediaError,
     check_media_file,
     frame_to_rgb,
@@ -62,7 +62,7 @@ class VideoInfo:
 def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     """(VideoInfo, generator of uint8 [H, W, 3] RGB frames on a constant `fps` grid), upright.
 
-    Each frame is turned as its display matrix says (`emotf.records.media.frame_to_rgb`: phone
+    Each frame is turned as its display matrix says (`emotf.media.files.frame_to_rgb`: phone
     videos stored landscape and shown portrait), for the build and prediction alike; the first
     frame is decoded here, so `info.width` / `info.height` are the size shown.
 

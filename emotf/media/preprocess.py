@@ -4,7 +4,7 @@
                    `to_dict()` into its manifest (`clip_settings`, and its fields are what the
                    settings fingerprint hashes), `emotf-export` copies it verbatim into the
                    SavedModel metadata, `emotf-predict` rebuilds it with `from_dict`.
-    ClipReader     streams one video: frames on a constant-rate grid (`emotf.records.stream`), the
+    ClipReader     streams one video: frames on a constant-rate grid (`emotf.media.stream`), the
                    face tracked online and cropped as frames arrive, audio read on demand.
     read_clip      a whole (short) clip from a ClipReader: what `emotf.records.clip_worker` stores.
 
@@ -27,18 +27,18 @@ import numpy as np
 from emotf import keys
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Config
-from emotf.records.decode import audio_source, open_video
-from emotf.records.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
-from emotf.records.live_source import LiveFeed, LiveSource, open_live
-from emotf.records.media import MediaError
-from emotf.records.staging import staged
-from emotf.records.stream import StreamTracker
+from emotf.media.decode import audio_source, open_video
+from emotf.media.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
+from emotf.media.files import MediaError
+from emotf.media.live_source import LiveFeed, LiveSource, open_live
+from emotf.media.staging import staged
+from emotf.media.stream import StreamTracker
 from emotf.storage import is_url
 
 # Video and audio durations further apart than this get a note (a wrong or cut WAV?).
 DURATION_MISMATCH_S = 0.5
 # Keyframes per detector call on a live source: each window's line waits for its last frame's
-# box, which waits for the batch its keyframe is in (files: `emotf.records.stream.DETECT_BATCH`).
+# box, which waits for the batch its keyframe is in (files: `emotf.media.stream.DETECT_BATCH`).
 LIVE_DETECT_BATCH = 1
 # Longest clip any setting may name (CREMA-D's longest, 1064_IEO_DIS_MD, is about a minute).
 MAX_CLIP_SECONDS = 3600.0
@@ -149,7 +149,7 @@ class ClipReader:
     Args:
         video: any container/codec PyAV reads (a local path, or a URL such as gs://...: copied
             to a local temporary file, deleted by `close()` or when the reader is collected),
-            or a `emotf.records.live_source.LiveSource` (`-`, /dev/videoN, rtsp://...: read as it
+            or a `emotf.media.live_source.LiveSource` (`-`, /dev/videoN, rtsp://...: read as it
             comes, video and audio from one pass; `live` is then its `LiveFeed`).
         audio: a WAV (or FLAC, ...) for this video (local or a URL), None for the video's own
             track; an unreadable file falls back to the video's track with a note.
@@ -158,8 +158,8 @@ class ClipReader:
         max_seconds: refuse (ClipError) videos longer than this (the build's limit).
 
     Attributes:
-        info: `emotf.records.decode.VideoInfo` (fps, size; frame counts once streamed).
-        audio: `emotf.records.decode.AudioStream` (int16 at settings.sample_rate).
+        info: `emotf.media.decode.VideoInfo` (fps, size; frame counts once streamed).
+        audio: `emotf.media.decode.AudioStream` (int16 at settings.sample_rate).
         notes: conversions and tolerated problems, filled in as the clip is read.
         faces: the `StreamTracker` (stats, `max_held`).
 
@@ -183,7 +183,7 @@ class ClipReader:
             self._open_live(video, audio, tracker)
             return
         self.path = Path(video) if not is_url(video) else video
-        staging = contextlib.ExitStack()  # local copies of URL media (emotf.records.staging)
+        staging = contextlib.ExitStack()  # local copies of URL media (emotf.media.staging)
         self.close = weakref.finalize(self, staging.close)
         video_local = staging.enter_context(staged(video))
         audio_local = staging.enter_context(staged(audio)) if audio else None
@@ -211,7 +211,7 @@ class ClipReader:
         self.faces = StreamTracker(self.tracker, self.info.fps, self.info.height, self.info.width)
 
     def _open_live(self, source: LiveSource, audio, tracker: FaceTracker | None) -> None:
-        """A live source (`emotf.records.live_source.LiveSource`): video and audio from one pass
+        """A live source (`emotf.media.live_source.LiveSource`): video and audio from one pass
         over its container; the detector sees one keyframe per call (`LIVE_DETECT_BATCH`)."""
         if audio is not None:
             raise ValueError(f"a live source brings its own audio track. Received: audio={audio!r}")
@@ -355,11 +355,11 @@ def read_clip(
 
 
 def jpeg_round_trip(crops: np.ndarray, quality: int) -> np.ndarray:
-    """Encode like the records (`emotf.records.media.encode_jpegs`) and decode like training
+    """Encode like the records (`emotf.media.files.encode_jpegs`) and decode like training
     (`emotf.sampling.gather_frames`): the pixels the model was trained on."""
     import tensorflow as tf
 
-    from emotf.records.media import encode_jpegs
+    from emotf.media.files import encode_jpegs
 
     if not len(crops):
         return crops

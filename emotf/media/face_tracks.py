@@ -2,7 +2,7 @@
 
 `FaceAssigner.assign(index, boxes)` takes the face boxes MTCNN found on one frame (frames in
 increasing order: keyframes and the frames re-detected after a miss) and returns the track of
-each box. `emotf.records.stream.MultiStreamTracker` turns the tracks' detections into a box per
+each box. `emotf.media.stream.MultiStreamTracker` turns the tracks' detections into a box per
 frame and face (the single-face tracker's interpolation, carrying and smoothing, per track).
 
 Per frame t, with gap = `FaceTracksConfig.max_gap_seconds` in frames:
@@ -13,7 +13,7 @@ Per frame t, with gap = `FaceTracksConfig.max_gap_seconds` in frames:
    (box, track) with IoU >= `min_iou` with the predicted box are matched, highest IoU first
    (greedy, each box and each track at most once).
 2. **Re-identification**: a box left over that overlaps a box matched in 1. by at least
-   `emotf.records.faces.SAME_FACE_OVERLAP` of the smaller box is that face seen twice (MTCNN's
+   `emotf.media.faces.SAME_FACE_OVERLAP` of the smaller box is that face seen twice (MTCNN's
    forehead box) and dropped; the others are matched to tracks left over (a fast face that
    moved past IoU between keyframes; a face back after a short gap) when the box's centre is
    at most `max_shift` box sides from the track's predicted centre (or its last centre, for a
@@ -39,7 +39,7 @@ import numpy as np
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
-from emotf.records.faces import SAME_FACE_OVERLAP, box_iou, box_overlap
+from emotf.media.faces import SAME_FACE_OVERLAP, box_iou, box_overlap
 
 
 @dataclass(frozen=True)
