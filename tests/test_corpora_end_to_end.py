@@ -17,23 +17,12 @@ from emotf.corpora.info import CorpusInfo
 from emotf.runs.folder import Run
 from emotf.storage import read_json
 from emotf.synthetic.ravdess import RavdessSampleConfig, make_ravdess_sample
+from tests.helpers_cli import TINY_MODEL_FLAGS
 
 pytestmark = pytest.mark.slow
 
 RAVDESS_CODES = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 CUSTOM = ["calm", "tense", "happy"]
-TINY_MODEL = [
-    "--model.num_segments",
-    "2",
-    "--model.video_stem_width",
-    "4",
-    "--model.video_widths",
-    "4",
-    "--model.audio_widths",
-    "4,4",
-    "--model.fc_units",
-    "4",
-]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +84,7 @@ def _chain(tmp: Path, build_args: list[str], codes: list[str], video: Path, caps
                 "true",
                 "--verbose",
                 "0",
-                *TINY_MODEL,
+                *TINY_MODEL_FLAGS,
             ]
         )
         == 0

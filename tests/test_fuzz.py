@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from tests import fuzz_cases as fz
 from tests.fuzz_cases import Case, Value, problems
+from tests.helpers_cli import TINY_MODEL_FLAGS
 
 PROFILE = os.environ.get("EMOTF_FUZZ", "ci")
 LONG = PROFILE == "long"
@@ -47,18 +48,6 @@ PROFILES = {
 FUZZ = settings(**COMMON, **PROFILES[PROFILE])
 FEW = settings(FUZZ, max_examples=1 if not LONG else FUZZ.max_examples)
 
-TINY_MODEL = [
-    "--model.num_segments",
-    "2",
-    "--model.video_stem_width",
-    "4",
-    "--model.video_widths",
-    "4",
-    "--model.audio_widths",
-    "4,4",
-    "--model.fc_units",
-    "4",
-]
 SCRIPTS = fz.console_scripts()
 
 
@@ -167,7 +156,7 @@ def _build_inputs(inputs: Inputs, runner, tmp_path_factory):
             "true",
             "--verbose",
             "0",
-            *TINY_MODEL,
+            *TINY_MODEL_FLAGS,
         ],
         inputs.run,
     )
@@ -250,7 +239,7 @@ def _train_base(i: Inputs, c: Case, prefix=""):
         "1",
         "--verbose",
         "0",
-        *[f"--{prefix}{a[2:]}" if a.startswith("--") else a for a in TINY_MODEL],
+        *[f"--{prefix}{a[2:]}" if a.startswith("--") else a for a in TINY_MODEL_FLAGS],
     ]
 
 
@@ -328,7 +317,7 @@ COMMANDS = [
             "1",
             "--verbose",
             "0",
-            *TINY_MODEL,
+            *TINY_MODEL_FLAGS,
         ],
         paths_out=("out",),
     ),

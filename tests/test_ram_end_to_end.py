@@ -12,22 +12,11 @@ from emotf.cli import build_records, train
 from emotf.runs.folder import Run
 from emotf.storage import as_path, read_json
 from emotf.synthetic.sample import SampleConfig, make_sample
+from tests.helpers_cli import TINY_MODEL_FLAGS
 from tests.test_export import _serving_inputs
 
 # Three actors: one each in folds 0 (test), 1 (validation) and 2 (training).
 SAMPLE = SampleConfig.tiny(num_actors=3, clips_per_actor=2)
-TINY_MODEL = [
-    "--model.num_segments",
-    "2",
-    "--model.video_stem_width",
-    "4",
-    "--model.video_widths",
-    "4",
-    "--model.audio_widths",
-    "4,4",
-    "--model.fc_units",
-    "4",
-]
 
 
 @pytest.fixture
@@ -74,7 +63,7 @@ def test_build_train_export_load_on_ram(tmp_path, ram_root):
                 "true",
                 "--verbose",
                 "0",
-                *TINY_MODEL,
+                *TINY_MODEL_FLAGS,
             ]
         )
         == 0
