@@ -25,10 +25,17 @@ from emotf.configs import (
     VERBOSITIES,
     Config,
     ModelConfig,
+    TrainConfig,
 )
-from emotf.corpora.cremad import FIRST_ACTOR, LAST_ACTOR
+from emotf.corpora.cremad import FIRST_ACTOR, LAST_ACTOR, canonical_folds, parse_clip_name
 from emotf.corpora.info import CREMAD_INFO
-from emotf.synthetic.config import MAX_CLIPS_PER_ACTOR
+from emotf.media.faces import FaceTrackerConfig
+from emotf.records.build import build_records
+from emotf.records.config import BuildConfig
+from emotf.records.folder import RecordsFolder
+from emotf.storage import as_path, write_json
+from emotf.synthetic.config import MAX_CLIPS_PER_ACTOR, SampleConfig
+from emotf.synthetic.sample import make_sample
 
 DEMO_MODEL = ModelConfig(
     num_segments=4,
@@ -96,8 +103,6 @@ def _step(title: str) -> float:
 def held_out_clip(sample_dir, fold: int, num_actors: int | None = None) -> Path:
     """The first video of `sample_dir/VideoFlash` whose actor is in `fold` (the build's default
     fold assignment). Never falls back to a training clip: ValueError when the fold has none."""
-    from emotf.corpora.cremad import canonical_folds, parse_clip_name
-
     folds = canonical_folds()
     test_actors = {actor for actor, f in folds.items() if f == fold}
     videos = sorted((Path(sample_dir) / "VideoFlash").glob("*.flv"))
@@ -113,19 +118,12 @@ def held_out_clip(sample_dir, fold: int, num_actors: int | None = None) -> Path:
 
 def run_demo(config: DemoConfig = DemoConfig()) -> dict:
     """Run the whole chain into `config.out`; returns (and prints) where everything is."""
-    from emotf.configs import TrainConfig
-    from emotf.corpora.cremad import parse_clip_name
+    # These import TensorFlow: here, so that `emotf-demo --help` and usage errors stay instant
+    # and TensorFlow is imported after emotf.quiet has silenced it.
     from emotf.evaluation.evaluate import evaluate_model
-    from emotf.media.faces import FaceTrackerConfig
-    from emotf.records.build import build_records
-    from emotf.records.config import BuildConfig
-    from emotf.records.folder import RecordsFolder
     from emotf.runs.folder import Run
     from emotf.serving.export import export_run
     from emotf.serving.predict import predict_files
-    from emotf.storage import as_path, write_json
-    from emotf.synthetic.config import SampleConfig
-    from emotf.synthetic.sample import make_sample
     from emotf.training.train import train_fold
 
     out = Path(config.out)

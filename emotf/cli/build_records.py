@@ -29,6 +29,13 @@ import sys
 
 from emotf.cli import Parser, command
 from emotf.cli.flags import ConfigFlags, kebab_aliases
+from emotf.corpora.base import CorpusError
+from emotf.media.faces import FaceTrackerConfig
+from emotf.media.staging import StagingError
+from emotf.records import build
+from emotf.records.config import BuildConfig
+from emotf.records.folder import RecordsFolder
+from emotf.records.media_checks import summary_line
 
 EPILOG = (
     "Every BuildConfig field is a flag named by its dotted path: --workers 2 (= "
@@ -39,9 +46,6 @@ EPILOG = (
 
 
 def build_flags() -> ConfigFlags:
-    from emotf.media.faces import FaceTrackerConfig
-    from emotf.records.config import BuildConfig
-
     return ConfigFlags(
         BuildConfig,
         "build",
@@ -77,15 +81,10 @@ def parse_args(argv=None):
 @command("emotf-build-records")
 def main(argv=None) -> int:
     config = parse_args(argv)
-    from emotf.corpora.base import CorpusError
-    from emotf.media.staging import StagingError
-    from emotf.records.build import build_records
-    from emotf.records.folder import RecordsFolder
-
     # SIGTERM and Ctrl-C unwind through `emotf.cli.command` (emotf.deadlines): the worker
     # pool is stopped and the lock released.
     try:
-        manifest = build_records(config)
+        manifest = build.build_records(config)  # (tests patch emotf.records.build)
     except CorpusError as error:  # DATA of another layout: one line naming what was expected
         print(f"emotf-build-records: error: {error}", file=sys.stderr)
         return 1
@@ -110,8 +109,6 @@ def main(argv=None) -> int:
         )
         return 1
     if manifest.get("media_summary"):
-        from emotf.records.media_checks import summary_line
-
         print(summary_line(manifest["media_summary"]))
     det = manifest["detector"]
     print(

@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     if args.format == "litert":
         if args.version is not None:
             parser.error("--version applies to --format savedmodel only")
+        # After parsing: imports TensorFlow (emotf.quiet has silenced it; --help stays fast).
         from emotf.serving.litert_convert import export_run_litert
 
         print(export_run_litert(args.run, args.out, args.quantize or "none"))
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     if args.quantize is not None:
         parser.error("--quantize applies to --format litert only")
 
-    from emotf.serving.export import export_run
+    from emotf.serving.export import export_run  # imports TensorFlow: only after parsing
 
     print(export_run(args.run, args.out, args.version))  # errors: one line (emotf.cli.command)
     return 0

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import emotf
 from emotf.bounds import bound_of, describe
 from emotf.configs import Config
 from emotf.runs.folder import CONFIG_FILE
@@ -454,8 +455,6 @@ class ConfigFlags:
 def config_classes() -> list[type]:
     """Every config dataclass of emotf (subclasses of `emotf.configs.Config`), found by importing
     every module of the package, sorted by module and name."""
-    import emotf
-
     for module in pkgutil.walk_packages(emotf.__path__, "emotf."):
         importlib.import_module(module.name)
     found: set[type] = set()

@@ -38,10 +38,18 @@ import sys
 
 from emotf.bounds import describe
 from emotf.cli import Parser, command
+from emotf.media.faces import NoFaceError
+from emotf.media.files import MediaError
+from emotf.media.live_source import LiveSource
+from emotf.media.preprocess import ClipError
+from emotf.serving.console import format_table, to_json
+from emotf.serving.inputs import expand_inputs
+from emotf.serving.live import LiveRun, predict_live
 
 
 @command("emotf-predict")
 def main(argv=None) -> int:
+    # emotf.serving.predict imports TensorFlow: here, once emotf.quiet has silenced it.
     from emotf.serving.predict import FACE_MODES, PredictConfig
 
     bounds = {f.name: describe(f) for f in dataclasses.fields(PredictConfig)}
@@ -164,9 +172,7 @@ def main(argv=None) -> int:
     if not args.inputs:
         parser.error("give INPUT files (or --live SOURCE)")
 
-    from emotf.serving.console import format_table, to_json
-    from emotf.serving.inputs import expand_inputs
-    from emotf.serving.predict import Predictor, predict_files
+    from emotf.serving.predict import Predictor, predict_files  # TensorFlow: after parsing
 
     videos, problems = expand_inputs(args.inputs)
     if not videos:  # one line: the input's own problem (each matched nothing)
@@ -252,11 +258,7 @@ def failure_line(results: list[dict], problems=(), where: str = "the table"):
 
 def _live(parser, args, config) -> int:
     """`--live SOURCE`: JSON lines on stdout, the summary on stderr (emotf.serving.live)."""
-    from emotf.media.faces import NoFaceError
-    from emotf.media.files import MediaError
-    from emotf.media.live_source import LiveSource
-    from emotf.serving.live import LiveRun, predict_live
-    from emotf.serving.predict import ClipError, Predictor
+    from emotf.serving.predict import Predictor  # TensorFlow: after parsing
 
     microphone = {} if args.live_audio is None else {"microphone": args.live_audio}
     try:

@@ -105,6 +105,7 @@ def parse_config(argv=None):
 @command("emotf-train")
 def main(argv=None) -> int:
     config, run_all = parse_config(argv)
+    # These import TensorFlow: only after parsing (emotf.quiet has silenced it).
     from emotf.runs.folder import CrossValidation, Run
     from emotf.training.train import train_all_folds, train_fold
 

@@ -35,6 +35,7 @@ from emotf.cli.train import ALL_FOLDS, fold_or_all, train_aliases
 from emotf.configs import SAMPLING_SHAPES
 from emotf.training.corpus import check_config
 from emotf.tuning.config import TUNERS, TuneConfig
+from emotf.tuning.distributed import TunerRole, wait_for_oracle
 
 
 def tune_flags() -> ConfigFlags:
@@ -56,8 +57,6 @@ def tune_flags() -> ConfigFlags:
 
 
 def role_flags() -> ConfigFlags:
-    from emotf.tuning.distributed import TunerRole
-
     return ConfigFlags(
         TunerRole,
         "distributed",
@@ -84,8 +83,7 @@ def parse_args(argv=None):
     """The `TuneConfig` and `TunerRole` of a command line; a bad flag or value (a role from
     the flags over keras-tuner's variables), or a changed search in the same folder, exits
     (status 2)."""
-    from emotf.tuning.distributed import TunerRole
-    from emotf.tuning.search import check_resume
+    from emotf.tuning.search import check_resume  # TensorFlow (emotf.quiet silenced it)
 
     flags, roles = tune_flags(), role_flags()
     parser = build_parser(flags, roles)
@@ -117,8 +115,7 @@ def parse_args(argv=None):
 @command("emotf-tune")
 def main(argv=None) -> int:
     config, role = parse_args(argv)
-    from emotf.tuning.distributed import wait_for_oracle
-    from emotf.tuning.search import tune
+    from emotf.tuning.search import tune  # imports TensorFlow: only after parsing
 
     wait_for_oracle(role, config.oracle_timeout_seconds)  # a worker: its chief must answer
     result = tune(config, role=role)

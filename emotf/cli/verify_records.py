@@ -14,8 +14,12 @@ The folder may be local or a URL (`gs://...`, through tf.io.gfile).
 from __future__ import annotations
 
 import sys
+import time
 
 from emotf.cli import Parser, command
+from emotf.corpora.info import CorpusInfo
+from emotf.records.folder import RecordsFolder
+from emotf.records.manifest import read_manifest, verify_records
 
 
 @command("emotf-verify-records")
@@ -25,12 +29,6 @@ def main(argv=None) -> int:
         "records", help="records folder written by emotf-build-records (local or a URL: gs://...)"
     )
     args = p.parse_args(argv)
-    import time
-
-    from emotf.corpora.info import CorpusInfo
-    from emotf.records.folder import RecordsFolder
-    from emotf.records.manifest import read_manifest, verify_records
-
     start = time.perf_counter()
     problems = verify_records(args.records)
     seconds = time.perf_counter() - start

@@ -13,9 +13,11 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import av
 import numpy as np
+import soundfile
+import soxr
 
 from emotf.media.files import (
     MediaError,
@@ -25,9 +27,6 @@ from emotf.media.files import (
     pcm_to_float,
     wav_header_shortfall,
 )
-
-if TYPE_CHECKING:
-    import soxr
 
 # --------------------------------------------------------------------------------------------
 # Video
@@ -76,8 +75,6 @@ def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
         MediaError: missing/empty/LFS-pointer file, not a video, no video stream, no frame
             rate, no decodable frame.
     """
-    import av
-
     path = check_media_file(path)
     try:
         container = av.open(str(path))
@@ -210,8 +207,6 @@ class AudioStream:
         return self._open_av()
 
     def _open_soundfile(self):
-        import soundfile
-
         try:
             handle = soundfile.SoundFile(str(self.path))
         except (RuntimeError, soundfile.LibsndfileError, ValueError) as error:
@@ -237,8 +232,6 @@ class AudioStream:
         return chunks()
 
     def _open_av(self):
-        import av
-
         try:
             container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as error:
@@ -278,8 +271,6 @@ class AudioStream:
             data = np.zeros((0, max(self.channels, 1)), np.float32)
         mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
         if self.source_rate != self.rate:
-            import soxr
-
             if self._resampler is None:
                 self._resampler = soxr.ResampleStream(
                     self.source_rate, self.rate, 1, dtype="float32"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from emotf.bounds import bounded, check_bounds
@@ -250,6 +251,8 @@ class FaceTracker:
     @property
     def detector(self):
         if self._detector is None:
+            # mtcnn imports TensorFlow (~4 s): the media modules load it only when a detector
+            # is needed (records-build workers and `--help` start without it).
             import mtcnn
             import tensorflow as tf
 
@@ -282,8 +285,6 @@ class FaceTracker:
         Returns, per frame, the confident candidates as (box float [4] xyxy in the original
         frame's pixels, confidence).
         """
-        import cv2
-
         if not frames:
             return []
         if scale != 1.0:
@@ -384,8 +385,6 @@ def crop_faces(frames: np.ndarray, boxes: np.ndarray, size: int = 224) -> np.nda
     Returns:
         uint8 [T, size, size, 3].
     """
-    import cv2
-
     out = np.empty((len(frames), size, size, 3), np.uint8)
     for i, (frame, (x0, y0, x1, y1)) in enumerate(
         zip(frames, np.asarray(boxes, np.float64), strict=True)

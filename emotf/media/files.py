@@ -11,10 +11,15 @@ as human-readable `notes`.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
+import soundfile
+import soxr
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 
@@ -171,8 +176,6 @@ def _stream_fps(stream) -> float | None:
 
 def container_duration(path: str | Path) -> float | None:
     """The duration the container declares, in seconds (None when it declares none)."""
-    import av
-
     try:
         with av.open(str(path)) as container:
             if container.duration is not None and container.duration > 0:
@@ -198,8 +201,6 @@ def decode_video(path: str | Path, max_frames: int | None = None) -> DecodedVide
         MediaError: missing, empty or LFS-pointer file, no video stream, no decodable frame,
             too many frames.
     """
-    import av
-
     path = check_media_file(path)
     notes: list[str] = []
     frames: list[np.ndarray] = []
@@ -244,8 +245,6 @@ def _to_mono_int16(
         notes.append(f"{channels} channels downmixed to mono")
     mono = samples[:, 0]
     if rate != target_rate:
-        import soxr
-
         mono = soxr.resample(mono.astype(np.float32), rate, target_rate)
         notes.append(f"resampled {rate} Hz -> {target_rate} Hz")
     if mono.size == 0:
@@ -256,8 +255,6 @@ def _to_mono_int16(
 def wav_header_shortfall(path: str | Path) -> str | None:
     """A note when a RIFF/WAVE file's `data` chunk header promises more bytes than the file
     holds (a cut download or copy), else None. Reads the chunk headers only."""
-    import struct
-
     try:
         with open(path, "rb") as f:
             head = f.read(12)
@@ -295,8 +292,6 @@ def wav_header_shortfall(path: str | Path) -> str | None:
 
 
 def _read_wav(path: Path, target_rate: int) -> tuple[np.ndarray, list[str]]:
-    import soundfile
-
     try:
         info = soundfile.info(str(path))
         if info.frames == 0:
@@ -318,8 +313,6 @@ def _read_wav(path: Path, target_rate: int) -> tuple[np.ndarray, list[str]]:
 
 
 def _read_av_audio(path: Path, target_rate: int) -> tuple[np.ndarray, list[str]]:
-    import av
-
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError, ValueError) as error:
@@ -372,8 +365,6 @@ def load_audio(path: str | Path, target_rate: int = 16000) -> tuple[np.ndarray, 
 
 def encode_jpegs(images: np.ndarray, quality: int = 90) -> list[bytes]:
     """JPEG-encode RGB images uint8 [T, H, W, 3] (OpenCV's libjpeg-turbo: ~1 ms at 224x224)."""
-    import cv2
-
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     out = []
     for image in images:

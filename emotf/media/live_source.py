@@ -9,11 +9,14 @@ in a child process: `emotf.media.capture`), whose output is demuxed like standar
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import av
 import numpy as np
 
 from emotf.media.capture import (
@@ -150,8 +153,6 @@ _PIPE_RECIPE = (
 def _open_live_container(source: LiveSource, fd: int | None = None):
     """The opened container (in the demux thread): standard input, file descriptor `fd` (a
     capture child's MPEG-TS output) or the URL. Raises MediaError naming the source."""
-    import av
-
     options = dict(LIVE_PROBE)
     name = source.label
     fmt: str | None
@@ -192,9 +193,6 @@ class LiveFeed:
     """
 
     def __init__(self, source: LiveSource):
-        import queue
-        import threading
-
         self.source = source
         self.queue: queue.Queue = queue.Queue(maxsize=LIVE_QUEUE_ITEMS)
         self.stop = threading.Event()
@@ -212,8 +210,6 @@ class LiveFeed:
     # -- the demux thread --------------------------------------------------------------------
 
     def _put(self, item) -> bool:
-        import queue
-
         while not self.stop.is_set():
             try:
                 self.queue.put(item, timeout=_POLL_S)
@@ -236,8 +232,6 @@ class LiveFeed:
             container.close()
 
     def _demux(self, container) -> None:
-        import av
-
         name = self.source.label
         if not container.streams.video:
             raise MediaError(name, "no video stream")
@@ -356,8 +350,6 @@ class LiveFeed:
         return self.capture.failure() if self.capture is not None else None
 
     def _take(self):
-        import queue
-
         deadline = time.monotonic() + self.source.timeout_s
         while True:
             try:

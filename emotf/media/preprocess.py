@@ -29,7 +29,7 @@ from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Config
 from emotf.media.decode import audio_source, open_video
 from emotf.media.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
-from emotf.media.files import MediaError
+from emotf.media.files import MediaError, encode_jpegs
 from emotf.media.live_source import LiveFeed, LiveSource, open_live
 from emotf.media.staging import staged
 from emotf.media.stream import StreamTracker
@@ -357,9 +357,7 @@ def read_clip(
 def jpeg_round_trip(crops: np.ndarray, quality: int) -> np.ndarray:
     """Encode like the records (`emotf.media.files.encode_jpegs`) and decode like training
     (`emotf.sampling.gather_frames`): the pixels the model was trained on."""
-    import tensorflow as tf
-
-    from emotf.media.files import encode_jpegs
+    import tensorflow as tf  # lazy: the media modules never import TensorFlow at import
 
     if not len(crops):
         return crops

@@ -56,6 +56,8 @@ def staged(path: str | os.PathLike) -> Iterator[str | os.PathLike]:
 
 def _copy(source, local: Path) -> None:
     """Copy the URL `source` to `local`; a missing `source` leaves `local` missing."""
+    # Lazy: emotf.configs and the records-build workers import this module, and TensorFlow
+    # would add seconds to each worker's start (only a URL needs it).
     import tensorflow as tf
 
     try:

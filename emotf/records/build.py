@@ -36,6 +36,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+from tqdm.auto import tqdm
+
 from emotf.records import manifest as records_manifest
 from emotf.records.clip_worker import ClipResult, ClipRunner
 from emotf.records.config import BuildConfig, record_settings
@@ -129,7 +131,7 @@ def beam_builder():
         import apache_beam  # noqa: F401
     except ImportError:
         raise RuntimeError(BEAM_MISSING) from None
-    from emotf.records import beam_build
+    from emotf.records import beam_build  # imports Apache Beam, an optional extra
 
     return beam_build
 
@@ -213,8 +215,6 @@ def _write_local(
 ) -> None:
     """The local runner: every clip of `todo` through the worker pool, in plan order, into
     `write_shard` shard by shard (while the pool runs ahead on the next clips)."""
-    from tqdm.auto import tqdm
-
     total = sum(len(s["clips"]) for s in todo)
     bar = tqdm(
         total=total,

@@ -25,11 +25,15 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+
+from emotf.configs import SamplingConfig
 from emotf.corpora.cremad import ClipNameError, parse_clip_name
 from emotf.media.faces import FaceTracker, FaceTrackerConfig, NoFaceError, normalized_boxes
 from emotf.media.files import MediaError, encode_jpegs
 from emotf.media.preprocess import ClipError, ClipSettings, read_clip
 from emotf.media.staging import restore_names, staged
+from emotf.records.media_checks import KNOWN_BAD, check_clip
 from emotf.records.pool import broken_pool_exit_codes, run_with_deadline, start_worker
 
 # --------------------------------------------------------------------------------------------
@@ -135,6 +139,8 @@ def init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None:
     if single_thread:  # a pool worker
         _CRASH_CLIPS = frozenset(c for c in os.environ.get(CRASH_ENV, "").split(",") if c)
     if single_thread:
+        # Lazy: this module is imported by every spawned worker; TensorFlow would add ~4 s to
+        # each one's start, before its deadline (tests/test_deadlines.py).
         import tensorflow as tf
 
         try:
@@ -142,12 +148,7 @@ def init_worker(tracker_config: FaceTrackerConfig, single_thread: bool) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # TensorFlow already running in this process (a Beam worker
             pass  # in the driver's process): keep its threads
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)
-        except ImportError:
-            pass
+        cv2.setNumThreads(1)
     _TRACKER = FaceTracker(tracker_config)
 
 
@@ -183,8 +184,6 @@ def process_clip(task: ClipTask) -> ClipResult:
 def _process_staged(task: ClipTask) -> ClipResult:
     result = _process_clip(task)
     if task.verify_media:
-        from emotf.records.media_checks import check_clip
-
         try:
             result.media = check_clip(task.clip_id, task.video, task.audio or task.video)
         except OSError as error:  # unreadable file: say so, never stop the build
@@ -193,8 +192,7 @@ def _process_staged(task: ClipTask) -> ClipResult:
 
 
 def _process_clip(task: ClipTask) -> ClipResult:
-    from emotf.configs import SamplingConfig
-    from emotf.records.example import ClipRecord, make_example
+    from emotf.records.example import ClipRecord, make_example  # TensorFlow: lazy (see init_worker)
 
     window_s = SamplingConfig.window_seconds  # the sampler's default audio window (d)
 
@@ -207,8 +205,6 @@ def _process_clip(task: ClipTask) -> ClipResult:
     if clip_id in _CRASH_CLIPS:
         os._exit(1)  # testing hook (CRASH_ENV)
     notes: list[str] = []
-    from emotf.records.media_checks import KNOWN_BAD
-
     action, fact = KNOWN_BAD.get(clip_id, ("", "")) if task.corpus == "cremad" else ("", "")
     if action == "skip":
         return _skip(video_path, fact, notes)

@@ -20,14 +20,13 @@ from emotf.media.staging import staged
 from emotf.records.clip_worker import ClipResult, ClipTask
 from emotf.records.folder import RecordsFolder
 from emotf.records.manifest import shard_entry
+from emotf.records.media_checks import check_clip
 from emotf.storage import write_json
 
 
 def media_check(task: ClipTask) -> dict:
     """Media check of a clip in this process (for a clip whose worker died before reporting
     one)."""
-    from emotf.records.media_checks import check_clip
-
     try:
         with staged(task.video) as video, staged(task.audio or task.video) as audio:
             return check_clip(task.clip_id, str(video), str(audio))
@@ -61,6 +60,7 @@ def write_shard(
     Returns:
         the sidecar dict, also written to OUT/<name>.json after the shard is in place.
     """
+    # Lazy: the records-build workers import this module and must start without TensorFlow.
     import tensorflow as tf
 
     folder = RecordsFolder(out)

@@ -16,9 +16,13 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import tensorflow as tf
 
-from emotf import keys
+from emotf import keys, pipeline
+from emotf.corpora.labels import relabel
 from emotf.corpora.splits import RunSplit, Selection, run_split
 from emotf.pipeline import shard_by_data
+from emotf.records import manifest as records_manifest
+from emotf.records.folder import RecordsFolder
+from emotf.records.manifest import RecordsError
 from emotf.storage import as_path
 
 if TYPE_CHECKING:
@@ -91,10 +95,8 @@ def records_dataset(
     With `config.labels` = "perceived" the labels are the raters' majority (`emotf.corpora.labels`).
     `shard` (num_shards, index): only that share of the shard files (`make_dataset`).
     """
-    from emotf.pipeline import make_dataset
-
     labels = config.labels
-    dataset = make_dataset(
+    dataset = pipeline.make_dataset(  # (tests patch emotf.pipeline.make_dataset)
         config.records,
         list(part.folds),
         training=training,
@@ -109,8 +111,6 @@ def records_dataset(
     )
     if labels == "intended":
         return dataset
-    from emotf.corpora.labels import relabel
-
     return relabel(dataset, labels).map(lambda inputs, label, meta: (inputs, label))
 
 
@@ -124,8 +124,6 @@ def check_records_folder(records) -> None:
     Raises:
         ValueError: naming `records` and the problem.
     """
-    from emotf.records.folder import RecordsFolder
-
     if not records:
         raise ValueError(
             "no records folder given: pass --records, the folder emotf-build-records wrote"
@@ -159,14 +157,12 @@ def check_records_settings(config: TrainConfig, records=None) -> None:
     Raises:
         ValueError: naming the field, the records' value and the config's.
     """
-    from emotf.records.folder import RecordsFolder
-    from emotf.records.manifest import RecordsError, read_manifest
 
     records = records or config.records
     if not is_records_folder(records) or not RecordsFolder(records).manifest_path.exists():
         return
     try:
-        settings = read_manifest(records).get("settings") or {}
+        settings = records_manifest.read_manifest(records).get("settings") or {}
     except (RecordsError, OSError, ValueError):
         return  # named by check_records
     if not isinstance(settings, dict):
@@ -205,10 +201,9 @@ def check_run_records(config: TrainConfig, split: RunSplit, dataset_fn=None) -> 
     if not is_records_folder(config.records):
         return {}
     check_records_settings(config)
-    from emotf.records.manifest import check_records
 
     folds = sorted({*split.train.folds, *split.validation.folds, *split.test.folds})
-    return check_records(config.records, folds, config.allow_incomplete)
+    return records_manifest.check_records(config.records, folds, config.allow_incomplete)
 
 
 def clips_read(config: TrainConfig, split: RunSplit, test_clips: int, checked: dict) -> dict:
@@ -240,10 +235,8 @@ def count_clips(records, part) -> int:
     """Clips of `part` (folds or a `Selection`) in a record folder. Shards hold one fold each, so
     raw records are counted; for a clip-level selection the clip ids of the shards are read
     once per process (and shard version) and intersected with the list."""
-    from emotf.pipeline import record_files
-
     selection = as_selection(part)
-    files = [str(f) for f in record_files(records, selection.folds)]
+    files = [str(f) for f in pipeline.record_files(records, selection.folds)]
     if selection.clips is not None:
         stamps = tuple(_stamp(f) for f in files)
         return len(_clip_ids_in(stamps) & selection.clips)
@@ -255,10 +248,8 @@ def count_clips(records, part) -> int:
 def clip_ids(records, part) -> frozenset[str]:
     """The clip names of `part` (folds or a `Selection`) in a record folder: every clip of
     the folds' shards, intersected with `part.clips` for a clip-level selection."""
-    from emotf.pipeline import record_files
-
     selection = as_selection(part)
-    files = [str(f) for f in record_files(records, selection.folds)]
+    files = [str(f) for f in pipeline.record_files(records, selection.folds)]
     found = _clip_ids_in(tuple(_stamp(f) for f in files))
     return found if selection.clips is None else found & selection.clips
 
@@ -374,6 +365,4 @@ def _num_shards(config: TrainConfig, part) -> int | None:
     """Record shards `part` reads (None: data from a custom factory, not from record files)."""
     if not is_records_folder(config.records):
         return None
-    from emotf.pipeline import record_files
-
-    return len(record_files(config.records, as_selection(part).folds))
+    return len(pipeline.record_files(config.records, as_selection(part).folds))

@@ -29,6 +29,9 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import saved_model_pb2
+
 from emotf.storage import as_path
 
 MAX_SAVED_MODEL_PB_BYTES = 256 << 20  # 256 MiB; emotf's saved_model.pb is about 1 MB
@@ -144,9 +147,6 @@ def read_saved_model(saved_model_dir):
     Raises:
         UntrustedModelError: no such file, too large, or not a SavedModel protobuf (naming it).
     """
-    from google.protobuf.message import DecodeError
-    from tensorflow.core.protobuf import saved_model_pb2
-
     path = as_path(saved_model_dir) / "saved_model.pb"
     if not path.is_file():
         raise UntrustedModelError(f"{path}: no such file (not a SavedModel)")

@@ -85,8 +85,9 @@ def flatbuffer_ops(flatbuffer: bytes) -> list[str]:
     """The sorted op names of a `.tflite` flatbuffer: builtin names (CONV_2D, RFFT2D, ...),
     custom ops (Select TF ops are custom ops named Flex...) as `custom:<name>`."""
     try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:  # converting without the runtime: TensorFlow's copy of the schema
+        from ai_edge_litert import schema_py_generated as schema  # the optional `emotf[litert]`
+    except ImportError:
+        # Converting without the runtime: TensorFlow's copy of the schema (lazy, see _sampler).
         from tensorflow.lite.python import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -120,7 +121,7 @@ def check_builtin_ops(flatbuffer: bytes, where: str = "the converted model") -> 
 
 def _interpreter_class(path):
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # the optional `emotf[litert]` extra
     except ImportError:
         raise ImportError(MISSING_RUNTIME.format(path=path)) from None
     return Interpreter
@@ -198,9 +199,11 @@ class LiteRTModel:
     def _sampler(self):
         """`emotf.sampling.sample_clip(..., training=False)` as a tf.function (traced once)."""
         if self._sample is None:
+            # TensorFlow (emotf.sampling imports it) only when a clip is sampled: emotf-export
+            # imports this module for its --help, which stays fast without TensorFlow.
             import tensorflow as tf
 
-            from emotf.sampling import sample_clip
+            from emotf.sampling import sample_clip  # (imports TensorFlow: lazy, as above)
 
             config = self.sampling
 
@@ -265,7 +268,7 @@ class LiteRTModel:
             {"label": int, "probabilities": float64 [C] (mean of the segment softmaxes),
              "segment_probabilities": float32 [N, C]} per clip, like `Predictor.run_model`.
         """
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: see _sampler
 
         sample = self._sampler()
         results = []

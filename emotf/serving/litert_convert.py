@@ -35,8 +35,10 @@ import uuid
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 import emotf
+from emotf import pipeline
 from emotf.configs import SamplingConfig
 from emotf.corpora.info import CORPUS_KEY, CorpusInfo
 from emotf.corpora.splits import ACTORS
@@ -88,10 +90,9 @@ def representative_segments(
     """A representative dataset for int8 calibration: a callable yielding
     {"frames": uint8 [N, S, S, 3], "audio": float32 [N, L]} for the first `count` clips of
     `records` in `folds` (evaluation-mode sampling, `emotf.pipeline.make_dataset`)."""
-    from emotf.pipeline import make_dataset
 
     def generate():
-        dataset = make_dataset(records, folds, training=False, config=config, batch_size=1)
+        dataset = pipeline.make_dataset(records, folds, training=False, config=config, batch_size=1)
         for features, _ in dataset.take(count):
             yield {
                 INPUT_FRAMES: features["frames"][0].numpy(),
@@ -114,10 +115,6 @@ def convert(
         ValueError: an unknown `quantize`, or int8 without a representative dataset.
         NotBuiltinError: the result holds a non-builtin or variable op (`check_builtin_ops`).
     """
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}. Received: {quantize!r}")
     if quantize == "int8" and representative is None:
@@ -164,7 +161,7 @@ def _int8_float_spectrogram(converter, representative) -> bytes:
     denylisted nodes): quantizing the STFT magnitudes, log and per-window normalisation too
     moved held-out clip probabilities by up to 0.33 (tools/bench_export.py, docs/litert.md);
     with the spectrogram in float32, by 0.006."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # the optional `emotf[litert]` extra
 
     names = [
         t["name"]

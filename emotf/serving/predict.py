@@ -41,11 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
+from emotf.evaluation.calibration import apply_temperature
 from emotf.media.face_tracks import FaceTracksConfig
-from emotf.media.faces import crop_faces
+from emotf.media.faces import FaceTracker, NoFaceError, crop_faces
 from emotf.media.preprocess import ClipError, ClipReader, jpeg_round_trip
 from emotf.media.stream import MultiStreamTracker
 from emotf.serving.export import read_metadata
@@ -131,8 +134,6 @@ class PredictConfig(Config):
 def pad_batch(clips: list[dict]) -> dict:
     """`serving_default` inputs for clips ({"frames" uint8 [T,S,S,3], "fps", "pcm16" int16
     [L], "sample_rate"}): frames and waveforms zero-padded to the longest."""
-    import tensorflow as tf
-
     t_max = max(len(c["frames"]) for c in clips)
     s_max = max(max(len(c["pcm16"]) for c in clips), 1)
     size = clips[0]["frames"].shape[1]
@@ -251,8 +252,6 @@ class Predictor:
     @property
     def tracker(self):
         if self._tracker is None:
-            from emotf.media.faces import FaceTracker
-
             self._tracker = FaceTracker(self.tracker_config)
         return self._tracker
 
@@ -312,8 +311,6 @@ class Predictor:
         }
         temperature = self.metadata.get("temperature")
         if temperature is not None:  # the run's validation-fitted temperature
-            from emotf.evaluation.calibration import apply_temperature
-
             scaled = apply_temperature(mean[None], float(temperature))[0]
             out["calibrated_probabilities"] = {
                 c: float(p) for c, p in zip(codes, scaled, strict=True)
@@ -348,8 +345,6 @@ class Predictor:
         Raises:
             MediaError, ClipError, NoFaceError: the video cannot be predicted.
         """
-        from emotf.media.faces import NoFaceError
-
         config = self.resolve(window, hop, batch_size, faces)
         assert config.window_s is not None and config.hop_s is not None  # resolve fills them
         window, hop, batch_size = float(config.window_s), float(config.hop_s), config.batch_size
@@ -399,8 +394,6 @@ class Predictor:
             raise too_many_windows(declared, hop)
         bar = None
         if progress and total and total > LONG_VIDEO_WINDOWS:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=total, desc=Path(video).name, unit="window", leave=False)
 
         def audio_of(w):
@@ -788,8 +781,6 @@ def predict_files(
     results = []
     pairs = list(zip(videos, audios, stems, strict=True))
     if progress and len(pairs) > 1:
-        from tqdm.auto import tqdm
-
         pairs = tqdm(pairs, desc="emotf-predict", unit="file")
     for video, audio, stem in pairs:
         try:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import re
 
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+
 __all__ = ["load_problem", "load_serving", "tf_error_line"]
 
 
@@ -14,9 +17,6 @@ def load_serving(model_dir):
     """`serving_default` of the SavedModel in `model_dir`. A damaged SavedModel (a flipped byte
     or a truncated variables file, a broken graph) raises one ValueError naming the folder and
     the problem (`load_problem`), not TensorFlow's raw message."""
-    import tensorflow as tf
-    from google.protobuf.message import DecodeError
-
     try:
         loaded = tf.saved_model.load(str(model_dir))
     except tf.errors.ResourceExhaustedError:
@@ -85,8 +85,6 @@ def _variables_file(model_dir, shard: int) -> str:
     """`variables/variables.data-<shard>-of-<n>`, as found in `model_dir` (n unknown: *)."""
     name = f"variables.data-{shard:05d}-of-"
     try:
-        import tensorflow as tf
-
         found = sorted(tf.io.gfile.glob(f"{model_dir}/variables/{name}*")) if model_dir else []
     except Exception:  # noqa: BLE001 - only a name for the message
         found = []

@@ -140,7 +140,7 @@ def _panel(
 def class_colours(class_codes: list[str]) -> dict:
     """A colour per class code: tab10's in order (tab20's beyond 10 classes, repeating
     beyond 20)."""
-    import matplotlib
+    import matplotlib  # slow to import: only loaded when a figure is drawn
 
     cmap = matplotlib.colormaps["tab10" if len(class_codes) <= 10 else "tab20"]
     return {code: cmap(i % cmap.N) for i, code in enumerate(class_codes)}
@@ -152,7 +152,7 @@ def timeline_figure(result: dict, class_codes: list[str]):
     import matplotlib  # (matplotlib: only loaded when a figure is drawn)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (after the backend is chosen)
 
     panels = face_timelines(result)
     colours = class_colours(class_codes)
@@ -199,7 +199,7 @@ def plot_timeline(result: dict, class_codes: list[str], path) -> None:
     class; a run of windows with the same label has its code written on it when it fits);
     one such panel per face when every face was tracked."""
     fig = timeline_figure(result, class_codes)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # slow to import: figures only (loaded by timeline_figure)
 
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=PNG_DPI)

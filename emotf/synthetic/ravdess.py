@@ -39,7 +39,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
+import av
 import numpy as np
+from tqdm.auto import tqdm
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SEED, Config
@@ -303,8 +305,6 @@ def write_mp4(
     path: Path, frames: np.ndarray, pcm: np.ndarray | None, config: RavdessSampleConfig
 ) -> None:
     """MP4 with H.264 video at `config.fps` and, when `pcm` is given, AAC mono at 48 kHz."""
-    import av  # PyAV: heavy, only for writing media
-
     rate = Fraction(config.fps).limit_denominator(1001)
     with av.open(str(path), "w", format="mp4") as out:
         video = out.add_stream("libx264", rate=rate)
@@ -381,8 +381,6 @@ def make_ravdess_sample(
             the output does not depend on it.
         progress: show a tqdm bar (default: when writing 24 files or more).
     """
-    from tqdm.auto import tqdm  # only for the progress bar
-
     out_dir = Path(out_dir)
     speech = sample_names(config)
     names = speech + (extra_names(speech) if config.extras else [])

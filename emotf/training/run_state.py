@@ -25,9 +25,11 @@ import csv
 import errno
 import io
 import json
+import shutil
 import uuid
 import warnings
 
+import h5py
 import keras
 import numpy as np
 
@@ -110,8 +112,6 @@ def check_free_space(path, needed: int) -> None:
     """Refuse to write `needed` bytes into `path`'s folder when its disk has less free (a
     local path only): HDF5 does not survive a full disk (it crashes the process while closing
     the file, after a screen of tracebacks), so a weights file is never started on one."""
-    import shutil
-
     path = as_path(path)
     if not path.is_local:
         return
@@ -136,7 +136,6 @@ def save_model(model: keras.Model, path) -> StoragePath:
 def weights_problem(path) -> str | None:
     """What is wrong with a .weights.h5 file (None: every array in it reads back): a file cut
     short by a full disk or a kill under an older release fails here."""
-    import h5py
 
     def read(_name, item):
         if isinstance(item, h5py.Dataset):

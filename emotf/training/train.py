@@ -20,6 +20,7 @@ metrics; `--fold all` writes `fold-K/` runs and one CV summary (`emotf.runs.fold
 from __future__ import annotations
 
 import platform
+import sys
 import time
 from dataclasses import replace
 
@@ -36,6 +37,7 @@ from emotf.evaluation.reports import cv_report
 from emotf.runs import data as run_data
 from emotf.runs.data import DatasetFactory, check_records_folder, records_dataset
 from emotf.runs.folder import CrossValidation, Run
+from emotf.serving.export import export_run
 from emotf.storage import read_json
 from emotf.training.corpus import run_corpus
 from emotf.training.distribute import (
@@ -84,8 +86,6 @@ def fit_verbose(verbose, stream=None) -> int:
     codes would fill the log. `verbose` None or "auto" asks for that choice; 0, 1 or 2 given
     explicitly are kept. `stream`: where Keras prints (default sys.stdout)."""
     if verbose is None or verbose == "auto":
-        import sys
-
         stream = stream if stream is not None else sys.stdout
         try:
             return 1 if stream.isatty() else 2
@@ -240,8 +240,6 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
         **({"init_from": init_from} if init_from is not None else {}),
     }
     if config.export:
-        from emotf.serving.export import export_run
-
         metrics["saved_model"] = str(export_run(run.path))
     run.write_metrics(metrics)
     return metrics

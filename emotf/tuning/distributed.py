@@ -26,6 +26,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -194,8 +195,7 @@ def serve_oracle(
     Raises:
         RuntimeError: the address cannot be listened on (in use, not this machine's).
     """
-    from concurrent import futures
-
+    # grpc and keras-tuner's internals serve the distributed search only: not loaded otherwise.
     import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
