@@ -196,6 +196,7 @@ def _train_fold(config: TrainConfig, dataset_fn: DatasetFactory, strategy, scrat
             train_ds,
             validation_data=val_ds,
             epochs=config.epochs,
+            shuffle=False,  # the tf.data pipeline shuffles (emotf.pipeline); Keras would warn
             steps_per_epoch=steps if config.steps_per_epoch or workers > 1 else None,
             callbacks=training_callbacks(run, config, scratch),
             verbose=fit_verbose(config.verbose),

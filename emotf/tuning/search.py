@@ -131,6 +131,7 @@ class EmotfHyperModel(keras_tuner.HyperModel):
             validation_data=val_ds,
             epochs=int(kwargs.get("epochs", trial.epochs)),
             initial_epoch=initial_epoch,
+            shuffle=False,  # the tf.data pipeline shuffles (emotf.pipeline); Keras would warn
             steps_per_epoch=trial.steps_per_epoch or None,
             callbacks=kwargs.get("callbacks", []),
             verbose=fit_verbose(trial.verbose),
