@@ -198,6 +198,8 @@ def rehearse(fraction: float, out: Path, workers: int) -> dict:
     for name, module, argv in stages:
         print(f"rehearsal: {name} ...", flush=True)
         result["stages"].append(run_stage(name, module, argv, out))
+        # What is done so far, should a long run be stopped.
+        (out / "rehearsal.partial.json").write_text(json.dumps(result, indent=1))
     shards = list(records.glob("*.tfrecord"))
     result["records_bytes"] = sum(p.stat().st_size for p in shards)
     result["records_bytes_per_clip"] = round(result["records_bytes"] / len(clips))
