@@ -31,9 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -41,7 +38,6 @@ from typing import Any, cast
 
 import av
 import numpy as np
-from tqdm.auto import tqdm
 
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SEED, Config
@@ -56,9 +52,9 @@ from emotf.corpora.ravdess import (
 )
 from emotf.synthetic.config import ClipPlan, SampleConfig
 from emotf.synthetic.media import face_boxes, render_audio, render_frames, write_wav
+from emotf.synthetic.writing import SAMPLE_JSON, write_all, write_sample_json
 
 SAMPLE_FORMAT_VERSION = 1
-SAMPLE_JSON = "sample.json"
 AUDIO_RATE = 48000  # the release's audio rate (AAC in the MP4s, 16-bit PCM in the WAVs)
 MAX_SECONDS = 60.0
 
@@ -386,22 +382,8 @@ def make_ravdess_sample(
     names = speech + (extra_names(speech) if config.extras else [])
     for actor in sorted({n.actor for n in names}):
         (out_dir / f"Actor_{actor:02d}").mkdir(parents=True, exist_ok=True)
-    many = len(names) >= 24
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if many else 1
     jobs = [(str(out_dir), name, config) for name in names]
-    bar = dict(
-        total=len(jobs),
-        desc="emotf-make-sample",
-        unit="file",
-        disable=not (many if progress is None else progress),
-    )
-    if workers > 1:
-        # spawn, not fork: the caller may hold TensorFlow or OpenCV threads.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            records = list(tqdm(pool.map(_make_file, jobs), **bar))
-    else:
-        records = [_make_file(job) for job in tqdm(jobs, **bar)]
+    records = write_all(_make_file, jobs, workers, progress, unit="file")
     meta = {
         "format_version": SAMPLE_FORMAT_VERSION,
         "corpus": "ravdess",
@@ -410,9 +392,7 @@ def make_ravdess_sample(
         "audio_group": AUDIO_GROUP,
         "clips": records,
     }
-    tmp = out_dir / (SAMPLE_JSON + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(out_dir / SAMPLE_JSON)
+    write_sample_json(out_dir, meta)
     return [out_dir / f"Actor_{n.actor:02d}" / f"{n.stem}.mp4" for n in speech]
 
 

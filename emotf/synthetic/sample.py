@@ -35,13 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from emotf.corpora.cremad import (
     EMOTIONS,
@@ -60,9 +56,10 @@ from emotf.synthetic.media import (
     write_flv,
     write_wav,
 )
+from emotf.synthetic.writing import SAMPLE_JSON, write_all, write_sample_json
 
 SAMPLE_FORMAT_VERSION = 1
-VIDEO_DIR, AUDIO_DIR, SAMPLE_JSON = "VideoFlash", "AudioWAV", "sample.json"
+VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
 
 # Emotion -> cue group per modality (see the module docstring's table).
 VIDEO_GROUP: dict[str, int] = {"ANG": 0, "DIS": 0, "FEA": 1, "HAP": 1, "NEU": 2, "SAD": 2}
@@ -250,22 +247,8 @@ def make_sample(
     (out_dir / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
     (out_dir / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     names = sample_clip_names(config)
-    many = len(names) >= 24
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if many else 1
     jobs = [(str(out_dir), name, config) for name in names]
-    bar = dict(
-        total=len(jobs),
-        desc="emotf-make-sample",
-        unit="clip",
-        disable=not (many if progress is None else progress),
-    )
-    if workers > 1:
-        # spawn, not fork: the caller may hold TensorFlow or OpenCV threads.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            records = list(tqdm(pool.map(_make_clip, jobs), **bar))
-    else:
-        records = [_make_clip(job) for job in tqdm(jobs, **bar)]
+    records = write_all(_make_clip, jobs, workers, progress)
     meta = {
         "format_version": SAMPLE_FORMAT_VERSION,
         "config": dataclasses.asdict(config),
@@ -273,9 +256,7 @@ def make_sample(
         "audio_group": AUDIO_GROUP,
         "clips": records,
     }
-    tmp = out_dir / (SAMPLE_JSON + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(out_dir / SAMPLE_JSON)
+    write_sample_json(out_dir, meta)
     return [out_dir / r["flv"] for r in records]
 
 
