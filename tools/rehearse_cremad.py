@@ -11,8 +11,16 @@ stage in its own process: build the records, verify them, train the default (pap
 one epoch on fold 0, train the small demo model through `--fold all` for one epoch, evaluate
 the fold-0 run and export it. For every stage it writes wall time, CPU time (the process and
 its children), peak RSS (the largest of the process and any one child) and per-clip figures to
-`OUT/rehearsal.json`, and prints them as a table. `--compare A B` prints B's per-clip time and
-peak RSS over A's: the issue's bound is 1.2x from 0.1 to 1.0.
+`OUT/rehearsal.json`, and prints them as a table. `--compare A B` prints B's per-clip wall and
+CPU time and peak RSS over A's: the issue's bound is 1.2x from 0.1 to 1.0. CPU time per clip
+is what to compare when the runs saw different loads (wall time is in the table with the load
+average at each stage's start and end).
+
+A long run resumes: rerunning the same command with the same `--out` keeps the stages that
+`OUT/rehearsal.partial.json` records as done (same fraction and clips) and the sample clips
+already written (each clip is written under a temporary name and renamed), and goes on from the
+first stage not done; `--restart` starts over. Run it at low priority beside other work with
+`nice -n 19`: CPU time stays comparable, wall time is then the machine's business.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from emotf.demo import DEMO_MODEL
 from emotf.synthetic.config import SampleConfig
 from emotf.synthetic.media import render_audio, render_frames, write_flv, write_wav
 from emotf.synthetic.sample import clip_plan
+
+PARTIAL = "rehearsal.partial.json"
 
 WAV_HEADER_BYTES = 44
 BYTES_PER_SECOND = 16000 * 2  # 16 kHz mono int16
@@ -78,6 +88,11 @@ def chosen_clips(fraction: float) -> list[tuple[str, float]]:
     return [(name, durations[name]) for name in sorted(chosen)]
 
 
+def clip_files(folder: Path, name: str) -> tuple[Path, Path]:
+    """(video, audio) of one synthetic clip, in CREMA-D's layout."""
+    return folder / "VideoFlash" / f"{name}.flv", folder / "AudioWAV" / f"{name}.wav"
+
+
 def _write_clip(job: tuple[str, str, float, SampleConfig]) -> None:
     folder, name, seconds, base = job
     config = dataclasses.replace(
@@ -85,18 +100,46 @@ def _write_clip(job: tuple[str, str, float, SampleConfig]) -> None:
     )
     plan = clip_plan(name, config)
     pcm = render_audio(plan, config)
-    write_wav(Path(folder) / "AudioWAV" / f"{name}.wav", pcm, config.sample_rate)
-    write_flv(Path(folder) / "VideoFlash" / f"{name}.flv", render_frames(plan, config), pcm, config)
+    video, audio = clip_files(Path(folder), name)
+    # Temporary names, renamed when whole: a killed run leaves no half-written clip behind.
+    # The temporaries keep their suffix, so the muxer still knows the format.
+    video_tmp, audio_tmp = (
+        video.with_name(f".tmp-{video.name}"),
+        audio.with_name(f".tmp-{audio.name}"),
+    )
+    write_wav(audio_tmp, pcm, config.sample_rate)
+    write_flv(video_tmp, render_frames(plan, config), pcm, config)
+    os.replace(audio_tmp, audio)
+    os.replace(video_tmp, video)
 
 
 def write_sample(out: Path, clips: list[tuple[str, float]], workers: int) -> None:
-    """The synthetic set: `VideoFlash/<name>.flv` + `AudioWAV/<name>.wav` per clip."""
+    """The synthetic set: `VideoFlash/<name>.flv` + `AudioWAV/<name>.wav` per clip; clips
+    already there (a resumed run) are kept."""
     (out / "VideoFlash").mkdir(parents=True, exist_ok=True)
     (out / "AudioWAV").mkdir(parents=True, exist_ok=True)
-    jobs = [(str(out), name, seconds, SampleConfig()) for name, seconds in clips]
+    jobs = [
+        (str(out), name, seconds, SampleConfig())
+        for name, seconds in clips
+        if not all(p.exists() for p in clip_files(out, name))
+    ]
+    if not jobs:
+        return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         list(tqdm(pool.map(_write_clip, jobs, chunksize=8), total=len(jobs), desc="sample"))
+
+
+def git_commit() -> str | None:
+    """The commit this tool's tree is at (None outside a git checkout)."""
+    done = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    return done.stdout.strip() or None
 
 
 def model_flags(model: ModelConfig) -> list[str]:
@@ -114,6 +157,7 @@ def model_flags(model: ModelConfig) -> list[str]:
 def run_stage(name: str, module: str, argv: list[str], out: Path) -> dict:
     """Run one console script's `main(argv)` in a fresh process; its wall, CPU and peak RSS."""
     report = out / f".{name}.rusage.json"
+    load_start, clock = os.getloadavg()[0], time.strftime("%Y-%m-%d %H:%M:%S %Z")
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", STAGE_RUNNER, module, json.dumps(argv), str(report)], check=False
@@ -128,35 +172,70 @@ def run_stage(name: str, module: str, argv: list[str], out: Path) -> dict:
         "wall_s": round(wall, 1),
         "cpu_s": round(usage["cpu_s"], 1),
         "peak_rss_mb": round(usage["peak_rss_mb"]),
+        "started": clock,
+        "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
 
 
-def rehearse(fraction: float, out: Path, workers: int) -> dict:
+def resumed(out: Path, fraction: float, clips: int) -> dict | None:
+    """The partial result of an earlier run of the same rehearsal in `out`, if any."""
+    path = out / PARTIAL
+    if not path.exists():
+        return None
+    try:
+        partial = json.loads(path.read_text())
+    except ValueError:
+        return None
+    if partial.get("fraction") != fraction or partial.get("clips") != clips:
+        return None
+    return partial
+
+
+def rehearse(fraction: float, out: Path, workers: int, restart: bool = False, run=None) -> dict:
+    """Run (or resume) the rehearsal; returns the result written to `OUT/rehearsal.json`.
+    `run(name, module, argv, out) -> stage dict` runs one stage (default `run_stage`)."""
+    run = run or run_stage
     out.mkdir(parents=True, exist_ok=True)
     clips = chosen_clips(fraction)
     sample, records, runs = out / "sample", out / "records", out / "runs"
-    result: dict = {
+    earlier = None if restart else resumed(out, fraction, len(clips))
+    result: dict = earlier or {
         "fraction": fraction,
         "clips": len(clips),
         "audio_seconds": round(sum(s for _, s in clips), 1),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "load_average_at_start": os.getloadavg(),
         "cpus": os.cpu_count(),
+        "nice": os.nice(0),
+        "commit": git_commit(),
         "stages": [],
     }
-    started = time.perf_counter()
-    before = os.times()
-    write_sample(sample, clips, workers)
-    after = os.times()
-    cpu = sum(after[:4]) - sum(before[:4])
-    result["stages"].append(
-        {
-            "stage": "sample",
-            "wall_s": round(time.perf_counter() - started, 1),
-            "cpu_s": round(cpu, 1),
-            "peak_rss_mb": None,
-        }
-    )
+    done = {stage["stage"] for stage in result["stages"]}
+    if earlier:
+        print(f"rehearsal: resuming {out} (done: {', '.join(sorted(done)) or 'nothing'})")
+
+    def keep(stage: dict) -> None:
+        result["stages"].append(stage)
+        # What is done so far, should a long run be stopped.
+        (out / PARTIAL).write_text(json.dumps(result, indent=1))
+
+    if "sample" not in done:
+        print("rehearsal: sample ...", flush=True)
+        load_start, clock = os.getloadavg()[0], time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        started = time.perf_counter()
+        before = os.times()
+        write_sample(sample, clips, workers)
+        after = os.times()
+        keep(
+            {
+                "stage": "sample",
+                "wall_s": round(time.perf_counter() - started, 1),
+                "cpu_s": round(sum(after[:4]) - sum(before[:4]), 1),
+                "peak_rss_mb": None,
+                "started": clock,
+                "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+            }
+        )
     common_train = ["--records", str(records), "--epochs", "1", "--verbose", "2"]
     stages = [
         (
@@ -196,15 +275,16 @@ def rehearse(fraction: float, out: Path, workers: int) -> dict:
         ("export", "emotf.cli.export", [str(runs / "default-f0"), "--out", str(out / "export")]),
     ]
     for name, module, argv in stages:
+        if name in done:
+            continue
         print(f"rehearsal: {name} ...", flush=True)
-        result["stages"].append(run_stage(name, module, argv, out))
-        # What is done so far, should a long run be stopped.
-        (out / "rehearsal.partial.json").write_text(json.dumps(result, indent=1))
+        keep(run(name, module, argv, out))
     shards = list(records.glob("*.tfrecord"))
     result["records_bytes"] = sum(p.stat().st_size for p in shards)
     result["records_bytes_per_clip"] = round(result["records_bytes"] / len(clips))
     for stage in result["stages"]:
         stage["per_clip_s"] = round(stage["wall_s"] / len(clips), 4)
+        stage["per_clip_cpu_s"] = round(stage["cpu_s"] / len(clips), 4)
         stage["clips_per_s"] = round(len(clips) / stage["wall_s"], 2) if stage["wall_s"] else None
     (out / "rehearsal.json").write_text(json.dumps(result, indent=1))
     return result
@@ -214,27 +294,45 @@ def table(result: dict) -> str:
     lines = [
         f"fraction {result['fraction']}: {result['clips']} clips, "
         f"{result['audio_seconds']} s of audio, load {result['load_average_at_start']}",
-        f"{'stage':<30}{'wall s':>9}{'CPU s':>9}{'peak RSS MB':>13}{'s/clip':>9}",
+        f"{'stage':<30}{'wall s':>9}{'CPU s':>9}{'peak RSS MB':>13}{'s/clip':>9}"
+        f"{'CPU s/clip':>11}{'load':>12}",
     ]
+    clips = result["clips"]
     for s in result["stages"]:
         rss = "-" if s["peak_rss_mb"] is None else str(s["peak_rss_mb"])
+        load = "-".join(str(x) for x in s.get("load_1min", [])) or "-"
         lines.append(
-            f"{s['stage']:<30}{s['wall_s']:>9}{s['cpu_s']:>9}{rss:>13}{s['per_clip_s']:>9}"
+            f"{s['stage']:<30}{s['wall_s']:>9}{s['cpu_s']:>9}{rss:>13}"
+            f"{s['wall_s'] / clips:>9.4f}{s['cpu_s'] / clips:>11.4f}{load:>12}"
         )
-    lines.append(
-        f"records: {result['records_bytes'] / 2**20:.1f} MiB, "
-        f"{result['records_bytes_per_clip'] / 1024:.1f} KiB per clip"
-    )
+    if "records_bytes" in result:  # a finished run
+        lines.append(
+            f"records: {result['records_bytes'] / 2**20:.1f} MiB, "
+            f"{result['records_bytes_per_clip'] / 1024:.1f} KiB per clip"
+        )
     return "\n".join(lines)
 
 
 def compare(small: dict, large: dict) -> str:
-    """Per stage: large's per-clip time and peak RSS over small's (the bound is 1.2x)."""
-    lines = [f"{'stage':<30}{'per-clip time x':>17}{'peak RSS x':>12}"]
-    for a, b in zip(small["stages"], large["stages"], strict=True):
-        time_ratio = b["per_clip_s"] / a["per_clip_s"] if a["per_clip_s"] else math.nan
-        rss = (b["peak_rss_mb"] / a["peak_rss_mb"]) if a["peak_rss_mb"] else math.nan
-        lines.append(f"{a['stage']:<30}{time_ratio:>17.2f}{rss:>12.2f}")
+    """Per stage in both: large's per-clip wall and CPU time and peak RSS over small's (the
+    bound is 1.2x)."""
+
+    def ratio(b, a) -> float:
+        return b / a if a and b is not None else math.nan
+
+    lines = [f"{'stage':<30}{'wall/clip x':>13}{'CPU/clip x':>12}{'peak RSS x':>12}"]
+    larger = {stage["stage"]: stage for stage in large["stages"]}
+    for a in small["stages"]:
+        b = larger.get(a["stage"])
+        if b is None:
+            lines.append(f"{a['stage']:<30}{'(not run)':>13}")
+            continue
+        cpu_a, cpu_b = a["cpu_s"] / small["clips"], b["cpu_s"] / large["clips"]
+        wall_a, wall_b = a["wall_s"] / small["clips"], b["wall_s"] / large["clips"]
+        lines.append(
+            f"{a['stage']:<30}{ratio(wall_b, wall_a):>13.2f}"
+            f"{ratio(cpu_b, cpu_a):>12.2f}{ratio(b['peak_rss_mb'], a['peak_rss_mb']):>12.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -244,14 +342,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("rehearsal"))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("SMALL", "LARGE"))
+    parser.add_argument("--restart", action="store_true", help="discard an earlier partial run")
     args = parser.parse_args()
     if args.compare:
+        # A partial run compares too: the stages it has done.
         small, large = (json.loads(p.read_text()) for p in args.compare)
-        print(compare(small, large))
+        print(table(small), table(large), compare(small, large), sep="\n\n")
         return
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction must be in (0, 1]. Received: {args.fraction}")
-    print(table(rehearse(args.fraction, args.out, args.workers)))
+    print(table(rehearse(args.fraction, args.out, args.workers, restart=args.restart)))
 
 
 if __name__ == "__main__":
