@@ -112,6 +112,29 @@ def test_real_mtcnn_finds_the_pasted_face(astronaut_frames):
     assert np.diff(cx).mean() == pytest.approx(2.0, abs=1.0)  # follows the motion
 
 
+def test_graph_pnet_gives_mtcnns_own_numbers(astronaut_frames):
+    """`GraphPNet` (the P-net's pyramid in one graph) gives exactly the boxes and confidences
+    of mtcnn's own eager P-net stage, on one keyframe and on a batch, downscaled or not."""
+    import cv2
+    import mtcnn
+
+    from emotf.media.faces import GraphPNet
+
+    tracker = FaceTracker(FaceTrackerConfig())
+    assert isinstance(tracker.detector.stages[0], GraphPNet)
+    plain = FaceTracker(FaceTrackerConfig(), detector=mtcnn.MTCNN())
+    frames = astronaut_frames.copy()
+    frames[6:] = cv2.GaussianBlur(frames[6], (0, 0), 1.5)  # another image in the batch
+    for scale in (0.5, 1.0):
+        for batch in ([frames[0]], list(frames[::3])):
+            got, want = tracker.detect(batch, scale), plain.detect(batch, scale)
+            assert [len(x) for x in got] == [len(x) for x in want] and sum(map(len, got))
+            for g, w in zip(got, want, strict=True):
+                for (gb, gc), (wb, wc) in zip(g, w, strict=True):
+                    np.testing.assert_array_equal(gb, wb)
+                    assert gc == wc
+
+
 @pytest.mark.parametrize(
     "field, value",
     [

@@ -123,6 +123,21 @@ def test_encode_jpegs_round_trip():
     assert back[..., 0].mean() > 190 and back[..., 2].mean() < 10
 
 
+def test_encode_jpegs_bytes_are_those_of_the_reversed_channel_copy():
+    """`encode_jpegs` converts RGB to BGR with cv2.cvtColor: the same JPEG bytes as the
+    strided `image[..., ::-1]` copy it replaced (records stay byte-identical)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90]
+    want = [
+        cv2.imencode(".jpg", np.ascontiguousarray(im[..., ::-1]), params)[1].tobytes()
+        for im in images
+    ]
+    assert encode_jpegs(images, 90) == want
+
+
 def test_integer_pcm_of_any_width_is_scaled_to_its_full_range():
     """PyAV hands s16, s32 or u8 samples to both decoders (emotf.media.files and .decode):
     each is scaled by its own range (an s32 track once came through unscaled)."""

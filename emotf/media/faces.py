@@ -234,6 +234,94 @@ def other_faces(candidates: list[tuple[np.ndarray, float]], followed: np.ndarray
 MTCNN_MIN_FACE = 20
 
 
+class GraphPNet:
+    """mtcnn 1.0's P-net stage (`mtcnn.stages.StagePNet`) with its image pyramid in one graph.
+
+    mtcnn resizes the batch to every pyramid level eagerly (`tf.image.resize`, AREA) and calls
+    the net once per level: ~15 eager ops and 7 function calls per detector call on a 240x180
+    keyframe. Here one `tf.function` (traced once per image size; the levels follow from the
+    size alone) does the same resizes and net calls, with the same kernels, so its outputs
+    are the same numbers (tests/test_faces.py compares both on real frames); the
+    post-processing (proposals, the two NMS rounds, squaring) is mtcnn's own, unchanged.
+    """
+
+    def __init__(self, stage):
+        import tensorflow as tf  # lazy: the media modules never import TensorFlow at import
+
+        self.stage = stage
+        self._name, self._id = stage.name, stage.id
+        self._model = stage.model
+        model = stage.model
+
+        def pyramid(images, scales: tuple[float, ...]):
+            from mtcnn.utils.images import scale_images  # lazy: mtcnn imports TensorFlow
+
+            return [model(scale_images(images, scale)) for scale in scales]
+
+        self._pyramid = tf.function(pyramid)
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def id(self):
+        return self._id
+
+    @property
+    def model(self):
+        return self._model
+
+    def __call__(
+        self,
+        images_normalized,
+        images_oshapes,
+        min_face_size=20,
+        min_size=12,
+        scale_factor=0.709,
+        threshold_pnet=0.6,
+        nms_pnet1=0.5,
+        nms_pnet2=0.7,
+        **kwargs,
+    ):
+        # Lazy: mtcnn imports TensorFlow; this runs only once a detector exists.
+        from mtcnn.utils.bboxes import (
+            generate_bounding_box,
+            resize_to_square,
+            smart_nms_from_bboxes,
+            upscale_bboxes,
+        )
+        from mtcnn.utils.images import build_scale_pyramid
+
+        # StagePNet.__call__, steps 1-7, with steps 2-3 in one graph.
+        scales_groups = [
+            build_scale_pyramid(
+                shape[1], shape[0], min_face_size=min_face_size, scale_factor=scale_factor
+            )
+            for shape in images_oshapes
+        ]
+        scales_index = scales_groups[int(np.argmax([x.shape[0] for x in scales_groups]))]
+        batch_size = images_normalized.shape[0]
+        pnet_result = self._pyramid(images_normalized, tuple(float(x) for x in scales_index))
+        bboxes_nms = [
+            smart_nms_from_bboxes(
+                upscale_bboxes(
+                    generate_bounding_box(result[0], result[1], threshold_pnet),
+                    np.asarray([scale] * batch_size),
+                ),
+                threshold=nms_pnet1,
+                method="union",
+                initial_sort=False,
+            )
+            for result, scale in zip(pnet_result, scales_index, strict=True)
+        ]
+        bboxes_batch = np.concatenate(bboxes_nms, axis=0) if bboxes_nms else np.empty((0, 6))
+        bboxes_batch = smart_nms_from_bboxes(
+            bboxes_batch, threshold=nms_pnet2, method="union", initial_sort=True
+        )
+        return resize_to_square(bboxes_batch)
+
+
 class FaceTracker:
     """Find one face per frame with MTCNN on keyframes plus tracking (see the module docstring).
 
@@ -259,10 +347,14 @@ class FaceTracker:
             detector = mtcnn.MTCNN(stages=self.config.stages)
             # mtcnn 1.0 calls its P/R/O-nets eagerly, layer by layer: as graphs they run ~2x
             # faster with the same outputs. reduce_retracing: after the first shapes the trace
-            # takes any size (pyramid levels, candidate counts), so traces stay few.
-            for stage in getattr(detector, "stages", []):
+            # takes any size (candidate counts), so traces stay few. The P-net's whole image
+            # pyramid (resize + net at every level) is one graph (`GraphPNet`).
+            stages = getattr(detector, "_stages", None)
+            if stages and type(stages[0]).__name__ == "StagePNet":
+                stages[0] = GraphPNet(stages[0])
+            for stage in stages or []:
                 model = getattr(stage, "_model", None)
-                if model is not None:
+                if model is not None and not isinstance(stage, GraphPNet):
                     stage._model = tf.function(model, reduce_retracing=True)
             self._detector = detector
         return self._detector

