@@ -1,13 +1,19 @@
 """Serving speed on CPU: SavedModel latency per clip, and emotf-predict's real-time factor.
 
-    python tools/bench_serving.py [--repeats 10] [--clips 4] [--seconds 2.5] [--json-only]
+    python tools/bench_serving.py [--repeats 10] [--clips 4] [--seconds 2.5] [--compare]
+                                  [--no-predict] [--inter-op N] [--intra-op N]
+                                  [--onednn default|on|off]
 
 1. Builds the full-size default model (`ModelConfig()`, N = 10; random weights: latency does
    not depend on the weights) and exports it with `emotf.serving.export.export_saved_model` into a
    temporary folder.
 2. `serving_default` latency on 2.5 s clips (75 face crops at 30 fps + 40,000 samples at
-   16 kHz): per call at batch 1 (p50, p95 over `--repeats` calls after a warm-up) and per clip
+   16 kHz): per call at batch 1 (p50, p95 over `--repeats` calls after a warm-up; wall time and
+   the process's CPU time, which load from other processes disturbs much less) and per clip
    at batch 16 (call time / 16).
+   `--compare` also exports the same model without folding BatchNorm (`fold_batchnorm=False`,
+   the graph of earlier exports) and times the two alternately, call by call, in this one
+   process: the ratio new / old of the medians is the figure to quote on a shared machine.
 3. `emotf-predict` end to end (`emotf.serving.predict.predict_files`, one clip per call, model and
    MTCNN already loaded): decode FLV + WAV, face tracking and crops, JPEG round trip, the
    SavedModel; per clip time / clip duration = real-time factor (< 1: faster than real time).
@@ -46,6 +52,38 @@ def _percentiles(values):
     }
 
 
+def _serving(tf, saved_model_dir):
+    return tf.saved_model.load(str(saved_model_dir)).signatures["serving_default"]
+
+
+def _compare(functions: dict, inputs: dict, repeats: int) -> dict:
+    """Time `functions` (name -> serving function) alternately, call by call, on `inputs`:
+    wall and process CPU time quantiles per name, the ratios of the first to the second (p50),
+    and the load average before and after."""
+    for function in functions.values():  # warm-up: allocation, grappler
+        function(**inputs)["probabilities"].numpy()
+    load = [round(x, 2) for x in os.getloadavg()]
+    wall: dict = {name: [] for name in functions}
+    cpu: dict = {name: [] for name in functions}
+    for i in range(repeats):
+        # Alternate who goes first, so neither always follows the other.
+        order = list(functions.items()) if i % 2 == 0 else list(functions.items())[::-1]
+        for name, function in order:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            function(**inputs)["probabilities"].numpy()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    out: dict = {
+        name: {"wall": _percentiles(wall[name]), "cpu": _percentiles(cpu[name])}
+        for name in functions
+    }
+    first, second = list(functions)
+    out["ratio_wall_p50"] = round(out[first]["wall"]["p50"] / out[second]["wall"]["p50"], 3)
+    out["ratio_cpu_p50"] = round(out[first]["cpu"]["p50"] / out[second]["cpu"]["p50"], 3)
+    out["load"] = [load, [round(x, 2) for x in os.getloadavg()]]
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=10, help="timed batch-1 calls")
@@ -53,11 +91,31 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", type=int, default=4, help="synthetic clips for emotf-predict")
     parser.add_argument("--seconds", type=float, default=2.5, help="clip duration")
     parser.add_argument("--work-dir", default=None, help="keep the model and clips here")
+    parser.add_argument(
+        "--compare", action="store_true", help="time the unfolded export alternately (ratio)"
+    )
+    parser.add_argument("--no-predict", action="store_true", help="skip emotf-predict (step 3)")
+    parser.add_argument("--inter-op", type=int, default=0, help="TF inter-op threads (0: TF's)")
+    parser.add_argument("--intra-op", type=int, default=0, help="TF intra-op threads (0: TF's)")
+    parser.add_argument(
+        "--onednn",
+        choices=("default", "on", "off"),
+        default="default",
+        help="TF_ENABLE_ONEDNN_OPTS for this process (default: TensorFlow's choice for the CPU; "
+        "off on this AVX2 machine)",
+    )
     args = parser.parse_args(argv)
+    if args.onednn != "default":  # read once, when TensorFlow is imported (below)
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if args.onednn == "on" else "0"
 
-    import keras
+    import keras  # after --onednn: TensorFlow reads TF_ENABLE_ONEDNN_OPTS when imported
     import numpy as np
     import tensorflow as tf
+
+    if args.inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    if args.intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
 
     from emotf.configs import ModelConfig, SamplingConfig
     from emotf.model import build_model
@@ -71,6 +129,9 @@ def main(argv=None) -> int:
         "machine": platform.machine(),
         "tensorflow": tf.__version__,
         "clip_seconds": args.seconds,
+        "threads": {"inter_op": args.inter_op or "default", "intra_op": args.intra_op or "default"},
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        "load_start": [round(x, 2) for x in os.getloadavg()],
     }
     config = ModelConfig()
     keras.utils.set_random_seed(0)
@@ -83,6 +144,15 @@ def main(argv=None) -> int:
         model_config=config.to_dict(),
     )
     report["export_s"] = round(time.perf_counter() - start, 2)
+    baseline = None
+    if args.compare:
+        baseline = export_saved_model(
+            model,
+            SamplingConfig(num_segments=config.num_segments),
+            work / "model_unfolded",
+            model_config=config.to_dict(),
+            fold_batchnorm=False,
+        )
     report["model"] = {
         "num_segments": config.num_segments,
         "parameters": int(model.count_params()),
@@ -108,24 +178,46 @@ def main(argv=None) -> int:
             "sample_rate": tf.fill([b], rate),
         }
 
+    if baseline is not None:
+        unfolded, inputs = _serving(tf, baseline), batch(1)
+        report["compare_batch1"] = _compare(
+            {"folded": serve, "unfolded": unfolded}, inputs, args.repeats
+        )
+        report["compare_batch1"]["max_abs_diff_probabilities"] = float(
+            np.abs(serve(**inputs)["probabilities"] - unfolded(**inputs)["probabilities"]).max()
+        )
+        quantiles = report["compare_batch1"]
+        print(
+            f"batch 1, alternating: folded p50 {quantiles['folded']['wall']['p50']:.4f} s, "
+            f"unfolded {quantiles['unfolded']['wall']['p50']:.4f} s: ratio "
+            f"{quantiles['ratio_wall_p50']:.3f} (CPU time {quantiles['ratio_cpu_p50']:.3f}), "
+            f"load {quantiles['load']}",
+            flush=True,
+        )
     for size, repeats in ((1, args.repeats), (16, args.batch16_repeats)):
         inputs = batch(size)
         serve(**inputs)[
             "probabilities"
         ].numpy()  # warm-up (first call traces nothing, but allocates)
-        times = []
+        times, cpu = [], []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             serve(**inputs)["probabilities"].numpy()
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
         per_clip = [t / size for t in times]
         quantiles = report[f"savedmodel_batch{size}_per_clip_s"] = _percentiles(per_clip)
+        report[f"savedmodel_batch{size}_cpu_per_clip_s"] = _percentiles([c / size for c in cpu])
         print(
             f"SavedModel batch {size:2d}: per clip p50 {quantiles['p50']:.3f} s, "
             f"p95 {quantiles['p95']:.3f} s",
             flush=True,
         )
         del inputs
+    report["load_savedmodel"] = [round(x, 2) for x in os.getloadavg()]
+    if args.no_predict:
+        print(json.dumps(report))
+        return 0
 
     # emotf-predict end to end on synthetic FLV + WAV clips of the same duration.
     sample_dir = work / "sample"
