@@ -63,6 +63,13 @@ def _wants_tf_logs(argv: list[str]) -> bool:
     return "TF_CPP_MIN_LOG_LEVEL" in os.environ or _pop_flag(list(argv), "--verbose")
 
 
+# Console scripts that run with oneDNN's convolutions unless the user says otherwise
+# (TF_ENABLE_ONEDNN_OPTS=0): TensorFlow 2.21 leaves them off on this kind of CPU, and they take
+# ~0.8x the CPU time of a SavedModel call (docs/serving.md). Read when TensorFlow loads.
+ONEDNN_PROGRAMS = frozenset({"emotf-predict"})
+if os.path.basename(sys.argv[0]) in ONEDNN_PROGRAMS:
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 # Before any console-script module imports TensorFlow (they do at import time).
 TF_LOGS = _wants_tf_logs(sys.argv[1:])
 quiet_tensorflow(verbose=TF_LOGS)
