@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as emotf-predict runs (emotf.cli)
 from emotf.serving.predict import Predictor, predict_files
 predictor = Predictor(sys.argv[1])
 _ = predictor.tracker.detector  # MTCNN loaded before the clock starts

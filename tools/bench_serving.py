@@ -100,9 +100,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--onednn",
         choices=("default", "on", "off"),
-        default="default",
-        help="TF_ENABLE_ONEDNN_OPTS for this process (default: TensorFlow's choice for the CPU; "
-        "off on this AVX2 machine)",
+        default="on",
+        help="TF_ENABLE_ONEDNN_OPTS for this process (on: as emotf-predict runs; default: "
+        "TensorFlow's choice for the CPU, off on this AVX2 machine)",
     )
     args = parser.parse_args(argv)
     if args.onednn != "default":  # read once, when TensorFlow is imported (below)
