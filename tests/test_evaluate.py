@@ -437,6 +437,33 @@ def test_one_prediction_loop_with_and_without_clip_ids():
         predict_clips(model, plain.take(0))
 
 
+def test_prediction_loop_runs_in_one_graph_with_the_eager_outputs():
+    # Memory: an eager call of a Keras functional model holds every intermediate tensor until
+    # it returns (~5 GB for a batch of 16 of the default model); predict_clips runs a graph, in
+    # which the model's Python body runs once per trace, not once per batch, and a last,
+    # smaller batch reuses a shape-relaxed graph (tools/bench_train_memory.py).
+    import keras
+    import tensorflow as tf
+
+    from emotf.evaluation.metrics import predict_clips
+
+    traces = []
+    dense = keras.layers.Dense(6)
+    dense.build((None, 3))  # a trained model's variables exist before it predicts
+
+    def model(inputs, training=False):
+        traces.append(1)
+        return {"probabilities": tf.nn.softmax(dense(inputs["audio"]))}
+
+    audio = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices(({"audio": audio}, np.arange(7) % 6)).batch(2)
+    got = predict_clips(model, ds)
+    assert len(traces) <= 2  # 4 batches (2, 2, 2, 1): at most a first and a relaxed trace
+    eager = np.concatenate([tf.nn.softmax(dense(x["audio"])).numpy() for x, _ in ds])
+    np.testing.assert_allclose(got.probabilities, eager, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got.labels, np.arange(7) % 6)
+
+
 def test_cli_switches_report_extras_off(tmp_path, monkeypatch, capsys):
     from dataclasses import fields
 

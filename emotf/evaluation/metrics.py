@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 MODEL_INPUTS = ("frames", "audio", "spectrograms")
@@ -61,8 +62,21 @@ def _split_element(element):
     return model_inputs, np.asarray(labels).reshape(-1), ids, actors
 
 
+def inference_function(model):
+    """`model(inputs, training=False)` as one tf.function for every batch (`reduce_retracing`:
+    a last, smaller batch reuses the graph instead of tracing another).
+
+    Memory: an eager call of a Keras functional model keeps every intermediate tensor of the
+    graph until the call returns, so a batch of 16 clips of the default N=10 model at 224x224
+    peaked at ~5.3 GB of RSS eagerly, against ~1.8 GB in a graph, where TensorFlow frees each
+    tensor after its last use (`tools/bench_train_memory.py`, docs/evaluation.md).
+    """
+    return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+
+
 def predict_clips(model, dataset) -> Predictions:
-    """Run `model` (inference mode) over every batch of `dataset`.
+    """Run `model` (inference mode, in a graph: `inference_function`) over every batch of
+    `dataset`; only the probabilities, labels and ids of each batch are kept.
 
     Raises:
         ValueError: the dataset is empty, or only some of its batches carry clip ids.
@@ -72,6 +86,7 @@ def predict_clips(model, dataset) -> Predictions:
     probs: list[np.ndarray] = []
     actors: list[np.ndarray] = []
     with_ids = with_actors = None
+    infer = inference_function(model)
     for element in dataset:
         inputs, y, ids, batch_actors = _split_element(element)
         if with_ids is None:
@@ -80,7 +95,7 @@ def predict_clips(model, dataset) -> Predictions:
             raise ValueError("some dataset batches carry clip (or actor) ids and others do not")
         if batch_actors is not None:
             actors.append(batch_actors)
-        out = model(inputs, training=False)
+        out = infer(inputs)
         probs.append(np.asarray(out["probabilities"] if isinstance(out, dict) else out, np.float32))
         labels.append(y)
         clip_ids += ids or []
