@@ -84,6 +84,30 @@ def _compare(functions: dict, inputs: dict, repeats: int) -> dict:
     return out
 
 
+def _arithmetic_floor(tf, config) -> dict:
+    """The least time a call can take here: the model's forward FLOPs per clip
+    (`emotf.model.count_flops`: convolutions and dense layers) over the rate this process
+    reaches on a 2048x2048 float32 matmul with the same threads (the best case for the
+    CPU's FMA units; convolutions reach less)."""
+    from emotf.model import count_flops
+
+    a = tf.random.normal((2048, 2048), seed=0)
+    matmul = tf.function(lambda: tf.matmul(a, a))
+    matmul().numpy()
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        matmul().numpy()
+        times.append(time.perf_counter() - start)
+    rate = 2 * 2048**3 / statistics.median(times)
+    flops = count_flops(config)["per_clip"]
+    return {
+        "gflops_per_clip": round(flops / 1e9, 2),
+        "matmul_gflops_per_s": round(rate / 1e9, 1),
+        "floor_s": round(flops / rate, 4),
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=10, help="timed batch-1 calls")
@@ -215,6 +239,13 @@ def main(argv=None) -> int:
         )
         del inputs
     report["load_savedmodel"] = [round(x, 2) for x in os.getloadavg()]
+    report["floor"] = _arithmetic_floor(tf, config)
+    print(
+        f"arithmetic floor: {report['floor']['gflops_per_clip']} GFLOPs per clip at the "
+        f"{report['floor']['matmul_gflops_per_s']} GFLOP/s of a large matmul here: "
+        f"{report['floor']['floor_s'] * 1000:.1f} ms per clip",
+        flush=True,
+    )
     if args.no_predict:
         print(json.dumps(report))
         return 0
