@@ -121,8 +121,8 @@ def test_a_refused_clip_leaves_no_video_file_open(tmp_path, monkeypatch):
     closed = []
     real_open = decode.open_video
 
-    def spy_open(path, **options):
-        info, frames = real_open(path, **options)
+    def spy_open(path):
+        info, frames = real_open(path)
         real_close = info.close
         info.close = lambda: (closed.append(path), real_close())
         return info, frames

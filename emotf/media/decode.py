@@ -5,18 +5,11 @@ frame-rate grid (variable frame rate handled by timestamps), turned upright by t
 display matrix; `AudioStream` reads mono int16 audio chunk by chunk into a buffer the caller
 trims. `emotf.media.stream` tracks faces on the frames; `emotf.media.preprocess` puts them
 together for the build and for prediction.
-
-`open_video(path, lazy=True)` yields upright 4:2:0 frames as `YUVFrame`s: converted to RGB
-whole only where the detector looks at them, and only around the face box for a crop (at
-1080p a whole conversion costs about as much as decoding the frame, the crop's neighbourhood a
-tenth of it); the pixels are those of the whole conversion (checked on each video's first
-frame, `region_conversion_matches`).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +18,11 @@ import av
 import numpy as np
 import soundfile
 import soxr
-from av.video.reformatter import VideoReformatter
 
 from emotf.media.files import (
     MediaError,
     check_media_file,
-    display_matrix,
     frame_to_rgb,
-    orientation,
     orientation_note,
     pcm_to_float,
     wav_header_shortfall,
@@ -68,11 +58,8 @@ class VideoInfo:
     close: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
 
 
-def open_video(path, *, lazy: bool = False) -> tuple[VideoInfo, Iterator]:
+def open_video(path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     """(VideoInfo, generator of uint8 [H, W, 3] RGB frames on a constant `fps` grid), upright.
-
-    lazy: yield `YUVFrame`s (RGB on demand, whole or around a box: the same pixels) where the
-    video allows it (`lazy_frames`), uint8 arrays otherwise.
 
     Each frame is turned as its display matrix says (`emotf.media.files.frame_to_rgb`: phone
     videos stored landscape and shown portrait), for the build and prediction alike; the first
@@ -128,21 +115,13 @@ def open_video(path, *, lazy: bool = False) -> tuple[VideoInfo, Iterator]:
     if note:
         info.notes.append(note)
 
-    head: np.ndarray | YUVFrame = first_rgb
-    convert: Callable[[av.VideoFrame], np.ndarray | YUVFrame] = frame_to_rgb
-    if lazy and lazy_frames(first, first_rgb):
-        reformatter = VideoReformatter()  # one swscale context for every region of the video
-
-        def lazily(frame) -> np.ndarray | YUVFrame:
-            return YUVFrame(frame, reformatter) if _plain(frame, first) else frame_to_rgb(frame)
-
-        convert, head = lazily, YUVFrame(first, reformatter, first_rgb)
-
     def frames():
         with container:
             try:
                 yield from on_grid(
-                    itertools.chain([(first.time, head)], ((f.time, convert(f)) for f in decoded)),
+                    itertools.chain(
+                        [(first.time, first_rgb)], ((f.time, frame_to_rgb(f)) for f in decoded)
+                    ),
                     info,
                 )
             except (av.error.FFmpegError, EOFError, ValueError) as error:
@@ -176,128 +155,6 @@ def on_grid(timed_frames, info: VideoInfo) -> Iterator[np.ndarray]:
         previous = rgb
         info.frames += 1
         yield rgb
-
-
-# 4:2:0 formats swscale converts to RGB pixel by pixel (each 2 x 2 block of pixels from its own
-# chroma sample), so any even-aligned region converts to the pixels of the whole frame there.
-LAZY_FORMATS = ("yuv420p", "yuvj420p")
-# Pixels converted beyond a box on each side for a crop: bilinear resampling reads the pixel
-# before and after each sample position, and positions stay within the box.
-CROP_MARGIN = 2
-# Regions converted are whole multiples of this (or the frame's side): swscale sets itself up
-# anew for every new size (~1 ms, more than converting a face's region), boxes change size
-# from frame to frame.
-REGION_STEP = 64
-
-
-def _plain(frame, first) -> bool:
-    """`frame` has `first`'s 4:2:0 format, size and colours, and no display-matrix turn."""
-    matrix = display_matrix(frame)
-    return (
-        frame.format.name == first.format.name
-        and (frame.width, frame.height) == (first.width, first.height)
-        and (frame.colorspace, frame.color_range) == (first.colorspace, first.color_range)
-        and (matrix is None or not any(orientation(matrix)))
-    )
-
-
-def lazy_frames(first, first_rgb: np.ndarray) -> bool:
-    """Whether a video whose first frame is `first` (converted whole: `first_rgb`) may be read
-    as `YUVFrame`s: 4:2:0 at an even size, not turned, and the regions checked here (corners,
-    centre, odd sizes of even offsets) converting to exactly the whole frame's pixels."""
-    if first.format.name not in LAZY_FORMATS or first.width % 2 or first.height % 2:
-        return False
-    if not _plain(first, first) or first_rgb.shape[:2] != (first.height, first.width):
-        return False
-    return region_conversion_matches(first, first_rgb)
-
-
-def region_conversion_matches(frame, rgb: np.ndarray) -> bool:
-    """Regions of `frame` (4:2:0) converted alone equal `rgb` (the whole frame converted) there."""
-    height, width = rgb.shape[:2]
-    probe = YUVFrame(frame, VideoReformatter())
-    rects = [(0, 0, width, height), (0, 0, 2, 2), (width - 2, height - 2, width, height)]
-    for k in range(1, 6):  # sizes and offsets that are not multiples of a SIMD block
-        x0, y0 = (k * 2 * 37) % (width // 2) & ~1, (k * 2 * 29) % (height // 2) & ~1
-        rects.append((x0, y0, min(width, x0 + 2 * (23 * k + 1)), min(height, y0 + 2 * (19 * k))))
-    for x0, y0, x1, y1 in rects:
-        if not np.array_equal(probe.convert_region(x0, y0, x1, y1), rgb[y0:y1, x0:x1]):
-            return False
-    return True
-
-
-class YUVFrame:
-    """A decoded 4:2:0 frame, converted to RGB where it is used: `np.asarray(frame)` converts it
-    whole (`emotf.media.files.frame_to_rgb`; kept while the frame is: the detector's keyframes),
-    `paint(canvas, box)` only the box's neighbourhood, in place on a frame-sized canvas (what a
-    crop reads: `emotf.media.preprocess.crop_box`).
-
-    Attributes:
-        shape: (height, width, 3), as the RGB array's.
-    """
-
-    __slots__ = ("_frame", "_reformatter", "_rgb", "shape")
-
-    def __init__(self, frame, reformatter: VideoReformatter, rgb: np.ndarray | None = None):
-        self._frame, self._reformatter, self._rgb = frame, reformatter, rgb
-        self.shape = (frame.height, frame.width, 3)
-
-    def rgb(self) -> np.ndarray:
-        """The whole frame, uint8 [H, W, 3] RGB (converted once)."""
-        if self._rgb is None:
-            self._rgb = frame_to_rgb(self._frame)
-        return self._rgb
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        rgb = self.rgb()
-        return rgb if dtype is None else rgb.astype(dtype)
-
-    def convert_region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-        """uint8 [y1 - y0, x1 - x0, 3] RGB of the region (even x0, y0, x1, y1 or the frame's
-        edge), converted alone: 4:2:0 planes cut out and converted by swscale."""
-        frame = self._frame
-        part = av.VideoFrame(x1 - x0, y1 - y0, frame.format.name)
-        part.colorspace, part.color_range = frame.colorspace, frame.color_range
-        for k, (source, target) in enumerate(zip(frame.planes, part.planes, strict=True)):
-            shift = 1 if k else 0  # chroma planes: half size
-            rows = np.frombuffer(memoryview(source), np.uint8).reshape(
-                source.height, source.line_size
-            )
-            out = np.frombuffer(memoryview(target), np.uint8).reshape(
-                target.height, target.line_size
-            )
-            out[:, : target.width] = rows[
-                y0 >> shift : (y0 >> shift) + target.height,
-                x0 >> shift : (x0 >> shift) + target.width,
-            ]
-        # one thread: a thread pool per set-up costs more than a region's conversion
-        return self._reformatter.reformat(part, format="rgb24", threads=1).to_ndarray()
-
-    def paint(self, canvas: np.ndarray, box) -> np.ndarray:
-        """The RGB pixels a crop of `box` (x0, y0, x1, y1) reads, written into `canvas` (uint8
-        [H, W, 3]) where they are in the frame; returns the canvas (the whole frame instead
-        when it is converted already). Elsewhere the canvas keeps what it held."""
-        if self._rgb is not None:
-            return self._rgb
-        height, width = self.shape[:2]
-        x0, y0, x1, y1 = (float(v) for v in box)
-        columns = _span(math.floor(x0) - CROP_MARGIN, math.ceil(x1) + CROP_MARGIN + 1, width)
-        rows = _span(math.floor(y0) - CROP_MARGIN, math.ceil(y1) + CROP_MARGIN + 1, height)
-        if columns and rows:  # else no pixel of the frame is near the box
-            (left, right), (top, bottom) = columns, rows
-            canvas[top:bottom, left:right] = self.convert_region(left, top, right, bottom)
-        return canvas
-
-
-def _span(low: int, high: int, limit: int) -> tuple[int, int] | None:
-    """[low, high) clipped to [0, limit) (limit even), widened to a whole number of REGION_STEP
-    (or to [0, limit)) with even ends, still inside [0, limit); None when nothing is left."""
-    low, high = max(0, low) & ~1, min(limit, high)
-    if high <= low:
-        return None
-    size = min(limit, -(-(high - low) // REGION_STEP) * REGION_STEP)
-    low = min(low, limit - size)  # moved back (not past 0) where the step passes the edge
-    return low, low + size
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,10 +11,6 @@
 `emotf-build-records` (via `read_clip`) and `emotf-predict` (via `ClipReader.crops`, window by
 window) run the same code on the same settings, so their crops and audio are identical
 (tests/test_preprocess.py checks it on one file).
-
-Frames are decoded lazily (`emotf.media.decode.YUVFrame`): converted to RGB whole only for the
-detector, and around the face box for a crop (`crop_box`); the crops are those of frames
-converted whole (`ClipReader(..., lazy=False)`, tests/test_lazy_frames.py).
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ import numpy as np
 from emotf import keys
 from emotf.bounds import bounded, check_bounds
 from emotf.configs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Config
-from emotf.media.decode import YUVFrame, audio_source, open_video
+from emotf.media.decode import audio_source, open_video
 from emotf.media.faces import FaceTracker, FaceTrackerConfig, NoFaceError, crop_faces
 from emotf.media.files import MediaError, encode_jpegs
 from emotf.media.live_source import LiveFeed, LiveSource, open_live
@@ -147,38 +143,6 @@ class Crop:
     face: bool
 
 
-class _WholeFrames:
-    """A `FaceTracker` as the trackers use it, whose `detect` also takes `YUVFrame`s (converted
-    whole: the detector sees the same pixels)."""
-
-    def __init__(self, tracker: FaceTracker):
-        self.face_tracker = tracker
-        self.config = tracker.config
-
-    def scales(self, height: int, width: int) -> tuple[float, float]:
-        return self.face_tracker.scales(height, width)
-
-    def detect(self, frames: list, scale: float = 1.0) -> list[list[tuple]]:
-        return self.face_tracker.detect([np.asarray(frame) for frame in frames], scale)
-
-
-def detector_of(tracker: FaceTracker) -> FaceTracker:
-    """`tracker` for a `StreamTracker` / `MultiStreamTracker` over `ClipReader` frames (which
-    may be `YUVFrame`s)."""
-    return _WholeFrames(tracker)  # type: ignore[return-value]  # duck-typed: config, scales, detect
-
-
-def crop_box(frame, box: np.ndarray, size: int, canvas: np.ndarray | None) -> np.ndarray:
-    """`emotf.media.faces.crop_faces` of one frame (uint8 [H, W, 3] or a `YUVFrame`) and box:
-    a `YUVFrame` is converted only around the box, into `canvas` (uint8 [H, W, 3], reused from
-    frame to frame), where the crop reads the same pixels as in the frame converted whole."""
-    if isinstance(frame, YUVFrame):
-        if canvas is None:
-            canvas = np.zeros(frame.shape, np.uint8)
-        frame = frame.paint(canvas, box)
-    return crop_faces(frame[None], np.asarray(box)[None], size)[0]
-
-
 class ClipReader:
     """One video streamed into face crops, with its audio on demand.
 
@@ -192,8 +156,6 @@ class ClipReader:
         settings: `ClipSettings`.
         tracker: a `FaceTracker` with `settings.tracker` (reuse one: MTCNN loads once).
         max_seconds: refuse (ClipError) videos longer than this (the build's limit).
-        lazy: frames as `emotf.media.decode.YUVFrame`s where the video allows (the same crops
-            and boxes, less conversion); False: every frame converted to RGB whole.
 
     Attributes:
         info: `emotf.media.decode.VideoInfo` (fps, size; frame counts once streamed).
@@ -213,11 +175,9 @@ class ClipReader:
         tracker: FaceTracker | None = None,
         *,
         max_seconds: float | None = None,
-        lazy: bool = True,
     ):
         self.settings = settings
         self.max_seconds = max_seconds
-        self.canvas: np.ndarray | None = None  # where `YUVFrame` crops are converted (crop_box)
         self.live: LiveFeed | None = None  # the `LiveFeed` of a live source
         if isinstance(video, LiveSource):
             self._open_live(video, audio, tracker)
@@ -228,7 +188,7 @@ class ClipReader:
         video_local = staging.enter_context(staged(video))
         audio_local = staging.enter_context(staged(audio)) if audio else None
         try:
-            self.info, self._frames = open_video(video_local, lazy=lazy)
+            self.info, self._frames = open_video(video_local)
         except BaseException:
             self.close()
             raise
@@ -248,9 +208,7 @@ class ClipReader:
             self.close()
             raise
         self.tracker = tracker or FaceTracker(settings.tracker)
-        self.faces = StreamTracker(
-            detector_of(self.tracker), self.info.fps, self.info.height, self.info.width
-        )
+        self.faces = StreamTracker(self.tracker, self.info.fps, self.info.height, self.info.width)
 
     def _open_live(self, source: LiveSource, audio, tracker: FaceTracker | None) -> None:
         """A live source (`emotf.media.live_source.LiveSource`): video and audio from one pass
@@ -279,7 +237,7 @@ class ClipReader:
 
         def cut(items):
             for item in items:
-                crop = self.crop(item.frame, item.box, size)
+                crop = crop_faces(item.frame[None], item.box[None], size)[0]
                 yield Crop(item.index, crop, item.box, item.detected, item.face)
 
         for frame in self._frames:
@@ -287,12 +245,6 @@ class ClipReader:
                 raise ClipError(f"{self.path}: clip is over the {self.max_seconds:g} s limit")
             yield from cut(self.faces.push(frame))
         yield from cut(self.faces.finish())
-
-    def crop(self, frame, box: np.ndarray, size: int) -> np.ndarray:
-        """One frame's crop of `box` (`crop_box`, on this reader's canvas)."""
-        if isinstance(frame, YUVFrame) and self.canvas is None:
-            self.canvas = np.zeros(frame.shape, np.uint8)
-        return crop_box(frame, box, size, self.canvas)
 
     def final_notes(self) -> list[str]:
         """Notes known once the clip is read: variable frame rate, several faces, audio
@@ -424,8 +376,6 @@ __all__ = [
     "ClipReader",
     "ClipSettings",
     "Crop",
-    "crop_box",
-    "detector_of",
     "MediaError",
     "NoFaceError",
     "jpeg_round_trip",

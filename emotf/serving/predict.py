@@ -48,8 +48,8 @@ from emotf.bounds import bounded, check_bounds
 from emotf.configs import Config
 from emotf.evaluation.calibration import apply_temperature
 from emotf.media.face_tracks import FaceTracksConfig
-from emotf.media.faces import FaceTracker, NoFaceError
-from emotf.media.preprocess import ClipError, ClipReader, detector_of, jpeg_round_trip
+from emotf.media.faces import FaceTracker, NoFaceError, crop_faces
+from emotf.media.preprocess import ClipError, ClipReader, jpeg_round_trip
 from emotf.media.stream import MultiStreamTracker
 from emotf.serving.export import read_metadata
 from emotf.serving.graph_ops import check_saved_model_ops
@@ -358,7 +358,7 @@ class Predictor:
             # source, where a batch would hold lines back)
             # (duck-typed: a MultiStreamTracker answers ClipReader as its StreamTracker does)
             reader.faces = MultiStreamTracker(  # type: ignore[assignment]
-                detector_of(self.tracker),
+                self.tracker,
                 reader.fps,
                 reader.info.height,
                 reader.info.width,
@@ -655,8 +655,10 @@ def _every_face(reader: ClipReader, size: int):
             if not item.faces:
                 yield item.index, []
                 continue
-            # one box at a time: a lazily decoded frame is converted around each box only
-            crops = [reader.crop(item.frame, f.box, size) for f in item.faces]
+            boxes = np.stack([f.box for f in item.faces])
+            crops = crop_faces(
+                np.broadcast_to(item.frame, (len(boxes), *item.frame.shape)), boxes, size
+            )
             yield (
                 item.index,
                 [(f.face_id, crop, True) for f, crop in zip(item.faces, crops, strict=True)],
