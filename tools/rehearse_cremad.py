@@ -174,6 +174,7 @@ def run_stage(name: str, module: str, argv: list[str], out: Path) -> dict:
         "peak_rss_mb": round(usage["peak_rss_mb"]),
         "started": clock,
         "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "commit": git_commit(),  # a resumed run may go on at a later commit
     }
 
 
@@ -234,6 +235,7 @@ def rehearse(fraction: float, out: Path, workers: int, restart: bool = False, ru
                 "peak_rss_mb": None,
                 "started": clock,
                 "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+                "commit": git_commit(),
             }
         )
     common_train = ["--records", str(records), "--epochs", "1", "--verbose", "2"]
