@@ -7,6 +7,7 @@ starts without TensorFlow; `test_build_records.py` runs it on real clips.
 import multiprocessing
 import os
 import threading
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -144,3 +145,23 @@ def test_a_submit_that_finds_the_pipes_closed_loses_nothing(monkeypatch, error):
     results = list(runner().run(tasks))
     assert [r.status for r in results] == ["ok"] * 7
     assert [r.clip_id for r in results] == [t.clip_id for t in tasks]
+
+
+def test_a_fresh_pool_takes_over_after_each_workers_share_of_clips():
+    """max_clips_per_worker: results stay complete and in order; no process does more than a
+    pool's share, and the clips are spread over several pools' processes."""
+    tasks = helpers_workers.tasks({}, 14)
+    recycling = ClipRunner(
+        FaceTrackerConfig(),
+        2,
+        4,
+        work=helpers_workers.work,
+        initializer=helpers_workers.init,
+        max_clips_per_worker=3,
+    )
+    results = list(recycling.run(tasks))
+    assert [r.clip_id for r in results] == [t.clip_id for t in tasks]
+    assert all(r.ok for r in results)
+    per_process = Counter(r.stats["pid"] for r in results)
+    assert max(per_process.values()) <= 3 * 2  # a pool is handed 3 clips per worker
+    assert len(per_process) >= 3  # 14 clips need at least three pools of 6

@@ -234,6 +234,10 @@ def other_faces(candidates: list[tuple[np.ndarray, float]], followed: np.ndarray
 MTCNN_MIN_FACE = 20
 
 
+# The mtcnn stage `GraphPNet` replaces (by class name: mtcnn imports TensorFlow).
+PNET_STAGE = "StagePNet"
+
+
 class GraphPNet:
     """mtcnn 1.0's P-net stage (`mtcnn.stages.StagePNet`) with its image pyramid in one graph.
 
@@ -243,6 +247,8 @@ class GraphPNet:
     size alone) does the same resizes and net calls, with the same kernels, so its outputs
     are the same numbers (tests/test_faces.py compares both on real frames); the
     post-processing (proposals, the two NMS rounds, squaring) is mtcnn's own, unchanged.
+    It also keeps a build worker's memory flat: the eager pyramid grew it by ~2.4 MB per clip
+    (718 -> 1,425 MB over 300 clips; `tools/bench_build_memory.py --eager-pnet`).
     """
 
     def __init__(self, stage):
@@ -350,7 +356,7 @@ class FaceTracker:
             # takes any size (candidate counts), so traces stay few. The P-net's whole image
             # pyramid (resize + net at every level) is one graph (`GraphPNet`).
             stages = getattr(detector, "_stages", None)
-            if stages and type(stages[0]).__name__ == "StagePNet":
+            if stages and type(stages[0]).__name__ == PNET_STAGE:
                 stages[0] = GraphPNet(stages[0])
             for stage in stages or []:
                 model = getattr(stage, "_model", None)

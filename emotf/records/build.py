@@ -225,7 +225,10 @@ def _write_local(
     )
     workers = min(config.workers, max(1, total))
     results = ClipRunner(
-        config.tracker, workers, deadline_seconds=config.worker_timeout_seconds
+        config.tracker,
+        workers,
+        deadline_seconds=config.worker_timeout_seconds,
+        max_clips_per_worker=config.worker_max_clips,
     ).run(t for s in todo for t in s["clips"])
     try:
         for done, shard in enumerate(todo):

@@ -286,6 +286,12 @@ class ClipRunner:
     its worker (`emotf.records.pool.run_with_deadline`) and is skipped at once, its reason
     naming the clip's file and the deadline; the build goes on (the other clips in flight are
     retried as after a crash). With one worker the clips run in this process, without one.
+
+    `max_clips_per_worker` (`BuildConfig.worker_max_clips`, default 500): once a pool has been
+    handed that many clips per worker, the clips in flight finish and a fresh pool takes over,
+    so memory that grows per clip inside TensorFlow, MTCNN or FFmpeg (a few hundred KB a clip,
+    a gigabyte over a worker's ~3,700 clips of the full CREMA-D) is given back; it costs one
+    worker start-up (~6 s) per pool. None: a pool lives as long as the run.
     """
 
     def __init__(
@@ -297,8 +303,11 @@ class ClipRunner:
         work: Callable[[ClipTask], ClipResult] = process_clip,
         initializer: Callable[[FaceTrackerConfig, bool], None] = init_worker,
         deadline_seconds: float | None = DEFAULT_CLIP_DEADLINE_S,
+        max_clips_per_worker: int | None = None,
     ):
         self.tracker, self.workers = tracker, workers
+        self.max_clips_per_worker = max_clips_per_worker
+        self.handed = 0  # clips submitted to the current pool
         self.ahead = ahead or 3 * workers
         self.work, self.initializer = work, initializer
         self.deadline = deadline_seconds
@@ -331,6 +340,14 @@ class ClipRunner:
             initargs=(self.initializer, self.tracker, True, os.getpid()),
         )
         self.procs = {}
+        self.handed = 0
+
+    def _spent(self) -> bool:
+        """The current pool has been handed its share of clips (`max_clips_per_worker`)."""
+        limit = self.max_clips_per_worker
+        return (
+            self.executor is not None and limit is not None and self.handed >= limit * self.workers
+        )
 
     def _submit(self, task: ClipTask):
         if self.executor is None:
@@ -349,6 +366,7 @@ class ClipRunner:
                 f"the pool broke while a clip was submitted ({error})"
             ) from error
         self.procs.update(getattr(self.executor, "_processes", None) or {})
+        self.handed += 1
         return future
 
     def stop(self) -> None:
@@ -438,6 +456,10 @@ class ClipRunner:
         try:
             while True:
                 while len(pending) < self.ahead:
+                    if self._spent():  # a fresh pool once the clips in flight are done
+                        if pending:
+                            break
+                        self.stop()
                     task = unsubmitted.pop() if unsubmitted else next(remaining, None)
                     if task is None:
                         break

@@ -160,6 +160,13 @@ class BuildConfig(Config):
         help="deadline for one clip (local workers) or one shard bundle (Beam) before it is "
         "reported and skipped/failed",
     )
+    worker_max_clips: int = bounded(
+        500,
+        ge=1,
+        le=10_000_000,
+        help="clips a local worker process does before a fresh one replaces it (gives back "
+        "memory that grows per clip)",
+    )
 
     def __post_init__(self):
         if isinstance(self.classes, list):
