@@ -247,8 +247,6 @@ class GraphPNet:
     size alone) does the same resizes and net calls, with the same kernels, so its outputs
     are the same numbers (tests/test_faces.py compares both on real frames); the
     post-processing (proposals, the two NMS rounds, squaring) is mtcnn's own, unchanged.
-    It also keeps a build worker's memory flat: the eager pyramid grew it by ~2.4 MB per clip
-    (718 -> 1,425 MB over 300 clips; `tools/bench_build_memory.py --eager-pnet`).
     """
 
     def __init__(self, stage):
