@@ -34,6 +34,9 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")  # emotf.trainin
 # What `init_from` leaves untrained: no layer, the layers of one branch of `emotf.model`
 # (`emotf.model.BRANCH_PREFIXES`), or of both (the fusion and classifier still train).
 FREEZE_CHOICES = ("none", "video", "audio", "both-branches")
+# Conv blocks recomputed in the backward pass (emotf.training.remat): auto, none, the first two
+# of each branch, or all of them.
+REMAT_CHOICES = ("auto", "none", "large", "all")
 VERBOSITIES = (0, 1, 2)  # Keras's fit verbosity: silent, progress bar, one line per epoch
 
 # Upper limits shared by several configs: far above any sensible run, low enough that a typo
@@ -543,6 +546,10 @@ class TrainerConfig(Config):
     `jit_compile`: XLA-compile the training step (`model.compile(jit_compile=...)`); None = the
     measured default of the device (`emotf.training.precision.resolve_jit_compile`: off on the
     CPU, where it was measured slower; docs/training.md).
+    `remat`: conv blocks whose activations are recomputed in the backward pass instead of kept
+    (`emotf.training.remat`): the same gradients, less memory, a ~1.2x slower step on the CPU
+    (docs/training.md, "Memory"); `auto` = `large` on a CPU with under 8 GiB of memory
+    available, else `none`. It changes nothing of the model, its files or its export.
     """
 
     epochs: int = bounded(30, ge=1, le=MAX_EPOCHS, help="epochs to train (at most)")
@@ -574,6 +581,12 @@ class TrainerConfig(Config):
     )
     jit_compile: bool | None = bounded(
         None, help="XLA-compile the training step (none = the device's measured default)"
+    )
+    remat: str = bounded(
+        "auto",
+        choices=REMAT_CHOICES,
+        help="conv blocks recomputed in the backward pass to save memory: none, large (the "
+        "first two of each branch), all; auto: large on a CPU with < 8 GiB available, else none",
     )
 
     def __post_init__(self):
@@ -662,6 +675,7 @@ class TrainConfig(Config):
     precision: str = _declared_in(TrainerConfig, "precision")
     strategy: str = _declared_in(RuntimeConfig, "strategy")
     jit_compile: bool | None = _declared_in(TrainerConfig, "jit_compile")
+    remat: str = _declared_in(TrainerConfig, "remat")
     deterministic: bool = _declared_in(RuntimeConfig, "deterministic")
     steps_per_epoch: int | None = _declared_in(TrainerConfig, "steps_per_epoch")
     cache_records: bool = _declared_in(TaskConfig, "cache_records")

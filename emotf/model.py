@@ -189,6 +189,8 @@ class SpecAugment(keras.layers.Layer):
 # classifier (`classifier`, `softmax`).
 BRANCH_PREFIXES = {"video": "video_", "audio": "audio_"}
 CLASSIFIER = "classifier"
+# The layers of one conv block `<name>`, in order: `<name>_conv`, `<name>_bn`, ...
+CONV_BLOCK_PARTS = ("conv", "bn", "relu", "pool")
 
 
 def _conv_block(x, width: int, name: str, *, kernel: int = 3, strides: int = 1):

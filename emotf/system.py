@@ -3,6 +3,22 @@
 import os
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the kernel says can be taken without swapping (`MemAvailable` of
+    /proc/meminfo), else free physical pages; None where neither is known."""
+    try:
+        with open("/proc/meminfo") as f:  # a kernel file: a few lines, read to the one wanted
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (cgroup/affinity aware), at least 1."""
     if hasattr(os, "sched_getaffinity"):

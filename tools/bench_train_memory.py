@@ -13,6 +13,10 @@ to it do. Items (the default model of `emotf.configs.ModelConfig`, N=10, 224x224
     step                + `--steps` training steps on random inputs (activations, gradients)
     step-bf16, step-b8, step-xla, step-noonednn
                         the same in mixed_bfloat16, at batch 8, with XLA, without oneDNN
+    step-remat, step-rematall
+                        the same with `remat` large or all (`emotf.training.remat`; the
+                        other step items use none); `step_s`: the wall time of each step
+                        after the first (alternate step and step-remat for a time ratio)
     pipeline-B          the training pipeline of `--fold`'s training folds with a shuffle
                         buffer of B clips (`make_dataset(shuffle_buffer=B)`), `--steps`
                         batches, no model: shuffle buffer + parallel map + prefetch
@@ -24,6 +28,7 @@ to it do. Items (the default model of `emotf.configs.ModelConfig`, N=10, 224x224
                         (validation, calibration, test predictions and export included)
     train-eager         the same with the eager prediction loop (monkeypatched): the before
     train-bf16, train-b8  the same with `--precision mixed_bfloat16`, `--batch-size 8`
+    train-remat, train-rematall  the same with `--remat large` or `all` (the others: none)
     folds-K             `train_all_folds` of the demo model on folds 0..K-1 in one process,
                         `--steps` steps per fold, one epoch; the RSS before each fold
 
@@ -64,7 +69,8 @@ def _rss_mb() -> int:
 
 def _options(item: str) -> dict:
     """The variant tokens of an item name: `bf16` (mixed_bfloat16), `xla` (jit_compile),
-    `b8` (batch 8), `noonednn` (TF_ENABLE_ONEDNN_OPTS=0), `p1` (one parallel call)."""
+    `b8` (batch 8), `noonednn` (TF_ENABLE_ONEDNN_OPTS=0), `p1` (one parallel call), `remat` and
+    `rematall` (`TrainerConfig.remat` large and all; none without them)."""
     tokens = item.split("-")[1:]
     batch = [int(t[1:]) for t in tokens if t.startswith("b") and t[1:].isdigit()]
     return {
@@ -73,16 +79,18 @@ def _options(item: str) -> dict:
         "batch": batch[0] if batch else 16,
         "onednn": "noonednn" not in tokens,
         "parallel": 1 if "p1" in tokens else None,
+        "remat": "large" if "remat" in tokens else "all" if "rematall" in tokens else "none",
     }
 
 
-def _model_and_trainer(precision: str = "float32", jit_compile: bool = False):
+def _model_and_trainer(precision: str = "float32", jit_compile: bool = False, remat: str = "none"):
     # In-function imports: the parent process never imports TensorFlow.
     import keras
 
     from emotf.configs import TrainConfig
     from emotf.model import build_model, training_model
     from emotf.training.precision import precision_policy
+    from emotf.training.remat import apply_remat
     from emotf.training.schedules import make_schedule
 
     config = TrainConfig()
@@ -90,6 +98,7 @@ def _model_and_trainer(precision: str = "float32", jit_compile: bool = False):
     with precision_policy(precision):
         model = build_model(config.model, config.sampling)
         trainer = training_model(model)
+        apply_remat(trainer, remat)
         trainer.compile(
             optimizer=keras.optimizers.SGD(make_schedule(config.trainer, 100), momentum=0.9),
             loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -154,12 +163,18 @@ def child(item: str, args) -> dict:
 
         import emotf.model  # noqa: F401  (in-function: the item measures this import)
     elif item == "model" or item.startswith("step"):
-        config, _, trainer = _model_and_trainer(opts["precision"], opts["jit_compile"])
+        config, _, trainer = _model_and_trainer(
+            opts["precision"], opts["jit_compile"], opts["remat"]
+        )
         marks["rss_after_build_mb"] = _rss_mb()
         if item.startswith("step"):
             x, y = _random_batch(config, opts["batch"])
+            times, losses = [], []
             for _ in range(args.steps):
-                trainer.train_on_batch(x, y)
+                start = time.perf_counter()
+                losses.append(float(trainer.train_on_batch(x, y, return_dict=True)["loss"]))
+                times.append(round(time.perf_counter() - start, 2))
+            marks["step_s"], marks["losses"] = times[1:], losses
     elif item.startswith("pipeline-"):
         from emotf import pipeline  # in-function: children only
         from emotf.configs import TrainConfig  # in-function: children only
@@ -211,6 +226,7 @@ def child(item: str, args) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             argv = _train_argv(args, str(Path(tmp) / "run"))
             argv += ["--precision", opts["precision"], "--batch-size", str(opts["batch"])]
+            argv += ["--remat", opts["remat"]]
             code = train_cli.main(argv)
         marks["exit_code"] = code
     elif item.startswith("folds-"):

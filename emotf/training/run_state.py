@@ -302,6 +302,7 @@ RESUMABLE_CHANGES = (
     "out",
     "early_stopping_patience",
     "cache_records",
+    "remat",
 )
 
 

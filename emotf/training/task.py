@@ -49,6 +49,7 @@ from emotf.training.corpus import (
     sized_config,
 )
 from emotf.training.precision import resolve_jit_compile
+from emotf.training.remat import apply_remat
 from emotf.training.schedules import make_schedule
 
 
@@ -183,8 +184,12 @@ class Task:
         return finetune.initialise(model, source, self.corpus, self.config.freeze)
 
     def training_model(self, model: keras.Model) -> keras.Model:
-        """The view of `model` that is fitted: its `probabilities` output only."""
-        return training_model(model)
+        """The view of `model` that is fitted: its `probabilities` output only, with
+        `config.remat`'s conv blocks recomputed in the backward pass (`emotf.training.remat`:
+        the model itself, its files and its inference calls are unchanged)."""
+        trainer = training_model(model)
+        apply_remat(trainer, self.config.remat)
+        return trainer
 
     def loss(self) -> keras.losses.Loss:
         """Sparse cross-entropy on the mean of the segment softmaxes."""

@@ -1,0 +1,107 @@
+"""Rematerialisation (`emotf.training.remat`): the same training, nothing of the model changed."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from emotf.configs import REMAT_CHOICES, TrainConfig, TrainerConfig
+from emotf.model import training_model
+from emotf.training import remat
+from emotf.training.remat import apply_remat, resolve_remat
+from tests.test_model import tiny_config, tiny_inputs, tiny_model
+
+
+def _train(config, mode: str, steps: int = 3):
+    """(losses, every weight of the model after `steps` steps, the trainer, the model)."""
+    keras.utils.set_random_seed(0)
+    model = tiny_model(config)
+    trainer = training_model(model)
+    paths = apply_remat(trainer, mode)
+    trainer.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+    )
+    x = tiny_inputs(config, batch=4, seed=1)
+    y = np.array([0, 1, 2, 3], dtype="int32")
+    losses = [float(trainer.train_on_batch(x, y)) for _ in range(steps)]
+    return losses, [v.numpy() for v in model.weights], trainer, model, paths
+
+
+@pytest.mark.parametrize("branch_weights", ["shared", "independent"])
+@pytest.mark.parametrize("mode", ["large", "all"])
+def test_remat_trains_exactly_as_without(branch_weights, mode):
+    config = tiny_config(branch_weights=branch_weights, dropout=0.5)
+    base_losses, base_weights, _, _, none_paths = _train(config, "none")
+    losses, weights, _, _, paths = _train(config, mode)
+    assert none_paths == []
+    cores = 1 if branch_weights == "shared" else config.num_segments
+    # The tiny model has one video block after the stem and two audio blocks: large = all here.
+    assert len(paths) == cores * 4
+    np.testing.assert_allclose(losses, base_losses, rtol=1e-6, atol=1e-7)
+    # Every weight, the BatchNorm moving statistics included (updated once per step).
+    for got, want in zip(weights, base_weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_blocks_are_recomputed_in_the_backward_pass(monkeypatch):
+    calls = []
+    chain = remat._chain
+    monkeypatch.setattr(
+        remat, "_chain", lambda layers, x: calls.append(layers[0].name) or chain(layers, x)
+    )
+    _train(tiny_config(), "large", steps=1)
+    # Each traced training step runs every block twice: forward, then recomputed for its gradient.
+    assert calls and all(calls.count(name) % 2 == 0 for name in set(calls))
+    assert set(calls) == {
+        "video_stem_conv",
+        "video_block1_conv",
+        "audio_block1_conv",
+        "audio_block2_conv",
+    }
+
+
+def test_large_keeps_the_first_two_blocks_of_each_branch():
+    config = tiny_config(video_widths=(8, 8, 8), audio_widths=(4, 4, 4))
+    core = tiny_model(config).get_layer("core")
+    assert list(remat.chosen_blocks(core, "large")) == [
+        "video_stem",
+        "video_block1",
+        "audio_block1",
+        "audio_block2",
+    ]
+    assert len(remat.chosen_blocks(core, "all")) == 7
+    assert remat.chosen_blocks(core, "none") == {}
+
+
+def test_model_trained_with_remat_saves_loads_and_predicts_as_without(tmp_path):
+    config = tiny_config()
+    _, _, trainer, model, _ = _train(config, "all", steps=1)
+    x = tiny_inputs(config, batch=2, seed=3)
+    want = model(x, training=False)["scores"].numpy()
+    # The saved model holds no trace of remat: it loads and predicts as a plain one.
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded(x, training=False)["scores"].numpy(), want)
+    assert "remat" not in json.dumps(loaded.get_config())
+    assert type(loaded.get_layer("core")) is type(tiny_model(config).get_layer("core"))
+    # The training view's weights file loads into a view built without remat.
+    trainer.save_weights(tmp_path / "t.weights.h5")
+    fresh = tiny_model(config)
+    training_model(fresh).load_weights(tmp_path / "t.weights.h5")
+    np.testing.assert_array_equal(fresh(x, training=False)["scores"].numpy(), want)
+
+
+def test_auto_is_large_on_a_cpu_short_of_memory_and_choices_are_bounded():
+    assert resolve_remat("auto", memory=4 * 2**30) == "large"
+    assert resolve_remat("auto", memory=64 * 2**30) == "none"
+    assert resolve_remat("auto") in ("large", "none")  # this machine's available memory
+    assert resolve_remat("none", memory=1) == "none"
+    assert resolve_remat("all", memory=64 * 2**30) == "all"
+    assert TrainConfig().remat == TrainerConfig().remat == "auto"
+    assert REMAT_CHOICES == ("auto", "none", "large", "all")
+    with pytest.raises(ValueError, match="remat"):
+        TrainerConfig(remat="some")
+    with pytest.raises(ValueError, match="remat"):
+        resolve_remat("some")
