@@ -83,6 +83,9 @@ from emotf.serving.metadata import (
 )
 from emotf.storage import StoragePath, as_path, read_json, write_json
 
+# The variable collection of a folded export that holds the trained model's variables.
+TRAINING_VARIABLES = "training_variables"
+
 
 def read_metadata(saved_model_dir) -> dict:
     """The `assets.extra/emotf.json` of an exported model (resolves version folders), read
@@ -282,6 +285,7 @@ def build_archive(
     config = sampling_config
     _check_model(model, config, model_config or None)
     check_classes(model, corpus)
+    trained = model
     model = fold_batch_norm(model) if fold_batchnorm else model
     n, size = config.num_segments, config.frame_size
     legacy = audio_input(model) == "spectrograms"
@@ -297,6 +301,10 @@ def build_archive(
 
     archive = keras.export.ExportArchive()
     archive.track(model)
+    if model is not trained:
+        # The trained layers' own variables too (BatchNorm unfolded), in the model's order:
+        # what `emotf-train --init-from EXPORT` loads (emotf.training.finetune).
+        archive.add_variable_collection(TRAINING_VARIABLES, list(trained.variables))
 
     def serve(frames, num_frames, fps, waveform, num_samples, sample_rate):
         # A loaded signature does not check ranks against its TensorSpecs; EnsureShape does,

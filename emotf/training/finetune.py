@@ -33,7 +33,7 @@ from emotf.corpora.info import CorpusInfo
 from emotf.model import CLASSIFIER, branch_layers, build_model, named_layers, training_model
 from emotf.runs.folder import CONFIG_FILE, MODEL_FILE, Run
 from emotf.runs.model_io import ModelLoadError
-from emotf.serving.export import read_metadata
+from emotf.serving.export import TRAINING_VARIABLES, read_metadata
 from emotf.serving.metadata import resolve_saved_model
 from emotf.storage import as_path
 from emotf.training.corpus import describe_classes
@@ -146,13 +146,18 @@ def _saved_model_source(path: str, folder) -> Source:
         raise ModelLoadError(
             f"{folder}: cannot read its variables ({_first_line(error)})"
         ) from None
-    keys = [f"variables/{i}/.ATTRIBUTES/VARIABLE_VALUE" for i in range(len(model.variables))]
+    # A folded export (BatchNorm folded into the convs for serving) keeps the trained model's
+    # own variables in a collection of their own; an unfolded one serves them as they are.
+    collection = "variables"
+    if f"{TRAINING_VARIABLES}/0/.ATTRIBUTES/VARIABLE_VALUE" in shapes:
+        collection = TRAINING_VARIABLES
+    keys = [f"{collection}/{i}/.ATTRIBUTES/VARIABLE_VALUE" for i in range(len(model.variables))]
     wrong = [
         k
         for k, v in zip(keys, model.variables, strict=True)
         if tuple(shapes.get(k, ())) != tuple(v.shape)
     ]
-    if wrong or f"variables/{len(keys)}/.ATTRIBUTES/VARIABLE_VALUE" in shapes:
+    if wrong or f"{collection}/{len(keys)}/.ATTRIBUTES/VARIABLE_VALUE" in shapes:
         raise ModelLoadError(
             f"{folder}: its variables do not match the model of its metadata's model_config "
             f"(exported by another emotf or Keras?): fine-tune from the run folder instead"
