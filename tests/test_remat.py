@@ -29,8 +29,8 @@ def _train(config, mode: str, steps: int = 3):
     return losses, [v.numpy() for v in model.weights], trainer, model, paths
 
 
-@pytest.mark.parametrize("branch_weights", ["shared", "independent"])
-@pytest.mark.parametrize("mode", ["large", "all"])
+# Each mode once, each branch layout once (the four pairs cost ~1 min of the suite).
+@pytest.mark.parametrize(("mode", "branch_weights"), [("large", "shared"), ("all", "independent")])
 def test_remat_trains_exactly_as_without(branch_weights, mode):
     config = tiny_config(branch_weights=branch_weights, dropout=0.5)
     base_losses, base_weights, _, _, none_paths = _train(config, "none")
