@@ -527,3 +527,25 @@ def test_cli_numbers_are_refused_outside_the_configs_bounds(flag, value, problem
         main(["--run", "unused", flag, value])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and problem in err[0], err
+
+
+def test_a_loop_over_models_prints_no_retracing_warning(caplog):
+    # Accuracy vs N and --fold all predict with one new model after another, each traced once:
+    # TensorFlow counts traces per Python code object, so a lambda per model shared one count
+    # and warned of "frequent retracing" after five models.
+    import logging
+
+    import tensorflow as tf
+
+    from emotf.evaluation.metrics import predict_clips
+
+    audio = np.ones((2, 3), np.float32)
+    ds = tf.data.Dataset.from_tensor_slices(({"audio": audio}, np.zeros(2, np.int32))).batch(2)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for scale in range(8):
+
+            def model(inputs, training=False, scale=float(scale)):
+                return {"probabilities": tf.nn.softmax(inputs["audio"] * scale)}
+
+            predict_clips(model, ds)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

@@ -9,6 +9,7 @@ the caller: the run's `emotf.corpora.info.CorpusInfo.class_codes`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,7 +72,14 @@ def inference_function(model):
     peaked at ~5.3 GB of RSS eagerly, against ~1.8 GB in a graph, where TensorFlow frees each
     tensor after its last use (`tools/bench_train_memory.py`, docs/evaluation.md).
     """
-    return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+    # A partial, not a lambda: TensorFlow counts traces per Python code object, so every
+    # model's lambda would share one count and a loop over models (accuracy vs N, --fold all)
+    # would print the "frequent retracing" warning although each model traces once.
+    return tf.function(functools.partial(_infer, model), reduce_retracing=True)
+
+
+def _infer(model, inputs):
+    return model(inputs, training=False)
 
 
 def predict_clips(model, dataset) -> Predictions:
