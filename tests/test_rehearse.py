@@ -60,9 +60,9 @@ def test_a_stopped_run_resumes_from_the_first_stage_not_done(rehearsal, tmp_path
     result = rehearsal.rehearse(0.01, tmp_path, 1, run=run)
     assert calls[4:] == [
         "train default, fold 0",
-        "train demo model, all folds",
         "evaluate",
         "export",
+        "train demo model, all folds",
     ]
     assert len(written) == 1  # the sample stage was done: not run again
     assert [s["stage"] for s in result["stages"]][0] == "sample"

@@ -8,10 +8,11 @@ The synthetic set has CREMA-D's real clip names (a `fraction` of each actor's cl
 actor kept, so every fold is there) and each clip's real duration, read from the size of its
 official WAV in `emotf/data/checksums.csv` (16 kHz mono int16 after a 44-byte header). Then, each
 stage in its own process: build the records, verify them, train the default (paper) model for
-one epoch on fold 0, train the small demo model through `--fold all` for one epoch, evaluate
-the fold-0 run and export it. For every stage it writes wall time, CPU time (the process and
-its children), peak RSS (the largest of the process and any one child) and per-clip figures to
-`OUT/rehearsal.json`, and prints them as a table. `--compare A B` prints B's per-clip wall and
+one epoch on fold 0, evaluate the fold-0 run and export it, and train the small demo model
+through `--fold all` for one epoch (last: the longest stage, and the others need only fold 0).
+For every stage it writes wall time, CPU time (the process and its children), peak RSS (the
+largest of the process and any one child) and per-clip figures to `OUT/rehearsal.json`, and
+prints them as a table. `--compare A B` prints B's per-clip wall and
 CPU time and peak RSS over A's: the issue's bound is 1.2x from 0.1 to 1.0. CPU time per clip
 is what to compare when the runs saw different loads (wall time is in the table with the load
 average at each stage's start and end).
@@ -259,6 +260,8 @@ def rehearse(fraction: float, out: Path, workers: int, restart: bool = False, ru
             "emotf.cli.train",
             [*common_train, "--fold", "0", "--out", str(runs / "default-f0"), "--batch-size", "16"],
         ),
+        ("evaluate", "emotf.cli.evaluate", ["--run", str(runs / "default-f0")]),
+        ("export", "emotf.cli.export", [str(runs / "default-f0"), "--out", str(out / "export")]),
         (
             "train demo model, all folds",
             "emotf.cli.train",
@@ -273,8 +276,6 @@ def rehearse(fraction: float, out: Path, workers: int, restart: bool = False, ru
                 *model_flags(DEMO_MODEL),
             ],
         ),
-        ("evaluate", "emotf.cli.evaluate", ["--run", str(runs / "default-f0")]),
-        ("export", "emotf.cli.export", [str(runs / "default-f0"), "--out", str(out / "export")]),
     ]
     for name, module, argv in stages:
         if name in done:
