@@ -94,3 +94,38 @@ def test_compare_reads_a_partial_run(rehearsal):
     build = next(line for line in text.splitlines() if line.startswith("build"))
     assert build.split()[1:] == ["1.50", "1.00", "1.30"]
     assert "(not run)" in next(line for line in text.splitlines() if line.startswith("evaluate"))
+
+
+def test_markdown_puts_both_runs_and_their_ratios_in_one_table(rehearsal):
+    small = {
+        "fraction": 0.1,
+        "clips": 10,
+        "stages": [
+            {"stage": "sample", "wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": None},
+            {"stage": "build", "wall_s": 10.0, "cpu_s": 20.0, "peak_rss_mb": 1000},
+            {"stage": "evaluate", "wall_s": 1.0, "cpu_s": 1.0, "peak_rss_mb": 100},
+        ],
+    }
+    large = {
+        "fraction": 1.0,
+        "clips": 100,
+        "stages": [
+            {"stage": "sample", "wall_s": 5.0, "cpu_s": 4.0, "peak_rss_mb": None},
+            {"stage": "build", "wall_s": 1500.0, "cpu_s": 230.0, "peak_rss_mb": 1300},
+        ],
+    }
+    lines = rehearsal.markdown(small, large).splitlines()
+    assert lines[0].startswith("| stage | 0.1: wall s |") and "1.0: wall s" in lines[0]
+    assert len(lines) == 2 + 3 and all(line.count("|") == lines[0].count("|") for line in lines)
+    cells = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ") for line in lines[2:]}
+    # build: 2,000 ms of CPU per clip at 0.1, 2,300 at 1.0 -> 1.15x; RSS 1,300 / 1,000 -> 1.30x
+    assert cells["build"] == ["build", "10", "20", "1,000", "2,000.0"] + [
+        "1,500",
+        "230",
+        "1,300",
+        "2,300.0",
+        "1.15x",
+        "1.30x",
+    ]
+    assert cells["sample"][-2:] == ["-", "-"]  # nothing to divide by (a copied sample)
+    assert cells["evaluate"][5] == "(not run)"

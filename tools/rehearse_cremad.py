@@ -2,7 +2,7 @@
 
     python tools/rehearse_cremad.py --fraction 0.1 --out /tmp/rehearsal-0.1
     python tools/rehearse_cremad.py --compare /tmp/rehearsal-0.1/rehearsal.json \
-        /tmp/rehearsal-1.0/rehearsal.json
+        /tmp/rehearsal-1.0/rehearsal.json [--markdown]
 
 The synthetic set has CREMA-D's real clip names (a `fraction` of each actor's clips, every
 actor kept, so every fold is there) and each clip's real duration, read from the size of its
@@ -339,6 +339,41 @@ def compare(small: dict, large: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(small: dict, large: dict) -> str:
+    """The two runs side by side as a Markdown table (the README's): per stage, each run's wall
+    and CPU seconds, peak RSS and CPU per clip, then large over small per clip and in RSS."""
+
+    def cells(run: dict, stage: dict | None) -> list[str]:
+        if stage is None:
+            return ["(not run)", "", "", ""]
+        rss = "-" if stage["peak_rss_mb"] is None else f"{stage['peak_rss_mb']:,}"
+        per_clip_ms = 1000 * stage["cpu_s"] / run["clips"]
+        return [f"{stage['wall_s']:,.0f}", f"{stage['cpu_s']:,.0f}", rss, f"{per_clip_ms:,.1f}"]
+
+    def ratio(b, a) -> str:
+        return f"{b / a:.2f}x" if a and b is not None else "-"
+
+    f_a, f_b = small["fraction"], large["fraction"]
+    head = ["stage"]
+    for f, run in ((f_a, small), (f_b, large)):
+        head += [f"{f}: wall s", "CPU s", "peak RSS MB", f"CPU ms/clip ({run['clips']:,} clips)"]
+    head += ["CPU/clip ratio", "peak RSS ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    larger = {stage["stage"]: stage for stage in large["stages"]}
+    for a in small["stages"]:
+        b = larger.get(a["stage"])
+        row = [a["stage"], *cells(small, a), *cells(large, b)]
+        if b is None:
+            row += ["-", "-"]
+        else:
+            row += [
+                ratio(b["cpu_s"] / large["clips"], a["cpu_s"] / small["clips"]),
+                ratio(b["peak_rss_mb"], a["peak_rss_mb"]),
+            ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fraction", type=float, default=0.1, help="of each actor's clips")
@@ -346,10 +381,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("SMALL", "LARGE"))
     parser.add_argument("--restart", action="store_true", help="discard an earlier partial run")
+    parser.add_argument(
+        "--markdown", action="store_true", help="with --compare: one Markdown table of both runs"
+    )
     args = parser.parse_args()
     if args.compare:
         # A partial run compares too: the stages it has done.
         small, large = (json.loads(p.read_text()) for p in args.compare)
+        if args.markdown:
+            print(markdown(small, large))
+            return
         print(table(small), table(large), compare(small, large), sep="\n\n")
         return
     if not 0 < args.fraction <= 1:
