@@ -549,3 +549,35 @@ def test_a_loop_over_models_prints_no_retracing_warning(caplog):
 
             predict_clips(model, ds)
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_a_batch_is_predicted_a_few_clips_per_call_with_the_same_probabilities():
+    # Memory: a call's activations scale with its clips (~1 GB for 16 clips of the default
+    # model), so predict_clips cuts each batch into calls of PREDICT_CHUNK_CLIPS clips.
+    import keras
+    import tensorflow as tf
+
+    from emotf.evaluation.metrics import (
+        PREDICT_CHUNK_CLIPS,
+        inference_function,
+        predict_batch,
+        predict_clips,
+    )
+
+    sizes = []
+    dense = keras.layers.Dense(6)
+    dense.build((None, 3))
+
+    def model(inputs, training=False):
+        sizes.append(inputs["audio"].shape[0])
+        return {"probabilities": tf.nn.softmax(dense(inputs["audio"]))}
+
+    audio = np.random.default_rng(1).normal(size=(11, 3)).astype(np.float32)
+    whole = tf.nn.softmax(dense(audio)).numpy()
+    got = predict_batch(inference_function(model), {"audio": tf.constant(audio)}, chunk=4)
+    np.testing.assert_allclose(got, whole, rtol=0, atol=1e-6)
+    assert got.shape == (11, 6) and max(s for s in sizes if s is not None) <= 4
+    ds = tf.data.Dataset.from_tensor_slices(({"audio": audio}, np.arange(11) % 6)).batch(16)
+    sizes.clear()
+    np.testing.assert_allclose(predict_clips(model, ds).probabilities, whole, rtol=0, atol=1e-6)
+    assert max(s for s in sizes if s is not None) <= PREDICT_CHUNK_CLIPS < 11

@@ -24,6 +24,11 @@ to it do. Items (the default model of `emotf.configs.ModelConfig`, N=10, 224x224
     predict-eager-C     the default model (random weights) over the first C clips of `--fold`,
                         batch 16, called eagerly per batch (the prediction loop before)
     predict-graph-C     the same through `emotf.evaluation.metrics.predict_clips` (a graph)
+    predict-trace-C     the same graph, batch by batch: the peak RSS so far after each batch
+                        (`peak_mb_after_clips`), to tell a cost per clip from a peak that
+                        is reached within the first batches and stays; `predict-traceK-C`:
+                        K clips per model call (`predict_batch`; default
+                        `PREDICT_CHUNK_CLIPS`, 16 = the whole batch, as before)
     train               `emotf-train --fold F --epochs 1 --batch-size 16 --steps-per-epoch S`
                         (validation, calibration, test predictions and export included)
     train-eager         the same with the eager prediction loop (monkeypatched): the before
@@ -58,11 +63,11 @@ DEFAULT_ITEMS = (
 )
 
 
-def _rss_mb() -> int:
-    """Current RSS of this process, MB."""
+def _rss_mb(field: str = "VmRSS") -> int:
+    """Current RSS of this process (`VmHWM`: its peak so far), MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) // 1024
     return -1
 
@@ -210,6 +215,16 @@ def child(item: str, args) -> dict:
         )
         if mode == "graph":
             marks["clips"] = len(predict_clips(model, ds).labels)
+        elif mode.startswith("trace"):
+            from emotf.evaluation import metrics  # in-function: children only
+
+            chunk = int(mode[len("trace") :] or metrics.PREDICT_CHUNK_CLIPS)
+            infer, clips, trace = metrics.inference_function(model), 0, []
+            for inputs, labels, _ in ds:
+                metrics.predict_batch(infer, inputs, chunk)
+                clips += len(labels)
+                trace.append([clips, _rss_mb("VmHWM")])
+            marks["clips"], marks["peak_mb_after_clips"] = clips, trace
         else:
             clips = 0
             for inputs, labels, _ in ds:

@@ -82,9 +82,36 @@ def _infer(model, inputs):
     return model(inputs, training=False)
 
 
+# Clips per model call when predicting: a batch of the dataset is cut into calls of this many
+# clips. Each clip's probabilities are the same (inference mode: no batch statistics), and the
+# memory is not a batch of 16's activations (~1 GB for the default model, whose peak depended
+# on how the two branches' largest maps happened to overlap in time, so it crept up over the
+# first tens of batches) but a quarter of it (tools/bench_train_memory.py predict-trace-C).
+PREDICT_CHUNK_CLIPS = 4
+
+
+def _probabilities(out) -> np.ndarray:
+    return np.asarray(out["probabilities"] if isinstance(out, dict) else out, np.float32)
+
+
+def predict_batch(infer, inputs: dict, chunk: int = PREDICT_CHUNK_CLIPS) -> np.ndarray:
+    """float32 [B, C]: `infer` (an `inference_function`) on a batch of model inputs, `chunk`
+    clips per call."""
+    size = int(next(iter(inputs.values())).shape[0])
+    if size <= chunk:
+        return _probabilities(infer(inputs))
+    return np.concatenate(
+        [
+            _probabilities(infer({k: v[start : start + chunk] for k, v in inputs.items()}))
+            for start in range(0, size, chunk)
+        ]
+    )
+
+
 def predict_clips(model, dataset) -> Predictions:
     """Run `model` (inference mode, in a graph: `inference_function`) over every batch of
-    `dataset`; only the probabilities, labels and ids of each batch are kept.
+    `dataset`, `PREDICT_CHUNK_CLIPS` clips per call; only the probabilities, labels and ids
+    of each batch are kept.
 
     Raises:
         ValueError: the dataset is empty, or only some of its batches carry clip ids.
@@ -103,8 +130,7 @@ def predict_clips(model, dataset) -> Predictions:
             raise ValueError("some dataset batches carry clip (or actor) ids and others do not")
         if batch_actors is not None:
             actors.append(batch_actors)
-        out = infer(inputs)
-        probs.append(np.asarray(out["probabilities"] if isinstance(out, dict) else out, np.float32))
+        probs.append(predict_batch(infer, inputs))
         labels.append(y)
         clip_ids += ids or []
     if not labels:
