@@ -1,5 +1,6 @@
-"""Facts about the machine that several modules need."""
+"""Facts about the machine that several modules need, and handing memory back to it."""
 
+import ctypes
 import os
 
 
@@ -24,3 +25,14 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def trim_heap() -> None:
+    """Hand the freed parts of glibc's heaps back to the kernel (`malloc_trim(0)`): TensorFlow's
+    many threads each get a malloc arena, and what they freed otherwise stays resident (a
+    finished fold's model; the record buffers of a prediction loop, whose RSS crept up by
+    ~0.5 MB a clip). A no-op where the C library is not glibc."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl, Windows)
+        pass

@@ -217,11 +217,13 @@ def child(item: str, args) -> dict:
             marks["clips"] = len(predict_clips(model, ds).labels)
         elif mode.startswith("trace"):
             from emotf.evaluation import metrics  # in-function: children only
+            from emotf.system import trim_heap  # in-function: children only
 
             chunk = int(mode[len("trace") :] or metrics.PREDICT_CHUNK_CLIPS)
             infer, clips, trace = metrics.inference_function(model), 0, []
             for inputs, labels, _ in ds:
                 metrics.predict_batch(infer, inputs, chunk)
+                trim_heap()  # as predict_clips does after each batch
                 clips += len(labels)
                 trace.append([clips, _rss_mb("VmHWM")])
             marks["clips"], marks["peak_mb_after_clips"] = clips, trace

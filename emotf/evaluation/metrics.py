@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from emotf.system import trim_heap
+
 MODEL_INPUTS = ("frames", "audio", "spectrograms")
 
 
@@ -131,6 +133,7 @@ def predict_clips(model, dataset) -> Predictions:
         if batch_actors is not None:
             actors.append(batch_actors)
         probs.append(predict_batch(infer, inputs))
+        trim_heap()  # without it RSS crept up ~0.5 MB a clip (freed record buffers kept)
         labels.append(y)
         clip_ids += ids or []
     if not labels:

@@ -19,7 +19,6 @@ metrics; `--fold all` writes `fold-K/` runs and one CV summary (`emotf.runs.fold
 
 from __future__ import annotations
 
-import ctypes
 import platform
 import sys
 import time
@@ -40,6 +39,7 @@ from emotf.runs.data import DatasetFactory, check_records_folder, records_datase
 from emotf.runs.folder import CrossValidation, Run
 from emotf.serving.export import export_run
 from emotf.storage import read_json
+from emotf.system import trim_heap
 from emotf.training.corpus import run_corpus
 from emotf.training.distribute import (
     agree_with_chief,
@@ -281,17 +281,7 @@ def _free_fold() -> None:
     policy = keras.config.dtype_policy()
     keras.backend.clear_session(free_memory=True)
     keras.config.set_dtype_policy(policy)
-    _trim_heap()
-
-
-def _trim_heap() -> None:
-    """Hand the freed parts of glibc's heaps back to the kernel (`malloc_trim(0)`): TensorFlow's
-    many threads each get a malloc arena, and what a finished fold freed in them otherwise
-    stays resident. A no-op where the C library is not glibc."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl, Windows)
-        pass
+    trim_heap()
 
 
 def train_all_folds(
