@@ -101,7 +101,7 @@ def test_a_config_json_of_the_previous_release_loads_with_its_values(tmp_path):
     )
     # And it is written back as it was read: config.json keeps its flat layout.
     # (Fields added since the fixture was written come back at their defaults.)
-    added = {"init_from": "", "freeze": "none", "remat": "auto"}
+    added = {"init_from": "", "freeze": "none", "remat": "auto", "remat_chunks": 16}
     assert config.to_dict() == {**json.loads(OLD_CONFIG_JSON.read_text())["config"], **added}
 
 

@@ -231,6 +231,11 @@ def mirrored_run(cluster_env):
                 "1",
                 "--strategy",
                 "mirrored",
+                # The chunked recomputation (emotf.training.chunked_block) in each replica.
+                "--remat",
+                "large",
+                "--remat_chunks",
+                "3",
                 "--export",
                 "false",
                 "--out",
@@ -253,6 +258,8 @@ def test_mirrored_over_two_logical_cpus_trains_with_the_global_batch(mirrored_ru
     assert metrics["global_batch_size"] == 4 and metrics["epochs_run"] == 2
     # The learning rate is the configured one: emotf never scales it by the replicas.
     assert metrics["learning_rate"] == 0.05
+    config = json.loads((mirrored_run / "config.json").read_text())["config"]
+    assert config["remat"] == "large" and config["remat_chunks"] == 3
     log = (mirrored_run / "training_log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["0", "1"]
 

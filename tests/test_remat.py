@@ -13,12 +13,12 @@ from emotf.training.remat import apply_remat, resolve_remat
 from tests.test_model import tiny_config, tiny_inputs, tiny_model
 
 
-def _train(config, mode: str, steps: int = 3):
+def _train(config, mode: str, steps: int = 3, chunks: int = 1):
     """(losses, every weight of the model after `steps` steps, the trainer, the model)."""
     keras.utils.set_random_seed(0)
     model = tiny_model(config)
     trainer = training_model(model)
-    paths = apply_remat(trainer, mode)
+    paths = apply_remat(trainer, mode, chunks)
     trainer.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
         loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -43,6 +43,43 @@ def test_remat_trains_exactly_as_without(branch_weights, mode):
     # Every weight, the BatchNorm moving statistics included (updated once per step).
     for got, want in zip(weights, base_weights, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+# 3 slices of a batch of 4 x N segments (shared) or of 4 (independent): uneven slices.
+@pytest.mark.parametrize(("mode", "branch_weights"), [("large", "shared"), ("all", "independent")])
+def test_chunked_remat_trains_as_without(branch_weights, mode):
+    config = tiny_config(branch_weights=branch_weights, dropout=0.5)
+    base_losses, base_weights, _, _, _ = _train(config, "none")
+    losses, weights, _, _, paths = _train(config, mode, chunks=3)
+    assert len(paths) == (1 if branch_weights == "shared" else config.num_segments) * 4
+    np.testing.assert_allclose(losses, base_losses, rtol=1e-5, atol=1e-6)
+    for got, want in zip(weights, base_weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_chunked_blocks_are_the_large_ones_and_a_frozen_block_is_not(monkeypatch):
+    made = []
+    chunked = remat.chunked_block
+    monkeypatch.setattr(
+        remat,
+        "chunked_block",
+        lambda layers, chunks, grad: (
+            made.append((layers[0].name, grad)) or chunked(layers, chunks, grad)
+        ),
+    )
+    config = tiny_config()
+    model = tiny_model(config)
+    model.get_layer("core").get_layer("audio_block2_bn").trainable = False
+    trainer = training_model(model)
+    apply_remat(trainer, "large", chunks=2)
+    trainer.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy())
+    trainer.train_on_batch(tiny_inputs(config, batch=2, seed=1), np.array([0, 1], "int32"))
+    # The first block of each branch needs no input gradient; the frozen one runs unchunked.
+    assert sorted(set(made)) == [
+        ("audio_block1_conv", False),
+        ("video_block1_conv", True),
+        ("video_stem_conv", False),
+    ]
 
 
 def test_blocks_are_recomputed_in_the_backward_pass(monkeypatch):

@@ -75,9 +75,11 @@ def _rss_mb(field: str = "VmRSS") -> int:
 def _options(item: str) -> dict:
     """The variant tokens of an item name: `bf16` (mixed_bfloat16), `xla` (jit_compile),
     `b8` (batch 8), `noonednn` (TF_ENABLE_ONEDNN_OPTS=0), `p1` (one parallel call), `remat` and
-    `rematall` (`TrainerConfig.remat` large and all; none without them)."""
+    `rematall` (`TrainerConfig.remat` large and all; none without them), `c<K>` (remat
+    chunks, `TrainerConfig.remat_chunks`; 1 without)."""
     tokens = item.split("-")[1:]
     batch = [int(t[1:]) for t in tokens if t.startswith("b") and t[1:].isdigit()]
+    chunks = [int(t[1:]) for t in tokens if t.startswith("c") and t[1:].isdigit()]
     return {
         "precision": "mixed_bfloat16" if "bf16" in tokens else "float32",
         "jit_compile": "xla" in tokens,
@@ -85,10 +87,13 @@ def _options(item: str) -> dict:
         "onednn": "noonednn" not in tokens,
         "parallel": 1 if "p1" in tokens else None,
         "remat": "large" if "remat" in tokens else "all" if "rematall" in tokens else "none",
+        "chunks": chunks[0] if chunks else 1,
     }
 
 
-def _model_and_trainer(precision: str = "float32", jit_compile: bool = False, remat: str = "none"):
+def _model_and_trainer(
+    precision: str = "float32", jit_compile: bool = False, remat: str = "none", chunks: int = 1
+):
     # In-function imports: the parent process never imports TensorFlow.
     import keras
 
@@ -103,7 +108,7 @@ def _model_and_trainer(precision: str = "float32", jit_compile: bool = False, re
     with precision_policy(precision):
         model = build_model(config.model, config.sampling)
         trainer = training_model(model)
-        apply_remat(trainer, remat)
+        apply_remat(trainer, remat, chunks)
         trainer.compile(
             optimizer=keras.optimizers.SGD(make_schedule(config.trainer, 100), momentum=0.9),
             loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -169,7 +174,7 @@ def child(item: str, args) -> dict:
         import emotf.model  # noqa: F401  (in-function: the item measures this import)
     elif item == "model" or item.startswith("step"):
         config, _, trainer = _model_and_trainer(
-            opts["precision"], opts["jit_compile"], opts["remat"]
+            opts["precision"], opts["jit_compile"], opts["remat"], opts["chunks"]
         )
         marks["rss_after_build_mb"] = _rss_mb()
         if item.startswith("step"):
@@ -243,7 +248,7 @@ def child(item: str, args) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             argv = _train_argv(args, str(Path(tmp) / "run"))
             argv += ["--precision", opts["precision"], "--batch-size", str(opts["batch"])]
-            argv += ["--remat", opts["remat"]]
+            argv += ["--remat", opts["remat"], "--remat-chunks", str(opts["chunks"])]
             code = train_cli.main(argv)
         marks["exit_code"] = code
     elif item.startswith("folds-"):

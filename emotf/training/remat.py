@@ -31,6 +31,7 @@ from keras import tree
 from emotf.configs import REMAT_CHOICES
 from emotf.model import CONV_BLOCK_PARTS
 from emotf.system import available_memory
+from emotf.training.chunked_block import chunkable, chunked_block, needs_input_gradient
 
 # `auto` on a CPU: remat where the activations would crowd host memory.
 REMAT_BELOW_BYTES = 8 * 2**30
@@ -82,35 +83,48 @@ def _cores(model: keras.Model) -> list[keras.Model]:
     return [layer for layer in model.layers if isinstance(layer, keras.Model)]
 
 
-def apply_remat(model: keras.Model, remat: str = "auto") -> list[str]:
+def apply_remat(model: keras.Model, remat: str = "auto", chunks: int = 1) -> list[str]:
     """Recompute the chosen conv blocks of every core of `model` (the clip model or its
-    training view) in the backward pass of training calls. Returns the blocks' paths
-    (`core/video_stem`, ...; [] for `none`). Calls with `training` false are unchanged."""
+    training view) in the backward pass of training calls; with `chunks` > 1 each block that
+    is `chunkable` is recomputed that many slices of the batch at a time
+    (`emotf.training.chunked_block`). Returns the blocks' paths (`core/video_stem`, ...; [] for
+    `none`). Calls with `training` false are unchanged."""
     remat = resolve_remat(remat)
+    if chunks < 1:
+        raise ValueError(f"remat chunks must be >= 1. Received: chunks={chunks}")
     paths = []
     for core in _cores(model):
         blocks = chosen_blocks(core, remat)
         if blocks:
-            _install(core, blocks)
+            _install(core, blocks, chunks)
             paths += [f"{core.name}/{name}" for name in blocks]
     return paths
 
 
-def _install(core: keras.Model, blocks: dict[str, list[keras.layers.Layer]]) -> None:
+def _install(core: keras.Model, blocks: dict[str, list[keras.layers.Layer]], chunks: int) -> None:
     original = getattr(core, "_emotf_original_call", core.call)
+    functions = {name: _block_function(layers, chunks) for name, layers in blocks.items()}
 
     def call(inputs, training=None, mask=None, **kwargs):
         masked = any(m is not None for m in tree.flatten(mask)) if mask is not None else False
         if not training or masked or kwargs:
             return original(inputs, training=training, mask=mask, **kwargs)
-        return _run_with_remat(core, inputs, blocks)
+        return _run_with_remat(core, inputs, blocks, functions)
 
     # An instance attribute (not tracked by Keras, not saved): `Layer.__call__` calls it.
     object.__setattr__(core, "_emotf_original_call", original)
     object.__setattr__(core, "call", call)
 
 
-def _block_function(layers: list[keras.layers.Layer]):
+def _block_function(layers: list[keras.layers.Layer], chunks: int = 1):
+    """A factory of the block as one function of its input: `chunked_block` when `chunks` > 1
+    and the block is `chunkable`, else `_recomputed`."""
+    if chunks > 1 and chunkable(layers):
+        return lambda: chunked_block(layers, chunks, needs_input_gradient(layers[0]))
+    return lambda: _recomputed(layers)
+
+
+def _recomputed(layers: list[keras.layers.Layer]):
     """The block as one function of its input, for `tf.recompute_grad`: its first call is the
     forward pass; later calls (the recomputation in the backward pass) update no variable."""
     calls = [0]
@@ -132,10 +146,13 @@ def _chain(layers: list[keras.layers.Layer], x):
     return x
 
 
-def _run_with_remat(core: keras.Model, inputs, blocks: dict[str, list[keras.layers.Layer]]):
-    """`core`'s graph in training, each block of `blocks` as one recomputed function
-    (`keras.src.ops.function.Function._run_through_graph`, with blocks)."""
-    first = {id(layers[0]): layers for layers in blocks.values()}
+def _run_with_remat(
+    core: keras.Model, inputs, blocks: dict[str, list[keras.layers.Layer]], functions: dict
+):
+    """`core`'s graph in training, each block of `blocks` as one recomputed function (made
+    anew by its factory in `functions` for each call) (`keras.src.ops.function.Function.
+    _run_through_graph`, with blocks)."""
+    first = {id(layers[0]): (name, layers) for name, layers in blocks.items()}
     inside = {id(layer) for layers in blocks.values() for layer in layers[1:]}
     values = {
         id(x): y
@@ -150,8 +167,8 @@ def _run_with_remat(core: keras.Model, inputs, blocks: dict[str, list[keras.laye
                 continue
             args, kwargs = node.arguments.fill_in(values)
             if id(op) in first:
-                layers = first[id(op)]
-                outputs = _block_function(layers)(args[0])
+                name, layers = first[id(op)]
+                outputs = functions[name]()(args[0])
                 out_tensors = layers[-1]._inbound_nodes[0].output_tensors
             else:
                 if getattr(op, "_call_has_training_arg", False):

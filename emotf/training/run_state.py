@@ -303,6 +303,7 @@ RESUMABLE_CHANGES = (
     "early_stopping_patience",
     "cache_records",
     "remat",
+    "remat_chunks",
 )
 
 

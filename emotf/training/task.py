@@ -185,10 +185,11 @@ class Task:
 
     def training_model(self, model: keras.Model) -> keras.Model:
         """The view of `model` that is fitted: its `probabilities` output only, with
-        `config.remat`'s conv blocks recomputed in the backward pass (`emotf.training.remat`:
+        `config.remat`'s conv blocks recomputed in the backward pass, `config.remat_chunks`
+        slices at a time (`emotf.training.remat`:
         the model itself, its files and its inference calls are unchanged)."""
         trainer = training_model(model)
-        apply_remat(trainer, self.config.remat)
+        apply_remat(trainer, self.config.remat, self.config.remat_chunks)
         return trainer
 
     def loss(self) -> keras.losses.Loss:
