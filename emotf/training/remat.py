@@ -12,14 +12,22 @@ blocks of each branch: the video stem and first block, the audio branch's first 
 where most of the activation memory is); `all` (every conv block); `auto`, the default:
 `large` on a CPU whose available memory is under `REMAT_BELOW_BYTES` (8 GiB: host memory holds
 the activations, and the default model at batch 16 peaks ~5.9 GB without remat), else `none`
-(a GPU, or a CPU with room: remat only costs time). With `large`, `emotf-train` of the default
-model at batch 16 peaks ~1.2 GB lower for a ~1.2x slower step (docs/training.md, "Memory").
+(a GPU, or a CPU with room: remat only costs time).
+
+`TrainerConfig.remat_chunks` (default 16): a chosen block that is `chunkable` (float32, trainable,
+the plain Conv2D -> BatchNormalization -> ReLU -> MaxPooling2D) runs as
+`emotf.training.chunked_block`, whose backward pass recomputes the block over that many slices
+of the batch, one after another: without it the recomputation of the audio branch's first
+block still holds ~4 of its 0.47 GB maps at once. With `large` and 16 slices, `emotf-train` of
+the default model at batch 16 peaks at ~3.2 GB instead of ~5.0 GB (1 slice) or ~5.9 GB (no
+remat), for a ~1.2x slower step; the gradients are those of `none` up to float32 rounding
+(docs/training.md, "Memory"). Other blocks (mixed precision, frozen) are recomputed whole.
 
 Nothing of the model changes: `apply_remat` gives the training view's cores a training-only
 way to run (`training=True` calls); inference calls, saving, the weights' file layout, export
 and LiteRT conversion are those of a model without remat. In the recomputation the BatchNorm
-layers run in a `keras.StatelessScope`, so their moving statistics are updated once per step,
-as without remat.
+layers run in a `keras.StatelessScope` (or, chunked, do not run as layers at all), so their
+moving statistics are updated once per step, as without remat.
 """
 
 from __future__ import annotations
