@@ -34,6 +34,9 @@ to it do. Items (the default model of `emotf.configs.ModelConfig`, N=10, 224x224
     train-eager         the same with the eager prediction loop (monkeypatched): the before
     train-bf16, train-b8  the same with `--precision mixed_bfloat16`, `--batch-size 8`
     train-remat, train-rematall  the same with `--remat large` or `all` (the others: none)
+    ...-c<K>            any step or train item with remat: its blocks' backward pass in K slices
+                        of the batch (`--remat-chunks K`, `emotf.training.chunked_block`;
+                        without the token 1 slice, whole blocks): `step-remat-c16`
     folds-K             `train_all_folds` of the demo model on folds 0..K-1 in one process,
                         `--steps` steps per fold, one epoch; the RSS before each fold
 
