@@ -32,7 +32,9 @@ def _train(config, mode: str, steps: int = 3, chunks: int = 1):
 # Each mode once, each branch layout once (the four pairs cost ~1 min of the suite).
 @pytest.mark.parametrize(("mode", "branch_weights"), [("large", "shared"), ("all", "independent")])
 def test_remat_trains_exactly_as_without(branch_weights, mode):
-    config = tiny_config(branch_weights=branch_weights, dropout=0.5)
+    # Independent branches: two cores are enough (each core is a copy).
+    segments = 3 if branch_weights == "shared" else 2
+    config = tiny_config(branch_weights=branch_weights, dropout=0.5, num_segments=segments)
     base_losses, base_weights, _, _, none_paths = _train(config, "none")
     losses, weights, _, _, paths = _train(config, mode)
     assert none_paths == []
@@ -48,7 +50,8 @@ def test_remat_trains_exactly_as_without(branch_weights, mode):
 # 3 slices of a batch of 4 x N segments (shared) or of 4 (independent): uneven slices.
 @pytest.mark.parametrize(("mode", "branch_weights"), [("large", "shared"), ("all", "independent")])
 def test_chunked_remat_trains_as_without(branch_weights, mode):
-    config = tiny_config(branch_weights=branch_weights, dropout=0.5)
+    segments = 3 if branch_weights == "shared" else 2
+    config = tiny_config(branch_weights=branch_weights, dropout=0.5, num_segments=segments)
     base_losses, base_weights, _, _, _ = _train(config, "none")
     losses, weights, _, _, paths = _train(config, mode, chunks=3)
     assert len(paths) == (1 if branch_weights == "shared" else config.num_segments) * 4
@@ -80,6 +83,21 @@ def test_chunked_blocks_are_the_large_ones_and_a_frozen_block_is_not(monkeypatch
         ("video_block1_conv", True),
         ("video_stem_conv", False),
     ]
+
+
+def test_an_xla_step_recomputes_whole_blocks(monkeypatch):
+    """XLA cannot compile the loop over slices: a jit-compiled step falls back, and trains."""
+    made = []
+    monkeypatch.setattr(remat, "chunked_block", lambda *a: made.append(a))
+    config = tiny_config()
+    model = tiny_model(config)
+    trainer = training_model(model)
+    assert len(apply_remat(trainer, "large", chunks=3, jit_compile=True)) == 4
+    trainer.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(), jit_compile=True
+    )
+    loss = trainer.train_on_batch(tiny_inputs(config, batch=2, seed=1), np.array([0, 1], "int32"))
+    assert np.isfinite(float(loss)) and made == []
 
 
 def test_blocks_are_recomputed_in_the_backward_pass(monkeypatch):

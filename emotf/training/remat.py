@@ -91,15 +91,21 @@ def _cores(model: keras.Model) -> list[keras.Model]:
     return [layer for layer in model.layers if isinstance(layer, keras.Model)]
 
 
-def apply_remat(model: keras.Model, remat: str = "auto", chunks: int = 1) -> list[str]:
+def apply_remat(
+    model: keras.Model, remat: str = "auto", chunks: int = 1, jit_compile: bool = False
+) -> list[str]:
     """Recompute the chosen conv blocks of every core of `model` (the clip model or its
     training view) in the backward pass of training calls; with `chunks` > 1 each block that
     is `chunkable` is recomputed that many slices of the batch at a time
-    (`emotf.training.chunked_block`). Returns the blocks' paths (`core/video_stem`, ...; [] for
-    `none`). Calls with `training` false are unchanged."""
+    (`emotf.training.chunked_block`), unless the step is XLA-compiled (`jit_compile`: XLA
+    cannot compile the loop over slices of a dynamic size; the blocks are then recomputed
+    whole). Returns the blocks' paths (`core/video_stem`, ...; [] for `none`). Calls with
+    `training` false are unchanged."""
     remat = resolve_remat(remat)
     if chunks < 1:
         raise ValueError(f"remat chunks must be >= 1. Received: chunks={chunks}")
+    if jit_compile:
+        chunks = 1
     paths = []
     for core in _cores(model):
         blocks = chosen_blocks(core, remat)

@@ -186,10 +186,15 @@ class Task:
     def training_model(self, model: keras.Model) -> keras.Model:
         """The view of `model` that is fitted: its `probabilities` output only, with
         `config.remat`'s conv blocks recomputed in the backward pass, `config.remat_chunks`
-        slices at a time (`emotf.training.remat`:
+        slices at a time unless the step is XLA-compiled (`emotf.training.remat`:
         the model itself, its files and its inference calls are unchanged)."""
         trainer = training_model(model)
-        apply_remat(trainer, self.config.remat, self.config.remat_chunks)
+        apply_remat(
+            trainer,
+            self.config.remat,
+            self.config.remat_chunks,
+            jit_compile=resolve_jit_compile(self.config.jit_compile),
+        )
         return trainer
 
     def loss(self) -> keras.losses.Loss:
