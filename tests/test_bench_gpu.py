@@ -1,16 +1,12 @@
 """tools/bench_gpu.py --smoke: every measurement runs on the CPU and the summary names the bound."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_gpu.py"
+from tests.helpers_tools import load_tool
 
 
 def test_bench_gpu_smoke_runs_every_kind_of_measurement(capsys):
-    spec = importlib.util.spec_from_file_location("bench_gpu", TOOL)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_tool("bench_gpu")
     summary = bench.main(["--smoke"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == json.loads(json.dumps(summary))  # the final line is the summary

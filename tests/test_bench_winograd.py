@@ -1,21 +1,15 @@
 """tools/bench_winograd.py: its Winograd block is the served conv block, on the model's shapes."""
 
-import importlib.util
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_winograd.py"
+from tests.helpers_tools import load_tool
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_winograd", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_winograd")
 
 
 @pytest.mark.parametrize("shape", [(8, 6, 3, 5), (7, 9, 4, 2), (5, 5, 1, 3), (2, 3, 2, 2)])

@@ -1,20 +1,15 @@
 """tools/rehearse_cremad.py: real CREMA-D names and durations, and a killed run that resumes."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "rehearse_cremad.py"
+from tests.helpers_tools import load_tool
 
 
 @pytest.fixture(scope="module")
 def rehearsal():
-    spec = importlib.util.spec_from_file_location("rehearse_cremad", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("rehearse_cremad")
 
 
 def test_durations_come_from_the_official_wav_sizes(rehearsal):
