@@ -8,8 +8,8 @@ BatchNormalization in training couples every segment through its batch statistic
 block (Conv2D -> BatchNormalization -> ReLU -> MaxPooling2D) is one `tf.custom_gradient`: the
 forward pass is the layers' own computation on the whole batch (the same ops as Keras, so the
 same outputs and moving statistics), and keeps only the block's input; the backward pass
-recomputes the block `chunks` segments-slices at a time, in a loop that runs them one after
-another, twice: a first pass sums the BatchNormalization's two gradient reductions
+cuts the batch into `chunks` slices and recomputes the block one slice at a time (a loop that
+runs them one after another), twice: a first pass sums the BatchNormalization's two gradient reductions
 (d_beta = sum(dz), d_gamma = sum(dz * x_hat)), a second turns each slice's dz into the conv's
 gradient with the standard formula
 
@@ -123,7 +123,7 @@ def chunked_block(layers: list[keras.layers.Layer], chunks: int, input_gradient:
         batch = tf.shape(x)[0]
         size = (batch + chunks - 1) // chunks
         count = (batch + size - 1) // size
-        total = tf.cast(batch * positions, x.dtype)
+        total = tf.cast(batch, x.dtype) * positions  # elements per channel (no int32 overflow)
 
         def recompute(i):
             """(input slice, its conv tape and output, dz, x_hat) of slice i."""
