@@ -9,9 +9,9 @@ block (Conv2D -> BatchNormalization -> ReLU -> MaxPooling2D) is one `tf.custom_g
 forward pass is the layers' own computation on the whole batch (the same ops as Keras, so the
 same outputs and moving statistics), and keeps only the block's input; the backward pass
 cuts the batch into `chunks` slices and recomputes the block one slice at a time (a loop that
-runs them one after another), twice: a first pass sums the BatchNormalization's two gradient reductions
-(d_beta = sum(dz), d_gamma = sum(dz * x_hat)), a second turns each slice's dz into the conv's
-gradient with the standard formula
+runs them one after another), twice: a first pass sums the BatchNormalization's two gradient
+reductions (d_beta = sum(dz), d_gamma = sum(dz * x_hat)), a second turns each slice's dz into
+the conv's gradient with the standard formula
 
     dy = gamma / sqrt(var + eps) * (dz - (d_beta + x_hat * d_gamma) / M)
 
