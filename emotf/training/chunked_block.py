@@ -125,11 +125,16 @@ def chunked_block(layers: list[keras.layers.Layer], chunks: int, input_gradient:
         count = (batch + size - 1) // size
         total = tf.cast(batch, x.dtype) * positions  # elements per channel (no int32 overflow)
 
-        def recompute(i):
-            """(input slice, its conv tape and output, dz, x_hat) of slice i."""
+        def recompute(i, taped: bool = False):
+            """(input slice, its conv tape (`taped` only, else None) and output, dz, x_hat) of
+            slice i."""
             x_i = x[i * size : (i + 1) * size]
-            with tf.GradientTape(persistent=False) as tape:
-                tape.watch([x_i, kernel])
+            tape = None
+            if taped:
+                with tf.GradientTape() as tape:
+                    tape.watch([x_i, kernel])
+                    y_i = convolve(x_i, kernel)
+            else:
                 y_i = convolve(x_i, kernel)
             a_i = tf.nn.relu(y_i * scale + shift)
             d_a = tf.raw_ops.MaxPoolGrad(
@@ -159,7 +164,7 @@ def chunked_block(layers: list[keras.layers.Layer], chunks: int, input_gradient:
         )
 
         def grads(i, d_kernel, d_inputs):
-            x_i, tape, y_i, d_z, x_hat = recompute(i)
+            x_i, tape, y_i, d_z, x_hat = recompute(i, taped=True)
             d_y = scale * (d_z - (d_beta + x_hat * d_gamma) / total)
             d_x, d_k = tape.gradient(y_i, [x_i, kernel], output_gradients=d_y)
             if input_gradient:
